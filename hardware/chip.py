@@ -1,0 +1,207 @@
+"""Chip and system descriptions: compute units per dtype, memory levels, overheads, links."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ConfigError(ValueError):
+    """A chip, system or override that cannot describe real hardware; the message is one line."""
+
+
+class DType(StrEnum):
+    FP32 = "fp32"
+    TF32 = "tf32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP8 = "fp8"
+    INT8 = "int8"
+    INT4 = "int4"
+
+
+#: storage bytes per element; tf32 is stored as fp32
+DTYPE_BYTES: dict[str, float] = {
+    "fp32": 4.0,
+    "tf32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "int4": 0.5,
+}
+
+
+def dtype_bytes(dtype: str) -> float:
+    """Bytes per element of ``dtype``; raises ConfigError naming the accepted dtypes."""
+    try:
+        return DTYPE_BYTES[dtype]
+    except KeyError:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}") from None
+
+
+def _positive(where: str, name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{where}: {name} must be > 0, got {value!r}")
+
+
+def _fraction(where: str, name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and 0 < value <= 1):
+        raise ConfigError(f"{where}: {name} must be in (0, 1], got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryLevel:
+    """One level of the memory hierarchy, whole-chip totals.
+
+    ``achievable_fraction`` is what a streaming microbenchmark reaches of the datasheet
+    bandwidth (e.g. STREAM copy on HBM); the roofline uses the achievable bandwidth.
+    """
+
+    name: str
+    capacity_bytes: float
+    bandwidth_bytes_per_s: float
+    achievable_fraction: float = 1.0
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"memory level {self.name!r}"
+        _positive(where, "capacity", self.capacity_bytes)
+        _positive(where, "bandwidth", self.bandwidth_bytes_per_s)
+        _fraction(where, "achievable_fraction", self.achievable_fraction)
+
+    @property
+    def achievable_bytes_per_s(self) -> float:
+        return self.bandwidth_bytes_per_s * self.achievable_fraction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chip:
+    """One accelerator.
+
+    Compute: dense peak FLOP/s per dtype; GEMM output tiles are spread over ``n_cores`` cores in
+    tiles from ``gemm_tiles`` (M x N) with K padded to ``tile_k``: this is what wave and tile
+    quantisation are computed from. ``sustained_clock_fraction`` is the best measured dense
+    matmul rate over the datasheet peak (clock throttle under sustained load and issue limits).
+    Memory: ``memory`` lists levels innermost first; the last level is main memory, which holds
+    weights and the KV cache. ``kernel_overhead_s`` is the fixed cost of one op (launch, ramp,
+    tail) as a small-kernel microbenchmark measures it.
+    """
+
+    name: str
+    full_name: str = ""
+    vendor: str = ""
+    year: int | None = None
+    process_nm: float | None = None
+    hypothetical: bool = False
+    n_cores: int
+    peak_flops_per_s: dict[str, float]
+    vector_flops_per_s: float
+    gemm_tiles: tuple[tuple[int, int], ...] = ((128, 128),)
+    tile_k: int = 64
+    sustained_clock_fraction: float = 1.0
+    memory: tuple[MemoryLevel, ...]
+    kernel_overhead_s: float = 0.0
+    tdp_watts: float | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = f"chip {self.name!r}"
+        if not isinstance(self.n_cores, int) or self.n_cores < 1:
+            raise ConfigError(
+                f"{where}: compute.n_cores must be an integer >= 1, got {self.n_cores!r}"
+            )
+        if not self.peak_flops_per_s:
+            raise ConfigError(f"{where}: compute.peak must list at least one dtype")
+        for dtype, rate in self.peak_flops_per_s.items():
+            dtype_bytes(dtype)
+            _positive(where, f"compute.peak.{dtype}", rate)
+        _positive(where, "compute.peak.vector", self.vector_flops_per_s)
+        if not self.gemm_tiles:
+            raise ConfigError(f"{where}: compute.gemm_tiles must list at least one [M, N] tile")
+        for tile in self.gemm_tiles:
+            if len(tile) != 2 or min(tile) < 1:
+                raise ConfigError(
+                    f"{where}: compute.gemm_tiles entries must be [M, N] >= 1, got {tile!r}"
+                )
+        if self.tile_k < 1:
+            raise ConfigError(f"{where}: compute.tile_k must be >= 1, got {self.tile_k!r}")
+        _fraction(where, "compute.sustained_clock_fraction", self.sustained_clock_fraction)
+        if not self.memory:
+            raise ConfigError(f"{where}: at least one [[memory]] level is required")
+        if self.kernel_overhead_s < 0:
+            raise ConfigError(
+                f"{where}: overhead.kernel_s must be >= 0, got {self.kernel_overhead_s!r}"
+            )
+        if self.tdp_watts is not None:
+            _positive(where, "power.tdp", self.tdp_watts)
+
+    @property
+    def main_memory(self) -> MemoryLevel:
+        """The outermost level: where weights and the KV cache live."""
+        return self.memory[-1]
+
+    @property
+    def reuse_level(self) -> MemoryLevel | None:
+        """The largest on-chip level below main memory (L2 / global buffer), if any."""
+        return self.memory[-2] if len(self.memory) >= 2 else None
+
+    def level(self, name: str) -> MemoryLevel:
+        for lvl in self.memory:
+            if lvl.name == name:
+                return lvl
+        names = ", ".join(lvl.name for lvl in self.memory)
+        raise ConfigError(f"chip {self.name!r}: no memory level {name!r}; it has {names}")
+
+    def peak(self, dtype: str) -> float:
+        """Dense datasheet peak FLOP/s for ``dtype``; fp16/bf16 stand in for each other."""
+        if dtype in self.peak_flops_per_s:
+            return self.peak_flops_per_s[dtype]
+        twin = {"bf16": "fp16", "fp16": "bf16"}.get(dtype)
+        if twin in self.peak_flops_per_s:
+            return self.peak_flops_per_s[twin]
+        has = ", ".join(self.peak_flops_per_s)
+        raise ConfigError(
+            f"chip {self.name!r} has no {dtype} matrix units (it has {has}); choose --dtype from those"
+        )
+
+    def sustained(self, dtype: str) -> float:
+        """Achievable dense matmul FLOP/s for ``dtype``: peak x sustained_clock_fraction."""
+        return self.peak(dtype) * self.sustained_clock_fraction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Link:
+    """A chip's link into a group: bandwidth per direction per chip, and per-message latency."""
+
+    bandwidth_bytes_per_s: float
+    latency_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive("link", "bandwidth", self.bandwidth_bytes_per_s)
+        if self.latency_s < 0:
+            raise ConfigError(f"link: latency must be >= 0, got {self.latency_s!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class System:
+    """``n_chips`` identical chips, ``chips_per_node`` to a node; links inside and between nodes."""
+
+    chip: Chip
+    n_chips: int = 1
+    chips_per_node: int = 8
+    intra_node: Link
+    inter_node: Link
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_chips, int) or self.n_chips < 1:
+            raise ConfigError(f"system: chips must be an integer >= 1, got {self.n_chips!r}")
+        if not isinstance(self.chips_per_node, int) or self.chips_per_node < 1:
+            raise ConfigError(
+                f"system: chips_per_node must be an integer >= 1, got {self.chips_per_node!r}"
+            )
+
+    @property
+    def name(self) -> str:
+        return f"{self.n_chips}x {self.chip.name}"

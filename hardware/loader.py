@@ -1,0 +1,207 @@
+"""Load chips and systems from TOML presets or user files, with ``--set`` overrides applied."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from hardware.chip import Chip, ConfigError, Link, MemoryLevel, System
+from hardware.units import UnitError, parse_quantity
+
+_PRESETS = "presets"
+
+
+def list_chips() -> list[str]:
+    """Names of the chip presets shipped with roofsim, sorted."""
+    folder = resources.files("hardware") / _PRESETS
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+@cache
+def _preset_text(name: str) -> str:
+    return (resources.files("hardware") / _PRESETS / f"{name}.toml").read_text()
+
+
+def load_chip_dict(name_or_path: str) -> dict[str, Any]:
+    """The raw TOML table of a preset name or a path to a user's TOML file (a fresh copy)."""
+    path = Path(name_or_path)
+    if name_or_path.endswith(".toml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"--chip: no file {name_or_path!r}")
+        text, origin = path.read_text(), name_or_path
+    else:
+        if name_or_path not in list_chips():
+            raise ConfigError(
+                f"--chip: unknown chip {name_or_path!r}; available: {', '.join(list_chips())} "
+                "(or a path to a chip TOML file)"
+            )
+        text, origin = _preset_text(name_or_path), name_or_path
+    try:
+        return copy.deepcopy(_parse_toml(text, origin))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: malformed TOML: {exc}") from None
+
+
+@cache
+def _parse_toml(text: str, origin: str) -> dict[str, Any]:
+    return tomllib.loads(text)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``--set path=value`` overrides to a raw chip table, in place, and return it.
+
+    ``path`` is a dotted TOML path; its first part may name a memory level
+    (``hbm.bandwidth=6TB/s``, ``l2.capacity=256MB``) or a table (``compute.peak.bf16=500TFLOP/s``,
+    ``overhead.kernel_s=2us``, ``system.intra_node_bandwidth=900GB/s``). Values are read as TOML
+    where they parse (numbers, lists) and as unit strings otherwise.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(
+                f"--set: expected PATH=VALUE (e.g. hbm.bandwidth=6TB/s), got {item!r}"
+            )
+        path, text = (part.strip() for part in item.split("=", 1))
+        keys = path.split(".")
+        value = _read_value(text)
+        levels = {lvl.get("name"): lvl for lvl in raw.get("memory", [])}
+        if keys[0] in levels:
+            table, keys = levels[keys[0]], keys[1:]
+        else:
+            table = raw
+        if not keys:
+            raise ConfigError(
+                f"--set: {path!r} names a memory level; add a field, e.g. {path}.bandwidth"
+            )
+        for key in keys[:-1]:
+            if not isinstance(table.get(key), dict):
+                raise ConfigError(f"--set: unknown field {path!r}; {_known(raw)}")
+            table = table[key]
+        if keys[-1] not in table and keys[-1] not in _OPTIONAL_FIELDS:
+            raise ConfigError(f"--set: unknown field {path!r}; {_known(raw)}")
+        table[keys[-1]] = value
+    return raw
+
+
+_OPTIONAL_FIELDS = {"achievable_fraction", "int4", "fp8", "int8", "tf32", "fp16", "latency"}
+
+
+def _known(raw: dict[str, Any]) -> str:
+    levels = [lvl.get("name") for lvl in raw.get("memory", [])]
+    return (
+        "use compute.<field>, compute.peak.<dtype>, overhead.kernel_s, power.tdp, system.<field>, "
+        f"or <level>.capacity|bandwidth|achievable_fraction with level one of {', '.join(levels)}"
+    )
+
+
+def _read_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _q(table: dict[str, Any], key: str, kind: str, where: str, default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{where}: missing field {key!r}")
+        return default
+    try:
+        return parse_quantity(table[key], kind)
+    except UnitError as exc:
+        raise ConfigError(f"{where}.{key}: {exc}") from None
+
+
+def chip_from_dict(raw: dict[str, Any]) -> Chip:
+    """Build a validated Chip from a raw TOML table."""
+    name = str(raw.get("name", "custom"))
+    compute = raw.get("compute", {})
+    peaks = compute.get("peak", {})
+    where = f"chip {name!r}: compute.peak"
+    peak = {
+        k: _q(peaks, k, "flops_per_s", where)
+        for k in peaks
+        if k not in ("vector", "source") and not k.endswith("_source")
+    }
+    memory = []
+    for i, lvl in enumerate(raw.get("memory", [])):
+        lw = f"chip {name!r}: memory[{i}] ({lvl.get('name', '?')})"
+        memory.append(
+            MemoryLevel(
+                name=str(lvl.get("name", f"level{i}")),
+                capacity_bytes=_q(lvl, "capacity", "bytes", lw),
+                bandwidth_bytes_per_s=_q(lvl, "bandwidth", "bytes_per_s", lw),
+                achievable_fraction=_q(lvl, "achievable_fraction", "fraction", lw, 1.0),
+                source=str(lvl.get("source", "")),
+            )
+        )
+    overhead = raw.get("overhead", {})
+    power = raw.get("power", {})
+    tiles = tuple(tuple(int(x) for x in t) for t in compute.get("gemm_tiles", [[128, 128]]))
+    sources = {
+        key: str(table["source"])
+        for key, table in (("chip", raw), ("compute", compute), ("peak", peaks))
+        if isinstance(table, dict) and "source" in table
+    }
+    return Chip(
+        name=name,
+        full_name=str(raw.get("full_name", name)),
+        vendor=str(raw.get("vendor", "")),
+        year=raw.get("year"),
+        process_nm=raw.get("process_nm"),
+        hypothetical=bool(raw.get("hypothetical", False)),
+        n_cores=compute.get("n_cores", 1),
+        peak_flops_per_s=peak,
+        vector_flops_per_s=_q(
+            peaks, "vector", "flops_per_s", where, min(peak.values(), default=1.0)
+        ),
+        gemm_tiles=tiles,
+        tile_k=int(compute.get("tile_k", 64)),
+        sustained_clock_fraction=_q(
+            compute, "sustained_clock_fraction", "fraction", f"chip {name!r}: compute", 1.0
+        ),
+        memory=tuple(memory),
+        kernel_overhead_s=_q(overhead, "kernel_s", "s", f"chip {name!r}: overhead", 0.0),
+        tdp_watts=_q(power, "tdp", "watts", f"chip {name!r}: power", None),
+        sources=sources,
+    )
+
+
+def load_chip(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Chip:
+    """A preset (by slug) or a user TOML file, with ``--set`` overrides applied."""
+    raw = apply_overrides(load_chip_dict(name_or_path), overrides)
+    return chip_from_dict(raw)
+
+
+def load_system(
+    chip: str,
+    n_chips: int = 1,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> System:
+    """A system of ``n_chips`` of one chip, with the links of the preset's ``[system]`` table."""
+    raw = apply_overrides(load_chip_dict(chip), overrides)
+    return system_from_dict(raw, n_chips)
+
+
+def system_from_dict(raw: dict[str, Any], n_chips: int = 1) -> System:
+    chip = chip_from_dict(raw)
+    table = raw.get("system", {})
+    where = f"chip {chip.name!r}: system"
+    # A chip without a described fabric still needs a link for TP: PCIe Gen4 x16 is the floor.
+    intra_bw = _q(table, "intra_node_bandwidth", "bytes_per_s", where, 32e9)
+    return System(
+        chip=chip,
+        n_chips=n_chips,
+        chips_per_node=int(table.get("chips_per_node", 8)),
+        intra_node=Link(
+            bandwidth_bytes_per_s=intra_bw,
+            latency_s=_q(table, "intra_node_latency", "s", where, 2e-6),
+        ),
+        inter_node=Link(
+            bandwidth_bytes_per_s=_q(table, "inter_node_bandwidth", "bytes_per_s", where, intra_bw),
+            latency_s=_q(table, "inter_node_latency", "s", where, 5e-6),
+        ),
+    )

@@ -1,0 +1,179 @@
+"""The ``roofsim`` command line: decode, prefill, chips, models (imports stay lazy for speed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+_SET_HELP = (
+    "override a chip field, PATH=VALUE, repeatable: hbm.bandwidth=6TB/s, l2.capacity=256MB, "
+    "compute.peak.bf16=500TFLOP/s, compute.n_cores=64, overhead.kernel_s=2us, "
+    "system.intra_node_bandwidth=900GB/s"
+)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _add_llm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
+    p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
+    p.add_argument("--chips", type=_positive_int, default=None, help="chips (default: --tp)")
+    p.add_argument("--tp", type=_positive_int, default=None, help="tensor-parallel degree")
+    p.add_argument("--batch", type=_positive_int, default=1, help="sequences in the batch")
+    p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
+    p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=_SET_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--top", type=_positive_int, default=10, help="ops to list (human output)")
+    p.add_argument(
+        "--no-memory-check", action="store_true", help="simulate even if it does not fit"
+    )
+
+
+def _run_llm(args: argparse.Namespace, kind: str) -> int:
+    from hardware import load_system
+    from sim.simulate import simulate
+    from workloads import Decode, Prefill, load_model
+
+    tp = args.tp or args.chips or 1
+    chips = args.chips or tp
+    if chips % tp:
+        from hardware import ConfigError
+
+        raise ConfigError(f"--chips {chips} must be a multiple of --tp {tp}")
+    model = load_model(args.model)
+    system = load_system(args.chip, chips, args.set)
+    common = dict(
+        model=model,
+        batch=args.batch,
+        dtype=args.dtype,
+        kv_dtype=args.kv_dtype,
+        tp=tp,
+        dp=chips // tp,
+    )
+    if kind == "decode":
+        workload = Decode(context=args.context, **common)
+    else:
+        workload = Prefill(prompt=args.prompt, **common)
+    result = simulate(workload, system, check_memory=not args.no_memory_check)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(result.summary(top=args.top))
+    return 0
+
+
+def _run_chips(args: argparse.Namespace) -> int:
+    from hardware import list_chips, load_chip
+    from hardware.units import format_si
+
+    rows = []
+    for name in list_chips():
+        c = load_chip(name)
+        rows.append(
+            {
+                "name": name,
+                "full_name": c.full_name,
+                "bf16_flops_per_s": c.peak_flops_per_s.get("bf16", c.peak_flops_per_s.get("fp16")),
+                "main_memory": c.main_memory.name,
+                "capacity_bytes": c.main_memory.capacity_bytes,
+                "bandwidth_bytes_per_s": c.main_memory.bandwidth_bytes_per_s,
+                "hypothetical": c.hypothetical,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'chip':<16}{'bf16 dense':>14}{'memory':>12}{'bandwidth':>13}  name")
+    for r in rows:
+        bf16 = format_si(r["bf16_flops_per_s"], "FLOP/s") if r["bf16_flops_per_s"] else "-"
+        print(
+            f"{r['name']:<16}{bf16:>14}{format_si(r['capacity_bytes'], 'B'):>12}"
+            f"{format_si(r['bandwidth_bytes_per_s'], 'B/s'):>13}  {r['full_name']}"
+            + ("  (hypothetical)" if r["hypothetical"] else "")
+        )
+    return 0
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from workloads import list_models, load_model
+
+    rows = []
+    for name in list_models():
+        m = load_model(name)
+        rows.append(
+            {
+                "name": name,
+                "full_name": m.full_name,
+                "params": m.n_params(),
+                "active_params": m.n_params(active=True),
+                "layers": m.n_layers,
+                "hidden": m.hidden,
+                "moe": m.moe is not None,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'model':<16}{'params':>10}{'active':>10}{'layers':>8}{'hidden':>8}  name")
+    for r in rows:
+        print(
+            f"{r['name']:<16}{r['params'] / 1e9:>9.1f}B{r['active_params'] / 1e9:>9.1f}B"
+            f"{r['layers']:>8}{r['hidden']:>8}  {r['full_name']}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="roofsim",
+        description="Roofline and event simulator of AI accelerators: time, MFU and the binding "
+        "resource, derived from the chip and the workload.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("decode", help="one autoregressive decode step of an LLM")
+    _add_llm_args(p)
+    p.add_argument("--context", type=_positive_int, default=2048, help="cached tokens per sequence")
+    p = sub.add_parser("prefill", help="prefill of a batch of prompts (time to first token)")
+    _add_llm_args(p)
+    p.add_argument("--prompt", type=_positive_int, default=2048, help="prompt tokens per sequence")
+    for name, helptext in (("chips", "list chip presets"), ("models", "list model presets")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "decode": lambda a: _run_llm(a, "decode"),
+    "prefill": lambda a: _run_llm(a, "prefill"),
+    "chips": _run_chips,
+    "models": _run_models,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from hardware.chip import ConfigError
+    from hardware.units import UnitError
+    from sim.result import CapacityError
+    from workloads.ops import WorkloadError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except (ConfigError, WorkloadError, CapacityError, UnitError) as exc:
+        print(f"roofsim: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Cost one collective on a system's links with the alpha-beta model, ring vs tree, hierarchical.
+
+For a buffer of S bytes over p chips with per-direction link bandwidth b and per-step latency a
+(Thakur, Rabenseifner & Gropp 2005, "Optimization of collective communication operations in
+MPICH", Table 1; NCCL's ring and double-binary-tree algorithms, Jeaugey 2019):
+
+    ring all-reduce        2(p-1)/p · S/b + 2(p-1)·a
+    tree all-reduce        2 · S/b + 2·ceil(log2 p)·a       (pipelined double binary tree)
+    reduce-scatter,
+    all-gather (ring)      (p-1)/p · S/b + (p-1)·a
+    all-to-all (pairwise)  (p-1)/p · S/b + (p-1)·a
+    send/recv              S/b + a
+
+All-reduce takes the faster of ring and tree, as NCCL's tuner does. A group larger than a node
+is hierarchical: reduce-scatter inside the node, the collective across nodes on 1/n of the data,
+all-gather inside the node.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hardware.chip import Link, System
+
+
+def _flat(kind: str, size: float, p: int, link: Link) -> float:
+    if p <= 1 or size <= 0:
+        return 0.0
+    b, a = link.bandwidth_bytes_per_s, link.latency_s
+    if kind == "all_reduce":
+        ring = 2 * (p - 1) / p * size / b + 2 * (p - 1) * a
+        tree = 2 * size / b + 2 * math.ceil(math.log2(p)) * a
+        return min(ring, tree)
+    if kind in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (p - 1) / p * size / b + (p - 1) * a
+    if kind == "send_recv":
+        return size / b + a
+    raise ValueError(
+        f"collective kind must be all_reduce, all_gather, reduce_scatter, all_to_all or send_recv, got {kind!r}"
+    )
+
+
+def collective_time(kind: str, size_bytes: float, group: int, system: System) -> float:
+    """Seconds for one collective of ``size_bytes`` (the full per-chip buffer) over ``group`` chips."""
+    per_node = min(group, system.chips_per_node)
+    if group <= per_node:
+        return _flat(kind, size_bytes, group, system.intra_node)
+    nodes = math.ceil(group / per_node)
+    if kind == "send_recv":
+        return _flat(kind, size_bytes, 2, system.inter_node)
+    if kind == "all_to_all":
+        # each chip sends (p-1)/p of its buffer; the share leaving the node crosses the network
+        inside = _flat(kind, size_bytes * per_node / group, per_node, system.intra_node)
+        outside = (nodes - 1) / nodes * size_bytes / system.inter_node.bandwidth_bytes_per_s
+        return inside + outside + (nodes - 1) * system.inter_node.latency_s
+    shard = size_bytes / per_node
+    if kind == "all_reduce":
+        return (
+            _flat("reduce_scatter", size_bytes, per_node, system.intra_node)
+            + _flat("all_reduce", shard, nodes, system.inter_node)
+            + _flat("all_gather", size_bytes, per_node, system.intra_node)
+        )
+    # reduce-scatter / all-gather: the intra-node stage on the full buffer, then across nodes
+    return _flat(kind, size_bytes, per_node, system.intra_node) + _flat(
+        kind, shard, nodes, system.inter_node
+    )

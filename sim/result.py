@@ -1,0 +1,176 @@
+"""The result of a simulation: totals, MFU/MBU, binding resource, memory fit, per-op rows."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from hardware.units import format_si
+from sim.roofline import Bound, OpCost
+
+
+class CapacityError(ValueError):
+    """A workload that does not fit in the memory of the chips it was given."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryReport:
+    """Per-chip memory: what the workload needs against what main memory holds."""
+
+    weights_bytes: float
+    kv_cache_bytes: float
+    activation_bytes: float
+    capacity_bytes: float
+
+    @property
+    def required_bytes(self) -> float:
+        return self.weights_bytes + self.kv_cache_bytes + self.activation_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.required_bytes <= self.capacity_bytes
+
+    def to_dict(self) -> dict:
+        return {
+            "required_bytes": self.required_bytes,
+            "capacity_bytes": self.capacity_bytes,
+            "fits": self.fits,
+            "weights_bytes": self.weights_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "activation_bytes": self.activation_bytes,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """What one evaluation derives. Totals are over all chips; ``hbm_bytes`` is per chip.
+
+    MFU = model FLOPs / (time x chips x datasheet dense peak of the dtype) — the PaLM definition
+    (Chowdhery et al. 2022, App. B), with model FLOPs from the op shapes, not from 6·N.
+    MBU = main-memory bytes moved per chip / (time x datasheet bandwidth), as in Databricks'
+    "LLM inference performance engineering" (2023).
+    """
+
+    workload: dict
+    system: dict
+    time_s: float
+    flops: float
+    model_flops: float
+    peak_flops_per_s: float  # per chip, for the workload's dtype
+    main_bandwidth_bytes_per_s: float  # per chip, datasheet
+    n_chips: int
+    hbm_bytes: float
+    memory: MemoryReport
+    tokens: float
+    costs: tuple[OpCost, ...] = field(default_factory=tuple)
+
+    @property
+    def mfu(self) -> float:
+        return self.model_flops / (self.time_s * self.n_chips * self.peak_flops_per_s)
+
+    @property
+    def mbu(self) -> float:
+        return self.hbm_bytes / (self.time_s * self.main_bandwidth_bytes_per_s)
+
+    @property
+    def time_by_bound(self) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for c in self.costs:
+            out[c.bound] += c.total_time_s
+        return dict(out)
+
+    @property
+    def time_by_family(self) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for c in self.costs:
+            out[c.op.family] += c.total_time_s
+        return dict(out)
+
+    @property
+    def bound(self) -> str:
+        """The resource that binds the largest share of the time."""
+        shares = self.time_by_bound
+        order = (Bound.COMPUTE, Bound.MEMORY, Bound.COMMUNICATION, Bound.OVERHEAD)
+        return max(order, key=lambda b: shares.get(b, 0.0))
+
+    @property
+    def throughput(self) -> dict[str, float]:
+        return {"tokens_per_s": self.tokens / self.time_s}
+
+    def op_rows(self) -> list[dict]:
+        rows = []
+        for c in self.costs:
+            op = c.op
+            total_bytes = op.total_bytes
+            rows.append(
+                {
+                    "name": op.name,
+                    "kind": str(op.kind),
+                    "family": op.family,
+                    "count": op.count,
+                    "flops": op.flops * op.count,
+                    "bytes": total_bytes * op.count,
+                    "hbm_bytes": c.main_bytes * op.count,
+                    "intensity": op.flops / c.main_bytes if c.main_bytes else None,
+                    "time_s": c.total_time_s,
+                    "share": c.total_time_s / self.time_s,
+                    "bound": c.bound,
+                    "binding_level": c.binding_level,
+                    "compute_s": c.compute_s * op.count,
+                    "memory_s": {k: v * op.count for k, v in c.memory_s.items()},
+                    "overhead_s": c.overhead_s * op.count,
+                    "comm_s": c.comm_s * op.count,
+                    "tile": list(c.tile) if c.tile else None,
+                    "tile_efficiency": c.tile_efficiency,
+                }
+            )
+        return rows
+
+    def to_dict(self) -> dict:
+        return {
+            "workload": self.workload,
+            "system": self.system,
+            "time_s": self.time_s,
+            "flops": self.flops,
+            "model_flops": self.model_flops,
+            "mfu": self.mfu,
+            "mbu": self.mbu,
+            "bound": self.bound,
+            "time_by_bound_s": self.time_by_bound,
+            "time_by_family_s": self.time_by_family,
+            "hbm_bytes": self.hbm_bytes,
+            "memory": self.memory.to_dict(),
+            "throughput": self.throughput,
+            "ops": self.op_rows(),
+        }
+
+    def summary(self, top: int = 10) -> str:
+        """A short human summary plus the top ops by time."""
+        w, m = self.workload, self.memory
+        shares = self.time_by_bound
+        by = ", ".join(
+            f"{k} {v / self.time_s:.0%}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])
+        )
+        tp = self.throughput
+        lines = [
+            f"{w.get('kind', 'run')} {w.get('model', '')} on {self.system['name']}  "
+            + "  ".join(f"{k}={v}" for k, v in w.items() if k not in ("kind", "model")),
+            f"  time        {format_si(self.time_s, 's')}   "
+            + "  ".join(f"{k.replace('_per_s', '/s')} {v:,.1f}" for k, v in tp.items()),
+            f"  MFU {self.mfu:.1%}   MBU {self.mbu:.1%}   bound: {self.bound} ({by})",
+            f"  memory/chip {format_si(m.required_bytes, 'B')} of "
+            f"{format_si(m.capacity_bytes, 'B')}  (weights {format_si(m.weights_bytes, 'B')}, "
+            f"KV {format_si(m.kv_cache_bytes, 'B')}, act {format_si(m.activation_bytes, 'B')})",
+            "",
+            f"  {'op':<24}{'count':>6}{'FLOPs':>12}{'bytes':>12}{'FLOP/B':>9}{'time':>11}"
+            f"{'share':>7}  bound",
+        ]
+        for row in sorted(self.op_rows(), key=lambda r: -r["time_s"])[:top]:
+            inten = f"{row['intensity']:.1f}" if row["intensity"] is not None else "-"
+            bound = row["bound"] + (f" ({row['binding_level']})" if row["binding_level"] else "")
+            lines.append(
+                f"  {row['name']:<24}{row['count']:>6}{format_si(row['flops'], 'F'):>12}"
+                f"{format_si(row['hbm_bytes'], 'B'):>12}{inten:>9}"
+                f"{format_si(row['time_s'], 's'):>11}{row['share']:>7.1%}  {bound}"
+            )
+        return "\n".join(lines)

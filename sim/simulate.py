@@ -1,0 +1,70 @@
+"""simulate(workload, system) -> Result: lower, check capacity, cost every op, add up."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from hardware.chip import ConfigError, System
+from hardware.units import format_si
+from sim.result import CapacityError, MemoryReport, Result
+from sim.roofline import cost_op
+from workloads.llm import OpGraph
+
+
+class Workload(Protocol):
+    def lower(self) -> OpGraph: ...
+
+
+def simulate(workload: Workload, system: System, *, check_memory: bool = True) -> Result:
+    """Derive time, MFU, MBU, the binding resource and memory fit of ``workload`` on ``system``.
+
+    Ops run one after another on each chip (the per-op roofline; overlap between ops is the
+    event engine's job). Raises CapacityError when the workload does not fit per chip (unless
+    ``check_memory`` is false) and ConfigError when the system's chip count does not match the
+    workload's parallelism.
+    """
+    graph = workload.lower()
+    if system.n_chips != graph.n_chips:
+        raise ConfigError(
+            f"--chips {system.n_chips} must equal the workload's parallel degree "
+            f"(tp x replicas = {graph.n_chips})"
+        )
+    chip = system.chip
+    need = graph.memory
+    memory = MemoryReport(
+        weights_bytes=need.weights_bytes,
+        kv_cache_bytes=need.kv_cache_bytes,
+        activation_bytes=need.activation_bytes,
+        capacity_bytes=chip.main_memory.capacity_bytes,
+    )
+    if check_memory and not memory.fits:
+        raise CapacityError(
+            f"does not fit: needs {format_si(memory.required_bytes, 'B')} per chip "
+            f"(weights {format_si(memory.weights_bytes, 'B')}, KV cache "
+            f"{format_si(memory.kv_cache_bytes, 'B')}, activations "
+            f"{format_si(memory.activation_bytes, 'B')}) but {chip.name} has "
+            f"{format_si(memory.capacity_bytes, 'B')}; use more chips (--chips/--tp), a lower "
+            "precision (--dtype fp8/int4, --kv-dtype fp8), or a smaller batch/context"
+        )
+    costs = tuple(cost_op(op, system) for op in graph.ops)
+    per_chip_time = sum(c.total_time_s for c in costs)
+    dtype = graph.ops[0].dtype if graph.ops else "bf16"
+    return Result(
+        workload=graph.describe,
+        system={
+            "name": system.name,
+            "chip": chip.name,
+            "n_chips": system.n_chips,
+            "chips_per_node": system.chips_per_node,
+        },
+        time_s=per_chip_time,
+        flops=sum(op.flops * op.count for op in graph.ops) * graph.n_chips,
+        model_flops=sum(op.model_flops * op.count for op in graph.ops) * graph.n_chips,
+        peak_flops_per_s=chip.peak(dtype),
+        main_bandwidth_bytes_per_s=chip.main_memory.bandwidth_bytes_per_s,
+        n_chips=graph.n_chips,
+        hbm_bytes=sum(c.main_bytes * c.op.count for c in costs),
+        memory=memory,
+        tokens=graph.tokens,
+        costs=costs,
+    )

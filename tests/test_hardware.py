@@ -1,0 +1,103 @@
+"""Chip presets load, carry sources, validate, and take --set overrides."""
+
+import pytest
+
+from hardware import ConfigError, list_chips, load_chip, load_system
+from hardware.loader import load_chip_dict
+
+REQUIRED = [
+    "a100-sxm-40gb", "a100-sxm-80gb", "a800", "h100-sxm", "h100-pcie", "h800", "h200", "b200",
+    "l20", "l40s", "mi300x", "tpu-v5e", "tpu-v5p", "gaudi3", "ascend-910b", "groq-lpu",
+    "mid-14nm-144g",
+]  # fmt: skip
+
+
+def test_every_required_preset_is_shipped():
+    assert set(REQUIRED) <= set(list_chips())
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_preset_loads_with_sources_and_sane_numbers(name):
+    chip = load_chip(name)
+    raw = load_chip_dict(name)
+    assert raw["source"], "the chip as a whole cites a source"
+    assert raw["compute"]["source"] and raw["compute"]["peak"]["source"]
+    for level in raw["memory"]:
+        assert level.get("source"), f"memory level {level['name']} cites a source"
+    assert chip.main_memory.capacity_bytes > 1e8
+    # dense 16-bit peaks of shipping chips lie between 50 TFLOP/s and 5 PFLOP/s
+    assert 50e12 < chip.peak("bf16") < 5e15
+    assert 0 < chip.sustained_clock_fraction <= 1
+
+
+def test_groq_is_sram_only_and_mid_chip_matches_the_what_if():
+    groq = load_chip("groq-lpu")
+    assert groq.main_memory.name == "sram" and len(groq.memory) == 1
+    mid = load_chip("mid-14nm-144g")
+    assert mid.hypothetical
+    assert mid.peak("bf16") == pytest.approx(188e12)
+    assert mid.main_memory.capacity_bytes == pytest.approx(144e9)
+    assert mid.main_memory.bandwidth_bytes_per_s == pytest.approx(3.35e12)
+
+
+def test_set_overrides_memory_level_and_nested_fields():
+    chip = load_chip(
+        "h100-sxm",
+        [
+            "hbm.bandwidth=6TB/s",
+            "compute.peak.bf16=500TFLOP/s",
+            "compute.n_cores=66",
+            "l2.capacity=256MB",
+        ],
+    )
+    assert chip.main_memory.bandwidth_bytes_per_s == 6e12
+    assert chip.peak("bf16") == 500e12
+    assert chip.n_cores == 66
+    assert chip.level("l2").capacity_bytes == 256e6
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("hbm.bandwidth=0TB/s", "bandwidth must be > 0"),
+        ("hbm.bandwidth=-1TB/s", "bandwidth must be > 0"),
+        ("hbm.bandwidth=fast", "cannot read"),
+        ("nonsense.field=1", "unknown field"),
+        ("hbm.achievable_fraction=1.5", r"must be in \(0, 1\]"),
+        ("compute.n_cores=0", "n_cores must be an integer >= 1"),
+        ("no-equals-sign", "PATH=VALUE"),
+    ],
+)
+def test_bad_overrides_raise_one_clear_error(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_chip("h100-sxm", [override])
+
+
+def test_unknown_chip_lists_the_available_names():
+    with pytest.raises(ConfigError, match="unknown chip 'h1000'.*h100-sxm"):
+        load_chip("h1000")
+
+
+def test_chip_from_user_toml_and_malformed_toml(tmp_path):
+    good = tmp_path / "my.toml"
+    good.write_text(
+        'name = "mine"\n[compute]\nn_cores = 4\n[compute.peak]\nbf16 = "100 TFLOP/s"\n'
+        '[[memory]]\nname = "hbm"\ncapacity = "16 GB"\nbandwidth = "1 TB/s"\n'
+    )
+    chip = load_chip(str(good))
+    assert chip.name == "mine" and chip.peak("bf16") == 100e12
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [unclosed\n")
+    with pytest.raises(ConfigError, match="malformed TOML"):
+        load_chip(str(bad))
+
+
+def test_missing_dtype_is_refused_by_name():
+    with pytest.raises(ConfigError, match="no fp8 matrix units"):
+        load_chip("a100-sxm-80gb").peak("fp8")
+
+
+def test_system_takes_links_from_the_preset():
+    system = load_system("h100-sxm", 8)
+    assert system.n_chips == 8 and system.chips_per_node == 8
+    assert system.intra_node.bandwidth_bytes_per_s > system.inter_node.bandwidth_bytes_per_s

@@ -1,0 +1,118 @@
+"""Lowering is exact: FLOPs and bytes against the closed forms they must equal."""
+
+import pytest
+
+from workloads import Decode, Prefill, Role, WorkloadError, load_model
+
+
+def _sum(graph, attr):
+    return sum(getattr(op, attr) * op.count for op in graph.ops)
+
+
+def _weight_bytes(graph):
+    return sum(op.bytes.get(Role.WEIGHT, 0.0) * op.count for op in graph.ops)
+
+
+@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3-70b", "gpt3-175b", "bloom-176b"])
+def test_decode_model_flops_are_2n_per_token_plus_attention(name):
+    m = load_model(name)
+    B, L = 4, 1024
+    g = Decode(model=m, batch=B, context=L).lower()
+    # attention: 2 (QK) + 2 (PV) FLOPs per head dim per cached token per q head per layer
+    attn = 4 * B * m.n_layers * m.n_heads * m.head_dim * L
+    expected = 2 * m.n_matmul_params() * B + attn
+    assert _sum(g, "model_flops") == pytest.approx(expected, rel=1e-3)
+
+
+def test_prefill_model_flops_are_2n_per_token_plus_causal_attention():
+    m = load_model("llama-2-7b")
+    B, S = 2, 2048
+    g = Prefill(model=m, batch=B, prompt=S).lower()
+    # causal: S(S+1)/2 pairs per head; LM head only on each prompt's last token
+    attn = 4 * B * m.n_layers * m.n_heads * m.head_dim * S * (S + 1) / 2
+    body = 2 * (m.n_matmul_params() - m.vocab * m.hidden) * B * S
+    head = 2 * m.vocab * m.hidden * B
+    assert _sum(g, "model_flops") == pytest.approx(body + head + attn, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp8", "int4"])
+def test_dense_decode_reads_every_weight_once(dtype):
+    m = load_model("llama-2-7b")
+    g = Decode(model=m, batch=1, context=128, dtype=dtype).lower()
+    per_el = {"bf16": 2, "fp8": 1, "int4": 0.5}[dtype]
+    # all matmul weights + one embedding row (the lookup) + norm scales, which stay 16-bit
+    norms = (2 * m.n_layers + 1) * m.hidden * 2
+    expected = m.n_matmul_params() * per_el + m.hidden * per_el
+    assert _weight_bytes(g) == pytest.approx(expected + norms, rel=1e-9)
+    assert g.memory.weights_bytes == pytest.approx(m.n_params() * per_el)
+
+
+def test_tensor_parallel_shards_flops_and_weights_evenly():
+    m = load_model("llama-2-70b")
+    one = Decode(model=m, batch=8, context=512).lower()
+    eight = Decode(model=m, batch=8, context=512, tp=8).lower()
+    # matmul work splits 8 ways; norms stay replicated (tiny)
+    assert _sum(eight, "model_flops") * 8 == pytest.approx(_sum(one, "model_flops"), rel=1e-3)
+    assert eight.memory.weights_bytes * 8 == pytest.approx(one.memory.weights_bytes, rel=1e-3)
+    reduces = [op for op in eight.ops if op.collective and op.collective.kind == "all_reduce"]
+    assert sum(op.count for op in reduces) == 2 * m.n_layers
+
+
+def test_kv_heads_replicate_when_tp_exceeds_them():
+    m = load_model("llama-2-70b")  # 8 KV heads
+    g16 = Decode(model=m, batch=1, context=4096, tp=16).lower()
+    g8 = Decode(model=m, batch=1, context=4096, tp=8).lower()
+    assert g16.memory.kv_cache_bytes == pytest.approx(g8.memory.kv_cache_bytes)
+
+
+def test_moe_decode_touches_the_expected_number_of_distinct_experts():
+    m = load_model("mixtral-8x7b")  # 8 experts, top-2
+    expert = 3 * m.hidden * m.moe.expert_ffn * 2  # bytes of one expert (bf16)
+
+    def expert_bytes(batch):
+        g = Decode(model=m, batch=batch, context=128).lower()
+        return (
+            sum(
+                op.bytes.get(Role.WEIGHT, 0.0) * op.count
+                for op in g.ops
+                if op.name.startswith("experts_")
+            )
+            / m.n_layers
+        )
+
+    # batch 1 touches exactly k = 2 experts; batch 4: 8·(1 − (6/8)^4) = 5.47 → 5 groups
+    assert expert_bytes(1) == pytest.approx(2 * expert)
+    assert expert_bytes(4) == pytest.approx(5 * expert)
+    assert expert_bytes(256) == pytest.approx(8 * expert)
+
+
+def test_moe_flops_use_top_k_experts_per_token():
+    m = load_model("mixtral-8x7b")
+    g = Decode(model=m, batch=16, context=1).lower()
+    attn = 4 * 16 * m.n_layers * m.n_heads * m.head_dim * 1
+    router = 2 * 16 * m.hidden * m.moe.n_experts * m.n_layers
+    expected = 2 * (m.n_matmul_params(active=True) - m.hidden * m.moe.n_experts * m.n_layers) * 16
+    assert _sum(g, "model_flops") == pytest.approx(expected + router + attn, rel=1e-6)
+
+
+def test_mla_decode_caches_the_latent_and_replicates_it_over_tp():
+    ds = load_model("deepseek-v3")
+    g = Decode(model=ds, batch=1, context=1000, dtype="fp8", tp=8, dp=1).lower()
+    # (512 latent + 64 rope) x 61 layers x 1000 tokens x 2 bytes (bf16 cache), not divided by TP
+    assert g.memory.kv_cache_bytes == pytest.approx(576 * 61 * 1000 * 2)
+    attn = [op for op in g.ops if op.attention is not None][0]
+    assert attn.attention.n_kv_heads == 1 and attn.attention.qk_dim == 576
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tp": 3}, "must divide the 64 attention heads"),
+        ({"batch": 0}, "--batch must be an integer >= 1"),
+        ({"dtype": "fp64"}, "--dtype must be one of"),
+        ({"batch": 3, "dp": 2}, "must divide evenly"),
+    ],
+)
+def test_bad_workloads_raise_one_clear_error(kwargs, match):
+    with pytest.raises(WorkloadError, match=match):
+        Decode(model=load_model("llama-2-70b"), **kwargs).lower()

@@ -1,0 +1,70 @@
+"""Model presets: parameter counts against the publishers', HF config.json loading."""
+
+from pathlib import Path
+
+import pytest
+
+from workloads import WorkloadError, list_models, load_model
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hf"
+REQUIRED = [
+    "llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3-70b", "llama-3-405b",
+    "gpt3-175b", "opt-175b", "bloom-176b", "mixtral-8x7b", "deepseek-v3", "gpt4-moe-1.8t",
+]  # fmt: skip
+
+
+def test_every_required_model_is_shipped():
+    assert set(REQUIRED) <= set(list_models())
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_parameter_count_matches_the_published_total(name):
+    model = load_model(name)
+    assert model.source
+    # within 2 %: headline totals are rounded ("70B" for 68.98e9 weights of Llama-2-70B)
+    assert model.n_params() == pytest.approx(model.n_params_published, rel=0.02)
+
+
+def test_exact_counts_of_released_checkpoints():
+    # Llama-2-7B: 32 x (4·4096² + 3·4096·11008 + 2·4096) + 2·32000·4096 + 4096 = 6,738,415,616
+    assert load_model("llama-2-7b").n_params() == 6_738_415_616
+    # Mixtral 8x7B: 46.7e9 total, 12.9e9 active (Jiang et al. 2024, Sec. 2)
+    mixtral = load_model("mixtral-8x7b")
+    assert mixtral.n_params(active=True) == pytest.approx(12.9e9, rel=0.01)
+
+
+def test_deepseek_v3_active_parameters_match_the_report():
+    ds = load_model("deepseek-v3")
+    # 37B activated (report abstract); our count includes the 0.93e9 input embedding
+    assert ds.n_params(active=True) == pytest.approx(37e9, rel=0.02)
+    assert ds.mla is not None and ds.moe is not None and ds.n_moe_layers == 58
+
+
+@pytest.mark.parametrize(
+    ("fixture", "preset"),
+    [("llama-3-8b.config.json", "llama-3-8b"), ("mixtral-8x7b.config.json", "mixtral-8x7b"),
+     ("deepseek-v3.config.json", "deepseek-v3")],
+)  # fmt: skip
+def test_hf_config_gives_the_same_model_as_the_preset(fixture, preset):
+    hf = load_model(str(FIXTURES / fixture))
+    assert hf.n_params() == load_model(preset).n_params()
+    assert hf.kv_elements_per_token() == load_model(preset).kv_elements_per_token()
+
+
+def test_qwen2_hf_config_has_qkv_biases():
+    qwen = load_model(str(FIXTURES / "qwen2-7b.config.json"))
+    assert qwen.attn_bias
+    assert qwen.n_params() == pytest.approx(7.6e9, rel=0.01)
+
+
+def test_unknown_model_lists_names_and_malformed_files_fail_clearly(tmp_path):
+    with pytest.raises(WorkloadError, match="unknown model 'llama-9'.*llama-2-7b"):
+        load_model("llama-9")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(WorkloadError, match="malformed JSON"):
+        load_model(str(bad))
+    partial = tmp_path / "partial.config.json"
+    partial.write_text('{"hidden_size": 8}')
+    with pytest.raises(WorkloadError, match="missing key"):
+        load_model(str(partial))

@@ -1,0 +1,177 @@
+"""The per-op roofline: hand-computed cases, quantisation, tiling, and properties."""
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hardware import Chip, Link, MemoryLevel, System
+from sim.collectives import collective_time
+from sim.roofline import Bound, cost_op
+from workloads.ops import Attention, Gemm, Op, OpKind, Role
+
+
+def toy_chip(**kw) -> Chip:
+    """4 cores, 100 TFLOP/s bf16, 1 MB L2 at 10 TB/s, 1 GB HBM at 1 TB/s, no overhead."""
+    base = dict(
+        name="toy",
+        n_cores=4,
+        peak_flops_per_s={"bf16": 100e12},
+        vector_flops_per_s=10e12,
+        gemm_tiles=((128, 128),),
+        tile_k=64,
+        sustained_clock_fraction=1.0,
+        memory=(
+            MemoryLevel(name="l2", capacity_bytes=1e6, bandwidth_bytes_per_s=10e12),
+            MemoryLevel(name="hbm", capacity_bytes=1e9, bandwidth_bytes_per_s=1e12),
+        ),
+        kernel_overhead_s=0.0,
+    )
+    base.update(kw)
+    return Chip(**base)
+
+
+def system_of(chip: Chip, n: int = 1) -> System:
+    link = Link(bandwidth_bytes_per_s=100e9, latency_s=1e-6)
+    return System(chip=chip, n_chips=n, chips_per_node=8, intra_node=link, inter_node=link)
+
+
+def gemm_op(m, n, k, dtype="bf16", groups=1) -> Op:
+    flops = 2.0 * m * n * k * groups
+    return Op(
+        name="g", kind=OpKind.GEMM, family="mlp", dtype=dtype, flops=flops, model_flops=flops,
+        bytes={Role.WEIGHT: groups * k * n * 2.0, Role.ACTIVATION: groups * m * (k + n) * 2.0},
+        gemm=Gemm(m=m, n=n, k=k, groups=groups),
+    )  # fmt: skip
+
+
+def test_full_waves_of_full_tiles_run_at_peak():
+    # 256 x 256 x 1024: 4 tiles of 128x128 on 4 cores = 1 wave; 2·256·256·1024 / 100e12 = 1.342 us
+    cost = cost_op(gemm_op(256, 256, 1024), system_of(toy_chip()))
+    assert cost.compute_s == pytest.approx(2 * 256 * 256 * 1024 / 100e12)
+    assert cost.tile_efficiency == 1.0
+
+
+def test_one_extra_tile_costs_a_whole_wave():
+    # 384 x 256: 6 tiles on 4 cores -> 2 waves, each a 128x128x1024 tile per core
+    cost = cost_op(gemm_op(384, 256, 1024), system_of(toy_chip()))
+    assert cost.compute_s == pytest.approx(2 * 2 * 128 * 128 * 1024 / 25e12)
+
+
+def test_padding_m_to_the_tile_loses_flops():
+    # M = 129 pads to 256 rows: same time as M = 256, half the useful FLOPs
+    c129 = cost_op(gemm_op(129, 256, 1024), system_of(toy_chip()))
+    c256 = cost_op(gemm_op(256, 256, 1024), system_of(toy_chip()))
+    assert c129.compute_s == pytest.approx(c256.compute_s)
+    assert c129.tile_efficiency == pytest.approx(129 / 256)
+
+
+def test_gemv_streams_its_weights_exactly_once():
+    # M = 1, 8192 x 8192 bf16 weights = 134 MB >> L2: weights read once, time = bytes / bw
+    op = gemm_op(1, 8192, 8192)
+    cost = cost_op(op, system_of(toy_chip()))
+    weights = 8192 * 8192 * 2
+    assert cost.main_bytes == pytest.approx(weights + (8192 + 8192) * 2)
+    assert cost.bound == Bound.MEMORY and cost.binding_level == "hbm"
+    assert cost.time_s == pytest.approx(cost.main_bytes / 1e12)
+
+
+def test_large_gemm_rereads_operands_that_do_not_fit_on_chip():
+    # 4096^3: A and B are 33.5 MB each, L2 1 MB: a wave of 2x2 tiles (256 x 256) shares panels,
+    # so A is read 4096/256 = 16 times and B 16 times: 2·16·33.5 MB + C
+    op = gemm_op(4096, 4096, 4096)
+    cost = cost_op(op, system_of(toy_chip()))
+    size = 4096 * 4096 * 2
+    assert cost.main_bytes == pytest.approx(16 * size + 16 * size + size)
+
+
+def test_operand_that_fits_in_l2_is_read_once():
+    # B (weights) 256x256 bf16 = 131 kB fits in half the 1 MB L2: A + B + C once
+    op = gemm_op(65536, 256, 256)
+    cost = cost_op(op, system_of(toy_chip()))
+    assert cost.main_bytes == pytest.approx(65536 * 256 * 2 * 2 + 256 * 256 * 2)
+
+
+def test_flash_attention_never_moves_the_score_matrix():
+    # 8 heads x 4096² scores would be 268 MB in bf16; the kernel moves Q, K, V, O only
+    spec = Attention(batch=1, n_q_heads=8, n_kv_heads=8, q_len=4096, kv_len=4096, qk_dim=128,
+                     v_dim=128, causal=False, act_bytes=2, kv_bytes_per_token=512)  # fmt: skip
+    flops = 2.0 * 8 * 4096 * 4096 * 256
+    qo = 2 * 8 * 4096 * 128 * 2
+    op = Op(name="attn", kind=OpKind.ATTENTION, family="attention", dtype="bf16", flops=flops,
+            model_flops=flops, bytes={Role.ACTIVATION: qo, Role.KV: 8 * 4096 * 512},
+            attention=spec)  # fmt: skip
+    chip = toy_chip(memory=(
+        MemoryLevel(name="l2", capacity_bytes=64e6, bandwidth_bytes_per_s=10e12),
+        MemoryLevel(name="hbm", capacity_bytes=1e9, bandwidth_bytes_per_s=1e12),
+    ))  # fmt: skip
+    cost = cost_op(op, system_of(chip))
+    assert cost.main_bytes == pytest.approx(qo + 8 * 4096 * 512)
+    assert cost.bound == Bound.COMPUTE
+
+
+def test_kernel_overhead_binds_tiny_ops():
+    chip = toy_chip(kernel_overhead_s=5e-6)
+    cost = cost_op(gemm_op(1, 64, 64), system_of(chip))
+    assert cost.bound == Bound.OVERHEAD
+    assert cost.time_s >= 5e-6
+
+
+def test_ring_all_reduce_matches_the_alpha_beta_formula():
+    chip = toy_chip()
+    link = Link(bandwidth_bytes_per_s=100e9, latency_s=0.0)
+    system = System(chip=chip, n_chips=8, chips_per_node=8, intra_node=link, inter_node=link)
+    # 2(p-1)/p · S / b = 2·7/8 · 1 GB / 100 GB/s = 17.5 ms (ring beats tree's 2·S/b = 20 ms)
+    assert collective_time("all_reduce", 1e9, 8, system) == pytest.approx(17.5e-3)
+    assert collective_time("all_gather", 1e9, 8, system) == pytest.approx(8.75e-3)
+    assert collective_time("all_reduce", 1e9, 1, system) == 0.0
+
+
+def test_small_all_reduce_is_latency_bound_and_takes_the_tree():
+    chip = toy_chip()
+    link = Link(bandwidth_bytes_per_s=100e9, latency_s=2e-6)
+    system = System(chip=chip, n_chips=8, chips_per_node=8, intra_node=link, inter_node=link)
+    # 16 kB: tree = 2·16e3/100e9 + 2·3·2 us = 12.32 us; ring = 0.28 us + 28 us
+    assert collective_time("all_reduce", 16e3, 8, system) == pytest.approx(12.32e-6)
+
+
+def test_all_reduce_across_nodes_is_hierarchical_and_slower():
+    chip = toy_chip()
+    fast = Link(bandwidth_bytes_per_s=400e9, latency_s=1e-6)
+    slow = Link(bandwidth_bytes_per_s=50e9, latency_s=5e-6)
+    system = System(chip=chip, n_chips=16, chips_per_node=8, intra_node=fast, inter_node=slow)
+    inside = collective_time("all_reduce", 1e9, 8, system)
+    across = collective_time("all_reduce", 1e9, 16, system)
+    assert across > inside
+
+
+dims = st.integers(min_value=1, max_value=20000)
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=dims, n=dims, k=dims, scale=st.floats(min_value=1.01, max_value=10))
+def test_more_bandwidth_or_flops_never_makes_an_op_slower(m, n, k, scale):
+    op = gemm_op(m, n, k)
+    base = toy_chip()
+    t0 = cost_op(op, system_of(base)).time_s
+    hbm = base.memory[1]
+    more_bw = toy_chip(memory=(base.memory[0], MemoryLevel(
+        name="hbm", capacity_bytes=hbm.capacity_bytes,
+        bandwidth_bytes_per_s=hbm.bandwidth_bytes_per_s * scale)))  # fmt: skip
+    more_flops = toy_chip(peak_flops_per_s={"bf16": 100e12 * scale})
+    assert cost_op(op, system_of(more_bw)).time_s <= t0 * (1 + 1e-12)
+    assert cost_op(op, system_of(more_flops)).time_s <= t0 * (1 + 1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=dims, n=dims, k=dims, overhead=st.floats(min_value=0, max_value=1e-5))
+def test_op_time_is_at_least_each_roofline_bound(m, n, k, overhead):
+    chip = toy_chip(kernel_overhead_s=overhead)
+    op = gemm_op(m, n, k)
+    cost = cost_op(op, system_of(chip))
+    minimum_bytes = op.total_bytes
+    assert cost.time_s >= op.flops / 100e12 * (1 - 1e-12)
+    assert cost.time_s >= minimum_bytes / 1e12 * (1 - 1e-12)
+    assert cost.time_s >= overhead
+    assert math.isfinite(cost.time_s)

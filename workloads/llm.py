@@ -1,0 +1,451 @@
+"""Lower LLM decode and prefill steps to per-chip ops with exact FLOPs and bytes.
+
+Conventions (checked in tests/test_llm_lowering.py):
+- A GEMM C[m,n] = A[m,k] B[k,n] costs 2·m·n·k FLOPs; its minimum traffic is A + B + C once.
+- Attention of q queries over kv keys costs 2·pairs·(qk_dim + v_dim) FLOPs per head, with
+  pairs = q·kv, or for causal prefill the lower triangle q·(q+1)/2 that a flash kernel computes.
+  So forward FLOPs per token = 2·N_matmul + attention, the closed form of Kaplan et al. 2020
+  (Table 1) with the causal half made explicit.
+- Tensor parallelism (Megatron-LM, Shoeybi et al. 2019, Sec. 3): QKV and up/gate split by
+  columns, output and down projections by rows, one all-reduce after each; the LM head is split
+  over the vocabulary. When TP exceeds the KV heads, KV heads are replicated (as vLLM does).
+- MoE decode touches E·(1 − (1 − k/E)^T) distinct experts for T tokens routed top-k uniformly:
+  the expected count, not all E and not just k.
+- MLA (DeepSeek-V2, Liu et al. 2024, Sec. 2.1.2; DeepSeek-V3 report Sec. 2.1.1): decode uses the
+  weight-absorbed form (attention over the cached 512-d latent + 64-d rope key as a single KV
+  head, per-head absorption GEMMs before and after); prefill uses the plain form (K and V
+  up-projected, 192-d keys and 128-d values per head). The latent cache is replicated across TP.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from hardware.chip import dtype_bytes
+from workloads.model import ModelConfig
+from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role, WorkloadError
+
+# Non-matmul FLOPs per element, counted on the vector units (small next to matmuls).
+# NB: an approximation of the instruction mix, not a measurement; they never bind on real chips.
+_NORM_FLOPS = {"rmsnorm": 4, "layernorm": 7}  # square, sum, scale, weight (+ mean, shift, bias)
+_ACT_FLOPS = {"silu": 5, "gelu": 8, "relu": 1}  # sigmoid ~4 + multiply; tanh-gelu ~8
+_ROPE_FLOPS = 3  # a rotation: 2 multiplies + 1 add per element
+_INFER_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryNeed:
+    """Bytes one chip must hold for the workload."""
+
+    weights_bytes: float
+    kv_cache_bytes: float
+    activation_bytes: float
+
+    @property
+    def total_bytes(self) -> float:
+        return self.weights_bytes + self.kv_cache_bytes + self.activation_bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpGraph:
+    """A workload lowered for one chip: ops in execution order (``count`` repeats each)."""
+
+    ops: tuple[Op, ...]
+    n_chips: int  # chips doing this work in parallel (TP x DP), each the same ops
+    tokens: float  # tokens produced (decode) or processed (prefill) by all chips per step
+    memory: MemoryNeed
+    describe: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Common:
+    model: ModelConfig
+    batch: int = 1
+    dtype: str = "bf16"
+    kv_dtype: str | None = None
+    tp: int = 1
+    dp: int = 1
+
+    def _validate(self, where: str) -> None:
+        if not isinstance(self.batch, int) or self.batch < 1:
+            raise WorkloadError(f"{where}: --batch must be an integer >= 1, got {self.batch!r}")
+        if self.dtype not in _INFER_DTYPES:
+            raise WorkloadError(
+                f"{where}: --dtype must be one of {', '.join(_INFER_DTYPES)}, got {self.dtype!r}"
+            )
+        if self.kv_dtype is not None and self.kv_dtype not in _INFER_DTYPES:
+            raise WorkloadError(
+                f"{where}: --kv-dtype must be one of {', '.join(_INFER_DTYPES)}, got {self.kv_dtype!r}"
+            )
+        if not isinstance(self.tp, int) or self.tp < 1:
+            raise WorkloadError(f"{where}: --tp must be an integer >= 1, got {self.tp!r}")
+        if not isinstance(self.dp, int) or self.dp < 1:
+            raise WorkloadError(f"{where}: data-parallel replicas must be >= 1, got {self.dp!r}")
+        m = self.model
+        if m.n_heads % self.tp:
+            options = [t for t in range(1, m.n_heads + 1) if m.n_heads % t == 0 and t <= 64]
+            raise WorkloadError(
+                f"{where}: --tp {self.tp} must divide the {m.n_heads} attention heads of "
+                f"{m.name}; choose one of {', '.join(map(str, options))}"
+            )
+        if m.n_kv_heads % self.tp and self.tp % m.n_kv_heads:
+            raise WorkloadError(
+                f"{where}: --tp {self.tp} must divide, or be a multiple of, the {m.n_kv_heads} KV "
+                f"heads of {m.name}"
+            )
+        if self.batch % self.dp:
+            raise WorkloadError(
+                f"{where}: --batch {self.batch} must divide evenly over {self.dp} replicas "
+                f"(--chips / --tp)"
+            )
+
+    @property
+    def weight_bytes(self) -> float:
+        return dtype_bytes(self.dtype)
+
+    @property
+    def act_bytes(self) -> float:
+        """Activations stay 16-bit when weights are 8-bit or 4-bit (W8A16 / FP8 GEMM outputs)."""
+        return 4.0 if self.dtype == "fp32" else 2.0
+
+    @property
+    def kv_bytes(self) -> float:
+        if self.kv_dtype is not None:
+            return dtype_bytes(self.kv_dtype)
+        return self.act_bytes
+
+    @property
+    def compute_dtype(self) -> str:
+        """Matrix-unit dtype: weight-only int4 runs its math in bf16."""
+        return "bf16" if self.dtype == "int4" else self.dtype
+
+    @property
+    def local_batch(self) -> int:
+        return self.batch // self.dp
+
+    def resident_weight_bytes(self) -> float:
+        """Weights one chip holds: sharded over TP except norms (and MLA down-projections)."""
+        m = self.model
+        replicated = (2 * m.n_layers + 1) * m.norm_params()
+        if m.mla is not None:
+            replicated += (
+                m.n_layers
+                * m.hidden
+                * (m.mla.q_lora_rank + m.mla.kv_lora_rank + m.mla.qk_rope_head_dim)
+            )
+        if m.moe is not None:
+            replicated += m.n_moe_layers * m.hidden * m.moe.n_experts  # routers
+        sharded = m.n_params() - replicated
+        return (sharded / self.tp + replicated) * self.weight_bytes
+
+    def kv_cache_bytes(self, tokens_per_seq: int) -> float:
+        m = self.model
+        shard = 1 if m.mla is not None else min(self.tp, m.n_kv_heads)
+        return self.local_batch * tokens_per_seq * m.kv_elements_per_token() * self.kv_bytes / shard
+
+
+class _Lowering:
+    """Builds the per-chip op list of one forward pass over ``tokens`` new tokens per sequence."""
+
+    def __init__(self, w: _Common, q_len: int, kv_len: int, phase: str) -> None:
+        self.w, self.m = w, w.model
+        self.B = w.local_batch
+        self.q_len, self.kv_len, self.phase = q_len, kv_len, phase
+        self.T = self.B * q_len  # token rows through every GEMM
+        self.tp = w.tp
+        self.ab, self.wb, self.kvb = w.act_bytes, w.weight_bytes, w.kv_bytes
+        self.dt = w.compute_dtype
+
+    # ---- op builders -------------------------------------------------------------------------
+    def gemm(self, name: str, family: str, m: float, n: int, k: int, groups: int = 1) -> Op:
+        flops = 2.0 * m * n * k * groups
+        return Op(
+            name=name,
+            kind=OpKind.GEMM,
+            family=family,
+            dtype=self.dt,
+            flops=flops,
+            model_flops=flops,
+            bytes={
+                Role.WEIGHT: groups * k * n * self.wb,
+                Role.ACTIVATION: groups * m * (k + n) * self.ab,
+            },
+            gemm=Gemm(
+                m=m, n=n, k=k, groups=groups, a_bytes=self.ab, b_bytes=self.wb, c_bytes=self.ab
+            ),
+        )
+
+    def elementwise(
+        self, name: str, family: str, read: float, write: float, flops: float, weight: float = 0.0
+    ) -> Op:
+        """``read``/``write`` in elements of activations; ``weight`` in bytes (norm scales)."""
+        by = {Role.ACTIVATION: (read + write) * self.ab}
+        if weight:
+            by[Role.WEIGHT] = weight
+        return Op(
+            name=name, kind=OpKind.ELEMENTWISE, family=family, dtype=self.dt,
+            flops=flops, model_flops=0.0, bytes=by,
+        )  # fmt: skip
+
+    def norm(self, name: str, width: int) -> Op:
+        m = self.m
+        nb = m.norm_params() * self.ab
+        # residual add fused in (vLLM fused_add_rms_norm): read x and residual, write both
+        return self.elementwise(name, "norm", 2 * self.T * width, 2 * self.T * width,
+                                _NORM_FLOPS[m.norm] * self.T * width, nb)  # fmt: skip
+
+    def all_reduce(self, name: str, width: int) -> Op | None:
+        if self.tp == 1:
+            return None
+        size = self.T * width * self.ab
+        return Op(
+            name=name, kind=OpKind.COLLECTIVE, family="communication", dtype=self.dt,
+            flops=0.0, model_flops=0.0, bytes={},
+            collective=Collective(kind="all_reduce", bytes=size, group=self.tp),
+        )  # fmt: skip
+
+    def attention(self, n_q: int, n_kv: int, qk: int, v: int, kv_per_token: float) -> Op:
+        spec = Attention(
+            batch=self.B, n_q_heads=n_q, n_kv_heads=n_kv, q_len=self.q_len, kv_len=self.kv_len,
+            qk_dim=qk, v_dim=v, causal=True, act_bytes=self.ab, kv_bytes_per_token=kv_per_token,
+        )  # fmt: skip
+        flops = 2.0 * self.B * n_q * spec.score_pairs * (qk + v)
+        q_o = self.T * n_q * (qk + v) * self.ab
+        kv_read = self.B * n_kv * self.kv_len * kv_per_token
+        return Op(
+            name="attention", kind=OpKind.ATTENTION, family="attention", dtype=self.dt,
+            flops=flops, model_flops=flops,
+            bytes={Role.ACTIVATION: q_o, Role.KV: kv_read},
+            attention=spec,
+        )  # fmt: skip
+
+    # ---- blocks ------------------------------------------------------------------------------
+    def heads(self) -> tuple[int, int]:
+        """(q heads, kv heads) on one chip; KV heads replicate when TP exceeds them."""
+        m, tp = self.m, self.tp
+        return m.n_heads // tp, max(1, m.n_kv_heads // tp)
+
+    def attention_block(self) -> list[Op]:
+        m, T, ab = self.m, self.T, self.ab
+        if m.mla is not None:
+            return self.mla_block()
+        nq, nkv = self.heads()
+        hd = m.head_dim
+        ops = [
+            self.norm("attn_norm", m.hidden),
+            self.gemm("qkv_proj", "attention", T, (nq + 2 * nkv) * hd, m.hidden),
+            # rotary embedding on q and k, and the write of k and v into the cache
+            Op(
+                name="rope_kv_write", kind=OpKind.ELEMENTWISE, family="attention", dtype=self.dt,
+                flops=_ROPE_FLOPS * T * (nq + nkv) * hd if m.position == "rope" else 0.0,
+                model_flops=0.0,
+                bytes={Role.ACTIVATION: 2 * T * (nq + nkv) * hd * ab,
+                       Role.KV: T * 2 * nkv * hd * self.kvb},
+            ),
+            self.attention(nq, nkv, hd, hd, 2 * hd * self.kvb),
+            self.gemm("o_proj", "attention", T, m.hidden, nq * hd),
+        ]  # fmt: skip
+        return ops + [op for op in [self.all_reduce("attn_all_reduce", m.hidden)] if op]
+
+    def mla_block(self) -> list[Op]:
+        m, T, ab = self.m, self.T, self.ab
+        a = m.mla
+        assert a is not None
+        nq = m.n_heads // self.tp
+        qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+        latent = a.kv_lora_rank + a.qk_rope_head_dim
+        ops = [self.norm("attn_norm", m.hidden)]
+        if a.q_lora_rank:
+            ops += [
+                self.gemm("q_a_proj", "attention", T, a.q_lora_rank, m.hidden),
+                self.gemm("q_b_proj", "attention", T, nq * qk, a.q_lora_rank),
+            ]
+        else:
+            ops.append(self.gemm("q_proj", "attention", T, nq * qk, m.hidden))
+        ops.append(self.gemm("kv_a_proj", "attention", T, latent, m.hidden))
+        ops.append(
+            Op(
+                name="rope_kv_write", kind=OpKind.ELEMENTWISE, family="attention", dtype=self.dt,
+                flops=_ROPE_FLOPS * T * (nq + 1) * a.qk_rope_head_dim, model_flops=0.0,
+                bytes={Role.ACTIVATION: 2 * T * (nq * qk + latent) * ab,
+                       Role.KV: T * latent * self.kvb},
+            )
+        )  # fmt: skip
+        if self.phase == "decode":
+            # absorbed: q_nope @ W_UK per head -> latent space; attend the latent as one KV head
+            ops += [
+                self.gemm("q_absorb", "attention", T, a.kv_lora_rank, a.qk_nope_head_dim, nq),
+                self.attention(nq, 1, latent, a.kv_lora_rank, latent * self.kvb),
+                self.gemm("v_absorb", "attention", T, a.v_head_dim, a.kv_lora_rank, nq),
+            ]
+        else:
+            # plain: up-project the latent to per-head K (nope part) and V
+            kv_tokens = self.B * self.kv_len
+            ops += [
+                self.gemm("kv_b_proj", "attention", kv_tokens,
+                          nq * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank),
+                self.attention(nq, nq, qk, a.v_head_dim, (qk + a.v_head_dim) * ab),
+            ]  # fmt: skip
+        ops.append(self.gemm("o_proj", "attention", T, m.hidden, nq * a.v_head_dim))
+        return ops + [op for op in [self.all_reduce("attn_all_reduce", m.hidden)] if op]
+
+    def mlp(self, name: str, family: str, ffn: int, m_rows: float, groups: int = 1) -> list[Op]:
+        """Up (gate+up merged when gated), activation, down; ``ffn`` already per chip."""
+        m = self.m
+        up_n = ffn * (2 if m.gated_mlp else 1)
+        rows = m_rows * groups
+        act = self.elementwise(f"{name}_act", family, rows * up_n, rows * ffn,
+                               _ACT_FLOPS.get(m.activation, 5) * rows * ffn)  # fmt: skip
+        return [
+            self.gemm(f"{name}_up", family, m_rows, up_n, m.hidden, groups),
+            act,
+            self.gemm(f"{name}_down", family, m_rows, m.hidden, ffn, groups),
+        ]
+
+    def dense_mlp_block(self) -> list[Op]:
+        m = self.m
+        ops = [self.norm("mlp_norm", m.hidden)]
+        ops += self.mlp("mlp", "mlp", math.ceil(m.ffn / self.tp), self.T)
+        return ops + [op for op in [self.all_reduce("mlp_all_reduce", m.hidden)] if op]
+
+    def expected_active_experts(self) -> float:
+        """E·(1 − (1 − k/E)^T): distinct experts T tokens touch under uniform top-k routing."""
+        moe = self.m.moe
+        assert moe is not None
+        e, k = moe.n_experts, moe.top_k
+        return e * (1.0 - (1.0 - k / e) ** self.T)
+
+    def moe_block(self) -> list[Op]:
+        m, moe = self.m, self.m.moe
+        assert moe is not None
+        active = self.expected_active_experts()
+        groups = max(1, round(active))
+        rows = self.T * moe.top_k / groups  # mean tokens per active expert
+        ops = [
+            self.norm("mlp_norm", m.hidden),
+            self.gemm("router", "moe", self.T, moe.n_experts, m.hidden),
+            # softmax/top-k, then permute tokens to experts and back (read+write each row)
+            self.elementwise("route_permute", "moe", self.T * (moe.n_experts + m.hidden * moe.top_k),
+                             self.T * m.hidden * moe.top_k * 2, 5.0 * self.T * moe.n_experts),
+        ]  # fmt: skip
+        ops += self.mlp("experts", "moe", math.ceil(moe.expert_ffn / self.tp), rows, groups)
+        if moe.n_shared_experts:
+            shared_ffn = math.ceil(moe.n_shared_experts * moe.expert_ffn / self.tp)
+            ops += self.mlp("shared_expert", "moe", shared_ffn, self.T)
+        return ops + [op for op in [self.all_reduce("mlp_all_reduce", m.hidden)] if op]
+
+    def head(self, rows: int) -> list[Op]:
+        m = self.m
+        ops = [
+            self.norm("final_norm", m.hidden),
+            self.gemm("lm_head", "head", rows, math.ceil(m.vocab / self.tp), m.hidden),
+        ]
+        if self.tp > 1:
+            ops.append(
+                Op(
+                    name="logits_all_gather", kind=OpKind.COLLECTIVE, family="communication",
+                    dtype=self.dt, flops=0.0, model_flops=0.0, bytes={},
+                    collective=Collective(kind="all_gather", bytes=rows * m.vocab * 4.0,
+                                          group=self.tp),
+                )
+            )  # fmt: skip
+        return ops
+
+    def embedding(self) -> Op:
+        m = self.m
+        return Op(
+            name="embedding", kind=OpKind.ELEMENTWISE, family="embedding", dtype=self.dt,
+            flops=0.0, model_flops=0.0,
+            bytes={Role.WEIGHT: self.T * m.hidden * self.wb, Role.ACTIVATION: self.T * m.hidden * self.ab},
+        )  # fmt: skip
+
+    def build(self, head_rows: int) -> tuple[Op, ...]:
+        m = self.m
+        layer_attn = self.attention_block()
+        ops: list[Op] = [self.embedding()]
+        dense = layer_attn + self.dense_mlp_block()
+        both = m.n_dense_layers and m.n_moe_layers
+        if m.n_dense_layers:
+            ops += [_repeat(op, m.n_dense_layers, "dense" if both else "") for op in dense]
+        if m.n_moe_layers:
+            moe = layer_attn + self.moe_block()
+            ops += [_repeat(op, m.n_moe_layers, "moe" if both else "") for op in moe]
+        ops += self.head(head_rows)
+        return tuple(ops)
+
+
+def _repeat(op: Op, count: int, prefix: str) -> Op:
+    name = f"{prefix}.{op.name}" if prefix else op.name
+    return replace(op, count=op.count * count, name=name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decode(_Common):
+    """One autoregressive decode step: ``batch`` sequences, each with ``context`` cached tokens."""
+
+    context: int = 2048
+
+    def lower(self) -> OpGraph:
+        self._validate("decode")
+        if not isinstance(self.context, int) or self.context < 1:
+            raise WorkloadError(f"decode: --context must be an integer >= 1, got {self.context!r}")
+        low = _Lowering(self, q_len=1, kv_len=self.context, phase="decode")
+        ops = low.build(head_rows=low.B)
+        m = self.model
+        act = low.B * max(2 * m.hidden, 2 * m.ffn // self.tp, m.vocab // self.tp) * 4.0
+        memory = MemoryNeed(
+            weights_bytes=self.resident_weight_bytes(),
+            kv_cache_bytes=self.kv_cache_bytes(self.context),
+            activation_bytes=act,
+        )
+        return OpGraph(
+            ops=ops,
+            n_chips=self.tp * self.dp,
+            tokens=float(self.batch),
+            memory=memory,
+            describe=_describe(self, "decode", context=self.context),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prefill(_Common):
+    """Prefill of ``batch`` prompts of ``prompt`` tokens: the time to the first token."""
+
+    prompt: int = 2048
+
+    def lower(self) -> OpGraph:
+        self._validate("prefill")
+        if not isinstance(self.prompt, int) or self.prompt < 1:
+            raise WorkloadError(f"prefill: --prompt must be an integer >= 1, got {self.prompt!r}")
+        low = _Lowering(self, q_len=self.prompt, kv_len=self.prompt, phase="prefill")
+        # logits only for each prompt's last position (what a server samples from)
+        ops = low.build(head_rows=low.B)
+        m = self.model
+        widest = max(3 * m.hidden, (3 if m.gated_mlp else 2) * m.ffn // self.tp)
+        act = low.T * widest * self.act_bytes + low.B * m.vocab / self.tp * 4.0
+        memory = MemoryNeed(
+            weights_bytes=self.resident_weight_bytes(),
+            kv_cache_bytes=self.kv_cache_bytes(self.prompt),
+            activation_bytes=act,
+        )
+        return OpGraph(
+            ops=ops,
+            n_chips=self.tp * self.dp,
+            tokens=float(self.batch * self.prompt),
+            memory=memory,
+            describe=_describe(self, "prefill", prompt=self.prompt),
+        )
+
+
+def _describe(w: _Common, kind: str, **extra: int) -> dict:
+    return {
+        "kind": kind,
+        "model": w.model.name,
+        "batch": w.batch,
+        **extra,
+        "dtype": w.dtype,
+        "kv_dtype": w.kv_dtype or ("fp32" if w.kv_bytes == 4 else "bf16"),
+        "tp": w.tp,
+        "dp": w.dp,
+    }

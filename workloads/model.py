@@ -1,0 +1,187 @@
+"""LLM architecture configs (dense, MoE, MLA) and their exact parameter counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workloads.ops import WorkloadError
+
+
+def _check_positive(where: str, **fields: int) -> None:
+    for name, value in fields.items():
+        if not isinstance(value, int) or value < 1:
+            raise WorkloadError(f"{where}: {name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MoEConfig:
+    """Routed experts (top-k of n_experts) plus always-on shared experts, per MoE layer."""
+
+    n_experts: int
+    top_k: int
+    expert_ffn: int
+    n_shared_experts: int = 0
+    first_dense_layers: int = 0
+
+    def __post_init__(self) -> None:
+        _check_positive(
+            "moe", n_experts=self.n_experts, top_k=self.top_k, expert_ffn=self.expert_ffn
+        )
+        if self.top_k > self.n_experts:
+            raise WorkloadError(
+                f"moe: top_k must be <= n_experts ({self.n_experts}), got {self.top_k!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MLAConfig:
+    """Multi-head latent attention (DeepSeek-V2/V3): K and V come from a shared low-rank latent."""
+
+    q_lora_rank: int  # 0: queries projected directly from the hidden state
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelConfig:
+    """A decoder-only transformer. ``ffn`` is the dense MLP's intermediate size."""
+
+    name: str
+    full_name: str = ""
+    n_layers: int
+    hidden: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    ffn: int
+    gated_mlp: bool = True
+    activation: str = "silu"
+    vocab: int
+    tied_embeddings: bool = False
+    norm: str = "rmsnorm"
+    position: str = "rope"
+    max_seq: int = 4096
+    attn_bias: bool = False
+    mlp_bias: bool = False
+    moe: MoEConfig | None = None
+    mla: MLAConfig | None = None
+    n_params_published: float | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"model {self.name!r}"
+        _check_positive(
+            where,
+            n_layers=self.n_layers,
+            hidden=self.hidden,
+            n_heads=self.n_heads,
+            n_kv_heads=self.n_kv_heads,
+            head_dim=self.head_dim,
+            ffn=self.ffn,
+            vocab=self.vocab,
+        )
+        if self.n_heads % self.n_kv_heads:
+            raise WorkloadError(
+                f"{where}: n_heads ({self.n_heads}) must be a multiple of n_kv_heads, "
+                f"got {self.n_kv_heads}"
+            )
+        if self.norm not in ("rmsnorm", "layernorm"):
+            raise WorkloadError(f"{where}: norm must be rmsnorm or layernorm, got {self.norm!r}")
+        if self.moe and self.moe.first_dense_layers > self.n_layers:
+            raise WorkloadError(f"{where}: moe.first_dense_layers must be <= n_layers")
+
+    # ---- layer structure -------------------------------------------------------------------
+    @property
+    def n_moe_layers(self) -> int:
+        return 0 if self.moe is None else self.n_layers - self.moe.first_dense_layers
+
+    @property
+    def n_dense_layers(self) -> int:
+        return self.n_layers - self.n_moe_layers
+
+    @property
+    def mlp_matrices(self) -> int:
+        """Weight matrices in one MLP: 3 for gated (SwiGLU/GeGLU), 2 otherwise."""
+        return 3 if self.gated_mlp else 2
+
+    # ---- parameter counts --------------------------------------------------------------------
+    def attention_params(self) -> int:
+        """Parameters of one attention block (projections and biases, not norms)."""
+        h, hd = self.hidden, self.head_dim
+        if self.mla is not None:
+            m = self.mla
+            qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+            q = (
+                h * m.q_lora_rank + m.q_lora_rank + m.q_lora_rank * self.n_heads * qk
+                if m.q_lora_rank
+                else h * self.n_heads * qk
+            )
+            kv = (
+                h * (m.kv_lora_rank + m.qk_rope_head_dim)
+                + m.kv_lora_rank  # latent norm
+                + m.kv_lora_rank * self.n_heads * (m.qk_nope_head_dim + m.v_head_dim)
+            )
+            return q + kv + self.n_heads * m.v_head_dim * h
+        q_out, kv_out = self.n_heads * hd, self.n_kv_heads * hd
+        params = h * q_out + 2 * h * kv_out + q_out * h
+        if self.attn_bias:
+            params += q_out + 2 * kv_out + h
+        return params
+
+    def mlp_params(self, ffn: int) -> int:
+        """Parameters of one MLP of intermediate size ``ffn``."""
+        params = self.mlp_matrices * self.hidden * ffn
+        if self.mlp_bias:
+            params += (self.mlp_matrices - 1) * ffn + self.hidden
+        return params
+
+    def norm_params(self) -> int:
+        return self.hidden * (2 if self.norm == "layernorm" else 1)
+
+    def embedding_params(self) -> int:
+        """Token embedding, learned positions and (untied) output head."""
+        params = self.vocab * self.hidden
+        if self.position == "learned":
+            params += self.max_seq * self.hidden
+        if not self.tied_embeddings:
+            params += self.vocab * self.hidden
+        return params
+
+    def layer_params(self, moe_layer: bool, active: bool = False) -> int:
+        params = self.attention_params() + 2 * self.norm_params()
+        if moe_layer and self.moe is not None:
+            m = self.moe
+            routed = m.top_k if active else m.n_experts
+            params += self.hidden * m.n_experts  # router
+            params += (routed + m.n_shared_experts) * self.mlp_params(m.expert_ffn)
+        else:
+            params += self.mlp_params(self.ffn)
+        return params
+
+    def n_params(self, active: bool = False) -> int:
+        """Total parameters, or with ``active`` those one token uses (top-k experts only)."""
+        layers = self.n_dense_layers * self.layer_params(
+            False
+        ) + self.n_moe_layers * self.layer_params(True, active)
+        return layers + self.embedding_params() + self.norm_params()
+
+    def n_matmul_params(self, active: bool = True) -> int:
+        """Parameters that multiply activations per token: the '2N' in 2·N FLOPs per token.
+
+        Excludes the input embedding (a lookup), learned positions, norms and biases.
+        """
+        n = self.n_params(active)
+        n -= self.vocab * self.hidden if not self.tied_embeddings else 0
+        if self.position == "learned":
+            n -= self.max_seq * self.hidden
+        n -= (2 * self.n_layers + 1) * self.norm_params()
+        return n
+
+    # ---- KV cache ------------------------------------------------------------------------------
+    def kv_elements_per_token(self) -> int:
+        """Cached elements per token over all layers (K and V; for MLA the latent + rope key)."""
+        if self.mla is not None:
+            return self.n_layers * (self.mla.kv_lora_rank + self.mla.qk_rope_head_dim)
+        return self.n_layers * 2 * self.n_kv_heads * self.head_dim

@@ -1,0 +1,108 @@
+"""The op record every workload lowers to: shapes, dtype, exact FLOPs and bytes per tensor role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class WorkloadError(ValueError):
+    """A workload that cannot be lowered as asked; the message is one line naming the field."""
+
+
+class Role(StrEnum):
+    """What a tensor is, for memory placement and for the per-role byte counts."""
+
+    WEIGHT = "weight"
+    ACTIVATION = "activation"
+    KV = "kv"
+    GRADIENT = "gradient"
+    OPTIMIZER = "optimizer"
+
+
+class OpKind(StrEnum):
+    GEMM = "gemm"
+    ATTENTION = "attention"
+    ELEMENTWISE = "elementwise"
+    COLLECTIVE = "collective"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gemm:
+    """``groups`` independent products C[m, n] = A[m, k] @ B[k, n] (groups > 1: batched/grouped).
+
+    ``m`` may be fractional for grouped expert GEMMs (mean tokens per active expert).
+    """
+
+    m: float
+    n: int
+    k: int
+    groups: int = 1
+    a_bytes: float = 2.0  # bytes per element of A (activations)
+    b_bytes: float = 2.0  # bytes per element of B (weights)
+    c_bytes: float = 2.0  # bytes per element of C (output)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attention:
+    """Fused (flash) attention of ``q_len`` queries over ``kv_len`` keys per sequence.
+
+    ``kv_bytes_per_token`` is what one cached token costs to read per KV head group (K and V
+    together; for MLA the shared latent). Causal prefill computes only the lower triangle.
+    """
+
+    batch: int
+    n_q_heads: int
+    n_kv_heads: int
+    q_len: int
+    kv_len: int
+    qk_dim: int
+    v_dim: int
+    causal: bool
+    act_bytes: float
+    kv_bytes_per_token: float  # per kv head
+
+    @property
+    def score_pairs(self) -> float:
+        """Query-key pairs computed per (sequence, q head)."""
+        if self.causal:
+            # queries at positions kv_len - q_len .. kv_len - 1 see prefix + themselves
+            prefix = self.kv_len - self.q_len
+            return self.q_len * prefix + self.q_len * (self.q_len + 1) / 2
+        return float(self.q_len * self.kv_len)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Collective:
+    """A collective over ``group`` chips; ``bytes`` is the per-chip message (the full buffer)."""
+
+    kind: str  # all_reduce | all_gather | reduce_scatter | all_to_all | send_recv
+    bytes: float
+    group: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Op:
+    """One kernel (or collective) on one chip, repeated ``count`` times (e.g. once per layer).
+
+    ``flops`` are the FLOPs the chip executes (multiply-add = 2); ``model_flops`` the part that
+    counts toward MFU (matmul and attention math; 0 for norms and elementwise). ``bytes`` is the
+    minimum traffic per tensor role (each tensor read or written once); the roofline's tiling
+    model decides how much more a given chip really moves. Timing never lives on the op.
+    """
+
+    name: str
+    kind: OpKind
+    family: str  # attention | mlp | moe | norm | embedding | head | communication | other
+    dtype: str
+    flops: float
+    model_flops: float
+    bytes: dict[Role, float] = field(default_factory=dict)
+    gemm: Gemm | None = None
+    attention: Attention | None = None
+    collective: Collective | None = None
+    count: int = 1
+
+    @property
+    def total_bytes(self) -> float:
+        return sum(self.bytes.values())

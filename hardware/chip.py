@@ -82,7 +82,8 @@ class Chip:
 
     Compute: dense peak FLOP/s per dtype; GEMM output tiles are spread over ``n_cores`` cores in
     tiles from ``gemm_tiles`` (M x N) with K padded to ``tile_k``: this is what wave and tile
-    quantisation are computed from. ``sustained_clock_fraction`` is the best measured dense
+    quantisation are computed from; ``cluster`` (cm, cn) tiles share one L2 load by multicast
+    (thread-block clusters; (1, 1) where the chip has none). ``sustained_clock_fraction`` is the best measured dense
     matmul rate over the datasheet peak (clock throttle under sustained load and issue limits).
     Memory: ``memory`` lists levels innermost first; the last level is main memory, which holds
     weights and the KV cache. ``kernel_overhead_s`` is the fixed cost of one op (launch, ramp,
@@ -100,6 +101,7 @@ class Chip:
     vector_flops_per_s: float
     gemm_tiles: tuple[tuple[int, int], ...] = ((128, 128),)
     tile_k: int = 64
+    cluster: tuple[int, int] = (1, 1)
     sustained_clock_fraction: float = 1.0
     memory: tuple[MemoryLevel, ...]
     kernel_overhead_s: float = 0.0
@@ -125,6 +127,10 @@ class Chip:
                 raise ConfigError(
                     f"{where}: compute.gemm_tiles entries must be [M, N] >= 1, got {tile!r}"
                 )
+        if len(self.cluster) != 2 or min(self.cluster) < 1:
+            raise ConfigError(
+                f"{where}: compute.cluster must be [cm, cn] >= 1, got {self.cluster!r}"
+            )
         if self.tile_k < 1:
             raise ConfigError(f"{where}: compute.tile_k must be >= 1, got {self.tile_k!r}")
         _fraction(where, "compute.sustained_clock_fraction", self.sustained_clock_fraction)

@@ -86,7 +86,16 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     return raw
 
 
-_OPTIONAL_FIELDS = {"achievable_fraction", "int4", "fp8", "int8", "tf32", "fp16", "latency"}
+_OPTIONAL_FIELDS = {
+    "achievable_fraction",
+    "int4",
+    "fp8",
+    "int8",
+    "tf32",
+    "fp16",
+    "latency",
+    "cluster",
+}
 
 
 def _known(raw: dict[str, Any]) -> str:
@@ -160,6 +169,7 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         ),
         gemm_tiles=tiles,
         tile_k=int(compute.get("tile_k", 64)),
+        cluster=tuple(int(x) for x in compute.get("cluster", (1, 1))),
         sustained_clock_fraction=_q(
             compute, "sustained_clock_fraction", "fraction", f"chip {name!r}: compute", 1.0
         ),

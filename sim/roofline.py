@@ -13,7 +13,9 @@ Memory. Traffic from main memory uses the on-chip reuse level (L2 / global buffe
 - if the smaller operand fits in half of it, it stays resident and each operand moves once;
 - otherwise one wave of tiles (gm x gn tiles, about square) shares its A and B panels through
   L2, so A is read ceil(N / (gn·tn)) times and B ceil(M / (gm·tm)) times.
-Traffic into the cores from L2 is per tile: A·ceil(N/tn) + B·ceil(M/tm). A GEMV (M = 1)
+Traffic into the cores from L2 is per tile: A·ceil(N/tn) + B·ceil(M/tm), where a chip with
+thread-block clusters (Hopper, Blackwell: ``compute.cluster`` = [cm, cn]) multicasts one load
+to the cluster's tiles, so the L2 tile is (cm·tm) x (cn·tn). A GEMV (M = 1)
 therefore streams its weights exactly once. Flash attention never writes the score matrix:
 Q and O move once, K and V once per query block unless the K/V of the heads in flight fit in L2.
 
@@ -111,7 +113,8 @@ def gemm_traffic(g: Gemm, tm: int, tn: int, split: int, chip: Chip) -> dict[str,
     b = g.groups * g.k * g.n * g.b_bytes
     c = g.groups * g.m * g.n * g.c_bytes
     partials = 2 * (split - 1) * g.groups * g.m * g.n * 4.0 if split > 1 else 0.0  # fp32 partials
-    tile_level = a * math.ceil(g.n / tn) + b * math.ceil(g.m / tm) + c + partials
+    cm, cn = chip.cluster
+    tile_level = a * math.ceil(g.n / (cn * tn)) + b * math.ceil(g.m / (cm * tm)) + c + partials
     main, reuse = chip.main_memory, chip.reuse_level
     if reuse is None:
         return {main.name: tile_level}

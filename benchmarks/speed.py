@@ -1,0 +1,55 @@
+"""Simulator speed: one in-process evaluation, and CLI start-up. Exits non-zero if a bar is missed.
+
+python benchmarks/speed.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+BARS = {"decode llama-3-405b fp8 on 8 chips (ms)": 50.0, "roofsim --help (ms)": 500.0}
+
+
+def best_of(fn, repeats: int = 20) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def main() -> int:
+    from hardware import load_system
+    from sim import simulate
+    from workloads import Decode, load_model
+
+    model = load_model("llama-3-405b")
+    system = load_system("h100-sxm", 8)
+    simulate(Decode(model=model, batch=1, context=4096, tp=8, dtype="fp8"), system)  # warm caches
+    evaluation = best_of(
+        lambda: simulate(
+            Decode(model=load_model("llama-3-405b"), batch=1, context=4096, tp=8, dtype="fp8"),
+            load_system("h100-sxm", 8),
+        )
+    )
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "sim.cli", "--help"], capture_output=True, check=True)
+    help_s = time.perf_counter() - start
+    measured = {
+        "decode llama-3-405b fp8 on 8 chips (ms)": evaluation * 1e3,
+        "roofsim --help (ms)": help_s * 1e3,
+    }
+    failed = False
+    print(f"{'what':<40}{'measured':>10}{'bar':>8}")
+    for name, value in measured.items():
+        ok = value <= BARS[name]
+        failed |= not ok
+        print(f"{name:<40}{value:>10.2f}{BARS[name]:>8.0f}  {'ok' if ok else 'MISSED'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The command line: JSON contract, one-line errors with no traceback, fast start."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sim.cli import main
+
+RUN_KEYS = {"workload", "system", "time_s", "flops", "model_flops", "mfu", "mbu", "bound",
+            "hbm_bytes", "memory", "throughput", "ops"}  # fmt: skip
+
+
+def test_decode_json_has_the_contract_keys(capsys):
+    code = main(["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert RUN_KEYS <= set(out)
+    assert {"required_bytes", "capacity_bytes", "fits"} <= set(out["memory"])
+    assert out["throughput"]["tokens_per_s"] > 0
+    assert out["bound"] in ("compute", "memory", "communication", "overhead")
+    assert out["ops"] and {"name", "flops", "bytes", "time_s", "bound"} <= set(out["ops"][0])
+
+
+def test_prefill_human_output_lists_top_ops(capsys):
+    code = main(["prefill", "--model", "llama-3-8b", "--chip", "h100-sxm", "--prompt", "1024"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "MFU" in text and "mlp_up" in text
+
+
+def test_set_override_changes_the_answer(capsys):
+    main(["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--json"])
+    base = json.loads(capsys.readouterr().out)["time_s"]
+    main(["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--json", "--set",
+          "hbm.bandwidth=6.7TB/s"])  # fmt: skip
+    faster = json.loads(capsys.readouterr().out)["time_s"]
+    assert faster < 0.7 * base
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--model", "llama-2-70b", "--chip", "h100-sxm"], "does not fit: needs"),
+        (["--model", "nope", "--chip", "h100-sxm"], "unknown model 'nope'"),
+        (["--model", "llama-2-7b", "--chip", "nope"], "unknown chip 'nope'"),
+        (["--model", "llama-2-7b", "--chip", "h100-sxm", "--set", "hbm.bandwidth=-1TB/s"],
+         "bandwidth must be > 0"),
+        (["--model", "llama-2-70b", "--chip", "h100-sxm", "--chips", "3"], "must divide the 64"),
+        (["--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "4", "--tp", "3"],
+         "multiple of --tp"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_on_stderr_and_exit_2(args, match, capsys):
+    code = main(["decode", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert match in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_malformed_toml_and_zero_batch_through_the_real_entry_point(tmp_path):
+    bad = tmp_path / "chip.toml"
+    bad.write_text("[compute\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "decode", "--model", "llama-2-7b", "--chip", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "malformed TOML" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "decode", "--model", "llama-2-7b", "--chip", "h100-sxm",
+         "--batch", "0"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "--batch" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = (
+        "import sys, time; t=time.perf_counter(); import sim.cli as c; "
+        "c.build_parser().format_help(); "
+        "print(time.perf_counter()-t, 'matplotlib' in sys.modules, 'simpy' in sys.modules, "
+        "'numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    elapsed, mpl, simpy, numpy = out.split()
+    assert mpl == simpy == numpy == "False"
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "sim.cli", "--help"], capture_output=True)
+    assert proc.returncode == 0
+    assert time.perf_counter() - start < 0.5
+
+
+def test_chips_and_models_list_presets(capsys):
+    assert main(["chips"]) == 0
+    assert "h100-sxm" in capsys.readouterr().out
+    assert main(["models", "--json"]) == 0
+    names = [row["name"] for row in json.loads(capsys.readouterr().out)]
+    assert "deepseek-v3" in names

@@ -57,12 +57,16 @@ class MemoryLevel:
 
     ``achievable_fraction`` is what a streaming microbenchmark reaches of the datasheet
     bandwidth (e.g. STREAM copy on HBM); the roofline uses the achievable bandwidth.
+    ``latency_s`` is the loaded access latency: a transfer pays it once more while the pipeline
+    fills (Little's law: the level needs bandwidth x latency bytes in flight), so B bytes take
+    B/bw + min(B/bw, latency): small transfers run at half the bandwidth, large ones at all of it.
     """
 
     name: str
     capacity_bytes: float
     bandwidth_bytes_per_s: float
     achievable_fraction: float = 1.0
+    latency_s: float = 0.0
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -70,10 +74,17 @@ class MemoryLevel:
         _positive(where, "capacity", self.capacity_bytes)
         _positive(where, "bandwidth", self.bandwidth_bytes_per_s)
         _fraction(where, "achievable_fraction", self.achievable_fraction)
+        if not self.latency_s >= 0:
+            raise ConfigError(f"{where}: latency must be >= 0, got {self.latency_s!r}")
 
     @property
     def achievable_bytes_per_s(self) -> float:
         return self.bandwidth_bytes_per_s * self.achievable_fraction
+
+    def transfer_s(self, traffic_bytes: float) -> float:
+        """Seconds to move ``traffic_bytes`` through this level."""
+        stream = traffic_bytes / self.achievable_bytes_per_s
+        return stream + min(stream, self.latency_s)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

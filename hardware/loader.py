@@ -26,6 +26,14 @@ def _preset_text(name: str) -> str:
     return (resources.files("hardware") / _PRESETS / f"{name}.toml").read_text()
 
 
+def chip_source_text(name_or_path: str) -> str:
+    """The TOML text of a preset or a user's chip file."""
+    if name_or_path.endswith(".toml") or Path(name_or_path).exists():
+        return Path(name_or_path).read_text()
+    load_chip_dict(name_or_path)  # validates the name
+    return _preset_text(name_or_path)
+
+
 def load_chip_dict(name_or_path: str) -> dict[str, Any]:
     """The raw TOML table of a preset name or a path to a user's TOML file (a fresh copy)."""
     path = Path(name_or_path)
@@ -41,9 +49,13 @@ def load_chip_dict(name_or_path: str) -> dict[str, Any]:
             )
         text, origin = _preset_text(name_or_path), name_or_path
     try:
-        return copy.deepcopy(_parse_toml(text, origin))
+        raw = copy.deepcopy(_parse_toml(text, origin))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin}: malformed TOML: {exc}") from None
+    # a [calibration] table (written by `roofsim calibrate`) overrides the datasheet values
+    fitted = raw.pop("calibration", {})
+    apply_overrides(raw, [f"{k}={v!r}" for k, v in fitted.items() if not k.endswith("_source")])
+    return raw
 
 
 @cache
@@ -144,6 +156,7 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
                 capacity_bytes=_q(lvl, "capacity", "bytes", lw),
                 bandwidth_bytes_per_s=_q(lvl, "bandwidth", "bytes_per_s", lw),
                 achievable_fraction=_q(lvl, "achievable_fraction", "fraction", lw, 1.0),
+                latency_s=_q(lvl, "latency", "s", lw, 0.0),
                 source=str(lvl.get("source", "")),
             )
         )

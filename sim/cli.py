@@ -1,4 +1,4 @@
-"""The ``roofsim`` command line: decode, prefill, chips, models (imports stay lazy for speed)."""
+"""The ``roofsim`` command line: decode, prefill, calibrate, chips, models (lazy imports)."""
 
 from __future__ import annotations
 
@@ -134,6 +134,28 @@ def _run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from hardware import ConfigError, load_chip
+    from hardware.loader import chip_source_text
+    from sim.calibrate import calibrate, write_calibrated_toml
+
+    if not (args.gemm or args.membw):
+        raise ConfigError("calibrate: give --gemm FILE and/or --membw FILE")
+    chip, fits = calibrate(
+        load_chip(args.chip), args.gemm, args.membw, dtype=args.dtype, membw_op=args.membw_op
+    )
+    if args.output:
+        write_calibrated_toml(chip_source_text(args.chip), fits, args.output)
+    if args.json:
+        print(json.dumps([{"path": f.path, "value": f.value, "note": f.note} for f in fits]))
+    else:
+        for f in fits:
+            print(f"{f.path:<36} {f.value:.4g}   ({f.note})")
+        if args.output:
+            print(f"wrote {args.output}: use it as --chip {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="roofsim",
@@ -147,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prefill", help="prefill of a batch of prompts (time to first token)")
     _add_llm_args(p)
     p.add_argument("--prompt", type=_positive_int, default=2048, help="prompt tokens per sequence")
+    p = sub.add_parser("calibrate", help="fit chip parameters to microbenchmark CSVs")
+    p.add_argument("--chip", required=True, help="chip preset slug or chip TOML to start from")
+    p.add_argument("--gemm", help="GEMM timings CSV (dtype,m,n,k,time_s)")
+    p.add_argument("--membw", help="bandwidth sweep CSV (op,bytes,time_s)")
+    p.add_argument("--membw-op", default=None, help="access pattern to fit (default: first read*)")
+    p.add_argument("--dtype", default="bf16", help="GEMM dtype rows to fit")
+    p.add_argument("-o", "--output", help="write the chip TOML with a [calibration] table")
+    p.add_argument("--json", action="store_true", help="print JSON")
     for name, helptext in (("chips", "list chip presets"), ("models", "list model presets")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--json", action="store_true", help="print JSON")
@@ -156,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "decode": lambda a: _run_llm(a, "decode"),
     "prefill": lambda a: _run_llm(a, "prefill"),
+    "calibrate": _run_calibrate,
     "chips": _run_chips,
     "models": _run_models,
 }

@@ -1,6 +1,9 @@
 """Cost one op on one chip: tile/wave-quantised compute, tiled memory traffic per level, overhead.
 
-    time = overhead + max(compute, traffic_level / achievable_bandwidth_level for each level)
+    time = overhead + max(compute, transfer time of each memory level's traffic)
+
+where a level's transfer time is traffic / achievable bandwidth plus its pipeline-fill latency
+(``MemoryLevel.transfer_s``).
 
 Compute. A GEMM's output is cut into tiles (tm x tn from the chip's ``gemm_tiles``) spread over
 ``n_cores``; K is padded to ``tile_k``. When there are fewer tiles than cores, K is split
@@ -67,9 +70,7 @@ class OpCost:
 
 def _finish(op: Op, chip: Chip, compute: float, traffic: dict[str, float], **extra) -> OpCost:
     memory = {
-        name: traffic[name] / chip.level(name).achievable_bytes_per_s
-        for name in traffic
-        if traffic[name] > 0
+        name: chip.level(name).transfer_s(traffic[name]) for name in traffic if traffic[name] > 0
     }
     mem_s = max(memory.values(), default=0.0)
     level = max(memory, key=memory.get) if memory else ""
@@ -118,9 +119,11 @@ def gemm_traffic(g: Gemm, tm: int, tn: int, split: int, chip: Chip) -> dict[str,
     main, reuse = chip.main_memory, chip.reuse_level
     if reuse is None:
         return {main.name: tile_level}
+    # the split-K workspace stays in L2 when it fits
+    partials_main = 0.0 if partials <= reuse.capacity_bytes / 2 else partials
     per_group_min = min(a, b) / g.groups
     if per_group_min <= reuse.capacity_bytes / 2:
-        main_traffic = a + b + c + partials
+        main_traffic = a + b + c + partials_main
     else:
         tiles_m, tiles_n = math.ceil(g.m / tm), math.ceil(g.n / tn)
         gm = max(1, min(tiles_m, round(math.sqrt(chip.n_cores * tn / tm))))

@@ -98,7 +98,8 @@ class Chip:
     matmul rate over the datasheet peak (clock throttle under sustained load and issue limits).
     Memory: ``memory`` lists levels innermost first; the last level is main memory, which holds
     weights and the KV cache. ``kernel_overhead_s`` is the fixed cost of one op (launch, ramp,
-    tail) as a small-kernel microbenchmark measures it.
+    tail) as a small-kernel microbenchmark measures it. ``exp_per_s`` is the special-function
+    (exp) rate that bounds softmax in attention, where known.
     """
 
     name: str
@@ -115,6 +116,7 @@ class Chip:
     cluster: tuple[int, int] = (1, 1)
     sustained_clock_fraction: float = 1.0
     memory: tuple[MemoryLevel, ...]
+    exp_per_s: float | None = None
     kernel_overhead_s: float = 0.0
     tdp_watts: float | None = None
     sources: dict[str, str] = field(default_factory=dict)
@@ -131,6 +133,8 @@ class Chip:
             dtype_bytes(dtype)
             _positive(where, f"compute.peak.{dtype}", rate)
         _positive(where, "compute.peak.vector", self.vector_flops_per_s)
+        if self.exp_per_s is not None:
+            _positive(where, "compute.exp_rate", self.exp_per_s)
         if not self.gemm_tiles:
             raise ConfigError(f"{where}: compute.gemm_tiles must list at least one [M, N] tile")
         for tile in self.gemm_tiles:

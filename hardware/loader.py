@@ -187,6 +187,7 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
             compute, "sustained_clock_fraction", "fraction", f"chip {name!r}: compute", 1.0
         ),
         memory=tuple(memory),
+        exp_per_s=_q(compute, "exp_rate", "flops_per_s", f"chip {name!r}: compute", None),
         kernel_overhead_s=_q(overhead, "kernel_s", "s", f"chip {name!r}: overhead", 0.0),
         tdp_watts=_q(power, "tdp", "watts", f"chip {name!r}: power", None),
         sources=sources,

@@ -23,8 +23,10 @@ therefore streams its weights exactly once. Flash attention never writes the sco
 Q and O move once, K and V once per query block unless the K/V of the heads in flight fit in L2.
 
 NB: data handed from one op to the next is assumed to go through main memory (no cross-kernel
-L2 residency); softmax in attention runs on the vector units overlapped with the matmuls
-(FlashAttention-3 style, Shah et al. 2024), counted as _SOFTMAX_FLOPS per score.
+L2 residency). In attention the softmax (exp on the special-function units, the rest on the
+vector units) runs after each block's matmuls, not overlapped: Shah et al. 2024
+(FlashAttention-3, arXiv:2407.08608, Sec. 4.3 ablation) measure 570-580 TFLOP/s on H100
+without the overlap and ~660 with it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ from hardware.chip import Chip, System
 from sim.collectives import collective_time
 from workloads.ops import Attention, Gemm, Op, OpKind
 
-_SOFTMAX_FLOPS = 8  # max, subtract, exp (~4), sum, rescale per score element
+# Softmax per score element: exp on the special-function units (``Chip.exp_per_s``) plus
+# scale-subtract, max, sum and convert on the vector units. NB: where a chip gives no exp rate,
+# an exp is counted as _EXP_FLOPS vector FLOPs (a polynomial approximation's cost).
+_SOFTMAX_VECTOR_FLOPS = 4
+_EXP_FLOPS = 4
 _MIN_SPLIT_GRANULES = 4
 
 
@@ -193,10 +199,16 @@ def cost_attention(op: Op, chip: Chip) -> OpCost:
     matmul = 2.0 * score_elems * (a.qk_dim + a.v_dim)
     per_unit = 1.0 / (units * split)
     core_rate = chip.sustained(op.dtype) / chip.n_cores
-    vec_rate = chip.vector_flops_per_s / chip.n_cores
-    compute = waves * max(
-        matmul * per_unit / core_rate, _SOFTMAX_FLOPS * score_elems * per_unit / vec_rate
-    )
+    if chip.exp_per_s:
+        softmax_s_per_score = 1.0 / chip.exp_per_s + _SOFTMAX_VECTOR_FLOPS / chip.vector_flops_per_s
+    else:
+        softmax_s_per_score = (_SOFTMAX_VECTOR_FLOPS + _EXP_FLOPS) / chip.vector_flops_per_s
+    # one warpgroup's matmuls and softmax run one after the other (FlashAttention-2/3 without
+    # ping-pong); FA3's ping-pong scheduling hides part of the softmax (NB: not modelled)
+    # per unit of work on one core: its share of the matmuls at the core's rate, and its share
+    # of the softmax at the core's share of the exp and vector rates
+    unit_s = per_unit * (matmul / core_rate + score_elems * softmax_s_per_score * chip.n_cores)
+    compute = waves * unit_s
     useful = a.batch * a.n_q_heads * a.score_pairs
     # memory: Q, O once; K/V once per reader unless the heads in flight fit in L2
     q_o = op.bytes.get("activation", 0.0)

@@ -216,10 +216,16 @@ def calibrate(
 
 
 def write_calibrated_toml(base_text: str, fits: list[Fit], out: str | Path) -> None:
-    """Write the base chip TOML followed by the fitted values as ``--set``-style comments and
-    an ``[calibration]`` table; the loader applies the table's values over the base."""
+    """Write the base chip TOML with a ``[calibration]`` table of the fitted values (replacing
+    any earlier one); the loader applies the table's values over the datasheet ones."""
+    kept, skipping = [], False
+    for line in base_text.splitlines():  # drop an earlier [calibration] table: this one replaces it
+        if line.strip().startswith("["):
+            skipping = line.strip() == "[calibration]"
+        if not skipping:
+            kept.append(line)
     lines = [
-        base_text.rstrip(),
+        "\n".join(kept).rstrip(),
         "",
         "# Fitted by `roofsim calibrate` (sim/calibrate.py)",
         "[calibration]",

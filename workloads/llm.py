@@ -23,8 +23,9 @@ import math
 from dataclasses import dataclass, field, replace
 
 from hardware.chip import dtype_bytes
+from workloads.build import Builder
 from workloads.model import ModelConfig
-from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role, WorkloadError
+from workloads.ops import Attention, Op, WorkloadError
 
 # Non-matmul FLOPs per element, counted on the vector units (small next to matmuls).
 # NB: an approximation of the instruction mix, not a measurement; they never bind on real chips.
@@ -156,69 +157,28 @@ class _Lowering:
         self.tp = w.tp
         self.ab, self.wb, self.kvb = w.act_bytes, w.weight_bytes, w.kv_bytes
         self.dt = w.compute_dtype
+        self.b = Builder(self.dt, self.ab, self.wb)
 
-    # ---- op builders -------------------------------------------------------------------------
+    # ---- op builders (workloads/build.py) -----------------------------------------------------
     def gemm(self, name: str, family: str, m: float, n: int, k: int, groups: int = 1) -> Op:
-        flops = 2.0 * m * n * k * groups
-        return Op(
-            name=name,
-            kind=OpKind.GEMM,
-            family=family,
-            dtype=self.dt,
-            flops=flops,
-            model_flops=flops,
-            bytes={
-                Role.WEIGHT: groups * k * n * self.wb,
-                Role.ACTIVATION: groups * m * (k + n) * self.ab,
-            },
-            gemm=Gemm(
-                m=m, n=n, k=k, groups=groups, a_bytes=self.ab, b_bytes=self.wb, c_bytes=self.ab
-            ),
-        )
-
-    def elementwise(
-        self, name: str, family: str, read: float, write: float, flops: float, weight: float = 0.0
-    ) -> Op:
-        """``read``/``write`` in elements of activations; ``weight`` in bytes (norm scales)."""
-        by = {Role.ACTIVATION: (read + write) * self.ab}
-        if weight:
-            by[Role.WEIGHT] = weight
-        return Op(
-            name=name, kind=OpKind.ELEMENTWISE, family=family, dtype=self.dt,
-            flops=flops, model_flops=0.0, bytes=by,
-        )  # fmt: skip
+        return self.b.gemm(name, family, m, n, k, groups)
 
     def norm(self, name: str, width: int) -> Op:
         m = self.m
-        nb = m.norm_params() * self.ab
         # residual add fused in (vLLM fused_add_rms_norm): read x and residual, write both
-        return self.elementwise(name, "norm", 2 * self.T * width, 2 * self.T * width,
-                                _NORM_FLOPS[m.norm] * self.T * width, nb)  # fmt: skip
+        return self.b.elementwise(name, "norm", 2 * self.T * width, 2 * self.T * width,
+                                  _NORM_FLOPS[m.norm] * self.T * width,
+                                  weight_bytes=m.norm_params() * self.ab)  # fmt: skip
 
     def all_reduce(self, name: str, width: int) -> Op | None:
-        if self.tp == 1:
-            return None
-        size = self.T * width * self.ab
-        return Op(
-            name=name, kind=OpKind.COLLECTIVE, family="communication", dtype=self.dt,
-            flops=0.0, model_flops=0.0, bytes={},
-            collective=Collective(kind="all_reduce", bytes=size, group=self.tp),
-        )  # fmt: skip
+        return self.b.collective(name, "all_reduce", self.T * width * self.ab, self.tp)
 
     def attention(self, n_q: int, n_kv: int, qk: int, v: int, kv_per_token: float) -> Op:
         spec = Attention(
             batch=self.B, n_q_heads=n_q, n_kv_heads=n_kv, q_len=self.q_len, kv_len=self.kv_len,
             qk_dim=qk, v_dim=v, causal=True, act_bytes=self.ab, kv_bytes_per_token=kv_per_token,
         )  # fmt: skip
-        flops = 2.0 * self.B * n_q * spec.score_pairs * (qk + v)
-        q_o = self.T * n_q * (qk + v) * self.ab
-        kv_read = self.B * n_kv * self.kv_len * kv_per_token
-        return Op(
-            name="attention", kind=OpKind.ATTENTION, family="attention", dtype=self.dt,
-            flops=flops, model_flops=flops,
-            bytes={Role.ACTIVATION: q_o, Role.KV: kv_read},
-            attention=spec,
-        )  # fmt: skip
+        return self.b.attention("attention", spec)
 
     # ---- blocks ------------------------------------------------------------------------------
     def heads(self) -> tuple[int, int]:
@@ -227,7 +187,7 @@ class _Lowering:
         return m.n_heads // tp, max(1, m.n_kv_heads // tp)
 
     def attention_block(self) -> list[Op]:
-        m, T, ab = self.m, self.T, self.ab
+        m, T = self.m, self.T
         if m.mla is not None:
             return self.mla_block()
         nq, nkv = self.heads()
@@ -236,12 +196,10 @@ class _Lowering:
             self.norm("attn_norm", m.hidden),
             self.gemm("qkv_proj", "attention", T, (nq + 2 * nkv) * hd, m.hidden),
             # rotary embedding on q and k, and the write of k and v into the cache
-            Op(
-                name="rope_kv_write", kind=OpKind.ELEMENTWISE, family="attention", dtype=self.dt,
-                flops=_ROPE_FLOPS * T * (nq + nkv) * hd if m.position == "rope" else 0.0,
-                model_flops=0.0,
-                bytes={Role.ACTIVATION: 2 * T * (nq + nkv) * hd * ab,
-                       Role.KV: T * 2 * nkv * hd * self.kvb},
+            self.b.elementwise(
+                "rope_kv_write", "attention", T * (nq + nkv) * hd, T * (nq + nkv) * hd,
+                _ROPE_FLOPS * T * (nq + nkv) * hd if m.position == "rope" else 0.0,
+                kv_bytes=T * 2 * nkv * hd * self.kvb,
             ),
             self.attention(nq, nkv, hd, hd, 2 * hd * self.kvb),
             self.gemm("o_proj", "attention", T, m.hidden, nq * hd),
@@ -249,7 +207,7 @@ class _Lowering:
         return ops + [op for op in [self.all_reduce("attn_all_reduce", m.hidden)] if op]
 
     def mla_block(self) -> list[Op]:
-        m, T, ab = self.m, self.T, self.ab
+        m, T = self.m, self.T
         a = m.mla
         assert a is not None
         nq = m.n_heads // self.tp
@@ -265,13 +223,15 @@ class _Lowering:
             ops.append(self.gemm("q_proj", "attention", T, nq * qk, m.hidden))
         ops.append(self.gemm("kv_a_proj", "attention", T, latent, m.hidden))
         ops.append(
-            Op(
-                name="rope_kv_write", kind=OpKind.ELEMENTWISE, family="attention", dtype=self.dt,
-                flops=_ROPE_FLOPS * T * (nq + 1) * a.qk_rope_head_dim, model_flops=0.0,
-                bytes={Role.ACTIVATION: 2 * T * (nq * qk + latent) * ab,
-                       Role.KV: T * latent * self.kvb},
+            self.b.elementwise(
+                "rope_kv_write",
+                "attention",
+                T * (nq * qk + latent),
+                T * (nq * qk + latent),
+                _ROPE_FLOPS * T * (nq + 1) * a.qk_rope_head_dim,
+                kv_bytes=T * latent * self.kvb,
             )
-        )  # fmt: skip
+        )
         if self.phase == "decode":
             # absorbed: q_nope @ W_UK per head -> latent space; attend the latent as one KV head
             ops += [
@@ -285,7 +245,7 @@ class _Lowering:
             ops += [
                 self.gemm("kv_b_proj", "attention", kv_tokens,
                           nq * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank),
-                self.attention(nq, nq, qk, a.v_head_dim, (qk + a.v_head_dim) * ab),
+                self.attention(nq, nq, qk, a.v_head_dim, (qk + a.v_head_dim) * self.ab),
             ]  # fmt: skip
         ops.append(self.gemm("o_proj", "attention", T, m.hidden, nq * a.v_head_dim))
         return ops + [op for op in [self.all_reduce("attn_all_reduce", m.hidden)] if op]
@@ -295,8 +255,8 @@ class _Lowering:
         m = self.m
         up_n = ffn * (2 if m.gated_mlp else 1)
         rows = m_rows * groups
-        act = self.elementwise(f"{name}_act", family, rows * up_n, rows * ffn,
-                               _ACT_FLOPS.get(m.activation, 5) * rows * ffn)  # fmt: skip
+        act = self.b.elementwise(f"{name}_act", family, rows * up_n, rows * ffn,
+                                 _ACT_FLOPS.get(m.activation, 5) * rows * ffn)  # fmt: skip
         return [
             self.gemm(f"{name}_up", family, m_rows, up_n, m.hidden, groups),
             act,
@@ -326,8 +286,9 @@ class _Lowering:
             self.norm("mlp_norm", m.hidden),
             self.gemm("router", "moe", self.T, moe.n_experts, m.hidden),
             # softmax/top-k, then permute tokens to experts and back (read+write each row)
-            self.elementwise("route_permute", "moe", self.T * (moe.n_experts + m.hidden * moe.top_k),
-                             self.T * m.hidden * moe.top_k * 2, 5.0 * self.T * moe.n_experts),
+            self.b.elementwise("route_permute", "moe",
+                               self.T * (moe.n_experts + m.hidden * moe.top_k),
+                               self.T * m.hidden * moe.top_k * 2, 5.0 * self.T * moe.n_experts),
         ]  # fmt: skip
         ops += self.mlp("experts", "moe", math.ceil(moe.expert_ffn / self.tp), rows, groups)
         if moe.n_shared_experts:
@@ -341,24 +302,14 @@ class _Lowering:
             self.norm("final_norm", m.hidden),
             self.gemm("lm_head", "head", rows, math.ceil(m.vocab / self.tp), m.hidden),
         ]
-        if self.tp > 1:
-            ops.append(
-                Op(
-                    name="logits_all_gather", kind=OpKind.COLLECTIVE, family="communication",
-                    dtype=self.dt, flops=0.0, model_flops=0.0, bytes={},
-                    collective=Collective(kind="all_gather", bytes=rows * m.vocab * 4.0,
-                                          group=self.tp),
-                )
-            )  # fmt: skip
-        return ops
+        gather = self.b.collective("logits_all_gather", "all_gather", rows * m.vocab * 4.0, self.tp)
+        return ops + [op for op in [gather] if op]
 
     def embedding(self) -> Op:
         m = self.m
-        return Op(
-            name="embedding", kind=OpKind.ELEMENTWISE, family="embedding", dtype=self.dt,
-            flops=0.0, model_flops=0.0,
-            bytes={Role.WEIGHT: self.T * m.hidden * self.wb, Role.ACTIVATION: self.T * m.hidden * self.ab},
-        )  # fmt: skip
+        # a lookup: read one row per token, write it as an activation
+        return self.b.elementwise("embedding", "embedding", 0, self.T * m.hidden, 0.0,
+                                  weight_bytes=self.T * m.hidden * self.wb)  # fmt: skip
 
     def build(self, head_rows: int) -> tuple[Op, ...]:
         m = self.m

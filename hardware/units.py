@@ -79,7 +79,16 @@ def format_si(value: float, unit: str, digits: int = 3) -> str:
     """Format ``value`` with a decimal SI prefix: ``format_si(3.35e12, "B/s") == "3.35 TB/s"``."""
     if value == 0:
         return f"0 {unit}"
-    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    if unit == "s" and abs(value) >= 1:  # seconds stay seconds: "12.3 s", "1,904 s"
+        return f"{value:,.0f} s" if abs(value) >= 10**digits else f"{value:.{digits}g} s"
+    for prefix, scale in (
+        ("E", 1e18),
+        ("P", 1e15),
+        ("T", 1e12),
+        ("G", 1e9),
+        ("M", 1e6),
+        ("k", 1e3),
+    ):
         if abs(value) >= scale:
             return f"{value / scale:.{digits}g} {prefix}{unit}"
     if unit == "s":

@@ -1,4 +1,4 @@
-"""The ``roofsim`` command line: decode, prefill, calibrate, chips, models (lazy imports)."""
+"""The ``roofsim`` command line: decode, prefill, dit, calibrate, chips, models (lazy imports)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,43 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _int_arg(text: str) -> int:
+    """An integer checked later by the workload, so zero or negative gets its one-line error."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def _add_dit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="DiT preset slug or a DiT TOML file")
+    p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
+    p.add_argument("--chips", type=_positive_int, default=1, help="chips in all (default 1)")
+    p.add_argument(
+        "--sp", choices=("ulysses", "ring"), default="ulysses",
+        help="sequence parallelism over chips/replicas chips per request (default ulysses)",
+    )  # fmt: skip
+    p.add_argument("--replicas", type=_positive_int, default=1, help="data-parallel replicas")
+    p.add_argument("--height", type=_int_arg, default=None, help="pixels (default: the model's)")
+    p.add_argument("--width", type=_int_arg, default=None, help="pixels (default: the model's)")
+    p.add_argument("--frames", type=_int_arg, default=None, help="video frames (1 = image)")
+    p.add_argument("--fps", type=float, default=None, help="frames per second (for reporting)")
+    p.add_argument("--steps", type=_int_arg, default=None, help="denoising steps")
+    p.add_argument("--batch", type=_int_arg, default=1, help="images/videos per run")
+    p.add_argument(
+        "--cfg", action=argparse.BooleanOptionalAction, default=None,
+        help="classifier-free guidance as a doubled batch (default: the model's pipeline)",
+    )  # fmt: skip
+    p.add_argument("--tokens", type=_int_arg, default=None, help="override latent tokens")
+    p.add_argument("--dtype", default="bf16", help="compute dtype (bf16, fp16, fp8, fp32)")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=_SET_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--top", type=_positive_int, default=10, help="ops to list (human output)")
+    p.add_argument(
+        "--no-memory-check", action="store_true", help="simulate even if it does not fit"
+    )
+
+
 def _run_llm(args: argparse.Namespace, kind: str) -> int:
     from hardware import load_system
     from sim.simulate import simulate
@@ -65,6 +102,39 @@ def _run_llm(args: argparse.Namespace, kind: str) -> int:
         workload = Decode(context=args.context, **common)
     else:
         workload = Prefill(prompt=args.prompt, **common)
+    result = simulate(workload, system, check_memory=not args.no_memory_check)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(result.summary(top=args.top))
+    return 0
+
+
+def _run_dit(args: argparse.Namespace) -> int:
+    from hardware import ConfigError, load_system
+    from sim.simulate import simulate
+    from workloads.dit import DiT, load_dit
+
+    model = load_dit(args.model)
+    chips = args.chips
+    if chips % args.replicas:
+        raise ConfigError(f"--chips {chips} must be a multiple of --replicas {args.replicas}")
+    workload = DiT(
+        model=model,
+        height=args.height or model.default_height,
+        width=args.width or model.default_width,
+        frames=args.frames or model.default_frames,
+        fps=args.fps or model.default_fps,
+        steps=model.default_steps if args.steps is None else args.steps,
+        batch=args.batch,
+        cfg=model.default_cfg if args.cfg is None else args.cfg,
+        dtype=args.dtype,
+        sp=chips // args.replicas,
+        sp_method=args.sp,
+        dp=args.replicas,
+        tokens=args.tokens,
+    )
+    system = load_system(args.chip, chips, args.set)
     result = simulate(workload, system, check_memory=not args.no_memory_check)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -169,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prefill", help="prefill of a batch of prompts (time to first token)")
     _add_llm_args(p)
     p.add_argument("--prompt", type=_positive_int, default=2048, help="prompt tokens per sequence")
+    p = sub.add_parser("dit", help="one diffusion-transformer generation (image or video)")
+    _add_dit_args(p)
     p = sub.add_parser("calibrate", help="fit chip parameters to microbenchmark CSVs")
     p.add_argument("--chip", required=True, help="chip preset slug or chip TOML to start from")
     p.add_argument("--gemm", help="GEMM timings CSV (dtype,m,n,k,time_s)")
@@ -186,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "decode": lambda a: _run_llm(a, "decode"),
     "prefill": lambda a: _run_llm(a, "prefill"),
+    "dit": _run_dit,
     "calibrate": _run_calibrate,
     "chips": _run_chips,
     "models": _run_models,

@@ -95,7 +95,18 @@ class Result:
 
     @property
     def throughput(self) -> dict[str, float]:
-        return {"tokens_per_s": self.tokens / self.time_s}
+        unit = self.workload.get("sample_unit", "tokens")
+        return {f"{unit}_per_s": self.tokens / self.time_s}
+
+    @property
+    def time_per_step_s(self) -> float | None:
+        """Denoising time per step (generation minus the one-off text encoder and VAE)."""
+        steps = self.workload.get("steps") if self.workload.get("kind") == "dit" else None
+        if not steps:
+            return None
+        by = self.time_by_family
+        once = by.get("text-encoder", 0.0) + by.get("vae", 0.0)
+        return (self.time_s - once) / steps
 
     def op_rows(self) -> list[dict]:
         rows = []
@@ -141,6 +152,7 @@ class Result:
             "hbm_bytes": self.hbm_bytes,
             "memory": self.memory.to_dict(),
             "throughput": self.throughput,
+            **({"time_per_step_s": self.time_per_step_s} if self.time_per_step_s else {}),
             "ops": self.op_rows(),
         }
 
@@ -154,9 +166,16 @@ class Result:
         tp = self.throughput
         lines = [
             f"{w.get('kind', 'run')} {w.get('model', '')} on {self.system['name']}  "
-            + "  ".join(f"{k}={v}" for k, v in w.items() if k not in ("kind", "model")),
+            + "  ".join(
+                f"{k}={v}" for k, v in w.items() if k not in ("kind", "model") and v is not None
+            ),
             f"  time        {format_si(self.time_s, 's')}   "
-            + "  ".join(f"{k.replace('_per_s', '/s')} {v:,.1f}" for k, v in tp.items()),
+            + "  ".join(f"{k.replace('_per_s', '/s')} {_rate(v)}" for k, v in tp.items())
+            + (
+                f"   per step {format_si(self.time_per_step_s, 's')}"
+                if self.time_per_step_s
+                else ""
+            ),
             f"  MFU {self.mfu:.1%}   MBU {self.mbu:.1%}   bound: {self.bound} ({by})",
             f"  memory/chip {format_si(m.required_bytes, 'B')} of "
             f"{format_si(m.capacity_bytes, 'B')}  (weights {format_si(m.weights_bytes, 'B')}, "
@@ -171,6 +190,11 @@ class Result:
             lines.append(
                 f"  {row['name']:<24}{row['count']:>6}{format_si(row['flops'], 'F'):>12}"
                 f"{format_si(row['hbm_bytes'], 'B'):>12}{inten:>9}"
-                f"{format_si(row['time_s'], 's'):>11}{row['share']:>7.1%}  {bound}"
+                f" {format_si(row['time_s'], 's'):>10}{row['share']:>7.1%}  {bound}"
             )
         return "\n".join(lines)
+
+
+def _rate(value: float) -> str:
+    """A throughput with three significant figures however small: 1,234.5 / 2.81 / 0.000812."""
+    return f"{value:,.1f}" if value >= 100 else f"{value:.3g}"

@@ -89,6 +89,8 @@ class Op:
     counts toward MFU (matmul and attention math; 0 for norms and elementwise). ``bytes`` is the
     minimum traffic per tensor role (each tensor read or written once); the roofline's tiling
     model decides how much more a given chip really moves. Timing never lives on the op.
+    ``overlaps_previous`` marks work on another stream (a link) that runs beside the op before
+    it: only the part longer than that op is exposed.
     """
 
     name: str
@@ -102,6 +104,7 @@ class Op:
     attention: Attention | None = None
     collective: Collective | None = None
     count: int = 1
+    overlaps_previous: bool = False  # runs beside the op before it (e.g. ring K/V passing)
 
     @property
     def total_bytes(self) -> float:

@@ -1,0 +1,189 @@
+"""Diffusion transformers: token counts, FLOPs against the papers, bounds, sequence parallelism."""
+
+import json
+
+import pytest
+
+from hardware import load_system
+from sim import Bound, simulate
+from sim.cli import main
+from workloads.dit import DiT, list_dits, load_dit
+from workloads.ops import OpKind, WorkloadError
+
+
+def _denoise_flops(result, kinds=None, families=None) -> float:
+    """FLOPs of the denoising ops (not text encoder or VAE), optionally of some kinds/families."""
+    total = 0.0
+    for c in result.costs:
+        op = c.op
+        if op.family in ("text-encoder", "vae"):
+            continue
+        if kinds is not None and op.kind not in kinds:
+            continue
+        if families is not None and op.family not in families:
+            continue
+        total += op.flops * op.count
+    return total
+
+
+def test_every_preset_loads_cites_a_source_and_lowers_at_its_defaults():
+    names = list_dits()
+    for required in ("dit-xl-2", "video-dit-20b"):
+        assert required in names
+    for name in names:
+        m = load_dit(name)
+        assert m.source, name
+        w = DiT(model=m, height=m.default_height, width=m.default_width,
+                frames=m.default_frames, steps=m.default_steps, cfg=m.default_cfg)  # fmt: skip
+        graph = w.lower()
+        assert graph.ops and graph.describe["latent_tokens"] > 0
+        if m.n_params_published:
+            assert m.n_params() == pytest.approx(m.n_params_published, rel=0.15), name
+
+
+def test_dit_xl2_forward_flops_match_the_paper_within_2_percent():
+    # Peebles & Xie 2023, Table 4: DiT-XL/2 at 256x256 = 118.6 Gflops per forward, counting a
+    # multiply-add once (so half of our 2-FLOPs-per-MAC count)
+    m = load_dit("dit-xl-2")
+    r = simulate(DiT(model=m, height=256, width=256, steps=1), load_system("a100-sxm-80gb", 1))
+    assert r.workload["latent_tokens"] == 256
+    assert _denoise_flops(r) / 2 == pytest.approx(118.6e9, rel=0.02)
+
+
+def test_dit_xl2_at_batch_1_is_not_compute_bound_and_mfu_rises_with_batch():
+    m = load_dit("dit-xl-2")
+    system = load_system("a100-sxm-80gb", 1)
+    runs = [simulate(DiT(model=m, height=256, width=256, steps=250, batch=b), system)
+            for b in (1, 4, 16, 64)]  # fmt: skip
+    assert runs[0].bound != Bound.COMPUTE
+    by = runs[0].time_by_bound
+    assert by.get(Bound.MEMORY, 0) + by.get(Bound.OVERHEAD, 0) > by.get(Bound.COMPUTE, 0)
+    assert runs[0].mfu < 0.35
+    mfus = [r.mfu for r in runs]
+    assert all(a < b for a, b in zip(mfus, mfus[1:], strict=False)), mfus
+    assert runs[-1].bound == Bound.COMPUTE
+
+
+def test_tokens_follow_resolution_frames_vae_and_patch():
+    v = load_dit("video-dit-20b")
+    # 1440 frames / 4 (VAE) / 3 (patch_t) x 1088/16 x 1920/16
+    assert v.tokens(1088, 1920, 1440) == 120 * 68 * 120
+    assert v.tokens(1088, 1920, 1440) == pytest.approx(1e6, rel=0.05)
+    m = load_dit("dit-xl-2")
+    assert m.tokens(512, 512, 1) == 1024
+
+
+def test_20b_video_dit_at_1m_tokens_is_compute_bound_and_attention_follows_l_over_6d():
+    v = load_dit("video-dit-20b")
+    w = DiT(model=v, height=1088, width=1920, frames=1440, steps=20, sp=8)
+    r = simulate(w, load_system("a100-sxm-80gb", 8))
+    assert r.bound == Bound.COMPUTE
+    assert 0.3 < r.mfu < 0.9
+    L, d = r.workload["latent_tokens"], v.hidden
+    attention = _denoise_flops(r, kinds={OpKind.ATTENTION})
+    linear = _denoise_flops(r, families={"projection", "mlp"}, kinds={OpKind.GEMM})
+    # per layer: attention 4·L²·d, linear 24·L·d² -> ratio L / (6·d)
+    assert attention / linear == pytest.approx(L / (6 * d), rel=0.05)
+    assert r.time_per_step_s * 20 < r.time_s
+
+
+def test_sequence_parallel_speeds_up_and_ring_hides_its_kv_passing_behind_attention():
+    v = load_dit("video-dit-20b")
+    times = {}
+    for n in (1, 2, 4, 8):
+        for method in ("ulysses", "ring"):
+            w = DiT(model=v, height=1088, width=1920, frames=1440, steps=20, sp=n, sp_method=method)
+            r = simulate(w, load_system("h100-sxm", n), check_memory=False)
+            times[n, method] = r.time_s
+            if method == "ring" and n > 1:
+                ring = [c for c in r.costs if c.op.name == "ring_kv"]
+                assert ring and ring[0].total_time_s < 0.01 * r.time_s
+    for method in ("ulysses", "ring"):
+        speedups = [times[1, method] / times[n, method] for n in (2, 4, 8)]
+        assert all(a < b for a, b in zip(speedups, speedups[1:], strict=False))
+        assert 6.0 < speedups[-1] <= 8.0
+
+
+def test_ulysses_all_to_all_grows_with_chips_and_is_exposed():
+    m = load_dit("dit-xl-2")
+    w = DiT(model=m, height=512, width=512, steps=50, sp=4)
+    r = simulate(w, load_system("h100-sxm", 4))
+    comm = r.time_by_family.get("communication", 0.0)
+    assert comm > 0
+    # a small image split four ways is dominated by overheads and communication, not compute
+    single = simulate(DiT(model=m, height=512, width=512, steps=50), load_system("h100-sxm", 1))
+    assert r.time_s > single.time_s / 4
+
+
+def test_cfg_doubles_the_denoising_work_but_not_the_vae():
+    m = load_dit("dit-xl-2")
+    system = load_system("h100-sxm", 1)
+    off = simulate(DiT(model=m, height=256, width=256, steps=10), system)
+    on = simulate(DiT(model=m, height=256, width=256, steps=10, cfg=True), system)
+    assert _denoise_flops(on) == pytest.approx(2 * _denoise_flops(off), rel=1e-9)
+    vae = [sum(c.op.flops for c in r.costs if c.op.family == "vae") for r in (off, on)]
+    assert vae[0] == vae[1] > 0
+
+
+def test_tokens_override_changes_the_sequence_only():
+    v = load_dit("video-dit-20b")
+    w = DiT(model=v, height=1088, width=1920, frames=1440, steps=1, sp=8, tokens=250_000)
+    assert w.lower().describe["latent_tokens"] == 250_000
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"height": 250}, "--height 250 must be a multiple of VAE x patch = 16"),
+        ({"steps": 0}, "--steps must be an integer >= 1"),
+        ({"sp": 5}, "must divide the 16 heads"),
+        ({"batch": 0}, "--batch must be an integer >= 1"),
+        ({"tokens": 0}, "--tokens must be an integer >= 1"),
+    ],
+)
+def test_bad_requests_get_one_line_errors(kwargs, message):
+    m = load_dit("dit-xl-2")
+    args = {"model": m, "height": 256, "width": 256, **kwargs}
+    with pytest.raises(WorkloadError, match=message) as info:
+        DiT(**args).lower()
+    assert "\n" not in str(info.value)
+
+
+def test_video_frames_must_fit_the_temporal_vae():
+    v = load_dit("video-dit-20b")
+    with pytest.raises(WorkloadError, match="--frames 1441 must be a multiple of"):
+        v.tokens(1088, 1920, 1441)
+
+
+def test_cli_dit_json_has_throughput_step_time_and_family_breakdown(capsys):
+    code = main(["dit", "--model", "video-dit-20b", "--chip", "a100-sxm-80gb", "--chips", "8",
+                 "--json"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["throughput"]["videos_per_s"] == pytest.approx(1 / out["time_s"])
+    assert out["time_per_step_s"] > 0
+    fam = out["time_by_family_s"]
+    assert {"attention", "mlp", "other", "communication", "text-encoder", "vae"} <= set(fam)
+    assert fam["attention"] > 10 * fam["mlp"]
+    code = main(["dit", "--model", "dit-xl-2", "--chip", "h100-sxm", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["throughput"]["images_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--height", "300"], "--height 300 must be a multiple of VAE x patch = 16"),
+        (["--steps", "0"], "--steps must be an integer >= 1"),
+        (["--chips", "5"], "must divide the 16 heads"),
+        (["--model", "nope"], "unknown DiT model 'nope'"),
+    ],
+)
+def test_cli_dit_bad_input_is_one_line_exit_2(argv, message, capsys):
+    base = {"--model": "dit-xl-2", "--chip": "h100-sxm"}
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
+        base[flag] = value
+    code = main(["dit", *[x for kv in base.items() for x in kv]])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1

@@ -1,0 +1,418 @@
+"""Diffusion transformers (image and video): configs, presets, and lowering of a generation.
+
+One generation = text encoder once + ``steps`` denoising forwards of the DiT + VAE decode once.
+The latent token count follows from the request, never typed in:
+
+    latent frames = 1 + (frames - 1) / vae_temporal   (causal video VAE: first frame alone)
+                  = frames / vae_temporal              (non-causal VAE)
+    tokens        = latent frames / patch_t · (H / vae_spatial / patch) · (W / vae_spatial / patch)
+
+Per block (Peebles & Xie 2023, "Scalable Diffusion Models with Transformers", Sec. 3.2; Chen et
+al. 2023 PixArt-α Sec. 2.3 for cross-attention and adaLN-single; Esser et al. 2024 SD3 Sec. 4
+for MM-DiT joint attention): adaLN modulation, QKV, full attention over all tokens (4·L²·d FLOPs
+per layer), output projection, optional cross-attention to the text tokens, MLP. FLOPs are
+counted with multiply-add = 2; the DiT paper's "Gflops" count multiply-adds once.
+
+Sequence parallelism (one request over ``sp`` chips) shards tokens. Ulysses (Jacobs et al.
+2023, DeepSpeed-Ulysses, Sec. 3) re-shards Q, K, V from tokens to heads with an all-to-all before
+attention and back after it (4 all-to-alls of B·L·h/sp elements per layer; heads % sp == 0).
+Ring attention (Liu et al. 2023, Sec. 3) passes K/V blocks around the ring, sp - 1 hops per layer,
+overlapped with the attention of the block in hand. Text tokens are replicated on every rank
+(their projections are computed on each; their queries are split in ring attention).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, replace
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from hardware.chip import dtype_bytes
+from workloads.build import Builder
+from workloads.llm import MemoryNeed, OpGraph
+from workloads.ops import Attention, Op, WorkloadError
+
+_BLOCKS = ("adaln", "cross", "mmdit", "hybrid")
+_NORM_FLOPS = 7  # layernorm + modulate (scale, shift) per element
+_GELU_FLOPS = 8
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiTConfig:
+    """A diffusion transformer with its VAE and text encoder (see docs/presets.md)."""
+
+    name: str
+    full_name: str = ""
+    n_layers: int  # DiT / cross / MM-DiT blocks (dual-stream blocks for hybrid)
+    n_single_layers: int = 0  # single-stream blocks after the dual-stream ones (hybrid)
+    hidden: int
+    n_heads: int
+    head_dim: int = 0
+    mlp_ratio: float = 4.0
+    gated_mlp: bool = False
+    block: str = "adaln"
+    adaln: str = "per-block"  # per-block | single | none
+    patch: int = 2
+    patch_t: int = 1
+    in_channels: int = 4
+    vae_spatial: int = 8
+    vae_temporal: int = 1
+    vae_causal: bool = True
+    vae_decoder_flops_per_pixel: float = 0.0
+    vae_decoder_params: float = 0.0
+    text_tokens: int = 0
+    text_dim: int = 0
+    text_encoder_params: float = 0.0
+    default_height: int = 256
+    default_width: int = 256
+    default_frames: int = 1
+    default_fps: float = 0.0
+    default_steps: int = 50
+    default_cfg: bool = False
+    n_params_published: float | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"model {self.name!r}"
+        for field_name in ("n_layers", "hidden", "n_heads", "patch", "patch_t", "in_channels"):
+            value = getattr(self, field_name)
+            if not isinstance(value, int) or value < 1:
+                raise WorkloadError(f"{where}: {field_name} must be an integer >= 1, got {value!r}")
+        if self.block not in _BLOCKS:
+            raise WorkloadError(
+                f"{where}: block must be one of {', '.join(_BLOCKS)}, got {self.block!r}"
+            )
+        if self.block in ("cross", "mmdit", "hybrid") and not (self.text_tokens and self.text_dim):
+            raise WorkloadError(f"{where}: a {self.block} block needs text_tokens and text_dim")
+        if not self.head_dim:
+            object.__setattr__(self, "head_dim", self.hidden // self.n_heads)
+
+    @property
+    def ffn(self) -> int:
+        return int(round(self.hidden * self.mlp_ratio))
+
+    def latent_frames(self, frames: int) -> int:
+        if frames == 1:
+            return 1
+        if self.vae_causal:
+            return 1 + (frames - 1) // self.vae_temporal
+        return frames // self.vae_temporal
+
+    def tokens(self, height: int, width: int, frames: int) -> int:
+        """Latent tokens of one sample; raises WorkloadError on sizes the VAE/patch cannot cut."""
+        cut = self.vae_spatial * self.patch
+        for label, size in (("--height", height), ("--width", width)):
+            if size < cut or size % cut:
+                raise WorkloadError(
+                    f"dit: {label} {size} must be a multiple of VAE x patch = {cut} for {self.name}"
+                )
+        if frames < 1:
+            raise WorkloadError(f"dit: --frames must be >= 1, got {frames}")
+        if frames > 1 and self.vae_temporal > 1:
+            rest = frames - 1 if self.vae_causal else frames
+            if rest % self.vae_temporal:
+                form = "1 + a multiple" if self.vae_causal else "a multiple"
+                raise WorkloadError(
+                    f"dit: --frames {frames} must be {form} of the VAE's temporal factor "
+                    f"{self.vae_temporal} for {self.name}"
+                )
+        lf = self.latent_frames(frames)
+        if lf % self.patch_t:
+            raise WorkloadError(
+                f"dit: {lf} latent frames must divide by the temporal patch {self.patch_t}"
+            )
+        return (lf // self.patch_t) * (height // cut) * (width // cut)
+
+    def n_params(self) -> int:
+        """DiT parameters (not the text encoder or VAE): attention, MLP, adaLN, embeddings."""
+        h, f = self.hidden, self.ffn
+        mlp = (3 if self.gated_mlp else 2) * h * f
+        attn = 4 * h * h
+        per_block = attn + mlp
+        if self.block == "cross":
+            per_block += 2 * h * h + 2 * h * h  # q, o on image tokens; k, v from the text
+        if self.adaln == "per-block":
+            per_block += 6 * h * h
+        streams = 2 if self.block in ("mmdit", "hybrid") else 1
+        total = self.n_layers * per_block * streams
+        if self.n_single_layers:
+            # single-stream block: one linear for QKV + MLP-in, one for attention-out + MLP-out
+            single = h * (3 * h + f) + (h + f) * h + (3 * h * h if self.adaln == "per-block" else 0)
+            total += self.n_single_layers * single
+        total += self.in_channels * self.patch**2 * self.patch_t * h  # patch embed
+        total += h * self.patch**2 * self.patch_t * self.in_channels  # final projection
+        if self.text_dim:
+            total += self.text_dim * h  # caption / context projection
+        return total
+
+
+_DIT_KEYS = set(DiTConfig.__dataclass_fields__)
+
+
+def list_dits() -> list[str]:
+    folder = resources.files("workloads") / "presets" / "dit"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+@cache
+def load_dit(name_or_path: str) -> DiTConfig:
+    """A DiT preset slug or a path to a DiT TOML file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise WorkloadError(f"--model: no file {name_or_path!r}")
+        text = path.read_text()
+    else:
+        if name_or_path not in list_dits():
+            raise WorkloadError(
+                f"--model: unknown DiT model {name_or_path!r}; available: {', '.join(list_dits())}"
+            )
+        text = (
+            resources.files("workloads") / "presets" / "dit" / f"{name_or_path}.toml"
+        ).read_text()
+    try:
+        raw: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise WorkloadError(f"{name_or_path}: malformed TOML: {exc}") from None
+    fields = {k: v for k, v in raw.items() if k in _DIT_KEYS}
+    try:
+        return DiTConfig(**fields)
+    except TypeError as exc:
+        raise WorkloadError(f"model {raw.get('name', name_or_path)!r}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiT:
+    """One generation request: ``batch`` images or videos, ``steps`` denoising steps.
+
+    ``cfg`` doubles the batch through the DiT (conditional + unconditional). ``sp`` chips share
+    one request by sequence parallelism (``sp_method`` ulysses | ring); ``dp`` replicas split the
+    batch. ``tokens`` overrides the latent token count for what-ifs.
+    """
+
+    model: DiTConfig
+    height: int
+    width: int
+    frames: int = 1
+    fps: float = 0.0
+    steps: int = 50
+    batch: int = 1
+    cfg: bool = False
+    dtype: str = "bf16"
+    sp: int = 1
+    sp_method: str = "ulysses"
+    dp: int = 1
+    tokens: int | None = None
+
+    def validate(self) -> int:
+        """Checks the request; returns the latent tokens per sample."""
+        for label, value in (("--steps", self.steps), ("--batch", self.batch), ("--sp", self.sp),
+                             ("replicas", self.dp)):  # fmt: skip
+            if not isinstance(value, int) or value < 1:
+                raise WorkloadError(f"dit: {label} must be an integer >= 1, got {value!r}")
+        if self.sp_method not in ("ulysses", "ring"):
+            raise WorkloadError(f"dit: --sp must be ulysses or ring, got {self.sp_method!r}")
+        if self.dtype not in ("fp32", "bf16", "fp16", "fp8"):
+            raise WorkloadError(f"dit: --dtype must be fp32, bf16, fp16 or fp8, got {self.dtype!r}")
+        if self.batch % self.dp:
+            raise WorkloadError(f"dit: --batch {self.batch} must divide over {self.dp} replicas")
+        m = self.model
+        if self.sp_method == "ulysses" and m.n_heads % self.sp:
+            raise WorkloadError(
+                f"dit: {self.sp} chips of Ulysses sequence parallelism must divide the "
+                f"{m.n_heads} heads of {m.name}; use --sp ring or a divisor of {m.n_heads}"
+            )
+        if self.tokens is not None and (not isinstance(self.tokens, int) or self.tokens < 1):
+            raise WorkloadError(f"dit: --tokens must be an integer >= 1, got {self.tokens!r}")
+        natural = m.tokens(self.height, self.width, self.frames)  # checks the resolution too
+        tokens = natural if self.tokens is None else self.tokens
+        if tokens < self.sp:
+            raise WorkloadError(f"dit: {tokens} tokens cannot be split over {self.sp} chips")
+        return tokens
+
+    @property
+    def is_video(self) -> bool:
+        return self.frames > 1
+
+    def lower(self) -> OpGraph:
+        m = self.model
+        L = self.validate()
+        ab = 4.0 if self.dtype == "fp32" else 2.0
+        b = Builder(self.dtype, ab, dtype_bytes(self.dtype))
+        B = (self.batch // self.dp) * (2 if self.cfg else 1)  # samples through the DiT per replica
+        Ls = math.ceil(L / self.sp)  # tokens on one chip
+        Lt = m.text_tokens
+        h, f, hd = m.hidden, m.ffn, m.head_dim
+        heads = m.n_heads
+        step = self.steps
+
+        def rep(op: Op | None, count: int) -> Op | None:
+            return None if op is None else replace(op, count=op.count * count)
+
+        def attention_core(prefix: str, joint_text: int) -> list[Op]:
+            """Self-attention of this chip's tokens (plus replicated text tokens) over all L."""
+            ops: list[Op | None] = []
+            shard = B * Ls * h * ab  # one of Q, K, V (or the output) on this chip
+            if self.sp_method == "ulysses" or self.sp == 1:
+                # tokens -> heads: every chip attends all L (+ text) tokens with heads/sp heads
+                ops.append(b.collective(f"{prefix}a2a_qkv", "all_to_all", 3 * shard, self.sp))
+                n = L + joint_text
+                spec = Attention(batch=B, n_q_heads=heads // self.sp, n_kv_heads=heads // self.sp,
+                                 q_len=n, kv_len=n, qk_dim=hd, v_dim=hd, causal=False,
+                                 act_bytes=ab, kv_bytes_per_token=2 * hd * ab)  # fmt: skip
+                ops.append(b.attention(f"{prefix}attention", spec))
+                ops.append(b.collective(f"{prefix}a2a_out", "all_to_all", shard, self.sp))
+            else:
+                # ring: this chip's queries meet every K/V shard as it passes by
+                q = Ls + math.ceil(joint_text / self.sp)
+                spec = Attention(batch=B, n_q_heads=heads, n_kv_heads=heads, q_len=q,
+                                 kv_len=L + joint_text, qk_dim=hd, v_dim=hd, causal=False,
+                                 act_bytes=ab, kv_bytes_per_token=2 * hd * ab)  # fmt: skip
+                ops.append(b.attention(f"{prefix}attention", spec))
+                ring = b.collective(f"{prefix}ring_kv", "send_recv", 2 * shard, 2)
+                if ring is not None:
+                    ops.append(replace(ring, count=self.sp - 1, overlaps_previous=True))
+            return [op for op in ops if op]
+
+        def mlp(prefix: str, rows: float) -> list[Op]:
+            up = f * (2 if m.gated_mlp else 1)
+            return [
+                b.gemm(f"{prefix}mlp_up", "mlp", rows, up, h),
+                b.elementwise(
+                    f"{prefix}mlp_act", "mlp", rows * up, rows * f, _GELU_FLOPS * rows * f
+                ),
+                b.gemm(f"{prefix}mlp_down", "mlp", rows, h, f),
+            ]
+
+        def norm(name: str, rows: float) -> Op:
+            return b.elementwise(name, "other", rows * h, rows * h, _NORM_FLOPS * rows * h)
+
+        rows = B * Ls
+        block: list[Op] = []
+        if m.adaln == "per-block":
+            streams = 2 if m.block in ("mmdit", "hybrid") else 1
+            block.append(b.gemm("adaln_modulation", "other", B, 6 * h * streams, h))
+        block += [norm("norm1_modulate", rows), b.gemm("qkv_proj", "projection", rows, 3 * h, h)]
+        joint = 0
+        if m.block in ("mmdit", "hybrid"):
+            # the text stream has its own weights; its tokens join the image tokens in attention
+            text_rows = B * Lt
+            block += [
+                norm("text_norm1", text_rows),
+                b.gemm("text_qkv_proj", "projection", text_rows, 3 * h, h),
+            ]
+            joint = Lt
+        block += attention_core("", joint)
+        block.append(b.gemm("out_proj", "projection", rows, h, h))
+        if m.block in ("mmdit", "hybrid"):
+            block.append(b.gemm("text_out_proj", "projection", B * Lt, h, h))
+        if m.block == "cross":
+            spec = Attention(batch=B, n_q_heads=heads, n_kv_heads=heads, q_len=Ls, kv_len=Lt,
+                             qk_dim=hd, v_dim=hd, causal=False, act_bytes=ab,
+                             kv_bytes_per_token=2 * hd * ab)  # fmt: skip
+            block += [
+                norm("norm_cross", rows),
+                b.gemm("cross_q_proj", "projection", rows, h, h),
+                b.gemm("cross_kv_proj", "projection", B * Lt, 2 * h, h),
+                b.attention("cross_attention", spec),
+                b.gemm("cross_out_proj", "projection", rows, h, h),
+            ]
+        block += [norm("norm2_modulate", rows), *mlp("", rows)]
+        if m.block in ("mmdit", "hybrid"):
+            block += [norm("text_norm2", B * Lt), *mlp("text_", B * Lt)]
+        ops: list[Op] = [op for op in (rep(o, m.n_layers * step) for o in block) if op]
+
+        if m.n_single_layers:
+            # single-stream: text and video tokens together, one linear in, one linear out
+            srows = B * (Ls + Lt)  # text tokens replicated on every chip
+            single: list[Op] = []
+            if m.adaln == "per-block":
+                single.append(b.gemm("single.adaln_modulation", "other", B, 3 * h, h))
+            single += [
+                norm("single.norm_modulate", srows),
+                # one fused linear in (QKV | MLP-in) and one out ([attn | MLP] -> h), split here
+                # by role: same M and K, so the split changes neither FLOPs nor tiling much
+                b.gemm("single.qkv_proj", "projection", srows, 3 * h, h),
+                b.gemm("single.mlp_up", "mlp", srows, f, h),
+                *attention_core("single.", Lt),
+                b.elementwise(
+                    "single.mlp_act", "mlp", srows * f, srows * f, _GELU_FLOPS * srows * f
+                ),
+                b.gemm("single.out_proj", "projection", srows, h, h),
+                b.gemm("single.mlp_down", "mlp", srows, h, f),
+            ]
+            ops += [op for op in (rep(o, m.n_single_layers * step) for o in single) if op]
+
+        patch_in = m.in_channels * m.patch**2 * m.patch_t
+        head: list[Op] = [b.gemm("patch_embed", "other", rows, h, patch_in)]
+        if m.adaln != "none":
+            head.append(
+                b.gemm("timestep_embed", "other", B, 6 * h if m.adaln == "single" else h, h)
+            )
+        head += [norm("final_norm", rows), b.gemm("final_proj", "other", rows, patch_in, h)]
+        ops += [rep(op, step) for op in head]  # type: ignore[misc]
+
+        ops += self._text_encoder(b) + self._vae(b)
+        weights = m.n_params() * b.weight_bytes
+        acts = rows * max(3 * h, f) * ab * 3 + B * Lt * h * ab
+        te = m.text_encoder_params * b.weight_bytes
+        memory = MemoryNeed(
+            weights_bytes=weights + te + m.vae_decoder_params * 2.0,
+            kv_cache_bytes=0.0,
+            activation_bytes=acts,
+        )
+        return OpGraph(
+            ops=tuple(ops),
+            n_chips=self.sp * self.dp,
+            tokens=float(self.batch),  # samples (images or videos) per run
+            memory=memory,
+            describe={
+                "kind": "dit",
+                "model": m.name,
+                "sample_unit": "videos" if self.is_video else "images",
+                "batch": self.batch,
+                "height": self.height,
+                "width": self.width,
+                "frames": self.frames,
+                "video_s": self.frames / self.fps if self.is_video and self.fps else None,
+                "steps": self.steps,
+                "cfg": self.cfg,
+                "latent_tokens": L,
+                "dtype": self.dtype,
+                "sp": self.sp,
+                "sp_method": self.sp_method,
+                "dp": self.dp,
+            },
+        )
+
+    def _text_encoder(self, b: Builder) -> list[Op]:
+        """The text encoder once per prompt, as one dense pass: 2·params FLOPs per token.
+
+        NB: lowered as a single GEMM of the encoder's weights (params / text_dim columns) over
+        the prompt tokens; its attention is a few percent of it at these lengths and omitted.
+        """
+        m = self.model
+        if not (m.text_encoder_params and m.text_tokens):
+            return []
+        samples = self.batch // self.dp
+        k = m.text_dim or m.hidden
+        n = max(1, int(m.text_encoder_params // k))
+        op = b.gemm("text_encoder", "text-encoder", samples * m.text_tokens, n, k)
+        return [op]
+
+    def _vae(self, b: Builder) -> list[Op]:
+        """VAE decode once per sample: flops_per_pixel x output pixels, as an implicit GEMM.
+
+        NB: a convolutional decoder is lowered as one GEMM with M = output pixels and a square
+        N = K = sqrt(flops_per_pixel / 2); its bytes are the output frames and the weights.
+        """
+        m = self.model
+        if not m.vae_decoder_flops_per_pixel:
+            return []
+        pixels = (self.batch // self.dp) * self.height * self.width * self.frames / self.sp
+        nk = max(1, int(math.sqrt(m.vae_decoder_flops_per_pixel / 2)))
+        return [b.gemm("vae_decode", "vae", pixels, nk, nk)]

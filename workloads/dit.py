@@ -56,6 +56,8 @@ class DiTConfig:
     gated_mlp: bool = False
     block: str = "adaln"
     adaln: str = "per-block"  # per-block | single | none
+    adaln_dim: int = 0  # width of the conditioning vector into adaLN (0: hidden)
+    shared_text_weights: bool = False  # mmdit: text and image tokens share QKV/out/MLP weights
     patch: int = 2
     patch_t: int = 1
     in_channels: int = 4
@@ -90,6 +92,10 @@ class DiTConfig:
             raise WorkloadError(f"{where}: a {self.block} block needs text_tokens and text_dim")
         if not self.head_dim:
             object.__setattr__(self, "head_dim", self.hidden // self.n_heads)
+        if not self.adaln_dim:
+            object.__setattr__(self, "adaln_dim", self.hidden)
+        if self.shared_text_weights and self.block != "mmdit":
+            raise WorkloadError(f"{where}: shared_text_weights applies to block = 'mmdit' only")
 
     @property
     def ffn(self) -> int:
@@ -135,13 +141,15 @@ class DiTConfig:
         per_block = attn + mlp
         if self.block == "cross":
             per_block += 2 * h * h + 2 * h * h  # q, o on image tokens; k, v from the text
-        if self.adaln == "per-block":
-            per_block += 6 * h * h
         streams = 2 if self.block in ("mmdit", "hybrid") else 1
-        total = self.n_layers * per_block * streams
+        weight_streams = 1 if self.shared_text_weights else streams
+        total = self.n_layers * per_block * weight_streams
+        if self.adaln == "per-block":  # one modulation per stream, even when weights are shared
+            total += self.n_layers * 6 * h * self.adaln_dim * streams
         if self.n_single_layers:
             # single-stream block: one linear for QKV + MLP-in, one for attention-out + MLP-out
-            single = h * (3 * h + f) + (h + f) * h + (3 * h * h if self.adaln == "per-block" else 0)
+            single = h * (3 * h + f) + (h + f) * h
+            single += 3 * h * self.adaln_dim if self.adaln == "per-block" else 0
             total += self.n_single_layers * single
         total += self.in_channels * self.patch**2 * self.patch_t * h  # patch embed
         total += h * self.patch**2 * self.patch_t * self.in_channels  # final projection
@@ -291,14 +299,18 @@ class DiT:
         def norm(name: str, rows: float) -> Op:
             return b.elementwise(name, "other", rows * h, rows * h, _NORM_FLOPS * rows * h)
 
-        rows = B * Ls
+        img_rows = rows = B * Ls
         block: list[Op] = []
         if m.adaln == "per-block":
             streams = 2 if m.block in ("mmdit", "hybrid") else 1
-            block.append(b.gemm("adaln_modulation", "other", B, 6 * h * streams, h))
+            block.append(b.gemm("adaln_modulation", "other", B, 6 * h * streams, m.adaln_dim))
+        separate_text = m.block in ("mmdit", "hybrid") and not m.shared_text_weights
+        if m.shared_text_weights:
+            # text tokens are concatenated with the image tokens and share every weight
+            rows = B * (Ls + Lt)
         block += [norm("norm1_modulate", rows), b.gemm("qkv_proj", "projection", rows, 3 * h, h)]
-        joint = 0
-        if m.block in ("mmdit", "hybrid"):
+        joint = Lt if m.shared_text_weights else 0
+        if separate_text:
             # the text stream has its own weights; its tokens join the image tokens in attention
             text_rows = B * Lt
             block += [
@@ -308,7 +320,7 @@ class DiT:
             joint = Lt
         block += attention_core("", joint)
         block.append(b.gemm("out_proj", "projection", rows, h, h))
-        if m.block in ("mmdit", "hybrid"):
+        if separate_text:
             block.append(b.gemm("text_out_proj", "projection", B * Lt, h, h))
         if m.block == "cross":
             spec = Attention(batch=B, n_q_heads=heads, n_kv_heads=heads, q_len=Ls, kv_len=Lt,
@@ -322,7 +334,7 @@ class DiT:
                 b.gemm("cross_out_proj", "projection", rows, h, h),
             ]
         block += [norm("norm2_modulate", rows), *mlp("", rows)]
-        if m.block in ("mmdit", "hybrid"):
+        if separate_text:
             block += [norm("text_norm2", B * Lt), *mlp("text_", B * Lt)]
         ops: list[Op] = [op for op in (rep(o, m.n_layers * step) for o in block) if op]
 
@@ -331,7 +343,7 @@ class DiT:
             srows = B * (Ls + Lt)  # text tokens replicated on every chip
             single: list[Op] = []
             if m.adaln == "per-block":
-                single.append(b.gemm("single.adaln_modulation", "other", B, 3 * h, h))
+                single.append(b.gemm("single.adaln_modulation", "other", B, 3 * h, m.adaln_dim))
             single += [
                 norm("single.norm_modulate", srows),
                 # one fused linear in (QKV | MLP-in) and one out ([attn | MLP] -> h), split here
@@ -348,12 +360,12 @@ class DiT:
             ops += [op for op in (rep(o, m.n_single_layers * step) for o in single) if op]
 
         patch_in = m.in_channels * m.patch**2 * m.patch_t
-        head: list[Op] = [b.gemm("patch_embed", "other", rows, h, patch_in)]
+        head: list[Op] = [b.gemm("patch_embed", "other", img_rows, h, patch_in)]
         if m.adaln != "none":
             head.append(
                 b.gemm("timestep_embed", "other", B, 6 * h if m.adaln == "single" else h, h)
             )
-        head += [norm("final_norm", rows), b.gemm("final_proj", "other", rows, patch_in, h)]
+        head += [norm("final_norm", img_rows), b.gemm("final_proj", "other", img_rows, patch_in, h)]
         ops += [rep(op, step) for op in head]  # type: ignore[misc]
 
         ops += self._text_encoder(b) + self._vae(b)

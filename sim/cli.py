@@ -1,4 +1,4 @@
-"""The ``roofsim`` command line: decode, prefill, dit, calibrate, chips, models (lazy imports)."""
+"""The ``roofsim`` command line: decode, prefill, dit, validate, calibrate, chips, models (lazy imports)."""
 
 from __future__ import annotations
 
@@ -143,6 +143,26 @@ def _run_dit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_validate(args: argparse.Namespace) -> int:
+    from sim.validate import DEFAULT_DATA, format_table, summary_table, validate, write_report
+
+    results, summary = validate(args.data or DEFAULT_DATA, args.kind or None, fast=args.fast)
+    if args.report:
+        write_report(args.report, results, summary)
+    if args.json:
+        print(json.dumps({"summary": [s.to_dict() for s in summary],
+                          "rows": [r.to_dict() for r in results]}))  # fmt: skip
+    else:
+        print(summary_table(summary) if args.summary else format_table(results, summary))
+        if args.report:
+            print(f"wrote {args.report}")
+    failed = [s.kind for s in summary if s.passed is False]
+    if failed and not args.no_fail:
+        print(f"roofsim: median error above the bar for: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _run_chips(args: argparse.Namespace) -> int:
     from hardware import list_chips, load_chip
     from hardware.units import format_si
@@ -241,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", type=_positive_int, default=2048, help="prompt tokens per sequence")
     p = sub.add_parser("dit", help="one diffusion-transformer generation (image or video)")
     _add_dit_args(p)
+    p = sub.add_parser("validate", help="error against published measurements, per row and kind")
+    p.add_argument("--data", help="published-measurement TOML (default: benchmarks/data)")
+    p.add_argument("--kind", action="append", help="only this kind (repeatable)")
+    p.add_argument("--fast", action="store_true", help="three rows per kind")
+    p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--summary", action="store_true", help="print only the per-kind summary")
+    p.add_argument("--no-fail", action="store_true", help="exit 0 even when a bar is missed")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser("calibrate", help="fit chip parameters to microbenchmark CSVs")
     p.add_argument("--chip", required=True, help="chip preset slug or chip TOML to start from")
     p.add_argument("--gemm", help="GEMM timings CSV (dtype,m,n,k,time_s)")
@@ -259,6 +287,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "decode": lambda a: _run_llm(a, "decode"),
     "prefill": lambda a: _run_llm(a, "prefill"),
     "dit": _run_dit,
+    "validate": _run_validate,
     "calibrate": _run_calibrate,
     "chips": _run_chips,
     "models": _run_models,

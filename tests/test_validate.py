@@ -1,0 +1,87 @@
+"""The validation harness: the data file's integrity, per-row errors, per-kind bars, the CLI."""
+
+import json
+import tomllib
+
+import pytest
+
+from sim.cli import main
+from sim.validate import BARS, DEFAULT_DATA, KINDS, load_rows, run_row, summarise, validate
+
+REQUIRED = {"id", "kind", "metric", "measured", "printed", "chip", "source", "convention"}
+
+
+def test_every_published_row_is_cited_unique_and_of_a_known_kind():
+    rows = load_rows()
+    assert len(rows) >= 40
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids))
+    for r in rows:
+        assert REQUIRED <= set(r), (r["id"], REQUIRED - set(r))
+        assert r["kind"] in KINDS, r["id"]
+        assert r["measured"] > 0 and r["source"].strip(), r["id"]
+
+
+def test_fast_subset_runs_every_kind_and_reports_errors():
+    results, summary = validate(fast=True)
+    kinds = {s.kind for s in summary}
+    assert {"decode", "prefill", "dit", "gemm", "membw", "attention", "allreduce"} <= kinds
+    simulated = [r for r in results if r.predicted is not None]
+    assert len(simulated) >= 15
+    for r in simulated:
+        assert r.predicted > 0
+        assert r.error == pytest.approx((r.predicted - r.measured) / r.measured)
+
+
+def test_training_rows_are_reported_as_skipped_not_faked():
+    results, summary = validate(kinds=["train"])
+    assert results and all(r.predicted is None and r.skipped for r in results)
+    (train,) = summary
+    assert train.median_abs_error is None and train.passed is None
+
+
+def test_memory_bandwidth_rows_are_within_10_percent():
+    # the chips' achievable HBM fractions come from datasheets and STREAM-like measurements
+    results, summary = validate(kinds=["membw"])
+    assert summary[0].median_abs_error < 0.10
+
+
+def test_a_kind_above_its_bar_fails_and_below_passes(tmp_path):
+    row = {"id": "x", "kind": "membw", "metric": "bytes_per_s", "chip": "h100-sxm", "chips": 1}
+    good = run_row({**row, "measured": 2.7e12}).predicted
+    assert good is not None
+    near = [run_row({**row, "id": f"n{i}", "measured": good * 1.02}) for i in range(3)]
+    far = [run_row({**row, "id": f"f{i}", "measured": good * 2}) for i in range(3)]
+    for results, expect in ((near, True), (far, False)):
+        (s,) = summarise([*results])
+        s.bar = 0.10
+        assert s.passed is expect
+
+
+def test_cli_validate_writes_a_report_and_exit_code_follows_the_bars(tmp_path, capsys):
+    report = tmp_path / "r.json"
+    code = main(["validate", "--fast", "--kind", "membw", "--report", str(report)])
+    assert code == 0  # membw has no bar
+    data = json.loads(report.read_text())
+    assert data["summary"][0]["kind"] == "membw" and len(data["rows"]) == 3
+    # a tiny data file whose decode row is far off fails the decode bar
+    rows = [r for r in tomllib.loads(DEFAULT_DATA.read_text())["row"] if r["kind"] == "decode"][:1]
+    rows[0]["measured"] *= 10
+    lines = []
+    for r in rows:
+        lines.append("[[row]]")
+        for k, v in r.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main(["validate", "--data", str(bad)]) == 1
+    assert "median error above the bar for: decode" in capsys.readouterr().err
+    assert main(["validate", "--data", str(bad), "--no-fail"]) == 0
+    assert BARS["decode"] == 0.10
+
+
+def test_cli_validate_missing_data_is_one_line(capsys):
+    assert main(["validate", "--data", "/nonexistent.toml"]) == 2
+    err = capsys.readouterr().err
+    assert "--data: no file" in err and err.count("\n") == 1

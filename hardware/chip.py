@@ -57,6 +57,8 @@ class MemoryLevel:
 
     ``achievable_fraction`` is what a streaming microbenchmark reaches of the datasheet
     bandwidth (e.g. STREAM copy on HBM); the roofline uses the achievable bandwidth.
+    ``pim_*`` describe processing-in-memory (compute units beside the banks, as in Samsung's
+    HBM-PIM): work placed there streams at the internal bandwidth and never crosses the bus.
     ``latency_s`` is the loaded access latency: a transfer pays it once more while the pipeline
     fills (Little's law: the level needs bandwidth x latency bytes in flight), so B bytes take
     B/bw + min(B/bw, latency): small transfers run at half the bandwidth, large ones at all of it.
@@ -67,10 +69,17 @@ class MemoryLevel:
     bandwidth_bytes_per_s: float
     achievable_fraction: float = 1.0
     latency_s: float = 0.0
+    pim_bandwidth_bytes_per_s: float = 0.0  # processing-in-memory: bank-level internal bandwidth
+    pim_flops_per_s: float = 0.0  # processing-in-memory: compute units inside the memory
     source: str = ""
 
     def __post_init__(self) -> None:
         where = f"memory level {self.name!r}"
+        if (self.pim_flops_per_s > 0) != (self.pim_bandwidth_bytes_per_s > 0):
+            raise ConfigError(
+                f"{where}: processing in memory needs both pim_flops and pim_bandwidth "
+                "(set both, or neither)"
+            )
         _positive(where, "capacity", self.capacity_bytes)
         _positive(where, "bandwidth", self.bandwidth_bytes_per_s)
         _fraction(where, "achievable_fraction", self.achievable_fraction)

@@ -107,6 +107,8 @@ _OPTIONAL_FIELDS = {
     "fp16",
     "latency",
     "cluster",
+    "pim_bandwidth",
+    "pim_flops",
 }
 
 
@@ -114,7 +116,8 @@ def _known(raw: dict[str, Any]) -> str:
     levels = [lvl.get("name") for lvl in raw.get("memory", [])]
     return (
         "use compute.<field>, compute.peak.<dtype>, overhead.kernel_s, power.tdp, system.<field>, "
-        f"or <level>.capacity|bandwidth|achievable_fraction with level one of {', '.join(levels)}"
+        "or <level>.capacity|bandwidth|achievable_fraction|latency|pim_bandwidth|pim_flops with "
+        f"level one of {', '.join(levels)}"
     )
 
 
@@ -157,6 +160,8 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
                 bandwidth_bytes_per_s=_q(lvl, "bandwidth", "bytes_per_s", lw),
                 achievable_fraction=_q(lvl, "achievable_fraction", "fraction", lw, 1.0),
                 latency_s=_q(lvl, "latency", "s", lw, 0.0),
+                pim_bandwidth_bytes_per_s=_q(lvl, "pim_bandwidth", "bytes_per_s", lw, 0.0),
+                pim_flops_per_s=_q(lvl, "pim_flops", "flops_per_s", lw, 0.0),
                 source=str(lvl.get("source", "")),
             )
         )

@@ -227,9 +227,28 @@ def cost_attention(op: Op, chip: Chip) -> OpCost:
             main.name: q_o + (kv if resident else kv * readers) + partials,
             reuse.name: tile_level,
         }
-    return _finish(
+    on_chip = _finish(
         op, chip, compute, traffic, tile=(br, bc), tile_efficiency=min(1.0, useful / score_elems)
     )
+    if a.q_len == 1 and main.pim_flops_per_s > 0:
+        # decode attention is a GEMV over the cache: memory with compute beside its banks can
+        # run it where the cache lives, at the internal bandwidth and the in-memory FLOP rate;
+        # only Q and O cross the bus. The runtime places it wherever it is faster.
+        in_memory = kv / main.pim_bandwidth_bytes_per_s
+        pim_compute = op.flops / main.pim_flops_per_s
+        busy = max(in_memory, pim_compute, main.transfer_s(q_o))
+        if chip.kernel_overhead_s + busy < on_chip.time_s:
+            return OpCost(
+                op=op,
+                time_s=chip.kernel_overhead_s + busy,
+                compute_s=pim_compute,
+                memory_s={main.name: max(in_memory, main.transfer_s(q_o))},
+                overhead_s=chip.kernel_overhead_s,
+                bound=Bound.COMPUTE if pim_compute >= in_memory else Bound.MEMORY,
+                binding_level=f"{main.name}-pim" if pim_compute < in_memory else "",
+                main_bytes=q_o,
+            )
+    return on_chip
 
 
 def cost_elementwise(op: Op, chip: Chip) -> OpCost:

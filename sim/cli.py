@@ -1,4 +1,4 @@
-"""The ``roofsim`` command line: decode, prefill, dit, validate, calibrate, chips, models (lazy imports)."""
+"""The ``roofsim`` command line: decode, prefill, dit, validate, claims, calibrate, chips, models (lazy imports)."""
 
 from __future__ import annotations
 
@@ -163,6 +163,21 @@ def _run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_claims(args: argparse.Namespace) -> int:
+    from hardware import ConfigError
+    from sim.claims import CLAIMS, check_all, format_claims
+
+    unknown = [k for k in args.claim or [] if k not in CLAIMS]
+    if unknown:
+        raise ConfigError(f"--claim {unknown[0]!r} unknown; one of {', '.join(CLAIMS)}")
+    claims = check_all(args.claim or None)
+    if args.json:
+        print(json.dumps([c.to_dict() for c in claims]))
+    else:
+        print(format_claims(claims))
+    return 0
+
+
 def _run_chips(args: argparse.Namespace) -> int:
     from hardware import list_chips, load_chip
     from hardware.units import format_si
@@ -269,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", action="store_true", help="print only the per-kind summary")
     p.add_argument("--no-fail", action="store_true", help="exit 0 even when a bar is missed")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = sub.add_parser("claims", help="check widely repeated compute claims against derivation")
+    p.add_argument("--claim", action="append", help="only this claim (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser("calibrate", help="fit chip parameters to microbenchmark CSVs")
     p.add_argument("--chip", required=True, help="chip preset slug or chip TOML to start from")
     p.add_argument("--gemm", help="GEMM timings CSV (dtype,m,n,k,time_s)")
@@ -288,6 +306,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "prefill": lambda a: _run_llm(a, "prefill"),
     "dit": _run_dit,
     "validate": _run_validate,
+    "claims": _run_claims,
     "calibrate": _run_calibrate,
     "chips": _run_chips,
     "models": _run_models,

@@ -24,6 +24,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_run_output_args(p: argparse.ArgumentParser) -> None:
+    """Flags every simulated run shares: chip overrides, output form, the memory check."""
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=_SET_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--top", type=_positive_int, default=10, help="ops to list (human output)")
+    p.add_argument(
+        "--no-memory-check", action="store_true", help="simulate even if it does not fit"
+    )
+
+
 def _add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
     p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
@@ -32,12 +42,7 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=_positive_int, default=1, help="sequences in the batch")
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
-    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=_SET_HELP)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--top", type=_positive_int, default=10, help="ops to list (human output)")
-    p.add_argument(
-        "--no-memory-check", action="store_true", help="simulate even if it does not fit"
-    )
+    _add_run_output_args(p)
 
 
 def _int_arg(text: str) -> int:
@@ -69,17 +74,22 @@ def _add_dit_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--tokens", type=_int_arg, default=None, help="override latent tokens")
     p.add_argument("--dtype", default="bf16", help="compute dtype (bf16, fp16, fp8, fp32)")
-    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=_SET_HELP)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--top", type=_positive_int, default=10, help="ops to list (human output)")
-    p.add_argument(
-        "--no-memory-check", action="store_true", help="simulate even if it does not fit"
-    )
+    _add_run_output_args(p)
+
+
+def _simulate_and_print(workload, system, args: argparse.Namespace) -> int:
+    from sim.simulate import simulate
+
+    result = simulate(workload, system, check_memory=not args.no_memory_check)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(result.summary(top=args.top))
+    return 0
 
 
 def _run_llm(args: argparse.Namespace, kind: str) -> int:
     from hardware import load_system
-    from sim.simulate import simulate
     from workloads import Decode, Prefill, load_model
 
     tp = args.tp or args.chips or 1
@@ -102,17 +112,11 @@ def _run_llm(args: argparse.Namespace, kind: str) -> int:
         workload = Decode(context=args.context, **common)
     else:
         workload = Prefill(prompt=args.prompt, **common)
-    result = simulate(workload, system, check_memory=not args.no_memory_check)
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        print(result.summary(top=args.top))
-    return 0
+    return _simulate_and_print(workload, system, args)
 
 
 def _run_dit(args: argparse.Namespace) -> int:
     from hardware import ConfigError, load_system
-    from sim.simulate import simulate
     from workloads.dit import DiT, load_dit
 
     model = load_dit(args.model)
@@ -121,10 +125,10 @@ def _run_dit(args: argparse.Namespace) -> int:
         raise ConfigError(f"--chips {chips} must be a multiple of --replicas {args.replicas}")
     workload = DiT(
         model=model,
-        height=args.height or model.default_height,
-        width=args.width or model.default_width,
-        frames=args.frames or model.default_frames,
-        fps=args.fps or model.default_fps,
+        height=model.default_height if args.height is None else args.height,
+        width=model.default_width if args.width is None else args.width,
+        frames=model.default_frames if args.frames is None else args.frames,
+        fps=model.default_fps if args.fps is None else args.fps,
         steps=model.default_steps if args.steps is None else args.steps,
         batch=args.batch,
         cfg=model.default_cfg if args.cfg is None else args.cfg,
@@ -135,12 +139,7 @@ def _run_dit(args: argparse.Namespace) -> int:
         tokens=args.tokens,
     )
     system = load_system(args.chip, chips, args.set)
-    result = simulate(workload, system, check_memory=not args.no_memory_check)
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        print(result.summary(top=args.top))
-    return 0
+    return _simulate_and_print(workload, system, args)
 
 
 def _run_validate(args: argparse.Namespace) -> int:

@@ -187,3 +187,8 @@ def test_cli_dit_bad_input_is_one_line_exit_2(argv, message, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and err.count("\n") == 1
+
+
+def test_cli_dit_zero_height_is_an_error_not_the_default(capsys):
+    assert main(["dit", "--model", "dit-xl-2", "--chip", "h100-sxm", "--height", "0"]) == 2
+    assert "--height 0 must be a multiple" in capsys.readouterr().err

@@ -10,7 +10,7 @@ optimizer, communication and pipeline bubbles only add time).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from hardware import load_system
 from sim.simulate import simulate
@@ -29,14 +29,7 @@ class Claim:
     numbers: dict
 
     def to_dict(self) -> dict:
-        return {
-            "key": self.key,
-            "title": self.title,
-            "assumed": self.assumed,
-            "derived": self.derived,
-            "verdict": self.verdict,
-            "numbers": self.numbers,
-        }
+        return asdict(self)
 
 
 def _ratio_verdict(derived: float, assumed: float, tolerance: float = 0.25) -> str:

@@ -1,4 +1,5 @@
-"""The ``roofsim`` command line: decode, prefill, dit, validate, claims, calibrate, chips, models (lazy imports)."""
+"""The ``roofsim`` command line: decode, prefill, dit, train, validate, claims, calibrate, chips,
+models (lazy imports)."""
 
 from __future__ import annotations
 
@@ -142,6 +143,73 @@ def _run_dit(args: argparse.Namespace) -> int:
     return _simulate_and_print(workload, system, args)
 
 
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
+    p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
+    p.add_argument("--chips", type=_int_arg, required=True, help="chips in all")
+    for flag, text in (("--tp", "tensor-parallel degree"), ("--pp", "pipeline stages"),
+                       ("--vp", "virtual stages per device (interleaved 1F1B)"),
+                       ("--ep", "expert-parallel degree (carved out of --dp)"),
+                       ("--cp", "context-parallel degree (ring attention)")):  # fmt: skip
+        p.add_argument(flag, type=_int_arg, default=1, help=f"{text} (default 1)")
+    p.add_argument("--dp", type=_int_arg, default=None,
+                   help="data-parallel degree (default: chips / (tp x cp x pp))")  # fmt: skip
+    p.add_argument("--sp", action="store_true", help="sequence parallelism with TP")
+    p.add_argument("--seq", type=_int_arg, default=2048, help="sequence length (default 2048)")
+    p.add_argument("--micro-batch", type=_int_arg, default=1, help="sequences per micro-batch")
+    p.add_argument("--global-batch", type=_int_arg, default=0,
+                   help="sequences per step (default: micro-batch x dp)")  # fmt: skip
+    p.add_argument("--dtype", default="bf16", help="bf16, fp16, or fp8 (fp8 GEMMs)")
+    p.add_argument("--recompute", default="none", help="none, selective or full")
+    p.add_argument("--zero", type=_int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
+    p.add_argument("--capacity-factor", type=float, default=0.0,
+                   help="MoE expert capacity factor (default: dropless)")  # fmt: skip
+    p.add_argument("--no-overlap", action="store_true",
+                   help="no communication beside compute (DP sync, p2p, ZeRO-3 gathers)")  # fmt: skip
+    p.add_argument("--tokens", type=float, default=0.0, help="training-run tokens (run totals)")
+    p.add_argument("--trace", default=None, metavar="FILE", help="write a Chrome/Perfetto trace")
+    _add_run_output_args(p)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from hardware import ConfigError, load_system
+    from sim.train import simulate_training
+    from workloads import load_model
+    from workloads.training import Training
+
+    if args.chips < 1:
+        raise ConfigError(f"--chips must be an integer >= 1, got {args.chips}")
+    dp = args.dp
+    if dp is None:
+        inner = max(1, args.tp) * max(1, args.cp) * max(1, args.pp)
+        if args.chips % inner:
+            raise ConfigError(f"--chips {args.chips} must be a multiple of tp x cp x pp = {inner}")
+        dp = args.chips // inner
+    workload = Training(
+        model=load_model(args.model), seq=args.seq, micro_batch=args.micro_batch,
+        global_batch=args.global_batch, dtype=args.dtype, recompute=args.recompute,
+        zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
+        cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
+    )  # fmt: skip
+    workload.validate()
+    system = load_system(args.chip, args.chips, args.set)
+    result = simulate_training(workload, system, overlap=not args.no_overlap,
+                               check_memory=not args.no_memory_check,
+                               trace=bool(args.trace))  # fmt: skip
+    if args.trace:
+        try:
+            result.timeline.write_trace(args.trace, {"workload": result.workload})
+        except OSError as exc:
+            raise ConfigError(f"--trace {args.trace}: cannot write ({exc.strerror})") from None
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(result.summary(top=args.top))
+        if args.trace:
+            print(f"wrote {args.trace} (open in ui.perfetto.dev or chrome://tracing)")
+    return 0
+
+
 def _run_validate(args: argparse.Namespace) -> int:
     from sim.validate import DEFAULT_DATA, format_table, summary_table, validate, write_report
 
@@ -275,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", type=_positive_int, default=2048, help="prompt tokens per sequence")
     p = sub.add_parser("dit", help="one diffusion-transformer generation (image or video)")
     _add_dit_args(p)
+    p = sub.add_parser("train", help="one training step: step time, MFU/HFU, bubble, memory")
+    _add_train_args(p)
     p = sub.add_parser("validate", help="error against published measurements, per row and kind")
     p.add_argument("--data", help="published-measurement TOML (default: benchmarks/data)")
     p.add_argument("--kind", action="append", help="only this kind (repeatable)")
@@ -304,6 +374,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "decode": lambda a: _run_llm(a, "decode"),
     "prefill": lambda a: _run_llm(a, "prefill"),
     "dit": _run_dit,
+    "train": _run_train,
     "validate": _run_validate,
     "claims": _run_claims,
     "calibrate": _run_calibrate,

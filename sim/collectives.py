@@ -13,7 +13,9 @@ MPICH", Table 1; NCCL's ring and double-binary-tree algorithms, Jeaugey 2019):
 
 All-reduce takes the faster of ring and tree, as NCCL's tuner does. A group larger than a node
 is hierarchical: reduce-scatter inside the node, the collective across nodes on 1/n of the data,
-all-gather inside the node.
+all-gather inside the node. ``local`` says how many of the group's chips share a node: a
+packed group (tensor parallelism) fills nodes; a strided one (data parallelism behind TP 8) has
+one chip per node, so all of it crosses the network, each chip on its own NIC.
 """
 
 from __future__ import annotations
@@ -40,9 +42,16 @@ def _flat(kind: str, size: float, p: int, link: Link) -> float:
     )
 
 
-def collective_time(kind: str, size_bytes: float, group: int, system: System) -> float:
-    """Seconds for one collective of ``size_bytes`` (the full per-chip buffer) over ``group`` chips."""
+def collective_time(
+    kind: str, size_bytes: float, group: int, system: System, local: int | None = None
+) -> float:
+    """Seconds for one collective of ``size_bytes`` (the full per-chip buffer) over ``group`` chips.
+
+    ``local``: members of the group inside one node (default: the group packed into nodes).
+    """
     per_node = min(group, system.chips_per_node)
+    if local is not None:
+        per_node = max(1, min(per_node, local))
     if group <= per_node:
         return _flat(kind, size_bytes, group, system.intra_node)
     nodes = math.ceil(group / per_node)

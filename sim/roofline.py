@@ -196,7 +196,10 @@ def cost_attention(op: Op, chip: Chip) -> OpCost:
     # executed work: padded rows x the score pairs each row computes
     pairs_per_row = a.score_pairs / a.q_len
     score_elems = heads * q_blocks * br * pairs_per_row
-    matmul = 2.0 * score_elems * (a.qk_dim + a.v_dim)
+    # forward: S = QK^T and O = PV; backward (FlashAttention-2 Alg. 2, Dao 2023): S again, then
+    # dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q: 3 products of width qk, 2 of width v
+    width = (3 * a.qk_dim + 2 * a.v_dim) if a.backward else (a.qk_dim + a.v_dim)
+    matmul = 2.0 * score_elems * width
     per_unit = 1.0 / (units * split)
     core_rate = chip.sustained(op.dtype) / chip.n_cores
     if chip.exp_per_s:
@@ -259,7 +262,7 @@ def cost_elementwise(op: Op, chip: Chip) -> OpCost:
 def cost_collective(op: Op, system: System) -> OpCost:
     c = op.collective
     assert c is not None
-    comm = collective_time(c.kind, c.bytes, c.group, system)
+    comm = collective_time(c.kind, c.bytes, c.group, system, c.local)
     overhead = system.chip.kernel_overhead_s
     return OpCost(
         op=op,

@@ -47,7 +47,7 @@ def simulate(workload: Workload, system: System, *, check_memory: bool = True) -
             f"{format_si(memory.capacity_bytes, 'B')}; use more chips (--chips/--tp), a lower "
             "precision (--dtype fp8/int4, --kv-dtype fp8), or a smaller batch/context"
         )
-    costs = _overlap(tuple(cost_op(op, system) for op in graph.ops))
+    costs = hide_overlapped(tuple(cost_op(op, system) for op in graph.ops))
     per_chip_time = sum(c.total_time_s for c in costs)
     dtype = graph.ops[0].dtype if graph.ops else "bf16"
     return Result(
@@ -71,7 +71,7 @@ def simulate(workload: Workload, system: System, *, check_memory: bool = True) -
     )
 
 
-def _overlap(costs: tuple[OpCost, ...]) -> tuple[OpCost, ...]:
+def hide_overlapped(costs: tuple[OpCost, ...]) -> tuple[OpCost, ...]:
     """Hide work that runs beside the op before it (``Op.overlaps_previous``).
 
     Such an op is exposed only by the part of its total time longer than the previous op's

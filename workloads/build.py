@@ -61,12 +61,17 @@ class Builder:
             bytes={Role.ACTIVATION: q_o, Role.KV: kv}, attention=spec,
         )  # fmt: skip
 
-    def collective(self, name: str, kind: str, size_bytes: float, group: int) -> Op | None:
-        """A collective of ``size_bytes`` per chip over ``group`` chips; None for a group of 1."""
+    def collective(
+        self, name: str, kind: str, size_bytes: float, group: int, local: int | None = None
+    ) -> Op | None:
+        """A collective of ``size_bytes`` per chip over ``group`` chips; None for a group of 1.
+
+        ``local`` is how many of the group's chips share a node (None: the group is packed).
+        """
         if group <= 1:
             return None
         return Op(
             name=name, kind=OpKind.COLLECTIVE, family="communication", dtype=self.dtype,
             flops=0.0, model_flops=0.0, bytes={},
-            collective=Collective(kind=kind, bytes=size_bytes, group=group),
+            collective=Collective(kind=kind, bytes=size_bytes, group=group, local=local),
         )  # fmt: skip

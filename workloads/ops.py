@@ -61,6 +61,7 @@ class Attention:
     causal: bool
     act_bytes: float
     kv_bytes_per_token: float  # per kv head
+    backward: bool = False  # the training backward kernel (dQ, dK, dV), see sim/roofline.py
 
     @property
     def score_pairs(self) -> float:
@@ -79,6 +80,9 @@ class Collective:
     kind: str  # all_reduce | all_gather | reduce_scatter | all_to_all | send_recv
     bytes: float
     group: int
+    local: int | None = (
+        None  # members of the group inside one node (None: packed, min(group, node))
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,7 +94,9 @@ class Op:
     minimum traffic per tensor role (each tensor read or written once); the roofline's tiling
     model decides how much more a given chip really moves. Timing never lives on the op.
     ``overlaps_previous`` marks work on another stream (a link) that runs beside the op before
-    it: only the part longer than that op is exposed.
+    it: only the part longer than that op is exposed. ``recompute`` marks forward work re-run
+    for the backward (activation recomputation): its ``model_flops`` are 0, its ``flops`` count
+    toward hardware FLOPs utilisation (HFU).
     """
 
     name: str
@@ -105,6 +111,7 @@ class Op:
     collective: Collective | None = None
     count: int = 1
     overlaps_previous: bool = False  # runs beside the op before it (e.g. ring K/V passing)
+    recompute: bool = False  # re-run of forward work for the backward: in HFU, not in MFU
 
     @property
     def total_bytes(self) -> float:

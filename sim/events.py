@@ -1,0 +1,226 @@
+"""The event engine: a simpy timeline of a pipelined training step, and its Chrome trace.
+
+One representative chip per pipeline stage (every chip of a stage does the same work at the
+same time: tensor, context and data parallelism are symmetric), each with three streams:
+
+- compute: the stage's forward (F) and backward (B) chunks, in the order of the schedule;
+- pipeline link: activations to the next stage after F, gradients to the previous after B
+  (point-to-point, beside compute unless overlap is off);
+- data-parallel link: the gradient reduction, in buckets as the last micro-batch's backward
+  produces them (Megatron-LM ``overlap_grad_reduce``; PyTorch DDP buckets), then the
+  optimizer step and the ZeRO parameter all-gather.
+
+Schedules (Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU
+Clusters Using Megatron-LM", Sec. 2.2; order as in Megatron-LM's
+``forward_backward_pipelining_with_interleaving``): stage s runs
+warm-up = (p - s - 1)·2 + (v - 1)·p forward chunks (p - s - 1 for plain 1F1B), then alternates
+one forward and one backward, then drains the backwards. With equal chunk times and free links
+the bubble is (p - 1)/(m + p - 1) of the step for 1F1B and (p - 1)/(v·m + p - 1) interleaved.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Part = tuple[str, float, str]  # (name, seconds, category) inside a chunk, for the trace
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageWork:
+    """Durations one stage's chip needs; ``forward[c]``/``backward[c]`` per virtual chunk."""
+
+    forward: tuple[float, ...]
+    backward: tuple[float, ...]
+    grad_sync: tuple[float, ...] = ()  # per chunk: DP gradient reduction after its last B
+    layers: tuple[int, ...] = ()  # per chunk: buckets of the gradient reduction
+    optimizer: float = 0.0
+    param_gather: float = 0.0  # ZeRO 1/2: parameters gathered after the optimizer
+    forward_parts: tuple[tuple[Part, ...], ...] = ()
+    backward_parts: tuple[tuple[Part, ...], ...] = ()
+
+
+@dataclass(slots=True)
+class StageTimes:
+    """What happened on one stage's representative chip."""
+
+    busy_s: float = 0.0  # compute-stream time spent in F and B
+    backward_end_s: float = 0.0  # end of its last backward
+    sync_end_s: float = 0.0  # end of its gradient reduction (>= backward_end_s)
+    optimizer_s: float = 0.0
+    gather_exposed_s: float = 0.0
+    end_s: float = 0.0
+
+
+@dataclass(slots=True)
+class Timeline:
+    step_s: float
+    stages: list[StageTimes]
+    events: list[dict] = field(default_factory=list)  # Chrome trace 'X' events (µs)
+
+    @property
+    def critical_stage(self) -> int:
+        return max(range(len(self.stages)), key=lambda s: self.stages[s].end_s)
+
+    def chrome_trace(self, meta: dict | None = None) -> dict:
+        names = []
+        for s in range(len(self.stages)):
+            names.append({"ph": "M", "name": "process_name", "pid": s, "tid": 0,
+                          "args": {"name": f"pipeline stage {s}"}})  # fmt: skip
+            for tid, stream in enumerate(("compute", "pipeline link", "data-parallel link")):
+                names.append({"ph": "M", "name": "thread_name", "pid": s, "tid": tid,
+                              "args": {"name": stream}})  # fmt: skip
+        return {"traceEvents": names + self.events, "displayTimeUnit": "ms",
+                "otherData": meta or {}}  # fmt: skip
+
+    def write_trace(self, path: str | Path, meta: dict | None = None) -> None:
+        Path(path).write_text(json.dumps(self.chrome_trace(meta)))
+
+
+def schedule(p: int, v: int, m: int, stage: int) -> list[tuple[str, int, int]]:
+    """The (F|B, micro-batch, chunk) order of ``stage`` for 1F1B (v = 1) or interleaved."""
+    total = m * v
+
+    def task(k: int, forward: bool) -> tuple[str, int, int]:
+        in_group = k % (p * v)
+        chunk = in_group // p
+        if not forward:
+            chunk = v - 1 - chunk
+        mb = (k // (p * v)) * p + k % p
+        return ("F" if forward else "B", mb, chunk)
+
+    warm = min(p - stage - 1, m) if v == 1 else min((p - stage - 1) * 2 + (v - 1) * p, total)
+    order = [task(k, True) for k in range(warm)]
+    for i in range(total - warm):
+        order += [task(warm + i, True), task(i, False)]
+    order += [task(k, False) for k in range(total - warm, total)]
+    return order
+
+
+def run_pipeline(
+    stages: list[StageWork],
+    micro_batches: int,
+    p2p_s: float = 0.0,
+    *,
+    overlap: bool = True,
+    trace: bool = False,
+) -> Timeline:
+    """Simulate one step; returns the step time, per-stage times and (optionally) trace events."""
+    import simpy  # lazily: the CLI starts without it
+
+    p = len(stages)
+    v = len(stages[0].forward)
+    m = micro_batches
+    env = simpy.Environment()
+    done: dict[tuple[str, int, int, int], simpy.Event] = {}
+    arrived: dict[tuple[str, int, int, int], simpy.Event] = {}
+    links = {(s, d): simpy.Resource(env, capacity=1) for s in range(p) for d in ("F", "B")}
+    times = [StageTimes() for _ in range(p)]
+    events: list[dict] = []
+
+    def ev(key: tuple[str, int, int, int], table: dict) -> simpy.Event:
+        if key not in table:
+            table[key] = env.event()
+        return table[key]
+
+    def upstream(kind: str, mb: int, c: int, s: int) -> tuple[str, int, int, int] | None:
+        """The task whose output this one consumes, on another stage."""
+        if kind == "F":
+            if s > 0:
+                return ("F", mb, c, s - 1)
+            return ("F", mb, c - 1, p - 1) if c > 0 else None
+        if s < p - 1:
+            return ("B", mb, c, s + 1)
+        return ("B", mb, c + 1, 0) if c < v - 1 else None
+
+    def record(s: int, tid: int, name: str, start: float, dur: float, cat: str, args=None):
+        if trace and dur > 0:
+            events.append({"ph": "X", "name": name, "cat": cat, "pid": s, "tid": tid,
+                           "ts": start * 1e6, "dur": dur * 1e6, "args": args or {}})  # fmt: skip
+
+    def send(s: int, key: tuple[str, int, int, int]):
+        kind, mb, c, _ = key
+        with links[(s, kind)].request() as req:
+            yield req
+            start = env.now
+            yield env.timeout(p2p_s)
+            record(s, 1, f"send {kind}{mb}.{c}", start, p2p_s, "pipeline")
+        ev(key, arrived).succeed()
+
+    def grad_sync(s: int, c: int, b_start: float, b_dur: float, comm: simpy.Resource):
+        work = stages[s]
+        total = work.grad_sync[c] if work.grad_sync else 0.0
+        n = max(1, work.layers[c] if work.layers else 1)
+        for j in range(n):
+            ready = b_start + b_dur * (j + 1) / n  # bucket j's layers are done
+            if overlap and env.now < ready:
+                yield env.timeout(ready - env.now)
+            with comm.request() as req:
+                yield req
+                start = env.now
+                yield env.timeout(total / n)
+                record(s, 2, f"grad reduce chunk {c} bucket {j}", start, total / n, "data-parallel")
+
+    def stage_proc(s: int):
+        work = stages[s]
+        comm = simpy.Resource(env, capacity=1)
+        syncs = []
+        order = schedule(p, v, m, s)
+        last_b = {c: max(mb for kind, mb, cc in order if kind == "B" and cc == c) for c in range(v)}
+        for kind, mb, c in order:
+            up = upstream(kind, mb, c, s)
+            if up is not None:
+                yield ev(up, arrived)
+            dur = work.forward[c] if kind == "F" else work.backward[c]
+            start = env.now
+            yield env.timeout(dur)
+            times[s].busy_s += dur
+            if trace:
+                record(s, 0, f"{kind}{mb}.{c}", start, dur, "forward" if kind == "F" else "backward",
+                       {"micro_batch": mb, "chunk": c})  # fmt: skip
+                parts = work.forward_parts if kind == "F" else work.backward_parts
+                t = start
+                for name, d, cat in parts[c] if parts else ():
+                    record(s, 0, name, t, d, cat)
+                    t += d
+            key = (kind, mb, c, s)
+            ev(key, done).succeed()
+            consumer_needs = (kind == "F" and (s < p - 1 or c < v - 1)) or (
+                kind == "B" and (s > 0 or c > 0)
+            )
+            if consumer_needs:
+                proc = env.process(send(s, key))
+                if not overlap:
+                    yield proc
+            if kind == "B" and mb == last_b[c]:
+                if overlap:
+                    syncs.append(env.process(grad_sync(s, c, start, dur, comm)))
+                else:
+                    pending = (s, c, start, dur)
+                    syncs.append(pending)
+        times[s].backward_end_s = env.now
+        if not overlap:
+            for s_, c, start, dur in syncs:
+                yield env.process(grad_sync(s_, c, start, dur, comm))
+        else:
+            for proc in syncs:
+                yield proc
+        times[s].sync_end_s = env.now
+        start = env.now
+        yield env.timeout(work.optimizer)
+        record(s, 0, "optimizer step", start, work.optimizer, "optimizer")
+        times[s].optimizer_s = work.optimizer
+        # ZeRO 1/2 parameter all-gather: behind the next step's first forward when overlapped
+        hidden = work.forward[0] if overlap else 0.0
+        exposed = max(0.0, work.param_gather - hidden)
+        record(s, 2, "param all-gather", env.now, work.param_gather, "data-parallel")
+        yield env.timeout(exposed)
+        times[s].gather_exposed_s = exposed
+        times[s].end_s = env.now
+
+    for s in range(p):
+        env.process(stage_proc(s))
+    env.run()
+    step = max(t.end_s for t in times)
+    return Timeline(step_s=step, stages=times, events=events)

@@ -1,0 +1,425 @@
+"""simulate_training(training, system) -> TrainResult: cost every chunk, run the timeline.
+
+Each op of a chunk is costed by the per-op roofline (``sim/roofline.py``); tensor-, expert- and
+context-parallel collectives sit inline in the chunk (exposed, as Megatron-LM runs them without
+communication overlap), except ring K/V passing (beside the attention). ZeRO-3 parameter
+gathers and gradient reduce-scatters run beside the chunk's compute: only what is longer than
+the compute, plus the first layer's gather, is exposed. The event engine (``sim/events.py``)
+places the chunks of every stage on its timeline with the pipeline schedule, the
+point-to-point transfers, the bucketed data-parallel gradient reduction and the optimizer.
+
+MFU = model FLOPs / (step time x chips x dense peak of the GEMM dtype) — PaLM's definition
+(Chowdhery et al. 2022, App. B) with the FLOPs from the op shapes. HFU adds the recomputed
+forward work (Korthikanti et al. 2022, Sec. 6.3).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+from hardware.chip import ConfigError, System
+from hardware.units import format_si
+from sim.events import Part, StageWork, Timeline, run_pipeline
+from sim.result import CapacityError
+from sim.roofline import Bound, OpCost, cost_op
+from sim.simulate import hide_overlapped
+from workloads.ops import Op, OpKind, WorkloadError
+from workloads.training import RECOMPUTE as RECOMPUTE_ORDER
+from workloads.training import Chunk, Training, TrainMemory, TrainPlan
+
+COMM_KINDS = ("tp", "cp", "ep", "pp", "dp")
+
+
+def comm_kind(op: Op) -> str:
+    """Which parallelism a collective serves, from its name."""
+    name = op.name.split(".")[-2] if op.name.endswith(".bwd") else op.name.split(".")[-1]
+    name = name.removeprefix("recompute.")
+    for prefix, kind in (("ep_", "ep"), ("cp_", "cp"), ("pp_", "pp"), ("fsdp", "dp"),
+                         ("expert_fsdp", "dp"), ("dp_", "dp"), ("expert_dp", "dp")):  # fmt: skip
+        if name.startswith(prefix):
+            return kind
+    return "tp"
+
+
+@dataclass(frozen=True, slots=True)
+class _Costed:
+    time_s: float
+    costs: tuple[OpCost, ...]
+    parts: tuple[Part, ...]
+    by_category: dict[str, float]  # compute | recompute | tp | cp | ep | dp
+
+
+def _cost_ops(ops: tuple[Op, ...], system: System, overlap: bool) -> tuple[OpCost, ...]:
+    costs = tuple(cost_op(op, system) for op in ops)
+    if overlap:
+        return hide_overlapped(costs)
+    return tuple(costs)
+
+
+def _category(op: Op) -> str:
+    if op.kind == OpKind.COLLECTIVE:
+        return comm_kind(op)
+    return "recompute" if op.recompute else "compute"
+
+
+def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: System,
+               overlap: bool) -> _Costed:  # fmt: skip
+    """One chunk's forward or backward; ``side`` = ZeRO-3 traffic beside its compute."""
+    costs = _cost_ops(ops, system, overlap)
+    by: dict[str, float] = defaultdict(float)
+    parts: list[Part] = []
+    for c in costs:
+        cat = _category(c.op)
+        by[cat] += c.total_time_s
+        parts.append((c.op.name, c.total_time_s, cat))
+    total = sum(c.total_time_s for c in costs)
+    if side:
+        comm = sum(cost_op(op, system).total_time_s for op in side)
+        busy = by.get("compute", 0.0) + by.get("recompute", 0.0)
+        exposed = max(0.0, comm - busy) + comm / max(1, layers) if overlap else comm
+        exposed = min(exposed, comm)
+        by["dp"] += exposed
+        parts.append(("fsdp exposed", exposed, "dp"))
+        total += exposed
+    return _Costed(total, costs, tuple(parts), dict(by))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainResult:
+    """One training step derived. Totals over all chips; ``hbm_bytes`` per chip per step."""
+
+    workload: dict
+    system: dict
+    step_time_s: float
+    model_flops: float
+    hardware_flops: float
+    flops: float
+    peak_flops_per_s: float
+    n_chips: int
+    tokens: float
+    breakdown: dict
+    memory: TrainMemory
+    capacity_bytes: float
+    hbm_bytes: float
+    critical_stage: int
+    op_costs: tuple[tuple[OpCost, int], ...]  # (cost, times per step) on the critical stage
+    timeline: Timeline
+    run_tokens: float = 0.0
+    closed_form_model_flops: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def mfu(self) -> float:
+        return self.model_flops / (self.step_time_s * self.n_chips * self.peak_flops_per_s)
+
+    @property
+    def hfu(self) -> float:
+        return self.hardware_flops / (self.step_time_s * self.n_chips * self.peak_flops_per_s)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.step_time_s
+
+    @property
+    def model_flops_per_chip_s(self) -> float:
+        return self.model_flops / self.step_time_s / self.n_chips
+
+    @property
+    def fits(self) -> bool:
+        return self.memory.total_bytes <= self.capacity_bytes
+
+    @property
+    def bound(self) -> str:
+        """What the critical stage spends most of its step on: compute, communication, ..."""
+        share: dict[str, float] = defaultdict(float)
+        for c, n in self.op_costs:
+            share[c.bound] += c.total_time_s * n
+        share[Bound.COMMUNICATION] += self.breakdown["communication_s"].get("dp_tail", 0.0)
+        order = (Bound.COMPUTE, Bound.MEMORY, Bound.COMMUNICATION, Bound.OVERHEAD)
+        return max(order, key=lambda b: share.get(b, 0.0))
+
+    def run_totals(self) -> dict | None:
+        if not self.run_tokens:
+            return None
+        seconds = self.run_tokens / self.tokens_per_s
+        return {
+            "tokens": self.run_tokens,
+            "steps": self.run_tokens / self.tokens,
+            "seconds": seconds,
+            "days": seconds / 86400,
+            "chip_hours": seconds * self.n_chips / 3600,
+            "model_flops": self.model_flops * self.run_tokens / self.tokens,
+        }
+
+    def op_rows(self) -> list[dict]:
+        rows = []
+        for c, n in self.op_costs:
+            op = c.op
+            rows.append({
+                "name": op.name, "kind": str(op.kind), "family": op.family,
+                "count": op.count * n, "flops": op.flops * op.count * n,
+                "hbm_bytes": c.main_bytes * op.count * n, "time_s": c.total_time_s * n,
+                "share": c.total_time_s * n / self.step_time_s, "bound": c.bound,
+                "recompute": op.recompute,
+                "tile_efficiency": c.tile_efficiency,
+            })  # fmt: skip
+        return rows
+
+    def to_dict(self) -> dict:
+        mem = self.memory
+        out = {
+            "workload": self.workload,
+            "system": self.system,
+            "time_s": self.step_time_s,
+            "step_time_s": self.step_time_s,
+            "flops": self.flops,
+            "model_flops": self.model_flops,
+            "hardware_flops": self.hardware_flops,
+            "closed_form_model_flops": self.closed_form_model_flops,
+            "mfu": self.mfu,
+            "hfu": self.hfu,
+            "model_flops_per_chip_per_s": self.model_flops_per_chip_s,
+            "bound": self.bound,
+            "hbm_bytes": self.hbm_bytes,
+            "throughput": {"tokens_per_s": self.tokens_per_s,
+                           "tokens_per_s_per_chip": self.tokens_per_s / self.n_chips},
+            "time_breakdown": self.breakdown,
+            "critical_stage": self.critical_stage,
+            "memory": {
+                "required_bytes": mem.total_bytes,
+                "capacity_bytes": self.capacity_bytes,
+                "fits": self.fits,
+                "stage": mem.stage,
+                "weights_bytes": mem.weights_bytes,
+                "gradient_bytes": mem.gradient_bytes,
+                "optimizer_bytes": mem.optimizer_bytes,
+                "activation_bytes": mem.activation_bytes,
+                "temporary_bytes": mem.temporary_bytes,
+            },
+            "ops": self.op_rows(),
+        }  # fmt: skip
+        totals = self.run_totals()
+        if totals:
+            out["run"] = totals
+        return out
+
+    def summary(self, top: int = 10) -> str:
+        w, m, b = self.workload, self.memory, self.breakdown
+        par = (
+            f"TP{w['tp']}{'+SP' if w['sp'] else ''} PP{w['pp']}"
+            + (f"x{w['vp']}" if w["vp"] > 1 else "")
+            + f" DP{w['dp']}"
+            + (f" EP{w['ep']}" if w["ep"] > 1 else "")
+            + (f" CP{w['cp']}" if w["cp"] > 1 else "")
+        )
+        comm = ", ".join(f"{k} {format_si(v, 's')}" for k, v in b["communication_s"].items() if v)
+        lines = [
+            f"train {w['model']} on {self.system['name']}  {par}  seq {w['seq']}  "
+            f"micro-batch {w['micro_batch']} x {w['micro_batches']}  global batch "
+            f"{w['global_batch']}  {w['dtype']}  recompute {w['recompute']}  ZeRO-{w['zero']}",
+            f"  step        {format_si(self.step_time_s, 's')}   tokens/s {self.tokens_per_s:,.0f}"
+            f"   ({self.tokens_per_s / self.n_chips:,.1f} per chip)",
+            f"  MFU {self.mfu:.1%}   HFU {self.hfu:.1%}   "
+            f"{format_si(self.model_flops_per_chip_s, 'FLOP/s')} model per chip   bound: {self.bound}",
+            f"  breakdown   compute {format_si(b['compute_s'], 's')}"
+            + (f"  recompute {format_si(b['recompute_s'], 's')}" if b["recompute_s"] else "")
+            + f"  bubble {format_si(b['pipeline_bubble_s'], 's')}"
+            f"  optimizer {format_si(b['optimizer_s'], 's')}"
+            + (f"  exposed comm: {comm}" if comm else ""),
+            f"  memory/chip {format_si(m.total_bytes, 'B')} of {format_si(self.capacity_bytes, 'B')}"
+            f" (stage {m.stage}: weights {format_si(m.weights_bytes, 'B')}, grads "
+            f"{format_si(m.gradient_bytes, 'B')}, optimizer {format_si(m.optimizer_bytes, 'B')}, "
+            f"activations {format_si(m.activation_bytes, 'B')}, temp "
+            f"{format_si(m.temporary_bytes, 'B')})",
+        ]
+        totals = self.run_totals()
+        if totals:
+            lines.append(
+                f"  run         {format_si(totals['tokens'], 'tokens')}: {totals['days']:,.1f} days"
+                f", {totals['chip_hours']:,.0f} chip-hours"
+            )
+        lines += ["", f"  {'op (critical stage ' + str(self.critical_stage) + ')':<34}"
+                      f"{'count':>7}{'FLOPs':>12}{'time':>11}{'share':>7}  bound"]  # fmt: skip
+        for row in sorted(self.op_rows(), key=lambda r: -r["time_s"])[:top]:
+            lines.append(
+                f"  {row['name']:<34}{row['count']:>7}{format_si(row['flops'], 'F'):>12}"
+                f" {format_si(row['time_s'], 's'):>10}{row['share']:>7.1%}  {row['bound']}"
+            )
+        return "\n".join(lines)
+
+
+def memory_error(t: Training, mem: TrainMemory, capacity: float, chip: str) -> str:
+    """The one-line refusal: the breakdown, and the nearest configuration that fits."""
+    parts = (
+        f"weights {format_si(mem.weights_bytes, 'B')}, gradients "
+        f"{format_si(mem.gradient_bytes, 'B')}, optimizer {format_si(mem.optimizer_bytes, 'B')}, "
+        f"activations {format_si(mem.activation_bytes, 'B')}, temporary "
+        f"{format_si(mem.temporary_bytes, 'B')}"
+    )
+    hint = nearest_fit(t, capacity)
+    return (
+        f"does not fit: pipeline stage {mem.stage} needs {format_si(mem.total_bytes, 'B')} per "
+        f"chip ({parts}) but {chip} has {format_si(capacity, 'B')}; {hint}"
+    )
+
+
+def _worst_memory(t: Training) -> TrainMemory:
+    return max(t.lower().memory, key=lambda m: m.total_bytes)
+
+
+def nearest_fit(t: Training, capacity: float) -> str:
+    """The configuration with the fewest changed settings (same chip count) that fits."""
+    n = t.n_chips
+    order = list(RECOMPUTE_ORDER)
+    recomputes = order[order.index(t.recompute) :]
+    zeros = list(range(t.zero, 4))
+    mbs = sorted({t.micro_batch >> i for i in range(8) if t.micro_batch >> i >= 1}, reverse=True)
+    node = max(t.tp, t.chips_per_node)  # tensor parallelism stays inside a node
+    tps = [
+        x for x in (t.tp, 2 * t.tp, 4 * t.tp, 8 * t.tp) if t.model.n_heads % x == 0 and x <= node
+    ]
+    pps = [x for x in (t.pp, 2 * t.pp, 4 * t.pp, 8 * t.pp) if x * t.vp <= t.model.n_layers]
+    best: tuple[tuple, Training] | None = None
+    for rc, z, mb, tp, pp in itertools.product(recomputes, zeros, mbs, tps, pps):
+        rest = n // (tp * pp * t.cp)
+        if rest * tp * pp * t.cp != n or rest % t.ep:
+            continue
+        # fewest changes; among equals, change ZeRO, then recompute, micro-batch, PP, TP
+        changed = (tp != t.tp, pp != t.pp, mb != t.micro_batch, rc != t.recompute, z != t.zero)
+        key = (sum(changed), *changed)
+        if best is not None and key >= best[0]:
+            continue
+        cand = replace(t, recompute=rc, zero=z, micro_batch=mb, tp=tp, pp=pp, dp=rest,
+                       global_batch=t.batch)  # fmt: skip
+        if cand.global_batch % (mb * rest) or (cand.vp > 1 and cand.micro_batches % pp):
+            continue
+        try:
+            if _worst_memory(cand).total_bytes <= capacity:
+                best = (key, cand)
+        except WorkloadError:  # a candidate the workload rejects is simply skipped
+            continue
+    if best is None:
+        states = t.model.n_params() * (2 + t.grad_bytes + 12)
+        need = math.ceil(states / capacity)
+        return (
+            f"no setting of --recompute/--zero/--micro-batch/--tp/--pp fits on {n} chips; "
+            f"weights, gradients and Adam states alone need at least {need} chips"
+        )
+    c = best[1]
+    flags = [f"--{k.replace('_', '-')} {getattr(c, k)}" for k in
+             ("recompute", "zero", "micro_batch", "tp", "pp", "dp") if getattr(c, k) != getattr(t, k)]  # fmt: skip
+    return "nearest that fits: " + " ".join(flags)
+
+
+def simulate_training(
+    training: Training,
+    system: System,
+    *,
+    overlap: bool = True,
+    check_memory: bool = True,
+    trace: bool = False,
+) -> TrainResult:
+    """Derive step time, MFU/HFU, the exposed communication and bubble, and memory fit."""
+    t = replace(training, chips_per_node=system.chips_per_node)
+    if system.n_chips != t.n_chips:
+        raise ConfigError(
+            f"--chips {system.n_chips} must equal tp x cp x pp x dp = "
+            f"{t.tp} x {t.cp} x {t.pp} x {t.dp} = {t.n_chips}"
+        )
+    plan: TrainPlan = t.lower()
+    chip = system.chip
+    capacity = chip.main_memory.capacity_bytes
+    worst = max(plan.memory, key=lambda m: m.total_bytes)
+    if check_memory and worst.total_bytes > capacity:
+        raise CapacityError(memory_error(t, worst, capacity, chip.name))
+
+    def total(ops: tuple[Op, ...]) -> float:
+        return sum(cost_op(op, system).total_time_s for op in ops)
+
+    works, costed = [], []
+    for chunks in plan.stages:
+        per = [(_cost_pass(c.forward, c.fsdp_forward, c.layers, system, overlap),
+                _cost_pass(c.backward, c.fsdp_backward, c.layers, system, overlap))
+               for c in chunks]  # fmt: skip
+        costed.append(per)
+        works.append(
+            StageWork(
+                forward=tuple(f.time_s for f, _ in per),
+                backward=tuple(b.time_s for _, b in per),
+                grad_sync=tuple(total(c.grad_sync) for c in chunks),
+                layers=tuple(max(1, c.layers) for c in chunks),
+                optimizer=0.0,
+                param_gather=sum(total(c.param_gather) for c in chunks),
+                forward_parts=tuple(f.parts for f, _ in per),
+                backward_parts=tuple(b.parts for _, b in per),
+            )
+        )
+    opt_costs = [cost_op(op, system) for op in plan.optimizer]
+    works = [replace(w, optimizer=o.total_time_s) for w, o in zip(works, opt_costs, strict=True)]
+    p2p = cost_op(plan.p2p, system).total_time_s if plan.p2p is not None else 0.0
+    timeline = run_pipeline(works, plan.micro_batches, p2p, overlap=overlap, trace=trace)
+
+    s = timeline.critical_stage
+    st = timeline.stages[s]
+    m = plan.micro_batches
+    cats: dict[str, float] = defaultdict(float)
+    for f, b in costed[s]:
+        for k, v in list(f.by_category.items()) + list(b.by_category.items()):
+            cats[k] += v * m
+    comm = {k: cats.get(k, 0.0) for k in COMM_KINDS}
+    comm["dp"] += st.gather_exposed_s
+    comm["dp_tail"] = st.sync_end_s - st.backward_end_s
+    breakdown = {
+        "compute_s": cats.get("compute", 0.0),
+        "recompute_s": cats.get("recompute", 0.0),
+        "communication_s": comm,
+        "pipeline_bubble_s": max(0.0, st.backward_end_s - st.busy_s),
+        "optimizer_s": st.optimizer_s,
+    }
+    # FLOPs: every chip of a stage does the same work; m micro-batches per step
+    replicas = t.tp * t.cp * t.dp
+    model = hw = executed = 0.0
+    for chunks in plan.stages:
+        for c in chunks:
+            for op in c.forward + c.backward:
+                model += op.model_flops * op.count
+                executed += op.flops * op.count
+                if op.recompute and op.kind in (OpKind.GEMM, OpKind.ATTENTION):
+                    hw += op.flops * op.count
+    scale = m * replicas
+    op_costs = []
+    for f, b in costed[s]:
+        op_costs += [(c, m) for c in f.costs + b.costs]
+    op_costs.append((opt_costs[s], 1))
+    gemm_dtype = "fp8" if t.dtype == "fp8" else t.dtype
+    return TrainResult(
+        workload=plan.describe,
+        system={
+            "name": system.name,
+            "chip": chip.name,
+            "n_chips": system.n_chips,
+            "chips_per_node": system.chips_per_node,
+        },  # fmt: skip
+        step_time_s=timeline.step_s,
+        model_flops=model * scale,
+        hardware_flops=(model + hw) * scale,
+        flops=executed * scale,
+        peak_flops_per_s=chip.peak(gemm_dtype),
+        n_chips=t.n_chips,
+        tokens=plan.tokens,
+        breakdown=breakdown,
+        memory=worst,
+        capacity_bytes=capacity,
+        hbm_bytes=sum(c.main_bytes * c.op.count * n for c, n in op_costs),
+        critical_stage=s,
+        op_costs=tuple(op_costs),
+        timeline=timeline,
+        run_tokens=t.tokens,
+        closed_form_model_flops=plan.model_flops_closed_form,
+    )
+
+
+__all__ = ["Chunk", "TrainResult", "comm_kind", "nearest_fit", "simulate_training"]

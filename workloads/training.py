@@ -1,0 +1,691 @@
+"""Training steps of dense and MoE LLMs: forward, backward, recompute, optimizer, parallelism.
+
+A step is ``global_batch`` sequences of ``seq`` tokens on tp x cp x pp x dp chips. Each of
+the dp replicas runs m = global_batch / (micro_batch x dp) micro-batches through a pipeline of
+pp stages (each stage ``vp`` virtual chunks for the interleaved schedule). The lowering here
+makes, per pipeline stage and chunk, the ops of one micro-batch's forward and backward on one
+chip; ``sim/train.py`` costs them and ``sim/events.py`` places them on a timeline.
+
+Conventions (tests/test_training.py checks them):
+- Forward per layer is the prefill lowering of ``workloads/llm.py`` (same GEMMs, flash attention).
+- Backward of a GEMM C = A·B is the data gradient dA = dC·Bᵀ and the weight gradient
+  dB = Aᵀ·dC: 2x the forward FLOPs. Flash-attention backward (Dao 2023, FlashAttention-2,
+  Alg. 2) recomputes S = QKᵀ and runs four more products: 2.5x the forward matmul FLOPs
+  executed, of which 2x count as model FLOPs. An elementwise op's backward reads the saved input
+  and the output gradient and writes the input gradient: 2x its bytes and FLOPs (NB: an
+  approximation of the kernels' mix; these ops are a few % of a step).
+- Every collective in the forward has its mirror in the backward (Megatron-LM, Shoeybi et al.
+  2019, Sec. 3: the f/g conjugate pair; with sequence parallelism, Korthikanti et al. 2022,
+  Sec. 4.2.2, all-gather <-> reduce-scatter; MoE dispatch <-> combine all-to-all).
+- Recompute (Korthikanti et al. 2022, Sec. 5): ``full`` re-runs each layer's forward before its
+  backward; ``selective`` re-runs only the attention core. Re-run ops have ``recompute`` set, so
+  they count in HFU and not in MFU.
+- Mixed-precision Adam keeps per parameter: 16-bit weights (2 B), gradients (4 B: fp32 for bf16
+  training, as Megatron-LM accumulates and reduces bf16 gradients in fp32; 2 B for fp16), and
+  fp32 master weights, momentum and variance (12 B): Megatron-LM docs, "Distributed Optimizer"
+  (bf16 param + fp32 grads: 18 B/param; 6 + 12/d with the distributed optimizer); Rajbhandari et
+  al. 2020 (ZeRO, Sec. 3.1 and Fig. 1: K = 12; stage 1 shards optimizer states, 2 gradients,
+  3 parameters over data parallelism).
+- Activations saved for the backward are counted tensor by tensor from the forward ops (below),
+  the structure of Korthikanti et al. 2022 Sec. 4 with flash attention (no s x s scores saved).
+  1F1B keeps pp - s micro-batches in flight on stage s; the interleaved schedule keeps its warm-up
+  count + 1 chunks (stage 0: 1 + (pp-1)/(pp·vp) times the layers, Korthikanti Sec. 4.2.3).
+- Rank order (Megatron-LM): tensor innermost, then context, then data (expert parallelism is
+  carved out of data), then pipeline. So a TP group is packed in a node, a DP group strides by
+  tp x cp, and neighbouring pipeline stages are tp x cp x dp ranks apart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from workloads.build import Builder
+from workloads.llm import Prefill, _Lowering
+from workloads.model import ModelConfig
+from workloads.ops import Op, OpKind, Role, WorkloadError
+
+TRAIN_DTYPES = ("bf16", "fp16", "fp8")
+RECOMPUTE = ("none", "selective", "full")
+_ADAM_FLOPS = 12
+# GEMMs whose input is already saved as a norm's output or attention's O (counted once)
+_FED_BY_SAVED = ("qkv_proj", "q_proj", "q_a_proj", "kv_a_proj", "mlp_up", "shared_expert_up",
+                 "router", "o_proj")  # fmt: skip  # per parameter: two moment updates, bias corrections, sqrt, divide, decay
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chunk:
+    """One (stage, virtual chunk) of the pipeline on one chip: one micro-batch's work."""
+
+    stage: int
+    chunk: int
+    layers: int
+    forward: tuple[Op, ...]
+    backward: tuple[Op, ...]  # includes the recompute ops, in execution order
+    params: float  # parameters this chip holds for the chunk (before ZeRO sharding)
+    dense_params: float  # of which replicated over all dp ranks (the rest: experts)
+    fsdp_forward: tuple[Op, ...] = ()  # ZeRO-3 parameter gathers, beside the forward compute
+    fsdp_backward: tuple[Op, ...] = ()  # ZeRO-3 gathers + gradient reduce-scatters
+    grad_sync: tuple[Op, ...] = ()  # DP gradient reduction after the last micro-batch
+    param_gather: tuple[Op, ...] = ()  # ZeRO 1/2: updated parameters all-gathered
+    activation_bytes: float = 0.0  # saved for the backward, one micro-batch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainMemory:
+    """Bytes one chip of the fullest pipeline stage holds."""
+
+    weights_bytes: float
+    gradient_bytes: float
+    optimizer_bytes: float
+    activation_bytes: float
+    temporary_bytes: float
+    stage: int = 0
+
+    @property
+    def total_bytes(self) -> float:
+        return (
+            self.weights_bytes
+            + self.gradient_bytes
+            + self.optimizer_bytes
+            + self.activation_bytes
+            + self.temporary_bytes
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainPlan:
+    """A training step lowered: per stage its chunks, its optimizer op, the pipeline traffic."""
+
+    stages: tuple[tuple[Chunk, ...], ...]  # [stage][chunk]
+    optimizer: tuple[Op, ...]  # per stage
+    p2p: Op | None  # activations (and their gradients) between neighbouring stages
+    micro_batches: int
+    n_chips: int
+    tokens: float  # tokens per step over all chips
+    memory: tuple[TrainMemory, ...]  # per stage
+    model_flops_closed_form: float  # 6·N·tokens + attention, per step, all chips
+    describe: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Training:
+    """One optimizer step of a training run (see the module docstring)."""
+
+    model: ModelConfig
+    seq: int = 2048
+    micro_batch: int = 1
+    global_batch: int = 0  # 0: one micro-batch per data-parallel replica
+    dtype: str = "bf16"  # bf16 | fp16 | fp8 (fp8 GEMMs, bf16 elsewhere)
+    recompute: str = "none"
+    zero: int = 0
+    tp: int = 1
+    sp: bool = False  # sequence parallelism in the TP region's norms and dropouts
+    pp: int = 1
+    vp: int = 1  # virtual stages per device (interleaved 1F1B)
+    dp: int = 1
+    ep: int = 1
+    cp: int = 1
+    capacity_factor: float = 0.0  # 0: dropless (the mean load)
+    chips_per_node: int = 8
+    tokens: float = 0.0  # training-run tokens, for the run totals (0: none)
+
+    # ---- derived sizes -----------------------------------------------------------------------
+    @property
+    def n_chips(self) -> int:
+        return self.tp * self.cp * self.pp * self.dp
+
+    @property
+    def batch(self) -> int:
+        return self.global_batch or self.micro_batch * self.dp
+
+    @property
+    def micro_batches(self) -> int:
+        return self.batch // (self.micro_batch * self.dp)
+
+    @property
+    def grad_bytes(self) -> float:
+        return 2.0 if self.dtype == "fp16" else 4.0
+
+    def _local(self, stride: int, group: int) -> int:
+        """Members of a group whose ranks are ``stride`` apart that share one node."""
+        return max(1, min(group, self.chips_per_node // stride)) if stride else group
+
+    # ---- checks ------------------------------------------------------------------------------
+    def validate(self) -> None:
+        m, w = self.model, "train"
+        for name in ("seq", "micro_batch", "tp", "pp", "vp", "dp", "ep", "cp"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                flag = name.replace("_", "-")
+                raise WorkloadError(f"{w}: --{flag} must be an integer >= 1, got {value!r}")
+        if self.dtype not in TRAIN_DTYPES:
+            raise WorkloadError(
+                f"{w}: --dtype must be one of {', '.join(TRAIN_DTYPES)}, got {self.dtype!r}"
+            )
+        if self.recompute not in RECOMPUTE:
+            raise WorkloadError(
+                f"{w}: --recompute must be one of {', '.join(RECOMPUTE)}, got {self.recompute!r}"
+            )
+        if self.zero not in (0, 1, 2, 3):
+            raise WorkloadError(f"{w}: --zero must be 0, 1, 2 or 3, got {self.zero!r}")
+        if m.n_heads % self.tp:
+            divisors = [t for t in range(1, min(m.n_heads, 64) + 1) if m.n_heads % t == 0]
+            raise WorkloadError(
+                f"{w}: --tp {self.tp} must divide the {m.n_heads} attention heads of {m.name}; "
+                f"choose one of {', '.join(map(str, divisors))}"
+            )
+        if self.seq % (self.cp * (self.tp if self.sp else 1)):
+            raise WorkloadError(
+                f"{w}: --seq {self.seq} must divide by --cp {self.cp}"
+                + (f" x --tp {self.tp} (sequence parallelism)" if self.sp else "")
+            )
+        if self.pp * self.vp > m.n_layers:
+            raise WorkloadError(
+                f"{w}: --pp {self.pp} x --vp {self.vp} must be <= the {m.n_layers} layers of {m.name}"
+            )
+        if self.global_batch and self.global_batch % (self.micro_batch * self.dp):
+            raise WorkloadError(
+                f"{w}: --global-batch {self.global_batch} must be a multiple of --micro-batch "
+                f"{self.micro_batch} x --dp {self.dp} = {self.micro_batch * self.dp}"
+            )
+        if self.vp > 1 and self.micro_batches % self.pp:
+            raise WorkloadError(
+                f"{w}: the interleaved schedule (--vp {self.vp}) needs the micro-batch count "
+                f"({self.micro_batches}) to be a multiple of --pp {self.pp}"
+            )
+        if self.ep > 1:
+            if m.moe is None:
+                raise WorkloadError(f"{w}: --ep {self.ep} needs an MoE model; {m.name} is dense")
+            if self.dp % self.ep:
+                raise WorkloadError(
+                    f"{w}: --ep {self.ep} must divide --dp {self.dp} (experts are sharded over "
+                    "data-parallel ranks)"
+                )
+            if m.moe.n_experts % self.ep:
+                raise WorkloadError(
+                    f"{w}: --ep {self.ep} must divide the {m.moe.n_experts} experts of {m.name}"
+                )
+        if self.capacity_factor and self.capacity_factor < 1:
+            raise WorkloadError(
+                f"{w}: --capacity-factor must be >= 1 (or 0 for dropless), "
+                f"got {self.capacity_factor!r}"
+            )
+
+    # ---- lowering ------------------------------------------------------------------------------
+    def layer_split(self) -> list[int]:
+        """Layers per virtual stage (stage-major within a chunk), as even as the count allows."""
+        n = self.pp * self.vp
+        base, extra = divmod(self.model.n_layers, n)
+        return [base + (1 if i < extra else 0) for i in range(n)]
+
+    def lower(self) -> TrainPlan:
+        self.validate()
+        low = _TrainLowering(self)
+        split = self.layer_split()
+        stages = []
+        for s in range(self.pp):
+            chunks = []
+            for c in range(self.vp):
+                virtual = c * self.pp + s
+                first_layer = sum(split[:virtual])
+                chunks.append(
+                    low.chunk(
+                        s,
+                        c,
+                        first_layer,
+                        split[virtual],
+                        first=virtual == 0,
+                        last=virtual == len(split) - 1,
+                    )
+                )
+            stages.append(tuple(chunks))
+        optimizer = tuple(low.optimizer(chunks) for chunks in stages)
+        memory = tuple(low.memory(s, chunks) for s, chunks in enumerate(stages))
+        return TrainPlan(
+            stages=tuple(stages),
+            optimizer=optimizer,
+            p2p=low.p2p(),
+            micro_batches=self.micro_batches,
+            n_chips=self.n_chips,
+            tokens=float(self.batch * self.seq),
+            memory=memory,
+            model_flops_closed_form=self.closed_form_model_flops(),
+            describe=self.describe(),
+        )
+
+    def closed_form_model_flops(self) -> float:
+        """6·N_active·tokens + 3 x the causal attention forward (Kaplan et al. 2020, Table 1)."""
+        m = self.model
+        tokens = self.batch * self.seq
+        attn = 0.0
+        if m.mla is None:
+            qk = v = m.head_dim
+        else:
+            qk, v = m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim, m.mla.v_head_dim
+        pairs = self.seq * (self.seq + 1) / 2  # causal, per sequence and head
+        attn = 2 * pairs * (qk + v) * m.n_heads * m.n_layers * self.batch
+        return 6.0 * m.n_matmul_params(active=True) * tokens + 3.0 * attn
+
+    def describe(self) -> dict:
+        return {
+            "kind": "train",
+            "model": self.model.name,
+            "seq": self.seq,
+            "micro_batch": self.micro_batch,
+            "global_batch": self.batch,
+            "micro_batches": self.micro_batches,
+            "dtype": self.dtype,
+            "recompute": self.recompute,
+            "zero": self.zero,
+            "tp": self.tp,
+            "sp": self.sp,
+            "pp": self.pp,
+            "vp": self.vp,
+            "dp": self.dp,
+            "ep": self.ep,
+            "cp": self.cp,
+            **({"capacity_factor": self.capacity_factor} if self.capacity_factor else {}),
+        }
+
+
+def _scale(op: Op, f: float) -> Op:
+    """The op on a fraction ``f`` of its rows (sequence-parallel norms)."""
+    return replace(
+        op,
+        flops=op.flops * f,
+        model_flops=op.model_flops * f,
+        bytes={k: v * f for k, v in op.bytes.items() if k != Role.WEIGHT}
+        | ({Role.WEIGHT: op.bytes[Role.WEIGHT]} if Role.WEIGHT in op.bytes else {}),
+    )
+
+
+class _TrainLowering:
+    """Per-chip ops of one micro-batch, built on the prefill lowering of workloads/llm.py."""
+
+    def __init__(self, t: Training) -> None:
+        self.t, self.m = t, t.model
+        self.rows = t.micro_batch * t.seq // t.cp  # token rows through every GEMM on a chip
+        # the forward is a prefill of micro_batch sequences of seq / cp tokens each
+        pre = Prefill(model=t.model, batch=t.micro_batch, dtype=t.dtype, tp=t.tp)
+        self.fwd = _Lowering(pre, q_len=t.seq // t.cp, kv_len=t.seq // t.cp, phase="prefill")
+        self.ab = 2.0
+        self.b = Builder(t.dtype, self.ab, 1.0 if t.dtype == "fp8" else 2.0)
+        self.b16 = Builder("bf16" if t.dtype == "fp8" else t.dtype, self.ab, 2.0)
+        self.tp_local = t._local(1, t.tp)
+        self.cp_local = t._local(t.tp, t.cp)
+        self.dp_local = t._local(t.tp * t.cp, t.dp)
+        self.ep_local = t._local(t.tp * t.cp, t.ep)
+        # attention stays 16-bit under fp8 training (Transformer Engine's fused attention)
+        self.fp8 = t.dtype == "fp8"
+
+    # ---- forward of one layer ----------------------------------------------------------------
+    def _tp_comm(self, op: Op) -> list[Op]:
+        """TP all-reduce as is, or with sequence parallelism a reduce-scatter (the forward g)."""
+        t = self.t
+        c = op.collective
+        assert c is not None
+        kind = "reduce_scatter" if t.sp else "all_reduce"
+        made = self.b.collective(op.name.replace("all_reduce", kind), kind, c.bytes, c.group,
+                                 self.tp_local)  # fmt: skip
+        return [made] if made else []
+
+    def _sp_gather(self, name: str) -> list[Op]:
+        t = self.t
+        if not t.sp:
+            return []
+        op = self.b.collective(name, "all_gather", self.rows * self.m.hidden * self.ab, t.tp,
+                               self.tp_local)  # fmt: skip
+        return [op] if op else []
+
+    def _fix(self, ops: list[Op]) -> list[Op]:
+        """Adapt prefill ops to training: SP norms, TP collectives, CP attention, fp8 attention."""
+        t, out = self.t, []
+        for op in ops:
+            if op.kind == OpKind.COLLECTIVE:
+                out += self._tp_comm(op)
+                continue
+            if op.family == "norm":
+                out.append(_scale(op, 1 / t.tp) if t.sp else op)
+                out += self._sp_gather(op.name.replace("norm", "sp_all_gather"))
+                continue
+            if op.kind == OpKind.ATTENTION:
+                out += self._attention(op)
+                continue
+            if op.name == "rope_kv_write":  # training writes no cache: K, V stay activations
+                by = dict(op.bytes)
+                by[Role.ACTIVATION] = by.get(Role.ACTIVATION, 0.0) + by.pop(Role.KV, 0.0)
+                op = replace(op, name="rope", bytes=by)
+            out.append(op)
+        return out
+
+    def _attention(self, op: Op) -> list[Op]:
+        """Causal flash attention; with context parallelism a ring over cp chips (Megatron CP).
+
+        Each of cp ranks holds 2 of 2·cp sequence chunks (load-balanced), so it computes 1/cp of
+        the causal pairs against the whole sequence's K/V, passing K/V around the ring beside
+        the attention (cp - 1 hops).
+        """
+        t, a = self.t, op.attention
+        assert a is not None
+        dt = "bf16" if self.fp8 else op.dtype
+        if t.cp == 1:
+            return [replace(op, dtype=dt)]
+        full = t.seq
+        pairs_per_q = full * (full + 1) / 2 / full  # mean keys per query over the sequence
+        spec = replace(a, causal=False, kv_len=max(1, round(pairs_per_q)))
+        b = Builder(dt, self.ab, self.ab)
+        attn = b.attention("attention", spec)
+        hop = a.batch * a.n_kv_heads * a.q_len * a.kv_bytes_per_token
+        ring = b.collective("cp_ring_kv", "send_recv", (t.cp - 1) * hop, 2,
+                            2 if self.cp_local > 1 else 1)  # fmt: skip
+        return [attn] + ([replace(ring, overlaps_previous=True)] if ring else [])
+
+    def dense_layer(self) -> list[Op]:
+        return self._fix(self.fwd.attention_block() + self.fwd.dense_mlp_block())
+
+    def moe_layer(self) -> list[Op]:
+        """Router, EP dispatch all-to-all, grouped expert GEMMs at the capacity, combine."""
+        t, m, moe = self.t, self.m, self.m.moe
+        assert moe is not None
+        T, h = self.rows, m.hidden
+        ops = self._fix(self.fwd.attention_block())
+        ops += self._fix([self.fwd.norm("mlp_norm", h)])
+        ops.append(self.b.gemm("router", "moe", T, moe.n_experts, h))
+        ops.append(
+            self.b16.elementwise("route_permute", "moe", T * (moe.n_experts + h * moe.top_k),
+                                 T * h * moe.top_k * 2, 5.0 * T * moe.n_experts)
+        )  # fmt: skip
+        a2a = T * moe.top_k * h * self.ab
+        dispatch = self.b.collective("ep_dispatch_all_to_all", "all_to_all", a2a, t.ep,
+                                     self.ep_local)  # fmt: skip
+        ops += [dispatch] if dispatch else []
+        local = moe.n_experts // t.ep
+        cf = t.capacity_factor or 1.0
+        rows = T * moe.top_k * cf / local  # per local expert: its share of the ep group's tokens
+        expert_ffn = math.ceil(moe.expert_ffn / t.tp)
+        experts = self.fwd.mlp("experts", "moe", expert_ffn, rows, local)
+        if cf > 1:  # padding to the capacity is executed, not model, work
+            experts = [replace(op, model_flops=op.model_flops / cf) for op in experts]
+        ops += experts
+        combine = self.b.collective("ep_combine_all_to_all", "all_to_all", a2a, t.ep,
+                                    self.ep_local)  # fmt: skip
+        ops += [combine] if combine else []
+        if moe.n_shared_experts:
+            shared = math.ceil(moe.n_shared_experts * moe.expert_ffn / t.tp)
+            ops += self.fwd.mlp("shared_expert", "moe", shared, T)
+        ar = self.fwd.all_reduce("mlp_all_reduce", h)
+        return ops + (self._tp_comm(ar) if ar else [])
+
+    # ---- backward ------------------------------------------------------------------------------
+    def backward(self, ops: list[Op]) -> list[Op]:
+        """The backward of ``ops`` in reverse order (module docstring)."""
+        out: list[Op] = []
+        for op in reversed(ops):
+            if op.kind == OpKind.GEMM:
+                g = op.gemm
+                assert g is not None
+                b = Builder(op.dtype, g.a_bytes, g.b_bytes)
+                dgrad = b.gemm(f"{op.name}.dgrad", op.family, g.m, g.k, g.n, g.groups)
+                # dW[k, n] = A^T[k, m] dC[m, n]: the token dimension is the reduction
+                wgrad = b.gemm(f"{op.name}.wgrad", op.family, g.k, g.n, math.ceil(g.m), g.groups)
+                ratio = op.model_flops / op.flops if op.flops else 1.0
+                out += [replace(x, model_flops=x.flops * ratio, count=op.count)
+                        for x in (dgrad, wgrad)]  # fmt: skip
+            elif op.kind == OpKind.ATTENTION:
+                a = op.attention
+                assert a is not None
+                spec = replace(a, backward=True)
+                width = 3 * a.qk_dim + 2 * a.v_dim
+                flops = op.flops * width / (a.qk_dim + a.v_dim)
+                by = {k: 2 * v for k, v in op.bytes.items()}  # read Q,K,V,O,dO; write dQ,dK,dV
+                out.append(replace(op, name=f"{op.name}.bwd", attention=spec, flops=flops,
+                                   model_flops=2 * op.model_flops, bytes=by))  # fmt: skip
+            elif op.kind == OpKind.COLLECTIVE:
+                c = op.collective
+                assert c is not None
+                mirror = {"all_gather": "reduce_scatter", "reduce_scatter": "all_gather"}
+                kind = mirror.get(c.kind, c.kind)
+                out.append(replace(op, name=f"{op.name}.bwd", collective=replace(c, kind=kind)))
+            else:
+                out.append(replace(op, name=f"{op.name}.bwd", flops=2 * op.flops,
+                                   bytes={k: 2 * v for k, v in op.bytes.items()}))  # fmt: skip
+        return out
+
+    def recompute(self, forward: list[Op]) -> list[Op]:
+        policy = self.t.recompute
+        if policy == "none":
+            return []
+        keep = (
+            forward if policy == "full" else [op for op in forward if op.kind == OpKind.ATTENTION]
+        )
+        return [replace(op, name=f"recompute.{op.name}", model_flops=0.0, recompute=True)
+                for op in keep]  # fmt: skip
+
+    # ---- one chunk -----------------------------------------------------------------------------
+    def chunk(self, stage: int, chunk: int, first_layer: int, layers: int, *, first: bool,
+              last: bool) -> Chunk:  # fmt: skip
+        t, m = self.t, self.m
+        dense_first = m.n_dense_layers if m.moe is not None else m.n_layers
+        n_dense = max(0, min(first_layer + layers, dense_first) - first_layer)
+        n_moe = layers - n_dense
+        forward: list[Op] = []
+        backward: list[Op] = []
+        act = 0.0
+        params = 0.0
+        dense_params = 0.0
+        if first:
+            emb = self.embedding()
+            forward += emb
+            backward = self.backward(emb) + backward
+            act += self.rows * m.hidden * self.ab
+            p = m.vocab * m.hidden / t.tp + (m.max_seq * m.hidden if m.position == "learned" else 0)
+            params += p
+            dense_params += p
+        blocks = []
+        if n_dense:
+            blocks.append((n_dense, self.dense_layer(), "dense"))
+        if n_moe:
+            blocks.append((n_moe, self.moe_layer(), "moe"))
+        tag = m.moe is not None and m.n_dense_layers and m.n_moe_layers
+        for count, layer, kind in blocks:
+            fwd = [_repeat(op, count, kind if tag else "") for op in layer]
+            forward += fwd
+            bwd = self.recompute(fwd) + self.backward(fwd)
+            backward = bwd + backward
+            act += count * self.saved_activations(layer, kind == "moe")
+            lp = self.layer_params(kind == "moe")
+            params += count * lp[0]
+            dense_params += count * lp[1]
+        if last:
+            head = self.head()
+            forward += head
+            backward = self.backward(head) + backward
+            p = m.norm_params()
+            if not m.tied_embeddings or not first:  # tied: the last stage keeps a copy
+                p += m.vocab * m.hidden / t.tp
+            params += p
+            dense_params += p
+        fsdp_f, fsdp_b, grad_sync, gather = self.dp_comm(params, dense_params, layers)
+        return Chunk(
+            stage=stage, chunk=chunk, layers=layers, forward=tuple(forward),
+            backward=tuple(backward), params=params, dense_params=dense_params,
+            fsdp_forward=fsdp_f, fsdp_backward=fsdp_b, grad_sync=grad_sync,
+            param_gather=gather, activation_bytes=act,
+        )  # fmt: skip
+
+    def layer_params(self, moe_layer: bool) -> tuple[float, float]:
+        """(params on this chip, of which replicated over dp) for one layer."""
+        t, m = self.t, self.m
+        norms = 2 * m.norm_params()
+        if not moe_layer or m.moe is None:
+            total = m.layer_params(False)
+            return (total - norms) / t.tp + norms, (total - norms) / t.tp + norms
+        moe = m.moe
+        expert = m.mlp_params(moe.expert_ffn)
+        routed = moe.n_experts * expert
+        dense = m.layer_params(True) - routed - norms - m.hidden * moe.n_experts
+        replicated = dense / t.tp + norms + m.hidden * moe.n_experts
+        return replicated + routed / (t.tp * t.ep), replicated
+
+    def embedding(self) -> list[Op]:
+        t, m = self.t, self.m
+        T = self.rows
+        op = self.b16.elementwise("embedding", "embedding", 0, T * m.hidden, 0.0,
+                                  weight_bytes=T * m.hidden * 2.0)  # fmt: skip
+        # vocabulary-parallel embedding: each rank looks up its slice, then an all-reduce
+        ar = self.b.collective("embedding_all_reduce", "all_reduce", T * m.hidden * self.ab, t.tp,
+                               self.tp_local)  # fmt: skip
+        return [op] + ([ar] if ar else [])
+
+    def head(self) -> list[Op]:
+        t, m = self.t, self.m
+        T = self.rows
+        v = math.ceil(m.vocab / t.tp)
+        ops = self._fix([self.fwd.norm("final_norm", m.hidden)])
+        ops.append(self.b.gemm("lm_head", "head", T, v, m.hidden))
+        # vocabulary-parallel cross-entropy: fp32 softmax over the local logits (read, write
+        # the gradient) and two small all-reduces (max, sum) across the TP group
+        ops.append(self.b16.elementwise("cross_entropy", "head", 2 * T * v, 2 * T * v, 6.0 * T * v))
+        ar = self.b.collective("loss_all_reduce", "all_reduce", 2 * T * 4.0, t.tp, self.tp_local)
+        return ops + ([ar] if ar else [])
+
+    def saved_activations(self, layer: list[Op], moe_layer: bool) -> float:
+        """Bytes one layer keeps for its backward, for one micro-batch (module docstring).
+
+        Every GEMM keeps its input (A), every attention Q, K, V and O (+ fp32 log-sum-exp),
+        every activation function its input, every norm its input; an input shared by several
+        ops (the normed x into Q/K/V, O into o_proj) is counted once. With full recompute a
+        layer keeps only its input.
+        """
+        t, m = self.t, self.m
+        sp = t.tp if t.sp else 1
+        x = self.rows * m.hidden * self.ab
+        if t.recompute == "full":
+            return x / sp
+        total = 0.0
+        up_out = 0.0
+        for op in layer:
+            if op.kind == OpKind.COLLECTIVE or op.family == "embedding":
+                continue
+            if op.family == "norm":
+                total += 2 * x / sp  # its input, and its output (the next GEMM's input)
+            elif op.kind == OpKind.ATTENTION:
+                a = op.attention
+                assert a is not None
+                q = a.batch * a.q_len * a.n_q_heads
+                kv = a.batch * a.q_len * a.n_kv_heads
+                total += (q * (a.qk_dim + a.v_dim) + kv * (a.qk_dim + a.v_dim)) * self.ab
+                total += q * 4.0  # fp32 log-sum-exp per query row
+            elif op.name.endswith("_act"):
+                total += up_out  # the activation function's input
+            elif op.gemm is not None:
+                g = op.gemm
+                if op.name.endswith("_up"):
+                    up_out = g.m * g.n * g.groups * self.ab
+                if not op.name.endswith(_FED_BY_SAVED):
+                    total += g.m * g.k * g.groups * self.ab
+        return total
+
+    # ---- data parallelism ----------------------------------------------------------------------
+    def dp_comm(self, params: float, dense_params: float, layers: int):
+        """ZeRO-3 per-layer gathers, or the gradient reduction and parameter gather at the end."""
+        t = self.t
+        expert = params - dense_params
+        ep_dp = t.dp // t.ep
+        gb, pb = t.grad_bytes, 2.0
+        b = self.b16
+
+        def coll(name: str, kind: str, dense: float, experts: float) -> tuple[Op, ...]:
+            out = [b.collective(name, kind, dense, t.dp, self.dp_local)]
+            if experts:
+                out.append(b.collective(f"expert_{name}", kind, experts, ep_dp,
+                                        max(1, self.dp_local // t.ep)))  # fmt: skip
+            return tuple(op for op in out if op)
+
+        if t.zero == 3:
+            n = max(1, layers)
+            gather = [
+                replace(op, count=n)
+                for op in coll(
+                    "fsdp_all_gather", "all_gather", dense_params * pb / n, expert * pb / n
+                )
+            ]
+            scatter = [replace(op, count=n) for op in
+                       coll("fsdp_reduce_scatter", "reduce_scatter", dense_params * gb / n,
+                            expert * gb / n)]  # fmt: skip
+            return tuple(gather), tuple(gather + scatter), (), ()
+        if t.zero == 0:
+            return (
+                (),
+                (),
+                coll("dp_grad_all_reduce", "all_reduce", dense_params * gb, expert * gb),
+                (),
+            )
+        sync = coll("dp_grad_reduce_scatter", "reduce_scatter", dense_params * gb, expert * gb)
+        gather = coll("dp_param_all_gather", "all_gather", dense_params * pb, expert * pb)
+        return (), (), sync, gather
+
+    def optimizer(self, chunks: tuple[Chunk, ...]) -> Op:
+        """Adam over the parameters this chip updates: a streaming pass over its states."""
+        t = self.t
+        dense = sum(c.dense_params for c in chunks)
+        expert = sum(c.params - c.dense_params for c in chunks)
+        if t.zero >= 1:
+            dense, expert = dense / t.dp, expert / (t.dp // t.ep)
+        p = dense + expert
+        # read grad, master, m, v; write master, m, v and the 16-bit weights
+        by = {Role.OPTIMIZER: p * 24.0, Role.GRADIENT: p * t.grad_bytes, Role.WEIGHT: p * 2.0}
+        return Op(name="optimizer_step", kind=OpKind.ELEMENTWISE, family="optimizer",
+                  dtype="fp32", flops=_ADAM_FLOPS * p, model_flops=0.0, bytes=by)  # fmt: skip
+
+    def p2p(self) -> Op | None:
+        """One micro-batch's boundary activations (and, backward, their gradients)."""
+        t = self.t
+        if t.pp == 1:
+            return None
+        size = self.rows * self.m.hidden * self.ab
+        if t.tp > 1:  # scatter/gather optimisation (Narayanan et al. 2021, Sec. 4.1)
+            size /= t.tp
+        stride = t.tp * t.cp * t.dp
+        return self.b.collective("pp_send_recv", "send_recv", size, 2,
+                                 2 if stride < t.chips_per_node else 1)  # fmt: skip
+
+    # ---- memory --------------------------------------------------------------------------------
+    def memory(self, stage: int, chunks: tuple[Chunk, ...]) -> TrainMemory:
+        t, m = self.t, self.m
+        dense = sum(c.dense_params for c in chunks)
+        expert = sum(c.params - c.dense_params for c in chunks)
+        ep_dp = t.dp // t.ep
+
+        def shard(on: bool) -> float:
+            return dense / t.dp + expert / ep_dp if on else dense + expert
+
+        weights = 2.0 * shard(t.zero >= 3)
+        grads = t.grad_bytes * shard(t.zero >= 2)
+        optim = 12.0 * shard(t.zero >= 1)
+        # micro-batches whose activations are alive at the peak of the schedule
+        if t.vp == 1:
+            in_flight = min(t.micro_batches, t.pp - stage)
+            act = in_flight * sum(c.activation_bytes for c in chunks)
+        else:
+            warm = min((t.pp - stage - 1) * 2 + (t.vp - 1) * t.pp + 1, t.micro_batches * t.vp)
+            per_chunk = sum(c.activation_bytes for c in chunks) / t.vp
+            act = warm * per_chunk
+        # transient: one layer's full activations during recompute, fp32 logits and their grad
+        temp = 0.0
+        if t.recompute == "full":
+            layer = self.dense_layer() if m.moe is None else self.moe_layer()
+            saved = replace(t, recompute="none")
+            temp += _TrainLowering(saved).saved_activations(layer, m.moe is not None)
+        if any(c.stage == t.pp - 1 and c.chunk == t.vp - 1 for c in chunks):
+            temp += 2 * self.rows * math.ceil(m.vocab / t.tp) * 4.0
+        if t.zero == 3:  # the layer in use and the one being prefetched, gathered whole
+            temp += 2 * 2.0 * (dense + expert) / max(1, sum(c.layers for c in chunks))
+        return TrainMemory(weights_bytes=weights, gradient_bytes=grads, optimizer_bytes=optim,
+                           activation_bytes=act, temporary_bytes=temp, stage=stage)  # fmt: skip
+
+
+def _repeat(op: Op, count: int, prefix: str) -> Op:
+    name = f"{prefix}.{op.name}" if prefix else op.name
+    return replace(op, count=op.count * count, name=name)

@@ -214,7 +214,12 @@ def run_pipeline(
         # ZeRO 1/2 parameter all-gather: behind the next step's first forward when overlapped
         hidden = work.forward[0] if overlap else 0.0
         exposed = max(0.0, work.param_gather - hidden)
-        record(s, 2, "param all-gather", env.now, work.param_gather, "data-parallel")
+        if overlap:  # drawn beside this step's first forward, where the previous one's ran
+            record(
+                s, 2, "param all-gather (previous step)", 0.0, work.param_gather, "data-parallel"
+            )
+        else:
+            record(s, 2, "param all-gather", env.now, work.param_gather, "data-parallel")
         yield env.timeout(exposed)
         times[s].gather_exposed_s = exposed
         times[s].end_s = env.now

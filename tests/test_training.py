@@ -1,0 +1,317 @@
+"""Training: FLOP totals, the pipeline engine, collectives on strided groups, memory, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+
+from hardware import load_system
+from sim.cli import main
+from sim.collectives import collective_time
+from sim.events import StageWork, run_pipeline, schedule
+from sim.result import CapacityError
+from sim.roofline import cost_op
+from sim.train import simulate_training
+from workloads import WorkloadError, load_model
+from workloads.ops import OpKind
+from workloads.training import Training
+
+
+def _gpt3(**kw) -> Training:
+    base = dict(model=load_model("gpt3-175b"), seq=2048, micro_batch=1, global_batch=1536,
+                tp=8, pp=16, dp=8, recompute="full")  # fmt: skip
+    return Training(**(base | kw))
+
+
+@pytest.mark.parametrize(
+    "model,kw",
+    [
+        ("gpt3-175b", dict(tp=8, pp=16, dp=8, global_batch=1536)),
+        ("llama-3-8b", dict(seq=8192, dp=8, global_batch=16, micro_batch=2)),
+        ("llama-2-70b", dict(tp=4, pp=4, vp=5, dp=4, global_batch=128, seq=4096)),
+        ("mixtral-8x7b", dict(tp=2, pp=4, dp=8, ep=8, global_batch=256, seq=4096, sp=True)),
+        ("deepseek-v3", dict(pp=16, dp=64, ep=64, global_batch=1024, seq=4096)),
+    ],
+)
+def test_model_flops_equal_6nd_plus_attention(model, kw):
+    """Sum of op model FLOPs per step = 6·N·tokens + 3 x causal attention forward, within 1 %."""
+    t = Training(model=load_model(model), **kw)
+    plan = t.lower()
+    per_mb = sum(
+        op.model_flops * op.count for st in plan.stages for c in st for op in c.forward + c.backward
+    )
+    total = per_mb * plan.micro_batches * t.tp * t.cp * t.dp
+    assert total == pytest.approx(plan.model_flops_closed_form, rel=0.01)
+
+
+def test_backward_is_twice_forward_and_recompute_counts_only_in_hfu():
+    t = Training(model=load_model("llama-2-7b"), seq=4096, recompute="full")
+    c = t.lower().stages[0][0]
+    fwd = sum(op.model_flops * op.count for op in c.forward)
+    bwd = sum(op.model_flops * op.count for op in c.backward)
+    assert bwd == pytest.approx(2 * fwd, rel=1e-9)
+    recomputed = [op for op in c.backward if op.recompute]
+    assert recomputed and all(op.model_flops == 0 for op in recomputed)
+    r = simulate_training(t, load_system("h100-sxm", 1), check_memory=False)
+    # full recompute re-runs the forward: HFU / MFU = 4/3 for the matmul work
+    assert r.hfu / r.mfu == pytest.approx(4 / 3, rel=0.01)
+
+
+def _uniform(p: int, v: int, f: float, b: float) -> list[StageWork]:
+    return [StageWork(forward=(f / v,) * v, backward=(b / v,) * v) for _ in range(p)]
+
+
+@pytest.mark.parametrize("p,m", [(2, 1), (4, 8), (8, 8), (16, 64), (5, 7)])
+def test_1f1b_bubble_is_p_minus_1_over_m_plus_p_minus_1(p, m):
+    f, b = 1.0, 2.0
+    tl = run_pipeline(_uniform(p, 1, f, b), m)
+    assert tl.step_s == pytest.approx((m + p - 1) * (f + b))
+    busy = m * (f + b)
+    assert (tl.step_s - busy) / tl.step_s == pytest.approx((p - 1) / (m + p - 1))
+
+
+@pytest.mark.parametrize("p,v,m", [(4, 2, 8), (4, 3, 4), (8, 4, 16)])
+def test_interleaved_bubble_shrinks_by_v(p, v, m):
+    f, b = 1.0, 2.0
+    tl = run_pipeline(_uniform(p, v, f, b), m)
+    busy = m * (f + b)
+    assert (tl.step_s - busy) / tl.step_s == pytest.approx((p - 1) / (v * m + p - 1))
+
+
+def test_schedule_runs_every_chunk_forward_then_backward_once():
+    for p, v, m in [(4, 1, 8), (4, 2, 8), (2, 3, 4)]:
+        for s in range(p):
+            order = schedule(p, v, m, s)
+            assert len(order) == 2 * m * v
+            assert len(set(order)) == 2 * m * v
+            for mb in range(m):
+                for c in range(v):
+                    assert order.index(("F", mb, c)) < order.index(("B", mb, c))
+
+
+def test_event_engine_equals_per_op_roofline_on_one_chip_without_overlap():
+    t = Training(model=load_model("llama-2-7b"), seq=4096, micro_batch=1, global_batch=4)
+    system = load_system("h100-sxm", 1)
+    r = simulate_training(t, system, overlap=False, check_memory=False)
+    plan = t.lower()
+    chunk = plan.stages[0][0]
+    fwd = sum(cost_op(op, system).total_time_s for op in chunk.forward)
+    bwd = sum(cost_op(op, system).total_time_s for op in chunk.backward)
+    expected = 0.0
+    for _ in range(plan.micro_batches):  # the same additions, in the same order
+        expected += fwd
+        expected += bwd
+    expected += cost_op(plan.optimizer[0], system).total_time_s
+    assert r.step_time_s == expected
+
+
+def test_gpt3_175b_on_1024_a100_is_compute_bound_with_a_bubble():
+    r = simulate_training(_gpt3(), load_system("a100-sxm-80gb", 1024))
+    b = r.breakdown
+    assert 0.25 < r.mfu < 0.6
+    assert r.hfu > r.mfu
+    assert b["pipeline_bubble_s"] > 0 and b["communication_s"]["tp"] > 0
+    # the breakdown adds up to the critical stage's step
+    comm = sum(v for k, v in b["communication_s"].items())
+    parts = b["compute_s"] + b["recompute_s"] + comm + b["pipeline_bubble_s"] + b["optimizer_s"]
+    assert parts == pytest.approx(r.step_time_s, rel=1e-6)
+    assert r.bound == "compute"
+
+
+def _mixtral(system_overrides=()):
+    t = Training(model=load_model("mixtral-8x7b"), seq=4096, micro_batch=1, global_batch=256,
+                 tp=2, pp=4, dp=8, ep=8, sp=True, recompute="full")  # fmt: skip
+    return t, load_system("h800", 64, list(system_overrides))
+
+
+def test_moe_all_to_all_is_on_the_timeline_and_in_the_breakdown(tmp_path):
+    t, system = _mixtral()
+    r = simulate_training(t, system, trace=True)
+    assert r.breakdown["communication_s"]["ep"] > 0
+    path = tmp_path / "moe.json"
+    r.timeline.write_trace(path)
+    names = {e["name"] for e in json.loads(path.read_text())["traceEvents"]}
+    assert any("all_to_all" in n for n in names)
+
+
+def test_moe_step_follows_the_inter_node_network():
+    t, base = _mixtral()
+    _, slow = _mixtral(["system.inter_node_bandwidth=12.5GB/s"])  # h800: 50 GB/s, 4x slower
+    _, fast = _mixtral(["system.inter_node_bandwidth=1e9TB/s", "system.inter_node_latency=0",
+                        "system.intra_node_bandwidth=1e9TB/s", "system.intra_node_latency=0"])  # fmt: skip
+    r0, r_slow, r_fast = (simulate_training(t, s) for s in (base, slow, fast))
+    assert r_slow.step_time_s > 1.2 * r0.step_time_s
+    assert r_fast.step_time_s < r0.step_time_s
+    assert r_fast.breakdown["communication_s"]["ep"] < 0.02 * r_fast.step_time_s
+    assert r0.bound != "compute" or r0.breakdown["communication_s"]["ep"] > 0
+    assert r_fast.bound in ("compute", "memory")  # no communication left to bind
+
+
+def test_strided_group_crosses_the_network():
+    """A DP group behind TP 8 has one chip per node: all of its ring runs on the NICs."""
+    system = load_system("a100-sxm-80gb", 64)
+    size = 1e9
+    packed = collective_time("all_reduce", size, 8, system)
+    strided = collective_time("all_reduce", size, 8, system, local=1)
+    b = 25e9  # a100 preset: one 200 Gb/s NIC per GPU
+    ring = 2 * 7 / 8 * size / b + 2 * 7 * 5e-6
+    tree = 2 * size / b + 2 * 3 * 5e-6
+    assert strided == pytest.approx(min(ring, tree))
+    assert strided > 5 * packed
+    # two members per node: reduce-scatter in the node, all-reduce of half across 4 nodes
+    two = collective_time("all_reduce", size, 8, system, local=2)
+    intra = 1 / 2 * size / 300e9 + 2e-6
+    expect = 2 * intra + min(2 * 3 / 4 * size / 2 / b + 6 * 5e-6, 2 * size / 2 / b + 4 * 5e-6)
+    assert two == pytest.approx(expect)
+
+
+def test_gpt3_on_8_gpus_zero0_is_refused_with_a_breakdown(capsys):
+    rc = main(["train", "--model", "gpt3-175b", "--chip", "a100-sxm-80gb", "--chips", "8",
+               "--tp", "8", "--zero", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    for part in ("weights", "gradients", "optimizer", "activations", "at least"):
+        assert part in err
+
+
+def test_nearest_fit_is_a_configuration_that_fits():
+    t = Training(model=load_model("llama-2-70b"), seq=4096, micro_batch=4, global_batch=512,
+                 tp=8, dp=8)  # fmt: skip
+    system = load_system("h100-sxm", 64)
+    with pytest.raises(CapacityError) as exc:
+        simulate_training(t, system)
+    hint = str(exc.value).split("nearest that fits: ")[1].split()
+    flags = dict(zip(hint[::2], hint[1::2], strict=True))
+    fixed = replace(
+        t,
+        recompute=flags.get("--recompute", t.recompute),
+        zero=int(flags.get("--zero", t.zero)),
+        micro_batch=int(flags.get("--micro-batch", t.micro_batch)),
+        tp=int(flags.get("--tp", t.tp)),
+        pp=int(flags.get("--pp", t.pp)),
+        dp=int(flags.get("--dp", t.dp)),
+    )
+    assert simulate_training(fixed, system).fits
+
+
+def test_activation_memory_matches_korthikanti_structure():
+    """GPT layer, TP t, no SP, flash attention, no dropout: 2sbh·(4 + 12/t) + fp32 LSE."""
+    t = _gpt3(recompute="none", tp=8, pp=1, dp=1, global_batch=1)
+    from workloads.training import _TrainLowering
+
+    low = _TrainLowering(t)
+    s, b, h, a = 2048, 1, 12288, 96
+    saved = low.saved_activations(low.dense_layer(), False)
+    assert saved == pytest.approx(2 * s * b * h * (4 + 12 / 8) + 4 * s * b * a / 8)
+    # sequence parallelism shards the rest too
+    sp = _TrainLowering(replace(t, sp=True))
+    assert sp.saved_activations(sp.dense_layer(), False) == pytest.approx(
+        2 * s * b * h * (4 + 12) / 8 + 4 * s * b * a / 8
+    )
+    full = _TrainLowering(replace(t, recompute="full"))
+    assert full.saved_activations(full.dense_layer(), False) == 2 * s * b * h
+
+
+def test_zero_stages_shard_states():
+    base = Training(model=load_model("llama-2-7b"), seq=4096, dp=8, global_batch=8)
+    mems = [max(replace(base, zero=z).lower().memory, key=lambda m: m.total_bytes)
+            for z in range(4)]  # fmt: skip
+    assert mems[1].optimizer_bytes == pytest.approx(mems[0].optimizer_bytes / 8)
+    assert mems[2].gradient_bytes == pytest.approx(mems[0].gradient_bytes / 8)
+    assert mems[3].weights_bytes == pytest.approx(mems[0].weights_bytes / 8)
+    # 18 bytes per parameter unsharded: bf16 weights, fp32 grads, fp32 master + Adam moments
+    n = load_model("llama-2-7b").n_params()
+    state = mems[0].weights_bytes + mems[0].gradient_bytes + mems[0].optimizer_bytes
+    assert state == pytest.approx(18 * n, rel=0.001)
+
+
+def test_interleaving_holds_more_activations_on_stage_0():
+    one = _gpt3(pp=8, dp=1, global_batch=64, tp=8, recompute="selective", sp=True)
+    inter = replace(one, vp=3)
+    a1 = one.lower().memory[0].activation_bytes
+    a3 = inter.lower().memory[0].activation_bytes
+    assert a3 / a1 == pytest.approx(1 + (8 - 1) / (8 * 3), rel=0.01)
+
+
+def test_trace_is_valid_chrome_json_covering_the_step(tmp_path):
+    path = tmp_path / "step.json"
+    rc = main(["train", "--model", "llama-2-13b", "--chip", "h100-sxm", "--chips", "16",
+               "--pp", "4", "--dp", "4", "--global-batch", "32", "--seq", "4096",
+               "--recompute", "selective", "--zero", "1", "--trace", str(path), "--json"])  # fmt: skip
+    assert rc == 0
+    trace = json.loads(path.read_text())
+    events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert events
+    for e in events:
+        assert {"name", "ts", "dur", "pid", "tid"} <= e.keys()
+        assert e["dur"] >= 0
+    start = min(e["ts"] for e in events)
+    end = max(e["ts"] + e["dur"] for e in events)
+    r = simulate_training(
+        Training(model=load_model("llama-2-13b"), seq=4096, pp=4, dp=4, global_batch=32,
+                 recompute="selective", zero=1),
+        load_system("h100-sxm", 16),
+    )  # fmt: skip
+    assert start == pytest.approx(0, abs=1)
+    assert end / 1e6 == pytest.approx(r.step_time_s, rel=1e-6)
+    assert {e["pid"] for e in events} == {0, 1, 2, 3}
+
+
+def test_train_json_has_the_contract_keys(capsys):
+    rc = main(["train", "--model", "llama-3-8b", "--chip", "h100-sxm", "--chips", "8",
+               "--seq", "8192", "--micro-batch", "1", "--global-batch", "64", "--zero", "3",
+               "--tokens", "15e12", "--json"])  # fmt: skip
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("step_time_s", "mfu", "hfu", "throughput", "time_breakdown", "memory", "run",
+                "workload", "system", "flops", "model_flops", "bound", "ops"):  # fmt: skip
+        assert key in out
+    assert out["throughput"]["tokens_per_s"] > 0
+    assert out["run"]["days"] == pytest.approx(15e12 / out["throughput"]["tokens_per_s"] / 86400)
+    for part in ("weights_bytes", "gradient_bytes", "optimizer_bytes", "activation_bytes"):
+        assert out["memory"][part] > 0
+    assert set(out["time_breakdown"]["communication_s"]) >= {"tp", "pp", "dp", "ep", "cp"}
+
+
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["--tp", "7"], "--tp"),
+        (["--ep", "2"], "--ep"),
+        (["--global-batch", "3"], "--global-batch"),
+        (["--recompute", "some"], "--recompute"),
+        (["--dtype", "int4"], "--dtype"),
+        (["--zero", "4"], "--zero"),
+        (["--seq", "0"], "--seq"),
+    ],
+)
+def test_bad_training_input_is_one_line(capsys, args, field):
+    base = ["train", "--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "56"]
+    rc = main(base + args)
+    err = capsys.readouterr().err
+    assert rc == 2 and field in err and "Traceback" not in err
+
+
+def test_moe_capacity_factor_pads_executed_not_model_flops():
+    base = Training(model=load_model("mixtral-8x7b"), seq=4096, dp=8, ep=8, global_batch=8)
+    padded = replace(base, capacity_factor=1.25)
+    f0 = sum(op.flops * op.count for op in base.lower().stages[0][0].forward
+             if op.family == "moe" and op.kind == OpKind.GEMM)  # fmt: skip
+    f1 = sum(op.flops * op.count for op in padded.lower().stages[0][0].forward
+             if op.family == "moe" and op.kind == OpKind.GEMM)  # fmt: skip
+    assert f1 > f0
+    m0 = sum(op.model_flops * op.count for op in base.lower().stages[0][0].forward)
+    m1 = sum(op.model_flops * op.count for op in padded.lower().stages[0][0].forward)
+    assert m1 == pytest.approx(m0)
+
+
+def test_validation_of_degrees():
+    with pytest.raises(WorkloadError, match="--ep"):
+        Training(model=load_model("mixtral-8x7b"), dp=4, ep=8).validate()
+    with pytest.raises(WorkloadError, match="multiple of --pp"):
+        _gpt3(vp=2, global_batch=8 * 12).validate()
+    assert math.isfinite(_gpt3().lower().tokens)

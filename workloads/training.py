@@ -381,8 +381,23 @@ class _TrainLowering:
                             2 if self.cp_local > 1 else 1)  # fmt: skip
         return [attn] + ([replace(ring, overlaps_previous=True)] if ring else [])
 
+    def _fp8_inputs(self, ops: list[Op]) -> list[Op]:
+        """fp8 training casts both GEMM inputs to fp8 (the cast fused into the op before);
+        outputs stay 16-bit (Micikevicius et al. 2022, "FP8 formats for deep learning", Sec. 4)."""
+        if not self.fp8:
+            return ops
+        out = []
+        for op in ops:
+            g = op.gemm
+            if g is not None and op.dtype == "fp8" and g.a_bytes != 1.0:
+                by = dict(op.bytes)
+                by[Role.ACTIVATION] -= g.groups * g.m * g.k * (g.a_bytes - 1.0)
+                op = replace(op, gemm=replace(g, a_bytes=1.0), bytes=by)
+            out.append(op)
+        return out
+
     def dense_layer(self) -> list[Op]:
-        return self._fix(self.fwd.attention_block() + self.fwd.dense_mlp_block())
+        return self._fp8_inputs(self._fix(self.fwd.attention_block() + self.fwd.dense_mlp_block()))
 
     def moe_layer(self) -> list[Op]:
         """Router, EP dispatch all-to-all, grouped expert GEMMs at the capacity, combine."""
@@ -391,7 +406,7 @@ class _TrainLowering:
         T, h = self.rows, m.hidden
         ops = self._fix(self.fwd.attention_block())
         ops += self._fix([self.fwd.norm("mlp_norm", h)])
-        ops.append(self.b.gemm("router", "moe", T, moe.n_experts, h))
+        ops.append(self.b16.gemm("router", "moe", T, moe.n_experts, h))
         ops.append(
             self.b16.elementwise("route_permute", "moe", T * (moe.n_experts + h * moe.top_k),
                                  T * h * moe.top_k * 2, 5.0 * T * moe.n_experts)
@@ -415,7 +430,7 @@ class _TrainLowering:
             shared = math.ceil(moe.n_shared_experts * moe.expert_ffn / t.tp)
             ops += self.fwd.mlp("shared_expert", "moe", shared, T)
         ar = self.fwd.all_reduce("mlp_all_reduce", h)
-        return ops + (self._tp_comm(ar) if ar else [])
+        return self._fp8_inputs(ops + (self._tp_comm(ar) if ar else []))
 
     # ---- backward ------------------------------------------------------------------------------
     def backward(self, ops: list[Op]) -> list[Op]:
@@ -543,7 +558,9 @@ class _TrainLowering:
         T = self.rows
         v = math.ceil(m.vocab / t.tp)
         ops = self._fix([self.fwd.norm("final_norm", m.hidden)])
-        ops.append(self.b.gemm("lm_head", "head", T, v, m.hidden))
+        # the output layer stays 16-bit under fp8 training (Transformer Engine casts only the
+        # transformer layers' linears)
+        ops.append(self.b16.gemm("lm_head", "head", T, v, m.hidden))
         # vocabulary-parallel cross-entropy: fp32 softmax over the local logits (read, write
         # the gradient) and two small all-reduces (max, sum) across the TP group
         ops.append(self.b16.elementwise("cross_entropy", "head", 2 * T * v, 2 * T * v, 6.0 * T * v))

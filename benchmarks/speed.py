@@ -9,7 +9,12 @@ import subprocess
 import sys
 import time
 
-BARS = {"decode llama-3-405b fp8 on 8 chips (ms)": 50.0, "roofsim --help (ms)": 500.0}
+TRAIN = "train gpt3-175b, 1024 chips, 16 stages, 64 micro-batches (s)"
+BARS = {
+    "decode llama-3-405b fp8 on 8 chips (ms)": 50.0,
+    TRAIN: 2.0,  # issue 4
+    "roofsim --help (ms)": 500.0,
+}
 
 
 def best_of(fn, repeats: int = 20) -> float:
@@ -35,19 +40,26 @@ def main() -> int:
             load_system("h100-sxm", 8),
         )
     )
+    from sim.train import simulate_training
+    from workloads.training import Training
+
+    gpt3 = Training(model=load_model("gpt3-175b"), seq=2048, micro_batch=1, global_batch=512,
+                    tp=8, pp=16, dp=8, recompute="full")  # fmt: skip
+    train = best_of(lambda: simulate_training(gpt3, load_system("a100-sxm-80gb", 1024)), 3)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "sim.cli", "--help"], capture_output=True, check=True)
     help_s = time.perf_counter() - start
     measured = {
         "decode llama-3-405b fp8 on 8 chips (ms)": evaluation * 1e3,
+        TRAIN: train,
         "roofsim --help (ms)": help_s * 1e3,
     }
     failed = False
-    print(f"{'what':<40}{'measured':>10}{'bar':>8}")
+    print(f"{'what':<64}{'measured':>10}{'bar':>8}")
     for name, value in measured.items():
         ok = value <= BARS[name]
         failed |= not ok
-        print(f"{name:<40}{value:>10.2f}{BARS[name]:>8.0f}  {'ok' if ok else 'MISSED'}")
+        print(f"{name:<64}{value:>10.2f}{BARS[name]:>8.0f}  {'ok' if ok else 'MISSED'}")
     return 1 if failed else 0
 
 

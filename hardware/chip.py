@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 
@@ -104,7 +104,11 @@ class Chip:
     tiles from ``gemm_tiles`` (M x N) with K padded to ``tile_k``: this is what wave and tile
     quantisation are computed from; ``cluster`` (cm, cn) tiles share one L2 load by multicast
     (thread-block clusters; (1, 1) where the chip has none). ``sustained_clock_fraction`` is the best measured dense
-    matmul rate over the datasheet peak (clock throttle under sustained load and issue limits).
+    matmul rate over the datasheet peak (clock throttle under sustained load and issue limits);
+    ``sustained_by_dtype`` overrides it for a dtype measured separately (fp8 GEMMs reach a
+    smaller share of their peak than bf16 on Hopper). ``power_limited_fraction`` is the dense
+    matmul rate over peak once the chip has sat at its power limit for seconds (a >= 10 s GEMM
+    loop): runs that keep the chip busy that long (training steps, video generation) run there.
     Memory: ``memory`` lists levels innermost first; the last level is main memory, which holds
     weights and the KV cache. ``kernel_overhead_s`` is the fixed cost of one op (launch, ramp,
     tail) as a small-kernel microbenchmark measures it. ``exp_per_s`` is the special-function
@@ -124,6 +128,8 @@ class Chip:
     tile_k: int = 64
     cluster: tuple[int, int] = (1, 1)
     sustained_clock_fraction: float = 1.0
+    sustained_by_dtype: dict[str, float] = field(default_factory=dict)
+    power_limited_fraction: float | None = None
     memory: tuple[MemoryLevel, ...]
     exp_per_s: float | None = None
     kernel_overhead_s: float = 0.0
@@ -158,6 +164,11 @@ class Chip:
         if self.tile_k < 1:
             raise ConfigError(f"{where}: compute.tile_k must be >= 1, got {self.tile_k!r}")
         _fraction(where, "compute.sustained_clock_fraction", self.sustained_clock_fraction)
+        for dtype, frac in self.sustained_by_dtype.items():
+            dtype_bytes(dtype)
+            _fraction(where, f"compute.sustained_fraction.{dtype}", frac)
+        if self.power_limited_fraction is not None:
+            _fraction(where, "compute.power_limited_fraction", self.power_limited_fraction)
         if not self.memory:
             raise ConfigError(f"{where}: at least one [[memory]] level is required")
         if self.kernel_overhead_s < 0:
@@ -197,8 +208,19 @@ class Chip:
         )
 
     def sustained(self, dtype: str) -> float:
-        """Achievable dense matmul FLOP/s for ``dtype``: peak x sustained_clock_fraction."""
-        return self.peak(dtype) * self.sustained_clock_fraction
+        """Achievable dense matmul FLOP/s for ``dtype``: peak x its sustained fraction."""
+        return self.peak(dtype) * self.sustained_by_dtype.get(dtype, self.sustained_clock_fraction)
+
+    def at_power_limit(self) -> Chip:
+        """This chip after seconds at its power limit (``power_limited_fraction`` caps the rates)."""
+        p = self.power_limited_fraction
+        if p is None:
+            return self
+        return replace(
+            self,
+            sustained_clock_fraction=min(self.sustained_clock_fraction, p),
+            sustained_by_dtype={k: min(v, p) for k, v in self.sustained_by_dtype.items()},
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

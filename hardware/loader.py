@@ -109,6 +109,7 @@ _OPTIONAL_FIELDS = {
     "cluster",
     "pim_bandwidth",
     "pim_flops",
+    "power_limited_fraction",
 }
 
 
@@ -190,6 +191,14 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         cluster=tuple(int(x) for x in compute.get("cluster", (1, 1))),
         sustained_clock_fraction=_q(
             compute, "sustained_clock_fraction", "fraction", f"chip {name!r}: compute", 1.0
+        ),
+        sustained_by_dtype={
+            k: float(v)
+            for k, v in compute.get("sustained_fraction", {}).items()
+            if not k.endswith("source")
+        },
+        power_limited_fraction=_q(
+            compute, "power_limited_fraction", "fraction", f"chip {name!r}: compute", None
         ),
         memory=tuple(memory),
         exp_per_s=_q(compute, "exp_rate", "flops_per_s", f"chip {name!r}: compute", None),

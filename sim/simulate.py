@@ -16,7 +16,27 @@ class Workload(Protocol):
     def lower(self) -> OpGraph: ...
 
 
+# Seconds of continuous work after which a chip runs at its power limit: the measured H100
+# clock falls from 1980 to ~1300-1400 MHz within the first second of a GEMM loop
+# (benchmarks/microbench/results/h100-sxm-2026-11-23/clocks.csv, first 1 s sample under load).
+POWER_SETTLE_S = 1.0
+
+
+def at_power_limit(system: System) -> System:
+    """The system with its chips at their power-limited matmul rate (if the preset has one)."""
+    chip = system.chip.at_power_limit()
+    return system if chip is system.chip else replace(system, chip=chip)
+
+
 def simulate(workload: Workload, system: System, *, check_memory: bool = True) -> Result:
+    """See ``_simulate``; a run longer than POWER_SETTLE_S is re-costed at the power limit."""
+    result = _simulate(workload, system, check_memory=check_memory)
+    if result.time_s > POWER_SETTLE_S and system.chip.power_limited_fraction is not None:
+        result = _simulate(workload, at_power_limit(system), check_memory=check_memory)
+    return result
+
+
+def _simulate(workload: Workload, system: System, *, check_memory: bool = True) -> Result:
     """Derive time, MFU, MBU, the binding resource and memory fit of ``workload`` on ``system``.
 
     Ops run one after another on each chip (the per-op roofline; overlap between ops is the

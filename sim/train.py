@@ -25,7 +25,7 @@ from hardware.units import format_si
 from sim.events import Part, StageWork, Timeline, run_pipeline
 from sim.result import CapacityError
 from sim.roofline import Bound, OpCost, cost_op
-from sim.simulate import hide_overlapped
+from sim.simulate import POWER_SETTLE_S, at_power_limit, hide_overlapped
 from workloads.ops import Op, OpKind, WorkloadError
 from workloads.training import RECOMPUTE as RECOMPUTE_ORDER
 from workloads.training import Chunk, Training, TrainMemory, TrainPlan
@@ -322,7 +322,21 @@ def simulate_training(
     check_memory: bool = True,
     trace: bool = False,
 ) -> TrainResult:
-    """Derive step time, MFU/HFU, the exposed communication and bubble, and memory fit."""
+    """Derive step time, MFU/HFU, the exposed communication and bubble, and memory fit.
+
+    A step longer than POWER_SETTLE_S runs at the chip's power-limited matmul rate.
+    """
+    result = _simulate_training(training, system, overlap=overlap, check_memory=check_memory,
+                                trace=trace)  # fmt: skip
+    if result.step_time_s > POWER_SETTLE_S and system.chip.power_limited_fraction is not None:
+        result = _simulate_training(training, at_power_limit(system), overlap=overlap,
+                                    check_memory=check_memory, trace=trace)  # fmt: skip
+    return result
+
+
+def _simulate_training(
+    training: Training, system: System, *, overlap: bool, check_memory: bool, trace: bool
+) -> TrainResult:
     t = replace(training, chips_per_node=system.chips_per_node)
     if system.n_chips != t.n_chips:
         raise ConfigError(

@@ -252,7 +252,7 @@ def _training_for(row: dict) -> Training:
     )  # fmt: skip
     if row["recompute"] in RECOMPUTE:
         return base
-    system = load_system(row["chip"], row["chips"])
+    system = load_system(row["chip"], row["chips"], row.get("set", []))
     capacity = system.chip.main_memory.capacity_bytes
     for policy in RECOMPUTE:
         t = replace(base, recompute=policy, chips_per_node=system.chips_per_node)
@@ -265,7 +265,7 @@ def _predict_train(row: dict) -> tuple[float, dict]:
     t = _training_for(row)
     if t.vp > 1 and t.micro_batches % t.pp:
         t = replace(t, vp=1)  # the interleaved schedule needs m % pp == 0
-    system = load_system(row["chip"], row["chips"])
+    system = load_system(row["chip"], row["chips"], row.get("set", []))
     # the run existed, so it fitted: simulate it even where the memory model is stricter
     r = simulate_training(t, system, check_memory=False)
     metric = row["metric"]

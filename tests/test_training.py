@@ -14,6 +14,7 @@ from sim.collectives import collective_time
 from sim.events import StageWork, run_pipeline, schedule
 from sim.result import CapacityError
 from sim.roofline import cost_op
+from sim.simulate import POWER_SETTLE_S, at_power_limit
 from sim.train import simulate_training
 from workloads import WorkloadError, load_model
 from workloads.ops import OpKind
@@ -96,6 +97,8 @@ def test_event_engine_equals_per_op_roofline_on_one_chip_without_overlap():
     t = Training(model=load_model("llama-2-7b"), seq=4096, micro_batch=1, global_batch=4)
     system = load_system("h100-sxm", 1)
     r = simulate_training(t, system, overlap=False, check_memory=False)
+    assert r.step_time_s > POWER_SETTLE_S  # a long step runs at the power-limited matmul rate
+    system = at_power_limit(system)
     plan = t.lower()
     chunk = plan.stages[0][0]
     fwd = sum(cost_op(op, system).total_time_s for op in chunk.forward)
@@ -315,3 +318,25 @@ def test_validation_of_degrees():
     with pytest.raises(WorkloadError, match="multiple of --pp"):
         _gpt3(vp=2, global_batch=8 * 12).validate()
     assert math.isfinite(_gpt3().lower().tokens)
+
+
+def test_power_limit_applies_only_to_long_runs():
+    """The H100 preset's measured power-limited rate (0.693) replaces the burst rate (0.828)
+    for a run longer than POWER_SETTLE_S; a short decode step keeps the burst rate."""
+    from sim import simulate
+    from workloads import Decode
+
+    system = load_system("h100-sxm", 1)
+    chip = system.chip
+    assert chip.sustained("bf16") / chip.peak("bf16") == pytest.approx(0.828)
+    assert chip.at_power_limit().sustained("bf16") / chip.peak("bf16") == pytest.approx(0.693)
+    assert chip.at_power_limit().sustained("fp8") / chip.peak("fp8") == pytest.approx(0.693)
+    short = Decode(model=load_model("llama-3-8b"), batch=1, context=1024)
+    r = simulate(short, system)
+    assert r.time_s < POWER_SETTLE_S
+    assert (
+        r.time_s
+        == simulate(
+            short, load_system("h100-sxm", 1, ["compute.power_limited_fraction=1.0"])
+        ).time_s
+    )

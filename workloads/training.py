@@ -390,9 +390,16 @@ class _TrainLowering:
         for op in ops:
             g = op.gemm
             if g is not None and op.dtype == "fp8" and g.a_bytes != 1.0:
+                elems = g.groups * g.m * g.k
                 by = dict(op.bytes)
-                by[Role.ACTIVATION] -= g.groups * g.m * g.k * (g.a_bytes - 1.0)
+                by[Role.ACTIVATION] -= elems * (g.a_bytes - 1.0)
                 op = replace(op, gemm=replace(g, a_bytes=1.0), bytes=by)
+                # Transformer Engine's cast-transpose: read the 16-bit input, write it as fp8
+                # and as transposed fp8 (for the weight gradient), with its amax. Its backward
+                # twin casts the output gradient. NB: charged as a separate kernel even where TE
+                # fuses the cast into the norm before (qkv, fc1): a few % pessimistic there.
+                out.append(self.b16.elementwise(f"{op.name.split('.')[-1]}_fp8_cast", op.family,
+                                                elems, elems, 2.0 * elems))  # fmt: skip
             out.append(op)
         return out
 

@@ -225,13 +225,18 @@ class Chip:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Link:
-    """A chip's link into a group: bandwidth per direction per chip, and per-message latency."""
+    """A chip's link into a group: bandwidth per direction per chip, and per-message latency.
+
+    ``achievable_fraction`` is the share of the datasheet bandwidth a collective library's
+    large-message bus bandwidth reaches (nccl-tests ``busbw``)."""
 
     bandwidth_bytes_per_s: float
     latency_s: float = 0.0
+    achievable_fraction: float = 1.0  # what NCCL-style collectives reach of the datasheet rate
 
     def __post_init__(self) -> None:
         _positive("link", "bandwidth", self.bandwidth_bytes_per_s)
+        _fraction("link", "achievable_fraction", self.achievable_fraction)
         if self.latency_s < 0:
             raise ConfigError(f"link: latency must be >= 0, got {self.latency_s!r}")
 

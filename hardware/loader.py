@@ -110,6 +110,8 @@ _OPTIONAL_FIELDS = {
     "pim_bandwidth",
     "pim_flops",
     "power_limited_fraction",
+    "intra_node_achievable_fraction",
+    "inter_node_achievable_fraction",
 }
 
 
@@ -237,9 +239,11 @@ def system_from_dict(raw: dict[str, Any], n_chips: int = 1) -> System:
         intra_node=Link(
             bandwidth_bytes_per_s=intra_bw,
             latency_s=_q(table, "intra_node_latency", "s", where, 2e-6),
+            achievable_fraction=_q(table, "intra_node_achievable_fraction", "fraction", where, 1.0),
         ),
         inter_node=Link(
             bandwidth_bytes_per_s=_q(table, "inter_node_bandwidth", "bytes_per_s", where, intra_bw),
             latency_s=_q(table, "inter_node_latency", "s", where, 5e-6),
+            achievable_fraction=_q(table, "inter_node_achievable_fraction", "fraction", where, 1.0),
         ),
     )

@@ -11,7 +11,10 @@ MPICH", Table 1; NCCL's ring and double-binary-tree algorithms, Jeaugey 2019):
     all-to-all (pairwise)  (p-1)/p · S/b + (p-1)·a
     send/recv              S/b + a
 
-All-reduce takes the faster of ring and tree, as NCCL's tuner does. A group larger than a node
+All-reduce across nodes takes the faster of ring and tree, as NCCL's tuner does; inside a node
+NCCL's tree is a chain through the node's GPUs (Jeaugey 2019, "Massively scale your deep
+learning training with NCCL 2.4": double binary trees between nodes, a chain within), so a
+group inside one node runs the ring. A group larger than a node
 is hierarchical: reduce-scatter inside the node, the collective across nodes on 1/n of the data,
 all-gather inside the node. ``local`` says how many of the group's chips share a node: a
 packed group (tensor parallelism) fills nodes; a strided one (data parallelism behind TP 8) has
@@ -25,14 +28,15 @@ import math
 from hardware.chip import Link, System
 
 
-def _flat(kind: str, size: float, p: int, link: Link) -> float:
+def _flat(kind: str, size: float, p: int, link: Link, tree: bool = True) -> float:
     if p <= 1 or size <= 0:
         return 0.0
-    b, a = link.bandwidth_bytes_per_s, link.latency_s
+    b, a = link.bandwidth_bytes_per_s * link.achievable_fraction, link.latency_s
     if kind == "all_reduce":
         ring = 2 * (p - 1) / p * size / b + 2 * (p - 1) * a
-        tree = 2 * size / b + 2 * math.ceil(math.log2(p)) * a
-        return min(ring, tree)
+        if not tree:
+            return ring
+        return min(ring, 2 * size / b + 2 * math.ceil(math.log2(p)) * a)
     if kind in ("all_gather", "reduce_scatter", "all_to_all"):
         return (p - 1) / p * size / b + (p - 1) * a
     if kind == "send_recv":
@@ -53,14 +57,16 @@ def collective_time(
     if local is not None:
         per_node = max(1, min(per_node, local))
     if group <= per_node:
-        return _flat(kind, size_bytes, group, system.intra_node)
+        # NCCL's tree is a chain inside a node (the double binary tree spans nodes): ring only
+        return _flat(kind, size_bytes, group, system.intra_node, tree=False)
     nodes = math.ceil(group / per_node)
     if kind == "send_recv":
         return _flat(kind, size_bytes, 2, system.inter_node)
     if kind == "all_to_all":
         # each chip sends (p-1)/p of its buffer; the share leaving the node crosses the network
         inside = _flat(kind, size_bytes * per_node / group, per_node, system.intra_node)
-        outside = (nodes - 1) / nodes * size_bytes / system.inter_node.bandwidth_bytes_per_s
+        net = system.inter_node.bandwidth_bytes_per_s * system.inter_node.achievable_fraction
+        outside = (nodes - 1) / nodes * size_bytes / net
         return inside + outside + (nodes - 1) * system.inter_node.latency_s
     shard = size_bytes / per_node
     if kind == "all_reduce":

@@ -128,12 +128,15 @@ def test_ring_all_reduce_matches_the_alpha_beta_formula():
     assert collective_time("all_reduce", 1e9, 1, system) == 0.0
 
 
-def test_small_all_reduce_is_latency_bound_and_takes_the_tree():
+def test_small_all_reduce_across_nodes_is_latency_bound_and_takes_the_tree():
     chip = toy_chip()
     link = Link(bandwidth_bytes_per_s=100e9, latency_s=2e-6)
-    system = System(chip=chip, n_chips=8, chips_per_node=8, intra_node=link, inter_node=link)
-    # 16 kB: tree = 2·16e3/100e9 + 2·3·2 us = 12.32 us; ring = 0.28 us + 28 us
+    system = System(chip=chip, n_chips=8, chips_per_node=1, intra_node=link, inter_node=link)
+    # 16 kB over 8 nodes: tree = 2·16e3/100e9 + 2·3·2 us = 12.32 us; ring = 0.28 us + 28 us
     assert collective_time("all_reduce", 16e3, 8, system) == pytest.approx(12.32e-6)
+    # inside one node NCCL's tree is a chain: the ring it is
+    node = System(chip=chip, n_chips=8, chips_per_node=8, intra_node=link, inter_node=link)
+    assert collective_time("all_reduce", 16e3, 8, node) == pytest.approx(0.28e-6 + 28e-6)
 
 
 def test_all_reduce_across_nodes_is_hierarchical_and_slower():

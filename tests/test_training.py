@@ -166,7 +166,7 @@ def test_strided_group_crosses_the_network():
     assert strided > 5 * packed
     # two members per node: reduce-scatter in the node, all-reduce of half across 4 nodes
     two = collective_time("all_reduce", size, 8, system, local=2)
-    intra = 1 / 2 * size / 300e9 + 2e-6
+    intra = 1 / 2 * size / (300e9 * 0.77) + 2e-6  # NVLink at NCCL's achievable 0.77
     expect = 2 * intra + min(2 * 3 / 4 * size / 2 / b + 6 * 5e-6, 2 * size / 2 / b + 4 * 5e-6)
     assert two == pytest.approx(expect)
 

@@ -35,6 +35,7 @@ def _gpt3(**kw) -> Training:
         ("llama-2-70b", dict(tp=4, pp=4, vp=5, dp=4, global_batch=128, seq=4096)),
         ("mixtral-8x7b", dict(tp=2, pp=4, dp=8, ep=8, global_batch=256, seq=4096, sp=True)),
         ("deepseek-v3", dict(pp=16, dp=64, ep=64, global_batch=1024, seq=4096)),
+        ("llama-3-70b", dict(tp=8, sp=True, cp=4, pp=2, dp=2, global_batch=8, seq=32768)),
     ],
 )
 def test_model_flops_equal_6nd_plus_attention(model, kw):
@@ -340,3 +341,17 @@ def test_power_limit_applies_only_to_long_runs():
             short, load_system("h100-sxm", 1, ["compute.power_limited_fraction=1.0"])
         ).time_s
     )
+
+
+def test_overlap_only_hides_time_and_context_parallel_rings_run_beside_attention():
+    t = Training(model=load_model("llama-3-70b"), seq=32768, tp=8, sp=True, cp=4, pp=2, dp=2,
+                 global_batch=8, recompute="full", zero=1)  # fmt: skip
+    system = load_system("h100-sxm", 128)
+    plan = t.lower()
+    names = [op.name for op in plan.stages[0][0].forward]
+    ring = names.index("cp_ring_kv")
+    assert names[ring - 1] == "attention" and plan.stages[0][0].forward[ring].overlaps_previous
+    hidden = simulate_training(t, system)
+    exposed = simulate_training(t, system, overlap=False)
+    assert exposed.step_time_s > hidden.step_time_s
+    assert hidden.breakdown["communication_s"]["cp"] < exposed.breakdown["communication_s"]["cp"]

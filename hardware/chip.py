@@ -262,3 +262,12 @@ class System:
     @property
     def name(self) -> str:
         return f"{self.n_chips}x {self.chip.name}"
+
+    def describe(self) -> dict:
+        """The ``system`` entry of a result's JSON."""
+        return {
+            "name": self.name,
+            "chip": self.chip.name,
+            "n_chips": self.n_chips,
+            "chips_per_node": self.chips_per_node,
+        }

@@ -194,18 +194,12 @@ def run_pipeline(
                 if not overlap:
                     yield proc
             if kind == "B" and mb == last_b[c]:
-                if overlap:
-                    syncs.append(env.process(grad_sync(s, c, start, dur, comm)))
-                else:
-                    pending = (s, c, start, dur)
-                    syncs.append(pending)
+                # overlapped: reduce this chunk's buckets as its last backward produces them
+                syncs.append(env.process(grad_sync(s, c, start, dur, comm)) if overlap
+                             else (c, start, dur))  # fmt: skip
         times[s].backward_end_s = env.now
-        if not overlap:
-            for s_, c, start, dur in syncs:
-                yield env.process(grad_sync(s_, c, start, dur, comm))
-        else:
-            for proc in syncs:
-                yield proc
+        for sync in syncs:
+            yield sync if overlap else env.process(grad_sync(s, *sync, comm))
         times[s].sync_end_s = env.now
         start = env.now
         yield env.timeout(work.optimizer)

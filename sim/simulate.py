@@ -72,12 +72,7 @@ def _simulate(workload: Workload, system: System, *, check_memory: bool = True) 
     dtype = graph.ops[0].dtype if graph.ops else "bf16"
     return Result(
         workload=graph.describe,
-        system={
-            "name": system.name,
-            "chip": chip.name,
-            "n_chips": system.n_chips,
-            "chips_per_node": system.chips_per_node,
-        },
+        system=system.describe(),
         time_s=per_chip_time,
         flops=sum(op.flops * op.count for op in graph.ops) * graph.n_chips,
         model_flops=sum(op.model_flops * op.count for op in graph.ops) * graph.n_chips,

@@ -28,17 +28,16 @@ from sim.roofline import Bound, OpCost, cost_op
 from sim.simulate import POWER_SETTLE_S, at_power_limit, hide_overlapped
 from workloads.ops import Op, OpKind, WorkloadError
 from workloads.training import RECOMPUTE as RECOMPUTE_ORDER
-from workloads.training import Chunk, Training, TrainMemory, TrainPlan
+from workloads.training import Training, TrainMemory, TrainPlan
 
 COMM_KINDS = ("tp", "cp", "ep", "pp", "dp")
 
 
 def comm_kind(op: Op) -> str:
-    """Which parallelism a collective serves, from its name."""
-    name = op.name.split(".")[-2] if op.name.endswith(".bwd") else op.name.split(".")[-1]
-    name = name.removeprefix("recompute.")
+    """Which parallelism a collective serves, from its name (``recompute.moe.ep_x.bwd``: ep)."""
+    name = op.name.removeprefix("recompute.").removesuffix(".bwd").split(".")[-1]
     for prefix, kind in (("ep_", "ep"), ("cp_", "cp"), ("pp_", "pp"), ("fsdp", "dp"),
-                         ("expert_fsdp", "dp"), ("dp_", "dp"), ("expert_dp", "dp")):  # fmt: skip
+                         ("dp_", "dp"), ("expert_", "dp")):  # fmt: skip
         if name.startswith(prefix):
             return kind
     return "tp"
@@ -52,13 +51,6 @@ class _Costed:
     by_category: dict[str, float]  # compute | recompute | tp | cp | ep | dp
 
 
-def _cost_ops(ops: tuple[Op, ...], system: System, overlap: bool) -> tuple[OpCost, ...]:
-    costs = tuple(cost_op(op, system) for op in ops)
-    if overlap:
-        return hide_overlapped(costs)
-    return tuple(costs)
-
-
 def _category(op: Op) -> str:
     if op.kind == OpKind.COLLECTIVE:
         return comm_kind(op)
@@ -68,7 +60,9 @@ def _category(op: Op) -> str:
 def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: System,
                overlap: bool) -> _Costed:  # fmt: skip
     """One chunk's forward or backward; ``side`` = ZeRO-3 traffic beside its compute."""
-    costs = _cost_ops(ops, system, overlap)
+    costs = tuple(cost_op(op, system) for op in ops)
+    if overlap:
+        costs = hide_overlapped(costs)
     by: dict[str, float] = defaultdict(float)
     parts: list[Part] = []
     for c in costs:
@@ -408,20 +402,14 @@ def _simulate_training(
     for f, b in costed[s]:
         op_costs += [(c, m) for c in f.costs + b.costs]
     op_costs.append((opt_costs[s], 1))
-    gemm_dtype = "fp8" if t.dtype == "fp8" else t.dtype
     return TrainResult(
         workload=plan.describe,
-        system={
-            "name": system.name,
-            "chip": chip.name,
-            "n_chips": system.n_chips,
-            "chips_per_node": system.chips_per_node,
-        },  # fmt: skip
+        system=system.describe(),
         step_time_s=timeline.step_s,
         model_flops=model * scale,
         hardware_flops=(model + hw) * scale,
         flops=executed * scale,
-        peak_flops_per_s=chip.peak(gemm_dtype),
+        peak_flops_per_s=chip.peak(t.dtype),
         n_chips=t.n_chips,
         tokens=plan.tokens,
         breakdown=breakdown,
@@ -434,6 +422,3 @@ def _simulate_training(
         run_tokens=t.tokens,
         closed_form_model_flops=plan.model_flops_closed_form,
     )
-
-
-__all__ = ["Chunk", "TrainResult", "comm_kind", "nearest_fit", "simulate_training"]

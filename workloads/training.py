@@ -295,8 +295,7 @@ def _scale(op: Op, f: float) -> Op:
         op,
         flops=op.flops * f,
         model_flops=op.model_flops * f,
-        bytes={k: v * f for k, v in op.bytes.items() if k != Role.WEIGHT}
-        | ({Role.WEIGHT: op.bytes[Role.WEIGHT]} if Role.WEIGHT in op.bytes else {}),
+        bytes={k: v if k == Role.WEIGHT else v * f for k, v in op.bytes.items()},
     )
 
 

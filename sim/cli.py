@@ -1,5 +1,5 @@
-"""The ``roofsim`` command line: decode, prefill, dit, train, validate, claims, calibrate, chips,
-models (lazy imports)."""
+"""The ``roofsim`` command line: decode, prefill, dit, train, serve, plan, validate, claims,
+calibrate, chips, models (lazy imports)."""
 
 from __future__ import annotations
 
@@ -210,6 +210,102 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
+    p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
+    p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
+    if not plan:
+        p.add_argument("--chips", type=_positive_int, default=None,
+                       help="chips in all = replicas x tp (default: --tp)")  # fmt: skip
+        p.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel degree")
+        p.add_argument("--rate", type=float, default=1.0, help="Poisson arrivals per second")
+        p.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
+        p.add_argument("--trace-file", default=None, metavar="CSV",
+                       help="arrivals from a CSV: arrival_s,prompt_tokens,output_tokens")  # fmt: skip
+        p.add_argument("--router", default="least-loaded",
+                       help="least-loaded (default) or round-robin")  # fmt: skip
+    p.add_argument("--prompt-dist", default="lognormal:500,0.8",
+                   help="prompt tokens: N, uniform:LO,HI, exp:MEAN, lognormal:MEDIAN,SIGMA "
+                   "(default lognormal:500,0.8)")  # fmt: skip
+    p.add_argument("--output-dist", default="exp:250",
+                   help="output tokens, same forms (default exp:250)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
+    p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
+    p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
+    p.add_argument("--max-num-seqs", type=_int_arg, default=256, help="running sequences cap")
+    p.add_argument("--max-batched-tokens", type=_int_arg, default=None,
+                   help="tokens per iteration (default 8192, 2048 with chunked prefill)")  # fmt: skip
+    p.add_argument("--chunked-prefill", action="store_true",
+                   help="decode first, fill the token budget with prompt chunks")  # fmt: skip
+    p.add_argument("--block-size", type=_int_arg, default=16, help="KV block tokens")
+    p.add_argument("--memory-fraction", type=float, default=0.9,
+                   help="share of chip memory the engine uses (default 0.9)")  # fmt: skip
+    p.add_argument(
+        "--slo-ttft",
+        type=float,
+        default=None if not plan else 2.0,
+        help="TTFT limit in seconds" + (" (p-th percentile, default 2)" if plan else ""),
+    )
+    p.add_argument("--slo-tpot", type=float, default=None if not plan else 0.1,
+                   help="TPOT limit in seconds" + (" (default 0.1)" if plan else ""))  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=_SET_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _serving(args: argparse.Namespace, tp: int, replicas: int):
+    from workloads import load_model
+    from workloads.serving import LengthDist, Serving, load_trace
+
+    model = load_model(args.model)
+    trace = load_trace(args.trace_file) if getattr(args, "trace_file", None) else None
+    return Serving(
+        model=model, dtype=args.dtype, kv_dtype=args.kv_dtype, tp=tp, replicas=replicas,
+        rate=getattr(args, "rate", 1.0), duration_s=getattr(args, "duration", 60.0),
+        prompt=LengthDist.parse(args.prompt_dist, "--prompt-dist", model.max_seq),
+        output=LengthDist.parse(args.output_dist, "--output-dist", model.max_seq),
+        trace=trace, seed=args.seed, max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_batched_tokens, chunked_prefill=args.chunked_prefill,
+        block_size=args.block_size, memory_fraction=args.memory_fraction,
+        router=getattr(args, "router", "least-loaded"),
+    )  # fmt: skip
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from hardware import ConfigError, load_system
+    from sim.serve import simulate_serving
+
+    chips = args.chips or args.tp
+    if chips % args.tp:
+        raise ConfigError(f"--chips {chips} must be a multiple of --tp {args.tp}")
+    serving = _serving(args, args.tp, chips // args.tp)
+    system = load_system(args.chip, chips, args.set)
+    result = simulate_serving(serving, system, slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot)
+    print(json.dumps(result.to_dict()) if args.json else result.summary())
+    return 0
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    from sim.plan import SLO, Demand, plan
+
+    serving = _serving(args, 1, 1)
+    if (args.rate is None) == (args.tokens_per_day is None):
+        from hardware import ConfigError
+
+        raise ConfigError("plan: give exactly one of --rate (req/s) and --tokens-per-day")
+    if args.rate is not None:
+        demand = Demand(mean_rate=args.rate, peak_to_mean=args.peak_to_mean)
+    else:
+        demand = Demand.from_tokens_per_day(
+            args.tokens_per_day, serving.output.mean, args.peak_to_mean
+        )
+    slo = SLO(ttft_s=args.slo_ttft, tpot_s=args.slo_tpot, percentile=args.percentile)
+    result = plan(
+        serving, args.chip, demand, slo, tps=tuple(args.tp) if args.tp else None, sets=args.set,
+        usd_per_chip_hour=args.usd_per_chip_hour,
+    )  # fmt: skip
+    print(json.dumps(result.to_dict()) if args.json else result.summary())
+    return 0
+
+
 def _run_validate(args: argparse.Namespace) -> int:
     from sim.validate import DEFAULT_DATA, format_table, summary_table, validate, write_report
 
@@ -345,6 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dit_args(p)
     p = sub.add_parser("train", help="one training step: step time, MFU/HFU, bubble, memory")
     _add_train_args(p)
+    p = sub.add_parser("serve", help="a request stream through continuous-batching replicas")
+    _add_serve_args(p)
+    p = sub.add_parser("plan", help="fewest chips (replicas x TP) meeting a demand and an SLO")
+    _add_serve_args(p, plan=True)
+    p.add_argument("--rate", type=float, default=None, help="mean requests per second")
+    p.add_argument("--tokens-per-day", type=float, default=None, help="output tokens per day")
+    p.add_argument("--peak-to-mean", type=float, default=1.0, help="peak over mean load")
+    p.add_argument("--percentile", type=float, default=99.0, help="SLO percentile (default 99)")
+    p.add_argument("--tp", type=_positive_int, action="append", default=None,
+                   help="TP degree to try (repeatable; default powers of two up to a node)")  # fmt: skip
+    p.add_argument("--usd-per-chip-hour", type=float, default=None, help="price per chip-hour")
     p = sub.add_parser("validate", help="error against published measurements, per row and kind")
     p.add_argument("--data", help="published-measurement TOML (default: benchmarks/data)")
     p.add_argument("--kind", action="append", help="only this kind (repeatable)")
@@ -375,6 +482,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "prefill": lambda a: _run_llm(a, "prefill"),
     "dit": _run_dit,
     "train": _run_train,
+    "serve": _run_serve,
+    "plan": _run_plan,
     "validate": _run_validate,
     "claims": _run_claims,
     "calibrate": _run_calibrate,

@@ -199,14 +199,22 @@ class Serving(_Common):
         """The request stream: the trace, or Poisson arrivals drawn from ``seed``."""
         if self.trace is not None:
             return self.trace
-        rng = np.random.default_rng(self.seed)
+        # three independent streams, so the i-th request's lengths do not depend on the rate
+        # (common random numbers: runs at different rates see the same requests, rescaled)
+        gaps, prompts, outputs = (
+            np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(3)
+        )
         # Poisson process: exponential gaps; draw a few sigma more than the mean count
         mean = self.rate * self.duration_s
         n = int(mean + 6 * math.sqrt(mean) + 16)
-        t = np.cumsum(rng.exponential(1.0 / self.rate, size=n))
+        t = np.cumsum(gaps.exponential(1.0 / self.rate, size=n))
         t = t[t < self.duration_s]
         k = len(t)
-        return Requests(t, self.prompt.sample(rng, k), self.output.sample(rng, k))
+        # a server caps prompt + output at the model's context window
+        window = self.model.max_seq
+        prompt = np.minimum(self.prompt.sample(prompts, k), window - 1)
+        output = np.minimum(self.output.sample(outputs, k), window - prompt)
+        return Requests(t, prompt, output)
 
     def engine(self, batch: int = 1) -> Decode:
         """The base LLM descriptor of one replica (for lowering one iteration's ops)."""

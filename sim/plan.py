@@ -1,0 +1,325 @@
+"""Capacity planning: the fewest chips (replicas x TP) that serve a demand within an SLO.
+
+For each tensor-parallel degree that fits the model, bisect the largest Poisson arrival rate one
+replica can take while the simulated percentile TTFT and TPOT stay within the SLO; the fleet
+needs ceil(peak rate / that rate) replicas. Why one replica is enough to simulate: a router that
+sends each arrival to a random replica splits a Poisson stream into independent Poisson streams
+of rate R / N (Poisson splitting), so N replicas meet the SLO exactly when one does at R / N. A
+least-loaded router only does better, so the count is an upper bound for it.
+
+Every rate tried replays the same requests (common random numbers, ``Serving.requests``), so
+the bisection compares like with like.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from hardware import load_system
+from hardware.chip import ConfigError
+from sim.result import CapacityError
+from sim.serve import ServeResult, simulate_serving
+from workloads.ops import WorkloadError
+from workloads.serving import Serving
+
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Demand:
+    """Mean request rate and how much higher the busiest hour runs (peak-to-mean factor)."""
+
+    mean_rate: float  # requests per second over the day
+    peak_to_mean: float = 1.0
+
+    @property
+    def peak_rate(self) -> float:
+        return self.mean_rate * self.peak_to_mean
+
+    @classmethod
+    def from_tokens_per_day(
+        cls, tokens_per_day: float, mean_output_tokens: float, peak_to_mean: float = 1.0
+    ) -> Demand:
+        """Output tokens generated per day over the mean output length -> requests per second."""
+        if tokens_per_day <= 0:
+            raise WorkloadError(f"plan: --tokens-per-day must be > 0, got {tokens_per_day!r}")
+        return cls(mean_rate=tokens_per_day / DAY_S / mean_output_tokens, peak_to_mean=peak_to_mean)
+
+    def __post_init__(self) -> None:
+        if not (self.mean_rate > 0 and math.isfinite(self.mean_rate)):
+            raise WorkloadError(f"plan: the request rate must be > 0, got {self.mean_rate!r}")
+        if not self.peak_to_mean >= 1:
+            raise WorkloadError(f"plan: --peak-to-mean must be >= 1, got {self.peak_to_mean!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SLO:
+    """Percentile limits on time to first token and time per output token (None: no limit)."""
+
+    ttft_s: float | None = 2.0
+    tpot_s: float | None = 0.1
+    percentile: float = 99.0
+
+    def __post_init__(self) -> None:
+        if self.ttft_s is None and self.tpot_s is None:
+            raise WorkloadError("plan: give at least one of --slo-ttft and --slo-tpot")
+        for name, v in (("--slo-ttft", self.ttft_s), ("--slo-tpot", self.tpot_s)):
+            if v is not None and not v > 0:
+                raise WorkloadError(f"plan: {name} must be > 0 s, got {v!r}")
+        if not 0 < self.percentile <= 100:
+            raise WorkloadError(f"plan: --percentile must be in (0, 100], got {self.percentile!r}")
+
+    def met(self, r: ServeResult) -> bool:
+        import numpy as np
+
+        if r.completed < len(r.arrival_s):
+            return False
+        if self.ttft_s is not None and np.percentile(r.ttft, self.percentile) > self.ttft_s:
+            return False
+        tpot = r.tpot
+        return not (
+            self.tpot_s is not None
+            and len(tpot)
+            and np.percentile(tpot, self.percentile) > self.tpot_s
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TPOption:
+    """One tensor-parallel degree: what one replica sustains and the fleet it implies."""
+
+    tp: int
+    max_rate_per_replica: float  # requests/s within the SLO (0: cannot meet it at any rate)
+    replicas: int
+    chips: int
+    at_peak: ServeResult | None  # one replica at peak rate / replicas
+    at_mean: ServeResult | None  # one replica at mean rate / replicas
+    reason: str = ""  # why this TP is out (does not fit, SLO not met at any rate)
+
+    def to_dict(self) -> dict:
+        d: dict = {
+            "tp": self.tp,
+            "max_rate_per_replica": self.max_rate_per_replica,
+            "replicas": self.replicas,
+            "chips": self.chips,
+        }
+        if self.reason:
+            d["reason"] = self.reason
+        for name, r in (("at_peak", self.at_peak), ("at_mean", self.at_mean)):
+            if r is not None:
+                full = r.to_dict(kv_points=0)
+                d[name] = {
+                    k: full[k]
+                    for k in ("ttft_s", "tpot_s", "latency_s", "throughput", "mfu", "mbu")
+                } | {"busy_fraction": r.busy_fraction, "mean_decode_batch": r.mean_decode_batch}
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    demand: Demand
+    slo: SLO
+    chip: str
+    options: tuple[TPOption, ...]
+    usd_per_chip_hour: float | None
+    tdp_watts: float | None
+    mean_output_tokens: float
+
+    @property
+    def best(self) -> TPOption | None:
+        ok = [o for o in self.options if o.chips > 0]
+        return min(ok, key=lambda o: (o.chips, o.tp)) if ok else None
+
+    def costs(self, o: TPOption) -> dict:
+        """$/hour, $ per million output tokens and energy per output token (at TDP) at mean load."""
+        tokens_per_s = self.demand.mean_rate * self.mean_output_tokens
+        out: dict = {}
+        if self.usd_per_chip_hour is not None:
+            per_hour = o.chips * self.usd_per_chip_hour
+            out["usd_per_hour"] = per_hour
+            out["usd_per_million_tokens"] = per_hour / (tokens_per_s * 3600) * 1e6
+        if self.tdp_watts is not None:
+            out["joules_per_token_at_tdp"] = o.chips * self.tdp_watts / tokens_per_s
+        return out
+
+    def to_dict(self) -> dict:
+        best = self.best
+        return {
+            "chip": self.chip,
+            "demand": {
+                "mean_rate": self.demand.mean_rate,
+                "peak_to_mean": self.demand.peak_to_mean,
+                "peak_rate": self.demand.peak_rate,
+                "mean_output_tokens": self.mean_output_tokens,
+            },
+            "slo": {
+                "ttft_s": self.slo.ttft_s,
+                "tpot_s": self.slo.tpot_s,
+                "percentile": self.slo.percentile,
+            },
+            "options": [o.to_dict() | self.costs(o) for o in self.options],
+            "best": None if best is None else best.to_dict() | self.costs(best),
+        }
+
+    def summary(self) -> str:
+        d, s = self.demand, self.slo
+        lim = ", ".join(
+            f"p{s.percentile:g} {k} <= {v * 1e3:g} ms"
+            for k, v in (("TTFT", s.ttft_s), ("TPOT", s.tpot_s))
+            if v is not None
+        )
+        lines = [
+            f"plan on {self.chip}: mean {d.mean_rate:.4g} req/s, peak x{d.peak_to_mean:g} = "
+            f"{d.peak_rate:.4g} req/s (~{self.mean_output_tokens:.0f} output tokens each); SLO {lim}",
+            f"  {'TP':>3} {'req/s/replica':>14} {'replicas':>9} {'chips':>7} {'MFU peak':>9} "
+            f"{'MFU mean':>9} {'$/h':>10} {'$/M tok':>8} {'J/token':>8}",
+        ]
+        for o in self.options:
+            if o.chips == 0:
+                lines.append(f"  {o.tp:>3}  -- {o.reason}")
+                continue
+            c = self.costs(o)
+            lines.append(
+                f"  {o.tp:>3} {o.max_rate_per_replica:>14.3g} {o.replicas:>9,} {o.chips:>7,} "
+                f"{o.at_peak.mfu if o.at_peak else 0:>9.1%} {o.at_mean.mfu if o.at_mean else 0:>9.1%} "
+                f"{c.get('usd_per_hour', float('nan')):>10,.0f} "
+                f"{c.get('usd_per_million_tokens', float('nan')):>8.3g} "
+                f"{c.get('joules_per_token_at_tdp', float('nan')):>8.3g}"
+            )
+        best = self.best
+        if best is None:
+            lines.append("  no tensor-parallel degree meets the SLO")
+        else:
+            lines.append(
+                f"  best: {best.chips:,} chips ({best.replicas:,} replicas x TP{best.tp}); "
+                f"MFU {best.at_peak.mfu if best.at_peak else 0:.1%} at peak, "
+                f"{best.at_mean.mfu if best.at_mean else 0:.1%} over the day"
+            )
+        return "\n".join(lines)
+
+
+def _run(
+    serving: Serving, system, rate: float, min_requests: int, slo: SLO, min_duration_s: float = 60.0
+) -> ServeResult:
+    duration = max(min_duration_s, min_requests / rate)
+    w = replace(serving, rate=rate, duration_s=duration, replicas=1)
+    return simulate_serving(w, system, slo_ttft_s=slo.ttft_s, slo_tpot_s=slo.tpot_s)
+
+
+def max_rate(
+    serving: Serving,
+    system,
+    slo: SLO,
+    *,
+    min_requests: int = 1500,
+    min_duration_s: float = 60.0,
+    rel_tol: float = 0.03,
+) -> float:
+    """The largest Poisson rate (req/s) one replica serves within ``slo`` (0 if none)."""
+    lo, hi = 0.0, None
+    rate = 1.0
+    for _ in range(40):  # bracket by doubling / halving
+        if slo.met(_run(serving, system, rate, min_requests, slo, min_duration_s)):
+            lo = rate
+            rate *= 2
+        else:
+            hi = rate
+            if lo > 0:
+                break
+            rate /= 4
+            if rate < 1e-3:
+                return 0.0
+        if hi is not None and lo > 0:
+            break
+    if hi is None:
+        return lo
+    while hi - lo > rel_tol * lo:
+        mid = math.sqrt(lo * hi)
+        if slo.met(_run(serving, system, mid, min_requests, slo, min_duration_s)):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def plan(
+    serving: Serving,
+    chip: str,
+    demand: Demand,
+    slo: SLO,
+    *,
+    tps: tuple[int, ...] | None = None,
+    sets: tuple[str, ...] | list[str] = (),
+    usd_per_chip_hour: float | None = None,
+    min_requests: int = 1500,
+    min_duration_s: float = 60.0,
+) -> Plan:
+    """Search tensor-parallel degrees (default: the powers of two up to a node that divide the
+    heads) for the fewest chips meeting ``slo`` at the peak of ``demand``."""
+    m = serving.model
+    base = load_system(chip, 1, list(sets))
+    node = base.chips_per_node
+    if tps is None:
+        tps = tuple(t for t in (1, 2, 4, 8, 16) if t <= max(1, node) and m.n_heads % t == 0)
+    options = []
+    for tp in tps:
+        system = load_system(chip, tp, list(sets))
+        w = replace(serving, tp=tp, replicas=1)
+        try:
+            w.validate()
+            r_max = max_rate(
+                w, system, slo, min_requests=min_requests, min_duration_s=min_duration_s
+            )
+        except (CapacityError, WorkloadError, ConfigError) as exc:
+            options.append(
+                TPOption(
+                    tp=tp,
+                    max_rate_per_replica=0.0,
+                    replicas=0,
+                    chips=0,
+                    at_peak=None,
+                    at_mean=None,
+                    reason=str(exc).split(";")[0],
+                )  # fmt: skip
+            )
+            continue
+        if r_max <= 0:
+            options.append(
+                TPOption(
+                    tp=tp,
+                    max_rate_per_replica=0.0,
+                    replicas=0,
+                    chips=0,
+                    at_peak=None,
+                    at_mean=None,
+                    reason="the SLO is missed even at 0.001 req/s",
+                )  # fmt: skip
+            )
+            continue
+        n = math.ceil(demand.peak_rate / r_max)
+        at_peak = _run(w, system, demand.peak_rate / n, min_requests, slo, min_duration_s)
+        at_mean = _run(w, system, demand.mean_rate / n, min_requests, slo, min_duration_s)
+        options.append(
+            TPOption(
+                tp=tp,
+                max_rate_per_replica=r_max,
+                replicas=n,
+                chips=n * tp,
+                at_peak=at_peak,
+                at_mean=at_mean,
+            )  # fmt: skip
+        )
+    c = base.chip
+    price = usd_per_chip_hour
+    if price is None:
+        price = getattr(c, "usd_per_hour", None)
+    return Plan(
+        demand=demand,
+        slo=slo,
+        chip=c.name,
+        options=tuple(options),
+        usd_per_chip_hour=price,
+        tdp_watts=c.tdp_watts,
+        mean_output_tokens=serving.output.mean,
+    )

@@ -1,0 +1,235 @@
+"""Serving simulation: queueing laws, low-load limits, saturation, KV pressure, planning, CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from hardware import load_system
+from sim.cli import main
+from sim.plan import SLO, Demand, max_rate, plan
+from sim.result import CapacityError
+from sim.serve import IterationCost, simulate_serving
+from sim.simulate import simulate
+from workloads import Decode, Prefill, load_model
+from workloads.ops import WorkloadError
+from workloads.serving import LengthDist, Serving, load_trace
+
+
+@pytest.fixture(scope="module")
+def l8b():
+    return load_model("llama-3-8b")
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return load_system("h100-sxm", 1, [])
+
+
+def _serving(model, **kw) -> Serving:
+    base = dict(
+        model=model,
+        rate=2.0,
+        duration_s=60.0,
+        prompt=LengthDist.parse("lognormal:400,0.6", "--prompt-dist", model.max_seq),
+        output=LengthDist.parse("exp:150", "--output-dist", model.max_seq),
+    )
+    return Serving(**(base | kw))
+
+
+def test_littles_law_holds_mean_in_system_equals_rate_times_latency(l8b, h100):
+    # L (time-average of requests in the engine) vs lambda x W (per-request timestamps):
+    # two independent tallies of one run; 1800 s at 4 req/s is ~7200 requests
+    r = simulate_serving(_serving(l8b, rate=4.0, duration_s=1800.0, seed=3), h100)
+    assert r.completed == len(r.arrival_s) > 6500
+    little = 4.0 * float(np.mean(r.latency))
+    assert r.mean_in_system == pytest.approx(little, rel=0.05)
+
+
+def test_low_load_ttft_is_one_prefill_and_tpot_one_batch1_decode_step(l8b, h100):
+    # one request every ~50 s never meets another: each sees an empty engine
+    w = _serving(l8b, rate=0.02, duration_s=3000.0, prompt=LengthDist.parse("512", "p"),
+                 output=LengthDist.parse("65", "o"))  # fmt: skip
+    r = simulate_serving(w, h100)
+    prefill = simulate(Prefill(model=l8b, prompt=512), h100).time_s
+    # the mean decode context over 64 steps: 512 prompt + 1..64 generated
+    step = simulate(Decode(model=l8b, context=512 + 32), h100).time_s
+    assert np.median(r.ttft) == pytest.approx(prefill, rel=1e-6)
+    assert np.median(r.tpot) == pytest.approx(step, rel=0.01)
+
+
+def test_throughput_saturates_and_latency_climbs_as_load_rises(l8b, h100):
+    rows = []
+    for rate in (2.0, 8.0, 32.0, 128.0):
+        r = simulate_serving(_serving(l8b, rate=rate, duration_s=30.0, seed=1), h100)
+        rows.append((r.requests_per_s, *np.percentile(r.latency, [50, 99])))
+    tput, p50, p99 = zip(*rows, strict=True)
+    assert tput[1] > 3 * tput[0]  # light load: throughput follows the arrival rate
+    assert tput[3] < 0.5 * 128.0  # overload: throughput far below the arrival rate
+    # median latency never falls with load (p99 of 60 requests is one long answer: noisy)
+    assert all(b >= a for a, b in zip(p50[:-1], p50[1:], strict=True))
+    assert p99[3] > 5 * p99[0] and p50[3] > 20 * p50[0]
+
+
+def test_same_seed_same_run_other_seed_other_run(l8b, h100):
+    a = simulate_serving(_serving(l8b, seed=7), h100).to_dict()
+    b = simulate_serving(_serving(l8b, seed=7), h100).to_dict()
+    c = simulate_serving(_serving(l8b, seed=8), h100).to_dict()
+    assert a == b
+    assert a["latency_s"] != c["latency_s"]
+
+
+def test_every_request_finishes_once_with_its_tokens(l8b, h100):
+    r = simulate_serving(_serving(l8b, rate=6.0, duration_s=40.0), h100)
+    assert r.completed == len(r.arrival_s)
+    assert np.all(r.first_token_s >= r.arrival_s)
+    assert np.all(r.finish_s >= r.first_token_s)
+    assert r.tokens_per_s * r.end_s == pytest.approx(float(r.output.sum()))
+    assert 0 < r.mfu < 1 and 0 < r.mbu < 1
+
+
+def test_full_kv_cache_preempts_and_recomputes_without_losing_requests(l8b, h100):
+    # 8B bf16 weights (16 GB) in 24 % of 80 GB leave ~3 GB: ~23k tokens of KV for ~60 long
+    # requests at a time; they must queue and be preempted, and all still finish
+    w = _serving(l8b, rate=20.0, duration_s=20.0, memory_fraction=0.24,
+                 prompt=LengthDist.parse("1500", "p"), output=LengthDist.parse("600", "o"))  # fmt: skip
+    r = simulate_serving(w, h100)
+    assert r.preemptions > 0
+    assert r.completed == len(r.arrival_s)
+    assert r.kv_used.max() <= 1.0
+    assert r.to_dict()["kv_cache"]["max_occupancy"] > 0.9
+
+
+def test_chunked_prefill_keeps_decode_steps_short_under_load(l8b, h100):
+    # Sarathi-Serve's point: long prompts stall every decoding sequence when prefilled whole
+    w = _serving(l8b, rate=3.0, duration_s=60.0, prompt=LengthDist.parse("3000", "p"),
+                 output=LengthDist.parse("200", "o"))  # fmt: skip
+    whole = simulate_serving(w, h100)
+    chunked = simulate_serving(replace(w, chunked_prefill=True, max_num_batched_tokens=512), h100)
+    gaps = [float(np.percentile(r.tpot, 99)) for r in (whole, chunked)]
+    assert gaps[1] < gaps[0]
+    assert chunked.completed == len(chunked.arrival_s)
+
+
+def test_interpolated_iteration_costs_stay_within_one_percent_of_exact(l8b, h100):
+    cost = IterationCost(_serving(l8b), h100)
+    for prompt in (700, 1500, 3000):
+        exact = simulate(Prefill(model=l8b, prompt=prompt), h100).time_s
+        assert cost.iteration(0, 0, [(prompt, prompt)], 1).time_s == pytest.approx(exact, rel=0.01)
+    for batch, ctx in ((8, 777), (64, 1913)):
+        exact = simulate(Decode(model=l8b, batch=batch, context=ctx), h100).time_s
+        got = cost.iteration(batch, batch * ctx, [], batch).time_s
+        assert got == pytest.approx(exact, rel=0.01)
+
+
+def test_replicas_share_the_load(l8b):
+    one = simulate_serving(
+        _serving(l8b, rate=10.0, duration_s=30.0), load_system("h100-sxm", 1, [])
+    )
+    for router in ("least-loaded", "round-robin"):
+        two = simulate_serving(
+            _serving(l8b, rate=10.0, duration_s=30.0, replicas=2, router=router),
+            load_system("h100-sxm", 2, []),
+        )
+        assert two.completed == len(two.arrival_s)
+        assert np.mean(two.latency) < np.mean(one.latency)
+
+
+def test_trace_file_drives_the_run(l8b, h100, tmp_path):
+    f = tmp_path / "trace.csv"
+    f.write_text("arrival_s,prompt_tokens,output_tokens\n0.5,100,10\n0.0,200,5\n3.0,50,1\n")
+    trace = load_trace(f)
+    assert list(trace.arrival_s) == [0.0, 0.5, 3.0]  # sorted by arrival
+    r = simulate_serving(_serving(l8b, trace=trace), h100)
+    assert r.completed == 3
+    assert r.tokens_per_s * r.end_s == 16
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (dict(rate=0.0), "--rate must be > 0"),
+        (dict(duration_s=-1.0), "--duration must be > 0"),
+        (dict(replicas=0), "--replicas must be an integer >= 1"),
+        (dict(memory_fraction=1.5), r"--memory-fraction must be in \(0, 1\]"),
+        (dict(router="random"), "--router must be"),
+    ],
+)
+def test_bad_serving_settings_name_the_flag(l8b, h100, kw, match):
+    with pytest.raises(WorkloadError, match=match):
+        simulate_serving(_serving(l8b, **kw), h100)
+
+
+@pytest.mark.parametrize(
+    "text", ["normal:5", "uniform:10", "exp:-3", "lognormal:a,b", "uniform:9,3", "exp:nan"]
+)
+def test_bad_length_distribution_is_one_line(text):
+    with pytest.raises(WorkloadError, match="--prompt-dist"):
+        LengthDist.parse(text, "--prompt-dist")
+
+
+def test_length_distributions_have_their_means():
+    rng = np.random.default_rng(0)
+    for text, mean in (("300", 300), ("uniform:100,300", 200), ("exp:250", 250),
+                       ("lognormal:500,0.5", 500 * np.exp(0.125))):  # fmt: skip
+        d = LengthDist.parse(text, "x")
+        assert d.mean == pytest.approx(mean)
+        assert d.sample(rng, 40_000).mean() == pytest.approx(mean, rel=0.02)
+
+
+def test_a_model_that_leaves_no_kv_room_is_refused(h100):
+    w = _serving(load_model("llama-2-70b"))
+    with pytest.raises(CapacityError, match="does not fit"):
+        simulate_serving(w, h100)
+
+
+def test_demand_from_tokens_per_day():
+    # 8.64e9 output tokens a day = 1e5 tokens/s; at 250 tokens per request, 400 req/s mean
+    d = Demand.from_tokens_per_day(8.64e9, 250.0, peak_to_mean=5.0)
+    assert d.mean_rate == pytest.approx(400.0)
+    assert d.peak_rate == pytest.approx(2000.0)
+
+
+def test_plan_finds_a_rate_one_replica_serves_within_the_slo(l8b):
+    w = _serving(l8b, prompt=LengthDist.parse("300", "p"), output=LengthDist.parse("100", "o"))
+    slo = SLO(ttft_s=0.5, tpot_s=0.02)
+    system = load_system("h100-sxm", 1, [])
+    r = max_rate(w, system, slo, min_requests=300, min_duration_s=10.0, rel_tol=0.1)
+    assert r > 0
+    ok = simulate_serving(replace(w, rate=r, duration_s=max(10.0, 300 / r)), system)
+    assert slo.met(ok)
+    p = plan(w, "h100-sxm", Demand(mean_rate=3 * r), slo, tps=(1,), min_requests=300,
+             min_duration_s=10.0)  # fmt: skip
+    assert p.best is not None and p.best.replicas >= 3
+
+
+def test_cli_serve_json_has_the_contract_keys(capsys):
+    code = main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "2",
+                 "--duration", "20", "--json"])  # fmt: skip
+    assert code == 0
+    d = json.loads(capsys.readouterr().out)
+    for key in ("ttft_s", "tpot_s", "latency_s"):
+        assert set(d[key]) >= {"mean", "p50", "p90", "p99"}
+    assert {"requests_per_s", "tokens_per_s"} <= set(d["throughput"])
+    for key in ("mean_in_system", "mfu", "mbu", "completed"):
+        assert key in d
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--chips", "3", "--tp", "2"], "--chips 3 must be a multiple of --tp 2"),
+        (["--prompt-dist", "gauss:3"], "--prompt-dist must be"),
+        (["--trace-file", "/nonexistent.csv"], "--trace-file"),
+        (["--rate", "-1"], "--rate must be > 0"),
+    ],
+)
+def test_cli_serve_errors_are_one_line(capsys, argv, match):
+    code = main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert match.split()[0] in err

@@ -1,0 +1,246 @@
+"""The ``roofsim plot`` subcommands (roofline, batch, heatmap, pareto, timeline); argparse only.
+
+matplotlib and the simulator load when a plot runs, so building the parser stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+_KINDS = ("roofline", "batch", "heatmap", "pareto", "timeline")
+_DEFAULT_BATCHES = "1,2,4,8,16,32,64,128,256"
+
+
+def _names(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"must list at least one name, got {text!r}")
+    return names
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be integers separated by commas, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"must be integers >= 1 separated by commas, got {text!r}")
+    return values
+
+
+def _add_output(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="image to write: FILE.png or FILE.svg")  # fmt: skip
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``plot`` and its kinds to the subparsers ``sub`` of the ``roofsim`` parser."""
+    # lazily: sim.cli imports this module to build its parser
+    from sim.cli import _add_llm_args, _add_train_args, _positive_int
+
+    p = sub.add_parser("plot", help="charts: roofline, metric vs batch, heatmap, Pareto, timeline")
+    kinds = p.add_subparsers(dest="plot_kind", required=True, metavar="{" + ",".join(_KINDS) + "}")
+
+    k = kinds.add_parser("roofline", help="roofline chart of every op of a decode or prefill run")
+    _add_llm_args(k)
+    k.add_argument("--kind", choices=("decode", "prefill"), default="decode",
+                   help="which LLM workload (default decode)")  # fmt: skip
+    k.add_argument("--context", type=_positive_int, default=2048,
+                   help="decode: cached tokens per sequence")  # fmt: skip
+    k.add_argument("--prompt", type=_positive_int, default=2048,
+                   help="prefill: prompt tokens per sequence")  # fmt: skip
+    k.add_argument("--title", default=None, help="chart title (default: the run)")
+    _add_output(k, json_flag=False)  # _add_llm_args has --json
+
+    k = kinds.add_parser("batch", help="MFU, step time or tokens/s of decode vs batch, per chip")
+    k.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
+    k.add_argument("--chips-list", type=_names, required=True, metavar="CHIP,CHIP,...",
+                   help="chip presets to compare, e.g. h100-sxm,a100-sxm-80gb")  # fmt: skip
+    k.add_argument("--batches", type=_ints, default=_ints(_DEFAULT_BATCHES), metavar="B,B,...",
+                   help=f"batch sizes (default {_DEFAULT_BATCHES})")  # fmt: skip
+    k.add_argument("--metric", choices=("mfu", "time", "tokens_per_s"), default="mfu",
+                   help="what to plot (default mfu)")  # fmt: skip
+    k.add_argument("--context", type=_positive_int, default=2048, help="cached tokens per sequence")
+    k.add_argument("--tp", type=_positive_int, default=1, help="chips per model copy (default 1)")
+    k.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
+    k.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
+    k.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a field of every chip, as in roofsim decode")  # fmt: skip
+    k.add_argument("--title", default=None, help="chart title")
+    _add_output(k)
+
+    k = kinds.add_parser("heatmap", help="heatmap of a metric over two axes of a sweep CSV")
+    k.add_argument("--csv", required=True, help="sweep result CSV (one header row)")
+    k.add_argument("--x", required=True, help="column for the x axis")
+    k.add_argument("--y", required=True, help="column for the y axis")
+    k.add_argument("--metric", required=True, help="column to colour by")
+    k.add_argument("--reduce", choices=("max", "min", "mean"), default=None,
+                   help="when other axes vary: per cell (default: best; min for times)")  # fmt: skip
+    k.add_argument("--log-color", action="store_true", help="logarithmic colour scale")
+    k.add_argument("--title", default=None, help="chart title")
+    _add_output(k)
+
+    k = kinds.add_parser("pareto", help="Pareto front of two metrics of a sweep CSV")
+    k.add_argument("--csv", required=True, help="sweep result CSV (one header row)")
+    k.add_argument("--x", required=True, help="first metric column (higher is better)")
+    k.add_argument("--y", required=True, help="second metric column (higher is better)")
+    k.add_argument("--minimize-x", action="store_true", help="lower x is better")
+    k.add_argument("--minimize-y", action="store_true", help="lower y is better")
+    k.add_argument("--label", default=None, help="column written beside frontier points")
+    k.add_argument("--log", action="store_true", help="logarithmic axes")
+    k.add_argument("--title", default=None, help="chart title")
+    _add_output(k)
+
+    k = kinds.add_parser("timeline", help="Gantt chart of a training step's event timeline")
+    _add_train_args(k)
+    for action in k._actions:  # the workload flags are optional here: --from-trace replaces them
+        if action.dest in ("model", "chip", "chips"):
+            action.required = False
+    k.add_argument("--from-trace", default=None, metavar="FILE",
+                   help="draw a trace JSON written by roofsim train --trace (no training flags)")  # fmt: skip
+    k.add_argument("--no-parts", action="store_true",
+                   help="do not draw communication inside chunks")  # fmt: skip
+    k.add_argument("--title", default=None, help="chart title")
+    _add_output(k, json_flag=False)  # _add_train_args has --json
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``roofsim plot KIND``; bad input raises ConfigError (one line, naming the flag)."""
+    from sim.plots import check_output
+
+    check_output(args.output)  # before any simulation: a wrong suffix fails fast
+    info = {"roofline": _roofline, "batch": _batch, "heatmap": _heatmap, "pareto": _pareto,
+            "timeline": _timeline}[args.plot_kind](args)  # fmt: skip
+    if args.json:
+        print(json.dumps({"plot": args.plot_kind, "output": args.output, **info}))
+    else:
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _roofline(args: argparse.Namespace) -> dict:
+    from hardware import ConfigError, load_system
+    from sim.plots import roofline_chart
+    from sim.simulate import simulate
+    from workloads import Decode, Prefill, load_model
+
+    tp = args.tp or args.chips or 1
+    chips = args.chips or tp
+    if chips % tp:
+        raise ConfigError(f"--chips {chips} must be a multiple of --tp {tp}")
+    common = dict(model=load_model(args.model), batch=args.batch, dtype=args.dtype,
+                  kv_dtype=args.kv_dtype, tp=tp, dp=chips // tp)  # fmt: skip
+    if args.kind == "decode":
+        workload = Decode(context=args.context, **common)
+    else:
+        workload = Prefill(prompt=args.prompt, **common)
+    system = load_system(args.chip, chips, args.set)
+    result = simulate(workload, system, check_memory=not args.no_memory_check)
+    roofline_chart(result, system, args.output, title=args.title)
+    return {"time_s": result.time_s, "mfu": result.mfu, "bound": result.bound}
+
+
+def _batch(args: argparse.Namespace) -> dict:
+    from sim.plots import DECODE_METRICS, decode_batch_series, metric_vs_axis
+
+    series = decode_batch_series(args.model, args.chips_list, args.batches, metric=args.metric,
+                                 context=args.context, dtype=args.dtype, kv_dtype=args.kv_dtype,
+                                 tp=args.tp, overrides=args.set)  # fmt: skip
+    title = args.title or f"{args.model} decode, context {args.context}"
+    metric_vs_axis(series, args.output, x_label="batch (sequences)",
+                   y_label=DECODE_METRICS[args.metric][0], logx=True,
+                   logy=args.metric != "mfu", title=title,
+                   note="a line ends where the batch's KV cache no longer fits in memory")  # fmt: skip
+    return {"metric": args.metric,
+            "series": {k: {"x": xs, "y": [None if math.isnan(y) else y for y in ys]}
+                       for k, (xs, ys) in series.items()}}  # fmt: skip
+
+
+def _heatmap(args: argparse.Namespace) -> dict:
+    from sim.plots import sweep_heatmap
+
+    sweep_heatmap(args.csv, args.x, args.y, args.metric, args.output, reduce=args.reduce,
+                  log_color=args.log_color, title=args.title)  # fmt: skip
+    return {}
+
+
+def _pareto(args: argparse.Namespace) -> dict:
+    from sim.plots import pareto_frontier
+
+    front, _ = pareto_frontier(args.csv, args.x, args.y, args.output,
+                               maximize=(not args.minimize_x, not args.minimize_y),
+                               label=args.label, title=args.title, log=args.log)  # fmt: skip
+    return {"frontier": front}
+
+
+def _timeline(args: argparse.Namespace) -> dict:
+    from hardware import ConfigError
+    from sim.plots import timeline_gantt
+
+    given = [f"--{d}" for d in ("model", "chip", "chips") if getattr(args, d) is not None]
+    if args.from_trace:
+        if given:
+            raise ConfigError(
+                f"--from-trace draws a saved trace; drop {', '.join(given)} (or drop --from-trace "
+                "to simulate)"
+            )
+        timeline_gantt(args.from_trace, args.output, title=args.title, parts=not args.no_parts)
+        return {"trace": args.from_trace}
+    if len(given) < 3:
+        raise ConfigError(
+            "plot timeline: give --model, --chip and --chips to simulate a step, or "
+            "--from-trace FILE"
+        )
+    result = _simulate_training(args)
+    if args.trace:
+        try:
+            result.timeline.write_trace(args.trace, {"workload": result.workload})
+        except OSError as exc:
+            raise ConfigError(f"--trace {args.trace}: cannot write ({exc.strerror})") from None
+    timeline_gantt(result.timeline, args.output, parts=not args.no_parts,
+                   title=args.title or _timeline_title(result))  # fmt: skip
+    return {"step_time_s": result.step_time_s, "mfu": result.mfu}
+
+
+def _timeline_title(result) -> str:
+    from hardware.units import format_si
+
+    w = result.workload
+    par = " ".join(f"{k}{w[k]}" for k in ("tp", "pp", "vp", "dp") if w.get(k, 1) != 1)
+    return (f"{w.get('model', '')} training step on {result.system['name']}"
+            f"{' (' + par + ')' if par else ''}: {format_si(result.step_time_s, 's')}, "
+            f"MFU {result.mfu:.1%}")  # fmt: skip
+
+
+def _simulate_training(args: argparse.Namespace):
+    """The training run the flags of ``roofsim train`` describe, traced."""
+    from hardware import ConfigError, load_system
+    from sim.train import simulate_training
+    from workloads import load_model
+    from workloads.training import Training
+
+    if args.chips < 1:
+        raise ConfigError(f"--chips must be an integer >= 1, got {args.chips}")
+    dp = args.dp
+    if dp is None:
+        inner = max(1, args.tp) * max(1, args.cp) * max(1, args.pp)
+        if args.chips % inner:
+            raise ConfigError(f"--chips {args.chips} must be a multiple of tp x cp x pp = {inner}")
+        dp = args.chips // inner
+    workload = Training(
+        model=load_model(args.model), seq=args.seq, micro_batch=args.micro_batch,
+        global_batch=args.global_batch, dtype=args.dtype, recompute=args.recompute,
+        zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
+        cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
+    )  # fmt: skip
+    workload.validate()
+    system = load_system(args.chip, args.chips, args.set)
+    return simulate_training(workload, system, overlap=not args.no_overlap,
+                             check_memory=not args.no_memory_check, trace=True)  # fmt: skip

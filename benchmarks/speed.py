@@ -10,9 +10,11 @@ import sys
 import time
 
 TRAIN = "train gpt3-175b, 1024 chips, 16 stages, 64 micro-batches (s)"
+SERVE = "serve llama-3-8b, 1 simulated hour at 20 req/s (s)"
 BARS = {
     "decode llama-3-405b fp8 on 8 chips (ms)": 50.0,
     TRAIN: 2.0,  # issue 4
+    SERVE: 30.0,  # issue 7
     "roofsim --help (ms)": 500.0,
 }
 
@@ -46,12 +48,23 @@ def main() -> int:
     gpt3 = Training(model=load_model("gpt3-175b"), seq=2048, micro_batch=1, global_batch=512,
                     tp=8, pp=16, dp=8, recompute="full")  # fmt: skip
     train = best_of(lambda: simulate_training(gpt3, load_system("a100-sxm-80gb", 1024)), 3)
+    from sim.serve import simulate_serving
+    from workloads.serving import LengthDist, Serving
+
+    hour = Serving(model=load_model("llama-3-8b"), rate=20.0, duration_s=3600.0,
+                   prompt=LengthDist.parse("lognormal:500,0.8", "p"),
+                   output=LengthDist.parse("exp:250", "o"))  # fmt: skip
+    start = time.perf_counter()
+    served = simulate_serving(hour, load_system("h100-sxm", 1))
+    serve_s = time.perf_counter() - start
+    print(f"(serve: {served.completed:,} requests, {served.iterations:,} iterations)")
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "sim.cli", "--help"], capture_output=True, check=True)
     help_s = time.perf_counter() - start
     measured = {
         "decode llama-3-405b fp8 on 8 chips (ms)": evaluation * 1e3,
         TRAIN: train,
+        SERVE: serve_s,
         "roofsim --help (ms)": help_s * 1e3,
     }
     failed = False

@@ -259,7 +259,7 @@ def _serving(args: argparse.Namespace, tp: int, replicas: int):
     trace = load_trace(args.trace_file) if getattr(args, "trace_file", None) else None
     return Serving(
         model=model, dtype=args.dtype, kv_dtype=args.kv_dtype, tp=tp, replicas=replicas,
-        rate=getattr(args, "rate", 1.0), duration_s=getattr(args, "duration", 60.0),
+        rate=getattr(args, "rate", None) or 1.0, duration_s=getattr(args, "duration", 60.0),
         prompt=LengthDist.parse(args.prompt_dist, "--prompt-dist", model.max_seq),
         output=LengthDist.parse(args.output_dist, "--output-dist", model.max_seq),
         trace=trace, seed=args.seed, max_num_seqs=args.max_num_seqs,

@@ -39,12 +39,13 @@ class Demand:
 
     @classmethod
     def from_tokens_per_day(
-        cls, tokens_per_day: float, mean_output_tokens: float, peak_to_mean: float = 1.0
+        cls, tokens_per_day: float, tokens_per_request: float, peak_to_mean: float = 1.0
     ) -> Demand:
-        """Output tokens generated per day over the mean output length -> requests per second."""
+        """Tokens per day over the tokens each request counts -> requests per second (the CLI
+        counts output tokens; a caller may count prompt tokens too)."""
         if tokens_per_day <= 0:
             raise WorkloadError(f"plan: --tokens-per-day must be > 0, got {tokens_per_day!r}")
-        return cls(mean_rate=tokens_per_day / DAY_S / mean_output_tokens, peak_to_mean=peak_to_mean)
+        return cls(mean_rate=tokens_per_day / DAY_S / tokens_per_request, peak_to_mean=peak_to_mean)
 
     def __post_init__(self) -> None:
         if not (self.mean_rate > 0 and math.isfinite(self.mean_rate)):

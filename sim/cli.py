@@ -1,4 +1,4 @@
-"""The ``roofsim`` command line: decode, prefill, dit, train, serve, plan, validate, claims,
+"""The ``roofsim`` command line: decode, prefill, dit, train, serve, plan, plot, validate, claims,
 calibrate, chips, models (lazy imports)."""
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+
+from sim import plot_cli  # argparse only; matplotlib loads when a plot runs
 
 _SET_HELP = (
     "override a chip field, PATH=VALUE, repeatable: hbm.bandwidth=6TB/s, l2.capacity=256MB, "
@@ -89,15 +91,14 @@ def _simulate_and_print(workload, system, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_llm(args: argparse.Namespace, kind: str) -> int:
-    from hardware import load_system
+def llm_workload(args: argparse.Namespace, kind: str):
+    """(Decode or Prefill, System) from the flags of ``roofsim decode|prefill``."""
+    from hardware import ConfigError, load_system
     from workloads import Decode, Prefill, load_model
 
     tp = args.tp or args.chips or 1
     chips = args.chips or tp
     if chips % tp:
-        from hardware import ConfigError
-
         raise ConfigError(f"--chips {chips} must be a multiple of --tp {tp}")
     model = load_model(args.model)
     system = load_system(args.chip, chips, args.set)
@@ -110,9 +111,12 @@ def _run_llm(args: argparse.Namespace, kind: str) -> int:
         dp=chips // tp,
     )
     if kind == "decode":
-        workload = Decode(context=args.context, **common)
-    else:
-        workload = Prefill(prompt=args.prompt, **common)
+        return Decode(context=args.context, **common), system
+    return Prefill(prompt=args.prompt, **common), system
+
+
+def _run_llm(args: argparse.Namespace, kind: str) -> int:
+    workload, system = llm_workload(args, kind)
     return _simulate_and_print(workload, system, args)
 
 
@@ -143,10 +147,10 @@ def _run_dit(args: argparse.Namespace) -> int:
     return _simulate_and_print(workload, system, args)
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
-    p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
-    p.add_argument("--chips", type=_int_arg, required=True, help="chips in all")
+def _add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--model", required=required, help="preset slug, model TOML or HF config.json")
+    p.add_argument("--chip", required=required, help="chip preset slug or a chip TOML file")
+    p.add_argument("--chips", type=_int_arg, required=required, help="chips in all")
     for flag, text in (("--tp", "tensor-parallel degree"), ("--pp", "pipeline stages"),
                        ("--vp", "virtual stages per device (interleaved 1F1B)"),
                        ("--ep", "expert-parallel degree (carved out of --dp)"),
@@ -171,9 +175,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     _add_run_output_args(p)
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def training_workload(args: argparse.Namespace):
+    """(Training, System) from the flags of ``roofsim train``."""
     from hardware import ConfigError, load_system
-    from sim.train import simulate_training
     from workloads import load_model
     from workloads.training import Training
 
@@ -192,7 +196,14 @@ def _run_train(args: argparse.Namespace) -> int:
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
     )  # fmt: skip
     workload.validate()
-    system = load_system(args.chip, args.chips, args.set)
+    return workload, load_system(args.chip, args.chips, args.set)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from hardware import ConfigError
+    from sim.train import simulate_training
+
+    workload, system = training_workload(args)
     result = simulate_training(workload, system, overlap=not args.no_overlap,
                                check_memory=not args.no_memory_check,
                                trace=bool(args.trace))  # fmt: skip
@@ -474,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("chips", "list chip presets"), ("models", "list model presets")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--json", action="store_true", help="print JSON")
+    plot_cli.add_parser(sub)
     return parser
 
 
@@ -483,6 +495,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dit": _run_dit,
     "train": _run_train,
     "serve": _run_serve,
+    "plot": plot_cli.run,
     "plan": _run_plan,
     "validate": _run_validate,
     "claims": _run_claims,

@@ -98,10 +98,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     _add_output(k)
 
     k = kinds.add_parser("timeline", help="Gantt chart of a training step's event timeline")
-    _add_train_args(k)
-    for action in k._actions:  # the workload flags are optional here: --from-trace replaces them
-        if action.dest in ("model", "chip", "chips"):
-            action.required = False
+    _add_train_args(k, required=False)  # --from-trace replaces the workload flags
     k.add_argument("--from-trace", default=None, metavar="FILE",
                    help="draw a trace JSON written by roofsim train --trace (no training flags)")  # fmt: skip
     k.add_argument("--no-parts", action="store_true",
@@ -126,22 +123,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _roofline(args: argparse.Namespace) -> dict:
-    from hardware import ConfigError, load_system
+    from sim.cli import llm_workload
     from sim.plots import roofline_chart
     from sim.simulate import simulate
-    from workloads import Decode, Prefill, load_model
 
-    tp = args.tp or args.chips or 1
-    chips = args.chips or tp
-    if chips % tp:
-        raise ConfigError(f"--chips {chips} must be a multiple of --tp {tp}")
-    common = dict(model=load_model(args.model), batch=args.batch, dtype=args.dtype,
-                  kv_dtype=args.kv_dtype, tp=tp, dp=chips // tp)  # fmt: skip
-    if args.kind == "decode":
-        workload = Decode(context=args.context, **common)
-    else:
-        workload = Prefill(prompt=args.prompt, **common)
-    system = load_system(args.chip, chips, args.set)
+    workload, system = llm_workload(args, args.kind)
     result = simulate(workload, system, check_memory=not args.no_memory_check)
     roofline_chart(result, system, args.output, title=args.title)
     return {"time_s": result.time_s, "mfu": result.mfu, "bound": result.bound}
@@ -221,26 +207,9 @@ def _timeline_title(result) -> str:
 
 def _simulate_training(args: argparse.Namespace):
     """The training run the flags of ``roofsim train`` describe, traced."""
-    from hardware import ConfigError, load_system
+    from sim.cli import training_workload
     from sim.train import simulate_training
-    from workloads import load_model
-    from workloads.training import Training
 
-    if args.chips < 1:
-        raise ConfigError(f"--chips must be an integer >= 1, got {args.chips}")
-    dp = args.dp
-    if dp is None:
-        inner = max(1, args.tp) * max(1, args.cp) * max(1, args.pp)
-        if args.chips % inner:
-            raise ConfigError(f"--chips {args.chips} must be a multiple of tp x cp x pp = {inner}")
-        dp = args.chips // inner
-    workload = Training(
-        model=load_model(args.model), seq=args.seq, micro_batch=args.micro_batch,
-        global_batch=args.global_batch, dtype=args.dtype, recompute=args.recompute,
-        zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
-        cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
-    )  # fmt: skip
-    workload.validate()
-    system = load_system(args.chip, args.chips, args.set)
+    workload, system = training_workload(args)
     return simulate_training(workload, system, overlap=not args.no_overlap,
                              check_memory=not args.no_memory_check, trace=True)  # fmt: skip

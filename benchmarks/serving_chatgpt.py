@@ -19,38 +19,17 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-USERS, WORDS, WORDS_PER_TOKEN, PEAK = 13e6, 1000, 0.75, 5.0
-A100_BF16 = 312e12
-ASSUMED_MFU = 0.51
-
 
 def main() -> int:
-    from sim.plan import SLO, Demand, plan
-    from workloads import load_model
-    from workloads.serving import LengthDist, Serving
+    from sim.claims import chatgpt_setup
+    from sim.plan import SLO, plan
 
-    tokens_per_day = USERS * WORDS / WORDS_PER_TOKEN
-    tokens_per_s = tokens_per_day / 86_400
-    assumed = 2 * 175e9 * tokens_per_s * PEAK / (A100_BF16 * ASSUMED_MFU)
-    model = load_model("gpt3-175b")
-    base = Serving(
-        model=model,
-        prompt=LengthDist.parse("lognormal:400,0.8", "--prompt-dist", model.max_seq),
-        output=LengthDist.parse("exp:250", "--output-dist", model.max_seq),
-    )
-    # the claim's 2·N FLOPs per token covers every token a user's conversation puts through the
-    # model, prompt and answer alike: requests per day = tokens / (prompt + output per request)
-    # (the mean of 100 000 drawn requests, after the 2048-token context clips the tails)
-    drawn = replace(base, rate=100.0, duration_s=1000.0).requests()
-    per_request = float((drawn.prompt + drawn.output).mean())
-    demand = Demand.from_tokens_per_day(tokens_per_day, per_request, PEAK)
+    base, demand, assumed = chatgpt_setup()
     print(
-        f"demand: {tokens_per_day:.3g} tokens/day = {tokens_per_s:,.0f} tokens/s mean in "
-        f"requests of {per_request:.0f} tokens (prompt + answer): "
-        f"{demand.mean_rate:,.0f} req/s mean, {demand.peak_rate:,.0f} req/s at the x{PEAK:g} peak"
+        f"demand: {demand.mean_rate:,.0f} req/s mean (1.73e10 tokens/day, prompt + answer), "
+        f"{demand.peak_rate:,.0f} req/s at the x{demand.peak_to_mean:g} peak"
     )
-    print(f"assumed: 2 x 175e9 x {tokens_per_s:,.0f} x {PEAK:g} / (312 TFLOP/s x 51 %) = "
-          f"{assumed:,.0f} A100")  # fmt: skip
+    print(f"assumed: 2 x 175e9 FLOPs x tokens/s x 5 / (312 TFLOP/s x 51 %) = {assumed:,.0f} A100")
     scenarios = [
         ("prefill-first, p99 TTFT <= 2 s, p99 TPOT <= 100 ms", base, SLO(ttft_s=2.0, tpot_s=0.1)),
         (

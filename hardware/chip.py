@@ -112,7 +112,8 @@ class Chip:
     Memory: ``memory`` lists levels innermost first; the last level is main memory, which holds
     weights and the KV cache. ``kernel_overhead_s`` is the fixed cost of one op (launch, ramp,
     tail) as a small-kernel microbenchmark measures it. ``exp_per_s`` is the special-function
-    (exp) rate that bounds softmax in attention, where known.
+    (exp) rate that bounds softmax in attention, where known. ``usd_per_hour`` is a cited public
+    cloud on-demand price of one chip for one hour (perf per dollar in ``roofsim compare``).
     """
 
     name: str
@@ -134,6 +135,7 @@ class Chip:
     exp_per_s: float | None = None
     kernel_overhead_s: float = 0.0
     tdp_watts: float | None = None
+    usd_per_hour: float | None = None  # public cloud on-demand price of one chip-hour, where known
     sources: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -177,6 +179,8 @@ class Chip:
             )
         if self.tdp_watts is not None:
             _positive(where, "power.tdp", self.tdp_watts)
+        if self.usd_per_hour is not None:
+            _positive(where, "price.usd_per_hour", self.usd_per_hour)
 
     @property
     def main_memory(self) -> MemoryLevel:

@@ -118,7 +118,8 @@ _OPTIONAL_FIELDS = {
 def _known(raw: dict[str, Any]) -> str:
     levels = [lvl.get("name") for lvl in raw.get("memory", [])]
     return (
-        "use compute.<field>, compute.peak.<dtype>, overhead.kernel_s, power.tdp, system.<field>, "
+        "use compute.<field>, compute.peak.<dtype>, overhead.kernel_s, power.tdp, "
+        "price.usd_per_hour, system.<field>, "
         "or <level>.capacity|bandwidth|achievable_fraction|latency|pim_bandwidth|pim_flops with "
         f"level one of {', '.join(levels)}"
     )
@@ -170,10 +171,19 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         )
     overhead = raw.get("overhead", {})
     power = raw.get("power", {})
+    price = raw.get("price", {})
+    usd_per_hour = price.get("usd_per_hour")
+    if usd_per_hour is not None and (
+        isinstance(usd_per_hour, bool) or not isinstance(usd_per_hour, int | float)
+    ):
+        raise ConfigError(
+            f"chip {name!r}: price.usd_per_hour must be a number (US dollars per chip-hour), "
+            f"got {usd_per_hour!r}"
+        )
     tiles = tuple(tuple(int(x) for x in t) for t in compute.get("gemm_tiles", [[128, 128]]))
     sources = {
         key: str(table["source"])
-        for key, table in (("chip", raw), ("compute", compute), ("peak", peaks))
+        for key, table in (("chip", raw), ("compute", compute), ("peak", peaks), ("price", price))
         if isinstance(table, dict) and "source" in table
     }
     return Chip(
@@ -206,6 +216,7 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         exp_per_s=_q(compute, "exp_rate", "flops_per_s", f"chip {name!r}: compute", None),
         kernel_overhead_s=_q(overhead, "kernel_s", "s", f"chip {name!r}: overhead", 0.0),
         tdp_watts=_q(power, "tdp", "watts", f"chip {name!r}: power", None),
+        usd_per_hour=None if usd_per_hour is None else float(usd_per_hour),
         sources=sources,
     )
 

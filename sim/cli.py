@@ -234,6 +234,8 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
                        help="arrivals from a CSV: arrival_s,prompt_tokens,output_tokens")  # fmt: skip
         p.add_argument("--router", default="least-loaded",
                        help="least-loaded (default) or round-robin")  # fmt: skip
+        p.add_argument("--plot", default=None, metavar="FILE.png|svg",
+                       help="draw requests in system and KV-cache occupancy over time")  # fmt: skip
     p.add_argument("--prompt-dist", default="lognormal:500,0.8",
                    help="prompt tokens: N, uniform:LO,HI, exp:MEAN, lognormal:MEDIAN,SIGMA "
                    "(default lognormal:500,0.8)")  # fmt: skip
@@ -287,10 +289,20 @@ def _run_serve(args: argparse.Namespace) -> int:
     chips = args.chips or args.tp
     if chips % args.tp:
         raise ConfigError(f"--chips {chips} must be a multiple of --tp {args.tp}")
+    if args.plot:
+        from sim.plots import check_output
+
+        check_output(args.plot, "--plot")  # a wrong suffix fails before the run
     serving = _serving(args, args.tp, chips // args.tp)
     system = load_system(args.chip, chips, args.set)
     result = simulate_serving(serving, system, slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot)
     print(json.dumps(result.to_dict()) if args.json else result.summary())
+    if args.plot:
+        from sim.plots import serving_timeline
+
+        serving_timeline(result, args.plot)
+        if not args.json:
+            print(f"wrote {args.plot}")
     return 0
 
 

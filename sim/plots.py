@@ -66,12 +66,12 @@ _BUBBLE_COLOUR = "0.88"
 # ---- output ------------------------------------------------------------------------------------
 
 
-def check_output(path: str | Path) -> Path:
+def check_output(path: str | Path, flag: str = "-o/--output") -> Path:
     """``path`` as a Path; raises ConfigError unless its suffix is .png or .svg."""
     p = Path(path)
     if p.suffix.lower() not in FORMATS:
         raise ConfigError(
-            f"-o/--output {str(path)!r}: unsupported suffix {p.suffix or '(none)'!r}; "
+            f"{flag} {str(path)!r}: unsupported suffix {p.suffix or '(none)'!r}; "
             "end the file name in .png or .svg"
         )
     return p
@@ -749,6 +749,42 @@ def timeline_gantt(
     ax.grid(True, axis="x", color="0.9", linewidth=0.6)
     ax.legend(handles=list(handles.values()), labels=list(handles), fontsize=7,
               loc="upper left", bbox_to_anchor=(1.0, 1.0))  # fmt: skip
+    fig.tight_layout()
+    _save(fig, out)
+    return fig
+
+
+def serving_timeline(result: Any, path: str | Path, *, title: str | None = None) -> Figure:
+    """A serving run over time: requests in the system and KV-cache occupancy (two panels).
+
+    ``result`` is a ``sim.serve.ServeResult``; requests in system are counted from each
+    request's arrival and finish times, KV occupancy is sampled at every engine iteration.
+    """
+    import numpy as np
+
+    out = check_output(path)
+    fig = _new_figure(7.0, 4.8)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    events = np.concatenate([result.arrival_s, result.finish_s[~np.isnan(result.finish_s)]])
+    steps = np.concatenate(
+        [np.ones(len(result.arrival_s)), -np.ones(int((~np.isnan(result.finish_s)).sum()))]
+    )
+    order = np.argsort(events, kind="stable")
+    top.step(events[order], np.cumsum(steps[order]), where="post", color="tab:blue", lw=0.8)
+    top.set_ylabel("requests in system")
+    top.grid(True, color="0.9", linewidth=0.6)
+    bottom.plot(result.kv_t, 100 * np.asarray(result.kv_used), color="tab:purple", lw=0.8)
+    bottom.set_ylabel("KV cache used (%)")
+    bottom.set_ylim(0, 105)
+    bottom.set_xlabel("time (s)")
+    bottom.grid(True, color="0.9", linewidth=0.6)
+    w = result.workload
+    top.set_title(
+        title
+        or f"{w['model']} on {result.system['name']}: {w.get('rate', '')} req/s, "
+        f"p99 TTFT {np.percentile(result.ttft, 99):.3g} s, MFU {result.mfu:.1%}",
+        fontsize=10,
+    )
     fig.tight_layout()
     _save(fig, out)
     return fig

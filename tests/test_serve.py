@@ -233,3 +233,13 @@ def test_cli_serve_errors_are_one_line(capsys, argv, match):
     assert code == 2
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert match.split()[0] in err
+
+
+def test_serve_plot_draws_requests_and_kv_over_time(tmp_path, capsys):
+    out = tmp_path / "serve.png"
+    code = main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "4",
+                 "--duration", "10", "--plot", str(out)])  # fmt: skip
+    assert code == 0 and out.stat().st_size > 10_000
+    assert f"wrote {out}" in capsys.readouterr().out
+    code = main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--plot", "x.gif"])
+    assert code == 2 and "--plot 'x.gif'" in capsys.readouterr().err

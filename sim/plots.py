@@ -213,8 +213,9 @@ def roofline_chart(
                     fontsize=7, color="black" if mine else "0.45")  # fmt: skip
     if sustained < peak:
         ax.axhline(sustained, color="black", linewidth=1.0, linestyle="--")
-        ax.annotate(f"{dtype} sustained {format_si(sustained, 'FLOP/s')}", (x_lo, sustained),
-                    xytext=(4, -2), textcoords="offset points", ha="left", va="top",
+        # on the right, away from the peak labels on the left (tf32 sits just under it)
+        ax.annotate(f"{dtype} sustained {format_si(sustained, 'FLOP/s')}", (x_hi, sustained),
+                    xytext=(-4, -2), textcoords="offset points", ha="right", va="top",
                     fontsize=7)  # fmt: skip
     ax.axhline(chip.vector_flops_per_s, color="0.6", linewidth=0.8, linestyle="-.")
     ax.annotate(f"vector peak {format_si(chip.vector_flops_per_s, 'FLOP/s')}",

@@ -94,8 +94,10 @@ def compare(
         plans = [(t, 1) for t in range(1, heads + 1) if heads % t == 0]
     rows = []
     for name in chips:
-        base = load_system(name, 1, sets)
-        chip = base.chip
+        try:
+            chip = load_system(name, 1, sets).chip
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("--chip: ", "--chips: ", 1)) from None
         row = None
         refusal = ""
         for t, dp in plans:

@@ -39,7 +39,7 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -395,7 +395,6 @@ def _split_by(codes: np.ndarray) -> list[np.ndarray]:
     return groups
 
 
-@dataclass(slots=True)
 class _Factor:
     """Chip axes built together: each distinct combination of their values is one chip build.
 
@@ -403,13 +402,14 @@ class _Factor:
     A factor of one axis builds every value up front, so its entry j is value j.
     """
 
-    axes: tuple[int, ...]  # positions in spec.axes
-    sizes: tuple[int, ...]
-    keys: dict[int, int] = field(default_factory=dict)  # combination code -> entry
-    entries: list[dict[str, Any] | str] = field(default_factory=list)
-    direct: bool = False
-    _cache: dict[str, Any] = field(default_factory=dict)
-    _cache_for: int = -1
+    def __init__(self, axes: tuple[int, ...], sizes: tuple[int, ...]) -> None:
+        self.axes = axes  # positions in spec.axes
+        self.sizes = sizes
+        self.keys: dict[int, int] = {}  # combination code -> entry
+        self.entries: list[dict[str, Any] | str] = []
+        self.direct = False
+        self._cache: dict[str, Any] = {}
+        self._cache_for = -1
 
     def prebuild(self, ctx: _Context) -> None:
         for j in range(self.sizes[0]):

@@ -245,7 +245,7 @@ class VectorResult:
     error: list[str | None]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Cost:
     """One instance of an op on every chip: its time, binding resource and main-memory bytes."""
 
@@ -362,7 +362,7 @@ def _simulate(graph: OpGraph, chips: ChipArrays) -> tuple[np.ndarray, np.ndarray
     for i, op in enumerate(graph.ops):
         if op.overlaps_previous and i > 0:
             exposed = np.maximum(0.0, totals[i] - totals[i - 1])
-            costs[i].time = exposed / op.count
+            costs[i] = replace(costs[i], time=exposed / op.count)
             totals[i] = costs[i].time * op.count
     n = chips.n
     time_s = np.zeros(n)

@@ -231,6 +231,25 @@ def test_train_points_run_the_event_engine_one_by_one():
     assert _assert_rows_equal_single_points(spec, range(4)) == 4
 
 
+def test_vector_evaluate_costs_one_lowering_on_a_stack_of_chips_as_simulate_does():
+    from sim.vector import BOUNDS, ChipArrays, evaluate
+    from workloads import Decode, load_model
+
+    workload = Decode(model=load_model("llama-2-13b"), batch=4, context=4096, tp=2)
+    systems = [
+        load_system("h100-sxm", 2),
+        load_system("h100-sxm", 2, ["hbm.bandwidth=8TB/s", "system.intra_node_bandwidth=50GB/s"]),
+    ]
+    res = evaluate(workload.lower(), 2, ChipArrays.from_systems(systems))
+    for i, system in enumerate(systems):
+        ref = simulate(workload, system)
+        assert res.time_s[i] == pytest.approx(ref.time_s, rel=1e-12)
+        assert res.mbu[i] == pytest.approx(ref.mbu, rel=1e-12)
+        assert BOUNDS[res.bound[i]] == ref.bound and res.error[i] is None
+    with pytest.raises(ValueError, match="differ in structure"):
+        ChipArrays.from_systems([systems[0], load_system("b200", 2)])
+
+
 # ---- failures are rows, not stops ------------------------------------------------------------------
 def test_failing_points_are_recorded_with_their_reason_and_the_sweep_goes_on():
     spec = _spec({"hbm.bandwidth": ["3 TB/s", -1], "tp": [1, 3], "batch": [1, 400]})

@@ -1,5 +1,5 @@
-"""The ``roofsim`` command line: decode, prefill, dit, train, serve, plan, plot, validate, claims,
-calibrate, chips, models (lazy imports)."""
+"""The ``roofsim`` command line: decode, prefill, dit, train, serve, plan, sweep, compare, plot,
+validate, claims, calibrate, chips, models (lazy imports)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from sim import plot_cli  # argparse only; matplotlib loads when a plot runs
+from sim import compare, plot_cli, sweep_cli  # argparse only; heavy imports load when run
 
 _SET_HELP = (
     "override a chip field, PATH=VALUE, repeatable: hbm.bandwidth=6TB/s, l2.capacity=256MB, "
@@ -234,6 +234,9 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
                        help="arrivals from a CSV: arrival_s,prompt_tokens,output_tokens")  # fmt: skip
         p.add_argument("--router", default="least-loaded",
                        help="least-loaded (default) or round-robin")  # fmt: skip
+        p.add_argument("--concurrency", type=_int_arg, default=None,
+                       help="closed loop: N clients, each sends its next request on completion "
+                       "(the stream's arrival times are ignored)")  # fmt: skip
         p.add_argument("--plot", default=None, metavar="FILE.png|svg",
                        help="draw requests in system and KV-cache occupancy over time")  # fmt: skip
     p.add_argument("--prompt-dist", default="lognormal:500,0.8",
@@ -279,6 +282,7 @@ def _serving(args: argparse.Namespace, tp: int, replicas: int):
         max_num_batched_tokens=args.max_batched_tokens, chunked_prefill=args.chunked_prefill,
         block_size=args.block_size, memory_fraction=args.memory_fraction,
         router=getattr(args, "router", "least-loaded"),
+        concurrency=getattr(args, "concurrency", None),
     )  # fmt: skip
 
 
@@ -498,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--json", action="store_true", help="print JSON")
     plot_cli.add_parser(sub)
+    sweep_cli.add_parser(sub)
+    compare.add_parser(sub)
     return parser
 
 
@@ -508,6 +514,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _run_train,
     "serve": _run_serve,
     "plot": plot_cli.run,
+    "sweep": sweep_cli.run,
+    "compare": compare.run,
     "plan": _run_plan,
     "validate": _run_validate,
     "claims": _run_claims,

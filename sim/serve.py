@@ -290,6 +290,9 @@ class _Replica:
         self.sim.stats.change_in_system(now, -1)
         self.generated.pop(rid, None)
         self.load -= 1
+        done = self.sim.done.pop(rid, None)
+        if done is not None:
+            done.succeed()
 
     def _start_decode(self, rid: int, t0: int) -> None:
         """``rid`` finished its prefill (first token sampled): decode from iteration ``t0``."""
@@ -435,6 +438,7 @@ class _ServeRun:
         self.coster = IterationCost(serving, system)
         self.blocks, self.kv_bytes_per_token = kv_capacity_blocks(serving, system)
         self.all_blocks = self.blocks * serving.replicas
+        self.done: dict = {}  # rid -> completion event (closed-loop clients wait on it)
         self.stats = _Stats(len(req))
 
 
@@ -576,11 +580,14 @@ class ServeResult:
         def ms(x: float | None) -> str:
             return "-" if x is None else format_si(x, "s")
 
-        load = (
-            f"{w['rate']:g} req/s for {w['duration_s']:g} s, prompt {w['prompt']}, output {w['output']}"
-            if "rate" in w
-            else f"trace of {w['trace_requests']} requests"
-        )
+        if "concurrency" in w:
+            load = f"closed loop, {w['concurrency']} clients, {len(self.arrival_s)} requests"
+        elif "rate" in w:
+            load = f"{w['rate']:g} req/s for {w['duration_s']:g} s"
+        else:
+            load = f"trace of {w['trace_requests']} requests"
+        if "prompt" in w:
+            load += f", prompt {w['prompt']}, output {w['output']}"
         lines = [
             f"serve {w['model']} on {self.system['name']}  ({w['replicas']} replica(s) x TP{w['tp']}"
             f", {'chunked prefill' if w['chunked_prefill'] else 'prefill-first'}, {w['dtype']})",
@@ -647,22 +654,41 @@ def simulate_serving(
     replicas = [_Replica(env, i, run) for i in range(serving.replicas)]
     st = run.stats
 
+    rr = [0]
+
+    def route(rid: int) -> None:
+        if serving.router == "round-robin":
+            target = replicas[rr[0] % len(replicas)]
+            rr[0] += 1
+        else:
+            target = min(replicas, key=lambda r: r.load)
+        st.replica[rid] = target.idx
+        st.change_in_system(env.now, +1)
+        target.add(rid)
+
     def arrivals():
-        rr = 0
         for rid in range(len(req)):
             dt = req.arrival_s[rid] - env.now
             if dt > 0:
                 yield env.timeout(dt)
-            if serving.router == "round-robin":
-                target = replicas[rr % len(replicas)]
-                rr += 1
-            else:
-                target = min(replicas, key=lambda r: r.load)
-            st.replica[rid] = target.idx
-            st.change_in_system(env.now, +1)
-            target.add(rid)
+            route(rid)
 
-    procs = [env.process(arrivals())]
+    issued = iter(range(len(req)))
+
+    def client():
+        # closed loop: send the next request the moment the previous one finishes
+        for rid in issued:
+            req.arrival_s[rid] = env.now
+            run.done[rid] = env.event()
+            route(rid)
+            yield run.done[rid]
+
+    if serving.concurrency is None:
+        procs = [env.process(arrivals())]
+    else:
+        req = Requests(req.arrival_s.copy(), req.prompt, req.output)  # arrival = send time
+        run.req = req
+        procs = [env.process(client()) for _ in range(serving.concurrency)]
     for r in replicas:
         env.process(r.run())
     env.run(until=env.all_of(procs))
@@ -670,7 +696,10 @@ def simulate_serving(
         env.step()
     end = float(env.now) if len(req) else 0.0
     st.change_in_system(end, 0)
-    window = serving.duration_s if serving.trace is None else float(req.arrival_s[-1])
+    if serving.concurrency is not None or serving.trace is not None:
+        window = float(req.arrival_s.max())
+    else:
+        window = serving.duration_s
     chip = system.chip
     dtype = serving.compute_dtype
     return ServeResult(

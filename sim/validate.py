@@ -29,6 +29,7 @@ from pathlib import Path
 
 from hardware import ConfigError, load_system
 from sim.collectives import collective_time
+from sim.result import CapacityError
 from sim.roofline import cost_op
 from sim.simulate import simulate
 from sim.train import simulate_training
@@ -42,7 +43,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "pu
 # the bar each kind's median |error| must meet (issue 5: training MFU and decode latency 10 %,
 # prefill and DiT 15 %, "at first"); kinds without a bar are reported, not judged
 BARS: dict[str, float] = {"train": 0.10, "decode": 0.10, "prefill": 0.15, "dit": 0.15}
-KINDS = ("decode", "prefill", "dit", "train", "gemm", "attention", "membw", "allreduce")
+KINDS = ("decode", "prefill", "serve", "dit", "train", "gemm", "attention", "membw", "allreduce")
 
 
 class Skip(Exception):
@@ -284,6 +285,115 @@ def _predict_train(row: dict) -> tuple[float, dict]:
     raise Skip(f"train metric {metric!r} has no predictor")
 
 
+# --- serving rows ---------------------------------------------------------------------------
+
+
+def _trtllm_bench_settings(serving, system, isl: int, osl: int) -> tuple[int, int]:
+    """(max batch size, max num tokens) as trtllm-bench picks them (NVIDIA/TensorRT-LLM
+    tensorrt_llm/bench/build/tuning.py, calc_engine_setting + finetune_setting): the requests
+    of ISL + OSL tokens the KV memory holds, capped at 4096 and rounded up; tokens = that batch
+    x (1 + ISL / OSL), capped at 32768 and rounded up."""
+    from sim.serve import kv_capacity_blocks
+
+    blocks, _ = kv_capacity_blocks(serving, system)
+    raw_bs = min(blocks * serving.block_size / (isl + osl), 4096)
+    raw_token = min(raw_bs * (1 + isl / osl), 32768)
+    if raw_bs < 256:
+        bs = max(64, 32 * math.ceil(raw_bs / 32))
+    elif raw_bs < 1024:
+        bs = 128 * math.ceil(raw_bs / 128)
+    else:
+        bs = 256 * math.ceil(raw_bs / 256)
+    if raw_token < 4096:
+        tokens = max(2048, 256 * math.ceil(raw_token / 256))
+    elif raw_token < 8192:
+        tokens = 512 * math.ceil(raw_token / 512)
+    else:
+        tokens = 1024 * math.ceil(raw_token / 1024)
+    return bs, tokens
+
+
+def _serve_requests(row: dict, model) -> tuple:
+    """The row's request set: exactly ``n_requests`` with fixed or drawn lengths, sent all at
+    once (offline), as a Poisson stream at ``rate``, or by ``concurrency`` clients."""
+    import numpy as np
+
+    from workloads.serving import LengthDist, Requests
+
+    n = row.get("n_requests") or 4 * (row.get("concurrency") or 64)
+    gaps, prompts, outputs = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(row.get("seed", 0)).spawn(3)
+    )
+    lengths = []
+    for key, rng in (("prompt", prompts), ("output", outputs)):
+        value = row.get(key)
+        text = value if isinstance(value, int) and value > 0 else row.get(f"{key}_dist")
+        if text is None:
+            raise Skip(f"serve row needs an integer {key} or a {key}_dist")
+        lengths.append(LengthDist.parse(text, f"{key}_dist", model.max_seq).sample(rng, n))
+    prompt, output = lengths
+    if row.get("max_prompt"):
+        prompt = np.minimum(prompt, row["max_prompt"])
+    output = np.minimum(output, (row.get("max_total") or model.max_seq) - prompt)
+    mode = row.get("mode", "offline")
+    if mode == "poisson":
+        arrival = np.cumsum(gaps.exponential(1.0 / row["rate"], size=n))
+    else:
+        arrival = np.zeros(n)
+    return Requests(arrival, prompt, output), mode
+
+
+def _predict_serve(row: dict) -> tuple[float, dict]:
+    import numpy as np
+
+    from sim.serve import simulate_serving
+    from workloads.serving import Serving
+
+    try:
+        model = load_model(row["model"])
+    except WorkloadError as exc:
+        raise Skip(f"no model preset ({exc})") from None
+    tp = row.get("tp", 1) or 1
+    replicas = (row.get("chips", tp) or tp) // tp
+    system = load_system(row["chip"], tp * replicas)
+    trace, mode = _serve_requests(row, model)
+    dtype = {"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16"))
+    serving = Serving(
+        model=model, dtype=dtype, kv_dtype=row.get("kv_dtype"), tp=tp, replicas=replicas,
+        trace=trace, max_num_seqs=row.get("max_num_seqs", 256),
+        max_num_batched_tokens=row.get("max_num_batched_tokens"),
+        chunked_prefill=row.get("chunked_prefill", False),
+        memory_fraction=row.get("memory_fraction", 0.9),
+        concurrency=row.get("concurrency") if mode == "closed-loop" else None,
+    )  # fmt: skip
+    if row.get("engine") == "trtllm-bench":
+        isl, osl = int(np.mean(trace.prompt)), int(np.mean(trace.output))
+        bs, tokens = _trtllm_bench_settings(serving, system, isl, osl)
+        # in-flight batching: context and generation requests share each iteration's tokens
+        serving = replace(serving, max_num_seqs=bs, max_num_batched_tokens=tokens,
+                          chunked_prefill=True)  # fmt: skip
+    r = simulate_serving(serving, system)
+    detail = {
+        "end_s": r.end_s,
+        "mean_decode_batch": r.mean_decode_batch,
+        "max_num_seqs": serving.max_num_seqs,
+        "max_num_batched_tokens": serving.token_budget,
+        "preemptions": r.preemptions,
+        "mfu": r.mfu,
+    }
+    metric = row["metric"]
+    stat = np.median if row.get("statistic") == "median" else np.mean
+    if metric == "throughput_tokens_per_s":
+        return r.tokens_per_s, detail
+    if metric == "requests_per_s":
+        return r.requests_per_s, detail
+    if metric == "ttft_s":
+        return float(stat(r.ttft)), detail
+    if metric in ("tpot_s", "itl_s"):
+        return float(stat(r.tpot)), detail
+    raise Skip(f"serve metric {metric!r} not known")
+
+
 PREDICTORS: dict[str, Callable[[dict], tuple[float, dict]]] = {
     "decode": _predict_decode,
     "prefill": _predict_prefill,
@@ -293,6 +403,7 @@ PREDICTORS: dict[str, Callable[[dict], tuple[float, dict]]] = {
     "attention": _predict_attention,
     "membw": _predict_membw,
     "allreduce": _predict_allreduce,
+    "serve": _predict_serve,
 }
 
 
@@ -307,7 +418,7 @@ def run_row(row: dict) -> RowResult:
         res.predicted, res.detail = predictor(row)
     except Skip as exc:
         res.skipped = str(exc)
-    except (ConfigError, WorkloadError) as exc:
+    except (ConfigError, WorkloadError, CapacityError) as exc:
         res.skipped = f"cannot simulate: {exc}"
     return res
 

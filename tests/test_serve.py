@@ -243,3 +243,15 @@ def test_serve_plot_draws_requests_and_kv_over_time(tmp_path, capsys):
     assert f"wrote {out}" in capsys.readouterr().out
     code = main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--plot", "x.gif"])
     assert code == 2 and "--plot 'x.gif'" in capsys.readouterr().err
+
+
+def test_closed_loop_never_has_more_requests_in_flight_than_clients(l8b, h100):
+    w = _serving(l8b, rate=1.0, duration_s=200.0, concurrency=16)
+    r = simulate_serving(w, h100)
+    assert r.completed == len(r.arrival_s)
+    # each client sends its next request the moment its last one finishes
+    # (at equal times a finish counts before the send it triggers)
+    times = np.concatenate([r.arrival_s, r.finish_s])
+    steps = np.concatenate([np.ones(len(r.arrival_s)), -np.ones(len(r.finish_s))])
+    assert np.cumsum(steps[np.lexsort((steps, times))]).max() <= 16
+    assert r.mean_in_system <= 16 and r.mean_in_system > 8

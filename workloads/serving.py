@@ -161,6 +161,7 @@ class Serving(_Common):
     block_size: int = 16
     memory_fraction: float = 0.9
     router: str = "least-loaded"  # or "round-robin"
+    concurrency: int | None = None  # closed loop: this many clients, each sends on completion
 
     def validate(self) -> None:
         self._validate("serve")
@@ -174,6 +175,12 @@ class Serving(_Common):
             if not isinstance(v, int) or v < 1:
                 flag = name.replace("_", "-")
                 raise WorkloadError(f"serve: --{flag} must be an integer >= 1, got {v!r}")
+        if self.concurrency is not None and (
+            not isinstance(self.concurrency, int) or self.concurrency < 1
+        ):
+            raise WorkloadError(
+                f"serve: --concurrency must be an integer >= 1, got {self.concurrency!r}"
+            )
         if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < 1:
             raise WorkloadError(
                 "serve: --max-batched-tokens must be an integer >= 1, got "
@@ -237,6 +244,8 @@ class Serving(_Common):
             "router": self.router,
             "seed": self.seed,
         }
+        if self.concurrency is not None:
+            d["concurrency"] = self.concurrency
         if self.trace is None:
             d |= {
                 "rate": self.rate,

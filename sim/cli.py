@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from sim import compare, plot_cli, sweep_cli  # argparse only; heavy imports load when run
+from sim.argtypes import positive_int
 
 _SET_HELP = (
     "override a chip field, PATH=VALUE, repeatable: hbm.bandwidth=6TB/s, l2.capacity=256MB, "
@@ -17,21 +18,11 @@ _SET_HELP = (
 )
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _add_run_output_args(p: argparse.ArgumentParser) -> None:
     """Flags every simulated run shares: chip overrides, output form, the memory check."""
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=_SET_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--top", type=_positive_int, default=10, help="ops to list (human output)")
+    p.add_argument("--top", type=positive_int, default=10, help="ops to list (human output)")
     p.add_argument(
         "--no-memory-check", action="store_true", help="simulate even if it does not fit"
     )
@@ -40,9 +31,9 @@ def _add_run_output_args(p: argparse.ArgumentParser) -> None:
 def _add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
     p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
-    p.add_argument("--chips", type=_positive_int, default=None, help="chips (default: --tp)")
-    p.add_argument("--tp", type=_positive_int, default=None, help="tensor-parallel degree")
-    p.add_argument("--batch", type=_positive_int, default=1, help="sequences in the batch")
+    p.add_argument("--chips", type=positive_int, default=None, help="chips (default: --tp)")
+    p.add_argument("--tp", type=positive_int, default=None, help="tensor-parallel degree")
+    p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
     _add_run_output_args(p)
@@ -59,12 +50,12 @@ def _int_arg(text: str) -> int:
 def _add_dit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="DiT preset slug or a DiT TOML file")
     p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
-    p.add_argument("--chips", type=_positive_int, default=1, help="chips in all (default 1)")
+    p.add_argument("--chips", type=positive_int, default=1, help="chips in all (default 1)")
     p.add_argument(
         "--sp", choices=("ulysses", "ring"), default="ulysses",
         help="sequence parallelism over chips/replicas chips per request (default ulysses)",
     )  # fmt: skip
-    p.add_argument("--replicas", type=_positive_int, default=1, help="data-parallel replicas")
+    p.add_argument("--replicas", type=positive_int, default=1, help="data-parallel replicas")
     p.add_argument("--height", type=_int_arg, default=None, help="pixels (default: the model's)")
     p.add_argument("--width", type=_int_arg, default=None, help="pixels (default: the model's)")
     p.add_argument("--frames", type=_int_arg, default=None, help="video frames (1 = image)")
@@ -225,9 +216,9 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
     p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
     p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
     if not plan:
-        p.add_argument("--chips", type=_positive_int, default=None,
+        p.add_argument("--chips", type=positive_int, default=None,
                        help="chips in all = replicas x tp (default: --tp)")  # fmt: skip
-        p.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel degree")
+        p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree")
         p.add_argument("--rate", type=float, default=1.0, help="Poisson arrivals per second")
         p.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
         p.add_argument("--trace-file", default=None, metavar="CSV",
@@ -460,10 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("decode", help="one autoregressive decode step of an LLM")
     _add_llm_args(p)
-    p.add_argument("--context", type=_positive_int, default=2048, help="cached tokens per sequence")
+    p.add_argument("--context", type=positive_int, default=2048, help="cached tokens per sequence")
     p = sub.add_parser("prefill", help="prefill of a batch of prompts (time to first token)")
     _add_llm_args(p)
-    p.add_argument("--prompt", type=_positive_int, default=2048, help="prompt tokens per sequence")
+    p.add_argument("--prompt", type=positive_int, default=2048, help="prompt tokens per sequence")
     p = sub.add_parser("dit", help="one diffusion-transformer generation (image or video)")
     _add_dit_args(p)
     p = sub.add_parser("train", help="one training step: step time, MFU/HFU, bubble, memory")
@@ -476,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens-per-day", type=float, default=None, help="output tokens per day")
     p.add_argument("--peak-to-mean", type=float, default=1.0, help="peak over mean load")
     p.add_argument("--percentile", type=float, default=99.0, help="SLO percentile (default 99)")
-    p.add_argument("--tp", type=_positive_int, action="append", default=None,
+    p.add_argument("--tp", type=positive_int, action="append", default=None,
                    help="TP degree to try (repeatable; default powers of two up to a node)")  # fmt: skip
     p.add_argument("--usd-per-chip-hour", type=float, default=None, help="price per chip-hour")
     p = sub.add_parser("validate", help="error against published measurements, per row and kind")

@@ -17,6 +17,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sim.argtypes import positive_int
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompareRow:
@@ -188,33 +190,23 @@ def format_table(rows: list[CompareRow], title: str) -> str:
     return "\n".join(lines)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``compare`` to roofsim's subcommands."""
     p = sub.add_parser("compare", help="one LLM decode/prefill on several chips, a row per chip")
     p.add_argument("--chips", required=True, help="comma-separated chip presets or chip TOMLs")
     p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
     p.add_argument("--workload", choices=("decode", "prefill"), default="decode")
-    p.add_argument("--batch", type=_positive_int, default=1, help="sequences in the batch")
-    p.add_argument("--context", type=_positive_int, default=2048, help="decode: cached tokens")
-    p.add_argument("--prompt", type=_positive_int, default=2048, help="prefill: prompt tokens")
+    p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
+    p.add_argument("--context", type=positive_int, default=2048, help="decode: cached tokens")
+    p.add_argument("--prompt", type=positive_int, default=2048, help="prefill: prompt tokens")
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
     p.add_argument(
-        "--tp", type=_positive_int, default=None,
+        "--tp", type=positive_int, default=None,
         help="tensor-parallel degree for every chip (default: the smallest that fits)",
     )  # fmt: skip
     p.add_argument(
-        "--chips-per", type=_positive_int, default=None, metavar="N",
+        "--chips-per", type=positive_int, default=None, metavar="N",
         help="chips per system for every chip; a chip that cannot hold it on N is refused",
     )  # fmt: skip
     p.add_argument(

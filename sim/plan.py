@@ -98,6 +98,12 @@ class TPOption:
     at_mean: ServeResult | None  # one replica at mean rate / replicas
     reason: str = ""  # why this TP is out (does not fit, SLO not met at any rate)
 
+    @classmethod
+    def refused(cls, tp: int, reason: str) -> TPOption:
+        """A TP degree that cannot serve the demand, and why."""
+        return cls(tp=tp, max_rate_per_replica=0.0, replicas=0, chips=0, at_peak=None,
+                   at_mean=None, reason=reason)  # fmt: skip
+
     def to_dict(self) -> dict:
         d: dict = {
             "tp": self.tp,
@@ -273,30 +279,10 @@ def plan(
                 w, system, slo, min_requests=min_requests, min_duration_s=min_duration_s
             )
         except (CapacityError, WorkloadError, ConfigError) as exc:
-            options.append(
-                TPOption(
-                    tp=tp,
-                    max_rate_per_replica=0.0,
-                    replicas=0,
-                    chips=0,
-                    at_peak=None,
-                    at_mean=None,
-                    reason=str(exc).split(";")[0],
-                )  # fmt: skip
-            )
+            options.append(TPOption.refused(tp, str(exc).split(";")[0]))
             continue
         if r_max <= 0:
-            options.append(
-                TPOption(
-                    tp=tp,
-                    max_rate_per_replica=0.0,
-                    replicas=0,
-                    chips=0,
-                    at_peak=None,
-                    at_mean=None,
-                    reason="the SLO is missed even at 0.001 req/s",
-                )  # fmt: skip
-            )
+            options.append(TPOption.refused(tp, "the SLO is missed even at 0.001 req/s"))
             continue
         n = math.ceil(demand.peak_rate / r_max)
         at_peak = _run(w, system, demand.peak_rate / n, min_requests, slo, min_duration_s)

@@ -42,7 +42,8 @@ def _add_output(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``plot`` and its kinds to the subparsers ``sub`` of the ``roofsim`` parser."""
     # lazily: sim.cli imports this module to build its parser
-    from sim.cli import _add_llm_args, _add_train_args, _positive_int
+    from sim.argtypes import positive_int as _positive_int
+    from sim.cli import _add_llm_args, _add_train_args
 
     p = sub.add_parser("plot", help="charts: roofline, metric vs batch, heatmap, Pareto, timeline")
     kinds = p.add_subparsers(dest="plot_kind", required=True, metavar="{" + ",".join(_KINDS) + "}")

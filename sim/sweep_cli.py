@@ -7,15 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from sim.argtypes import positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="Dask scheduler address (default: a local Dask cluster)",
     )  # fmt: skip
     p.add_argument(
-        "--workers", type=_workers, default=None,
+        "--workers", type=positive_int, default=None,
         help="processes (local) or workers of a local Dask cluster (default: every core)",
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -13,6 +13,25 @@ class CapacityError(ValueError):
     """A workload that does not fit in the memory of the chips it was given."""
 
 
+def capacity_message(
+    weights_bytes: float,
+    kv_cache_bytes: float,
+    activation_bytes: float,
+    capacity_bytes: float,
+    chip_name: str,
+) -> str:
+    """The one-line refusal of a workload that does not fit one chip (simulate and sweeps)."""
+    required = weights_bytes + kv_cache_bytes + activation_bytes
+    return (
+        f"does not fit: needs {format_si(required, 'B')} per chip "
+        f"(weights {format_si(weights_bytes, 'B')}, KV cache "
+        f"{format_si(kv_cache_bytes, 'B')}, activations "
+        f"{format_si(activation_bytes, 'B')}) but {chip_name} has "
+        f"{format_si(capacity_bytes, 'B')}; use more chips (--chips/--tp), a lower "
+        "precision (--dtype fp8/int4, --kv-dtype fp8), or a smaller batch/context"
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemoryReport:
     """Per-chip memory: what the workload needs against what main memory holds."""

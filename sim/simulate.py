@@ -6,8 +6,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from hardware.chip import ConfigError, System
-from hardware.units import format_si
-from sim.result import CapacityError, MemoryReport, Result
+from sim.result import CapacityError, MemoryReport, Result, capacity_message
 from sim.roofline import OpCost, cost_op
 from workloads.llm import OpGraph
 
@@ -60,12 +59,13 @@ def _simulate(workload: Workload, system: System, *, check_memory: bool = True) 
     )
     if check_memory and not memory.fits:
         raise CapacityError(
-            f"does not fit: needs {format_si(memory.required_bytes, 'B')} per chip "
-            f"(weights {format_si(memory.weights_bytes, 'B')}, KV cache "
-            f"{format_si(memory.kv_cache_bytes, 'B')}, activations "
-            f"{format_si(memory.activation_bytes, 'B')}) but {chip.name} has "
-            f"{format_si(memory.capacity_bytes, 'B')}; use more chips (--chips/--tp), a lower "
-            "precision (--dtype fp8/int4, --kv-dtype fp8), or a smaller batch/context"
+            capacity_message(
+                memory.weights_bytes,
+                memory.kv_cache_bytes,
+                memory.activation_bytes,
+                memory.capacity_bytes,
+                chip.name,
+            )
         )
     costs = hide_overlapped(tuple(cost_op(op, system) for op in graph.ops))
     per_chip_time = sum(c.total_time_s for c in costs)

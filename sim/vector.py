@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from hardware.chip import ConfigError, Link, System
-from hardware.units import format_si
 from sim.collectives import collective_time
+from sim.result import capacity_message
 from sim.roofline import (
     _EXP_FLOPS,
     _SOFTMAX_VECTOR_FLOPS,
@@ -252,25 +252,6 @@ class _Cost:
     time: np.ndarray
     bound: np.ndarray
     main_bytes: np.ndarray | float
-
-
-def capacity_message(
-    weights_bytes: float,
-    kv_cache_bytes: float,
-    activation_bytes: float,
-    capacity_bytes: float,
-    chip_name: str,
-) -> str:
-    """The refusal ``simulate`` raises as CapacityError (the same words, for the same numbers)."""
-    required = weights_bytes + kv_cache_bytes + activation_bytes
-    return (
-        f"does not fit: needs {format_si(required, 'B')} per chip "
-        f"(weights {format_si(weights_bytes, 'B')}, KV cache "
-        f"{format_si(kv_cache_bytes, 'B')}, activations "
-        f"{format_si(activation_bytes, 'B')}) but {chip_name} has "
-        f"{format_si(capacity_bytes, 'B')}; use more chips (--chips/--tp), a lower "
-        "precision (--dtype fp8/int4, --kv-dtype fp8), or a smaller batch/context"
-    )
 
 
 def evaluate(

@@ -244,6 +244,9 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
     p.add_argument("--chunked-prefill", action="store_true",
                    help="decode first, fill the token budget with prompt chunks")  # fmt: skip
     p.add_argument("--block-size", type=_int_arg, default=16, help="KV block tokens")
+    p.add_argument("--admission", default="watermark",
+                   help="watermark (vLLM: prompt blocks, preempt when full) or reserve "
+                   "(TensorRT-LLM no-evict: prompt + output blocks at admission)")  # fmt: skip
     p.add_argument("--memory-fraction", type=float, default=0.9,
                    help="share of chip memory the engine uses (default 0.9)")  # fmt: skip
     p.add_argument(
@@ -273,7 +276,7 @@ def _serving(args: argparse.Namespace, tp: int, replicas: int):
         max_num_batched_tokens=args.max_batched_tokens, chunked_prefill=args.chunked_prefill,
         block_size=args.block_size, memory_fraction=args.memory_fraction,
         router=getattr(args, "router", "least-loaded"),
-        concurrency=getattr(args, "concurrency", None),
+        concurrency=getattr(args, "concurrency", None), admission=args.admission,
     )  # fmt: skip
 
 

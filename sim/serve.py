@@ -265,6 +265,10 @@ class _Replica:
         self.generated: dict[int, int] = {}  # rid -> tokens emitted before a preemption
         self.wake = env.event()
         self.load = 0  # requests routed here and not finished
+        # reserve-on-admit (TensorRT-LLM's GUARANTEED_NO_EVICT): a request takes the blocks of
+        # its prompt and its whole output when admitted, so a running sequence never waits
+        self.reserve = w.admission == "reserve"
+        self.reserved: dict[int, int] = {}
 
     def _blocks(self, tokens: int) -> int:
         return -(-tokens // self.bs)
@@ -284,7 +288,7 @@ class _Replica:
         return int(self.sim.req.prompt[rid]) + self.generated.get(rid, 0)
 
     def _finish(self, rid: int, cache: int) -> None:
-        self._alloc(-self._blocks(cache))
+        self._alloc(-self.reserved.pop(rid) if self.reserve else -self._blocks(cache))
         now = self.env.now
         self.sim.stats.finish_s[rid] = now
         self.sim.stats.change_in_system(now, -1)
@@ -327,11 +331,23 @@ class _Replica:
         self.waiting.appendleft(rid)
         self.sim.stats.preemptions += 1
 
+    def _admission_blocks(self, rid: int) -> int:
+        """Blocks taken at admission: the prompt's, or with ``reserve`` the whole request's."""
+        if self.reserve:
+            return self._blocks(int(self.sim.req.prompt[rid] + self.sim.req.output[rid]))
+        return self._blocks(self._prefill_len(rid))
+
     def _can_admit(self, rid: int, running: int) -> bool:
         if running >= self.sim.serving.max_num_seqs:
             return False
-        need = self._blocks(self._prefill_len(rid))
-        return self.used + need <= self.total_blocks - self.watermark
+        watermark = 0 if self.reserve else self.watermark
+        return self.used + self._admission_blocks(rid) <= self.total_blocks - watermark
+
+    def _admit(self, rid: int) -> None:
+        blocks = self._admission_blocks(rid)
+        self._alloc(blocks)
+        if self.reserve:
+            self.reserved[rid] = blocks
 
     # -- one iteration -------------------------------------------------------------------------
     def _plan(self) -> tuple[bool, list[tuple[int, int, int]]]:
@@ -350,7 +366,7 @@ class _Replica:
                 if not self._can_admit(rid, running + len(chunks)):
                     break
                 self.waiting.popleft()
-                self._alloc(self._blocks(n))
+                self._admit(rid)
                 chunks.append((rid, 0, n))
                 used_tokens += n
             return (not chunks), chunks
@@ -367,7 +383,7 @@ class _Replica:
                 break
             self.waiting.popleft()
             total = self._prefill_len(rid)
-            self._alloc(self._blocks(total))
+            self._admit(rid)
             self.prefilling[rid] = 0
             running += 1
             n = min(left, total)
@@ -385,7 +401,7 @@ class _Replica:
                 continue
             decode, chunks = self._plan()
             n_dec = len(self.decoding) if decode else 0
-            if n_dec:
+            if n_dec and not self.reserve:
                 # a block for every sequence whose cache is at a block boundary; preempt if full
                 while self.phase[self.it % self.bs] > self.total_blocks - self.used:
                     self._preempt_one()

@@ -255,3 +255,15 @@ def test_closed_loop_never_has_more_requests_in_flight_than_clients(l8b, h100):
     steps = np.concatenate([np.ones(len(r.arrival_s)), -np.ones(len(r.finish_s))])
     assert np.cumsum(steps[np.lexsort((steps, times))]).max() <= 16
     assert r.mean_in_system <= 16 and r.mean_in_system > 8
+
+
+def test_reserve_on_admit_never_preempts_and_holds_fewer_sequences(l8b, h100):
+    # the KV-pressure run of the preemption test, with TensorRT-LLM's no-evict admission
+    w = _serving(l8b, rate=20.0, duration_s=20.0, memory_fraction=0.24,
+                 prompt=LengthDist.parse("1500", "p"), output=LengthDist.parse("600", "o"))  # fmt: skip
+    watermark = simulate_serving(w, h100)
+    reserve = simulate_serving(replace(w, admission="reserve"), h100)
+    assert reserve.preemptions == 0 and watermark.preemptions > 0
+    assert reserve.completed == len(reserve.arrival_s)
+    assert reserve.mean_decode_batch < watermark.mean_decode_batch
+    assert reserve.kv_used.max() <= 1.0

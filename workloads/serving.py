@@ -162,6 +162,7 @@ class Serving(_Common):
     memory_fraction: float = 0.9
     router: str = "least-loaded"  # or "round-robin"
     concurrency: int | None = None  # closed loop: this many clients, each sends on completion
+    admission: str = "watermark"  # vLLM: prompt blocks + 1 % free; "reserve": prompt + output
 
     def validate(self) -> None:
         self._validate("serve")
@@ -189,6 +190,10 @@ class Serving(_Common):
         if not 0 < self.memory_fraction <= 1:
             raise WorkloadError(
                 f"serve: --memory-fraction must be in (0, 1], got {self.memory_fraction!r}"
+            )
+        if self.admission not in ("watermark", "reserve"):
+            raise WorkloadError(
+                f"serve: --admission must be watermark or reserve, got {self.admission!r}"
             )
         if self.router not in ("least-loaded", "round-robin"):
             raise WorkloadError(
@@ -242,6 +247,7 @@ class Serving(_Common):
             "chunked_prefill": self.chunked_prefill,
             "block_size": self.block_size,
             "router": self.router,
+            "admission": self.admission,
             "seed": self.seed,
         }
         if self.concurrency is not None:

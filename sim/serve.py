@@ -38,7 +38,6 @@ import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from dataclasses import replace as dc_replace
 
 import numpy as np
 
@@ -225,7 +224,6 @@ class _Stats:
     def __init__(self, n: int) -> None:
         self.first_token_s = np.full(n, np.nan)
         self.finish_s = np.full(n, np.nan)
-        self.replica = np.full(n, -1, dtype=np.int64)
         self.preemptions = 0
         self.iterations = 0
         self.model_flops = 0.0
@@ -407,6 +405,7 @@ class _Replica:
                     self._preempt_one()
                 n_dec = len(self.decoding)
                 self._alloc(self.phase[self.it % self.bs])
+            assert n_dec or chunks, "serving engine formed an empty iteration"
             finishing = [rid for rid, done, n in chunks if done + n >= self._prefill_len(rid)]
             work = coster.iteration(
                 n_dec,
@@ -414,8 +413,6 @@ class _Replica:
                 [(n, done + n) for _, done, n in chunks],
                 n_dec + len(finishing),
             )
-            if n_dec == 0 and not chunks:  # nothing schedulable (cannot happen; guard a spin)
-                raise AssertionError("serving engine formed an empty iteration")
             yield env.timeout(work.time_s)
             st.iterations += 1
             st.busy_s += work.time_s
@@ -678,7 +675,6 @@ def simulate_serving(
             rr[0] += 1
         else:
             target = min(replicas, key=lambda r: r.load)
-        st.replica[rid] = target.idx
         st.change_in_system(env.now, +1)
         target.add(rid)
 
@@ -745,8 +741,3 @@ def simulate_serving(
         slo_ttft_s=slo_ttft_s,
         slo_tpot_s=slo_tpot_s,
     )
-
-
-def with_rate(serving: Serving, rate: float) -> Serving:
-    """The same serving setup at another Poisson rate."""
-    return dc_replace(serving, rate=rate)

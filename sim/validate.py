@@ -318,12 +318,10 @@ def _serve_requests(row: dict, model) -> tuple:
     once (offline), as a Poisson stream at ``rate``, or by ``concurrency`` clients."""
     import numpy as np
 
-    from workloads.serving import LengthDist, Requests
+    from workloads.serving import LengthDist, Requests, streams
 
     n = row.get("n_requests") or 4 * (row.get("concurrency") or 64)
-    gaps, prompts, outputs = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(row.get("seed", 0)).spawn(3)
-    )
+    gaps, prompts, outputs = streams(row.get("seed", 0))
     lengths = []
     for key, rng in (("prompt", prompts), ("output", outputs)):
         value = row.get(key)

@@ -91,6 +91,12 @@ class LengthDist:
         return f"{self.kind}:{self.a:g}"
 
 
+def streams(seed: int) -> tuple[np.random.Generator, ...]:
+    """Independent generators for arrival gaps, prompt lengths and output lengths: the i-th
+    request's lengths do not depend on how many gaps were drawn (common random numbers)."""
+    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+
+
 @dataclass(frozen=True, slots=True)
 class Requests:
     """A request stream, sorted by arrival: times in seconds, lengths in tokens."""
@@ -213,9 +219,7 @@ class Serving(_Common):
             return self.trace
         # three independent streams, so the i-th request's lengths do not depend on the rate
         # (common random numbers: runs at different rates see the same requests, rescaled)
-        gaps, prompts, outputs = (
-            np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(3)
-        )
+        gaps, prompts, outputs = streams(self.seed)
         # Poisson process: exponential gaps; draw a few sigma more than the mean count
         mean = self.rate * self.duration_s
         n = int(mean + 6 * math.sqrt(mean) + 16)

@@ -31,7 +31,7 @@ from hardware import ConfigError, load_system
 from sim.collectives import collective_time
 from sim.result import CapacityError
 from sim.roofline import cost_op
-from sim.simulate import simulate
+from sim.simulate import at_power_limit, simulate
 from sim.train import simulate_training
 from workloads.build import Builder
 from workloads.loader import load_model
@@ -104,7 +104,7 @@ def _llm(row: dict):
     except WorkloadError as exc:
         raise Skip(f"no model preset ({exc})") from None
     chips, tp = row.get("chips", 1) or 1, row.get("tp", 1) or 1
-    system = load_system(row["chip"], chips)
+    system = load_system(row["chip"], chips, row.get("set", []))
     dtype = {"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16"))
     common = dict(model=model, batch=row.get("batch", 1) or 1, dtype=dtype, tp=tp,
                   dp=chips // tp, kv_dtype=row.get("kv_dtype"))  # fmt: skip
@@ -168,7 +168,7 @@ def _predict_dit(row: dict) -> tuple[float, dict]:
             steps=row["steps"], batch=row.get("batch", 1) or 1, cfg=bool(row.get("cfg", False)),
             dtype={"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16")),
             sp=chips, sp_method=row.get("sp_method", "ulysses"))  # fmt: skip
-    r = simulate(w, load_system(row["chip"], chips), check_memory=False)
+    r = simulate(w, load_system(row["chip"], chips, row.get("set", [])), check_memory=False)
     return r.time_s, {"mfu": r.mfu, "bound": r.bound, "per_step_s": r.time_per_step_s}
 
 
@@ -176,7 +176,9 @@ def _predict_dit(row: dict) -> tuple[float, dict]:
 
 
 def _predict_gemm(row: dict) -> tuple[float, dict]:
-    system = load_system(row["chip"], 1)
+    system = load_system(row["chip"], 1, row.get("set", []))
+    if row.get("steady"):  # measured after seconds of back-to-back runs: at the power limit
+        system = at_power_limit(system)
     dtype = {"fp16": "bf16"}.get(row["dtype"], row["dtype"])
     nbytes = {"fp8": 1.0, "int8": 1.0}.get(dtype, 2.0)
     op = Builder(dtype, nbytes, nbytes).gemm("gemm", "gemm", row["m"], row["n"], row["k"])
@@ -185,7 +187,7 @@ def _predict_gemm(row: dict) -> tuple[float, dict]:
 
 
 def _predict_attention(row: dict) -> tuple[float, dict]:
-    system = load_system(row["chip"], 1)
+    system = load_system(row["chip"], 1, row.get("set", []))
     hd = row["head_dim"]
     # heads x head_dim = 2048 when the source does not print heads (the flash-attention
     # benchmark scripts' default model width)
@@ -201,7 +203,7 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
 
 
 def _predict_membw(row: dict) -> tuple[float, dict]:
-    chip = load_system(row["chip"], 1).chip
+    chip = load_system(row["chip"], 1, row.get("set", [])).chip
     hbm = chip.main_memory
     # a large streaming kernel: read + write traffic far above the latency term
     nbytes = 4 * 2**30
@@ -211,7 +213,7 @@ def _predict_membw(row: dict) -> tuple[float, dict]:
 
 def _predict_allreduce(row: dict) -> tuple[float, dict]:
     n = row["chips"]
-    system = load_system(row["chip"], n)
+    system = load_system(row["chip"], n, row.get("set", []))
     size = row["bytes"]
     t = collective_time("all_reduce", size, n, system) + system.chip.kernel_overhead_s
     algbw = size / t
@@ -353,7 +355,7 @@ def _predict_serve(row: dict) -> tuple[float, dict]:
         raise Skip(f"no model preset ({exc})") from None
     tp = row.get("tp", 1) or 1
     replicas = (row.get("chips", tp) or tp) // tp
-    system = load_system(row["chip"], tp * replicas)
+    system = load_system(row["chip"], tp * replicas, row.get("set", []))
     trace, mode = _serve_requests(row, model)
     dtype = {"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16"))
     serving = Serving(

@@ -109,6 +109,9 @@ class Chip:
     smaller share of their peak than bf16 on Hopper). ``power_limited_fraction`` is the dense
     matmul rate over peak once the chip has sat at its power limit for seconds (a >= 10 s GEMM
     loop): runs that keep the chip busy that long (training steps, video generation) run there.
+    ``mma_sync_fraction`` is the tensor rate over peak that kernels written with the previous
+    generation's warp-level MMA instructions reach (FlashAttention-2 on Hopper uses mma.sync,
+    not wgmma); None where that path runs at the full rate. Attention ops with kernel "fa2" use it.
     Memory: ``memory`` lists levels innermost first; the last level is main memory, which holds
     weights and the KV cache. ``kernel_overhead_s`` is the fixed cost of one op (launch, ramp,
     tail) as a small-kernel microbenchmark measures it. ``exp_per_s`` is the special-function
@@ -131,6 +134,7 @@ class Chip:
     sustained_clock_fraction: float = 1.0
     sustained_by_dtype: dict[str, float] = field(default_factory=dict)
     power_limited_fraction: float | None = None
+    mma_sync_fraction: float | None = None
     memory: tuple[MemoryLevel, ...]
     exp_per_s: float | None = None
     kernel_overhead_s: float = 0.0
@@ -171,6 +175,8 @@ class Chip:
             _fraction(where, f"compute.sustained_fraction.{dtype}", frac)
         if self.power_limited_fraction is not None:
             _fraction(where, "compute.power_limited_fraction", self.power_limited_fraction)
+        if self.mma_sync_fraction is not None:
+            _fraction(where, "compute.mma_sync_fraction", self.mma_sync_fraction)
         if not self.memory:
             raise ConfigError(f"{where}: at least one [[memory]] level is required")
         if self.kernel_overhead_s < 0:
@@ -215,6 +221,14 @@ class Chip:
         """Achievable dense matmul FLOP/s for ``dtype``: peak x its sustained fraction."""
         return self.peak(dtype) * self.sustained_by_dtype.get(dtype, self.sustained_clock_fraction)
 
+    def attention_rate(self, dtype: str, kernel: str = "native") -> float:
+        """Matmul FLOP/s inside an attention kernel: ``sustained``, capped for "fa2" kernels
+        where the chip's warp-level MMA path is slower (``mma_sync_fraction``)."""
+        rate = self.sustained(dtype)
+        if kernel == "fa2" and self.mma_sync_fraction is not None:
+            rate = min(rate, self.peak(dtype) * self.mma_sync_fraction)
+        return rate
+
     def at_power_limit(self) -> Chip:
         """This chip after seconds at its power limit (``power_limited_fraction`` caps the rates)."""
         p = self.power_limited_fraction
@@ -224,6 +238,9 @@ class Chip:
             self,
             sustained_clock_fraction=min(self.sustained_clock_fraction, p),
             sustained_by_dtype={k: min(v, p) for k, v in self.sustained_by_dtype.items()},
+            mma_sync_fraction=None
+            if self.mma_sync_fraction is None
+            else min(self.mma_sync_fraction, p),
         )
 
 

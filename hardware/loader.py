@@ -110,6 +110,7 @@ _OPTIONAL_FIELDS = {
     "pim_bandwidth",
     "pim_flops",
     "power_limited_fraction",
+    "mma_sync_fraction",
     "intra_node_achievable_fraction",
     "inter_node_achievable_fraction",
 }
@@ -211,6 +212,9 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         },
         power_limited_fraction=_q(
             compute, "power_limited_fraction", "fraction", f"chip {name!r}: compute", None
+        ),
+        mma_sync_fraction=_q(
+            compute, "mma_sync_fraction", "fraction", f"chip {name!r}: compute", None
         ),
         memory=tuple(memory),
         exp_per_s=_q(compute, "exp_rate", "flops_per_s", f"chip {name!r}: compute", None),

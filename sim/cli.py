@@ -28,6 +28,12 @@ def _add_run_output_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+_ATTN_HELP = (
+    "attention kernel: native (the chip's fastest fused kernel, FlashAttention-3/cuDNN on "
+    "Hopper) or fa2 (FlashAttention-2: warp-level MMA, slower on Hopper) (default native)"
+)
+
+
 def _add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
     p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
@@ -36,6 +42,7 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
+    p.add_argument("--attention-kernel", default="native", help=_ATTN_HELP)
     _add_run_output_args(p)
 
 
@@ -68,6 +75,7 @@ def _add_dit_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--tokens", type=_int_arg, default=None, help="override latent tokens")
     p.add_argument("--dtype", default="bf16", help="compute dtype (bf16, fp16, fp8, fp32)")
+    p.add_argument("--attention-kernel", default="native", help=_ATTN_HELP)
     _add_run_output_args(p)
 
 
@@ -100,6 +108,7 @@ def llm_workload(args: argparse.Namespace, kind: str):
         kv_dtype=args.kv_dtype,
         tp=tp,
         dp=chips // tp,
+        attention_kernel=args.attention_kernel,
     )
     if kind == "decode":
         return Decode(context=args.context, **common), system
@@ -133,6 +142,7 @@ def _run_dit(args: argparse.Namespace) -> int:
         sp_method=args.sp,
         dp=args.replicas,
         tokens=args.tokens,
+        attention_kernel=args.attention_kernel,
     )
     system = load_system(args.chip, chips, args.set)
     return _simulate_and_print(workload, system, args)
@@ -156,6 +166,7 @@ def _add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="sequences per step (default: micro-batch x dp)")  # fmt: skip
     p.add_argument("--dtype", default="bf16", help="bf16, fp16, or fp8 (fp8 GEMMs)")
     p.add_argument("--recompute", default="none", help="none, selective or full")
+    p.add_argument("--attention-kernel", default="native", help=_ATTN_HELP)
     p.add_argument("--zero", type=_int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
     p.add_argument("--capacity-factor", type=float, default=0.0,
                    help="MoE expert capacity factor (default: dropless)")  # fmt: skip
@@ -185,6 +196,7 @@ def training_workload(args: argparse.Namespace):
         global_batch=args.global_batch, dtype=args.dtype, recompute=args.recompute,
         zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
+        attention_kernel=args.attention_kernel,
     )  # fmt: skip
     workload.validate()
     return workload, load_system(args.chip, args.chips, args.set)
@@ -238,6 +250,7 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
+    p.add_argument("--attention-kernel", default="native", help=_ATTN_HELP)
     p.add_argument("--max-num-seqs", type=_int_arg, default=256, help="running sequences cap")
     p.add_argument("--max-batched-tokens", type=_int_arg, default=None,
                    help="tokens per iteration (default 8192, 2048 with chunked prefill)")  # fmt: skip
@@ -277,6 +290,7 @@ def _serving(args: argparse.Namespace, tp: int, replicas: int):
         block_size=args.block_size, memory_fraction=args.memory_fraction,
         router=getattr(args, "router", "least-loaded"),
         concurrency=getattr(args, "concurrency", None), admission=args.admission,
+        attention_kernel=args.attention_kernel,
     )  # fmt: skip
 
 

@@ -201,7 +201,7 @@ def cost_attention(op: Op, chip: Chip) -> OpCost:
     width = (3 * a.qk_dim + 2 * a.v_dim) if a.backward else (a.qk_dim + a.v_dim)
     matmul = 2.0 * score_elems * width
     per_unit = 1.0 / (units * split)
-    core_rate = chip.sustained(op.dtype) / chip.n_cores
+    core_rate = chip.attention_rate(op.dtype, a.kernel) / chip.n_cores
     if chip.exp_per_s:
         softmax_s_per_score = 1.0 / chip.exp_per_s + _SOFTMAX_VECTOR_FLOPS / chip.vector_flops_per_s
     else:

@@ -65,13 +65,15 @@ MODES = ("product", "zip")
 
 #: workload fields per kind: the flags of the matching roofsim command, as TOML keys
 WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
-    "decode": ("model", "chips", "tp", "batch", "context", "dtype", "kv_dtype"),
-    "prefill": ("model", "chips", "tp", "batch", "prompt", "dtype", "kv_dtype"),
+    "decode": ("model", "chips", "tp", "batch", "context", "dtype", "kv_dtype",
+               "attention_kernel"),
+    "prefill": ("model", "chips", "tp", "batch", "prompt", "dtype", "kv_dtype",
+                "attention_kernel"),
     "dit": ("model", "chips", "replicas", "sp", "height", "width", "frames", "fps", "steps",
-            "batch", "cfg", "tokens", "dtype"),
+            "batch", "cfg", "tokens", "dtype", "attention_kernel"),
     "train": ("model", "chips", "tp", "pp", "vp", "ep", "cp", "dp", "sp", "seq", "micro_batch",
               "global_batch", "dtype", "recompute", "zero", "capacity_factor", "overlap",
-              "tokens"),
+              "tokens", "attention_kernel"),
 }  # fmt: skip
 
 #: columns after the axes, in order
@@ -808,6 +810,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
             raise ConfigError(f"--chips {chips} must be a multiple of --tp {tp}")
         common = dict(model=load_model(f["model"]), batch=f.get("batch", 1),
                       dtype=f.get("dtype", "bf16"), kv_dtype=f.get("kv_dtype"), tp=tp,
+                      attention_kernel=f.get("attention_kernel", "native"),
                       dp=chips // tp if isinstance(chips, int) and isinstance(tp, int) else chips)  # fmt: skip
         if kind == "decode":
             return Decode(context=f.get("context", 2048), **common), chips
@@ -833,6 +836,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
             sp_method=f.get("sp", "ulysses"),
             dp=replicas,
             tokens=f.get("tokens"),
+            attention_kernel=f.get("attention_kernel", "native"),
         )
         return workload, chips
     from workloads.training import Training
@@ -853,6 +857,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
         recompute=f.get("recompute", "none"), zero=f.get("zero", 0), tp=tp, sp=f.get("sp", False),
         pp=pp, vp=f.get("vp", 1), dp=dp, ep=f.get("ep", 1), cp=cp,
         capacity_factor=f.get("capacity_factor", 0.0), tokens=f.get("tokens", 0.0),
+        attention_kernel=f.get("attention_kernel", "native"),
     )  # fmt: skip
     workload.validate()
     return workload, chips

@@ -107,7 +107,8 @@ def _llm(row: dict):
     system = load_system(row["chip"], chips, row.get("set", []))
     dtype = {"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16"))
     common = dict(model=model, batch=row.get("batch", 1) or 1, dtype=dtype, tp=tp,
-                  dp=chips // tp, kv_dtype=row.get("kv_dtype"))  # fmt: skip
+                  dp=chips // tp, kv_dtype=row.get("kv_dtype"),
+                  attention_kernel=row.get("attention_kernel", "native"))  # fmt: skip
 
     def prefill(prompt: int) -> float:
         return simulate(Prefill(prompt=prompt, **common), system, check_memory=False).time_s
@@ -167,7 +168,8 @@ def _predict_dit(row: dict) -> tuple[float, dict]:
     w = DiT(model=model, height=row["height"], width=row["width"], frames=row.get("frames", 1),
             steps=row["steps"], batch=row.get("batch", 1) or 1, cfg=bool(row.get("cfg", False)),
             dtype={"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16")),
-            sp=chips, sp_method=row.get("sp_method", "ulysses"))  # fmt: skip
+            sp=chips, sp_method=row.get("sp_method", "ulysses"),
+            attention_kernel=row.get("attention_kernel", "native"))  # fmt: skip
     r = simulate(w, load_system(row["chip"], chips, row.get("set", [])), check_memory=False)
     return r.time_s, {"mfu": r.mfu, "bound": r.bound, "per_step_s": r.time_per_step_s}
 
@@ -195,7 +197,8 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
     causal = bool(row.get("causal", False))
     spec = Attention(batch=row.get("batch", 1) or 1, n_q_heads=heads, n_kv_heads=heads,
                      q_len=row["seq"], kv_len=row["seq"], qk_dim=hd, v_dim=hd, causal=causal,
-                     act_bytes=2.0, kv_bytes_per_token=2 * hd * 2.0)  # fmt: skip
+                     act_bytes=2.0, kv_bytes_per_token=2 * hd * 2.0,
+                     kernel=row.get("attention_kernel", "native"))  # fmt: skip
     op = Builder("bf16", 2.0, 2.0).attention("attention", spec)
     c = cost_op(op, system)
     # sources count 4·seq²·hd·heads·batch, halved for causal — the op's FLOPs are the same count
@@ -252,6 +255,7 @@ def _training_for(row: dict) -> Training:
         tp=row["tp"], sp=bool(row.get("sp", False)), pp=row["pp"], vp=row.get("vp", 1),
         dp=row["dp"], ep=row["ep"], cp=row["cp"],
         recompute=row["recompute"] if row["recompute"] in RECOMPUTE else "none",
+        attention_kernel=row.get("attention_kernel", "native"),
     )  # fmt: skip
     if row["recompute"] in RECOMPUTE:
         return base
@@ -365,6 +369,7 @@ def _predict_serve(row: dict) -> tuple[float, dict]:
         chunked_prefill=row.get("chunked_prefill", False),
         memory_fraction=row.get("memory_fraction", 0.9),
         concurrency=row.get("concurrency") if mode == "closed-loop" else None,
+        attention_kernel=row.get("attention_kernel", "native"),
     )  # fmt: skip
     if row.get("engine") == "trtllm-bench":
         isl, osl = int(np.mean(trace.prompt)), int(np.mean(trace.output))

@@ -65,9 +65,11 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "sustained_dtypes": tuple(c.sustained_by_dtype),
         "has_exp": c.exp_per_s is not None,
         "has_power_limit": c.power_limited_fraction is not None,
+        "has_mma_sync": c.mma_sync_fraction is not None,
         "chips_per_node": system.chips_per_node,
         "sustained_clock_fraction": c.sustained_clock_fraction,
         "power_limited_fraction": _float(c.power_limited_fraction),
+        "mma_sync_fraction": _float(c.mma_sync_fraction),
         "vector_flops_per_s": c.vector_flops_per_s,
         "exp_per_s": _float(c.exp_per_s),
         "kernel_overhead_s": c.kernel_overhead_s,
@@ -107,6 +109,7 @@ STRUCTURE_LEAVES = (
     "sustained_dtypes",
     "has_exp",
     "has_power_limit",
+    "has_mma_sync",
     "chips_per_node",
 )
 
@@ -129,6 +132,7 @@ class ChipStructure:
     sustained_dtypes: tuple[str, ...]
     has_exp: bool
     has_power_limit: bool
+    has_mma_sync: bool
     chips_per_node: int
 
 
@@ -201,7 +205,16 @@ class ChipArrays:
         values["sustained_clock_fraction"] = np.minimum(values["sustained_clock_fraction"], p)
         for dtype in self.structure.sustained_dtypes:
             values[f"sustained.{dtype}"] = np.minimum(values[f"sustained.{dtype}"], p)
+        if self.structure.has_mma_sync:
+            values["mma_sync_fraction"] = np.minimum(values["mma_sync_fraction"], p)
         return replace(self, values=values)
+
+    def attention_rate(self, dtype: str, kernel: str) -> np.ndarray:
+        """``Chip.attention_rate``: sustained, capped by the warp-level MMA path for "fa2"."""
+        rate = self.sustained(dtype)
+        if kernel == "fa2" and self.structure.has_mma_sync:
+            rate = np.minimum(rate, self.peak(dtype) * self.values["mma_sync_fraction"])
+        return rate
 
     def level(self, i: int, name: str) -> np.ndarray:
         return self.values[f"memory.{i}.{name}"]
@@ -471,7 +484,7 @@ def _attention(op: Op, chips: ChipArrays) -> _Cost:
     width = (3 * a.qk_dim + 2 * a.v_dim) if a.backward else (a.qk_dim + a.v_dim)
     matmul = 2.0 * score_elems * width
     per_unit = 1.0 / (units * split)
-    core_rate = chips.sustained(op.dtype) / st.n_cores
+    core_rate = chips.attention_rate(op.dtype, a.kernel) / st.n_cores
     vector = chips.values["vector_flops_per_s"]
     if st.has_exp:
         softmax_s_per_score = 1.0 / chips.values["exp_per_s"] + _SOFTMAX_VECTOR_FLOPS / vector

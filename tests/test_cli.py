@@ -51,6 +51,8 @@ def test_set_override_changes_the_answer(capsys):
         (["--model", "llama-2-70b", "--chip", "h100-sxm", "--chips", "3"], "must divide the 64"),
         (["--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "4", "--tp", "3"],
          "multiple of --tp"),
+        (["--model", "llama-2-7b", "--chip", "h100-sxm", "--attention-kernel", "fa3"],
+         "--attention-kernel must be one of native, fa2"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_on_stderr_and_exit_2(args, match, capsys):

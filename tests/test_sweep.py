@@ -210,6 +210,19 @@ def test_prefill_and_dit_samples_equal_simulate_including_the_power_limit_recost
     assert _assert_rows_equal_single_points(dit, list(range(dit.n_points))) == 4
 
 
+def test_attention_kernel_axis_equals_simulate():
+    # FlashAttention-2 vs the native kernel on Hopper: the vectorised path caps the attention
+    # matmuls by mma_sync_fraction exactly as the scalar roofline does
+    spec = _spec(
+        {"attention_kernel": ["native", "fa2"], "prompt": [1024, 16384]},
+        {"kind": "prefill", "model": "llama-3-8b"},
+    )
+    _assert_rows_equal_single_points(spec, range(spec.n_points))
+    rows = evaluate_points(spec, range(spec.n_points))
+    by = {(r["attention_kernel"], int(r["prompt"])): float(r["time_s"]) for r in rows}
+    assert by[("fa2", 16384)] > 1.1 * by[("native", 16384)]
+
+
 def test_coupled_axes_are_built_in_full_and_still_equal_simulate():
     # processing in memory needs pim_flops and pim_bandwidth together: a value of one axis fails
     # alone but not beside the other's, so the two axes cannot be composed from single builds

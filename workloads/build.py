@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role
 
@@ -14,6 +14,7 @@ class Builder:
     dtype: str
     act_bytes: float
     weight_bytes: float
+    attention_kernel: str = "native"  # stamped on every attention op this builder makes
 
     def gemm(self, name: str, family: str, m: float, n: int, k: int, groups: int = 1) -> Op:
         """C[m,n] = A[m,k] B[k,n] (A activations, B weights): 2·m·n·k FLOPs per group."""
@@ -52,6 +53,8 @@ class Builder:
 
     def attention(self, name: str, spec: Attention) -> Op:
         """Fused attention: 2·pairs·(qk + v) FLOPs per head; Q, O and the K/V it reads."""
+        if self.attention_kernel != "native":
+            spec = replace(spec, kernel=self.attention_kernel)
         flops = 2.0 * spec.batch * spec.n_q_heads * spec.score_pairs * (spec.qk_dim + spec.v_dim)
         q_o = spec.batch * spec.q_len * spec.n_q_heads * (spec.qk_dim + spec.v_dim) * spec.act_bytes
         kv = spec.batch * spec.n_kv_heads * spec.kv_len * spec.kv_bytes_per_token

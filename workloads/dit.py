@@ -34,7 +34,7 @@ from typing import Any
 from hardware.chip import dtype_bytes
 from workloads.build import Builder
 from workloads.llm import MemoryNeed, OpGraph
-from workloads.ops import Attention, Op, WorkloadError
+from workloads.ops import Attention, Op, WorkloadError, check_attention_kernel
 
 _BLOCKS = ("adaln", "cross", "mmdit", "hybrid")
 _NORM_FLOPS = 7  # layernorm + modulate (scale, shift) per element
@@ -215,6 +215,7 @@ class DiT:
     sp_method: str = "ulysses"
     dp: int = 1
     tokens: int | None = None
+    attention_kernel: str = "native"  # native | fa2 (workloads.ops.ATTENTION_KERNELS)
 
     def validate(self) -> int:
         """Checks the request; returns the latent tokens per sample."""
@@ -222,6 +223,7 @@ class DiT:
                              ("replicas", self.dp)):  # fmt: skip
             if not isinstance(value, int) or value < 1:
                 raise WorkloadError(f"dit: {label} must be an integer >= 1, got {value!r}")
+        check_attention_kernel("dit", self.attention_kernel)
         if self.sp_method not in ("ulysses", "ring"):
             raise WorkloadError(f"dit: --sp must be ulysses or ring, got {self.sp_method!r}")
         if self.dtype not in ("fp32", "bf16", "fp16", "fp8"):
@@ -250,7 +252,7 @@ class DiT:
         m = self.model
         L = self.validate()
         ab = 4.0 if self.dtype == "fp32" else 2.0
-        b = Builder(self.dtype, ab, dtype_bytes(self.dtype))
+        b = Builder(self.dtype, ab, dtype_bytes(self.dtype), self.attention_kernel)
         B = (self.batch // self.dp) * (2 if self.cfg else 1)  # samples through the DiT per replica
         Ls = math.ceil(L / self.sp)  # tokens on one chip
         Lt = m.text_tokens
@@ -398,6 +400,7 @@ class DiT:
                 "sp": self.sp,
                 "sp_method": self.sp_method,
                 "dp": self.dp,
+                "attention_kernel": self.attention_kernel,
             },
         )
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from hardware.chip import dtype_bytes
 from workloads.build import Builder
 from workloads.model import ModelConfig
-from workloads.ops import Attention, Op, WorkloadError
+from workloads.ops import Attention, Op, WorkloadError, check_attention_kernel
 
 # Non-matmul FLOPs per element, counted on the vector units (small next to matmuls).
 # NB: an approximation of the instruction mix, not a measurement; they never bind on real chips.
@@ -67,8 +67,10 @@ class _Common:
     kv_dtype: str | None = None
     tp: int = 1
     dp: int = 1
+    attention_kernel: str = "native"  # native | fa2 (workloads.ops.ATTENTION_KERNELS)
 
     def _validate(self, where: str) -> None:
+        check_attention_kernel(where, self.attention_kernel)
         if not isinstance(self.batch, int) or self.batch < 1:
             raise WorkloadError(f"{where}: --batch must be an integer >= 1, got {self.batch!r}")
         if self.dtype not in _INFER_DTYPES:
@@ -157,7 +159,7 @@ class _Lowering:
         self.tp = w.tp
         self.ab, self.wb, self.kvb = w.act_bytes, w.weight_bytes, w.kv_bytes
         self.dt = w.compute_dtype
-        self.b = Builder(self.dt, self.ab, self.wb)
+        self.b = Builder(self.dt, self.ab, self.wb, w.attention_kernel)
 
     # ---- op builders (workloads/build.py) -----------------------------------------------------
     def gemm(self, name: str, family: str, m: float, n: int, k: int, groups: int = 1) -> Op:
@@ -399,4 +401,5 @@ def _describe(w: _Common, kind: str, **extra: int) -> dict:
         "kv_dtype": w.kv_dtype or ("fp32" if w.kv_bytes == 4 else "bf16"),
         "tp": w.tp,
         "dp": w.dp,
+        "attention_kernel": w.attention_kernel,
     }

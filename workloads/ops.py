@@ -62,6 +62,7 @@ class Attention:
     act_bytes: float
     kv_bytes_per_token: float  # per kv head
     backward: bool = False  # the training backward kernel (dQ, dK, dV), see sim/roofline.py
+    kernel: str = "native"  # "native": the chip's fastest fused kernel; "fa2": FlashAttention-2
 
     @property
     def score_pairs(self) -> float:
@@ -71,6 +72,19 @@ class Attention:
             prefix = self.kv_len - self.q_len
             return self.q_len * prefix + self.q_len * (self.q_len + 1) / 2
         return float(self.q_len * self.kv_len)
+
+
+# the attention kernels a workload can name: the chip's native fused kernel (FlashAttention-3 /
+# cuDNN on Hopper) or FlashAttention-2, which runs on the warp-level MMA path everywhere
+ATTENTION_KERNELS = ("native", "fa2")
+
+
+def check_attention_kernel(where: str, kernel: str) -> None:
+    if kernel not in ATTENTION_KERNELS:
+        raise WorkloadError(
+            f"{where}: --attention-kernel must be one of {', '.join(ATTENTION_KERNELS)}, "
+            f"got {kernel!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -235,8 +235,9 @@ class Serving(_Common):
     def engine(self, batch: int = 1) -> Decode:
         """The base LLM descriptor of one replica (for lowering one iteration's ops)."""
         return Decode(
-            model=self.model, batch=batch, dtype=self.dtype, kv_dtype=self.kv_dtype, tp=self.tp
-        )
+            model=self.model, batch=batch, dtype=self.dtype, kv_dtype=self.kv_dtype, tp=self.tp,
+            attention_kernel=self.attention_kernel,
+        )  # fmt: skip
 
     def describe(self) -> dict:
         d = {

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from workloads.build import Builder
 from workloads.llm import Prefill, _Lowering
 from workloads.model import ModelConfig
-from workloads.ops import Op, OpKind, Role, WorkloadError
+from workloads.ops import Op, OpKind, Role, WorkloadError, check_attention_kernel
 
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
 RECOMPUTE = ("none", "selective", "full")
@@ -129,6 +129,7 @@ class Training:
     capacity_factor: float = 0.0  # 0: dropless (the mean load)
     chips_per_node: int = 8
     tokens: float = 0.0  # training-run tokens, for the run totals (0: none)
+    attention_kernel: str = "native"  # native | fa2 (workloads.ops.ATTENTION_KERNELS)
 
     # ---- derived sizes -----------------------------------------------------------------------
     @property
@@ -154,6 +155,7 @@ class Training:
     # ---- checks ------------------------------------------------------------------------------
     def validate(self) -> None:
         m, w = self.model, "train"
+        check_attention_kernel(w, self.attention_kernel)
         for name in ("seq", "micro_batch", "tp", "pp", "vp", "dp", "ep", "cp"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -286,6 +288,7 @@ class Training:
             "ep": self.ep,
             "cp": self.cp,
             **({"capacity_factor": self.capacity_factor} if self.capacity_factor else {}),
+            "attention_kernel": self.attention_kernel,
         }
 
 
@@ -306,7 +309,8 @@ class _TrainLowering:
         self.t, self.m = t, t.model
         self.rows = t.micro_batch * t.seq // t.cp  # token rows through every GEMM on a chip
         # the forward is a prefill of micro_batch sequences of seq / cp tokens each
-        pre = Prefill(model=t.model, batch=t.micro_batch, dtype=t.dtype, tp=t.tp)
+        pre = Prefill(model=t.model, batch=t.micro_batch, dtype=t.dtype, tp=t.tp,
+                      attention_kernel=t.attention_kernel)  # fmt: skip
         self.fwd = _Lowering(pre, q_len=t.seq // t.cp, kv_len=t.seq // t.cp, phase="prefill")
         self.ab = 2.0
         self.b = Builder(t.dtype, self.ab, 1.0 if t.dtype == "fp8" else 2.0)

@@ -166,7 +166,9 @@ def _add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="sequences per step (default: micro-batch x dp)")  # fmt: skip
     p.add_argument("--dtype", default="bf16", help="bf16, fp16, or fp8 (fp8 GEMMs)")
     p.add_argument("--recompute", default="none", help="none, selective or full")
-    p.add_argument("--attention-kernel", default="native", help=_ATTN_HELP)
+    p.add_argument("--attention-kernel", default="native",
+                   help=_ATTN_HELP + "; or unfused (pre-FlashAttention Megatron: the score "
+                   "matrix through memory)")  # fmt: skip
     p.add_argument("--zero", type=_int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
     p.add_argument("--capacity-factor", type=float, default=0.0,
                    help="MoE expert capacity factor (default: dropless)")  # fmt: skip

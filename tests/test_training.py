@@ -358,3 +358,42 @@ def test_overlap_only_hides_time_and_context_parallel_rings_run_beside_attention
     exposed = simulate_training(t, system, overlap=False)
     assert exposed.step_time_s > hidden.step_time_s
     assert hidden.breakdown["communication_s"]["cp"] < exposed.breakdown["communication_s"]["cp"]
+
+
+def test_unfused_attention_moves_the_score_matrix_and_selective_recompute_drops_it():
+    """Pre-FlashAttention Megatron: the s x s scores go through memory, P is kept for the
+    backward (Korthikanti's 2·a·s²·b term) unless selective recompute re-runs the core."""
+    system = load_system("a100-sxm-80gb", 64)
+    kw = dict(tp=8, pp=8, dp=1, global_batch=64, sp=True)
+    flash = simulate_training(_gpt3(recompute="none", **kw), system, check_memory=False)
+    unfused = simulate_training(
+        _gpt3(recompute="none", attention_kernel="unfused", **kw), system, check_memory=False
+    )
+    assert unfused.step_time_s > 1.03 * flash.step_time_s
+    # the model FLOPs are the same work (causal pairs), so MFU falls with the time
+    assert unfused.mfu == pytest.approx(flash.mfu * flash.step_time_s / unfused.step_time_s)
+    m = load_model("gpt3-175b")
+    heads, s = m.n_heads // 8, 2048
+    p_bytes = heads * s * s * 2.0  # the softmax output of one layer, one micro-batch
+
+    def act(t: Training) -> float:
+        chunk = t.lower().stages[1][0]  # a middle stage: layers only
+        return chunk.activation_bytes / chunk.layers
+
+    kept = act(_gpt3(recompute="none", attention_kernel="unfused", **kw)) - act(
+        _gpt3(recompute="none", **kw)
+    )
+    o_and_lse = s * heads * m.head_dim * 2.0 + heads * s * 4.0  # flash keeps O and the fp32 LSE
+    assert kept == pytest.approx(p_bytes - o_and_lse)  # P, Q, K, V instead of Q, K, V, O, LSE
+    dropped = act(_gpt3(recompute="selective", attention_kernel="unfused", **kw))
+    assert dropped < act(_gpt3(recompute="none", attention_kernel="unfused", **kw)) - p_bytes * 0.99
+
+
+def test_unfused_attention_is_a_training_kernel_only():
+    from workloads import Prefill
+    from workloads.ops import WorkloadError
+
+    with pytest.raises(WorkloadError, match="--attention-kernel must be one of native, fa2,"):
+        Prefill(model=load_model("llama-2-7b"), prompt=512, attention_kernel="unfused").lower()
+    with pytest.raises(WorkloadError, match="unfused has no context parallelism"):
+        _gpt3(cp=2, dp=4, attention_kernel="unfused").lower()

@@ -75,15 +75,17 @@ class Attention:
 
 
 # the attention kernels a workload can name: the chip's native fused kernel (FlashAttention-3 /
-# cuDNN on Hopper) or FlashAttention-2, which runs on the warp-level MMA path everywhere
-ATTENTION_KERNELS = ("native", "fa2")
+# cuDNN on Hopper), FlashAttention-2 (the warp-level MMA path everywhere), or - for training -
+# the pre-flash "unfused" attention of 2020-22 Megatron-LM: batched QK^T and PV GEMMs with the
+# score matrix written to memory and a fused scale-mask-softmax kernel between them
+ATTENTION_KERNELS = ("native", "fa2", "unfused")
 
 
-def check_attention_kernel(where: str, kernel: str) -> None:
-    if kernel not in ATTENTION_KERNELS:
+def check_attention_kernel(where: str, kernel: str, training: bool = False) -> None:
+    allowed = ATTENTION_KERNELS if training else ATTENTION_KERNELS[:2]
+    if kernel not in allowed:
         raise WorkloadError(
-            f"{where}: --attention-kernel must be one of {', '.join(ATTENTION_KERNELS)}, "
-            f"got {kernel!r}"
+            f"{where}: --attention-kernel must be one of {', '.join(allowed)}, got {kernel!r}"
         )
 
 

@@ -49,6 +49,7 @@ TRAIN_DTYPES = ("bf16", "fp16", "fp8")
 RECOMPUTE = ("none", "selective", "full")
 _ADAM_FLOPS = 12
 # GEMMs whose input is already saved as a norm's output or attention's O (counted once)
+_UNFUSED = ("attn_scores", "attn_softmax", "attn_values")  # the unfused attention core
 _FED_BY_SAVED = ("qkv_proj", "q_proj", "q_a_proj", "kv_a_proj", "mlp_up", "shared_expert_up",
                  "router", "o_proj")  # fmt: skip  # per parameter: two moment updates, bias corrections, sqrt, divide, decay
 
@@ -129,7 +130,7 @@ class Training:
     capacity_factor: float = 0.0  # 0: dropless (the mean load)
     chips_per_node: int = 8
     tokens: float = 0.0  # training-run tokens, for the run totals (0: none)
-    attention_kernel: str = "native"  # native | fa2 (workloads.ops.ATTENTION_KERNELS)
+    attention_kernel: str = "native"  # native | fa2 | unfused (workloads.ops.ATTENTION_KERNELS)
 
     # ---- derived sizes -----------------------------------------------------------------------
     @property
@@ -155,7 +156,7 @@ class Training:
     # ---- checks ------------------------------------------------------------------------------
     def validate(self) -> None:
         m, w = self.model, "train"
-        check_attention_kernel(w, self.attention_kernel)
+        check_attention_kernel(w, self.attention_kernel, training=True)
         for name in ("seq", "micro_batch", "tp", "pp", "vp", "dp", "ep", "cp"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -310,7 +311,8 @@ class _TrainLowering:
         self.rows = t.micro_batch * t.seq // t.cp  # token rows through every GEMM on a chip
         # the forward is a prefill of micro_batch sequences of seq / cp tokens each
         pre = Prefill(model=t.model, batch=t.micro_batch, dtype=t.dtype, tp=t.tp,
-                      attention_kernel=t.attention_kernel)  # fmt: skip
+                      attention_kernel="native" if t.attention_kernel == "unfused"
+                      else t.attention_kernel)  # fmt: skip
         self.fwd = _Lowering(pre, q_len=t.seq // t.cp, kv_len=t.seq // t.cp, phase="prefill")
         self.ab = 2.0
         self.b = Builder(t.dtype, self.ab, 1.0 if t.dtype == "fp8" else 2.0)
@@ -372,6 +374,13 @@ class _TrainLowering:
         t, a = self.t, op.attention
         assert a is not None
         dt = "bf16" if self.fp8 else op.dtype
+        if t.attention_kernel == "unfused":
+            if t.cp > 1:
+                raise WorkloadError(
+                    "train: --attention-kernel unfused has no context "
+                    "parallelism (ring attention is a flash kernel); use --cp 1"
+                )
+            return self._unfused_attention(a, dt)
         if t.cp == 1:
             return [replace(op, dtype=dt)]
         full = t.seq
@@ -383,6 +392,22 @@ class _TrainLowering:
         ring = b.collective("cp_ring_kv", "send_recv", (t.cp - 1) * hop, 2,
                             2 if self.cp_local > 1 else 1)  # fmt: skip
         return [attn] + ([replace(ring, overlaps_previous=True)] if ring else [])
+
+    def _unfused_attention(self, a, dt: str) -> list[Op]:
+        """Attention as 2020-22 Megatron-LM ran it (before FlashAttention): S = QK^T over the
+        full square (the causal mask is applied after), a fused scale-mask-softmax that reads S
+        and writes P, then O = PV. The score matrix goes through memory three times and P is kept
+        for the backward (Korthikanti et al. 2022, Sec. 4.1: the 2·a·s²·b softmax-output term;
+        no attention dropout is modelled). Model FLOPs count only the causal pairs."""
+        b = Builder(dt, self.ab, self.ab)
+        heads = a.batch * a.n_q_heads
+        useful = a.score_pairs / (a.q_len * a.kv_len)
+        scores = b.gemm("attn_scores", "attention", a.q_len, a.kv_len, a.qk_dim, heads)
+        elems = heads * a.q_len * a.kv_len
+        softmax = b.elementwise("attn_softmax", "attention", elems, elems, 5.0 * elems)
+        values = b.gemm("attn_values", "attention", a.q_len, a.v_dim, a.kv_len, heads)
+        return [replace(scores, model_flops=scores.flops * useful), softmax,
+                replace(values, model_flops=values.flops * useful)]  # fmt: skip
 
     def _fp8_inputs(self, ops: list[Op]) -> list[Op]:
         """fp8 training casts both GEMM inputs to fp8 (the cast fused into the op before);
@@ -473,8 +498,11 @@ class _TrainLowering:
                 kind = mirror.get(c.kind, c.kind)
                 out.append(replace(op, name=f"{op.name}.bwd", collective=replace(c, kind=kind)))
             else:
+                # softmax backward reads P and dP and writes dS: 1.5x its forward traffic;
+                # other elementwise ops read the input and the output gradient (2x)
+                f = 1.5 if op.name == "attn_softmax" else 2.0
                 out.append(replace(op, name=f"{op.name}.bwd", flops=2 * op.flops,
-                                   bytes={k: 2 * v for k, v in op.bytes.items()}))  # fmt: skip
+                                   bytes={k: f * v for k, v in op.bytes.items()}))  # fmt: skip
         return out
 
     def recompute(self, forward: list[Op]) -> list[Op]:
@@ -482,7 +510,9 @@ class _TrainLowering:
         if policy == "none":
             return []
         keep = (
-            forward if policy == "full" else [op for op in forward if op.kind == OpKind.ATTENTION]
+            forward
+            if policy == "full"
+            else [op for op in forward if op.kind == OpKind.ATTENTION or op.name in _UNFUSED]
         )
         return [replace(op, name=f"recompute.{op.name}", model_flops=0.0, recompute=True)
                 for op in keep]  # fmt: skip
@@ -604,6 +634,12 @@ class _TrainLowering:
                 kv = a.batch * a.q_len * a.n_kv_heads
                 total += (q * (a.qk_dim + a.v_dim) + kv * (a.qk_dim + a.v_dim)) * self.ab
                 total += q * 4.0  # fp32 log-sum-exp per query row
+            elif op.name in ("attn_scores", "attn_values"):  # unfused: Q and K; P and V
+                g = op.gemm
+                assert g is not None
+                # selective recompute re-runs the core instead of keeping P (Korthikanti Sec. 5)
+                a_kept = not (op.name == "attn_values" and t.recompute == "selective")
+                total += g.groups * ((g.m * g.k if a_kept else 0) + g.k * g.n) * self.ab
             elif op.name.endswith("_act"):
                 total += up_out  # the activation function's input
             elif op.gemm is not None:

@@ -135,6 +135,7 @@ class Chip:
     sustained_by_dtype: dict[str, float] = field(default_factory=dict)
     power_limited_fraction: float | None = None
     mma_sync_fraction: float | None = None
+    stream_k: bool = False  # the GEMM library can schedule stream-K (sim/roofline.py)
     memory: tuple[MemoryLevel, ...]
     exp_per_s: float | None = None
     kernel_overhead_s: float = 0.0

@@ -111,6 +111,7 @@ _OPTIONAL_FIELDS = {
     "pim_flops",
     "power_limited_fraction",
     "mma_sync_fraction",
+    "stream_k",
     "intra_node_achievable_fraction",
     "inter_node_achievable_fraction",
 }
@@ -142,6 +143,13 @@ def _q(table: dict[str, Any], key: str, kind: str, where: str, default: Any = ..
         return parse_quantity(table[key], kind)
     except UnitError as exc:
         raise ConfigError(f"{where}.{key}: {exc}") from None
+
+
+def _bool(table: dict[str, Any], key: str, where: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
+    return value
 
 
 def chip_from_dict(raw: dict[str, Any]) -> Chip:
@@ -213,6 +221,7 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         power_limited_fraction=_q(
             compute, "power_limited_fraction", "fraction", f"chip {name!r}: compute", None
         ),
+        stream_k=_bool(compute, "stream_k", f"chip {name!r}: compute"),
         mma_sync_fraction=_q(
             compute, "mma_sync_fraction", "fraction", f"chip {name!r}: compute", None
         ),

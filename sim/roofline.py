@@ -12,6 +12,11 @@ core's sustained rate (peak x sustained_clock_fraction / n_cores). A shape that 
 leaves a partial last wave loses FLOP/s; a shape that fills the machine runs at the sustained
 rate. The library's tile choice is modelled as the tile that minimises the op's time.
 
+On a chip whose GEMM library has a stream-K schedule (``compute.stream_k``: CUTLASS 3.x SM90+
+``PersistentTileSchedulerSm90StreamK``; Osama et al. 2023, PPoPP), a shape with more tiles than
+cores and a partial last wave may instead deal its K iterations out evenly over the cores,
+paying an fp32 fix-up of one tile per core; the faster of the two is taken.
+
 Memory. Traffic from main memory uses the on-chip reuse level (L2 / global buffer):
 - if the smaller operand fits in half of it, it stays resident and each operand moves once;
 - otherwise one wave of tiles (gm x gn tiles, about square) shares its A and B panels through
@@ -114,12 +119,16 @@ def _tiling(m: float, n: int, k: int, groups: int, tm: int, tn: int, chip: Chip)
     return waves, k_unit, split, tiles_m, tiles_n
 
 
-def gemm_traffic(g: Gemm, tm: int, tn: int, split: int, chip: Chip) -> dict[str, float]:
-    """Bytes moved per memory level for a GEMM tiled tm x tn (see the module docstring)."""
+def gemm_traffic(
+    g: Gemm, tm: int, tn: int, split: int, chip: Chip, fixup: float = 0.0
+) -> dict[str, float]:
+    """Bytes moved per memory level for a GEMM tiled tm x tn (see the module docstring);
+    ``fixup`` is a stream-K schedule's partial-tile workspace traffic."""
     a = g.groups * g.m * g.k * g.a_bytes
     b = g.groups * g.k * g.n * g.b_bytes
     c = g.groups * g.m * g.n * g.c_bytes
     partials = 2 * (split - 1) * g.groups * g.m * g.n * 4.0 if split > 1 else 0.0  # fp32 partials
+    partials += fixup
     cm, cn = chip.cluster
     tile_level = a * math.ceil(g.n / (cn * tn)) + b * math.ceil(g.m / (cm * tm)) + c + partials
     main, reuse = chip.main_memory, chip.reuse_level
@@ -161,6 +170,20 @@ def cost_gemm(op: Op, chip: Chip) -> OpCost:
         )
         if best is None or cost.time_s < best.time_s:
             best = cost
+        tiles = g.groups * tiles_m * tiles_n
+        if chip.stream_k and tiles > chip.n_cores and tiles % chip.n_cores:
+            # stream-K: the tiles' K iterations are dealt out evenly over the cores, so the
+            # last wave is not partial; each core's boundary tile is fixed up through an fp32
+            # workspace (written once, read once)
+            granules = math.ceil(g.k / chip.tile_k)
+            per_core = math.ceil(tiles * granules / chip.n_cores)
+            compute = per_core * 2.0 * tm * tn * chip.tile_k / core_rate
+            fixup = 2.0 * chip.n_cores * tm * tn * 4.0
+            cost = _finish(op, chip, compute, gemm_traffic(g, tm, tn, 1, chip, fixup),
+                           tile=(tm, tn), tile_efficiency=min(1.0, (g.groups * g.m * g.n * g.k)
+                                                              / executed))  # fmt: skip
+            if cost.time_s < best.time_s:
+                best = cost
     if g.m < min(tm for tm, _ in chip.gemm_tiles):
         # GEMV path: rows too few for a matrix tile run on the vector units, weights streamed once
         a = g.groups * g.m * g.k * g.a_bytes

@@ -66,6 +66,7 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "has_exp": c.exp_per_s is not None,
         "has_power_limit": c.power_limited_fraction is not None,
         "has_mma_sync": c.mma_sync_fraction is not None,
+        "stream_k": c.stream_k,
         "chips_per_node": system.chips_per_node,
         "sustained_clock_fraction": c.sustained_clock_fraction,
         "power_limited_fraction": _float(c.power_limited_fraction),
@@ -110,6 +111,7 @@ STRUCTURE_LEAVES = (
     "has_exp",
     "has_power_limit",
     "has_mma_sync",
+    "stream_k",
     "chips_per_node",
 )
 
@@ -133,6 +135,7 @@ class ChipStructure:
     has_exp: bool
     has_power_limit: bool
     has_mma_sync: bool
+    stream_k: bool
     chips_per_node: int
 
 
@@ -432,11 +435,20 @@ def _gemm(op: Op, chips: ChipArrays) -> _Cost:
     b = g.groups * g.k * g.n * g.b_bytes
     c = g.groups * g.m * g.n * g.c_bytes
     best: _Cost | None = None
+    candidates = []
     for tm, tn in st.gemm_tiles:
-        waves, k_unit, split, _, _ = _tiling(g.m, g.n, g.k, g.groups, tm, tn, st)
-        compute = waves * 2.0 * tm * tn * k_unit / core_rate
+        waves, k_unit, split, tiles_m, tiles_n = _tiling(g.m, g.n, g.k, g.groups, tm, tn, st)
+        candidates.append((tm, tn, waves * 2.0 * tm * tn * k_unit, split, 0.0))
+        tiles = g.groups * tiles_m * tiles_n
+        if st.stream_k and tiles > st.n_cores and tiles % st.n_cores:  # roofline.cost_gemm
+            per_core = math.ceil(tiles * math.ceil(g.k / st.tile_k) / st.n_cores)
+            fixup = 2.0 * st.n_cores * tm * tn * 4.0
+            candidates.append((tm, tn, per_core * 2.0 * tm * tn * st.tile_k, 1, fixup))
+    for tm, tn, work, split, fixup in candidates:
+        compute = work / core_rate
         # roofline.gemm_traffic with L2 capacity as an array
         partials = 2 * (split - 1) * g.groups * g.m * g.n * 4.0 if split > 1 else 0.0
+        partials += fixup
         cm, cn = st.cluster
         tile_level = a * math.ceil(g.n / (cn * tn)) + b * math.ceil(g.m / (cm * tm)) + c + partials
         if reuse is None:

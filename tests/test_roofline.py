@@ -59,6 +59,21 @@ def test_one_extra_tile_costs_a_whole_wave():
     assert cost.compute_s == pytest.approx(2 * 2 * 128 * 128 * 1024 / 25e12)
 
 
+def test_stream_k_deals_the_partial_last_wave_out_over_the_cores():
+    # the same 6 tiles x 16 K granules = 96 granules on 4 cores: 24 each instead of 2 waves of 16;
+    # the fix-up writes and reads one fp32 tile per core
+    chip = toy_chip(stream_k=True)
+    cost = cost_op(gemm_op(384, 256, 1024), system_of(chip))
+    assert cost.compute_s == pytest.approx(24 * 2 * 128 * 128 * 64 / 25e12)
+    wave = cost_op(gemm_op(384, 256, 1024), system_of(toy_chip()))
+    assert cost.time_s < wave.time_s
+    fixup = 2 * 4 * 128 * 128 * 4.0
+    assert cost.memory_s["l2"] == pytest.approx(wave.memory_s["l2"] + fixup / 10e12)
+    # full waves and single waves keep the data-parallel schedule
+    full = gemm_op(256, 512, 1024)
+    assert cost_op(full, system_of(chip)).time_s == cost_op(full, system_of(toy_chip())).time_s
+
+
 def test_padding_m_to_the_tile_loses_flops():
     # M = 129 pads to 256 rows: same time as M = 256, half the useful FLOPs
     c129 = cost_op(gemm_op(129, 256, 1024), system_of(toy_chip()))

@@ -119,6 +119,19 @@ def _tiling(m: float, n: int, k: int, groups: int, tm: int, tn: int, chip: Chip)
     return waves, k_unit, split, tiles_m, tiles_n
 
 
+def stream_k(
+    tiles: int, k: int, tm: int, tn: int, n_cores: int, tile_k: int
+) -> tuple[float, float] | None:
+    """(FLOPs one core executes, fix-up bytes) of a stream-K schedule, or None where it does
+    not apply (a single wave, or whole waves): the tiles' K iterations are dealt out evenly over
+    the cores, and each core's boundary tile is fixed up through an fp32 workspace (written
+    once, read once)."""
+    if tiles <= n_cores or tiles % n_cores == 0:
+        return None
+    per_core = math.ceil(tiles * math.ceil(k / tile_k) / n_cores)
+    return per_core * 2.0 * tm * tn * tile_k, 2.0 * n_cores * tm * tn * 4.0
+
+
 def gemm_traffic(
     g: Gemm, tm: int, tn: int, split: int, chip: Chip, fixup: float = 0.0
 ) -> dict[str, float]:
@@ -160,29 +173,14 @@ def cost_gemm(op: Op, chip: Chip) -> OpCost:
         executed = (
             g.groups * tiles_m * tm * tiles_n * tn * math.ceil(g.k / chip.tile_k) * chip.tile_k
         )
-        cost = _finish(
-            op,
-            chip,
-            compute,
-            gemm_traffic(g, tm, tn, split, chip),
-            tile=(tm, tn),
-            tile_efficiency=min(1.0, (g.groups * g.m * g.n * g.k) / executed),
-        )
-        if best is None or cost.time_s < best.time_s:
-            best = cost
-        tiles = g.groups * tiles_m * tiles_n
-        if chip.stream_k and tiles > chip.n_cores and tiles % chip.n_cores:
-            # stream-K: the tiles' K iterations are dealt out evenly over the cores, so the
-            # last wave is not partial; each core's boundary tile is fixed up through an fp32
-            # workspace (written once, read once)
-            granules = math.ceil(g.k / chip.tile_k)
-            per_core = math.ceil(tiles * granules / chip.n_cores)
-            compute = per_core * 2.0 * tm * tn * chip.tile_k / core_rate
-            fixup = 2.0 * chip.n_cores * tm * tn * 4.0
-            cost = _finish(op, chip, compute, gemm_traffic(g, tm, tn, 1, chip, fixup),
-                           tile=(tm, tn), tile_efficiency=min(1.0, (g.groups * g.m * g.n * g.k)
-                                                              / executed))  # fmt: skip
-            if cost.time_s < best.time_s:
+        efficiency = min(1.0, (g.groups * g.m * g.n * g.k) / executed)
+        candidates = [(compute, gemm_traffic(g, tm, tn, split, chip))]
+        sk = stream_k(g.groups * tiles_m * tiles_n, g.k, tm, tn, chip.n_cores, chip.tile_k)
+        if chip.stream_k and sk is not None:
+            candidates.append((sk[0] / core_rate, gemm_traffic(g, tm, tn, 1, chip, sk[1])))
+        for compute, traffic in candidates:
+            cost = _finish(op, chip, compute, traffic, tile=(tm, tn), tile_efficiency=efficiency)
+            if best is None or cost.time_s < best.time_s:
                 best = cost
     if g.m < min(tm for tm, _ in chip.gemm_tiles):
         # GEMV path: rows too few for a matrix tile run on the vector units, weights streamed once

@@ -82,6 +82,11 @@ class RowResult:
         }
 
 
+def _system(row: dict, n_chips: int):
+    """The row's system: its chip with the row's ``set`` overrides (the source's cluster)."""
+    return load_system(row["chip"], n_chips, row.get("set", []))
+
+
 def load_rows(path: Path | str = DEFAULT_DATA) -> list[dict]:
     p = Path(path)
     if not p.is_file():
@@ -104,7 +109,7 @@ def _llm(row: dict):
     except WorkloadError as exc:
         raise Skip(f"no model preset ({exc})") from None
     chips, tp = row.get("chips", 1) or 1, row.get("tp", 1) or 1
-    system = load_system(row["chip"], chips, row.get("set", []))
+    system = _system(row, chips)
     dtype = {"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16"))
     common = dict(model=model, batch=row.get("batch", 1) or 1, dtype=dtype, tp=tp,
                   dp=chips // tp, kv_dtype=row.get("kv_dtype"),
@@ -170,7 +175,7 @@ def _predict_dit(row: dict) -> tuple[float, dict]:
             dtype={"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16")),
             sp=chips, sp_method=row.get("sp_method", "ulysses"),
             attention_kernel=row.get("attention_kernel", "native"))  # fmt: skip
-    r = simulate(w, load_system(row["chip"], chips, row.get("set", [])), check_memory=False)
+    r = simulate(w, _system(row, chips), check_memory=False)
     return r.time_s, {"mfu": r.mfu, "bound": r.bound, "per_step_s": r.time_per_step_s}
 
 
@@ -178,7 +183,7 @@ def _predict_dit(row: dict) -> tuple[float, dict]:
 
 
 def _predict_gemm(row: dict) -> tuple[float, dict]:
-    system = load_system(row["chip"], 1, row.get("set", []))
+    system = _system(row, 1)
     if row.get("steady"):  # measured after seconds of back-to-back runs: at the power limit
         system = at_power_limit(system)
     dtype = {"fp16": "bf16"}.get(row["dtype"], row["dtype"])
@@ -189,7 +194,7 @@ def _predict_gemm(row: dict) -> tuple[float, dict]:
 
 
 def _predict_attention(row: dict) -> tuple[float, dict]:
-    system = load_system(row["chip"], 1, row.get("set", []))
+    system = _system(row, 1)
     hd = row["head_dim"]
     # heads x head_dim = 2048 when the source does not print heads (the flash-attention
     # benchmark scripts' default model width)
@@ -206,7 +211,7 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
 
 
 def _predict_membw(row: dict) -> tuple[float, dict]:
-    chip = load_system(row["chip"], 1, row.get("set", [])).chip
+    chip = _system(row, 1).chip
     hbm = chip.main_memory
     # a large streaming kernel: read + write traffic far above the latency term
     nbytes = 4 * 2**30
@@ -216,7 +221,7 @@ def _predict_membw(row: dict) -> tuple[float, dict]:
 
 def _predict_allreduce(row: dict) -> tuple[float, dict]:
     n = row["chips"]
-    system = load_system(row["chip"], n, row.get("set", []))
+    system = _system(row, n)
     size = row["bytes"]
     t = collective_time("all_reduce", size, n, system) + system.chip.kernel_overhead_s
     algbw = size / t
@@ -259,7 +264,7 @@ def _training_for(row: dict) -> Training:
     )  # fmt: skip
     if row["recompute"] in RECOMPUTE:
         return base
-    system = load_system(row["chip"], row["chips"], row.get("set", []))
+    system = _system(row, row["chips"])
     capacity = system.chip.main_memory.capacity_bytes
     for policy in RECOMPUTE:
         t = replace(base, recompute=policy, chips_per_node=system.chips_per_node)
@@ -272,7 +277,7 @@ def _predict_train(row: dict) -> tuple[float, dict]:
     t = _training_for(row)
     if t.vp > 1 and t.micro_batches % t.pp:
         t = replace(t, vp=1)  # the interleaved schedule needs m % pp == 0
-    system = load_system(row["chip"], row["chips"], row.get("set", []))
+    system = _system(row, row["chips"])
     # the run existed, so it fitted: simulate it even where the memory model is stricter
     r = simulate_training(t, system, check_memory=False)
     metric = row["metric"]
@@ -359,7 +364,7 @@ def _predict_serve(row: dict) -> tuple[float, dict]:
         raise Skip(f"no model preset ({exc})") from None
     tp = row.get("tp", 1) or 1
     replicas = (row.get("chips", tp) or tp) // tp
-    system = load_system(row["chip"], tp * replicas, row.get("set", []))
+    system = _system(row, tp * replicas)
     trace, mode = _serve_requests(row, model)
     dtype = {"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16"))
     serving = Serving(

@@ -34,6 +34,7 @@ from sim.roofline import (
     _SOFTMAX_VECTOR_FLOPS,
     Bound,
     _tiling,
+    stream_k,
 )
 from sim.simulate import POWER_SETTLE_S
 from workloads.llm import OpGraph
@@ -439,11 +440,9 @@ def _gemm(op: Op, chips: ChipArrays) -> _Cost:
     for tm, tn in st.gemm_tiles:
         waves, k_unit, split, tiles_m, tiles_n = _tiling(g.m, g.n, g.k, g.groups, tm, tn, st)
         candidates.append((tm, tn, waves * 2.0 * tm * tn * k_unit, split, 0.0))
-        tiles = g.groups * tiles_m * tiles_n
-        if st.stream_k and tiles > st.n_cores and tiles % st.n_cores:  # roofline.cost_gemm
-            per_core = math.ceil(tiles * math.ceil(g.k / st.tile_k) / st.n_cores)
-            fixup = 2.0 * st.n_cores * tm * tn * 4.0
-            candidates.append((tm, tn, per_core * 2.0 * tm * tn * st.tile_k, 1, fixup))
+        sk = stream_k(g.groups * tiles_m * tiles_n, g.k, tm, tn, st.n_cores, st.tile_k)
+        if st.stream_k and sk is not None:
+            candidates.append((tm, tn, sk[0], 1, sk[1]))
     for tm, tn, work, split, fixup in candidates:
         compute = work / core_rate
         # roofline.gemm_traffic with L2 capacity as an array

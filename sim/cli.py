@@ -165,10 +165,16 @@ def _add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--global-batch", type=_int_arg, default=0,
                    help="sequences per step (default: micro-batch x dp)")  # fmt: skip
     p.add_argument("--dtype", default="bf16", help="bf16, fp16, or fp8 (fp8 GEMMs)")
-    p.add_argument("--recompute", default="none", help="none, selective or full")
+    p.add_argument("--recompute", default="none",
+                   help="none, selective (the attention core), selective-op (torchtitan's per-op "
+                   "policy: every second matmul and the non-matmul ops) or full")  # fmt: skip
     p.add_argument("--attention-kernel", default="native",
                    help=_ATTN_HELP + "; or unfused (pre-FlashAttention Megatron: the score "
                    "matrix through memory)")  # fmt: skip
+    p.add_argument("--elementwise", default="fused",
+                   help="how norms, RoPE, activations and residual adds run: fused (Megatron / "
+                   "Transformer Engine kernels, torch.compile; default) or eager (PyTorch eager "
+                   "mode: one kernel per primitive, fp32 upcasts)")  # fmt: skip
     p.add_argument("--zero", type=_int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
     p.add_argument("--capacity-factor", type=float, default=0.0,
                    help="MoE expert capacity factor (default: dropless)")  # fmt: skip
@@ -198,7 +204,7 @@ def training_workload(args: argparse.Namespace):
         global_batch=args.global_batch, dtype=args.dtype, recompute=args.recompute,
         zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
-        attention_kernel=args.attention_kernel,
+        attention_kernel=args.attention_kernel, elementwise=args.elementwise,
     )  # fmt: skip
     workload.validate()
     return workload, load_system(args.chip, args.chips, args.set)

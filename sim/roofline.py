@@ -85,7 +85,7 @@ def _finish(op: Op, chip: Chip, compute: float, traffic: dict[str, float], **ext
     }
     mem_s = max(memory.values(), default=0.0)
     level = max(memory, key=memory.get) if memory else ""
-    overhead = chip.kernel_overhead_s
+    overhead = chip.kernel_overhead_s * op.kernels
     busy = max(compute, mem_s)
     if overhead > busy:
         bound = Bound.OVERHEAD

@@ -261,12 +261,13 @@ def _training_for(row: dict) -> Training:
         dp=row["dp"], ep=row["ep"], cp=row["cp"],
         recompute=row["recompute"] if row["recompute"] in RECOMPUTE else "none",
         attention_kernel=row.get("attention_kernel", "native"),
+        elementwise=row.get("elementwise", "fused"),
     )  # fmt: skip
     if row["recompute"] in RECOMPUTE:
         return base
     system = _system(row, row["chips"])
     capacity = system.chip.main_memory.capacity_bytes
-    for policy in RECOMPUTE:
+    for policy in ("none", "selective", "full"):
         t = replace(base, recompute=policy, chips_per_node=system.chips_per_node)
         if max(m.total_bytes for m in t.lower().memory) <= capacity:
             return t

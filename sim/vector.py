@@ -382,7 +382,7 @@ def _cost_op(op: Op, chips: ChipArrays) -> _Cost:
     if op.kind == OpKind.COLLECTIVE:
         return _collective(op, chips)
     compute = op.flops / chips.values["vector_flops_per_s"]
-    return _finish(chips, compute, {_main(chips): op.total_bytes})
+    return _finish(chips, compute, {_main(chips): op.total_bytes}, op.kernels)
 
 
 def _main(chips: ChipArrays) -> int:
@@ -393,7 +393,9 @@ def _reuse(chips: ChipArrays) -> int | None:
     return len(chips.structure.levels) - 2 if len(chips.structure.levels) >= 2 else None
 
 
-def _finish(chips: ChipArrays, compute: np.ndarray, traffic: dict[int, Any]) -> _Cost:
+def _finish(
+    chips: ChipArrays, compute: np.ndarray, traffic: dict[int, Any], kernels: int = 1
+) -> _Cost:
     """``roofline._finish``: overhead + max(compute, each level's transfer time)."""
     mem_s: np.ndarray | float = 0.0
     first = True
@@ -403,7 +405,7 @@ def _finish(chips: ChipArrays, compute: np.ndarray, traffic: dict[int, Any]) -> 
         s = chips.transfer_s(i, t)
         mem_s = s if first else np.maximum(mem_s, s)
         first = False
-    overhead = chips.values["kernel_overhead_s"]
+    overhead = chips.values["kernel_overhead_s"] * kernels
     busy = np.maximum(compute, mem_s)
     bound = np.where(overhead > busy, _OVERHEAD, np.where(mem_s > compute, _MEMORY, _COMPUTE))
     return _Cost(

@@ -126,6 +126,7 @@ class Op:
     attention: Attention | None = None
     collective: Collective | None = None
     count: int = 1
+    kernels: int = 1  # kernel launches per instance (an eager-mode op is several primitives)
     overlaps_previous: bool = False  # runs beside the op before it (e.g. ring K/V passing)
     recompute: bool = False  # re-run of forward work for the backward: in HFU, not in MFU
 

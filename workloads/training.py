@@ -18,8 +18,11 @@ Conventions (tests/test_training.py checks them):
   2019, Sec. 3: the f/g conjugate pair; with sequence parallelism, Korthikanti et al. 2022,
   Sec. 4.2.2, all-gather <-> reduce-scatter; MoE dispatch <-> combine all-to-all).
 - Recompute (Korthikanti et al. 2022, Sec. 5): ``full`` re-runs each layer's forward before its
-  backward; ``selective`` re-runs only the attention core. Re-run ops have ``recompute`` set, so
-  they count in HFU and not in MFU.
+  backward; ``selective`` re-runs only the attention core. ``selective-op`` is torchtitan's
+  per-op policy (torchtitan/models/llama/parallelize_llama.py, ``_save_list``): a layer saves the
+  attention kernel's output and every odd-numbered matmul's (of wq, wk, wv, wo, w1, w3, w2 in
+  call order: wq, wv, w1, w2) and re-runs the rest - wk, wo, w3 and every non-matmul op. Re-run
+  ops have ``recompute`` set, so they count in HFU and not in MFU.
 - Mixed-precision Adam keeps per parameter: 16-bit weights (2 B), gradients (4 B: fp32 for bf16
   training, as Megatron-LM accumulates and reduces bf16 gradients in fp32; 2 B for fp16), and
   fp32 master weights, momentum and variance (12 B): Megatron-LM docs, "Distributed Optimizer"
@@ -41,12 +44,52 @@ import math
 from dataclasses import dataclass, field, replace
 
 from workloads.build import Builder
-from workloads.llm import Prefill, _Lowering
+from workloads.llm import _ACT_FLOPS, _NORM_FLOPS, _ROPE_FLOPS, Prefill, _Lowering
 from workloads.model import ModelConfig
 from workloads.ops import Op, OpKind, Role, WorkloadError, check_attention_kernel
 
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
-RECOMPUTE = ("none", "selective", "full")
+RECOMPUTE = ("none", "selective", "selective-op", "full")
+ELEMENTWISE = ("fused", "eager")
+
+# Eager PyTorch runs every primitive of a non-matmul op as its own kernel, through memory. The
+# kernels are those of the Meta Llama reference model.py (which torchtitan and IBM's
+# foundation-model-stack follow): per element of the op's tensor, (forward bytes, forward
+# kernels, backward bytes, backward kernels) with 16-bit activations (2 B) and the reference's
+# fp32 upcasts (4 B). Backward by autograd's rule: each primitive reads its output gradient and
+# the saved operand it needs and writes its input gradient; a broadcast operand's gradient is a
+# further reduction; a tensor used twice gets an accumulation kernel (read both, write one).
+# - RMSNorm (x.float(); pow(2); mean; +eps; rsqrt; x * r; .type_as(x); * weight) and the residual
+#   add beside it. Forward: cast 2+4, pow 4+4, mean 4, x*r 4+4, cast 4+2, weight 2+2, residual
+#   2+2+2 = 42 B (eps and rsqrt touch one value per row: launches only). Backward: weight 2+2 (dx)
+#   + 2+2+2+2 (dw: product, row sum), cast 2+4, x*r 4+4 (dx) + 4+4+4+4 (dr: product, row sum),
+#   mean 4 (expand / n), pow 4+4+4, x's two uses summed 4+4+4, cast 4+2, residual stream 2+2+2
+#   = 82 B.
+# - LayerNorm is one native kernel in eager too (F.layer_norm): 4 B + the residual add 6 B;
+#   backward dx 6 B, dgamma/dbeta 4 B, residual stream 6 B.
+# - RoPE (complex: xq.float(); view_as_complex; * freqs_cis; view_as_real; .type_as(xq)) per
+#   rotated q/k element: cast 2+4, complex multiply 4+4, cast 4+2 = 20 B, each of q and k; the
+#   backward is its mirror.
+# - attention output transpose(1, 2).contiguous() before wo: 2+2 B each way; GQA repeat_kv
+#   (expand + reshape) copies K and V n_rep times: 2 + 2·n_rep B per KV element, its backward
+#   sums the copies.
+# - SwiGLU F.silu(w1(x)) * w3(x) per ffn element: silu 2+2, multiply 2+2+2 = 10 B; backward
+#   multiply 2+2+2 twice, silu 2+2+2 = 18 B. An ungated F.gelu is one kernel either way.
+# - wq/wk/wv and w1/w3 are separate GEMMs, so autograd sums their data gradients: 2+2+2 B per
+#   hidden element each (2 kernels before attention, 1 before a gated MLP), charged to the
+#   norm's backward.
+# - cross entropy of .float() logits (log_softmax, nll) per logit: cast 2+4, log_softmax 4+4 =
+#   14 B; backward nll 4 (scatter into zeros), log_softmax 4+4+4, cast 4+2 = 22 B.
+_EAGER = {
+    "rmsnorm": (42.0, 9, 82.0, 12),
+    "layernorm": (10.0, 2, 16.0, 3),
+    "rope": (20.0, 6, 20.0, 6),  # per rotated element of q and k; 3 kernels for each tensor
+    "attn_out_copy": (4.0, 1, 4.0, 1),
+    "gated_act": (10.0, 2, 18.0, 3),
+    "act": (4.0, 1, 6.0, 1),
+    "cross_entropy": (14.0, 2, 22.0, 3),
+}
+_EAGER_GRAD_SUM = {"attn_norm": 2, "mlp_norm": 1}  # dgrad accumulations (gated MLP only)
 _ADAM_FLOPS = 12
 # GEMMs whose input is already saved as a norm's output or attention's O (counted once)
 _UNFUSED = ("attn_scores", "attn_softmax", "attn_values")  # the unfused attention core
@@ -131,6 +174,7 @@ class Training:
     chips_per_node: int = 8
     tokens: float = 0.0  # training-run tokens, for the run totals (0: none)
     attention_kernel: str = "native"  # native | fa2 | unfused (workloads.ops.ATTENTION_KERNELS)
+    elementwise: str = "fused"  # fused | eager (ELEMENTWISE: eager PyTorch, one kernel a primitive)
 
     # ---- derived sizes -----------------------------------------------------------------------
     @property
@@ -169,6 +213,11 @@ class Training:
         if self.recompute not in RECOMPUTE:
             raise WorkloadError(
                 f"{w}: --recompute must be one of {', '.join(RECOMPUTE)}, got {self.recompute!r}"
+            )
+        if self.elementwise not in ELEMENTWISE:
+            raise WorkloadError(
+                f"{w}: --elementwise must be one of {', '.join(ELEMENTWISE)}, "
+                f"got {self.elementwise!r}"
             )
         if self.zero not in (0, 1, 2, 3):
             raise WorkloadError(f"{w}: --zero must be 0, 1, 2 or 3, got {self.zero!r}")
@@ -290,6 +339,7 @@ class Training:
             "cp": self.cp,
             **({"capacity_factor": self.capacity_factor} if self.capacity_factor else {}),
             "attention_kernel": self.attention_kernel,
+            "elementwise": self.elementwise,
         }
 
 
@@ -323,6 +373,9 @@ class _TrainLowering:
         self.ep_local = t._local(t.tp * t.cp, t.ep)
         # attention stays 16-bit under fp8 training (Transformer Engine's fused attention)
         self.fp8 = t.dtype == "fp8"
+        self.eager = t.elementwise == "eager"
+        # eager ops' backward: (bytes as a multiple of the forward's, kernels), by op name
+        self._eager_bwd: dict[str, tuple[float, int]] = {}
 
     # ---- forward of one layer ----------------------------------------------------------------
     def _tp_comm(self, op: Op) -> list[Op]:
@@ -351,18 +404,57 @@ class _TrainLowering:
                 out += self._tp_comm(op)
                 continue
             if op.family == "norm":
+                if self.eager:
+                    op = self._eager(op, self.m.norm, op.flops / _NORM_FLOPS[self.m.norm])
                 out.append(_scale(op, 1 / t.tp) if t.sp else op)
                 out += self._sp_gather(op.name.replace("norm", "sp_all_gather"))
                 continue
             if op.kind == OpKind.ATTENTION:
-                out += self._attention(op)
+                out += self._eager_attention(op) if self.eager else self._attention(op)
                 continue
             if op.name == "rope_kv_write":  # training writes no cache: K, V stay activations
                 by = dict(op.bytes)
                 by[Role.ACTIVATION] = by.get(Role.ACTIVATION, 0.0) + by.pop(Role.KV, 0.0)
                 op = replace(op, name="rope", bytes=by)
+                if self.eager and op.flops:
+                    op = self._eager(op, "rope", op.flops / _ROPE_FLOPS)
+            elif self.eager and op.name.endswith("_act"):
+                key = "gated_act" if self.m.gated_mlp else "act"
+                op = self._eager(op, key, op.flops / _ACT_FLOPS.get(self.m.activation, 5))
             out.append(op)
         return out
+
+    def _eager(self, op: Op, key: str, elems: float) -> Op:
+        """``op`` as eager PyTorch runs it: the primitives of ``_EAGER[key]`` on ``elems``."""
+        fwd, fwd_k, bwd, bwd_k = _EAGER[key]
+        base = op.name.split(".")[-1]
+        sums = _EAGER_GRAD_SUM.get(base, 0) if key in _NORM_FLOPS else 0
+        if base == "mlp_norm" and not self.m.gated_mlp:
+            sums = 0
+        bwd, bwd_k = bwd + 6.0 * sums, bwd_k + sums
+        by = {Role.ACTIVATION: fwd * elems}
+        if Role.WEIGHT in op.bytes:
+            by[Role.WEIGHT] = op.bytes[Role.WEIGHT]
+        self._eager_bwd[base] = (bwd / fwd, bwd_k)
+        return replace(op, bytes=by, kernels=fwd_k)
+
+    def _eager_attention(self, op: Op) -> list[Op]:
+        """Attention with eager PyTorch's copies around it: GQA's repeat_kv before the kernel,
+        the output's transpose(1, 2).contiguous() after it (``_EAGER``)."""
+        a = op.attention
+        assert a is not None
+        ops = []
+        rep = a.n_q_heads // max(1, a.n_kv_heads)
+        if rep > 1:
+            kv = a.batch * a.q_len * a.n_kv_heads * (a.qk_dim + a.v_dim)
+            copy = self.b16.elementwise("repeat_kv", "attention", 0, 0, 0.0)
+            ops.append(replace(copy, bytes={Role.ACTIVATION: (2.0 + 2.0 * rep) * kv}, kernels=2))
+            self._eager_bwd["repeat_kv"] = (1.0, 2)
+        ops += self._attention(op)
+        o = a.batch * a.q_len * a.n_q_heads * a.v_dim
+        copy = self.b16.elementwise("attn_out_copy", "attention", 0, 0, 0.0)
+        ops.append(self._eager(copy, "attn_out_copy", o))
+        return ops
 
     def _attention(self, op: Op) -> list[Op]:
         """Causal flash attention; with context parallelism a ring over cp chips (Megatron CP).
@@ -500,8 +592,11 @@ class _TrainLowering:
             else:
                 # softmax backward reads P and dP and writes dS: 1.5x its forward traffic;
                 # other elementwise ops read the input and the output gradient (2x)
-                f = 1.5 if op.name == "attn_softmax" else 2.0
-                out.append(replace(op, name=f"{op.name}.bwd", flops=2 * op.flops,
+                # (eager ops: their own, _EAGER)
+                f, kernels = self._eager_bwd.get(
+                    op.name.split(".")[-1], (1.5 if op.name == "attn_softmax" else 2.0, 1)
+                )
+                out.append(replace(op, name=f"{op.name}.bwd", flops=2 * op.flops, kernels=kernels,
                                    bytes={k: f * v for k, v in op.bytes.items()}))  # fmt: skip
         return out
 
@@ -509,6 +604,9 @@ class _TrainLowering:
         policy = self.t.recompute
         if policy == "none":
             return []
+        if policy == "selective-op":
+            return [replace(op, name=f"recompute.{op.name}", model_flops=0.0, recompute=True)
+                    for op in self._op_recompute(forward)]  # fmt: skip
         keep = (
             forward
             if policy == "full"
@@ -516,6 +614,48 @@ class _TrainLowering:
         )
         return [replace(op, name=f"recompute.{op.name}", model_flops=0.0, recompute=True)
                 for op in keep]  # fmt: skip
+
+    def _mm_calls(self, op: Op) -> list[int]:
+        """The output widths of the matmuls an eager model calls for one of our GEMM ops: the
+        reference runs wq, wk, wv and w1, w3 as separate matmuls where we merge them."""
+        g = op.gemm
+        assert g is not None
+        base = op.name.split(".")[-1]
+        if base == "qkv_proj":
+            nq, nkv = self.fwd.heads()
+            hd = self.m.head_dim
+            return [nq * hd, nkv * hd, nkv * hd]
+        if base.endswith("_up") and self.m.gated_mlp and g.n % 2 == 0:
+            return [g.n // 2, g.n // 2]
+        return [g.n]
+
+    def _op_recompute(self, forward: list[Op]) -> list[Op]:
+        """What torchtitan's per-op checkpointing re-runs (module docstring): every second matmul
+        of a layer in call order, every elementwise op and every collective but reduce-scatter;
+        never the attention kernel."""
+        out, calls = [], 0
+        for op in forward:
+            if op.kind == OpKind.ATTENTION or op.family in ("embedding", "head"):
+                continue
+            if op.kind == OpKind.COLLECTIVE:
+                c = op.collective
+                if c is not None and c.kind != "reduce_scatter":
+                    out.append(op)
+                continue
+            if op.gemm is None:
+                out.append(op)
+                continue
+            g = op.gemm
+            again = []
+            for n in self._mm_calls(op):
+                calls += 1
+                if calls % 2 == 0:
+                    again.append(n)
+            if again:
+                b = Builder(op.dtype, g.a_bytes, g.b_bytes)
+                made = b.gemm(op.name, op.family, g.m, sum(again), g.k, g.groups)
+                out.append(replace(made, count=op.count))
+        return out
 
     # ---- one chunk -----------------------------------------------------------------------------
     def chunk(self, stage: int, chunk: int, first_layer: int, layers: int, *, first: bool,
@@ -603,7 +743,8 @@ class _TrainLowering:
         ops.append(self.b16.gemm("lm_head", "head", T, v, m.hidden))
         # vocabulary-parallel cross-entropy: fp32 softmax over the local logits (read, write
         # the gradient) and two small all-reduces (max, sum) across the TP group
-        ops.append(self.b16.elementwise("cross_entropy", "head", 2 * T * v, 2 * T * v, 6.0 * T * v))
+        ce = self.b16.elementwise("cross_entropy", "head", 2 * T * v, 2 * T * v, 6.0 * T * v)
+        ops.append(self._eager(ce, "cross_entropy", T * v) if self.eager else ce)
         ar = self.b.collective("loss_all_reduce", "all_reduce", 2 * T * 4.0, t.tp, self.tp_local)
         return ops + ([ar] if ar else [])
 
@@ -620,6 +761,8 @@ class _TrainLowering:
         x = self.rows * m.hidden * self.ab
         if t.recompute == "full":
             return x / sp
+        if t.recompute == "selective-op":
+            return x / sp + self._op_saved(layer)
         total = 0.0
         up_out = 0.0
         for op in layer:
@@ -627,6 +770,8 @@ class _TrainLowering:
                 continue
             if op.family == "norm":
                 total += 2 * x / sp  # its input, and its output (the next GEMM's input)
+                if self.eager and m.norm == "rmsnorm":
+                    total += 2 * x / sp  # + x.float() (fp32) and the bf16 normed x before *weight
             elif op.kind == OpKind.ATTENTION:
                 a = op.attention
                 assert a is not None
@@ -642,6 +787,8 @@ class _TrainLowering:
                 total += g.groups * ((g.m * g.k if a_kept else 0) + g.k * g.n) * self.ab
             elif op.name.endswith("_act"):
                 total += up_out  # the activation function's input
+                if self.eager and m.gated_mlp:
+                    total += up_out / 2  # + silu's output, the multiply's other operand
             elif op.gemm is not None:
                 g = op.gemm
                 if op.name.endswith("_up"):
@@ -649,6 +796,24 @@ class _TrainLowering:
                 if not op.name.endswith(_FED_BY_SAVED):
                     total += g.m * g.k * g.groups * self.ab
         return total
+
+    def _op_saved(self, layer: list[Op]) -> float:
+        """Per-op checkpointing keeps the outputs of the matmuls it does not re-run and the
+        attention kernel's output with its fp32 log-sum-exp."""
+        kept, calls = 0.0, 0
+        for op in layer:
+            if op.kind == OpKind.ATTENTION:
+                a = op.attention
+                assert a is not None
+                q = a.batch * a.q_len * a.n_q_heads
+                kept += q * (a.v_dim * self.ab + 4.0)
+            elif op.gemm is not None:
+                g = op.gemm
+                for n in self._mm_calls(op):
+                    calls += 1
+                    if calls % 2:
+                        kept += g.m * n * g.groups * self.ab
+        return kept
 
     # ---- data parallelism ----------------------------------------------------------------------
     def dp_comm(self, params: float, dense_params: float, layers: int):

@@ -224,7 +224,10 @@ class Chip:
 
     def attention_rate(self, dtype: str, kernel: str = "native") -> float:
         """Matmul FLOP/s inside an attention kernel: ``sustained``, capped for "fa2" kernels
-        where the chip's warp-level MMA path is slower (``mma_sync_fraction``)."""
+        where the chip's warp-level MMA path is slower (``mma_sync_fraction``); the vector
+        rate for "mmha", which runs its dot products on the CUDA cores."""
+        if kernel == "mmha":  # dot products as FMAs on the CUDA cores (vector units)
+            return self.vector_flops_per_s
         rate = self.sustained(dtype)
         if kernel == "fa2" and self.mma_sync_fraction is not None:
             rate = min(rate, self.peak(dtype) * self.mma_sync_fraction)

@@ -32,6 +32,11 @@ _ATTN_HELP = (
     "attention kernel: native (the chip's fastest fused kernel, FlashAttention-3/cuDNN on "
     "Hopper) or fa2 (FlashAttention-2: warp-level MMA, slower on Hopper) (default native)"
 )
+_DECODE_ATTN_HELP = _ATTN_HELP.removesuffix(" (default native)") + (
+    "; or mmha (decode: a thread block per query head on the CUDA cores, as TensorRT-LLM "
+    "before XQA and vLLM's PagedAttention: a GQA group's K/V read once per query head) "
+    "(default native)"
+)
 
 
 def _add_llm_args(p: argparse.ArgumentParser) -> None:
@@ -42,7 +47,7 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
-    p.add_argument("--attention-kernel", default="native", help=_ATTN_HELP)
+    p.add_argument("--attention-kernel", default="native", help=_DECODE_ATTN_HELP)
     _add_run_output_args(p)
 
 
@@ -258,7 +263,7 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
-    p.add_argument("--attention-kernel", default="native", help=_ATTN_HELP)
+    p.add_argument("--attention-kernel", default="native", help=_DECODE_ATTN_HELP)
     p.add_argument("--max-num-seqs", type=_int_arg, default=256, help="running sequences cap")
     p.add_argument("--max-batched-tokens", type=_int_arg, default=None,
                    help="tokens per iteration (default 8192, 2048 with chunked prefill)")  # fmt: skip

@@ -199,13 +199,17 @@ def cost_attention(op: Op, chip: Chip) -> OpCost:
     a: Attention = op.attention  # type: ignore[assignment]
     assert a is not None
     group = a.n_q_heads // a.n_kv_heads
-    if a.q_len == 1:
+    # "mmha" decode (FasterTransformer/TensorRT-LLM before XQA, vLLM PagedAttention): one thread
+    # block per query head computes its one row on the CUDA cores; every query head of a GQA
+    # group reads the group's K/V (through L2 when they fit there)
+    per_head = a.kernel == "mmha"
+    if a.q_len == 1 and not per_head:
         # flash-decoding packs the query heads that share a KV head into one tile's rows
         rows, heads = group, a.batch * a.n_kv_heads
     else:
         rows, heads = a.q_len, a.batch * a.n_q_heads
     tile_ms = sorted({tm for tm, _ in chip.gemm_tiles})
-    br = next((tm for tm in tile_ms if tm >= rows), tile_ms[-1])
+    br = 1 if per_head else next((tm for tm in tile_ms if tm >= rows), tile_ms[-1])
     bc = max(tn for _, tn in chip.gemm_tiles)
     q_blocks = math.ceil(rows / br)
     units = heads * q_blocks
@@ -237,7 +241,7 @@ def cost_attention(op: Op, chip: Chip) -> OpCost:
     # memory: Q, O once; K/V once per reader unless the heads in flight fit in L2
     q_o = op.bytes.get("activation", 0.0)
     kv = a.batch * a.n_kv_heads * a.kv_len * a.kv_bytes_per_token
-    readers = q_blocks * (group if a.q_len > 1 else 1)  # units reading each KV head's data
+    readers = q_blocks * (group if a.q_len > 1 or per_head else 1)  # units reading a KV head
     partials = 2 * (split - 1) * units * br * (a.v_dim + 2) * 4.0 if split > 1 else 0.0
     main, reuse = chip.main_memory, chip.reuse_level
     tile_level = q_o + kv * readers + partials

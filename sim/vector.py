@@ -215,6 +215,8 @@ class ChipArrays:
 
     def attention_rate(self, dtype: str, kernel: str) -> np.ndarray:
         """``Chip.attention_rate``: sustained, capped by the warp-level MMA path for "fa2"."""
+        if kernel == "mmha":
+            return self.values["vector_flops_per_s"]
         rate = self.sustained(dtype)
         if kernel == "fa2" and self.structure.has_mma_sync:
             rate = np.minimum(rate, self.peak(dtype) * self.values["mma_sync_fraction"])
@@ -478,12 +480,13 @@ def _attention(op: Op, chips: ChipArrays) -> _Cost:
     assert a is not None
     st = chips.structure
     group = a.n_q_heads // a.n_kv_heads
-    if a.q_len == 1:
+    per_head = a.kernel == "mmha"  # roofline.cost_attention: a block per query head
+    if a.q_len == 1 and not per_head:
         rows, heads = group, a.batch * a.n_kv_heads
     else:
         rows, heads = a.q_len, a.batch * a.n_q_heads
     tile_ms = sorted({tm for tm, _ in st.gemm_tiles})
-    br = next((tm for tm in tile_ms if tm >= rows), tile_ms[-1])
+    br = 1 if per_head else next((tm for tm in tile_ms if tm >= rows), tile_ms[-1])
     bc = max(tn for _, tn in st.gemm_tiles)
     q_blocks = math.ceil(rows / br)
     units = heads * q_blocks
@@ -507,7 +510,7 @@ def _attention(op: Op, chips: ChipArrays) -> _Cost:
     compute = waves * unit_s
     q_o = op.bytes.get("activation", 0.0)
     kv = a.batch * a.n_kv_heads * a.kv_len * a.kv_bytes_per_token
-    readers = q_blocks * (group if a.q_len > 1 else 1)
+    readers = q_blocks * (group if a.q_len > 1 or per_head else 1)
     partials = 2 * (split - 1) * units * br * (a.v_dim + 2) * 4.0 if split > 1 else 0.0
     main, reuse = _main(chips), _reuse(chips)
     tile_level = q_o + kv * readers + partials

@@ -222,3 +222,31 @@ def test_flash_attention_2_runs_on_hoppers_slower_warp_level_mma_path():
     assert _fa2_forward("a100-sxm-80gb", "fa2") == _fa2_forward("a100-sxm-80gb", "native")
     # at the power limit the slower of the two caps applies
     assert _fa2_forward("h100-sxm", "fa2", power_limited=0.2) < 0.6 * fa2
+
+
+def test_mmha_decode_reads_a_gqa_groups_kv_once_per_query_head():
+    """The MMHA decode kernel (TensorRT-LLM before XQA, vLLM PagedAttention) runs a thread
+    block per query head: with 8 query heads per KV head the K/V crosses L2 eight times (once
+    from HBM when the heads in flight fit in L2), where flash-decoding packs the group into one
+    tile and reads it once. For MHA (a group of 1) the two move the same bytes."""
+    from hardware import load_system
+    from workloads.build import Builder
+
+    system = load_system("h100-sxm", 1)
+
+    def cost(kernel: str, n_kv: int):
+        spec = Attention(batch=64, n_q_heads=16, n_kv_heads=n_kv, q_len=1, kv_len=2048,
+                         qk_dim=128, v_dim=128, causal=True, act_bytes=2.0,
+                         kv_bytes_per_token=512.0)  # fmt: skip
+        return cost_op(Builder("bf16", 2.0, 2.0, kernel).attention("attention", spec), system)
+
+    native, mmha = cost("native", 2), cost("mmha", 2)
+    kv = 64 * 2 * 2048 * 512.0
+    assert mmha.main_bytes == pytest.approx(native.main_bytes)
+    assert mmha.memory_s["l2"] > 7 * native.memory_s["l2"] * kv / (kv + 64 * 16 * 256 * 2)
+    assert mmha.time_s > 2 * native.time_s
+    assert cost("mmha", 16).main_bytes == pytest.approx(cost("native", 16).main_bytes)
+    # a prefill keeps the native fused kernel: mmha is a decode kernel only
+    spec = Attention(batch=1, n_q_heads=16, n_kv_heads=2, q_len=512, kv_len=512, qk_dim=128,
+                     v_dim=128, causal=True, act_bytes=2.0, kv_bytes_per_token=512.0)  # fmt: skip
+    assert Builder("bf16", 2.0, 2.0, "mmha").attention("a", spec).attention.kernel == "native"

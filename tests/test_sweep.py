@@ -221,6 +221,12 @@ def test_attention_kernel_axis_equals_simulate():
     rows = evaluate_points(spec, range(spec.n_points))
     by = {(r["attention_kernel"], int(r["prompt"])): float(r["time_s"]) for r in rows}
     assert by[("fa2", 16384)] > 1.1 * by[("native", 16384)]
+    # the per-query-head decode kernel: GQA's K/V read once per query head
+    spec = _spec(
+        {"attention_kernel": ["native", "mmha"], "batch": [1, 64]},
+        {"kind": "decode", "model": "llama-3-8b", "context": 4096},
+    )
+    _assert_rows_equal_single_points(spec, range(spec.n_points))
 
 
 def test_coupled_axes_are_built_in_full_and_still_equal_simulate():

@@ -53,8 +53,10 @@ class Builder:
 
     def attention(self, name: str, spec: Attention) -> Op:
         """Fused attention: 2·pairs·(qk + v) FLOPs per head; Q, O and the K/V it reads."""
-        if self.attention_kernel != "native":
-            spec = replace(spec, kernel=self.attention_kernel)
+        if self.attention_kernel != "native" and (
+            self.attention_kernel != "mmha" or spec.q_len == 1
+        ):
+            spec = replace(spec, kernel=self.attention_kernel)  # mmha is a decode kernel
         flops = 2.0 * spec.batch * spec.n_q_heads * spec.score_pairs * (spec.qk_dim + spec.v_dim)
         q_o = spec.batch * spec.q_len * spec.n_q_heads * (spec.qk_dim + spec.v_dim) * spec.act_bytes
         kv = spec.batch * spec.n_kv_heads * spec.kv_len * spec.kv_bytes_per_token

@@ -223,7 +223,7 @@ class DiT:
                              ("replicas", self.dp)):  # fmt: skip
             if not isinstance(value, int) or value < 1:
                 raise WorkloadError(f"dit: {label} must be an integer >= 1, got {value!r}")
-        check_attention_kernel("dit", self.attention_kernel)
+        check_attention_kernel("dit", self.attention_kernel, decode=False)
         if self.sp_method not in ("ulysses", "ring"):
             raise WorkloadError(f"dit: --sp must be ulysses or ring, got {self.sp_method!r}")
         if self.dtype not in ("fp32", "bf16", "fp16", "fp8"):

@@ -75,14 +75,22 @@ class Attention:
 
 
 # the attention kernels a workload can name: the chip's native fused kernel (FlashAttention-3 /
-# cuDNN on Hopper), FlashAttention-2 (the warp-level MMA path everywhere), or - for training -
-# the pre-flash "unfused" attention of 2020-22 Megatron-LM: batched QK^T and PV GEMMs with the
-# score matrix written to memory and a fused scale-mask-softmax kernel between them
-ATTENTION_KERNELS = ("native", "fa2", "unfused")
+# cuDNN on Hopper), FlashAttention-2 (the warp-level MMA path everywhere); for inference
+# "mmha", the decode kernel of FasterTransformer / TensorRT-LLM before XQA (and of vLLM's
+# PagedAttention v1/v2): one thread block per query head, the dot products on the CUDA cores,
+# so a GQA group's query heads each read their K/V (prefill runs the native fused kernel); or -
+# for training - the pre-flash "unfused" attention of 2020-22 Megatron-LM: batched QK^T and PV
+# GEMMs with the score matrix written to memory and a fused scale-mask-softmax kernel between
+ATTENTION_KERNELS = ("native", "fa2", "mmha", "unfused")
 
 
-def check_attention_kernel(where: str, kernel: str, training: bool = False) -> None:
-    allowed = ATTENTION_KERNELS if training else ATTENTION_KERNELS[:2]
+def check_attention_kernel(
+    where: str, kernel: str, training: bool = False, decode: bool = True
+) -> None:
+    """``training``: the unfused kernel is allowed, mmha not; ``decode``: mmha is allowed."""
+    allowed = ("native", "fa2", "unfused") if training else ("native", "fa2", "mmha")
+    if not decode:
+        allowed = tuple(k for k in allowed if k != "mmha")
     if kernel not in allowed:
         raise WorkloadError(
             f"{where}: --attention-kernel must be one of {', '.join(allowed)}, got {kernel!r}"

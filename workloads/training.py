@@ -89,7 +89,6 @@ _EAGER = {
     "act": (4.0, 1, 6.0, 1),
     "cross_entropy": (14.0, 2, 22.0, 3),
 }
-_EAGER_GRAD_SUM = {"attn_norm": 2, "mlp_norm": 1}  # dgrad accumulations (gated MLP only)
 _ADAM_FLOPS = 12
 # GEMMs whose input is already saved as a norm's output or attention's O (counted once)
 _UNFUSED = ("attn_scores", "attn_softmax", "attn_values")  # the unfused attention core
@@ -428,9 +427,7 @@ class _TrainLowering:
         """``op`` as eager PyTorch runs it: the primitives of ``_EAGER[key]`` on ``elems``."""
         fwd, fwd_k, bwd, bwd_k = _EAGER[key]
         base = op.name.split(".")[-1]
-        sums = _EAGER_GRAD_SUM.get(base, 0) if key in _NORM_FLOPS else 0
-        if base == "mlp_norm" and not self.m.gated_mlp:
-            sums = 0
+        sums = {"attn_norm": 2, "mlp_norm": 1 if self.m.gated_mlp else 0}.get(base, 0)
         bwd, bwd_k = bwd + 6.0 * sums, bwd_k + sums
         by = {Role.ACTIVATION: fwd * elems}
         if Role.WEIGHT in op.bytes:
@@ -447,8 +444,8 @@ class _TrainLowering:
         rep = a.n_q_heads // max(1, a.n_kv_heads)
         if rep > 1:
             kv = a.batch * a.q_len * a.n_kv_heads * (a.qk_dim + a.v_dim)
-            copy = self.b16.elementwise("repeat_kv", "attention", 0, 0, 0.0)
-            ops.append(replace(copy, bytes={Role.ACTIVATION: (2.0 + 2.0 * rep) * kv}, kernels=2))
+            copy = self.b16.elementwise("repeat_kv", "attention", kv, rep * kv, 0.0)
+            ops.append(replace(copy, kernels=2))  # K and V: read once, write rep copies
             self._eager_bwd["repeat_kv"] = (1.0, 2)
         ops += self._attention(op)
         o = a.batch * a.q_len * a.n_q_heads * a.v_dim
@@ -615,7 +612,13 @@ class _TrainLowering:
         return [replace(op, name=f"recompute.{op.name}", model_flops=0.0, recompute=True)
                 for op in keep]  # fmt: skip
 
-    def _mm_calls(self, op: Op) -> list[int]:
+    def _mm_calls(self, op: Op, before: int) -> list[tuple[int, bool]]:
+        """(output width, re-run by per-op checkpointing) of each matmul call of ``op``, after
+        ``before`` calls in the layer: every second call in order is re-run."""
+        widths = self._mm_widths(op)
+        return [(n, (before + i + 1) % 2 == 0) for i, n in enumerate(widths)]
+
+    def _mm_widths(self, op: Op) -> list[int]:
         """The output widths of the matmuls an eager model calls for one of our GEMM ops: the
         reference runs wq, wk, wv and w1, w3 as separate matmuls where we merge them."""
         g = op.gemm
@@ -645,13 +648,11 @@ class _TrainLowering:
             if op.gemm is None:
                 out.append(op)
                 continue
-            g = op.gemm
-            again = []
-            for n in self._mm_calls(op):
-                calls += 1
-                if calls % 2 == 0:
-                    again.append(n)
+            made_calls = self._mm_calls(op, calls)
+            calls += len(made_calls)
+            again = [n for n, rerun in made_calls if rerun]
             if again:
+                g = op.gemm
                 b = Builder(op.dtype, g.a_bytes, g.b_bytes)
                 made = b.gemm(op.name, op.family, g.m, sum(again), g.k, g.groups)
                 out.append(replace(made, count=op.count))
@@ -808,11 +809,9 @@ class _TrainLowering:
                 q = a.batch * a.q_len * a.n_q_heads
                 kept += q * (a.v_dim * self.ab + 4.0)
             elif op.gemm is not None:
-                g = op.gemm
-                for n in self._mm_calls(op):
-                    calls += 1
-                    if calls % 2:
-                        kept += g.m * n * g.groups * self.ab
+                g, made_calls = op.gemm, self._mm_calls(op, calls)
+                calls += len(made_calls)
+                kept += sum(g.m * n * g.groups * self.ab for n, rerun in made_calls if not rerun)
         return kept
 
     # ---- data parallelism ----------------------------------------------------------------------

@@ -112,6 +112,9 @@ class Chip:
     ``mma_sync_fraction`` is the tensor rate over peak that kernels written with the previous
     generation's warp-level MMA instructions reach (FlashAttention-2 on Hopper uses mma.sync,
     not wgmma); None where that path runs at the full rate. Attention ops with kernel "fa2" use it.
+    ``attention_bwd_fraction`` is the tensor rate over peak of the fused attention backward kernel
+    (dQ, dK, dV: five matmuls per score tile, dQ accumulated in fp32), as a backward microbenchmark
+    measures it; None where none was measured (the backward then runs at the forward's rate).
     Memory: ``memory`` lists levels innermost first; the last level is main memory, which holds
     weights and the KV cache. ``kernel_overhead_s`` is the fixed cost of one op (launch, ramp,
     tail) as a small-kernel microbenchmark measures it. ``exp_per_s`` is the special-function
@@ -135,6 +138,7 @@ class Chip:
     sustained_by_dtype: dict[str, float] = field(default_factory=dict)
     power_limited_fraction: float | None = None
     mma_sync_fraction: float | None = None
+    attention_bwd_fraction: float | None = None
     stream_k: bool = False  # the GEMM library can schedule stream-K (sim/roofline.py)
     memory: tuple[MemoryLevel, ...]
     exp_per_s: float | None = None
@@ -178,6 +182,8 @@ class Chip:
             _fraction(where, "compute.power_limited_fraction", self.power_limited_fraction)
         if self.mma_sync_fraction is not None:
             _fraction(where, "compute.mma_sync_fraction", self.mma_sync_fraction)
+        if self.attention_bwd_fraction is not None:
+            _fraction(where, "compute.attention_bwd_fraction", self.attention_bwd_fraction)
         if not self.memory:
             raise ConfigError(f"{where}: at least one [[memory]] level is required")
         if self.kernel_overhead_s < 0:
@@ -222,15 +228,18 @@ class Chip:
         """Achievable dense matmul FLOP/s for ``dtype``: peak x its sustained fraction."""
         return self.peak(dtype) * self.sustained_by_dtype.get(dtype, self.sustained_clock_fraction)
 
-    def attention_rate(self, dtype: str, kernel: str = "native") -> float:
+    def attention_rate(self, dtype: str, kernel: str = "native", backward: bool = False) -> float:
         """Matmul FLOP/s inside an attention kernel: ``sustained``, capped for "fa2" kernels
-        where the chip's warp-level MMA path is slower (``mma_sync_fraction``); the vector
-        rate for "mmha", which runs its dot products on the CUDA cores."""
+        where the chip's warp-level MMA path is slower (``mma_sync_fraction``) and for the
+        backward kernel where one was measured (``attention_bwd_fraction``); the vector rate
+        for "mmha", which runs its dot products on the CUDA cores."""
         if kernel == "mmha":  # dot products as FMAs on the CUDA cores (vector units)
             return self.vector_flops_per_s
         rate = self.sustained(dtype)
         if kernel == "fa2" and self.mma_sync_fraction is not None:
             rate = min(rate, self.peak(dtype) * self.mma_sync_fraction)
+        if backward and self.attention_bwd_fraction is not None:
+            rate = min(rate, self.peak(dtype) * self.attention_bwd_fraction)
         return rate
 
     def at_power_limit(self) -> Chip:

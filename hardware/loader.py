@@ -111,6 +111,7 @@ _OPTIONAL_FIELDS = {
     "pim_flops",
     "power_limited_fraction",
     "mma_sync_fraction",
+    "attention_bwd_fraction",
     "stream_k",
     "intra_node_achievable_fraction",
     "inter_node_achievable_fraction",
@@ -224,6 +225,9 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         stream_k=_bool(compute, "stream_k", f"chip {name!r}: compute"),
         mma_sync_fraction=_q(
             compute, "mma_sync_fraction", "fraction", f"chip {name!r}: compute", None
+        ),
+        attention_bwd_fraction=_q(
+            compute, "attention_bwd_fraction", "fraction", f"chip {name!r}: compute", None
         ),
         memory=tuple(memory),
         exp_per_s=_q(compute, "exp_rate", "flops_per_s", f"chip {name!r}: compute", None),

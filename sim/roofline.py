@@ -48,6 +48,9 @@ from workloads.ops import Attention, Gemm, Op, OpKind
 # an exp is counted as _EXP_FLOPS vector FLOPs (a polynomial approximation's cost).
 _SOFTMAX_VECTOR_FLOPS = 4
 _EXP_FLOPS = 4
+# the backward recomputes P = exp(S - LSE) (the forward's work per score) and forms
+# dS = P * (dP - D) * scale: a subtract, a multiply and the scale (FlashAttention-2, Alg. 2)
+_DS_VECTOR_FLOPS = 3
 _MIN_SPLIT_GRANULES = 4
 
 
@@ -226,11 +229,12 @@ def cost_attention(op: Op, chip: Chip) -> OpCost:
     width = (3 * a.qk_dim + 2 * a.v_dim) if a.backward else (a.qk_dim + a.v_dim)
     matmul = 2.0 * score_elems * width
     per_unit = 1.0 / (units * split)
-    core_rate = chip.attention_rate(op.dtype, a.kernel) / chip.n_cores
+    core_rate = chip.attention_rate(op.dtype, a.kernel, a.backward) / chip.n_cores
+    vec_flops = _SOFTMAX_VECTOR_FLOPS + (_DS_VECTOR_FLOPS if a.backward else 0)
     if chip.exp_per_s:
-        softmax_s_per_score = 1.0 / chip.exp_per_s + _SOFTMAX_VECTOR_FLOPS / chip.vector_flops_per_s
+        softmax_s_per_score = 1.0 / chip.exp_per_s + vec_flops / chip.vector_flops_per_s
     else:
-        softmax_s_per_score = (_SOFTMAX_VECTOR_FLOPS + _EXP_FLOPS) / chip.vector_flops_per_s
+        softmax_s_per_score = (vec_flops + _EXP_FLOPS) / chip.vector_flops_per_s
     # one warpgroup's matmuls and softmax run one after the other (FlashAttention-2/3 without
     # ping-pong); FA3's ping-pong scheduling hides part of the softmax (NB: not modelled)
     # per unit of work on one core: its share of the matmuls at the core's rate, and its share

@@ -36,7 +36,7 @@ from sim.train import simulate_training
 from workloads.build import Builder
 from workloads.loader import load_model
 from workloads.ops import Attention, WorkloadError
-from workloads.training import RECOMPUTE, Training
+from workloads.training import RECOMPUTE, Training, attention_backward
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "published.toml"
 
@@ -205,9 +205,11 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
                      act_bytes=2.0, kv_bytes_per_token=2 * hd * 2.0,
                      kernel=row.get("attention_kernel", "native"))  # fmt: skip
     op = Builder("bf16", 2.0, 2.0).attention("attention", spec)
-    c = cost_op(op, system)
-    # sources count 4·seq²·hd·heads·batch, halved for causal — the op's FLOPs are the same count
-    return op.flops / c.time_s / 1e12, {"time_s": c.time_s, "heads": heads}
+    # sources count 4·seq²·hd·heads·batch (2.5x that for the backward), halved for causal —
+    # the ops' FLOPs are the same count
+    ops = attention_backward(op, 2.0) if row.get("backward") else [op]
+    t = sum(cost_op(o, system).time_s for o in ops)
+    return ops[0].flops / t / 1e12, {"time_s": t, "heads": heads}
 
 
 def _predict_membw(row: dict) -> tuple[float, dict]:

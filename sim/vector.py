@@ -30,6 +30,7 @@ from hardware.chip import ConfigError, Link, System
 from sim.collectives import collective_time
 from sim.result import capacity_message
 from sim.roofline import (
+    _DS_VECTOR_FLOPS,
     _EXP_FLOPS,
     _SOFTMAX_VECTOR_FLOPS,
     Bound,
@@ -67,11 +68,13 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "has_exp": c.exp_per_s is not None,
         "has_power_limit": c.power_limited_fraction is not None,
         "has_mma_sync": c.mma_sync_fraction is not None,
+        "has_attention_bwd": c.attention_bwd_fraction is not None,
         "stream_k": c.stream_k,
         "chips_per_node": system.chips_per_node,
         "sustained_clock_fraction": c.sustained_clock_fraction,
         "power_limited_fraction": _float(c.power_limited_fraction),
         "mma_sync_fraction": _float(c.mma_sync_fraction),
+        "attention_bwd_fraction": _float(c.attention_bwd_fraction),
         "vector_flops_per_s": c.vector_flops_per_s,
         "exp_per_s": _float(c.exp_per_s),
         "kernel_overhead_s": c.kernel_overhead_s,
@@ -112,6 +115,7 @@ STRUCTURE_LEAVES = (
     "has_exp",
     "has_power_limit",
     "has_mma_sync",
+    "has_attention_bwd",
     "stream_k",
     "chips_per_node",
 )
@@ -136,6 +140,7 @@ class ChipStructure:
     has_exp: bool
     has_power_limit: bool
     has_mma_sync: bool
+    has_attention_bwd: bool
     stream_k: bool
     chips_per_node: int
 
@@ -213,13 +218,16 @@ class ChipArrays:
             values["mma_sync_fraction"] = np.minimum(values["mma_sync_fraction"], p)
         return replace(self, values=values)
 
-    def attention_rate(self, dtype: str, kernel: str) -> np.ndarray:
-        """``Chip.attention_rate``: sustained, capped by the warp-level MMA path for "fa2"."""
+    def attention_rate(self, dtype: str, kernel: str, backward: bool = False) -> np.ndarray:
+        """``Chip.attention_rate``: sustained, capped by the warp-level MMA path for "fa2" and
+        by the measured backward kernel rate for the backward."""
         if kernel == "mmha":
             return self.values["vector_flops_per_s"]
         rate = self.sustained(dtype)
         if kernel == "fa2" and self.structure.has_mma_sync:
             rate = np.minimum(rate, self.peak(dtype) * self.values["mma_sync_fraction"])
+        if backward and self.structure.has_attention_bwd:
+            rate = np.minimum(rate, self.peak(dtype) * self.values["attention_bwd_fraction"])
         return rate
 
     def level(self, i: int, name: str) -> np.ndarray:
@@ -500,12 +508,13 @@ def _attention(op: Op, chips: ChipArrays) -> _Cost:
     width = (3 * a.qk_dim + 2 * a.v_dim) if a.backward else (a.qk_dim + a.v_dim)
     matmul = 2.0 * score_elems * width
     per_unit = 1.0 / (units * split)
-    core_rate = chips.attention_rate(op.dtype, a.kernel) / st.n_cores
+    core_rate = chips.attention_rate(op.dtype, a.kernel, a.backward) / st.n_cores
     vector = chips.values["vector_flops_per_s"]
+    vec_flops = _SOFTMAX_VECTOR_FLOPS + (_DS_VECTOR_FLOPS if a.backward else 0)
     if st.has_exp:
-        softmax_s_per_score = 1.0 / chips.values["exp_per_s"] + _SOFTMAX_VECTOR_FLOPS / vector
+        softmax_s_per_score = 1.0 / chips.values["exp_per_s"] + vec_flops / vector
     else:
-        softmax_s_per_score = (_SOFTMAX_VECTOR_FLOPS + _EXP_FLOPS) / vector
+        softmax_s_per_score = (vec_flops + _EXP_FLOPS) / vector
     unit_s = per_unit * (matmul / core_rate + score_elems * softmax_s_per_score * st.n_cores)
     compute = waves * unit_s
     q_o = op.bytes.get("activation", 0.0)

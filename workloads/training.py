@@ -96,6 +96,32 @@ _FED_BY_SAVED = ("qkv_proj", "q_proj", "q_a_proj", "kv_a_proj", "mlp_up", "share
                  "router", "o_proj")  # fmt: skip  # per parameter: two moment updates, bias corrections, sqrt, divide, decay
 
 
+def attention_backward(op: Op, act_bytes: float) -> list[Op]:
+    """The fused attention backward of forward ``op``: the main kernel (FlashAttention-2,
+    Alg. 2: S and P again, then dV, dP, dQ, dK, 2.5x the forward's matmul FLOPs; reads Q, K, V,
+    O, dO, writes dQ, dK, dV) and its two helper kernels (FlashAttention-2 and -3, cuDNN). The
+    main kernel adds each KV block's share of dQ into an fp32 accumulator, so a pre-pass reads
+    O and dO for D = rowsum(dO * O) and zeroes the accumulator, and a post-pass turns it into
+    dQ: per query row and head, O and dO read (16-bit), D written (fp32), the accumulator
+    written and read back (fp32) and dQ written (16-bit)."""
+    a = op.attention
+    assert a is not None
+    width = 3 * a.qk_dim + 2 * a.v_dim
+    main = replace(
+        op, name=f"{op.name}.bwd", attention=replace(a, backward=True),
+        flops=op.flops * width / (a.qk_dim + a.v_dim), model_flops=2 * op.model_flops,
+        bytes={k: 2 * v for k, v in op.bytes.items()},
+    )  # fmt: skip
+    rows = a.batch * a.n_q_heads * a.q_len
+    per_row = 2 * a.v_dim * act_bytes + 4 + 2 * 4 * a.qk_dim + a.qk_dim * act_bytes
+    passes = Op(
+        name=f"{op.name}.bwd_passes", kind=OpKind.ELEMENTWISE, family=op.family, dtype=op.dtype,
+        flops=2.0 * rows * a.v_dim, model_flops=0.0, bytes={Role.ACTIVATION: rows * per_row},
+        count=op.count, kernels=2,
+    )  # fmt: skip
+    return [main, passes]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Chunk:
     """One (stage, virtual chunk) of the pipeline on one chip: one micro-batch's work."""
@@ -572,14 +598,7 @@ class _TrainLowering:
                 out += [replace(x, model_flops=x.flops * ratio, count=op.count)
                         for x in (dgrad, wgrad)]  # fmt: skip
             elif op.kind == OpKind.ATTENTION:
-                a = op.attention
-                assert a is not None
-                spec = replace(a, backward=True)
-                width = 3 * a.qk_dim + 2 * a.v_dim
-                flops = op.flops * width / (a.qk_dim + a.v_dim)
-                by = {k: 2 * v for k, v in op.bytes.items()}  # read Q,K,V,O,dO; write dQ,dK,dV
-                out.append(replace(op, name=f"{op.name}.bwd", attention=spec, flops=flops,
-                                   model_flops=2 * op.model_flops, bytes=by))  # fmt: skip
+                out += attention_backward(op, self.ab)
             elif op.kind == OpKind.COLLECTIVE:
                 c = op.collective
                 assert c is not None

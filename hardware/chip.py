@@ -108,7 +108,9 @@ class Chip:
     ``sustained_by_dtype`` overrides it for a dtype measured separately (fp8 GEMMs reach a
     smaller share of their peak than bf16 on Hopper). ``power_limited_fraction`` is the dense
     matmul rate over peak once the chip has sat at its power limit for seconds (a >= 10 s GEMM
-    loop): runs that keep the chip busy that long (training steps, video generation) run there.
+    loop): runs that keep the chip busy that long (training steps, video generation) run there;
+    ``power_limited_by_dtype`` overrides it for a dtype measured separately (fp8 matmuls settle
+    lower than bf16 on Hopper).
     ``mma_sync_fraction`` is the tensor rate over peak that kernels written with the previous
     generation's warp-level MMA instructions reach (FlashAttention-2 on Hopper uses mma.sync,
     not wgmma); None where that path runs at the full rate. Attention ops with kernel "fa2" use it.
@@ -137,6 +139,7 @@ class Chip:
     sustained_clock_fraction: float = 1.0
     sustained_by_dtype: dict[str, float] = field(default_factory=dict)
     power_limited_fraction: float | None = None
+    power_limited_by_dtype: dict[str, float] = field(default_factory=dict)
     mma_sync_fraction: float | None = None
     attention_bwd_fraction: float | None = None
     stream_k: bool = False  # the GEMM library can schedule stream-K (sim/roofline.py)
@@ -180,6 +183,14 @@ class Chip:
             _fraction(where, f"compute.sustained_fraction.{dtype}", frac)
         if self.power_limited_fraction is not None:
             _fraction(where, "compute.power_limited_fraction", self.power_limited_fraction)
+        for dtype, frac in self.power_limited_by_dtype.items():
+            key = f"compute.power_limited_by_dtype.{dtype}"
+            _fraction(where, key, frac)
+            if self.power_limited_fraction is None or dtype not in self.sustained_by_dtype:
+                raise ConfigError(
+                    f"{where}: {key} refines compute.power_limited_fraction for a dtype with its "
+                    f"own compute.sustained_fraction.{dtype}; set both, or remove {key}"
+                )
         if self.mma_sync_fraction is not None:
             _fraction(where, "compute.mma_sync_fraction", self.mma_sync_fraction)
         if self.attention_bwd_fraction is not None:
@@ -250,7 +261,10 @@ class Chip:
         return replace(
             self,
             sustained_clock_fraction=min(self.sustained_clock_fraction, p),
-            sustained_by_dtype={k: min(v, p) for k, v in self.sustained_by_dtype.items()},
+            sustained_by_dtype={
+                k: min(v, self.power_limited_by_dtype.get(k, p))
+                for k, v in self.sustained_by_dtype.items()
+            },
             mma_sync_fraction=None
             if self.mma_sync_fraction is None
             else min(self.mma_sync_fraction, p),

@@ -222,6 +222,11 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         power_limited_fraction=_q(
             compute, "power_limited_fraction", "fraction", f"chip {name!r}: compute", None
         ),
+        power_limited_by_dtype={
+            k: float(v)
+            for k, v in compute.get("power_limited_by_dtype", {}).items()
+            if not k.endswith("source")
+        },
         stream_k=_bool(compute, "stream_k", f"chip {name!r}: compute"),
         mma_sync_fraction=_q(
             compute, "mma_sync_fraction", "fraction", f"chip {name!r}: compute", None

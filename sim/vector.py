@@ -65,6 +65,7 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "levels": tuple(lvl.name for lvl in c.memory),
         "peak_dtypes": tuple(c.peak_flops_per_s),
         "sustained_dtypes": tuple(c.sustained_by_dtype),
+        "power_limited_dtypes": tuple(c.power_limited_by_dtype),
         "has_exp": c.exp_per_s is not None,
         "has_power_limit": c.power_limited_fraction is not None,
         "has_mma_sync": c.mma_sync_fraction is not None,
@@ -85,6 +86,8 @@ def chip_leaves(system: System) -> dict[str, Any]:
         out[f"peak.{dtype}"] = rate
     for dtype, frac in c.sustained_by_dtype.items():
         out[f"sustained.{dtype}"] = frac
+    for dtype, frac in c.power_limited_by_dtype.items():
+        out[f"power_limited.{dtype}"] = frac
     for i, lvl in enumerate(c.memory):
         values = (
             lvl.capacity_bytes,
@@ -112,6 +115,7 @@ STRUCTURE_LEAVES = (
     "levels",
     "peak_dtypes",
     "sustained_dtypes",
+    "power_limited_dtypes",
     "has_exp",
     "has_power_limit",
     "has_mma_sync",
@@ -137,6 +141,7 @@ class ChipStructure:
     levels: tuple[str, ...]
     peak_dtypes: tuple[str, ...]
     sustained_dtypes: tuple[str, ...]
+    power_limited_dtypes: tuple[str, ...]
     has_exp: bool
     has_power_limit: bool
     has_mma_sync: bool
@@ -213,7 +218,12 @@ class ChipArrays:
         values = dict(self.values)
         values["sustained_clock_fraction"] = np.minimum(values["sustained_clock_fraction"], p)
         for dtype in self.structure.sustained_dtypes:
-            values[f"sustained.{dtype}"] = np.minimum(values[f"sustained.{dtype}"], p)
+            cap = (
+                values[f"power_limited.{dtype}"]
+                if dtype in self.structure.power_limited_dtypes
+                else p
+            )
+            values[f"sustained.{dtype}"] = np.minimum(values[f"sustained.{dtype}"], cap)
         if self.structure.has_mma_sync:
             values["mma_sync_fraction"] = np.minimum(values["mma_sync_fraction"], p)
         return replace(self, values=values)

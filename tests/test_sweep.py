@@ -208,6 +208,13 @@ def test_prefill_and_dit_samples_equal_simulate_including_the_power_limit_recost
         {"kind": "dit", "model": "hunyuanvideo", "chips": 8, "sp": "ring"},
     )
     assert _assert_rows_equal_single_points(dit, list(range(dit.n_points))) == 4
+    # a dtype's own power-limited fraction (fp8 settles lower on Hopper) is swept the same way
+    fp8 = _spec(
+        {"compute.power_limited_by_dtype.fp8": [0.4, 0.65], "batch": [1, 64]},
+        {"kind": "prefill", "model": "llama-3-70b", "tp": 8, "prompt": 8192,
+         "dtype": "fp8"},
+    )  # fmt: skip
+    assert _assert_rows_equal_single_points(fp8, list(range(fp8.n_points))) == 4
 
 
 def test_attention_kernel_axis_equals_simulate():

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from hardware import load_system
+from hardware.chip import ConfigError
 from sim.cli import main
 from sim.collectives import collective_time
 from sim.events import StageWork, run_pipeline, schedule
@@ -332,7 +333,10 @@ def test_power_limit_applies_only_to_long_runs():
     chip = system.chip
     assert chip.sustained("bf16") / chip.peak("bf16") == pytest.approx(0.828)
     assert chip.at_power_limit().sustained("bf16") / chip.peak("bf16") == pytest.approx(0.693)
-    assert chip.at_power_limit().sustained("fp8") / chip.peak("fp8") == pytest.approx(0.693)
+    # fp8 matmuls settle lower (Azure's fp8 8192^3 GEMM after 10,000 warm-up iterations)
+    assert chip.at_power_limit().sustained("fp8") / chip.peak("fp8") == pytest.approx(0.652)
+    with pytest.raises(ConfigError, match="power_limited_by_dtype.int8"):
+        load_system("h100-sxm", 1, ["compute.power_limited_by_dtype.int8=0.5"])
     # the A100 family: Azure's 8192^3 GEMM after 10,000 warm-up iterations
     a100 = load_system("a100-sxm-80gb", 1).chip
     assert a100.at_power_limit().sustained("bf16") / a100.peak("bf16") == pytest.approx(0.813)

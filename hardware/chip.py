@@ -276,17 +276,28 @@ class Link:
     """A chip's link into a group: bandwidth per direction per chip, and per-message latency.
 
     ``achievable_fraction`` is the share of the datasheet bandwidth a collective library's
-    large-message bus bandwidth reaches (nccl-tests ``busbw``)."""
+    large-message bus bandwidth reaches (nccl-tests ``busbw``). ``simple_latency_s``, where
+    measured, splits the link into NCCL's two kinds of protocol: the low-latency one (LL: each
+    8-byte store carries 4 bytes of data and a 4-byte flag, so half the bandwidth) at
+    ``latency_s`` per step, and the bulk one (Simple) at the full bandwidth and
+    ``simple_latency_s`` per step; a collective takes the faster, as NCCL's tuner does. None:
+    one protocol, full bandwidth at ``latency_s``."""
 
     bandwidth_bytes_per_s: float
     latency_s: float = 0.0
     achievable_fraction: float = 1.0  # what NCCL-style collectives reach of the datasheet rate
+    simple_latency_s: float | None = None
 
     def __post_init__(self) -> None:
         _positive("link", "bandwidth", self.bandwidth_bytes_per_s)
         _fraction("link", "achievable_fraction", self.achievable_fraction)
         if self.latency_s < 0:
             raise ConfigError(f"link: latency must be >= 0, got {self.latency_s!r}")
+        if self.simple_latency_s is not None and self.simple_latency_s < self.latency_s:
+            raise ConfigError(
+                f"link: simple_latency ({self.simple_latency_s!r} s) is the bulk protocol's "
+                f"per-step latency and must be >= latency ({self.latency_s!r} s)"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -273,10 +273,12 @@ def system_from_dict(raw: dict[str, Any], n_chips: int = 1) -> System:
             bandwidth_bytes_per_s=intra_bw,
             latency_s=_q(table, "intra_node_latency", "s", where, 2e-6),
             achievable_fraction=_q(table, "intra_node_achievable_fraction", "fraction", where, 1.0),
+            simple_latency_s=_q(table, "intra_node_simple_latency", "s", where, None),
         ),
         inter_node=Link(
             bandwidth_bytes_per_s=_q(table, "inter_node_bandwidth", "bytes_per_s", where, intra_bw),
             latency_s=_q(table, "inter_node_latency", "s", where, 5e-6),
             achievable_fraction=_q(table, "inter_node_achievable_fraction", "fraction", where, 1.0),
+            simple_latency_s=_q(table, "inter_node_simple_latency", "s", where, None),
         ),
     )

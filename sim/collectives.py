@@ -31,7 +31,18 @@ from hardware.chip import Link, System
 def _flat(kind: str, size: float, p: int, link: Link, tree: bool = True) -> float:
     if p <= 1 or size <= 0:
         return 0.0
-    b, a = link.bandwidth_bytes_per_s * link.achievable_fraction, link.latency_s
+    b = link.bandwidth_bytes_per_s * link.achievable_fraction
+    if link.simple_latency_s is None:
+        return _alpha_beta(kind, size, p, b, link.latency_s, tree)
+    # NCCL's protocols: LL at half the bandwidth and the link's latency, Simple at the full
+    # bandwidth and its own (larger) per-step latency; the tuner runs the faster
+    return min(
+        _alpha_beta(kind, size, p, b / 2, link.latency_s, tree),
+        _alpha_beta(kind, size, p, b, link.simple_latency_s, tree),
+    )
+
+
+def _alpha_beta(kind: str, size: float, p: int, b: float, a: float, tree: bool) -> float:
     if kind == "all_reduce":
         ring = 2 * (p - 1) / p * size / b + 2 * (p - 1) * a
         if not tree:

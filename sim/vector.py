@@ -46,7 +46,7 @@ BOUNDS = (Bound.COMPUTE, Bound.MEMORY, Bound.COMMUNICATION, Bound.OVERHEAD)
 _COMPUTE, _MEMORY, _COMMUNICATION, _OVERHEAD = range(4)
 
 _LEVEL_FIELDS = ("capacity", "bandwidth", "achievable", "latency", "pim_bandwidth", "pim_flops")
-_LINK_FIELDS = ("bandwidth", "latency", "achievable")
+_LINK_FIELDS = ("bandwidth", "latency", "achievable", "simple_latency")
 
 
 def chip_leaves(system: System) -> dict[str, Any]:
@@ -100,7 +100,12 @@ def chip_leaves(system: System) -> dict[str, Any]:
         for name, value in zip(_LEVEL_FIELDS, values, strict=True):
             out[f"memory.{i}.{name}"] = value
     for side, link in (("intra", system.intra_node), ("inter", system.inter_node)):
-        values = (link.bandwidth_bytes_per_s, link.latency_s, link.achievable_fraction)
+        values = (
+            link.bandwidth_bytes_per_s,
+            link.latency_s,
+            link.achievable_fraction,
+            _float(link.simple_latency_s),
+        )
         for name, value in zip(_LINK_FIELDS, values, strict=True):
             out[f"{side}.{name}"] = value
     return out
@@ -127,6 +132,10 @@ STRUCTURE_LEAVES = (
 
 def _float(value: float | None) -> float:
     return math.nan if value is None else float(value)
+
+
+def _none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,9 +585,9 @@ def _collective(op: Op, chips: ChipArrays) -> _Cost:
             chips.template,
             chips_per_node=chips.structure.chips_per_node,
             intra_node=Link(bandwidth_bytes_per_s=row[0], latency_s=row[1],
-                            achievable_fraction=row[2]),
-            inter_node=Link(bandwidth_bytes_per_s=row[3], latency_s=row[4],
-                            achievable_fraction=row[5]),
+                            achievable_fraction=row[2], simple_latency_s=_none(row[3])),
+            inter_node=Link(bandwidth_bytes_per_s=row[4], latency_s=row[5],
+                            achievable_fraction=row[6], simple_latency_s=_none(row[7])),
         )  # fmt: skip
         comm_each[j] = collective_time(coll.kind, coll.bytes, coll.group, system, coll.local)
     comm = comm_each[inverse.reshape(-1)]

@@ -38,10 +38,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hardware.chip import Chip, System
 from sim.collectives import collective_time
 from workloads.ops import Attention, Gemm, Op, OpKind
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    Rate = float | np.ndarray  # a chip's rate, or one per chip of a stack (sim/vector.py)
 
 # Softmax per score element: exp on the special-function units (``Chip.exp_per_s``) plus
 # scale-subtract, max, sum and convert on the vector units. NB: where a chip gives no exp rate,
@@ -198,6 +204,16 @@ def cost_gemm(op: Op, chip: Chip) -> OpCost:
     return best
 
 
+def softmax_s(backward: bool, vector_rate: Rate, exp_rate: Rate | None) -> Rate:
+    """Seconds per attention score of the non-matmul work on one chip: the exp on the special
+    function units where the chip has them (``exp_rate``; else as vector FLOPs) and the
+    softmax's vector FLOPs, plus dS's in the backward."""
+    vec_flops = _SOFTMAX_VECTOR_FLOPS + (_DS_VECTOR_FLOPS if backward else 0)
+    if exp_rate is None:
+        return (vec_flops + _EXP_FLOPS) / vector_rate
+    return 1.0 / exp_rate + vec_flops / vector_rate
+
+
 def cost_attention(op: Op, chip: Chip) -> OpCost:
     a: Attention = op.attention  # type: ignore[assignment]
     assert a is not None
@@ -230,11 +246,7 @@ def cost_attention(op: Op, chip: Chip) -> OpCost:
     matmul = 2.0 * score_elems * width
     per_unit = 1.0 / (units * split)
     core_rate = chip.attention_rate(op.dtype, a.kernel, a.backward) / chip.n_cores
-    vec_flops = _SOFTMAX_VECTOR_FLOPS + (_DS_VECTOR_FLOPS if a.backward else 0)
-    if chip.exp_per_s:
-        softmax_s_per_score = 1.0 / chip.exp_per_s + vec_flops / chip.vector_flops_per_s
-    else:
-        softmax_s_per_score = (vec_flops + _EXP_FLOPS) / chip.vector_flops_per_s
+    softmax_s_per_score = softmax_s(a.backward, chip.vector_flops_per_s, chip.exp_per_s)
     # one warpgroup's matmuls and softmax run one after the other (FlashAttention-2/3 without
     # ping-pong); FA3's ping-pong scheduling hides part of the softmax (NB: not modelled)
     # per unit of work on one core: its share of the matmuls at the core's rate, and its share

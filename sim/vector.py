@@ -30,11 +30,9 @@ from hardware.chip import ConfigError, Link, System
 from sim.collectives import collective_time
 from sim.result import capacity_message
 from sim.roofline import (
-    _DS_VECTOR_FLOPS,
-    _EXP_FLOPS,
-    _SOFTMAX_VECTOR_FLOPS,
     Bound,
     _tiling,
+    softmax_s,
     stream_k,
 )
 from sim.simulate import POWER_SETTLE_S
@@ -529,11 +527,8 @@ def _attention(op: Op, chips: ChipArrays) -> _Cost:
     per_unit = 1.0 / (units * split)
     core_rate = chips.attention_rate(op.dtype, a.kernel, a.backward) / st.n_cores
     vector = chips.values["vector_flops_per_s"]
-    vec_flops = _SOFTMAX_VECTOR_FLOPS + (_DS_VECTOR_FLOPS if a.backward else 0)
-    if st.has_exp:
-        softmax_s_per_score = 1.0 / chips.values["exp_per_s"] + vec_flops / vector
-    else:
-        softmax_s_per_score = (vec_flops + _EXP_FLOPS) / vector
+    exp_rate = chips.values["exp_per_s"] if st.has_exp else None
+    softmax_s_per_score = softmax_s(a.backward, vector, exp_rate)
     unit_s = per_unit * (matmul / core_rate + score_elems * softmax_s_per_score * st.n_cores)
     compute = waves * unit_s
     q_o = op.bytes.get("activation", 0.0)

@@ -89,11 +89,11 @@ _EAGER = {
     "act": (4.0, 1, 6.0, 1),
     "cross_entropy": (14.0, 2, 22.0, 3),
 }
-_ADAM_FLOPS = 12
+_ADAM_FLOPS = 12  # per parameter: two moment updates, bias corrections, sqrt, divide, decay
 # GEMMs whose input is already saved as a norm's output or attention's O (counted once)
 _UNFUSED = ("attn_scores", "attn_softmax", "attn_values")  # the unfused attention core
 _FED_BY_SAVED = ("qkv_proj", "q_proj", "q_a_proj", "kv_a_proj", "mlp_up", "shared_expert_up",
-                 "router", "o_proj")  # fmt: skip  # per parameter: two moment updates, bias corrections, sqrt, divide, decay
+                 "router", "o_proj")  # fmt: skip
 
 
 def attention_backward(op: Op, act_bytes: float) -> list[Op]:

@@ -295,8 +295,9 @@ class Link:
             raise ConfigError(f"link: latency must be >= 0, got {self.latency_s!r}")
         if self.simple_latency_s is not None and self.simple_latency_s < self.latency_s:
             raise ConfigError(
-                f"link: simple_latency ({self.simple_latency_s!r} s) is the bulk protocol's "
-                f"per-step latency and must be >= latency ({self.latency_s!r} s)"
+                f"system: *_node_simple_latency ({self.simple_latency_s!r} s) is the bulk "
+                f"protocol's per-step latency and must be >= that link's *_node_latency "
+                f"({self.latency_s!r} s); raise it or remove it"
             )
 
 

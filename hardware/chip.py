@@ -310,6 +310,9 @@ class System:
     chips_per_node: int = 8
     intra_node: Link
     inter_node: Link
+    # cores a running collective holds (NCCL: one CTA per channel, each alone on its SM);
+    # compute beside a collective runs on the rest. 0: collectives on DMA engines.
+    collective_cores: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_chips, int) or self.n_chips < 1:
@@ -318,6 +321,17 @@ class System:
             raise ConfigError(
                 f"system: chips_per_node must be an integer >= 1, got {self.chips_per_node!r}"
             )
+        c = self.collective_cores
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+            raise ConfigError(
+                f"chip {self.chip.name!r}: system.collective_cores must be an integer >= 0 "
+                f"(0: collectives run on DMA engines), got {c!r}"
+            )
+
+    @property
+    def collective_core_share(self) -> float:
+        """The share of a chip's compute a running collective takes from the ops beside it."""
+        return min(self.collective_cores, self.chip.n_cores) / self.chip.n_cores
 
     @property
     def name(self) -> str:

@@ -269,6 +269,7 @@ def system_from_dict(raw: dict[str, Any], n_chips: int = 1) -> System:
         chip=chip,
         n_chips=n_chips,
         chips_per_node=int(table.get("chips_per_node", 8)),
+        collective_cores=table.get("collective_cores", 0),
         intra_node=Link(
             bandwidth_bytes_per_s=intra_bw,
             latency_s=_q(table, "intra_node_latency", "s", where, 2e-6),

@@ -37,6 +37,9 @@ class StageWork:
     layers: tuple[int, ...] = ()  # per chunk: buckets of the gradient reduction
     optimizer: float = 0.0
     param_gather: float = 0.0  # ZeRO 1/2: parameters gathered after the optimizer
+    # share of the compute a collective beside it takes (its cores): compute that overlaps
+    # the gradient reduction or the parameter gather runs that much slower
+    collective_core_share: float = 0.0
     forward_parts: tuple[tuple[Part, ...], ...] = ()
     backward_parts: tuple[tuple[Part, ...], ...] = ()
 
@@ -50,6 +53,7 @@ class StageTimes:
     sync_end_s: float = 0.0  # end of its gradient reduction (>= backward_end_s)
     optimizer_s: float = 0.0
     gather_exposed_s: float = 0.0
+    contention_s: float = 0.0  # compute lost to the cores of collectives running beside it
     end_s: float = 0.0
 
 
@@ -173,6 +177,13 @@ def run_pipeline(
             if up is not None:
                 yield ev(up, arrived)
             dur = work.forward[c] if kind == "F" else work.backward[c]
+            if overlap and kind == "B" and mb == last_b[c] and work.grad_sync:
+                # the gradient buckets reduce beside this backward (all but the last bucket,
+                # which waits for its end), on cores the backward loses
+                n = max(1, work.layers[c] if work.layers else 1)
+                beside = min(work.grad_sync[c] * (n - 1) / n, dur)
+                dur += work.collective_core_share * beside
+                times[s].contention_s += work.collective_core_share * beside
             start = env.now
             yield env.timeout(dur)
             times[s].busy_s += dur
@@ -208,13 +219,18 @@ def run_pipeline(
         # ZeRO 1/2 parameter all-gather: behind the next step's first forward when overlapped
         hidden = work.forward[0] if overlap else 0.0
         exposed = max(0.0, work.param_gather - hidden)
+        # the forward it hides behind loses the cores the gather holds
+        slowed = work.collective_core_share * min(work.param_gather, hidden)
+        times[s].contention_s += slowed
         if overlap:  # drawn beside this step's first forward, where the previous one's ran
             record(
                 s, 2, "param all-gather (previous step)", 0.0, work.param_gather, "data-parallel"
             )
         else:
             record(s, 2, "param all-gather", env.now, work.param_gather, "data-parallel")
-        yield env.timeout(exposed)
+        record(s, 0, "forward beside the param all-gather (cores lost)", env.now + exposed, slowed,
+               "compute")  # fmt: skip
+        yield env.timeout(exposed + slowed)
         times[s].gather_exposed_s = exposed
         times[s].end_s = env.now
 

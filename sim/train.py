@@ -25,7 +25,7 @@ from hardware.units import format_si
 from sim.events import Part, StageWork, Timeline, run_pipeline
 from sim.result import CapacityError
 from sim.roofline import Bound, OpCost, cost_op
-from sim.simulate import POWER_SETTLE_S, at_power_limit, hide_overlapped
+from sim.simulate import at_power_limit, hide_overlapped
 from workloads.ops import Op, OpKind, WorkloadError
 from workloads.training import RECOMPUTE as RECOMPUTE_ORDER
 from workloads.training import Training, TrainMemory, TrainPlan
@@ -78,6 +78,12 @@ def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: S
         by["dp"] += exposed
         parts.append(("fsdp exposed", exposed, "dp"))
         total += exposed
+        if overlap:
+            # the compute beside the gathers runs on the cores the collectives leave it
+            slowed = system.collective_core_share * min(comm - exposed, busy)
+            by["compute"] += slowed
+            parts.append(("compute beside collectives", slowed, "compute"))
+            total += slowed
     return _Costed(total, costs, tuple(parts), dict(by))
 
 
@@ -318,14 +324,11 @@ def simulate_training(
 ) -> TrainResult:
     """Derive step time, MFU/HFU, the exposed communication and bubble, and memory fit.
 
-    A step longer than POWER_SETTLE_S runs at the chip's power-limited matmul rate.
+    A training run is thousands of steps back to back, so the chip sits at its power limit
+    whatever one step's length: steps run at the power-limited matmul rate.
     """
-    result = _simulate_training(training, system, overlap=overlap, check_memory=check_memory,
-                                trace=trace)  # fmt: skip
-    if result.step_time_s > POWER_SETTLE_S and system.chip.power_limited_fraction is not None:
-        result = _simulate_training(training, at_power_limit(system), overlap=overlap,
-                                    check_memory=check_memory, trace=trace)  # fmt: skip
-    return result
+    return _simulate_training(training, at_power_limit(system), overlap=overlap,
+                              check_memory=check_memory, trace=trace)  # fmt: skip
 
 
 def _simulate_training(
@@ -361,6 +364,7 @@ def _simulate_training(
                 layers=tuple(max(1, c.layers) for c in chunks),
                 optimizer=0.0,
                 param_gather=sum(total(c.param_gather) for c in chunks),
+                collective_core_share=system.collective_core_share,
                 forward_parts=tuple(f.parts for f, _ in per),
                 backward_parts=tuple(b.parts for _, b in per),
             )
@@ -381,7 +385,7 @@ def _simulate_training(
     comm["dp"] += st.gather_exposed_s
     comm["dp_tail"] = st.sync_end_s - st.backward_end_s
     breakdown = {
-        "compute_s": cats.get("compute", 0.0),
+        "compute_s": cats.get("compute", 0.0) + st.contention_s,
         "recompute_s": cats.get("recompute", 0.0),
         "communication_s": comm,
         "pipeline_bubble_s": max(0.0, st.backward_end_s - st.busy_s),

@@ -517,3 +517,57 @@ def test_a100_all_reduce_takes_the_faster_nccl_protocol_and_follows_the_measured
     )
     with pytest.raises(ConfigError, match="simple_latency"):
         replace(link, simple_latency_s=1e-7)
+
+
+def test_training_runs_at_the_power_limit_even_when_a_step_is_short():
+    """A run is thousands of back-to-back steps: a sub-second step still runs at the
+    power-limited matmul rate, the same as costing it on the power-limited chip."""
+    t = Training(model=load_model("llama-2-7b"), seq=1024, micro_batch=1, global_batch=1)
+    system = load_system("h100-sxm", 1)
+    r = simulate_training(t, system, check_memory=False)
+    assert r.step_time_s < POWER_SETTLE_S
+    limited = simulate_training(t, at_power_limit(system), check_memory=False)
+    assert r.step_time_s == limited.step_time_s
+
+
+def test_collectives_beside_compute_take_their_cores():
+    """ZeRO-3 gathers and the overlapped gradient reduction hold system.collective_cores SMs
+    (NCCL CTAs do not share an SM): the compute beside them is slower by that share of the
+    overlapped time, and the breakdown still adds up to the step."""
+    t = _llama3_8b(dp=16, global_batch=32)
+    free = simulate_training(t, load_system("h100-sxm", 16, ["system.collective_cores=0"]),
+                             check_memory=False)  # fmt: skip
+    base = load_system("h100-sxm", 16)
+    assert base.collective_cores == 16
+    r = simulate_training(t, base, check_memory=False)
+    share = 16 / base.chip.n_cores
+    extra = r.step_time_s - free.step_time_s
+    # the gathers and reduce-scatters of one micro-batch bound the slowed time from above
+    comm = sum(cost_op(op, at_power_limit(base)).total_time_s for op in
+               t.lower().stages[0][0].fsdp_forward + t.lower().stages[0][0].fsdp_backward)  # fmt: skip
+    assert 0 < extra <= share * comm + 1e-12  # one micro-batch per step here
+    assert r.breakdown["compute_s"] - free.breakdown["compute_s"] == pytest.approx(extra)
+    b = r.breakdown
+    parts = b["compute_s"] + b["recompute_s"] + sum(b["communication_s"].values())
+    assert parts + b["pipeline_bubble_s"] + b["optimizer_s"] == pytest.approx(r.step_time_s)
+    # without overlap nothing runs beside compute
+    no = simulate_training(t, base, overlap=False, check_memory=False)
+    no_free = simulate_training(t, load_system("h100-sxm", 16, ["system.collective_cores=0"]),
+                                overlap=False, check_memory=False)  # fmt: skip
+    assert no.step_time_s == no_free.step_time_s
+
+
+def test_dp_gradient_reduction_beside_the_last_backward_slows_it():
+    t = Training(model=load_model("llama-2-7b"), seq=4096, micro_batch=1, global_batch=64,
+                 dp=16, zero=1)  # fmt: skip
+    sys0 = load_system("h100-sxm", 16, ["system.collective_cores=0"])
+    r0 = simulate_training(t, sys0, check_memory=False)
+    r = simulate_training(t, load_system("h100-sxm", 16), check_memory=False)
+    assert r.step_time_s > r0.step_time_s
+    assert r.breakdown["compute_s"] > r0.breakdown["compute_s"]
+
+
+@pytest.mark.parametrize("bad", ["-1", "1.5", "true"])
+def test_bad_collective_cores_is_a_one_line_error(bad):
+    with pytest.raises(ConfigError, match=r"system.collective_cores must be an integer >= 0"):
+        load_system("h100-sxm", 8, [f"system.collective_cores={bad}"])

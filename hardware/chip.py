@@ -110,7 +110,7 @@ class Chip:
     matmul rate over peak once the chip has sat at its power limit for seconds (a >= 10 s GEMM
     loop): runs that keep the chip busy that long (training steps, video generation) run there;
     ``power_limited_by_dtype`` overrides it for a dtype measured separately (fp8 matmuls settle
-    lower than bf16 on Hopper).
+    lower than bf16 on Hopper); a dtype with neither keeps its sustained rate.
     ``mma_sync_fraction`` is the tensor rate over peak that kernels written with the previous
     generation's warp-level MMA instructions reach (FlashAttention-2 on Hopper uses mma.sync,
     not wgmma); None where that path runs at the full rate. Attention ops with kernel "fa2" use it.
@@ -186,10 +186,10 @@ class Chip:
         for dtype, frac in self.power_limited_by_dtype.items():
             key = f"compute.power_limited_by_dtype.{dtype}"
             _fraction(where, key, frac)
-            if self.power_limited_fraction is None or dtype not in self.sustained_by_dtype:
+            if dtype not in self.sustained_by_dtype:
                 raise ConfigError(
-                    f"{where}: {key} refines compute.power_limited_fraction for a dtype with its "
-                    f"own compute.sustained_fraction.{dtype}; set both, or remove {key}"
+                    f"{where}: {key} caps a dtype with its own compute.sustained_fraction.{dtype}; "
+                    f"set that too, or remove {key}"
                 )
         if self.mma_sync_fraction is not None:
             _fraction(where, "compute.mma_sync_fraction", self.mma_sync_fraction)
@@ -253,11 +253,16 @@ class Chip:
             rate = min(rate, self.peak(dtype) * self.attention_bwd_fraction)
         return rate
 
+    @property
+    def has_power_limit(self) -> bool:
+        """Whether a power-limited matmul rate was measured (for any dtype)."""
+        return self.power_limited_fraction is not None or bool(self.power_limited_by_dtype)
+
     def at_power_limit(self) -> Chip:
         """This chip after seconds at its power limit (``power_limited_fraction`` caps the rates)."""
-        p = self.power_limited_fraction
-        if p is None:
+        if not self.has_power_limit:
             return self
+        p = 1.0 if self.power_limited_fraction is None else self.power_limited_fraction
         return replace(
             self,
             sustained_clock_fraction=min(self.sustained_clock_fraction, p),

@@ -30,7 +30,7 @@ def at_power_limit(system: System) -> System:
 def simulate(workload: Workload, system: System, *, check_memory: bool = True) -> Result:
     """See ``_simulate``; a run longer than POWER_SETTLE_S is re-costed at the power limit."""
     result = _simulate(workload, system, check_memory=check_memory)
-    if result.time_s > POWER_SETTLE_S and system.chip.power_limited_fraction is not None:
+    if result.time_s > POWER_SETTLE_S and system.chip.has_power_limit:
         result = _simulate(workload, at_power_limit(system), check_memory=check_memory)
     return result
 

@@ -65,7 +65,7 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "sustained_dtypes": tuple(c.sustained_by_dtype),
         "power_limited_dtypes": tuple(c.power_limited_by_dtype),
         "has_exp": c.exp_per_s is not None,
-        "has_power_limit": c.power_limited_fraction is not None,
+        "has_power_limit": c.has_power_limit,
         "has_mma_sync": c.mma_sync_fraction is not None,
         "has_attention_bwd": c.attention_bwd_fraction is not None,
         "stream_k": c.stream_k,
@@ -223,16 +223,17 @@ class ChipArrays:
             return self
         p = self.values["power_limited_fraction"]
         values = dict(self.values)
-        values["sustained_clock_fraction"] = np.minimum(values["sustained_clock_fraction"], p)
+        # fmin: a NaN cap (no general power-limited fraction) leaves the rate as it is
+        values["sustained_clock_fraction"] = np.fmin(values["sustained_clock_fraction"], p)
         for dtype in self.structure.sustained_dtypes:
             cap = (
                 values[f"power_limited.{dtype}"]
                 if dtype in self.structure.power_limited_dtypes
                 else p
             )
-            values[f"sustained.{dtype}"] = np.minimum(values[f"sustained.{dtype}"], cap)
+            values[f"sustained.{dtype}"] = np.fmin(values[f"sustained.{dtype}"], cap)
         if self.structure.has_mma_sync:
-            values["mma_sync_fraction"] = np.minimum(values["mma_sync_fraction"], p)
+            values["mma_sync_fraction"] = np.fmin(values["mma_sync_fraction"], p)
         return replace(self, values=values)
 
     def attention_rate(self, dtype: str, kernel: str, backward: bool = False) -> np.ndarray:

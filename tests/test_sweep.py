@@ -215,6 +215,13 @@ def test_prefill_and_dit_samples_equal_simulate_including_the_power_limit_recost
          "dtype": "fp8"},
     )  # fmt: skip
     assert _assert_rows_equal_single_points(fp8, list(range(fp8.n_points))) == 4
+    # a chip with only a per-dtype power limit (B200: fp8 measured, bf16 not) keeps bf16's rate
+    b200 = _spec(
+        {"dtype": ["bf16", "fp8"], "batch": [1, 64]},
+        {"kind": "prefill", "model": "llama-3-70b", "tp": 8, "prompt": 8192},
+        chip="b200",
+    )
+    assert _assert_rows_equal_single_points(b200, list(range(b200.n_points))) == 4
 
 
 def test_attention_kernel_axis_equals_simulate():

@@ -571,3 +571,15 @@ def test_dp_gradient_reduction_beside_the_last_backward_slows_it():
 def test_bad_collective_cores_is_a_one_line_error(bad):
     with pytest.raises(ConfigError, match=r"system.collective_cores must be an integer >= 0"):
         load_system("h100-sxm", 8, [f"system.collective_cores={bad}"])
+
+
+def test_a_dtype_power_limit_alone_caps_only_that_dtype():
+    """B200: the sustained fp8 rate after 10,000 warm-ups (GB200, an upper bound) caps fp8;
+    bf16 has no sustained measurement and keeps its rate."""
+    chip = load_system("b200", 1).chip
+    assert chip.power_limited_fraction is None and chip.has_power_limit
+    limited = chip.at_power_limit()
+    assert limited.sustained("fp8") / chip.peak("fp8") == pytest.approx(0.639)
+    assert limited.sustained("bf16") == chip.sustained("bf16")
+    with pytest.raises(ConfigError, match="compute.sustained_fraction.int8"):
+        load_system("b200", 1, ["compute.power_limited_by_dtype.int8=0.5"])

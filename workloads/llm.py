@@ -30,7 +30,12 @@ from workloads.ops import Attention, Op, WorkloadError, check_attention_kernel
 # Non-matmul FLOPs per element, counted on the vector units (small next to matmuls).
 # NB: an approximation of the instruction mix, not a measurement; they never bind on real chips.
 _NORM_FLOPS = {"rmsnorm": 4, "layernorm": 7}  # square, sum, scale, weight (+ mean, shift, bias)
-_ACT_FLOPS = {"silu": 5, "gelu": 8, "relu": 1}  # sigmoid ~4 + multiply; tanh-gelu ~8
+_ACT_FLOPS = {
+    "silu": 5,
+    "gelu": 8,
+    "relu": 1,
+    "relu2": 2,
+}  # sigmoid ~4 + multiply; tanh-gelu ~8; relu²
 _ROPE_FLOPS = 3  # a rotation: 2 multiplies + 1 add per element
 _INFER_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
 

@@ -78,7 +78,14 @@ def model_from_dict(raw: dict[str, Any]) -> ModelConfig:
         raise WorkloadError(f"model {name!r}: {exc}") from None
 
 
-_ACT = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu", "relu": "relu"}
+_ACT = {
+    "silu": "silu",
+    "swish": "silu",
+    "gelu": "gelu",
+    "gelu_new": "gelu",
+    "relu": "relu",
+    "relu2": "relu2",
+}
 
 
 def model_from_hf(cfg: dict[str, Any], name: str = "hf-model") -> ModelConfig:

@@ -117,6 +117,10 @@ class Chip:
     ``attention_bwd_fraction`` is the tensor rate over peak of the fused attention backward kernel
     (dQ, dK, dV: five matmuls per score tile, dQ accumulated in fp32), as a backward microbenchmark
     measures it; None where none was measured (the backward then runs at the forward's rate).
+    ``split_accumulate_fraction`` is the rate of an fp8 matmul whose fp32 partial sums are
+    promoted out of the tensor core every few MMAs (cuBLAS without CUBLASLT_MATMUL_DESC_FAST_ACCUM,
+    Transformer Engine's default for the dgrad and wgrad GEMMs) over the fast-accumulating one;
+    None where the tensor cores accumulate at full precision (no fast mode to lose).
     Memory: ``memory`` lists levels innermost first; the last level is main memory, which holds
     weights and the KV cache. ``kernel_overhead_s`` is the fixed cost of one op (launch, ramp,
     tail) as a small-kernel microbenchmark measures it. ``exp_per_s`` is the special-function
@@ -142,6 +146,7 @@ class Chip:
     power_limited_by_dtype: dict[str, float] = field(default_factory=dict)
     mma_sync_fraction: float | None = None
     attention_bwd_fraction: float | None = None
+    split_accumulate_fraction: float | None = None
     stream_k: bool = False  # the GEMM library can schedule stream-K (sim/roofline.py)
     memory: tuple[MemoryLevel, ...]
     exp_per_s: float | None = None
@@ -195,6 +200,8 @@ class Chip:
             _fraction(where, "compute.mma_sync_fraction", self.mma_sync_fraction)
         if self.attention_bwd_fraction is not None:
             _fraction(where, "compute.attention_bwd_fraction", self.attention_bwd_fraction)
+        if self.split_accumulate_fraction is not None:
+            _fraction(where, "compute.split_accumulate_fraction", self.split_accumulate_fraction)
         if not self.memory:
             raise ConfigError(f"{where}: at least one [[memory]] level is required")
         if self.kernel_overhead_s < 0:

@@ -112,6 +112,7 @@ _OPTIONAL_FIELDS = {
     "power_limited_fraction",
     "mma_sync_fraction",
     "attention_bwd_fraction",
+    "split_accumulate_fraction",
     "stream_k",
     "intra_node_achievable_fraction",
     "inter_node_achievable_fraction",
@@ -233,6 +234,9 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         ),
         attention_bwd_fraction=_q(
             compute, "attention_bwd_fraction", "fraction", f"chip {name!r}: compute", None
+        ),
+        split_accumulate_fraction=_q(
+            compute, "split_accumulate_fraction", "fraction", f"chip {name!r}: compute", None
         ),
         memory=tuple(memory),
         exp_per_s=_q(compute, "exp_rate", "flops_per_s", f"chip {name!r}: compute", None),

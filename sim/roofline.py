@@ -175,6 +175,8 @@ def cost_gemm(op: Op, chip: Chip) -> OpCost:
     g = op.gemm
     assert g is not None
     core_rate = chip.sustained(op.dtype) / chip.n_cores
+    if g.split_accumulate and op.dtype == "fp8" and chip.split_accumulate_fraction is not None:
+        core_rate *= chip.split_accumulate_fraction
     best: OpCost | None = None
     for tm, tn in chip.gemm_tiles:
         waves, k_unit, split, tiles_m, tiles_n = _tiling(g.m, g.n, g.k, g.groups, tm, tn, chip)

@@ -583,3 +583,24 @@ def test_a_dtype_power_limit_alone_caps_only_that_dtype():
     assert limited.sustained("bf16") == chip.sustained("bf16")
     with pytest.raises(ConfigError, match="compute.sustained_fraction.int8"):
         load_system("b200", 1, ["compute.power_limited_by_dtype.int8=0.5"])
+
+
+def test_fp8_backward_gemms_lose_fast_accumulation():
+    """Transformer Engine runs fp8 dgrad/wgrad without fast accumulation: on Hopper they cost
+    1/0.96 of the forward's rate (measured, gemm.csv); bf16 and Blackwell are unaffected."""
+    t = Training(model=load_model("llama-2-7b"), seq=4096, micro_batch=1, global_batch=8,
+                 dp=8, dtype="fp8")  # fmt: skip
+    chunk = t.lower().stages[0][0]
+    fwd = next(op for op in chunk.forward if op.name.endswith("mlp_up"))
+    dgrad = next(op for op in chunk.backward if op.name.endswith("mlp_up.dgrad"))
+    assert not fwd.gemm.split_accumulate and dgrad.gemm.split_accumulate
+    h100 = at_power_limit(load_system("h100-sxm", 8))
+    fast = cost_op(replace(dgrad, gemm=replace(dgrad.gemm, split_accumulate=False)), h100)
+    assert cost_op(dgrad, h100).compute_s == pytest.approx(fast.compute_s / 0.96)
+    b200 = load_system("b200", 8)
+    assert cost_op(dgrad, b200).compute_s == pytest.approx(
+        cost_op(replace(dgrad, gemm=replace(dgrad.gemm, split_accumulate=False)), b200).compute_s
+    )
+    bf16 = Training(model=load_model("llama-2-7b"), seq=4096, micro_batch=1, global_batch=8, dp=8)
+    assert not any(op.gemm.split_accumulate for op in bf16.lower().stages[0][0].backward
+                   if op.gemm is not None)  # fmt: skip

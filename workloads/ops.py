@@ -41,6 +41,9 @@ class Gemm:
     a_bytes: float = 2.0  # bytes per element of A (activations)
     b_bytes: float = 2.0  # bytes per element of B (weights)
     c_bytes: float = 2.0  # bytes per element of C (output)
+    # fp8 partial sums promoted to fp32 every few MMAs (no fast accumulation): Transformer
+    # Engine's dgrad and wgrad GEMMs (chip.split_accumulate_fraction)
+    split_accumulate: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

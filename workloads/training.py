@@ -595,7 +595,11 @@ class _TrainLowering:
                 # dW[k, n] = A^T[k, m] dC[m, n]: the token dimension is the reduction
                 wgrad = b.gemm(f"{op.name}.wgrad", op.family, g.k, g.n, math.ceil(g.m), g.groups)
                 ratio = op.model_flops / op.flops if op.flops else 1.0
-                out += [replace(x, model_flops=x.flops * ratio, count=op.count)
+                # Transformer Engine runs fp8 dgrad/wgrad without fast accumulation
+                # (_2X_ACC_DGRAD = _2X_ACC_WGRAD = True; the forward keeps the fast mode)
+                split = op.dtype == "fp8"
+                out += [replace(x, model_flops=x.flops * ratio, count=op.count,
+                                gemm=replace(x.gemm, split_accumulate=split))
                         for x in (dgrad, wgrad)]  # fmt: skip
             elif op.kind == OpKind.ATTENTION:
                 out += attention_backward(op, self.ab)

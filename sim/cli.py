@@ -167,6 +167,9 @@ def _add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--sp", action="store_true", help="sequence parallelism with TP")
     p.add_argument("--seq", type=_int_arg, default=2048, help="sequence length (default 2048)")
     p.add_argument("--micro-batch", type=_int_arg, default=1, help="sequences per micro-batch")
+    p.add_argument("--sample-len", type=_int_arg, default=0,
+                   help="packed sequences: samples of this many tokens, attention inside each "
+                   "(default 0: one sample per sequence)")  # fmt: skip
     p.add_argument("--global-batch", type=_int_arg, default=0,
                    help="sequences per step (default: micro-batch x dp)")  # fmt: skip
     p.add_argument("--dtype", default="bf16", help="bf16, fp16, or fp8 (fp8 GEMMs)")
@@ -210,6 +213,7 @@ def training_workload(args: argparse.Namespace):
         zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
         attention_kernel=args.attention_kernel, elementwise=args.elementwise,
+        sample_len=args.sample_len,
     )  # fmt: skip
     workload.validate()
     return workload, load_system(args.chip, args.chips, args.set)

@@ -263,7 +263,7 @@ def _training_for(row: dict) -> Training:
         dp=row["dp"], ep=row["ep"], cp=row["cp"],
         recompute=row["recompute"] if row["recompute"] in RECOMPUTE else "none",
         attention_kernel=row.get("attention_kernel", "native"),
-        elementwise=row.get("elementwise", "fused"),
+        elementwise=row.get("elementwise", "fused"), sample_len=row.get("sample_len", 0),
     )  # fmt: skip
     if row["recompute"] in RECOMPUTE:
         return base

@@ -604,3 +604,25 @@ def test_fp8_backward_gemms_lose_fast_accumulation():
     bf16 = Training(model=load_model("llama-2-7b"), seq=4096, micro_batch=1, global_batch=8, dp=8)
     assert not any(op.gemm.split_accumulate for op in bf16.lower().stages[0][0].backward
                    if op.gemm is not None)  # fmt: skip
+
+
+def test_packed_samples_keep_attention_inside_each_sample():
+    """--sample-len: the same GEMM rows, attention over samples (fewer causal pairs)."""
+    base = dict(model=load_model("llama-2-7b"), seq=4096, micro_batch=1, global_batch=8, dp=8)
+    full, packed = Training(**base), Training(**base, sample_len=256)
+    fa = next(op for op in full.lower().stages[0][0].forward if op.kind == OpKind.ATTENTION)
+    pa = next(op for op in packed.lower().stages[0][0].forward if op.kind == OpKind.ATTENTION)
+    assert pa.flops == pytest.approx(fa.flops * 257 / 4097)  # causal pairs s(s+1)/2 per sample
+    gemms = [op.flops for op in full.lower().stages[0][0].forward if op.kind == OpKind.GEMM]
+    assert gemms == [op.flops for op in packed.lower().stages[0][0].forward
+                     if op.kind == OpKind.GEMM]  # fmt: skip
+    assert packed.closed_form_model_flops() < full.closed_form_model_flops()
+    system = load_system("h100-sxm", 8)
+    assert (simulate_training(packed, system, check_memory=False).step_time_s
+            < simulate_training(full, system, check_memory=False).step_time_s)  # fmt: skip
+    for bad, match in ((300, "must be an integer that divides --seq 4096"),
+                       (-1, "must be an integer that divides")):  # fmt: skip
+        with pytest.raises(WorkloadError, match=match):
+            Training(**base, sample_len=bad).validate()
+    with pytest.raises(WorkloadError, match="no context parallelism"):
+        Training(**(base | {"dp": 4}), cp=2, sample_len=256).validate()

@@ -200,6 +200,9 @@ class Training:
     tokens: float = 0.0  # training-run tokens, for the run totals (0: none)
     attention_kernel: str = "native"  # native | fa2 | unfused (workloads.ops.ATTENTION_KERNELS)
     elementwise: str = "fused"  # fused | eager (ELEMENTWISE: eager PyTorch, one kernel a primitive)
+    # packed sequences: each holds seq / sample_len samples and attention stays inside a sample
+    # (variable-length / THD flash attention); 0: one sample per sequence
+    sample_len: int = 0
 
     # ---- derived sizes -----------------------------------------------------------------------
     @property
@@ -246,6 +249,17 @@ class Training:
             )
         if self.zero not in (0, 1, 2, 3):
             raise WorkloadError(f"{w}: --zero must be 0, 1, 2 or 3, got {self.zero!r}")
+        if self.sample_len:
+            s = self.sample_len
+            if not isinstance(s, int) or s < 1 or self.seq % s:
+                raise WorkloadError(
+                    f"{w}: --sample-len must be an integer that divides --seq {self.seq} "
+                    f"(or 0: unpacked), got {s!r}"
+                )
+            if self.cp > 1:
+                raise WorkloadError(
+                    f"{w}: --sample-len (packed samples) has no context parallelism; use --cp 1"
+                )
         if m.n_heads % self.tp:
             divisors = [t for t in range(1, min(m.n_heads, 64) + 1) if m.n_heads % t == 0]
             raise WorkloadError(
@@ -340,7 +354,8 @@ class Training:
             qk = v = m.head_dim
         else:
             qk, v = m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim, m.mla.v_head_dim
-        pairs = self.seq * (self.seq + 1) / 2  # causal, per sequence and head
+        s = self.sample_len or self.seq
+        pairs = self.seq / s * s * (s + 1) / 2  # causal within each sample, per sequence and head
         attn = 2 * pairs * (qk + v) * m.n_heads * m.n_layers * self.batch
         return 6.0 * m.n_matmul_params(active=True) * tokens + 3.0 * attn
 
@@ -365,6 +380,7 @@ class Training:
             **({"capacity_factor": self.capacity_factor} if self.capacity_factor else {}),
             "attention_kernel": self.attention_kernel,
             "elementwise": self.elementwise,
+            **({"sample_len": self.sample_len} if self.sample_len else {}),
         }
 
 
@@ -384,11 +400,13 @@ class _TrainLowering:
     def __init__(self, t: Training) -> None:
         self.t, self.m = t, t.model
         self.rows = t.micro_batch * t.seq // t.cp  # token rows through every GEMM on a chip
-        # the forward is a prefill of micro_batch sequences of seq / cp tokens each
-        pre = Prefill(model=t.model, batch=t.micro_batch, dtype=t.dtype, tp=t.tp,
+        # the forward is a prefill of micro_batch sequences of seq / cp tokens each (packed:
+        # of micro_batch x seq / sample_len samples of sample_len tokens each)
+        span = t.sample_len or t.seq // t.cp
+        pre = Prefill(model=t.model, batch=self.rows // span, dtype=t.dtype, tp=t.tp,
                       attention_kernel="native" if t.attention_kernel == "unfused"
                       else t.attention_kernel)  # fmt: skip
-        self.fwd = _Lowering(pre, q_len=t.seq // t.cp, kv_len=t.seq // t.cp, phase="prefill")
+        self.fwd = _Lowering(pre, q_len=span, kv_len=span, phase="prefill")
         self.ab = 2.0
         self.b = Builder(t.dtype, self.ab, 1.0 if t.dtype == "fp8" else 2.0)
         self.b16 = Builder("bf16" if t.dtype == "fp8" else t.dtype, self.ab, 2.0)

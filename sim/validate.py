@@ -312,19 +312,15 @@ def _trtllm_bench_settings(serving, system, isl: int, osl: int) -> tuple[int, in
     blocks, _ = kv_capacity_blocks(serving, system)
     raw_bs = min(blocks * serving.block_size / (isl + osl), 4096)
     raw_token = min(raw_bs * (1 + isl / osl), 32768)
-    if raw_bs < 256:
-        bs = max(64, 32 * math.ceil(raw_bs / 32))
-    elif raw_bs < 1024:
-        bs = 128 * math.ceil(raw_bs / 128)
-    else:
-        bs = 256 * math.ceil(raw_bs / 256)
-    if raw_token < 4096:
-        tokens = max(2048, 256 * math.ceil(raw_token / 256))
-    elif raw_token < 8192:
-        tokens = 512 * math.ceil(raw_token / 512)
-    else:
-        tokens = 1024 * math.ceil(raw_token / 1024)
+    bs = _round_up(raw_bs, 64, ((256, 32), (1024, 128), (math.inf, 256)))
+    tokens = _round_up(raw_token, 2048, ((4096, 256), (8192, 512), (math.inf, 1024)))
     return bs, tokens
+
+
+def _round_up(raw: float, floor: int, ladder: tuple[tuple[float, int], ...]) -> int:
+    """``raw`` rounded up to the step of the first rung it is below, at least ``floor``."""
+    step = next(step for below, step in ladder if raw < below)
+    return max(floor, step * math.ceil(raw / step))
 
 
 def _serve_requests(row: dict, model) -> tuple:

@@ -543,8 +543,9 @@ def test_collectives_beside_compute_take_their_cores():
     share = 16 / base.chip.n_cores
     extra = r.step_time_s - free.step_time_s
     # the gathers and reduce-scatters of one micro-batch bound the slowed time from above
-    comm = sum(cost_op(op, at_power_limit(base)).total_time_s for op in
-               t.lower().stages[0][0].fsdp_forward + t.lower().stages[0][0].fsdp_backward)  # fmt: skip
+    chunk = t.lower().stages[0][0]
+    limited = at_power_limit(base)
+    comm = sum(cost_op(op, limited).total_time_s for op in chunk.fsdp_forward + chunk.fsdp_backward)
     assert 0 < extra <= share * comm + 1e-12  # one micro-batch per step here
     assert r.breakdown["compute_s"] - free.breakdown["compute_s"] == pytest.approx(extra)
     b = r.breakdown

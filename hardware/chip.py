@@ -147,7 +147,7 @@ class Chip:
     mma_sync_fraction: float | None = None
     attention_bwd_fraction: float | None = None
     split_accumulate_fraction: float | None = None
-    stream_k: bool = False  # the GEMM library can schedule stream-K (sim/roofline.py)
+    stream_k: bool = False  # the GEMM library can schedule stream-K (sim/cost/roofline.py)
     memory: tuple[MemoryLevel, ...]
     exp_per_s: float | None = None
     kernel_overhead_s: float = 0.0

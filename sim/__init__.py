@@ -1,7 +1,28 @@
-"""Simulation: per-op roofline, collectives, results, CLI. ``from sim import simulate``."""
+"""Simulation: the cost model, event engines, studies, plots and CLI. ``from sim import simulate``.
 
-from sim.result import CapacityError, MemoryReport, Result
-from sim.roofline import Bound, OpCost, cost_op
-from sim.simulate import simulate
+Layers (each imports only those before it): ``cost`` -> ``engine`` -> ``studies`` -> ``plots``
+-> ``cli``. The names below load on first use, so ``roofsim --help`` imports no numpy.
+"""
 
-__all__ = ["Bound", "CapacityError", "MemoryReport", "OpCost", "Result", "cost_op", "simulate"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Bound": "sim.cost.roofline",
+    "OpCost": "sim.cost.roofline",
+    "cost_op": "sim.cost.roofline",
+    "CapacityError": "sim.cost.result",
+    "MemoryReport": "sim.cost.result",
+    "Result": "sim.cost.result",
+    "simulate": "sim.cost.simulate",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sim' has no attribute {name!r}")

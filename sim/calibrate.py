@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hardware.chip import Chip, ConfigError, MemoryLevel, dtype_bytes
+from hardware.chip import Chip, ConfigError, Link, MemoryLevel, System, dtype_bytes
 from workloads.ops import Gemm, Op, OpKind
 
 
@@ -109,11 +109,18 @@ def gemm_op(m: int, n: int, k: int, dtype: str) -> Op:
     )  # fmt: skip
 
 
+def gemm_times(chip: Chip, ops: list[Op]) -> list[float]:
+    """Predicted seconds of each GEMM on ``chip`` alone (one array pass)."""
+    from sim.cost.roofline import cost_ops
+
+    link = Link(bandwidth_bytes_per_s=1.0)  # a GEMM crosses no link
+    return [c.time_s for c in cost_ops(ops, System(chip=chip, intra_node=link, inter_node=link))]
+
+
 def gemm_errors(chip: Chip, rows: list[tuple[Op, float]]) -> list[float]:
     """log(predicted / measured) for each (op, measured seconds)."""
-    from sim.roofline import cost_gemm
-
-    return [math.log(cost_gemm(op, chip).time_s / t) for op, t in rows]
+    times = gemm_times(chip, [op for op, _ in rows])
+    return [math.log(p / t) for p, (_, t) in zip(times, rows, strict=True)]
 
 
 def _with_fractions(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from hardware import load_system
-from sim.simulate import simulate
+from sim.cost.simulate import simulate
 
 DAY = 86_400.0
 A100_BF16 = 312e12  # dense BF16 peak, A100 datasheet (the figure the claims divide by)

@@ -85,7 +85,7 @@ def _add_dit_args(p: argparse.ArgumentParser) -> None:
 
 
 def _simulate_and_print(workload, system, args: argparse.Namespace) -> int:
-    from sim.simulate import simulate
+    from sim.cost.simulate import simulate
 
     result = simulate(workload, system, check_memory=not args.no_memory_check)
     if args.json:
@@ -554,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from hardware.chip import ConfigError
     from hardware.units import UnitError
-    from sim.result import CapacityError
+    from sim.cost.result import CapacityError
     from workloads.ops import WorkloadError
 
     try:

@@ -74,8 +74,8 @@ def compare(
     a bad ``--tp``); a chip that cannot hold the workload gets a row with ``refused`` set.
     """
     from hardware import ConfigError, load_system
-    from sim.result import CapacityError
-    from sim.simulate import simulate
+    from sim.cost.result import CapacityError
+    from sim.cost.simulate import simulate
     from workloads import WorkloadError, load_model
 
     if kind not in ("decode", "prefill"):

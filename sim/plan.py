@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from hardware import load_system
 from hardware.chip import ConfigError
-from sim.result import CapacityError
+from sim.cost.result import CapacityError
 from sim.serve import ServeResult, simulate_serving
 from workloads.ops import WorkloadError
 from workloads.serving import Serving

@@ -125,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _roofline(args: argparse.Namespace) -> dict:
     from sim.cli import llm_workload
+    from sim.cost.simulate import simulate
     from sim.plots import roofline_chart
-    from sim.simulate import simulate
 
     workload, system = llm_workload(args, args.kind)
     result = simulate(workload, system, check_memory=not args.no_memory_check)

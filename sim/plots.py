@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from sim.cost.result import Result
+    from sim.cost.roofline import OpCost
     from sim.events import Timeline
-    from sim.result import Result
-    from sim.roofline import OpCost
 
 FORMATS = (".png", ".svg")
 DPI = 150
@@ -343,8 +343,8 @@ def decode_batch_series(
     for an unknown metric, chip or model.
     """
     from hardware import load_system
-    from sim.result import CapacityError
-    from sim.simulate import simulate
+    from sim.cost.result import CapacityError
+    from sim.cost.simulate import simulate
     from workloads import Decode, load_model
 
     if metric not in DECODE_METRICS:

@@ -43,9 +43,8 @@ import numpy as np
 
 from hardware.chip import System
 from hardware.units import format_si
-from sim.result import CapacityError
-from sim.roofline import cost_op
-from sim.simulate import hide_overlapped
+from sim.cost.result import CapacityError
+from sim.cost.roofline import cost_ops
 from workloads.llm import _Lowering
 from workloads.ops import Op, OpKind
 from workloads.serving import Requests, Serving
@@ -107,7 +106,7 @@ class IterationCost:
         self._pre: dict[tuple[int, int], Work] = {}
 
     def _cost(self, ops: tuple[Op, ...] | list[Op], count: int = 1) -> Work:
-        costs = hide_overlapped(tuple(cost_op(op, self.system) for op in ops))
+        costs = cost_ops(ops, self.system, overlap=True)
         t = sum(c.total_time_s for c in costs) * count
         flops = sum(op.model_flops * op.count for op in ops) * count * self.tp
         hbm = sum(c.main_bytes * c.op.count for c in costs) * count

@@ -10,7 +10,7 @@ combined as a product (the last axis fastest) or zipped. Point ``i`` is the i-th
 that order: the index is stable, which is what ``--resume`` relies on. docs/sweeps.md has the
 format and an example.
 
-Decode, prefill and DiT points run through ``sim.vector`` (the per-op roofline over arrays of
+Decode, prefill and DiT points run through ``sim.cost.simulate.evaluate`` (the one cost model over arrays of
 chips, one lowering per workload shape); training points run ``simulate_training`` one by one.
 Either way chunks of points go to a ``ProcessPoolExecutor`` (every core by default) or a Dask
 cluster, and each finished chunk is appended to the output and flushed.
@@ -48,15 +48,10 @@ import numpy as np
 from hardware.chip import ConfigError, System
 from hardware.loader import apply_overrides, load_chip_dict, system_from_dict
 from hardware.units import UnitError, parse_quantity
-from sim.result import CapacityError
-from sim.vector import (
-    BOUNDS,
-    STRUCTURE_LEAVES,
-    ChipArrays,
-    chip_leaves,
-    evaluate,
-    structure_of,
-)
+from sim.cost.chips import STRUCTURE_LEAVES, ChipArrays, chip_leaves, structure_of
+from sim.cost.result import CapacityError
+from sim.cost.roofline import BOUNDS
+from sim.cost.simulate import evaluate
 from workloads.ops import WorkloadError
 
 KINDS = ("decode", "prefill", "dit", "train")

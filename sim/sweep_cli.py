@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from hardware.chip import ConfigError
     from hardware.units import UnitError
-    from sim.result import CapacityError
+    from sim.cost.result import CapacityError
     from workloads.ops import WorkloadError
 
     try:

@@ -1,6 +1,6 @@
 """simulate_training(training, system) -> TrainResult: cost every chunk, run the timeline.
 
-Each op of a chunk is costed by the per-op roofline (``sim/roofline.py``); tensor-, expert- and
+Each op of a chunk is costed by the per-op roofline (``sim/cost/roofline.py``); tensor-, expert- and
 context-parallel collectives sit inline in the chunk (exposed, as Megatron-LM runs them without
 communication overlap), except ring K/V passing (beside the attention). ZeRO-3 parameter
 gathers and gradient reduce-scatters run beside the chunk's compute: only what is longer than
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, replace
 
 from hardware.chip import ConfigError, System
 from hardware.units import format_si
+from sim.cost.result import CapacityError
+from sim.cost.roofline import Bound, OpCost, cost_op, cost_ops
+from sim.cost.simulate import at_power_limit
 from sim.events import Part, StageWork, Timeline, run_pipeline
-from sim.result import CapacityError
-from sim.roofline import Bound, OpCost, cost_op
-from sim.simulate import at_power_limit, hide_overlapped
 from workloads.ops import Op, OpKind, WorkloadError
 from workloads.training import RECOMPUTE as RECOMPUTE_ORDER
 from workloads.training import Training, TrainMemory, TrainPlan
@@ -60,9 +60,7 @@ def _category(op: Op) -> str:
 def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: System,
                overlap: bool) -> _Costed:  # fmt: skip
     """One chunk's forward or backward; ``side`` = ZeRO-3 traffic beside its compute."""
-    costs = tuple(cost_op(op, system) for op in ops)
-    if overlap:
-        costs = hide_overlapped(costs)
+    costs = cost_ops(ops, system, overlap=overlap)
     by: dict[str, float] = defaultdict(float)
     parts: list[Part] = []
     for c in costs:
@@ -71,7 +69,7 @@ def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: S
         parts.append((c.op.name, c.total_time_s, cat))
     total = sum(c.total_time_s for c in costs)
     if side:
-        comm = sum(cost_op(op, system).total_time_s for op in side)
+        comm = sum(c.total_time_s for c in cost_ops(side, system))
         busy = by.get("compute", 0.0) + by.get("recompute", 0.0)
         exposed = max(0.0, comm - busy) + comm / max(1, layers) if overlap else comm
         exposed = min(exposed, comm)
@@ -348,7 +346,7 @@ def _simulate_training(
         raise CapacityError(memory_error(t, worst, capacity, chip.name))
 
     def total(ops: tuple[Op, ...]) -> float:
-        return sum(cost_op(op, system).total_time_s for op in ops)
+        return sum(c.total_time_s for c in cost_ops(ops, system))
 
     works, costed = [], []
     for chunks in plan.stages:
@@ -369,7 +367,7 @@ def _simulate_training(
                 backward_parts=tuple(b.parts for _, b in per),
             )
         )
-    opt_costs = [cost_op(op, system) for op in plan.optimizer]
+    opt_costs = cost_ops(plan.optimizer, system)
     works = [replace(w, optimizer=o.total_time_s) for w, o in zip(works, opt_costs, strict=True)]
     p2p = cost_op(plan.p2p, system).total_time_s if plan.p2p is not None else 0.0
     timeline = run_pipeline(works, plan.micro_batches, p2p, overlap=overlap, trace=trace)

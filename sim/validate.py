@@ -28,10 +28,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hardware import ConfigError, load_system
-from sim.collectives import collective_time
-from sim.result import CapacityError
-from sim.roofline import cost_op
-from sim.simulate import at_power_limit, simulate
+from sim.cost.collectives import collective_time
+from sim.cost.result import CapacityError
+from sim.cost.roofline import cost_op, cost_ops
+from sim.cost.simulate import at_power_limit, simulate
 from sim.train import simulate_training
 from workloads.build import Builder
 from workloads.loader import load_model
@@ -208,7 +208,7 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
     # sources count 4·seq²·hd·heads·batch (2.5x that for the backward), halved for causal —
     # the ops' FLOPs are the same count
     ops = attention_backward(op, 2.0) if row.get("backward") else [op]
-    t = sum(cost_op(o, system).time_s for o in ops)
+    t = sum(c.time_s for c in cost_ops(ops, system))
     return ops[0].flops / t / 1e12, {"time_s": t, "heads": heads}
 
 

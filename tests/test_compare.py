@@ -9,7 +9,7 @@ import pytest
 
 from hardware import ConfigError, load_system
 from sim import compare
-from sim.simulate import simulate
+from sim.cost.simulate import simulate
 from workloads import Decode, WorkloadError, load_model
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from hardware import ConfigError, load_system
 from sim import plots
+from sim.cost.simulate import simulate
 from sim.events import StageWork, run_pipeline
 from sim.plot_cli import add_parser, run
-from sim.simulate import simulate
 from workloads import Decode
 
 

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware import Chip, Link, MemoryLevel, System
-from sim.collectives import collective_time
-from sim.roofline import Bound, cost_op
+from sim.cost.collectives import collective_time
+from sim.cost.roofline import Bound, cost_op
 from workloads.ops import Attention, Gemm, Op, OpKind, Role
 
 
@@ -198,7 +198,7 @@ def test_op_time_is_at_least_each_roofline_bound(m, n, k, overhead):
 def _fa2_forward(chip: str, kernel: str, power_limited: float | None = None) -> float:
     """TFLOP/s of a non-causal attention forward (head dim 128, seq 8192, batch 2, 16 heads)."""
     from hardware import load_system
-    from sim.simulate import at_power_limit
+    from sim.cost.simulate import at_power_limit
     from workloads.build import Builder
 
     sets = [] if power_limited is None else [f"compute.power_limited_fraction={power_limited}"]

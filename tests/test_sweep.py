@@ -16,7 +16,7 @@ import pytest
 
 from hardware import ConfigError, load_system
 from sim import sweep, sweep_cli
-from sim.simulate import simulate
+from sim.cost.simulate import simulate
 from sim.sweep import (
     build_workload,
     evaluate_lines,
@@ -265,7 +265,9 @@ def test_train_points_run_the_event_engine_one_by_one():
 
 
 def test_vector_evaluate_costs_one_lowering_on_a_stack_of_chips_as_simulate_does():
-    from sim.vector import BOUNDS, ChipArrays, evaluate
+    from sim.cost.chips import ChipArrays
+    from sim.cost.roofline import BOUNDS
+    from sim.cost.simulate import evaluate
     from workloads import Decode, load_model
 
     workload = Decode(model=load_model("llama-2-13b"), batch=4, context=4096, tp=2)

@@ -11,11 +11,11 @@ import pytest
 from hardware import load_system
 from hardware.chip import ConfigError
 from sim.cli import main
-from sim.collectives import collective_time
+from sim.cost.collectives import collective_time
+from sim.cost.result import CapacityError
+from sim.cost.roofline import cost_op
+from sim.cost.simulate import POWER_SETTLE_S, at_power_limit
 from sim.events import StageWork, run_pipeline, schedule
-from sim.result import CapacityError
-from sim.roofline import cost_op
-from sim.simulate import POWER_SETTLE_S, at_power_limit
 from sim.train import simulate_training
 from workloads import WorkloadError, load_model
 from workloads.ops import OpKind

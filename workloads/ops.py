@@ -64,7 +64,7 @@ class Attention:
     causal: bool
     act_bytes: float
     kv_bytes_per_token: float  # per kv head
-    backward: bool = False  # the training backward kernel (dQ, dK, dV), see sim/roofline.py
+    backward: bool = False  # the training backward kernel (dQ, dK, dV), see sim/cost/roofline.py
     kernel: str = "native"  # "native": the chip's fastest fused kernel; "fa2": FlashAttention-2
 
     @property

@@ -19,35 +19,58 @@ is hierarchical: reduce-scatter inside the node, the collective across nodes on 
 all-gather inside the node. ``local`` says how many of the group's chips share a node: a
 packed group (tensor parallelism) fills nodes; a strided one (data parallelism behind TP 8) has
 one chip per node, so all of it crosses the network, each chip on its own NIC.
+
+Link parameters may be numpy arrays (one entry per design point): every expression broadcasts,
+so one chip and a sweep of link designs run the same lines. A link without NCCL's bulk protocol
+carries NaN as its ``simple_latency_s`` here; ``np.fmin`` then ignores that path.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
+
+import numpy as np
 
 from hardware.chip import Link, System
 
+Value = float | np.ndarray
 
-def _flat(kind: str, size: float, p: int, link: Link, tree: bool = True) -> float:
-    if p <= 1 or size <= 0:
+
+class LinkParams(NamedTuple):
+    """A link's parameters, each a float or an array over design points (``hardware.Link``)."""
+
+    bandwidth_bytes_per_s: Value
+    latency_s: Value
+    achievable_fraction: Value
+    simple_latency_s: Value  # NaN: no separate bulk protocol
+
+    @classmethod
+    def of(cls, link: Link) -> LinkParams:
+        simple = math.nan if link.simple_latency_s is None else link.simple_latency_s
+        return cls(link.bandwidth_bytes_per_s, link.latency_s, link.achievable_fraction, simple)
+
+
+def _flat(kind: str, size: Value, p: int, link: LinkParams, tree: bool = True) -> Value:
+    if p <= 1:
         return 0.0
     b = link.bandwidth_bytes_per_s * link.achievable_fraction
-    if link.simple_latency_s is None:
-        return _alpha_beta(kind, size, p, b, link.latency_s, tree)
     # NCCL's protocols: LL at half the bandwidth and the link's latency, Simple at the full
-    # bandwidth and its own (larger) per-step latency; the tuner runs the faster
-    return min(
-        _alpha_beta(kind, size, p, b / 2, link.latency_s, tree),
-        _alpha_beta(kind, size, p, b, link.simple_latency_s, tree),
-    )
+    # bandwidth and its own (larger) per-step latency; the tuner runs the faster (fmin: a NaN
+    # Simple latency means the link has one protocol, at full bandwidth and latency_s)
+    one = _alpha_beta(kind, size, p, b, link.latency_s, tree)
+    ll = _alpha_beta(kind, size, p, b / 2, link.latency_s, tree)
+    simple = _alpha_beta(kind, size, p, b, link.simple_latency_s, tree)
+    t = np.where(np.isnan(link.simple_latency_s), one, np.fmin(ll, simple))
+    return np.where(size > 0, t, 0.0)
 
 
-def _alpha_beta(kind: str, size: float, p: int, b: float, a: float, tree: bool) -> float:
+def _alpha_beta(kind: str, size: Value, p: int, b: Value, a: Value, tree: bool) -> Value:
     if kind == "all_reduce":
         ring = 2 * (p - 1) / p * size / b + 2 * (p - 1) * a
         if not tree:
             return ring
-        return min(ring, 2 * size / b + 2 * math.ceil(math.log2(p)) * a)
+        return np.minimum(ring, 2 * size / b + 2 * math.ceil(math.log2(p)) * a)
     if kind in ("all_gather", "reduce_scatter", "all_to_all"):
         return (p - 1) / p * size / b + (p - 1) * a
     if kind == "send_recv":
@@ -64,29 +87,41 @@ def collective_time(
 
     ``local``: members of the group inside one node (default: the group packed into nodes).
     """
-    per_node = min(group, system.chips_per_node)
+    intra, inter = LinkParams.of(system.intra_node), LinkParams.of(system.inter_node)
+    return float(collective_s(kind, size_bytes, group, local, system.chips_per_node, intra, inter))
+
+
+def collective_s(
+    kind: str,
+    size_bytes: Value,
+    group: int,
+    local: int | None,
+    chips_per_node: int,
+    intra: LinkParams,
+    inter: LinkParams,
+) -> Value:
+    """``collective_time`` over arrays: sizes and link parameters broadcast together."""
+    per_node = min(group, chips_per_node)
     if local is not None:
         per_node = max(1, min(per_node, local))
     if group <= per_node:
         # NCCL's tree is a chain inside a node (the double binary tree spans nodes): ring only
-        return _flat(kind, size_bytes, group, system.intra_node, tree=False)
+        return _flat(kind, size_bytes, group, intra, tree=False)
     nodes = math.ceil(group / per_node)
     if kind == "send_recv":
-        return _flat(kind, size_bytes, 2, system.inter_node)
+        return _flat(kind, size_bytes, 2, inter)
     if kind == "all_to_all":
         # each chip sends (p-1)/p of its buffer; the share leaving the node crosses the network
-        inside = _flat(kind, size_bytes * per_node / group, per_node, system.intra_node)
-        net = system.inter_node.bandwidth_bytes_per_s * system.inter_node.achievable_fraction
+        inside = _flat(kind, size_bytes * per_node / group, per_node, intra)
+        net = inter.bandwidth_bytes_per_s * inter.achievable_fraction
         outside = (nodes - 1) / nodes * size_bytes / net
-        return inside + outside + (nodes - 1) * system.inter_node.latency_s
+        return inside + outside + (nodes - 1) * inter.latency_s
     shard = size_bytes / per_node
     if kind == "all_reduce":
         return (
-            _flat("reduce_scatter", size_bytes, per_node, system.intra_node)
-            + _flat("all_reduce", shard, nodes, system.inter_node)
-            + _flat("all_gather", size_bytes, per_node, system.intra_node)
+            _flat("reduce_scatter", size_bytes, per_node, intra)
+            + _flat("all_reduce", shard, nodes, inter)
+            + _flat("all_gather", size_bytes, per_node, intra)
         )
     # reduce-scatter / all-gather: the intra-node stage on the full buffer, then across nodes
-    return _flat(kind, size_bytes, per_node, system.intra_node) + _flat(
-        kind, shard, nodes, system.inter_node
-    )
+    return _flat(kind, size_bytes, per_node, intra) + _flat(kind, shard, nodes, inter)

@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from hardware.units import format_si
-from sim.roofline import Bound, OpCost
+from sim.cost.roofline import Bound, OpCost
 
 
 class CapacityError(ValueError):

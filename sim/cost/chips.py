@@ -1,0 +1,265 @@
+"""A chip as arrays: the continuous parameters of one or many chips of one structure.
+
+The cost model (``sim.cost.roofline``) reads a chip only through ``ChipArrays``: ``values[leaf]``
+holds each continuous parameter (peak FLOP/s, sustained fractions, bandwidths, capacities,
+latencies, overheads, links) as an array over design points, and ``structure`` the discrete part
+that points must share to be costed together (core count, tile shapes, tile_k, the memory levels
+present, which optional fields exist). One chip is an array of one point (``ChipArrays.of``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from hardware.chip import ConfigError, System
+
+_LEVEL_FIELDS = ("capacity", "bandwidth", "achievable", "latency", "pim_bandwidth", "pim_flops")
+_LINK_FIELDS = ("bandwidth", "latency", "achievable", "simple_latency")
+
+
+def chip_leaves(system: System) -> dict[str, Any]:
+    """Every parameter of ``system`` that the roofline reads, flattened to one level.
+
+    Structural leaves (names, counts, tile shapes, which dtypes and levels exist) are hashable
+    Python values; the rest are floats, with NaN for an optional value the chip does not have.
+    """
+    c = system.chip
+    out: dict[str, Any] = {
+        "name": c.name,
+        "n_cores": c.n_cores,
+        "gemm_tiles": c.gemm_tiles,
+        "tile_k": c.tile_k,
+        "cluster": c.cluster,
+        "levels": tuple(lvl.name for lvl in c.memory),
+        "peak_dtypes": tuple(c.peak_flops_per_s),
+        "sustained_dtypes": tuple(c.sustained_by_dtype),
+        "power_limited_dtypes": tuple(c.power_limited_by_dtype),
+        "has_exp": c.exp_per_s is not None,
+        "has_power_limit": c.has_power_limit,
+        "has_mma_sync": c.mma_sync_fraction is not None,
+        "has_attention_bwd": c.attention_bwd_fraction is not None,
+        "has_split_accumulate": c.split_accumulate_fraction is not None,
+        "stream_k": c.stream_k,
+        "chips_per_node": system.chips_per_node,
+        "sustained_clock_fraction": c.sustained_clock_fraction,
+        "power_limited_fraction": _float(c.power_limited_fraction),
+        "mma_sync_fraction": _float(c.mma_sync_fraction),
+        "attention_bwd_fraction": _float(c.attention_bwd_fraction),
+        "split_accumulate_fraction": _float(c.split_accumulate_fraction),
+        "vector_flops_per_s": c.vector_flops_per_s,
+        "exp_per_s": _float(c.exp_per_s),
+        "kernel_overhead_s": c.kernel_overhead_s,
+        "tdp_watts": _float(c.tdp_watts),
+        "usd_per_hour": _float(c.usd_per_hour),
+    }
+    for dtype, rate in c.peak_flops_per_s.items():
+        out[f"peak.{dtype}"] = rate
+    for dtype, frac in c.sustained_by_dtype.items():
+        out[f"sustained.{dtype}"] = frac
+    for dtype, frac in c.power_limited_by_dtype.items():
+        out[f"power_limited.{dtype}"] = frac
+    for i, lvl in enumerate(c.memory):
+        values = (
+            lvl.capacity_bytes,
+            lvl.bandwidth_bytes_per_s,
+            lvl.achievable_fraction,
+            lvl.latency_s,
+            lvl.pim_bandwidth_bytes_per_s,
+            lvl.pim_flops_per_s,
+        )
+        for name, value in zip(_LEVEL_FIELDS, values, strict=True):
+            out[f"memory.{i}.{name}"] = value
+    for side, link in (("intra", system.intra_node), ("inter", system.inter_node)):
+        values = (
+            link.bandwidth_bytes_per_s,
+            link.latency_s,
+            link.achievable_fraction,
+            _float(link.simple_latency_s),
+        )
+        for name, value in zip(_LINK_FIELDS, values, strict=True):
+            out[f"{side}.{name}"] = value
+    return out
+
+
+STRUCTURE_LEAVES = (
+    "name",
+    "n_cores",
+    "gemm_tiles",
+    "tile_k",
+    "cluster",
+    "levels",
+    "peak_dtypes",
+    "sustained_dtypes",
+    "power_limited_dtypes",
+    "has_exp",
+    "has_power_limit",
+    "has_mma_sync",
+    "has_attention_bwd",
+    "has_split_accumulate",
+    "stream_k",
+    "chips_per_node",
+)
+
+
+def _float(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ChipStructure:
+    """What chips must share to be costed together: the discrete part of a chip."""
+
+    name: str
+    n_cores: int
+    gemm_tiles: tuple[tuple[int, int], ...]
+    tile_k: int
+    cluster: tuple[int, int]
+    levels: tuple[str, ...]
+    peak_dtypes: tuple[str, ...]
+    sustained_dtypes: tuple[str, ...]
+    power_limited_dtypes: tuple[str, ...]
+    has_exp: bool
+    has_power_limit: bool
+    has_mma_sync: bool
+    has_attention_bwd: bool
+    has_split_accumulate: bool
+    stream_k: bool
+    chips_per_node: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChipArrays:
+    """``n`` chips of one structure; ``values[leaf]`` holds each continuous leaf as an array.
+
+    ``template`` is any System of this structure (the messages of errors name its chip).
+    """
+
+    structure: ChipStructure
+    values: dict[str, np.ndarray]
+    template: System
+    # rates already derived from ``values`` (sim.cost.roofline); not copied by ``replace``
+    memo: dict[Any, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.values["kernel_overhead_s"])
+
+    @classmethod
+    def from_leaves(
+        cls, structure: ChipStructure, values: dict[str, np.ndarray], template: System
+    ) -> ChipArrays:
+        return cls(structure=structure, values=values, template=template)
+
+    @classmethod
+    def from_systems(cls, systems: list[System]) -> ChipArrays:
+        """Stack systems that share one structure (raises ValueError otherwise)."""
+        leaves = [chip_leaves(s) for s in systems]
+        structure = structure_of(leaves[0])
+        if any(structure_of(lv) != structure for lv in leaves[1:]):
+            raise ValueError("ChipArrays.from_systems: the systems differ in structure")
+        keys = [k for k in leaves[0] if k not in STRUCTURE_LEAVES]
+        values = {k: np.array([lv[k] for lv in leaves], dtype=float) for k in keys}
+        return cls(structure=structure, values=values, template=systems[0])
+
+    @classmethod
+    def of(cls, system: System) -> ChipArrays:
+        """One system as a stack of one (memoised: a system is immutable)."""
+        hit = _ONE.get(id(system))
+        if hit is not None and hit[0] is system:
+            return hit[1]
+        arrays = cls.from_systems([system])
+        if len(_ONE) >= 256:
+            _ONE.clear()
+        _ONE[id(system)] = (system, arrays)
+        return arrays
+
+    def take(self, where: np.ndarray) -> ChipArrays:
+        """The chips at the indices (or boolean mask) ``where``."""
+        return replace(self, values={k: v[where] for k, v in self.values.items()})
+
+    # ---- what the roofline asks of a chip ------------------------------------------------------
+    def peak_key(self, dtype: str) -> str | None:
+        """The peak entry ``Chip.peak(dtype)`` reads (fp16/bf16 stand in for each other)."""
+        have = self.structure.peak_dtypes
+        if dtype in have:
+            return dtype
+        twin = {"bf16": "fp16", "fp16": "bf16"}.get(dtype)
+        return twin if twin in have else None
+
+    def peak(self, dtype: str) -> np.ndarray:
+        key = self.peak_key(dtype)
+        if key is None:
+            raise ConfigError(self._no_dtype(dtype))
+        return self.values[f"peak.{key}"]
+
+    def sustained(self, dtype: str) -> np.ndarray:
+        """``Chip.sustained``: peak x the dtype's sustained fraction."""
+        if dtype in self.structure.sustained_dtypes:
+            frac = self.values[f"sustained.{dtype}"]
+        else:
+            frac = self.values["sustained_clock_fraction"]
+        return self.peak(dtype) * frac
+
+    def at_power_limit(self) -> ChipArrays:
+        """``Chip.at_power_limit``: sustained fractions capped by the power-limited fraction."""
+        if not self.structure.has_power_limit:
+            return self
+        p = self.values["power_limited_fraction"]
+        values = dict(self.values)
+        # fmin: a NaN cap (no general power-limited fraction) leaves the rate as it is
+        values["sustained_clock_fraction"] = np.fmin(values["sustained_clock_fraction"], p)
+        for dtype in self.structure.sustained_dtypes:
+            cap = (
+                values[f"power_limited.{dtype}"]
+                if dtype in self.structure.power_limited_dtypes
+                else p
+            )
+            values[f"sustained.{dtype}"] = np.fmin(values[f"sustained.{dtype}"], cap)
+        if self.structure.has_mma_sync:
+            values["mma_sync_fraction"] = np.fmin(values["mma_sync_fraction"], p)
+        return replace(self, values=values)
+
+    def attention_rate(self, dtype: str, kernel: str, backward: bool = False) -> np.ndarray:
+        """``Chip.attention_rate``: sustained, capped by the warp-level MMA path for "fa2" and
+        by the measured backward kernel rate for the backward."""
+        if kernel == "mmha":
+            return self.values["vector_flops_per_s"]
+        rate = self.sustained(dtype)
+        if kernel == "fa2" and self.structure.has_mma_sync:
+            rate = np.minimum(rate, self.peak(dtype) * self.values["mma_sync_fraction"])
+        if backward and self.structure.has_attention_bwd:
+            rate = np.minimum(rate, self.peak(dtype) * self.values["attention_bwd_fraction"])
+        return rate
+
+    def level(self, i: int, name: str) -> np.ndarray:
+        return self.values[f"memory.{i}.{name}"]
+
+    def transfer_s(self, i: int, traffic_bytes: np.ndarray | float) -> np.ndarray:
+        """``MemoryLevel.transfer_s`` of level ``i``."""
+        achievable = self.level(i, "bandwidth") * self.level(i, "achievable")
+        stream = traffic_bytes / achievable
+        return stream + np.minimum(stream, self.level(i, "latency"))
+
+    def _no_dtype(self, dtype: str) -> str:
+        """The exact message ``Chip.peak`` raises for a dtype the chip lacks."""
+        chip = replace(
+            self.template.chip,
+            name=self.structure.name,
+            peak_flops_per_s={d: 1.0 for d in self.structure.peak_dtypes},
+        )
+        try:
+            chip.peak(dtype)
+        except ConfigError as exc:
+            return str(exc)
+        raise AssertionError(f"{dtype} is available on {chip.name}")  # pragma: no cover
+
+
+_ONE: dict[int, tuple[System, ChipArrays]] = {}
+
+
+def structure_of(leaves: dict[str, Any]) -> ChipStructure:
+    return ChipStructure(**{k: leaves[k] for k in STRUCTURE_LEAVES})

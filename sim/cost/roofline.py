@@ -1,0 +1,562 @@
+"""Cost ops on chips, over arrays: tile/wave-quantised compute, tiled traffic per level, overhead.
+
+    time = overhead + max(compute, transfer time of each memory level's traffic)
+
+where a level's transfer time is traffic / achievable bandwidth plus its pipeline-fill latency
+(``MemoryLevel.transfer_s``). This is roofsim's one cost model: every field below is an array
+with ops along axis 0 and design points along axis 1 (a chip stack from ``ChipArrays``, and
+workload shapes that may differ per point), so one op on one chip and a million-point sweep run
+the same lines. Discrete choices (the tile shape, stream-K or not, the GEMV path, an operand
+resident in L2 or not, processing in memory or not) are made per element: every candidate is
+costed and the first fastest is taken (``np.argmin``), or the test is an ``np.where``.
+
+Compute. A GEMM's output is cut into tiles (tm x tn from the chip's ``gemm_tiles``) spread over
+``n_cores``; K is padded to ``tile_k``. When there are fewer tiles than cores, K is split
+(split-K) while each split keeps >= 4 K granules. Time = waves x one tile's padded FLOPs at a
+core's sustained rate (peak x sustained_clock_fraction / n_cores). A shape that pads tiles or
+leaves a partial last wave loses FLOP/s; a shape that fills the machine runs at the sustained
+rate. The library's tile choice is modelled as the tile that minimises the op's time.
+
+On a chip whose GEMM library has a stream-K schedule (``compute.stream_k``: CUTLASS 3.x SM90+
+``PersistentTileSchedulerSm90StreamK``; Osama et al. 2023, PPoPP), a shape with more tiles than
+cores and a partial last wave may instead deal its K iterations out evenly over the cores,
+paying an fp32 fix-up of one tile per core; the faster of the two is taken.
+
+Memory. Traffic from main memory uses the on-chip reuse level (L2 / global buffer):
+- if the smaller operand fits in half of it, it stays resident and each operand moves once;
+- otherwise one wave of tiles (gm x gn tiles, about square) shares its A and B panels through
+  L2, so A is read ceil(N / (gn·tn)) times and B ceil(M / (gm·tm)) times.
+Traffic into the cores from L2 is per tile: A·ceil(N/tn) + B·ceil(M/tm), where a chip with
+thread-block clusters (Hopper, Blackwell: ``compute.cluster`` = [cm, cn]) multicasts one load
+to the cluster's tiles, so the L2 tile is (cm·tm) x (cn·tn). A GEMV (M = 1)
+therefore streams its weights exactly once. Flash attention never writes the score matrix:
+Q and O move once, K and V once per query block unless the K/V of the heads in flight fit in L2.
+
+NB: data handed from one op to the next is assumed to go through main memory (no cross-kernel
+L2 residency). In attention the softmax (exp on the special-function units, the rest on the
+vector units) runs after each block's matmuls, not overlapped: Shah et al. 2024
+(FlashAttention-3, arXiv:2407.08608, Sec. 4.3 ablation) measure 570-580 TFLOP/s on H100
+without the overlap and ~660 with it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hardware.chip import System
+from sim.cost.chips import ChipArrays
+from sim.cost.collectives import LinkParams, collective_s
+from workloads.ops import Op, OpKind
+
+# Softmax per score element: exp on the special-function units (``Chip.exp_per_s``) plus
+# scale-subtract, max, sum and convert on the vector units. NB: where a chip gives no exp rate,
+# an exp is counted as _EXP_FLOPS vector FLOPs (a polynomial approximation's cost).
+_SOFTMAX_VECTOR_FLOPS = 4
+_EXP_FLOPS = 4
+# the backward recomputes P = exp(S - LSE) (the forward's work per score) and forms
+# dS = P * (dP - D) * scale: a subtract, a multiply and the scale (FlashAttention-2, Alg. 2)
+_DS_VECTOR_FLOPS = 3
+_MIN_SPLIT_GRANULES = 4
+
+
+class Bound:
+    COMPUTE = "compute"
+    MEMORY = "memory"
+    COMMUNICATION = "communication"
+    OVERHEAD = "overhead"
+
+
+#: bound codes, in ``Result.bound``'s order of preference on ties
+BOUNDS = (Bound.COMPUTE, Bound.MEMORY, Bound.COMMUNICATION, Bound.OVERHEAD)
+_COMPUTE, _MEMORY, _COMMUNICATION, _OVERHEAD = range(4)
+#: binding-level codes: none, main memory, the reuse level (L2), main memory's PIM units
+_NO_LEVEL, _MAIN, _REUSE, _PIM = range(4)
+
+Array = np.ndarray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpCost:
+    """The time of one instance of ``op`` and what it is made of (all per instance)."""
+
+    op: Op
+    time_s: float
+    compute_s: float
+    memory_s: dict[str, float] = field(default_factory=dict)  # per memory level
+    overhead_s: float = 0.0
+    comm_s: float = 0.0
+    bound: str = Bound.COMPUTE
+    binding_level: str = ""  # the memory level that binds, when bound == memory
+    main_bytes: float = 0.0  # traffic to/from main memory
+    tile: tuple[int, int] | None = None
+    tile_efficiency: float = 1.0  # useful / executed FLOPs after tile and wave padding
+
+    @property
+    def total_time_s(self) -> float:
+        return self.time_s * self.op.count
+
+
+#: what the cost of one op on one point is made of, per instance: the fields of ``Costs``
+FIELDS = ("time", "compute", "main_s", "reuse_s", "main_bytes", "reuse_bytes", "overhead",
+          "comm", "bound", "level", "tile_m", "tile_n", "tile_efficiency")  # fmt: skip
+_F = {f: i for i, f in enumerate(FIELDS)}
+_DEFAULT = {"tile_efficiency": 1.0}
+
+#: one op kind's pass: each field as an array that broadcasts to [ops of that kind, points]
+Part = dict[str, Any]
+
+
+class Costs:
+    """Every op on every point: ``data[field, op, point]`` with the fields of ``FIELDS`` (see the
+    module docstring; per instance of the op). ``tile_m`` and ``tile_n`` are 0 where no matrix
+    tile applies; ``bound`` and ``level`` hold the codes above."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: Array) -> None:
+        self.data = data
+
+    def __getattr__(self, name: str) -> Array:
+        try:
+            return self.data[_F[name]]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+# ---- the ops as arrays ---------------------------------------------------------------------------
+def _table(rows: list[tuple]) -> list[Array]:
+    """Rows of per-op values as columns [ops, 1], or [ops, points] where a workload lowered over
+    arrays gave a value one entry per point."""
+    try:
+        table = np.array(rows, dtype=float)
+    except ValueError:  # some values are arrays over points
+        width = max(np.size(v) for row in rows for v in row)
+        table = np.empty((len(rows), len(rows[0]), width))
+        for i, row in enumerate(rows):
+            table[i] = [np.broadcast_to(np.asarray(v, dtype=float), (width,)) for v in row]
+        return list(table.transpose(1, 0, 2))
+    return list(table.T[:, :, None])
+
+
+def _rates(chips: ChipArrays, keys: list[tuple], rate: Any) -> Array:
+    """One rate per op [ops, points]: ``rate(chips, *key)`` for each distinct key, in op order
+    (so a missing dtype raises for the first op that needs it)."""
+    distinct: dict[tuple, int] = {}
+    rows = []
+    for key in keys:
+        if key not in distinct:
+            distinct[key] = len(rows)
+            memo = (rate, *key)
+            if memo not in chips.memo:
+                chips.memo[memo] = rate(chips, *key) + np.zeros(chips.n)
+            rows.append(chips.memo[memo])
+    if len(rows) == 1:
+        return rows[0][None]
+    return np.stack(rows)[[distinct[k] for k in keys]]
+
+
+def _transfer_s(chips: ChipArrays, i: int, traffic_bytes: Array) -> Array:
+    """``MemoryLevel.transfer_s`` of level ``i``: streaming at the achievable bandwidth plus the
+    pipeline fill (at most the level's latency)."""
+    key = ("level", i)
+    if key not in chips.memo:
+        chips.memo[key] = (
+            chips.level(i, "bandwidth") * chips.level(i, "achievable"),
+            chips.level(i, "latency"),
+        )
+    achievable, latency = chips.memo[key]
+    stream = traffic_bytes / achievable
+    return stream + np.minimum(stream, latency)
+
+
+def _finish(
+    chips: ChipArrays, compute: Array, main_bytes: Array, reuse_bytes: Array | None, kernels: Array
+) -> tuple[Array, Array, Array, Array]:
+    """overhead + max(compute, each level's transfer time): (time, main_s, reuse_s, overhead).
+    The binding resource follows from these (``_bound_level``)."""
+    main = _main(chips)
+    main_s = _transfer_s(chips, main, main_bytes)
+    if reuse_bytes is None:
+        reuse_s, mem_s = 0.0, main_s
+    else:
+        reuse_s = _transfer_s(chips, main - 1, reuse_bytes)
+        mem_s = np.maximum(main_s, reuse_s)
+    overhead = chips.values["kernel_overhead_s"] * kernels
+    return overhead + np.maximum(compute, mem_s), main_s, reuse_s, overhead
+
+
+def _bound_level(compute: Array, main_s: Array, reuse_s: Array, overhead: Array):
+    """(bound, level) codes of ops costed by ``_finish``: overhead where it exceeds the busy
+    time, else memory where a level's transfer exceeds compute (the slowest level binds; main
+    memory on a tie), else compute."""
+    mem_s = np.maximum(main_s, reuse_s)
+    memory = mem_s > compute
+    bound = np.where(overhead > np.maximum(compute, mem_s), _OVERHEAD,
+                     np.where(memory, _MEMORY, _COMPUTE))  # fmt: skip
+    level = np.where(bound == _MEMORY, np.where(reuse_s > main_s, _REUSE, _MAIN), _NO_LEVEL)
+    return bound, level
+
+
+def _main(chips: ChipArrays) -> int:
+    return len(chips.structure.levels) - 1
+
+
+def _has_reuse(chips: ChipArrays) -> bool:
+    return len(chips.structure.levels) >= 2
+
+
+# ---- GEMM ----------------------------------------------------------------------------------------
+def _gemm_rate(chips: ChipArrays, dtype: str, split_accumulate: bool) -> Array:
+    rate = chips.sustained(dtype) / chips.structure.n_cores
+    if split_accumulate and dtype == "fp8" and chips.structure.has_split_accumulate:
+        rate = rate * chips.values["split_accumulate_fraction"]
+    return rate
+
+
+@functools.cache
+def _candidates(tiles: tuple[tuple[int, int], ...], n_cores: int, tile_k: int) -> dict[str, Array]:
+    """A chip structure's GEMM candidates along axis 0: each tile, then its stream-K schedule
+    (the order ties are broken in), then the GEMV path (tile 0 x 0)."""
+    tiles_mn = [t for t in tiles for _ in (0, 1)] + [(0, 0)]
+    tm = np.array([t[0] for t in tiles_mn], dtype=float)[:, None, None]
+    tn = np.array([t[1] for t in tiles_mn], dtype=float)[:, None, None]
+    kind = np.array([0, 1] * len(tiles) + [2])[:, None, None]  # tile, stream-K, GEMV
+    # one wave of tiles sharing A and B panels through L2: gm x gn tiles, about square
+    gm0 = [round(math.sqrt(n_cores * n / m)) if m else 1 for m, n in tiles_mn]
+    return {
+        "tm": np.maximum(tm, 1.0),  # the GEMV row's tile is never used; 1 avoids 0/0
+        "tn": np.maximum(tn, 1.0),
+        "tile_m": tm,
+        "tile_n": tn,
+        "sk": kind == 1,
+        "gemv": kind == 2,
+        "gm0": np.array(gm0, dtype=float)[:, None, None],
+        "flops_per_k": 2.0 * tm * tn * tile_k,  # one K granule of one tile
+        "fixup": np.where(kind == 1, 2.0 * n_cores * tm * tn * 4.0, 0.0),  # fp32, write + read
+    }
+
+
+def cost_gemms(ops: list[Op], chips: ChipArrays) -> Part:
+    """GEMMs: every tile (and its stream-K variant) and the GEMV path costed, the first fastest
+    taken. Axis 0 of every intermediate is the candidate."""
+    st = chips.structure
+    m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops = _table(
+        [(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops)
+         for op, g in ((op, op.gemm) for op in ops)]  # type: ignore[union-attr]
+    )  # fmt: skip
+    a = groups * m * k * a_bytes
+    b = groups * k * n * b_bytes
+    c = groups * m * n * c_bytes
+    keys = [(op.dtype, op.gemm.split_accumulate) for op in ops]  # type: ignore[union-attr]
+    core_rate = _rates(chips, keys, _gemm_rate)
+    n_cores, tile_k = st.n_cores, st.tile_k
+    cand = _candidates(st.gemm_tiles, n_cores, tile_k)
+    tm, tn, sk, gemv = cand["tm"], cand["tn"], cand["sk"], cand["gemv"]
+
+    tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
+    tiles = groups * tiles_m * tiles_n
+    granules = np.ceil(k / tile_k)
+    # split-K while there are fewer tiles than cores, each split keeping >= 4 K granules
+    split = np.minimum(n_cores // tiles, granules // _MIN_SPLIT_GRANULES)
+    split = np.where(sk | (tiles >= n_cores) | (split < 1), 1.0, split)
+    waves = np.ceil(tiles * split / n_cores)
+    # stream-K: the tiles' K iterations dealt out evenly over the cores, each core's boundary
+    # tile fixed up through an fp32 workspace; only with more tiles than cores and a partial
+    # last wave
+    steps = np.where(sk, np.ceil(tiles * granules / n_cores), waves * np.ceil(granules / split))
+    compute = np.where(gemv, flops / chips.values["vector_flops_per_s"],
+                       steps * cand["flops_per_k"] / core_rate)  # fmt: skip
+    executed = tiles * (tm * tn) * granules * tile_k
+    efficiency = np.where(gemv, 1.0, np.minimum(1.0, (groups * m * n * k) / executed))
+    partials = np.where(split > 1, (split - 1) * (8.0 * groups * m * n), 0.0) + cand["fixup"]
+    cm, cn = st.cluster
+    tile_level = a * np.ceil(n / (cn * tn)) + b * np.ceil(m / (cm * tm)) + c + partials
+    streamed = a + b + c  # each operand once: the GEMV path, or one resident in L2
+    if _has_reuse(chips):
+        half = chips.level(_main(chips) - 1, "capacity") / 2
+        gm = np.maximum(1, np.minimum(tiles_m, cand["gm0"]))
+        gn = np.maximum(1, np.minimum(tiles_n, np.ceil(n_cores / gm)))
+        panels = a * np.ceil(n / (gn * tn)) + b * np.ceil(m / (gm * tm)) + c + partials
+        resident = streamed + np.where(partials <= half, 0.0, partials)  # workspace in L2
+        main_bytes = np.where(np.minimum(a, b) / groups <= half, resident, panels)
+        main_bytes = np.where(gemv, streamed, main_bytes)
+        reuse_bytes: Array | None = np.where(gemv, 0.0, tile_level)
+    else:
+        main_bytes, reuse_bytes = np.where(gemv, streamed, tile_level), None
+    time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
+    stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)
+    usable = np.where(sk, stream, np.where(gemv, m < min(t[0] for t in st.gemm_tiles), True))
+    pick = np.argmin(np.where(usable, time, np.inf), axis=0)
+    # every field picked at once: [field, candidate, op, point] -> [field, op, point]
+    fields = (time, compute, main_s, reuse_s, main_bytes, reuse_bytes, cand["tile_m"],
+              cand["tile_n"], efficiency)  # fmt: skip
+    shape = pick.shape
+    stacked = np.empty((len(fields), len(tm), *shape))
+    for i, f in enumerate(fields):
+        stacked[i] = 0.0 if f is None else f
+    rows, cols = np.indices(shape, sparse=True)
+    best = stacked[:, pick, rows, cols]
+    return dict(
+        time=best[0], compute=best[1], main_s=best[2], reuse_s=best[3], main_bytes=best[4],
+        reuse_bytes=best[5], overhead=overhead, comm=0.0, tile_m=best[6], tile_n=best[7],
+        tile_efficiency=best[8],
+    )  # fmt: skip
+
+
+# ---- attention -----------------------------------------------------------------------------------
+def softmax_s(backward: Any, vector_rate: Any, exp_rate: Any | None) -> Any:
+    """Seconds per attention score of the non-matmul work on one chip: the exp on the special
+    function units where the chip has them (``exp_rate``; else as vector FLOPs) and the
+    softmax's vector FLOPs, plus dS's in the backward."""
+    vec_flops = _SOFTMAX_VECTOR_FLOPS + np.where(backward, _DS_VECTOR_FLOPS, 0)
+    if exp_rate is None:
+        return (vec_flops + _EXP_FLOPS) / vector_rate
+    return 1.0 / exp_rate + vec_flops / vector_rate
+
+
+def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
+    """Fused attention: flash blocks over the cores, or in memory where that is faster."""
+    st = chips.structure
+    # "mmha" decode (FasterTransformer/TensorRT-LLM before XQA, vLLM PagedAttention): one thread
+    # block per query head computes its one row on the CUDA cores; every query head of a GQA
+    # group reads the group's K/V (through L2 when they fit there)
+    (batch, n_q, n_kv, q_len, kv_len, qk_dim, v_dim, causal, backward, kv_bpt, per_head, kernels,
+     flops, q_o) = _table(
+        [(a.batch, a.n_q_heads, a.n_kv_heads, a.q_len, a.kv_len, a.qk_dim, a.v_dim, a.causal,
+          a.backward, a.kv_bytes_per_token, a.kernel == "mmha", op.kernels, op.flops,
+          op.bytes.get("activation", 0.0))
+         for op, a in ((op, op.attention) for op in ops)]  # type: ignore[union-attr]
+    )  # fmt: skip
+    group = n_q // n_kv
+    # flash-decoding packs the query heads that share a KV head into one tile's rows
+    packed = (q_len == 1) > per_head
+    rows = np.where(packed, group, q_len)
+    heads = np.where(packed, batch * n_kv, batch * n_q)
+    tile_ms = np.array(sorted({tm for tm, _ in st.gemm_tiles}), dtype=float)
+    fit = np.minimum(np.searchsorted(tile_ms, rows, side="left"), len(tile_ms) - 1)
+    br = np.where(per_head, 1.0, tile_ms[fit])
+    bc = max(tn for _, tn in st.gemm_tiles)
+    q_blocks = np.ceil(rows / br)
+    units = heads * q_blocks
+    kv_blocks = np.ceil(kv_len / bc)
+    n_cores = st.n_cores
+    split = np.where(units < n_cores, np.maximum(1, np.minimum(n_cores // units, kv_blocks)), 1.0)
+    waves = np.ceil(units * split / n_cores)
+    # executed work: padded rows x the score pairs each row computes; causal: queries at
+    # positions kv_len - q_len .. kv_len - 1 see the prefix and themselves
+    pairs = np.where(causal, q_len * (kv_len - q_len) + q_len * (q_len + 1) / 2, q_len * kv_len)
+    score_elems = heads * q_blocks * br * (pairs / q_len)
+    # forward: S = QK^T and O = PV; backward (FlashAttention-2 Alg. 2, Dao 2023): S again, then
+    # dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q: 3 products of width qk, 2 of width v
+    width = np.where(backward, 3 * qk_dim + 2 * v_dim, qk_dim + v_dim)
+    matmul = 2.0 * score_elems * width
+    per_unit = 1.0 / (units * split)
+    keys = [(op.dtype, op.attention.kernel, op.attention.backward) for op in ops]  # type: ignore[union-attr]
+    core_rate = _rates(chips, keys, ChipArrays.attention_rate) / n_cores
+    vector = chips.values["vector_flops_per_s"]
+    exp_rate = chips.values["exp_per_s"] if st.has_exp else None
+    # one warpgroup's matmuls and softmax run one after the other (FlashAttention-2/3 without
+    # ping-pong); FA3's ping-pong scheduling hides part of the softmax (NB: not modelled).
+    # Per unit of work on one core: its share of the matmuls at the core's rate, and its share
+    # of the softmax at the core's share of the exp and vector rates
+    per_score = softmax_s(backward, vector, exp_rate)
+    compute = waves * (per_unit * (matmul / core_rate + score_elems * per_score * n_cores))
+    useful = batch * n_q * pairs
+    # memory: Q, O once; K/V once per reader unless the heads in flight fit in L2
+    kv = batch * n_kv * kv_len * kv_bpt
+    readers = q_blocks * np.where(per_head, group, np.where(q_len > 1, group, 1))
+    partials = np.where(split > 1, 2 * (split - 1) * units * br * (v_dim + 2) * 4.0, 0.0)
+    main = _main(chips)
+    tile_level = q_o + kv * readers + partials
+    if _has_reuse(chips):
+        in_flight = np.minimum(batch * n_kv, np.ceil(n_cores / np.maximum(1, readers)))
+        resident = in_flight * (kv_len * kv_bpt) <= chips.level(main - 1, "capacity") / 2
+        main_bytes = q_o + np.where(resident, kv, kv * readers) + partials
+        reuse_bytes: Array | None = tile_level
+    else:
+        main_bytes, reuse_bytes = tile_level, None
+    time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
+    out = dict(
+        time=time, compute=compute, main_s=main_s, reuse_s=reuse_s, main_bytes=main_bytes,
+        reuse_bytes=0.0 if reuse_bytes is None else reuse_bytes, overhead=overhead, comm=0.0,
+        tile_m=br, tile_n=float(bc),
+        tile_efficiency=np.minimum(1.0, useful / score_elems),
+    )  # fmt: skip
+    pim_flops = chips.level(main, "pim_flops")
+    decode = q_len == 1
+    if decode.any() and (pim_flops > 0).any():
+        _in_memory(out, chips, decode & (pim_flops > 0), kv, q_o, flops)
+    return out
+
+
+def _in_memory(out: Part, chips: ChipArrays, can: Array, kv: Array, q_o: Array, flops: Array):
+    """Decode attention is a GEMV over the cache: memory with compute beside its banks can run
+    it where the cache lives, at the internal bandwidth and the in-memory FLOP rate; only Q and
+    O cross the bus. The runtime places it wherever it is faster (``out`` updated in place)."""
+    main = _main(chips)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        in_memory = kv / chips.level(main, "pim_bandwidth")
+        pim_compute = flops / chips.level(main, "pim_flops")
+    q_o_s = _transfer_s(chips, main, q_o)
+    overhead = chips.values["kernel_overhead_s"]
+    time = overhead + np.maximum(np.maximum(in_memory, pim_compute), q_o_s)
+    use = can & (time < out["time"])
+    memory = pim_compute < in_memory
+    out["bound"], out["level"] = _bound_level(
+        out["compute"], out["main_s"], out["reuse_s"], out["overhead"]
+    )
+    for name, value in (
+        ("time", time),
+        ("compute", pim_compute),
+        ("main_s", np.maximum(in_memory, q_o_s)),
+        ("reuse_s", 0.0),
+        ("main_bytes", q_o),
+        ("reuse_bytes", 0.0),
+        ("overhead", overhead),
+        ("bound", np.where(memory, _MEMORY, _COMPUTE)),
+        ("level", np.where(memory, _PIM, _NO_LEVEL)),
+        ("tile_m", 0.0),
+        ("tile_n", 0.0),
+        ("tile_efficiency", 1.0),
+    ):
+        out[name] = np.where(use, value, out[name])
+
+
+# ---- elementwise and collectives -----------------------------------------------------------------
+def cost_elementwise(ops: list[Op], chips: ChipArrays) -> Part:
+    flops, kernels, main_bytes = _table([(op.flops, op.kernels, op.total_bytes) for op in ops])
+    compute = flops / chips.values["vector_flops_per_s"]
+    time, main_s, _, overhead = _finish(chips, compute, main_bytes, None, kernels)
+    return dict(
+        time=time, compute=compute, main_s=main_s, reuse_s=0.0, main_bytes=main_bytes,
+        reuse_bytes=0.0, overhead=overhead, comm=0.0, tile_m=0.0, tile_n=0.0,
+        tile_efficiency=1.0,
+    )  # fmt: skip
+
+
+def links(chips: ChipArrays) -> tuple[LinkParams, LinkParams]:
+    """The chips' intra- and inter-node links as arrays."""
+    v = chips.values
+    return tuple(  # type: ignore[return-value]
+        LinkParams(v[f"{side}.bandwidth"], v[f"{side}.latency"], v[f"{side}.achievable"],
+                   v[f"{side}.simple_latency"])
+        for side in ("intra", "inter")
+    )  # fmt: skip
+
+
+def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
+    intra, inter = links(chips)
+    per_node = chips.structure.chips_per_node
+    each = [
+        collective_s(c.kind, c.bytes, c.group, c.local, per_node, intra, inter)
+        for c in (op.collective for op in ops)  # type: ignore[union-attr]
+    ]
+    comm = np.empty((len(ops), max(chips.n, *(np.size(t) for t in each))))
+    for i, t in enumerate(each):
+        comm[i] = t
+    overhead = chips.values["kernel_overhead_s"]
+    return dict(
+        time=overhead + comm, compute=0.0, main_s=0.0, reuse_s=0.0, main_bytes=0.0,
+        reuse_bytes=0.0, overhead=overhead, comm=comm,
+        bound=np.where(comm >= overhead, _COMMUNICATION, _OVERHEAD), level=_NO_LEVEL,
+        tile_m=0.0, tile_n=0.0, tile_efficiency=1.0,
+    )  # fmt: skip
+
+
+_BY_KIND = {
+    OpKind.GEMM: cost_gemms,
+    OpKind.ATTENTION: cost_attentions,
+    OpKind.ELEMENTWISE: cost_elementwise,
+    OpKind.COLLECTIVE: cost_collectives,
+}
+_KIND_ORDER = {kind: i for i, kind in enumerate(_BY_KIND)}
+
+
+def cost_table(
+    ops: list[Op] | tuple[Op, ...], chips: ChipArrays, *, overlap: bool = True, points: int = 1
+) -> Costs:
+    """Every op on every chip of ``chips``: one array pass per op kind. ``points``: the ops'
+    fields may be arrays of that many points (a workload lowered over arrays); chips then
+    number 1 or ``points``. ``overlap``: hide work that runs beside the op before it
+    (``Op.overlaps_previous``): such an op is exposed only by the part of its total time longer
+    than the previous op's total (ring attention's K/V passing behind the attention it feeds)."""
+    # ops grouped by kind so that each kind's pass writes one slice of every field
+    kinds = [op.kind for op in ops]
+    order = sorted(range(len(ops)), key=lambda i: _KIND_ORDER[kinds[i]])
+    data = np.zeros((len(FIELDS), len(ops), max(chips.n, points)))
+    data[_F["tile_efficiency"]] = 1.0
+    given: list[tuple[int, int, Part]] = []  # parts that say what binds themselves
+    start = 0
+    while start < len(order):
+        kind = kinds[order[start]]
+        stop = start
+        while stop < len(order) and kinds[order[stop]] == kind:
+            stop += 1
+        part = _BY_KIND[kind]([ops[i] for i in order[start:stop]], chips)
+        for f, value in part.items():
+            if type(value) is not float or value != _DEFAULT.get(f, 0.0):
+                data[_F[f], start:stop] = value
+        if "bound" in part:
+            given.append((start, stop, part))
+        start = stop
+    # the ops costed by _finish: what binds follows from the parts (one pass for all)
+    data[_F["bound"]], data[_F["level"]] = _bound_level(
+        data[_F["compute"]], data[_F["main_s"]], data[_F["reuse_s"]], data[_F["overhead"]]
+    )
+    for start, stop, part in given:
+        data[_F["bound"], start:stop] = part["bound"]
+        data[_F["level"], start:stop] = part["level"]
+    if order != sorted(order):
+        data = data[:, np.argsort(order)]
+    if overlap:
+        time = data[0]
+        for i, op in enumerate(ops):
+            if op.overlaps_previous and i > 0:
+                before = time[i - 1] * ops[i - 1].count
+                time[i] = np.maximum(0.0, time[i] * op.count - before) / op.count
+    return Costs(data)
+
+
+# ---- one chip: per-op records --------------------------------------------------------------------
+def op_costs(
+    ops: list[Op] | tuple[Op, ...], table: Costs, levels: tuple[str, ...], point: int = 0
+) -> tuple[OpCost, ...]:
+    """The per-op records of one point of a ``cost_table``; ``levels`` names the chip's memory
+    levels (innermost first)."""
+    main, reuse = levels[-1], levels[-2] if len(levels) >= 2 else ""
+    level_names = ("", main, reuse, f"{main}-pim")
+    out = []
+    for op, row in zip(ops, table.data[:, :, point].T.tolist(), strict=True):
+        time, compute, main_s, reuse_s, main_b, reuse_b, overhead, comm = row[:8]
+        bound, level, tm, tn, eff = int(row[8]), int(row[9]), int(row[10]), int(row[11]), row[12]
+        memory = {}
+        if main_b > 0 or level == _PIM:
+            memory[main] = main_s
+        if reuse_b > 0:
+            memory[reuse] = reuse_s
+        out.append(
+            OpCost(op=op, time_s=time, compute_s=compute, memory_s=memory, overhead_s=overhead,
+                   comm_s=comm, bound=BOUNDS[bound], binding_level=level_names[level],
+                   main_bytes=main_b, tile=(tm, tn) if tm else None, tile_efficiency=eff)
+        )  # fmt: skip
+    return tuple(out)
+
+
+def cost_ops(
+    ops: list[Op] | tuple[Op, ...], system: System, *, overlap: bool = False
+) -> tuple[OpCost, ...]:
+    """Cost each op (one instance) on one chip of ``system`` (``overlap``: see ``cost_table``)."""
+    if not ops:
+        return ()
+    chips = ChipArrays.of(system)
+    return op_costs(ops, cost_table(ops, chips, overlap=overlap), chips.structure.levels)
+
+
+def cost_op(op: Op, system: System) -> OpCost:
+    """Cost one instance of ``op`` on one chip of ``system``."""
+    return cost_ops([op], system)[0]

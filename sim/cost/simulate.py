@@ -1,0 +1,208 @@
+"""simulate(workload, system) -> Result, and evaluate(graph, chips) over a stack of chips.
+
+Both lower once, check capacity, cost every op with ``sim.cost.roofline.cost_table`` and add up;
+``simulate`` is the one-point evaluation that keeps the per-op records, ``evaluate`` keeps the
+totals of every point of a chip stack (sweeps). A run longer than POWER_SETTLE_S is re-costed at
+the chip's power-limited rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+
+from hardware.chip import ConfigError, System
+from sim.cost.chips import ChipArrays
+from sim.cost.result import CapacityError, MemoryReport, Result, capacity_message
+from sim.cost.roofline import BOUNDS, cost_ops, cost_table
+from workloads.llm import OpGraph
+from workloads.ops import OpKind
+
+
+class Workload(Protocol):
+    def lower(self) -> OpGraph: ...
+
+
+# Seconds of continuous work after which a chip runs at its power limit: the measured H100
+# clock falls from 1980 to ~1300-1400 MHz within the first second of a GEMM loop
+# (benchmarks/microbench/results/h100-sxm-2026-11-23/clocks.csv, first 1 s sample under load).
+POWER_SETTLE_S = 1.0
+
+
+def at_power_limit(system: System) -> System:
+    """The system with its chips at their power-limited matmul rate (if the preset has one)."""
+    chip = system.chip.at_power_limit()
+    return system if chip is system.chip else replace(system, chip=chip)
+
+
+def _check_chips(n_chips: int, graph: OpGraph) -> None:
+    if n_chips != graph.n_chips:
+        raise ConfigError(
+            f"--chips {n_chips} must equal the workload's parallel degree "
+            f"(tp x replicas = {graph.n_chips})"
+        )
+
+
+def simulate(workload: Workload, system: System, *, check_memory: bool = True) -> Result:
+    """Derive time, MFU, MBU, the binding resource and memory fit of ``workload`` on ``system``.
+
+    Ops run one after another on each chip (the per-op roofline; overlap between ops is the
+    event engine's job). Raises CapacityError when the workload does not fit per chip (unless
+    ``check_memory`` is false) and ConfigError when the system's chip count does not match the
+    workload's parallelism.
+    """
+    graph = workload.lower()
+    _check_chips(system.n_chips, graph)
+    chip = system.chip
+    need = graph.memory
+    memory = MemoryReport(
+        weights_bytes=need.weights_bytes,
+        kv_cache_bytes=need.kv_cache_bytes,
+        activation_bytes=need.activation_bytes,
+        capacity_bytes=chip.main_memory.capacity_bytes,
+    )
+    if check_memory and not memory.fits:
+        raise CapacityError(
+            capacity_message(
+                memory.weights_bytes,
+                memory.kv_cache_bytes,
+                memory.activation_bytes,
+                memory.capacity_bytes,
+                chip.name,
+            )
+        )
+    result = _result(graph, system, memory)
+    if result.time_s > POWER_SETTLE_S and chip.has_power_limit:
+        result = _result(graph, at_power_limit(system), memory)
+    return result
+
+
+def _result(graph: OpGraph, system: System, memory: MemoryReport) -> Result:
+    costs = cost_ops(graph.ops, system, overlap=True)
+    dtype = graph.ops[0].dtype if graph.ops else "bf16"
+    chip = system.chip
+    return Result(
+        workload=graph.describe,
+        system=system.describe(),
+        time_s=sum(c.total_time_s for c in costs),
+        flops=sum(op.flops * op.count for op in graph.ops) * graph.n_chips,
+        model_flops=sum(op.model_flops * op.count for op in graph.ops) * graph.n_chips,
+        peak_flops_per_s=chip.peak(dtype),
+        main_bandwidth_bytes_per_s=chip.main_memory.bandwidth_bytes_per_s,
+        n_chips=graph.n_chips,
+        hbm_bytes=sum(c.main_bytes * c.op.count for c in costs),
+        memory=memory,
+        tokens=graph.tokens,
+        costs=costs,
+    )
+
+
+# ---- many chips ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VectorResult:
+    """Per-chip results of one workload; ``error[i]`` is None where point i ran."""
+
+    time_s: np.ndarray
+    mfu: np.ndarray
+    mbu: np.ndarray
+    throughput: np.ndarray
+    bound: np.ndarray  # index into BOUNDS
+    fits: np.ndarray
+    required_bytes: float
+    throughput_unit: str
+    error: list[str | None]
+
+
+def evaluate(
+    graph: OpGraph, n_chips: int, chips: ChipArrays, *, check_memory: bool = True
+) -> VectorResult:
+    """``simulate`` of one lowered workload on every chip of ``chips``.
+
+    ``n_chips`` is the system's chip count (ConfigError if it is not the workload's). A chip
+    that the workload does not fit gets the CapacityError message in ``error`` (unless
+    ``check_memory`` is false); a chip without the workload's dtype gets ConfigError's message.
+    """
+    _check_chips(n_chips, graph)
+    n = chips.n
+    need = graph.memory
+    main = len(chips.structure.levels) - 1
+    capacity = chips.level(main, "capacity")
+    required = need.weights_bytes + need.kv_cache_bytes + need.activation_bytes
+    fits = required <= capacity
+    error: list[str | None] = [None] * n
+    if check_memory and not fits.all():
+        for i in np.flatnonzero(~fits).tolist():
+            error[i] = capacity_message(
+                need.weights_bytes,
+                need.kv_cache_bytes,
+                need.activation_bytes,
+                float(capacity[i]),
+                chips.structure.name,
+            )
+    run = np.array([e is None for e in error], dtype=bool)
+    dtype = graph.ops[0].dtype if graph.ops else "bf16"
+    missing = _missing_dtype(graph, chips, dtype)
+    if missing is not None:
+        for i in np.flatnonzero(run).tolist():
+            error[i] = missing
+        run[:] = False
+    unit = graph.describe.get("sample_unit", "tokens")
+    nan = np.full(n, np.nan)
+    out = VectorResult(
+        time_s=nan.copy(),
+        mfu=nan.copy(),
+        mbu=nan.copy(),
+        throughput=nan.copy(),
+        bound=np.zeros(n, dtype=np.int8),
+        fits=fits,
+        required_bytes=required,
+        throughput_unit=f"{unit}_per_s",
+        error=error,
+    )
+    if not run.any():
+        return out
+    idx = np.flatnonzero(run)
+    sub = chips if len(idx) == n else chips.take(idx)
+    time_s, hbm, by_bound = _totals(graph, sub)
+    if sub.structure.has_power_limit:
+        slow = time_s > POWER_SETTLE_S
+        if slow.any():
+            t2, h2, b2 = _totals(graph, sub.take(slow).at_power_limit())
+            time_s[slow], hbm[slow], by_bound[:, slow] = t2, h2, b2
+    model_flops = sum(op.model_flops * op.count for op in graph.ops) * graph.n_chips
+    out.time_s[idx] = time_s
+    out.mfu[idx] = model_flops / (time_s * graph.n_chips * sub.peak(dtype))
+    out.mbu[idx] = hbm / (time_s * sub.level(main, "bandwidth"))
+    out.throughput[idx] = graph.tokens / time_s
+    # Result.bound's tie rule (the first of BOUNDS with the largest share) is np.argmax's
+    out.bound[idx] = np.argmax(by_bound, axis=0)
+    return out
+
+
+def _missing_dtype(graph: OpGraph, chips: ChipArrays, result_dtype: str) -> str | None:
+    """ConfigError's message for the first dtype, in the order simulate asks, the chips lack."""
+    for op in graph.ops:
+        if op.kind in (OpKind.GEMM, OpKind.ATTENTION) and chips.peak_key(op.dtype) is None:
+            return chips._no_dtype(op.dtype)
+    if chips.peak_key(result_dtype) is None:
+        return chips._no_dtype(result_dtype)
+    return None
+
+
+def _totals(graph: OpGraph, chips: ChipArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per chip: time (the sum of op totals), main-memory bytes, and time per bound [4, n]."""
+    if not graph.ops:
+        return np.zeros(chips.n), np.zeros(chips.n), np.zeros((len(BOUNDS), chips.n))
+    t = cost_table(graph.ops, chips, overlap=True)
+    count = np.array([op.count for op in graph.ops], dtype=float)[:, None]
+    totals, hbm = t.time * count, t.main_bytes * count
+    # added op by op, in order: a point's sums do not depend on how many points ride along
+    time_s, hbm_bytes = np.zeros(chips.n), np.zeros(chips.n)
+    by_bound = np.zeros((len(BOUNDS), chips.n))
+    for i in range(len(graph.ops)):
+        time_s += totals[i]
+        hbm_bytes += hbm[i]
+        by_bound[t.bound[i].astype(int), np.arange(chips.n)] += totals[i]
+    return time_s, hbm_bytes, by_bound

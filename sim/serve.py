@@ -44,7 +44,8 @@ import numpy as np
 from hardware.chip import System
 from hardware.units import format_si
 from sim.cost.result import CapacityError
-from sim.cost.roofline import cost_ops
+from sim.cost.chips import ChipArrays
+from sim.cost.roofline import cost_table
 from workloads.llm import _Lowering
 from workloads.ops import Op, OpKind
 from workloads.serving import Requests, Serving
@@ -99,6 +100,7 @@ class IterationCost:
 
     def __init__(self, serving: Serving, system: System) -> None:
         self.w, self.system, self.chip = serving, system, system.chip
+        self.chips = ChipArrays.of(system)
         self.n_layers = serving.model.n_layers
         self.tp = serving.tp
         self._by_rows: dict[int, tuple[Work, Work]] = {}
@@ -106,10 +108,13 @@ class IterationCost:
         self._pre: dict[tuple[int, int], Work] = {}
 
     def _cost(self, ops: tuple[Op, ...] | list[Op], count: int = 1) -> Work:
-        costs = cost_ops(ops, self.system, overlap=True)
-        t = sum(c.total_time_s for c in costs) * count
+        if not ops:
+            return _ZERO
+        table = cost_table(ops, self.chips)
+        n = [float(op.count) for op in ops]
+        t = sum((table.time[:, 0] * n).tolist()) * count
         flops = sum(op.model_flops * op.count for op in ops) * count * self.tp
-        hbm = sum(c.main_bytes * c.op.count for c in costs) * count
+        hbm = sum((table.main_bytes[:, 0] * n).tolist()) * count
         return Work(t, flops, hbm)
 
     def _rows(self, rows: int) -> tuple[Work, Work]:

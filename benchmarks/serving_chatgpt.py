@@ -21,8 +21,8 @@ from dataclasses import replace
 
 
 def main() -> int:
-    from sim.claims import chatgpt_setup
-    from sim.plan import SLO, plan
+    from sim.studies.claims import chatgpt_setup
+    from sim.studies.plan import SLO, plan
 
     base, demand, assumed = chatgpt_setup()
     print(

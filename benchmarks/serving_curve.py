@@ -22,7 +22,7 @@ def main() -> int:
     import numpy as np
 
     from hardware import load_system
-    from sim.serve import simulate_serving
+    from sim.engine.serve import simulate_serving
     from workloads import load_model
     from workloads.serving import LengthDist, Serving
 

@@ -42,13 +42,13 @@ def main() -> int:
             load_system("h100-sxm", 8),
         )
     )
-    from sim.train import simulate_training
+    from sim.engine.train import simulate_training
     from workloads.training import Training
 
     gpt3 = Training(model=load_model("gpt3-175b"), seq=2048, micro_batch=1, global_batch=512,
                     tp=8, pp=16, dp=8, recompute="full")  # fmt: skip
     train = best_of(lambda: simulate_training(gpt3, load_system("a100-sxm-80gb", 1024)), 3)
-    from sim.serve import simulate_serving
+    from sim.engine.serve import simulate_serving
     from workloads.serving import LengthDist, Serving
 
     hour = Serving(model=load_model("llama-3-8b"), rate=20.0, duration_s=3600.0,

@@ -30,7 +30,7 @@ def _command() -> list[str]:
     )
     if wired.returncode == 0:
         return [sys.executable, "-m", "sim.cli", "sweep"]
-    return [sys.executable, "-m", "sim.sweep_cli"]
+    return [sys.executable, "-m", "sim.cli.sweep"]
 
 
 def main() -> int:
@@ -39,7 +39,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None, help="default: every core")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from sim.sweep import load_spec
+    from sim.studies.sweep import load_spec
 
     n_points = load_spec(SPEC).n_points
     base = _command()

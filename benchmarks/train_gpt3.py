@@ -22,8 +22,8 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from hardware import load_system
     from hardware.units import format_si
-    from sim.train import simulate_training
-    from sim.validate import BARS, _convention_flops, _training_for
+    from sim.engine.train import simulate_training
+    from sim.studies.validate import BARS, _convention_flops, _training_for
 
     row = next(r for r in tomllib.loads(DATA.read_text())["row"] if r["id"] == ROW)
     t = _training_for(row)

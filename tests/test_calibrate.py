@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from hardware import ConfigError, load_chip
-from sim.calibrate import calibrate, gemm_op, gemm_times
 from sim.cli import main
+from sim.studies.calibrate import calibrate, gemm_op, gemm_times
 
 H100 = Path(__file__).parents[1] / "benchmarks/microbench/results/h100-sxm-2026-11-23"
 

@@ -6,8 +6,8 @@ import pytest
 
 from hardware import ConfigError, load_system
 from sim import simulate
-from sim.claims import CLAIMS, check_all
 from sim.cli import main
+from sim.studies.claims import CLAIMS, check_all
 from workloads import Decode, load_model
 
 PIM = ("hbm.pim_bandwidth=13.4TB/s", "hbm.pim_flops=6TFLOP/s")

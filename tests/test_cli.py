@@ -83,7 +83,7 @@ def test_malformed_toml_and_zero_batch_through_the_real_entry_point(tmp_path):
 
 def test_help_is_fast_and_imports_nothing_heavy():
     code = (
-        "import sys, time; t=time.perf_counter(); import sim.cli as c; "
+        "import sys, time; t=time.perf_counter(); import sim.cli.app as c; "
         "c.build_parser().format_help(); "
         "print(time.perf_counter()-t, 'matplotlib' in sys.modules, 'simpy' in sys.modules, "
         "'numpy' in sys.modules)"

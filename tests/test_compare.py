@@ -8,19 +8,20 @@ import json
 import pytest
 
 from hardware import ConfigError, load_system
-from sim import compare
+from sim.cli import compare as compare_cli
 from sim.cost.simulate import simulate
+from sim.studies import compare
 from workloads import Decode, WorkloadError, load_model
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roofsim")
-    compare.add_parser(parser.add_subparsers(dest="command", required=True))
+    compare_cli.add_parser(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
 def _run(argv: list[str], capsys) -> str:
-    assert compare.run(_parser().parse_args(["compare", *argv])) == 0
+    assert compare_cli.run(_parser().parse_args(["compare", *argv])) == 0
     return capsys.readouterr().out
 
 

@@ -10,10 +10,10 @@ import math
 import pytest
 
 from hardware import ConfigError, load_system
-from sim import plots
+from sim.cli.plot import add_parser, run
 from sim.cost.simulate import simulate
-from sim.events import StageWork, run_pipeline
-from sim.plot_cli import add_parser, run
+from sim.engine.events import StageWork, run_pipeline
+from sim.plots import charts as plots
 from workloads import Decode
 
 

@@ -12,8 +12,8 @@ from hardware import load_system
 from sim.cli import main
 from sim.cost.result import CapacityError
 from sim.cost.simulate import simulate
-from sim.plan import SLO, Demand, max_rate, plan
-from sim.serve import IterationCost, simulate_serving
+from sim.engine.serve import IterationCost, simulate_serving
+from sim.studies.plan import SLO, Demand, max_rate, plan
 from workloads import Decode, Prefill, load_model
 from workloads.ops import WorkloadError
 from workloads.serving import LengthDist, Serving, load_trace

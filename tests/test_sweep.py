@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 from hardware import ConfigError, load_system
-from sim import sweep, sweep_cli
+from sim.cli import sweep as sweep_cli
 from sim.cost.simulate import simulate
-from sim.sweep import (
+from sim.engine.train import simulate_training
+from sim.studies import sweep
+from sim.studies.sweep import (
     build_workload,
     evaluate_lines,
     evaluate_points,
@@ -26,7 +28,6 @@ from sim.sweep import (
     run_sweep,
     spec_from_dict,
 )
-from sim.train import simulate_training
 from workloads.dit import load_dit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -386,7 +387,7 @@ def test_a_killed_sweep_resumes_to_every_point_once_with_the_uninterrupted_value
     spec_path.write_text(KILL_SPEC)
     spec = load_spec(spec_path)
     out = tmp_path / "killed.csv"
-    cmd = [sys.executable, "-m", "sim.sweep_cli", str(spec_path), "-o", str(out),
+    cmd = [sys.executable, "-m", "sim.cli.sweep", str(spec_path), "-o", str(out),
            "--workers", "1", "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

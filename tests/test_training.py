@@ -15,8 +15,8 @@ from sim.cost.collectives import collective_time
 from sim.cost.result import CapacityError
 from sim.cost.roofline import cost_op
 from sim.cost.simulate import POWER_SETTLE_S, at_power_limit
-from sim.events import StageWork, run_pipeline, schedule
-from sim.train import simulate_training
+from sim.engine.events import StageWork, run_pipeline, schedule
+from sim.engine.train import simulate_training
 from workloads import WorkloadError, load_model
 from workloads.ops import OpKind
 from workloads.training import Training

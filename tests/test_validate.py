@@ -6,7 +6,7 @@ import tomllib
 import pytest
 
 from sim.cli import main
-from sim.validate import BARS, DEFAULT_DATA, KINDS, load_rows, run_row, summarise, validate
+from sim.studies.validate import BARS, DEFAULT_DATA, KINDS, load_rows, run_row, summarise, validate
 
 REQUIRED = {"id", "kind", "metric", "measured", "printed", "chip", "source", "convention"}
 

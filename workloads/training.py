@@ -4,7 +4,7 @@ A step is ``global_batch`` sequences of ``seq`` tokens on tp x cp x pp x dp chip
 the dp replicas runs m = global_batch / (micro_batch x dp) micro-batches through a pipeline of
 pp stages (each stage ``vp`` virtual chunks for the interleaved schedule). The lowering here
 makes, per pipeline stage and chunk, the ops of one micro-batch's forward and backward on one
-chip; ``sim/train.py`` costs them and ``sim/events.py`` places them on a timeline.
+chip; ``sim/engine/train.py`` costs them and ``sim/engine/events.py`` places them on a timeline.
 
 Conventions (tests/test_training.py checks them):
 - Forward per layer is the prefill lowering of ``workloads/llm.py`` (same GEMMs, flash attention).

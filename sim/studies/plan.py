@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from hardware import load_system
 from hardware.chip import ConfigError
 from sim.cost.result import CapacityError
-from sim.serve import ServeResult, simulate_serving
+from sim.engine.serve import ServeResult, simulate_serving
 from workloads.ops import WorkloadError
 from workloads.serving import Serving
 

@@ -12,12 +12,8 @@ preset's ``power.tdp``; tokens per dollar divide it by chips x the preset's cite
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
-
-from sim.argtypes import positive_int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -188,63 +184,3 @@ def format_table(rows: list[CompareRow], title: str) -> str:
     if missing:
         lines.append(f"\nno cited price for {', '.join(missing)}: tokens/$ left out")
     return "\n".join(lines)
-
-
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``compare`` to roofsim's subcommands."""
-    p = sub.add_parser("compare", help="one LLM decode/prefill on several chips, a row per chip")
-    p.add_argument("--chips", required=True, help="comma-separated chip presets or chip TOMLs")
-    p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
-    p.add_argument("--workload", choices=("decode", "prefill"), default="decode")
-    p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
-    p.add_argument("--context", type=positive_int, default=2048, help="decode: cached tokens")
-    p.add_argument("--prompt", type=positive_int, default=2048, help="prefill: prompt tokens")
-    p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
-    p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
-    p.add_argument(
-        "--tp", type=positive_int, default=None,
-        help="tensor-parallel degree for every chip (default: the smallest that fits)",
-    )  # fmt: skip
-    p.add_argument(
-        "--chips-per", type=positive_int, default=None, metavar="N",
-        help="chips per system for every chip; a chip that cannot hold it on N is refused",
-    )  # fmt: skip
-    p.add_argument(
-        "--set", action="append", default=[], metavar="PATH=VALUE",
-        help="override a field on every chip, repeatable (hbm.bandwidth=6TB/s)",
-    )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """Print the comparison table (or JSON) for ``args``."""
-    chips = [c.strip() for c in args.chips.split(",") if c.strip()]
-    rows = compare(
-        chips,
-        model=args.model,
-        kind=args.workload,
-        batch=args.batch,
-        context=args.context,
-        prompt=args.prompt,
-        dtype=args.dtype,
-        kv_dtype=args.kv_dtype,
-        tp=args.tp,
-        chips_per=args.chips_per,
-        sets=args.set,
-    )
-    workload = {
-        "kind": args.workload,
-        "model": args.model,
-        "batch": args.batch,
-        **({"context": args.context} if args.workload == "decode" else {"prompt": args.prompt}),
-        "dtype": args.dtype,
-        "kv_dtype": args.kv_dtype or "bf16",
-    }
-    if args.json:
-        print(json.dumps({"workload": workload, "rows": [r.to_dict() for r in rows]}))
-        return 0
-    size = f"context {args.context}" if args.workload == "decode" else f"prompt {args.prompt}"
-    title = f"{args.workload} {args.model}  batch {args.batch}  {size}  {args.dtype}"
-    print(format_table(rows, title))
-    return 0

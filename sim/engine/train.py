@@ -4,7 +4,7 @@ Each op of a chunk is costed by the per-op roofline (``sim/cost/roofline.py``); 
 context-parallel collectives sit inline in the chunk (exposed, as Megatron-LM runs them without
 communication overlap), except ring K/V passing (beside the attention). ZeRO-3 parameter
 gathers and gradient reduce-scatters run beside the chunk's compute: only what is longer than
-the compute, plus the first layer's gather, is exposed. The event engine (``sim/events.py``)
+the compute, plus the first layer's gather, is exposed. The event engine (``sim/engine/events.py``)
 places the chunks of every stage on its timeline with the pipeline schedule, the
 point-to-point transfers, the bucketed data-parallel gradient reduction and the optimizer.
 
@@ -25,7 +25,7 @@ from hardware.units import format_si
 from sim.cost.result import CapacityError
 from sim.cost.roofline import Bound, OpCost, cost_op, cost_ops
 from sim.cost.simulate import at_power_limit
-from sim.events import Part, StageWork, Timeline, run_pipeline
+from sim.engine.events import Part, StageWork, Timeline, run_pipeline
 from workloads.ops import Op, OpKind, WorkloadError
 from workloads.training import RECOMPUTE as RECOMPUTE_ORDER
 from workloads.training import Training, TrainMemory, TrainPlan

@@ -1,4 +1,4 @@
-"""``roofsim sweep SPEC.toml -o results.csv``: the command-line face of ``sim.sweep`` (lazy imports)."""
+"""``roofsim sweep SPEC.toml -o results.csv``: the command-line face of ``sim.studies.sweep`` (lazy imports)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from sim.argtypes import positive_int
+from sim.cli.args import positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep ``args`` describe; print a one-line summary (or JSON) to stdout."""
-    from sim.sweep import load_spec, run_sweep
+    from sim.studies.sweep import load_spec, run_sweep
 
     spec = load_spec(args.spec)
     summary = run_sweep(
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sim.sweep_cli``: the same command without the roofsim front end."""
+    """``python -m sim.cli.sweep``: the same command without the roofsim front end."""
     parser = argparse.ArgumentParser(prog="roofsim sweep", description=__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)

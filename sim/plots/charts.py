@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from sim.cost.result import Result
     from sim.cost.roofline import OpCost
-    from sim.events import Timeline
+    from sim.engine.events import Timeline
 
 FORMATS = (".png", ".svg")
 DPI = 150
@@ -758,7 +758,7 @@ def timeline_gantt(
 def serving_timeline(result: Any, path: str | Path, *, title: str | None = None) -> Figure:
     """A serving run over time: requests in the system and KV-cache occupancy (two panels).
 
-    ``result`` is a ``sim.serve.ServeResult``; requests in system are counted from each
+    ``result`` is a ``sim.engine.serve.ServeResult``; requests in system are counted from each
     request's arrival and finish times, KV occupancy is sampled at every engine iteration.
     """
     import numpy as np

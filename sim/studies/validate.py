@@ -32,13 +32,13 @@ from sim.cost.collectives import collective_time
 from sim.cost.result import CapacityError
 from sim.cost.roofline import cost_op, cost_ops
 from sim.cost.simulate import at_power_limit, simulate
-from sim.train import simulate_training
+from sim.engine.train import simulate_training
 from workloads.build import Builder
 from workloads.loader import load_model
 from workloads.ops import Attention, WorkloadError
 from workloads.training import RECOMPUTE, Training, attention_backward
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "published.toml"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "published.toml"
 
 # the bar each kind's median |error| must meet (issue 5: training MFU and decode latency 10 %,
 # prefill and DiT 15 %, "at first"); kinds without a bar are reported, not judged
@@ -307,7 +307,7 @@ def _trtllm_bench_settings(serving, system, isl: int, osl: int) -> tuple[int, in
     tensorrt_llm/bench/build/tuning.py, calc_engine_setting + finetune_setting): the requests
     of ISL + OSL tokens the KV memory holds, capped at 4096 and rounded up; tokens = that batch
     x (1 + ISL / OSL), capped at 32768 and rounded up."""
-    from sim.serve import kv_capacity_blocks
+    from sim.engine.serve import kv_capacity_blocks
 
     blocks, _ = kv_capacity_blocks(serving, system)
     raw_bs = min(blocks * serving.block_size / (isl + osl), 4096)
@@ -354,7 +354,7 @@ def _serve_requests(row: dict, model) -> tuple:
 def _predict_serve(row: dict) -> tuple[float, dict]:
     import numpy as np
 
-    from sim.serve import simulate_serving
+    from sim.engine.serve import simulate_serving
     from workloads.serving import Serving
 
     try:

@@ -730,7 +730,7 @@ class _Context:
         i: int,
     ) -> str:
         """The line of one training point (the event engine has no vector form)."""
-        from sim.train import simulate_training
+        from sim.engine.train import simulate_training
 
         try:
             base = self.system(vidx, i)

@@ -234,7 +234,7 @@ def write_calibrated_toml(base_text: str, fits: list[Fit], out: str | Path) -> N
     lines = [
         "\n".join(kept).rstrip(),
         "",
-        "# Fitted by `roofsim calibrate` (sim/calibrate.py)",
+        "# Fitted by `roofsim calibrate` (sim/studies/calibrate.py)",
         "[calibration]",
     ]
     for fit in fits:

@@ -8,55 +8,19 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from sim import compare, plot_cli, sweep_cli  # argparse only; heavy imports load when run
-from sim.argtypes import positive_int
-
-_SET_HELP = (
-    "override a chip field, PATH=VALUE, repeatable: hbm.bandwidth=6TB/s, l2.capacity=256MB, "
-    "compute.peak.bf16=500TFLOP/s, compute.n_cores=64, overhead.kernel_s=2us, "
-    "system.intra_node_bandwidth=900GB/s"
+from sim.cli import compare, plot, sweep  # argparse only; heavy imports load when run
+from sim.cli.args import (
+    ATTN_HELP,
+    DECODE_ATTN_HELP,
+    SET_HELP,
+    add_llm_args,
+    add_run_output_args,
+    add_train_args,
+    int_arg,
+    llm_workload,
+    positive_int,
+    training_workload,
 )
-
-
-def _add_run_output_args(p: argparse.ArgumentParser) -> None:
-    """Flags every simulated run shares: chip overrides, output form, the memory check."""
-    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=_SET_HELP)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--top", type=positive_int, default=10, help="ops to list (human output)")
-    p.add_argument(
-        "--no-memory-check", action="store_true", help="simulate even if it does not fit"
-    )
-
-
-_ATTN_HELP = (
-    "attention kernel: native (the chip's fastest fused kernel, FlashAttention-3/cuDNN on "
-    "Hopper) or fa2 (FlashAttention-2: warp-level MMA, slower on Hopper) (default native)"
-)
-_DECODE_ATTN_HELP = _ATTN_HELP.removesuffix(" (default native)") + (
-    "; or mmha (decode: a thread block per query head on the CUDA cores, as TensorRT-LLM "
-    "before XQA and vLLM's PagedAttention: a GQA group's K/V read once per query head) "
-    "(default native)"
-)
-
-
-def _add_llm_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
-    p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
-    p.add_argument("--chips", type=positive_int, default=None, help="chips (default: --tp)")
-    p.add_argument("--tp", type=positive_int, default=None, help="tensor-parallel degree")
-    p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
-    p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
-    p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
-    p.add_argument("--attention-kernel", default="native", help=_DECODE_ATTN_HELP)
-    _add_run_output_args(p)
-
-
-def _int_arg(text: str) -> int:
-    """An integer checked later by the workload, so zero or negative gets its one-line error."""
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
 def _add_dit_args(p: argparse.ArgumentParser) -> None:
@@ -68,20 +32,20 @@ def _add_dit_args(p: argparse.ArgumentParser) -> None:
         help="sequence parallelism over chips/replicas chips per request (default ulysses)",
     )  # fmt: skip
     p.add_argument("--replicas", type=positive_int, default=1, help="data-parallel replicas")
-    p.add_argument("--height", type=_int_arg, default=None, help="pixels (default: the model's)")
-    p.add_argument("--width", type=_int_arg, default=None, help="pixels (default: the model's)")
-    p.add_argument("--frames", type=_int_arg, default=None, help="video frames (1 = image)")
+    p.add_argument("--height", type=int_arg, default=None, help="pixels (default: the model's)")
+    p.add_argument("--width", type=int_arg, default=None, help="pixels (default: the model's)")
+    p.add_argument("--frames", type=int_arg, default=None, help="video frames (1 = image)")
     p.add_argument("--fps", type=float, default=None, help="frames per second (for reporting)")
-    p.add_argument("--steps", type=_int_arg, default=None, help="denoising steps")
-    p.add_argument("--batch", type=_int_arg, default=1, help="images/videos per run")
+    p.add_argument("--steps", type=int_arg, default=None, help="denoising steps")
+    p.add_argument("--batch", type=int_arg, default=1, help="images/videos per run")
     p.add_argument(
         "--cfg", action=argparse.BooleanOptionalAction, default=None,
         help="classifier-free guidance as a doubled batch (default: the model's pipeline)",
     )  # fmt: skip
-    p.add_argument("--tokens", type=_int_arg, default=None, help="override latent tokens")
+    p.add_argument("--tokens", type=int_arg, default=None, help="override latent tokens")
     p.add_argument("--dtype", default="bf16", help="compute dtype (bf16, fp16, fp8, fp32)")
-    p.add_argument("--attention-kernel", default="native", help=_ATTN_HELP)
-    _add_run_output_args(p)
+    p.add_argument("--attention-kernel", default="native", help=ATTN_HELP)
+    add_run_output_args(p)
 
 
 def _simulate_and_print(workload, system, args: argparse.Namespace) -> int:
@@ -93,31 +57,6 @@ def _simulate_and_print(workload, system, args: argparse.Namespace) -> int:
     else:
         print(result.summary(top=args.top))
     return 0
-
-
-def llm_workload(args: argparse.Namespace, kind: str):
-    """(Decode or Prefill, System) from the flags of ``roofsim decode|prefill``."""
-    from hardware import ConfigError, load_system
-    from workloads import Decode, Prefill, load_model
-
-    tp = args.tp or args.chips or 1
-    chips = args.chips or tp
-    if chips % tp:
-        raise ConfigError(f"--chips {chips} must be a multiple of --tp {tp}")
-    model = load_model(args.model)
-    system = load_system(args.chip, chips, args.set)
-    common = dict(
-        model=model,
-        batch=args.batch,
-        dtype=args.dtype,
-        kv_dtype=args.kv_dtype,
-        tp=tp,
-        dp=chips // tp,
-        attention_kernel=args.attention_kernel,
-    )
-    if kind == "decode":
-        return Decode(context=args.context, **common), system
-    return Prefill(prompt=args.prompt, **common), system
 
 
 def _run_llm(args: argparse.Namespace, kind: str) -> int:
@@ -153,75 +92,9 @@ def _run_dit(args: argparse.Namespace) -> int:
     return _simulate_and_print(workload, system, args)
 
 
-def _add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--model", required=required, help="preset slug, model TOML or HF config.json")
-    p.add_argument("--chip", required=required, help="chip preset slug or a chip TOML file")
-    p.add_argument("--chips", type=_int_arg, required=required, help="chips in all")
-    for flag, text in (("--tp", "tensor-parallel degree"), ("--pp", "pipeline stages"),
-                       ("--vp", "virtual stages per device (interleaved 1F1B)"),
-                       ("--ep", "expert-parallel degree (carved out of --dp)"),
-                       ("--cp", "context-parallel degree (ring attention)")):  # fmt: skip
-        p.add_argument(flag, type=_int_arg, default=1, help=f"{text} (default 1)")
-    p.add_argument("--dp", type=_int_arg, default=None,
-                   help="data-parallel degree (default: chips / (tp x cp x pp))")  # fmt: skip
-    p.add_argument("--sp", action="store_true", help="sequence parallelism with TP")
-    p.add_argument("--seq", type=_int_arg, default=2048, help="sequence length (default 2048)")
-    p.add_argument("--micro-batch", type=_int_arg, default=1, help="sequences per micro-batch")
-    p.add_argument("--sample-len", type=_int_arg, default=0,
-                   help="packed sequences: samples of this many tokens, attention inside each "
-                   "(default 0: one sample per sequence)")  # fmt: skip
-    p.add_argument("--global-batch", type=_int_arg, default=0,
-                   help="sequences per step (default: micro-batch x dp)")  # fmt: skip
-    p.add_argument("--dtype", default="bf16", help="bf16, fp16, or fp8 (fp8 GEMMs)")
-    p.add_argument("--recompute", default="none",
-                   help="none, selective (the attention core), selective-op (torchtitan's per-op "
-                   "policy: every second matmul and the non-matmul ops) or full")  # fmt: skip
-    p.add_argument("--attention-kernel", default="native",
-                   help=_ATTN_HELP + "; or unfused (pre-FlashAttention Megatron: the score "
-                   "matrix through memory)")  # fmt: skip
-    p.add_argument("--elementwise", default="fused",
-                   help="how norms, RoPE, activations and residual adds run: fused (Megatron / "
-                   "Transformer Engine kernels, torch.compile; default) or eager (PyTorch eager "
-                   "mode: one kernel per primitive, fp32 upcasts)")  # fmt: skip
-    p.add_argument("--zero", type=_int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
-    p.add_argument("--capacity-factor", type=float, default=0.0,
-                   help="MoE expert capacity factor (default: dropless)")  # fmt: skip
-    p.add_argument("--no-overlap", action="store_true",
-                   help="no communication beside compute (DP sync, p2p, ZeRO-3 gathers)")  # fmt: skip
-    p.add_argument("--tokens", type=float, default=0.0, help="training-run tokens (run totals)")
-    p.add_argument("--trace", default=None, metavar="FILE", help="write a Chrome/Perfetto trace")
-    _add_run_output_args(p)
-
-
-def training_workload(args: argparse.Namespace):
-    """(Training, System) from the flags of ``roofsim train``."""
-    from hardware import ConfigError, load_system
-    from workloads import load_model
-    from workloads.training import Training
-
-    if args.chips < 1:
-        raise ConfigError(f"--chips must be an integer >= 1, got {args.chips}")
-    dp = args.dp
-    if dp is None:
-        inner = max(1, args.tp) * max(1, args.cp) * max(1, args.pp)
-        if args.chips % inner:
-            raise ConfigError(f"--chips {args.chips} must be a multiple of tp x cp x pp = {inner}")
-        dp = args.chips // inner
-    workload = Training(
-        model=load_model(args.model), seq=args.seq, micro_batch=args.micro_batch,
-        global_batch=args.global_batch, dtype=args.dtype, recompute=args.recompute,
-        zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
-        cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
-        attention_kernel=args.attention_kernel, elementwise=args.elementwise,
-        sample_len=args.sample_len,
-    )  # fmt: skip
-    workload.validate()
-    return workload, load_system(args.chip, args.chips, args.set)
-
-
 def _run_train(args: argparse.Namespace) -> int:
     from hardware import ConfigError
-    from sim.train import simulate_training
+    from sim.engine.train import simulate_training
 
     workload, system = training_workload(args)
     result = simulate_training(workload, system, overlap=not args.no_overlap,
@@ -254,7 +127,7 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
                        help="arrivals from a CSV: arrival_s,prompt_tokens,output_tokens")  # fmt: skip
         p.add_argument("--router", default="least-loaded",
                        help="least-loaded (default) or round-robin")  # fmt: skip
-        p.add_argument("--concurrency", type=_int_arg, default=None,
+        p.add_argument("--concurrency", type=int_arg, default=None,
                        help="closed loop: N clients, each sends its next request on completion "
                        "(the stream's arrival times are ignored)")  # fmt: skip
         p.add_argument("--plot", default=None, metavar="FILE.png|svg",
@@ -267,13 +140,13 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
-    p.add_argument("--attention-kernel", default="native", help=_DECODE_ATTN_HELP)
-    p.add_argument("--max-num-seqs", type=_int_arg, default=256, help="running sequences cap")
-    p.add_argument("--max-batched-tokens", type=_int_arg, default=None,
+    p.add_argument("--attention-kernel", default="native", help=DECODE_ATTN_HELP)
+    p.add_argument("--max-num-seqs", type=int_arg, default=256, help="running sequences cap")
+    p.add_argument("--max-batched-tokens", type=int_arg, default=None,
                    help="tokens per iteration (default 8192, 2048 with chunked prefill)")  # fmt: skip
     p.add_argument("--chunked-prefill", action="store_true",
                    help="decode first, fill the token budget with prompt chunks")  # fmt: skip
-    p.add_argument("--block-size", type=_int_arg, default=16, help="KV block tokens")
+    p.add_argument("--block-size", type=int_arg, default=16, help="KV block tokens")
     p.add_argument("--admission", default="watermark",
                    help="watermark (vLLM: prompt blocks, preempt when full) or reserve "
                    "(TensorRT-LLM no-evict: prompt + output blocks at admission)")  # fmt: skip
@@ -287,7 +160,7 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
     )
     p.add_argument("--slo-tpot", type=float, default=None if not plan else 0.1,
                    help="TPOT limit in seconds" + (" (default 0.1)" if plan else ""))  # fmt: skip
-    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=_SET_HELP)
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -313,13 +186,13 @@ def _serving(args: argparse.Namespace, tp: int, replicas: int):
 
 def _run_serve(args: argparse.Namespace) -> int:
     from hardware import ConfigError, load_system
-    from sim.serve import simulate_serving
+    from sim.engine.serve import simulate_serving
 
     chips = args.chips or args.tp
     if chips % args.tp:
         raise ConfigError(f"--chips {chips} must be a multiple of --tp {args.tp}")
     if args.plot:
-        from sim.plots import check_output
+        from sim.plots.charts import check_output
 
         check_output(args.plot, "--plot")  # a wrong suffix fails before the run
     serving = _serving(args, args.tp, chips // args.tp)
@@ -327,7 +200,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     result = simulate_serving(serving, system, slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot)
     print(json.dumps(result.to_dict()) if args.json else result.summary())
     if args.plot:
-        from sim.plots import serving_timeline
+        from sim.plots.charts import serving_timeline
 
         serving_timeline(result, args.plot)
         if not args.json:
@@ -336,7 +209,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_plan(args: argparse.Namespace) -> int:
-    from sim.plan import SLO, Demand, plan
+    from sim.studies.plan import SLO, Demand, plan
 
     serving = _serving(args, 1, 1)
     if (args.rate is None) == (args.tokens_per_day is None):
@@ -359,7 +232,13 @@ def _run_plan(args: argparse.Namespace) -> int:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from sim.validate import DEFAULT_DATA, format_table, summary_table, validate, write_report
+    from sim.studies.validate import (
+        DEFAULT_DATA,
+        format_table,
+        summary_table,
+        validate,
+        write_report,
+    )
 
     results, summary = validate(args.data or DEFAULT_DATA, args.kind or None, fast=args.fast)
     if args.report:
@@ -380,7 +259,7 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 def _run_claims(args: argparse.Namespace) -> int:
     from hardware import ConfigError
-    from sim.claims import CLAIMS, check_all, format_claims
+    from sim.studies.claims import CLAIMS, check_all, format_claims
 
     unknown = [k for k in args.claim or [] if k not in CLAIMS]
     if unknown:
@@ -457,7 +336,7 @@ def _run_models(args: argparse.Namespace) -> int:
 def _run_calibrate(args: argparse.Namespace) -> int:
     from hardware import ConfigError, load_chip
     from hardware.loader import chip_source_text
-    from sim.calibrate import calibrate, write_calibrated_toml
+    from sim.studies.calibrate import calibrate, write_calibrated_toml
 
     if not (args.gemm or args.membw):
         raise ConfigError("calibrate: give --gemm FILE and/or --membw FILE")
@@ -484,15 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("decode", help="one autoregressive decode step of an LLM")
-    _add_llm_args(p)
+    add_llm_args(p)
     p.add_argument("--context", type=positive_int, default=2048, help="cached tokens per sequence")
     p = sub.add_parser("prefill", help="prefill of a batch of prompts (time to first token)")
-    _add_llm_args(p)
+    add_llm_args(p)
     p.add_argument("--prompt", type=positive_int, default=2048, help="prompt tokens per sequence")
     p = sub.add_parser("dit", help="one diffusion-transformer generation (image or video)")
     _add_dit_args(p)
     p = sub.add_parser("train", help="one training step: step time, MFU/HFU, bubble, memory")
-    _add_train_args(p)
+    add_train_args(p)
     p = sub.add_parser("serve", help="a request stream through continuous-batching replicas")
     _add_serve_args(p)
     p = sub.add_parser("plan", help="fewest chips (replicas x TP) meeting a demand and an SLO")
@@ -526,8 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("chips", "list chip presets"), ("models", "list model presets")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--json", action="store_true", help="print JSON")
-    plot_cli.add_parser(sub)
-    sweep_cli.add_parser(sub)
+    plot.add_parser(sub)
+    sweep.add_parser(sub)
     compare.add_parser(sub)
     return parser
 
@@ -538,8 +417,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dit": _run_dit,
     "train": _run_train,
     "serve": _run_serve,
-    "plot": plot_cli.run,
-    "sweep": sweep_cli.run,
+    "plot": plot.run,
+    "sweep": sweep.run,
     "compare": compare.run,
     "plan": _run_plan,
     "validate": _run_validate,

@@ -43,8 +43,8 @@ import numpy as np
 
 from hardware.chip import System
 from hardware.units import format_si
-from sim.cost.result import CapacityError
 from sim.cost.chips import ChipArrays
+from sim.cost.result import CapacityError
 from sim.cost.roofline import cost_table
 from workloads.llm import _Lowering
 from workloads.ops import Op, OpKind

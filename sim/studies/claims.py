@@ -1,7 +1,7 @@
 """Widely repeated compute claims, each restated as a check: the assumption, what roofsim derives,
 and a verdict (holds / off by ×k / wrong because ...).
 
-Training claims simulate the training step (``sim/train.py``: forward, backward, recompute,
+Training claims simulate the training step (``sim/engine/train.py``: forward, backward, recompute,
 optimizer, pipeline schedule, collectives) of a stated cluster layout. The 1 TB claim still
 quotes the forward pass of a 13B model (a prefill), an upper bound on its training MFU.
 """
@@ -41,7 +41,7 @@ def _ratio_verdict(derived: float, assumed: float, tolerance: float = 0.25) -> s
 
 def _train(model: str, chip: str, chips: int, dtype: str = "bf16", **kw):
     """One training step of ``model`` on ``chips`` chips (a Megatron-style layout)."""
-    from sim.train import simulate_training
+    from sim.engine.train import simulate_training
     from workloads import load_model
     from workloads.training import Training
 
@@ -177,7 +177,7 @@ def chatgpt_setup():
     """
     from dataclasses import replace
 
-    from sim.plan import Demand
+    from sim.studies.plan import Demand
     from workloads import load_model
     from workloads.serving import LengthDist, Serving
 
@@ -197,7 +197,7 @@ def chatgpt_setup():
 
 
 def chatgpt_serving() -> Claim:
-    from sim.plan import SLO, plan
+    from sim.studies.plan import SLO, plan
 
     base, demand, assumed = chatgpt_setup()
     slo = SLO(ttft_s=2.0, tpot_s=0.1)

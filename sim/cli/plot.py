@@ -42,14 +42,14 @@ def _add_output(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``plot`` and its kinds to the subparsers ``sub`` of the ``roofsim`` parser."""
     # lazily: sim.cli imports this module to build its parser
-    from sim.argtypes import positive_int as _positive_int
-    from sim.cli import _add_llm_args, _add_train_args
+    from sim.cli.args import add_llm_args, add_train_args
+    from sim.cli.args import positive_int as _positive_int
 
     p = sub.add_parser("plot", help="charts: roofline, metric vs batch, heatmap, Pareto, timeline")
     kinds = p.add_subparsers(dest="plot_kind", required=True, metavar="{" + ",".join(_KINDS) + "}")
 
     k = kinds.add_parser("roofline", help="roofline chart of every op of a decode or prefill run")
-    _add_llm_args(k)
+    add_llm_args(k)
     k.add_argument("--kind", choices=("decode", "prefill"), default="decode",
                    help="which LLM workload (default decode)")  # fmt: skip
     k.add_argument("--context", type=_positive_int, default=2048,
@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--prompt", type=_positive_int, default=2048,
                    help="prefill: prompt tokens per sequence")  # fmt: skip
     k.add_argument("--title", default=None, help="chart title (default: the run)")
-    _add_output(k, json_flag=False)  # _add_llm_args has --json
+    _add_output(k, json_flag=False)  # add_llm_args has --json
 
     k = kinds.add_parser("batch", help="MFU, step time or tokens/s of decode vs batch, per chip")
     k.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
@@ -99,19 +99,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     _add_output(k)
 
     k = kinds.add_parser("timeline", help="Gantt chart of a training step's event timeline")
-    _add_train_args(k, required=False)  # --from-trace replaces the workload flags
+    add_train_args(k, required=False)  # --from-trace replaces the workload flags
     k.add_argument("--from-trace", default=None, metavar="FILE",
                    help="draw a trace JSON written by roofsim train --trace (no training flags)")  # fmt: skip
     k.add_argument("--no-parts", action="store_true",
                    help="do not draw communication inside chunks")  # fmt: skip
     k.add_argument("--title", default=None, help="chart title")
-    _add_output(k, json_flag=False)  # _add_train_args has --json
+    _add_output(k, json_flag=False)  # add_train_args has --json
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``roofsim plot KIND``; bad input raises ConfigError (one line, naming the flag)."""
-    from sim.plots import check_output
+    from sim.plots.charts import check_output
 
     check_output(args.output)  # before any simulation: a wrong suffix fails fast
     info = {"roofline": _roofline, "batch": _batch, "heatmap": _heatmap, "pareto": _pareto,
@@ -124,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _roofline(args: argparse.Namespace) -> dict:
-    from sim.cli import llm_workload
+    from sim.cli.args import llm_workload
     from sim.cost.simulate import simulate
-    from sim.plots import roofline_chart
+    from sim.plots.charts import roofline_chart
 
     workload, system = llm_workload(args, args.kind)
     result = simulate(workload, system, check_memory=not args.no_memory_check)
@@ -135,7 +135,7 @@ def _roofline(args: argparse.Namespace) -> dict:
 
 
 def _batch(args: argparse.Namespace) -> dict:
-    from sim.plots import DECODE_METRICS, decode_batch_series, metric_vs_axis
+    from sim.plots.charts import DECODE_METRICS, decode_batch_series, metric_vs_axis
 
     series = decode_batch_series(args.model, args.chips_list, args.batches, metric=args.metric,
                                  context=args.context, dtype=args.dtype, kv_dtype=args.kv_dtype,
@@ -151,7 +151,7 @@ def _batch(args: argparse.Namespace) -> dict:
 
 
 def _heatmap(args: argparse.Namespace) -> dict:
-    from sim.plots import sweep_heatmap
+    from sim.plots.charts import sweep_heatmap
 
     sweep_heatmap(args.csv, args.x, args.y, args.metric, args.output, reduce=args.reduce,
                   log_color=args.log_color, title=args.title)  # fmt: skip
@@ -159,7 +159,7 @@ def _heatmap(args: argparse.Namespace) -> dict:
 
 
 def _pareto(args: argparse.Namespace) -> dict:
-    from sim.plots import pareto_frontier
+    from sim.plots.charts import pareto_frontier
 
     front, _ = pareto_frontier(args.csv, args.x, args.y, args.output,
                                maximize=(not args.minimize_x, not args.minimize_y),
@@ -169,7 +169,7 @@ def _pareto(args: argparse.Namespace) -> dict:
 
 def _timeline(args: argparse.Namespace) -> dict:
     from hardware import ConfigError
-    from sim.plots import timeline_gantt
+    from sim.plots.charts import timeline_gantt
 
     given = [f"--{d}" for d in ("model", "chip", "chips") if getattr(args, d) is not None]
     if args.from_trace:
@@ -208,8 +208,8 @@ def _timeline_title(result) -> str:
 
 def _simulate_training(args: argparse.Namespace):
     """The training run the flags of ``roofsim train`` describe, traced."""
-    from sim.cli import training_workload
-    from sim.train import simulate_training
+    from sim.cli.args import training_workload
+    from sim.engine.train import simulate_training
 
     workload, system = training_workload(args)
     return simulate_training(workload, system, overlap=not args.no_overlap,

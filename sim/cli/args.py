@@ -1,0 +1,156 @@
+"""Flags and argparse types the command-line modules share, and the workloads they build
+(argparse only at import; the rest loads when a command runs)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1, or argparse's one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+SET_HELP = (
+    "override a chip field, PATH=VALUE, repeatable: hbm.bandwidth=6TB/s, l2.capacity=256MB, "
+    "compute.peak.bf16=500TFLOP/s, compute.n_cores=64, overhead.kernel_s=2us, "
+    "system.intra_node_bandwidth=900GB/s"
+)
+
+
+def add_run_output_args(p: argparse.ArgumentParser) -> None:
+    """Flags every simulated run shares: chip overrides, output form, the memory check."""
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--top", type=positive_int, default=10, help="ops to list (human output)")
+    p.add_argument(
+        "--no-memory-check", action="store_true", help="simulate even if it does not fit"
+    )
+
+
+ATTN_HELP = (
+    "attention kernel: native (the chip's fastest fused kernel, FlashAttention-3/cuDNN on "
+    "Hopper) or fa2 (FlashAttention-2: warp-level MMA, slower on Hopper) (default native)"
+)
+DECODE_ATTN_HELP = ATTN_HELP.removesuffix(" (default native)") + (
+    "; or mmha (decode: a thread block per query head on the CUDA cores, as TensorRT-LLM "
+    "before XQA and vLLM's PagedAttention: a GQA group's K/V read once per query head) "
+    "(default native)"
+)
+
+
+def add_llm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
+    p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
+    p.add_argument("--chips", type=positive_int, default=None, help="chips (default: --tp)")
+    p.add_argument("--tp", type=positive_int, default=None, help="tensor-parallel degree")
+    p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
+    p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
+    p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
+    p.add_argument("--attention-kernel", default="native", help=DECODE_ATTN_HELP)
+    add_run_output_args(p)
+
+
+def int_arg(text: str) -> int:
+    """An integer checked later by the workload, so zero or negative gets its one-line error."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def llm_workload(args: argparse.Namespace, kind: str):
+    """(Decode or Prefill, System) from the flags of ``roofsim decode|prefill``."""
+    from hardware import ConfigError, load_system
+    from workloads import Decode, Prefill, load_model
+
+    tp = args.tp or args.chips or 1
+    chips = args.chips or tp
+    if chips % tp:
+        raise ConfigError(f"--chips {chips} must be a multiple of --tp {tp}")
+    model = load_model(args.model)
+    system = load_system(args.chip, chips, args.set)
+    common = dict(
+        model=model,
+        batch=args.batch,
+        dtype=args.dtype,
+        kv_dtype=args.kv_dtype,
+        tp=tp,
+        dp=chips // tp,
+        attention_kernel=args.attention_kernel,
+    )
+    if kind == "decode":
+        return Decode(context=args.context, **common), system
+    return Prefill(prompt=args.prompt, **common), system
+
+
+def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--model", required=required, help="preset slug, model TOML or HF config.json")
+    p.add_argument("--chip", required=required, help="chip preset slug or a chip TOML file")
+    p.add_argument("--chips", type=int_arg, required=required, help="chips in all")
+    for flag, text in (("--tp", "tensor-parallel degree"), ("--pp", "pipeline stages"),
+                       ("--vp", "virtual stages per device (interleaved 1F1B)"),
+                       ("--ep", "expert-parallel degree (carved out of --dp)"),
+                       ("--cp", "context-parallel degree (ring attention)")):  # fmt: skip
+        p.add_argument(flag, type=int_arg, default=1, help=f"{text} (default 1)")
+    p.add_argument("--dp", type=int_arg, default=None,
+                   help="data-parallel degree (default: chips / (tp x cp x pp))")  # fmt: skip
+    p.add_argument("--sp", action="store_true", help="sequence parallelism with TP")
+    p.add_argument("--seq", type=int_arg, default=2048, help="sequence length (default 2048)")
+    p.add_argument("--micro-batch", type=int_arg, default=1, help="sequences per micro-batch")
+    p.add_argument("--sample-len", type=int_arg, default=0,
+                   help="packed sequences: samples of this many tokens, attention inside each "
+                   "(default 0: one sample per sequence)")  # fmt: skip
+    p.add_argument("--global-batch", type=int_arg, default=0,
+                   help="sequences per step (default: micro-batch x dp)")  # fmt: skip
+    p.add_argument("--dtype", default="bf16", help="bf16, fp16, or fp8 (fp8 GEMMs)")
+    p.add_argument("--recompute", default="none",
+                   help="none, selective (the attention core), selective-op (torchtitan's per-op "
+                   "policy: every second matmul and the non-matmul ops) or full")  # fmt: skip
+    p.add_argument("--attention-kernel", default="native",
+                   help=ATTN_HELP + "; or unfused (pre-FlashAttention Megatron: the score "
+                   "matrix through memory)")  # fmt: skip
+    p.add_argument("--elementwise", default="fused",
+                   help="how norms, RoPE, activations and residual adds run: fused (Megatron / "
+                   "Transformer Engine kernels, torch.compile; default) or eager (PyTorch eager "
+                   "mode: one kernel per primitive, fp32 upcasts)")  # fmt: skip
+    p.add_argument("--zero", type=int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
+    p.add_argument("--capacity-factor", type=float, default=0.0,
+                   help="MoE expert capacity factor (default: dropless)")  # fmt: skip
+    p.add_argument("--no-overlap", action="store_true",
+                   help="no communication beside compute (DP sync, p2p, ZeRO-3 gathers)")  # fmt: skip
+    p.add_argument("--tokens", type=float, default=0.0, help="training-run tokens (run totals)")
+    p.add_argument("--trace", default=None, metavar="FILE", help="write a Chrome/Perfetto trace")
+    add_run_output_args(p)
+
+
+def training_workload(args: argparse.Namespace):
+    """(Training, System) from the flags of ``roofsim train``."""
+    from hardware import ConfigError, load_system
+    from workloads import load_model
+    from workloads.training import Training
+
+    if args.chips < 1:
+        raise ConfigError(f"--chips must be an integer >= 1, got {args.chips}")
+    dp = args.dp
+    if dp is None:
+        inner = max(1, args.tp) * max(1, args.cp) * max(1, args.pp)
+        if args.chips % inner:
+            raise ConfigError(f"--chips {args.chips} must be a multiple of tp x cp x pp = {inner}")
+        dp = args.chips // inner
+    workload = Training(
+        model=load_model(args.model), seq=args.seq, micro_batch=args.micro_batch,
+        global_batch=args.global_batch, dtype=args.dtype, recompute=args.recompute,
+        zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
+        cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
+        attention_kernel=args.attention_kernel, elementwise=args.elementwise,
+        sample_len=args.sample_len,
+    )  # fmt: skip
+    workload.validate()
+    return workload, load_system(args.chip, args.chips, args.set)

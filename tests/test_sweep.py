@@ -99,13 +99,16 @@ def test_axes_expand_lists_ranges_and_log_ranges_in_product_order():
     # product: the last axis fastest; point 9 = (0, 0, 0+... ) -> bw 0, peak 1, batch 0, l2 1
     vidx = [int(v[0]) for v in spec.value_indices(np.array([9]))]
     assert vidx == [0, 1, 0, 1]
-    assert spec.header[:5] == [
+    assert spec.header[:7] == [
         "hbm.bandwidth",
         "compute.peak.bf16",
         "batch",
         "l2.capacity",
+        "chip",  # what ran, where no axis names it
+        "model",
         "point",
     ]
+    assert spec.header[-2:] == ["tokens_per_s_per_w", "tokens_per_usd_hour"]
 
 
 def test_integer_log_range_keeps_each_integer_once():
@@ -335,7 +338,7 @@ def test_run_writes_one_header_and_each_point_once(tmp_path):
     summary = run_sweep(spec, out, workers=1, progress=False)
     header, rows = _read(out)
     assert header == spec.header
-    assert sorted(int(r[3]) for r in rows) == list(range(spec.n_points))
+    assert sorted(int(r[header.index("point")]) for r in rows) == list(range(spec.n_points))
     assert summary.n_computed == spec.n_points == 18 and summary.n_errors == 6  # batch 256
     with pytest.raises(ConfigError, match="exists; add --resume to finish it or --force"):
         run_sweep(spec, out, workers=1, progress=False)

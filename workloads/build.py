@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
 
 from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role
 
@@ -42,9 +45,9 @@ class Builder:
     ) -> Op:
         """``read``/``write`` in activation elements; weights and KV in bytes."""
         by = {Role.ACTIVATION: (read + write) * self.act_bytes}
-        if weight_bytes:
+        if _nonzero(weight_bytes):
             by[Role.WEIGHT] = weight_bytes
-        if kv_bytes:
+        if _nonzero(kv_bytes):
             by[Role.KV] = kv_bytes
         return Op(
             name=name, kind=OpKind.ELEMENTWISE, family=family, dtype=self.dtype,
@@ -54,7 +57,7 @@ class Builder:
     def attention(self, name: str, spec: Attention) -> Op:
         """Fused attention: 2·pairs·(qk + v) FLOPs per head; Q, O and the K/V it reads."""
         if self.attention_kernel != "native" and (
-            self.attention_kernel != "mmha" or spec.q_len == 1
+            self.attention_kernel != "mmha" or _all_equal(spec.q_len, 1)
         ):
             spec = replace(spec, kernel=self.attention_kernel)  # mmha is a decode kernel
         flops = 2.0 * spec.batch * spec.n_q_heads * spec.score_pairs * (spec.qk_dim + spec.v_dim)
@@ -80,3 +83,12 @@ class Builder:
             flops=0.0, model_flops=0.0, bytes={},
             collective=Collective(kind=kind, bytes=size_bytes, group=group, local=local),
         )  # fmt: skip
+
+
+def _nonzero(x: Any) -> bool:
+    """A byte count worth a role entry: non-zero, or an array over points (workloads/llm.py)."""
+    return bool(np.ndim(x)) or bool(x)
+
+
+def _all_equal(x: Any, value: float) -> bool:
+    return bool(np.all(np.asarray(x) == value))

@@ -11,6 +11,9 @@ Conventions (checked in tests/test_llm_lowering.py):
   over the vocabulary. When TP exceeds the KV heads, KV heads are replicated (as vLLM does).
 - MoE decode touches E·(1 − (1 − k/E)^T) distinct experts for T tokens routed top-k uniformly:
   the expected count, not all E and not just k.
+- Batch, context and prompt may be integer numpy arrays (one entry per point of a sweep): the
+  op list keeps its structure and every shape, FLOP and byte count becomes an array, so a grid
+  of batch x context is costed in one pass (``OpGraph.take`` selects points).
 - MLA (DeepSeek-V2, Liu et al. 2024, Sec. 2.1.2; DeepSeek-V3 report Sec. 2.1.1): decode uses the
   weight-absorbed form (attention over the cached 512-d latent + 64-d rope key as a single KV
   head, per-head absorption GEMMs before and after); prefill uses the plain form (K and V
@@ -21,11 +24,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
 
 from hardware.chip import dtype_bytes
 from workloads.build import Builder
 from workloads.model import ModelConfig
-from workloads.ops import Attention, Op, WorkloadError, check_attention_kernel
+from workloads.ops import (
+    Attention,
+    Op,
+    WorkloadError,
+    check_attention_kernel,
+    point_arrays,
+    take_points,
+)
 
 # Non-matmul FLOPs per element, counted on the vector units (small next to matmuls).
 # NB: an approximation of the instruction mix, not a measurement; they never bind on real chips.
@@ -62,6 +75,30 @@ class OpGraph:
     tokens: float  # tokens produced (decode) or processed (prefill) by all chips per step
     memory: MemoryNeed
     describe: dict = field(default_factory=dict)
+    _points: int = field(init=False, default=0, repr=False, compare=False)
+
+    @property
+    def points(self) -> int:
+        """How many points the graph holds (1 unless it was lowered over arrays)."""
+        if not self._points:
+            arrays = point_arrays((self.ops, self.tokens, self.memory))
+            object.__setattr__(self, "_points", max([1, *(np.size(v) for v in arrays)]))
+        return self._points
+
+    def take(self, idx: Any) -> OpGraph:
+        """The graph of the points ``idx`` (indices or a mask) of a graph lowered over arrays."""
+        return take_points(self, idx)
+
+
+def check_counts(where: str, flag: str, value: Any) -> None:
+    """An integer >= 1, or an integer array of them (a sweep's points); else WorkloadError."""
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu":
+        bad = value[value < 1]
+        if len(bad):
+            raise WorkloadError(f"{where}: {flag} must be an integer >= 1, got {int(bad[0])}")
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WorkloadError(f"{where}: {flag} must be an integer >= 1, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,8 +113,7 @@ class _Common:
 
     def _validate(self, where: str) -> None:
         check_attention_kernel(where, self.attention_kernel)
-        if not isinstance(self.batch, int) or self.batch < 1:
-            raise WorkloadError(f"{where}: --batch must be an integer >= 1, got {self.batch!r}")
+        check_counts(where, "--batch", self.batch)
         if self.dtype not in _INFER_DTYPES:
             raise WorkloadError(
                 f"{where}: --dtype must be one of {', '.join(_INFER_DTYPES)}, got {self.dtype!r}"
@@ -102,10 +138,11 @@ class _Common:
                 f"{where}: --tp {self.tp} must divide, or be a multiple of, the {m.n_kv_heads} KV "
                 f"heads of {m.name}"
             )
-        if self.batch % self.dp:
+        uneven = np.asarray(self.batch)[np.asarray(self.batch) % self.dp != 0]
+        if len(uneven.reshape(-1)):
             raise WorkloadError(
-                f"{where}: --batch {self.batch} must divide evenly over {self.dp} replicas "
-                f"(--chips / --tp)"
+                f"{where}: --batch {int(uneven.reshape(-1)[0])} must divide evenly over "
+                f"{self.dp} replicas (--chips / --tp)"
             )
 
     @property
@@ -287,7 +324,7 @@ class _Lowering:
         m, moe = self.m, self.m.moe
         assert moe is not None
         active = self.expected_active_experts()
-        groups = max(1, round(active))
+        groups = np.maximum(1, np.round(active)) if np.ndim(active) else max(1, round(active))
         rows = self.T * moe.top_k / groups  # mean tokens per active expert
         ops = [
             self.norm("mlp_norm", m.hidden),
@@ -346,8 +383,7 @@ class Decode(_Common):
 
     def lower(self) -> OpGraph:
         self._validate("decode")
-        if not isinstance(self.context, int) or self.context < 1:
-            raise WorkloadError(f"decode: --context must be an integer >= 1, got {self.context!r}")
+        check_counts("decode", "--context", self.context)
         low = _Lowering(self, q_len=1, kv_len=self.context, phase="decode")
         ops = low.build(head_rows=low.B)
         m = self.model
@@ -360,7 +396,7 @@ class Decode(_Common):
         return OpGraph(
             ops=ops,
             n_chips=self.tp * self.dp,
-            tokens=float(self.batch),
+            tokens=self.batch * 1.0,
             memory=memory,
             describe=_describe(self, "decode", context=self.context),
         )
@@ -374,8 +410,7 @@ class Prefill(_Common):
 
     def lower(self) -> OpGraph:
         self._validate("prefill")
-        if not isinstance(self.prompt, int) or self.prompt < 1:
-            raise WorkloadError(f"prefill: --prompt must be an integer >= 1, got {self.prompt!r}")
+        check_counts("prefill", "--prompt", self.prompt)
         low = _Lowering(self, q_len=self.prompt, kv_len=self.prompt, phase="prefill")
         # logits only for each prompt's last position (what a server samples from)
         ops = low.build(head_rows=low.B)
@@ -390,7 +425,7 @@ class Prefill(_Common):
         return OpGraph(
             ops=ops,
             n_chips=self.tp * self.dp,
-            tokens=float(self.batch * self.prompt),
+            tokens=self.batch * self.prompt * 1.0,
             memory=memory,
             describe=_describe(self, "prefill", prompt=self.prompt),
         )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
+from typing import Any
+
+import numpy as np
 
 
 class WorkloadError(ValueError):
@@ -144,3 +147,31 @@ class Op:
     @property
     def total_bytes(self) -> float:
         return sum(self.bytes.values())
+
+
+# ---- ops over arrays of points (workloads lowered with numpy arrays for batch, context ...) ----
+def point_arrays(x: Any) -> list[np.ndarray]:
+    """The arrays inside ``x`` (an op, a list of ops, a graph): one entry per point each."""
+    if isinstance(x, np.ndarray):
+        return [x] if x.ndim else []
+    if isinstance(x, tuple | list):
+        return [v for item in x for v in point_arrays(item)]
+    if isinstance(x, dict):
+        return [v for item in x.values() for v in point_arrays(item)]
+    if hasattr(x, "__dataclass_fields__"):
+        return [v for f in fields(x) for v in point_arrays(getattr(x, f.name))]
+    return []
+
+
+def take_points(x: Any, idx: Any) -> Any:
+    """``x`` at the points ``idx`` (indices or a mask): every array inside it indexed."""
+    if isinstance(x, np.ndarray):
+        return x[idx] if x.ndim else x
+    if isinstance(x, tuple | list):
+        return type(x)(take_points(v, idx) for v in x)
+    if isinstance(x, dict):
+        return {k: take_points(v, idx) for k, v in x.items()}
+    if hasattr(x, "__dataclass_fields__"):
+        changed = {f.name: take_points(getattr(x, f.name), idx) for f in fields(x) if f.init}
+        return replace(x, **changed)
+    return x

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -23,13 +24,18 @@ def capacity_message(
     """The one-line refusal of a workload that does not fit one chip (simulate and sweeps)."""
     required = weights_bytes + kv_cache_bytes + activation_bytes
     return (
-        f"does not fit: needs {format_si(required, 'B')} per chip "
-        f"(weights {format_si(weights_bytes, 'B')}, KV cache "
-        f"{format_si(kv_cache_bytes, 'B')}, activations "
-        f"{format_si(activation_bytes, 'B')}) but {chip_name} has "
-        f"{format_si(capacity_bytes, 'B')}; use more chips (--chips/--tp), a lower "
-        "precision (--dtype fp8/int4, --kv-dtype fp8), or a smaller batch/context"
+        f"does not fit: needs {_bytes(required)} per chip "
+        f"(weights {_bytes(weights_bytes)}, KV cache {_bytes(kv_cache_bytes)}, activations "
+        f"{_bytes(activation_bytes)}) but {chip_name} has {_bytes(capacity_bytes)}; use more "
+        "chips (--chips/--tp), a lower precision (--dtype fp8/int4, --kv-dtype fp8), or a "
+        "smaller batch/context"
     )
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _bytes(value: float) -> str:
+    """``format_si(value, "B")``, memoised: a sweep's refusals repeat the weights and capacity."""
+    return format_si(value, "B")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

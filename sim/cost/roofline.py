@@ -51,7 +51,7 @@ import numpy as np
 from hardware.chip import System
 from sim.cost.chips import ChipArrays
 from sim.cost.collectives import LinkParams, collective_s
-from workloads.ops import Op, OpKind
+from workloads.ops import Op, OpKind, point_arrays, take_points
 
 # Softmax per score element: exp on the special-function units (``Chip.exp_per_s``) plus
 # scale-subtract, max, sum and convert on the vector units. NB: where a chip gives no exp rate,
@@ -219,13 +219,17 @@ def _gemm_rate(chips: ChipArrays, dtype: str, split_accumulate: bool) -> Array:
 
 
 @functools.cache
-def _candidates(tiles: tuple[tuple[int, int], ...], n_cores: int, tile_k: int) -> dict[str, Array]:
+def _candidates(
+    tiles: tuple[tuple[int, int], ...], n_cores: int, tile_k: int, stream_k: bool, gemv: bool
+) -> dict[str, Array]:
     """A chip structure's GEMM candidates along axis 0: each tile, then its stream-K schedule
-    (the order ties are broken in), then the GEMV path (tile 0 x 0)."""
-    tiles_mn = [t for t in tiles for _ in (0, 1)] + [(0, 0)]
+    where the chip's library has one (the order ties are broken in), then the GEMV path (tile
+    0 x 0) where some op has fewer rows than the smallest tile."""
+    kinds = [k for _ in tiles for k in ((0, 1) if stream_k else (0,))] + ([2] if gemv else [])
+    tiles_mn = [t for t in tiles for _ in range(2 if stream_k else 1)] + ([(0, 0)] if gemv else [])
     tm = np.array([t[0] for t in tiles_mn], dtype=float)[:, None, None]
     tn = np.array([t[1] for t in tiles_mn], dtype=float)[:, None, None]
-    kind = np.array([0, 1] * len(tiles) + [2])[:, None, None]  # tile, stream-K, GEMV
+    kind = np.array(kinds)[:, None, None]  # tile, stream-K, GEMV
     # one wave of tiles sharing A and B panels through L2: gm x gn tiles, about square
     gm0 = [round(math.sqrt(n_cores * n / m)) if m else 1 for m, n in tiles_mn]
     return {
@@ -255,7 +259,8 @@ def cost_gemms(ops: list[Op], chips: ChipArrays) -> Part:
     keys = [(op.dtype, op.gemm.split_accumulate) for op in ops]  # type: ignore[union-attr]
     core_rate = _rates(chips, keys, _gemm_rate)
     n_cores, tile_k = st.n_cores, st.tile_k
-    cand = _candidates(st.gemm_tiles, n_cores, tile_k)
+    min_tm = min(t[0] for t in st.gemm_tiles)
+    cand = _candidates(st.gemm_tiles, n_cores, tile_k, st.stream_k, bool((m < min_tm).any()))
     tm, tn, sk, gemv = cand["tm"], cand["tn"], cand["sk"], cand["gemv"]
 
     tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
@@ -290,21 +295,22 @@ def cost_gemms(ops: list[Op], chips: ChipArrays) -> Part:
         main_bytes, reuse_bytes = np.where(gemv, streamed, tile_level), None
     time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
     stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)
-    usable = np.where(sk, stream, np.where(gemv, m < min(t[0] for t in st.gemm_tiles), True))
+    usable = np.where(sk, stream, np.where(gemv, m < min_tm, True))
     pick = np.argmin(np.where(usable, time, np.inf), axis=0)
-    # every field picked at once: [field, candidate, op, point] -> [field, op, point]
-    fields = (time, compute, main_s, reuse_s, main_bytes, reuse_bytes, cand["tile_m"],
-              cand["tile_n"], efficiency)  # fmt: skip
-    shape = pick.shape
-    stacked = np.empty((len(fields), len(tm), *shape))
-    for i, f in enumerate(fields):
-        stacked[i] = 0.0 if f is None else f
-    rows, cols = np.indices(shape, sparse=True)
-    best = stacked[:, pick, rows, cols]
+    rows, cols = np.indices(pick.shape, sparse=True)
+
+    def best(field: Array | None) -> Array | float:
+        """``field`` of each element's picked candidate (read where it varies, nothing copied)."""
+        if field is None or np.ndim(field) < 3:  # no candidate axis: the same for all
+            return 0.0 if field is None else field
+        c, r, p = field.shape
+        return field[pick if c > 1 else 0, rows if r > 1 else 0, cols if p > 1 else 0]
+
     return dict(
-        time=best[0], compute=best[1], main_s=best[2], reuse_s=best[3], main_bytes=best[4],
-        reuse_bytes=best[5], overhead=overhead, comm=0.0, tile_m=best[6], tile_n=best[7],
-        tile_efficiency=best[8],
+        time=best(time), compute=best(compute), main_s=best(main_s), reuse_s=best(reuse_s),
+        main_bytes=best(main_bytes), reuse_bytes=best(reuse_bytes), overhead=overhead,
+        comm=0.0, tile_m=best(cand["tile_m"]), tile_n=best(cand["tile_n"]),
+        tile_efficiency=best(efficiency),
     )  # fmt: skip
 
 
@@ -497,7 +503,7 @@ def cost_table(
         stop = start
         while stop < len(order) and kinds[order[stop]] == kind:
             stop += 1
-        part = _BY_KIND[kind]([ops[i] for i in order[start:stop]], chips)
+        part = _part(kind, [ops[i] for i in order[start:stop]], chips, data.shape[2])
         for f, value in part.items():
             if type(value) is not float or value != _DEFAULT.get(f, 0.0):
                 data[_F[f], start:stop] = value
@@ -520,6 +526,27 @@ def cost_table(
                 before = time[i - 1] * ops[i - 1].count
                 time[i] = np.maximum(0.0, time[i] * op.count - before) / op.count
     return Costs(data)
+
+
+def _part(kind: OpKind, ops: list[Op], chips: ChipArrays, n: int) -> Part:
+    """One kind's pass. On one chip, ops lowered over arrays are costed once per distinct
+    point (a decode grid's GEMMs depend on the batch, not the context) and spread back."""
+    cost = _BY_KIND[kind]
+    arrays = point_arrays(ops) if chips.n == 1 and n > 1 else []
+    if arrays:
+        columns = np.stack([np.asarray(a, dtype=float) for a in arrays])
+        sample = columns[:, : 1 << 12]  # worth it only where few points are distinct
+        if 2 * len(np.unique(sample, axis=1)) > sample.shape[1]:
+            return cost(ops, chips)
+        _, first, inverse = np.unique(columns, axis=1, return_index=True, return_inverse=True)
+        if 2 * len(first) <= n:
+            inverse = inverse.reshape(-1)
+            part = cost(take_points(ops, first), chips)
+            return {
+                f: v[:, inverse] if np.ndim(v) == 2 and np.shape(v)[1] == len(first) else v
+                for f, v in part.items()
+            }
+    return cost(ops, chips)
 
 
 # ---- one chip: per-op records --------------------------------------------------------------------

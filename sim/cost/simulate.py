@@ -102,7 +102,7 @@ def _result(graph: OpGraph, system: System, memory: MemoryReport) -> Result:
 # ---- many chips ----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VectorResult:
-    """Per-chip results of one workload; ``error[i]`` is None where point i ran."""
+    """Per-point results of ``evaluate``; ``error[i]`` is None where point i ran."""
 
     time_s: np.ndarray
     mfu: np.ndarray
@@ -110,7 +110,7 @@ class VectorResult:
     throughput: np.ndarray
     bound: np.ndarray  # index into BOUNDS
     fits: np.ndarray
-    required_bytes: float
+    required_bytes: np.ndarray
     throughput_unit: str
     error: list[str | None]
 
@@ -118,29 +118,32 @@ class VectorResult:
 def evaluate(
     graph: OpGraph, n_chips: int, chips: ChipArrays, *, check_memory: bool = True
 ) -> VectorResult:
-    """``simulate`` of one lowered workload on every chip of ``chips``.
+    """``simulate`` of one lowered workload on every point: the chips of ``chips`` and, where
+    the workload was lowered over arrays (``graph.points`` > 1), its shapes; each is 1 or the
+    number of points.
 
-    ``n_chips`` is the system's chip count (ConfigError if it is not the workload's). A chip
+    ``n_chips`` is the system's chip count (ConfigError if it is not the workload's). A point
     that the workload does not fit gets the CapacityError message in ``error`` (unless
     ``check_memory`` is false); a chip without the workload's dtype gets ConfigError's message.
     """
     _check_chips(n_chips, graph)
-    n = chips.n
+    n = max(chips.n, graph.points)
     need = graph.memory
     main = len(chips.structure.levels) - 1
-    capacity = chips.level(main, "capacity")
-    required = need.weights_bytes + need.kv_cache_bytes + need.activation_bytes
+    capacity = np.broadcast_to(chips.level(main, "capacity"), (n,))
+    weights, kv, act = (
+        np.broadcast_to(np.asarray(x, dtype=float), (n,))
+        for x in (need.weights_bytes, need.kv_cache_bytes, need.activation_bytes)
+    )
+    required = weights + kv + act
     fits = required <= capacity
     error: list[str | None] = [None] * n
     if check_memory and not fits.all():
         for i in np.flatnonzero(~fits).tolist():
             error[i] = capacity_message(
-                need.weights_bytes,
-                need.kv_cache_bytes,
-                need.activation_bytes,
-                float(capacity[i]),
+                float(weights[i]), float(kv[i]), float(act[i]), float(capacity[i]),
                 chips.structure.name,
-            )
+            )  # fmt: skip
     run = np.array([e is None for e in error], dtype=bool)
     dtype = graph.ops[0].dtype if graph.ops else "bf16"
     missing = _missing_dtype(graph, chips, dtype)
@@ -164,21 +167,35 @@ def evaluate(
     if not run.any():
         return out
     idx = np.flatnonzero(run)
-    sub = chips if len(idx) == n else chips.take(idx)
-    time_s, hbm, by_bound = _totals(graph, sub)
-    if sub.structure.has_power_limit:
-        slow = time_s > POWER_SETTLE_S
-        if slow.any():
-            t2, h2, b2 = _totals(graph, sub.take(slow).at_power_limit())
+    sub_chips, sub_graph = _points(chips, graph, idx, n)
+    time_s, hbm, by_bound = _totals(sub_graph, sub_chips, len(idx))
+    if sub_chips.structure.has_power_limit:
+        slow = np.flatnonzero(time_s > POWER_SETTLE_S)
+        if len(slow):
+            limited, graph_slow = _points(sub_chips, sub_graph, slow, len(idx))
+            t2, h2, b2 = _totals(graph_slow, limited.at_power_limit(), len(slow))
             time_s[slow], hbm[slow], by_bound[:, slow] = t2, h2, b2
-    model_flops = sum(op.model_flops * op.count for op in graph.ops) * graph.n_chips
+    model_flops = sum(op.model_flops * op.count for op in sub_graph.ops) * graph.n_chips
     out.time_s[idx] = time_s
-    out.mfu[idx] = model_flops / (time_s * graph.n_chips * sub.peak(dtype))
-    out.mbu[idx] = hbm / (time_s * sub.level(main, "bandwidth"))
-    out.throughput[idx] = graph.tokens / time_s
+    out.mfu[idx] = model_flops / (time_s * graph.n_chips * sub_chips.peak(dtype))
+    out.mbu[idx] = hbm / (time_s * sub_chips.level(main, "bandwidth"))
+    out.throughput[idx] = sub_graph.tokens / time_s
     # Result.bound's tie rule (the first of BOUNDS with the largest share) is np.argmax's
     out.bound[idx] = np.argmax(by_bound, axis=0)
     return out
+
+
+#: points costed together; more would spill the GEMM candidates' arrays out of cache
+_BLOCK = 2048
+
+
+def _points(chips: ChipArrays, graph: OpGraph, idx: np.ndarray | slice, n: int):
+    """The chips and the graph of the points ``idx`` of ``n`` (either may hold one for all)."""
+    everything = isinstance(idx, np.ndarray) and len(idx) == n
+    return (
+        chips if chips.n == 1 or everything else chips.take(idx),
+        graph if graph.points == 1 or everything else graph.take(idx),
+    )
 
 
 def _missing_dtype(graph: OpGraph, chips: ChipArrays, result_dtype: str) -> str | None:
@@ -191,18 +208,25 @@ def _missing_dtype(graph: OpGraph, chips: ChipArrays, result_dtype: str) -> str 
     return None
 
 
-def _totals(graph: OpGraph, chips: ChipArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per chip: time (the sum of op totals), main-memory bytes, and time per bound [4, n]."""
+def _totals(graph: OpGraph, chips: ChipArrays, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per point: time (the sum of op totals), main-memory bytes, and time per bound [4, n]."""
     if not graph.ops:
-        return np.zeros(chips.n), np.zeros(chips.n), np.zeros((len(BOUNDS), chips.n))
-    t = cost_table(graph.ops, chips, overlap=True)
+        return np.zeros(n), np.zeros(n), np.zeros((len(BOUNDS), n))
+    if chips.n > _BLOCK:  # blocks of chips: the GEMM candidates' arrays stay in cache
+        blocks = []
+        for i in range(0, n, _BLOCK):
+            block_chips, block_graph = _points(chips, graph, slice(i, i + _BLOCK), n)
+            blocks.append(_totals(block_graph, block_chips, min(_BLOCK, n - i)))
+        return tuple(np.concatenate(parts, axis=-1) for parts in zip(*blocks, strict=True))
+    t = cost_table(graph.ops, chips, overlap=True, points=graph.points)
     count = np.array([op.count for op in graph.ops], dtype=float)[:, None]
     totals, hbm = t.time * count, t.main_bytes * count
     # added op by op, in order: a point's sums do not depend on how many points ride along
-    time_s, hbm_bytes = np.zeros(chips.n), np.zeros(chips.n)
-    by_bound = np.zeros((len(BOUNDS), chips.n))
+    time_s, hbm_bytes = np.zeros(n), np.zeros(n)
+    by_bound = np.zeros((len(BOUNDS), n))
+    columns = np.arange(n)
     for i in range(len(graph.ops)):
         time_s += totals[i]
         hbm_bytes += hbm[i]
-        by_bound[t.bound[i].astype(int), np.arange(chips.n)] += totals[i]
+        by_bound[t.bound[i].astype(int), columns] += totals[i]
     return time_s, hbm_bytes, by_bound

@@ -71,9 +71,15 @@ WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
               "tokens", "attention_kernel", "elementwise", "sample_len"),
 }  # fmt: skip
 
-#: columns after the axes, in order
+#: columns after the axes, in order: what ran (unless an axis names it already), the point, ...
+IDENTITY = ("chip", "model")
 META = ("point", "status", "error")
 METRICS = ("time_s", "throughput", "mfu", "mbu", "bound", "fits", "required_bytes")
+#: ... and the throughput per watt of TDP and per dollar of on-demand chip time, where the
+#: chip preset has the number (empty otherwise, and for DiT, whose unit is not tokens)
+ECONOMY = ("tokens_per_s_per_w", "tokens_per_usd_hour")
+#: workload fields a decode/prefill sweep costs as arrays (one lowering for the whole grid)
+VECTOR_FIELDS = {"decode": ("batch", "context"), "prefill": ("batch", "prompt")}
 CONSTRAINTS = ("max_power_w", "max_usd_per_hour")
 
 _POINT_ERRORS = (CapacityError, WorkloadError, ConfigError, UnitError)
@@ -100,11 +106,13 @@ class Axis:
 class SweepSpec:
     """A parsed sweep spec (see the module docstring and docs/sweeps.md).
 
-    ``chip_raw`` is the base chip's TOML table, so workers on other machines need no chip file.
+    ``chip_raw`` is the base chip's TOML table, so workers on other machines need no chip file;
+    with a ``chip`` axis, ``chip_raws`` holds each of its chips' tables (and ``chip`` is "").
     """
 
     chip: str
     chip_raw: dict[str, Any]
+    chip_raws: tuple[dict[str, Any], ...] = ()
     sets: tuple[str, ...] = ()
     kind: str
     workload: dict[str, Any]
@@ -123,14 +131,28 @@ class SweepSpec:
         return math.prod(len(a.values) for a in self.axes)
 
     @property
+    def identity(self) -> list[str]:
+        """The IDENTITY columns no axis names."""
+        names = {a.name for a in self.axes}
+        return [c for c in IDENTITY if c not in names]
+
+    @property
     def header(self) -> list[str]:
-        return [a.name for a in self.axes] + list(META) + list(METRICS)
+        return (
+            [a.name for a in self.axes] + self.identity + list(META) + list(METRICS)
+            + list(ECONOMY)
+        )  # fmt: skip
+
+    @property
+    def chip_axis(self) -> int | None:
+        """The position of the ``chip`` axis, if the spec sweeps chip presets."""
+        return next((i for i, a in enumerate(self.axes) if a.target == "system"), None)
 
     @property
     def digest(self) -> str:
         """A hash of everything that decides the results (the per-process cache key)."""
         blob = json.dumps(
-            [self.chip_raw, self.sets, self.kind, self.workload, self.mode, self.check_memory,
+            [self.chip_raw, self.chip_raws, self.sets, self.kind, self.workload, self.mode, self.check_memory,
              self.max_power_w, self.max_usd_per_hour,
              [(a.name, a.target, a.labels) for a in self.axes]],
             sort_keys=True, default=repr,
@@ -173,20 +195,36 @@ def spec_from_dict(raw: dict[str, Any], where: str = "sweep spec") -> SweepSpec:
 
     system = _table(raw, "system", where)
     _only(system, ("chip", "chips", "set"), f"{where}: [system]", "key")
-    if "chip" not in system:
-        raise ConfigError(f'{where}: [system] needs chip = "<preset slug or chip TOML>"')
-    chip = str(system["chip"])
     sets = system.get("set", [])
     if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
         raise ConfigError(f'{where}: [system] set must be a list of "PATH=VALUE" strings')
-    try:
-        chip_raw = load_chip_dict(chip)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: [system] chip: {_strip(exc)}") from None
-    try:
-        apply_overrides(copy.deepcopy(chip_raw), sets)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: [system] set: {_strip(exc)}") from None
+    raw_axes = list(_flatten_axes(_table(raw, "axes", where)))
+    chip_axis = [value for name, value in raw_axes if name == "chip"]
+    if "chip" in system and chip_axis:
+        raise ConfigError(f"{where}: chip is in [system] and [axes]; keep one")
+    if "chip" not in system and not chip_axis:
+        raise ConfigError(
+            f'{where}: [system] needs chip = "<preset slug or chip TOML>" '
+            '(or sweep chips: [axes] chip = ["h100-sxm", "mi300x"])'
+        )
+    chips_named = (
+        _axis_values(chip_axis[0], f"{where}: [axes] 'chip'") if chip_axis else (system["chip"],)
+    )
+    chip_raws = []
+    for name in chips_named:
+        what = f"{where}: [axes] 'chip'" if chip_axis else f"{where}: [system] chip"
+        if not isinstance(name, str):
+            raise ConfigError(f"{what}: give a preset slug or a chip TOML path, got {name!r}")
+        try:
+            chip_raws.append(load_chip_dict(name))
+        except ConfigError as exc:
+            raise ConfigError(f"{what}: {_strip(exc)}") from None
+        try:
+            apply_overrides(copy.deepcopy(chip_raws[-1]), sets)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: [system] set (on {name}): {_strip(exc)}") from None
+    chip = "" if chip_axis else str(system["chip"])
+    chip_raw = chip_raws[0]
 
     workload = dict(_table(raw, "workload", where))
     kind = workload.pop("kind", None)
@@ -202,10 +240,13 @@ def spec_from_dict(raw: dict[str, Any], where: str = "sweep spec") -> SweepSpec:
         workload["chips"] = system["chips"]
 
     axes = []
-    for name, value in _flatten_axes(_table(raw, "axes", where)):
+    for name, value in raw_axes:
         axis_where = f"{where}: [axes] {name!r}"
         if name in ("mode", "check_memory"):
             raise ConfigError(f"{axis_where} goes at the top of the spec, before [system]")
+        if name == "chip":
+            axes.append(Axis(name=name, values=chips_named, target="system"))
+            continue
         if "." in name:
             target = "chip"
         elif name in fields:
@@ -221,10 +262,11 @@ def spec_from_dict(raw: dict[str, Any], where: str = "sweep spec") -> SweepSpec:
             )
         values = _axis_values(value, axis_where)
         if target == "chip":
-            try:
-                apply_overrides(copy.deepcopy(chip_raw), [_override(name, values[0])])
-            except ConfigError as exc:
-                raise ConfigError(f"{axis_where}: {_strip(exc)}") from None
+            for one in chip_raws:
+                try:
+                    apply_overrides(copy.deepcopy(one), [_override(name, values[0])])
+                except ConfigError as exc:
+                    raise ConfigError(f"{axis_where}: {_strip(exc)}") from None
         axes.append(Axis(name=name, values=values, target=target))
     if mode == "zip" and len({len(a.values) for a in axes}) > 1:
         lengths = ", ".join(f"{a.name} {len(a.values)}" for a in axes)
@@ -252,6 +294,7 @@ def spec_from_dict(raw: dict[str, Any], where: str = "sweep spec") -> SweepSpec:
     return SweepSpec(
         chip=chip,
         chip_raw=chip_raw,
+        chip_raws=tuple(chip_raws) if chip_axis else (),
         sets=tuple(sets),
         kind=kind,
         workload=workload,
@@ -384,6 +427,20 @@ def _codes(columns: list[np.ndarray], sizes: list[int]) -> np.ndarray:
     return inverse.reshape(-1)
 
 
+def vector_axes(spec: SweepSpec) -> tuple[int, ...]:
+    """Workload axes costed as arrays: integer batch/context/prompt of decode and prefill, unless
+    the spec has at least as many chip designs as such shapes (then each shape is lowered once
+    and costed over its chips, the cheaper way round)."""
+    axes = tuple(
+        i for i, a in enumerate(spec.axes)
+        if a.target == "workload" and a.name in VECTOR_FIELDS.get(spec.kind, ())
+        and all(type(v) is int for v in a.values)
+    )  # fmt: skip
+    shapes = math.prod(len(spec.axes[i].values) for i in axes)
+    designs = math.prod(len(a.values) for a in spec.axes if a.target == "chip")
+    return axes if spec.mode == "zip" or shapes > designs else ()
+
+
 def _split_by(codes: np.ndarray) -> list[np.ndarray]:
     """Positions grouped by equal code, each group in increasing order, groups by first position."""
     order = np.argsort(codes, kind="stable")
@@ -483,15 +540,23 @@ class _Factor:
 class _Context:
     """What one process needs to evaluate a spec's points: the base chip, built axes, caches."""
 
-    def __init__(self, spec: SweepSpec) -> None:
+    def __init__(self, spec: SweepSpec, chip: int = 0) -> None:
+        """``chip``: which of a ``chip`` axis's presets is the base (sub-contexts per preset)."""
         self.spec = spec
-        self.base_raw = apply_overrides(copy.deepcopy(spec.chip_raw), list(spec.sets))
+        raw = spec.chip_raws[chip] if spec.chip_raws else spec.chip_raw
+        self.base_raw = apply_overrides(copy.deepcopy(raw), list(spec.sets))
         self.base_system = system_from_dict(copy.deepcopy(self.base_raw), 1)
         self.base = chip_leaves(self.base_system)
         self.cells = [tuple(_cell(label) for label in a.labels) for a in spec.axes]
         self.sizes = [len(a.values) for a in spec.axes]
         self.chip_axes = tuple(i for i, a in enumerate(spec.axes) if a.target == "chip")
         self.workload_axes = tuple(i for i, a in enumerate(spec.axes) if a.target == "workload")
+        self.vector_axes = vector_axes(spec)
+        self.identity = [
+            _cell(spec.chip) if c == "chip" else _cell(str(spec.workload.get("model", "")))
+            for c in spec.identity
+        ]
+        self.subs: dict[int, _Context] = {chip: self}
         self.systems: dict[tuple[int, ...], System | str] = {}
         self.factors = self._factors()
         self._dits: dict[str, Any] = {}
@@ -553,9 +618,9 @@ class _Context:
         self, vidx: list[np.ndarray], n: int
     ) -> Iterator[tuple[np.ndarray, ChipArrays | str]]:
         """Positions of points that share a chip structure with their chips, or a build error."""
-        if not self.factors:
+        if not self.factors:  # one chip for every point
             values = {
-                k: np.full(n, v, dtype=float)
+                k: np.full(1, v, dtype=float)
                 for k, v in self.base.items()
                 if k not in STRUCTURE_LEAVES
             }
@@ -644,29 +709,68 @@ class _Context:
     def _lines(self, points: np.ndarray) -> tuple[list[str], int]:
         vidx = self.spec.value_indices(points)
         cols = [[cells[j] for j in v.tolist()] for cells, v in zip(self.cells, vidx, strict=True)]
+        cols += [[cell] * len(points) for cell in self.identity]
         cols.append([str(p) for p in points.tolist()])
         prefix = [",".join(row) for row in zip(*cols, strict=True)]
         out: list[str] = [""] * len(points)
-        if self.workload_axes:
-            wl = [vidx[a] for a in self.workload_axes]
-            groups = _split_by(_codes(wl, [self.sizes[a] for a in self.workload_axes]))
-        else:
-            groups = [np.arange(len(points))]
+        axis = self.spec.chip_axis
+        if axis is None:
+            groups = [(self, np.arange(len(points)))]
+        else:  # a context per chip preset
+            groups = [(self.sub(int(vidx[axis][g[0]])), g) for g in _split_by(vidx[axis])]
         errors = 0
-        for pos in groups:
-            errors += self._group_lines(pos, [v[pos] for v in vidx], prefix, out)
+        for ctx, pos in groups:
+            errors += ctx._fill(pos, [v[pos] for v in vidx], prefix, out, ctx.vector_axes)
         return out, errors
 
-    def _group_lines(
-        self, pos: np.ndarray, vidx: list[np.ndarray], prefix: list[str], out: list[str]
+    def sub(self, chip: int) -> _Context:
+        """The context of the ``chip`` axis's preset number ``chip``."""
+        if chip not in self.subs:
+            self.subs[chip] = _Context(self.spec, chip)
+        return self.subs[chip]
+
+    def _fill(
+        self,
+        pos: np.ndarray,
+        vidx: list[np.ndarray],
+        prefix: list[str],
+        out: list[str],
+        vector: tuple[int, ...],
     ) -> int:
-        """Fill ``out`` at ``pos``, points that share every workload field; count errors."""
+        """Fill ``out`` at ``pos``: points grouped by every workload field but the ``vector``
+        axes (costed as arrays); count errors."""
+        grouping = [a for a in self.workload_axes if a not in vector]
+        if grouping:
+            codes = _codes([vidx[a] for a in grouping], [self.sizes[a] for a in grouping])
+            groups = _split_by(codes)
+        else:
+            groups = [np.arange(len(pos))]
+        errors = 0
+        for g in groups:
+            errors += self._group_lines(pos[g], [v[g] for v in vidx], prefix, out, vector)
+        return errors
+
+    def _group_lines(
+        self,
+        pos: np.ndarray,
+        vidx: list[np.ndarray],
+        prefix: list[str],
+        out: list[str],
+        vector: tuple[int, ...] = (),
+    ) -> int:
+        """Fill ``out`` at ``pos``, points that share every workload field but the ``vector``
+        axes, which are lowered as integer arrays (one op list for the whole group)."""
         where = pos.tolist()
         fields = self.fields(vidx, 0)
+        for a in vector:
+            axis = self.spec.axes[a]
+            fields[axis.name] = np.array(axis.values, dtype=np.int64)[vidx[a]]
         try:
             workload, n_chips = build_workload(self.spec.kind, fields, self._load_dit)
             graph = workload.lower() if self.spec.kind in VECTOR_KINDS else None
         except _POINT_ERRORS as exc:
+            if vector:  # a bad value on a vector axis: each shape alone, its own error
+                return self._fill(pos, vidx, prefix, out, ())
             for p in where:
                 out[p] = _error_line(prefix[p], exc)
             return len(where)
@@ -685,29 +789,47 @@ class _Context:
                     out[p] = _error_line(prefix[p], chips)
                 errors += len(at)
                 continue
+            shape = graph if graph.points == 1 or len(at) == len(where) else graph.take(sub)
             try:
-                res = evaluate(graph, n_chips, chips, check_memory=self.spec.check_memory)
+                res = evaluate(shape, n_chips, chips, check_memory=self.spec.check_memory)
             except _POINT_ERRORS as exc:
                 for p in at:
                     out[p] = _error_line(prefix[p], exc)
                 errors += len(at)
                 continue
-            excluded = self._excluded(chips, n_chips)
-            t, thr = res.time_s.tolist(), res.throughput.tolist()
-            mfu, mbu = res.mfu.tolist(), res.mbu.tolist()
-            bound, fits = res.bound.tolist(), res.fits.tolist()
-            req = repr(float(res.required_bytes))
+            k = len(at)  # results of one point (one chip, one shape) stand for all k
+            excluded = _spread(self._excluded(chips, n_chips), k)
+            t, thr = _spread(res.time_s.tolist(), k), _spread(res.throughput.tolist(), k)
+            mfu, mbu = _spread(res.mfu.tolist(), k), _spread(res.mbu.tolist(), k)
+            bound, fits = _spread(res.bound.tolist(), k), _spread(res.fits.tolist(), k)
+            req, errs = _spread(res.required_bytes.tolist(), k), _spread(res.error, k)
+            economy = _spread(self._economy(res.throughput, chips, n_chips, res.throughput_unit), k)
             for i, p in enumerate(at):
-                why = excluded[i] or res.error[i]
+                why = excluded[i] or errs[i]
                 if why is not None:
                     out[p] = _error_line(prefix[p], why)
                     errors += 1
                 else:
                     out[p] = (
                         f"{prefix[p]},ok,,{t[i]!r},{thr[i]!r},{mfu[i]!r},{mbu[i]!r},"
-                        f"{BOUNDS[bound[i]]},{'true' if fits[i] else 'false'},{req}"
+                        f"{BOUNDS[bound[i]]},{'true' if fits[i] else 'false'},{req[i]!r},"
+                        f"{economy[i]}"
                     )
         return errors
+
+    @staticmethod
+    def _economy(throughput: np.ndarray, chips: ChipArrays, n_chips: int, unit: str) -> list[str]:
+        """The ECONOMY cells of each point: tokens/s per watt of TDP and tokens per dollar of
+        on-demand chip time, empty where the preset has no number (or the unit is not tokens)."""
+        if unit != "tokens_per_s":
+            return [","] * len(throughput)
+        with np.errstate(invalid="ignore"):
+            per_w = throughput / (n_chips * chips.values["tdp_watts"])
+            per_usd = throughput * 3600.0 / (n_chips * chips.values["usd_per_hour"])
+        return [
+            f"{'' if w != w else repr(w)},{'' if u != u else repr(u)}"
+            for w, u in zip(per_w.tolist(), per_usd.tolist(), strict=True)
+        ]
 
     def _excluded(self, chips: ChipArrays, n_chips: int) -> list[str | None]:
         """The constraint each chip breaks, if any (checked before it is costed)."""
@@ -746,21 +868,39 @@ class _Context:
         except _POINT_ERRORS as exc:
             return _error_line(prefix, exc)
         mbu = r.hbm_bytes / (r.step_time_s * chip.main_memory.bandwidth_bytes_per_s)
+        per_w = "" if chip.tdp_watts is None else repr(r.tokens_per_s / (n_chips * chip.tdp_watts))
+        per_usd = (
+            "" if chip.usd_per_hour is None
+            else repr(r.tokens_per_s * 3600.0 / (n_chips * chip.usd_per_hour))
+        )  # fmt: skip
         return (
             f"{prefix},ok,,{r.step_time_s!r},{r.tokens_per_s!r},{r.mfu!r},{mbu!r},{r.bound},"
-            f"{'true' if r.fits else 'false'},{float(r.memory.total_bytes)!r}"
+            f"{'true' if r.fits else 'false'},{float(r.memory.total_bytes)!r},{per_w},{per_usd}"
         )
 
 
 def _cell(text: str) -> str:
     """``text`` as one CSV field (quoted where it holds a comma, quote or line break)."""
-    if any(c in text for c in ',"\r\n'):
+    if '"' in text:
         return '"' + text.replace('"', '""') + '"'
+    if "," in text or "\n" in text or "\r" in text:
+        return f'"{text}"'
     return text
 
 
+_EMPTY = "," * (len(METRICS) + len(ECONOMY))
+
+
+def _spread(values: list[Any], k: int) -> list[Any]:
+    """A list of k values: as it is, or its one value k times."""
+    return values * k if len(values) == 1 and k > 1 else values
+
+
 def _error_line(prefix: str, why: Exception | str) -> str:
-    return f"{prefix},error,{_cell(_one_line(why))}" + "," * len(METRICS)
+    text = str(why)
+    if "\n" in text or "  " in text or "\t" in text or "\r" in text:
+        text = _one_line(text)
+    return f"{prefix},error,{_cell(text)}{_EMPTY}"
 
 
 _MISSING = object()
@@ -913,7 +1053,9 @@ def plan_chunks(spec: SweepSpec, points: np.ndarray, workers: int) -> list[np.nd
         size = min(64, max(1, math.ceil(len(points) / (8 * workers))))
         return np.array_split(points, math.ceil(len(points) / size))
     target = min(20_000, max(512, math.ceil(len(points) / (4 * workers))))
-    wl = [i for i, a in enumerate(spec.axes) if a.target == "workload"]
+    # whole workload shapes, but the axes costed as arrays need no grouping
+    vector = vector_axes(spec)
+    wl = [i for i, a in enumerate(spec.axes) if a.target == "workload" and i not in vector]
     if wl:
         vidx = spec.value_indices(points)
         codes = _codes([vidx[a] for a in wl], [len(spec.axes[a].values) for a in wl])
@@ -1033,15 +1175,16 @@ def read_done(path: str | Path, spec: SweepSpec) -> np.ndarray:
             f"{','.join(spec.header)}; it came from another spec: choose another -o"
         )
     n_axes = len(spec.axes)
+    at = header.index("point")
     points, labels = [], []
     for line, row in enumerate(reader, start=2):
-        if len(row) != len(header) or row[n_axes + 1] not in ("ok", "error"):
+        if len(row) != len(header) or row[at + 1] not in ("ok", "error"):
             raise ConfigError(f"--resume: {path} line {line} is not a result row; fix or remove it")
         try:
-            point = int(row[n_axes])
+            point = int(row[at])
         except ValueError:
             raise ConfigError(
-                f"--resume: {path} line {line}: point {row[n_axes]!r} is not an index"
+                f"--resume: {path} line {line}: point {row[at]!r} is not an index"
             ) from None
         if not 0 <= point < spec.n_points:
             raise ConfigError(

@@ -59,10 +59,22 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--title", default=None, help="chart title (default: the run)")
     _add_output(k, json_flag=False)  # add_llm_args has --json
 
-    k = kinds.add_parser("batch", help="MFU, step time or tokens/s of decode vs batch, per chip")
-    k.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
-    k.add_argument("--chips-list", type=_names, required=True, metavar="CHIP,CHIP,...",
+    k = kinds.add_parser("batch", help="a metric vs batch, a line per chip: simulated, or "
+                         "read from a sweep CSV (--csv)")  # fmt: skip
+    k.add_argument("--model", default=None, help="preset slug, model TOML or HF config.json")
+    k.add_argument("--chips-list", type=_names, default=None, metavar="CHIP,CHIP,...",
                    help="chip presets to compare, e.g. h100-sxm,a100-sxm-80gb")  # fmt: skip
+    k.add_argument("--csv", default=None,
+                   help="draw from a sweep result CSV instead of simulating (--x, --y, --color)")  # fmt: skip
+    k.add_argument("--x", default="batch", help="--csv: column for the x axis (default batch)")
+    k.add_argument("--y", default="throughput",
+                   help="--csv: column for the y axis (default throughput)")  # fmt: skip
+    k.add_argument("--color", default=None,
+                   help="--csv: a line per value of this column (default chip, if the CSV has it)")  # fmt: skip
+    k.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                   help="--csv: keep rows where COLUMN is VALUE, repeatable (context=2048)")  # fmt: skip
+    k.add_argument("--reduce", choices=("max", "min", "mean"), default=None,
+                   help="--csv: per point where other axes vary (default: best; min for times)")  # fmt: skip
     k.add_argument("--batches", type=_ints, default=_ints(_DEFAULT_BATCHES), metavar="B,B,...",
                    help=f"batch sizes (default {_DEFAULT_BATCHES})")  # fmt: skip
     k.add_argument("--metric", choices=("mfu", "time", "tokens_per_s"), default="mfu",
@@ -135,7 +147,15 @@ def _roofline(args: argparse.Namespace) -> dict:
 
 
 def _batch(args: argparse.Namespace) -> dict:
+    from hardware import ConfigError
     from sim.plots.charts import DECODE_METRICS, decode_batch_series, metric_vs_axis
+
+    if args.csv:
+        return _batch_from_csv(args)
+    if not args.model or not args.chips_list:
+        raise ConfigError(
+            "plot batch: give --model and --chips-list to simulate, or --csv FILE to draw a sweep"
+        )
 
     series = decode_batch_series(args.model, args.chips_list, args.batches, metric=args.metric,
                                  context=args.context, dtype=args.dtype, kv_dtype=args.kv_dtype,
@@ -148,6 +168,20 @@ def _batch(args: argparse.Namespace) -> dict:
     return {"metric": args.metric,
             "series": {k: {"x": xs, "y": [None if math.isnan(y) else y for y in ys]}
                        for k, (xs, ys) in series.items()}}  # fmt: skip
+
+
+def _batch_from_csv(args: argparse.Namespace) -> dict:
+    from sim.plots.charts import metric_vs_axis, read_rows, sweep_series
+
+    color = args.color
+    if color is None and "chip" in read_rows(args.csv)[0]:
+        color = "chip"
+    series = sweep_series(args.csv, args.x, args.y, color, reduce=args.reduce, where=args.where)
+    shown = ", ".join(args.where)
+    metric_vs_axis(series, args.output, x_label=args.x, y_label=args.y, logx=True,
+                   logy=args.y != "mfu",
+                   title=args.title or f"{args.y} vs {args.x}" + (f" ({shown})" if shown else ""))  # fmt: skip
+    return {"series": {k: {"x": xs, "y": ys} for k, (xs, ys) in series.items()}}
 
 
 def _heatmap(args: argparse.Namespace) -> dict:

@@ -186,7 +186,7 @@ def evaluate(
 
 
 #: points costed together; more would spill the GEMM candidates' arrays out of cache
-_BLOCK = 2048
+_BLOCK = 8192
 
 
 def _points(chips: ChipArrays, graph: OpGraph, idx: np.ndarray | slice, n: int):

@@ -523,6 +523,58 @@ def sweep_heatmap(
     return fig
 
 
+def sweep_series(
+    source: str | Path | Iterable[Mapping[str, Any]],
+    x: str,
+    y: str,
+    color: str | None = None,
+    *,
+    reduce: str | None = None,
+    where: Sequence[str] = (),
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Lines for ``metric_vs_axis`` from a sweep result: ``y`` at each value of ``x``, one line
+    per value of ``color`` (one line without it), over the successful points. ``where`` keeps
+    the rows whose ``COLUMN=VALUE`` hold (each a string as written in the CSV, or an equal
+    number). Where other axes vary, a point of a line is the ``reduce`` of its rows (max, min
+    or mean; by default the best: min for a time, max otherwise), as in ``sweep_heatmap``."""
+    rows = read_rows(source)
+    wanted = {"--x": x, "--y": y, **({"--color": color} if color else {})}
+    filters = []
+    for item in where:
+        column, sep, value = item.partition("=")
+        if not sep or not column:
+            raise ConfigError(f"--where must be COLUMN=VALUE, got {item!r}")
+        filters.append((column, value))
+        wanted[f"--where {item}:"] = column
+    _check_columns(rows, wanted)
+
+    def keep(r: dict) -> bool:
+        for column, value in filters:
+            cell = r.get(column, "")
+            if cell != value and not (
+                _number(cell) is not None and _number(cell) == _number(value)
+            ):
+                return False
+        return True
+
+    good = [r for r in _good_rows(rows, [x, y]) if keep(r)]
+    if not good:
+        raise ConfigError(f"--y {y!r}: no successful point (after --where) has numbers in {x}, {y}")
+    how = reduce or ("min" if _lower_is_better(y) else "max")
+    reducers: dict[str, Callable[[list[float]], float]] = {
+        "max": max, "min": min, "mean": lambda v: sum(v) / len(v),
+    }  # fmt: skip
+    if how not in reducers:
+        raise ConfigError(f"--reduce must be one of max, min, mean, got {how!r}")
+    lines: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in good:
+        lines[str(r[color]) if color else y][_number(r[x])].append(_number(r[y]))
+    return {
+        label: (sorted(points), [reducers[how](points[v]) for v in sorted(points)])
+        for label, points in lines.items()
+    }
+
+
 # ---- Pareto front --------------------------------------------------------------------------
 
 

@@ -1,0 +1,129 @@
+"""Every example in docs/plots.md and docs/sweeps.md runs as written, and what they show is what
+the commands print (issue 18: docs that cannot drift).
+
+In a fenced block: a line ``$ roofsim ...`` runs and its output must be the lines under it (a
+shown line ending in ``...`` stands for any line that starts with what precedes the dots); a line
+``roofsim ...`` runs and must succeed; ``python benchmarks/...`` is a measured benchmark and is
+not re-run here. A ``toml`` block must be a valid sweep spec (and the file it names, where its
+first line is that file's path, must hold the same tables); a ``csv`` block must be the rows the
+sweep named before it writes for those points; a ``python`` block runs. Commands run from a
+scratch folder that sees the repository's benchmarks/ and docs/img/.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+from sim.studies.sweep import evaluate_lines, load_spec, spec_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ("docs/plots.md", "docs/sweeps.md")
+
+
+def _blocks(text: str) -> list[tuple[str, list[str], str]]:
+    """(info string, lines, the prose before the block) of each fenced block."""
+    out, prose = [], []
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.startswith("```"):
+            body = []
+            for inner in lines:
+                if inner.startswith("```"):
+                    break
+                body.append(inner)
+            out.append((line[3:].strip(), body, "\n".join(prose)))
+            prose = []
+        else:
+            prose.append(line)
+    return out
+
+
+def _commands(body: list[str]) -> list[tuple[str, list[str] | None]]:
+    """(command, expected output or None) of each command line, continuations joined."""
+    out: list[tuple[str, list[str] | None]] = []
+    i = 0
+    while i < len(body):
+        line = body[i]
+        shown = line.startswith("$ ")
+        if not (shown or line.startswith("roofsim ")):
+            i += 1
+            continue
+        command = line.removeprefix("$ ")
+        while command.endswith("\\"):
+            i += 1
+            command = command[:-1] + body[i].strip()
+        i += 1
+        expected = None
+        if shown:
+            expected = []
+            while i < len(body) and not body[i].startswith(("$ ", "roofsim ")):
+                expected.append(body[i])
+                i += 1
+        out.append((command, expected))
+    return out
+
+
+def _matches(expected: list[str], got: list[str]) -> bool:
+    if len(expected) != len(got):
+        return False
+    for want, have in zip(expected, got, strict=True):
+        if want.endswith("...") and have.startswith(want[:-3]):
+            continue
+        if want.rstrip() != have.rstrip():
+            return False
+    return True
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    (tmp_path / "benchmarks").symlink_to(ROOT / "benchmarks")
+    (tmp_path / "docs" / "img").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_example_in_the_doc_runs_as_written(doc, scratch, capsys):
+    ran = 0
+    for info, body, prose in _blocks((ROOT / doc).read_text()):
+        text = "\n".join(body)
+        if info == "toml":
+            raw = tomllib.loads(text)
+            spec_from_dict(raw, f"{doc} toml block")  # raises on an invalid spec
+            named = (ROOT / body[0].removeprefix("# ")) if body[0].startswith("# ") else None
+            if named is not None and named.is_file():
+                assert raw == tomllib.loads(named.read_text()), f"{doc}: {named} differs"
+            ran += 1
+        elif info == "csv":
+            spec_path = re.findall(r"benchmarks/sweeps/[\w.-]+\.toml", prose)[-1]
+            spec = load_spec(ROOT / spec_path)
+            assert body[0] == ",".join(spec.header), f"{doc}: the CSV header is not the spec's"
+            at = spec.header.index("point")
+            for row in body[1:]:
+                point = int(next(csv.reader([row]))[at])
+                assert row == evaluate_lines(spec, [point])[0], f"{doc}: point {point} differs"
+            ran += 1
+        elif info == "python":
+            exec(compile(text, f"{doc} python block", "exec"), {})
+            ran += 1
+        else:
+            for command, expected in _commands(body):
+                if command.startswith("python "):
+                    continue  # a benchmark: measured, not re-run in the tests
+                capsys.readouterr()
+                code = main(shlex.split(command)[1:])
+                out = capsys.readouterr().out.splitlines()
+                assert code == 0, f"{doc}: {command!r} exited {code}"
+                if expected is not None:
+                    assert _matches(expected, out), f"{doc}: {command!r} printed:\n" + "\n".join(
+                        out
+                    )
+                ran += 1
+    assert ran >= 5, f"{doc}: found only {ran} examples"

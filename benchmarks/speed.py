@@ -9,22 +9,26 @@ import subprocess
 import sys
 import time
 
+ONE = "simulate() alone: llama-2-70b / 405b fp8 decode on 8 chips, worst (ms)"
 TRAIN = "train gpt3-175b, 1024 chips, 16 stages, 64 micro-batches (s)"
 SERVE = "serve llama-3-8b, 1 simulated hour at 20 req/s (s)"
 BARS = {
     "decode llama-3-405b fp8 on 8 chips (ms)": 50.0,
+    ONE: 1.0,  # issue 18: the array code must not tax the single point
     TRAIN: 2.0,  # issue 4
     SERVE: 30.0,  # issue 7
     "roofsim --help (ms)": 500.0,
 }
 
 
-def best_of(fn, repeats: int = 20) -> float:
+def best_of(fn, repeats: int = 20, inner: int = 1) -> float:
+    """The best of ``repeats`` timings, each the mean of ``inner`` calls."""
     best = float("inf")
     for _ in range(repeats):
         start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
+        for _ in range(inner):
+            fn()
+        best = min(best, (time.process_time() - start) / inner)
     return best
 
 
@@ -42,6 +46,12 @@ def main() -> int:
             load_system("h100-sxm", 8),
         )
     )
+    # the evaluation alone (lowering, costing, the result), workload and system built once
+    alone = 0.0
+    for name, dtype in (("llama-2-70b", "bf16"), ("llama-3-405b", "fp8")):
+        workload = Decode(model=load_model(name), batch=1, context=4096, tp=8, dtype=dtype)
+        simulate(workload, system)
+        alone = max(alone, best_of(lambda w=workload: simulate(w, system), 5, 200))
     from sim.engine.train import simulate_training
     from workloads.training import Training
 
@@ -63,16 +73,17 @@ def main() -> int:
     help_s = time.perf_counter() - start
     measured = {
         "decode llama-3-405b fp8 on 8 chips (ms)": evaluation * 1e3,
+        ONE: alone * 1e3,
         TRAIN: train,
         SERVE: serve_s,
         "roofsim --help (ms)": help_s * 1e3,
     }
     failed = False
-    print(f"{'what':<64}{'measured':>10}{'bar':>8}")
+    print(f"{'what':<72}{'measured':>10}{'bar':>8}")
     for name, value in measured.items():
         ok = value <= BARS[name]
         failed |= not ok
-        print(f"{name:<64}{value:>10.2f}{BARS[name]:>8.0f}  {'ok' if ok else 'MISSED'}")
+        print(f"{name:<72}{value:>10.2f}{BARS[name]:>8g}  {'ok' if ok else 'MISSED'}")
     return 1 if failed else 0
 
 

@@ -87,7 +87,7 @@ class Builder:
 
 def _nonzero(x: Any) -> bool:
     """A byte count worth a role entry: non-zero, or an array over points (workloads/llm.py)."""
-    return bool(np.ndim(x)) or bool(x)
+    return isinstance(x, np.ndarray) or bool(x)
 
 
 def _all_equal(x: Any, value: float) -> bool:

@@ -58,10 +58,20 @@ def _flat(kind: str, size: Value, p: int, link: LinkParams, tree: bool = True) -
     # NCCL's protocols: LL at half the bandwidth and the link's latency, Simple at the full
     # bandwidth and its own (larger) per-step latency; the tuner runs the faster (fmin: a NaN
     # Simple latency means the link has one protocol, at full bandwidth and latency_s)
+    simple_latency = link.simple_latency_s
+    if isinstance(simple_latency, float) and isinstance(size, float):  # one point: plain floats
+        if size <= 0:
+            return 0.0
+        if simple_latency != simple_latency:  # NaN: one protocol
+            return _alpha_beta(kind, size, p, b, link.latency_s, tree)
+        return min(
+            _alpha_beta(kind, size, p, b / 2, link.latency_s, tree),
+            _alpha_beta(kind, size, p, b, simple_latency, tree),
+        )
     one = _alpha_beta(kind, size, p, b, link.latency_s, tree)
     ll = _alpha_beta(kind, size, p, b / 2, link.latency_s, tree)
-    simple = _alpha_beta(kind, size, p, b, link.simple_latency_s, tree)
-    t = np.where(np.isnan(link.simple_latency_s), one, np.fmin(ll, simple))
+    simple = _alpha_beta(kind, size, p, b, simple_latency, tree)
+    t = np.where(np.isnan(simple_latency), one, np.fmin(ll, simple))
     return np.where(size > 0, t, 0.0)
 
 
@@ -70,7 +80,8 @@ def _alpha_beta(kind: str, size: Value, p: int, b: Value, a: Value, tree: bool) 
         ring = 2 * (p - 1) / p * size / b + 2 * (p - 1) * a
         if not tree:
             return ring
-        return np.minimum(ring, 2 * size / b + 2 * math.ceil(math.log2(p)) * a)
+        tree_s = 2 * size / b + 2 * math.ceil(math.log2(p)) * a
+        return min(ring, tree_s) if isinstance(ring, float) else np.minimum(ring, tree_s)
     if kind in ("all_gather", "reduce_scatter", "all_to_all"):
         return (p - 1) / p * size / b + (p - 1) * a
     if kind == "send_recv":

@@ -446,11 +446,16 @@ def cost_elementwise(ops: list[Op], chips: ChipArrays) -> Part:
 
 
 def links(chips: ChipArrays) -> tuple[LinkParams, LinkParams]:
-    """The chips' intra- and inter-node links as arrays."""
+    """The chips' intra- and inter-node links as arrays (as floats for one chip: a collective
+    of one point is then plain arithmetic)."""
     v = chips.values
+
+    def get(key: str) -> Any:
+        return float(v[key][0]) if chips.n == 1 else v[key]
+
     return tuple(  # type: ignore[return-value]
-        LinkParams(v[f"{side}.bandwidth"], v[f"{side}.latency"], v[f"{side}.achievable"],
-                   v[f"{side}.simple_latency"])
+        LinkParams(get(f"{side}.bandwidth"), get(f"{side}.latency"), get(f"{side}.achievable"),
+                   get(f"{side}.simple_latency"))
         for side in ("intra", "inter")
     )  # fmt: skip
 

@@ -116,3 +116,36 @@ def test_mla_decode_caches_the_latent_and_replicates_it_over_tp():
 def test_bad_workloads_raise_one_clear_error(kwargs, match):
     with pytest.raises(WorkloadError, match=match):
         Decode(model=load_model("llama-2-70b"), **kwargs).lower()
+
+
+def test_lowering_over_arrays_gives_each_points_own_graph():
+    import numpy as np
+
+    from workloads import Decode, Prefill, load_model
+
+    for name, kind in (("mixtral-8x7b", Decode), ("deepseek-v3", Prefill), ("llama-2-7b", Decode)):
+        model = load_model(name)
+        batch, length = np.array([1, 7, 64, 300]), np.array([100, 2048, 9000, 333])
+        extent = {"context": length} if kind is Decode else {"prompt": length}
+        grid = kind(model=model, batch=batch, tp=2, **extent).lower()
+        assert grid.points == 4
+        for i in range(4):
+            alone = kind(model=model, batch=int(batch[i]), tp=2,
+                         **{k: int(v[i]) for k, v in extent.items()}).lower()  # fmt: skip
+            picked = grid.take(np.array([i]))
+            assert [op.name for op in picked.ops] == [op.name for op in alone.ops]
+            for a, b in zip(picked.ops, alone.ops, strict=True):
+                assert float(np.squeeze(a.flops)) == b.flops, a.name
+                assert float(np.squeeze(a.total_bytes)) == b.total_bytes, a.name
+            assert float(np.squeeze(picked.memory.kv_cache_bytes)) == alone.memory.kv_cache_bytes
+            assert float(np.squeeze(picked.tokens)) == alone.tokens
+
+
+def test_a_bad_entry_in_an_array_is_named():
+    import numpy as np
+    import pytest
+
+    from workloads import Decode, WorkloadError, load_model
+
+    with pytest.raises(WorkloadError, match="--context must be an integer >= 1, got 0"):
+        Decode(model=load_model("llama-2-7b"), context=np.array([5, 0])).lower()

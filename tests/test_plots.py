@@ -307,3 +307,33 @@ def test_plot_command_bad_input_is_a_one_line_config_error(argv, match, sweep_ro
     with pytest.raises(ConfigError, match=match) as err:
         run(parser.parse_args(["plot", *argv]))
     assert "\n" not in str(err.value)
+
+
+def test_batch_from_a_sweep_csv_draws_a_line_per_chip_at_the_best_of_the_other_axes(tmp_path):
+    # two chips x batch 1, 2 x context 128, 256: --where keeps context 256; without it each
+    # point is the best (max throughput) over the contexts
+    rows = [
+        {"chip": c, "batch": b, "context": ctx, "status": "ok", "error": "",
+         "throughput": 10 * b + (ctx // 128) + (100 if c == "b" else 0)}
+        for c in ("a", "b") for b in (1, 2) for ctx in (128, 256)
+    ]  # fmt: skip
+    rows.append({"chip": "a", "batch": 4, "context": 128, "status": "error", "error": "x",
+                 "throughput": ""})  # fmt: skip
+    src = tmp_path / "sweep.csv"
+    _sweep_csv(src, rows)
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "b.png"
+    args = parser.parse_args(["plot", "batch", "--csv", str(src), "--where", "context=256",
+                              "-o", str(out)])  # fmt: skip
+    args.json = False
+    assert run(args) == 0
+    _sane_png(out)
+    series = plots.sweep_series(src, "batch", "throughput", "chip")
+    assert series == {"a": ([1.0, 2.0], [12.0, 22.0]), "b": ([1.0, 2.0], [112.0, 122.0])}
+    mean = plots.sweep_series(src, "batch", "throughput", "chip", reduce="mean")
+    assert mean["a"] == ([1.0, 2.0], [11.5, 21.5])
+    with pytest.raises(ConfigError, match="--where must be COLUMN=VALUE"):
+        plots.sweep_series(src, "batch", "throughput", where=["context"])
+    with pytest.raises(ConfigError, match="'ctx': no such column"):
+        plots.sweep_series(src, "batch", "throughput", where=["ctx=1"])

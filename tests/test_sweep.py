@@ -27,6 +27,7 @@ from sim.studies.sweep import (
     plan_chunks,
     run_sweep,
     spec_from_dict,
+    vector_axes,
 )
 from workloads.dit import load_dit
 
@@ -42,17 +43,19 @@ def _spec(axes: dict, workload: dict | None = None, chip: str = "h100-sxm", **to
 def _single_point(spec, point: int):
     """The point as one ``simulate``/``simulate_training`` run, the CLI's way (the reference)."""
     vidx = [int(v[0]) for v in spec.value_indices(np.array([point]))]
-    fields, sets = dict(spec.workload), list(spec.sets)
+    fields, sets, chip = dict(spec.workload), list(spec.sets), spec.chip
     for axis, j in zip(spec.axes, vidx, strict=True):
         value = axis.values[j]
-        if axis.target == "chip":
+        if axis.target == "system":
+            chip = value
+        elif axis.target == "chip":
             sets.append(
                 f"{axis.name}={value!r}" if not isinstance(value, str) else f"{axis.name}={value}"
             )
         else:
             fields[axis.name] = value
     workload, n_chips = build_workload(spec.kind, fields, load_dit)
-    system = load_system(spec.chip, n_chips, sets)
+    system = load_system(chip, n_chips, sets)
     if spec.kind == "train":
         return simulate_training(workload, system, check_memory=spec.check_memory)
     return simulate(workload, system, check_memory=spec.check_memory)
@@ -479,3 +482,88 @@ def test_sweep_command_error_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("roofsim: error: sweep spec") and err.count("\n") == 1
     assert "'hbm.bandwith'" in err
+
+
+# ---- workload grids and chip presets (issue 18) ---------------------------------------------------
+def test_a_batch_by_context_grid_over_chip_presets_is_one_lowering_and_equals_simulate():
+    # Mixtral (MoE: the active-expert count, hence the GEMM groups, varies with the batch) on
+    # 2 chips of three presets; batch and context are costed as arrays
+    spec = spec_from_dict(
+        {
+            "system": {"chips": 2},
+            "workload": {"kind": "decode", "model": "mixtral-8x7b", "tp": 2},
+            "axes": {
+                "chip": ["h100-sxm", "mi300x", "a100-sxm-80gb"],
+                "batch": {"start": 1, "stop": 300, "num": 40},
+                "context": {"start": 128, "stop": 65536, "num": 30, "log": True},
+            },
+        }
+    )
+    assert vector_axes(spec) == (1, 2)
+    assert spec.header[:4] == ["chip", "batch", "context", "model"]
+    points = np.random.default_rng(7).choice(spec.n_points, 60, replace=False)
+    ok = _assert_rows_equal_single_points(spec, points.tolist())
+    assert 20 < ok < 60  # some fit, some (large batch x context) do not
+
+
+def test_a_prefill_grid_of_an_mla_model_equals_simulate():
+    spec = _spec(
+        {"batch": [1, 2, 4], "prompt": [128, 1000, 4096, 8192]},
+        {"kind": "prefill", "model": "deepseek-v3", "chips": 8, "tp": 8},
+        check_memory=False,
+    )
+    assert vector_axes(spec) == (0, 1)
+    assert _assert_rows_equal_single_points(spec, list(range(spec.n_points))) == spec.n_points
+
+
+def test_chip_presets_with_a_chip_field_axis_equal_simulate():
+    spec = spec_from_dict(
+        {
+            "system": {"set": ["overhead.kernel_s=3us"]},
+            "workload": {"kind": "decode", "model": "llama-2-7b"},
+            "axes": {"chip": ["h100-sxm", "b200"], "hbm.bandwidth": ["2 TB/s", "6 TB/s"],
+                     "batch": [1, 64]},
+        }
+    )  # fmt: skip
+    # batch 64 at context 2048 needs 82.2 GB: it fits the B200 only
+    assert _assert_rows_equal_single_points(spec, list(range(spec.n_points))) == 6
+
+
+def test_a_chip_axis_and_a_system_chip_are_one_too_many():
+    with pytest.raises(ConfigError, match="chip is in \\[system\\] and \\[axes\\]; keep one"):
+        spec_from_dict({"system": {"chip": "h100-sxm"}, "workload": {"kind": "decode",
+                        "model": "llama-2-7b"}, "axes": {"chip": ["b200"]}})  # fmt: skip
+    with pytest.raises(ConfigError, match="\\[axes\\] 'chip': unknown chip 'h1OO'"):
+        spec_from_dict({"workload": {"kind": "decode", "model": "llama-2-7b"},
+                        "axes": {"chip": ["h100-sxm", "h1OO"]}})  # fmt: skip
+
+
+def test_a_bad_value_on_a_vector_axis_fails_its_points_only():
+    # two replicas (chips 2, tp 1): batch 3 cannot be split, 2 and 4 can
+    spec = _spec({"batch": [2, 3, 4], "context": [512, 4096]}, {"chips": 2, "tp": 1})
+    assert vector_axes(spec) == (0, 1)
+    rows = evaluate_points(spec, list(range(6)))
+    assert [r["status"] for r in rows] == ["ok", "ok", "error", "error", "ok", "ok"]
+    assert "--batch 3 must divide evenly over 2 replicas" in rows[2]["error"]
+    assert _assert_rows_equal_single_points(spec, list(range(6))) == 4
+
+
+def test_per_watt_and_per_dollar_columns_come_from_the_preset_or_stay_empty():
+    from hardware import load_chip
+
+    spec = spec_from_dict({"workload": {"kind": "decode", "model": "llama-2-7b"},
+                           "axes": {"chip": ["h100-sxm", "mid-14nm-144g"]}})  # fmt: skip
+    h100, mid = evaluate_points(spec, [0, 1])
+    chip = load_chip("h100-sxm")
+    tokens = float(h100["throughput"])
+    assert float(h100["tokens_per_s_per_w"]) == pytest.approx(tokens / chip.tdp_watts, rel=1e-12)
+    assert float(h100["tokens_per_usd_hour"]) == pytest.approx(
+        tokens * 3600 / chip.usd_per_hour, rel=1e-12
+    )
+    assert mid["tokens_per_s_per_w"] != "" and mid["tokens_per_usd_hour"] == ""  # no cited price
+    assert (h100["chip"], h100["model"]) == ("h100-sxm", "llama-2-7b")
+
+
+def test_shapes_fewer_than_chip_designs_are_lowered_one_by_one():
+    # decode-100k: 40 batches against 2,500 chip designs; each batch's graph over its chips
+    assert vector_axes(load_spec(DECODE_100K)) == ()

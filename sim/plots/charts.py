@@ -423,6 +423,19 @@ def _lower_is_better(metric: str) -> bool:
     return (m.endswith("_s") and not m.endswith("_per_s")) or m.startswith(("time", "latency"))
 
 
+_REDUCERS: dict[str, Callable[[list[float]], float]] = {
+    "max": max, "min": min, "mean": lambda v: sum(v) / len(v),
+}  # fmt: skip
+
+
+def _reducer(metric: str, reduce: str | None) -> tuple[str, Callable[[list[float]], float]]:
+    """(name, function) of ``--reduce``; by default the best: min for a time, max otherwise."""
+    how = reduce or ("min" if _lower_is_better(metric) else "max")
+    if how not in _REDUCERS:
+        raise ConfigError(f"--reduce must be one of max, min, mean, got {how!r}")
+    return how, _REDUCERS[how]
+
+
 def _axis_values(values: Iterable[Any]) -> list[Any]:
     """Distinct axis values, numeric ascending when all are numbers, else in order of appearance."""
     distinct = list(dict.fromkeys(values))
@@ -464,12 +477,7 @@ def sweep_heatmap(
     good = [r for r in rows if not _failed(r) and _number(r.get(metric)) is not None]
     if not good:
         raise ConfigError(f"--metric {metric!r}: no successful point has a number there")
-    how = reduce or ("min" if _lower_is_better(metric) else "max")
-    reducers: dict[str, Callable[[list[float]], float]] = {
-        "max": max, "min": min, "mean": lambda v: sum(v) / len(v),
-    }  # fmt: skip
-    if how not in reducers:
-        raise ConfigError(f"--reduce must be one of max, min, mean, got {how!r}")
+    how, reducer = _reducer(metric, reduce)
     cells: dict[tuple[Any, Any], list[float]] = defaultdict(list)
     for r in good:
         cells[(r[x], r[y])].append(_number(r[metric]))
@@ -482,7 +490,7 @@ def sweep_heatmap(
     yi = {v: i for i, v in enumerate(ys)}
     per_cell = max(len(v) for v in cells.values())
     for (vx, vy), values in cells.items():
-        grid[yi[vy], xi[vx]] = reducers[how](values)
+        grid[yi[vy], xi[vx]] = reducer(values)
 
     from matplotlib.colors import LogNorm
 
@@ -560,17 +568,12 @@ def sweep_series(
     good = [r for r in _good_rows(rows, [x, y]) if keep(r)]
     if not good:
         raise ConfigError(f"--y {y!r}: no successful point (after --where) has numbers in {x}, {y}")
-    how = reduce or ("min" if _lower_is_better(y) else "max")
-    reducers: dict[str, Callable[[list[float]], float]] = {
-        "max": max, "min": min, "mean": lambda v: sum(v) / len(v),
-    }  # fmt: skip
-    if how not in reducers:
-        raise ConfigError(f"--reduce must be one of max, min, mean, got {how!r}")
+    _, reducer = _reducer(y, reduce)
     lines: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in good:
         lines[str(r[color]) if color else y][_number(r[x])].append(_number(r[y]))
     return {
-        label: (sorted(points), [reducers[how](points[v]) for v in sorted(points)])
+        label: (sorted(points), [reducer(points[v]) for v in sorted(points)])
         for label, points in lines.items()
     }
 

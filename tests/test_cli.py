@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -81,20 +80,16 @@ def test_malformed_toml_and_zero_batch_through_the_real_entry_point(tmp_path):
     assert proc.returncode == 2 and "--batch" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_help_is_fast_and_imports_nothing_heavy():
+def test_help_imports_nothing_heavy():
+    # what --help costs is measured in benchmarks/speed.py (bar 500 ms), never asserted here
     code = (
-        "import sys, time; t=time.perf_counter(); import sim.cli.app as c; "
-        "c.build_parser().format_help(); "
-        "print(time.perf_counter()-t, 'matplotlib' in sys.modules, 'simpy' in sys.modules, "
-        "'numpy' in sys.modules)"
+        "import sys; import sim.cli.app as c; c.build_parser().format_help(); "
+        "print('matplotlib' in sys.modules, 'simpy' in sys.modules, 'numpy' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
-    elapsed, mpl, simpy, numpy = out.split()
-    assert mpl == simpy == numpy == "False"
-    start = time.perf_counter()
+    assert out.split() == ["False", "False", "False"]
     proc = subprocess.run([sys.executable, "-m", "sim.cli", "--help"], capture_output=True)
     assert proc.returncode == 0
-    assert time.perf_counter() - start < 0.5
 
 
 def test_chips_and_models_list_presets(capsys):

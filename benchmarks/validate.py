@@ -2,8 +2,9 @@
 
     python benchmarks/validate.py [--kind decode] [--fast] [--summary] [--report report.json]
 
-The same as ``roofsim validate``: prints predicted, measured and the error per row, the median
-and worst error per kind, and exits 1 when a kind's median error is above its bar.
+The same as ``roofsim validate``: prints predicted, measured and the error per row (and whether
+anything was fitted against it), the median error and bias per kind of the test rows, the
+sourced test rows and the fit rows, and exits 1 when a kind's test-row median is above its bar.
 """
 
 import sys

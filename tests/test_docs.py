@@ -127,3 +127,20 @@ def test_every_example_in_the_doc_runs_as_written(doc, scratch, capsys):
                     )
                 ran += 1
     assert ran >= 5, f"{doc}: found only {ran} examples"
+
+
+def test_the_readme_validation_table_is_what_validate_prints(capsys):
+    """The README's headline numbers (test-row medians and bias per kind) are re-run here."""
+    text = (ROOT / "README.md").read_text()
+    marker = "Today (`roofsim validate --summary --no-fail`):"
+    block = next(b for _, b, prose in _blocks(text) if prose.rstrip().endswith(marker))
+    assert main(["validate", "--summary", "--no-fail"]) == 0
+    assert capsys.readouterr().out.splitlines() == block
+    from sim.studies.validate import load_rows
+
+    rows = load_rows()
+    fit = sum(r["use"] == "fit" for r in rows)
+    for figure in (f"{len(rows)} numbers measured", f"commit: {fit} rows",
+                   f'`use = "test"`: {len(rows) - fit} rows',
+                   f"{sum(bool(r['assumed']) for r in rows)} rows have at least one"):  # fmt: skip
+        assert figure in " ".join(text.split()), figure

@@ -37,7 +37,7 @@ def test_training_rows_are_predicted_in_each_sources_flop_convention():
     results, summary = validate(kinds=["train"], fast=True)
     assert results and all(r.predicted is not None for r in results)
     (train,) = summary
-    assert train.median_abs_error is not None
+    assert train.everything.median_abs_error is not None  # the first rows are fit rows
     # the time row and the MFU row of the same Korthikanti run agree through the FLOP count
     rows = {r.id: r for r in validate(kinds=["train"])[0]}
     t = rows["korthikanti-gpt3-175b-a100-64gpu-selective-time"].predicted
@@ -68,13 +68,14 @@ def test_a_kind_above_its_bar_fails_and_below_passes(tmp_path):
 
 def test_cli_validate_writes_a_report_and_exit_code_follows_the_bars(tmp_path, capsys):
     report = tmp_path / "r.json"
-    code = main(["validate", "--fast", "--kind", "membw", "--report", str(report)])
+    code = main(["validate", "--kind", "membw", "--report", str(report)])
     assert code == 0  # membw has no bar
     data = json.loads(report.read_text())
-    assert data["summary"][0]["kind"] == "membw" and len(data["rows"]) == 3
+    assert data["summary"][0]["kind"] == "membw" and len(data["rows"]) >= 3
     # a tiny data file whose decode row is far off fails the decode bar
     rows = [r for r in tomllib.loads(DEFAULT_DATA.read_text())["row"] if r["kind"] == "decode"][:1]
     rows[0]["measured"] *= 10
+    rows[0]["use"] = "test"  # the bar applies to test rows
     lines = []
     for r in rows:
         lines.append("[[row]]")
@@ -93,3 +94,59 @@ def test_cli_validate_missing_data_is_one_line(capsys):
     assert main(["validate", "--data", "/nonexistent.toml"]) == 2
     err = capsys.readouterr().err
     assert "--data: no file" in err and err.count("\n") == 1
+
+
+def _membw(i: int, measured: float, **extra) -> dict:
+    row = {"id": f"r{i}", "kind": "membw", "metric": "bytes_per_s", "chip": "h100-sxm",
+           "chips": 1, "measured": measured}  # fmt: skip
+    return {**row, **extra}
+
+
+def test_the_headline_is_the_test_rows_with_their_bias_and_fit_rows_apart():
+    good = run_row(_membw(0, 1.0)).predicted
+    # test rows: +25 % (sourced), -20 % (sourced), +100 % (assumed); fit: 0 %
+    results = [
+        run_row(_membw(1, good / 1.25)),
+        run_row(_membw(2, good / 0.8)),
+        run_row(_membw(3, good / 2.0, assumed=["chips"])),
+        run_row(_membw(4, good, use="fit")),
+    ]
+    (s,) = summarise(results)
+    assert (s.test.rows, s.sourced.rows, s.fit.rows) == (3, 2, 1)
+    assert s.median_abs_error == pytest.approx(0.25)  # median of 0.25, 0.20, 1.00
+    assert s.median_signed_error == pytest.approx(0.25)  # median of +0.25, -0.20, +1.00
+    assert s.sourced.median_abs_error == pytest.approx(0.225)
+    assert s.sourced.median_signed_error == pytest.approx(0.025)
+    assert s.fit.median_abs_error == pytest.approx(0.0, abs=1e-12)
+    assert s.worst_id == "r3"
+    d = s.to_dict()
+    assert (d["test_rows"], d["fit_rows"], d["assumed_rows"]) == (3, 1, 1)
+    assert d["median_signed_error"] == pytest.approx(0.25)
+
+
+def test_a_fit_row_far_off_does_not_pass_or_fail_the_bar():
+    good = run_row(_membw(0, 1.0)).predicted
+    (s,) = summarise([run_row(_membw(1, good * 5, use="fit"))])
+    s.bar = 0.10
+    assert s.median_abs_error is None and s.passed is None
+
+
+def test_a_row_with_an_unknown_use_is_one_line():
+    from hardware import ConfigError
+
+    with pytest.raises(ConfigError, match="use must be fit or test, got 'train'"):
+        run_row(_membw(1, 1e12, use="train"))
+
+
+def test_every_published_row_says_fit_or_test_and_what_it_assumed():
+    for r in load_rows():
+        assert r["use"] in ("fit", "test"), r["id"]
+        assert isinstance(r["assumed"], list), r["id"]
+        if r["use"] == "fit":
+            assert r["use_why"].strip(), r["id"]
+
+
+def test_fast_is_a_smoke_check_without_a_verdict(capsys):
+    assert main(["validate", "--fast", "--summary", "--kind", "decode"]) == 0
+    out = capsys.readouterr().out
+    assert "smoke" in out and "FAIL" not in out and "pass " not in out

@@ -60,6 +60,14 @@ class RowResult:
     skipped: str = ""
     source: str = ""
     detail: dict = field(default_factory=dict)
+    # "fit": something in the model was fitted, bisected or chosen against this row; "test": not
+    use: str = "test"
+    assumed: tuple[str, ...] = ()  # the row's fields that are a reading, not the source's
+
+    @property
+    def sourced(self) -> bool:
+        """A test row whose every configuration field is the source's."""
+        return self.use == "test" and not self.assumed
 
     @property
     def error(self) -> float | None:
@@ -77,6 +85,8 @@ class RowResult:
             "predicted": self.predicted,
             "error": self.error,
             "skipped": self.skipped or None,
+            "use": self.use,
+            "assumed": list(self.assumed),
             "source": self.source,
             **({"detail": self.detail} if self.detail else {}),
         }
@@ -417,9 +427,16 @@ PREDICTORS: dict[str, Callable[[dict], tuple[float, dict]]] = {
 }
 
 
+USES = ("fit", "test")
+
+
 def run_row(row: dict) -> RowResult:
+    use = row.get("use", "test")  # a row nobody tuned against (e.g. a user's own data) is a test
+    if use not in USES:
+        raise ConfigError(f"validation row {row.get('id')!r}: use must be fit or test, got {use!r}")
     res = RowResult(id=row["id"], kind=row["kind"], metric=row["metric"],
-                    measured=float(row["measured"]), source=row.get("source", ""))  # fmt: skip
+                    measured=float(row["measured"]), source=row.get("source", ""), use=use,
+                    assumed=tuple(row.get("assumed", ())))  # fmt: skip
     predictor = PREDICTORS.get(row["kind"])
     if predictor is None:
         res.skipped = f"kind {row['kind']!r} has no predictor"
@@ -447,19 +464,55 @@ def select(rows: list[dict], kinds: Iterable[str] | None = None, fast: bool = Fa
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Errors:
+    """Median |error| and median signed error (bias: > 0 predicts too high) of some rows."""
+
+    rows: int
+    median_abs_error: float | None
+    median_signed_error: float | None
+
+    @classmethod
+    def of(cls, results: list[RowResult]) -> Errors:
+        errs = [r.error for r in results if r.error is not None]
+        if not errs:
+            return cls(0, None, None)
+        return cls(len(errs), statistics.median(map(abs, errs)), statistics.median(errs))
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "median_abs_error": self.median_abs_error,
+                "median_signed_error": self.median_signed_error}  # fmt: skip
+
+
 @dataclass(slots=True)
 class KindSummary:
+    """One kind's errors. The headline (and the bar) is the test rows: those nothing was fitted
+    or chosen against; ``sourced`` the test rows without an assumed field; ``fit`` the rest.
+    ``smoke``: a --fast subset, reported without a verdict."""
+
     kind: str
     rows: int
     simulated: int
-    median_abs_error: float | None
+    test: Errors
+    sourced: Errors
+    fit: Errors
+    everything: Errors
     worst_abs_error: float | None
     worst_id: str
     bar: float | None
+    smoke: bool = False
+
+    @property
+    def median_abs_error(self) -> float | None:
+        return self.test.median_abs_error
+
+    @property
+    def median_signed_error(self) -> float | None:
+        return self.test.median_signed_error
 
     @property
     def passed(self) -> bool | None:
-        if self.bar is None or self.median_abs_error is None:
+        if self.bar is None or self.median_abs_error is None or self.smoke:
             return None
         return self.median_abs_error <= self.bar
 
@@ -468,7 +521,14 @@ class KindSummary:
             "kind": self.kind,
             "rows": self.rows,
             "simulated": self.simulated,
+            "test_rows": self.test.rows,
+            "fit_rows": self.fit.rows,
+            "assumed_rows": self.test.rows - self.sourced.rows,
             "median_abs_error": self.median_abs_error,
+            "median_signed_error": self.median_signed_error,
+            "sourced": self.sourced.to_dict(),
+            "fit": self.fit.to_dict(),
+            "all": self.everything.to_dict(),
             "worst_abs_error": self.worst_abs_error,
             "worst_id": self.worst_id,
             "bar": self.bar,
@@ -476,25 +536,30 @@ class KindSummary:
         }
 
 
-def summarise(results: list[RowResult]) -> list[KindSummary]:
+def summarise(results: list[RowResult], smoke: bool = False) -> list[KindSummary]:
+    """Per kind: errors of the test rows (the headline and the bar), of the test rows without
+    assumed fields, of the fit rows, and of all; the worst test row."""
     by: dict[str, list[RowResult]] = defaultdict(list)
     for r in results:
         by[r.kind].append(r)
     out = []
     for kind in sorted(by, key=lambda k: KINDS.index(k) if k in KINDS else len(KINDS)):
         rs = by[kind]
-        done = [r for r in rs if r.error is not None]
-        errs = [abs(r.error) for r in done]  # type: ignore[arg-type]
-        worst = max(done, key=lambda r: abs(r.error), default=None)  # type: ignore[arg-type]
+        tests = [r for r in rs if r.use == "test" and r.error is not None]
+        worst = max(tests, key=lambda r: abs(r.error), default=None)  # type: ignore[arg-type]
         out.append(
             KindSummary(
                 kind=kind,
                 rows=len(rs),
-                simulated=len(done),
-                median_abs_error=statistics.median(errs) if errs else None,
-                worst_abs_error=max(errs) if errs else None,
+                simulated=sum(r.error is not None for r in rs),
+                test=Errors.of(tests),
+                sourced=Errors.of([r for r in tests if r.sourced]),
+                fit=Errors.of([r for r in rs if r.use == "fit"]),
+                everything=Errors.of(rs),
+                worst_abs_error=abs(worst.error) if worst else None,  # type: ignore[arg-type]
                 worst_id=worst.id if worst else "",
                 bar=BARS.get(kind),
+                smoke=smoke,
             )
         )
     return out
@@ -510,32 +575,50 @@ def _num(x: float) -> str:
 
 
 def format_table(results: list[RowResult], summary: list[KindSummary]) -> str:
-    lines = [f"{'id':<52}{'metric':<33}{'measured':>12}{'predicted':>12}{'error':>9}"]
+    lines = [f"{'id':<52}{'use':<6}{'metric':<33}{'measured':>12}{'predicted':>12}{'error':>9}"]
     for r in results:
+        use = r.use + ("*" if r.assumed else "")
         if r.predicted is None:
-            lines.append(f"{r.id:<52}{r.metric:<33}{_num(r.measured):>12}{'-':>12}{'-':>9}  "
-                         f"skipped: {r.skipped}")  # fmt: skip
+            lines.append(f"{r.id:<52}{use:<6}{r.metric:<33}{_num(r.measured):>12}{'-':>12}"
+                         f"{'-':>9}  skipped: {r.skipped}")  # fmt: skip
         else:
-            lines.append(f"{r.id:<52}{r.metric:<33}{_num(r.measured):>12}"
+            lines.append(f"{r.id:<52}{use:<6}{r.metric:<33}{_num(r.measured):>12}"
                          f"{_num(r.predicted):>12}{r.error:>+9.1%}")  # fmt: skip
-    lines += ["", summary_table(summary)]
+    lines += ["", "use: test = nothing fitted or chosen against the row, fit = something was; "
+              "* = some configuration fields are a reading (assumed)", "", summary_table(summary)]  # fmt: skip
     return "\n".join(lines)
 
 
+def _pct(x: float | None, signed: bool = False) -> str:
+    return "-" if x is None else (f"{x:+.1%}" if signed else f"{x:.1%}")
+
+
 def summary_table(summary: list[KindSummary]) -> str:
+    """Per kind: test rows (the bar), test rows with only the source's fields, fit rows."""
     lines = [
-        f"{'kind':<11}{'rows':>5}{'simulated':>10}{'median |err|':>14}{'worst |err|':>13}"
-        f"{'bar':>7}  verdict   worst row"
+        f"{'':<11}{'':>5}{'test rows (out of sample)':^32}{'sourced':^18}{'fit rows':^18}".rstrip(),
+        f"{'kind':<11}{'rows':>5}{'n':>5}{'|err|':>8}{'bias':>8}{'worst':>8}{'n':>5}{'|err|':>8}"
+        f"{'bias':>8}{'n':>5}{'|err|':>8}{'bias':>8}{'bar':>6}  verdict  worst test row",
     ]
     for s in summary:
-        med = f"{s.median_abs_error:.1%}" if s.median_abs_error is not None else "-"
-        worst = f"{s.worst_abs_error:.1%}" if s.worst_abs_error is not None else "-"
         bar = f"{s.bar:.0%}" if s.bar is not None else "-"
         verdict = {True: "pass", False: "FAIL", None: "-"}[s.passed]
+        if s.smoke and s.bar is not None:
+            verdict = "smoke"
         lines.append(
-            f"{s.kind:<11}{s.rows:>5}{s.simulated:>10}{med:>14}{worst:>13}{bar:>7}  "
-            f"{verdict:<8}  {s.worst_id}"
+            f"{s.kind:<11}{s.rows:>5}{s.test.rows:>5}{_pct(s.test.median_abs_error):>8}"
+            f"{_pct(s.test.median_signed_error, True):>8}{_pct(s.worst_abs_error):>8}"
+            f"{s.sourced.rows:>5}{_pct(s.sourced.median_abs_error):>8}"
+            f"{_pct(s.sourced.median_signed_error, True):>8}{s.fit.rows:>5}"
+            f"{_pct(s.fit.median_abs_error):>8}{_pct(s.fit.median_signed_error, True):>8}"
+            f"{bar:>6}  {verdict:<7}  {s.worst_id}"
         )
+    lines.append(
+        "|err|: median absolute error; bias: median signed error (> 0: predicted too high); "
+        "the bar applies to the test rows"
+        + ("; --fast runs a few rows per kind: a smoke check, no verdict" if any(
+            s.smoke for s in summary) else "")
+    )  # fmt: skip
     return "\n".join(lines)
 
 
@@ -546,7 +629,7 @@ def validate(
 ) -> tuple[list[RowResult], list[KindSummary]]:
     rows = select(load_rows(data), kinds, fast)
     results = [run_row(r) for r in rows]
-    return results, summarise(results)
+    return results, summarise(results, smoke=fast)
 
 
 def write_report(path: Path | str, results: list[RowResult], summary: list[KindSummary]) -> None:

@@ -224,7 +224,6 @@ def test_cli_serve_json_has_the_contract_keys(capsys):
         (["--chips", "3", "--tp", "2"], "--chips 3 must be a multiple of --tp 2"),
         (["--prompt-dist", "gauss:3"], "--prompt-dist must be"),
         (["--trace-file", "/nonexistent.csv"], "--trace-file"),
-        (["--rate", "-1"], "--rate must be > 0"),
     ],
 )
 def test_cli_serve_errors_are_one_line(capsys, argv, match):
@@ -267,3 +266,28 @@ def test_reserve_on_admit_never_preempts_and_holds_fewer_sequences(l8b, h100):
     assert reserve.completed == len(reserve.arrival_s)
     assert reserve.mean_decode_batch < watermark.mean_decode_batch
     assert reserve.kv_used.max() <= 1.0
+
+
+def test_a_plan_summary_without_the_occupancy_series_does_not_divide_by_zero(l8b, h100):
+    r = simulate_serving(_serving(l8b, rate=2.0, duration_s=10.0), h100)
+    full, bare = r.to_dict(), r.to_dict(kv_points=0)
+    assert full["kv_cache"]["t_s"] and bare["kv_cache"]["t_s"] == []
+    assert bare["throughput"] == full["throughput"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["serve", "--rate", "0"], "argument --rate: must be a finite number > 0, got 0"),
+        (["serve", "--slo-ttft", "-1"], "argument --slo-ttft: must be a finite number > 0"),
+        (["serve", "--memory-fraction", "1.5"], "argument --memory-fraction: must be in (0, 1]"),
+        (["plan", "--rate", "nan"], "argument --rate: must be a finite number > 0, got nan"),
+        (["plan", "--rate", "1", "--usd-per-chip-hour", "-2"],
+         "argument --usd-per-chip-hour: must be a finite number > 0, got -2"),
+    ],
+)  # fmt: skip
+def test_a_rate_price_or_slo_that_is_not_positive_is_refused_not_reinterpreted(argv, match, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([argv[0], "--model", "llama-3-8b", "--chip", "h100-sxm", *argv[1:]])
+    assert exit_.value.code == 2
+    assert match in capsys.readouterr().err

@@ -150,3 +150,10 @@ def test_fast_is_a_smoke_check_without_a_verdict(capsys):
     assert main(["validate", "--fast", "--summary", "--kind", "decode"]) == 0
     out = capsys.readouterr().out
     assert "smoke" in out and "FAIL" not in out and "pass " not in out
+
+
+def test_an_unknown_kind_is_named_with_the_known_ones(capsys):
+    assert main(["validate", "--kind", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "--kind nosuch: not a validation kind; choose from decode," in err
+    assert err.count("\n") == 1

@@ -16,8 +16,10 @@ from sim.cli.args import (
     add_llm_args,
     add_run_output_args,
     add_train_args,
+    fraction,
     int_arg,
     llm_workload,
+    positive_float,
     positive_int,
     training_workload,
 )
@@ -121,8 +123,10 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
         p.add_argument("--chips", type=positive_int, default=None,
                        help="chips in all = replicas x tp (default: --tp)")  # fmt: skip
         p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree")
-        p.add_argument("--rate", type=float, default=1.0, help="Poisson arrivals per second")
-        p.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
+        p.add_argument("--rate", type=positive_float, default=1.0,
+                       help="Poisson arrivals per second")  # fmt: skip
+        p.add_argument("--duration", type=positive_float, default=60.0,
+                       help="seconds of arrivals")  # fmt: skip
         p.add_argument("--trace-file", default=None, metavar="CSV",
                        help="arrivals from a CSV: arrival_s,prompt_tokens,output_tokens")  # fmt: skip
         p.add_argument("--router", default="least-loaded",
@@ -150,15 +154,15 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
     p.add_argument("--admission", default="watermark",
                    help="watermark (vLLM: prompt blocks, preempt when full) or reserve "
                    "(TensorRT-LLM no-evict: prompt + output blocks at admission)")  # fmt: skip
-    p.add_argument("--memory-fraction", type=float, default=0.9,
+    p.add_argument("--memory-fraction", type=fraction, default=0.9,
                    help="share of chip memory the engine uses (default 0.9)")  # fmt: skip
     p.add_argument(
         "--slo-ttft",
-        type=float,
+        type=positive_float,
         default=None if not plan else 2.0,
         help="TTFT limit in seconds" + (" (p-th percentile, default 2)" if plan else ""),
     )
-    p.add_argument("--slo-tpot", type=float, default=None if not plan else 0.1,
+    p.add_argument("--slo-tpot", type=positive_float, default=None if not plan else 0.1,
                    help="TPOT limit in seconds" + (" (default 0.1)" if plan else ""))  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -172,7 +176,8 @@ def _serving(args: argparse.Namespace, tp: int, replicas: int):
     trace = load_trace(args.trace_file) if getattr(args, "trace_file", None) else None
     return Serving(
         model=model, dtype=args.dtype, kv_dtype=args.kv_dtype, tp=tp, replicas=replicas,
-        rate=getattr(args, "rate", None) or 1.0, duration_s=getattr(args, "duration", 60.0),
+        rate=args.rate if getattr(args, "rate", None) is not None else 1.0,
+        duration_s=getattr(args, "duration", 60.0),
         prompt=LengthDist.parse(args.prompt_dist, "--prompt-dist", model.max_seq),
         output=LengthDist.parse(args.output_dist, "--output-dist", model.max_seq),
         trace=trace, seed=args.seed, max_num_seqs=args.max_num_seqs,
@@ -232,14 +237,21 @@ def _run_plan(args: argparse.Namespace) -> int:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
+    from hardware import ConfigError
     from sim.studies.validate import (
         DEFAULT_DATA,
+        KINDS,
         format_table,
         summary_table,
         validate,
         write_report,
     )
 
+    unknown = [k for k in args.kind or () if k not in KINDS]
+    if unknown:
+        raise ConfigError(
+            f"--kind {unknown[0]}: not a validation kind; choose from {', '.join(KINDS)}"
+        )
     results, summary = validate(args.data or DEFAULT_DATA, args.kind or None, fast=args.fast)
     if args.report:
         write_report(args.report, results, summary)
@@ -387,13 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_args(p)
     p = sub.add_parser("plan", help="fewest chips (replicas x TP) meeting a demand and an SLO")
     _add_serve_args(p, plan=True)
-    p.add_argument("--rate", type=float, default=None, help="mean requests per second")
-    p.add_argument("--tokens-per-day", type=float, default=None, help="output tokens per day")
-    p.add_argument("--peak-to-mean", type=float, default=1.0, help="peak over mean load")
+    p.add_argument("--rate", type=positive_float, default=None, help="mean requests per second")
+    p.add_argument("--tokens-per-day", type=positive_float, default=None,
+                   help="output tokens per day")  # fmt: skip
+    p.add_argument("--peak-to-mean", type=positive_float, default=1.0,
+                   help="peak over mean load")  # fmt: skip
     p.add_argument("--percentile", type=float, default=99.0, help="SLO percentile (default 99)")
     p.add_argument("--tp", type=positive_int, action="append", default=None,
                    help="TP degree to try (repeatable; default powers of two up to a node)")  # fmt: skip
-    p.add_argument("--usd-per-chip-hour", type=float, default=None, help="price per chip-hour")
+    p.add_argument("--usd-per-chip-hour", type=positive_float, default=None,
+                   help="price per chip-hour")  # fmt: skip
     p = sub.add_parser("validate", help="error against published measurements, per row and kind")
     p.add_argument("--data", help="published-measurement TOML (default: benchmarks/data)")
     p.add_argument("--kind", action="append", help="only this kind (repeatable)")

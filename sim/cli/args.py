@@ -6,6 +6,25 @@ from __future__ import annotations
 import argparse
 
 
+def positive_float(text: str) -> float:
+    """A finite number > 0, or argparse's one-line error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1], or argparse's one-line error."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1, or argparse's one-line error."""
     try:

@@ -537,6 +537,7 @@ class ServeResult:
         return ok
 
     def to_dict(self, kv_points: int = 200) -> dict:
+        """The run as JSON; ``kv_points`` samples of the KV occupancy series (0: none)."""
         def stats(x: np.ndarray) -> dict:
             if len(x) == 0:
                 return {"mean": None, "p50": None, "p90": None, "p99": None}
@@ -548,7 +549,7 @@ class ServeResult:
                 "p99": float(p99),
             }
 
-        step = max(1, len(self.kv_t) // kv_points)
+        step = max(1, len(self.kv_t) // kv_points) if kv_points > 0 else 0
         good = self.good()
         return {
             "workload": self.workload,
@@ -584,8 +585,8 @@ class ServeResult:
                 "bytes_per_token_per_chip": self.kv_bytes_per_token,
                 "mean_occupancy": float(self.kv_used.mean()) if len(self.kv_used) else 0.0,
                 "max_occupancy": float(self.kv_used.max()) if len(self.kv_used) else 0.0,
-                "t_s": self.kv_t[::step].tolist(),
-                "occupancy": self.kv_used[::step].tolist(),
+                "t_s": self.kv_t[::step].tolist() if step else [],
+                "occupancy": self.kv_used[::step].tolist() if step else [],
             },
         }
 

@@ -6,7 +6,16 @@ import tomllib
 import pytest
 
 from sim.cli import main
-from sim.studies.validate import BARS, DEFAULT_DATA, KINDS, load_rows, run_row, summarise, validate
+from sim.studies.validate import (
+    BARS,
+    DEFAULT_DATA,
+    KINDS,
+    RowResult,
+    load_rows,
+    run_row,
+    summarise,
+    validate,
+)
 
 REQUIRED = {"id", "kind", "metric", "measured", "printed", "chip", "source", "convention"}
 
@@ -114,7 +123,7 @@ def test_the_headline_is_the_test_rows_with_their_bias_and_fit_rows_apart():
     (s,) = summarise(results)
     assert (s.test.rows, s.sourced.rows, s.fit.rows) == (3, 2, 1)
     assert s.median_abs_error == pytest.approx(0.25)  # median of 0.25, 0.20, 1.00
-    assert s.median_signed_error == pytest.approx(0.25)  # median of +0.25, -0.20, +1.00
+    assert s.median_signed_error == pytest.approx(0.25)  # median of +0.25, -0.20, +1.00 (rates)
     assert s.sourced.median_abs_error == pytest.approx(0.225)
     assert s.sourced.median_signed_error == pytest.approx(0.025)
     assert s.fit.median_abs_error == pytest.approx(0.0, abs=1e-12)
@@ -157,3 +166,12 @@ def test_an_unknown_kind_is_named_with_the_known_ones(capsys):
     err = capsys.readouterr().err
     assert "--kind nosuch: not a validation kind; choose from decode," in err
     assert err.count("\n") == 1
+
+
+def test_bias_is_signed_by_speed_for_rates_and_times_alike():
+    rate = RowResult(id="r", kind="decode", metric="tokens_per_s", measured=100.0, predicted=120.0)
+    time = RowResult(id="t", kind="decode", metric="itl_s", measured=0.010, predicted=0.008)
+    assert rate.faster == pytest.approx(0.2) and time.faster == pytest.approx(0.2)
+    assert time.error == pytest.approx(-0.2)
+    (s,) = summarise([rate, time])
+    assert s.median_signed_error == pytest.approx(0.2)

@@ -107,3 +107,23 @@ def test_version_names_the_installed_distribution(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"roofsim {version('roofsim')}"
+
+
+def test_models_lists_the_dit_presets_too(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["deepseek-v3"]["kind"] == "llm" and rows["wan2.1-14b"]["kind"] == "dit"
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    # roofsim ... | head -1 with the reader already gone: the first write fails with EPIPE
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "sim.cli", "models"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0 and proc.stderr == ""

@@ -317,7 +317,9 @@ def _run_chips(args: argparse.Namespace) -> int:
 
 
 def _run_models(args: argparse.Namespace) -> int:
+    """LLM presets (decode, prefill, train, serve) and DiT presets (dit), a row each."""
     from workloads import list_models, load_model
+    from workloads.dit import list_dits, load_dit
 
     rows = []
     for name in list_models():
@@ -325,6 +327,7 @@ def _run_models(args: argparse.Namespace) -> int:
         rows.append(
             {
                 "name": name,
+                "kind": "llm",
                 "full_name": m.full_name,
                 "params": m.n_params(),
                 "active_params": m.n_params(active=True),
@@ -333,14 +336,28 @@ def _run_models(args: argparse.Namespace) -> int:
                 "moe": m.moe is not None,
             }
         )
+    for name in list_dits():
+        d = load_dit(name)
+        rows.append(
+            {
+                "name": name,
+                "kind": "dit",
+                "full_name": d.full_name,
+                "params": d.n_params(),
+                "active_params": d.n_params(),
+                "layers": d.n_layers + d.n_single_layers,
+                "hidden": d.hidden,
+                "moe": False,
+            }
+        )
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'model':<16}{'params':>10}{'active':>10}{'layers':>8}{'hidden':>8}  name")
+    print(f"{'model':<16}{'kind':>5}{'params':>10}{'active':>10}{'layers':>8}{'hidden':>8}  name")
     for r in rows:
         print(
-            f"{r['name']:<16}{r['params'] / 1e9:>9.1f}B{r['active_params'] / 1e9:>9.1f}B"
-            f"{r['layers']:>8}{r['hidden']:>8}  {r['full_name']}"
+            f"{r['name']:<16}{r['kind']:>5}{r['params'] / 1e9:>9.1f}B"
+            f"{r['active_params'] / 1e9:>9.1f}B{r['layers']:>8}{r['hidden']:>8}  {r['full_name']}"
         )
     return 0
 
@@ -467,6 +484,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, WorkloadError, CapacityError, UnitError) as exc:
         print(f"roofsim: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (roofsim ... | head): stop quietly, as Unix tools do; point
+        # stdout at /dev/null so the interpreter's final flush raises nothing either
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

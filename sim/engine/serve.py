@@ -538,6 +538,7 @@ class ServeResult:
 
     def to_dict(self, kv_points: int = 200) -> dict:
         """The run as JSON; ``kv_points`` samples of the KV occupancy series (0: none)."""
+
         def stats(x: np.ndarray) -> dict:
             if len(x) == 0:
                 return {"mean": None, "p50": None, "p90": None, "p99": None}

@@ -325,6 +325,8 @@ class System:
     # cores a running collective holds (NCCL: one CTA per channel, each alone on its SM);
     # compute beside a collective runs on the rest. 0: collectives on DMA engines.
     collective_cores: int = 0
+    # the --set items this system was built with (PATH=VALUE), reported with every result
+    overrides: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_chips, int) or self.n_chips < 1:
@@ -356,4 +358,5 @@ class System:
             "chip": self.chip.name,
             "n_chips": self.n_chips,
             "chips_per_node": self.chips_per_node,
+            "overrides": list(self.overrides),
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import copy
 import tomllib
 from functools import cache
@@ -260,7 +262,8 @@ def load_system(
 ) -> System:
     """A system of ``n_chips`` of one chip, with the links of the preset's ``[system]`` table."""
     raw = apply_overrides(load_chip_dict(chip), overrides)
-    return system_from_dict(raw, n_chips)
+    system = system_from_dict(raw, n_chips)
+    return replace(system, overrides=tuple(overrides)) if overrides else system
 
 
 def system_from_dict(raw: dict[str, Any], n_chips: int = 1) -> System:

@@ -127,3 +127,13 @@ def test_a_closed_pipe_ends_the_command_quietly():
     finally:
         os.close(write_end)
     assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_set_overrides_are_in_the_json_system_and_the_header(capsys):
+    args = ["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--set", "hbm.bandwidth=6TB/s"]
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["system"]["overrides"] == ["hbm.bandwidth=6TB/s"]
+    assert main(args) == 0
+    assert "  set         hbm.bandwidth=6TB/s" in capsys.readouterr().out.splitlines()
+    assert main(args[:-2] + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["system"]["overrides"] == []

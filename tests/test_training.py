@@ -627,3 +627,15 @@ def test_packed_samples_keep_attention_inside_each_sample():
             Training(**base, sample_len=bad).validate()
     with pytest.raises(WorkloadError, match="no context parallelism"):
         Training(**(base | {"dp": 4}), cp=2, sample_len=256).validate()
+
+
+def test_a_step_whose_largest_share_is_exposed_fsdp_traffic_is_communication_bound():
+    # ZeRO-3 over a 3 GB/s network: the gathers beside compute cannot hide; over the preset's
+    # fabric they mostly do
+    t = Training(model=load_model("llama-3-8b"), zero=3, dp=64, global_batch=64)
+    slow = simulate_training(
+        t, load_system("a100-sxm-80gb", 64, ["system.inter_node_bandwidth=3GB/s"])
+    )
+    fast = simulate_training(t, load_system("a100-sxm-80gb", 64))
+    assert slow.side_comm_s > slow.step_time_s / 2
+    assert slow.bound == "communication" and fast.bound == "compute"

@@ -14,6 +14,12 @@ class CapacityError(ValueError):
     """A workload that does not fit in the memory of the chips it was given."""
 
 
+def overrides_line(system: dict) -> list[str]:
+    """The human output's line naming the run's ``--set`` overrides (none: no line)."""
+    items = system.get("overrides") or []
+    return [f"  set         {', '.join(items)}"] if items else []
+
+
 def capacity_message(
     weights_bytes: float,
     kv_cache_bytes: float,
@@ -194,6 +200,7 @@ class Result:
             + "  ".join(
                 f"{k}={v}" for k, v in w.items() if k not in ("kind", "model") and v is not None
             ),
+            *overrides_line(self.system),
             f"  time        {format_si(self.time_s, 's')}   "
             + "  ".join(f"{k.replace('_per_s', '/s')} {_rate(v)}" for k, v in tp.items())
             + (

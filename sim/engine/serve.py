@@ -44,7 +44,7 @@ import numpy as np
 from hardware.chip import System
 from hardware.units import format_si
 from sim.cost.chips import ChipArrays
-from sim.cost.result import CapacityError
+from sim.cost.result import CapacityError, overrides_line
 from sim.cost.roofline import cost_table
 from workloads.llm import _Lowering
 from workloads.ops import Op, OpKind
@@ -610,6 +610,7 @@ class ServeResult:
         lines = [
             f"serve {w['model']} on {self.system['name']}  ({w['replicas']} replica(s) x TP{w['tp']}"
             f", {'chunked prefill' if w['chunked_prefill'] else 'prefill-first'}, {w['dtype']})",
+            *overrides_line(self.system),
             f"  load        {load}",
             f"  completed   {self.completed} of {len(self.arrival_s)} in {format_si(self.end_s, 's')}"
             f"   {self.requests_per_s:.3g} req/s   {self.tokens_per_s:,.1f} output tokens/s",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from hardware.chip import ConfigError, System
 from hardware.units import format_si
-from sim.cost.result import CapacityError
+from sim.cost.result import CapacityError, overrides_line
 from sim.cost.roofline import Bound, OpCost, cost_op, cost_ops
 from sim.cost.simulate import at_power_limit
 from sim.engine.events import Part, StageWork, Timeline, run_pipeline
@@ -108,6 +108,9 @@ class TrainResult:
     run_tokens: float = 0.0
     closed_form_model_flops: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # exposed communication outside the chunks' ops: ZeRO-3 gathers beside compute, the ZeRO
+    # parameter gather before the step, the data-parallel gradient tail after it
+    side_comm_s: float = 0.0
 
     @property
     def mfu(self) -> float:
@@ -135,7 +138,7 @@ class TrainResult:
         share: dict[str, float] = defaultdict(float)
         for c, n in self.op_costs:
             share[c.bound] += c.total_time_s * n
-        share[Bound.COMMUNICATION] += self.breakdown["communication_s"].get("dp_tail", 0.0)
+        share[Bound.COMMUNICATION] += self.side_comm_s
         order = (Bound.COMPUTE, Bound.MEMORY, Bound.COMMUNICATION, Bound.OVERHEAD)
         return max(order, key=lambda b: share.get(b, 0.0))
 
@@ -218,6 +221,7 @@ class TrainResult:
             f"train {w['model']} on {self.system['name']}  {par}  seq {w['seq']}  "
             f"micro-batch {w['micro_batch']} x {w['micro_batches']}  global batch "
             f"{w['global_batch']}  {w['dtype']}  recompute {w['recompute']}  ZeRO-{w['zero']}",
+            *overrides_line(self.system),
             f"  step        {format_si(self.step_time_s, 's')}   tokens/s {self.tokens_per_s:,.0f}"
             f"   ({self.tokens_per_s / self.n_chips:,.1f} per chip)",
             f"  MFU {self.mfu:.1%}   HFU {self.hfu:.1%}   "
@@ -404,7 +408,9 @@ def _simulate_training(
     for f, b in costed[s]:
         op_costs += [(c, m) for c in f.costs + b.costs]
     op_costs.append((opt_costs[s], 1))
+    fsdp = sum(v for f, b in costed[s] for name, v, _ in f.parts + b.parts if name == "fsdp exposed")
     return TrainResult(
+        side_comm_s=fsdp * m + st.gather_exposed_s + comm["dp_tail"],
         workload=plan.describe,
         system=system.describe(),
         step_time_s=timeline.step_s,

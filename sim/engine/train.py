@@ -408,7 +408,9 @@ def _simulate_training(
     for f, b in costed[s]:
         op_costs += [(c, m) for c in f.costs + b.costs]
     op_costs.append((opt_costs[s], 1))
-    fsdp = sum(v for f, b in costed[s] for name, v, _ in f.parts + b.parts if name == "fsdp exposed")
+    fsdp = sum(
+        v for f, b in costed[s] for name, v, _ in f.parts + b.parts if name == "fsdp exposed"
+    )
     return TrainResult(
         side_comm_s=fsdp * m + st.gather_exposed_s + comm["dp_tail"],
         workload=plan.describe,

@@ -23,7 +23,7 @@ Conventions (checked in tests/test_llm_lowering.py):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -362,17 +362,12 @@ class _Lowering:
         dense = layer_attn + self.dense_mlp_block()
         both = m.n_dense_layers and m.n_moe_layers
         if m.n_dense_layers:
-            ops += [_repeat(op, m.n_dense_layers, "dense" if both else "") for op in dense]
+            ops += [op.repeated(m.n_dense_layers, "dense" if both else "") for op in dense]
         if m.n_moe_layers:
             moe = layer_attn + self.moe_block()
-            ops += [_repeat(op, m.n_moe_layers, "moe" if both else "") for op in moe]
+            ops += [op.repeated(m.n_moe_layers, "moe" if both else "") for op in moe]
         ops += self.head(head_rows)
         return tuple(ops)
-
-
-def _repeat(op: Op, count: int, prefix: str) -> Op:
-    name = f"{prefix}.{op.name}" if prefix else op.name
-    return replace(op, count=op.count * count, name=name)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

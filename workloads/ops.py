@@ -148,6 +148,23 @@ class Op:
     def total_bytes(self) -> float:
         return sum(self.bytes.values())
 
+    def repeated(self, times: int, prefix: str = "") -> Op:
+        """This op ``times`` times as often (once per layer, say), named ``prefix.name``.
+
+        NB: copies the fields directly (``dataclasses.replace`` costs a third more, and lowering
+        calls this for every op of a model).
+        """
+        new = object.__new__(Op)
+        for name in _OP_FIELDS:
+            object.__setattr__(new, name, getattr(self, name))
+        object.__setattr__(new, "count", self.count * times)
+        if prefix:
+            object.__setattr__(new, "name", f"{prefix}.{self.name}")
+        return new
+
+
+_OP_FIELDS = tuple(f.name for f in fields(Op))
+
 
 # ---- ops over arrays of points (workloads lowered with numpy arrays for batch, context ...) ----
 def point_arrays(x: Any) -> list[np.ndarray]:

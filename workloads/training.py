@@ -726,7 +726,7 @@ class _TrainLowering:
             blocks.append((n_moe, self.moe_layer(), "moe"))
         tag = m.moe is not None and m.n_dense_layers and m.n_moe_layers
         for count, layer, kind in blocks:
-            fwd = [_repeat(op, count, kind if tag else "") for op in layer]
+            fwd = [op.repeated(count, kind if tag else "") for op in layer]
             forward += fwd
             bwd = self.recompute(fwd) + self.backward(fwd)
             backward = bwd + backward
@@ -952,8 +952,3 @@ class _TrainLowering:
             temp += 2 * 2.0 * (dense + expert) / max(1, sum(c.layers for c in chunks))
         return TrainMemory(weights_bytes=weights, gradient_bytes=grads, optimizer_bytes=optim,
                            activation_bytes=act, temporary_bytes=temp, stage=stage)  # fmt: skip
-
-
-def _repeat(op: Op, count: int, prefix: str) -> Op:
-    name = f"{prefix}.{op.name}" if prefix else op.name
-    return replace(op, count=op.count * count, name=name)

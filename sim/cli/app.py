@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sim.cli import compare, plot, sweep  # argparse only; heavy imports load when run
 from sim.cli.args import (
@@ -321,35 +322,17 @@ def _run_models(args: argparse.Namespace) -> int:
     from workloads import list_models, load_model
     from workloads.dit import list_dits, load_dit
 
+    def row(name: str, kind: str, m: Any, active: float, layers: int, moe: bool) -> dict:
+        return {"name": name, "kind": kind, "full_name": m.full_name, "params": m.n_params(),
+                "active_params": active, "layers": layers, "hidden": m.hidden, "moe": moe}  # fmt: skip
+
     rows = []
     for name in list_models():
         m = load_model(name)
-        rows.append(
-            {
-                "name": name,
-                "kind": "llm",
-                "full_name": m.full_name,
-                "params": m.n_params(),
-                "active_params": m.n_params(active=True),
-                "layers": m.n_layers,
-                "hidden": m.hidden,
-                "moe": m.moe is not None,
-            }
-        )
+        rows.append(row(name, "llm", m, m.n_params(active=True), m.n_layers, m.moe is not None))
     for name in list_dits():
         d = load_dit(name)
-        rows.append(
-            {
-                "name": name,
-                "kind": "dit",
-                "full_name": d.full_name,
-                "params": d.n_params(),
-                "active_params": d.n_params(),
-                "layers": d.n_layers + d.n_single_layers,
-                "hidden": d.hidden,
-                "moe": False,
-            }
-        )
+        rows.append(row(name, "dit", d, d.n_params(), d.n_layers + d.n_single_layers, False))
     if args.json:
         print(json.dumps(rows))
         return 0

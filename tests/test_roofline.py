@@ -286,3 +286,22 @@ def test_attention_backward_reproduces_its_fit_and_the_measured_fall_off_at_shor
     assert h100.attention_rate("bf16", backward=True) < h100.attention_rate("bf16")
     bare = replace(h100, attention_bwd_fraction=None)
     assert bare.attention_rate("bf16", backward=True) == bare.attention_rate("bf16")
+
+
+def test_a_chip_with_twice_the_compute_and_on_chip_bandwidth_runs_a_large_gemm_1_7x_faster():
+    # issue 17's what-if check on a real preset: matrix and vector peaks, the exp rate and the
+    # SRAM and L2 bandwidths all doubled (the power-limited fractions stay: power scales along)
+    from hardware import load_chip, load_system
+
+    chip = load_chip("h100-sxm")
+    doubled = [f"compute.peak.{d}={2 * r!r}" for d, r in chip.peak_flops_per_s.items()]
+    doubled += [f"compute.peak.vector={2 * chip.vector_flops_per_s!r}",
+                f"compute.exp_rate={2 * chip.exp_per_s!r}"]  # fmt: skip
+    doubled += [
+        f"{lvl.name}.bandwidth={2 * lvl.bandwidth_bytes_per_s!r}" for lvl in chip.memory[:-1]
+    ]
+    op = gemm_op(8192, 8192, 8192)
+    base = cost_op(op, load_system("h100-sxm"))
+    fast = cost_op(op, load_system("h100-sxm", 1, doubled))
+    # NB: the preset's 8192^3 GEMM sits just on its L2 roof (the fitted L2 fraction, issue 17)
+    assert base.time_s / fast.time_s >= 1.7

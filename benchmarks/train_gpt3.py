@@ -3,7 +3,7 @@
 python benchmarks/train_gpt3.py
 
 The published number (Narayanan et al. 2021, arXiv:2104.04473, Sec. 5.1: 140 TFLOP/s per GPU,
-about 34 days for 300B tokens) and its configuration live in benchmarks/data/published.toml
+about 34 days for 300B tokens) and its configuration live in sim/studies/data/published.toml
 (row narayanan-gpt3-175b-a100-1024gpu-sec5.1); this script prints roofsim's derivation beside it
 and the error. Exits 1 if the error is above the training bar of the validation harness.
 """

@@ -1,4 +1,4 @@
-"""Validate roofsim against the published measurements in benchmarks/data/published.toml.
+"""Validate roofsim against the published measurements in sim/studies/data/published.toml.
 
     python benchmarks/validate.py [--kind decode] [--fast] [--summary] [--report report.json]
 

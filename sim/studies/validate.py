@@ -1,6 +1,6 @@
 """Run roofsim on every published measurement and report the error per row and per kind.
 
-The rows live in ``benchmarks/data/published.toml``, each with its citation and the full
+The rows live in ``sim/studies/data/published.toml``, each with its citation and the full
 configuration (its header states the conventions). A row becomes a prediction here and nowhere
 else: no per-row or per-kind factor exists, so the error is the model's.
 
@@ -38,7 +38,7 @@ from workloads.loader import load_model
 from workloads.ops import Attention, WorkloadError
 from workloads.training import RECOMPUTE, Training, attention_backward
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "published.toml"
+DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "published.toml"  # package data
 
 # the bar each kind's median |error| must meet (issue 5: training MFU and decode latency 10 %,
 # prefill and DiT 15 %, "at first"); kinds without a bar are reported, not judged

@@ -410,7 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--usd-per-chip-hour", type=positive_float, default=None,
                    help="price per chip-hour")  # fmt: skip
     p = sub.add_parser("validate", help="error against published measurements, per row and kind")
-    p.add_argument("--data", help="published-measurement TOML (default: the packaged sim/studies/data/published.toml)")
+    p.add_argument(
+        "--data",
+        help="published-measurement TOML (default: the packaged sim/studies/data/published.toml)",
+    )
     p.add_argument("--kind", action="append", help="only this kind (repeatable)")
     p.add_argument("--fast", action="store_true", help="three rows per kind")
     p.add_argument("--report", help="write the JSON report here")

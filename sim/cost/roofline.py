@@ -219,6 +219,11 @@ def _gemm_rate(chips: ChipArrays, dtype: str, split_accumulate: bool) -> Array:
 
 
 @functools.cache
+def _min_tile_m(tiles: tuple[tuple[int, int], ...]) -> int:
+    return min(t[0] for t in tiles)
+
+
+@functools.cache
 def _candidates(
     tiles: tuple[tuple[int, int], ...], n_cores: int, tile_k: int, stream_k: bool, gemv: bool
 ) -> dict[str, Array]:
@@ -259,8 +264,8 @@ def cost_gemms(ops: list[Op], chips: ChipArrays) -> Part:
     keys = [(op.dtype, op.gemm.split_accumulate) for op in ops]  # type: ignore[union-attr]
     core_rate = _rates(chips, keys, _gemm_rate)
     n_cores, tile_k = st.n_cores, st.tile_k
-    min_tm = min(t[0] for t in st.gemm_tiles)
-    cand = _candidates(st.gemm_tiles, n_cores, tile_k, st.stream_k, bool((m < min_tm).any()))
+    min_tm = _min_tile_m(st.gemm_tiles)
+    cand = _candidates(st.gemm_tiles, n_cores, tile_k, st.stream_k, bool(m.min() < min_tm))
     tm, tn, sk, gemv = cand["tm"], cand["tn"], cand["sk"], cand["gemv"]
 
     tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
@@ -297,24 +302,39 @@ def cost_gemms(ops: list[Op], chips: ChipArrays) -> Part:
     stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)
     usable = np.where(sk, stream, np.where(gemv, m < min_tm, True))
     pick = np.argmin(np.where(usable, time, np.inf), axis=0)
-    rows, cols = np.indices(pick.shape, sparse=True)
+    names = ("time", "compute", "main_s", "reuse_s", "main_bytes", "reuse_bytes", "tile_m",
+             "tile_n", "tile_efficiency")  # fmt: skip
+    fields = (time, compute, main_s, reuse_s, main_bytes, reuse_bytes, cand["tile_m"],
+              cand["tile_n"], efficiency)  # fmt: skip
+    return {**dict(zip(names, _pick(fields, pick), strict=True)), "overhead": overhead}
 
-    def best(field: Array | None) -> Array | float:
-        """``field`` of each element's picked candidate (read where it varies, nothing copied)."""
-        if field is None or np.ndim(field) < 3:  # no candidate axis: the same for all
-            return 0.0 if field is None else field
-        c, r, p = field.shape
-        return field[pick if c > 1 else 0, rows if r > 1 else 0, cols if p > 1 else 0]
 
-    return dict(
-        time=best(time), compute=best(compute), main_s=best(main_s), reuse_s=best(reuse_s),
-        main_bytes=best(main_bytes), reuse_bytes=best(reuse_bytes), overhead=overhead,
-        comm=0.0, tile_m=best(cand["tile_m"]), tile_n=best(cand["tile_n"]),
-        tile_efficiency=best(efficiency),
-    )  # fmt: skip
+def _pick(fields: tuple[Any, ...], pick: Array) -> list[Any]:
+    """Each field at each element's picked candidate (axis 0). Small tables are stacked and
+    gathered in one step; large ones field by field (no copy of every candidate)."""
+    rows, cols = np.arange(pick.shape[0])[:, None], np.arange(pick.shape[1])[None, :]
+    if pick.size <= 1024:
+        stacked = np.empty((len(fields), fields[0].shape[0], *pick.shape))
+        for i, f in enumerate(fields):
+            stacked[i] = 0.0 if f is None else f
+        return list(stacked[:, pick, rows, cols])
+    out = []
+    for f in fields:
+        if f is None or np.ndim(f) < 3:  # no candidate axis: the same for all
+            out.append(0.0 if f is None else f)
+            continue
+        c, r, p = f.shape
+        out.append(f[pick if c > 1 else 0, rows if r > 1 else 0, cols if p > 1 else 0])
+    return out
 
 
 # ---- attention -----------------------------------------------------------------------------------
+@functools.cache
+def _flash_tiles(tiles: tuple[tuple[int, int], ...]) -> tuple[Array, int]:
+    """A flash kernel's query-block heights (the tiles' M, ascending) and its key-block width."""
+    return np.array(sorted({tm for tm, _ in tiles}), dtype=float), max(tn for _, tn in tiles)
+
+
 def softmax_s(backward: Any, vector_rate: Any, exp_rate: Any | None) -> Any:
     """Seconds per attention score of the non-matmul work on one chip: the exp on the special
     function units where the chip has them (``exp_rate``; else as vector FLOPs) and the
@@ -343,10 +363,9 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     packed = (q_len == 1) > per_head
     rows = np.where(packed, group, q_len)
     heads = np.where(packed, batch * n_kv, batch * n_q)
-    tile_ms = np.array(sorted({tm for tm, _ in st.gemm_tiles}), dtype=float)
+    tile_ms, bc = _flash_tiles(st.gemm_tiles)
     fit = np.minimum(np.searchsorted(tile_ms, rows, side="left"), len(tile_ms) - 1)
     br = np.where(per_head, 1.0, tile_ms[fit])
-    bc = max(tn for _, tn in st.gemm_tiles)
     q_blocks = np.ceil(rows / br)
     units = heads * q_blocks
     kv_blocks = np.ceil(kv_len / bc)
@@ -393,10 +412,11 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
         tile_m=br, tile_n=float(bc),
         tile_efficiency=np.minimum(1.0, useful / score_elems),
     )  # fmt: skip
-    pim_flops = chips.level(main, "pim_flops")
-    decode = q_len == 1
-    if decode.any() and (pim_flops > 0).any():
-        _in_memory(out, chips, decode & (pim_flops > 0), kv, q_o, flops)
+    if "pim" not in chips.memo:
+        chips.memo["pim"] = chips.level(main, "pim_flops") > 0
+    has_pim = chips.memo["pim"]
+    if has_pim.any() and (q_len == 1).any():
+        _in_memory(out, chips, (q_len == 1) & has_pim, kv, q_o, flops)
     return out
 
 

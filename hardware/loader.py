@@ -155,11 +155,54 @@ def _bool(table: dict[str, Any], key: str, where: str) -> bool:
     return value
 
 
+def _int(table: dict[str, Any], key: str, where: str, default: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}.{key} must be an integer, got {value!r}")
+    return value
+
+
+def _int_lists(table: dict[str, Any], key: str, where: str, default: Any, size: int) -> Any:
+    """``key`` as a list of ``size``-integer lists (a list of one for ``size`` given once)."""
+    value = table.get(key, default)
+    rows = value if key == "gemm_tiles" else [value]
+    if not isinstance(rows, list | tuple) or not all(
+        isinstance(r, list | tuple) and len(r) == size
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in r)
+        for r in rows
+    ):  # fmt: skip
+        shape = "[[M, N], ...]" if key == "gemm_tiles" else "[cm, cn]"
+        raise ConfigError(f"{where}.{key} must be {shape} of integers, got {value!r}")
+    tuples = tuple(tuple(r) for r in rows)
+    return tuples if key == "gemm_tiles" else tuples[0]
+
+
+def _fractions(table: dict[str, Any], key: str, where: str) -> dict[str, float]:
+    """A table of per-dtype fractions (its ``*source`` entries skipped)."""
+    value = _table(table, key, where)
+    out = {}
+    for k, v in value.items():
+        if k.endswith("source"):
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ConfigError(f"{where}.{key}.{k} must be a number, got {v!r}")
+        out[k] = float(v)
+    return out
+
+
+def _table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a table of fields, got {value!r}")
+    return value
+
+
 def chip_from_dict(raw: dict[str, Any]) -> Chip:
     """Build a validated Chip from a raw TOML table."""
     name = str(raw.get("name", "custom"))
-    compute = raw.get("compute", {})
-    peaks = compute.get("peak", {})
+    chip = f"chip {name!r}"
+    compute = _table(raw, "compute", chip)
+    peaks = _table(compute, "peak", f"{chip}: compute")
     where = f"chip {name!r}: compute.peak"
     peak = {
         k: _q(peaks, k, "flops_per_s", where)
@@ -181,9 +224,9 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
                 source=str(lvl.get("source", "")),
             )
         )
-    overhead = raw.get("overhead", {})
-    power = raw.get("power", {})
-    price = raw.get("price", {})
+    overhead = _table(raw, "overhead", chip)
+    power = _table(raw, "power", chip)
+    price = _table(raw, "price", chip)
     usd_per_hour = price.get("usd_per_hour")
     if usd_per_hour is not None and (
         isinstance(usd_per_hour, bool) or not isinstance(usd_per_hour, int | float)
@@ -192,7 +235,7 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
             f"chip {name!r}: price.usd_per_hour must be a number (US dollars per chip-hour), "
             f"got {usd_per_hour!r}"
         )
-    tiles = tuple(tuple(int(x) for x in t) for t in compute.get("gemm_tiles", [[128, 128]]))
+    tiles = _int_lists(compute, "gemm_tiles", f"{chip}: compute", [[128, 128]], 2)
     sources = {
         key: str(table["source"])
         for key, table in (("chip", raw), ("compute", compute), ("peak", peaks), ("price", price))
@@ -205,30 +248,22 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         year=raw.get("year"),
         process_nm=raw.get("process_nm"),
         hypothetical=bool(raw.get("hypothetical", False)),
-        n_cores=compute.get("n_cores", 1),
+        n_cores=_int(compute, "n_cores", f"{chip}: compute", 1),
         peak_flops_per_s=peak,
         vector_flops_per_s=_q(
             peaks, "vector", "flops_per_s", where, min(peak.values(), default=1.0)
         ),
         gemm_tiles=tiles,
-        tile_k=int(compute.get("tile_k", 64)),
-        cluster=tuple(int(x) for x in compute.get("cluster", (1, 1))),
+        tile_k=_int(compute, "tile_k", f"{chip}: compute", 64),
+        cluster=_int_lists(compute, "cluster", f"{chip}: compute", [1, 1], 2),
         sustained_clock_fraction=_q(
             compute, "sustained_clock_fraction", "fraction", f"chip {name!r}: compute", 1.0
         ),
-        sustained_by_dtype={
-            k: float(v)
-            for k, v in compute.get("sustained_fraction", {}).items()
-            if not k.endswith("source")
-        },
+        sustained_by_dtype=_fractions(compute, "sustained_fraction", f"{chip}: compute"),
         power_limited_fraction=_q(
             compute, "power_limited_fraction", "fraction", f"chip {name!r}: compute", None
         ),
-        power_limited_by_dtype={
-            k: float(v)
-            for k, v in compute.get("power_limited_by_dtype", {}).items()
-            if not k.endswith("source")
-        },
+        power_limited_by_dtype=_fractions(compute, "power_limited_by_dtype", f"{chip}: compute"),
         stream_k=_bool(compute, "stream_k", f"chip {name!r}: compute"),
         mma_sync_fraction=_q(
             compute, "mma_sync_fraction", "fraction", f"chip {name!r}: compute", None
@@ -267,14 +302,14 @@ def load_system(
 
 def system_from_dict(raw: dict[str, Any], n_chips: int = 1) -> System:
     chip = chip_from_dict(raw)
-    table = raw.get("system", {})
+    table = _table(raw, "system", f"chip {chip.name!r}")
     where = f"chip {chip.name!r}: system"
     # A chip without a described fabric still needs a link for TP: PCIe Gen4 x16 is the floor.
     intra_bw = _q(table, "intra_node_bandwidth", "bytes_per_s", where, 32e9)
     return System(
         chip=chip,
         n_chips=n_chips,
-        chips_per_node=int(table.get("chips_per_node", 8)),
+        chips_per_node=_int(table, "chips_per_node", where, 8),
         collective_cores=table.get("collective_cores", 0),
         intra_node=Link(
             bandwidth_bytes_per_s=intra_bw,

@@ -1,5 +1,7 @@
 """Chip presets load, carry sources, validate, and take --set overrides."""
 
+import re
+
 import pytest
 
 from hardware import ConfigError, list_chips, load_chip, load_system
@@ -101,3 +103,20 @@ def test_system_takes_links_from_the_preset():
     system = load_system("h100-sxm", 8)
     assert system.n_chips == 8 and system.chips_per_node == 8
     assert system.intra_node.bandwidth_bytes_per_s > system.inter_node.bandwidth_bytes_per_s
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("compute.tile_k=abc", "compute.tile_k must be an integer, got 'abc'"),
+        ("system.chips_per_node=nan", "system.chips_per_node must be an integer, got nan"),
+        ("compute.gemm_tiles=2.5", "compute.gemm_tiles must be [[M, N], ...] of integers"),
+        ("compute.cluster=[2]", "compute.cluster must be [cm, cn] of integers"),
+        ("compute=5", "compute must be a table of fields, got 5"),
+    ],
+)
+def test_a_chip_field_of_the_wrong_type_is_a_config_error_not_a_traceback(override, match):
+    from hardware import ConfigError, load_system
+
+    with pytest.raises(ConfigError, match=re.escape(match)):
+        load_system("h100-sxm", 1, [override])

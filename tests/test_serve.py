@@ -291,3 +291,16 @@ def test_a_rate_price_or_slo_that_is_not_positive_is_refused_not_reinterpreted(a
         main([argv[0], "--model", "llama-3-8b", "--chip", "h100-sxm", *argv[1:]])
     assert exit_.value.code == 2
     assert match in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--rate", "0.01", "--duration", "1"], "no request arrives in 1 s at 0.01 req/s"),
+        (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    ],
+)
+def test_a_stream_without_requests_or_a_negative_seed_is_one_line(argv, match, capsys):
+    assert main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", *argv]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err

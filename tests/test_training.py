@@ -639,3 +639,9 @@ def test_a_step_whose_largest_share_is_exposed_fsdp_traffic_is_communication_bou
     fast = simulate_training(t, load_system("a100-sxm-80gb", 64))
     assert slow.side_comm_s > slow.step_time_s / 2
     assert slow.bound == "communication" and fast.bound == "compute"
+
+
+def test_a_nan_capacity_factor_is_refused():
+    t = Training(model=load_model("mixtral-8x7b"), ep=8, dp=8, capacity_factor=float("nan"))
+    with pytest.raises(WorkloadError, match="--capacity-factor must be >= 1"):
+        t.validate()

@@ -177,6 +177,8 @@ class Serving(_Common):
                 raise WorkloadError(f"serve: --rate must be > 0 requests/s, got {self.rate!r}")
             if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
                 raise WorkloadError(f"serve: --duration must be > 0 s, got {self.duration_s!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise WorkloadError(f"serve: --seed must be an integer >= 0, got {self.seed!r}")
         for name in ("replicas", "max_num_seqs", "block_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -226,6 +228,11 @@ class Serving(_Common):
         t = np.cumsum(gaps.exponential(1.0 / self.rate, size=n))
         t = t[t < self.duration_s]
         k = len(t)
+        if k == 0:
+            raise WorkloadError(
+                f"serve: no request arrives in {self.duration_s:g} s at {self.rate:g} req/s "
+                f"(expected {mean:.2g}); raise --rate or --duration"
+            )
         # a server caps prompt + output at the model's context window
         window = self.model.max_seq
         prompt = np.minimum(self.prompt.sample(prompts, k), window - 1)

@@ -297,7 +297,8 @@ class Training:
                 raise WorkloadError(
                     f"{w}: --ep {self.ep} must divide the {m.moe.n_experts} experts of {m.name}"
                 )
-        if self.capacity_factor and self.capacity_factor < 1:
+        cf = self.capacity_factor
+        if not (cf == 0 or (cf >= 1 and math.isfinite(cf))):
             raise WorkloadError(
                 f"{w}: --capacity-factor must be >= 1 (or 0 for dropless), "
                 f"got {self.capacity_factor!r}"

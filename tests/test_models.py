@@ -1,5 +1,6 @@
 """Model presets: parameter counts against the publishers', HF config.json loading."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,24 @@ def test_unknown_model_lists_names_and_malformed_files_fail_clearly(tmp_path):
     partial.write_text('{"hidden_size": 8}')
     with pytest.raises(WorkloadError, match="missing key"):
         load_model(str(partial))
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ('{"hidden_size": 4096, "num_attention_heads": 0, "num_hidden_layers": 2, '
+         '"intermediate_size": 11008, "vocab_size": 32000}',
+         "num_attention_heads must be an integer >= 1, got 0"),
+        ('{"hidden_size": "4096", "num_attention_heads": 32, "num_hidden_layers": 2, '
+         '"intermediate_size": 11008, "vocab_size": 32000}',
+         "hidden_size must be an integer >= 1, got '4096'"),
+        ("[1, 2]", "must be a JSON object of fields, got list"),
+    ],
+)  # fmt: skip
+def test_a_config_json_with_a_bad_count_or_shape_is_one_workload_error(config, match, tmp_path):
+    from workloads import WorkloadError, load_model
+
+    path = tmp_path / "bad.json"
+    path.write_text(config)
+    with pytest.raises(WorkloadError, match=re.escape(match)):
+        load_model(str(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 
 import pytest
@@ -644,4 +645,17 @@ def test_a_step_whose_largest_share_is_exposed_fsdp_traffic_is_communication_bou
 def test_a_nan_capacity_factor_is_refused():
     t = Training(model=load_model("mixtral-8x7b"), ep=8, dp=8, capacity_factor=float("nan"))
     with pytest.raises(WorkloadError, match="--capacity-factor must be >= 1"):
+        t.validate()
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"vp": 2}, "--vp 2 interleaves virtual stages over pipeline stages; it needs --pp > 1"),
+        ({"tokens": -5.0}, "--tokens (training-run tokens) must be >= 0, got -5.0"),
+    ],
+)
+def test_virtual_stages_without_a_pipeline_and_negative_run_tokens_are_refused(fields, match):
+    t = Training(model=load_model("llama-3-8b"), dp=8, **fields)
+    with pytest.raises(WorkloadError, match=re.escape(match)):
         t.validate()

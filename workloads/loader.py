@@ -51,6 +51,15 @@ def load_model(name_or_path: str) -> ModelConfig:
     return model_from_dict(raw)
 
 
+def _counts(where: str, table: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """Each of ``keys`` given in ``table`` must be an integer >= 1 (WorkloadError naming it)."""
+    for key in keys:
+        if table.get(key) is not None:  # null: absent (Hugging Face configs write both)
+            v = table[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise WorkloadError(f"{where}: {key} must be an integer >= 1, got {v!r}")
+
+
 def model_from_dict(raw: dict[str, Any]) -> ModelConfig:
     """Build a ModelConfig from a roofsim model table (see docs/presets.md)."""
     name = str(raw.get("name", "custom"))
@@ -58,6 +67,8 @@ def model_from_dict(raw: dict[str, Any]) -> ModelConfig:
     for required in ("n_layers", "hidden", "n_heads", "ffn", "vocab"):
         if required not in fields:
             raise WorkloadError(f"model {name!r}: missing field {required!r}")
+    _counts(f"model {name!r}", fields, ("n_layers", "hidden", "n_heads", "ffn", "vocab",
+                                        "n_kv_heads", "head_dim"))  # fmt: skip
     fields.setdefault("n_kv_heads", fields["n_heads"])
     fields.setdefault("head_dim", fields["hidden"] // fields["n_heads"])
     moe = raw.get("moe")
@@ -90,6 +101,13 @@ _ACT = {
 
 def model_from_hf(cfg: dict[str, Any], name: str = "hf-model") -> ModelConfig:
     """Map a Hugging Face ``config.json`` (Llama, Mistral, Mixtral, Qwen2, DeepSeek-V3 families)."""
+    if not isinstance(cfg, dict):
+        raise WorkloadError(
+            f"config.json {name!r}: must be a JSON object of fields, got {type(cfg).__name__}"
+        )
+    _counts(f"config.json {name!r}", cfg, ("hidden_size", "num_attention_heads",
+            "num_hidden_layers", "intermediate_size", "vocab_size", "num_key_value_heads",
+            "head_dim"))  # fmt: skip
     try:
         hidden = cfg["hidden_size"]
         n_heads = cfg["num_attention_heads"]

@@ -234,6 +234,15 @@ class Training:
             if not isinstance(value, int) or value < 1:
                 flag = name.replace("_", "-")
                 raise WorkloadError(f"{w}: --{flag} must be an integer >= 1, got {value!r}")
+        if self.vp > 1 and self.pp == 1:
+            raise WorkloadError(
+                f"{w}: --vp {self.vp} interleaves virtual stages over pipeline stages; "
+                "it needs --pp > 1 (or drop --vp)"
+            )
+        if not (self.tokens >= 0 and math.isfinite(self.tokens)):
+            raise WorkloadError(
+                f"{w}: --tokens (training-run tokens) must be >= 0, got {self.tokens!r}"
+            )
         if self.dtype not in TRAIN_DTYPES:
             raise WorkloadError(
                 f"{w}: --dtype must be one of {', '.join(TRAIN_DTYPES)}, got {self.dtype!r}"

@@ -304,3 +304,16 @@ def test_a_stream_without_requests_or_a_negative_seed_is_one_line(argv, match, c
     assert main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", *argv]) == 2
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err
+
+
+def test_a_loose_slo_stops_the_search_where_the_replica_stops_keeping_up(l8b, h100):
+    # any latency meets this SLO; the search must still end, at a rate the replica drains
+    w = _serving(l8b, prompt=LengthDist.parse("300", "p"), output=LengthDist.parse("100", "o"))
+    loose = SLO(ttft_s=1e6, tpot_s=1e6)
+    r = max_rate(w, h100, loose, min_requests=300, min_duration_s=10.0, rel_tol=0.1)
+    assert 0 < r < 1e4
+    duration = max(10.0, 300 / r)
+    kept = simulate_serving(replace(w, rate=r, duration_s=duration), h100)
+    assert kept.end_s <= 2 * duration  # it keeps up at the rate it reports
+    over = simulate_serving(replace(w, rate=4 * r, duration_s=max(10.0, 300 / (4 * r))), h100)
+    assert over.end_s > 2 * max(10.0, 300 / (4 * r))  # and not at four times it

@@ -214,6 +214,15 @@ def _run(
     return simulate_serving(w, system, slo_ttft_s=slo.ttft_s, slo_tpot_s=slo.tpot_s)
 
 
+#: a replica keeps up with a rate when its last request finishes within this many arrival
+#: windows (a long output's drain fits; a queue that grows for the whole window does not)
+KEEP_UP_WINDOWS = 2.0
+
+
+def _served(r: ServeResult, slo: SLO) -> bool:
+    return slo.met(r) and r.end_s <= KEEP_UP_WINDOWS * r.workload["duration_s"]
+
+
 def max_rate(
     serving: Serving,
     system,
@@ -223,11 +232,16 @@ def max_rate(
     min_duration_s: float = 60.0,
     rel_tol: float = 0.03,
 ) -> float:
-    """The largest Poisson rate (req/s) one replica serves within ``slo`` (0 if none)."""
+    """The largest Poisson rate (req/s) one replica serves within ``slo`` (0 if none).
+
+    A rate is served when the SLO holds and the replica keeps up with it (``_served``): under
+    a loose SLO an overloaded replica would otherwise "meet" it in a finite window, and the
+    search would double the rate without end.
+    """
     lo, hi = 0.0, None
     rate = 1.0
     for _ in range(40):  # bracket by doubling / halving
-        if slo.met(_run(serving, system, rate, min_requests, slo, min_duration_s)):
+        if _served(_run(serving, system, rate, min_requests, slo, min_duration_s), slo):
             lo = rate
             rate *= 2
         else:
@@ -243,7 +257,7 @@ def max_rate(
         return lo
     while hi - lo > rel_tol * lo:
         mid = math.sqrt(lo * hi)
-        if slo.met(_run(serving, system, mid, min_requests, slo, min_duration_s)):
+        if _served(_run(serving, system, mid, min_requests, slo, min_duration_s), slo):
             lo = mid
         else:
             hi = mid

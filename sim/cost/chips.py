@@ -238,12 +238,6 @@ class ChipArrays:
     def level(self, i: int, name: str) -> np.ndarray:
         return self.values[f"memory.{i}.{name}"]
 
-    def transfer_s(self, i: int, traffic_bytes: np.ndarray | float) -> np.ndarray:
-        """``MemoryLevel.transfer_s`` of level ``i``."""
-        achievable = self.level(i, "bandwidth") * self.level(i, "achievable")
-        stream = traffic_bytes / achievable
-        return stream + np.minimum(stream, self.level(i, "latency"))
-
     def _no_dtype(self, dtype: str) -> str:
         """The exact message ``Chip.peak`` raises for a dtype the chip lacks."""
         chip = replace(

@@ -66,6 +66,8 @@ def _commands(body: list[str]) -> list[tuple[str, list[str] | None]]:
             while i < len(body) and not body[i].startswith(("$ ", "roofsim ")):
                 expected.append(body[i])
                 i += 1
+            while expected and not expected[-1].strip():  # a blank line before the next command
+                expected.pop()
         out.append((command, expected))
     return out
 
@@ -79,6 +81,37 @@ def _matches(expected: list[str], got: list[str]) -> bool:
         if want.rstrip() != have.rstrip():
             return False
     return True
+
+
+#: README commands not re-run here: a templated command, a 60 s search (plan)
+README_SKIP = ("# B =", "roofsim plan ")
+#: README commands run (later ones read their files) but whose output is a timing
+README_MEASURED = ("roofsim sweep ",)
+
+
+def run(command: str) -> tuple[int, list[str]]:
+    """Run one documented ``roofsim ...`` command in-process: (exit code, stdout + stderr lines)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(shlex.split(command.split("  #")[0])[1:])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, (out.getvalue() + err.getvalue()).splitlines()
+
+
+def readme_examples(text: str) -> list[tuple[str, list[str], bool]]:
+    """The README's ``$ roofsim`` commands that tests re-run: (command, the output shown under
+    it, whether that output is compared; a timing is not)."""
+    return [
+        (command, expected, not any(s in command for s in README_MEASURED))
+        for _, body, _ in _blocks(text)
+        for command, expected in _commands(body)
+        if expected is not None and not any(s in command for s in README_SKIP)
+    ]
 
 
 @pytest.fixture
@@ -144,3 +177,16 @@ def test_the_readme_validation_table_is_what_validate_prints(capsys):
                    f'`use = "test"`: {len(rows) - fit} rows',
                    f"{sum(bool(r['assumed']) for r in rows)} rows have at least one"):  # fmt: skip
         assert figure in " ".join(text.split()), figure
+
+
+def test_every_readme_example_prints_what_the_readme_shows(scratch):
+    """Regenerate with ``python docs/regen_readme.py`` (never by hand)."""
+    checked = 0
+    for command, expected, compare in readme_examples((ROOT / "README.md").read_text()):
+        code, out = run(command)
+        if compare:
+            assert _matches(expected, out), f"README: {command!r} now prints:\n" + "\n".join(out)
+            checked += 1
+        else:
+            assert code == 0, f"README: {command!r} exited {code}"
+    assert checked >= 8

@@ -1,0 +1,74 @@
+"""Rewrite the output under each re-run ``$ roofsim ...`` command of README.md by running it.
+
+    python docs/regen_readme.py
+
+The commands are those tests/test_docs.py re-runs (README_SKIP lists the ones it does not:
+sweep timings, a templated command, plan's 60 s search). A shown line ending in ``...`` keeps
+its abbreviation where the new line still starts with what precedes the dots.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from test_docs import _commands, readme_examples, run  # noqa: E402
+
+
+def main() -> int:
+    path = ROOT / "README.md"
+    text = path.read_text()
+    wanted = {command: compare for command, _, compare in readme_examples(text)}
+    lines = text.splitlines()
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "benchmarks").symlink_to(ROOT / "benchmarks")
+        os.chdir(tmp)
+        try:
+            changed = _rewrite(lines, wanted)
+        finally:
+            os.chdir(cwd)
+    path.write_text("\n".join(lines) + "\n")
+    print(f"README.md: {changed} example(s) rewritten")
+    return 0
+
+
+def _rewrite(lines: list[str], wanted: dict[str, bool]) -> int:
+    """Replace, in place, the shown output of each compared command with what it prints now
+    (measured ones run, so that later commands find their files, and keep their text)."""
+    changed, i = 0, 0
+    while i < len(lines):
+        if not lines[i].startswith("$ roofsim "):
+            i += 1
+            continue
+        start = i
+        while lines[i].endswith("\\"):
+            i += 1
+        body = []
+        j = i + 1
+        while j < len(lines) and not lines[j].startswith(("$ ", "```")):
+            body.append(lines[j])
+            j += 1
+        ((command, _),) = _commands(lines[start : i + 1])
+        if command in wanted:
+            _, out = run(command)
+            blank = len(body) - len("\n".join(body).rstrip("\n").split("\n")) if body else 0
+            new = [
+                old if old.endswith("...") and line.startswith(old[:-3]) else line
+                for old, line in zip(body + [""] * len(out), out, strict=False)
+            ] + [""] * blank
+            if wanted[command] and new != body:
+                lines[i + 1 : j] = new
+                changed += 1
+                j = i + 1 + len(new)
+        i = j
+    return changed
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -71,6 +71,10 @@ class MemoryLevel:
     latency_s: float = 0.0
     pim_bandwidth_bytes_per_s: float = 0.0  # processing-in-memory: bank-level internal bandwidth
     pim_flops_per_s: float = 0.0  # processing-in-memory: compute units inside the memory
+    # energy of one byte moved through this level (read or write, including its interface);
+    # None until hardware.power derives it
+    pj_per_byte: float | None = None
+    technology: str = ""  # e.g. "hbm3", "sram" (hardware.power reads the energy per byte from it)
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -85,6 +89,10 @@ class MemoryLevel:
         _fraction(where, "achievable_fraction", self.achievable_fraction)
         if not self.latency_s >= 0:
             raise ConfigError(f"{where}: latency must be >= 0, got {self.latency_s!r}")
+        if self.pj_per_byte is not None and not (
+            math.isfinite(self.pj_per_byte) and self.pj_per_byte >= 0
+        ):
+            raise ConfigError(f"{where}: pj_per_byte must be >= 0, got {self.pj_per_byte!r}")
 
     @property
     def achievable_bytes_per_s(self) -> float:
@@ -106,11 +114,16 @@ class Chip:
     (thread-block clusters; (1, 1) where the chip has none). ``sustained_clock_fraction`` is the best measured dense
     matmul rate over the datasheet peak (clock throttle under sustained load and issue limits);
     ``sustained_by_dtype`` overrides it for a dtype measured separately (fp8 GEMMs reach a
-    smaller share of their peak than bf16 on Hopper). ``power_limited_fraction`` is the dense
-    matmul rate over peak once the chip has sat at its power limit for seconds (a >= 10 s GEMM
-    loop): runs that keep the chip busy that long (training steps, video generation) run there;
-    ``power_limited_by_dtype`` overrides it for a dtype measured separately (fp8 matmuls settle
-    lower than bf16 on Hopper); a dtype with neither keeps its sustained rate.
+    smaller share of their peak than bf16 on Hopper); these are the rates of a short burst,
+    before the chip reaches its power limit.
+    Power (``hardware.power``): ``idle_watts`` is drawn whenever the chip is on;
+    ``matrix_pj_per_flop`` is the energy of one dense 16-bit matrix FLOP (operand delivery from
+    the core's SRAM included; other dtypes scale by the peak ratio: the matrix units draw the
+    same power at full rate in every dtype), ``vector_pj_per_flop`` that of a vector-unit FLOP,
+    each memory level's ``pj_per_byte`` that of a byte moved there and ``link_pj_per_byte`` that
+    of a byte sent over a link. Where an op at full clock would draw more than
+    ``power_limit_watts`` (the TDP, or ``power_cap_watts`` below it), the clock falls until it
+    draws the limit, dynamic power falling as clock^``dvfs_exponent`` (voltage falls with it).
     ``mma_sync_fraction`` is the tensor rate over peak that kernels written with the previous
     generation's warp-level MMA instructions reach (FlashAttention-2 on Hopper uses mma.sync,
     not wgmma); None where that path runs at the full rate. Attention ops with kernel "fa2" use it.
@@ -142,8 +155,6 @@ class Chip:
     cluster: tuple[int, int] = (1, 1)
     sustained_clock_fraction: float = 1.0
     sustained_by_dtype: dict[str, float] = field(default_factory=dict)
-    power_limited_fraction: float | None = None
-    power_limited_by_dtype: dict[str, float] = field(default_factory=dict)
     mma_sync_fraction: float | None = None
     attention_bwd_fraction: float | None = None
     split_accumulate_fraction: float | None = None
@@ -152,6 +163,12 @@ class Chip:
     exp_per_s: float | None = None
     kernel_overhead_s: float = 0.0
     tdp_watts: float | None = None
+    power_cap_watts: float | None = None  # a board power limit set below the TDP (nvidia-smi -pl)
+    idle_watts: float | None = None
+    matrix_pj_per_flop: float | None = None  # one dense 16-bit matrix FLOP
+    vector_pj_per_flop: float | None = None
+    link_pj_per_byte: float | None = None
+    dvfs_exponent: float | None = None  # dynamic power ~ clock^this while the clock is limited
     usd_per_hour: float | None = None  # public cloud on-demand price of one chip-hour, where known
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -186,16 +203,6 @@ class Chip:
         for dtype, frac in self.sustained_by_dtype.items():
             dtype_bytes(dtype)
             _fraction(where, f"compute.sustained_fraction.{dtype}", frac)
-        if self.power_limited_fraction is not None:
-            _fraction(where, "compute.power_limited_fraction", self.power_limited_fraction)
-        for dtype, frac in self.power_limited_by_dtype.items():
-            key = f"compute.power_limited_by_dtype.{dtype}"
-            _fraction(where, key, frac)
-            if dtype not in self.sustained_by_dtype:
-                raise ConfigError(
-                    f"{where}: {key} caps a dtype with its own compute.sustained_fraction.{dtype}; "
-                    f"set that too, or remove {key}"
-                )
         if self.mma_sync_fraction is not None:
             _fraction(where, "compute.mma_sync_fraction", self.mma_sync_fraction)
         if self.attention_bwd_fraction is not None:
@@ -208,8 +215,27 @@ class Chip:
             raise ConfigError(
                 f"{where}: overhead.kernel_s must be >= 0, got {self.kernel_overhead_s!r}"
             )
-        if self.tdp_watts is not None:
-            _positive(where, "power.tdp", self.tdp_watts)
+        for key, value in (
+            ("power.tdp", self.tdp_watts),
+            ("power.cap", self.power_cap_watts),
+            ("power.dvfs_exponent", self.dvfs_exponent),
+        ):
+            if value is not None:
+                _positive(where, key, value)
+        for key, value in (
+            ("power.idle", self.idle_watts),
+            ("power.matrix_pj_per_flop", self.matrix_pj_per_flop),
+            ("power.vector_pj_per_flop", self.vector_pj_per_flop),
+            ("power.link_pj_per_byte", self.link_pj_per_byte),
+        ):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{where}: {key} must be >= 0, got {value!r}")
+        limit = self.power_limit_watts
+        if limit is not None and self.idle_watts is not None and self.idle_watts >= limit:
+            raise ConfigError(
+                f"{where}: the power limit ({limit:g} W) must exceed power.idle "
+                f"({self.idle_watts:g} W); raise power.cap, or lower power.idle"
+            )
         if self.usd_per_hour is not None:
             _positive(where, "price.usd_per_hour", self.usd_per_hour)
 
@@ -261,26 +287,36 @@ class Chip:
         return rate
 
     @property
-    def has_power_limit(self) -> bool:
-        """Whether a power-limited matmul rate was measured (for any dtype)."""
-        return self.power_limited_fraction is not None or bool(self.power_limited_by_dtype)
+    def power_limit_watts(self) -> float | None:
+        """The power the chip may draw: its TDP, or a lower board cap."""
+        limits = [w for w in (self.tdp_watts, self.power_cap_watts) if w is not None]
+        return min(limits) if limits else None
 
-    def at_power_limit(self) -> Chip:
-        """This chip after seconds at its power limit (``power_limited_fraction`` caps the rates)."""
-        if not self.has_power_limit:
-            return self
-        p = 1.0 if self.power_limited_fraction is None else self.power_limited_fraction
-        return replace(
-            self,
-            sustained_clock_fraction=min(self.sustained_clock_fraction, p),
-            sustained_by_dtype={
-                k: min(v, self.power_limited_by_dtype.get(k, p))
-                for k, v in self.sustained_by_dtype.items()
-            },
-            mma_sync_fraction=None
-            if self.mma_sync_fraction is None
-            else min(self.mma_sync_fraction, p),
-        )
+    @property
+    def has_power_model(self) -> bool:
+        """Whether every coefficient of the power model is known (``hardware.power`` derives
+        them for any chip with a process node and a TDP)."""
+        return (
+            None not in (self.idle_watts, self.matrix_pj_per_flop, self.vector_pj_per_flop,
+                         self.link_pj_per_byte, self.dvfs_exponent)
+            and all(lvl.pj_per_byte is not None for lvl in self.memory)
+        )  # fmt: skip
+
+    def matrix_pj(self, dtype: str) -> float:
+        """Energy of one dense matrix FLOP in ``dtype``: the 16-bit figure scaled by the peak
+        ratio (the matrix units draw the same power at full rate in every dtype)."""
+        if self.matrix_pj_per_flop is None:
+            raise ConfigError(f"chip {self.name!r} has no power.matrix_pj_per_flop")
+        return self.matrix_pj_per_flop * self.reference_peak / self.peak(dtype)
+
+    @property
+    def reference_peak(self) -> float:
+        """The 16-bit dense matrix peak that ``matrix_pj_per_flop`` is quoted at (bf16, else
+        fp16, else the fastest dtype the chip has)."""
+        for dtype in ("bf16", "fp16"):
+            if dtype in self.peak_flops_per_s:
+                return self.peak_flops_per_s[dtype]
+        return max(self.peak_flops_per_s.values())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hardware import power as power_model
 from hardware.chip import Chip, ConfigError, Link, MemoryLevel, System
 from hardware.units import UnitError, parse_quantity
 
@@ -110,7 +111,14 @@ _OPTIONAL_FIELDS = {
     "cluster",
     "pim_bandwidth",
     "pim_flops",
-    "power_limited_fraction",
+    "cap",
+    "idle",
+    "matrix_pj_per_flop",
+    "vector_pj_per_flop",
+    "link_pj_per_byte",
+    "dvfs_exponent",
+    "pj_per_byte",
+    "technology",
     "mma_sync_fraction",
     "attention_bwd_fraction",
     "split_accumulate_fraction",
@@ -123,9 +131,11 @@ _OPTIONAL_FIELDS = {
 def _known(raw: dict[str, Any]) -> str:
     levels = [lvl.get("name") for lvl in raw.get("memory", [])]
     return (
-        "use compute.<field>, compute.peak.<dtype>, overhead.kernel_s, power.tdp, "
-        "price.usd_per_hour, system.<field>, "
-        "or <level>.capacity|bandwidth|achievable_fraction|latency|pim_bandwidth|pim_flops with "
+        "use compute.<field>, compute.peak.<dtype>, overhead.kernel_s, "
+        "power.tdp|cap|idle|matrix_pj_per_flop|vector_pj_per_flop|link_pj_per_byte|dvfs_exponent, "
+        "price.usd_per_hour, system.<field>, or "
+        "<level>.capacity|bandwidth|achievable_fraction|latency|pim_bandwidth|pim_flops|pj_per_byte "
+        "with "
         f"level one of {', '.join(levels)}"
     )
 
@@ -221,6 +231,8 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
                 latency_s=_q(lvl, "latency", "s", lw, 0.0),
                 pim_bandwidth_bytes_per_s=_q(lvl, "pim_bandwidth", "bytes_per_s", lw, 0.0),
                 pim_flops_per_s=_q(lvl, "pim_flops", "flops_per_s", lw, 0.0),
+                pj_per_byte=_q(lvl, "pj_per_byte", "number", lw, None),
+                technology=str(lvl.get("technology", "")),
                 source=str(lvl.get("source", "")),
             )
         )
@@ -241,7 +253,8 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         for key, table in (("chip", raw), ("compute", compute), ("peak", peaks), ("price", price))
         if isinstance(table, dict) and "source" in table
     }
-    return Chip(
+    pw = f"chip {name!r}: power"
+    made = Chip(
         name=name,
         full_name=str(raw.get("full_name", name)),
         vendor=str(raw.get("vendor", "")),
@@ -260,10 +273,6 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
             compute, "sustained_clock_fraction", "fraction", f"chip {name!r}: compute", 1.0
         ),
         sustained_by_dtype=_fractions(compute, "sustained_fraction", f"{chip}: compute"),
-        power_limited_fraction=_q(
-            compute, "power_limited_fraction", "fraction", f"chip {name!r}: compute", None
-        ),
-        power_limited_by_dtype=_fractions(compute, "power_limited_by_dtype", f"{chip}: compute"),
         stream_k=_bool(compute, "stream_k", f"chip {name!r}: compute"),
         mma_sync_fraction=_q(
             compute, "mma_sync_fraction", "fraction", f"chip {name!r}: compute", None
@@ -277,10 +286,17 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         memory=tuple(memory),
         exp_per_s=_q(compute, "exp_rate", "flops_per_s", f"chip {name!r}: compute", None),
         kernel_overhead_s=_q(overhead, "kernel_s", "s", f"chip {name!r}: overhead", 0.0),
-        tdp_watts=_q(power, "tdp", "watts", f"chip {name!r}: power", None),
+        tdp_watts=_q(power, "tdp", "watts", pw, None),
+        power_cap_watts=_q(power, "cap", "watts", pw, None),
+        idle_watts=_q(power, "idle", "watts", pw, None),
+        matrix_pj_per_flop=_q(power, "matrix_pj_per_flop", "number", pw, None),
+        vector_pj_per_flop=_q(power, "vector_pj_per_flop", "number", pw, None),
+        link_pj_per_byte=_q(power, "link_pj_per_byte", "number", pw, None),
+        dvfs_exponent=_q(power, "dvfs_exponent", "number", pw, None),
         usd_per_hour=None if usd_per_hour is None else float(usd_per_hour),
         sources=sources,
     )
+    return power_model.derive(made)
 
 
 def load_chip(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Chip:

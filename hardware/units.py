@@ -52,6 +52,8 @@ def parse_quantity(value: str | float | int, kind: str) -> float:
         raise UnitError(f"unknown time unit in {value!r}; use s, ms, us or ns")
     if kind == "fraction":
         raise UnitError(f"{value!r} must be a plain number (a fraction such as 0.9)")
+    if kind == "number":
+        raise UnitError(f"{value!r} must be a plain number (in the unit the field's name says)")
     for base in _KINDS[kind]:
         if unit.endswith(base):
             prefix = unit[: -len(base)]

@@ -46,6 +46,8 @@ def test_pim_needs_both_fields():
 def test_cli_claims_json_and_unknown_claim(capsys):
     assert main(["claims", "--claim", "mid-chip", "--json"]) == 0
     (claim,) = json.loads(capsys.readouterr().out)
-    assert claim["numbers"]["decode_ratio"] == pytest.approx(1.0, abs=0.1)
+    # the design's 300 W cannot feed its 3.35 TB/s of HBM at full clock (hardware/power.py: ~93
+    # pJ per HBM byte plus the on-chip path), so its decode runs held by the power limit
+    assert 1.0 < claim["numbers"]["decode_ratio"] < 1.3
     assert main(["claims", "--claim", "nope"]) == 2
     assert "--claim 'nope' unknown" in capsys.readouterr().err

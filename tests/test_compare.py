@@ -29,7 +29,7 @@ def test_llama2_70b_decode_table_gives_each_chip_its_chip_count_and_refuses_groq
     out = _run(["--chips", "h100-sxm,mid-14nm-144g,groq-lpu", "--model", "llama-2-70b"], capsys)
     lines = out.splitlines()
     assert lines[0].startswith("decode llama-2-70b  batch 1  context 2048  bf16")
-    assert "tokens/s" in lines[2] and "MFU" in lines[2] and "tok/s/W" in lines[2]
+    assert "tokens/s" in lines[2] and "MFU" in lines[2] and "tokens/J" in lines[2]
     h100 = next(line for line in lines if line.startswith("h100-sxm"))
     mid = next(line for line in lines if line.startswith("mid-14nm-144g"))
     groq = next(line for line in lines if line.startswith("groq-lpu"))
@@ -48,9 +48,11 @@ def test_rows_equal_simulate_and_perf_per_watt_and_dollar_come_from_the_preset()
         Decode(model=load_model("llama-2-70b"), batch=8, tp=2), load_system("h100-sxm", 2)
     )
     assert h100.n_chips == 2 and h100.time_s == ref.time_s and h100.mfu == ref.mfu
-    # 8 sequences per step / time; per watt over 2 x 700 W; per dollar over 2 x $3.78/h
+    # 8 sequences per step / time; per joule of the derived energy; per dollar over 2 x $3.78/h
     assert h100.tokens_per_s == pytest.approx(8 / ref.time_s)
-    assert h100.tokens_per_s_per_watt == pytest.approx(h100.tokens_per_s / 1400)
+    assert h100.tokens_per_j == pytest.approx(8 / ref.energy_j)
+    assert h100.chip_power_w == pytest.approx(ref.energy_j / ref.time_s / 2)
+    assert h100.chip_power_w < 700  # memory-bound decode stays under the TDP
     assert h100.tokens_per_usd == pytest.approx(h100.tokens_per_s * 3600 / (2 * 3.78))
     assert rows[1].usd_per_hour is None and rows[1].tokens_per_usd is None  # hypothetical chip
 

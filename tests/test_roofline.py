@@ -195,21 +195,19 @@ def test_op_time_is_at_least_each_roofline_bound(m, n, k, overhead):
     assert math.isfinite(cost.time_s)
 
 
-def _fa2_forward(chip: str, kernel: str, power_limited: float | None = None) -> float:
-    """TFLOP/s of a non-causal attention forward (head dim 128, seq 8192, batch 2, 16 heads)."""
+def _fa2_forward(chip: str, kernel: str, cap: str | None = None) -> float:
+    """TFLOP/s of a non-causal attention forward (head dim 128, seq 8192, batch 2, 16 heads):
+    a short burst, or in the steady state under a power cap."""
     from hardware import load_system
-    from sim.cost.simulate import at_power_limit
+    from sim.cost.roofline import cost_ops
     from workloads.build import Builder
 
-    sets = [] if power_limited is None else [f"compute.power_limited_fraction={power_limited}"]
-    system = load_system(chip, 1, sets)
-    if power_limited is not None:
-        system = at_power_limit(system)
+    system = load_system(chip, 1, [] if cap is None else [f"power.cap={cap}"])
     spec = Attention(batch=2, n_q_heads=16, n_kv_heads=16, q_len=8192, kv_len=8192, qk_dim=128,
                      v_dim=128, causal=False, act_bytes=2.0, kv_bytes_per_token=512.0)  # fmt: skip
     op = Builder("bf16", 2.0, 2.0, kernel).attention("attention", spec)
     assert op.attention.kernel == kernel
-    return op.flops / cost_op(op, system).time_s / 1e12
+    return op.flops / cost_ops([op], system, steady=cap is not None)[0].time_s / 1e12
 
 
 def test_flash_attention_2_runs_on_hoppers_slower_warp_level_mma_path():
@@ -220,8 +218,8 @@ def test_flash_attention_2_runs_on_hoppers_slower_warp_level_mma_path():
     assert fa2 == pytest.approx(327.9, rel=0.02)
     assert native > 1.5 * fa2
     assert _fa2_forward("a100-sxm-80gb", "fa2") == _fa2_forward("a100-sxm-80gb", "native")
-    # at the power limit the slower of the two caps applies
-    assert _fa2_forward("h100-sxm", "fa2", power_limited=0.2) < 0.6 * fa2
+    # under a tight power cap the clock falls below what the warp-level path allows
+    assert _fa2_forward("h100-sxm", "fa2", cap="200W") < 0.6 * fa2
 
 
 def test_mmha_decode_reads_a_gqa_groups_kv_once_per_query_head():
@@ -289,8 +287,8 @@ def test_attention_backward_reproduces_its_fit_and_the_measured_fall_off_at_shor
 
 
 def test_a_chip_with_twice_the_compute_and_on_chip_bandwidth_runs_a_large_gemm_1_7x_faster():
-    # issue 17's what-if check on a real preset: matrix and vector peaks, the exp rate and the
-    # SRAM and L2 bandwidths all doubled (the power-limited fractions stay: power scales along)
+    # issue 17's what-if check on a real preset: matrix and vector peaks, the exp rate, the
+    # SRAM and L2 bandwidths and the power (TDP and idle) all doubled, in the steady state
     from hardware import load_chip, load_system
 
     chip = load_chip("h100-sxm")
@@ -300,6 +298,7 @@ def test_a_chip_with_twice_the_compute_and_on_chip_bandwidth_runs_a_large_gemm_1
     doubled += [
         f"{lvl.name}.bandwidth={2 * lvl.bandwidth_bytes_per_s!r}" for lvl in chip.memory[:-1]
     ]
+    doubled += [f"power.tdp={2 * chip.tdp_watts!r}", f"power.idle={2 * chip.idle_watts!r}"]
     op = gemm_op(8192, 8192, 8192)
     base = cost_op(op, load_system("h100-sxm"))
     fast = cost_op(op, load_system("h100-sxm", 1, doubled))

@@ -208,21 +208,21 @@ def test_prefill_and_dit_samples_equal_simulate_including_the_power_limit_recost
         {"kind": "prefill", "model": "mixtral-8x7b", "tp": 2},
     )
     assert _assert_rows_equal_single_points(prefill, list(range(prefill.n_points))) == 8
-    # video generation runs for seconds: re-costed at the (swept) power-limited fraction; ring
-    # sequence parallelism hides its K/V passing behind attention (hide_overlapped)
+    # the power model's coefficients are swept like any field (the clock the limit allows
+    # follows); ring sequence parallelism hides its K/V passing behind attention
     dit = _spec(
-        {"compute.power_limited_fraction": [0.5, 0.9], "steps": [2, 30]},
+        {"power.cap": ["300 W", "700 W"], "steps": [2, 30]},
         {"kind": "dit", "model": "hunyuanvideo", "chips": 8, "sp": "ring"},
     )
     assert _assert_rows_equal_single_points(dit, list(range(dit.n_points))) == 4
-    # a dtype's own power-limited fraction (fp8 settles lower on Hopper) is swept the same way
+    # and the energy per FLOP (fp8 scales from the 16-bit figure)
     fp8 = _spec(
-        {"compute.power_limited_by_dtype.fp8": [0.4, 0.65], "batch": [1, 64]},
+        {"power.matrix_pj_per_flop": [0.5, 1.5], "batch": [1, 64]},
         {"kind": "prefill", "model": "llama-3-70b", "tp": 8, "prompt": 8192,
          "dtype": "fp8"},
     )  # fmt: skip
     assert _assert_rows_equal_single_points(fp8, list(range(fp8.n_points))) == 4
-    # a chip with only a per-dtype power limit (B200: fp8 measured, bf16 not) keeps bf16's rate
+    # another chip, both dtypes
     b200 = _spec(
         {"dtype": ["bf16", "fp8"], "batch": [1, 64]},
         {"kind": "prefill", "model": "llama-3-70b", "tp": 8, "prompt": 8192},

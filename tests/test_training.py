@@ -14,8 +14,7 @@ from hardware.chip import ConfigError
 from sim.cli import main
 from sim.cost.collectives import collective_time
 from sim.cost.result import CapacityError
-from sim.cost.roofline import cost_op
-from sim.cost.simulate import POWER_SETTLE_S, at_power_limit
+from sim.cost.roofline import cost_op, cost_ops
 from sim.engine.events import StageWork, run_pipeline, schedule
 from sim.engine.train import simulate_training
 from workloads import WorkloadError, load_model
@@ -100,8 +99,6 @@ def test_event_engine_equals_per_op_roofline_on_one_chip_without_overlap():
     t = Training(model=load_model("llama-2-7b"), seq=4096, micro_batch=1, global_batch=4)
     system = load_system("h100-sxm", 1)
     r = simulate_training(t, system, overlap=False, check_memory=False)
-    assert r.step_time_s > POWER_SETTLE_S  # a long step runs at the power-limited matmul rate
-    system = at_power_limit(system)
     plan = t.lower()
     chunk = plan.stages[0][0]
     fwd = sum(cost_op(op, system).total_time_s for op in chunk.forward)
@@ -325,34 +322,6 @@ def test_validation_of_degrees():
     assert math.isfinite(_gpt3().lower().tokens)
 
 
-def test_power_limit_applies_only_to_long_runs():
-    """The H100 preset's measured power-limited rate (0.693) replaces the burst rate (0.828)
-    for a run longer than POWER_SETTLE_S; a short decode step keeps the burst rate."""
-    from sim import simulate
-    from workloads import Decode
-
-    system = load_system("h100-sxm", 1)
-    chip = system.chip
-    assert chip.sustained("bf16") / chip.peak("bf16") == pytest.approx(0.828)
-    assert chip.at_power_limit().sustained("bf16") / chip.peak("bf16") == pytest.approx(0.693)
-    # fp8 matmuls settle lower (Azure's fp8 8192^3 GEMM after 10,000 warm-up iterations)
-    assert chip.at_power_limit().sustained("fp8") / chip.peak("fp8") == pytest.approx(0.652)
-    with pytest.raises(ConfigError, match="power_limited_by_dtype.int8"):
-        load_system("h100-sxm", 1, ["compute.power_limited_by_dtype.int8=0.5"])
-    # the A100 family: Azure's 8192^3 GEMM after 10,000 warm-up iterations
-    a100 = load_system("a100-sxm-80gb", 1).chip
-    assert a100.at_power_limit().sustained("bf16") / a100.peak("bf16") == pytest.approx(0.813)
-    short = Decode(model=load_model("llama-3-8b"), batch=1, context=1024)
-    r = simulate(short, system)
-    assert r.time_s < POWER_SETTLE_S
-    assert (
-        r.time_s
-        == simulate(
-            short, load_system("h100-sxm", 1, ["compute.power_limited_fraction=1.0"])
-        ).time_s
-    )
-
-
 def test_overlap_only_hides_time_and_context_parallel_rings_run_beside_attention():
     t = Training(model=load_model("llama-3-70b"), seq=32768, tp=8, sp=True, cp=4, pp=2, dp=2,
                  global_batch=8, recompute="full", zero=1)  # fmt: skip
@@ -521,14 +490,14 @@ def test_a100_all_reduce_takes_the_faster_nccl_protocol_and_follows_the_measured
 
 
 def test_training_runs_at_the_power_limit_even_when_a_step_is_short():
-    """A run is thousands of back-to-back steps: a sub-second step still runs at the
-    power-limited matmul rate, the same as costing it on the power-limited chip."""
+    """A run is thousands of back-to-back steps: a sub-second step is still costed in the steady
+    state, where the 700 W limit holds the H100's clock below its burst clock."""
     t = Training(model=load_model("llama-2-7b"), seq=1024, micro_batch=1, global_batch=1)
-    system = load_system("h100-sxm", 1)
-    r = simulate_training(t, system, check_memory=False)
-    assert r.step_time_s < POWER_SETTLE_S
-    limited = simulate_training(t, at_power_limit(system), check_memory=False)
-    assert r.step_time_s == limited.step_time_s
+    r = simulate_training(t, load_system("h100-sxm", 1), check_memory=False)
+    assert r.step_time_s < 1.0
+    unlimited = simulate_training(t, load_system("h100-sxm", 1, ["power.tdp=100kW"]),
+                                  check_memory=False)  # fmt: skip
+    assert r.step_time_s > 1.05 * unlimited.step_time_s
 
 
 def test_collectives_beside_compute_take_their_cores():
@@ -545,8 +514,7 @@ def test_collectives_beside_compute_take_their_cores():
     extra = r.step_time_s - free.step_time_s
     # the gathers and reduce-scatters of one micro-batch bound the slowed time from above
     chunk = t.lower().stages[0][0]
-    limited = at_power_limit(base)
-    comm = sum(cost_op(op, limited).total_time_s for op in chunk.fsdp_forward + chunk.fsdp_backward)
+    comm = sum(cost_op(op, base).total_time_s for op in chunk.fsdp_forward + chunk.fsdp_backward)
     assert 0 < extra <= share * comm + 1e-12  # one micro-batch per step here
     assert r.breakdown["compute_s"] - free.breakdown["compute_s"] == pytest.approx(extra)
     b = r.breakdown
@@ -575,18 +543,6 @@ def test_bad_collective_cores_is_a_one_line_error(bad):
         load_system("h100-sxm", 8, [f"system.collective_cores={bad}"])
 
 
-def test_a_dtype_power_limit_alone_caps_only_that_dtype():
-    """B200: the sustained fp8 rate after 10,000 warm-ups (GB200, an upper bound) caps fp8;
-    bf16 has no sustained measurement and keeps its rate."""
-    chip = load_system("b200", 1).chip
-    assert chip.power_limited_fraction is None and chip.has_power_limit
-    limited = chip.at_power_limit()
-    assert limited.sustained("fp8") / chip.peak("fp8") == pytest.approx(0.639)
-    assert limited.sustained("bf16") == chip.sustained("bf16")
-    with pytest.raises(ConfigError, match="compute.sustained_fraction.int8"):
-        load_system("b200", 1, ["compute.power_limited_by_dtype.int8=0.5"])
-
-
 def test_fp8_backward_gemms_lose_fast_accumulation():
     """Transformer Engine runs fp8 dgrad/wgrad without fast accumulation: on Hopper they cost
     1/0.96 of the forward's rate (measured, gemm.csv); bf16 and Blackwell are unaffected."""
@@ -596,9 +552,13 @@ def test_fp8_backward_gemms_lose_fast_accumulation():
     fwd = next(op for op in chunk.forward if op.name.endswith("mlp_up"))
     dgrad = next(op for op in chunk.backward if op.name.endswith("mlp_up.dgrad"))
     assert not fwd.gemm.split_accumulate and dgrad.gemm.split_accumulate
-    h100 = at_power_limit(load_system("h100-sxm", 8))
-    fast = cost_op(replace(dgrad, gemm=replace(dgrad.gemm, split_accumulate=False)), h100)
-    assert cost_op(dgrad, h100).compute_s == pytest.approx(fast.compute_s / 0.96)
+    h100 = load_system("h100-sxm", 8)
+
+    def burst(op):  # at the burst clock: the power limit would hold the two at other clocks
+        return cost_ops([op], h100, steady=False)[0]
+
+    fast = burst(replace(dgrad, gemm=replace(dgrad.gemm, split_accumulate=False)))
+    assert burst(dgrad).compute_s == pytest.approx(fast.compute_s / 0.96)
     b200 = load_system("b200", 8)
     assert cost_op(dgrad, b200).compute_s == pytest.approx(
         cost_op(replace(dgrad, gemm=replace(dgrad.gemm, split_accumulate=False)), b200).compute_s

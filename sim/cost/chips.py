@@ -17,7 +17,8 @@ import numpy as np
 
 from hardware.chip import ConfigError, System
 
-_LEVEL_FIELDS = ("capacity", "bandwidth", "achievable", "latency", "pim_bandwidth", "pim_flops")
+_LEVEL_FIELDS = ("capacity", "bandwidth", "achievable", "latency", "pim_bandwidth", "pim_flops",
+                 "pj_per_byte")  # fmt: skip
 _LINK_FIELDS = ("bandwidth", "latency", "achievable", "simple_latency")
 
 
@@ -37,16 +38,14 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "levels": tuple(lvl.name for lvl in c.memory),
         "peak_dtypes": tuple(c.peak_flops_per_s),
         "sustained_dtypes": tuple(c.sustained_by_dtype),
-        "power_limited_dtypes": tuple(c.power_limited_by_dtype),
         "has_exp": c.exp_per_s is not None,
-        "has_power_limit": c.has_power_limit,
+        "has_power": c.has_power_model,
         "has_mma_sync": c.mma_sync_fraction is not None,
         "has_attention_bwd": c.attention_bwd_fraction is not None,
         "has_split_accumulate": c.split_accumulate_fraction is not None,
         "stream_k": c.stream_k,
         "chips_per_node": system.chips_per_node,
         "sustained_clock_fraction": c.sustained_clock_fraction,
-        "power_limited_fraction": _float(c.power_limited_fraction),
         "mma_sync_fraction": _float(c.mma_sync_fraction),
         "attention_bwd_fraction": _float(c.attention_bwd_fraction),
         "split_accumulate_fraction": _float(c.split_accumulate_fraction),
@@ -54,14 +53,21 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "exp_per_s": _float(c.exp_per_s),
         "kernel_overhead_s": c.kernel_overhead_s,
         "tdp_watts": _float(c.tdp_watts),
+        "limit_watts": _float(c.power_limit_watts),
+        "idle_watts": _float(c.idle_watts),
+        "vector_pj": _float(c.vector_pj_per_flop),
+        "link_pj": _float(c.link_pj_per_byte),
+        "dvfs_exponent": _float(c.dvfs_exponent),
         "usd_per_hour": _float(c.usd_per_hour),
     }
     for dtype, rate in c.peak_flops_per_s.items():
         out[f"peak.{dtype}"] = rate
     for dtype, frac in c.sustained_by_dtype.items():
         out[f"sustained.{dtype}"] = frac
-    for dtype, frac in c.power_limited_by_dtype.items():
-        out[f"power_limited.{dtype}"] = frac
+    for dtype in c.peak_flops_per_s:
+        out[f"matrix_pj.{dtype}"] = (
+            c.matrix_pj(dtype) if c.matrix_pj_per_flop is not None else math.nan
+        )
     for i, lvl in enumerate(c.memory):
         values = (
             lvl.capacity_bytes,
@@ -70,6 +76,7 @@ def chip_leaves(system: System) -> dict[str, Any]:
             lvl.latency_s,
             lvl.pim_bandwidth_bytes_per_s,
             lvl.pim_flops_per_s,
+            _float(lvl.pj_per_byte),
         )
         for name, value in zip(_LEVEL_FIELDS, values, strict=True):
             out[f"memory.{i}.{name}"] = value
@@ -94,9 +101,8 @@ STRUCTURE_LEAVES = (
     "levels",
     "peak_dtypes",
     "sustained_dtypes",
-    "power_limited_dtypes",
     "has_exp",
-    "has_power_limit",
+    "has_power",
     "has_mma_sync",
     "has_attention_bwd",
     "has_split_accumulate",
@@ -121,9 +127,8 @@ class ChipStructure:
     levels: tuple[str, ...]
     peak_dtypes: tuple[str, ...]
     sustained_dtypes: tuple[str, ...]
-    power_limited_dtypes: tuple[str, ...]
     has_exp: bool
-    has_power_limit: bool
+    has_power: bool
     has_mma_sync: bool
     has_attention_bwd: bool
     has_split_accumulate: bool
@@ -203,25 +208,6 @@ class ChipArrays:
         else:
             frac = self.values["sustained_clock_fraction"]
         return self.peak(dtype) * frac
-
-    def at_power_limit(self) -> ChipArrays:
-        """``Chip.at_power_limit``: sustained fractions capped by the power-limited fraction."""
-        if not self.structure.has_power_limit:
-            return self
-        p = self.values["power_limited_fraction"]
-        values = dict(self.values)
-        # fmin: a NaN cap (no general power-limited fraction) leaves the rate as it is
-        values["sustained_clock_fraction"] = np.fmin(values["sustained_clock_fraction"], p)
-        for dtype in self.structure.sustained_dtypes:
-            cap = (
-                values[f"power_limited.{dtype}"]
-                if dtype in self.structure.power_limited_dtypes
-                else p
-            )
-            values[f"sustained.{dtype}"] = np.fmin(values[f"sustained.{dtype}"], cap)
-        if self.structure.has_mma_sync:
-            values["mma_sync_fraction"] = np.fmin(values["mma_sync_fraction"], p)
-        return replace(self, values=values)
 
     def attention_rate(self, dtype: str, kernel: str, backward: bool = False) -> np.ndarray:
         """``Chip.attention_rate``: sustained, capped by the warp-level MMA path for "fa2" and

@@ -94,6 +94,40 @@ class Result:
     memory: MemoryReport
     tokens: float
     costs: tuple[OpCost, ...] = field(default_factory=tuple)
+    idle_watts: float | None = None  # per chip; None: the chip has no power model
+    power_limit_watts: float | None = None  # per chip
+
+    @property
+    def energy_j(self) -> float | None:
+        """Joules drawn by all chips: idle power for the whole time plus each op's dynamic
+        energy (``hardware.power``); None where the chip has no power model."""
+        if self.idle_watts is None:
+            return None
+        dynamic = sum(c.energy_j * c.op.count for c in self.costs)
+        return self.n_chips * (self.idle_watts * self.time_s + dynamic)
+
+    @property
+    def clock(self) -> float:
+        """The time-weighted clock over the burst clock (< 1: the power limit held it down)."""
+        busy = sum(c.total_time_s for c in self.costs)
+        return sum(c.clock * c.total_time_s for c in self.costs) / busy if busy else 1.0
+
+    def energy(self) -> dict | None:
+        """The ``energy`` entry of the JSON: totals over all chips, and power per chip."""
+        total = self.energy_j
+        if total is None:
+            return None
+        unit = self.workload.get("sample_unit", "tokens")
+        out = {
+            "total_j": total,
+            "avg_power_w": total / self.time_s,
+            "chip_avg_power_w": total / self.time_s / self.n_chips,
+            "chip_power_limit_w": self.power_limit_watts,
+            "clock_fraction": self.clock,
+        }
+        if self.tokens:
+            out[f"j_per_{unit.removesuffix('s')}"] = total / self.tokens
+        return out
 
     @property
     def mfu(self) -> float:
@@ -127,7 +161,11 @@ class Result:
     @property
     def throughput(self) -> dict[str, float]:
         unit = self.workload.get("sample_unit", "tokens")
-        return {f"{unit}_per_s": self.tokens / self.time_s}
+        out = {f"{unit}_per_s": self.tokens / self.time_s}
+        energy = self.energy_j
+        if energy:
+            out[f"{unit}_per_j"] = self.tokens / energy
+        return out
 
     @property
     def time_per_step_s(self) -> float | None:
@@ -164,6 +202,8 @@ class Result:
                     "comm_s": c.comm_s * op.count,
                     "tile": list(c.tile) if c.tile else None,
                     "tile_efficiency": c.tile_efficiency,
+                    "energy_j": c.energy_j * op.count + (self.idle_watts or 0.0) * c.total_time_s,
+                    "clock": c.clock,
                 }
             )
         return rows
@@ -183,9 +223,14 @@ class Result:
             "hbm_bytes": self.hbm_bytes,
             "memory": self.memory.to_dict(),
             "throughput": self.throughput,
+            **({"energy": self.energy()} if self.energy_j is not None else {}),
             **({"time_per_step_s": self.time_per_step_s} if self.time_per_step_s else {}),
             "ops": self.op_rows(),
         }
+
+    def _energy_lines(self) -> list[str]:
+        unit = self.workload.get("sample_unit", "tokens")
+        return _energy_line(self.energy(), unit, self.throughput.get(f"{unit}_per_j"))
 
     def summary(self, top: int = 10) -> str:
         """A short human summary plus the top ops by time."""
@@ -202,13 +247,16 @@ class Result:
             ),
             *overrides_line(self.system),
             f"  time        {format_si(self.time_s, 's')}   "
-            + "  ".join(f"{k.replace('_per_s', '/s')} {_rate(v)}" for k, v in tp.items())
+            + "  ".join(
+                f"{k.replace('_per_s', '/s')} {_rate(v)}" for k, v in tp.items() if k.endswith("_s")
+            )
             + (
                 f"   per step {format_si(self.time_per_step_s, 's')}"
                 if self.time_per_step_s
                 else ""
             ),
             f"  MFU {self.mfu:.1%}   MBU {self.mbu:.1%}   bound: {self.bound} ({by})",
+            *self._energy_lines(),
             f"  memory/chip {format_si(m.required_bytes, 'B')} of "
             f"{format_si(m.capacity_bytes, 'B')}  (weights {format_si(m.weights_bytes, 'B')}, "
             f"KV {format_si(m.kv_cache_bytes, 'B')}, act {format_si(m.activation_bytes, 'B')})",
@@ -225,6 +273,22 @@ class Result:
                 f" {format_si(row['time_s'], 's'):>10}{row['share']:>7.1%}  {bound}"
             )
         return "\n".join(lines)
+
+
+def _energy_line(energy: dict | None, unit: str, per_j: float | None) -> list[str]:
+    """The human output's energy line (none without a power model)."""
+    if not energy:
+        return []
+    limit = energy.get("chip_power_limit_w")
+    clock = energy.get("clock_fraction", 1.0)
+    held = (
+        f", clock {clock:.0%} (held by the {limit:.0f} W limit)" if clock < 0.995 and limit else ""
+    )
+    return [
+        f"  energy      {format_si(energy['total_j'], 'J')}   "
+        f"{unit}/J {_rate(per_j) if per_j else '-'}   "
+        f"power {format_si(energy['chip_avg_power_w'], 'W')}/chip{held}"
+    ]
 
 
 def _rate(value: float) -> str:

@@ -95,6 +95,8 @@ class OpCost:
     main_bytes: float = 0.0  # traffic to/from main memory
     tile: tuple[int, int] | None = None
     tile_efficiency: float = 1.0  # useful / executed FLOPs after tile and wave padding
+    energy_j: float = 0.0  # dynamic energy (FLOPs and bytes moved; idle power not included)
+    clock: float = 1.0  # clock over the burst clock: < 1 where the power limit held it down
 
     @property
     def total_time_s(self) -> float:
@@ -103,9 +105,10 @@ class OpCost:
 
 #: what the cost of one op on one point is made of, per instance: the fields of ``Costs``
 FIELDS = ("time", "compute", "main_s", "reuse_s", "main_bytes", "reuse_bytes", "overhead",
-          "comm", "bound", "level", "tile_m", "tile_n", "tile_efficiency")  # fmt: skip
+          "comm", "bound", "level", "tile_m", "tile_n", "tile_efficiency", "energy",
+          "clock")  # fmt: skip
 _F = {f: i for i, f in enumerate(FIELDS)}
-_DEFAULT = {"tile_efficiency": 1.0}
+_DEFAULT = {"tile_efficiency": 1.0, "clock": 1.0}
 
 #: one op kind's pass: each field as an array that broadcasts to [ops of that kind, points]
 Part = dict[str, Any]
@@ -509,18 +512,26 @@ _KIND_ORDER = {kind: i for i, kind in enumerate(_BY_KIND)}
 
 
 def cost_table(
-    ops: list[Op] | tuple[Op, ...], chips: ChipArrays, *, overlap: bool = True, points: int = 1
+    ops: list[Op] | tuple[Op, ...],
+    chips: ChipArrays,
+    *,
+    overlap: bool = True,
+    points: int = 1,
+    steady: bool = True,
 ) -> Costs:
     """Every op on every chip of ``chips``: one array pass per op kind. ``points``: the ops'
     fields may be arrays of that many points (a workload lowered over arrays); chips then
     number 1 or ``points``. ``overlap``: hide work that runs beside the op before it
     (``Op.overlaps_previous``): such an op is exposed only by the part of its total time longer
-    than the previous op's total (ring attention's K/V passing behind the attention it feeds)."""
+    than the previous op's total (ring attention's K/V passing behind the attention it feeds).
+    ``steady``: the chip has run long enough for its power limit to hold (``_power``); false for
+    a short burst from idle, which runs at the burst clock whatever it draws."""
     # ops grouped by kind so that each kind's pass writes one slice of every field
     kinds = [op.kind for op in ops]
     order = sorted(range(len(ops)), key=lambda i: _KIND_ORDER[kinds[i]])
     data = np.zeros((len(FIELDS), len(ops), max(chips.n, points)))
     data[_F["tile_efficiency"]] = 1.0
+    data[_F["clock"]] = 1.0
     given: list[tuple[int, int, Part]] = []  # parts that say what binds themselves
     start = 0
     while start < len(order):
@@ -535,6 +546,8 @@ def cost_table(
         if "bound" in part:
             given.append((start, stop, part))
         start = stop
+    if chips.structure.has_power:  # data's ops are in kind order here
+        _power(data, [ops[i] for i in order], chips, steady)
     # the ops costed by _finish: what binds follows from the parts (one pass for all)
     data[_F["bound"]], data[_F["level"]] = _bound_level(
         data[_F["compute"]], data[_F["main_s"]], data[_F["reuse_s"]], data[_F["overhead"]]
@@ -551,6 +564,89 @@ def cost_table(
                 before = time[i - 1] * ops[i - 1].count
                 time[i] = np.maximum(0.0, time[i] * op.count - before) / op.count
     return Costs(data)
+
+
+# ---- power -----------------------------------------------------------------------------------
+#: bytes each member sends per byte of the buffer, by collective (ring algorithms, large groups)
+_SENT = {"all_reduce": 2.0, "all_gather": 1.0, "reduce_scatter": 1.0, "all_to_all": 1.0,
+         "send_recv": 1.0}  # fmt: skip
+_BISECTIONS = 40
+_MIN_CLOCK = 1e-3
+
+
+def _energy_rates(ops: list[Op] | tuple[Op, ...], chips: ChipArrays) -> tuple[Array, Array]:
+    """Per op: pJ per executed FLOP (matrix units for GEMMs and attention, vector units for
+    the rest and for "mmha" attention) [ops, chips], and link bytes sent per instance [ops, 1|n]."""
+    v = chips.values
+    pj, sent = [], []
+    for op in ops:
+        if op.kind is OpKind.GEMM or (
+            op.kind is OpKind.ATTENTION and op.attention.kernel != "mmha"  # type: ignore[union-attr]
+        ):
+            key = chips.peak_key(op.dtype)
+            pj.append(v[f"matrix_pj.{key}"] if key else v["vector_pj"])
+        else:
+            pj.append(v["vector_pj"])
+        c = op.collective
+        if c is None:
+            sent.append(0.0)
+        else:
+            sent.append(_SENT.get(c.kind, 1.0) * c.bytes * (c.group - 1) / max(c.group, 1))
+    return np.stack([np.broadcast_to(x, (chips.n,)) for x in pj]), _table([(x,) for x in sent])[0]
+
+
+def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, steady: bool) -> None:
+    """Each op's dynamic energy and, in ``steady`` state, the clock its power limit allows
+    (``hardware.power``): where the op at the burst clock would draw more than the limit, the
+    clock s falls until idle + (E_clocked s^(a-1) + E_fixed) / t(s) = limit, with compute and
+    on-chip transfers stretched by 1/s. ``data`` is updated in place."""
+    v = chips.values
+    main = _main(chips)
+    pj_flop, sent = _energy_rates(ops, chips)
+    # NB: the op's own FLOPs, not the tile-padded ones: padding multiplies zeros, which toggle
+    # almost no gates (a GEMM's power depends on its data; GEMM power benchmarks use random data)
+    (executed,) = _table([(op.flops,) for op in ops])
+    # every byte that reaches the cores crosses the reuse level (L2) and the core's local SRAM:
+    # the L2-to-core traffic of a tiled op, at least its main-memory traffic
+    delivered = np.maximum(data[_F["reuse_bytes"]], data[_F["main_bytes"]])
+    on_chip = sum(chips.level(i, "pj_per_byte") for i in range(main)) if main else 0.0
+    clocked = 1e-12 * (pj_flop * executed + on_chip * delivered)
+    fixed = 1e-12 * (
+        chips.level(main, "pj_per_byte") * data[_F["main_bytes"]] + v["link_pj"] * sent
+    )
+    data[_F["energy"]] = clocked + fixed
+    limit = v["limit_watts"]
+    if not steady or np.isnan(limit).all():
+        return
+    idle, a = v["idle_watts"], v["dvfs_exponent"]
+    time = data[_F["time"]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        over = idle + data[_F["energy"]] / time > limit
+    if not over.any():
+        return
+    i, j = np.nonzero(over)
+    jj = j if chips.n > 1 else np.zeros_like(j)
+    compute, reuse_s = data[_F["compute"], i, j], data[_F["reuse_s"], i, j]
+    main_s, overhead = data[_F["main_s"], i, j], data[_F["overhead"], i, j]
+    e_clk, e_fix = clocked[i, j], np.broadcast_to(fixed, data.shape[1:])[i, j]
+    budget, exp = limit[jj] - idle[jj], a[jj] - 1.0
+
+    def excess(s: Array) -> Array:
+        t = overhead + np.maximum(np.maximum(compute, reuse_s) / s, main_s)
+        return (e_clk * s**exp + e_fix) / t - budget
+
+    lo, hi = np.full(len(i), _MIN_CLOCK), np.ones(len(i))
+    for _ in range(_BISECTIONS):  # excess rises with the clock
+        mid = 0.5 * (lo + hi)
+        high = excess(mid) > 0
+        hi = np.where(high, mid, hi)
+        lo = np.where(high, lo, mid)
+    s = lo
+    data[_F["clock"], i, j] = s
+    data[_F["compute"], i, j] = compute / s
+    data[_F["reuse_s"], i, j] = reuse_s / s
+    data[_F["time"], i, j] = overhead + np.maximum(np.maximum(compute, reuse_s) / s, main_s)
+    data[_F["energy"], i, j] = e_clk * s**exp + e_fix
 
 
 def _part(kind: OpKind, ops: list[Op], chips: ChipArrays, n: int) -> Part:
@@ -586,6 +682,7 @@ def op_costs(
     for op, row in zip(ops, table.data[:, :, point].T.tolist(), strict=True):
         time, compute, main_s, reuse_s, main_b, reuse_b, overhead, comm = row[:8]
         bound, level, tm, tn, eff = int(row[8]), int(row[9]), int(row[10]), int(row[11]), row[12]
+        energy, clock = row[13], row[14]
         memory = {}
         if main_b > 0 or level == _PIM:
             memory[main] = main_s
@@ -594,19 +691,22 @@ def op_costs(
         out.append(
             OpCost(op=op, time_s=time, compute_s=compute, memory_s=memory, overhead_s=overhead,
                    comm_s=comm, bound=BOUNDS[bound], binding_level=level_names[level],
-                   main_bytes=main_b, tile=(tm, tn) if tm else None, tile_efficiency=eff)
+                   main_bytes=main_b, tile=(tm, tn) if tm else None, tile_efficiency=eff,
+                   energy_j=energy, clock=clock)
         )  # fmt: skip
     return tuple(out)
 
 
 def cost_ops(
-    ops: list[Op] | tuple[Op, ...], system: System, *, overlap: bool = False
+    ops: list[Op] | tuple[Op, ...], system: System, *, overlap: bool = False, steady: bool = True
 ) -> tuple[OpCost, ...]:
-    """Cost each op (one instance) on one chip of ``system`` (``overlap``: see ``cost_table``)."""
+    """Cost each op (one instance) on one chip of ``system`` (``overlap``, ``steady``: see
+    ``cost_table``)."""
     if not ops:
         return ()
     chips = ChipArrays.of(system)
-    return op_costs(ops, cost_table(ops, chips, overlap=overlap), chips.structure.levels)
+    table = cost_table(ops, chips, overlap=overlap, steady=steady)
+    return op_costs(ops, table, chips.structure.levels)
 
 
 def cost_op(op: Op, system: System) -> OpCost:

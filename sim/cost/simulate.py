@@ -2,13 +2,14 @@
 
 Both lower once, check capacity, cost every op with ``sim.cost.roofline.cost_table`` and add up;
 ``simulate`` is the one-point evaluation that keeps the per-op records, ``evaluate`` keeps the
-totals of every point of a chip stack (sweeps). A run longer than POWER_SETTLE_S is re-costed at
-the chip's power-limited rate.
+totals of every point of a chip stack (sweeps). Runs are costed in the steady state, where the
+chip's power limit holds its clock (``hardware.power``), unless ``steady`` is false: a short
+burst from idle, as a kernel microbenchmark times it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -25,18 +26,6 @@ class Workload(Protocol):
     def lower(self) -> OpGraph: ...
 
 
-# Seconds of continuous work after which a chip runs at its power limit: the measured H100
-# clock falls from 1980 to ~1300-1400 MHz within the first second of a GEMM loop
-# (benchmarks/microbench/results/h100-sxm-2026-11-23/clocks.csv, first 1 s sample under load).
-POWER_SETTLE_S = 1.0
-
-
-def at_power_limit(system: System) -> System:
-    """The system with its chips at their power-limited matmul rate (if the preset has one)."""
-    chip = system.chip.at_power_limit()
-    return system if chip is system.chip else replace(system, chip=chip)
-
-
 def _check_chips(n_chips: int, graph: OpGraph) -> None:
     if n_chips != graph.n_chips:
         raise ConfigError(
@@ -45,13 +34,19 @@ def _check_chips(n_chips: int, graph: OpGraph) -> None:
         )
 
 
-def simulate(workload: Workload, system: System, *, check_memory: bool = True) -> Result:
+def simulate(
+    workload: Workload, system: System, *, check_memory: bool = True, steady: bool = True
+) -> Result:
     """Derive time, MFU, MBU, the binding resource and memory fit of ``workload`` on ``system``.
 
     Ops run one after another on each chip (the per-op roofline; overlap between ops is the
     event engine's job). Raises CapacityError when the workload does not fit per chip (unless
     ``check_memory`` is false) and ConfigError when the system's chip count does not match the
-    workload's parallelism.
+    workload's parallelism. ``steady``: the chip has been busy long enough for its power limit
+    to hold its clock (serving, training, any benchmark with warm-up); false for one short
+    burst from idle, which runs at the burst clock (the measured H100 clock falls from 1980 to
+    ~1300-1400 MHz within the first second of a GEMM loop: benchmarks/microbench/results/
+    h100-sxm-2026-11-23/clocks.csv).
     """
     graph = workload.lower()
     _check_chips(system.n_chips, graph)
@@ -73,14 +68,11 @@ def simulate(workload: Workload, system: System, *, check_memory: bool = True) -
                 chip.name,
             )
         )
-    result = _result(graph, system, memory)
-    if result.time_s > POWER_SETTLE_S and chip.has_power_limit:
-        result = _result(graph, at_power_limit(system), memory)
-    return result
+    return _result(graph, system, memory, steady)
 
 
-def _result(graph: OpGraph, system: System, memory: MemoryReport) -> Result:
-    costs = cost_ops(graph.ops, system, overlap=True)
+def _result(graph: OpGraph, system: System, memory: MemoryReport, steady: bool) -> Result:
+    costs = cost_ops(graph.ops, system, overlap=True, steady=steady)
     dtype = graph.ops[0].dtype if graph.ops else "bf16"
     chip = system.chip
     return Result(
@@ -96,6 +88,8 @@ def _result(graph: OpGraph, system: System, memory: MemoryReport) -> Result:
         memory=memory,
         tokens=graph.tokens,
         costs=costs,
+        idle_watts=chip.idle_watts if chip.has_power_model else None,
+        power_limit_watts=chip.power_limit_watts,
     )
 
 
@@ -108,6 +102,9 @@ class VectorResult:
     mfu: np.ndarray
     mbu: np.ndarray
     throughput: np.ndarray
+    energy_j: np.ndarray  # all chips; NaN where the chip has no power model
+    avg_power_w: np.ndarray  # all chips
+    per_j: np.ndarray  # throughput per joule (tokens, images, ...)
     bound: np.ndarray  # index into BOUNDS
     fits: np.ndarray
     required_bytes: np.ndarray
@@ -158,6 +155,9 @@ def evaluate(
         mfu=nan.copy(),
         mbu=nan.copy(),
         throughput=nan.copy(),
+        energy_j=nan.copy(),
+        avg_power_w=nan.copy(),
+        per_j=nan.copy(),
         bound=np.zeros(n, dtype=np.int8),
         fits=fits,
         required_bytes=required,
@@ -168,18 +168,17 @@ def evaluate(
         return out
     idx = np.flatnonzero(run)
     sub_chips, sub_graph = _points(chips, graph, idx, n)
-    time_s, hbm, by_bound = _totals(sub_graph, sub_chips, len(idx))
-    if sub_chips.structure.has_power_limit:
-        slow = np.flatnonzero(time_s > POWER_SETTLE_S)
-        if len(slow):
-            limited, graph_slow = _points(sub_chips, sub_graph, slow, len(idx))
-            t2, h2, b2 = _totals(graph_slow, limited.at_power_limit(), len(slow))
-            time_s[slow], hbm[slow], by_bound[:, slow] = t2, h2, b2
+    time_s, hbm, by_bound, dynamic = _totals(sub_graph, sub_chips, len(idx))
     model_flops = sum(op.model_flops * op.count for op in sub_graph.ops) * graph.n_chips
     out.time_s[idx] = time_s
     out.mfu[idx] = model_flops / (time_s * graph.n_chips * sub_chips.peak(dtype))
     out.mbu[idx] = hbm / (time_s * sub_chips.level(main, "bandwidth"))
     out.throughput[idx] = sub_graph.tokens / time_s
+    if sub_chips.structure.has_power:
+        energy = graph.n_chips * (sub_chips.values["idle_watts"] * time_s + dynamic)
+        out.energy_j[idx] = energy
+        out.avg_power_w[idx] = energy / time_s
+        out.per_j[idx] = sub_graph.tokens / energy
     # Result.bound's tie rule (the first of BOUNDS with the largest share) is np.argmax's
     out.bound[idx] = np.argmax(by_bound, axis=0)
     return out
@@ -208,10 +207,11 @@ def _missing_dtype(graph: OpGraph, chips: ChipArrays, result_dtype: str) -> str 
     return None
 
 
-def _totals(graph: OpGraph, chips: ChipArrays, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per point: time (the sum of op totals), main-memory bytes, and time per bound [4, n]."""
+def _totals(graph: OpGraph, chips: ChipArrays, n: int) -> tuple[np.ndarray, ...]:
+    """Per point: time (the sum of op totals), main-memory bytes, time per bound [4, n] and
+    dynamic energy per chip."""
     if not graph.ops:
-        return np.zeros(n), np.zeros(n), np.zeros((len(BOUNDS), n))
+        return np.zeros(n), np.zeros(n), np.zeros((len(BOUNDS), n)), np.zeros(n)
     if chips.n > _BLOCK:  # blocks of chips: the GEMM candidates' arrays stay in cache
         blocks = []
         for i in range(0, n, _BLOCK):
@@ -220,13 +220,14 @@ def _totals(graph: OpGraph, chips: ChipArrays, n: int) -> tuple[np.ndarray, np.n
         return tuple(np.concatenate(parts, axis=-1) for parts in zip(*blocks, strict=True))
     t = cost_table(graph.ops, chips, overlap=True, points=graph.points)
     count = np.array([op.count for op in graph.ops], dtype=float)[:, None]
-    totals, hbm = t.time * count, t.main_bytes * count
+    totals, hbm, energy = t.time * count, t.main_bytes * count, t.energy * count
     # added op by op, in order: a point's sums do not depend on how many points ride along
-    time_s, hbm_bytes = np.zeros(n), np.zeros(n)
+    time_s, hbm_bytes, dynamic = np.zeros(n), np.zeros(n), np.zeros(n)
     by_bound = np.zeros((len(BOUNDS), n))
     columns = np.arange(n)
     for i in range(len(graph.ops)):
         time_s += totals[i]
         hbm_bytes += hbm[i]
+        dynamic += energy[i]
         by_bound[t.bound[i].astype(int), columns] += totals[i]
-    return time_s, hbm_bytes, by_bound
+    return time_s, hbm_bytes, by_bound, dynamic

@@ -24,7 +24,6 @@ from hardware.chip import ConfigError, System
 from hardware.units import format_si
 from sim.cost.result import CapacityError, overrides_line
 from sim.cost.roofline import Bound, OpCost, cost_op, cost_ops
-from sim.cost.simulate import at_power_limit
 from sim.engine.events import Part, StageWork, Timeline, run_pipeline
 from workloads.ops import Op, OpKind, WorkloadError
 from workloads.training import RECOMPUTE as RECOMPUTE_ORDER
@@ -327,10 +326,10 @@ def simulate_training(
     """Derive step time, MFU/HFU, the exposed communication and bubble, and memory fit.
 
     A training run is thousands of steps back to back, so the chip sits at its power limit
-    whatever one step's length: steps run at the power-limited matmul rate.
+    whatever one step's length: ops are costed in the steady state (``hardware.power``).
     """
-    return _simulate_training(training, at_power_limit(system), overlap=overlap,
-                              check_memory=check_memory, trace=trace)  # fmt: skip
+    return _simulate_training(training, system, overlap=overlap, check_memory=check_memory,
+                              trace=trace)  # fmt: skip
 
 
 def _simulate_training(

@@ -114,7 +114,10 @@ def gemm_times(chip: Chip, ops: list[Op]) -> list[float]:
     from sim.cost.roofline import cost_ops
 
     link = Link(bandwidth_bytes_per_s=1.0)  # a GEMM crosses no link
-    return [c.time_s for c in cost_ops(ops, System(chip=chip, intra_node=link, inter_node=link))]
+    return [
+        c.time_s
+        for c in cost_ops(ops, System(chip=chip, intra_node=link, inter_node=link), steady=False)
+    ]
 
 
 def gemm_errors(chip: Chip, rows: list[tuple[Op, float]]) -> list[float]:

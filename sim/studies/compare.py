@@ -5,9 +5,10 @@ chip is ``--chips-per N`` when given (a chip that cannot hold the workload on N 
 refused with the capacity reason), ``--tp`` when given, and otherwise the smallest tensor-
 parallel degree that both divides the model's heads (the lowering's own check) and fits the
 workload in each chip's main memory; a chip that holds it at no such degree is refused with
-the capacity reason at the largest degree. Perf per watt divides throughput by chips x the
-preset's ``power.tdp``; tokens per dollar divide it by chips x the preset's cited on-demand
-``price.usd_per_hour`` (docs/presets.md): both only where the preset has the number.
+the capacity reason at the largest degree. Tokens per joule and the average power per chip come
+from the derived power model (``hardware.power``: idle + energy per FLOP and per byte, under
+the TDP), for every chip alike; tokens per dollar divide throughput by chips x the preset's
+cited on-demand ``price.usd_per_hour`` (docs/presets.md), only where the preset has one.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class CompareRow:
     capacity_bytes: float | None = None
     tdp_watts: float | None = None
     usd_per_hour: float | None = None
-    tokens_per_s_per_watt: float | None = None
+    tokens_per_j: float | None = None
+    chip_power_w: float | None = None  # average power per chip, derived
     tokens_per_usd: float | None = None
     refused: str | None = None
 
@@ -127,9 +129,10 @@ def compare(
                 capacity_bytes=result.memory.capacity_bytes,
                 tdp_watts=chip.tdp_watts,
                 usd_per_hour=chip.usd_per_hour,
-                tokens_per_s_per_watt=tokens_per_s / (n * chip.tdp_watts)
-                if chip.tdp_watts
+                tokens_per_j=tokens_per_s * result.time_s / result.energy_j
+                if result.energy_j
                 else None,
+                chip_power_w=result.energy_j / result.time_s / n if result.energy_j else None,
                 tokens_per_usd=tokens_per_s * 3600 / (n * chip.usd_per_hour)
                 if chip.usd_per_hour
                 else None,
@@ -163,7 +166,7 @@ def format_table(rows: list[CompareRow], title: str) -> str:
 
     head = (
         f"{'chip':<16}{'chips':>6}{'time':>11}{'tokens/s':>12}{'MFU':>7}{'MBU':>7}"
-        f"  {'bound':<13}{'fits':<6}{'tok/s/W':>9}{'tokens/$':>11}"
+        f"  {'bound':<13}{'fits':<6}{'W/chip':>7}{'tokens/J':>9}{'tokens/$':>11}"
     )
     lines = [title, "", head]
     for r in rows:
@@ -175,7 +178,8 @@ def format_table(rows: list[CompareRow], title: str) -> str:
             f"{r.chip:<16}{r.n_chips:>6}{format_si(r.time_s, 's'):>11}"
             f"{r.tokens_per_s:>12,.1f}{num(r.mfu, '.1%'):>7}{num(r.mbu, '.1%'):>7}"
             f"  {r.bound:<13}{'yes' if r.fits else 'no':<6}"
-            f"{num(r.tokens_per_s_per_watt, '.3g'):>9}{num(r.tokens_per_usd, ',.0f'):>11}"
+            f"{num(r.chip_power_w, '.0f'):>7}{num(r.tokens_per_j, '.3g'):>9}"
+            f"{num(r.tokens_per_usd, ',.0f'):>11}"
         )
     notes = [f"  {r.chip}: {r.refused}" for r in rows if r.refused]
     if notes:

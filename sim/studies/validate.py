@@ -30,8 +30,8 @@ from pathlib import Path
 from hardware import ConfigError, load_system
 from sim.cost.collectives import collective_time
 from sim.cost.result import CapacityError
-from sim.cost.roofline import cost_op, cost_ops
-from sim.cost.simulate import at_power_limit, simulate
+from sim.cost.roofline import cost_ops
+from sim.cost.simulate import simulate
 from sim.engine.train import simulate_training
 from workloads.build import Builder
 from workloads.loader import load_model
@@ -42,8 +42,10 @@ DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "published.toml"  # pa
 
 # the bar each kind's median |error| must meet (issue 5: training MFU and decode latency 10 %,
 # prefill and DiT 15 %, "at first"); kinds without a bar are reported, not judged
-BARS: dict[str, float] = {"train": 0.10, "decode": 0.10, "prefill": 0.15, "dit": 0.15}
-KINDS = ("decode", "prefill", "serve", "dit", "train", "gemm", "attention", "membw", "allreduce")
+BARS: dict[str, float] = {"train": 0.10, "decode": 0.10, "prefill": 0.15, "dit": 0.15,
+                          "energy": 0.20}  # fmt: skip
+KINDS = ("decode", "prefill", "serve", "dit", "train", "energy", "gemm", "attention", "membw",
+         "allreduce")  # fmt: skip
 
 
 class Skip(Exception):
@@ -177,6 +179,45 @@ def _predict_prefill(row: dict) -> tuple[float, dict]:
     return t, {"prefill_s": t}
 
 
+# --- energy rows -----------------------------------------------------------------------------
+
+
+def _predict_energy(row: dict) -> tuple[float, dict]:
+    """A server kept full with ``batch`` requests (continuous batching): every ``output`` decode
+    steps of the whole batch, ``batch`` new requests are prefilled one at a time; energy and
+    time of both in the steady state. Metrics cover all the row's chips."""
+    from workloads import Decode, Prefill, load_model
+
+    try:
+        model = load_model(row["model"])
+    except WorkloadError as exc:
+        raise Skip(f"no model preset ({exc})") from None
+    chips, tp = row.get("chips", 1) or 1, row.get("tp", 1) or 1
+    system = _system(row, chips)
+    if not system.chip.has_power_model:
+        raise Skip(f"chip {system.chip.name!r} has no power model")
+    dtype = {"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16"))
+    batch, prompt, output = row["batch"], row["prompt"], row["output"]
+    common = dict(model=model, dtype=dtype, tp=tp, dp=chips // tp)
+    step = simulate(Decode(batch=batch, context=int(prompt + output / 2), **common), system,
+                    check_memory=False)  # fmt: skip
+    pre = simulate(Prefill(batch=1, prompt=prompt, **common), system, check_memory=False)
+    # one cycle: `output` steps of the batch and `batch` prefills (the batch turns over once)
+    time_s = output * step.time_s + batch * pre.time_s
+    energy = output * step.energy_j + batch * pre.energy_j  # type: ignore[operator]
+    tokens = batch * output * (chips // tp)  # output tokens of all replicas
+    detail = {"step_s": step.time_s, "prefill_s": pre.time_s, "power_w": energy / time_s,
+              "clock": step.clock}  # fmt: skip
+    metric = row["metric"]
+    if metric == "avg_power_w":
+        return energy / time_s, detail
+    if metric == "joules_per_token":
+        return energy / tokens, detail
+    if metric == "joules_per_request":
+        return energy * output / tokens, detail
+    raise Skip(f"energy metric {metric!r} not known")
+
+
 # --- DiT rows -------------------------------------------------------------------------------
 
 
@@ -204,12 +245,12 @@ def _predict_dit(row: dict) -> tuple[float, dict]:
 
 def _predict_gemm(row: dict) -> tuple[float, dict]:
     system = _system(row, 1)
-    if row.get("steady"):  # measured after seconds of back-to-back runs: at the power limit
-        system = at_power_limit(system)
     dtype = {"fp16": "bf16"}.get(row["dtype"], row["dtype"])
     nbytes = {"fp8": 1.0, "int8": 1.0}.get(dtype, 2.0)
     op = Builder(dtype, nbytes, nbytes).gemm("gemm", "gemm", row["m"], row["n"], row["k"])
-    c = cost_op(op, system)
+    # a kernel timed in a short loop runs at the burst clock; one measured after seconds of
+    # back-to-back runs (steady = true) at the clock its power limit allows
+    (c,) = cost_ops([op], system, steady=bool(row.get("steady")))
     return op.flops / c.time_s / 1e12, {"time_s": c.time_s, "bound": c.bound}
 
 
@@ -228,7 +269,7 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
     # sources count 4·seq²·hd·heads·batch (2.5x that for the backward), halved for causal —
     # the ops' FLOPs are the same count
     ops = attention_backward(op, 2.0) if row.get("backward") else [op]
-    t = sum(c.time_s for c in cost_ops(ops, system))
+    t = sum(c.time_s for c in cost_ops(ops, system, steady=bool(row.get("steady"))))
     return ops[0].flops / t / 1e12, {"time_s": t, "heads": heads}
 
 
@@ -434,6 +475,7 @@ PREDICTORS: dict[str, Callable[[dict], tuple[float, dict]]] = {
     "membw": _predict_membw,
     "allreduce": _predict_allreduce,
     "serve": _predict_serve,
+    "energy": _predict_energy,
 }
 
 

@@ -286,12 +286,15 @@ def _run_claims(args: argparse.Namespace) -> int:
 
 
 def _run_chips(args: argparse.Namespace) -> int:
-    from hardware import list_chips, load_chip
+    from hardware import list_chips, load_system
     from hardware.units import format_si
+    from sim.cost.simulate import matmul_fractions
 
     rows = []
     for name in list_chips():
-        c = load_chip(name)
+        system = load_system(name)
+        c = system.chip
+        fractions = matmul_fractions(system)
         rows.append(
             {
                 "name": name,
@@ -301,17 +304,27 @@ def _run_chips(args: argparse.Namespace) -> int:
                 "capacity_bytes": c.main_memory.capacity_bytes,
                 "bandwidth_bytes_per_s": c.main_memory.bandwidth_bytes_per_s,
                 "hypothetical": c.hypothetical,
+                "tdp_w": c.tdp_watts,
+                "idle_w": c.idle_watts,
+                "matrix_pj_per_flop": c.matrix_pj_per_flop,
+                # a dense 8192^3 GEMM over the peak: a short burst, and steady at the TDP
+                "burst_matmul_fraction": fractions[0] if fractions else None,
+                "steady_matmul_fraction": fractions[1] if fractions else None,
+                "power_derived": c.sources.get("power_derived", ""),
             }
         )
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'chip':<16}{'bf16 dense':>14}{'memory':>12}{'bandwidth':>13}  name")
+    print(f"{'chip':<16}{'bf16 dense':>14}{'memory':>12}{'bandwidth':>13}{'TDP':>8}"
+          f"{'steady':>8}  name")  # fmt: skip
     for r in rows:
         bf16 = format_si(r["bf16_flops_per_s"], "FLOP/s") if r["bf16_flops_per_s"] else "-"
+        tdp = f"{r['tdp_w']:.0f} W" if r["tdp_w"] else "-"
+        steady = f"{r['steady_matmul_fraction']:.2f}" if r["steady_matmul_fraction"] else "-"
         print(
             f"{r['name']:<16}{bf16:>14}{format_si(r['capacity_bytes'], 'B'):>12}"
-            f"{format_si(r['bandwidth_bytes_per_s'], 'B/s'):>13}  {r['full_name']}"
+            f"{format_si(r['bandwidth_bytes_per_s'], 'B/s'):>13}{tdp:>8}{steady:>8}  {r['full_name']}"
             + ("  (hypothetical)" if r["hypothetical"] else "")
         )
     return 0

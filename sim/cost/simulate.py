@@ -26,6 +26,27 @@ class Workload(Protocol):
     def lower(self) -> OpGraph: ...
 
 
+def matmul_fractions(system: System, dtype: str | None = None) -> tuple[float, float] | None:
+    """(burst, steady) rate of a dense 8192^3 GEMM over the chip's peak in ``dtype`` (its 16-bit
+    dtype by default): the steady one under its power limit, derived by the power model. None
+    where the chip has no power model."""
+    from sim.cost.roofline import cost_ops
+    from workloads.build import Builder
+
+    chip = system.chip
+    if not chip.has_power_model:
+        return None
+    if dtype is None:
+        dtype = next((d for d in ("bf16", "fp16") if d in chip.peak_flops_per_s),
+                     max(chip.peak_flops_per_s, key=chip.peak_flops_per_s.__getitem__))  # fmt: skip
+    nbytes = 1.0 if dtype in ("fp8", "int8") else 0.5 if dtype == "int4" else 2.0
+    op = Builder(dtype, nbytes, nbytes).gemm("gemm", "gemm", 8192, 8192, 8192)
+    peak = chip.peak(dtype)
+    burst, steady = (op.flops / cost_ops([op], system, steady=s)[0].time_s / peak
+                     for s in (False, True))  # fmt: skip
+    return burst, steady
+
+
 def _check_chips(n_chips: int, graph: OpGraph) -> None:
     if n_chips != graph.n_chips:
         raise ConfigError(

@@ -84,6 +84,12 @@ def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: S
     return _Costed(total, costs, tuple(parts), dict(by))
 
 
+#: grid carbon intensity for tCO2e: US utility-scale generation 2022, 0.86 lb CO2 per kWh (EIA,
+#: "How much carbon dioxide is produced per kilowatthour of U.S. electricity generation?",
+#: eia.gov/tools/faqs/faq.php?id=74); chip energy only (no PUE, host or network)
+GRID_KG_CO2_PER_KWH = 0.390
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrainResult:
     """One training step derived. Totals over all chips; ``hbm_bytes`` per chip per step."""
@@ -110,6 +116,9 @@ class TrainResult:
     # exposed communication outside the chunks' ops: ZeRO-3 gathers beside compute, the ZeRO
     # parameter gather before the step, the data-parallel gradient tail after it
     side_comm_s: float = 0.0
+    # all chips, one step: idle power for the step plus every op's dynamic energy (None: the
+    # chip has no power model)
+    step_energy_j: float | None = None
 
     @property
     def mfu(self) -> float:
@@ -152,6 +161,19 @@ class TrainResult:
             "days": seconds / 86400,
             "chip_hours": seconds * self.n_chips / 3600,
             "model_flops": self.model_flops * self.run_tokens / self.tokens,
+            **(
+                {}
+                if self.step_energy_j is None
+                else {
+                    "kwh": self.step_energy_j * self.run_tokens / self.tokens / 3.6e6,
+                    "tco2e": self.step_energy_j
+                    * self.run_tokens
+                    / self.tokens
+                    / 3.6e6
+                    * GRID_KG_CO2_PER_KWH
+                    / 1000,
+                }
+            ),
         }
 
     def op_rows(self) -> list[dict]:
@@ -167,6 +189,25 @@ class TrainResult:
                 "tile_efficiency": c.tile_efficiency,
             })  # fmt: skip
         return rows
+
+    def energy(self) -> dict | None:
+        """The ``energy`` entry of the JSON: one step over all chips, and per run when
+        ``--tokens`` was given (kWh, and tCO2e at GRID_KG_CO2_PER_KWH)."""
+        if self.step_energy_j is None:
+            return None
+        out = {
+            "step_j": self.step_energy_j,
+            "total_j": self.step_energy_j,
+            "avg_power_w": self.step_energy_j / self.step_time_s,
+            "chip_avg_power_w": self.step_energy_j / self.step_time_s / self.n_chips,
+            "tokens_per_j": self.tokens / self.step_energy_j,
+        }
+        totals = self.run_totals()
+        if totals:
+            out["run_kwh"] = totals["kwh"]
+            out["run_tco2e"] = totals["tco2e"]
+            out["grid_kg_co2_per_kwh"] = GRID_KG_CO2_PER_KWH
+        return out
 
     def to_dict(self) -> dict:
         mem = self.memory
@@ -187,6 +228,7 @@ class TrainResult:
             "throughput": {"tokens_per_s": self.tokens_per_s,
                            "tokens_per_s_per_chip": self.tokens_per_s / self.n_chips},
             "time_breakdown": self.breakdown,
+            **({"energy": self.energy()} if self.step_energy_j is not None else {}),
             "critical_stage": self.critical_stage,
             "memory": {
                 "required_bytes": mem.total_bytes,
@@ -237,10 +279,23 @@ class TrainResult:
             f"{format_si(m.temporary_bytes, 'B')})",
         ]
         totals = self.run_totals()
+        energy = self.energy()
+        if energy:
+            lines.append(
+                f"  energy      {format_si(energy['step_j'], 'J')} per step   tokens/J "
+                f"{energy['tokens_per_j']:.3g}   power {format_si(energy['chip_avg_power_w'], 'W')}"
+                "/chip"
+            )
         if totals:
             lines.append(
                 f"  run         {format_si(totals['tokens'], 'tokens')}: {totals['days']:,.1f} days"
                 f", {totals['chip_hours']:,.0f} chip-hours"
+                + (
+                    f", {totals['kwh'] / 1000:,.0f} MWh of chip energy, {totals['tco2e']:,.0f} "
+                    f"tCO2e at {GRID_KG_CO2_PER_KWH * 1000:.0f} g/kWh"
+                    if "kwh" in totals
+                    else ""
+                )
             )
         lines += ["", f"  {'op (critical stage ' + str(self.critical_stage) + ')':<34}"
                       f"{'count':>7}{'FLOPs':>12}{'time':>11}{'share':>7}  bound"]  # fmt: skip
@@ -371,6 +426,18 @@ def _simulate_training(
             )
         )
     opt_costs = cost_ops(plan.optimizer, system)
+    step_energy = None
+    if chip.has_power_model:
+
+        def dynamic(costs: tuple[OpCost, ...]) -> float:
+            return sum(c.energy_j * c.op.count for c in costs)
+
+        per_stage = [
+            plan.micro_batches * sum(dynamic(f.costs) + dynamic(b.costs) for f, b in per)
+            + opt.energy_j * opt.op.count
+            + sum(dynamic(cost_ops(c.grad_sync + c.param_gather, system)) for c in chunks)
+            for per, opt, chunks in zip(costed, opt_costs, plan.stages, strict=True)
+        ]
     works = [replace(w, optimizer=o.total_time_s) for w, o in zip(works, opt_costs, strict=True)]
     p2p = cost_op(plan.p2p, system).total_time_s if plan.p2p is not None else 0.0
     timeline = run_pipeline(works, plan.micro_batches, p2p, overlap=overlap, trace=trace)
@@ -410,7 +477,10 @@ def _simulate_training(
     fsdp = sum(
         v for f, b in costed[s] for name, v, _ in f.parts + b.parts if name == "fsdp exposed"
     )
+    if chip.has_power_model:
+        step_energy = replicas * sum(per_stage) + t.n_chips * chip.idle_watts * timeline.step_s
     return TrainResult(
+        step_energy_j=step_energy,
         side_comm_s=fsdp * m + st.gather_exposed_s + comm["dp_tail"],
         workload=plan.describe,
         system=system.describe(),

@@ -75,6 +75,9 @@ WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
 IDENTITY = ("chip", "model")
 META = ("point", "status", "error")
 METRICS = ("time_s", "throughput", "mfu", "mbu", "bound", "fits", "required_bytes")
+#: ... the derived energy of the run (all chips), its average power and tokens per joule (empty
+#: where the chip has no power model; tokens_per_j empty for DiT) ...
+ENERGY = ("energy_j", "avg_power_w", "tokens_per_j")
 #: ... and the throughput per watt of TDP and per dollar of on-demand chip time, where the
 #: chip preset has the number (empty otherwise, and for DiT, whose unit is not tokens)
 ECONOMY = ("tokens_per_s_per_w", "tokens_per_usd_hour")
@@ -140,7 +143,7 @@ class SweepSpec:
     def header(self) -> list[str]:
         return (
             [a.name for a in self.axes] + self.identity + list(META) + list(METRICS)
-            + list(ECONOMY)
+            + list(ENERGY) + list(ECONOMY)
         )  # fmt: skip
 
     @property
@@ -804,6 +807,8 @@ class _Context:
             bound, fits = _spread(res.bound.tolist(), k), _spread(res.fits.tolist(), k)
             req, errs = _spread(res.required_bytes.tolist(), k), _spread(res.error, k)
             economy = _spread(self._economy(res.throughput, chips, n_chips, res.throughput_unit), k)
+            energy = _spread(_energy_cells(res.energy_j, res.avg_power_w, res.per_j,
+                                           res.throughput_unit), k)  # fmt: skip
             for i, p in enumerate(at):
                 why = excluded[i] or errs[i]
                 if why is not None:
@@ -813,7 +818,7 @@ class _Context:
                     out[p] = (
                         f"{prefix[p]},ok,,{t[i]!r},{thr[i]!r},{mfu[i]!r},{mbu[i]!r},"
                         f"{BOUNDS[bound[i]]},{'true' if fits[i] else 'false'},{req[i]!r},"
-                        f"{economy[i]}"
+                        f"{energy[i]},{economy[i]}"
                     )
         return errors
 
@@ -873,9 +878,14 @@ class _Context:
             "" if chip.usd_per_hour is None
             else repr(r.tokens_per_s * 3600.0 / (n_chips * chip.usd_per_hour))
         )  # fmt: skip
+        energy = ",," if r.step_energy_j is None else (
+            f"{r.step_energy_j!r},{r.step_energy_j / r.step_time_s!r},"
+            f"{r.tokens_per_s * r.step_time_s / r.step_energy_j!r}"
+        )  # fmt: skip
         return (
             f"{prefix},ok,,{r.step_time_s!r},{r.tokens_per_s!r},{r.mfu!r},{mbu!r},{r.bound},"
-            f"{'true' if r.fits else 'false'},{float(r.memory.total_bytes)!r},{per_w},{per_usd}"
+            f"{'true' if r.fits else 'false'},{float(r.memory.total_bytes)!r},{energy},{per_w},"
+            f"{per_usd}"
         )
 
 
@@ -888,7 +898,16 @@ def _cell(text: str) -> str:
     return text
 
 
-_EMPTY = "," * (len(METRICS) + len(ECONOMY))
+_EMPTY = "," * (len(METRICS) + len(ENERGY) + len(ECONOMY))
+
+
+def _energy_cells(energy: np.ndarray, power: np.ndarray, per_j: np.ndarray, unit: str) -> list[str]:
+    """The ENERGY cells of each point (empty where NaN: no power model)."""
+    tokens = unit == "tokens_per_s"
+    return [
+        "" if e != e else f"{e!r},{w!r},{repr(t) if tokens else ''}"
+        for e, w, t in zip(energy.tolist(), power.tolist(), per_j.tolist(), strict=True)
+    ]
 
 
 def _spread(values: list[Any], k: int) -> list[Any]:

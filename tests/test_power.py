@@ -1,0 +1,92 @@
+"""The derived power model: clocks under a power limit, energy in every result (issue 19)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from hardware import ConfigError, load_system
+from sim import simulate
+from sim.cli import main
+from sim.cost.roofline import cost_ops
+from sim.cost.simulate import matmul_fractions
+from sim.studies.calibrate import gemm_op
+from workloads import Decode, Prefill, load_model
+
+
+def _tflops(system, op, steady=True) -> float:
+    return op.flops / cost_ops([op], system, steady=steady)[0].time_s / 1e12
+
+
+def test_the_anchor_gemms_settle_where_they_were_measured():
+    # fit rows: the H100's 8192^3 bf16 loop at 700 W (clocks.csv), the A100's at 400 W (Azure)
+    assert _tflops(load_system("h100-sxm"), gemm_op(8192, 8192, 8192, "bf16")) == pytest.approx(
+        685.0, rel=0.01
+    )
+    a100 = load_system("a100-sxm-80gb")
+    assert _tflops(a100, gemm_op(8192, 8192, 8192, "fp16")) == pytest.approx(253.7, rel=0.01)
+    # a short burst runs faster than the steady state
+    assert _tflops(a100, gemm_op(8192, 8192, 8192, "fp16"), steady=False) > 260
+
+
+def test_a_throttled_op_draws_exactly_its_limit_and_a_memory_bound_one_keeps_its_clock():
+    system = load_system("h100-sxm")
+    chip = system.chip
+    (c,) = cost_ops([gemm_op(8192, 8192, 8192, "bf16")], system)
+    assert c.clock < 0.95
+    power = chip.idle_watts + c.energy_j / c.time_s
+    assert power == pytest.approx(chip.tdp_watts, rel=1e-3)
+    decode = simulate(Decode(model=load_model("llama-3-8b"), batch=1, context=1024), system)
+    assert all(x.clock == 1.0 for x in decode.costs)
+    assert decode.energy_j / decode.time_s < chip.tdp_watts
+
+
+def test_a_power_cap_slows_prefill_and_leaves_batch_1_decode():
+    """issue 19's what-if: A100 at 330 W (gpt-fast's setting)."""
+    m = load_model("llama-3-8b")
+    base, capped = load_system("a100-sxm-80gb"), load_system("a100-sxm-80gb", 1, ["power.cap=330W"])
+    pre = Prefill(model=m, prompt=2048)
+    assert simulate(pre, capped).time_s >= 1.10 * simulate(pre, base).time_s
+    dec = Decode(model=m, batch=1, context=1024)
+    assert simulate(dec, capped).time_s <= 1.03 * simulate(dec, base).time_s
+    with pytest.raises(ConfigError, match="must exceed power.idle"):
+        load_system("a100-sxm-80gb", 1, ["power.cap=50W"])
+
+
+def test_energy_adds_up_and_reaches_the_json(capsys):
+    system = load_system("h100-sxm")
+    r = simulate(Decode(model=load_model("llama-3-8b"), batch=8, context=1024), system)
+    dynamic = sum(c.energy_j * c.op.count for c in r.costs)
+    assert r.energy_j == pytest.approx(system.chip.idle_watts * r.time_s + dynamic)
+    assert r.throughput["tokens_per_j"] == pytest.approx(r.tokens / r.energy_j)
+    assert main(["decode", "--model", "llama-3-8b", "--chip", "h100-sxm", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["energy"]["total_j"] > 0 and out["energy"]["avg_power_w"] > 0
+    assert out["throughput"]["tokens_per_j"] > 0
+    assert main(["train", "--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "8",
+                 "--dp", "8", "--zero", "1", "--tokens", "1e9", "--json"]) == 0  # fmt: skip
+    train = json.loads(capsys.readouterr().out)
+    assert train["energy"]["step_j"] > 0 and train["energy"]["run_kwh"] > 0
+
+
+def test_a_chip_without_coefficients_derives_them_by_rule_and_more_energy_per_flop_throttles():
+    system = load_system("h100-sxm")
+    assert system.chip.has_power_model
+    assert "power.vector_pj_per_flop" in system.chip.sources["power_derived"]
+    bare = replace(system.chip, process_nm=None)
+    assert bare.has_power_model  # the loaded values stay; derive() needs a node only to fill
+    op = gemm_op(8192, 8192, 8192, "bf16")
+    hot = load_system("h100-sxm", 1, ["power.matrix_pj_per_flop=2.0"])
+    assert _tflops(hot, op) < 0.8 * _tflops(system, op)
+    assert _tflops(hot, op, steady=False) == _tflops(system, op, steady=False)
+
+
+def test_every_preset_derives_a_steady_matmul_fraction_below_its_burst_rate(capsys):
+    assert main(["chips", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    for row in rows:
+        assert 0 < row["steady_matmul_fraction"] <= row["burst_matmul_fraction"] + 1e-9, row
+    fractions = matmul_fractions(load_system("h100-sxm"))
+    assert fractions is not None and fractions[1] == pytest.approx(685 / 989.4, rel=0.01)

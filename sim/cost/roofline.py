@@ -576,23 +576,29 @@ _MIN_CLOCK = 1e-3
 
 def _energy_rates(ops: list[Op] | tuple[Op, ...], chips: ChipArrays) -> tuple[Array, Array]:
     """Per op: pJ per executed FLOP (matrix units for GEMMs and attention, vector units for
-    the rest and for "mmha" attention) [ops, chips], and link bytes sent per instance [ops, 1|n]."""
+    the rest and for "mmha" attention) [ops, 1|chips], and link bytes sent per instance
+    [ops, 1|points]."""
     v = chips.values
-    pj, sent = [], []
+    keys, sent = [], []
     for op in ops:
         if op.kind is OpKind.GEMM or (
             op.kind is OpKind.ATTENTION and op.attention.kernel != "mmha"  # type: ignore[union-attr]
         ):
             key = chips.peak_key(op.dtype)
-            pj.append(v[f"matrix_pj.{key}"] if key else v["vector_pj"])
+            keys.append(f"matrix_pj.{key}" if key else "vector_pj")
         else:
-            pj.append(v["vector_pj"])
+            keys.append("vector_pj")
         c = op.collective
-        if c is None:
-            sent.append(0.0)
-        else:
-            sent.append(_SENT.get(c.kind, 1.0) * c.bytes * (c.group - 1) / max(c.group, 1))
-    return np.stack([np.broadcast_to(x, (chips.n,)) for x in pj]), _table([(x,) for x in sent])[0]
+        sent.append(
+            0.0 if c is None else _SENT.get(c.kind, 1.0) * c.bytes * (c.group - 1) / c.group
+        )
+    if chips.n == 1:
+        pj = np.array([v[k][0] for k in keys])[:, None]
+    else:
+        pj = np.stack([v[k] for k in keys])
+    if any(isinstance(x, np.ndarray) for x in sent):
+        return pj, _table([(x,) for x in sent])[0]
+    return pj, np.array(sent)[:, None]
 
 
 def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, steady: bool) -> None:
@@ -605,11 +611,17 @@ def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, stead
     pj_flop, sent = _energy_rates(ops, chips)
     # NB: the op's own FLOPs, not the tile-padded ones: padding multiplies zeros, which toggle
     # almost no gates (a GEMM's power depends on its data; GEMM power benchmarks use random data)
-    (executed,) = _table([(op.flops,) for op in ops])
+    flops = [op.flops for op in ops]
+    if any(isinstance(f, np.ndarray) for f in flops):
+        (executed,) = _table([(f,) for f in flops])
+    else:
+        executed = np.array(flops)[:, None]
     # every byte that reaches the cores crosses the reuse level (L2) and the core's local SRAM:
     # the L2-to-core traffic of a tiled op, at least its main-memory traffic
     delivered = np.maximum(data[_F["reuse_bytes"]], data[_F["main_bytes"]])
-    on_chip = sum(chips.level(i, "pj_per_byte") for i in range(main)) if main else 0.0
+    if "on_chip_pj" not in chips.memo:
+        chips.memo["on_chip_pj"] = sum(chips.level(i, "pj_per_byte") for i in range(main)) + 0.0
+    on_chip = chips.memo["on_chip_pj"]
     clocked = 1e-12 * (pj_flop * executed + on_chip * delivered)
     fixed = 1e-12 * (
         chips.level(main, "pj_per_byte") * data[_F["main_bytes"]] + v["link_pj"] * sent

@@ -16,9 +16,9 @@ Every coefficient a preset does not give is derived here by a stated rule, so a 
 measurement, real or hypothetical, gets a power model the same way as a measured one:
 
 - ``matrix_pj_per_flop`` (one dense 16-bit matrix FLOP, operand delivery from the core's SRAM
-  included): a power law in the process node through two fitted anchors, the H100 SXM (4 nm) and
-  the A100 SXM (7 nm), each fitted to the steady rate of an 8192^3 GEMM at its TDP
-  (``benchmarks/fit_power.py``; those rows are fit rows in validation).
+  included): the nearest of two fitted anchors, the H100 SXM (4 nm) and the A100 SXM (7 nm),
+  each fitted to the steady rate of an 8192^3 GEMM at its TDP (``benchmarks/fit_power.py``;
+  those rows are fit rows in validation), scaled to the chip's node by ``NODE_ENERGY``.
 - ``vector_pj_per_flop``: ``VECTOR_OVER_MATRIX`` x the matrix figure at the same node.
 - on-chip levels: ``REUSE_PJ_PER_BYTE`` for the level operands cross the die through (L2),
   ``LOCAL_PJ_PER_BYTE`` for a core's local SRAM (and an all-SRAM chip's main memory).

@@ -32,6 +32,10 @@ to the cluster's tiles, so the L2 tile is (cm·tm) x (cn·tn). A GEMV (M = 1)
 therefore streams its weights exactly once. Flash attention never writes the score matrix:
 Q and O move once, K and V once per query block unless the K/V of the heads in flight fit in L2.
 
+Power (``_power``, coefficients from ``hardware.power``): each op's dynamic energy is its
+FLOPs and bytes moved times their energies; in the steady state an op that would draw more
+than the chip's power limit at the burst clock runs at the lower clock where it draws the limit.
+
 NB: data handed from one op to the next is assumed to go through main memory (no cross-kernel
 L2 residency). In attention the softmax (exp on the special-function units, the rest on the
 vector units) runs after each block's matmuls, not overlapped: Shah et al. 2024

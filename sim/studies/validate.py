@@ -123,16 +123,23 @@ def load_rows(path: Path | str = DEFAULT_DATA) -> list[dict]:
 # --- LLM rows -------------------------------------------------------------------------------
 
 
-def _llm(row: dict):
-    from workloads import Decode, Prefill, load_model
+def _llm_setup(row: dict):
+    """(model, system, chips, tp, dtype) of an LLM row; Skip where the model has no preset."""
+    from workloads import load_model
 
     try:
         model = load_model(row["model"])
     except WorkloadError as exc:
         raise Skip(f"no model preset ({exc})") from None
     chips, tp = row.get("chips", 1) or 1, row.get("tp", 1) or 1
-    system = _system(row, chips)
     dtype = {"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16"))
+    return model, _system(row, chips), chips, tp, dtype
+
+
+def _llm(row: dict):
+    from workloads import Decode, Prefill
+
+    model, system, chips, tp, dtype = _llm_setup(row)
     common = dict(model=model, batch=row.get("batch", 1) or 1, dtype=dtype, tp=tp,
                   dp=chips // tp, kv_dtype=row.get("kv_dtype"),
                   attention_kernel=row.get("attention_kernel", "native"))  # fmt: skip
@@ -186,17 +193,11 @@ def _predict_energy(row: dict) -> tuple[float, dict]:
     """A server kept full with ``batch`` requests (continuous batching): every ``output`` decode
     steps of the whole batch, ``batch`` new requests are prefilled one at a time; energy and
     time of both in the steady state. Metrics cover all the row's chips."""
-    from workloads import Decode, Prefill, load_model
+    from workloads import Decode, Prefill
 
-    try:
-        model = load_model(row["model"])
-    except WorkloadError as exc:
-        raise Skip(f"no model preset ({exc})") from None
-    chips, tp = row.get("chips", 1) or 1, row.get("tp", 1) or 1
-    system = _system(row, chips)
+    model, system, chips, tp, dtype = _llm_setup(row)
     if not system.chip.has_power_model:
         raise Skip(f"chip {system.chip.name!r} has no power model")
-    dtype = {"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16"))
     batch, prompt, output = row["batch"], row["prompt"], row["output"]
     common = dict(model=model, dtype=dtype, tp=tp, dp=chips // tp)
     step = simulate(Decode(batch=batch, context=int(prompt + output / 2), **common), system,

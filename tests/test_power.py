@@ -90,3 +90,20 @@ def test_every_preset_derives_a_steady_matmul_fraction_below_its_burst_rate(caps
         assert 0 < row["steady_matmul_fraction"] <= row["burst_matmul_fraction"] + 1e-9, row
     fractions = matmul_fractions(load_system("h100-sxm"))
     assert fractions is not None and fractions[1] == pytest.approx(685 / 989.4, rel=0.01)
+
+
+def test_serving_energy_is_idle_power_over_the_run_plus_the_iterations(capsys):
+    """A lightly loaded replica sits between its idle floor and a busy one's power, and both
+    stay under the TDP (decode is memory-bound)."""
+    powers = []
+    for rate in ("0.2", "20"):
+        assert main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", rate,
+                     "--duration", "30", "--seed", "1", "--json"]) == 0  # fmt: skip
+        out = json.loads(capsys.readouterr().out)
+        e = out["energy"]
+        assert e["total_j"] == pytest.approx(e["avg_power_w"] * out["end_s"])
+        assert e["tokens_per_j"] == pytest.approx(out["throughput"]["tokens_per_s"]
+                                                  * out["end_s"] / e["total_j"])  # fmt: skip
+        powers.append(e["chip_avg_power_w"])
+    idle, tdp = 120.0, 700.0
+    assert idle < powers[0] < powers[1] < tdp

@@ -28,8 +28,10 @@ NB (deliberate approximations):
   token rows are interpolated on a 1/32-octave grid. Both are within ~1 % of exact (tested).
 - Prompt chunks in one iteration share one variable-length attention launch per layer.
 - For MLA models every token goes through the absorbed (decode) projections.
-- Chips run at their sustained clocks, not the power-limited rate: a serving mix is mostly
-  memory-bound and does not hold a chip at its power cap the way a GEMM loop does.
+- Chips run in the steady state: each op at the clock the chip's power limit allows
+  (``hardware.power``); memory-bound decode iterations draw less and keep their clock. Energy is
+  the chips' idle power over the whole run (a chip waiting for requests holds its floor) plus
+  every iteration's dynamic energy.
 """
 
 from __future__ import annotations
@@ -62,14 +64,16 @@ class Work:
     time_s: float
     model_flops: float  # over the replica's chips
     hbm_bytes: float  # per chip
+    energy_j: float = 0.0  # dynamic energy per chip (idle power not included)
 
     def __add__(self, o: Work) -> Work:
         return Work(
-            self.time_s + o.time_s, self.model_flops + o.model_flops, self.hbm_bytes + o.hbm_bytes
-        )
+            self.time_s + o.time_s, self.model_flops + o.model_flops,
+            self.hbm_bytes + o.hbm_bytes, self.energy_j + o.energy_j,
+        )  # fmt: skip
 
     def scale(self, f: float) -> Work:
-        return Work(self.time_s * f, self.model_flops * f, self.hbm_bytes * f)
+        return Work(self.time_s * f, self.model_flops * f, self.hbm_bytes * f, self.energy_j * f)
 
 
 _ZERO = Work(0.0, 0.0, 0.0)
@@ -115,7 +119,8 @@ class IterationCost:
         t = sum((table.time[:, 0] * n).tolist()) * count
         flops = sum(op.model_flops * op.count for op in ops) * count * self.tp
         hbm = sum((table.main_bytes[:, 0] * n).tolist()) * count
-        return Work(t, flops, hbm)
+        energy = sum((table.energy[:, 0] * n).tolist()) * count
+        return Work(t, flops, hbm, energy)
 
     def _rows(self, rows: int) -> tuple[Work, Work]:
         """(every op but attention and the LM head, the LM head) at ``rows`` token rows."""
@@ -177,7 +182,7 @@ class IterationCost:
             total = total + self._pre[key]
         # one variable-length launch per layer, not one per chunk
         saved = (len(chunks) - 1) * self.n_layers * self.chip.kernel_overhead_s
-        return Work(total.time_s - saved, total.model_flops, total.hbm_bytes)
+        return Work(total.time_s - saved, total.model_flops, total.hbm_bytes, total.energy_j)
 
     def iteration(
         self, n_decode: int, decode_context: int, chunks: list[tuple[int, int]], sampled: int
@@ -232,6 +237,7 @@ class _Stats:
         self.iterations = 0
         self.model_flops = 0.0
         self.hbm_bytes = 0.0  # per chip, summed over replicas
+        self.energy_j = 0.0  # dynamic, per chip, summed over replicas
         self.busy_s = 0.0  # replica-seconds of iterations
         self.decode_rows = 0  # sequence-iterations of decode (mean batch = this / decode its)
         self.decode_iterations = 0
@@ -422,6 +428,7 @@ class _Replica:
             st.busy_s += work.time_s
             st.model_flops += work.model_flops
             st.hbm_bytes += work.hbm_bytes
+            st.energy_j += work.energy_j
             if n_dec:
                 st.decode_rows += n_dec
                 st.decode_iterations += 1
@@ -488,6 +495,17 @@ class ServeResult:
     kv_used: np.ndarray = field(default_factory=lambda: np.zeros(0))
     slo_ttft_s: float | None = None
     slo_tpot_s: float | None = None
+    dynamic_j_per_chip: float = 0.0  # summed over replicas
+    idle_watts: float | None = None  # per chip; None: no power model
+
+    @property
+    def energy_j(self) -> float | None:
+        """Joules drawn by all chips over the run: idle power throughout (a chip waiting for
+        requests still holds its floor) plus each iteration's dynamic energy."""
+        if self.idle_watts is None:
+            return None
+        tp = self.n_chips // self.workload["replicas"]
+        return self.n_chips * self.idle_watts * self.end_s + tp * self.dynamic_j_per_chip
 
     @property
     def completed(self) -> int:
@@ -577,6 +595,7 @@ class ServeResult:
             "mfu": self.mfu,
             "mbu": self.mbu,
             "busy_fraction": self.busy_fraction,
+            **({"energy": self._energy()} if self.energy_j else {}),
             "mean_decode_batch": self.mean_decode_batch,
             "iterations": self.iterations,
             "preemptions": self.preemptions,
@@ -589,6 +608,18 @@ class ServeResult:
                 "t_s": self.kv_t[::step].tolist() if step else [],
                 "occupancy": self.kv_used[::step].tolist() if step else [],
             },
+        }
+
+    def _energy(self) -> dict:
+        total = self.energy_j
+        assert total is not None
+        tokens = float(self.output.sum())
+        return {
+            "total_j": total,
+            "avg_power_w": total / self.end_s,
+            "chip_avg_power_w": total / self.end_s / self.n_chips,
+            "tokens_per_j": tokens / total,
+            "j_per_request": total / self.completed if self.completed else None,
         }
 
     def summary(self) -> str:
@@ -630,6 +661,15 @@ class ServeResult:
         lines += [
             f"  MFU {self.mfu:.1%}   MBU {self.mbu:.1%}   busy {self.busy_fraction:.0%}   "
             f"mean decode batch {self.mean_decode_batch:.1f}   in system {self.mean_in_system:.1f}",
+            *(
+                [
+                    f"  energy      {format_si(d['energy']['total_j'], 'J')}   output tokens/J "
+                    f"{d['energy']['tokens_per_j']:.3g}   power "
+                    f"{format_si(d['energy']['chip_avg_power_w'], 'W')}/chip"
+                ]
+                if "energy" in d
+                else []
+            ),  # fmt: skip
             f"  KV cache    {kv['tokens_per_replica']:,} tokens per replica, occupancy mean "
             f"{kv['mean_occupancy']:.0%} max {kv['max_occupancy']:.0%}, "
             f"{self.preemptions} preemptions",
@@ -734,6 +774,8 @@ def simulate_serving(
         window_s=window,
         model_flops=st.model_flops,
         hbm_bytes_per_chip=st.hbm_bytes,
+        dynamic_j_per_chip=st.energy_j,
+        idle_watts=chip.idle_watts if chip.has_power_model else None,
         peak_flops_per_s=chip.peak(dtype),
         main_bandwidth_bytes_per_s=chip.main_memory.bandwidth_bytes_per_s,
         mean_in_system=st.in_system_area / end if end else 0.0,

@@ -77,6 +77,10 @@ REUSE_PJ_PER_BYTE = 38.0
 #: a core's local SRAM (L1 / shared memory), per byte that reaches the cores: 1.59 (A100) and
 #: 1.45 (GH200) pJ/bit, SC'25 Table 3; also an all-SRAM chip's main memory
 LOCAL_PJ_PER_BYTE = 12.0
+#: a byte read inside a processing-in-memory DRAM (bank to the in-memory units): the device's
+#: row activation and on-die data movement, without its I/O, PHY, controller or fabric: HBM2
+#: 1.21 + 2.24 pJ/bit of its 3.92 (O'Connor et al., "Fine-Grained DRAM", MICRO 2017)
+PIM_PJ_PER_BYTE = 27.6
 #: vector-unit FLOP over matrix FLOP energy at the same node: a SIMT FMA pays instruction fetch,
 #: decode and register-file operand delivery for one or two FLOPs (Dally, Hot Chips 2023: ~30 pJ
 #: overhead on a 1.5 pJ HFMA at 45 nm; HMMA amortises it to 22 %); measured V100 CUDA-core FP32

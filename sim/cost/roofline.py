@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from hardware.chip import System
+from hardware.power import PIM_PJ_PER_BYTE
 from sim.cost.chips import ChipArrays
 from sim.cost.collectives import LinkParams, collective_s
 from workloads.ops import Op, OpKind, point_arrays, take_points
@@ -630,6 +631,13 @@ def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, stead
     fixed = 1e-12 * (
         chips.level(main, "pj_per_byte") * data[_F["main_bytes"]] + v["link_pj"] * sent
     )
+    pim = data[_F["level"]] == _PIM
+    if pim.any():  # decode attention in memory: its K/V read inside the DRAM
+        kv = _table([
+            (a.batch * a.n_kv_heads * a.kv_len * a.kv_bytes_per_token if a else 0.0,)
+            for a in (op.attention for op in ops)
+        ])[0]  # fmt: skip
+        fixed = fixed + np.where(pim, 1e-12 * PIM_PJ_PER_BYTE * kv, 0.0)
     data[_F["energy"]] = clocked + fixed
     limit = v["limit_watts"]
     if not steady or np.isnan(limit).all():

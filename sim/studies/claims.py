@@ -89,15 +89,21 @@ def gpt4_training() -> Claim:
     bf16 = h100.tokens_per_s / a100.tokens_per_s
     fp8 = h100_fp8.tokens_per_s / a100.tokens_per_s
     derived_days = flops / (25_000 * A100_BF16 * a100.mfu) / DAY
+    # energy: the usual estimate draws every A100's 400 W TDP for the whole run; the derived one
+    # is the step's energy (idle + every op's FLOPs and bytes, hardware/power.py) per model FLOP
+    tdp_mwh = 25_000 * 400.0 * days * DAY / 3.6e9
+    derived_mwh = flops * a100.step_energy_j / a100.model_flops / 3.6e9
     return Claim(
         "gpt4-training",
         "GPT-4-class training: 6 x 400B active x 20T tokens on 25,000 A100; H100 2.5x (BF16) / 3.5x (FP8)",
         f"4.8e25 FLOPs / (25,000 x 312 TFLOP/s x 40 % MFU) = {days:.0f} days; H100 = 2.5x / 3.5x",
         f"arithmetic {flops:.2e} FLOPs -> {days:.0f} days at 40 %. A 405B dense training step "
         f"(TP8 PP16x2 DP16, seq 8192, full recompute) reaches {a100.mfu:.0%} MFU on A100 "
-        f"-> {derived_days:.0f} days; H100/A100 tokens/s = {bf16:.2f}x BF16, {fp8:.2f}x FP8",
+        f"-> {derived_days:.0f} days; H100/A100 tokens/s = {bf16:.2f}x BF16, {fp8:.2f}x FP8; "
+        f"chip energy {derived_mwh:,.0f} MWh (at 400 W TDP for {days:.0f} days: {tdp_mwh:,.0f})",
         f"arithmetic holds; 40 % MFU {_ratio_verdict(a100.mfu, 0.40)}; speed-ups: BF16 "
-        f"{_ratio_verdict(bf16, 2.5)}, FP8 {_ratio_verdict(fp8, 3.5)}",
+        f"{_ratio_verdict(bf16, 2.5)}, FP8 {_ratio_verdict(fp8, 3.5)}; energy at TDP "
+        f"{_ratio_verdict(derived_mwh, tdp_mwh)}",
         {
             "flops": flops,
             "days_at_40pct": days,
@@ -105,6 +111,8 @@ def gpt4_training() -> Claim:
             "days_at_derived_mfu": derived_days,
             "h100_over_a100_bf16": bf16,
             "h100_over_a100_fp8": fp8,
+            "energy_mwh_at_tdp": tdp_mwh,
+            "energy_mwh_derived": derived_mwh,
         },  # fmt: skip
     )
 
@@ -204,6 +212,15 @@ def chatgpt_serving() -> Claim:
     best = plan(base, "a100-sxm-80gb", demand, slo, tps=(8,)).best
     assert best is not None and best.at_peak is not None and best.at_mean is not None
     peak = best.at_peak
+    # a day of the fleet: every chip at the power it draws at the mean load (idle floor while it
+    # waits, plus its iterations), against the TDP estimate of the assumed fleet
+    mean_energy = best.at_mean.energy_j
+    day_mwh = (
+        best.chips * mean_energy / best.at_mean.n_chips / best.at_mean.end_s * DAY / 3.6e9
+        if mean_energy
+        else float("nan")
+    )
+    tdp_day_mwh = assumed * 400.0 * DAY / 3.6e9
     return Claim(
         "chatgpt-serving",
         "ChatGPT-scale serving: 13 M daily users x ~1000 words",
@@ -212,7 +229,8 @@ def chatgpt_serving() -> Claim:
         f"roofsim plan, GPT-3 175B TP8 on A100-80GB, p99 TTFT <= 2 s and p99 TPOT <= 100 ms at "
         f"{demand.peak_rate:,.0f} req/s: {best.max_rate_per_replica:.2f} req/s per replica -> "
         f"{best.chips:,} A100; MFU {peak.mfu:.1%} at peak, {best.at_mean.mfu:.1%} over the day "
-        f"(mean decode batch {peak.mean_decode_batch:.0f})",
+        f"(mean decode batch {peak.mean_decode_batch:.0f}); the fleet draws {day_mwh:,.0f} MWh a "
+        f"day (chips only; {tdp_day_mwh:,.0f} for the assumed fleet at 400 W)",
         f"{_ratio_verdict(best.chips, assumed)}: the simulated utilisation at an interactive SLO "
         f"is {peak.mfu:.0%}, not 51 % (benchmarks/serving_chatgpt.py tries chunked prefill and a "
         "looser SLO)",
@@ -223,6 +241,8 @@ def chatgpt_serving() -> Claim:
             "mfu_peak": peak.mfu,
             "mfu_day": best.at_mean.mfu,
             "max_rate_per_replica": best.max_rate_per_replica,
+            "fleet_mwh_per_day": day_mwh,
+            "assumed_fleet_mwh_per_day_at_tdp": tdp_day_mwh,
         },  # fmt: skip
     )
 
@@ -234,6 +254,8 @@ def decode_vs_video() -> Claim:
     answer_chip_s = 1000 * decode.time_s * 8
     answer_chip_s_64 = 1000 * decode64.time_s * 8 / 64
     video_chip_s = video.time_s * 8
+    video_kwh = video.energy_j / 3.6e6
+    answer_j, answer_j_64 = 1000 * decode.energy_j, 1000 * decode64.energy_j / 64
     return Claim(
         "decode-vs-video",
         "Decode is memory-bound at ~5 % MFU; a 20B video DiT at 1 M tokens is compute-bound at "
@@ -243,7 +265,9 @@ def decode_vs_video() -> Claim:
         f"batch 64 ({decode.bound}-bound); video-dit-20b, 979,200 tokens, 20 steps on 8 A100: "
         f"{video.mfu:.0%} MFU ({video.bound}-bound), {video.time_s:,.0f} s; a minute of video = "
         f"{video_chip_s / answer_chip_s:,.0f}x a 1k-token answer at batch 1, "
-        f"{video_chip_s / answer_chip_s_64:,.0f}x at batch 64",
+        f"{video_chip_s / answer_chip_s_64:,.0f}x at batch 64; energy: a minute of video "
+        f"{video_kwh:,.1f} kWh (chips), a 1k-token answer {answer_j / 1e3:.2f} kJ at batch 1, "
+        f"{answer_j_64 / 1e3:.3f} kJ at batch 64",
         f"bounds hold; decode MFU {_ratio_verdict(decode64.mfu, 0.05)} at batch 64 "
         f"(×{decode.mfu / 0.05:.2f} at batch 1); DiT MFU {_ratio_verdict(video.mfu, 0.50)}; "
         f"the ratio {_ratio_verdict(video_chip_s / answer_chip_s, 1500)} at batch 1 and grows "
@@ -254,6 +278,9 @@ def decode_vs_video() -> Claim:
             "video_mfu": video.mfu,
             "ratio_b1": video_chip_s / answer_chip_s,
             "ratio_b64": video_chip_s / answer_chip_s_64,
+            "video_minute_kwh": video_kwh,
+            "energy_ratio_b1": video.energy_j / answer_j,
+            "energy_ratio_b64": video.energy_j / answer_j_64,
         },  # fmt: skip
     )
 
@@ -287,25 +314,34 @@ def mid_chip_vs_h100() -> Claim:
     from workloads import Decode, Prefill, load_model
 
     m = load_model("llama-2-70b")
-    out = {}
+    out, joules = {}, {}
     for chip in ("mid-14nm-144g", "h100-sxm"):
         system = load_system(chip, 2)
-        out[chip] = (
-            simulate(Decode(model=m, batch=1, context=2048, tp=2), system).time_s,
-            simulate(Prefill(model=m, batch=1, prompt=2048, tp=2), system).time_s,
-        )
+        dec = simulate(Decode(model=m, batch=1, context=2048, tp=2), system)
+        pre = simulate(Prefill(model=m, batch=1, prompt=2048, tp=2), system)
+        out[chip] = (dec.time_s, pre.time_s)
+        joules[chip] = (dec.energy_j, pre.energy_j)
     d = out["mid-14nm-144g"][0] / out["h100-sxm"][0]
     p = out["mid-14nm-144g"][1] / out["h100-sxm"][1]
+    # tokens per joule, 14 nm over H100 (> 1: the 14 nm chip spends less energy per token)
+    d_j = joules["h100-sxm"][0] / joules["mid-14nm-144g"][0]
+    p_j = joules["h100-sxm"][1] / joules["mid-14nm-144g"][1]
     return Claim(
         "mid-chip",
         "A 14 nm, 188 TFLOP/s, 144 GB-HBM chip serves LLM decode about as well as an H100",
         "decode time ratio ~1",
         f"Llama-2-70B on 2 chips, context 2048: decode {out['mid-14nm-144g'][0] * 1e3:.1f} vs "
         f"{out['h100-sxm'][0] * 1e3:.1f} ms ({d:.2f}x); prefill of 2048 tokens "
-        f"{out['mid-14nm-144g'][1] * 1e3:.0f} vs {out['h100-sxm'][1] * 1e3:.0f} ms ({p:.1f}x)",
+        f"{out['mid-14nm-144g'][1] * 1e3:.0f} vs {out['h100-sxm'][1] * 1e3:.0f} ms ({p:.1f}x); "
+        f"tokens per joule (14 nm / H100): decode {d_j:.2f}x, prefill {p_j:.2f}x",
         f"decode {_ratio_verdict(d, 1.0, 0.10)}; but prefill is {p:.1f}x slower: time to first "
         "token and large batches are where the FLOPs show",
-        {"decode_ratio": d, "prefill_ratio": p},
+        {
+            "decode_ratio": d,
+            "prefill_ratio": p,
+            "decode_tokens_per_j_ratio": d_j,
+            "prefill_tokens_per_j_ratio": p_j,
+        },  # fmt: skip
     )
 
 
@@ -317,11 +353,12 @@ def pim_decode() -> Claim:
         f"hbm.pim_bandwidth={4 * h100.bandwidth_bytes_per_s:.4g}",
         "hbm.pim_flops=6TFLOP/s",
     )
-    rows = {}
+    rows, energy = {}, {}
     for model in ("llama-2-7b", "llama-3-8b"):
         base = _decode(model, "h100-sxm", 1, 16, 4096)
         with_pim = _decode(model, "h100-sxm", 1, 16, 4096, set=pim)
         rows[model] = base.time_s / with_pim.time_s
+        energy[model] = base.energy_j / with_pim.energy_j  # tokens per joule, PIM over plain
     return Claim(
         "pim",
         "Processing-in-memory HBM (attention GEMV in memory) lifts decode throughput",
@@ -329,10 +366,17 @@ def pim_decode() -> Claim:
         f"H100 with HBM-PIM (internal bandwidth 4x = {4 * h100.bandwidth_bytes_per_s / 1e12:.1f} "
         f"TB/s, 6 TFLOP/s in memory), batch 16, context 4096: Llama-2-7B (MHA) "
         f"{rows['llama-2-7b']:.2f}x tokens/s; Llama-3-8B (GQA, 4 query heads per KV head) "
-        f"{rows['llama-3-8b']:.2f}x",
+        f"{rows['llama-3-8b']:.2f}x; tokens per joule {energy['llama-2-7b']:.2f}x and "
+        f"{energy['llama-3-8b']:.2f}x (the K/V read inside the DRAM skips its interface and the "
+        "chip's memory path)",
         f"holds for multi-head attention (×{rows['llama-2-7b']:.2f}); with GQA the attention does "
         "4x the FLOPs per cached byte and the in-memory units, not the banks, bind: no gain",
-        {"speedup_mha": rows["llama-2-7b"], "speedup_gqa": rows["llama-3-8b"]},
+        {
+            "speedup_mha": rows["llama-2-7b"],
+            "speedup_gqa": rows["llama-3-8b"],
+            "energy_gain_mha": energy["llama-2-7b"],
+            "energy_gain_gqa": energy["llama-3-8b"],
+        },  # fmt: skip
     )
 
 

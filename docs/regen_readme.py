@@ -4,12 +4,14 @@
 
 The commands are those tests/test_docs.py re-runs (README_SKIP lists the ones it does not:
 sweep timings, a templated command, plan's 60 s search). A shown line ending in ``...`` keeps
-its abbreviation where the new line still starts with what precedes the dots.
+its abbreviation where the new line still starts with what precedes the dots. The validation
+table (``roofsim validate --summary --no-fail``) is rewritten too.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +35,7 @@ def main() -> int:
             changed = _rewrite(lines, wanted)
         finally:
             os.chdir(cwd)
+    changed += _validation_table(lines)
     path.write_text("\n".join(lines) + "\n")
     print(f"README.md: {changed} example(s) rewritten")
     return 0
@@ -68,6 +71,39 @@ def _rewrite(lines: list[str], wanted: dict[str, bool]) -> int:
                 j = i + 1 + len(new)
         i = j
     return changed
+
+
+def _validation_table(lines: list[str]) -> int:
+    """Rewrite the block after VALIDATION_MARKER with what ``validate --summary`` prints."""
+    from test_docs import VALIDATION_MARKER
+
+    start = next(i for i, line in enumerate(lines) if line.rstrip().endswith(VALIDATION_MARKER))
+    open_ = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("```"))
+    close = next(i for i in range(open_ + 1, len(lines)) if lines[i].startswith("```"))
+    _, out = run("roofsim validate --summary --no-fail")
+    new = out[: len(out) - (out[-1:] == [""])]
+    changed = lines[open_ + 1 : close] != new
+    lines[open_ + 1 : close] = new
+    # the row counts of the prose above it (tests/test_docs.py checks the same figures)
+    from sim.studies.validate import load_rows
+
+    rows = load_rows()
+    fit = sum(r["use"] == "fit" for r in rows)
+    counts = (
+        (r"\d+ numbers measured", f"{len(rows)} numbers measured"),
+        (r"commit: \d+ rows", f"commit: {fit} rows"),
+        (r'`use = "test"`: \d+ rows', f'`use = "test"`: {len(rows) - fit} rows'),
+        (
+            r"\d+ rows have at least one",
+            f"{sum(bool(r['assumed']) for r in rows)} rows have at least one",
+        ),
+    )
+    for i in range(max(0, start - 24), start):
+        for pattern, text in counts:
+            updated = re.sub(pattern, text, lines[i])
+            changed |= updated != lines[i]
+            lines[i] = updated
+    return int(changed)
 
 
 if __name__ == "__main__":

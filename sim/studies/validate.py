@@ -189,33 +189,46 @@ def _predict_prefill(row: dict) -> tuple[float, dict]:
 # --- energy rows -----------------------------------------------------------------------------
 
 
-def _predict_energy(row: dict) -> tuple[float, dict]:
-    """A server kept full with ``batch`` requests (continuous batching): every ``output`` decode
-    steps of the whole batch, ``batch`` new requests are prefilled one at a time; energy and
-    time of both in the steady state. Metrics cover all the row's chips."""
+def _serving_cycle(row: dict, system) -> tuple[float, float, float, dict]:
+    """(time, energy, output tokens, detail) of one turnover of servers kept full with
+    ``batch`` requests per replica (continuous batching): ``output`` decode steps of the whole batch and
+    ``batch`` prefills, one at a time, in the steady state, over all the row's chips."""
     from workloads import Decode, Prefill
 
-    model, system, chips, tp, dtype = _llm_setup(row)
+    model, _, chips, tp, dtype = _llm_setup(row)
     if not system.chip.has_power_model:
         raise Skip(f"chip {system.chip.name!r} has no power model")
     batch, prompt, output = row["batch"], row["prompt"], row["output"]
-    common = dict(model=model, dtype=dtype, tp=tp, dp=chips // tp)
-    step = simulate(Decode(batch=batch, context=int(prompt + output / 2), **common), system,
+    dp = chips // tp  # replicas, each with ``batch`` requests
+    common = dict(model=model, dtype=dtype, tp=tp, dp=dp, kv_dtype=row.get("kv_dtype"))
+    step = simulate(Decode(batch=batch * dp, context=int(prompt + output / 2), **common), system,
                     check_memory=False)  # fmt: skip
-    pre = simulate(Prefill(batch=1, prompt=prompt, **common), system, check_memory=False)
-    # one cycle: `output` steps of the batch and `batch` prefills (the batch turns over once)
+    pre = simulate(Prefill(batch=dp, prompt=prompt, **common), system, check_memory=False)
     time_s = output * step.time_s + batch * pre.time_s
     energy = output * step.energy_j + batch * pre.energy_j  # type: ignore[operator]
-    tokens = batch * output * (chips // tp)  # output tokens of all replicas
+    tokens = batch * output * dp  # output tokens of all replicas
     detail = {"step_s": step.time_s, "prefill_s": pre.time_s, "power_w": energy / time_s,
               "clock": step.clock}  # fmt: skip
+    return time_s, energy, tokens, detail
+
+
+def _predict_energy(row: dict) -> tuple[float, dict]:
+    """Energy and power of a full server (``_serving_cycle``); ``throughput_ratio_capped``:
+    its throughput with every chip capped at ``cap`` over its throughput uncapped."""
+    _, system, _, _, _ = _llm_setup(row)
+    time_s, energy, tokens, detail = _serving_cycle(row, system)
     metric = row["metric"]
     if metric == "avg_power_w":
         return energy / time_s, detail
     if metric == "joules_per_token":
         return energy / tokens, detail
     if metric == "joules_per_request":
-        return energy * output / tokens, detail
+        return energy * row["output"] / tokens, detail
+    if metric == "throughput_ratio_capped":
+        capped = load_system(row["chip"], row.get("chips", 1) or 1,
+                             [*row.get("set", []), f"power.cap={row['cap']}"])  # fmt: skip
+        t_cap, _, _, d_cap = _serving_cycle(row, capped)
+        return time_s / t_cap, {**detail, "capped_power_w": d_cap["power_w"]}
     raise Skip(f"energy metric {metric!r} not known")
 
 

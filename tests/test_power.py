@@ -107,3 +107,51 @@ def test_serving_energy_is_idle_power_over_the_run_plus_the_iterations(capsys):
         powers.append(e["chip_avg_power_w"])
     idle, tdp = 120.0, 700.0
     assert idle < powers[0] < powers[1] < tdp
+
+
+def test_the_closed_form_clock_equals_bisection():
+    """_clock_at_limit: the exp = 1 closed forms (compute- and memory-bound branches) find the
+    same clock as bisecting the power equation."""
+    import numpy as np
+
+    from sim.cost.roofline import _clock_at_limit
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    e_clk, e_fix = rng.uniform(0.1, 2.0, n), rng.uniform(0.0, 0.5, n)
+    c, m, o = rng.uniform(0.1, 1.0, n), rng.uniform(0.0, 1.5, n), rng.uniform(0.0, 0.05, n)
+    budget = 0.5 * (e_clk + e_fix) / (o + np.maximum(c, m))  # below the power at s = 1
+    exp = np.ones(n)
+    closed = _clock_at_limit(e_clk, e_fix, budget, exp, c, m, o)
+    pad = [np.append(x, x[0]) for x in (e_clk, e_fix, budget, exp, c, m, o)]
+    pad[3][-1] = 1.5  # one other exponent: everything bisects
+    bisected = _clock_at_limit(*pad)[:n]
+    assert np.allclose(closed, bisected, rtol=1e-7, atol=1e-9)
+    power = (e_clk * closed + e_fix) / (o + np.maximum(c / closed, m))
+    assert np.allclose(power, budget, rtol=1e-9)
+
+
+def test_a_chip_without_a_power_model_leaves_the_energy_cells_empty(tmp_path):
+    """No process node: nothing to derive the coefficients from; results carry no energy and
+    a sweep's energy columns stay empty but in place."""
+    from hardware.loader import chip_source_text
+    from sim.studies.sweep import evaluate_lines, spec_from_dict
+
+    text = chip_source_text("h100-sxm").replace("process_nm = 4\n", "")
+    path = tmp_path / "no-node.toml"
+    path.write_text(text)
+    system = load_system(str(path))
+    assert not system.chip.has_power_model
+    r = simulate(Decode(model=load_model("llama-3-8b"), batch=1, context=128), system)
+    assert r.energy_j is None and "energy" not in r.to_dict()
+    for kind in ("decode", "prefill"):
+        spec = spec_from_dict({"system": {"chip": str(path)},
+                               "workload": {"kind": kind, "model": "llama-3-8b"},
+                               "axes": {"batch": [1, 2]}})  # fmt: skip
+        lines = evaluate_lines(spec, [0, 1])
+        header = spec.header
+        for line in lines:
+            cells = line.split(",")
+            assert len(cells) == len(header)
+            assert cells[header.index("energy_j")] == ""
+            assert cells[header.index("status")] == "ok"

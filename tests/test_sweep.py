@@ -76,6 +76,9 @@ def _assert_rows_equal_single_points(spec, points) -> int:
         if spec.kind != "train":
             want["throughput"] = next(iter(ref.throughput.values()))
             want["required_bytes"] = ref.memory.required_bytes
+        energy = ref.step_energy_j if spec.kind == "train" else ref.energy_j
+        if energy is not None:
+            want["energy_j"] = energy
         for key, value in want.items():
             assert float(row[key]) == pytest.approx(value, rel=1e-9), key
         assert row["bound"] == ref.bound
@@ -111,7 +114,7 @@ def test_axes_expand_lists_ranges_and_log_ranges_in_product_order():
         "model",
         "point",
     ]
-    assert spec.header[-2:] == ["tokens_per_s_per_w", "tokens_per_usd_hour"]
+    assert spec.header[-4:] == ["energy_j", "avg_power_w", "tokens_per_j", "tokens_per_usd_hour"]
 
 
 def test_integer_log_range_keeps_each_integer_once():
@@ -548,19 +551,24 @@ def test_a_bad_value_on_a_vector_axis_fails_its_points_only():
     assert _assert_rows_equal_single_points(spec, list(range(6))) == 4
 
 
-def test_per_watt_and_per_dollar_columns_come_from_the_preset_or_stay_empty():
-    from hardware import load_chip
+def test_per_joule_and_per_dollar_columns_come_from_the_power_model_and_the_preset():
+    from hardware import load_chip, load_system
+    from sim import simulate
+    from workloads import Decode, load_model
 
     spec = spec_from_dict({"workload": {"kind": "decode", "model": "llama-2-7b"},
                            "axes": {"chip": ["h100-sxm", "mid-14nm-144g"]}})  # fmt: skip
     h100, mid = evaluate_points(spec, [0, 1])
     chip = load_chip("h100-sxm")
     tokens = float(h100["throughput"])
-    assert float(h100["tokens_per_s_per_w"]) == pytest.approx(tokens / chip.tdp_watts, rel=1e-12)
+    ref = simulate(Decode(model=load_model("llama-2-7b")), load_system("h100-sxm"))
+    assert float(h100["energy_j"]) == pytest.approx(ref.energy_j, rel=1e-9)
+    assert float(h100["avg_power_w"]) == pytest.approx(ref.energy_j / ref.time_s, rel=1e-9)
+    assert float(h100["tokens_per_j"]) == pytest.approx(ref.tokens / ref.energy_j, rel=1e-9)
     assert float(h100["tokens_per_usd_hour"]) == pytest.approx(
         tokens * 3600 / chip.usd_per_hour, rel=1e-12
     )
-    assert mid["tokens_per_s_per_w"] != "" and mid["tokens_per_usd_hour"] == ""  # no cited price
+    assert mid["tokens_per_j"] != "" and mid["tokens_per_usd_hour"] == ""  # no cited price
     assert (h100["chip"], h100["model"]) == ("h100-sxm", "llama-2-7b")
 
 

@@ -655,22 +655,42 @@ def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, stead
     e_clk, e_fix = clocked[i, j], np.broadcast_to(fixed, data.shape[1:])[i, j]
     budget, exp = limit[jj] - idle[jj], a[jj] - 1.0
 
-    def excess(s: Array) -> Array:
-        t = overhead + np.maximum(np.maximum(compute, reuse_s) / s, main_s)
-        return (e_clk * s**exp + e_fix) / t - budget
-
-    lo, hi = np.full(len(i), _MIN_CLOCK), np.ones(len(i))
-    for _ in range(_BISECTIONS):  # excess rises with the clock
-        mid = 0.5 * (lo + hi)
-        high = excess(mid) > 0
-        hi = np.where(high, mid, hi)
-        lo = np.where(high, lo, mid)
-    s = lo
+    clocked_s = np.maximum(compute, reuse_s)  # the part of the op's time that the clock sets
+    s = _clock_at_limit(e_clk, e_fix, budget, exp, clocked_s, main_s, overhead)
     data[_F["clock"], i, j] = s
     data[_F["compute"], i, j] = compute / s
     data[_F["reuse_s"], i, j] = reuse_s / s
-    data[_F["time"], i, j] = overhead + np.maximum(np.maximum(compute, reuse_s) / s, main_s)
+    data[_F["time"], i, j] = overhead + np.maximum(clocked_s / s, main_s)
     data[_F["energy"], i, j] = e_clk * s**exp + e_fix
+
+
+def _clock_at_limit(
+    e_clk: Array, e_fix: Array, budget: Array, exp: Array, c: Array, m: Array, o: Array
+) -> Array:
+    """The clock s in (0, 1] at which (e_clk s^exp + e_fix) / (o + max(c / s, m)) = budget, the
+    dynamic power rising with s. For exp = 1 (power ~ clock^2) each branch of the max has a
+    closed form: compute-bound, e_clk s^2 + (e_fix - budget o) s - budget c = 0; memory-bound,
+    s = (budget (o + m) - e_fix) / e_clk; the root is the branch whose side of the max it lies on.
+    Otherwise (or where neither applies) bisection."""
+    s = np.full(len(c), np.nan)
+    if (exp == 1.0).all():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = e_fix - budget * o
+            s_c = (np.sqrt(b * b + 4 * e_clk * budget * c) - b) / (2 * e_clk)
+            s_m = (budget * (o + m) - e_fix) / e_clk
+            s = np.where(c >= m * s_c, s_c, np.where(c <= m * s_m, s_m, np.nan))
+        s[~((s > _MIN_CLOCK) & (s <= 1.0))] = np.nan
+    todo = np.isnan(s)
+    if todo.any():
+        e_clk, e_fix, budget, exp, c, m, o = (x[todo] for x in (e_clk, e_fix, budget, exp, c, m, o))
+        lo, hi = np.full(len(c), _MIN_CLOCK), np.ones(len(c))
+        for _ in range(_BISECTIONS):  # the excess power rises with the clock
+            mid = 0.5 * (lo + hi)
+            high = e_clk * mid**exp + e_fix > budget * (o + np.maximum(c / mid, m))
+            hi = np.where(high, mid, hi)
+            lo = np.where(high, lo, mid)
+        s[todo] = lo
+    return s
 
 
 def _part(kind: OpKind, ops: list[Op], chips: ChipArrays, n: int) -> Part:

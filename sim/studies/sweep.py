@@ -78,9 +78,10 @@ METRICS = ("time_s", "throughput", "mfu", "mbu", "bound", "fits", "required_byte
 #: ... the derived energy of the run (all chips), its average power and tokens per joule (empty
 #: where the chip has no power model; tokens_per_j empty for DiT) ...
 ENERGY = ("energy_j", "avg_power_w", "tokens_per_j")
-#: ... and the throughput per watt of TDP and per dollar of on-demand chip time, where the
-#: chip preset has the number (empty otherwise, and for DiT, whose unit is not tokens)
-ECONOMY = ("tokens_per_s_per_w", "tokens_per_usd_hour")
+#: ... and the tokens per dollar of on-demand chip time, where the chip preset cites a price
+#: (empty otherwise, and for DiT, whose unit is not tokens). Performance per watt is
+#: tokens_per_j (derived energy), not throughput over the TDP
+ECONOMY = ("tokens_per_usd_hour",)
 #: workload fields a decode/prefill sweep costs as arrays (one lowering for the whole grid)
 VECTOR_FIELDS = {"decode": ("batch", "context"), "prefill": ("batch", "prompt")}
 CONSTRAINTS = ("max_power_w", "max_usd_per_hour")
@@ -805,7 +806,7 @@ class _Context:
             t, thr = _spread(res.time_s.tolist(), k), _spread(res.throughput.tolist(), k)
             mfu, mbu = _spread(res.mfu.tolist(), k), _spread(res.mbu.tolist(), k)
             bound, fits = _spread(res.bound.tolist(), k), _spread(res.fits.tolist(), k)
-            req, errs = _spread(res.required_bytes.tolist(), k), _spread(res.error, k)
+            req, errs = _spread(_reprs(res.required_bytes), k), _spread(res.error, k)
             economy = _spread(self._economy(res.throughput, chips, n_chips, res.throughput_unit), k)
             energy = _spread(_energy_cells(res.energy_j, res.avg_power_w, res.per_j,
                                            res.throughput_unit), k)  # fmt: skip
@@ -817,24 +818,20 @@ class _Context:
                 else:
                     out[p] = (
                         f"{prefix[p]},ok,,{t[i]!r},{thr[i]!r},{mfu[i]!r},{mbu[i]!r},"
-                        f"{BOUNDS[bound[i]]},{'true' if fits[i] else 'false'},{req[i]!r},"
+                        f"{BOUNDS[bound[i]]},{'true' if fits[i] else 'false'},{req[i]},"
                         f"{energy[i]},{economy[i]}"
                     )
         return errors
 
     @staticmethod
     def _economy(throughput: np.ndarray, chips: ChipArrays, n_chips: int, unit: str) -> list[str]:
-        """The ECONOMY cells of each point: tokens/s per watt of TDP and tokens per dollar of
-        on-demand chip time, empty where the preset has no number (or the unit is not tokens)."""
+        """The ECONOMY cell of each point: tokens per dollar of on-demand chip time, empty
+        where the preset cites no price (or the unit is not tokens)."""
         if unit != "tokens_per_s":
-            return [","] * len(throughput)
+            return [""] * len(throughput)
         with np.errstate(invalid="ignore"):
-            per_w = throughput / (n_chips * chips.values["tdp_watts"])
             per_usd = throughput * 3600.0 / (n_chips * chips.values["usd_per_hour"])
-        return [
-            f"{'' if w != w else repr(w)},{'' if u != u else repr(u)}"
-            for w, u in zip(per_w.tolist(), per_usd.tolist(), strict=True)
-        ]
+        return ["" if u != u else repr(u) for u in per_usd.tolist()]
 
     def _excluded(self, chips: ChipArrays, n_chips: int) -> list[str | None]:
         """The constraint each chip breaks, if any (checked before it is costed)."""
@@ -873,7 +870,6 @@ class _Context:
         except _POINT_ERRORS as exc:
             return _error_line(prefix, exc)
         mbu = r.hbm_bytes / (r.step_time_s * chip.main_memory.bandwidth_bytes_per_s)
-        per_w = "" if chip.tdp_watts is None else repr(r.tokens_per_s / (n_chips * chip.tdp_watts))
         per_usd = (
             "" if chip.usd_per_hour is None
             else repr(r.tokens_per_s * 3600.0 / (n_chips * chip.usd_per_hour))
@@ -884,8 +880,7 @@ class _Context:
         )  # fmt: skip
         return (
             f"{prefix},ok,,{r.step_time_s!r},{r.tokens_per_s!r},{r.mfu!r},{mbu!r},{r.bound},"
-            f"{'true' if r.fits else 'false'},{float(r.memory.total_bytes)!r},{energy},{per_w},"
-            f"{per_usd}"
+            f"{'true' if r.fits else 'false'},{float(r.memory.total_bytes)!r},{energy},{per_usd}"
         )
 
 
@@ -903,11 +898,23 @@ _EMPTY = "," * (len(METRICS) + len(ENERGY) + len(ECONOMY))
 
 def _energy_cells(energy: np.ndarray, power: np.ndarray, per_j: np.ndarray, unit: str) -> list[str]:
     """The ENERGY cells of each point (empty where NaN: no power model)."""
-    tokens = unit == "tokens_per_s"
-    return [
-        "" if e != e else f"{e!r},{w!r},{repr(t) if tokens else ''}"
-        for e, w, t in zip(energy.tolist(), power.tolist(), per_j.tolist(), strict=True)
-    ]
+    if unit == "tokens_per_s":
+        return [
+            ",," if e != e else f"{e!r},{w!r},{t!r}"
+            for e, w, t in zip(energy.tolist(), power.tolist(), per_j.tolist(), strict=True)
+        ]
+    pairs = zip(energy.tolist(), power.tolist(), strict=True)
+    return [",," if e != e else f"{e!r},{w!r}," for e, w in pairs]
+
+
+def _reprs(values: np.ndarray) -> list[str]:
+    """repr of each value, each distinct value formatted once (a decode grid's memory need
+    takes one value per batch)."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    if 4 * len(distinct) > len(values):
+        return [repr(v) for v in values.tolist()]
+    text = [repr(v) for v in distinct.tolist()]
+    return [text[i] for i in inverse.reshape(-1).tolist()]
 
 
 def _spread(values: list[Any], k: int) -> list[Any]:

@@ -583,27 +583,30 @@ def _energy_rates(ops: list[Op] | tuple[Op, ...], chips: ChipArrays) -> tuple[Ar
     """Per op: pJ per executed FLOP (matrix units for GEMMs and attention, vector units for
     the rest and for "mmha" attention) [ops, 1|chips], and link bytes sent per instance
     [ops, 1|points]."""
-    v = chips.values
-    keys, sent = [], []
-    for op in ops:
-        if op.kind is OpKind.GEMM or (
-            op.kind is OpKind.ATTENTION and op.attention.kernel != "mmha"  # type: ignore[union-attr]
-        ):
-            key = chips.peak_key(op.dtype)
-            keys.append(f"matrix_pj.{key}" if key else "vector_pj")
+    units = tuple(
+        op.dtype
+        if op.kind is OpKind.GEMM or (op.kind is OpKind.ATTENTION and op.attention.kernel != "mmha")  # type: ignore[union-attr]
+        else None
+        for op in ops
+    )
+    memo = ("energy_pj", units)
+    if memo not in chips.memo:  # one lowering's op kinds repeat: look the rates up once
+        v = chips.values
+        keys = []
+        for dtype in units:
+            key = None if dtype is None else chips.peak_key(dtype)
+            keys.append("vector_pj" if key is None else f"matrix_pj.{key}")
+        if chips.n == 1:
+            chips.memo[memo] = np.array([v[k][0] for k in keys])[:, None]
         else:
-            keys.append("vector_pj")
-        c = op.collective
-        sent.append(
-            0.0 if c is None else _SENT.get(c.kind, 1.0) * c.bytes * (c.group - 1) / c.group
-        )
-    if chips.n == 1:
-        pj = np.array([v[k][0] for k in keys])[:, None]
-    else:
-        pj = np.stack([v[k] for k in keys])
+            chips.memo[memo] = np.stack([v[k] for k in keys])
+    sent = [
+        0.0 if c is None else _SENT.get(c.kind, 1.0) * c.bytes * (c.group - 1) / c.group
+        for c in (op.collective for op in ops)
+    ]
     if any(isinstance(x, np.ndarray) for x in sent):
-        return pj, _table([(x,) for x in sent])[0]
-    return pj, np.array(sent)[:, None]
+        return chips.memo[memo], _table([(x,) for x in sent])[0]
+    return chips.memo[memo], np.array(sent)[:, None]
 
 
 def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, steady: bool) -> None:
@@ -631,8 +634,8 @@ def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, stead
     fixed = 1e-12 * (
         chips.level(main, "pj_per_byte") * data[_F["main_bytes"]] + v["link_pj"] * sent
     )
-    pim = data[_F["level"]] == _PIM
-    if pim.any():  # decode attention in memory: its K/V read inside the DRAM
+    pim = data[_F["level"]] == _PIM if chips.memo.get("pim", np.zeros(1, bool)).any() else None
+    if pim is not None and pim.any():  # decode attention in memory: its K/V read inside the DRAM
         kv = _table([
             (a.batch * a.n_kv_heads * a.kv_len * a.kv_bytes_per_token if a else 0.0,)
             for a in (op.attention for op in ops)
@@ -643,9 +646,7 @@ def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, stead
     if not steady or np.isnan(limit).all():
         return
     idle, a = v["idle_watts"], v["dvfs_exponent"]
-    time = data[_F["time"]]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        over = idle + data[_F["energy"]] / time > limit
+    over = data[_F["energy"]] > (limit - idle) * data[_F["time"]]  # draws more than the limit
     if not over.any():
         return
     i, j = np.nonzero(over)

@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 
 ROW = "narayanan-gpt3-175b-a100-1024gpu-sec5.1"
-DATA = Path(__file__).resolve().parent / "data" / "published.toml"
+DATA = Path(__file__).resolve().parents[1] / "sim" / "studies" / "data" / "published.toml"
 
 
 def main() -> int:

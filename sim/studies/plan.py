@@ -130,7 +130,6 @@ class Plan:
     chip: str
     options: tuple[TPOption, ...]
     usd_per_chip_hour: float | None
-    tdp_watts: float | None
     mean_output_tokens: float
 
     @property
@@ -139,15 +138,20 @@ class Plan:
         return min(ok, key=lambda o: (o.chips, o.tp)) if ok else None
 
     def costs(self, o: TPOption) -> dict:
-        """$/hour, $ per million output tokens and energy per output token (at TDP) at mean load."""
+        """$/hour and $ per million output tokens at mean load, and the derived energy per
+        output token there: a replica at the mean rate (its idle power while it waits, plus
+        its iterations; ``hardware.power``) over the tokens it serves, and the fleet's power."""
         tokens_per_s = self.demand.mean_rate * self.mean_output_tokens
         out: dict = {}
         if self.usd_per_chip_hour is not None:
             per_hour = o.chips * self.usd_per_chip_hour
             out["usd_per_hour"] = per_hour
             out["usd_per_million_tokens"] = per_hour / (tokens_per_s * 3600) * 1e6
-        if self.tdp_watts is not None:
-            out["joules_per_token_at_tdp"] = o.chips * self.tdp_watts / tokens_per_s
+        mean = o.at_mean
+        energy = None if mean is None else mean.energy_j
+        if energy and mean is not None and mean.output.sum() > 0:
+            out["joules_per_token"] = energy / float(mean.output.sum())
+            out["fleet_power_w"] = o.chips * energy / mean.n_chips / mean.end_s
         return out
 
     def to_dict(self) -> dict:
@@ -192,7 +196,7 @@ class Plan:
                 f"{o.at_peak.mfu if o.at_peak else 0:>9.1%} {o.at_mean.mfu if o.at_mean else 0:>9.1%} "
                 f"{c.get('usd_per_hour', float('nan')):>10,.0f} "
                 f"{c.get('usd_per_million_tokens', float('nan')):>8.3g} "
-                f"{c.get('joules_per_token_at_tdp', float('nan')):>8.3g}"
+                f"{c.get('joules_per_token', float('nan')):>8.3g}"
             )
         best = self.best
         if best is None:
@@ -321,6 +325,5 @@ def plan(
         chip=c.name,
         options=tuple(options),
         usd_per_chip_hour=price,
-        tdp_watts=c.tdp_watts,
         mean_output_tokens=serving.output.mean,
     )

@@ -105,6 +105,63 @@ class MemoryLevel:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Silicon:
+    """How a chip is built, for the area and cost models (``hardware.area``, ``hardware.cost``):
+    what the die holds beyond what runs (cores and SRAM disabled for yield), what a preset's
+    performance fields do not say. Every field is optional; the models derive the rest.
+
+    ``node`` names a process-node preset (``hardware/nodes``; default: the chip's process_nm).
+    ``dies`` is the number of compute dies the chip's resources are split over (reticle and
+    yield apply per die). ``cores_on_die`` counts the cores the silicon has, disabled ones
+    included (A100: 128 SMs, 108 enabled). ``sram_on_die`` gives a level's physical capacity
+    where more is built than enabled (by level name). ``register_file_bytes``: the cores'
+    register files, all of them. ``caches`` names the SRAM levels built as hardware caches
+    (tags, wide ports: larger per bit than software-managed scratchpads); by default the
+    levels named l1, l2, l3, llc. ``memory_sites``: the HBM stacks or DRAM channels the die has
+    PHYs for (default: the fewest that reach main memory's bandwidth). ``link_bandwidth_bytes_per_s``:
+    all the chip's SerDes links, per direction (default: the system's intra-node bandwidth).
+    ``die_area_mm2`` is a published die area (all dies), for comparison only; never an input.
+    """
+
+    node: str = ""
+    dies: int = 1
+    cores_on_die: int | None = None
+    sram_on_die: dict[str, float] = field(default_factory=dict)
+    register_file_bytes: float = 0.0
+    caches: tuple[str, ...] | None = None
+    memory_sites: int | None = None
+    link_bandwidth_bytes_per_s: float | None = None
+    die_area_mm2: float | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def check(self, where: str, n_cores: int) -> None:
+        if not isinstance(self.dies, int) or self.dies < 1:
+            raise ConfigError(f"{where}: silicon.dies must be an integer >= 1, got {self.dies!r}")
+        if self.cores_on_die is not None and (
+            not isinstance(self.cores_on_die, int) or self.cores_on_die < n_cores
+        ):
+            raise ConfigError(
+                f"{where}: silicon.cores_on_die must be an integer >= compute.n_cores "
+                f"({n_cores}), got {self.cores_on_die!r}"
+            )
+        if self.memory_sites is not None and (
+            not isinstance(self.memory_sites, int) or self.memory_sites < 1
+        ):
+            raise ConfigError(
+                f"{where}: silicon.memory_sites must be an integer >= 1, got {self.memory_sites!r}"
+            )
+        for key, value in (
+            ("silicon.register_file", self.register_file_bytes),
+            ("silicon.link_bandwidth", self.link_bandwidth_bytes_per_s or 0.0),
+            *((f"silicon.sram_on_die.{k}", v) for k, v in self.sram_on_die.items()),
+        ):
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{where}: {key} must be >= 0, got {value!r}")
+        if self.die_area_mm2 is not None:
+            _positive(where, "silicon.die_area", self.die_area_mm2)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Chip:
     """One accelerator.
 
@@ -170,6 +227,10 @@ class Chip:
     link_pj_per_byte: float | None = None
     dvfs_exponent: float | None = None  # dynamic power ~ clock^this while the clock is limited
     usd_per_hour: float | None = None  # public cloud on-demand price of one chip-hour, where known
+    clock_hz: float | None = (
+        None  # the clock the matrix peaks are quoted at (area: MACs = peak / 2f)
+    )
+    silicon: Silicon = field(default_factory=Silicon)
     sources: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -238,6 +299,9 @@ class Chip:
             )
         if self.usd_per_hour is not None:
             _positive(where, "price.usd_per_hour", self.usd_per_hour)
+        if self.clock_hz is not None:
+            _positive(where, "compute.clock_hz", self.clock_hz)
+        self.silicon.check(where, self.n_cores)
 
     @property
     def main_memory(self) -> MemoryLevel:

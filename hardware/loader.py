@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hardware import power as power_model
-from hardware.chip import Chip, ConfigError, Link, MemoryLevel, System
+from hardware.chip import Chip, ConfigError, Link, MemoryLevel, Silicon, System
 from hardware.units import UnitError, parse_quantity
 
 _PRESETS = "presets"
@@ -86,6 +86,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             table, keys = levels[keys[0]], keys[1:]
         else:
             table = raw
+            if keys[0] == "silicon":  # every field of [silicon] is optional, the table too
+                raw.setdefault("silicon", {})
         if not keys:
             raise ConfigError(
                 f"--set: {path!r} names a memory level; add a field, e.g. {path}.bandwidth"
@@ -125,6 +127,16 @@ _OPTIONAL_FIELDS = {
     "stream_k",
     "intra_node_achievable_fraction",
     "inter_node_achievable_fraction",
+    "clock_hz",
+    # [silicon] (hardware.chip.Silicon)
+    "node",
+    "dies",
+    "cores_on_die",
+    "register_file",
+    "caches",
+    "memory_sites",
+    "link_bandwidth",
+    "die_area",
 }
 
 
@@ -133,7 +145,7 @@ def _known(raw: dict[str, Any]) -> str:
     return (
         "use compute.<field>, compute.peak.<dtype>, overhead.kernel_s, "
         "power.tdp|cap|idle|matrix_pj_per_flop|vector_pj_per_flop|link_pj_per_byte|dvfs_exponent, "
-        "price.usd_per_hour, system.<field>, or "
+        "price.usd_per_hour, system.<field>, silicon.<field>, or "
         "<level>.capacity|bandwidth|achievable_fraction|latency|pim_bandwidth|pim_flops|pj_per_byte "
         "with "
         f"level one of {', '.join(levels)}"
@@ -255,6 +267,8 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
     }
     pw = f"chip {name!r}: power"
     made = Chip(
+        clock_hz=_q(compute, "clock_hz", "number", f"chip {name!r}: compute", None),
+        silicon=_silicon(_table(raw, "silicon", chip), f"chip {name!r}: silicon"),
         name=name,
         full_name=str(raw.get("full_name", name)),
         vendor=str(raw.get("vendor", "")),
@@ -297,6 +311,39 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         sources=sources,
     )
     return power_model.derive(made)
+
+
+def _silicon(table: dict[str, Any], where: str) -> Silicon:
+    """The ``[silicon]`` table: how the chip is built (hardware.chip.Silicon)."""
+    known = {"node", "dies", "cores_on_die", "sram_on_die", "register_file", "caches",
+             "memory_sites", "link_bandwidth", "die_area", "source"}  # fmt: skip
+    for key in table:
+        if key not in known and not key.endswith("_source"):
+            raise ConfigError(f"{where}: unknown field {key!r}; known: {', '.join(sorted(known))}")
+    caches = table.get("caches")
+    if caches is not None and not (
+        isinstance(caches, list) and all(isinstance(c, str) for c in caches)
+    ):
+        raise ConfigError(f"{where}: caches must be a list of memory level names, got {caches!r}")
+    sram = table.get("sram_on_die", {})
+    if not isinstance(sram, dict):
+        raise ConfigError(f"{where}: sram_on_die must be a table of level = capacity")
+    return Silicon(
+        node=str(table.get("node", "")),
+        dies=_int(table, "dies", where, 1),
+        cores_on_die=table.get("cores_on_die"),
+        sram_on_die={
+            k: _q(sram, k, "bytes", f"{where}.sram_on_die")
+            for k in sram
+            if not k.endswith("source")
+        },
+        register_file_bytes=_q(table, "register_file", "bytes", where, 0.0),
+        caches=None if caches is None else tuple(caches),
+        memory_sites=table.get("memory_sites"),
+        link_bandwidth_bytes_per_s=_q(table, "link_bandwidth", "bytes_per_s", where, None),
+        die_area_mm2=_q(table, "die_area", "number", where, None),
+        sources={k: str(v) for k, v in table.items() if k == "source" or k.endswith("_source")},
+    )
 
 
 def load_chip(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Chip:

@@ -43,9 +43,9 @@ DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "published.toml"  # pa
 # the bar each kind's median |error| must meet (issue 5: training MFU and decode latency 10 %,
 # prefill and DiT 15 %, "at first"); kinds without a bar are reported, not judged
 BARS: dict[str, float] = {"train": 0.10, "decode": 0.10, "prefill": 0.15, "dit": 0.15,
-                          "energy": 0.20}  # fmt: skip
+                          "energy": 0.20, "area": 0.15}  # fmt: skip
 KINDS = ("decode", "prefill", "serve", "dit", "train", "energy", "gemm", "attention", "membw",
-         "allreduce")  # fmt: skip
+         "allreduce", "area", "cost")  # fmt: skip
 
 
 class Skip(Exception):
@@ -230,6 +230,23 @@ def _predict_energy(row: dict) -> tuple[float, dict]:
         t_cap, _, _, d_cap = _serving_cycle(row, capped)
         return time_s / t_cap, {**detail, "capped_power_w": d_cap["power_w"]}
     raise Skip(f"energy metric {metric!r} not known")
+
+
+def _predict_silicon(row: dict) -> tuple[float, dict]:
+    """Die area (``die_area_mm2``: all the chip's dies) or manufacturing cost (``cost_usd``)
+    of the row's chip, from hardware.area and hardware.cost."""
+    from hardware.area import estimate_area
+    from hardware.cost import estimate_cost
+
+    system = _system(row, 1)
+    area = estimate_area(system.chip, system)
+    detail = {"node": area.node.name, "die_area_band_mm2": list(area.band_mm2)}
+    if row["metric"] == "die_area_mm2":
+        return area.die_area_mm2, detail
+    if row["metric"] == "cost_usd":
+        cost = estimate_cost(area, system.chip)
+        return cost.total_usd, {**detail, "cost_band_usd": list(cost.band_usd)}
+    raise Skip(f"{row['kind']} metric {row['metric']!r} not known")
 
 
 # --- DiT rows -------------------------------------------------------------------------------
@@ -490,6 +507,8 @@ PREDICTORS: dict[str, Callable[[dict], tuple[float, dict]]] = {
     "allreduce": _predict_allreduce,
     "serve": _predict_serve,
     "energy": _predict_energy,
+    "area": _predict_silicon,
+    "cost": _predict_silicon,
 }
 
 

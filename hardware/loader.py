@@ -57,6 +57,9 @@ def load_chip_dict(name_or_path: str) -> dict[str, Any]:
     # a [calibration] table (written by `roofsim calibrate`) overrides the datasheet values
     fitted = raw.pop("calibration", {})
     apply_overrides(raw, [f"{k}={v!r}" for k, v in fitted.items() if not k.endswith("_source")])
+    # a [design] table (written by `roofsim design`) turns the chip above into the design found
+    design = raw.pop("design", {})
+    apply_overrides(raw, [f"{k}={v!r}" for k, v in design.items() if not k.endswith("_source")])
     return raw
 
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sim.cli import area, compare, plot, sweep  # argparse only; heavy imports load when run
+from sim.cli import area, compare, design, plot, sweep  # argparse only; heavy imports load when run
 from sim.cli.args import (
     ATTN_HELP,
     DECODE_ATTN_HELP,
@@ -451,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_parser(sub)
     compare.add_parser(sub)
     area.add_parser(sub)
+    design.add_parser(sub)
     return parser
 
 
@@ -464,6 +465,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sweep": sweep.run,
     "compare": compare.run,
     "area": area.run,
+    "design": design.run,
     "plan": _run_plan,
     "validate": _run_validate,
     "claims": _run_claims,

@@ -1,0 +1,134 @@
+"""``roofsim design``: the chip a workload mix wants under budgets (issue 20)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from hardware.area import estimate_area
+from hardware.loader import apply_overrides, load_chip_dict, system_from_dict
+from sim.cli import main
+from sim.studies.design import design_overrides, load_spec, search
+
+SPEC = Path(__file__).resolve().parents[1] / "benchmarks" / "designs" / "14nm-inference.toml"
+
+CLOSED_FORM = """
+[design]
+name = "closed-form"
+base = "mid-14nm-144g"
+objective = "tokens_per_s"
+reference = "mid-14nm-144g"
+seed = 1
+generations = 15
+population = 6
+
+[variables]
+matrix_tflops = [50, 2000]
+
+[budgets]
+die_area_mm2 = 600
+tdp_w = 5000
+
+[[workload]]
+kind = "prefill"
+model = "llama-3-8b"
+chips = 1
+prompt = 4096
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_optimiser_finds_the_closed_form_optimum(tmp_path):
+    # compute-bound prefill with power no object: throughput rises with the matrix rate, so the
+    # best design is the fastest whose die fits the budget; die area is affine in the rate
+    # (matrix, vector, control and crossbar blocks all scale with the cores), so that rate is
+    # (budget - A0) / slope, from two area evaluations
+    spec = load_spec(_write(tmp_path, CLOSED_FORM))
+    base = load_chip_dict(spec.base)
+
+    def area(tflops: float) -> float:
+        sets = design_overrides(spec, base, {"matrix_tflops": tflops})
+        system = system_from_dict(apply_overrides(copy.deepcopy(base), sets))
+        return estimate_area(system.chip, system).die_area_mm2
+
+    slope = (area(1000.0) - area(200.0)) / 800
+    optimum = 200.0 + (600 - area(200.0)) / slope
+    found = search(spec, progress=False).best
+    assert found.values["matrix_tflops"] == pytest.approx(optimum, rel=0.01)
+    assert found.die_area_mm2 <= 600
+
+
+def _small_14nm(tmp_path: Path) -> Path:
+    text = SPEC.read_text()
+    text = text.replace("generations = 60", "generations = 4").replace(
+        "population = 12", "population = 5"
+    )
+    assert "generations = 4" in text and "population = 5" in text
+    return _write(tmp_path, text)
+
+
+def test_design_writes_a_chip_every_command_accepts_and_a_pareto_front(tmp_path, capsys):
+    spec_path = _small_14nm(tmp_path)
+    out = tmp_path / "out"
+    assert main(["design", str(spec_path), "-o", str(out), "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (out / "pareto.png").stat().st_size > 0
+    with (out / "pareto.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) >= 10
+    assert {"die_area_mm2", "cost_usd", "tdp_w"} <= set(rows[0])
+    # the best design respects every budget and SLO of the spec
+    spec = load_spec(spec_path)
+    assert summary["per_die_mm2"] <= spec.budgets["die_area_mm2"]
+    assert summary["memory_gb"] >= spec.budgets["memory_gb"]
+    assert summary["tdp_w"] <= spec.budgets["tdp_w"]
+    for w in summary["workloads"].values():
+        assert w["latency_s"] <= w["slo_s"]
+    # best.toml is a chip: decode runs on it, and its area is the summary's
+    best = str(out / "best.toml")
+    assert main(["decode", "--chip", best, "--model", "llama-3-70b", "--chips", "8",
+                 "--batch", "32", "--context", "4096", "--json"]) == 0  # fmt: skip
+    decode = json.loads(capsys.readouterr().out)
+    label = "decode:llama-3-70b"
+    assert decode["throughput"]["tokens_per_s"] / 8 == pytest.approx(
+        summary["workloads"][label]["per_chip_per_s"], rel=1e-9
+    )
+    assert main(["area", best, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["die_area_mm2"] == pytest.approx(
+        summary["die_area_mm2"], rel=1e-9
+    )
+
+
+def test_same_spec_and_seed_give_the_same_design(tmp_path):
+    spec = load_spec(_small_14nm(tmp_path))
+    a, b = search(spec, progress=False), search(spec, progress=False)
+    assert a.best.values == b.best.values and a.best.score == b.best.score
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (('objective = "tokens_per_usd"', 'objective = "mfu"'), "design.objective"),
+        (("matrix_tflops = [50, 800]", "matrix_flops = [50, 800]"), "variables.matrix_flops"),
+        (("matrix_tflops = [50, 800]", "matrix_tflops = [800, 50]"), "need 0 < low < high"),
+        (("memory_gb = 144", "memory_gb = -1"), "budgets.memory_gb"),
+        (('kind = "decode"', 'kind = "train"'), "workload[0].kind"),
+        (("slo_ms = 50 ", "slo_ms = 0.0001 "), "no design meets"),
+    ],
+)
+def test_a_bad_spec_is_one_line_naming_the_field(tmp_path, capsys, edit, words):
+    text = _small_14nm(tmp_path).read_text()
+    assert edit[0] in text
+    spec = _write(tmp_path, text.replace(edit[0], edit[1]), "bad.toml")
+    assert main(["design", str(spec), "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err and "Traceback" not in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import cache
 
 from hardware import load_system
 from sim.cost.simulate import simulate
@@ -380,6 +381,53 @@ def pim_decode() -> Claim:
     )
 
 
+@cache
+def _best_14nm_search():
+    from sim.studies.design import load_spec, search
+
+    return search(load_spec("14nm-inference"), progress=False)
+
+
+def best_14nm_chip() -> Claim:
+    """The 14 nm question answered by search: the best 14 nm chip under the reticle with 144 GB
+    of HBM (``roofsim design 14nm-inference``), against the H100 per $ and per joule."""
+    result = _best_14nm_search()
+    best = result.best
+    dec, pre = (f"{k}:llama-3-70b" for k in ("decode", "prefill"))
+    ref = result.reference
+    d, p = (best.throughput[k] / ref[k][0] for k in (dec, pre))
+    d_j, p_j = (best.per_j[k] / ref[k][1] for k in (dec, pre))
+    per_usd = result.reference_cost / best.cost_usd
+    v = best.values
+    return Claim(
+        "best-14nm-chip",
+        "The best 14 nm inference chip (reticle-limited die, >= 144 GB HBM) matches an H100",
+        "a 14 nm chip can match the H100 for LLM inference, per chip or per dollar",
+        f"search over {len(result.evaluations):,} designs (benchmarks/designs/"
+        f"14nm-inference.toml): {v['matrix_tflops']:.0f} TFLOP/s bf16 at "
+        f"{v['clock_ghz']:.2f} GHz, {v['sram_mib']:.0f} MiB SRAM, {v['memory_sites']} x "
+        f"{v['memory_technology'].upper()}, {v['link_gbps']:.0f} GB/s links; "
+        f"{best.die_area_mm2:.0f} mm2, ${best.cost_usd:,.0f} to make (H100 "
+        f"${result.reference_cost:,.0f}). Llama-3-70B on 8 chips, per chip: decode (batch 32) "
+        f"{d:.2f}x the H100, prefill (8k) {p:.2f}x; per $ of chip {d * per_usd:.2f}x and "
+        f"{p * per_usd:.2f}x; per joule {d_j:.2f}x and {p_j:.2f}x",
+        f"decode {_ratio_verdict(d, 1.0, 0.15)} per chip; prefill off by ×{p:.2f}: the reticle "
+        "caps a 14 nm die's FLOPs",
+        {
+            "decode_ratio": d,
+            "prefill_ratio": p,
+            "decode_per_usd_ratio": d * per_usd,
+            "prefill_per_usd_ratio": p * per_usd,
+            "decode_per_j_ratio": d_j,
+            "prefill_per_j_ratio": p_j,
+            "score": best.score,
+            "die_area_mm2": best.die_area_mm2,
+            "cost_usd": best.cost_usd,
+            "values": v,
+        },  # fmt: skip
+    )
+
+
 CLAIMS: dict[str, Callable[[], Claim]] = {
     "gpt4-training": gpt4_training,
     "gpt3-training": gpt3_training,
@@ -389,6 +437,7 @@ CLAIMS: dict[str, Callable[[], Claim]] = {
     "1m-attention": million_token_attention,
     "mid-chip": mid_chip_vs_h100,
     "pim": pim_decode,
+    "best-14nm-chip": best_14nm_chip,
 }
 
 

@@ -116,11 +116,24 @@ def _number(value: Any, kind: str, where: str) -> float:
         raise _err(where, str(exc)) from None
 
 
+DESIGNS = Path(__file__).resolve().parent / "data" / "designs"  # package data
+
+
+def list_designs() -> list[str]:
+    """The design specs shipped with roofsim (``roofsim design NAME``)."""
+    return sorted(p.stem for p in DESIGNS.glob("*.toml"))
+
+
 def load_spec(path: str | Path) -> Spec:
-    """Read and check a design spec (every problem is one line naming the field)."""
+    """Read and check a design spec, a file or a shipped spec's name (every problem is one
+    line naming the field)."""
     p = Path(path)
+    if not p.is_file() and not str(path).endswith(".toml") and (DESIGNS / f"{path}.toml").is_file():
+        p = DESIGNS / f"{path}.toml"
     if not p.is_file():
-        raise ConfigError(f"design: no spec file {str(path)!r}")
+        raise ConfigError(
+            f"design: no spec file {str(path)!r} (shipped specs: {', '.join(list_designs())})"
+        )
     try:
         raw = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:

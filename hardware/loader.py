@@ -131,6 +131,7 @@ _OPTIONAL_FIELDS = {
     "intra_node_achievable_fraction",
     "inter_node_achievable_fraction",
     "clock_hz",
+    "process_nm",
     # [silicon] (hardware.chip.Silicon)
     "node",
     "dies",

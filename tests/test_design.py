@@ -132,3 +132,23 @@ def test_a_bad_spec_is_one_line_naming_the_field(tmp_path, capsys, edit, words):
     assert main(["design", str(spec), "-o", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and "\n" not in err and "Traceback" not in err
+
+
+def test_a_dit_workload_and_another_node(tmp_path):
+    text = CLOSED_FORM.replace('kind = "prefill"\nmodel = "llama-3-8b"\nchips = 1\nprompt = 4096',
+                               'kind = "dit"\nmodel = "dit-xl-2"\nchips = 1\nsteps = 4')  # fmt: skip
+    text = text.replace("generations = 15", "generations = 2")
+    assert 'model = "dit-xl-2"' in text
+    spec = load_spec(_write(tmp_path, text))
+    result = search(spec, progress=False)
+    assert result.best.throughput["dit:dit-xl-2"] > 0
+    # the same design on a denser node is a smaller die
+    at7 = load_spec(_write(tmp_path, text.replace('base = "mid-14nm-144g"',
+                                                  'base = "mid-14nm-144g"\nnode = "n7"'), "n7.toml"))  # fmt: skip
+    base = load_chip_dict(spec.base)
+    areas = []
+    for s in (spec, at7):
+        sets = design_overrides(s, base, {"matrix_tflops": 400.0})
+        system = system_from_dict(apply_overrides(copy.deepcopy(base), sets))
+        areas.append(estimate_area(system.chip, system))
+    assert areas[1].node.name == "n7" and areas[1].die_area_mm2 < areas[0].die_area_mm2

@@ -23,6 +23,10 @@ Variables (any subset; ``[low, high]``, or a list of choices for ``memory_techno
 - ``link_gbps``: the chip-to-chip link bandwidth inside a node, GB/s per direction (SerDes
   area follows it; at or below a PCIe x16 host link, the chips talk over PCIe).
 
+``design.node`` names the process node the designs are built on (a ``hardware/nodes`` preset:
+its densities, wafer price and defect density; its feature size sets the power model's energy
+per operation); by default the base chip's.
+
 Budgets: ``die_area_mm2`` (per die; the reticle always applies), ``cost_usd`` (per chip),
 ``tdp_w`` (the TDP; when no ``tdp_w`` variable is given the chip is built to it),
 ``memory_gb`` (the least main-memory capacity). Workloads (``kind`` decode, prefill or dit) run on
@@ -95,6 +99,7 @@ class WorkloadSpec:
 class Spec:
     name: str
     base: str
+    node: str  # a process-node preset the designs are built on ("": the base chip's)
     objective: str
     reference: str
     seed: int
@@ -144,6 +149,14 @@ def load_spec(path: str | Path) -> Spec:
         raise _err("design.base", "name the chip preset or TOML a design starts from")
     base_raw = load_chip_dict(str(base) if not str(base).endswith(".toml")
                               else str(p.parent / base))  # fmt: skip
+    node = str(head.get("node", ""))
+    if node:
+        from hardware.area import load_node
+
+        try:
+            load_node(node)
+        except ConfigError as exc:
+            raise _err("design.node", str(exc).removeprefix("silicon.node: ")) from None
     objective = head.get("objective", "tokens_per_usd")
     if objective not in OBJECTIVES:
         raise _err("design.objective", f"one of {', '.join(OBJECTIVES)}, got {objective!r}")
@@ -208,6 +221,7 @@ def load_spec(path: str | Path) -> Spec:
     return Spec(
         name=str(head.get("name", p.stem)),
         base=str(base) if not str(base).endswith(".toml") else str(p.parent / base),
+        node=node,
         objective=objective,
         reference=str(head.get("reference", "h100-sxm")),
         seed=head.get("seed", 0),
@@ -222,6 +236,14 @@ def load_spec(path: str | Path) -> Spec:
 def design_overrides(spec: Spec, base_raw: dict, values: dict[str, Any]) -> list[str]:
     """The ``--set`` items that turn the base chip into the design with ``values``."""
     sets: list[str] = []
+    if spec.node:  # the node sets the area, cost and (through process_nm) power coefficients
+        from hardware.area import load_node
+
+        node = load_node(spec.node)
+        nm = float(base_raw.get("process_nm") or 0)
+        if nm not in node.process_nm:
+            nm = sorted(node.process_nm)[len(node.process_nm) // 2]
+        sets += [f"silicon.node='{node.name}'", f"process_nm={nm:g}"]
     compute = base_raw["compute"]
     peaks = compute["peak"]
     base_ref = next(

@@ -9,6 +9,44 @@ import numpy as np
 
 from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role
 
+# Eager PyTorch runs every primitive of a non-matmul op as its own kernel, through memory. The
+# kernels are those of the Meta Llama reference model.py (which torchtitan and IBM's
+# foundation-model-stack follow): per element of the op's tensor, (forward bytes, forward
+# kernels, backward bytes, backward kernels) with 16-bit activations (2 B) and the reference's
+# fp32 upcasts (4 B). Backward by autograd's rule: each primitive reads its output gradient and
+# the saved operand it needs and writes its input gradient; a broadcast operand's gradient is a
+# further reduction; a tensor used twice gets an accumulation kernel (read both, write one).
+# - RMSNorm (x.float(); pow(2); mean; +eps; rsqrt; x * r; .type_as(x); * weight) and the residual
+#   add beside it. Forward: cast 2+4, pow 4+4, mean 4, x*r 4+4, cast 4+2, weight 2+2, residual
+#   2+2+2 = 42 B (eps and rsqrt touch one value per row: launches only). Backward: weight 2+2 (dx)
+#   + 2+2+2+2 (dw: product, row sum), cast 2+4, x*r 4+4 (dx) + 4+4+4+4 (dr: product, row sum),
+#   mean 4 (expand / n), pow 4+4+4, x's two uses summed 4+4+4, cast 4+2, residual stream 2+2+2
+#   = 82 B.
+# - LayerNorm is one native kernel in eager too (F.layer_norm): 4 B + the residual add 6 B;
+#   backward dx 6 B, dgamma/dbeta 4 B, residual stream 6 B.
+# - RoPE (complex: xq.float(); view_as_complex; * freqs_cis; view_as_real; .type_as(xq)) per
+#   rotated q/k element: cast 2+4, complex multiply 4+4, cast 4+2 = 20 B, each of q and k; the
+#   backward is its mirror.
+# - attention output transpose(1, 2).contiguous() before wo: 2+2 B each way; GQA repeat_kv
+#   (expand + reshape) copies K and V n_rep times: 2 + 2·n_rep B per KV element, its backward
+#   sums the copies.
+# - SwiGLU F.silu(w1(x)) * w3(x) per ffn element: silu 2+2, multiply 2+2+2 = 10 B; backward
+#   multiply 2+2+2 twice, silu 2+2+2 = 18 B. An ungated F.gelu is one kernel either way.
+# - wq/wk/wv and w1/w3 are separate GEMMs, so autograd sums their data gradients: 2+2+2 B per
+#   hidden element each (2 kernels before attention, 1 before a gated MLP), charged to the
+#   norm's backward.
+# - cross entropy of .float() logits (log_softmax, nll) per logit: cast 2+4, log_softmax 4+4 =
+#   14 B; backward nll 4 (scatter into zeros), log_softmax 4+4+4, cast 4+2 = 22 B.
+EAGER_PRIMITIVES = {
+    "rmsnorm": (42.0, 9, 82.0, 12),
+    "layernorm": (10.0, 2, 16.0, 3),
+    "rope": (20.0, 6, 20.0, 6),  # per rotated element of q and k; 3 kernels for each tensor
+    "attn_out_copy": (4.0, 1, 4.0, 1),
+    "gated_act": (10.0, 2, 18.0, 3),
+    "act": (4.0, 1, 6.0, 1),
+    "cross_entropy": (14.0, 2, 22.0, 3),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Builder:

@@ -23,22 +23,24 @@ Conventions (checked in tests/test_llm_lowering.py):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from hardware.chip import dtype_bytes
-from workloads.build import Builder
+from workloads.build import EAGER_PRIMITIVES, Builder
 from workloads.model import ModelConfig
 from workloads.ops import (
     Attention,
     Op,
+    Role,
     WorkloadError,
     check_attention_kernel,
     point_arrays,
     take_points,
 )
+from workloads.runtime import Runtime, launch, load_runtime, step_op
 
 # Non-matmul FLOPs per element, counted on the vector units (small next to matmuls).
 # NB: an approximation of the instruction mix, not a measurement; they never bind on real chips.
@@ -110,6 +112,7 @@ class _Common:
     tp: int = 1
     dp: int = 1
     attention_kernel: str = "native"  # native | fa2 (workloads.ops.ATTENTION_KERNELS)
+    runtime: Runtime = field(default_factory=load_runtime)  # the software (workloads.runtime)
 
     def _validate(self, where: str) -> None:
         check_attention_kernel(where, self.attention_kernel)
@@ -198,6 +201,7 @@ class _Lowering:
         self.B = w.local_batch
         self.q_len, self.kv_len, self.phase = q_len, kv_len, phase
         self.T = self.B * q_len  # token rows through every GEMM
+        self.eager = w.runtime.elementwise == "eager"  # one kernel per primitive (runtime)
         self.tp = w.tp
         self.ab, self.wb, self.kvb = w.act_bytes, w.weight_bytes, w.kv_bytes
         self.dt = w.compute_dtype
@@ -210,9 +214,22 @@ class _Lowering:
     def norm(self, name: str, width: int) -> Op:
         m = self.m
         # residual add fused in (vLLM fused_add_rms_norm): read x and residual, write both
-        return self.b.elementwise(name, "norm", 2 * self.T * width, 2 * self.T * width,
-                                  _NORM_FLOPS[m.norm] * self.T * width,
-                                  weight_bytes=m.norm_params() * self.ab)  # fmt: skip
+        op = self.b.elementwise(name, "norm", 2 * self.T * width, 2 * self.T * width,
+                                _NORM_FLOPS[m.norm] * self.T * width,
+                                weight_bytes=m.norm_params() * self.ab)  # fmt: skip
+        if self.eager:  # the reference's primitives, the residual add among them
+            key = "rmsnorm" if m.norm == "rmsnorm" else "layernorm"
+            op = self._eager(op, key, self.T * width)
+        return op
+
+    def _eager(self, op: Op, key: str, elems: float, extra_bytes: float = 0.0,
+               extra_kernels: int = 0) -> Op:  # fmt: skip
+        """``op`` as eager PyTorch runs it: the primitives of ``EAGER_PRIMITIVES[key]`` over
+        ``elems`` elements (plus ``extra_bytes`` of activations in ``extra_kernels`` more)."""
+        per_element, kernels = EAGER_PRIMITIVES[key][:2]
+        by = dict(op.bytes)
+        by[Role.ACTIVATION] = per_element * elems + extra_bytes
+        return replace(op, bytes=by, kernels=kernels + extra_kernels)
 
     def all_reduce(self, name: str, width: int) -> Op | None:
         return self.b.collective(name, "all_reduce", self.T * width * self.ab, self.tp)
@@ -240,15 +257,28 @@ class _Lowering:
             self.norm("attn_norm", m.hidden),
             self.gemm("qkv_proj", "attention", T, (nq + 2 * nkv) * hd, m.hidden),
             # rotary embedding on q and k, and the write of k and v into the cache
-            self.b.elementwise(
-                "rope_kv_write", "attention", T * (nq + nkv) * hd, T * (nq + nkv) * hd,
-                _ROPE_FLOPS * T * (nq + nkv) * hd if m.position == "rope" else 0.0,
-                kv_bytes=T * 2 * nkv * hd * self.kvb,
-            ),
+            self.rope_kv_write(nq, nkv, hd),
             self.attention(nq, nkv, hd, hd, 2 * hd * self.kvb),
             self.gemm("o_proj", "attention", T, m.hidden, nq * hd),
         ]  # fmt: skip
         return ops + [op for op in [self.all_reduce("attn_all_reduce", m.hidden)] if op]
+
+    def rope_kv_write(self, nq: int, nkv: int, hd: int) -> Op:
+        m, T = self.m, self.T
+        rotated = T * (nq + nkv) * hd
+        op = self.b.elementwise(
+            "rope_kv_write", "attention", rotated, rotated,
+            _ROPE_FLOPS * rotated if m.position == "rope" else 0.0,
+            kv_bytes=T * 2 * nkv * hd * self.kvb,
+        )  # fmt: skip
+        if not self.eager:
+            return op
+        # eager: RoPE's primitives on q and k, then K and V copied into the cache (two kernels
+        # reading the new K and V)
+        copies = T * 2 * nkv * hd * self.ab
+        if m.position == "rope":
+            return self._eager(op, "rope", rotated, copies, 2)
+        return replace(op, bytes={**op.bytes, Role.ACTIVATION: copies}, kernels=2)
 
     def mla_block(self) -> list[Op]:
         m, T = self.m, self.T
@@ -301,6 +331,8 @@ class _Lowering:
         rows = m_rows * groups
         act = self.b.elementwise(f"{name}_act", family, rows * up_n, rows * ffn,
                                  _ACT_FLOPS.get(m.activation, 5) * rows * ffn)  # fmt: skip
+        if self.eager:
+            act = self._eager(act, "gated_act" if m.gated_mlp else "act", rows * ffn)
         return [
             self.gemm(f"{name}_up", family, m_rows, up_n, m.hidden, groups),
             act,
@@ -367,7 +399,9 @@ class _Lowering:
             moe = layer_attn + self.moe_block()
             ops += [op.repeated(m.n_moe_layers, "moe" if both else "") for op in moe]
         ops += self.head(head_rows)
-        return tuple(ops)
+        ops = launch(ops, self.w.runtime)
+        step = step_op(self.w.runtime, self.dt)
+        return tuple(ops + [step] if step else ops)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -437,4 +471,5 @@ def _describe(w: _Common, kind: str, **extra: int) -> dict:
         "tp": w.tp,
         "dp": w.dp,
         "attention_kernel": w.attention_kernel,
+        "runtime": w.runtime.name,
     }

@@ -126,7 +126,8 @@ class Op:
     ``overlaps_previous`` marks work on another stream (a link) that runs beside the op before
     it: only the part longer than that op is exposed. ``recompute`` marks forward work re-run
     for the backward (activation recomputation): its ``model_flops`` are 0, its ``flops`` count
-    toward hardware FLOPs utilisation (HFU).
+    toward hardware FLOPs utilisation (HFU). ``host_s`` is host time the chip waits for
+    (``workloads.runtime``): the op takes at least that long.
     """
 
     name: str
@@ -143,6 +144,9 @@ class Op:
     kernels: int = 1  # kernel launches per instance (an eager-mode op is several primitives)
     overlaps_previous: bool = False  # runs beside the op before it (e.g. ring K/V passing)
     recompute: bool = False  # re-run of forward work for the backward: in HFU, not in MFU
+    # host time to issue the op's kernels (eager launches, a step's scheduling: workloads.runtime);
+    # the op takes at least this long
+    host_s: float = 0.0
 
     @property
     def total_bytes(self) -> float:

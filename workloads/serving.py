@@ -243,7 +243,7 @@ class Serving(_Common):
         """The base LLM descriptor of one replica (for lowering one iteration's ops)."""
         return Decode(
             model=self.model, batch=batch, dtype=self.dtype, kv_dtype=self.kv_dtype, tp=self.tp,
-            attention_kernel=self.attention_kernel,
+            attention_kernel=self.attention_kernel, runtime=self.runtime,
         )  # fmt: skip
 
     def describe(self) -> dict:

@@ -16,6 +16,7 @@ from sim.cli.args import (
     SET_HELP,
     add_llm_args,
     add_run_output_args,
+    add_runtime_arg,
     add_train_args,
     fraction,
     int_arg,
@@ -146,6 +147,7 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
     p.add_argument("--attention-kernel", default="native", help=DECODE_ATTN_HELP)
+    add_runtime_arg(p)
     p.add_argument("--max-num-seqs", type=int_arg, default=256, help="running sequences cap")
     p.add_argument("--max-batched-tokens", type=int_arg, default=None,
                    help="tokens per iteration (default 8192, 2048 with chunked prefill)")  # fmt: skip
@@ -171,6 +173,7 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
 
 def _serving(args: argparse.Namespace, tp: int, replicas: int):
     from workloads import load_model
+    from workloads.runtime import load_runtime
     from workloads.serving import LengthDist, Serving, load_trace
 
     model = load_model(args.model)
@@ -186,7 +189,7 @@ def _serving(args: argparse.Namespace, tp: int, replicas: int):
         block_size=args.block_size, memory_fraction=args.memory_fraction,
         router=getattr(args, "router", "least-loaded"),
         concurrency=getattr(args, "concurrency", None), admission=args.admission,
-        attention_kernel=args.attention_kernel,
+        attention_kernel=args.attention_kernel, runtime=load_runtime(args.runtime),
     )  # fmt: skip
 
 
@@ -330,6 +333,23 @@ def _run_chips(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_runtimes(args: argparse.Namespace) -> int:
+    """Runtime presets (workloads/presets/runtimes), a row each."""
+    from workloads.runtime import list_runtimes, load_runtime
+
+    rows = [{**load_runtime(n).describe(), "full_name": load_runtime(n).full_name}
+            for n in list_runtimes()]  # fmt: skip
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'runtime':<16}{'elementwise':>12}{'graphs':>8}{'launch':>9}{'per step':>10}  name")
+    for r in rows:
+        launch = f"{r['host_launch_s'] * 1e6:.1f} us" if not r["cuda_graphs"] else "-"
+        print(f"{r['name']:<16}{r['elementwise']:>12}{'yes' if r['cuda_graphs'] else 'no':>8}"
+              f"{launch:>9}{r['step_overhead_s'] * 1e3:>7.2f} ms  {r['full_name']}")  # fmt: skip
+    return 0
+
+
 def _run_models(args: argparse.Namespace) -> int:
     """LLM presets (decode, prefill, train, serve) and DiT presets (dit), a row each."""
     from workloads import list_models, load_model
@@ -444,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="bf16", help="GEMM dtype rows to fit")
     p.add_argument("-o", "--output", help="write the chip TOML with a [calibration] table")
     p.add_argument("--json", action="store_true", help="print JSON")
-    for name, helptext in (("chips", "list chip presets"), ("models", "list model presets")):
+    for name, helptext in (("chips", "list chip presets"), ("models", "list model presets"),
+                           ("runtimes", "list runtime presets")):  # fmt: skip
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--json", action="store_true", help="print JSON")
     plot.add_parser(sub)
@@ -472,6 +493,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "calibrate": _run_calibrate,
     "chips": _run_chips,
     "models": _run_models,
+    "runtimes": _run_runtimes,
 }
 
 

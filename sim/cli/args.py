@@ -73,7 +73,18 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
     p.add_argument("--attention-kernel", default="native", help=DECODE_ATTN_HELP)
+    add_runtime_arg(p)
     add_run_output_args(p)
+
+
+RUNTIME_HELP = (
+    "the software it runs under: a runtime preset (roofsim runtimes lists them; default "
+    "fused-graphs: fused kernels under CUDA graphs, no host time per step)"
+)
+
+
+def add_runtime_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", default="fused-graphs", help=RUNTIME_HELP)
 
 
 def int_arg(text: str) -> int:
@@ -88,6 +99,7 @@ def llm_workload(args: argparse.Namespace, kind: str):
     """(Decode or Prefill, System) from the flags of ``roofsim decode|prefill``."""
     from hardware import ConfigError, load_system
     from workloads import Decode, Prefill, load_model
+    from workloads.runtime import load_runtime
 
     tp = args.tp or args.chips or 1
     chips = args.chips or tp
@@ -103,6 +115,7 @@ def llm_workload(args: argparse.Namespace, kind: str):
         tp=tp,
         dp=chips // tp,
         attention_kernel=args.attention_kernel,
+        runtime=load_runtime(args.runtime),
     )
     if kind == "decode":
         return Decode(context=args.context, **common), system

@@ -562,6 +562,7 @@ def cost_table(
         data[_F["level"], start:stop] = part["level"]
     if order != sorted(order):
         data = data[:, np.argsort(order)]
+    _host_floor(data, ops)
     if overlap:
         time = data[0]
         for i, op in enumerate(ops):
@@ -569,6 +570,25 @@ def cost_table(
                 before = time[i - 1] * ops[i - 1].count
                 time[i] = np.maximum(0.0, time[i] * op.count - before) / op.count
     return Costs(data)
+
+
+def _host_floor(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:
+    """An op waits for the host time it carries (``Op.host_s``: eager launches, a step's
+    scheduling; ``workloads.runtime``): where that is longer than the op, the op takes it and
+    overhead binds. ``data`` (in op order) is updated in place."""
+    host = [op.host_s for op in ops]
+    if not any(host):
+        return
+    h = np.array(host, dtype=float)[:, None]
+    time = data[_F["time"]]
+    waits = h > time
+    if not waits.any():
+        return
+    busy = time - data[_F["overhead"]]
+    data[_F["overhead"]] = np.where(waits, h - busy, data[_F["overhead"]])
+    data[_F["bound"]] = np.where(waits, _OVERHEAD, data[_F["bound"]])
+    data[_F["level"]] = np.where(waits, _NO_LEVEL, data[_F["level"]])
+    data[_F["time"]] = np.maximum(time, h)
 
 
 # ---- power -----------------------------------------------------------------------------------

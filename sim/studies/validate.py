@@ -136,13 +136,21 @@ def _llm_setup(row: dict):
     return model, _system(row, chips), chips, tp, dtype
 
 
+def _runtime(row: dict):
+    """The runtime preset the row's software is (``runtime = "..."``; the default otherwise)."""
+    from workloads.runtime import DEFAULT_RUNTIME, load_runtime
+
+    return load_runtime(row.get("runtime", DEFAULT_RUNTIME))
+
+
 def _llm(row: dict):
     from workloads import Decode, Prefill
 
     model, system, chips, tp, dtype = _llm_setup(row)
     common = dict(model=model, batch=row.get("batch", 1) or 1, dtype=dtype, tp=tp,
                   dp=chips // tp, kv_dtype=row.get("kv_dtype"),
-                  attention_kernel=row.get("attention_kernel", "native"))  # fmt: skip
+                  attention_kernel=row.get("attention_kernel", "native"),
+                  runtime=_runtime(row))  # fmt: skip
 
     def prefill(prompt: int) -> float:
         return simulate(Prefill(prompt=prompt, **common), system, check_memory=False).time_s
@@ -465,7 +473,7 @@ def _predict_serve(row: dict) -> tuple[float, dict]:
         chunked_prefill=row.get("chunked_prefill", False),
         memory_fraction=row.get("memory_fraction", 0.9),
         concurrency=row.get("concurrency") if mode == "closed-loop" else None,
-        attention_kernel=row.get("attention_kernel", "native"),
+        attention_kernel=row.get("attention_kernel", "native"), runtime=_runtime(row),
     )  # fmt: skip
     if row.get("engine") == "trtllm-bench":
         isl, osl = int(np.mean(trace.prompt)), int(np.mean(trace.output))

@@ -1,0 +1,113 @@
+"""Runtimes: the software an LLM runs under, as a handful of measurable, cited mechanisms.
+
+The same chip runs the same model 1.5-2x apart under different software. A runtime preset
+(``workloads/presets/runtimes/<name>.toml``, chosen with ``--runtime NAME``) says, each with its
+source:
+
+- ``elementwise``: ``fused`` (norm + residual, RoPE + KV-cache write and the activation each one
+  kernel, as vLLM's and TensorRT-LLM's custom kernels and torch.compile do) or ``eager`` (eager
+  PyTorch: every primitive of the reference model its own kernel, through memory; the
+  primitives are those ``workloads.build.EAGER_PRIMITIVES`` counts);
+- ``cuda_graphs``: whether a step's kernels are replayed from a captured graph (each costs the
+  GPU-side gap the chip's ``overhead.kernel_s`` measures) or launched one by one from the host,
+  which then takes ``host_launch_s`` per kernel: a kernel shorter than that leaves the GPU
+  waiting, so an op takes at least its kernels x ``host_launch_s`` (the host's run-ahead over
+  longer kernels is not credited: an upper bound for a mix of long and short kernels);
+- ``step_overhead_s``: host time per step (one decode or prefill iteration) that the GPU waits
+  for: scheduling, input preparation, sampling, detokenisation, Python.
+
+They live beside the workloads because they change how a workload lowers (its kernels, their
+traffic) and add host time to it; the chip's cost model stays software-free (an op carries its
+host time, ``Op.host_s``). The default runtime, ``fused-graphs``, is what roofsim modelled before
+runtimes existed: fused kernels under CUDA graphs with no host time per step.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from functools import cache
+from importlib import resources
+
+from workloads.ops import Op, OpKind, WorkloadError
+
+ELEMENTWISE = ("fused", "eager")
+DEFAULT_RUNTIME = "fused-graphs"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Runtime:
+    name: str
+    full_name: str = ""
+    elementwise: str = "fused"
+    cuda_graphs: bool = True
+    host_launch_s: float = 0.0
+    step_overhead_s: float = 0.0
+    sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "elementwise": self.elementwise,
+            "cuda_graphs": self.cuda_graphs,
+            "host_launch_s": self.host_launch_s,
+            "step_overhead_s": self.step_overhead_s,
+        }
+
+
+def _folder():
+    return resources.files("workloads") / "presets" / "runtimes"
+
+
+def list_runtimes() -> list[str]:
+    """Names of the runtime presets, sorted."""
+    return sorted(p.name[:-5] for p in _folder().iterdir() if p.name.endswith(".toml"))
+
+
+@cache
+def load_runtime(name: str = DEFAULT_RUNTIME) -> Runtime:
+    """A runtime preset by name; WorkloadError naming the presets for an unknown one."""
+    if name not in list_runtimes():
+        raise WorkloadError(
+            f"--runtime: unknown runtime {name!r}; available: {', '.join(list_runtimes())}"
+        )
+    raw = tomllib.loads((_folder() / f"{name}.toml").read_text())
+    where = f"runtime {name!r}"
+    elementwise = raw.get("elementwise", "fused")
+    if elementwise not in ELEMENTWISE:
+        raise WorkloadError(f"{where}: elementwise must be one of {', '.join(ELEMENTWISE)}")
+    graphs = raw.get("cuda_graphs", True)
+    if not isinstance(graphs, bool):
+        raise WorkloadError(f"{where}: cuda_graphs must be true or false, got {graphs!r}")
+    values = {}
+    for key in ("host_launch_s", "step_overhead_s"):
+        v = raw.get(key, 0.0)
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            raise WorkloadError(f"{where}: {key} must be a number of seconds >= 0, got {v!r}")
+        values[key] = float(v)
+    return Runtime(
+        name=str(raw.get("name", name)),
+        full_name=str(raw.get("full_name", name)),
+        elementwise=elementwise,
+        cuda_graphs=graphs,
+        sources={k: str(v) for k, v in raw.items() if k == "source" or k.endswith("_source")},
+        **values,
+    )
+
+
+def launch(ops: list[Op] | tuple[Op, ...], runtime: Runtime) -> list[Op]:
+    """``ops`` with the host time of their launches where ``runtime`` issues kernels one by
+    one (a collective is one launch)."""
+    if runtime.cuda_graphs or not runtime.host_launch_s:
+        return list(ops)
+    h = runtime.host_launch_s
+    return [replace(op, host_s=(1 if op.kind is OpKind.COLLECTIVE else op.kernels) * h)
+            for op in ops]  # fmt: skip
+
+
+def step_op(runtime: Runtime, dtype: str) -> Op | None:
+    """The host work of one step that the chip waits for, as an op (None if there is none)."""
+    if not runtime.step_overhead_s:
+        return None
+    return Op(name="host_step", kind=OpKind.ELEMENTWISE, family="other", dtype=dtype, flops=0.0,
+              model_flops=0.0, kernels=0, host_s=runtime.step_overhead_s)  # fmt: skip

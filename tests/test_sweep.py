@@ -253,6 +253,20 @@ def test_attention_kernel_axis_equals_simulate():
     _assert_rows_equal_single_points(spec, range(spec.n_points))
 
 
+def test_runtime_axis_equals_simulate():
+    # host time per step (a constant and a per-sequence part over a batch axis) and eager
+    # launches bind the same ops in the vectorised path as in simulate
+    spec = _spec(
+        {"runtime": ["fused-graphs", "vllm-0.5", "pytorch-eager", "pytorch-graph"],
+         "batch": [1, 8, 64]},
+        {"kind": "decode", "model": "llama-3-8b", "context": 1024},
+    )  # fmt: skip
+    assert _assert_rows_equal_single_points(spec, range(spec.n_points)) == spec.n_points
+    rows = evaluate_points(spec, range(spec.n_points))
+    by = {(r["runtime"], int(r["batch"])): float(r["time_s"]) for r in rows}
+    assert by[("vllm-0.5", 64)] > by[("fused-graphs", 64)] + 3.8e-3
+
+
 def test_coupled_axes_are_built_in_full_and_still_equal_simulate():
     # processing in memory needs pim_flops and pim_bandwidth together: a value of one axis fails
     # alone but not beside the other's, so the two axes cannot be composed from single builds

@@ -400,7 +400,7 @@ class _Lowering:
             ops += [op.repeated(m.n_moe_layers, "moe" if both else "") for op in moe]
         ops += self.head(head_rows)
         ops = launch(ops, self.w.runtime)
-        step = step_op(self.w.runtime, self.dt)
+        step = step_op(self.w.runtime, self.dt, self.B)
         return tuple(ops + [step] if step else ops)
 
 

@@ -14,7 +14,9 @@ source:
   waiting, so an op takes at least its kernels x ``host_launch_s`` (the host's run-ahead over
   longer kernels is not credited: an upper bound for a mix of long and short kernels);
 - ``step_overhead_s``: host time per step (one decode or prefill iteration) that the GPU waits
-  for: scheduling, input preparation, sampling, detokenisation, Python.
+  for: scheduling, input preparation, sampling, detokenisation, Python; and
+  ``step_overhead_per_seq_s`` more per sequence in the step (output processing that loops over
+  the sequences in Python).
 
 They live beside the workloads because they change how a workload lowers (its kernels, their
 traffic) and add host time to it; the chip's cost model stays software-free (an op carries its
@@ -43,6 +45,7 @@ class Runtime:
     cuda_graphs: bool = True
     host_launch_s: float = 0.0
     step_overhead_s: float = 0.0
+    step_overhead_per_seq_s: float = 0.0
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def describe(self) -> dict:
@@ -52,6 +55,7 @@ class Runtime:
             "cuda_graphs": self.cuda_graphs,
             "host_launch_s": self.host_launch_s,
             "step_overhead_s": self.step_overhead_s,
+            "step_overhead_per_seq_s": self.step_overhead_per_seq_s,
         }
 
 
@@ -80,7 +84,7 @@ def load_runtime(name: str = DEFAULT_RUNTIME) -> Runtime:
     if not isinstance(graphs, bool):
         raise WorkloadError(f"{where}: cuda_graphs must be true or false, got {graphs!r}")
     values = {}
-    for key in ("host_launch_s", "step_overhead_s"):
+    for key in ("host_launch_s", "step_overhead_s", "step_overhead_per_seq_s"):
         v = raw.get(key, 0.0)
         if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
             raise WorkloadError(f"{where}: {key} must be a number of seconds >= 0, got {v!r}")
@@ -105,9 +109,11 @@ def launch(ops: list[Op] | tuple[Op, ...], runtime: Runtime) -> list[Op]:
             for op in ops]  # fmt: skip
 
 
-def step_op(runtime: Runtime, dtype: str) -> Op | None:
-    """The host work of one step that the chip waits for, as an op (None if there is none)."""
-    if not runtime.step_overhead_s:
+def step_op(runtime: Runtime, dtype: str, sequences: float = 1) -> Op | None:
+    """The host work of one step over ``sequences`` sequences that the chip waits for, as an op
+    (None if there is none)."""
+    if not (runtime.step_overhead_s or runtime.step_overhead_per_seq_s):
         return None
+    host = runtime.step_overhead_s + runtime.step_overhead_per_seq_s * sequences
     return Op(name="host_step", kind=OpKind.ELEMENTWISE, family="other", dtype=dtype, flops=0.0,
-              model_flops=0.0, kernels=0, host_s=runtime.step_overhead_s)  # fmt: skip
+              model_flops=0.0, kernels=0, host_s=host)  # fmt: skip

@@ -577,9 +577,11 @@ def _host_floor(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:
     scheduling; ``workloads.runtime``): where that is longer than the op, the op takes it and
     overhead binds. ``data`` (in op order) is updated in place."""
     host = [op.host_s for op in ops]
-    if not any(host):
+    if not any(np.any(x) for x in host):
         return
-    h = np.array(host, dtype=float)[:, None]
+    h = np.zeros(data.shape[1:])
+    for i, x in enumerate(host):  # a scalar, or one value per point
+        h[i] = x
     time = data[_F["time"]]
     waits = h > time
     if not waits.any():

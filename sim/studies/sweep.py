@@ -61,9 +61,9 @@ MODES = ("product", "zip")
 #: workload fields per kind: the flags of the matching roofsim command, as TOML keys
 WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     "decode": ("model", "chips", "tp", "batch", "context", "dtype", "kv_dtype",
-               "attention_kernel"),
+               "attention_kernel", "runtime"),
     "prefill": ("model", "chips", "tp", "batch", "prompt", "dtype", "kv_dtype",
-                "attention_kernel"),
+                "attention_kernel", "runtime"),
     "dit": ("model", "chips", "replicas", "sp", "height", "width", "frames", "fps", "steps",
             "batch", "cfg", "tokens", "dtype", "attention_kernel"),
     "train": ("model", "chips", "tp", "pp", "vp", "ep", "cp", "dp", "sp", "seq", "micro_batch",
@@ -963,6 +963,7 @@ def _constraint(
 def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any]) -> tuple[Any, int]:
     """The descriptor the matching ``roofsim`` command builds from these fields, and its chips."""
     from workloads import Decode, Prefill, load_model
+    from workloads.runtime import DEFAULT_RUNTIME, load_runtime
 
     if kind in ("decode", "prefill"):
         tp = f.get("tp") or f.get("chips") or 1
@@ -972,6 +973,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
         common = dict(model=load_model(f["model"]), batch=f.get("batch", 1),
                       dtype=f.get("dtype", "bf16"), kv_dtype=f.get("kv_dtype"), tp=tp,
                       attention_kernel=f.get("attention_kernel", "native"),
+                      runtime=load_runtime(f.get("runtime", DEFAULT_RUNTIME)),
                       dp=chips // tp if isinstance(chips, int) and isinstance(tp, int) else chips)  # fmt: skip
         if kind == "decode":
             return Decode(context=f.get("context", 2048), **common), chips

@@ -342,11 +342,15 @@ def _run_runtimes(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'runtime':<16}{'elementwise':>12}{'graphs':>8}{'launch':>9}{'per step':>10}  name")
+    print(f"{'runtime':<16}{'elementwise':>12}{'graphs':>8}{'launch':>9}"
+          f"{'host per step':>26}  name")  # fmt: skip
     for r in rows:
         launch = f"{r['host_launch_s'] * 1e6:.1f} us" if not r["cuda_graphs"] else "-"
+        step = f"{r['step_overhead_s'] * 1e3:.2f} ms"
+        if r["step_overhead_per_seq_s"]:
+            step += f" + {r['step_overhead_per_seq_s'] * 1e3:.3f} ms/seq"
         print(f"{r['name']:<16}{r['elementwise']:>12}{'yes' if r['cuda_graphs'] else 'no':>8}"
-              f"{launch:>9}{r['step_overhead_s'] * 1e3:>7.2f} ms  {r['full_name']}")  # fmt: skip
+              f"{launch:>9}{step:>26}  {r['full_name']}")  # fmt: skip
     return 0
 
 

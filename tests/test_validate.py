@@ -175,3 +175,40 @@ def test_bias_is_signed_by_speed_for_rates_and_times_alike():
     assert time.error == pytest.approx(-0.2)
     (s,) = summarise([rate, time])
     assert s.median_signed_error == pytest.approx(0.2)
+
+
+def test_ratio_rows_are_their_members_measured_and_predicted_speeds():
+    from sim.studies.validate import _speed, ratio_row
+
+    rows = load_rows()
+    by_id = {r["id"]: r for r in rows}
+    ratios = [r for r in rows if r["kind"] == "ratio"]
+    assert sum(r["use"] == "test" for r in ratios) >= 20
+    for r in ratios:
+        a, b = (by_id[i] for i in r["of"])
+        want = _speed(b["metric"], b["measured"]) / _speed(a["metric"], a["measured"])
+        assert r["measured"] == pytest.approx(want, rel=1e-5), r["id"]
+        assert r["use"] == ("fit" if "fit" in (a.get("use"), b.get("use")) else "test"), r["id"]
+    r = next(x for x in ratios if "gptfast" in x["id"] and x["id"].endswith("-over-tp"))
+    res = ratio_row(r, by_id, {})
+    a, b = (run_row(by_id[i]) for i in r["of"])
+    assert res.predicted == pytest.approx(b.predicted / a.predicted)
+    assert res.kind == "ratio" and res.error is not None
+
+
+def test_a_chip_with_twice_the_compute_bandwidth_and_power_runs_a_big_gemm_near_twice_as_fast():
+    # issue 17: a what-if must respond to the change, not be absorbed by a fitted fraction
+    from hardware import load_system
+    from sim.cost.roofline import cost_ops
+    from sim.studies.calibrate import gemm_op
+
+    base = load_system("h100-sxm")
+    chip = base.chip
+    sets = [f"compute.peak.{d}={v * 2!r}" for d, v in chip.peak_flops_per_s.items()]
+    sets += [f"compute.peak.vector={chip.vector_flops_per_s * 2!r}"]
+    sets += [f"{lvl.name}.bandwidth={lvl.bandwidth_bytes_per_s * 2!r}" for lvl in chip.memory[:-1]]
+    sets += [f"power.tdp={chip.tdp_watts * 2!r}", f"power.idle={chip.idle_watts * 2!r}"]
+    doubled = load_system("h100-sxm", 1, sets)
+    op = gemm_op(8192, 8192, 8192, "bf16")
+    t1, t2 = (cost_ops([op], s)[0].time_s for s in (base, doubled))
+    assert t1 / t2 >= 1.7

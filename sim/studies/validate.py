@@ -43,9 +43,9 @@ DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "published.toml"  # pa
 # the bar each kind's median |error| must meet (issue 5: training MFU and decode latency 10 %,
 # prefill and DiT 15 %, "at first"); kinds without a bar are reported, not judged
 BARS: dict[str, float] = {"train": 0.10, "decode": 0.10, "prefill": 0.15, "dit": 0.15,
-                          "energy": 0.20, "area": 0.15}  # fmt: skip
-KINDS = ("decode", "prefill", "serve", "dit", "train", "energy", "gemm", "attention", "membw",
-         "allreduce", "area", "cost")  # fmt: skip
+                          "energy": 0.20, "area": 0.15, "ratio": 0.08}  # fmt: skip
+KINDS = ("decode", "prefill", "serve", "dit", "train", "energy", "ratio", "gemm", "attention",
+         "membw", "allreduce", "area", "cost")  # fmt: skip
 
 
 class Skip(Exception):
@@ -724,9 +724,43 @@ def validate(
     kinds: Iterable[str] | None = None,
     fast: bool = False,
 ) -> tuple[list[RowResult], list[KindSummary]]:
-    rows = select(load_rows(data), kinds, fast)
-    results = [run_row(r) for r in rows]
+    every = load_rows(data)
+    rows = select(every, kinds, fast)
+    results = [run_row(r) for r in rows if r["kind"] != "ratio"]
+    ratios = [r for r in rows if r["kind"] == "ratio"]
+    if ratios:
+        done = {r.id: r for r in results}
+        by_id = {r["id"]: r for r in every}
+        ratio_results = [ratio_row(r, by_id, done) for r in ratios]
+        order = {r["id"]: i for i, r in enumerate(rows)}
+        results = sorted(results + ratio_results, key=lambda r: order[r.id])
     return results, summarise(results, smoke=fast)
+
+
+def _speed(metric: str, value: float) -> float:
+    """A measurement as a speed: a time inverted, a rate as it is."""
+    return 1.0 / value if metric.endswith("_s") and not metric.endswith("_per_s") else value
+
+
+def ratio_row(row: dict, by_id: dict[str, dict], done: dict[str, RowResult]) -> RowResult:
+    """A ``ratio`` row: the speed of its second member row over its first (``of``), measured and
+    predicted; the members are run here unless ``done`` has them."""
+    res = RowResult(id=row["id"], kind="ratio", metric="speedup", measured=float(row["measured"]),
+                    source=row.get("source", ""), use=row.get("use", "test"),
+                    assumed=tuple(row.get("assumed", ())))  # fmt: skip
+    members = []
+    for rid in row["of"]:
+        if rid not in by_id:
+            res.skipped = f"ratio member {rid!r} is not a row"
+            return res
+        members.append(done.get(rid) or run_row(by_id[rid]))
+    a, b = members
+    if a.predicted is None or b.predicted is None:
+        res.skipped = f"a member was not simulated ({a.skipped or b.skipped})"
+        return res
+    res.predicted = _speed(b.metric, b.predicted) / _speed(a.metric, a.predicted)
+    res.detail = {"what": row.get("what", ""), "of": list(row["of"])}
+    return res
 
 
 def write_report(path: Path | str, results: list[RowResult], summary: list[KindSummary]) -> None:

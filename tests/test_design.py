@@ -152,3 +152,45 @@ def test_a_dit_workload_and_another_node(tmp_path):
         system = system_from_dict(apply_overrides(copy.deepcopy(base), sets))
         areas.append(estimate_area(system.chip, system))
     assert areas[1].node.name == "n7" and areas[1].die_area_mm2 < areas[0].die_area_mm2
+
+
+def test_a_training_step_in_the_mix_runs_the_event_engine(tmp_path):
+    text = """
+[design]
+name = "train-mix"
+base = "mid-14nm-144g"
+objective = "tokens_per_j"
+reference = "h100-sxm"
+generations = 2
+population = 3
+
+[variables]
+matrix_tflops = [100, 600]
+
+[budgets]
+tdp_w = 700
+
+[[workload]]
+kind = "train"
+model = "gpt3-5b"
+chips = 8
+tp = 2
+seq = 2048
+global_batch = 64
+zero = 1
+slo_ms = 60000
+"""
+    spec = load_spec(_write(tmp_path, text))
+    result = search(spec, progress=False)
+    best = result.best
+    label = "train:gpt3-5b"
+    from hardware import load_system
+    from sim.engine.train import simulate_training
+    from sim.studies.design import _workload, best_toml
+
+    (tmp_path / "best.toml").write_text(best_toml(result))
+    ref = simulate_training(
+        _workload(spec.workloads[0]), load_system(str(tmp_path / "best.toml"), 8)
+    )
+    assert best.throughput[label] == pytest.approx(ref.tokens_per_s / 8, rel=1e-9)
+    assert best.latency_s[label] == pytest.approx(ref.step_time_s, rel=1e-9)

@@ -29,9 +29,11 @@ per operation); by default the base chip's.
 
 Budgets: ``die_area_mm2`` (per die; the reticle always applies), ``cost_usd`` (per chip),
 ``tdp_w`` (the TDP; when no ``tdp_w`` variable is given the chip is built to it),
-``memory_gb`` (the least main-memory capacity). Workloads (``kind`` decode, prefill or dit) run on
-``chips`` chips (tensor / sequence parallel across them) with ``weight`` in the objective, and
-``slo_ms``: the most a decode step (TPOT), a prefill (TTFT) or a DiT generation may take.
+``memory_gb`` (the least main-memory capacity). Workloads (``kind`` decode, prefill, dit or
+train) run on ``chips`` chips (tensor / sequence parallel across them; a training step takes
+``tp``, ``pp``, ``seq``, ``micro_batch``, ``global_batch``, ``recompute``, ``zero``, data parallel
+over the rest) with ``weight`` in the objective, and ``slo_ms``: the most a decode step (TPOT),
+a prefill (TTFT), a DiT generation or a training step may take.
 
 The objective is a weighted geometric mean over the workloads of each one's throughput per chip
 over the **reference** chip's on the same workload (unitless: 1.2 = 20 % better than the
@@ -58,7 +60,7 @@ from hardware.loader import apply_overrides, chip_source_text, load_chip_dict, s
 from hardware.units import UnitError, parse_quantity
 
 OBJECTIVES = ("tokens_per_usd", "tokens_per_j", "tokens_per_mm2", "tokens_per_s")
-KINDS = ("decode", "prefill", "dit")
+KINDS = ("decode", "prefill", "dit", "train")
 #: capacity of one stack / channel by technology, bytes: 8-high HBM2e (16 GB), 12-high HBM3
 #: (24 GB, SK hynix), 12-high HBM3E (36 GB, Micron), a x32 GDDR6 channel of two 16 Gb devices
 #: in clamshell (4 GB), LPDDR5 x32 (8 GB), DDR5 64-bit RDIMM channel (64 GB): vendor parts
@@ -309,6 +311,16 @@ def _workload(w: WorkloadSpec) -> Any:
     from workloads import Decode, Prefill, load_model
 
     f = dict(w.fields)
+    if w.kind == "train":
+        from workloads.training import Training
+
+        tp, pp = f.get("tp", 1), f.get("pp", 1)
+        return Training(
+            model=load_model(w.model), seq=f.get("seq", 2048), micro_batch=f.get("micro_batch", 1),
+            global_batch=f.get("global_batch", 0), dtype=f.get("dtype", "bf16"),
+            recompute=f.get("recompute", "none"), zero=f.get("zero", 0), tp=tp, pp=pp,
+            dp=max(1, w.chips // (tp * pp)), sp=f.get("sp", False),
+        )  # fmt: skip
     if w.kind == "dit":
         from workloads.dit import DiT, load_dit
 
@@ -362,6 +374,14 @@ def evaluate_system(system, workloads: tuple[WorkloadSpec, ...], sets: list[str]
     out = {}
     for w in workloads:
         sys_w = system if system.n_chips == w.chips else _resize(system, w.chips)
+        if w.kind == "train":  # the event engine: a step's tokens per second, its energy
+            from sim.engine.train import simulate_training
+
+            t = simulate_training(_workload(w), sys_w)
+            energy = t.step_energy_j
+            out[w.label] = (t.tokens_per_s / w.chips,
+                            t.tokens / energy if energy else math.nan, t.step_time_s)  # fmt: skip
+            continue
         r = simulate(_workload(w), sys_w)
         units = next(iter(r.throughput.values()))
         energy = r.energy_j

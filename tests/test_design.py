@@ -121,7 +121,7 @@ def test_same_spec_and_seed_give_the_same_design(tmp_path):
         (("matrix_tflops = [50, 800]", "matrix_flops = [50, 800]"), "variables.matrix_flops"),
         (("matrix_tflops = [50, 800]", "matrix_tflops = [800, 50]"), "need 0 < low < high"),
         (("memory_gb = 144", "memory_gb = -1"), "budgets.memory_gb"),
-        (('kind = "decode"', 'kind = "train"'), "workload[0].kind"),
+        (('kind = "decode"', 'kind = "nope"'), "workload[0].kind"),
         (("slo_ms = 50 ", "slo_ms = 0.0001 "), "no design meets"),
     ],
 )

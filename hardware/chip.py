@@ -272,7 +272,7 @@ class Chip:
             _fraction(where, "compute.split_accumulate_fraction", self.split_accumulate_fraction)
         if not self.memory:
             raise ConfigError(f"{where}: at least one [[memory]] level is required")
-        if self.kernel_overhead_s < 0:
+        if not (math.isfinite(self.kernel_overhead_s) and self.kernel_overhead_s >= 0):
             raise ConfigError(
                 f"{where}: overhead.kernel_s must be >= 0, got {self.kernel_overhead_s!r}"
             )
@@ -403,8 +403,14 @@ class Link:
     def __post_init__(self) -> None:
         _positive("link", "bandwidth", self.bandwidth_bytes_per_s)
         _fraction("link", "achievable_fraction", self.achievable_fraction)
-        if self.latency_s < 0:
-            raise ConfigError(f"link: latency must be >= 0, got {self.latency_s!r}")
+        if not (math.isfinite(self.latency_s) and self.latency_s >= 0):
+            raise ConfigError(
+                f"system: *_node_latency must be a finite time >= 0, got {self.latency_s!r} s"
+            )
+        if self.simple_latency_s is not None and not math.isfinite(self.simple_latency_s):
+            raise ConfigError(
+                f"system: *_node_simple_latency must be a finite time, got {self.simple_latency_s!r}"
+            )
         if self.simple_latency_s is not None and self.simple_latency_s < self.latency_s:
             raise ConfigError(
                 f"system: *_node_simple_latency ({self.simple_latency_s!r} s) is the bulk "

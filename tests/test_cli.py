@@ -52,6 +52,12 @@ def test_set_override_changes_the_answer(capsys):
          "multiple of --tp"),
         (["--model", "llama-2-7b", "--chip", "h100-sxm", "--attention-kernel", "fa3"],
          "--attention-kernel must be one of native, fa2"),
+        (["--model", "llama-2-7b", "--chip", "h100-sxm", "--tp", "2",
+          "--set", "system.intra_node_latency=nan"], "*_node_latency must be a finite time"),
+        (["--model", "llama-2-7b", "--chip", "h100-sxm", "--set", "overhead.kernel_s=inf"],
+         "overhead.kernel_s must be >= 0"),
+        (["--model", "llama-2-7b", "--chip", "h100-sxm", "--runtime", "sglang-9"],
+         "unknown runtime 'sglang-9'"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_on_stderr_and_exit_2(args, match, capsys):

@@ -256,7 +256,9 @@ def _run_validate(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--kind {unknown[0]}: not a validation kind; choose from {', '.join(KINDS)}"
         )
-    results, summary = validate(args.data or DEFAULT_DATA, args.kind or None, fast=args.fast)
+    results, summary = validate(
+        args.data or DEFAULT_DATA, args.kind or None, fast=args.fast, progress=True
+    )
     if args.report:
         write_report(args.report, results, summary)
     if args.json:
@@ -280,7 +282,7 @@ def _run_claims(args: argparse.Namespace) -> int:
     unknown = [k for k in args.claim or [] if k not in CLAIMS]
     if unknown:
         raise ConfigError(f"--claim {unknown[0]!r} unknown; one of {', '.join(CLAIMS)}")
-    claims = check_all(args.claim or None)
+    claims = check_all(args.claim or None, progress=True)
     if args.json:
         print(json.dumps([c.to_dict() for c in claims]))
     else:

@@ -441,8 +441,19 @@ CLAIMS: dict[str, Callable[[], Claim]] = {
 }
 
 
-def check_all(keys: list[str] | None = None) -> list[Claim]:
-    return [CLAIMS[k]() for k in (keys or list(CLAIMS))]
+def check_all(keys: list[str] | None = None, progress: bool = False) -> list[Claim]:
+    """The claims ``keys`` (all by default); ``progress``: a bar on a terminal's stderr."""
+    from sim.studies.progress import Progress
+
+    keys = keys or list(CLAIMS)
+    bar = Progress(len(keys), progress, "claims")
+    out = []
+    for k in keys:
+        bar.update(0, k)
+        out.append(CLAIMS[k]())
+        bar.update(1, k)
+    bar.close()
+    return out
 
 
 def format_claims(claims: list[Claim]) -> str:

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -510,27 +509,24 @@ def search(spec: Spec, progress: bool = True) -> DesignResult:
     import numpy as np
     from scipy.optimize import differential_evolution
 
+    from sim.studies.progress import Progress
+
     designer = Designer(spec)
     bounds = [(v.low, v.high) for v in spec.variables]
     integrality = np.array([v.integer or bool(v.choices) for v in spec.variables])
-    gen = [0]
+    bar = Progress(spec.generations, progress, "generations")
 
     def callback(intermediate_result) -> None:
-        gen[0] += 1
-        if progress:
-            best = intermediate_result.fun
-            shown = f"{math.exp(-best):.3f}" if best < INFEASIBLE / 2 else "none feasible yet"
-            print(f"\rdesign: generation {gen[0]}/{spec.generations}, {len(designer.seen)} "
-                  f"designs, best {spec.objective} vs {spec.reference}: {shown}   ",
-                  end="", file=sys.stderr, flush=True)  # fmt: skip
+        best = intermediate_result.fun
+        shown = f"{math.exp(-best):.3f}" if best < INFEASIBLE / 2 else "none feasible yet"
+        bar.update(1, f"best {shown}x {spec.reference}, {len(designer.seen):,} designs")
 
     out = differential_evolution(
         designer.loss, bounds, integrality=integrality, rng=spec.seed,
         maxiter=spec.generations, popsize=spec.population, polish=False, tol=0,
         init="sobol", updating="deferred", callback=callback,
     )  # fmt: skip
-    if progress:
-        print(file=sys.stderr)
+    bar.close()
     evaluations = list(designer.seen.values())
     feasible = [e for e in evaluations if e.feasible]
     if not feasible:

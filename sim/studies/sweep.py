@@ -33,7 +33,6 @@ import json
 import math
 import os
 import re
-import sys
 import threading
 import time
 import tomllib
@@ -52,6 +51,7 @@ from sim.cost.chips import STRUCTURE_LEAVES, ChipArrays, chip_leaves, structure_
 from sim.cost.result import CapacityError
 from sim.cost.roofline import BOUNDS
 from sim.cost.simulate import evaluate
+from sim.studies.progress import Progress
 from workloads.ops import WorkloadError
 
 KINDS = ("decode", "prefill", "dit", "train")
@@ -1236,38 +1236,6 @@ def read_done(path: str | Path, spec: SweepSpec) -> np.ndarray:
     return np.unique(done)
 
 
-class _Progress:
-    """A one-line progress bar on stderr: only on a terminal, and only once a sweep runs > 1 s."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done = total, 0
-        self.enabled = enabled and sys.stderr.isatty()
-        self.start = self.last = time.monotonic()
-        self.shown = False
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self.start < 1.0 or (now - self.last < 0.2 and self.done < self.total):
-            return
-        self.last, self.shown = now, True
-        frac = self.done / self.total if self.total else 1.0
-        rate = self.done / (now - self.start)
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        sys.stderr.write(
-            f"\r[{'#' * int(30 * frac):<30}] {frac:6.1%}  {self.done:,}/{self.total:,} points"
-            f"  {rate:,.0f}/s  eta {eta:,.0f} s "
-        )
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SweepSummary:
     """What a run of ``run_sweep`` did."""
@@ -1339,7 +1307,7 @@ def run_sweep(
         results = _run_dask(spec, chunks, scheduler, workers, dask_processes)
     else:
         results = _run_local(spec, chunks, workers)
-    bar = _Progress(len(missing), progress)
+    bar = Progress(len(missing), progress)
     computed = errors = 0
     fresh = not (exists and resume) or output.stat().st_size == 0
     try:

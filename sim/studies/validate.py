@@ -723,10 +723,20 @@ def validate(
     data: Path | str = DEFAULT_DATA,
     kinds: Iterable[str] | None = None,
     fast: bool = False,
+    progress: bool = False,
 ) -> tuple[list[RowResult], list[KindSummary]]:
+    """Run the rows of ``kinds`` (``progress``: a bar on a terminal's stderr)."""
+    from sim.studies.progress import Progress
+
     every = load_rows(data)
     rows = select(every, kinds, fast)
-    results = [run_row(r) for r in rows if r["kind"] != "ratio"]
+    bar = Progress(len(rows), progress, "rows")
+    results = []
+    for r in rows:
+        if r["kind"] != "ratio":
+            results.append(run_row(r))
+        bar.update(1, r["id"][:40])
+    bar.close()
     ratios = [r for r in rows if r["kind"] == "ratio"]
     if ratios:
         done = {r.id: r for r in results}

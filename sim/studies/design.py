@@ -307,40 +307,15 @@ def design_overrides(spec: Spec, base_raw: dict, values: dict[str, Any]) -> list
 
 
 def _workload(w: WorkloadSpec) -> Any:
-    from workloads import Decode, Prefill, load_model
+    """The workload of a spec entry, built as a sweep builds it (its fields are the sweep
+    workload's; decode and prefill are tensor parallel over all their chips)."""
+    from sim.studies.sweep import build_workload
+    from workloads.dit import load_dit
 
-    f = dict(w.fields)
-    if w.kind == "train":
-        from workloads.training import Training
-
-        tp, pp = f.get("tp", 1), f.get("pp", 1)
-        return Training(
-            model=load_model(w.model), seq=f.get("seq", 2048), micro_batch=f.get("micro_batch", 1),
-            global_batch=f.get("global_batch", 0), dtype=f.get("dtype", "bf16"),
-            recompute=f.get("recompute", "none"), zero=f.get("zero", 0), tp=tp, pp=pp,
-            dp=max(1, w.chips // (tp * pp)), sp=f.get("sp", False),
-        )  # fmt: skip
-    if w.kind == "dit":
-        from workloads.dit import DiT, load_dit
-
-        model = load_dit(w.model)
-        return DiT(
-            model=model,
-            height=f.get("height", model.default_height),
-            width=f.get("width", model.default_width),
-            frames=f.get("frames", model.default_frames),
-            fps=f.get("fps", model.default_fps),
-            steps=f.get("steps", model.default_steps),
-            batch=f.get("batch", 1),
-            cfg=f.get("cfg", model.default_cfg),
-            dtype=f.get("dtype", "bf16"),
-            sp=w.chips,
-        )
-    common = dict(model=load_model(w.model), batch=f.get("batch", 1), dtype=f.get("dtype", "bf16"),
-                  kv_dtype=f.get("kv_dtype"), tp=w.chips)  # fmt: skip
-    if w.kind == "decode":
-        return Decode(context=f.get("context", 2048), **common)
-    return Prefill(prompt=f.get("prompt", 2048), **common)
+    fields = {"model": w.model, "chips": w.chips, **w.fields}
+    if w.kind in ("decode", "prefill"):
+        fields.setdefault("tp", w.chips)
+    return build_workload(w.kind, fields, load_dit)[0]
 
 
 @dataclass(slots=True)

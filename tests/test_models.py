@@ -90,3 +90,31 @@ def test_a_config_json_with_a_bad_count_or_shape_is_one_workload_error(config, m
     path.write_text(config)
     with pytest.raises(WorkloadError, match=re.escape(match)):
         load_model(str(path))
+
+
+@pytest.mark.parametrize(
+    ("fixture", "published", "gated", "position"),
+    [
+        ("gpt2", 124_439_808, False, "learned"),
+        ("gpt-neox-20b", 20_554_567_680, False, "rope"),
+        ("opt-125m", 125_239_296, False, "learned"),
+        ("gpt-j-6b", 6_053_381_344, False, "rope"),
+        ("falcon-7b", 6_921_720_704, False, "rope"),
+        ("mpt-7b", 6_649_286_656, False, "alibi"),
+        ("bloom-560m", 559_214_592, False, "alibi"),
+    ],
+)
+def test_gpt_style_configs_read_their_mlp_norm_positions_biases_and_tying(
+    fixture, published, gated, position
+):
+    # a gpt_neox config used to load as a gated Llama: 27.2B parameters for a 20.6B model
+    m = load_model(str(FIXTURES / f"{fixture}.config.json"))
+    assert m.gated_mlp is gated and m.norm == "layernorm" and m.position == position
+    assert m.n_params() == pytest.approx(published, rel=1e-3)
+
+
+def test_an_unknown_model_type_names_the_supported_ones(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"model_type": "rwkv", "hidden_size": 2048}')
+    with pytest.raises(WorkloadError, match="model_type 'rwkv' is not supported; supported: llama"):
+        load_model(str(path))

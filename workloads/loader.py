@@ -94,26 +94,129 @@ _ACT = {
     "swish": "silu",
     "gelu": "gelu",
     "gelu_new": "gelu",
+    "gelu_pytorch_tanh": "gelu",
+    "gelu_fast": "gelu",
     "relu": "relu",
     "relu2": "relu2",
 }
 
 
+#: the Hugging Face ``model_type``s roofsim reads, by family: Llama-style (gated MLP, RMSNorm,
+#: RoPE) and the GPT-style ones whose MLP, norm, positions, biases and tying differ
+LLAMA_STYLE = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
+               "gemma", "gemma2", "gemma3_text", "phi3", "deepseek_v2", "deepseek_v3")  # fmt: skip
+GPT_STYLE = ("gpt2", "gpt_neox", "gptj", "opt", "bloom", "falcon", "mpt")
+MODEL_TYPES = LLAMA_STYLE + GPT_STYLE
+
+
+def _gpt_style(cfg: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+    """The fields of a GPT-style config (transformers' configuration_<type>.py key names and
+    defaults): an ungated MLP, LayerNorm, and each family's positions, biases and tying."""
+    g = cfg.get
+    if kind in ("gpt2", "gptj"):
+        hidden, layers, heads = g("n_embd", 768), g("n_layer", 12), g("n_head", 12)
+        ffn = g("n_inner") or 4 * hidden
+        act, vocab, max_seq = (
+            g("activation_function", "gelu_new"),
+            g("vocab_size", 50257),
+            g("n_positions", 1024),
+        )
+        # GPT-2: learned positions, biases everywhere, tied; GPT-J: RoPE, no attention biases,
+        # MLP biases, untied
+        gpt2 = kind == "gpt2"
+        return dict(n_layers=layers, hidden=hidden, n_heads=heads, ffn=ffn, vocab=vocab,
+                    activation=act, max_seq=max_seq, position="learned" if gpt2 else "rope",
+                    attn_bias=gpt2, mlp_bias=True,
+                    tied_embeddings=bool(g("tie_word_embeddings", gpt2)))  # fmt: skip
+    if kind == "gpt_neox":
+        return dict(n_layers=g("num_hidden_layers"), hidden=g("hidden_size"),
+                    n_heads=g("num_attention_heads"), ffn=g("intermediate_size"),
+                    vocab=g("vocab_size"), activation=g("hidden_act", "gelu"),
+                    max_seq=g("max_position_embeddings", 2048), position="rope",
+                    attn_bias=bool(g("attention_bias", True)), mlp_bias=True,
+                    tied_embeddings=bool(g("tie_word_embeddings", False)))  # fmt: skip
+    if kind == "opt":
+        if g("word_embed_proj_dim", g("hidden_size")) != g("hidden_size"):
+            raise WorkloadError(
+                f"config.json {name!r}: OPT with word_embed_proj_dim != hidden_size (a projection "
+                "around the embeddings) is not modelled; use a roofsim model TOML"
+            )
+        return dict(n_layers=g("num_hidden_layers"), hidden=g("hidden_size"),
+                    n_heads=g("num_attention_heads"), ffn=g("ffn_dim"), vocab=g("vocab_size"),
+                    activation=g("activation_function", "relu"),
+                    max_seq=g("max_position_embeddings", 2048), position="learned",
+                    attn_bias=bool(g("enable_bias", True)), mlp_bias=bool(g("enable_bias", True)),
+                    tied_embeddings=bool(g("tie_word_embeddings", True)))  # fmt: skip
+    if kind == "bloom":
+        hidden = g("hidden_size") or g("n_embed")
+        return dict(n_layers=g("n_layer"), hidden=hidden, n_heads=g("n_head"), ffn=4 * hidden,
+                    vocab=g("vocab_size"), activation="gelu", max_seq=g("seq_length", 2048),
+                    position="alibi", attn_bias=True, mlp_bias=True,
+                    tied_embeddings=bool(g("tie_word_embeddings", True)))  # fmt: skip
+    if kind == "falcon":
+        heads = g("num_attention_heads")
+        if g("new_decoder_architecture"):
+            kv = g("num_kv_heads") or heads
+        else:
+            kv = 1 if g("multi_query", True) else heads
+        hidden = g("hidden_size")
+        return dict(n_layers=g("num_hidden_layers"), hidden=hidden, n_heads=heads, n_kv_heads=kv,
+                    ffn=g("ffn_hidden_size") or 4 * hidden, vocab=g("vocab_size"),
+                    activation=g("activation", "gelu"),
+                    max_seq=g("max_position_embeddings", 2048),
+                    position="alibi" if g("alibi") else "rope", attn_bias=bool(g("bias")),
+                    mlp_bias=bool(g("bias")),
+                    tied_embeddings=bool(g("tie_word_embeddings", True)))  # fmt: skip
+    # mpt
+    d = g("d_model")
+    return dict(n_layers=g("n_layers"), hidden=d, n_heads=g("n_heads"),
+                ffn=int(g("expansion_ratio", 4) * d), vocab=g("vocab_size"), activation="gelu",
+                max_seq=g("max_seq_len", 2048),
+                position="alibi" if (g("attn_config") or {}).get("alibi", False) else "learned",
+                attn_bias=not g("no_bias", False), mlp_bias=not g("no_bias", False),
+                tied_embeddings=True)  # fmt: skip
+
+
 def model_from_hf(cfg: dict[str, Any], name: str = "hf-model") -> ModelConfig:
-    """Map a Hugging Face ``config.json`` (Llama, Mistral, Mixtral, Qwen2, DeepSeek-V3 families)."""
+    """Map a Hugging Face ``config.json`` of one of ``MODEL_TYPES`` (its ``model_type`` key;
+    a config without one is read as Llama-style)."""
     if not isinstance(cfg, dict):
         raise WorkloadError(
             f"config.json {name!r}: must be a JSON object of fields, got {type(cfg).__name__}"
         )
+    kind = str(cfg.get("model_type", "llama"))
+    if kind not in MODEL_TYPES:
+        raise WorkloadError(
+            f"config.json {name!r}: model_type {kind!r} is not supported; supported: "
+            f"{', '.join(MODEL_TYPES)} (or write a roofsim model TOML, docs/presets.md)"
+        )
     _counts(f"config.json {name!r}", cfg, ("hidden_size", "num_attention_heads",
             "num_hidden_layers", "intermediate_size", "vocab_size", "num_key_value_heads",
-            "head_dim"))  # fmt: skip
+            "head_dim", "n_embd", "n_layer", "n_head", "n_inner", "ffn_dim", "d_model",
+            "n_layers", "n_heads"))  # fmt: skip
+    if kind in GPT_STYLE:
+        fields = _gpt_style(cfg, kind, name)
+        missing = [k for k, v in fields.items() if v is None]
+        if missing:
+            raise WorkloadError(f"config.json {name!r}: missing the {kind} key for {missing[0]!r}")
+        fields["activation"] = _ACT.get(str(fields["activation"]), "gelu")
+        fields.setdefault("n_kv_heads", fields["n_heads"])
+        if fields["hidden"] % fields["n_heads"]:
+            raise WorkloadError(
+                f"config.json {name!r}: the {fields['n_heads']} heads must divide the hidden "
+                f"size {fields['hidden']}"
+            )
+        return ModelConfig(name=name, full_name=str(cfg.get("_name_or_path") or kind),
+                           head_dim=fields["hidden"] // fields["n_heads"], gated_mlp=False,
+                           norm="layernorm", source=f"Hugging Face config.json ({kind})",
+                           **fields)  # fmt: skip
     try:
         hidden = cfg["hidden_size"]
         n_heads = cfg["num_attention_heads"]
+        act = cfg.get("hidden_act", cfg.get("hidden_activation", "silu"))
         fields: dict[str, Any] = dict(
             name=name,
-            full_name=str(cfg.get("_name_or_path") or cfg.get("model_type", name)),
+            full_name=str(cfg.get("_name_or_path") or kind),
             n_layers=cfg["num_hidden_layers"],
             hidden=hidden,
             n_heads=n_heads,
@@ -121,20 +224,30 @@ def model_from_hf(cfg: dict[str, Any], name: str = "hf-model") -> ModelConfig:
             head_dim=cfg.get("head_dim") or hidden // n_heads,
             ffn=cfg["intermediate_size"],
             gated_mlp=True,
-            activation=_ACT.get(str(cfg.get("hidden_act", "silu")), "silu"),
+            activation=_ACT.get(str(act), "silu"),
             vocab=cfg["vocab_size"],
-            tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-            norm="rmsnorm" if "rms_norm_eps" in cfg else "layernorm",
+            # Gemma ties its embeddings by default (GemmaConfig tie_word_embeddings=True)
+            tied_embeddings=bool(cfg.get("tie_word_embeddings", kind.startswith("gemma"))),
+            norm="rmsnorm" if ("rms_norm_eps" in cfg or kind != "llama") else "layernorm",
             position="rope",
             max_seq=cfg.get("max_position_embeddings", 4096),
-            attn_bias=bool(cfg.get("attention_bias", cfg.get("model_type") == "qwen2")),
-            source="Hugging Face config.json",
+            attn_bias=bool(cfg.get("attention_bias", kind in ("qwen2", "qwen2_moe"))),
+            source=f"Hugging Face config.json ({kind})",
         )
         if "num_local_experts" in cfg:  # Mixtral
             fields["moe"] = MoEConfig(
                 n_experts=cfg["num_local_experts"],
                 top_k=cfg["num_experts_per_tok"],
                 expert_ffn=cfg["intermediate_size"],
+            )
+        elif kind in ("qwen2_moe", "qwen3_moe"):  # every layer MoE (decoder_sparse_step 1)
+            expert = cfg["moe_intermediate_size"]
+            shared = cfg.get("shared_expert_intermediate_size") or 0
+            fields["moe"] = MoEConfig(
+                n_experts=cfg["num_experts"],
+                top_k=cfg["num_experts_per_tok"],
+                expert_ffn=expert,
+                n_shared_experts=round(shared / expert),  # the shared expert as expert-sized units
             )
         elif "n_routed_experts" in cfg:  # DeepSeek-V2/V3
             fields["moe"] = MoEConfig(

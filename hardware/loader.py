@@ -350,6 +350,46 @@ def _silicon(table: dict[str, Any], where: str) -> Silicon:
     )
 
 
+#: fields a chip file may omit, the value then used, and why (``roofsim chips --check``)
+DEFAULTS: tuple[tuple[str, str, str], ...] = (
+    ("compute.n_cores", "1", "one core: no wave or tile quantisation across cores"),
+    ("compute.clock_hz", "none", "no area model (roofsim area needs it)"),
+    ("compute.sustained_clock_fraction", "1.0", "the datasheet peak (measured chips: 0.7-0.87)"),
+    ("compute.peak.vector", "the smallest matrix peak", "vector work at a matrix rate"),
+    ("memory.*.achievable_fraction", "1.0",
+     "the datasheet bandwidth (measured HBM: 0.82-0.89 streaming)"),
+    ("memory.*.latency", "0 s", "no pipeline-fill cost on small transfers"),
+    ("overhead.kernel_s", "0 s", "no per-op launch cost (measured GPUs: 1-4 us)"),
+    ("power.tdp", "none", "no power model: no clock limit, no energy"),
+    ("process_nm", "none", "no power model or node for the area model"),
+    ("system.intra_node_bandwidth", "32 GB/s", "PCIe Gen4 x16, the floor for TP"),
+    ("system.intra_node_latency", "2 us", "an estimate per step"),
+)  # fmt: skip
+
+
+def field_origins(raw: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(field, value, origin) for the fields of ``DEFAULTS``: "given" where the chip table has
+    it, else "default: <why>"."""
+    out = []
+    levels = raw.get("memory", [])
+    for path, value, why in DEFAULTS:
+        if path.startswith("memory.*."):
+            key = path.split(".")[-1]
+            for lvl in levels:
+                name = f"{lvl.get('name', '?')}.{key}"
+                if key in lvl:
+                    out.append((name, str(lvl[key]), "given"))
+                else:
+                    out.append((name, value, f"default: {why}"))
+            continue
+        table: Any = raw
+        for part in path.split("."):
+            table = table.get(part) if isinstance(table, dict) else None
+        out.append((path, str(table), "given") if table is not None
+                   else (path, value, f"default: {why}"))  # fmt: skip
+    return out
+
+
 def load_chip(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Chip:
     """A preset (by slug) or a user TOML file, with ``--set`` overrides applied."""
     raw = apply_overrides(load_chip_dict(name_or_path), overrides)

@@ -143,3 +143,27 @@ def test_set_overrides_are_in_the_json_system_and_the_header(capsys):
     assert "  set         hbm.bandwidth=6TB/s" in capsys.readouterr().out.splitlines()
     assert main(args[:-2] + ["--json"]) == 0
     assert json.loads(capsys.readouterr().out)["system"]["overrides"] == []
+
+
+def test_a_chip_file_that_leaves_fields_to_defaults_says_which(tmp_path, capsys):
+    chip = tmp_path / "mini.toml"
+    chip.write_text(
+        'name = "mini"\n[compute]\n[compute.peak]\nbf16 = "400 TFLOP/s"\n'
+        '[[memory]]\nname = "hbm"\ncapacity = "96 GB"\nbandwidth = "4 TB/s"\n'
+    )
+    assert main(["chips", "--check", str(chip), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    origins = {r["field"]: r["origin"] for r in report["fields"]}
+    assert origins["hbm.achievable_fraction"].startswith("default")
+    assert origins["overhead.kernel_s"].startswith("default")
+    assert main(["decode", "--model", "llama-3-8b", "--chip", str(chip)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "leaves 11 fields to defaults" in err
+    assert f"roofsim chips --check {chip}" in err
+    # a measured preset gives them (its on-chip levels' latencies stay at the default: listed)
+    assert main(["chips", "--check", "h100-sxm", "--json"]) == 0
+    origins = {r["field"]: r["origin"] for r in json.loads(capsys.readouterr().out)["fields"]}
+    for field in ("compute.n_cores", "compute.sustained_clock_fraction", "hbm.achievable_fraction",
+                  "overhead.kernel_s", "power.tdp", "process_nm"):  # fmt: skip
+        assert origins[field] == "given", field
+    assert origins["l2.latency"].startswith("default")

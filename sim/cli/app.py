@@ -290,7 +290,33 @@ def _run_claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_chip(args: argparse.Namespace) -> int:
+    """``roofsim chips --check CHIP``: the chip loads (or fails with one line), and each field
+    that may be omitted says whether it was given or defaulted, and why; derived power
+    coefficients are listed."""
+    from hardware import load_system
+    from hardware.loader import field_origins, load_chip_dict
+
+    chip = load_system(args.check).chip  # validates the whole chip
+    rows = [
+        {"field": f, "value": v, "origin": o}
+        for f, v, o in field_origins(load_chip_dict(args.check))
+    ]
+    derived = chip.sources.get("power_derived", "")
+    if args.json:
+        print(json.dumps({"chip": chip.name, "fields": rows, "power_derived": derived}))
+        return 0
+    print(f"{chip.name}: loads; fields that may be omitted:")
+    for r in rows:
+        print(f"  {r['field']:<36}{r['value']:>20}  {r['origin']}")
+    if derived:
+        print(f"  power coefficients derived by hardware/power.py rules: {derived}")
+    return 0
+
+
 def _run_chips(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check_chip(args)
     from hardware import list_chips, load_system
     from hardware.units import format_si
     from sim.cost.simulate import matmul_fractions
@@ -474,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
                            ("runtimes", "list runtime presets")):  # fmt: skip
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--json", action="store_true", help="print JSON")
+        if name == "chips":
+            p.add_argument("--check", metavar="CHIP",
+                           help="a chip preset or TOML: each field given or defaulted, and why")  # fmt: skip
     plot.add_parser(sub)
     sweep.add_parser(sub)
     compare.add_parser(sub)
@@ -503,6 +532,25 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _note_defaults(args: argparse.Namespace) -> None:
+    """One stderr line when a user's chip file leaves fields to their defaults (presets are
+    complete where their sources are)."""
+    from pathlib import Path
+
+    chip = getattr(args, "chip", None)
+    if not isinstance(chip, str) or not (chip.endswith(".toml") or Path(chip).is_file()):
+        return
+    if not Path(chip).is_file():
+        return  # the command's own loading names the missing file
+    from hardware.loader import field_origins, load_chip_dict
+
+    missing = [f for f, _, o in field_origins(load_chip_dict(chip)) if o != "given"]
+    if missing:
+        print(f"roofsim: note: {chip} leaves {len(missing)} fields to defaults ({', '.join(missing[:4])}"
+              f"{', ...' if len(missing) > 4 else ''}); roofsim chips --check {chip} lists them",
+              file=sys.stderr)  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from hardware.chip import ConfigError
@@ -511,6 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from workloads.ops import WorkloadError
 
     try:
+        _note_defaults(args)
         return _COMMANDS[args.command](args)
     except (ConfigError, WorkloadError, CapacityError, UnitError) as exc:
         print(f"roofsim: error: {exc}", file=sys.stderr)

@@ -212,3 +212,12 @@ def test_a_chip_with_twice_the_compute_bandwidth_and_power_runs_a_big_gemm_near_
     op = gemm_op(8192, 8192, 8192, "bf16")
     t1, t2 = (cost_ops([op], s)[0].time_s for s in (base, doubled))
     assert t1 / t2 >= 1.7
+
+
+def test_rows_that_name_their_runtime_name_a_preset():
+    from workloads.runtime import list_runtimes
+
+    named = [r for r in load_rows() if "runtime" in r]
+    assert len(named) >= 80
+    for r in named:
+        assert r["runtime"] in list_runtimes(), r["id"]

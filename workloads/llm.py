@@ -113,6 +113,7 @@ class _Common:
     dp: int = 1
     attention_kernel: str = "native"  # native | fa2 (workloads.ops.ATTENTION_KERNELS)
     runtime: Runtime = field(default_factory=load_runtime)  # the software (workloads.runtime)
+    pp: int = 1  # pipeline stages: the layers split over pp chips (each TP-wide)
 
     def _validate(self, where: str) -> None:
         check_attention_kernel(where, self.attention_kernel)
@@ -127,6 +128,13 @@ class _Common:
             )
         if not isinstance(self.tp, int) or self.tp < 1:
             raise WorkloadError(f"{where}: --tp must be an integer >= 1, got {self.tp!r}")
+        if not isinstance(self.pp, int) or self.pp < 1:
+            raise WorkloadError(f"{where}: --pp must be an integer >= 1, got {self.pp!r}")
+        if self.pp > self.model.n_layers:
+            raise WorkloadError(
+                f"{where}: --pp {self.pp} exceeds the {self.model.n_layers} layers of "
+                f"{self.model.name}; choose at most {self.model.n_layers} stages"
+            )
         if not isinstance(self.dp, int) or self.dp < 1:
             raise WorkloadError(f"{where}: data-parallel replicas must be >= 1, got {self.dp!r}")
         m = self.model
@@ -172,6 +180,20 @@ class _Common:
     def local_batch(self) -> int:
         return self.batch // self.dp
 
+    @property
+    def stage_layers(self) -> int:
+        """Layers on the fullest pipeline stage."""
+        return -(-self.model.n_layers // self.pp)
+
+    @property
+    def stage_share(self) -> float:
+        """The fullest stage's share of the layers (1 without pipelining)."""
+        return self.stage_layers / self.model.n_layers
+
+    @property
+    def n_chips(self) -> int:
+        return self.tp * self.pp * self.dp
+
     def resident_weight_bytes(self) -> float:
         """Weights one chip holds: sharded over TP except norms (and MLA down-projections)."""
         m = self.model
@@ -199,6 +221,10 @@ class _Lowering:
     def __init__(self, w: _Common, q_len: int, kv_len: int, phase: str) -> None:
         self.w, self.m = w, w.model
         self.B = w.local_batch
+        if phase == "decode" and getattr(w, "pp", 1) > 1:
+            # a pipeline keeps pp micro-batches in flight, one per stage: each step of a stage
+            # runs batch / pp sequences (a request's next token needs its previous one)
+            self.B = -(-w.local_batch // w.pp)
         self.q_len, self.kv_len, self.phase = q_len, kv_len, phase
         self.T = self.B * q_len  # token rows through every GEMM
         self.eager = w.runtime.elementwise == "eager"  # one kernel per primitive (runtime)
@@ -393,12 +419,26 @@ class _Lowering:
         ops: list[Op] = [self.embedding()]
         dense = layer_attn + self.dense_mlp_block()
         both = m.n_dense_layers and m.n_moe_layers
+        # with pp stages the fullest stage sets the pace: each chip runs its stage_layers layers
+        # for each of the pp micro-batches (decode) or once per stage in turn (prefill): as if
+        # stage_layers x pp layers ran on one chip
+        pp = getattr(self.w, "pp", 1)
+        scale = self.w.stage_layers * pp / m.n_layers if pp > 1 else 1.0
         if m.n_dense_layers:
-            ops += [op.repeated(m.n_dense_layers, "dense" if both else "") for op in dense]
+            n = round(m.n_dense_layers * scale)
+            ops += [op.repeated(n, "dense" if both else "") for op in dense]
         if m.n_moe_layers:
             moe = layer_attn + self.moe_block()
-            ops += [op.repeated(m.n_moe_layers, "moe" if both else "") for op in moe]
+            n = round(m.n_moe_layers * scale)
+            ops += [op.repeated(n, "moe" if both else "") for op in moe]
         ops += self.head(head_rows)
+        if pp > 1:
+            # activations handed to the next stage: pp hops a decode round (the last stage's
+            # token returns to the first), pp - 1 for a prefill
+            hops = pp if self.phase == "decode" else pp - 1
+            send = self.b.collective("pp_send", "send_recv", self.T * m.hidden * self.ab, 2)
+            if send is not None and hops:
+                ops.append(send.repeated(hops))
         ops = launch(ops, self.w.runtime)
         step = step_op(self.w.runtime, self.dt, self.B)
         return tuple(ops + [step] if step else ops)
@@ -418,13 +458,15 @@ class Decode(_Common):
         m = self.model
         act = low.B * max(2 * m.hidden, 2 * m.ffn // self.tp, m.vocab // self.tp) * 4.0
         memory = MemoryNeed(
-            weights_bytes=self.resident_weight_bytes(),
-            kv_cache_bytes=self.kv_cache_bytes(self.context),
+            # the fullest stage's share of the layers (the embedding or the head beside it: not
+            # counted apart)
+            weights_bytes=self.resident_weight_bytes() * self.stage_share,
+            kv_cache_bytes=self.kv_cache_bytes(self.context) * self.stage_share,
             activation_bytes=act,
         )
         return OpGraph(
             ops=ops,
-            n_chips=self.tp * self.dp,
+            n_chips=self.n_chips,
             tokens=self.batch * 1.0,
             memory=memory,
             describe=_describe(self, "decode", context=self.context),
@@ -447,13 +489,13 @@ class Prefill(_Common):
         widest = max(3 * m.hidden, (3 if m.gated_mlp else 2) * m.ffn // self.tp)
         act = low.T * widest * self.act_bytes + low.B * m.vocab / self.tp * 4.0
         memory = MemoryNeed(
-            weights_bytes=self.resident_weight_bytes(),
-            kv_cache_bytes=self.kv_cache_bytes(self.prompt),
+            weights_bytes=self.resident_weight_bytes() * self.stage_share,
+            kv_cache_bytes=self.kv_cache_bytes(self.prompt) * self.stage_share,
             activation_bytes=act,
         )
         return OpGraph(
             ops=ops,
-            n_chips=self.tp * self.dp,
+            n_chips=self.n_chips,
             tokens=self.batch * self.prompt * 1.0,
             memory=memory,
             describe=_describe(self, "prefill", prompt=self.prompt),
@@ -469,6 +511,7 @@ def _describe(w: _Common, kind: str, **extra: int) -> dict:
         "dtype": w.dtype,
         "kv_dtype": w.kv_dtype or ("fp32" if w.kv_bytes == 4 else "bf16"),
         "tp": w.tp,
+        **({"pp": w.pp} if w.pp > 1 else {}),
         "dp": w.dp,
         "attention_kernel": w.attention_kernel,
         "runtime": w.runtime.name,

@@ -69,6 +69,8 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
     p.add_argument("--chips", type=positive_int, default=None, help="chips (default: --tp)")
     p.add_argument("--tp", type=positive_int, default=None, help="tensor-parallel degree")
+    p.add_argument("--pp", type=int_arg, default=1,
+                   help="pipeline stages (layers split over stages, each --tp chips wide)")  # fmt: skip
     p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
@@ -101,10 +103,17 @@ def llm_workload(args: argparse.Namespace, kind: str):
     from workloads import Decode, Prefill, load_model
     from workloads.runtime import load_runtime
 
-    tp = args.tp or args.chips or 1
-    chips = args.chips or tp
-    if chips % tp:
-        raise ConfigError(f"--chips {chips} must be a multiple of --tp {tp}")
+    pp = args.pp
+    if not isinstance(pp, int) or pp < 1:
+        raise ConfigError(f"--pp must be an integer >= 1, got {pp!r}")
+    tp = args.tp or (args.chips // pp if args.chips and args.chips % pp == 0 else 1)
+    chips = args.chips or tp * pp
+    if chips % (tp * pp):
+        given = " x ".join(f for f, v in (("--tp", args.tp), ("--pp", args.pp if pp > 1 else None))
+                           if v) or "--tp"  # fmt: skip
+        raise ConfigError(
+            f"--chips {chips} must be a multiple of {given} ({tp * pp} chips per replica)"
+        )
     model = load_model(args.model)
     system = load_system(args.chip, chips, args.set)
     common = dict(
@@ -113,7 +122,8 @@ def llm_workload(args: argparse.Namespace, kind: str):
         dtype=args.dtype,
         kv_dtype=args.kv_dtype,
         tp=tp,
-        dp=chips // tp,
+        pp=pp,
+        dp=chips // (tp * pp),
         attention_kernel=args.attention_kernel,
         runtime=load_runtime(args.runtime),
     )

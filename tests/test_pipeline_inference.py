@@ -1,0 +1,67 @@
+"""Pipeline parallelism for decode and prefill (issue 21, part 1)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hardware import load_system
+from sim import simulate
+from sim.cli import main
+from workloads import Decode, Prefill, WorkloadError, load_model
+
+
+def test_one_stage_is_what_it_was():
+    m = load_model("llama-3-8b")
+    a = Decode(model=m, batch=8, context=1024).lower()
+    b = Decode(model=m, batch=8, context=1024, pp=1).lower()
+    assert [(o.name, o.count) for o in a.ops] == [(o.name, o.count) for o in b.ops]
+    assert "pp" not in a.describe
+
+
+def test_a_decode_pipeline_runs_micro_batches_through_its_stages():
+    m = load_model("llama-2-7b")  # 32 layers
+    w = Decode(model=m, batch=8, context=1024, pp=4)
+    g = w.lower()
+    assert g.n_chips == 4 and g.describe["pp"] == 4
+    # each stage step runs batch / pp sequences; the layer ops repeat stage_layers x pp times
+    qkv = next(o for o in g.ops if o.name == "qkv_proj")
+    assert qkv.gemm.m == 2 and qkv.count == 32
+    hops = next(o for o in g.ops if o.name == "pp_send")
+    assert hops.count == 4 and hops.collective.kind == "send_recv"
+    assert hops.collective.bytes == 2 * m.hidden * 2
+    # a chip holds its stage's quarter of the layers' weights and KV cache
+    one = Decode(model=m, batch=8, context=1024).lower()
+    assert g.memory.weights_bytes == pytest.approx(one.memory.weights_bytes / 4)
+    assert g.memory.kv_cache_bytes == pytest.approx(one.memory.kv_cache_bytes / 4)
+    # the round costs the whole model at the micro-batch, plus the hops
+    r4 = simulate(w, load_system("h100-sxm", 4))
+    r1 = simulate(Decode(model=m, batch=2, context=1024), load_system("h100-sxm"))
+    assert r4.time_s > r1.time_s
+    assert r4.throughput["tokens_per_s"] == pytest.approx(8 / r4.time_s)
+
+
+def test_an_uneven_split_is_paced_by_the_fullest_stage():
+    m = load_model("llama-2-7b")  # 32 layers over 5 stages: 7 on the fullest
+    g = Prefill(model=m, prompt=512, pp=5).lower()
+    assert next(o for o in g.ops if o.name == "qkv_proj").count == 35
+    assert next(o for o in g.ops if o.name == "pp_send").count == 4
+
+
+def test_pipeline_errors_name_the_flags_given(capsys):
+    with pytest.raises(WorkloadError, match="--pp 40 exceeds the 32 layers"):
+        Decode(model=load_model("llama-2-7b"), pp=40).lower()
+    assert main(["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "6",
+                 "--tp", "2", "--pp", "2"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--chips 6 must be a multiple of --tp x --pp (4 chips per replica)" in err
+
+
+def test_groq_holds_llama_2_70b_in_sram_as_a_pipeline(capsys):
+    # the LPU deployment: weights in 230 MB of SRAM per chip, TP 8 x 72 stages (int8)
+    assert main(["decode", "--model", "llama-2-70b", "--chip", "groq-lpu", "--chips", "576",
+                 "--tp", "8", "--pp", "72", "--dtype", "int8", "--json"]) == 0  # fmt: skip
+    r = json.loads(capsys.readouterr().out)
+    assert r["memory"]["fits"] and r["memory"]["required_bytes"] < 230e6
+    assert r["throughput"]["tokens_per_s"] > 0

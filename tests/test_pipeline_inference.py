@@ -65,3 +65,16 @@ def test_groq_holds_llama_2_70b_in_sram_as_a_pipeline(capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["memory"]["fits"] and r["memory"]["required_bytes"] < 230e6
     assert r["throughput"]["tokens_per_s"] > 0
+
+
+def test_weights_that_fit_on_chip_are_read_from_there():
+    # issue 21: Llama-3-8B's 16 GB pinned in a 20 GB L2 serve batch-1 decode at L2 bandwidth;
+    # the stock 50 MiB L2 holds nothing and changes nothing
+    m = load_model("llama-3-8b")
+    stock = simulate(Decode(model=m, batch=1), load_system("h100-sxm"))
+    big = simulate(Decode(model=m, batch=1), load_system("h100-sxm", 1, ["l2.capacity=20GB"]))
+    assert stock.time_s / big.time_s >= 2.0
+    assert big.hbm_bytes < 0.1 * stock.hbm_bytes
+    almost = simulate(Decode(model=m, batch=1), load_system("h100-sxm", 1, ["l2.capacity=15GB"]))
+    assert almost.time_s == pytest.approx(stock.time_s, rel=1e-9)  # all or nothing
+    assert big.energy_j < stock.energy_j

@@ -267,6 +267,16 @@ def test_runtime_axis_equals_simulate():
     assert by[("vllm-0.5", 64)] > by[("fused-graphs", 64)] + 3.8e-3
 
 
+def test_pinned_weights_axis_equals_simulate():
+    # an L2 large enough to hold the weights reads them on chip, in the vectorised path too
+    spec = _spec({"l2.capacity": ["50MiB", "20GB"], "batch": [1, 16]},
+                 {"kind": "decode", "model": "llama-3-8b", "context": 1024})  # fmt: skip
+    assert _assert_rows_equal_single_points(spec, range(spec.n_points)) == spec.n_points
+    rows = evaluate_points(spec, range(spec.n_points))
+    small, big = (float(r["time_s"]) for r in rows if int(r["batch"]) == 1)
+    assert small > 1.9 * big
+
+
 def test_coupled_axes_are_built_in_full_and_still_equal_simulate():
     # processing in memory needs pim_flops and pim_bandwidth together: a value of one axis fails
     # alone but not beside the other's, so the two axes cannot be composed from single builds

@@ -258,9 +258,11 @@ def _candidates(
     }
 
 
-def cost_gemms(ops: list[Op], chips: ChipArrays) -> Part:
+def cost_gemms(ops: list[Op], chips: ChipArrays, weights_pinned: Any = False) -> Part:
     """GEMMs: every tile (and its stream-K variant) and the GEMV path costed, the first fastest
-    taken. Axis 0 of every intermediate is the candidate."""
+    taken. Axis 0 of every intermediate is the candidate. ``weights_pinned`` (per point): the model's
+    weights are pinned in the on-chip reuse level (``weights_resident``), so the B operand's
+    reads come from there, not from main memory."""
     st = chips.structure
     m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops = _table(
         [(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops)
@@ -304,6 +306,15 @@ def cost_gemms(ops: list[Op], chips: ChipArrays) -> Part:
         main_bytes = np.where(np.minimum(a, b) / groups <= half, resident, panels)
         main_bytes = np.where(gemv, streamed, main_bytes)
         reuse_bytes: Array | None = np.where(gemv, 0.0, tile_level)
+        if np.any(weights_pinned):  # the weights are read on chip, never from main memory
+            pinned = np.where(
+                np.minimum(a, b) / groups <= half,
+                a + c + np.where(partials <= half, 0.0, partials),
+                a * np.ceil(n / (gn * tn)) + c + partials,
+            )
+            pinned = np.where(gemv, a + c, pinned)
+            main_bytes = np.where(weights_pinned, pinned, main_bytes)
+            reuse_bytes = np.where(weights_pinned, np.where(gemv, b, tile_level), reuse_bytes)
     else:
         main_bytes, reuse_bytes = np.where(gemv, streamed, tile_level), None
     time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
@@ -523,6 +534,7 @@ def cost_table(
     overlap: bool = True,
     points: int = 1,
     steady: bool = True,
+    resident: Any = False,
 ) -> Costs:
     """Every op on every chip of ``chips``: one array pass per op kind. ``points``: the ops'
     fields may be arrays of that many points (a workload lowered over arrays); chips then
@@ -530,7 +542,8 @@ def cost_table(
     (``Op.overlaps_previous``): such an op is exposed only by the part of its total time longer
     than the previous op's total (ring attention's K/V passing behind the attention it feeds).
     ``steady``: the chip has run long enough for its power limit to hold (``_power``); false for
-    a short burst from idle, which runs at the burst clock whatever it draws."""
+    a short burst from idle, which runs at the burst clock whatever it draws. ``resident`` (a
+    bool, or one per point): the weights are pinned on chip (``weights_resident``)."""
     # ops grouped by kind so that each kind's pass writes one slice of every field
     kinds = [op.kind for op in ops]
     order = sorted(range(len(ops)), key=lambda i: _KIND_ORDER[kinds[i]])
@@ -544,7 +557,7 @@ def cost_table(
         stop = start
         while stop < len(order) and kinds[order[stop]] == kind:
             stop += 1
-        part = _part(kind, [ops[i] for i in order[start:stop]], chips, data.shape[2])
+        part = _part(kind, [ops[i] for i in order[start:stop]], chips, data.shape[2], resident)
         for f, value in part.items():
             if type(value) is not float or value != _DEFAULT.get(f, 0.0):
                 data[_F[f], start:stop] = value
@@ -716,10 +729,12 @@ def _clock_at_limit(
     return s
 
 
-def _part(kind: OpKind, ops: list[Op], chips: ChipArrays, n: int) -> Part:
+def _part(kind: OpKind, ops: list[Op], chips: ChipArrays, n: int, resident: Any = False) -> Part:
     """One kind's pass. On one chip, ops lowered over arrays are costed once per distinct
     point (a decode grid's GEMMs depend on the batch, not the context) and spread back."""
     cost = _BY_KIND[kind]
+    if kind is OpKind.GEMM and np.any(resident):
+        return cost_gemms(ops, chips, resident)
     arrays = point_arrays(ops) if chips.n == 1 and n > 1 else []
     if arrays:
         columns = np.stack([np.asarray(a, dtype=float) for a in arrays])
@@ -764,15 +779,30 @@ def op_costs(
     return tuple(out)
 
 
+def weights_resident(weights_bytes: Any, chips: ChipArrays) -> Any:
+    """Whether a chip's share of the weights fits its on-chip reuse level (L2, global buffer)
+    whole: then it is pinned there and every GEMM reads its weights on chip (the placement
+    policy: weights first, all or nothing). False for chips with one memory level (their main
+    memory is already where the weights live)."""
+    if not _has_reuse(chips):
+        return False
+    return np.asarray(weights_bytes) <= chips.level(_main(chips) - 1, "capacity")
+
+
 def cost_ops(
-    ops: list[Op] | tuple[Op, ...], system: System, *, overlap: bool = False, steady: bool = True
+    ops: list[Op] | tuple[Op, ...],
+    system: System,
+    *,
+    overlap: bool = False,
+    steady: bool = True,
+    resident: bool = False,
 ) -> tuple[OpCost, ...]:
-    """Cost each op (one instance) on one chip of ``system`` (``overlap``, ``steady``: see
-    ``cost_table``)."""
+    """Cost each op (one instance) on one chip of ``system`` (``overlap``, ``steady``,
+    ``resident``: see ``cost_table``)."""
     if not ops:
         return ()
     chips = ChipArrays.of(system)
-    table = cost_table(ops, chips, overlap=overlap, steady=steady)
+    table = cost_table(ops, chips, overlap=overlap, steady=steady, resident=resident)
     return op_costs(ops, table, chips.structure.levels)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from hardware.chip import ConfigError, System
 from sim.cost.chips import ChipArrays
 from sim.cost.result import CapacityError, MemoryReport, Result, capacity_message
-from sim.cost.roofline import BOUNDS, cost_ops, cost_table
+from sim.cost.roofline import BOUNDS, cost_ops, cost_table, weights_resident
 from workloads.llm import OpGraph
 from workloads.ops import OpKind
 
@@ -93,7 +93,8 @@ def simulate(
 
 
 def _result(graph: OpGraph, system: System, memory: MemoryReport, steady: bool) -> Result:
-    costs = cost_ops(graph.ops, system, overlap=True, steady=steady)
+    resident = bool(weights_resident(graph.memory.weights_bytes, ChipArrays.of(system)))
+    costs = cost_ops(graph.ops, system, overlap=True, steady=steady, resident=resident)
     dtype = graph.ops[0].dtype if graph.ops else "bf16"
     chip = system.chip
     return Result(
@@ -239,7 +240,8 @@ def _totals(graph: OpGraph, chips: ChipArrays, n: int) -> tuple[np.ndarray, ...]
             block_chips, block_graph = _points(chips, graph, slice(i, i + _BLOCK), n)
             blocks.append(_totals(block_graph, block_chips, min(_BLOCK, n - i)))
         return tuple(np.concatenate(parts, axis=-1) for parts in zip(*blocks, strict=True))
-    t = cost_table(graph.ops, chips, overlap=True, points=graph.points)
+    resident = weights_resident(graph.memory.weights_bytes, chips)
+    t = cost_table(graph.ops, chips, overlap=True, points=graph.points, resident=resident)
     count = np.array([op.count for op in graph.ops], dtype=float)[:, None]
     totals, hbm, energy = t.time * count, t.main_bytes * count, t.energy * count
     # added op by op, in order: a point's sums do not depend on how many points ride along

@@ -78,3 +78,26 @@ def test_weights_that_fit_on_chip_are_read_from_there():
     almost = simulate(Decode(model=m, batch=1), load_system("h100-sxm", 1, ["l2.capacity=15GB"]))
     assert almost.time_s == pytest.approx(stock.time_s, rel=1e-9)  # all or nothing
     assert big.energy_j < stock.energy_j
+
+
+def test_expert_parallel_decode_shards_the_experts_and_pays_the_all_to_all(capsys):
+    assert main(["decode", "--model", "deepseek-v3", "--chip", "h800", "--chips", "32", "--tp",
+                 "1", "--ep", "32", "--dtype", "fp8", "--batch", "128", "--json"]) == 0  # fmt: skip
+    r = json.loads(capsys.readouterr().out)
+    assert r["workload"]["ep"] == 32 and r["memory"]["fits"]
+    a2a = [op for op in r["ops"] if op["name"].endswith(("ep_dispatch", "ep_combine"))]
+    assert len(a2a) == 2 and all(op["bound"] == "communication" for op in a2a)
+    m = load_model("deepseek-v3")
+    one = Decode(model=m, batch=128, dp=32, tp=1, dtype="fp8", context=2048)
+    ep = Decode(model=m, batch=128, dp=32, tp=1, ep=32, dtype="fp8", context=2048)
+    # each chip holds 1/32 of the routed experts; every other weight is whole
+    routed = m.n_moe_layers * m.moe.n_experts * m.mlp_params(m.moe.expert_ffn)
+    assert one.resident_weight_bytes() - ep.resident_weight_bytes() == pytest.approx(
+        routed * (1 - 1 / 32)
+    )
+    # without ep the lowering is what it was
+    assert "ep" not in one.lower().describe
+    with pytest.raises(WorkloadError, match="--ep 3 must divide the 32 replicas"):
+        Decode(model=m, batch=128, dp=32, ep=3).lower()
+    with pytest.raises(WorkloadError, match="needs an MoE model"):
+        Decode(model=load_model("llama-3-8b"), batch=2, dp=2, ep=2).lower()

@@ -114,6 +114,7 @@ class _Common:
     attention_kernel: str = "native"  # native | fa2 (workloads.ops.ATTENTION_KERNELS)
     runtime: Runtime = field(default_factory=load_runtime)  # the software (workloads.runtime)
     pp: int = 1  # pipeline stages: the layers split over pp chips (each TP-wide)
+    ep: int = 1  # expert parallelism: the experts sharded over ep of the dp replicas
 
     def _validate(self, where: str) -> None:
         check_attention_kernel(where, self.attention_kernel)
@@ -135,6 +136,20 @@ class _Common:
                 f"{where}: --pp {self.pp} exceeds the {self.model.n_layers} layers of "
                 f"{self.model.name}; choose at most {self.model.n_layers} stages"
             )
+        if not isinstance(self.ep, int) or self.ep < 1:
+            raise WorkloadError(f"{where}: --ep must be an integer >= 1, got {self.ep!r}")
+        if self.ep > 1:
+            if self.model.moe is None:
+                raise WorkloadError(f"{where}: --ep {self.ep} needs an MoE model; "
+                                    f"{self.model.name} is dense")  # fmt: skip
+            if self.dp % self.ep:
+                raise WorkloadError(
+                    f"{where}: --ep {self.ep} must divide the {self.dp} replicas (--chips / "
+                    "(--tp x --pp)): the experts are sharded over replicas that share them"
+                )
+            if self.model.moe.n_experts % self.ep:
+                raise WorkloadError(f"{where}: --ep {self.ep} must divide the "
+                                    f"{self.model.moe.n_experts} experts of {self.model.name}")  # fmt: skip
         if not isinstance(self.dp, int) or self.dp < 1:
             raise WorkloadError(f"{where}: data-parallel replicas must be >= 1, got {self.dp!r}")
         m = self.model
@@ -207,6 +222,9 @@ class _Common:
         if m.moe is not None:
             replicated += m.n_moe_layers * m.hidden * m.moe.n_experts  # routers
         sharded = m.n_params() - replicated
+        if m.moe is not None and self.ep > 1:  # each chip holds 1/ep of the routed experts
+            routed = m.n_moe_layers * m.moe.n_experts * m.mlp_params(m.moe.expert_ffn)
+            sharded -= routed * (1 - 1 / self.ep)
         return (sharded / self.tp + replicated) * self.weight_bytes
 
     def kv_cache_bytes(self, tokens_per_seq: int) -> float:
@@ -376,14 +394,24 @@ class _Lowering:
         moe = self.m.moe
         assert moe is not None
         e, k = moe.n_experts, moe.top_k
-        return e * (1.0 - (1.0 - k / e) ** self.T)
+        ep = getattr(self.w, "ep", 1)
+        # with expert parallelism the ep chips' tokens meet the experts; a chip holds e / ep
+        return e / ep * (1.0 - (1.0 - k / e) ** (self.T * ep))
 
     def moe_block(self) -> list[Op]:
         m, moe = self.m, self.m.moe
         assert moe is not None
         active = self.expected_active_experts()
         groups = np.maximum(1, np.round(active)) if np.ndim(active) else max(1, round(active))
-        rows = self.T * moe.top_k / groups  # mean tokens per active expert
+        # mean tokens per active expert (with ep, the group's ep x T tokens over all its chips'
+        # experts: T x top_k arrive at each chip under uniform routing)
+        rows = self.T * moe.top_k / groups
+        ep = getattr(self.w, "ep", 1)
+        # dispatch and combine: each chip sends its tokens' top_k copies to their experts' chips
+        # and gets the results back (all-to-all over the ep group)
+        a2a = [self.b.collective(f"ep_{what}", "all_to_all",
+                                 self.T * moe.top_k * m.hidden * self.ab, ep)
+               for what in ("dispatch", "combine")] if ep > 1 else [None, None]  # fmt: skip
         ops = [
             self.norm("mlp_norm", m.hidden),
             self.gemm("router", "moe", self.T, moe.n_experts, m.hidden),
@@ -392,7 +420,9 @@ class _Lowering:
                                self.T * (moe.n_experts + m.hidden * moe.top_k),
                                self.T * m.hidden * moe.top_k * 2, 5.0 * self.T * moe.n_experts),
         ]  # fmt: skip
+        ops += [op for op in a2a[:1] if op]
         ops += self.mlp("experts", "moe", math.ceil(moe.expert_ffn / self.tp), rows, groups)
+        ops += [op for op in a2a[1:] if op]
         if moe.n_shared_experts:
             shared_ffn = math.ceil(moe.n_shared_experts * moe.expert_ffn / self.tp)
             ops += self.mlp("shared_expert", "moe", shared_ffn, self.T)
@@ -512,6 +542,7 @@ def _describe(w: _Common, kind: str, **extra: int) -> dict:
         "kv_dtype": w.kv_dtype or ("fp32" if w.kv_bytes == 4 else "bf16"),
         "tp": w.tp,
         **({"pp": w.pp} if w.pp > 1 else {}),
+        **({"ep": w.ep} if w.ep > 1 else {}),
         "dp": w.dp,
         "attention_kernel": w.attention_kernel,
         "runtime": w.runtime.name,

@@ -71,6 +71,8 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tp", type=positive_int, default=None, help="tensor-parallel degree")
     p.add_argument("--pp", type=int_arg, default=1,
                    help="pipeline stages (layers split over stages, each --tp chips wide)")  # fmt: skip
+    p.add_argument("--ep", type=int_arg, default=1,
+                   help="expert parallelism: MoE experts sharded over this many replicas")  # fmt: skip
     p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
@@ -123,6 +125,7 @@ def llm_workload(args: argparse.Namespace, kind: str):
         kv_dtype=args.kv_dtype,
         tp=tp,
         pp=pp,
+        ep=args.ep,
         dp=chips // (tp * pp),
         attention_kernel=args.attention_kernel,
         runtime=load_runtime(args.runtime),

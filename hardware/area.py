@@ -249,7 +249,7 @@ class AreaEstimate:
         }
 
 
-def _main_memory_sites(chip: Chip) -> tuple[str, int]:
+def main_memory_sites(chip: Chip) -> tuple[str, int]:
     """Main memory's technology and how many PHY sites (HBM stacks or DRAM channels) it needs;
     ("sram", 0) for a chip whose main memory is on the die."""
     from hardware.power import memory_technology
@@ -315,7 +315,7 @@ def estimate_area(chip: Chip, system: System | None = None) -> AreaEstimate:
         mib = si.register_file_bytes / 2**20
         blocks.append(Block("register_files", mib * c["register_mm2_per_mib"] * sram,
                             ("register_mm2_per_mib",), True))  # fmt: skip
-    tech, sites = _main_memory_sites(chip)
+    tech, sites = main_memory_sites(chip)
     caches = si.caches if si.caches is not None else ("l1", "l2", "l3", "llc")
     on_chip = chip.memory if tech == "sram" else chip.memory[:-1]
     for i, lvl in enumerate(on_chip):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hardware.area import AreaEstimate, _main_memory_sites
+from hardware.area import AreaEstimate, main_memory_sites
 
 WAFER_DIAMETER_MM = 300.0
 #: defect clustering of the negative-binomial yield model (LLMCompass / ttm-cas)
@@ -132,7 +132,7 @@ def estimate_cost(area: AreaEstimate, chip) -> CostEstimate:
     """The cost of the chip whose die ``area`` describes (``chip``: its memory)."""
     node = area.node
     die, dpw, y = _die_cost(area, area.die_area_mm2, node.wafer_usd, node.defect_density_per_cm2)
-    tech, sites = _main_memory_sites(chip)
+    tech, sites = main_memory_sites(chip)
     gb = chip.main_memory.capacity_bytes / 1e9
     price = MEMORY_USD_PER_GB.get(tech, (0.0, 0.0, 0.0)) if sites else (0.0, 0.0, 0.0)
     memory = gb * price[0]

@@ -390,10 +390,85 @@ def test_resume_refuses_a_file_from_another_spec(tmp_path):
     out = tmp_path / "r.csv"
     run_sweep(_spec(SMALL), out, workers=1, progress=False)
     other = _spec({**SMALL, "batch": [2, 16, 256]})
+    with pytest.raises(ConfigError, match="written by a spec with other axes;"):
+        run_sweep(other, out, resume=True, workers=1, progress=False)
+    # a file without a fingerprint (an older roofsim's) is still checked row by row
+    (tmp_path / "r.csv.spec.json").unlink()
     with pytest.raises(ConfigError, match="point 0 .* has batch=1 but this spec gives 2"):
         run_sweep(other, out, resume=True, workers=1, progress=False)
     with pytest.raises(ConfigError, match="has columns .* another spec"):
         run_sweep(_spec({"batch": [1]}), out, resume=True, workers=1, progress=False)
+
+
+def test_resume_refuses_a_spec_whose_fixed_fields_changed_naming_what_changed(tmp_path):
+    out = tmp_path / "r.csv"
+    run_sweep(_spec(SMALL), out, workers=1, progress=False)
+    assert (tmp_path / "r.csv.spec.json").is_file()
+    # same axes, same columns: only the fingerprint tells these specs apart
+    changes = {
+        "workload": _spec(SMALL, {"model": "llama-3-8b"}),
+        "system.chip": _spec(SMALL, chip="h200"),
+        "system.set": spec_from_dict(
+            {
+                "system": {"chip": "h100-sxm", "set": ["hbm.capacity=40GB"]},
+                "workload": {"kind": "decode", "model": "llama-2-7b"},
+                "axes": SMALL,
+            }
+        ),  # fmt: skip
+    }
+    for part, changed in changes.items():
+        with pytest.raises(ConfigError, match=f"written by a spec with other {part};"):
+            run_sweep(changed, out, resume=True, workers=1, progress=False)
+    before = out.read_text()
+    summary = run_sweep(_spec(SMALL), out, resume=True, workers=1, progress=False)
+    assert summary.n_computed == 0 and out.read_text() == before  # nothing the user had is lost
+
+
+def test_resume_refuses_a_fingerprint_file_it_cannot_read(tmp_path):
+    out = tmp_path / "r.csv"
+    run_sweep(_spec(SMALL), out, workers=1, progress=False)
+    (tmp_path / "r.csv.spec.json").write_text("not json")
+    with pytest.raises(ConfigError, match="is not a roofsim sweep fingerprint; remove it"):
+        run_sweep(_spec(SMALL), out, resume=True, workers=1, progress=False)
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_no_worker_outlives_a_killed_sweep(tmp_path):
+    spec_path = tmp_path / "train.toml"
+    spec_path.write_text(KILL_SPEC)
+    out = tmp_path / "killed.csv"
+    cmd = [sys.executable, "-m", "sim.cli.sweep", str(spec_path), "-o", str(out),
+           "--workers", "2", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and len(workers) < 2:
+        workers = _children(proc.pid)
+        time.sleep(0.02)
+    assert proc.poll() is None and workers, f"no worker seen: {proc.stderr.read()}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [w for w in workers if Path(f"/proc/{w}").exists()
+                 and "Z" not in (Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[:1])]  # fmt: skip
+    assert not alive, f"workers {alive} outlived the killed sweep"
 
 
 KILL_SPEC = """\

@@ -153,14 +153,25 @@ class SweepSpec:
         return next((i for i, a in enumerate(self.axes) if a.target == "system"), None)
 
     @property
+    def fingerprint(self) -> dict[str, str]:
+        """A hash per part of the spec that decides the results: what ``--resume`` compares
+        (``sidecar_path``) to refuse a file written by a changed spec, naming the part."""
+        parts = {
+            "system.chip": [self.chip, self.chip_raw, self.chip_raws],
+            "system.set": list(self.sets),
+            "workload": [self.kind, self.workload],
+            "axes": [self.mode, [(a.name, a.target, a.labels) for a in self.axes]],
+            "constraints": [self.check_memory, self.max_power_w, self.max_usd_per_hour],
+        }
+        return {
+            key: hashlib.sha256(json.dumps(v, sort_keys=True, default=repr).encode()).hexdigest()
+            for key, v in parts.items()
+        }
+
+    @property
     def digest(self) -> str:
         """A hash of everything that decides the results (the per-process cache key)."""
-        blob = json.dumps(
-            [self.chip_raw, self.chip_raws, self.sets, self.kind, self.workload, self.mode, self.check_memory,
-             self.max_power_w, self.max_usd_per_hour,
-             [(a.name, a.target, a.labels) for a in self.axes]],
-            sort_keys=True, default=repr,
-        )  # fmt: skip
+        blob = json.dumps(self.fingerprint, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def value_indices(self, points: np.ndarray) -> list[np.ndarray]:
@@ -1111,6 +1122,21 @@ _WORKER_SPEC: SweepSpec | None = None
 def _init_worker(spec: SweepSpec) -> None:
     global _WORKER_SPEC
     _WORKER_SPEC = spec
+    _die_with_parent()
+
+
+def _die_with_parent(poll_s: float = 0.5) -> None:
+    """End this worker process when the sweep that started it is gone (killed with SIGKILL, a
+    pool cannot shut its workers down): a daemon thread watches the parent's pid."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="roofsim-parent-watch", daemon=True).start()
 
 
 def _worker_chunk(points: np.ndarray) -> ChunkResult:
@@ -1181,6 +1207,44 @@ def _run_dask(
 
 
 # ---- the output file ------------------------------------------------------------------------------
+def sidecar_path(output: str | Path) -> Path:
+    """Where a results file keeps the fingerprint of the spec that wrote it."""
+    output = Path(output)
+    return output.with_name(output.name + ".spec.json")
+
+
+def write_fingerprint(output: str | Path, spec: SweepSpec) -> None:
+    path = sidecar_path(output)
+    try:
+        path.write_text(json.dumps({"roofsim_sweep": 1, "fingerprint": spec.fingerprint}) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"-o {output}: cannot write {path.name} ({exc.strerror})") from None
+
+
+def check_fingerprint(output: str | Path, spec: SweepSpec) -> None:
+    """Refuse to resume ``output`` when the spec that wrote it differs from ``spec`` in any part
+    (the chip, a --set, a fixed workload field, the axes, a constraint). A file without a
+    fingerprint (written before roofsim kept one) is checked by its rows only (``read_done``)."""
+    path = sidecar_path(output)
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())["fingerprint"]
+        assert isinstance(old, dict)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise ConfigError(
+            f"--resume: {path} is not a roofsim sweep fingerprint; remove it to resume by the "
+            "rows alone"
+        ) from None
+    new = spec.fingerprint
+    changed = [key for key in new if old.get(key) != new[key]]
+    if changed:
+        raise ConfigError(
+            f"--resume: {output} was written by a spec with other {', '.join(changed)}; resume "
+            "with the spec that wrote it, or choose another -o"
+        )
+
+
 def read_done(path: str | Path, spec: SweepSpec) -> np.ndarray:
     """Point indices already in ``path`` (sorted, each once), after cutting a partial last line.
 
@@ -1300,6 +1364,8 @@ def run_sweep(
         raise ConfigError(
             f"-o {output} exists; add --resume to finish it or --force to start it again"
         )
+    if exists and resume:
+        check_fingerprint(output, spec)
     done = read_done(output, spec) if exists and resume else np.zeros(0, dtype=np.int64)
     missing = np.setdiff1d(np.arange(spec.n_points, dtype=np.int64), done, assume_unique=True)
     chunks = plan_chunks(spec, missing, workers)
@@ -1313,6 +1379,7 @@ def run_sweep(
     try:
         with open(output, "w" if fresh else "a", newline="") as f:
             if fresh:
+                write_fingerprint(output, spec)
                 f.write(",".join(spec.header) + "\n")
                 f.flush()
             for chunk in results:

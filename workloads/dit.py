@@ -37,6 +37,13 @@ from workloads.llm import MemoryNeed, OpGraph
 from workloads.ops import Attention, Op, WorkloadError, check_attention_kernel
 
 _BLOCKS = ("adaln", "cross", "mmdit", "hybrid")
+# DiTConfig fields by kind, checked in its __post_init__
+_DIT_COUNTS = ("n_layers", "hidden", "n_heads", "patch", "patch_t", "in_channels",
+               "vae_spatial", "vae_temporal", "default_height", "default_width",
+               "default_frames", "default_steps")  # fmt: skip
+_DIT_SIZES = ("n_single_layers", "head_dim", "adaln_dim", "text_tokens", "text_dim")
+_DIT_AMOUNTS = ("mlp_ratio", "vae_decoder_flops_per_pixel", "vae_decoder_params",
+                "text_encoder_params", "default_fps")  # fmt: skip
 _NORM_FLOPS = 7  # layernorm + modulate (scale, shift) per element
 _GELU_FLOPS = 8
 
@@ -80,10 +87,35 @@ class DiTConfig:
 
     def __post_init__(self) -> None:
         where = f"model {self.name!r}"
-        for field_name in ("n_layers", "hidden", "n_heads", "patch", "patch_t", "in_channels"):
+        for field_name in _DIT_COUNTS:
             value = getattr(self, field_name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise WorkloadError(f"{where}: {field_name} must be an integer >= 1, got {value!r}")
+        for field_name in _DIT_SIZES:
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise WorkloadError(f"{where}: {field_name} must be an integer >= 0, got {value!r}")
+        for field_name in _DIT_AMOUNTS:
+            value = getattr(self, field_name)
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value) or value < 0):  # fmt: skip
+                raise WorkloadError(
+                    f"{where}: {field_name} must be a finite number >= 0, got {value!r}"
+                )
+        if not 1 <= self.hidden * self.mlp_ratio < 2**53:
+            raise WorkloadError(
+                f"{where}: mlp_ratio must make an MLP width (hidden x mlp_ratio) >= 1, got "
+                f"{self.mlp_ratio!r}"
+            )
+        for field_name in ("gated_mlp", "shared_text_weights", "vae_causal", "default_cfg"):
+            if not isinstance(getattr(self, field_name), bool):
+                raise WorkloadError(
+                    f"{where}: {field_name} must be true or false, got {getattr(self, field_name)!r}"
+                )
+        if self.adaln not in ("per-block", "single", "none"):
+            raise WorkloadError(
+                f"{where}: adaln must be per-block, single or none, got {self.adaln!r}"
+            )
         if self.block not in _BLOCKS:
             raise WorkloadError(
                 f"{where}: block must be one of {', '.join(_BLOCKS)}, got {self.block!r}"
@@ -186,11 +218,16 @@ def load_dit(name_or_path: str) -> DiTConfig:
         raw: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise WorkloadError(f"{name_or_path}: malformed TOML: {exc}") from None
+    return dit_from_dict(raw, name_or_path)
+
+
+def dit_from_dict(raw: dict[str, Any], where: str = "DiT model") -> DiTConfig:
+    """A DiTConfig from a DiT TOML table (unknown keys are ignored, as in model TOMLs)."""
     fields = {k: v for k, v in raw.items() if k in _DIT_KEYS}
     try:
         return DiTConfig(**fields)
     except TypeError as exc:
-        raise WorkloadError(f"model {raw.get('name', name_or_path)!r}: {exc}") from None
+        raise WorkloadError(f"model {raw.get('name', where)!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

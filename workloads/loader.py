@@ -60,6 +60,14 @@ def _counts(where: str, table: dict[str, Any], keys: tuple[str, ...]) -> None:
                 raise WorkloadError(f"{where}: {key} must be an integer >= 1, got {v!r}")
 
 
+def _subtable(raw: dict[str, Any], key: str, name: str) -> dict[str, Any] | None:
+    """``raw[key]`` when it is a table (None when absent); WorkloadError when it is not."""
+    value = raw.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise WorkloadError(f"model {name!r}: {key} must be a table ([{key}]), got {value!r}")
+    return value
+
+
 def model_from_dict(raw: dict[str, Any]) -> ModelConfig:
     """Build a ModelConfig from a roofsim model table (see docs/presets.md)."""
     name = str(raw.get("name", "custom"))
@@ -69,10 +77,16 @@ def model_from_dict(raw: dict[str, Any]) -> ModelConfig:
             raise WorkloadError(f"model {name!r}: missing field {required!r}")
     _counts(f"model {name!r}", fields, ("n_layers", "hidden", "n_heads", "ffn", "vocab",
                                         "n_kv_heads", "head_dim"))  # fmt: skip
+    for required in ("n_layers", "hidden", "n_heads", "ffn", "vocab"):
+        if fields[required] is None:
+            raise WorkloadError(f"model {name!r}: {required} must be an integer >= 1, got None")
     fields.setdefault("n_kv_heads", fields["n_heads"])
     fields.setdefault("head_dim", fields["hidden"] // fields["n_heads"])
-    moe = raw.get("moe")
+    moe = _subtable(raw, "moe", name)
     if moe is not None:
+        for key in ("n_experts", "top_k", "expert_ffn"):
+            if key not in moe:
+                raise WorkloadError(f"model {name!r}: [moe] needs {key!r}")
         fields["moe"] = MoEConfig(
             n_experts=moe["n_experts"],
             top_k=moe["top_k"],
@@ -80,9 +94,12 @@ def model_from_dict(raw: dict[str, Any]) -> ModelConfig:
             n_shared_experts=moe.get("n_shared_experts", 0),
             first_dense_layers=moe.get("first_dense_layers", 0),
         )
-    mla = raw.get("mla")
+    mla = _subtable(raw, "mla", name)
     if mla is not None:
-        fields["mla"] = MLAConfig(**{k: mla[k] for k in MLAConfig.__dataclass_fields__ if k in mla})
+        missing = [k for k in MLAConfig.__dataclass_fields__ if k not in mla]
+        if missing:
+            raise WorkloadError(f"model {name!r}: [mla] needs {missing[0]!r}")
+        fields["mla"] = MLAConfig(**{k: mla[k] for k in MLAConfig.__dataclass_fields__})
     try:
         return ModelConfig(**fields)
     except TypeError as exc:
@@ -194,6 +211,19 @@ def model_from_hf(cfg: dict[str, Any], name: str = "hf-model") -> ModelConfig:
             "num_hidden_layers", "intermediate_size", "vocab_size", "num_key_value_heads",
             "head_dim", "n_embd", "n_layer", "n_head", "n_inner", "ffn_dim", "d_model",
             "n_layers", "n_heads"))  # fmt: skip
+    try:
+        return _from_hf(cfg, kind, name)
+    except KeyError as exc:
+        raise WorkloadError(f"config.json {name!r}: missing key {exc.args[0]!r}") from None
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
+        # a field of the wrong type (a string, a list, null) met the arithmetic of the mapping
+        raise WorkloadError(
+            f"config.json {name!r}: a field has the wrong type or value ({exc}); the size "
+            "fields must be integers >= 1"
+        ) from None
+
+
+def _from_hf(cfg: dict[str, Any], kind: str, name: str) -> ModelConfig:
     if kind in GPT_STYLE:
         fields = _gpt_style(cfg, kind, name)
         missing = [k for k, v in fields.items() if v is None]

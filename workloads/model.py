@@ -9,8 +9,14 @@ from workloads.ops import WorkloadError
 
 def _check_positive(where: str, **fields: int) -> None:
     for name, value in fields.items():
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise WorkloadError(f"{where}: {name} must be an integer >= 1, got {value!r}")
+
+
+#: the MLP activations lowered (their FLOPs per element: workloads/llm.py ``_ACT_FLOPS``) and
+#: the position encodings (rope adds the rotation; learned adds a max_seq x hidden table)
+ACTIVATIONS = ("silu", "gelu", "relu", "relu2")
+POSITIONS = ("rope", "learned", "alibi")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,6 +33,10 @@ class MoEConfig:
         _check_positive(
             "moe", n_experts=self.n_experts, top_k=self.top_k, expert_ffn=self.expert_ffn
         )
+        for key in ("n_shared_experts", "first_dense_layers"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise WorkloadError(f"moe: {key} must be an integer >= 0, got {value!r}")
         if self.top_k > self.n_experts:
             raise WorkloadError(
                 f"moe: top_k must be <= n_experts ({self.n_experts}), got {self.top_k!r}"
@@ -42,6 +52,14 @@ class MLAConfig:
     qk_nope_head_dim: int
     qk_rope_head_dim: int
     v_head_dim: int
+
+    def __post_init__(self) -> None:
+        _check_positive("mla", kv_lora_rank=self.kv_lora_rank, v_head_dim=self.v_head_dim,
+                        qk_rope_head_dim=self.qk_rope_head_dim)  # fmt: skip
+        for key in ("q_lora_rank", "qk_nope_head_dim"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise WorkloadError(f"mla: {key} must be an integer >= 0, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,11 +99,25 @@ class ModelConfig:
             head_dim=self.head_dim,
             ffn=self.ffn,
             vocab=self.vocab,
+            max_seq=self.max_seq,
         )
+        for flag in ("gated_mlp", "tied_embeddings", "attn_bias", "mlp_bias"):
+            if not isinstance(getattr(self, flag), bool):
+                raise WorkloadError(
+                    f"{where}: {flag} must be true or false, got {getattr(self, flag)!r}"
+                )
         if self.n_heads % self.n_kv_heads:
             raise WorkloadError(
                 f"{where}: n_heads ({self.n_heads}) must be a multiple of n_kv_heads, "
                 f"got {self.n_kv_heads}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise WorkloadError(
+                f"{where}: activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if self.position not in POSITIONS:
+            raise WorkloadError(
+                f"{where}: position must be one of {', '.join(POSITIONS)}, got {self.position!r}"
             )
         if self.norm not in ("rmsnorm", "layernorm"):
             raise WorkloadError(f"{where}: norm must be rmsnorm or layernorm, got {self.norm!r}")

@@ -258,11 +258,15 @@ def _candidates(
     }
 
 
-def cost_gemms(ops: list[Op], chips: ChipArrays, weights_pinned: Any = False) -> Part:
+def cost_gemms(
+    ops: list[Op], chips: ChipArrays, weights_pinned: Any = False, steady: bool = False
+) -> Part:
     """GEMMs: every tile (and its stream-K variant) and the GEMV path costed, the first fastest
     taken. Axis 0 of every intermediate is the candidate. ``weights_pinned`` (per point): the model's
     weights are pinned in the on-chip reuse level (``weights_resident``), so the B operand's
-    reads come from there, not from main memory."""
+    reads come from there, not from main memory. ``steady``: the fastest at the clock the power
+    limit allows each candidate (``_steady_time``), as a tuned library measured under load
+    picks; a tile that moves more bytes through L2 draws more power and may lose its lead."""
     st = chips.structure
     m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops = _table(
         [(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops)
@@ -320,12 +324,59 @@ def cost_gemms(ops: list[Op], chips: ChipArrays, weights_pinned: Any = False) ->
     time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
     stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)
     usable = np.where(sk, stream, np.where(gemv, m < min_tm, True))
-    pick = np.argmin(np.where(usable, time, np.inf), axis=0)
+    rank = time
+    if steady and st.has_power:
+        rank = _steady_time(chips, ops, flops, time, compute, main_s, reuse_s, overhead,
+                            main_bytes, reuse_bytes)  # fmt: skip
+    pick = np.argmin(np.where(usable, rank, np.inf), axis=0)
     names = ("time", "compute", "main_s", "reuse_s", "main_bytes", "reuse_bytes", "tile_m",
              "tile_n", "tile_efficiency")  # fmt: skip
     fields = (time, compute, main_s, reuse_s, main_bytes, reuse_bytes, cand["tile_m"],
               cand["tile_n"], efficiency)  # fmt: skip
     return {**dict(zip(names, _pick(fields, pick), strict=True)), "overhead": overhead}
+
+
+def _steady_time(
+    chips: ChipArrays,
+    ops: list[Op],
+    flops: Array,
+    time: Array,
+    compute: Array,
+    main_s: Array,
+    reuse_s: Any,
+    overhead: Array,
+    main_bytes: Array,
+    reuse_bytes: Any,
+) -> Array:
+    """Each GEMM candidate's time at the clock its power limit allows: the same energy and
+    clock as ``_power`` gives the candidate that is picked (candidates on axis 0)."""
+    v = chips.values
+    limit = v["limit_watts"]
+    if np.isnan(limit).all():
+        return time
+    main = _main(chips)
+    pj_flop, _ = _energy_rates(ops, chips)
+    on_chip = sum(chips.level(i, "pj_per_byte") for i in range(main)) + 0.0
+    delivered = np.maximum(0.0 if reuse_bytes is None else reuse_bytes, main_bytes)
+    e_clk = 1e-12 * (pj_flop * flops + on_chip * delivered)
+    e_fix = 1e-12 * chips.level(main, "pj_per_byte") * main_bytes
+    budget, exp = limit - v["idle_watts"], v["dvfs_exponent"] - 1.0
+    if chips.n > 1:  # one chip per point on the last axis
+        budget, exp = budget[None, None, :], exp[None, None, :]
+    else:
+        budget, exp = budget[0], exp[0]
+    e_clk, e_fix, budget, exp, c, r, m, o, t = np.broadcast_arrays(
+        e_clk, e_fix, budget, exp, compute, reuse_s, main_s, overhead, time
+    )
+    over = (e_clk + e_fix > budget * t) & (budget > 0)
+    if not over.any():
+        return time
+    clocked = np.maximum(c, r)
+    s = _clock_at_limit(e_clk[over], e_fix[over], budget[over], exp[over], clocked[over],
+                        m[over], o[over])  # fmt: skip
+    out = t.copy()
+    out[over] = o[over] + np.maximum(clocked[over] / s, m[over])
+    return out
 
 
 def _pick(fields: tuple[Any, ...], pick: Array) -> list[Any]:
@@ -557,7 +608,9 @@ def cost_table(
         stop = start
         while stop < len(order) and kinds[order[stop]] == kind:
             stop += 1
-        part = _part(kind, [ops[i] for i in order[start:stop]], chips, data.shape[2], resident)
+        part = _part(
+            kind, [ops[i] for i in order[start:stop]], chips, data.shape[2], resident, steady
+        )
         for f, value in part.items():
             if type(value) is not float or value != _DEFAULT.get(f, 0.0):
                 data[_F[f], start:stop] = value
@@ -729,12 +782,21 @@ def _clock_at_limit(
     return s
 
 
-def _part(kind: OpKind, ops: list[Op], chips: ChipArrays, n: int, resident: Any = False) -> Part:
+def _part(
+    kind: OpKind,
+    ops: list[Op],
+    chips: ChipArrays,
+    n: int,
+    resident: Any = False,
+    steady: bool = False,
+) -> Part:
     """One kind's pass. On one chip, ops lowered over arrays are costed once per distinct
     point (a decode grid's GEMMs depend on the batch, not the context) and spread back."""
     cost = _BY_KIND[kind]
-    if kind is OpKind.GEMM and np.any(resident):
-        return cost_gemms(ops, chips, resident)
+    if kind is OpKind.GEMM:
+        if np.any(resident):
+            return cost_gemms(ops, chips, resident, steady)
+        cost = functools.partial(cost_gemms, steady=steady)
     arrays = point_arrays(ops) if chips.n == 1 and n > 1 else []
     if arrays:
         columns = np.stack([np.asarray(a, dtype=float) for a in arrays])

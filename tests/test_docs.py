@@ -1,4 +1,4 @@
-"""Every example in docs/plots.md and docs/sweeps.md runs as written, and what they show is what
+"""Every example in docs/plots.md, docs/sweeps.md and docs/report.md runs as written, and what they show is what
 the commands print (issue 18: docs that cannot drift).
 
 In a fenced block: a line ``$ roofsim ...`` runs and its output must be the lines under it (a
@@ -24,7 +24,7 @@ from sim.cli import main
 from sim.studies.sweep import evaluate_lines, load_spec, spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("docs/plots.md", "docs/sweeps.md")
+DOCS = ("docs/plots.md", "docs/sweeps.md", "docs/report.md")
 #: the README prose line that the validation table follows (docs/regen_readme.py rewrites it)
 VALIDATION_MARKER = "Today (`roofsim validate --summary --no-fail`):"
 

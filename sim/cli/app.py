@@ -14,16 +14,19 @@ from sim.cli.args import (
     ATTN_HELP,
     DECODE_ATTN_HELP,
     SET_HELP,
+    add_html_arg,
     add_llm_args,
     add_run_output_args,
     add_runtime_arg,
     add_train_args,
+    check_html,
     fraction,
     int_arg,
     llm_workload,
     positive_float,
     positive_int,
     training_workload,
+    write_html,
 )
 
 
@@ -60,7 +63,15 @@ def _simulate_and_print(workload, system, args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
     else:
         print(result.summary(top=args.top))
+    write_html(args, lambda: _report().run_report(result, system, command=args.argv))
     return 0
+
+
+def _report():
+    """``sim.plots.report``, imported when a page is written (it loads matplotlib to draw)."""
+    from sim.plots import report
+
+    return report
 
 
 def _run_llm(args: argparse.Namespace, kind: str) -> int:
@@ -103,7 +114,7 @@ def _run_train(args: argparse.Namespace) -> int:
     workload, system = training_workload(args)
     result = simulate_training(workload, system, overlap=not args.no_overlap,
                                check_memory=not args.no_memory_check,
-                               trace=bool(args.trace))  # fmt: skip
+                               trace=bool(args.trace or args.html))  # fmt: skip
     if args.trace:
         try:
             result.timeline.write_trace(args.trace, {"workload": result.workload})
@@ -115,6 +126,7 @@ def _run_train(args: argparse.Namespace) -> int:
         print(result.summary(top=args.top))
         if args.trace:
             print(f"wrote {args.trace} (open in ui.perfetto.dev or chrome://tracing)")
+    write_html(args, lambda: _report().run_report(result, system, command=args.argv))
     return 0
 
 
@@ -169,6 +181,7 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
                    help="TPOT limit in seconds" + (" (default 0.1)" if plan else ""))  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_html_arg(p)
 
 
 def _serving(args: argparse.Namespace, tp: int, replicas: int):
@@ -214,6 +227,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         serving_timeline(result, args.plot)
         if not args.json:
             print(f"wrote {args.plot}")
+    write_html(args, lambda: _report().run_report(result, system, command=args.argv))
     return 0
 
 
@@ -237,7 +251,15 @@ def _run_plan(args: argparse.Namespace) -> int:
         usd_per_chip_hour=args.usd_per_chip_hour,
     )  # fmt: skip
     print(json.dumps(result.to_dict()) if args.json else result.summary())
+    write_html(args, lambda: _report().plan_report(result, inputs=_given(args),
+                                                   command=args.argv))  # fmt: skip
     return 0
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's options as given or defaulted, for a report's inputs table."""
+    return {k.replace("_", "-"): v for k, v in vars(args).items()
+            if k not in ("command", "json", "html", "argv")}  # fmt: skip
 
 
 def _run_validate(args: argparse.Namespace) -> int:
@@ -268,6 +290,8 @@ def _run_validate(args: argparse.Namespace) -> int:
         print(summary_table(summary) if args.summary else format_table(results, summary))
         if args.report:
             print(f"wrote {args.report}")
+    write_html(args, lambda: _report().validate_report(results, summary, inputs=_given(args),
+                                                       command=args.argv))  # fmt: skip
     failed = [s.kind for s in summary if s.passed is False]
     if failed and not args.no_fail:
         print(f"roofsim: median error above the bar for: {', '.join(failed)}", file=sys.stderr)
@@ -287,6 +311,7 @@ def _run_claims(args: argparse.Namespace) -> int:
         print(json.dumps([c.to_dict() for c in claims]))
     else:
         print(format_claims(claims))
+    write_html(args, lambda: _report().claims_report(claims, command=args.argv))
     return 0
 
 
@@ -485,9 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", action="store_true", help="print only the per-kind summary")
     p.add_argument("--no-fail", action="store_true", help="exit 0 even when a bar is missed")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_html_arg(p)
     p = sub.add_parser("claims", help="check widely repeated compute claims against derivation")
     p.add_argument("--claim", action="append", help="only this claim (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_html_arg(p)
     p = sub.add_parser("calibrate", help="fit chip parameters to microbenchmark CSVs")
     p.add_argument("--chip", required=True, help="chip preset slug or chip TOML to start from")
     p.add_argument("--gemm", help="GEMM timings CSV (dtype,m,n,k,time_s)")
@@ -552,7 +579,9 @@ def _note_defaults(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the report's footer repeats the command
     from hardware.chip import ConfigError
     from hardware.units import UnitError
     from sim.cost.result import CapacityError
@@ -560,6 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         _note_defaults(args)
+        check_html(args)
         return _COMMANDS[args.command](args)
     except (ConfigError, WorkloadError, CapacityError, UnitError) as exc:
         print(f"roofsim: error: {exc}", file=sys.stderr)

@@ -43,10 +43,41 @@ SET_HELP = (
 )
 
 
+HTML_HELP = (
+    "also write a self-contained HTML report of this run here (one file: charts, tables, the "
+    "command; opens offline)"
+)
+
+
+def add_html_arg(p: argparse.ArgumentParser) -> None:
+    """``--html FILE``: the report of what the command computes (``sim/plots/report.py``)."""
+    p.add_argument("--html", default=None, metavar="FILE.html", help=HTML_HELP)
+
+
+def check_html(args: argparse.Namespace) -> None:
+    """Fail before the run, not after it, when ``--html`` cannot be written (one line)."""
+    if getattr(args, "html", None):
+        from sim.plots.report import check_html_path
+
+        check_html_path(args.html)
+
+
+def write_html(args: argparse.Namespace, make) -> None:
+    """Write ``make()`` (the page) to ``--html`` if given; say so unless the output is JSON."""
+    if not getattr(args, "html", None):
+        return
+    from sim.plots.report import write_html as write
+
+    write(args.html, make())
+    if not getattr(args, "json", False):
+        print(f"wrote {args.html}")
+
+
 def add_run_output_args(p: argparse.ArgumentParser) -> None:
     """Flags every simulated run shares: chip overrides, output form, the memory check."""
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_html_arg(p)
     p.add_argument("--top", type=positive_int, default=10, help="ops to list (human output)")
     p.add_argument(
         "--no-memory-check", action="store_true", help="simulate even if it does not fit"

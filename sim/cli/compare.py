@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sim.cli.args import positive_int
+from sim.cli.args import add_html_arg, positive_int, write_html
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="override a field on every chip, repeatable (hbm.bandwidth=6TB/s)",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_html_arg(p)
     return p
 
 
@@ -63,8 +64,16 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps({"workload": workload, "rows": [r.to_dict() for r in rows]}))
-        return 0
-    size = f"context {args.context}" if args.workload == "decode" else f"prompt {args.prompt}"
-    title = f"{args.workload} {args.model}  batch {args.batch}  {size}  {args.dtype}"
-    print(format_table(rows, title))
+    else:
+        size = f"context {args.context}" if args.workload == "decode" else f"prompt {args.prompt}"
+        title = f"{args.workload} {args.model}  batch {args.batch}  {size}  {args.dtype}"
+        print(format_table(rows, title))
+
+    def page() -> str:
+        from sim.plots.report import compare_report
+
+        return compare_report(rows, workload=workload, sets=args.set,
+                              command=getattr(args, "argv", None))  # fmt: skip
+
+    write_html(args, page)
     return 0

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from sim.cli.args import positive_int
+from sim.cli.args import add_html_arg, check_html, positive_int, write_html
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_html_arg(p)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -64,6 +65,18 @@ def run(args: argparse.Namespace) -> int:
             f"{resumed} ({summary.n_errors:,} errors) in {summary.elapsed_s:.2f} s, "
             f"{summary.points_per_s:,.0f} points/s"
         )
+
+    def page() -> str:
+        from pathlib import Path
+
+        from sim.plots.charts import read_rows
+        from sim.plots.report import sweep_report
+
+        return sweep_report(spec, read_rows(args.output, "-o"),
+                            spec_text=Path(args.spec).read_text(), summary=summary,
+                            command=getattr(args, "argv", None))  # fmt: skip
+
+    write_html(args, page)
     return 0
 
 
@@ -71,13 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m sim.cli.sweep``: the same command without the roofsim front end."""
     parser = argparse.ArgumentParser(prog="roofsim sweep", description=__doc__)
     add_arguments(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = ["sweep", *argv]
     from hardware.chip import ConfigError
     from hardware.units import UnitError
     from sim.cost.result import CapacityError
     from workloads.ops import WorkloadError
 
     try:
+        check_html(args)
         return run(args)
     except (ConfigError, WorkloadError, CapacityError, UnitError) as exc:
         print(f"roofsim: error: {exc}", file=sys.stderr)

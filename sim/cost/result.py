@@ -7,6 +7,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from hardware.units import format_si
+from sim.cost.html import (
+    Item,
+    memory_item,
+    on_chips,
+    percent,
+    rate_text,
+    shares_note,
+    summary_fragment,
+)
 from sim.cost.roofline import Bound, OpCost
 
 
@@ -228,6 +237,47 @@ class Result:
             "ops": self.op_rows(),
         }
 
+    def title(self) -> str:
+        """One line naming the run: kind, model, system and the workload's fields."""
+        w = self.workload
+        fields = "  ".join(
+            f"{k}={v}" for k, v in w.items() if k not in ("kind", "model") and v is not None
+        )
+        return f"{w.get('kind', 'run')} {w.get('model', '')} on {self.system['name']}  {fields}"
+
+    def summary_items(self) -> list[Item]:
+        """The summary as (label, value with its unit, note): what ``_repr_html_`` and the HTML
+        report (``sim/plots/report.py``) show first."""
+        unit = self.workload.get("sample_unit", "tokens")
+        rate = self.tokens / self.time_s
+        step = self.time_per_step_s
+        items: list[Item] = [
+            ("time", format_si(self.time_s, "s"),
+             f"per step {format_si(step, 's')}" if step else on_chips(self.n_chips)),
+            ("throughput", f"{rate_text(rate)} {unit}/s",
+             f"{rate_text(rate / self.n_chips)} {unit}/s per chip"),
+            ("MFU", percent(self.mfu), "model FLOPs / (time x chips x dtype peak)"),
+            ("MBU", percent(self.mbu), "main-memory bytes / (time x bandwidth), per chip"),
+            ("bound", str(self.bound), shares_note(self.time_by_bound, self.time_s)),
+            memory_item(self.memory.required_bytes, self.memory.capacity_bytes,
+                         f"weights {_bytes(self.memory.weights_bytes)}, KV "
+                         f"{_bytes(self.memory.kv_cache_bytes)}, activations "
+                         f"{_bytes(self.memory.activation_bytes)}"),
+        ]  # fmt: skip
+        energy = self.energy()
+        if energy:
+            per_j = self.throughput.get(f"{unit}_per_j")
+            items.append(
+                ("energy", format_si(energy["total_j"], "J"),
+                 f"{format_si(energy['chip_avg_power_w'], 'W')} per chip"
+                 + (f", {rate_text(per_j)} {unit}/J" if per_j else ""))
+            )  # fmt: skip
+        return items
+
+    def _repr_html_(self) -> str:
+        """The summary as HTML: a notebook shows ``simulate(...)`` this way."""
+        return summary_fragment(self.title(), self.summary_items())
+
     def _energy_lines(self) -> list[str]:
         unit = self.workload.get("sample_unit", "tokens")
         return _energy_line(self.energy(), unit, self.throughput.get(f"{unit}_per_j"))
@@ -248,7 +298,9 @@ class Result:
             *overrides_line(self.system),
             f"  time        {format_si(self.time_s, 's')}   "
             + "  ".join(
-                f"{k.replace('_per_s', '/s')} {_rate(v)}" for k, v in tp.items() if k.endswith("_s")
+                f"{k.replace('_per_s', '/s')} {rate_text(v)}"
+                for k, v in tp.items()
+                if k.endswith("_s")
             )
             + (
                 f"   per step {format_si(self.time_per_step_s, 's')}"
@@ -286,11 +338,6 @@ def _energy_line(energy: dict | None, unit: str, per_j: float | None) -> list[st
     )
     return [
         f"  energy      {format_si(energy['total_j'], 'J')}   "
-        f"{unit}/J {_rate(per_j) if per_j else '-'}   "
+        f"{unit}/J {rate_text(per_j) if per_j else '-'}   "
         f"power {format_si(energy['chip_avg_power_w'], 'W')}/chip{held}"
     ]
-
-
-def _rate(value: float) -> str:
-    """A throughput with three significant figures however small: 1,234.5 / 2.81 / 0.000812."""
-    return f"{value:,.1f}" if value >= 100 else f"{value:.3g}"

@@ -46,6 +46,7 @@ import numpy as np
 from hardware.chip import System
 from hardware.units import format_si
 from sim.cost.chips import ChipArrays
+from sim.cost.html import Item, percent, rate_text, summary_fragment
 from sim.cost.result import CapacityError, overrides_line
 from sim.cost.roofline import cost_table
 from workloads.llm import _Lowering
@@ -621,6 +622,59 @@ class ServeResult:
             "tokens_per_j": tokens / total,
             "j_per_request": total / self.completed if self.completed else None,
         }
+
+    def title(self) -> str:
+        """One line naming the run: model, system, replicas and batching."""
+        w = self.workload
+        return (
+            f"serve {w['model']} on {self.system['name']}  {w['replicas']} replica(s) x "
+            f"TP{w['tp']}  {'chunked prefill' if w['chunked_prefill'] else 'prefill-first'}  "
+            f"{w['dtype']}"
+        )
+
+    def summary_items(self) -> list[Item]:
+        """The summary as (label, value with its unit, note): ``_repr_html_`` and the report."""
+        d = self.to_dict(kv_points=0)
+
+        def pct(stats: dict, what: str) -> Item:
+            if stats["p50"] is None:
+                return (what, "-", "no request")
+            return (f"{what} p50", format_si(stats["p50"], "s"),
+                    f"p90 {format_si(stats['p90'], 's')}, p99 {format_si(stats['p99'], 's')}")  # fmt: skip
+
+        items: list[Item] = [
+            ("completed", f"{self.completed} of {len(self.arrival_s)} requests",
+             f"in {format_si(self.end_s, 's')}"),
+            ("throughput", f"{rate_text(self.tokens_per_s)} output tokens/s",
+             f"{self.requests_per_s:.3g} requests/s"),
+            pct(d["ttft_s"], "TTFT"),
+            pct(d["tpot_s"], "TPOT"),
+            pct(d["latency_s"], "latency"),
+            ("MFU", percent(self.mfu), f"MBU {percent(self.mbu)}, busy {self.busy_fraction:.0%}"),
+            ("KV cache", f"{d['kv_cache']['max_occupancy']:.0%} at most",
+             f"mean {d['kv_cache']['mean_occupancy']:.0%} of "
+             f"{d['kv_cache']['tokens_per_replica']:,} tokens per replica; "
+             f"{self.preemptions} preemptions"),
+        ]  # fmt: skip
+        g = d["goodput"]
+        if self.slo_ttft_s is not None or self.slo_tpot_s is not None:
+            limits = ", ".join(
+                f"{k} <= {format_si(v, 's')}"
+                for k, v in (("TTFT", self.slo_ttft_s), ("TPOT", self.slo_tpot_s))
+                if v is not None
+            )
+            items.append(("goodput", f"{g['requests_per_s']:.3g} requests/s",
+                          f"{percent(g['fraction'])} of requests meet {limits}"))  # fmt: skip
+        if "energy" in d:
+            e = d["energy"]
+            items.append(("energy", format_si(e["total_j"], "J"),
+                          f"{format_si(e['chip_avg_power_w'], 'W')} per chip, "
+                          f"{rate_text(e['tokens_per_j'])} output tokens/J"))  # fmt: skip
+        return items
+
+    def _repr_html_(self) -> str:
+        """The summary as HTML (``sim.cost.html``), for notebooks."""
+        return summary_fragment(self.title(), self.summary_items())
 
     def summary(self) -> str:
         d = self.to_dict()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from hardware.chip import ConfigError, System
 from hardware.units import format_si
+from sim.cost.html import Item, memory_item, percent, rate_text, shares_note, summary_fragment
 from sim.cost.result import CapacityError, overrides_line
 from sim.cost.roofline import Bound, OpCost, cost_op, cost_ops
 from sim.engine.events import Part, StageWork, Timeline, run_pipeline
@@ -143,10 +144,7 @@ class TrainResult:
     @property
     def bound(self) -> str:
         """What the critical stage spends most of its step on: compute, communication, ..."""
-        share: dict[str, float] = defaultdict(float)
-        for c, n in self.op_costs:
-            share[c.bound] += c.total_time_s * n
-        share[Bound.COMMUNICATION] += self.side_comm_s
+        share = self.time_by_bound
         order = (Bound.COMPUTE, Bound.MEMORY, Bound.COMMUNICATION, Bound.OVERHEAD)
         return max(order, key=lambda b: share.get(b, 0.0))
 
@@ -247,6 +245,66 @@ class TrainResult:
         if totals:
             out["run"] = totals
         return out
+
+    @property
+    def time_by_bound(self) -> dict[str, float]:
+        """Seconds of the critical stage's step per binding resource (exposed side
+        communication counts as communication)."""
+        share: dict[str, float] = defaultdict(float)
+        for c, n in self.op_costs:
+            share[c.bound] += c.total_time_s * n
+        share[Bound.COMMUNICATION] += self.side_comm_s
+        return dict(share)
+
+    @property
+    def time_by_family(self) -> dict[str, float]:
+        """Seconds of the critical stage's ops per op family (one step)."""
+        out: dict[str, float] = defaultdict(float)
+        for c, n in self.op_costs:
+            out[c.op.family] += c.total_time_s * n
+        return dict(out)
+
+    def title(self) -> str:
+        """One line naming the run: model, system and parallelism."""
+        w = self.workload
+        return (
+            f"train {w['model']} on {self.system['name']}  TP{w['tp']} PP{w['pp']} DP{w['dp']}"
+            + (f" EP{w['ep']}" if w["ep"] > 1 else "")
+            + (f" CP{w['cp']}" if w["cp"] > 1 else "")
+            + f"  seq {w['seq']}  global batch {w['global_batch']}  {w['dtype']}"
+        )
+
+    def summary_items(self) -> list[Item]:
+        """The summary as (label, value with its unit, note): ``_repr_html_`` and the report."""
+        m, b = self.memory, self.breakdown
+        items: list[Item] = [
+            ("step time", format_si(self.step_time_s, "s"),
+             f"pipeline bubble {format_si(b['pipeline_bubble_s'], 's')}"),
+            ("throughput", f"{rate_text(self.tokens_per_s)} tokens/s",
+             f"{rate_text(self.tokens_per_s / self.n_chips)} tokens/s per chip"),
+            ("MFU", percent(self.mfu), f"HFU {percent(self.hfu)} (with recomputation)"),
+            ("model FLOP/s per chip", format_si(self.model_flops_per_chip_s, "FLOP/s"), ""),
+            ("bound", str(self.bound),
+             shares_note(self.time_by_bound, sum(self.time_by_bound.values()) or 1.0)
+             + f" on stage {self.critical_stage}"),
+            memory_item(m.total_bytes, self.capacity_bytes,
+                        f"stage {m.stage}: weights {format_si(m.weights_bytes, 'B')}, gradients "
+                        f"{format_si(m.gradient_bytes, 'B')}, optimizer "
+                        f"{format_si(m.optimizer_bytes, 'B')}, activations "
+                        f"{format_si(m.activation_bytes, 'B')}"),
+        ]  # fmt: skip
+        energy = self.energy()
+        if energy:
+            items.append(
+                ("energy per step", format_si(energy["step_j"], "J"),
+                 f"{format_si(energy['chip_avg_power_w'], 'W')} per chip, "
+                 f"{rate_text(energy['tokens_per_j'])} tokens/J")
+            )  # fmt: skip
+        return items
+
+    def _repr_html_(self) -> str:
+        """The summary as HTML (``sim.cost.html``), for notebooks."""
+        return summary_fragment(self.title(), self.summary_items())
 
     def summary(self, top: int = 10) -> str:
         w, m, b = self.workload, self.memory, self.breakdown

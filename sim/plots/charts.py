@@ -2,7 +2,8 @@
 
 Every function draws on a ``matplotlib.figure.Figure`` of its own (no pyplot state, Agg
 canvas, headless), writes PNG or SVG by the suffix of ``path`` and returns the figure, so a
-caller or a test can inspect the axes. matplotlib is imported inside the functions: ``import
+caller or a test can inspect the axes; ``path=None`` draws without writing (the HTML report,
+``sim/plots/report.py``, inlines the figure as SVG itself). matplotlib is imported inside the functions: ``import
 sim`` and the CLI start without it.
 """
 
@@ -66,8 +67,10 @@ _BUBBLE_COLOUR = "0.88"
 # ---- output ------------------------------------------------------------------------------------
 
 
-def check_output(path: str | Path, flag: str = "-o/--output") -> Path:
-    """``path`` as a Path; raises ConfigError unless its suffix is .png or .svg."""
+def check_output(path: str | Path | None, flag: str = "-o/--output") -> Path | None:
+    """``path`` as a Path (None: draw only); raises ConfigError unless its suffix is .png or .svg."""
+    if path is None:
+        return None
     p = Path(path)
     if p.suffix.lower() not in FORMATS:
         raise ConfigError(
@@ -83,8 +86,10 @@ def _new_figure(width_in: float, height_in: float) -> Figure:
     return Figure(figsize=(width_in, height_in), dpi=DPI)
 
 
-def _save(fig: Figure, path: Path) -> None:
-    """Write PNG or SVG; SVG keeps its text as text (searchable, editable, smaller)."""
+def _save(fig: Figure, path: Path | None) -> None:
+    """Write PNG or SVG; SVG keeps its text as text (searchable, editable, smaller). None: no file."""
+    if path is None:
+        return
     import matplotlib
 
     try:
@@ -143,7 +148,7 @@ def _line_angle_deg(ax: Axes, x0: float, y0: float, x1: float, y1: float) -> flo
 def roofline_chart(
     result: Result,
     system: System | Chip,
-    path: str | Path,
+    path: str | Path | None,
     *,
     title: str | None = None,
 ) -> Figure:
@@ -272,7 +277,7 @@ def roofline_chart(
 
 def metric_vs_axis(
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-    path: str | Path,
+    path: str | Path | None,
     *,
     x_label: str,
     y_label: str,
@@ -458,7 +463,7 @@ def sweep_heatmap(
     x: str,
     y: str,
     metric: str,
-    path: str | Path,
+    path: str | Path | None,
     *,
     reduce: str | None = None,
     log_color: bool = False,
@@ -618,7 +623,7 @@ def pareto_frontier(
     source: str | Path | Iterable[Mapping[str, Any]],
     x_metric: str,
     y_metric: str,
-    path: str | Path,
+    path: str | Path | None,
     *,
     maximize: tuple[bool, bool] = (True, True),
     label: str | None = None,
@@ -704,7 +709,7 @@ def _idle(busy: list[tuple[float, float]], end: float) -> list[tuple[float, floa
 
 def timeline_gantt(
     timeline: Timeline | Mapping[str, Any] | str | Path,
-    path: str | Path,
+    path: str | Path | None,
     *,
     title: str | None = None,
     parts: bool = True,
@@ -810,7 +815,7 @@ def timeline_gantt(
     return fig
 
 
-def serving_timeline(result: Any, path: str | Path, *, title: str | None = None) -> Figure:
+def serving_timeline(result: Any, path: str | Path | None, *, title: str | None = None) -> Figure:
     """A serving run over time: requests in the system and KV-cache occupancy (two panels).
 
     ``result`` is a ``sim.engine.serve.ServeResult``; requests in system are counted from each

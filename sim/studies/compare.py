@@ -13,7 +13,7 @@ cited on-demand ``price.usd_per_hour`` (docs/presets.md), only where the preset 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -37,9 +37,16 @@ class CompareRow:
     chip_power_w: float | None = None  # average power per chip, derived
     tokens_per_usd: float | None = None
     refused: str | None = None
+    # the run itself (sim.cost.result.Result) and its System, for the op-by-op HTML report;
+    # not part of the JSON row
+    result: Any = field(default=None, repr=False, compare=False)
+    system: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _RUN}
+
+
+_RUN = ("result", "system")
 
 
 def _workload(kind: str, model: Any, tp: int, dp: int, **fields: Any) -> Any:
@@ -136,6 +143,8 @@ def compare(
                 tokens_per_usd=tokens_per_s * 3600 / (n * chip.usd_per_hour)
                 if chip.usd_per_hour
                 else None,
+                result=result,
+                system=system,
             )
             break
         if row is None:

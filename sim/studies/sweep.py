@@ -1077,6 +1077,30 @@ def evaluate_points(spec: SweepSpec, points: np.ndarray | list[int]) -> list[dic
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def simulate_point(spec: SweepSpec, point: int) -> tuple[Any, System]:
+    """One point run alone through ``simulate`` (``simulate_training`` for train): its full
+    result, with per-op rows, and its System. The CSV row of the point is the same run
+    summarised (tested equal). Raises the point's error (capacity, bad value) as itself."""
+    from sim.cost.simulate import simulate
+    from sim.engine.train import simulate_training
+
+    if not 0 <= point < spec.n_points:
+        raise ConfigError(f"sweep: point must be in [0, {spec.n_points}), got {point}")
+    ctx = _context(spec)
+    vidx = spec.value_indices(np.array([point], dtype=np.int64))
+    if spec.chip_axis is not None:
+        ctx = ctx.sub(int(vidx[spec.chip_axis][0]))
+    fields = ctx.fields(vidx, 0)
+    workload, n_chips = build_workload(spec.kind, fields, ctx._load_dit)
+    system = replace(ctx.system(vidx, 0), n_chips=n_chips)
+    if spec.kind == "train":
+        result = simulate_training(workload, system, overlap=bool(fields.get("overlap", True)),
+                                   check_memory=spec.check_memory, trace=True)  # fmt: skip
+    else:
+        result = simulate(workload, system, check_memory=spec.check_memory)
+    return result, system
+
+
 def evaluate_chunk(spec: SweepSpec, points: np.ndarray | list[int]) -> ChunkResult:
     """Evaluate a chunk of points into CSV text (what executors run, here or on a worker)."""
     lines, errors = _context(spec).lines(np.asarray(points, dtype=np.int64))

@@ -167,3 +167,22 @@ def test_a_chip_file_that_leaves_fields_to_defaults_says_which(tmp_path, capsys)
                   "overhead.kernel_s", "power.tdp", "process_nm"):  # fmt: skip
         assert origins[field] == "given", field
     assert origins["l2.latency"].startswith("default")
+
+
+def test_an_explicit_zero_global_batch_is_refused_not_read_as_the_default(capsys):
+    code = main(["train", "--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "8",
+                 "--global-batch", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--global-batch must be an integer >= 1, got 0" in err
+
+
+def test_json_output_is_strict_with_non_finite_numbers_as_null():
+    from sim.cli.args import dumps
+
+    text = dumps({"t": float("nan"), "rows": [1.0, float("inf"), -float("inf")], "n": (2, 3)})
+    assert text == '{"t": null, "rows": [1.0, null, null], "n": [2, 3]}'
+
+    def refuse(token: str) -> None:
+        raise AssertionError(token)
+
+    json.loads(text, parse_constant=refuse)  # no bare NaN / Infinity

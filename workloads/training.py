@@ -147,7 +147,7 @@ class Training:
     model: ModelConfig
     seq: int = 2048
     micro_batch: int = 1
-    global_batch: int = 0  # 0: one micro-batch per data-parallel replica
+    global_batch: int | None = None  # None: one micro-batch per data-parallel replica
     dtype: str = "bf16"  # bf16 | fp16 | fp8 (fp8 GEMMs, bf16 elsewhere)
     recompute: str = "none"
     zero: int = 0
@@ -246,6 +246,15 @@ class Training:
         if self.pp * self.vp > m.n_layers:
             raise WorkloadError(
                 f"{w}: --pp {self.pp} x --vp {self.vp} must be <= the {m.n_layers} layers of {m.name}"
+            )
+        if self.global_batch is not None and (
+            isinstance(self.global_batch, bool)
+            or not isinstance(self.global_batch, int)
+            or self.global_batch < 1
+        ):
+            raise WorkloadError(
+                f"{w}: --global-batch must be an integer >= 1, got {self.global_batch!r} "
+                "(leave it out for one micro-batch per data-parallel replica)"
             )
         if self.global_batch and self.global_batch % (self.micro_batch * self.dp):
             raise WorkloadError(

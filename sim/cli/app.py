@@ -4,7 +4,6 @@ validate, claims, calibrate, chips, models (lazy imports)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +19,7 @@ from sim.cli.args import (
     add_runtime_arg,
     add_train_args,
     check_html,
+    dumps,
     fraction,
     int_arg,
     llm_workload,
@@ -60,7 +60,7 @@ def _simulate_and_print(workload, system, args: argparse.Namespace) -> int:
 
     result = simulate(workload, system, check_memory=not args.no_memory_check)
     if args.json:
-        print(json.dumps(result.to_dict()))
+        print(dumps(result.to_dict()))
     else:
         print(result.summary(top=args.top))
     write_html(args, lambda: _report().run_report(result, system, command=args.argv))
@@ -121,7 +121,7 @@ def _run_train(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"--trace {args.trace}: cannot write ({exc.strerror})") from None
     if args.json:
-        print(json.dumps(result.to_dict()))
+        print(dumps(result.to_dict()))
     else:
         print(result.summary(top=args.top))
         if args.trace:
@@ -220,7 +220,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     serving = _serving(args, args.tp, chips // args.tp)
     system = load_system(args.chip, chips, args.set)
     result = simulate_serving(serving, system, slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot)
-    print(json.dumps(result.to_dict()) if args.json else result.summary())
+    print(dumps(result.to_dict()) if args.json else result.summary())
     if args.plot:
         from sim.plots.charts import serving_timeline
 
@@ -250,7 +250,7 @@ def _run_plan(args: argparse.Namespace) -> int:
         serving, args.chip, demand, slo, tps=tuple(args.tp) if args.tp else None, sets=args.set,
         usd_per_chip_hour=args.usd_per_chip_hour,
     )  # fmt: skip
-    print(json.dumps(result.to_dict()) if args.json else result.summary())
+    print(dumps(result.to_dict()) if args.json else result.summary())
     write_html(args, lambda: _report().plan_report(result, inputs=_given(args),
                                                    command=args.argv))  # fmt: skip
     return 0
@@ -284,7 +284,7 @@ def _run_validate(args: argparse.Namespace) -> int:
     if args.report:
         write_report(args.report, results, summary)
     if args.json:
-        print(json.dumps({"summary": [s.to_dict() for s in summary],
+        print(dumps({"summary": [s.to_dict() for s in summary],
                           "rows": [r.to_dict() for r in results]}))  # fmt: skip
     else:
         print(summary_table(summary) if args.summary else format_table(results, summary))
@@ -308,7 +308,7 @@ def _run_claims(args: argparse.Namespace) -> int:
         raise ConfigError(f"--claim {unknown[0]!r} unknown; one of {', '.join(CLAIMS)}")
     claims = check_all(args.claim or None, progress=True)
     if args.json:
-        print(json.dumps([c.to_dict() for c in claims]))
+        print(dumps([c.to_dict() for c in claims]))
     else:
         print(format_claims(claims))
     write_html(args, lambda: _report().claims_report(claims, command=args.argv))
@@ -329,7 +329,7 @@ def _check_chip(args: argparse.Namespace) -> int:
     ]
     derived = chip.sources.get("power_derived", "")
     if args.json:
-        print(json.dumps({"chip": chip.name, "fields": rows, "power_derived": derived}))
+        print(dumps({"chip": chip.name, "fields": rows, "power_derived": derived}))
         return 0
     print(f"{chip.name}: loads; fields that may be omitted:")
     for r in rows:
@@ -370,7 +370,7 @@ def _run_chips(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps(rows))
+        print(dumps(rows))
         return 0
     print(f"{'chip':<16}{'bf16 dense':>14}{'memory':>12}{'bandwidth':>13}{'TDP':>8}"
           f"{'steady':>8}  name")  # fmt: skip
@@ -393,7 +393,7 @@ def _run_runtimes(args: argparse.Namespace) -> int:
     rows = [{**load_runtime(n).describe(), "full_name": load_runtime(n).full_name}
             for n in list_runtimes()]  # fmt: skip
     if args.json:
-        print(json.dumps(rows))
+        print(dumps(rows))
         return 0
     print(f"{'runtime':<16}{'elementwise':>12}{'graphs':>8}{'launch':>9}"
           f"{'host per step':>26}  name")  # fmt: skip
@@ -424,7 +424,7 @@ def _run_models(args: argparse.Namespace) -> int:
         d = load_dit(name)
         rows.append(row(name, "dit", d, d.n_params(), d.n_layers + d.n_single_layers, False))
     if args.json:
-        print(json.dumps(rows))
+        print(dumps(rows))
         return 0
     print(f"{'model':<16}{'kind':>5}{'params':>10}{'active':>10}{'layers':>8}{'hidden':>8}  name")
     for r in rows:
@@ -448,7 +448,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     if args.output:
         write_calibrated_toml(chip_source_text(args.chip), fits, args.output)
     if args.json:
-        print(json.dumps([{"path": f.path, "value": f.value, "note": f.note} for f in fits]))
+        print(dumps([{"path": f.path, "value": f.value, "note": f.note} for f in fits]))
     else:
         for f in fits:
             print(f"{f.path:<36} {f.value:.4g}   ({f.note})")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from sim.cli.args import dumps
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     system = load_system(args.chip, 1, args.set)
     r = report(system)
     if args.json:
-        print(json.dumps(r))
+        print(dumps(r))
         return 0
     lo, hi = r["die_area_band_mm2"]
     published = r["published_die_area_mm2"]

@@ -36,6 +36,24 @@ def positive_int(text: str) -> int:
     return value
 
 
+def dumps(obj: object, **kwargs) -> str:
+    """Strict JSON (RFC 8259): a non-finite float (NaN, an infinity) is written as null, never
+    as the bare NaN/Infinity tokens that strict parsers refuse."""
+    import json
+    import math
+
+    def clean(x: object) -> object:
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(obj), allow_nan=False, **kwargs)
+
+
 SET_HELP = (
     "override a chip field, PATH=VALUE, repeatable: hbm.bandwidth=6TB/s, l2.capacity=256MB, "
     "compute.peak.bf16=500TFLOP/s, compute.n_cores=64, overhead.kernel_s=2us, "
@@ -183,7 +201,7 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--sample-len", type=int_arg, default=0,
                    help="packed sequences: samples of this many tokens, attention inside each "
                    "(default 0: one sample per sequence)")  # fmt: skip
-    p.add_argument("--global-batch", type=int_arg, default=0,
+    p.add_argument("--global-batch", type=int_arg, default=None,
                    help="sequences per step (default: micro-batch x dp)")  # fmt: skip
     p.add_argument("--dtype", default="bf16", help="bf16, fp16, or fp8 (fp8 GEMMs)")
     p.add_argument("--recompute", default="none",

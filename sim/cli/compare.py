@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from sim.cli.args import add_html_arg, positive_int, write_html
+from sim.cli.args import add_html_arg, dumps, positive_int, write_html
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         "kv_dtype": args.kv_dtype or "bf16",
     }
     if args.json:
-        print(json.dumps({"workload": workload, "rows": [r.to_dict() for r in rows]}))
+        print(dumps({"workload": workload, "rows": [r.to_dict() for r in rows]}))
     else:
         size = f"context {args.context}" if args.workload == "decode" else f"prompt {args.prompt}"
         title = f"{args.workload} {args.model}  batch {args.batch}  {size}  {args.dtype}"

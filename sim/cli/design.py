@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
+
+from sim.cli.args import dumps
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -68,7 +69,7 @@ def write_outputs(result, out: Path) -> None:
             writer.writerow(columns(result))
             for e in result.pareto:
                 writer.writerow(row(e, labels))
-        (out / "summary.json").write_text(json.dumps(summary(result), indent=1) + "\n")
+        (out / "summary.json").write_text(dumps(summary(result), indent=1) + "\n")
     except OSError as exc:
         raise ConfigError(f"-o {out}: cannot write ({exc.strerror})") from None
     from sim.plots.design import pareto_plot
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     write_outputs(result, out)
     s = summary(result)
     if args.json:
-        print(json.dumps(s))
+        print(dumps(s))
         return 0
     values = ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in s["values"].items()

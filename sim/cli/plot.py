@@ -6,8 +6,9 @@ matplotlib and the simulator load when a plot runs, so building the parser stays
 from __future__ import annotations
 
 import argparse
-import json
 import math
+
+from sim.cli.args import dumps
 
 _KINDS = ("roofline", "batch", "heatmap", "pareto", "timeline")
 _DEFAULT_BATCHES = "1,2,4,8,16,32,64,128,256"
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     info = {"roofline": _roofline, "batch": _batch, "heatmap": _heatmap, "pareto": _pareto,
             "timeline": _timeline}[args.plot_kind](args)  # fmt: skip
     if args.json:
-        print(json.dumps({"plot": args.plot_kind, "output": args.output, **info}))
+        print(dumps({"plot": args.plot_kind, "output": args.output, **info}))
     else:
         print(f"wrote {args.output}")
     return 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
-from sim.cli.args import add_html_arg, check_html, positive_int, write_html
+from sim.cli.args import add_html_arg, check_html, dumps, positive_int, write_html
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if args.json:
-        print(json.dumps(summary.to_dict()))
+        print(dumps(summary.to_dict()))
     else:
         resumed = f", {summary.n_resumed:,} already there" if summary.n_resumed else ""
         print(

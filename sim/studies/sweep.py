@@ -1027,7 +1027,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
         dp = chips // inner
     workload = Training(
         model=load_model(f["model"]), seq=f.get("seq", 2048), micro_batch=f.get("micro_batch", 1),
-        global_batch=f.get("global_batch", 0), dtype=f.get("dtype", "bf16"),
+        global_batch=f.get("global_batch"), dtype=f.get("dtype", "bf16"),
         recompute=f.get("recompute", "none"), zero=f.get("zero", 0), tp=tp, sp=f.get("sp", False),
         pp=pp, vp=f.get("vp", 1), dp=dp, ep=f.get("ep", 1), cp=cp,
         capacity_factor=f.get("capacity_factor", 0.0), tokens=f.get("tokens", 0.0),

@@ -10,7 +10,7 @@ requests of a ~400-token-median prompt and a ~250-token answer, served by GPT-3 
 replicas whose simulated p99 TTFT and p99 TPOT meet the SLO at the peak rate. The MFU the
 simulation reaches is printed beside the assumed 51 %.
 
-python benchmarks/serving_chatgpt.py          (about a minute on 2 cores)
+python benchmarks/serving_chatgpt.py          (about a minute and a half on 2 cores)
 Exits non-zero if no scenario finds a fleet.
 """
 

@@ -317,3 +317,15 @@ def test_a_loose_slo_stops_the_search_where_the_replica_stops_keeping_up(l8b, h1
     assert kept.end_s <= 2 * duration  # it keeps up at the rate it reports
     over = simulate_serving(replace(w, rate=4 * r, duration_s=max(10.0, 300 / (4 * r))), h100)
     assert over.end_s > 2 * max(10.0, 300 / (4 * r))  # and not at four times it
+
+
+def test_a_plan_stops_searching_at_the_demand_peak_and_says_so(l8b):
+    # any latency meets this SLO: one replica serving the 2 req/s peak is all the plan needs
+    w = _serving(l8b, prompt=LengthDist.parse("300", "p"), output=LengthDist.parse("100", "o"))
+    loose = SLO(ttft_s=1e6, tpot_s=1e6)
+    p = plan(w, "h100-sxm", Demand(mean_rate=2.0), loose, tps=(1,), min_requests=200,
+             min_duration_s=10.0)  # fmt: skip
+    (o,) = p.options
+    assert o.replicas == 1 and o.max_rate_is_floor and o.max_rate_per_replica == 2.0
+    assert ">= 2" in p.summary() and "the rate search stopped" in p.summary()
+    assert p.to_dict()["options"][0]["max_rate_is_floor"] is True

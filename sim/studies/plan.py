@@ -97,6 +97,9 @@ class TPOption:
     at_peak: ServeResult | None  # one replica at peak rate / replicas
     at_mean: ServeResult | None  # one replica at mean rate / replicas
     reason: str = ""  # why this TP is out (does not fit, SLO not met at any rate)
+    # the rate search stopped at the first served rate >= the demand's peak: one replica
+    # serves the demand, and max_rate_per_replica is a lower bound
+    max_rate_is_floor: bool = False
 
     @classmethod
     def refused(cls, tp: int, reason: str) -> TPOption:
@@ -108,6 +111,7 @@ class TPOption:
         d: dict = {
             "tp": self.tp,
             "max_rate_per_replica": self.max_rate_per_replica,
+            "max_rate_is_floor": self.max_rate_is_floor,
             "replicas": self.replicas,
             "chips": self.chips,
         }
@@ -191,12 +195,18 @@ class Plan:
                 lines.append(f"  {o.tp:>3}  -- {o.reason}")
                 continue
             c = self.costs(o)
+            rate = (">= " if o.max_rate_is_floor else "") + f"{o.max_rate_per_replica:.3g}"
             lines.append(
-                f"  {o.tp:>3} {o.max_rate_per_replica:>14.3g} {o.replicas:>9,} {o.chips:>7,} "
+                f"  {o.tp:>3} {rate:>14} {o.replicas:>9,} {o.chips:>7,} "
                 f"{o.at_peak.mfu if o.at_peak else 0:>9.1%} {o.at_mean.mfu if o.at_mean else 0:>9.1%} "
                 f"{c.get('usd_per_hour', float('nan')):>10,.0f} "
                 f"{c.get('usd_per_million_tokens', float('nan')):>8.3g} "
                 f"{c.get('joules_per_token', float('nan')):>8.3g}"
+            )
+        if any(o.max_rate_is_floor for o in self.options):
+            lines.append(
+                f"  >= : the rate search stopped at the first served rate at or above the "
+                f"{d.peak_rate:.4g} req/s peak (one replica serves it; its limit is higher)"
             )
         best = self.best
         if best is None:
@@ -213,7 +223,9 @@ class Plan:
 def _run(
     serving: Serving, system, rate: float, min_requests: int, slo: SLO, min_duration_s: float = 60.0
 ) -> ServeResult:
-    duration = max(min_duration_s, min_requests / rate)
+    # at least min_requests and min_duration_s, but never more than 10 x min_requests: a high
+    # rate (a large demand) would otherwise simulate min_duration_s x rate requests
+    duration = min(max(min_duration_s, min_requests / rate), 10 * min_requests / rate)
     w = replace(serving, rate=rate, duration_s=duration, replicas=1)
     return simulate_serving(w, system, slo_ttft_s=slo.ttft_s, slo_tpot_s=slo.tpot_s)
 
@@ -235,18 +247,23 @@ def max_rate(
     min_requests: int = 1500,
     min_duration_s: float = 60.0,
     rel_tol: float = 0.03,
+    cap: float | None = None,
 ) -> float:
     """The largest Poisson rate (req/s) one replica serves within ``slo`` (0 if none).
 
     A rate is served when the SLO holds and the replica keeps up with it (``_served``): under
     a loose SLO an overloaded replica would otherwise "meet" it in a finite window, and the
-    search would double the rate without end.
+    search would double the rate without end. ``cap``: stop at the first served rate at or
+    above it (a plan needs no more than the demand's peak from one replica); the result is
+    then a lower bound.
     """
     lo, hi = 0.0, None
-    rate = 1.0
+    rate = 1.0 if cap is None else cap  # with a cap, one run settles "the peak is served"
     for _ in range(40):  # bracket by doubling / halving
         if _served(_run(serving, system, rate, min_requests, slo, min_duration_s), slo):
             lo = rate
+            if cap is not None and lo >= cap:
+                return lo
             rate *= 2
         else:
             hi = rate
@@ -294,8 +311,9 @@ def plan(
         try:
             w.validate()
             r_max = max_rate(
-                w, system, slo, min_requests=min_requests, min_duration_s=min_duration_s
-            )
+                w, system, slo, min_requests=min_requests, min_duration_s=min_duration_s,
+                cap=demand.peak_rate,
+            )  # fmt: skip
         except (CapacityError, WorkloadError, ConfigError) as exc:
             options.append(TPOption.refused(tp, str(exc).split(";")[0]))
             continue
@@ -303,6 +321,7 @@ def plan(
             options.append(TPOption.refused(tp, "the SLO is missed even at 0.001 req/s"))
             continue
         n = math.ceil(demand.peak_rate / r_max)
+        floor = r_max >= demand.peak_rate  # the search stopped there: one replica serves the peak
         at_peak = _run(w, system, demand.peak_rate / n, min_requests, slo, min_duration_s)
         at_mean = _run(w, system, demand.mean_rate / n, min_requests, slo, min_duration_s)
         options.append(
@@ -313,6 +332,7 @@ def plan(
                 chips=n * tp,
                 at_peak=at_peak,
                 at_mean=at_mean,
+                max_rate_is_floor=floor,
             )  # fmt: skip
         )
     c = base.chip

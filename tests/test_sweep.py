@@ -674,3 +674,11 @@ def test_per_joule_and_per_dollar_columns_come_from_the_power_model_and_the_pres
 def test_shapes_fewer_than_chip_designs_are_lowered_one_by_one():
     # decode-100k: 40 batches against 2,500 chip designs; each batch's graph over its chips
     assert vector_axes(load_spec(DECODE_100K)) == ()
+
+
+def test_a_spec_too_large_for_one_run_is_refused_up_front_with_the_estimate(tmp_path):
+    big = _spec({"batch": list(range(1, 20_001)), "context": list(range(1, 20_001))})
+    assert big.n_points == 4 * 10**8
+    with pytest.raises(ConfigError, match=r"4e\+08 points is more than the 1e\+08 .* h here and"):
+        run_sweep(big, tmp_path / "big.csv", workers=1, progress=False)
+    assert not (tmp_path / "big.csv").exists()  # refused before anything was written

@@ -1231,6 +1231,27 @@ def _run_dask(
 
 
 # ---- the output file ------------------------------------------------------------------------------
+#: the most points one run takes: past it the point indices alone need gigabytes and the CSV
+#: tens of gigabytes; such a spec is refused before anything runs, with the estimate
+MAX_POINTS = 10**8
+#: bytes per CSV row and points per second per worker, for the refusal's estimate (the
+#: decode-100k example in docs/sweeps.md: ~200 B rows, ~150,000 points/s on 2 cores)
+_ROW_BYTES, _POINTS_PER_S = 200, 75_000
+
+
+def check_size(spec: SweepSpec, max_points: int = MAX_POINTS) -> None:
+    """Refuse a spec too large to run in one go (ConfigError with the estimate)."""
+    n = spec.n_points
+    if n <= max_points:
+        return
+    hours = n / (_POINTS_PER_S * default_workers()) / 3600
+    raise ConfigError(
+        f"sweep: {n:.3g} points is more than the {max_points:.0e} one run takes (about "
+        f"{hours:,.3g} h here and {n * _ROW_BYTES / 1e12:,.3g} TB of CSV); use fewer axis values, "
+        "or split the spec into several runs"
+    )
+
+
 def sidecar_path(output: str | Path) -> Path:
     """Where a results file keeps the fingerprint of the spec that wrote it."""
     output = Path(output)
@@ -1380,6 +1401,7 @@ def run_sweep(
     start = time.perf_counter()
     if executor not in ("local", "dask"):
         raise ConfigError(f"--executor must be local or dask, got {executor!r}")
+    check_size(spec)
     workers = workers or default_workers()
     output = Path(output)
     _context(spec)  # builds (and checks) the base chip and each axis once, before any worker

@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hardware import files
 from hardware import power as power_model
 from hardware.chip import Chip, ConfigError, Link, MemoryLevel, Silicon, System
 from hardware.units import UnitError, parse_quantity
@@ -30,8 +31,8 @@ def _preset_text(name: str) -> str:
 
 def chip_source_text(name_or_path: str) -> str:
     """The TOML text of a preset or a user's chip file."""
-    if name_or_path.endswith(".toml") or Path(name_or_path).exists():
-        return Path(name_or_path).read_text()
+    if name_or_path.endswith(".toml") or files.exists(name_or_path):
+        return files.read_text(name_or_path, "--chip")
     load_chip_dict(name_or_path)  # validates the name
     return _preset_text(name_or_path)
 
@@ -39,10 +40,10 @@ def chip_source_text(name_or_path: str) -> str:
 def load_chip_dict(name_or_path: str) -> dict[str, Any]:
     """The raw TOML table of a preset name or a path to a user's TOML file (a fresh copy)."""
     path = Path(name_or_path)
-    if name_or_path.endswith(".toml") or path.exists():
-        if not path.is_file():
+    if name_or_path.endswith(".toml") or files.exists(path):
+        if not files.is_file(path):
             raise ConfigError(f"--chip: no file {name_or_path!r}")
-        text, origin = path.read_text(), name_or_path
+        text, origin = files.read_text(path, "--chip"), name_or_path
     else:
         if name_or_path not in list_chips():
             raise ConfigError(

@@ -186,3 +186,22 @@ def test_json_output_is_strict_with_non_finite_numbers_as_null():
         raise AssertionError(token)
 
     json.loads(text, parse_constant=refuse)  # no bare NaN / Infinity
+
+
+@pytest.mark.parametrize("flag", ["--model", "--chip"])
+def test_unreadable_files_are_one_line_naming_the_flag(flag, tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"\xff\xfe\x00not utf-8")
+    long = str(tmp_path / ("a" * 5000)) + ".toml"  # longer than the system allows a name
+    for path, match in ((bad, "not UTF-8 text (byte 0xff at offset 0)"), (long, "no file")):
+        argv = ["--model", "llama-2-7b", "--chip", "h100-sxm"]
+        argv[argv.index(flag) + 1] = str(path)
+        assert main(["decode", *argv]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag}" in err and match in err and err.count("\n") == 1, err
+
+
+def test_an_unwritable_report_is_one_line(capsys):
+    code = main(["validate", "--kind", "membw", "--report", "/nonexistent-dir/r.json"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--report /nonexistent-dir/r.json: cannot write it" in err

@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hardware import files
 from hardware.chip import dtype_bytes
 from workloads.build import Builder
 from workloads.llm import MemoryNeed, OpGraph
@@ -202,10 +203,10 @@ def list_dits() -> list[str]:
 def load_dit(name_or_path: str) -> DiTConfig:
     """A DiT preset slug or a path to a DiT TOML file."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
+    if path.suffix == ".toml" or files.exists(path):
+        if not files.is_file(path):
             raise WorkloadError(f"--model: no file {name_or_path!r}")
-        text = path.read_text()
+        text = files.read_text(path, "--model")
     else:
         if name_or_path not in list_dits():
             raise WorkloadError(

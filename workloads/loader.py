@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hardware import files
 from workloads.model import MLAConfig, ModelConfig, MoEConfig
 from workloads.ops import WorkloadError
 
@@ -28,10 +29,10 @@ def list_models() -> list[str]:
 def load_model(name_or_path: str) -> ModelConfig:
     """A preset slug, a roofsim model TOML, or a Hugging Face ``config.json`` path."""
     path = Path(name_or_path)
-    if path.suffix in (".toml", ".json") or path.exists():
-        if not path.is_file():
+    if path.suffix in (".toml", ".json") or files.exists(path):
+        if not files.is_file(path):
             raise WorkloadError(f"--model: no file {name_or_path!r}")
-        text = path.read_text()
+        text = files.read_text(path, "--model")
         if path.suffix == ".json":
             try:
                 return model_from_hf(json.loads(text), name=path.name.split(".")[0])

@@ -562,13 +562,11 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def _note_defaults(args: argparse.Namespace) -> None:
     """One stderr line when a user's chip file leaves fields to their defaults (presets are
     complete where their sources are)."""
-    from pathlib import Path
+    from hardware.files import is_file
 
     chip = getattr(args, "chip", None)
-    if not isinstance(chip, str) or not (chip.endswith(".toml") or Path(chip).is_file()):
-        return
-    if not Path(chip).is_file():
-        return  # the command's own loading names the missing file
+    if not isinstance(chip, str) or not is_file(chip):
+        return  # a preset, or the command's own loading names the missing file
     from hardware.loader import field_origins, load_chip_dict
 
     missing = [f for f, _, o in field_origins(load_chip_dict(chip)) if o != "given"]

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hardware import files
 from hardware.chip import Chip, ConfigError, System
 from hardware.units import format_si
 from workloads.ops import OpKind
@@ -680,7 +681,7 @@ def load_trace(source: Timeline | Mapping[str, Any] | str | Path) -> dict:
     """A Chrome trace dict from a Timeline, a trace dict, or a JSON file written by ``--trace``."""
     if isinstance(source, str | Path):
         try:
-            return json.loads(Path(source).read_text())
+            return json.loads(files.read_text(source, "--from-trace"))
         except OSError as exc:
             raise ConfigError(
                 f"--from-trace {str(source)!r}: cannot read ({exc.strerror})"

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from hardware import files
 from hardware.chip import Chip, ConfigError, Link, MemoryLevel, System, dtype_bytes
 from workloads.ops import Gemm, Op, OpKind
 
@@ -243,4 +244,4 @@ def write_calibrated_toml(base_text: str, fits: list[Fit], out: str | Path) -> N
     for fit in fits:
         lines.append(f'"{fit.path}" = {fit.value!r}')
         lines.append(f'"{fit.path}_source" = "{fit.note}"')
-    Path(out).write_text("\n".join(lines) + "\n")
+    files.write_text(out, "\n".join(lines) + "\n", "-o")

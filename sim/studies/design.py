@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hardware import ConfigError
+from hardware import ConfigError, files
 from hardware.area import SITE_BANDWIDTH, estimate_area
 from hardware.cost import estimate_cost
 from hardware.loader import apply_overrides, chip_source_text, load_chip_dict, system_from_dict
@@ -141,7 +141,7 @@ def load_spec(path: str | Path) -> Spec:
             f"design: no spec file {str(path)!r} (shipped specs: {', '.join(list_designs())})"
         )
     try:
-        raw = tomllib.loads(p.read_text())
+        raw = tomllib.loads(files.read_text(p, "design spec"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"design spec {str(path)!r}: malformed TOML: {exc}") from None
     head = raw.get("design", {})

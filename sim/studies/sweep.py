@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from hardware import files
 from hardware.chip import ConfigError, System
 from hardware.loader import apply_overrides, load_chip_dict, system_from_dict
 from hardware.units import UnitError, parse_quantity
@@ -188,10 +189,10 @@ def load_spec(path: str | Path) -> SweepSpec:
     """Read and check a sweep spec; raises ConfigError naming the field and the fix."""
     path = Path(path)
     where = f"sweep spec {path}"
-    if not path.is_file():
+    if not files.is_file(path):
         raise ConfigError(f"{where}: no such file")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(files.read_text(path, "sweep spec"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: malformed TOML: {exc}") from None
     return spec_from_dict(raw, where)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hardware import ConfigError, load_system
+from hardware import ConfigError, files, load_system
 from sim.cost.collectives import collective_time
 from sim.cost.result import CapacityError
 from sim.cost.roofline import cost_ops
@@ -114,7 +114,7 @@ def load_rows(path: Path | str = DEFAULT_DATA) -> list[dict]:
     if not p.is_file():
         raise ConfigError(f"--data: no file {str(p)!r}; give the published-measurement TOML")
     try:
-        rows = tomllib.loads(p.read_text()).get("row", [])
+        rows = tomllib.loads(files.read_text(p, "--data")).get("row", [])
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--data {p}: malformed TOML: {exc}") from None
     return rows
@@ -778,4 +778,4 @@ def write_report(path: Path | str, results: list[RowResult], summary: list[KindS
         "summary": [s.to_dict() for s in summary],
         "rows": [r.to_dict() for r in results],
     }
-    Path(path).write_text(json.dumps(report, indent=1) + "\n")
+    files.write_text(path, json.dumps(report, indent=1) + "\n", "--report")

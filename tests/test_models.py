@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from workloads import WorkloadError, list_models, load_model
+from workloads.loader import model_from_dict, model_from_hf
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 REQUIRED = [
@@ -118,3 +119,15 @@ def test_an_unknown_model_type_names_the_supported_ones(tmp_path):
     path.write_text('{"model_type": "rwkv", "hidden_size": 2048}')
     with pytest.raises(WorkloadError, match="model_type 'rwkv' is not supported; supported: llama"):
         load_model(str(path))
+
+
+def test_heads_that_do_not_divide_the_hidden_size_are_refused_not_floored(tmp_path):
+
+    raw = {"name": "odd", "n_layers": 2, "hidden": 4097, "n_heads": 32, "ffn": 64, "vocab": 64}
+    with pytest.raises(WorkloadError, match="32 attention heads must divide the hidden size 4097"):
+        model_from_dict(raw)
+    assert model_from_dict({**raw, "head_dim": 128}).head_dim == 128  # given: taken as is
+    hf = {"hidden_size": 4097, "num_attention_heads": 32, "num_hidden_layers": 2,
+          "intermediate_size": 64, "vocab_size": 64}  # fmt: skip
+    with pytest.raises(WorkloadError, match="must divide the hidden size 4097"):
+        model_from_hf(hf)

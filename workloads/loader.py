@@ -61,6 +61,15 @@ def _counts(where: str, table: dict[str, Any], keys: tuple[str, ...]) -> None:
                 raise WorkloadError(f"{where}: {key} must be an integer >= 1, got {v!r}")
 
 
+def _divides(where: str, hidden: Any, n_heads: Any) -> None:
+    """The head dimension is hidden / heads only when the heads divide it (no silent floor)."""
+    if isinstance(hidden, int) and isinstance(n_heads, int) and n_heads and hidden % n_heads:
+        raise WorkloadError(
+            f"{where}: the {n_heads} attention heads must divide the hidden size {hidden} "
+            f"(or give head_dim)"
+        )
+
+
 def _subtable(raw: dict[str, Any], key: str, name: str) -> dict[str, Any] | None:
     """``raw[key]`` when it is a table (None when absent); WorkloadError when it is not."""
     value = raw.get(key)
@@ -82,7 +91,9 @@ def model_from_dict(raw: dict[str, Any]) -> ModelConfig:
         if fields[required] is None:
             raise WorkloadError(f"model {name!r}: {required} must be an integer >= 1, got None")
     fields.setdefault("n_kv_heads", fields["n_heads"])
-    fields.setdefault("head_dim", fields["hidden"] // fields["n_heads"])
+    if "head_dim" not in fields:
+        _divides(f"model {name!r}", fields["hidden"], fields["n_heads"])
+        fields["head_dim"] = fields["hidden"] // fields["n_heads"]
     moe = _subtable(raw, "moe", name)
     if moe is not None:
         for key in ("n_experts", "top_k", "expert_ffn"):
@@ -214,6 +225,8 @@ def model_from_hf(cfg: dict[str, Any], name: str = "hf-model") -> ModelConfig:
             "n_layers", "n_heads"))  # fmt: skip
     try:
         return _from_hf(cfg, kind, name)
+    except WorkloadError:
+        raise
     except KeyError as exc:
         raise WorkloadError(f"config.json {name!r}: missing key {exc.args[0]!r}") from None
     except (TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
@@ -252,7 +265,8 @@ def _from_hf(cfg: dict[str, Any], kind: str, name: str) -> ModelConfig:
             hidden=hidden,
             n_heads=n_heads,
             n_kv_heads=cfg.get("num_key_value_heads") or n_heads,
-            head_dim=cfg.get("head_dim") or hidden // n_heads,
+            head_dim=cfg.get("head_dim")
+            or (_divides(f"config.json {name!r}", hidden, n_heads) or hidden // n_heads),
             ffn=cfg["intermediate_size"],
             gated_mlp=True,
             activation=_ACT.get(str(act), "silu"),

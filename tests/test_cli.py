@@ -47,7 +47,8 @@ def test_set_override_changes_the_answer(capsys):
         (["--model", "llama-2-7b", "--chip", "nope"], "unknown chip 'nope'"),
         (["--model", "llama-2-7b", "--chip", "h100-sxm", "--set", "hbm.bandwidth=-1TB/s"],
          "bandwidth must be > 0"),
-        (["--model", "llama-2-70b", "--chip", "h100-sxm", "--chips", "3"], "must divide the 64"),
+        (["--model", "llama-2-70b", "--chip", "h100-sxm", "--chips", "3"],
+         "--chips 3: with no --tp, the 3 chips run one tensor-parallel replica, and 3 does not divide the 64"),
         (["--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "4", "--tp", "3"],
          "multiple of --tp"),
         (["--model", "llama-2-7b", "--chip", "h100-sxm", "--attention-kernel", "fa3"],
@@ -205,3 +206,63 @@ def test_an_unwritable_report_is_one_line(capsys):
     code = main(["validate", "--kind", "membw", "--report", "/nonexistent-dir/r.json"])
     err = capsys.readouterr().err
     assert code == 2 and "--report /nonexistent-dir/r.json: cannot write it" in err
+
+
+# issue 23's list of inputs found by hand: each is one line naming the field, exit 2
+HAND_FOUND = [
+    (["plan", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "10",
+      "--usd-per-chip-hour", "-2"], "--usd-per-chip-hour: must be a finite number > 0"),
+    (["plan", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "10", "--slo-ttft", "-1"],
+     "--slo-ttft: must be a finite number > 0"),
+    (["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "0"],
+     "--rate: must be a finite number > 0"),
+    (["train", "--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "8", "--tokens", "-5"],
+     "--tokens (training-run tokens) must be >= 0"),
+    (["train", "--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "8", "--vp", "2"],
+     "it needs --pp > 1"),
+    (["train", "--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "8",
+      "--capacity-factor", "nan"], "--capacity-factor must be >= 1 (or 0 for dropless), got nan"),
+    (["validate", "--kind", "nosuch"], "--kind nosuch: not a validation kind"),
+    (["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--set", "compute.tile_k=abc"],
+     "compute.tile_k must be an integer, got 'abc'"),
+    (["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--set", "compute=5"],
+     "compute must be a table of fields, got 5"),
+    (["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--set",
+      "system.chips_per_node=nan"], "system.chips_per_node must be an integer, got nan"),
+    (["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--set", "compute.gemm_tiles=2.5"],
+     "compute.gemm_tiles must be [[M, N], ...] of integers, got 2.5"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "match"), HAND_FOUND)
+def test_inputs_found_by_hand_are_one_line(argv, match, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and match in err and "Traceback" not in err, err
+
+
+def test_config_files_found_by_hand_are_one_line(tmp_path, capsys):
+    cases = {
+        "list.json": ("[1, 2]", "must be a JSON object of fields, got list"),
+        "zero.json": ('{"num_attention_heads": 0, "hidden_size": 64, "num_hidden_layers": 1, '
+                      '"intermediate_size": 8, "vocab_size": 8}',
+                      "num_attention_heads must be an integer >= 1, got 0"),
+        "text.json": ('{"num_attention_heads": 8, "hidden_size": "4096", "num_hidden_layers": 1, '
+                      '"intermediate_size": 8, "vocab_size": 8}',
+                      "hidden_size must be an integer >= 1, got '4096'"),
+    }  # fmt: skip
+    for name, (text, match) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        assert main(["decode", "--model", str(path), "--chip", "h100-sxm"]) == 2
+        assert match in capsys.readouterr().err
+
+
+def test_a_non_numeric_calibration_cell_is_one_line(tmp_path, capsys):
+    csv_path = tmp_path / "gemm.csv"
+    csv_path.write_text("dtype,m,n,k,time_s\nbf16,x,1,1,1\n")
+    assert main(["calibrate", "--chip", "h100-sxm", "--gemm", str(csv_path)]) == 2
+    assert "line 2: m must be an integer >= 1, got 'x'" in capsys.readouterr().err

@@ -166,6 +166,13 @@ def llm_workload(args: argparse.Namespace, kind: str):
             f"--chips {chips} must be a multiple of {given} ({tp * pp} chips per replica)"
         )
     model = load_model(args.model)
+    if not args.tp and tp > 1 and model.n_heads % tp:
+        # tp came from --chips: blame the flag the user gave, not --tp
+        raise ConfigError(
+            f"--chips {chips}: with no --tp, the {tp} chips run one tensor-parallel replica, "
+            f"and {tp} does not divide the {model.n_heads} attention heads of {model.name}; "
+            f"give --tp (dividing {model.n_heads}) with --chips a multiple of it"
+        )
     system = load_system(args.chip, chips, args.set)
     common = dict(
         model=model,

@@ -22,6 +22,7 @@ The CSV formats are what ``benchmarks/microbench/microbench.py`` writes.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,17 +41,39 @@ class Fit:
     note: str
 
 
+#: the columns read as numbers: counts as integers >= 1, measurements as finite numbers > 0
+_INT_COLUMNS = ("m", "n", "k")
+_NUMBER_COLUMNS = ("bytes", "time_s")
+
+
 def _read_csv(path: str | Path, needed: tuple[str, ...]) -> list[dict[str, str]]:
-    p = Path(path)
-    if not p.is_file():
+    """The CSV's rows, each needed numeric cell checked (ConfigError naming line and column)."""
+    if not files.is_file(path):
         raise ConfigError(f"calibrate: no file {str(path)!r}")
-    with p.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = list(csv.DictReader(io.StringIO(files.read_text(path, "calibrate"))))
     if not rows:
         raise ConfigError(f"calibrate: {path}: no rows")
     missing = [c for c in needed if c not in rows[0]]
     if missing:
         raise ConfigError(f"calibrate: {path}: missing column(s) {', '.join(missing)}")
+    for line, row in enumerate(rows, start=2):
+        for col in needed:
+            cell = row.get(col) or ""
+            if col in _INT_COLUMNS:
+                ok = cell.strip().isdigit() and int(cell) >= 1
+                want = "an integer >= 1"
+            elif col in _NUMBER_COLUMNS:
+                try:
+                    ok = math.isfinite(float(cell)) and float(cell) > 0
+                except ValueError:
+                    ok = False
+                want = "a finite number > 0"
+            else:
+                continue
+            if not ok:
+                raise ConfigError(
+                    f"calibrate: {path} line {line}: {col} must be {want}, got {cell!r}"
+                )
     return rows
 
 

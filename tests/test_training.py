@@ -619,3 +619,16 @@ def test_virtual_stages_without_a_pipeline_and_negative_run_tokens_are_refused(f
     t = Training(model=load_model("llama-3-8b"), dp=8, **fields)
     with pytest.raises(WorkloadError, match=re.escape(match)):
         t.validate()
+
+
+def test_a_model_of_absurd_depth_ends_in_time_with_bounded_gradient_buckets():
+    # 10^18 layers: the gradient reduce of a chunk is cut into at most MAX_BUCKETS buckets,
+    # so the step's event timeline stays small however deep the model
+    from sim.engine.events import MAX_BUCKETS
+    from workloads.loader import model_from_dict
+
+    deep = model_from_dict({"name": "deep", "n_layers": 10**18, "hidden": 256, "n_heads": 4,
+                            "ffn": 512, "vocab": 1000})  # fmt: skip
+    w = Training(model=deep, seq=256, micro_batch=1, tp=1, dp=8)
+    r = simulate_training(w, load_system("h100-sxm", 8), check_memory=False)
+    assert r.step_time_s > 1e9 and MAX_BUCKETS == 128

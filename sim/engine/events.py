@@ -102,6 +102,16 @@ def schedule(p: int, v: int, m: int, stage: int) -> list[tuple[str, int, int]]:
     return order
 
 
+#: gradient buckets per chunk at most: one per layer up to this many (every preset's stage
+#: has fewer layers), then layers share buckets, so the step's events stay bounded however
+#: deep the model (the exposed tail, one bucket's reduce, is then total / MAX_BUCKETS)
+MAX_BUCKETS = 128
+
+
+def _buckets(layers: int) -> int:
+    return max(1, min(int(layers), MAX_BUCKETS))
+
+
 def run_pipeline(
     stages: list[StageWork],
     micro_batches: int,
@@ -155,7 +165,7 @@ def run_pipeline(
     def grad_sync(s: int, c: int, b_start: float, b_dur: float, comm: simpy.Resource):
         work = stages[s]
         total = work.grad_sync[c] if work.grad_sync else 0.0
-        n = max(1, work.layers[c] if work.layers else 1)
+        n = _buckets(work.layers[c] if work.layers else 1)
         for j in range(n):
             ready = b_start + b_dur * (j + 1) / n  # bucket j's layers are done
             if overlap and env.now < ready:
@@ -180,7 +190,7 @@ def run_pipeline(
             if overlap and kind == "B" and mb == last_b[c] and work.grad_sync:
                 # the gradient buckets reduce beside this backward (all but the last bucket,
                 # which waits for its end), on cores the backward loses
-                n = max(1, work.layers[c] if work.layers else 1)
+                n = _buckets(work.layers[c] if work.layers else 1)
                 beside = min(work.grad_sync[c] * (n - 1) / n, dur)
                 dur += work.collective_core_share * beside
                 times[s].contention_s += work.collective_core_share * beside

@@ -329,3 +329,12 @@ def test_a_plan_stops_searching_at_the_demand_peak_and_says_so(l8b):
     assert o.replicas == 1 and o.max_rate_is_floor and o.max_rate_per_replica == 2.0
     assert ">= 2" in p.summary() and "the rate search stopped" in p.summary()
     assert p.to_dict()["options"][0]["max_rate_is_floor"] is True
+
+
+def test_plan_json_works_when_an_option_succeeds(capsys):
+    # issue 23: plan --json raised ZeroDivisionError (kv_points=0) whenever a TP option succeeded
+    code = main(["plan", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "2", "--tp", "1",
+                 "--json"])  # fmt: skip
+    assert code == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["best"]["tp"] == 1 and d["options"][0]["replicas"] >= 1

@@ -1,6 +1,7 @@
 """Diffusion transformers: token counts, FLOPs against the papers, bounds, sequence parallelism."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -192,3 +193,48 @@ def test_cli_dit_bad_input_is_one_line_exit_2(argv, message, capsys):
 def test_cli_dit_zero_height_is_an_error_not_the_default(capsys):
     assert main(["dit", "--model", "dit-xl-2", "--chip", "h100-sxm", "--height", "0"]) == 2
     assert "--height 0 must be a multiple" in capsys.readouterr().err
+
+
+DIFFUSERS = Path(__file__).parent / "fixtures" / "diffusers"
+# fixture -> the roofsim preset of the same model (None: no preset; published parameter count)
+DIFFUSERS_MODELS = {
+    "pixart-xl-2-1024-ms.json": "pixart-alpha",
+    "sd3-medium.json": "sd3-medium",
+    "cogvideox-5b.json": "cogvideox-5b",
+    "hunyuanvideo.json": "hunyuanvideo",
+    "wan2.1-t2v-14b.json": "wan2.1-14b",
+    "flux-1-dev.json": None,
+}
+
+
+@pytest.mark.parametrize(("fixture", "preset"), DIFFUSERS_MODELS.items())
+def test_diffusers_transformer_configs_load_as_the_same_model(fixture, preset):
+    dit = load_dit(str(DIFFUSERS / fixture))
+    if preset is None:
+        # FLUX.1 [dev]: "a 12 billion parameter rectified flow transformer" (model card)
+        assert dit.n_params() == pytest.approx(12e9, rel=0.02)
+    else:
+        ref = load_dit(preset)
+        assert dit.n_params() == ref.n_params()  # the same blocks, widths and patch
+        assert dit.tokens(ref.default_height, ref.default_width, ref.default_frames) == (
+            ref.tokens(ref.default_height, ref.default_width, ref.default_frames)
+        )
+    w = DiT(model=dit, steps=2, height=dit.default_height, width=dit.default_width, frames=1)
+    r = simulate(w, load_system("h100-sxm", 1), check_memory=False)
+    assert r.time_s > 0
+
+
+def test_flux_packed_latents_are_patch_2_tokens_on_the_16_channel_latent():
+    flux = load_dit(str(DIFFUSERS / "flux-1-dev.json"))
+    # 1024 px / VAE 8 = 128 latent; 2 x 2 packing -> 64 x 64 = 4096 tokens
+    assert (flux.patch, flux.in_channels, flux.tokens(1024, 1024, 1)) == (2, 16, 4096)
+    assert (flux.n_layers, flux.n_single_layers, flux.block) == (19, 38, "hybrid")
+
+
+def test_an_unknown_diffusers_class_is_one_line(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"_class_name": "UNet2DConditionModel"}))
+    assert main(["dit", "--model", str(path), "--chip", "h100-sxm"]) == 2
+    err = capsys.readouterr().err
+    assert "_class_name 'UNet2DConditionModel' is not a diffusers transformer" in err
+    assert "FluxTransformer2DModel" in err and err.count("\n") == 1

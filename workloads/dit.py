@@ -201,12 +201,26 @@ def list_dits() -> list[str]:
 
 @cache
 def load_dit(name_or_path: str) -> DiTConfig:
-    """A DiT preset slug or a path to a DiT TOML file."""
+    """A DiT preset slug, a path to a DiT TOML file, or a diffusers transformer config.json
+    (``workloads.diffusers``)."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or files.exists(path):
+    if path.suffix in (".toml", ".json") or files.exists(path):
         if not files.is_file(path):
             raise WorkloadError(f"--model: no file {name_or_path!r}")
         text = files.read_text(path, "--model")
+        if path.suffix == ".json":
+            import json
+
+            from workloads.diffusers import dit_from_diffusers
+
+            try:
+                cfg = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise WorkloadError(f"{name_or_path}: malformed JSON: {exc}") from None
+            # a diffusers folder's transformer/config.json: name it after the model folder
+            parts = path.resolve().parts
+            name = parts[-3] if len(parts) >= 3 and parts[-2] == "transformer" else path.stem
+            return dit_from_diffusers(cfg, name)
     else:
         if name_or_path not in list_dits():
             raise WorkloadError(

@@ -31,7 +31,11 @@ from sim.cli.args import (
 
 
 def _add_dit_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="DiT preset slug or a DiT TOML file")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="DiT preset slug, a DiT TOML file or a diffusers transformer config.json",
+    )
     p.add_argument("--chip", required=True, help="chip preset slug or a chip TOML file")
     p.add_argument("--chips", type=positive_int, default=1, help="chips in all (default 1)")
     p.add_argument(

@@ -48,7 +48,7 @@ def test_set_override_changes_the_answer(capsys):
         (["--model", "llama-2-7b", "--chip", "h100-sxm", "--set", "hbm.bandwidth=-1TB/s"],
          "bandwidth must be > 0"),
         (["--model", "llama-2-70b", "--chip", "h100-sxm", "--chips", "3"],
-         "--chips 3: with no --tp, the 3 chips run one tensor-parallel replica, and 3 does not divide the 64"),
+         "--chips 3: with no --tp, the 3 chips run tensor-parallel, and 3 does not divide the 64"),
         (["--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "4", "--tp", "3"],
          "multiple of --tp"),
         (["--model", "llama-2-7b", "--chip", "h100-sxm", "--attention-kernel", "fa3"],

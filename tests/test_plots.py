@@ -292,7 +292,7 @@ def test_plot_command_batch_heatmap_pareto(sweep_rows, tmp_path, capsys):
         (["pareto", "--csv", "S", "--x", "bw", "--y", "batch", "-o", "p.pdf"],
          "unsupported suffix '.pdf'"),
         (["heatmap", "--csv", "missing.csv", "--x", "bw", "--y", "batch", "--metric", "m",
-          "-o", "h.png"], "--csv 'missing.csv': cannot read"),
+          "-o", "h.png"], "--csv missing.csv: cannot read it"),
         (["timeline", "-o", "t.png"], "give --model, --chip and --chips"),
         (["timeline", "--from-trace", "t.json", "--model", "llama-2-7b", "-o", "t.png"],
          "drop --model"),

@@ -338,3 +338,11 @@ def test_plan_json_works_when_an_option_succeeds(capsys):
     assert code == 0
     d = json.loads(capsys.readouterr().out)
     assert d["best"]["tp"] == 1 and d["options"][0]["replicas"] >= 1
+
+
+def test_a_trace_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "trace.csv"
+    bad.write_bytes(b"arrival_s,prompt_tokens,output_tokens\n\xff,1,1\n")
+    code = main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--trace-file", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--trace-file" in err and "not UTF-8 text" in err

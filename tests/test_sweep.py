@@ -682,3 +682,32 @@ def test_a_spec_too_large_for_one_run_is_refused_up_front_with_the_estimate(tmp_
     with pytest.raises(ConfigError, match=r"4e\+08 points is more than the 1e\+08 .* h here and"):
         run_sweep(big, tmp_path / "big.csv", workers=1, progress=False)
     assert not (tmp_path / "big.csv").exists()  # refused before anything was written
+
+
+def test_resume_refuses_when_a_model_file_the_spec_names_was_edited(tmp_path):
+    model = tmp_path / "m.toml"
+    model.write_text(
+        'name = "m"\nn_layers = 4\nhidden = 256\nn_heads = 4\nffn = 512\nvocab = 1000\n'
+    )
+    spec = _spec({"batch": [1, 2, 4]}, {"model": str(model)})
+    out = tmp_path / "r.csv"
+    run_sweep(spec, out, workers=1, progress=False)
+    model.write_text(model.read_text().replace("n_layers = 4", "n_layers = 40"))
+    with pytest.raises(ConfigError, match="written by a spec with other workload;"):
+        run_sweep(_spec({"batch": [1, 2, 4]}, {"model": str(model)}), out, resume=True,
+                  workers=1, progress=False)  # fmt: skip
+
+
+def test_a_file_from_before_fingerprints_gets_one_on_resume(tmp_path):
+    out = tmp_path / "r.csv"
+    run_sweep(_spec(SMALL), out, workers=1, progress=False)
+    (tmp_path / "r.csv.spec.json").unlink()
+    run_sweep(_spec(SMALL), out, resume=True, workers=1, progress=False)
+    assert (tmp_path / "r.csv.spec.json").is_file()  # protected from now on
+    with pytest.raises(ConfigError, match="other workload"):
+        run_sweep(_spec(SMALL, {"dtype": "fp8"}), out, resume=True, workers=1, progress=False)
+
+
+def test_a_range_axis_too_long_for_one_run_is_refused_before_its_values_are_made():
+    with pytest.raises(ConfigError, match=r"num 1e\+12 is more than the 1e\+08 points"):
+        _spec({"batch": {"start": 1, "stop": 10**12, "num": 10**12}})

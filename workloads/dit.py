@@ -24,6 +24,7 @@ overlapped with the attention of the block in hand. Text tokens are replicated o
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from dataclasses import dataclass, replace
 from functools import cache
@@ -218,8 +219,13 @@ def load_dit(name_or_path: str) -> DiTConfig:
             except json.JSONDecodeError as exc:
                 raise WorkloadError(f"{name_or_path}: malformed JSON: {exc}") from None
             # a diffusers folder's transformer/config.json: name it after the model folder
-            parts = path.resolve().parts
-            name = parts[-3] if len(parts) >= 3 and parts[-2] == "transformer" else path.stem
+            # (not resolved: the Hugging Face cache links config.json into blobs/)
+            parts = Path(os.path.abspath(path)).parts
+            name = path.stem
+            if len(parts) >= 3 and parts[-2] == "transformer":
+                name = parts[-3]
+                if len(parts) >= 5 and parts[-4] == "snapshots":  # cache: models--org--name/
+                    name = parts[-5].removeprefix("models--").split("--")[-1]
             return dit_from_diffusers(cfg, name)
     else:
         if name_or_path not in list_dits():

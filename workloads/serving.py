@@ -10,12 +10,14 @@ output_tokens``). The same seed gives the same stream. The server is a continuou
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hardware import files
 from workloads.llm import Decode, _Common
 from workloads.ops import WorkloadError
 
@@ -115,7 +117,8 @@ def load_trace(path: str | Path) -> Requests:
     if not p.is_file():
         raise WorkloadError(f"serve: --trace-file {str(p)!r} does not exist")
     cols = ("arrival_s", "prompt_tokens", "output_tokens")
-    with p.open(newline="") as f:
+    text = files.read_text(p, "serve: --trace-file")
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in cols if c not in (reader.fieldnames or [])]
         if missing:

@@ -168,10 +168,11 @@ def llm_workload(args: argparse.Namespace, kind: str):
     model = load_model(args.model)
     if not args.tp and tp > 1 and model.n_heads % tp:
         # tp came from --chips: blame the flag the user gave, not --tp
+        per = f"the {tp} chips" if pp == 1 else f"the {tp} chips of each of the {pp} stages"
         raise ConfigError(
-            f"--chips {chips}: with no --tp, the {tp} chips run one tensor-parallel replica, "
-            f"and {tp} does not divide the {model.n_heads} attention heads of {model.name}; "
-            f"give --tp (dividing {model.n_heads}) with --chips a multiple of it"
+            f"--chips {chips}: with no --tp, {per} run tensor-parallel, and {tp} does not divide "
+            f"the {model.n_heads} attention heads of {model.name}; give --tp (dividing "
+            f"{model.n_heads}) with --chips a multiple of --tp x --pp"
         )
     system = load_system(args.chip, chips, args.set)
     common = dict(

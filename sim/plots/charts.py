@@ -10,6 +10,7 @@ sim`` and the CLI start without it.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections import defaultdict
@@ -396,11 +397,8 @@ def _failed(row: Mapping[str, Any]) -> bool:
 def read_rows(source: str | Path | Iterable[Mapping[str, Any]], flag: str = "--csv") -> list[dict]:
     """Rows of a sweep result: a CSV file (one header row) or already-parsed mappings."""
     if isinstance(source, str | Path):
-        try:
-            with open(source, newline="") as f:
-                rows = [dict(r) for r in csv.DictReader(f)]
-        except OSError as exc:
-            raise ConfigError(f"{flag} {str(source)!r}: cannot read ({exc.strerror})") from None
+        text = files.read_text(source, flag)
+        rows = [dict(r) for r in csv.DictReader(io.StringIO(text, newline=""))]
     else:
         rows = [dict(r) for r in source]
     if not rows:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def _read_csv(path: str | Path, needed: tuple[str, ...]) -> list[dict[str, str]]
         for col in needed:
             cell = row.get(col) or ""
             if col in _INT_COLUMNS:
-                ok = cell.strip().isdigit() and int(cell) >= 1
+                ok = re.fullmatch(r"\s*[0-9]+\s*", cell) is not None and int(cell) >= 1
                 want = "an integer >= 1"
             elif col in _NUMBER_COLUMNS:
                 try:

@@ -36,7 +36,7 @@ import re
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -160,9 +160,14 @@ class SweepSpec:
         parts = {
             "system.chip": [self.chip, self.chip_raw, self.chip_raws],
             "system.set": list(self.sets),
-            "workload": [self.kind, self.workload],
-            "axes": [self.mode, [(a.name, a.target, a.labels) for a in self.axes]],
+            "workload": [self.kind, self.workload, _file_digests(self.workload.values())],
+            "axes": [
+                self.mode,
+                [(a.name, a.target, a.labels) for a in self.axes],
+                _file_digests(v for a in self.axes for v in a.values),
+            ],
             "constraints": [self.check_memory, self.max_power_w, self.max_usd_per_hour],
+            "roofsim": _roofsim_version(),
         }
         return {
             key: hashlib.sha256(json.dumps(v, sort_keys=True, default=repr).encode()).hexdigest()
@@ -369,6 +374,11 @@ def _axis_values(value: Any, where: str) -> tuple[Any, ...]:
     num, log = value["num"], value.get("log", False)
     if not isinstance(num, int) or isinstance(num, bool) or num < 1:
         raise ConfigError(f"{where}: num must be an integer >= 1, got {num!r}")
+    if num > MAX_POINTS:  # refused before the values are made (check_size sees the product)
+        raise ConfigError(
+            f"{where}: num {num:.3g} is more than the {MAX_POINTS:.0e} points one run takes; "
+            "use a smaller num, or split the range into several runs"
+        )
     if not isinstance(log, bool):
         raise ConfigError(f"{where}: log must be true or false, got {log!r}")
     start, stop = (_number(value[k], f"{where}: {k}") for k in ("start", "stop"))
@@ -1144,16 +1154,18 @@ def plan_chunks(spec: SweepSpec, points: np.ndarray, workers: int) -> list[np.nd
 _WORKER_SPEC: SweepSpec | None = None
 
 
-def _init_worker(spec: SweepSpec) -> None:
+def _init_worker(spec: SweepSpec, parent: int | None = None) -> None:
     global _WORKER_SPEC
     _WORKER_SPEC = spec
-    _die_with_parent()
+    _die_with_parent(os.getppid() if parent is None else parent)
 
 
-def _die_with_parent(poll_s: float = 0.5) -> None:
-    """End this worker process when the sweep that started it is gone (killed with SIGKILL, a
-    pool cannot shut its workers down): a daemon thread watches the parent's pid."""
-    parent = os.getppid()
+def _die_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """End this worker process when the sweep that started it (pid ``parent``, passed in so a
+    sweep that dies before the worker starts is noticed too) is gone: a pool cannot shut its
+    workers down after a SIGKILL. A daemon thread watches the worker's parent pid."""
+    if os.getppid() != parent:
+        os._exit(1)
 
     def watch() -> None:
         while True:
@@ -1176,7 +1188,9 @@ def _run_local(spec: SweepSpec, chunks: list[np.ndarray], workers: int) -> Itera
             yield evaluate_chunk(spec, chunk)
         return
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(chunks)), initializer=_init_worker, initargs=(spec,)
+        max_workers=min(workers, len(chunks)),
+        initializer=_init_worker,
+        initargs=(spec, os.getpid()),
     )
     try:
         todo = iter(chunks)
@@ -1253,6 +1267,29 @@ def check_size(spec: SweepSpec, max_points: int = MAX_POINTS) -> None:
     )
 
 
+def _file_digests(values: Iterable[Any]) -> dict[str, str]:
+    """A hash of each file a spec names (a model TOML, an HF or diffusers config.json): an
+    edited file changes the results though its name does not."""
+    out = {}
+    for v in values:
+        if isinstance(v, str) and v.endswith((".toml", ".json")) and files.is_file(v):
+            try:
+                out[v] = hashlib.sha256(Path(v).read_bytes()).hexdigest()
+            except OSError:
+                out[v] = "unreadable"
+    return out
+
+
+def _roofsim_version() -> str:
+    """The installed roofsim's version: another release may cost the same spec differently."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("roofsim")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def sidecar_path(output: str | Path) -> Path:
     """Where a results file keeps the fingerprint of the spec that wrote it."""
     output = Path(output)
@@ -1287,7 +1324,8 @@ def check_fingerprint(output: str | Path, spec: SweepSpec) -> None:
     if changed:
         raise ConfigError(
             f"--resume: {output} was written by a spec with other {', '.join(changed)}; resume "
-            "with the spec that wrote it, or choose another -o"
+            "with the spec that wrote it, choose another -o, or drop --resume and give --force "
+            "to start it again"
         )
 
 
@@ -1414,6 +1452,8 @@ def run_sweep(
     if exists and resume:
         check_fingerprint(output, spec)
     done = read_done(output, spec) if exists and resume else np.zeros(0, dtype=np.int64)
+    if exists and resume and not sidecar_path(output).is_file():
+        write_fingerprint(output, spec)  # a file from before fingerprints: protected from now on
     missing = np.setdiff1d(np.arange(spec.n_points, dtype=np.int64), done, assume_unique=True)
     chunks = plan_chunks(spec, missing, workers)
     if executor == "dask":

@@ -3,6 +3,8 @@ clear line when a file cannot be read or is not UTF-8 text, never a traceback.""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 from hardware.chip import ConfigError
@@ -45,3 +47,19 @@ def is_file(path: str | Path) -> bool:
         return Path(path).is_file()
     except (OSError, ValueError):
         return False
+
+
+def dumps(obj: object, **kwargs) -> str:
+    """Strict JSON (RFC 8259): a non-finite float (NaN, an infinity) is written as null, never
+    as the bare NaN/Infinity tokens that strict parsers refuse."""
+
+    def clean(x: object) -> object:
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(obj), allow_nan=False, **kwargs)

@@ -37,21 +37,10 @@ def positive_int(text: str) -> int:
 
 
 def dumps(obj: object, **kwargs) -> str:
-    """Strict JSON (RFC 8259): a non-finite float (NaN, an infinity) is written as null, never
-    as the bare NaN/Infinity tokens that strict parsers refuse."""
-    import json
-    import math
+    """Strict JSON (``hardware.files.dumps``: a NaN or infinity is written as null)."""
+    from hardware.files import dumps as strict
 
-    def clean(x: object) -> object:
-        if isinstance(x, float):
-            return x if math.isfinite(x) else None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        return x
-
-    return json.dumps(clean(obj), allow_nan=False, **kwargs)
+    return strict(obj, **kwargs)
 
 
 SET_HELP = (

@@ -20,9 +20,10 @@ the bubble is (p - 1)/(m + p - 1) of the step for 1F1B and (p - 1)/(v·m + p - 1
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hardware import files
 
 Part = tuple[str, float, str]  # (name, seconds, category) inside a chunk, for the trace
 
@@ -79,7 +80,7 @@ class Timeline:
                 "otherData": meta or {}}  # fmt: skip
 
     def write_trace(self, path: str | Path, meta: dict | None = None) -> None:
-        Path(path).write_text(json.dumps(self.chrome_trace(meta)))
+        files.write_text(path, files.dumps(self.chrome_trace(meta)), "--trace")
 
 
 def schedule(p: int, v: int, m: int, stage: int) -> list[tuple[str, int, int]]:

@@ -18,7 +18,6 @@ attention, a STREAM-style copy/triad) or one all-reduce (NCCL bus bandwidth).
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import tomllib
@@ -778,4 +777,4 @@ def write_report(path: Path | str, results: list[RowResult], summary: list[KindS
         "summary": [s.to_dict() for s in summary],
         "rows": [r.to_dict() for r in results],
     }
-    files.write_text(path, json.dumps(report, indent=1) + "\n", "--report")
+    files.write_text(path, files.dumps(report, indent=1) + "\n", "--report")

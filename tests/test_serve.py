@@ -346,3 +346,37 @@ def test_a_trace_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
     code = main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--trace-file", str(bad)])
     err = capsys.readouterr().err
     assert code == 2 and "--trace-file" in err and "not UTF-8 text" in err
+
+
+def test_disaggregated_serving_moves_each_kv_cache_once_and_reports_both_pools(l8b):
+    # 4 replicas: 2 only prefill, 2 only decode; every request crosses once
+    w = _serving(l8b, rate=8.0, duration_s=30.0, replicas=4, prefill_replicas=2,
+                 prompt=LengthDist.parse("1000", "p"), output=LengthDist.parse("50", "o"))  # fmt: skip
+    system = load_system("h100-sxm", 4, [])
+    r = simulate_serving(w, system)
+    assert r.completed == len(r.arrival_s) > 0
+    # 1000 tokens x 128 kB of bf16 KV per token (llama-3-8b, one chip) over 50 GB/s NDR at the
+    # link's achievable fraction, plus its latency
+    link = system.inter_node
+    kv_per_token = 32 * 2 * 8 * 128 * 2
+    expect = link.latency_s + 1000 * kv_per_token / (
+        link.bandwidth_bytes_per_s * link.achievable_fraction
+    )
+    assert r.kv_transfer_mean_s == pytest.approx(expect)
+    d = r.to_dict()["disaggregated"]
+    assert (d["prefill_chips"], d["decode_chips"]) == (2, 2)
+    assert 0 < d["prefill_busy_fraction"] < 1 and 0 < d["decode_busy_fraction"] <= 1
+    # the first token comes from the prefill pool, the rest after the transfer
+    assert (r.ttft >= 0).all() and (r.tpot * 49 >= r.kv_transfer_mean_s * 0.99).all()
+    colocated = simulate_serving(replace(w, prefill_replicas=0), system)
+    assert "disaggregated" not in colocated.to_dict()
+
+
+def test_prefill_chips_must_leave_a_decode_pool(capsys):
+    argv = ["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--chips", "4", "--tp", "2"]
+    for pre, match in (("4", "below --chips 4"), ("1", "a multiple of --tp 2")):
+        assert main([*argv, "--prefill-chips", pre]) == 2
+        assert match in capsys.readouterr().err
+    assert main([*argv, "--prefill-chips", "2", "--duration", "10", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)["disaggregated"]
+    assert d["prefill_chips"] == 2 and d["decode_chips"] == 2 and d["kv_transfer_mean_s"] > 0

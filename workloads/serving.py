@@ -172,6 +172,10 @@ class Serving(_Common):
     router: str = "least-loaded"  # or "round-robin"
     concurrency: int | None = None  # closed loop: this many clients, each sends on completion
     admission: str = "watermark"  # vLLM: prompt blocks + 1 % free; "reserve": prompt + output
+    # disaggregated serving (DistServe, Splitwise): the first prefill_replicas replicas only
+    # prefill, the rest only decode, each request's KV cache moved between them over the
+    # inter-node link; 0: every replica does both (colocated)
+    prefill_replicas: int = 0
 
     def validate(self) -> None:
         self._validate("serve")
@@ -209,6 +213,12 @@ class Serving(_Common):
         if self.router not in ("least-loaded", "round-robin"):
             raise WorkloadError(
                 f"serve: --router must be least-loaded or round-robin, got {self.router!r}"
+            )
+        p = self.prefill_replicas
+        if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < self.replicas:
+            raise WorkloadError(
+                f"serve: --prefill-chips must leave at least one decode replica: prefill "
+                f"replicas must be in 0..{self.replicas - 1} of the {self.replicas}, got {p!r}"
             )
 
     @property
@@ -263,6 +273,7 @@ class Serving(_Common):
             "block_size": self.block_size,
             "router": self.router,
             "admission": self.admission,
+            "prefill_replicas": self.prefill_replicas,
             "seed": self.seed,
         }
         if self.concurrency is not None:

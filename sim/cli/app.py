@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sim.cli import area, compare, design, plot, sweep  # argparse only; heavy imports load when run
@@ -147,6 +148,10 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
                        help="seconds of arrivals")  # fmt: skip
         p.add_argument("--trace-file", default=None, metavar="CSV",
                        help="arrivals from a CSV: arrival_s,prompt_tokens,output_tokens")  # fmt: skip
+        p.add_argument("--prefill-chips", type=int_arg, default=0, metavar="N",
+                       help="disaggregated serving: N of the chips (a multiple of --tp) only "
+                       "prefill, the rest only decode; each request's KV cache moves between "
+                       "the pools over the inter-node link (default 0: colocated)")  # fmt: skip
         p.add_argument("--router", default="least-loaded",
                        help="least-loaded (default) or round-robin")  # fmt: skip
         p.add_argument("--concurrency", type=int_arg, default=None,
@@ -221,7 +226,13 @@ def _run_serve(args: argparse.Namespace) -> int:
         from sim.plots.charts import check_output
 
         check_output(args.plot, "--plot")  # a wrong suffix fails before the run
-    serving = _serving(args, args.tp, chips // args.tp)
+    pre = args.prefill_chips
+    if pre and (pre < 0 or pre % args.tp or pre >= chips):
+        raise ConfigError(
+            f"--prefill-chips {pre} must be a multiple of --tp {args.tp} below --chips {chips} "
+            "(the rest decode)"
+        )
+    serving = replace(_serving(args, args.tp, chips // args.tp), prefill_replicas=pre // args.tp)
     system = load_system(args.chip, chips, args.set)
     result = simulate_serving(serving, system, slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot)
     print(dumps(result.to_dict()) if args.json else result.summary())

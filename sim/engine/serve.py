@@ -28,6 +28,10 @@ NB (deliberate approximations):
   token rows are interpolated on a 1/32-octave grid. Both are within ~1 % of exact (tested).
 - Prompt chunks in one iteration share one variable-length attention launch per layer.
 - For MLA models every token goes through the absorbed (decode) projections.
+- Disaggregated (``prefill_replicas`` > 0): prefill replicas hand each request on after its
+  first token; its KV cache crosses the inter-node link (each TP rank its shard, not overlapped
+  with the prefill) and a decode replica admits it when its blocks fit. The least-loaded decode
+  replica takes it whatever the router.
 - Chips run in the steady state: each op at the clock the chip's power limit allows
   (``hardware.power``); memory-bound decode iterations draw less and keep their clock. Energy is
   the chips' idle power over the whole run (a chip waiting for requests holds its floor) plus
@@ -39,6 +43,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -248,6 +253,8 @@ class _Stats:
         self.used_blocks = 0  # KV blocks in use over all replicas
         self.kv_t: list[float] = []
         self.kv_used: list[float] = []
+        self.kv_transfer_s = 0.0  # disaggregated: KV cache transfers, summed
+        self.kv_transfers = 0
 
     def change_in_system(self, now: float, delta: int) -> None:
         self.in_system_area += self.in_system * (now - self.last_change_s)
@@ -258,8 +265,11 @@ class _Stats:
 class _Replica:
     """One continuous-batching engine: waiting queue, running sequences, paged KV blocks."""
 
-    def __init__(self, env, idx: int, sim: _ServeRun) -> None:
+    def __init__(self, env, idx: int, sim: _ServeRun, role: str = "both") -> None:
         self.env, self.idx, self.sim = env, idx, sim
+        self.role = role  # both | prefill (hands each request on) | decode (takes them in)
+        self.incoming: deque[int] = deque()  # decode role: prefilled requests waiting for blocks
+        self.busy_s = 0.0
         w = sim.serving
         self.bs, self.total_blocks = w.block_size, sim.blocks
         self.watermark = max(1, int(_WATERMARK * sim.blocks)) if sim.blocks > 100 else 0
@@ -307,8 +317,51 @@ class _Replica:
         if done is not None:
             done.succeed()
 
+    def add_prefilled(self, rid: int) -> None:
+        """Decode role: ``rid`` arrives with its KV cache from a prefill replica."""
+        self.incoming.append(rid)
+        self.load += 1
+        if not self.wake.triggered:
+            self.wake.succeed()
+
+    def _take_incoming(self) -> None:
+        """Decode role: admit arrived requests while their caches fit, each decoding at once."""
+        while self.incoming:
+            rid = self.incoming[0]
+            if not self._can_admit(rid, len(self.decoding)):
+                break
+            self.incoming.popleft()
+            self._admit(rid)
+            self._start_decode(rid, self.it)
+
+    def _handoff(self, rid: int) -> None:
+        """Prefill role: the first token is out; send the KV cache to the decode pool."""
+        st = self.sim.stats
+        if math.isnan(st.first_token_s[rid]):
+            st.first_token_s[rid] = self.env.now
+        cache = self._prefill_len(rid)
+        if int(self.sim.req.output[rid]) <= 1:
+            self._finish(rid, cache)
+            return
+        self.env.process(self._send(rid, cache))
+
+    def _send(self, rid: int, cache: int):
+        """The KV transfer: the cache's blocks stay here until it has arrived."""
+        t = self.sim.kv_transfer_s(cache)
+        yield self.env.timeout(t)
+        self.sim.stats.kv_transfer_s += t
+        self.sim.stats.kv_transfers += 1
+        self._alloc(-self.reserved.pop(rid) if self.reserve else -self._blocks(cache))
+        self.load -= 1
+        self.sim.to_decode(rid)
+        if self.waiting and not self.wake.triggered:  # freed blocks may admit a waiting prompt
+            self.wake.succeed()
+
     def _start_decode(self, rid: int, t0: int) -> None:
         """``rid`` finished its prefill (first token sampled): decode from iteration ``t0``."""
+        if self.role == "prefill":
+            self._handoff(rid)
+            return
         st = self.sim.stats
         if math.isnan(st.first_token_s[rid]):
             st.first_token_s[rid] = self.env.now
@@ -404,11 +457,19 @@ class _Replica:
         env, st, coster = self.env, self.sim.stats, self.sim.coster
         chunked = self.sim.serving.chunked_prefill
         while True:
+            if self.incoming:
+                self._take_incoming()
             if not (self.waiting or self.decoding or self.prefilling):
                 self.wake = env.event()
                 yield self.wake
                 continue
             decode, chunks = self._plan()
+            if not chunks and not (decode and self.decoding):
+                # a prefill replica whose blocks are all on their way out (KV transfers in
+                # flight): wait for one to arrive and free its blocks
+                self.wake = env.event()
+                yield self.wake
+                continue
             n_dec = len(self.decoding) if decode else 0
             if n_dec and not self.reserve:
                 # a block for every sequence whose cache is at a block boundary; preempt if full
@@ -427,6 +488,7 @@ class _Replica:
             yield env.timeout(work.time_s)
             st.iterations += 1
             st.busy_s += work.time_s
+            self.busy_s += work.time_s
             st.model_flops += work.model_flops
             st.hbm_bytes += work.hbm_bytes
             st.energy_j += work.energy_j
@@ -465,6 +527,16 @@ class _ServeRun:
         self.all_blocks = self.blocks * serving.replicas
         self.done: dict = {}  # rid -> completion event (closed-loop clients wait on it)
         self.stats = _Stats(len(req))
+        self.to_decode: Callable[[int], None] = lambda rid: None  # set by simulate_serving
+
+    def kv_transfer_s(self, tokens: int) -> float:
+        """One request's KV cache from a prefill to a decode replica: each of the tp chips
+        sends its shard over its own inter-node link (the pools sit on different nodes, as in
+        DistServe's and Splitwise's deployments): latency + shard / achievable bandwidth.
+        NB: not overlapped with the prefill's layers (DistServe pulls the cache after prefill)."""
+        link = self.system.inter_node
+        shard = tokens * self.kv_bytes_per_token
+        return link.latency_s + shard / (link.bandwidth_bytes_per_s * link.achievable_fraction)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -498,6 +570,10 @@ class ServeResult:
     slo_tpot_s: float | None = None
     dynamic_j_per_chip: float = 0.0  # summed over replicas
     idle_watts: float | None = None  # per chip; None: no power model
+    prefill_replicas: int = 0  # disaggregated: replicas that only prefill (0: colocated)
+    prefill_busy_fraction: float = 0.0  # disaggregated: each pool's share of time in iterations
+    decode_busy_fraction: float = 0.0
+    kv_transfer_mean_s: float = 0.0  # disaggregated: one request's KV cache between the pools
 
     @property
     def energy_j(self) -> float | None:
@@ -609,6 +685,21 @@ class ServeResult:
                 "t_s": self.kv_t[::step].tolist() if step else [],
                 "occupancy": self.kv_used[::step].tolist() if step else [],
             },
+            **({"disaggregated": self._pools()} if self.prefill_replicas else {}),
+        }
+
+    def _pools(self) -> dict:
+        """The prefill and decode pools of a disaggregated run."""
+        replicas = int(self.workload["replicas"])
+        tp = int(self.workload["tp"])
+        return {
+            "prefill_replicas": self.prefill_replicas,
+            "decode_replicas": replicas - self.prefill_replicas,
+            "prefill_chips": self.prefill_replicas * tp,
+            "decode_chips": (replicas - self.prefill_replicas) * tp,
+            "prefill_busy_fraction": self.prefill_busy_fraction,
+            "decode_busy_fraction": self.decode_busy_fraction,
+            "kv_transfer_mean_s": self.kv_transfer_mean_s,
         }
 
     def _energy(self) -> dict:
@@ -728,6 +819,14 @@ class ServeResult:
             f"{kv['mean_occupancy']:.0%} max {kv['max_occupancy']:.0%}, "
             f"{self.preemptions} preemptions",
         ]
+        if self.prefill_replicas:
+            pools = d["disaggregated"]
+            lines.append(
+                f"  pools       prefill {pools['prefill_chips']} chips busy "
+                f"{pools['prefill_busy_fraction']:.0%}, decode {pools['decode_chips']} chips busy "
+                f"{pools['decode_busy_fraction']:.0%}; KV transfer "
+                f"{format_si(pools['kv_transfer_mean_s'], 's')} per request (inter-node link)"
+            )
         return "\n".join(lines)
 
 
@@ -765,19 +864,28 @@ def simulate_serving(
             "--kv-dtype fp8, or shorter --prompt-dist/--output-dist"
         )
     env = simpy.Environment()
-    replicas = [_Replica(env, i, run) for i in range(serving.replicas)]
+    n_pre = serving.prefill_replicas
+    roles = ["prefill"] * n_pre + ["decode" if n_pre else "both"] * (serving.replicas - n_pre)
+    replicas = [_Replica(env, i, run, role) for i, role in enumerate(roles)]
+    entry = replicas[:n_pre] if n_pre else replicas  # where requests arrive
+    decoders = replicas[n_pre:]
     st = run.stats
 
     rr = [0]
 
     def route(rid: int) -> None:
         if serving.router == "round-robin":
-            target = replicas[rr[0] % len(replicas)]
+            target = entry[rr[0] % len(entry)]
             rr[0] += 1
         else:
-            target = min(replicas, key=lambda r: r.load)
+            target = min(entry, key=lambda r: r.load)
         st.change_in_system(env.now, +1)
         target.add(rid)
+
+    def to_decode(rid: int) -> None:
+        min(decoders, key=lambda r: r.load).add_prefilled(rid)
+
+    run.to_decode = to_decode
 
     def arrivals():
         for rid in range(len(req)):
@@ -843,4 +951,12 @@ def simulate_serving(
         kv_used=np.asarray(st.kv_used),
         slo_ttft_s=slo_ttft_s,
         slo_tpot_s=slo_tpot_s,
+        prefill_replicas=n_pre,
+        prefill_busy_fraction=(
+            sum(r.busy_s for r in replicas[:n_pre]) / (end * n_pre) if n_pre and end else 0.0
+        ),
+        decode_busy_fraction=(
+            sum(r.busy_s for r in decoders) / (end * len(decoders)) if n_pre and end else 0.0
+        ),
+        kv_transfer_mean_s=st.kv_transfer_s / st.kv_transfers if st.kv_transfers else 0.0,
     )

@@ -19,7 +19,19 @@ _LAZY = {
     "simulate": "sim.cost.simulate",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_LAZY, "version"])
+
+
+def version() -> str:
+    """The installed roofsim distribution's version (``unknown (not installed)`` when run from a
+    bare checkout): the CLI's --version, a report's footer, a sweep's fingerprint."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("roofsim")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def __getattr__(name: str) -> Any:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from sim import version
 from sim.cli import area, compare, design, plot, sweep  # argparse only; heavy imports load when run
 from sim.cli.args import (
     ATTN_HELP,
@@ -472,23 +473,13 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _version() -> str:
-    """The installed distribution's version (``unknown`` when run from a bare checkout)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("roofsim")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="roofsim",
         description="Roofline and event simulator of AI accelerators: time, MFU and the binding "
         "resource, derived from the chip and the workload.",
     )
-    parser.add_argument("--version", action="version", version=f"roofsim {_version()}")
+    parser.add_argument("--version", action="version", version=f"roofsim {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("decode", help="one autoregressive decode step of an LLM")
     add_llm_args(p)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from hardware.chip import ConfigError, System
 from hardware.units import format_si
+from sim import version
 from sim.cost.html import SUMMARY_CSS, Item, esc, percent, rate_text, summary_fragment
 
 if TYPE_CHECKING:
@@ -143,15 +144,6 @@ def write_html(path: str | Path, text: str) -> None:
 # ---- page and pieces ----------------------------------------------------------------------------
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("roofsim")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def command_line(argv: Sequence[str] | None) -> str:
     """The shell command that makes the page again (``roofsim`` and the arguments, quoted)."""
     return shlex.join(["roofsim", *argv]) if argv is not None else ""
@@ -170,9 +162,9 @@ def page(title: str, lead: str, sections: Sequence[tuple[str, str, str]],
     )
     cmd = command_line(command)
     made = (
-        f"<p>Made by roofsim {esc(_version())} with:</p><p><code>{esc(cmd)}</code></p>"
+        f"<p>Made by roofsim {esc(version())} with:</p><p><code>{esc(cmd)}</code></p>"
         if cmd
-        else f"<p>Made by roofsim {esc(_version())} from Python.</p>"
+        else f"<p>Made by roofsim {esc(version())} from Python.</p>"
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

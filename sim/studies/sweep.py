@@ -48,6 +48,7 @@ from hardware import files
 from hardware.chip import ConfigError, System
 from hardware.loader import apply_overrides, load_chip_dict, system_from_dict
 from hardware.units import UnitError, parse_quantity
+from sim import version
 from sim.cost.chips import STRUCTURE_LEAVES, ChipArrays, chip_leaves, structure_of
 from sim.cost.result import CapacityError
 from sim.cost.roofline import BOUNDS
@@ -167,7 +168,7 @@ class SweepSpec:
                 _file_digests(v for a in self.axes for v in a.values),
             ],
             "constraints": [self.check_memory, self.max_power_w, self.max_usd_per_hour],
-            "roofsim": _roofsim_version(),
+            "roofsim": version(),
         }
         return {
             key: hashlib.sha256(json.dumps(v, sort_keys=True, default=repr).encode()).hexdigest()
@@ -1278,16 +1279,6 @@ def _file_digests(values: Iterable[Any]) -> dict[str, str]:
             except OSError:
                 out[v] = "unreadable"
     return out
-
-
-def _roofsim_version() -> str:
-    """The installed roofsim's version: another release may cost the same spec differently."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("roofsim")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def sidecar_path(output: str | Path) -> Path:

@@ -192,3 +192,28 @@ def test_every_readme_example_prints_what_the_readme_shows(scratch):
         else:
             assert code == 0, f"README: {command!r} exited {code}"
     assert checked >= 8
+
+
+def test_every_data_file_the_packages_read_is_package_data():
+    # a plain (non-editable) install carries only package-data globs: a preset folder missing
+    # from them breaks that command after `pip install .` (the runtimes folder once did)
+    import fnmatch
+
+    def matches(rel: str, pattern: str) -> bool:  # setuptools' glob: * stays inside a folder
+        return re.fullmatch(fnmatch.translate(pattern).replace(".*", "[^/]*"), rel) is not None
+
+    root = Path(__file__).resolve().parent.parent
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]
+    for package, patterns in globs.items():
+        assert patterns, package
+    missing = []
+    for package in ("hardware", "workloads", "sim"):
+        for path in (root / package).rglob("*"):
+            if path.suffix not in (".toml", ".json") or "__pycache__" in path.parts:
+                continue
+            rel = path.relative_to(root / package).as_posix()
+            if not any(matches(rel, p) for p in globs.get(package, [])):
+                missing.append(f"{package}/{rel}")
+    assert not missing, f"not package data (add to pyproject.toml): {missing}"

@@ -1,8 +1,9 @@
 """Fuzzing: generated chip overrides, model configs, DiT tables, sweep specs and CLI arguments
 either run to sane numbers or fail with roofsim's own one-line error, never a traceback.
 
-Over 10,000 cases per run (the counts are in ``CASES``). Hypothesis is derandomised so CI is
-reproducible: the same cases every run; a failure prints the case that broke.
+Over 10,000 cases per run (the counts are in ``CASES``). Hypothesis is derandomised and its
+version pinned (pyproject.toml) so CI is reproducible: the same cases every run and machine; a
+failure prints the case that broke.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def _scaled(chip: str, field: str, scale: float) -> list[str]:
 @PROPS
 @given(
     kind=st.sampled_from(["decode", "prefill", "train", "dit"]),
-    model=MODELS,
+    model=st.sampled_from(["llama-2-7b", "llama-3-8b", "mixtral-8x7b"]),
     chip=st.sampled_from(["h100-sxm", "a100-sxm-80gb", "mi300x"]),
     field=FIELDS,
     scale=SCALES,
@@ -83,7 +83,7 @@ def test_more_bandwidth_or_compute_never_slows_a_run(kind, model, chip, field, s
     for overrides in ([], sets):
         system = load_system(chip, 8 if kind == "train" else 1, overrides)
         if kind == "train":
-            w = Training(model=load_model("llama-2-7b"), seq=2048, micro_batch=1,
+            w = Training(model=load_model(model), seq=2048, micro_batch=1,
                          global_batch=8 * size, tp=8, dp=1)  # fmt: skip
             times.append(simulate_training(w, system, check_memory=False).step_time_s)
             continue

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from workloads.dit import DiTConfig, load_dit
-from workloads.ops import WorkloadError
+from workloads.ops import WorkloadError, check_ints
 
 #: diffusers class -> (roofsim block, adaLN style, the preset whose VAE, text encoder and
 #: pipeline defaults the transformer config does not carry)
@@ -42,9 +42,8 @@ _FLUX = {"text_tokens": 512, "text_encoder_params": 4.88e9, "default_steps": 28,
 
 def _int(cfg: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
     value = cfg.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise WorkloadError(f"{where}: {key} must be an integer >= 1, got {value!r}")
-    return value
+    check_ints(where, **{key: value})
+    return value  # type: ignore[return-value]
 
 
 def dit_from_diffusers(cfg: Any, name: str = "diffusers-model") -> DiTConfig:

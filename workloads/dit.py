@@ -36,7 +36,14 @@ from hardware import files
 from hardware.chip import dtype_bytes
 from workloads.build import Builder
 from workloads.llm import MemoryNeed, OpGraph
-from workloads.ops import Attention, Op, WorkloadError, check_attention_kernel
+from workloads.ops import (
+    Attention,
+    Op,
+    WorkloadError,
+    check_attention_kernel,
+    check_flags,
+    check_ints,
+)
 
 _BLOCKS = ("adaln", "cross", "mmdit", "hybrid")
 # DiTConfig fields by kind, checked in its __post_init__
@@ -44,6 +51,7 @@ _DIT_COUNTS = ("n_layers", "hidden", "n_heads", "patch", "patch_t", "in_channels
                "vae_spatial", "vae_temporal", "default_height", "default_width",
                "default_frames", "default_steps")  # fmt: skip
 _DIT_SIZES = ("n_single_layers", "head_dim", "adaln_dim", "text_tokens", "text_dim")
+_DIT_FLAGS = ("gated_mlp", "shared_text_weights", "vae_causal", "default_cfg")
 _DIT_AMOUNTS = ("mlp_ratio", "vae_decoder_flops_per_pixel", "vae_decoder_params",
                 "text_encoder_params", "default_fps")  # fmt: skip
 _NORM_FLOPS = 7  # layernorm + modulate (scale, shift) per element
@@ -89,14 +97,8 @@ class DiTConfig:
 
     def __post_init__(self) -> None:
         where = f"model {self.name!r}"
-        for field_name in _DIT_COUNTS:
-            value = getattr(self, field_name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise WorkloadError(f"{where}: {field_name} must be an integer >= 1, got {value!r}")
-        for field_name in _DIT_SIZES:
-            value = getattr(self, field_name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise WorkloadError(f"{where}: {field_name} must be an integer >= 0, got {value!r}")
+        check_ints(where, **{f: getattr(self, f) for f in _DIT_COUNTS})
+        check_ints(where, 0, **{f: getattr(self, f) for f in _DIT_SIZES})
         for field_name in _DIT_AMOUNTS:
             value = getattr(self, field_name)
             if (isinstance(value, bool) or not isinstance(value, int | float)
@@ -109,11 +111,7 @@ class DiTConfig:
                 f"{where}: mlp_ratio must make an MLP width (hidden x mlp_ratio) >= 1, got "
                 f"{self.mlp_ratio!r}"
             )
-        for field_name in ("gated_mlp", "shared_text_weights", "vae_causal", "default_cfg"):
-            if not isinstance(getattr(self, field_name), bool):
-                raise WorkloadError(
-                    f"{where}: {field_name} must be true or false, got {getattr(self, field_name)!r}"
-                )
+        check_flags(where, **{f: getattr(self, f) for f in _DIT_FLAGS})
         if self.adaln not in ("per-block", "single", "none"):
             raise WorkloadError(
                 f"{where}: adaln must be per-block, single or none, got {self.adaln!r}"

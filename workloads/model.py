@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workloads.ops import WorkloadError
-
-
-def _check_positive(where: str, **fields: int) -> None:
-    for name, value in fields.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise WorkloadError(f"{where}: {name} must be an integer >= 1, got {value!r}")
-
+from workloads.ops import WorkloadError, check_flags, check_ints
 
 #: the MLP activations lowered (their FLOPs per element: workloads/llm.py ``_ACT_FLOPS``) and
 #: the position encodings (rope adds the rotation; learned adds a max_seq x hidden table)
@@ -30,13 +23,9 @@ class MoEConfig:
     first_dense_layers: int = 0
 
     def __post_init__(self) -> None:
-        _check_positive(
-            "moe", n_experts=self.n_experts, top_k=self.top_k, expert_ffn=self.expert_ffn
-        )
-        for key in ("n_shared_experts", "first_dense_layers"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise WorkloadError(f"moe: {key} must be an integer >= 0, got {value!r}")
+        check_ints("moe", n_experts=self.n_experts, top_k=self.top_k, expert_ffn=self.expert_ffn)
+        check_ints("moe", 0, n_shared_experts=self.n_shared_experts,
+                   first_dense_layers=self.first_dense_layers)  # fmt: skip
         if self.top_k > self.n_experts:
             raise WorkloadError(
                 f"moe: top_k must be <= n_experts ({self.n_experts}), got {self.top_k!r}"
@@ -54,12 +43,9 @@ class MLAConfig:
     v_head_dim: int
 
     def __post_init__(self) -> None:
-        _check_positive("mla", kv_lora_rank=self.kv_lora_rank, v_head_dim=self.v_head_dim,
-                        qk_rope_head_dim=self.qk_rope_head_dim)  # fmt: skip
-        for key in ("q_lora_rank", "qk_nope_head_dim"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise WorkloadError(f"mla: {key} must be an integer >= 0, got {value!r}")
+        check_ints("mla", kv_lora_rank=self.kv_lora_rank, v_head_dim=self.v_head_dim,
+                   qk_rope_head_dim=self.qk_rope_head_dim)  # fmt: skip
+        check_ints("mla", 0, q_lora_rank=self.q_lora_rank, qk_nope_head_dim=self.qk_nope_head_dim)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,7 +76,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         where = f"model {self.name!r}"
-        _check_positive(
+        check_ints(
             where,
             n_layers=self.n_layers,
             hidden=self.hidden,
@@ -101,11 +87,8 @@ class ModelConfig:
             vocab=self.vocab,
             max_seq=self.max_seq,
         )
-        for flag in ("gated_mlp", "tied_embeddings", "attn_bias", "mlp_bias"):
-            if not isinstance(getattr(self, flag), bool):
-                raise WorkloadError(
-                    f"{where}: {flag} must be true or false, got {getattr(self, flag)!r}"
-                )
+        check_flags(where, gated_mlp=self.gated_mlp, tied_embeddings=self.tied_embeddings,
+                    attn_bias=self.attn_bias, mlp_bias=self.mlp_bias)  # fmt: skip
         if self.n_heads % self.n_kv_heads:
             raise WorkloadError(
                 f"{where}: n_heads ({self.n_heads}) must be a multiple of n_kv_heads, "

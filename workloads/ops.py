@@ -13,6 +13,20 @@ class WorkloadError(ValueError):
     """A workload that cannot be lowered as asked; the message is one line naming the field."""
 
 
+def check_ints(where: str, minimum: int = 1, **fields: object) -> None:
+    """Each field an integer (not a bool) >= ``minimum``; else WorkloadError naming it."""
+    for name, value in fields.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise WorkloadError(f"{where}: {name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_flags(where: str, **fields: object) -> None:
+    """Each field a bool; else WorkloadError naming it."""
+    for name, value in fields.items():
+        if not isinstance(value, bool):
+            raise WorkloadError(f"{where}: {name} must be true or false, got {value!r}")
+
+
 class Role(StrEnum):
     """What a tensor is, for memory placement and for the per-role byte counts."""
 

@@ -354,12 +354,8 @@ def _steady_time(
     limit = v["limit_watts"]
     if np.isnan(limit).all():
         return time
-    main = _main(chips)
     pj_flop, _ = _energy_rates(ops, chips)
-    on_chip = sum(chips.level(i, "pj_per_byte") for i in range(main)) + 0.0
-    delivered = np.maximum(0.0 if reuse_bytes is None else reuse_bytes, main_bytes)
-    e_clk = 1e-12 * (pj_flop * flops + on_chip * delivered)
-    e_fix = 1e-12 * chips.level(main, "pj_per_byte") * main_bytes
+    e_clk, e_fix = _op_energy(chips, pj_flop, flops, main_bytes, reuse_bytes)
     budget, exp = limit - v["idle_watts"], v["dvfs_exponent"] - 1.0
     if chips.n > 1:  # one chip per point on the last axis
         budget, exp = budget[None, None, :], exp[None, None, :]
@@ -703,7 +699,6 @@ def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, stead
     clock s falls until idle + (E_clocked s^(a-1) + E_fixed) / t(s) = limit, with compute and
     on-chip transfers stretched by 1/s. ``data`` is updated in place."""
     v = chips.values
-    main = _main(chips)
     pj_flop, sent = _energy_rates(ops, chips)
     # NB: the op's own FLOPs, not the tile-padded ones: padding multiplies zeros, which toggle
     # almost no gates (a GEMM's power depends on its data; GEMM power benchmarks use random data)
@@ -712,16 +707,10 @@ def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, stead
         (executed,) = _table([(f,) for f in flops])
     else:
         executed = np.array(flops)[:, None]
-    # every byte that reaches the cores crosses the reuse level (L2) and the core's local SRAM:
-    # the L2-to-core traffic of a tiled op, at least its main-memory traffic
-    delivered = np.maximum(data[_F["reuse_bytes"]], data[_F["main_bytes"]])
-    if "on_chip_pj" not in chips.memo:
-        chips.memo["on_chip_pj"] = sum(chips.level(i, "pj_per_byte") for i in range(main)) + 0.0
-    on_chip = chips.memo["on_chip_pj"]
-    clocked = 1e-12 * (pj_flop * executed + on_chip * delivered)
-    fixed = 1e-12 * (
-        chips.level(main, "pj_per_byte") * data[_F["main_bytes"]] + v["link_pj"] * sent
+    clocked, fixed = _op_energy(
+        chips, pj_flop, executed, data[_F["main_bytes"]], data[_F["reuse_bytes"]]
     )
+    fixed = fixed + 1e-12 * v["link_pj"] * sent
     pim = data[_F["level"]] == _PIM if chips.memo.get("pim", np.zeros(1, bool)).any() else None
     if pim is not None and pim.any():  # decode attention in memory: its K/V read inside the DRAM
         kv = _table([
@@ -751,6 +740,21 @@ def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, stead
     data[_F["reuse_s"], i, j] = reuse_s / s
     data[_F["time"], i, j] = overhead + np.maximum(clocked_s / s, main_s)
     data[_F["energy"], i, j] = e_clk * s**exp + e_fix
+
+
+def _op_energy(
+    chips: ChipArrays, pj_flop: Array, flops: Array, main_bytes: Array, reuse_bytes: Any
+) -> tuple[Array, Array]:
+    """(energy that scales with the clock, energy that does not) of ops in joules: the FLOPs
+    and the on-chip traffic, then the main-memory traffic (links and PIM are the caller's).
+    Every byte that reaches the cores crosses the reuse level (L2) and the core's local SRAM:
+    the L2-to-core traffic of a tiled op, at least its main-memory traffic."""
+    main = _main(chips)
+    if "on_chip_pj" not in chips.memo:
+        chips.memo["on_chip_pj"] = sum(chips.level(i, "pj_per_byte") for i in range(main)) + 0.0
+    delivered = np.maximum(0.0 if reuse_bytes is None else reuse_bytes, main_bytes)
+    clocked = 1e-12 * (pj_flop * flops + chips.memo["on_chip_pj"] * delivered)
+    return clocked, 1e-12 * chips.level(main, "pj_per_byte") * main_bytes
 
 
 def _clock_at_limit(

@@ -209,6 +209,7 @@ class Chip:
     vector_flops_per_s: float
     gemm_tiles: tuple[tuple[int, int], ...] = ((128, 128),)
     tile_k: int = 64
+    tile_step: int = 0  # a tile side may be cut to a multiple of this (0: the listed tiles only)
     cluster: tuple[int, int] = (1, 1)
     sustained_clock_fraction: float = 1.0
     sustained_by_dtype: dict[str, float] = field(default_factory=dict)
@@ -260,6 +261,11 @@ class Chip:
             )
         if self.tile_k < 1:
             raise ConfigError(f"{where}: compute.tile_k must be >= 1, got {self.tile_k!r}")
+        if self.tile_step < 0:
+            raise ConfigError(
+                f"{where}: compute.tile_step must be >= 0 (0: the listed tiles only), "
+                f"got {self.tile_step!r}"
+            )
         _fraction(where, "compute.sustained_clock_fraction", self.sustained_clock_fraction)
         for dtype, frac in self.sustained_by_dtype.items():
             dtype_bytes(dtype)

@@ -115,6 +115,7 @@ _OPTIONAL_FIELDS = {
     "fp16",
     "latency",
     "cluster",
+    "tile_step",
     "pim_bandwidth",
     "pim_flops",
     "cap",
@@ -287,6 +288,7 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         ),
         gemm_tiles=tiles,
         tile_k=_int(compute, "tile_k", f"{chip}: compute", 64),
+        tile_step=_int(compute, "tile_step", f"{chip}: compute", 0),
         cluster=_int_lists(compute, "cluster", f"{chip}: compute", [1, 1], 2),
         sustained_clock_fraction=_q(
             compute, "sustained_clock_fraction", "fraction", f"chip {name!r}: compute", 1.0

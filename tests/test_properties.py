@@ -7,6 +7,8 @@ derandomised so CI sees the same cases every run.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -118,6 +120,32 @@ def test_a_larger_decode_batch_never_lowers_throughput_while_it_fits(model, chip
     assert rates[1] >= rates[0] * (1 - 1e-9), (
         f"batch {batch}: {rates[0]:.1f} -> {rates[1]:.1f} tok/s"
     )
+
+
+@PROPS
+@given(
+    model=MODELS,
+    chip=st.sampled_from(["h100-sxm", "h200", "b200"]),
+    batch=st.integers(1, 1024),
+    prompt=st.integers(1, 4096),
+)
+def test_a_library_with_tiles_in_steps_never_pads_a_tile_by_a_step(model, chip, batch, prompt):
+    """On a chip whose GEMM library has tiles in steps of 8 (cuBLASLt on Hopper/Blackwell), a
+    decode or prefill GEMM pads fewer than 8 rows per tile along one side: batch 257 is not
+    three 128-row tiles (127 rows of padding, the compute cliff of issue 22)."""
+    m = load_model(model)
+    tp = 8 if m.n_params() > 3e10 else 1
+    system = load_system(chip, tp)
+    step = system.chip.tile_step
+    assert step == 8
+    for w in (Decode(model=m, batch=batch, context=128, tp=tp), Prefill(model=m, batch=1,
+              prompt=prompt, tp=tp)):  # fmt: skip
+        for c in simulate(w, system, check_memory=False).costs:
+            if c.op.kind.value != "gemm" or not c.tile or not c.tile[0]:
+                continue  # the GEMV path: no tiles
+            pads = [(math.ceil(size / t) * t - size) / math.ceil(size / t)
+                    for size, t in ((c.op.gemm.m, c.tile[0]), (c.op.gemm.n, c.tile[1]))]  # fmt: skip
+            assert min(pads) < step, f"{c.op.name}: tile {c.tile} pads {pads} rows per tile"
 
 
 @PROPS

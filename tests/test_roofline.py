@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware import Chip, Link, MemoryLevel, System
+from hardware import Chip, ConfigError, Link, MemoryLevel, System
 from sim.cost.collectives import collective_time
 from sim.cost.roofline import Bound, cost_op
 from workloads.ops import Attention, Gemm, Op, OpKind, Role
@@ -80,6 +80,24 @@ def test_padding_m_to_the_tile_loses_flops():
     c256 = cost_op(gemm_op(256, 256, 1024), system_of(toy_chip()))
     assert c129.compute_s == pytest.approx(c256.compute_s)
     assert c129.tile_efficiency == pytest.approx(129 / 256)
+
+
+def test_a_library_with_tiles_in_steps_cuts_the_partial_row_of_tiles():
+    # tile_step 8: M = 129 in two tiles of 72 rows (144 padded rows, not 256). 2 x 2 tiles of
+    # 72 x 128 on 4 cores = 1 wave of 72·128·1024 per core at 25 TFLOP/s; the side cut is M (N
+    # = 256 has no partial tile)
+    stepped = cost_op(gemm_op(129, 256, 1024), system_of(toy_chip(tile_step=8)))
+    assert stepped.tile == (72, 128)
+    assert stepped.compute_s == pytest.approx(2 * 72 * 128 * 1024 / 25e12)
+    assert stepped.tile_efficiency == pytest.approx(129 / 144)
+    # the cut is on the side that saves more: N = 200 (one tile of 200 -> 200) over M = 256
+    wide = cost_op(gemm_op(256, 200, 1024), system_of(toy_chip(tile_step=8)))
+    assert wide.tile == (128, 104) and wide.tile_efficiency == pytest.approx(200 / 208)
+    # a shape the listed tiles already fit is not changed
+    fit = gemm_op(256, 256, 1024)
+    assert cost_op(fit, system_of(toy_chip(tile_step=8))) == cost_op(fit, system_of(toy_chip()))
+    with pytest.raises(ConfigError, match="compute.tile_step"):
+        toy_chip(tile_step=-8)
 
 
 def test_gemv_streams_its_weights_exactly_once():

@@ -466,6 +466,11 @@ def _gemm_sizes(quick, cpu):
 
 
 # fused projections of the two decoders in the llm section (qkv, gate+up, down, LM heads)
+# decode GEMMs just past a tile/cluster edge (issue 22): roofsim predicts the weights are read
+# from L2 once more at M = 257 and 513 on Hopper (a step in time), which only a measurement
+# of M across the edge can confirm or refute
+BATCH_EDGE_M = [240, 248, 256, 257, 264, 272, 288, 320, 384, 448, 504, 512, 513, 520, 544]
+BATCH_EDGE_NK = [(28672, 4096), (14336, 4096), (4096, 14336), (7168, 8192)]
 LLM_EXTRA_NK = [
     (6144, 4096),
     (28672, 4096),
@@ -508,6 +513,9 @@ def section_gemm(ctx):
     points += [("bf16", m, n, k, "awkward") for (m, n, k) in awk]
     if not ctx["quick"]:
         points += [("bf16", m, n, k, "llm_extra") for (n, k) in LLM_EXTRA_NK for m in llm_m]
+        points += [
+            ("bf16", m, n, k, "batch_edge") for (n, k) in BATCH_EDGE_NK for m in BATCH_EDGE_M
+        ]
     points += [("fp8_e4m3", s, s, s, "square") for s in fp8_sq]
     points += [("fp8_e4m3_fastacc", s, s, s, "square") for s in fp8_sq]
     points += [("tf32", s, s, s, "square") for s in tf32_sq]

@@ -34,6 +34,7 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "n_cores": c.n_cores,
         "gemm_tiles": c.gemm_tiles,
         "tile_k": c.tile_k,
+        "tile_step": c.tile_step,
         "cluster": c.cluster,
         "levels": tuple(lvl.name for lvl in c.memory),
         "peak_dtypes": tuple(c.peak_flops_per_s),
@@ -97,6 +98,7 @@ STRUCTURE_LEAVES = (
     "n_cores",
     "gemm_tiles",
     "tile_k",
+    "tile_step",
     "cluster",
     "levels",
     "peak_dtypes",
@@ -123,6 +125,7 @@ class ChipStructure:
     n_cores: int
     gemm_tiles: tuple[tuple[int, int], ...]
     tile_k: int
+    tile_step: int
     cluster: tuple[int, int]
     levels: tuple[str, ...]
     peak_dtypes: tuple[str, ...]

@@ -15,7 +15,10 @@ Compute. A GEMM's output is cut into tiles (tm x tn from the chip's ``gemm_tiles
 (split-K) while each split keeps >= 4 K granules. Time = waves x one tile's padded FLOPs at a
 core's sustained rate (peak x sustained_clock_fraction / n_cores). A shape that pads tiles or
 leaves a partial last wave loses FLOP/s; a shape that fills the machine runs at the sustained
-rate. The library's tile choice is modelled as the tile that minimises the op's time.
+rate. The library's tile choice is modelled as the tile that minimises the op's time. Where the
+library ships tiles in steps of ``compute.tile_step`` (cuBLASLt on Hopper and Blackwell: 8), a
+tile's side is cut to a step multiple (``_cut_tiles``): M = 257 runs as two 136-row tiles, not
+three 128-row ones, and M = 384 as four 96-row tiles where that fills a wave of cores better.
 
 On a chip whose GEMM library has a stream-K schedule (``compute.stream_k``: CUTLASS 3.x SM90+
 ``PersistentTileSchedulerSm90StreamK``; Osama et al. 2023, PPoPP), a shape with more tiles than
@@ -233,29 +236,54 @@ def _min_tile_m(tiles: tuple[tuple[int, int], ...]) -> int:
 
 @functools.cache
 def _candidates(
-    tiles: tuple[tuple[int, int], ...], n_cores: int, tile_k: int, stream_k: bool, gemv: bool
+    tiles: tuple[tuple[int, int], ...],
+    n_cores: int,
+    tile_k: int,
+    stream_k: bool,
+    gemv: bool,
+    step: int = 0,
 ) -> dict[str, Array]:
     """A chip structure's GEMM candidates along axis 0: each tile, then its stream-K schedule
-    where the chip's library has one (the order ties are broken in), then the GEMV path (tile
-    0 x 0) where some op has fewer rows than the smallest tile."""
-    kinds = [k for _ in tiles for k in ((0, 1) if stream_k else (0,))] + ([2] if gemv else [])
-    tiles_mn = [t for t in tiles for _ in range(2 if stream_k else 1)] + ([(0, 0)] if gemv else [])
-    tm = np.array([t[0] for t in tiles_mn], dtype=float)[:, None, None]
-    tn = np.array([t[1] for t in tiles_mn], dtype=float)[:, None, None]
-    kind = np.array(kinds)[:, None, None]  # tile, stream-K, GEMV
+    where the chip's library has one (the order ties are broken in); where the library has
+    tiles in ``step``s, each tile cut over one extra tile (``_cut_tiles``); then the GEMV path
+    (tile 0 x 0) where some op has fewer rows than the smallest tile."""
+    rows = [(t, 0, kind) for t in tiles for kind in ((0, 1) if stream_k else (0,))]
+    rows += [(t, 1, 0) for t in tiles] if step else []  # stream-K needs no fuller wave
+    rows += [((0, 0), 0, 2)] if gemv else []
+    tm = np.array([t[0] for t, _, _ in rows], dtype=float)[:, None, None]
+    tn = np.array([t[1] for t, _, _ in rows], dtype=float)[:, None, None]
+    kind = np.array([k for _, _, k in rows])[:, None, None]  # tile, stream-K, GEMV
     # one wave of tiles sharing A and B panels through L2: gm x gn tiles, about square
-    gm0 = [round(math.sqrt(n_cores * n / m)) if m else 1 for m, n in tiles_mn]
+    gm0 = [round(math.sqrt(n_cores * n / m)) if m else 1 for (m, n), _, _ in rows]
     return {
         "tm": np.maximum(tm, 1.0),  # the GEMV row's tile is never used; 1 avoids 0/0
         "tn": np.maximum(tn, 1.0),
         "tile_m": tm,
         "tile_n": tn,
+        "extra": np.array([e for _, e, _ in rows], dtype=float)[:, None, None],
         "sk": kind == 1,
         "gemv": kind == 2,
         "gm0": np.array(gm0, dtype=float)[:, None, None],
         "flops_per_k": 2.0 * tm * tn * tile_k,  # one K granule of one tile
         "fixup": np.where(kind == 1, 2.0 * n_cores * tm * tn * 4.0, 0.0),  # fp32, write + read
     }
+
+
+def _cut_tiles(
+    m: Array, n: Array, tm: Array, tn: Array, extra: Array, step: int
+) -> tuple[Array, Array]:
+    """Each tile with one side cut to a multiple of ``step``, as a library with tiles in steps
+    of ``step`` has them (cuBLASLt's 64/128/192/256 x 8..256 tiles on Hopper and Blackwell):
+    the side's rows dealt out evenly over as many tiles as the listed tile needs (M = 257: two
+    tiles of 136, not three of 128), plus ``extra`` tiles (M = 384 over 28 column tiles: 112
+    tiles of 96 fill a wave of 132 cores that 84 of 128 leave a third idle). The side cut is
+    the one whose cut saves more padded work."""
+    cut_m = np.minimum(tm, step * np.ceil(m / (np.ceil(m / tm) * step)))
+    cut_n = np.minimum(tn, step * np.ceil(n / (np.ceil(n / tn) * step)))
+    on_m = cut_m * tn <= tm * cut_n
+    size, side = np.where(on_m, m, n), np.where(on_m, tm, tn)
+    cut = np.minimum(side, step * np.ceil(size / ((np.ceil(size / side) + extra) * step)))
+    return np.where(on_m, cut, tm), np.where(on_m, tn, cut)
 
 
 def cost_gemms(
@@ -279,9 +307,16 @@ def cost_gemms(
     core_rate = _rates(chips, keys, _gemm_rate)
     n_cores, tile_k = st.n_cores, st.tile_k
     min_tm = _min_tile_m(st.gemm_tiles)
-    cand = _candidates(st.gemm_tiles, n_cores, tile_k, st.stream_k, bool(m.min() < min_tm))
+    cand = _candidates(st.gemm_tiles, n_cores, tile_k, st.stream_k, bool(m.min() < min_tm),
+                       st.tile_step)  # fmt: skip
     tm, tn, sk, gemv = cand["tm"], cand["tn"], cand["sk"], cand["gemv"]
 
+    flops_per_k, fixup, gm0 = cand["flops_per_k"], cand["fixup"], cand["gm0"]
+    if st.tile_step:  # one side cut to a step multiple: less padding, fuller waves
+        tm, tn = _cut_tiles(m, n, tm, tn, cand["extra"], st.tile_step)
+        flops_per_k = 2.0 * tm * tn * tile_k
+        fixup = np.where(sk, 2.0 * n_cores * tm * tn * 4.0, 0.0)
+        gm0 = np.where(gemv, 1.0, np.round(np.sqrt(n_cores * tn / tm)))
     tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
     tiles = groups * tiles_m * tiles_n
     granules = np.ceil(k / tile_k)
@@ -294,16 +329,16 @@ def cost_gemms(
     # last wave
     steps = np.where(sk, np.ceil(tiles * granules / n_cores), waves * np.ceil(granules / split))
     compute = np.where(gemv, flops / chips.values["vector_flops_per_s"],
-                       steps * cand["flops_per_k"] / core_rate)  # fmt: skip
+                       steps * flops_per_k / core_rate)  # fmt: skip
     executed = tiles * (tm * tn) * granules * tile_k
     efficiency = np.where(gemv, 1.0, np.minimum(1.0, (groups * m * n * k) / executed))
-    partials = np.where(split > 1, (split - 1) * (8.0 * groups * m * n), 0.0) + cand["fixup"]
+    partials = np.where(split > 1, (split - 1) * (8.0 * groups * m * n), 0.0) + fixup
     cm, cn = st.cluster
     tile_level = a * np.ceil(n / (cn * tn)) + b * np.ceil(m / (cm * tm)) + c + partials
     streamed = a + b + c  # each operand once: the GEMV path, or one resident in L2
     if _has_reuse(chips):
         half = chips.level(_main(chips) - 1, "capacity") / 2
-        gm = np.maximum(1, np.minimum(tiles_m, cand["gm0"]))
+        gm = np.maximum(1, np.minimum(tiles_m, gm0))
         gn = np.maximum(1, np.minimum(tiles_n, np.ceil(n_cores / gm)))
         panels = a * np.ceil(n / (gn * tn)) + b * np.ceil(m / (gm * tm)) + c + partials
         resident = streamed + np.where(partials <= half, 0.0, partials)  # workspace in L2
@@ -331,8 +366,8 @@ def cost_gemms(
     pick = np.argmin(np.where(usable, rank, np.inf), axis=0)
     names = ("time", "compute", "main_s", "reuse_s", "main_bytes", "reuse_bytes", "tile_m",
              "tile_n", "tile_efficiency")  # fmt: skip
-    fields = (time, compute, main_s, reuse_s, main_bytes, reuse_bytes, cand["tile_m"],
-              cand["tile_n"], efficiency)  # fmt: skip
+    fields = (time, compute, main_s, reuse_s, main_bytes, reuse_bytes, np.where(gemv, 0.0, tm),
+              np.where(gemv, 0.0, tn), efficiency)  # fmt: skip
     return {**dict(zip(names, _pick(fields, pick), strict=True)), "overhead": overhead}
 
 

@@ -67,6 +67,24 @@ def test_groq_holds_llama_2_70b_in_sram_as_a_pipeline(capsys):
     assert r["throughput"]["tokens_per_s"] > 0
 
 
+def test_cerebras_holds_llama_3_70b_in_sram_on_four_wafers_and_pays_the_mesh(capsys):
+    # issue 21: four CS-3 wafers, 20 layers each in 44 GB of SRAM; a batch-1 token is bound by
+    # each op's reduction across the 762 x 1176 core mesh, not by the 21 PB/s of SRAM
+    assert main(["decode", "--model", "llama-3-70b", "--chip", "cerebras-wse3", "--chips", "4",
+                 "--pp", "4", "--batch", "1", "--json"]) == 0  # fmt: skip
+    r = json.loads(capsys.readouterr().out)
+    assert r["memory"]["fits"] and r["memory"]["level"] == "sram"
+    assert 30e9 < r["memory"]["weights_bytes"] < 44e9  # a quarter of 141 GB per wafer
+    assert r["bound"] == "overhead" and r["mbu"] < 0.01
+    tok_s = r["throughput"]["tokens_per_s"]
+    mesh = 1.1 * (762 + 1176) / 1.1e9  # one all-reduce across the wafer per op
+    ops = sum(op["count"] for op in r["ops"] if op["kind"] != "communication")
+    assert 1 / tok_s == pytest.approx(ops * mesh, rel=0.5)  # the mesh latency is most of a token
+    # one wafer cannot hold it
+    assert main(["decode", "--model", "llama-3-70b", "--chip", "cerebras-wse3"]) == 2
+    assert "does not fit" in capsys.readouterr().err
+
+
 def test_weights_that_fit_on_chip_are_read_from_there():
     # issue 21: Llama-3-8B's 16 GB pinned in a 20 GB L2 serve batch-1 decode at L2 bandwidth;
     # the stock 50 MiB L2 holds nothing and changes nothing

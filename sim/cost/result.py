@@ -61,6 +61,7 @@ class MemoryReport:
     kv_cache_bytes: float
     activation_bytes: float
     capacity_bytes: float
+    level: str = ""  # the main memory's name: where the weights and the KV cache live
 
     @property
     def required_bytes(self) -> float:
@@ -78,6 +79,7 @@ class MemoryReport:
             "weights_bytes": self.weights_bytes,
             "kv_cache_bytes": self.kv_cache_bytes,
             "activation_bytes": self.activation_bytes,
+            "level": self.level,
         }
 
 
@@ -310,7 +312,7 @@ class Result:
             f"  MFU {self.mfu:.1%}   MBU {self.mbu:.1%}   bound: {self.bound} ({by})",
             *self._energy_lines(),
             f"  memory/chip {format_si(m.required_bytes, 'B')} of "
-            f"{format_si(m.capacity_bytes, 'B')}  (weights {format_si(m.weights_bytes, 'B')}, "
+            f"{format_si(m.capacity_bytes, 'B')}{' ' + m.level if m.level else ''}  (weights {format_si(m.weights_bytes, 'B')}, "
             f"KV {format_si(m.kv_cache_bytes, 'B')}, act {format_si(m.activation_bytes, 'B')})",
             "",
             f"  {'op':<24}{'count':>6}{'FLOPs':>12}{'bytes':>12}{'FLOP/B':>9}{'time':>11}"

@@ -78,6 +78,7 @@ def simulate(
         kv_cache_bytes=need.kv_cache_bytes,
         activation_bytes=need.activation_bytes,
         capacity_bytes=chip.main_memory.capacity_bytes,
+        level=chip.main_memory.name,
     )
     if check_memory and not memory.fits:
         raise CapacityError(

@@ -146,8 +146,9 @@ def _llm(row: dict):
     from workloads import Decode, Prefill
 
     model, system, chips, tp, dtype = _llm_setup(row)
-    common = dict(model=model, batch=row.get("batch", 1) or 1, dtype=dtype, tp=tp,
-                  dp=chips // tp, kv_dtype=row.get("kv_dtype"),
+    pp = row.get("pp", 1) or 1
+    common = dict(model=model, batch=row.get("batch", 1) or 1, dtype=dtype, tp=tp, pp=pp,
+                  dp=chips // (tp * pp), kv_dtype=row.get("kv_dtype"),
                   attention_kernel=row.get("attention_kernel", "native"),
                   runtime=_runtime(row))  # fmt: skip
 

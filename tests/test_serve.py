@@ -331,6 +331,31 @@ def test_a_plan_stops_searching_at_the_demand_peak_and_says_so(l8b):
     assert p.to_dict()["options"][0]["max_rate_is_floor"] is True
 
 
+def test_a_plan_costs_disaggregated_units_beside_colocated_replicas(l8b, capsys):
+    # issue 21: --split 1:1 sizes units of one prefill and one decode replica; the fleet is
+    # ceil(peak / a unit's rate) units of 2 x TP chips, and a unit at that share of the peak
+    # meets the SLO
+    w = _serving(l8b, prompt=LengthDist.parse("2000", "p"), output=LengthDist.parse("50", "o"))
+    slo = SLO(ttft_s=1.0, tpot_s=0.05)
+    p = plan(w, "h100-sxm", Demand(mean_rate=20.0), slo, tps=(1,), min_requests=200,
+             min_duration_s=10.0, splits=((1, 1),))  # fmt: skip
+    colocated, unit = p.options
+    assert (colocated.label, unit.label) == ("TP1", "TP1 1P:1D")
+    assert unit.chips == unit.replicas * 2 and unit.max_rate_per_replica > 0
+    assert unit.at_peak is not None and slo.met(unit.at_peak)
+    assert unit.at_peak.to_dict(kv_points=0)["disaggregated"]["kv_transfer_mean_s"] > 0
+    assert "1P:1D" in p.summary()
+    d = p.to_dict()["options"][1]
+    assert (d["prefill_replicas_per_unit"], d["decode_replicas_per_unit"]) == (1, 1)
+    # a malformed split: argparse's usage, then one line naming the flag and the form
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "2", "--split",
+              "1-1"])  # fmt: skip
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--split" in last and "P:D" in last and "Traceback" not in last
+
+
 def test_plan_json_works_when_an_option_succeeds(capsys):
     # issue 23: plan --json raised ZeroDivisionError (kv_points=0) whenever a TP option succeeded
     code = main(["plan", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "2", "--tp", "1",

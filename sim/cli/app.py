@@ -27,6 +27,7 @@ from sim.cli.args import (
     llm_workload,
     positive_float,
     positive_int,
+    split_arg,
     training_workload,
     write_html,
 )
@@ -264,7 +265,7 @@ def _run_plan(args: argparse.Namespace) -> int:
     slo = SLO(ttft_s=args.slo_ttft, tpot_s=args.slo_tpot, percentile=args.percentile)
     result = plan(
         serving, args.chip, demand, slo, tps=tuple(args.tp) if args.tp else None, sets=args.set,
-        usd_per_chip_hour=args.usd_per_chip_hour,
+        usd_per_chip_hour=args.usd_per_chip_hour, splits=tuple(args.split or ()),
     )  # fmt: skip
     print(dumps(result.to_dict()) if args.json else result.summary())
     write_html(args, lambda: _report().plan_report(result, inputs=_given(args),
@@ -505,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TP degree to try (repeatable; default powers of two up to a node)")  # fmt: skip
     p.add_argument("--usd-per-chip-hour", type=positive_float, default=None,
                    help="price per chip-hour")  # fmt: skip
+    p.add_argument("--split", type=split_arg, action="append", default=None, metavar="P:D",
+                   help="also try disaggregated units of P prefill and D decode replicas "
+                        "(repeatable, e.g. --split 1:1 --split 1:2)")  # fmt: skip
     p = sub.add_parser("validate", help="error against published measurements, per row and kind")
     p.add_argument(
         "--data",

@@ -36,6 +36,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def split_arg(text: str) -> tuple[int, int]:
+    """P:D, prefill and decode replicas of a disaggregated unit (each >= 1), or argparse's
+    one-line error."""
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"must be P:D (prefill:decode replicas), got {text!r}")
+    p, d = (positive_int(x) for x in parts)
+    return p, d
+
+
 def dumps(obj: object, **kwargs) -> str:
     """Strict JSON (``hardware.files.dumps``: a NaN or infinity is written as null)."""
     from hardware.files import dumps as strict

@@ -887,7 +887,7 @@ def plan_report(plan: Any, *, inputs: Mapping[str, Any],
     else:
         c = plan.costs(best)
         items.append(("best", f"{best.chips:,} chip{'s' if best.chips != 1 else ''}",
-                      f"{best.replicas:,} replicas x TP{best.tp} of {plan.chip}"))  # fmt: skip
+                      f"{best.replicas:,} x {best.label} of {plan.chip}"))  # fmt: skip
         if best.at_peak is not None:
             items.append(("MFU at peak", percent(best.at_peak.mfu),
                           f"{percent(best.at_mean.mfu) if best.at_mean else '-'} at mean load"))  # fmt: skip
@@ -901,7 +901,7 @@ def plan_report(plan: Any, *, inputs: Mapping[str, Any],
     for o in plan.options:
         c = plan.costs(o)
         body.append([
-            f"TP{o.tp}", plain(o.max_rate_per_replica, ".3g", "requests/s"),
+            o.label, plain(o.max_rate_per_replica, ".3g", "requests/s"),
             plain(o.replicas, ",d") if o.chips else ("-", None),
             plain(o.chips, ",d") if o.chips else ("-", None),
             pct(o.at_peak.mfu if o.at_peak else None), pct(o.at_mean.mfu if o.at_mean else None),
@@ -915,7 +915,7 @@ def plan_report(plan: Any, *, inputs: Mapping[str, Any],
         "TP", "requests/s per replica within the SLO", "replicas", "chips", "MFU at peak",
         "MFU at mean", "p99 TTFT at peak", "p99 TPOT at peak", "cost per hour",
         "cost per million tokens", "energy per token", "why not"), body)  # fmt: skip
-    bars = [(f"TP{o.tp}", float(o.chips), f"{o.chips:,} chips") for o in plan.options if o.chips]
+    bars = [(o.label, float(o.chips), f"{o.chips:,} chips") for o in plan.options if o.chips]
     chart = figure(bar_svg("Chips needed per TP degree: " + "; ".join(
         f"{n} {t}" for n, _, t in bars), bars), "Chips needed per tensor-parallel degree (fewer "
         "is better).") if bars else ""  # fmt: skip
@@ -929,7 +929,8 @@ def plan_report(plan: Any, *, inputs: Mapping[str, Any],
         ("options", "Options", options + chart),
     ]
     if best is not None and best.at_peak is not None:
-        sections += [("peak", f"Best option at peak load (one replica, TP{best.tp})",
+        sections += [("peak", f"Best option at peak load (one "
+                      f"{'unit' if best.prefill_replicas else 'replica'}, {best.label})",
                       summary_fragment("At peak", best.at_peak.summary_items(), heading="h3",
                                        style=False))]  # fmt: skip
     return page(f"roofsim plan: {plan.chip}", "fewest chips meeting the demand and the SLO",

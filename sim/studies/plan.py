@@ -9,6 +9,11 @@ least-loaded router only does better, so the count is an upper bound for it.
 
 Every rate tried replays the same requests (common random numbers, ``Serving.requests``), so
 the bisection compares like with like.
+
+Disaggregated serving (``splits``): a unit of P prefill and D decode replicas (DistServe, Zhong
+et al. OSDI 2024; Splitwise, Patel et al. ISCA 2024) is bisected the same way, its KV caches
+moved over the link (``sim.engine.serve``); the fleet needs ceil(peak / a unit's rate) units,
+by the same splitting argument. Each split is costed beside the colocated replica of each TP.
 """
 
 from __future__ import annotations
@@ -100,12 +105,25 @@ class TPOption:
     # the rate search stopped at the first served rate >= the demand's peak: one replica
     # serves the demand, and max_rate_per_replica is a lower bound
     max_rate_is_floor: bool = False
+    # disaggregated: each replica above is a unit of this many prefill and decode replicas
+    # (0 and 0: colocated, every replica does both)
+    prefill_replicas: int = 0
+    decode_replicas: int = 0
+
+    @property
+    def label(self) -> str:
+        """TP4, or TP4 1P:2D for a unit of one prefill and two decode replicas."""
+        split = (
+            f" {self.prefill_replicas}P:{self.decode_replicas}D" if self.prefill_replicas else ""
+        )
+        return f"TP{self.tp}{split}"
 
     @classmethod
-    def refused(cls, tp: int, reason: str) -> TPOption:
-        """A TP degree that cannot serve the demand, and why."""
+    def refused(cls, tp: int, reason: str, split: tuple[int, int] = (0, 0)) -> TPOption:
+        """A TP degree (and split) that cannot serve the demand, and why."""
         return cls(tp=tp, max_rate_per_replica=0.0, replicas=0, chips=0, at_peak=None,
-                   at_mean=None, reason=reason)  # fmt: skip
+                   at_mean=None, reason=reason, prefill_replicas=split[0],
+                   decode_replicas=split[1])  # fmt: skip
 
     def to_dict(self) -> dict:
         d: dict = {
@@ -115,6 +133,9 @@ class TPOption:
             "replicas": self.replicas,
             "chips": self.chips,
         }
+        if self.prefill_replicas:
+            d["prefill_replicas_per_unit"] = self.prefill_replicas
+            d["decode_replicas_per_unit"] = self.decode_replicas
         if self.reason:
             d["reason"] = self.reason
         for name, r in (("at_peak", self.at_peak), ("at_mean", self.at_mean)):
@@ -139,7 +160,7 @@ class Plan:
     @property
     def best(self) -> TPOption | None:
         ok = [o for o in self.options if o.chips > 0]
-        return min(ok, key=lambda o: (o.chips, o.tp)) if ok else None
+        return min(ok, key=lambda o: (o.chips, o.tp, o.prefill_replicas)) if ok else None
 
     def costs(self, o: TPOption) -> dict:
         """$/hour and $ per million output tokens at mean load, and the derived energy per
@@ -184,20 +205,24 @@ class Plan:
             for k, v in (("TTFT", s.ttft_s), ("TPOT", s.tpot_s))
             if v is not None
         )
+        split_column = any(o.prefill_replicas for o in self.options)
         lines = [
             f"plan on {self.chip}: mean {d.mean_rate:.4g} req/s, peak x{d.peak_to_mean:g} = "
             f"{d.peak_rate:.4g} req/s (~{self.mean_output_tokens:.0f} output tokens each); SLO {lim}",
-            f"  {'TP':>3} {'req/s/replica':>14} {'replicas':>9} {'chips':>7} {'MFU peak':>9} "
-            f"{'MFU mean':>9} {'$/h':>10} {'$/M tok':>8} {'J/token':>8}",
+            f"  {'TP':>3}{' split' if split_column else ''} {'req/s/replica':>14} "
+            f"{'replicas':>9} {'chips':>7} {'MFU peak':>9} {'MFU mean':>9} {'$/h':>10} "
+            f"{'$/M tok':>8} {'J/token':>8}",
         ]
         for o in self.options:
+            split = f"{o.prefill_replicas}P:{o.decode_replicas}D" if o.prefill_replicas else "-"
+            split = f" {split:>5}" if split_column else ""
             if o.chips == 0:
-                lines.append(f"  {o.tp:>3}  -- {o.reason}")
+                lines.append(f"  {o.tp:>3}{split}  -- {o.reason}")
                 continue
             c = self.costs(o)
             rate = (">= " if o.max_rate_is_floor else "") + f"{o.max_rate_per_replica:.3g}"
             lines.append(
-                f"  {o.tp:>3} {rate:>14} {o.replicas:>9,} {o.chips:>7,} "
+                f"  {o.tp:>3}{split} {rate:>14} {o.replicas:>9,} {o.chips:>7,} "
                 f"{o.at_peak.mfu if o.at_peak else 0:>9.1%} {o.at_mean.mfu if o.at_mean else 0:>9.1%} "
                 f"{c.get('usd_per_hour', float('nan')):>10,.0f} "
                 f"{c.get('usd_per_million_tokens', float('nan')):>8.3g} "
@@ -206,14 +231,17 @@ class Plan:
         if any(o.max_rate_is_floor for o in self.options):
             lines.append(
                 f"  >= : the rate search stopped at the first served rate at or above the "
-                f"{d.peak_rate:.4g} req/s peak (one replica serves it; its limit is higher)"
+                f"{d.peak_rate:.4g} req/s peak (one replica or unit serves it; its limit is higher)"
             )
         best = self.best
         if best is None:
             lines.append("  no tensor-parallel degree meets the SLO")
         else:
+            unit = (f"{best.replicas:,} units of {best.prefill_replicas} prefill + "
+                    f"{best.decode_replicas} decode replicas x TP{best.tp}"
+                    if best.prefill_replicas else f"{best.replicas:,} replicas x TP{best.tp}")  # fmt: skip
             lines.append(
-                f"  best: {best.chips:,} chips ({best.replicas:,} replicas x TP{best.tp}); "
+                f"  best: {best.chips:,} chips ({unit}); "
                 f"MFU {best.at_peak.mfu if best.at_peak else 0:.1%} at peak, "
                 f"{best.at_mean.mfu if best.at_mean else 0:.1%} over the day"
             )
@@ -226,7 +254,7 @@ def _run(
     # at least min_requests and min_duration_s, but never more than 10 x min_requests: a high
     # rate (a large demand) would otherwise simulate min_duration_s x rate requests
     duration = min(max(min_duration_s, min_requests / rate), 10 * min_requests / rate)
-    w = replace(serving, rate=rate, duration_s=duration, replicas=1)
+    w = replace(serving, rate=rate, duration_s=duration)  # one replica, or one disaggregated unit
     return simulate_serving(w, system, slo_ttft_s=slo.ttft_s, slo_tpot_s=slo.tpot_s)
 
 
@@ -296,9 +324,16 @@ def plan(
     usd_per_chip_hour: float | None = None,
     min_requests: int = 1500,
     min_duration_s: float = 60.0,
+    splits: tuple[tuple[int, int], ...] = (),
 ) -> Plan:
     """Search tensor-parallel degrees (default: the powers of two up to a node that divide the
-    heads) for the fewest chips meeting ``slo`` at the peak of ``demand``."""
+    heads) for the fewest chips meeting ``slo`` at the peak of ``demand``; with ``splits``
+    ((prefill, decode) replicas per unit), each TP's disaggregated units too."""
+    for p, d in splits:
+        if not (isinstance(p, int) and isinstance(d, int) and p >= 1 and d >= 1):
+            raise WorkloadError(
+                f"plan: --split {p}:{d}: a unit needs >= 1 prefill and >= 1 decode replica"
+            )
     m = serving.model
     base = load_system(chip, 1, list(sets))
     node = base.chips_per_node
@@ -306,35 +341,39 @@ def plan(
         tps = tuple(t for t in (1, 2, 4, 8, 16) if t <= max(1, node) and m.n_heads % t == 0)
     options = []
     for tp in tps:
-        system = load_system(chip, tp, list(sets))
-        w = replace(serving, tp=tp, replicas=1)
-        try:
-            w.validate()
-            r_max = max_rate(
-                w, system, slo, min_requests=min_requests, min_duration_s=min_duration_s,
-                cap=demand.peak_rate,
-            )  # fmt: skip
-        except (CapacityError, WorkloadError, ConfigError) as exc:
-            options.append(TPOption.refused(tp, str(exc).split(";")[0]))
-            continue
-        if r_max <= 0:
-            options.append(TPOption.refused(tp, "the SLO is missed even at 0.001 req/s"))
-            continue
-        n = math.ceil(demand.peak_rate / r_max)
-        floor = r_max >= demand.peak_rate  # the search stopped there: one replica serves the peak
-        at_peak = _run(w, system, demand.peak_rate / n, min_requests, slo, min_duration_s)
-        at_mean = _run(w, system, demand.mean_rate / n, min_requests, slo, min_duration_s)
-        options.append(
-            TPOption(
-                tp=tp,
-                max_rate_per_replica=r_max,
-                replicas=n,
-                chips=n * tp,
-                at_peak=at_peak,
-                at_mean=at_mean,
-                max_rate_is_floor=floor,
-            )  # fmt: skip
-        )
+        for split in ((0, 0), *splits):
+            p, d = split
+            w = replace(serving, tp=tp, replicas=max(1, p + d), prefill_replicas=p)
+            system = load_system(chip, tp * w.replicas, list(sets))
+            try:
+                w.validate()
+                r_max = max_rate(
+                    w, system, slo, min_requests=min_requests, min_duration_s=min_duration_s,
+                    cap=demand.peak_rate,
+                )  # fmt: skip
+            except (CapacityError, WorkloadError, ConfigError) as exc:
+                options.append(TPOption.refused(tp, str(exc).split(";")[0], split))
+                continue
+            if r_max <= 0:
+                options.append(TPOption.refused(tp, "the SLO is missed even at 0.001 req/s", split))
+                continue
+            n = math.ceil(demand.peak_rate / r_max)
+            floor = r_max >= demand.peak_rate  # the search stopped there: one unit serves it
+            at_peak = _run(w, system, demand.peak_rate / n, min_requests, slo, min_duration_s)
+            at_mean = _run(w, system, demand.mean_rate / n, min_requests, slo, min_duration_s)
+            options.append(
+                TPOption(
+                    tp=tp,
+                    max_rate_per_replica=r_max,
+                    replicas=n,
+                    chips=n * w.replicas * tp,
+                    at_peak=at_peak,
+                    at_mean=at_mean,
+                    max_rate_is_floor=floor,
+                    prefill_replicas=p,
+                    decode_replicas=d,
+                )  # fmt: skip
+            )
     c = base.chip
     price = usd_per_chip_hour
     if price is None:

@@ -258,8 +258,6 @@ def _candidates(
     return {
         "tm": np.maximum(tm, 1.0),  # the GEMV row's tile is never used; 1 avoids 0/0
         "tn": np.maximum(tn, 1.0),
-        "tile_m": tm,
-        "tile_n": tn,
         "extra": np.array([e for _, e, _ in rows], dtype=float)[:, None, None],
         "sk": kind == 1,
         "gemv": kind == 2,

@@ -317,6 +317,15 @@ def cost_gemms(
         gm0 = np.where(gemv, 1.0, np.round(np.sqrt(n_cores * tn / tm)))
     tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
     tiles = groups * tiles_m * tiles_n
+    stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)
+    usable = np.where(sk, stream, np.where(gemv, m < min_tm, True))
+    keep = usable.reshape(len(usable), -1).any(axis=1)
+    if not keep.all():  # a candidate no op may use (stream-K with fewer tiles than cores) is
+        # never picked: cost only the others, in their order (the same first fastest)
+        rows = np.flatnonzero(keep)
+        tm, tn, sk, gemv, tiles_m, tiles_n, tiles, usable, flops_per_k, fixup, gm0 = (
+            x[rows] for x in (tm, tn, sk, gemv, tiles_m, tiles_n, tiles, usable, flops_per_k,
+                              fixup, gm0))  # fmt: skip
     granules = np.ceil(k / tile_k)
     # split-K while there are fewer tiles than cores, each split keeping >= 4 K granules
     split = np.minimum(n_cores // tiles, granules // _MIN_SPLIT_GRANULES)
@@ -355,8 +364,6 @@ def cost_gemms(
     else:
         main_bytes, reuse_bytes = np.where(gemv, streamed, tile_level), None
     time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
-    stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)
-    usable = np.where(sk, stream, np.where(gemv, m < min_tm, True))
     rank = time
     if steady and st.has_power:
         rank = _steady_time(chips, ops, flops, time, compute, main_s, reuse_s, overhead,

@@ -289,8 +289,17 @@ def estimate_area(chip: Chip, system: System | None = None) -> AreaEstimate:
             f"chip {chip.name!r}: the area model needs compute.clock_hz (the clock the peaks "
             "are quoted at: MACs = peak / (2 x clock)); set it"
         )
-    node = chip_node(chip)
     si = chip.silicon
+    if si.die_area_mm2:
+        from hardware.cost import dies_per_wafer  # cost builds on area: imported here
+
+        if dies_per_wafer(si.die_area_mm2) < 1:
+            raise ConfigError(
+                f"chip {chip.name!r}: a wafer-scale die ({si.die_area_mm2:,.0f} mm2) is outside "
+                "the area and cost models, which are built from reticle-sized dies (GPU-class "
+                "cores, many dies per wafer, yield without wafer-scale redundancy)"
+            )
+    node = chip_node(chip)
     c = {k: v.value for k, v in COEFFICIENTS.items()}
     logic = REF_LOGIC_MTR_PER_MM2 / node.logic_mtr_per_mm2  # 7 nm area -> this node
     sram = node.sram_bitcell_um2 / REF_BITCELL_UM2

@@ -103,3 +103,21 @@ def test_unknown_silicon_field_is_refused():
         from hardware import load_chip
 
         load_chip("h100-sxm", ["silicon.area=1"])
+
+
+def test_every_preset_has_a_positive_area_and_cost_or_a_one_line_refusal(capsys):
+    # a wafer-scale die (Cerebras) gave -1 dies per wafer and a cost of -2e147 dollars
+    from hardware import list_chips
+
+    for name in list_chips():
+        system = load_system(name, 1)
+        try:
+            area = estimate_area(system.chip, system)
+        except ConfigError as exc:
+            assert "\n" not in str(exc) and name in str(exc)
+            continue
+        cost = estimate_cost(area, system.chip)
+        assert area.die_area_mm2 > 0 and cost.dies_per_wafer >= 1, name
+        assert 0 < cost.yield_fraction <= 1 and 0 < cost.total_usd < math.inf, name
+    assert main(["area", "cerebras-wse3"]) == 2
+    assert "wafer-scale die (46,225 mm2)" in capsys.readouterr().err

@@ -347,6 +347,12 @@ def test_a_plan_costs_disaggregated_units_beside_colocated_replicas(l8b, capsys)
     assert "1P:1D" in p.summary()
     d = p.to_dict()["options"][1]
     assert (d["prefill_replicas_per_unit"], d["decode_replicas_per_unit"]) == (1, 1)
+    assert d["units"] == unit.replicas and d["replicas"] == 2 * unit.replicas
+    assert d["max_rate_per_unit"] == pytest.approx(2 * d["max_rate_per_replica"])
+    # a split given twice is searched once
+    twice = plan(w, "h100-sxm", Demand(mean_rate=20.0), slo, tps=(1,), min_requests=200,
+                 min_duration_s=10.0, splits=((1, 1), (1, 1)))  # fmt: skip
+    assert len(twice.options) == 2
     # a malformed split: argparse's usage, then one line naming the flag and the form
     with pytest.raises(SystemExit) as exit_:
         main(["plan", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "2", "--split",

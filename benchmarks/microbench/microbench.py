@@ -465,12 +465,12 @@ def _gemm_sizes(quick, cpu):
     return sq, llm_m, llm_nk, awk, fp8_sq, tf32_sq
 
 
-# fused projections of the two decoders in the llm section (qkv, gate+up, down, LM heads)
 # decode GEMMs just past a tile/cluster edge (issue 22): roofsim predicts the weights are read
 # from L2 once more at M = 257 and 513 on Hopper (a step in time), which only a measurement
 # of M across the edge can confirm or refute
 BATCH_EDGE_M = [240, 248, 256, 257, 264, 272, 288, 320, 384, 448, 504, 512, 513, 520, 544]
 BATCH_EDGE_NK = [(28672, 4096), (14336, 4096), (4096, 14336), (7168, 8192)]
+# fused projections of the two decoders in the llm section (qkv, gate+up, down, LM heads)
 LLM_EXTRA_NK = [
     (6144, 4096),
     (28672, 4096),

@@ -268,8 +268,8 @@ def _run_plan(args: argparse.Namespace) -> int:
         usd_per_chip_hour=args.usd_per_chip_hour, splits=tuple(args.split or ()),
     )  # fmt: skip
     print(dumps(result.to_dict()) if args.json else result.summary())
-    write_html(args, lambda: _report().plan_report(result, inputs=_given(args),
-                                                   command=args.argv))  # fmt: skip
+    inputs = _given(args) | {"split": ", ".join(f"{p}:{d}" for p, d in args.split or ()) or None}
+    write_html(args, lambda: _report().plan_report(result, inputs=inputs, command=args.argv))
     return 0
 
 

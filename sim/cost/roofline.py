@@ -49,7 +49,6 @@ without the overlap and ~660 with it.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,12 +235,7 @@ def _min_tile_m(tiles: tuple[tuple[int, int], ...]) -> int:
 
 @functools.cache
 def _candidates(
-    tiles: tuple[tuple[int, int], ...],
-    n_cores: int,
-    tile_k: int,
-    stream_k: bool,
-    gemv: bool,
-    step: int = 0,
+    tiles: tuple[tuple[int, int], ...], stream_k: bool, gemv: bool, step: int = 0
 ) -> dict[str, Array]:
     """A chip structure's GEMM candidates along axis 0: each tile, then its stream-K schedule
     where the chip's library has one (the order ties are broken in); where the library has
@@ -253,17 +247,12 @@ def _candidates(
     tm = np.array([t[0] for t, _, _ in rows], dtype=float)[:, None, None]
     tn = np.array([t[1] for t, _, _ in rows], dtype=float)[:, None, None]
     kind = np.array([k for _, _, k in rows])[:, None, None]  # tile, stream-K, GEMV
-    # one wave of tiles sharing A and B panels through L2: gm x gn tiles, about square
-    gm0 = [round(math.sqrt(n_cores * n / m)) if m else 1 for (m, n), _, _ in rows]
     return {
         "tm": np.maximum(tm, 1.0),  # the GEMV row's tile is never used; 1 avoids 0/0
         "tn": np.maximum(tn, 1.0),
         "extra": np.array([e for _, e, _ in rows], dtype=float)[:, None, None],
         "sk": kind == 1,
         "gemv": kind == 2,
-        "gm0": np.array(gm0, dtype=float)[:, None, None],
-        "flops_per_k": 2.0 * tm * tn * tile_k,  # one K granule of one tile
-        "fixup": np.where(kind == 1, 2.0 * n_cores * tm * tn * 4.0, 0.0),  # fp32, write + read
     }
 
 
@@ -305,16 +294,15 @@ def cost_gemms(
     core_rate = _rates(chips, keys, _gemm_rate)
     n_cores, tile_k = st.n_cores, st.tile_k
     min_tm = _min_tile_m(st.gemm_tiles)
-    cand = _candidates(st.gemm_tiles, n_cores, tile_k, st.stream_k, bool(m.min() < min_tm),
-                       st.tile_step)  # fmt: skip
+    cand = _candidates(st.gemm_tiles, st.stream_k, bool(m.min() < min_tm), st.tile_step)
     tm, tn, sk, gemv = cand["tm"], cand["tn"], cand["sk"], cand["gemv"]
 
-    flops_per_k, fixup, gm0 = cand["flops_per_k"], cand["fixup"], cand["gm0"]
     if st.tile_step:  # one side cut to a step multiple: less padding, fuller waves
         tm, tn = _cut_tiles(m, n, tm, tn, cand["extra"], st.tile_step)
-        flops_per_k = 2.0 * tm * tn * tile_k
-        fixup = np.where(sk, 2.0 * n_cores * tm * tn * 4.0, 0.0)
-        gm0 = np.where(gemv, 1.0, np.round(np.sqrt(n_cores * tn / tm)))
+    flops_per_k = 2.0 * tm * tn * tile_k  # one K granule of one tile
+    fixup = np.where(sk, 2.0 * n_cores * tm * tn * 4.0, 0.0)  # stream-K: fp32, write + read
+    # one wave of tiles sharing A and B panels through L2: gm x gn tiles, about square
+    gm0 = np.where(gemv, 1.0, np.round(np.sqrt(n_cores * tn / tm)))
     tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
     tiles = groups * tiles_m * tiles_n
     stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)

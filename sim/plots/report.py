@@ -887,7 +887,8 @@ def plan_report(plan: Any, *, inputs: Mapping[str, Any],
     else:
         c = plan.costs(best)
         items.append(("best", f"{best.chips:,} chip{'s' if best.chips != 1 else ''}",
-                      f"{best.replicas:,} x {best.label} of {plan.chip}"))  # fmt: skip
+                      f"{best.replicas:,} {'units' if best.prefill_replicas else 'replicas'} "
+                      f"x {best.label} of {plan.chip}"))  # fmt: skip
         if best.at_peak is not None:
             items.append(("MFU at peak", percent(best.at_peak.mfu),
                           f"{percent(best.at_mean.mfu) if best.at_mean else '-'} at mean load"))  # fmt: skip
@@ -911,14 +912,16 @@ def plan_report(plan: Any, *, inputs: Mapping[str, Any],
             plain(c.get("usd_per_million_tokens"), ".3g", "$/M tokens"),
             plain(c.get("joules_per_token"), ".3g", "J/token"), o.reason,
         ])  # fmt: skip
-    options = table("One row per tensor-parallel degree", (
-        "TP", "requests/s per replica within the SLO", "replicas", "chips", "MFU at peak",
+    options = table("One row per option: a tensor-parallel degree, or a disaggregated unit of "
+                    "P prefill + D decode replicas at that degree (P:D)", (
+        "option", "requests/s per replica (or unit) within the SLO", "replicas (or units)",
+        "chips", "MFU at peak",
         "MFU at mean", "p99 TTFT at peak", "p99 TPOT at peak", "cost per hour",
         "cost per million tokens", "energy per token", "why not"), body)  # fmt: skip
     bars = [(o.label, float(o.chips), f"{o.chips:,} chips") for o in plan.options if o.chips]
-    chart = figure(bar_svg("Chips needed per TP degree: " + "; ".join(
-        f"{n} {t}" for n, _, t in bars), bars), "Chips needed per tensor-parallel degree (fewer "
-        "is better).") if bars else ""  # fmt: skip
+    chart = (figure(bar_svg("Chips needed per option: " + "; ".join(
+        f"{n} {t}" for n, _, t in bars), bars), "Chips needed per option (fewer is better).")
+        if bars else "")  # fmt: skip
     sections = [
         ("summary", "", summary_fragment("Summary", items, style=False)),
         (

@@ -14,6 +14,8 @@ Disaggregated serving (``splits``): a unit of P prefill and D decode replicas (D
 et al. OSDI 2024; Splitwise, Patel et al. ISCA 2024) is bisected the same way, its KV caches
 moved over the link (``sim.engine.serve``); the fleet needs ceil(peak / a unit's rate) units,
 by the same splitting argument. Each split is costed beside the colocated replica of each TP.
+NB: inside a unit requests go to the least-loaded replica of each pool, which only does better
+than the random routing the colocated fleet is sized for, so larger units are slightly favoured.
 """
 
 from __future__ import annotations
@@ -133,9 +135,16 @@ class TPOption:
             "replicas": self.replicas,
             "chips": self.chips,
         }
-        if self.prefill_replicas:
-            d["prefill_replicas_per_unit"] = self.prefill_replicas
-            d["decode_replicas_per_unit"] = self.decode_replicas
+        if self.prefill_replicas:  # the fields above count units; say so, and the replicas
+            per_unit = self.prefill_replicas + self.decode_replicas
+            d |= {
+                "units": self.replicas,
+                "max_rate_per_unit": self.max_rate_per_replica,
+                "replicas": self.replicas * per_unit,
+                "max_rate_per_replica": self.max_rate_per_replica / per_unit,
+                "prefill_replicas_per_unit": self.prefill_replicas,
+                "decode_replicas_per_unit": self.decode_replicas,
+            }
         if self.reason:
             d["reason"] = self.reason
         for name, r in (("at_peak", self.at_peak), ("at_mean", self.at_mean)):
@@ -205,17 +214,21 @@ class Plan:
             for k, v in (("TTFT", s.ttft_s), ("TPOT", s.tpot_s))
             if v is not None
         )
-        split_column = any(o.prefill_replicas for o in self.options)
+        splits = [f"{o.prefill_replicas}P:{o.decode_replicas}D" for o in self.options
+                  if o.prefill_replicas]  # fmt: skip
+        width = max(map(len, splits), default=0) if splits else 0
+        per = "unit" if splits else "replica"
         lines = [
             f"plan on {self.chip}: mean {d.mean_rate:.4g} req/s, peak x{d.peak_to_mean:g} = "
             f"{d.peak_rate:.4g} req/s (~{self.mean_output_tokens:.0f} output tokens each); SLO {lim}",
-            f"  {'TP':>3}{' split' if split_column else ''} {'req/s/replica':>14} "
-            f"{'replicas':>9} {'chips':>7} {'MFU peak':>9} {'MFU mean':>9} {'$/h':>10} "
+            f"  {'TP':>3}{' ' + 'split'.rjust(width) if splits else ''} {'req/s/' + per:>14} "
+            f"{per + 's':>9} {'chips':>7} {'MFU peak':>9} {'MFU mean':>9} {'$/h':>10} "
             f"{'$/M tok':>8} {'J/token':>8}",
         ]
+        width = max(width, len("split"))
         for o in self.options:
             split = f"{o.prefill_replicas}P:{o.decode_replicas}D" if o.prefill_replicas else "-"
-            split = f" {split:>5}" if split_column else ""
+            split = f" {split:>{width}}" if splits else ""
             if o.chips == 0:
                 lines.append(f"  {o.tp:>3}{split}  -- {o.reason}")
                 continue
@@ -234,8 +247,11 @@ class Plan:
                 f"{d.peak_rate:.4g} req/s peak (one replica or unit serves it; its limit is higher)"
             )
         best = self.best
+        if splits:
+            lines.append("  a unit: one replica (split -), or P prefill + D decode replicas "
+                         "(P:D); a replica is TP chips")  # fmt: skip
         if best is None:
-            lines.append("  no tensor-parallel degree meets the SLO")
+            lines.append("  no option meets the SLO")
         else:
             unit = (f"{best.replicas:,} units of {best.prefill_replicas} prefill + "
                     f"{best.decode_replicas} decode replicas x TP{best.tp}"
@@ -277,7 +293,9 @@ def max_rate(
     rel_tol: float = 0.03,
     cap: float | None = None,
 ) -> float:
-    """The largest Poisson rate (req/s) one replica serves within ``slo`` (0 if none).
+    """The largest Poisson rate (req/s) one replica serves within ``slo`` (0 if none); one
+    disaggregated unit where ``serving`` has ``prefill_replicas`` (``system`` then holds the
+    unit's chips).
 
     A rate is served when the SLO holds and the replica keeps up with it (``_served``): under
     a loose SLO an overloaded replica would otherwise "meet" it in a finite window, and the
@@ -329,6 +347,7 @@ def plan(
     """Search tensor-parallel degrees (default: the powers of two up to a node that divide the
     heads) for the fewest chips meeting ``slo`` at the peak of ``demand``; with ``splits``
     ((prefill, decode) replicas per unit), each TP's disaggregated units too."""
+    splits = tuple(dict.fromkeys(splits))  # a split given twice is searched once
     for p, d in splits:
         if not (isinstance(p, int) and isinstance(d, int) and p >= 1 and d >= 1):
             raise WorkloadError(

@@ -207,10 +207,10 @@ def _serving_cycle(row: dict, system) -> tuple[float, float, float, dict]:
     if not system.chip.has_power_model:
         raise Skip(f"chip {system.chip.name!r} has no power model")
     batch, prompt, output = row["batch"], row["prompt"], row["output"]
-    dp = chips // tp  # replicas, each with ``batch`` requests
-    common = dict(
-        model=model, dtype=dtype, tp=tp, dp=dp, kv_dtype=row.get("kv_dtype"), runtime=_runtime(row)
-    )
+    pp = row.get("pp", 1) or 1
+    dp = chips // (tp * pp)  # replicas, each with ``batch`` requests
+    common = dict(model=model, dtype=dtype, tp=tp, pp=pp, dp=dp, kv_dtype=row.get("kv_dtype"),
+                  runtime=_runtime(row))  # fmt: skip
     step = simulate(Decode(batch=batch * dp, context=int(prompt + output / 2), **common), system,
                     check_memory=False)  # fmt: skip
     pre = simulate(Prefill(batch=dp, prompt=prompt, **common), system, check_memory=False)

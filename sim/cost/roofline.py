@@ -299,10 +299,6 @@ def cost_gemms(
 
     if st.tile_step:  # one side cut to a step multiple: less padding, fuller waves
         tm, tn = _cut_tiles(m, n, tm, tn, cand["extra"], st.tile_step)
-    flops_per_k = 2.0 * tm * tn * tile_k  # one K granule of one tile
-    fixup = np.where(sk, 2.0 * n_cores * tm * tn * 4.0, 0.0)  # stream-K: fp32, write + read
-    # one wave of tiles sharing A and B panels through L2: gm x gn tiles, about square
-    gm0 = np.where(gemv, 1.0, np.round(np.sqrt(n_cores * tn / tm)))
     tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
     tiles = groups * tiles_m * tiles_n
     stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)
@@ -311,9 +307,13 @@ def cost_gemms(
     if not keep.all():  # a candidate no op may use (stream-K with fewer tiles than cores) is
         # never picked: cost only the others, in their order (the same first fastest)
         rows = np.flatnonzero(keep)
-        tm, tn, sk, gemv, tiles_m, tiles_n, tiles, usable, flops_per_k, fixup, gm0 = (
-            x[rows] for x in (tm, tn, sk, gemv, tiles_m, tiles_n, tiles, usable, flops_per_k,
-                              fixup, gm0))  # fmt: skip
+        tm, tn, sk, gemv, tiles_m, tiles_n, tiles, usable = (
+            x[rows] for x in (tm, tn, sk, gemv, tiles_m, tiles_n, tiles, usable)
+        )
+    flops_per_k = 2.0 * tm * tn * tile_k  # one K granule of one tile
+    fixup = np.where(sk, 2.0 * n_cores * tm * tn * 4.0, 0.0)  # stream-K: fp32, write + read
+    # one wave of tiles sharing A and B panels through L2: gm x gn tiles, about square
+    gm0 = np.where(gemv, 1.0, np.round(np.sqrt(n_cores * tn / tm)))
     granules = np.ceil(k / tile_k)
     # split-K while there are fewer tiles than cores, each split keeping >= 4 K granules
     split = np.minimum(n_cores // tiles, granules // _MIN_SPLIT_GRANULES)

@@ -113,12 +113,14 @@ class TPOption:
     decode_replicas: int = 0
 
     @property
+    def split(self) -> str:
+        """1P:2D for a unit of one prefill and two decode replicas; - for a colocated one."""
+        return f"{self.prefill_replicas}P:{self.decode_replicas}D" if self.prefill_replicas else "-"
+
+    @property
     def label(self) -> str:
-        """TP4, or TP4 1P:2D for a unit of one prefill and two decode replicas."""
-        split = (
-            f" {self.prefill_replicas}P:{self.decode_replicas}D" if self.prefill_replicas else ""
-        )
-        return f"TP{self.tp}{split}"
+        """TP4, or TP4 1P:2D."""
+        return f"TP{self.tp}" + (f" {self.split}" if self.prefill_replicas else "")
 
     @classmethod
     def refused(cls, tp: int, reason: str, split: tuple[int, int] = (0, 0)) -> TPOption:
@@ -214,9 +216,8 @@ class Plan:
             for k, v in (("TTFT", s.ttft_s), ("TPOT", s.tpot_s))
             if v is not None
         )
-        splits = [f"{o.prefill_replicas}P:{o.decode_replicas}D" for o in self.options
-                  if o.prefill_replicas]  # fmt: skip
-        width = max(map(len, splits), default=0) if splits else 0
+        splits = [o.split for o in self.options if o.prefill_replicas]
+        width = max(len("split"), *map(len, splits)) if splits else 0
         per = "unit" if splits else "replica"
         lines = [
             f"plan on {self.chip}: mean {d.mean_rate:.4g} req/s, peak x{d.peak_to_mean:g} = "
@@ -225,10 +226,8 @@ class Plan:
             f"{per + 's':>9} {'chips':>7} {'MFU peak':>9} {'MFU mean':>9} {'$/h':>10} "
             f"{'$/M tok':>8} {'J/token':>8}",
         ]
-        width = max(width, len("split"))
         for o in self.options:
-            split = f"{o.prefill_replicas}P:{o.decode_replicas}D" if o.prefill_replicas else "-"
-            split = f" {split:>{width}}" if splits else ""
+            split = f" {o.split:>{width}}" if splits else ""
             if o.chips == 0:
                 lines.append(f"  {o.tp:>3}{split}  -- {o.reason}")
                 continue

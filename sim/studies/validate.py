@@ -123,16 +123,17 @@ def load_rows(path: Path | str = DEFAULT_DATA) -> list[dict]:
 
 
 def _llm_setup(row: dict):
-    """(model, system, chips, tp, dtype) of an LLM row; Skip where the model has no preset."""
+    """(model, system, layout, dtype) of an LLM row, ``layout`` its tp, pp and dp (the chips
+    over tp x pp); Skip where the model has no preset."""
     from workloads import load_model
 
     try:
         model = load_model(row["model"])
     except WorkloadError as exc:
         raise Skip(f"no model preset ({exc})") from None
-    chips, tp = row.get("chips", 1) or 1, row.get("tp", 1) or 1
+    chips, tp, pp = row.get("chips", 1) or 1, row.get("tp", 1) or 1, row.get("pp", 1) or 1
     dtype = {"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16"))
-    return model, _system(row, chips), chips, tp, dtype
+    return model, _system(row, chips), dict(tp=tp, pp=pp, dp=chips // (tp * pp)), dtype
 
 
 def _runtime(row: dict):
@@ -145,10 +146,9 @@ def _runtime(row: dict):
 def _llm(row: dict):
     from workloads import Decode, Prefill
 
-    model, system, chips, tp, dtype = _llm_setup(row)
-    pp = row.get("pp", 1) or 1
-    common = dict(model=model, batch=row.get("batch", 1) or 1, dtype=dtype, tp=tp, pp=pp,
-                  dp=chips // (tp * pp), kv_dtype=row.get("kv_dtype"),
+    model, system, layout, dtype = _llm_setup(row)
+    common = dict(model=model, batch=row.get("batch", 1) or 1, dtype=dtype, **layout,
+                  kv_dtype=row.get("kv_dtype"),
                   attention_kernel=row.get("attention_kernel", "native"),
                   runtime=_runtime(row))  # fmt: skip
 
@@ -203,13 +203,12 @@ def _serving_cycle(row: dict, system) -> tuple[float, float, float, dict]:
     ``batch`` prefills, one at a time, in the steady state, over all the row's chips."""
     from workloads import Decode, Prefill
 
-    model, _, chips, tp, dtype = _llm_setup(row)
+    model, _, layout, dtype = _llm_setup(row)
     if not system.chip.has_power_model:
         raise Skip(f"chip {system.chip.name!r} has no power model")
     batch, prompt, output = row["batch"], row["prompt"], row["output"]
-    pp = row.get("pp", 1) or 1
-    dp = chips // (tp * pp)  # replicas, each with ``batch`` requests
-    common = dict(model=model, dtype=dtype, tp=tp, pp=pp, dp=dp, kv_dtype=row.get("kv_dtype"),
+    dp = layout["dp"]  # replicas, each with ``batch`` requests
+    common = dict(model=model, dtype=dtype, **layout, kv_dtype=row.get("kv_dtype"),
                   runtime=_runtime(row))  # fmt: skip
     step = simulate(Decode(batch=batch * dp, context=int(prompt + output / 2), **common), system,
                     check_memory=False)  # fmt: skip
@@ -225,7 +224,7 @@ def _serving_cycle(row: dict, system) -> tuple[float, float, float, dict]:
 def _predict_energy(row: dict) -> tuple[float, dict]:
     """Energy and power of a full server (``_serving_cycle``); ``throughput_ratio_capped``:
     its throughput with every chip capped at ``cap`` over its throughput uncapped."""
-    _, system, _, _, _ = _llm_setup(row)
+    _, system, _, _ = _llm_setup(row)
     time_s, energy, tokens, detail = _serving_cycle(row, system)
     metric = row["metric"]
     if metric == "avg_power_w":

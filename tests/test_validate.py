@@ -14,6 +14,7 @@ from sim.studies.validate import (
     load_rows,
     run_row,
     summarise,
+    summary_table,
     validate,
 )
 
@@ -45,7 +46,7 @@ def test_fast_subset_runs_every_kind_and_reports_errors():
 def test_training_rows_are_predicted_in_each_sources_flop_convention():
     results, summary = validate(kinds=["train"], fast=True)
     assert results and all(r.predicted is not None for r in results)
-    (train,) = summary
+    train = summary[0]  # then the slices (train-dense)
     assert train.everything.median_abs_error is not None  # the first rows are fit rows
     # the time row and the MFU row of the same Korthikanti run agree through the FLOP count
     rows = {r.id: r for r in validate(kinds=["train"])[0]}
@@ -221,3 +222,22 @@ def test_rows_that_name_their_runtime_name_a_preset():
     assert len(named) >= 80
     for r in named:
         assert r["runtime"] in list_runtimes(), r["id"]
+
+
+def test_moe_rows_are_a_slice_with_their_own_bar_and_dense_training_another():
+    # issue 17's done-when: MoE rows <= 15 %, dense training <= 10 %, reported beside the kinds
+    moe = RowResult(id="m", kind="decode", metric="tokens_per_s", measured=100.0,
+                    predicted=150.0, moe=True)  # fmt: skip
+    dense = RowResult(id="d", kind="train", metric="mfu", measured=0.5, predicted=0.52)
+    kinds = summarise([moe, dense])
+    by = {s.kind: s for s in kinds}
+    assert [s.kind for s in kinds] == ["decode", "train", "train-dense", "moe"]
+    assert by["moe"].slice and not by["decode"].slice
+    assert by["moe"].median_abs_error == pytest.approx(0.5) and by["moe"].passed is False
+    assert by["train-dense"].test.rows == 1 and by["train-dense"].passed is True
+    assert by["moe"].to_dict()["slice"] is True
+    # a published row on the mixtral preset is tagged, one on a dense model is not
+    rows = {r["id"]: r for r in load_rows()}
+    assert run_row(rows["nemo2502-mixtral-8x7b-b200-64gpu-fp8"]).moe
+    assert not run_row(rows["nemo2502-llama3-405b-b200-128gpu-fp8"]).moe
+    assert "moe" in summary_table(kinds) and "slices across the kinds" in summary_table(kinds)

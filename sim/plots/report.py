@@ -948,12 +948,12 @@ def validate_report(results: Sequence[Any], summary: Sequence[Any], *,
     items: list[Item] = []
     for s in summary:
         verdict = {True: "pass", False: "FAIL", None: "no verdict"}[s.passed]
-        items.append((s.kind, f"{percent(s.median_abs_error)} median |error|"
+        items.append((_kind_label(s), f"{percent(s.median_abs_error)} median |error|"
                       if s.median_abs_error is not None else "no test row simulated",
                       f"bias {_signed(s.median_signed_error)}, {s.test.rows} test rows, "
                       f"bar {percent(s.bar) if s.bar is not None else '-'}: {verdict}"))  # fmt: skip
     kinds = [[
-        s.kind, plain(s.rows, "d"), plain(s.test.rows, "d"), pct(s.test.median_abs_error),
+        _kind_label(s), plain(s.rows, "d"), plain(s.test.rows, "d"), pct(s.test.median_abs_error),
         pct(s.test.median_signed_error, True), pct(s.worst_abs_error), plain(s.sourced.rows, "d"),
         pct(s.sourced.median_abs_error), pct(s.sourced.median_signed_error, True),
         plain(s.fit.rows, "d"), pct(s.fit.median_abs_error), pct(s.fit.median_signed_error, True),
@@ -989,6 +989,11 @@ def validate_report(results: Sequence[Any], summary: Sequence[Any], *,
     ]
     return page("roofsim validate", "error against published measurements, per row and kind",
                 sections, command)  # fmt: skip
+
+
+def _kind_label(s: Any) -> str:
+    """A kind's name, or a slice's with its mark (its rows are in their kinds too)."""
+    return f"{s.kind} (slice across kinds)" if s.slice else s.kind
 
 
 def _signed(x: float | None) -> str:

@@ -45,6 +45,14 @@ BARS: dict[str, float] = {"train": 0.10, "decode": 0.10, "prefill": 0.15, "dit":
                           "energy": 0.20, "area": 0.15, "ratio": 0.08}  # fmt: skip
 KINDS = ("decode", "prefill", "serve", "dit", "train", "energy", "ratio", "gemm", "attention",
          "membw", "allreduce", "area", "cost")  # fmt: skip
+#: LLM kinds whose rows name a model preset (a row of these on an MoE model is ``RowResult.moe``)
+_LLM_KINDS = ("decode", "prefill", "serve", "train", "energy")
+# slices across kinds, reported below the kinds with their own bars (issue 17's done-when:
+# dense training 10 %, MoE 15 %); their rows are counted in their kinds as well
+SLICES: dict[str, tuple[Callable[[RowResult], bool], float]] = {
+    "train-dense": (lambda r: r.kind == "train" and not r.moe, 0.10),
+    "moe": (lambda r: r.moe, 0.15),
+}
 
 
 class Skip(Exception):
@@ -64,6 +72,7 @@ class RowResult:
     # "fit": something in the model was fitted, bisected or chosen against this row; "test": not
     use: str = "test"
     assumed: tuple[str, ...] = ()  # the row's fields that are a reading, not the source's
+    moe: bool = False  # an LLM row on a mixture-of-experts model
 
     @property
     def faster(self) -> float | None:
@@ -98,6 +107,7 @@ class RowResult:
             "skipped": self.skipped or None,
             "use": self.use,
             "assumed": list(self.assumed),
+            "moe": self.moe,
             "source": self.source,
             **({"detail": self.detail} if self.detail else {}),
         }
@@ -530,7 +540,7 @@ def run_row(row: dict) -> RowResult:
         raise ConfigError(f"validation row {row.get('id')!r}: use must be fit or test, got {use!r}")
     res = RowResult(id=row["id"], kind=row["kind"], metric=row["metric"],
                     measured=float(row["measured"]), source=row.get("source", ""), use=use,
-                    assumed=tuple(row.get("assumed", ())))  # fmt: skip
+                    assumed=tuple(row.get("assumed", ())), moe=_is_moe(row))  # fmt: skip
     predictor = PREDICTORS.get(row["kind"])
     if predictor is None:
         res.skipped = f"kind {row['kind']!r} has no predictor"
@@ -542,6 +552,17 @@ def run_row(row: dict) -> RowResult:
     except (ConfigError, WorkloadError, CapacityError) as exc:
         res.skipped = f"cannot simulate: {exc}"
     return res
+
+
+def _is_moe(row: dict) -> bool:
+    """Whether ``row`` is an LLM row on a mixture-of-experts model (False where its model does
+    not load: the row is then skipped with that error)."""
+    if row["kind"] not in _LLM_KINDS or not row.get("model"):
+        return False
+    try:
+        return load_model(row["model"]).moe is not None
+    except (ConfigError, WorkloadError, OSError):
+        return False
 
 
 def select(rows: list[dict], kinds: Iterable[str] | None = None, fast: bool = False) -> list[dict]:
@@ -597,6 +618,7 @@ class KindSummary:
     worst_id: str
     bar: float | None
     smoke: bool = False
+    slice: bool = False  # a slice across kinds (``SLICES``), not a kind
 
     @property
     def median_abs_error(self) -> float | None:
@@ -615,6 +637,7 @@ class KindSummary:
     def to_dict(self) -> dict:
         return {
             "kind": self.kind,
+            "slice": self.slice,
             "rows": self.rows,
             "simulated": self.simulated,
             "test_rows": self.test.rows,
@@ -633,32 +656,39 @@ class KindSummary:
 
 
 def summarise(results: list[RowResult], smoke: bool = False) -> list[KindSummary]:
-    """Per kind: errors of the test rows (the headline and the bar), of the test rows without
-    assumed fields, of the fit rows, and of all; the worst test row."""
+    """Per kind, then per slice (``SLICES``): errors of the test rows (the headline and the
+    bar), of the test rows without assumed fields, of the fit rows, and of all; the worst test
+    row. A slice without rows in ``results`` is left out."""
     by: dict[str, list[RowResult]] = defaultdict(list)
     for r in results:
         by[r.kind].append(r)
-    out = []
-    for kind in sorted(by, key=lambda k: KINDS.index(k) if k in KINDS else len(KINDS)):
-        rs = by[kind]
-        tests = [r for r in rs if r.use == "test" and r.error is not None]
-        worst = max(tests, key=lambda r: abs(r.error), default=None)  # type: ignore[arg-type]
-        out.append(
-            KindSummary(
-                kind=kind,
-                rows=len(rs),
-                simulated=sum(r.error is not None for r in rs),
-                test=Errors.of(tests),
-                sourced=Errors.of([r for r in tests if r.sourced]),
-                fit=Errors.of([r for r in rs if r.use == "fit"]),
-                everything=Errors.of(rs),
-                worst_abs_error=abs(worst.error) if worst else None,  # type: ignore[arg-type]
-                worst_id=worst.id if worst else "",
-                bar=BARS.get(kind),
-                smoke=smoke,
-            )
-        )
+    out = [
+        _summary(kind, by[kind], BARS.get(kind), smoke)
+        for kind in sorted(by, key=lambda k: KINDS.index(k) if k in KINDS else len(KINDS))
+    ]
+    for name, (member, bar) in SLICES.items():
+        rs = [r for r in results if member(r)]
+        if rs:
+            out.append(replace(_summary(name, rs, bar, smoke), slice=True))
     return out
+
+
+def _summary(kind: str, rs: list[RowResult], bar: float | None, smoke: bool) -> KindSummary:
+    tests = [r for r in rs if r.use == "test" and r.error is not None]
+    worst = max(tests, key=lambda r: abs(r.error), default=None)  # type: ignore[arg-type]
+    return KindSummary(
+        kind=kind,
+        rows=len(rs),
+        simulated=sum(r.error is not None for r in rs),
+        test=Errors.of(tests),
+        sourced=Errors.of([r for r in tests if r.sourced]),
+        fit=Errors.of([r for r in rs if r.use == "fit"]),
+        everything=Errors.of(rs),
+        worst_abs_error=abs(worst.error) if worst else None,  # type: ignore[arg-type]
+        worst_id=worst.id if worst else "",
+        bar=bar,
+        smoke=smoke,
+    )
 
 
 def _num(x: float) -> str:
@@ -692,17 +722,19 @@ def _pct(x: float | None, signed: bool = False) -> str:
 def summary_table(summary: list[KindSummary]) -> str:
     """Per kind: test rows (the bar), test rows with only the source's fields, fit rows."""
     lines = [
-        f"{'':<11}{'':>5}{'test rows (out of sample)':^32}{'sourced':^18}{'fit rows':^18}".rstrip(),
-        f"{'kind':<11}{'rows':>5}{'n':>5}{'|err|':>8}{'bias':>8}{'worst':>8}{'n':>5}{'|err|':>8}"
+        f"{'':<12}{'':>5}{'test rows (out of sample)':^32}{'sourced':^18}{'fit rows':^18}".rstrip(),
+        f"{'kind':<12}{'rows':>5}{'n':>5}{'|err|':>8}{'bias':>8}{'worst':>8}{'n':>5}{'|err|':>8}"
         f"{'bias':>8}{'n':>5}{'|err|':>8}{'bias':>8}{'bar':>6}  verdict  worst test row",
     ]
     for s in summary:
+        if s.slice and not any(t.slice for t in summary[: summary.index(s)]):
+            lines.append("slices across the kinds above (their rows are counted there too):")
         bar = f"{s.bar:.0%}" if s.bar is not None else "-"
         verdict = {True: "pass", False: "FAIL", None: "-"}[s.passed]
         if s.smoke and s.bar is not None:
             verdict = "smoke"
         lines.append(
-            f"{s.kind:<11}{s.rows:>5}{s.test.rows:>5}{_pct(s.test.median_abs_error):>8}"
+            f"{s.kind:<12}{s.rows:>5}{s.test.rows:>5}{_pct(s.test.median_abs_error):>8}"
             f"{_pct(s.test.median_signed_error, True):>8}{_pct(s.worst_abs_error):>8}"
             f"{s.sourced.rows:>5}{_pct(s.sourced.median_abs_error):>8}"
             f"{_pct(s.sourced.median_signed_error, True):>8}{s.fit.rows:>5}"
@@ -711,7 +743,8 @@ def summary_table(summary: list[KindSummary]) -> str:
         )
     lines.append(
         "|err|: median absolute error; bias: median error signed by speed (> 0: predicted "
-        "faster than measured); the bar applies to the test rows"
+        "faster than measured); the bar applies to the test rows; moe = the LLM rows on "
+        "mixture-of-experts models, train-dense = the training rows on dense ones"
         + ("; --fast runs a few rows per kind: a smoke check, no verdict" if any(
             s.smoke for s in summary) else "")
     )  # fmt: skip

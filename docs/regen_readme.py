@@ -5,8 +5,9 @@
 The commands are those tests/test_docs.py re-runs (README_SKIP lists the ones it does not:
 sweep timings, a templated command, plan's 60 s search). A shown line ending in ``...`` keeps
 its abbreviation where the new line still starts with what precedes the dots. The validation
-table (``roofsim validate --summary --no-fail``) is rewritten too; ``--validation-only`` rewrites
-only that table.
+table (``roofsim validate --summary --no-fail``) and every prose figure (``<!--fig ...-->``, computed
+from validation rows: tests/test_docs.py) are rewritten too; ``--validation-only`` rewrites
+only those.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_docs import _commands, readme_examples, run  # noqa: E402
+from test_docs import _commands, figures_now, readme_examples, run  # noqa: E402
 
 
 def main() -> int:
@@ -39,7 +40,9 @@ def main() -> int:
             finally:
                 os.chdir(cwd)
     changed += _validation_table(lines)
-    path.write_text("\n".join(lines) + "\n")
+    text, figures = _figures("\n".join(lines) + "\n")
+    path.write_text(text)
+    changed += figures
     print(f"README.md: {changed} example(s) rewritten")
     return 0
 
@@ -74,6 +77,15 @@ def _rewrite(lines: list[str], wanted: dict[str, bool]) -> int:
                 j = i + 1 + len(new)
         i = j
     return changed
+
+
+def _figures(text: str) -> tuple[str, int]:
+    """``text`` with every prose figure (``<!--fig ...-->``) rewritten from its rows."""
+    changed = 0
+    for shown, now, (a, b) in reversed(figures_now(text)):
+        if shown != now:
+            text, changed = text[:a] + now + text[b:], changed + 1
+    return text, changed
 
 
 def _validation_table(lines: list[str]) -> int:

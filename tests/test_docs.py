@@ -181,6 +181,78 @@ def test_the_readme_validation_table_is_what_validate_prints(capsys):
         assert figure in " ".join(text.split()), figure
 
 
+#: a figure in prose, computed from validation rows: ``<!--fig SPEC-->shown<!--/fig-->`` where
+#: SPEC is ``row=ID`` or ``rows=ID,ID,...`` (a range, low..high), ``field=`` predicted, measured,
+#: error, faster (the error signed by speed) or abs (|error|), and ``fmt=`` a format spec (a
+#: percentage is printed with a space before its sign: "-12 %")
+FIGURE = re.compile(r"<!--fig (?P<spec>[^>]*?)-->(?P<shown>.*?)<!--/fig-->", re.S)
+
+
+def figure_specs(text: str) -> list[tuple[dict[str, str], str, tuple[int, int]]]:
+    """(spec, shown text, span of the shown text) of each figure in ``text``."""
+    out = []
+    for m in FIGURE.finditer(text):
+        spec = dict(item.split("=", 1) for item in m["spec"].split())
+        if set(spec) - {"row", "rows", "field", "fmt"} or not ({"row", "rows"} & set(spec)):
+            raise ValueError(f"figure spec {m['spec']!r}: row= or rows=, field=, fmt=")
+        out.append((spec, m["shown"], m.span("shown")))
+    return out
+
+
+def figure_values(specs: list[dict[str, str]]) -> dict[str, object]:
+    """The validation result of every row the specs name (ratio rows with their members)."""
+    from sim.studies.validate import load_rows, ratio_row, run_row
+
+    by_id = {r["id"]: r for r in load_rows()}
+    done: dict[str, object] = {}
+    for spec in specs:
+        for i in (spec.get("row") or spec["rows"]).split(","):
+            if i not in done:
+                row = by_id[i]
+                done[i] = ratio_row(row, by_id, done) if row["kind"] == "ratio" else run_row(row)
+    return done
+
+
+def figure_text(spec: dict[str, str], results: dict[str, object]) -> str:
+    """What a figure shows: the field of its row, or the range of the field over its rows."""
+    field, fmt = spec.get("field", "predicted"), spec.get("fmt", ".3g")
+
+    def value(i: str) -> float:
+        r = results[i]
+        v = abs(r.error) if field == "abs" else getattr(r, field)  # type: ignore[attr-defined]
+        if v is None:
+            raise ValueError(f"figure: row {i!r} has no {field} (skipped: {r.skipped})")  # type: ignore[attr-defined]
+        return v
+
+    def text(v: float) -> str:
+        return format(v, fmt).replace("%", "")
+
+    unit = " %" if fmt.endswith("%") else ""
+    if "row" in spec:
+        return text(value(spec["row"])) + unit
+    values = sorted(value(i) for i in spec["rows"].split(","))
+    lo, hi = text(values[0]), text(values[-1])
+    return (lo if lo == hi else f"{lo}..{hi}") + unit
+
+
+def figures_now(text: str) -> list[tuple[str, str, tuple[int, int]]]:
+    """(shown, computed, span) of each figure of ``text``."""
+    found = figure_specs(text)
+    results = figure_values([spec for spec, _, _ in found])
+    return [(shown, figure_text(spec, results), span) for spec, shown, span in found]
+
+
+def test_every_prose_figure_is_what_its_rows_give():
+    """A figure in the README's or the docs' prose is computed from validation rows
+    (regenerate with ``python docs/regen_readme.py``, never by hand)."""
+    checked = 0
+    for doc in ("README.md", *DOCS):
+        for shown, now, _ in figures_now((ROOT / doc).read_text()):
+            assert shown == now, f"{doc}: a figure shows {shown!r}, its rows now give {now!r}"
+            checked += 1
+    assert checked >= 5
+
+
 def test_every_readme_example_prints_what_the_readme_shows(scratch):
     """Regenerate with ``python docs/regen_readme.py`` (never by hand)."""
     checked = 0

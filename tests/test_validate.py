@@ -162,6 +162,13 @@ def test_fast_is_a_smoke_check_without_a_verdict(capsys):
     assert "smoke" in out and "FAIL" not in out and "pass " not in out
 
 
+def test_a_kind_that_passes_exits_0_whatever_its_moe_rows_give(capsys):
+    # the moe slice's bar judges all MoE rows, not a --kind subset's two or three
+    assert main(["validate", "--kind", "decode", "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "moe" in out.split("slices across")[1]
+
+
 def test_an_unknown_kind_is_named_with_the_known_ones(capsys):
     assert main(["validate", "--kind", "nosuch"]) == 2
     err = capsys.readouterr().err
@@ -241,3 +248,6 @@ def test_moe_rows_are_a_slice_with_their_own_bar_and_dense_training_another():
     assert run_row(rows["nemo2502-mixtral-8x7b-b200-64gpu-fp8"]).moe
     assert not run_row(rows["nemo2502-llama3-405b-b200-128gpu-fp8"]).moe
     assert "moe" in summary_table(kinds) and "slices across the kinds" in summary_table(kinds)
+    # run on some kinds only, a slice is their share of it: reported without a verdict
+    subset = {s.kind: s for s in summarise([moe, dense], subset=True)}
+    assert subset["moe"].bar is None and subset["moe"].passed is None

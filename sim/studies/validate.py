@@ -655,10 +655,13 @@ class KindSummary:
         }
 
 
-def summarise(results: list[RowResult], smoke: bool = False) -> list[KindSummary]:
+def summarise(
+    results: list[RowResult], smoke: bool = False, subset: bool = False
+) -> list[KindSummary]:
     """Per kind, then per slice (``SLICES``): errors of the test rows (the headline and the
     bar), of the test rows without assumed fields, of the fit rows, and of all; the worst test
-    row. A slice without rows in ``results`` is left out."""
+    row. A slice without rows in ``results`` is left out; ``subset`` (some kinds were run, not
+    all): a slice is reported without its bar, being only the run kinds' share of it."""
     by: dict[str, list[RowResult]] = defaultdict(list)
     for r in results:
         by[r.kind].append(r)
@@ -669,7 +672,7 @@ def summarise(results: list[RowResult], smoke: bool = False) -> list[KindSummary
     for name, (member, bar) in SLICES.items():
         rs = [r for r in results if member(r)]
         if rs:
-            out.append(replace(_summary(name, rs, bar, smoke), slice=True))
+            out.append(replace(_summary(name, rs, None if subset else bar, smoke), slice=True))
     return out
 
 
@@ -726,9 +729,11 @@ def summary_table(summary: list[KindSummary]) -> str:
         f"{'kind':<12}{'rows':>5}{'n':>5}{'|err|':>8}{'bias':>8}{'worst':>8}{'n':>5}{'|err|':>8}"
         f"{'bias':>8}{'n':>5}{'|err|':>8}{'bias':>8}{'bar':>6}  verdict  worst test row",
     ]
+    sliced = False
     for s in summary:
-        if s.slice and not any(t.slice for t in summary[: summary.index(s)]):
+        if s.slice and not sliced:
             lines.append("slices across the kinds above (their rows are counted there too):")
+            sliced = True
         bar = f"{s.bar:.0%}" if s.bar is not None else "-"
         verdict = {True: "pass", False: "FAIL", None: "-"}[s.passed]
         if s.smoke and s.bar is not None:
@@ -776,7 +781,7 @@ def validate(
         ratio_results = [ratio_row(r, by_id, done) for r in ratios]
         order = {r["id"]: i for i, r in enumerate(rows)}
         results = sorted(results + ratio_results, key=lambda r: order[r.id])
-    return results, summarise(results, smoke=fast)
+    return results, summarise(results, smoke=fast, subset=bool(kinds))
 
 
 def _speed(metric: str, value: float) -> float:
@@ -797,6 +802,7 @@ def ratio_row(row: dict, by_id: dict[str, dict], done: dict[str, RowResult]) -> 
             return res
         members.append(done.get(rid) or run_row(by_id[rid]))
     a, b = members
+    res.moe = a.moe or b.moe
     if a.predicted is None or b.predicted is None:
         res.skipped = f"a member was not simulated ({a.skipped or b.skipped})"
         return res

@@ -632,3 +632,38 @@ def test_a_model_of_absurd_depth_ends_in_time_with_bounded_gradient_buckets():
     w = Training(model=deep, seq=256, micro_batch=1, tp=1, dp=8)
     r = simulate_training(w, load_system("h100-sxm", 8), check_memory=False)
     assert r.step_time_s > 1e9 and MAX_BUCKETS == 128
+
+
+def test_ep_overlap_hides_the_all_to_all_behind_compute_up_to_the_compute():
+    # Megatron-Core's combined 1F1B: dispatch/combine on their own stream beside compute
+    t, system = _mixtral()
+    t = replace(t, vp=2)  # with PP the overlap needs the interleaved schedule
+    plain = simulate_training(t, system)
+    hidden = simulate_training(replace(t, ep_overlap=True), system)
+    ep0, ep1 = (r.breakdown["communication_s"]["ep"] for r in (plain, hidden))
+    assert ep0 > 0 and ep1 < ep0
+    assert hidden.step_time_s < plain.step_time_s
+    # hidden work is not free: what overlaps runs on the cores the collectives leave
+    assert hidden.breakdown["compute_s"] > plain.breakdown["compute_s"]
+    # a network so slow that no compute covers it leaves the excess exposed
+    _, slow = _mixtral(["system.inter_node_bandwidth=0.5GB/s"])
+    slow_plain = simulate_training(t, slow)
+    slow_hidden = simulate_training(replace(t, ep_overlap=True), slow)
+    saved = slow_plain.step_time_s - slow_hidden.step_time_s
+    compute = slow_plain.breakdown["compute_s"] + slow_plain.breakdown["recompute_s"]
+    assert 0 < saved <= compute * 1.001
+    assert hidden.to_dict()["workload"]["ep_overlap"] is True
+    # --no-overlap turns it off with the rest
+    off = simulate_training(replace(t, ep_overlap=True), system, overlap=False)
+    assert off.breakdown["communication_s"]["ep"] == pytest.approx(ep0, rel=1e-6)
+
+
+def test_ep_overlap_needs_expert_parallelism_and_interleaving_with_pp(capsys):
+    t, _ = _mixtral()
+    with pytest.raises(WorkloadError, match="--ep-overlap with --pp 4 needs the interleaved"):
+        replace(t, ep_overlap=True).validate()
+    with pytest.raises(WorkloadError, match="it needs --ep > 1"):
+        replace(t, ep=1, pp=1, dp=32, ep_overlap=True).validate()
+    code = main(["train", "--model", "mixtral-8x7b", "--chip", "h800", "--chips", "8",
+                 "--ep-overlap"])  # fmt: skip
+    assert code == 2 and "--ep-overlap" in capsys.readouterr().err

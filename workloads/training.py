@@ -166,6 +166,11 @@ class Training:
     # packed sequences: each holds seq / sample_len samples and attention stays inside a sample
     # (variable-length / THD flash attention); 0: one sample per sequence
     sample_len: int = 0
+    # Megatron-Core's --overlap-moe-expert-parallel-comm ("combined 1F1B", MCore 0.14): one
+    # micro-batch's expert-parallel dispatch/combine all-to-all runs on its own stream beside
+    # another micro-batch's compute (Megatron-LM docs/user-guide/features/moe_a2a_overlap.md;
+    # benchmarks/research/moe-ep-overlap-2026-12-03.md)
+    ep_overlap: bool = False
 
     # ---- derived sizes -----------------------------------------------------------------------
     @property
@@ -278,6 +283,16 @@ class Training:
                 raise WorkloadError(
                     f"{w}: --ep {self.ep} must divide the {m.moe.n_experts} experts of {m.name}"
                 )
+        if self.ep_overlap:
+            if self.ep == 1:
+                raise WorkloadError(
+                    f"{w}: --ep-overlap hides expert-parallel all-to-all; it needs --ep > 1"
+                )
+            if self.pp > 1 and self.vp == 1:
+                raise WorkloadError(
+                    f"{w}: --ep-overlap with --pp {self.pp} needs the interleaved schedule "
+                    "(--vp > 1), as Megatron-Core's combined 1F1B does"
+                )
         cf = self.capacity_factor
         if not (cf == 0 or (cf >= 1 and math.isfinite(cf))):
             raise WorkloadError(
@@ -363,6 +378,7 @@ class Training:
             "attention_kernel": self.attention_kernel,
             "elementwise": self.elementwise,
             **({"sample_len": self.sample_len} if self.sample_len else {}),
+            **({"ep_overlap": True} if self.ep_overlap else {}),
         }
 
 

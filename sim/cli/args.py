@@ -224,8 +224,13 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--zero", type=int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
     p.add_argument("--capacity-factor", type=float, default=0.0,
                    help="MoE expert capacity factor (default: dropless)")  # fmt: skip
+    p.add_argument("--ep-overlap", action="store_true",
+                   help="expert-parallel all-to-all beside another micro-batch's compute "
+                   "(Megatron-Core --overlap-moe-expert-parallel-comm; needs --ep > 1, and "
+                   "--vp > 1 with --pp > 1)")  # fmt: skip
     p.add_argument("--no-overlap", action="store_true",
-                   help="no communication beside compute (DP sync, p2p, ZeRO-3 gathers)")  # fmt: skip
+                   help="no communication beside compute (DP sync, p2p, ZeRO-3 gathers, "
+                   "--ep-overlap)")  # fmt: skip
     p.add_argument("--tokens", type=float, default=0.0, help="training-run tokens (run totals)")
     p.add_argument("--trace", default=None, metavar="FILE", help="write a Chrome/Perfetto trace")
     add_run_output_args(p)
@@ -251,7 +256,7 @@ def training_workload(args: argparse.Namespace):
         zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
         attention_kernel=args.attention_kernel, elementwise=args.elementwise,
-        sample_len=args.sample_len,
+        sample_len=args.sample_len, ep_overlap=args.ep_overlap,
     )  # fmt: skip
     workload.validate()
     return workload, load_system(args.chip, args.chips, args.set)

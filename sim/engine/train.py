@@ -58,16 +58,33 @@ def _category(op: Op) -> str:
 
 
 def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: System,
-               overlap: bool) -> _Costed:  # fmt: skip
-    """One chunk's forward or backward; ``side`` = ZeRO-3 traffic beside its compute."""
+               overlap: bool, ep_beside: bool = False) -> _Costed:  # fmt: skip
+    """One chunk's forward or backward; ``side`` = ZeRO-3 traffic beside its compute.
+    ``ep_beside`` (``Training.ep_overlap``): its expert-parallel all-to-alls run on their own
+    stream beside compute, as Megatron-Core's combined 1F1B runs them beside another
+    micro-batch's; this pass's compute stands in for that micro-batch's (the forward's
+    all-to-all really hides behind a backward, the backward's behind a forward: the pair's
+    total is the same), and the step's first forward and last backward all-to-all, exposed in
+    Megatron, are not charged."""
     costs = cost_ops(ops, system, overlap=overlap)
     by: dict[str, float] = defaultdict(float)
     parts: list[Part] = []
+    beside = ep_beside and overlap
     for c in costs:
         cat = _category(c.op)
         by[cat] += c.total_time_s
-        parts.append((c.op.name, c.total_time_s, cat))
+        if not (beside and cat == "ep"):
+            parts.append((c.op.name, c.total_time_s, cat))
     total = sum(c.total_time_s for c in costs)
+    if beside and by.get("ep"):
+        a2a = by["ep"]
+        busy = by.get("compute", 0.0) + by.get("recompute", 0.0)
+        exposed = max(0.0, a2a - busy)
+        slowed = system.collective_core_share * min(a2a - exposed, busy)
+        by["ep"], by["compute"] = exposed, by.get("compute", 0.0) + slowed
+        parts += [("ep all-to-all exposed", exposed, "ep"),
+                  ("compute beside ep all-to-all", slowed, "compute")]  # fmt: skip
+        total += exposed + slowed - a2a
     if side:
         comm = sum(c.total_time_s for c in cost_ops(side, system))
         busy = by.get("compute", 0.0) + by.get("recompute", 0.0)
@@ -466,8 +483,9 @@ def _simulate_training(
 
     works, costed = [], []
     for chunks in plan.stages:
-        per = [(_cost_pass(c.forward, c.fsdp_forward, c.layers, system, overlap),
-                _cost_pass(c.backward, c.fsdp_backward, c.layers, system, overlap))
+        ep = t.ep_overlap
+        per = [(_cost_pass(c.forward, c.fsdp_forward, c.layers, system, overlap, ep),
+                _cost_pass(c.backward, c.fsdp_backward, c.layers, system, overlap, ep))
                for c in chunks]  # fmt: skip
         costed.append(per)
         works.append(

@@ -375,6 +375,7 @@ def _training_for(row: dict) -> Training:
         recompute=row["recompute"] if row["recompute"] in RECOMPUTE else "none",
         attention_kernel=row.get("attention_kernel", "native"),
         elementwise=row.get("elementwise", "fused"), sample_len=row.get("sample_len", 0),
+        ep_overlap=bool(row.get("ep_overlap", False)),
     )  # fmt: skip
     if row["recompute"] in RECOMPUTE:
         return base

@@ -667,3 +667,49 @@ def test_ep_overlap_needs_expert_parallelism_and_interleaving_with_pp(capsys):
     code = main(["train", "--model", "mixtral-8x7b", "--chip", "h800", "--chips", "8",
                  "--ep-overlap"])  # fmt: skip
     assert code == 2 and "--ep-overlap" in capsys.readouterr().err
+
+
+def _ep_ops(t: Training) -> dict[str, float]:
+    """Bytes of each expert-parallel exchange op of one MoE layer's forward, by name."""
+    chunk = t.lower().stages[0][0]
+    return {op.name.split(".")[-1]: op.collective.bytes for op in chunk.forward
+            if op.collective is not None and op.name.split(".")[-1].startswith("ep_")}  # fmt: skip
+
+
+def test_deepep_sends_a_token_once_per_destination_node_then_over_nvlink():
+    ds = load_model("deepseek-v3")
+    assert ds.moe.nodes_per_token(8) == pytest.approx(4 * (1 - 0.75**8))  # 4-of-8 node limit
+    mix = load_model("mixtral-8x7b").moe
+    assert mix.nodes_per_token(2) == pytest.approx(2 * (1 - 0.5**2))  # top-2 of 2 nodes, no limit
+    base = Training(model=ds, seq=4096, micro_batch=1, global_batch=512, dtype="bf16",
+                    recompute="full", tp=1, pp=4, vp=2, dp=64, ep=64)  # fmt: skip
+    plain, deep = _ep_ops(base), _ep_ops(replace(base, ep_dispatcher="deepep"))
+    assert set(plain) == {"ep_dispatch_all_to_all", "ep_combine_all_to_all"}
+    copies = 4096 * 8 * ds.hidden * 2  # every token's 8 copies, 16-bit
+    assert plain["ep_dispatch_all_to_all"] == pytest.approx(copies)
+    assert deep["ep_dispatch_network"] == pytest.approx(copies / 8 * ds.moe.nodes_per_token(8))
+    assert deep["ep_dispatch_nvlink"] == pytest.approx(copies)
+    # an EP group inside one node has no network leg: the same all-to-all either way
+    small = replace(base, pp=1, vp=1, dp=8, ep=8, global_batch=64)
+    assert _ep_ops(replace(small, ep_dispatcher="deepep")) == _ep_ops(small)
+    system = load_system("h100-sxm", 256)
+    slow, fast = (simulate_training(replace(base, ep_dispatcher=d), system, check_memory=False)
+                  for d in ("alltoall", "deepep"))  # fmt: skip
+    assert fast.breakdown["communication_s"]["ep"] < slow.breakdown["communication_s"]["ep"]
+    with pytest.raises(WorkloadError, match="--ep-dispatcher must be one of alltoall, deepep"):
+        replace(base, ep_dispatcher="nccl").validate()
+
+
+def test_a_tp_rank_dispatches_only_its_sequence_parallel_share():
+    t, _ = _mixtral()  # TP 2 with sequence parallelism
+    with_sp, without = _ep_ops(t), _ep_ops(replace(t, sp=False))
+    assert with_sp["ep_dispatch_all_to_all"] == pytest.approx(without["ep_dispatch_all_to_all"] / 2)
+
+
+def test_group_limited_routing_is_read_from_presets_and_hf_configs():
+    from pathlib import Path
+
+    hf = load_model(str(Path(__file__).parent / "fixtures" / "hf" / "deepseek-v3.config.json"))
+    for m in (load_model("deepseek-v3"), hf):
+        assert (m.moe.n_groups, m.moe.groups_per_token) == (8, 4)
+    assert load_model("mixtral-8x7b").moe.groups_per_token == 0

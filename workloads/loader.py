@@ -105,6 +105,8 @@ def model_from_dict(raw: dict[str, Any]) -> ModelConfig:
             expert_ffn=moe["expert_ffn"],
             n_shared_experts=moe.get("n_shared_experts", 0),
             first_dense_layers=moe.get("first_dense_layers", 0),
+            n_groups=moe.get("n_groups", 1),
+            groups_per_token=moe.get("groups_per_token", 0),
         )
     mla = _subtable(raw, "mla", name)
     if mla is not None:
@@ -301,6 +303,8 @@ def _from_hf(cfg: dict[str, Any], kind: str, name: str) -> ModelConfig:
                 expert_ffn=cfg["moe_intermediate_size"],
                 n_shared_experts=cfg.get("n_shared_experts") or 0,
                 first_dense_layers=cfg.get("first_k_dense_replace", 0),
+                n_groups=cfg.get("n_group") or 1,
+                groups_per_token=cfg.get("topk_group") or 0,
             )
         if "kv_lora_rank" in cfg:
             fields["mla"] = MLAConfig(

@@ -21,15 +21,34 @@ class MoEConfig:
     expert_ffn: int
     n_shared_experts: int = 0
     first_dense_layers: int = 0
+    # group-limited routing (DeepSeek-V2/V3 n_group / topk_group): the experts fall into
+    # ``n_groups`` equal groups and a token's top-k come from its best ``groups_per_token``
+    # groups (0: no limit)
+    n_groups: int = 1
+    groups_per_token: int = 0
 
     def __post_init__(self) -> None:
-        check_ints("moe", n_experts=self.n_experts, top_k=self.top_k, expert_ffn=self.expert_ffn)
+        check_ints("moe", n_experts=self.n_experts, top_k=self.top_k, expert_ffn=self.expert_ffn,
+                   n_groups=self.n_groups)  # fmt: skip
         check_ints("moe", 0, n_shared_experts=self.n_shared_experts,
-                   first_dense_layers=self.first_dense_layers)  # fmt: skip
+                   first_dense_layers=self.first_dense_layers,
+                   groups_per_token=self.groups_per_token)  # fmt: skip
         if self.top_k > self.n_experts:
             raise WorkloadError(
                 f"moe: top_k must be <= n_experts ({self.n_experts}), got {self.top_k!r}"
             )
+        if self.n_experts % self.n_groups or self.groups_per_token > self.n_groups:
+            raise WorkloadError(
+                f"moe: n_groups ({self.n_groups}) must divide n_experts ({self.n_experts}) and "
+                f"groups_per_token ({self.groups_per_token}) be <= n_groups"
+            )
+
+    def nodes_per_token(self, nodes: int) -> float:
+        """Expected distinct nodes a token's top-k experts sit on, the experts spread evenly
+        over ``nodes`` (expert parallelism) and chosen uniformly (balanced routing); with
+        group-limited routing whose groups are the nodes, at most ``groups_per_token``."""
+        g = self.groups_per_token if self.groups_per_token and self.n_groups == nodes else nodes
+        return g * (1.0 - (1.0 - 1.0 / g) ** self.top_k)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

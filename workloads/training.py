@@ -50,6 +50,7 @@ from workloads.ops import Op, OpKind, Role, WorkloadError, check_attention_kerne
 
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
 RECOMPUTE = ("none", "selective", "selective-op", "full")
+EP_DISPATCHERS = ("alltoall", "deepep")
 ELEMENTWISE = ("fused", "eager")
 
 _ADAM_FLOPS = 12  # per parameter: two moment updates, bias corrections, sqrt, divide, decay
@@ -171,6 +172,12 @@ class Training:
     # another micro-batch's compute (Megatron-LM docs/user-guide/features/moe_a2a_overlap.md;
     # benchmarks/research/moe-ep-overlap-2026-12-03.md)
     ep_overlap: bool = False
+    # how tokens reach their experts across nodes: "alltoall" (one all-to-all of every token
+    # copy, Megatron's alltoall dispatcher) or "deepep" (DeepSeek's DeepEP normal kernels, the
+    # flex dispatcher: a token crosses the network once per destination node, to the GPU of
+    # the same in-node index, then NVLink forwards it to each expert: deepseek-ai/DeepEP
+    # README; DeepSeek-V3 report Sec 3.2.2)
+    ep_dispatcher: str = "alltoall"
 
     # ---- derived sizes -----------------------------------------------------------------------
     @property
@@ -283,6 +290,11 @@ class Training:
                 raise WorkloadError(
                     f"{w}: --ep {self.ep} must divide the {m.moe.n_experts} experts of {m.name}"
                 )
+        if self.ep_dispatcher not in EP_DISPATCHERS:
+            raise WorkloadError(
+                f"{w}: --ep-dispatcher must be one of {', '.join(EP_DISPATCHERS)}, "
+                f"got {self.ep_dispatcher!r}"
+            )
         if self.ep_overlap:
             if self.ep == 1:
                 raise WorkloadError(
@@ -379,6 +391,7 @@ class Training:
             "elementwise": self.elementwise,
             **({"sample_len": self.sample_len} if self.sample_len else {}),
             **({"ep_overlap": True} if self.ep_overlap else {}),
+            **({"ep_dispatcher": self.ep_dispatcher} if self.ep > 1 else {}),
         }
 
 
@@ -565,6 +578,25 @@ class _TrainLowering:
     def dense_layer(self) -> list[Op]:
         return self._fp8_inputs(self._fix(self.fwd.attention_block() + self.fwd.dense_mlp_block()))
 
+    def _ep_exchange(self, what: str, tokens: float) -> list[Op]:
+        """The expert-parallel all-to-all that sends (dispatch) or returns (combine) each
+        token's top-k copies: one all-to-all over the group, or, with DeepEP across nodes,
+        each token once per destination node over the network (the expected distinct nodes
+        of its experts, ``MoEConfig.nodes_per_token``) and then over NVLink inside it."""
+        t, moe = self.t, self.m.moe
+        assert moe is not None
+        copies = tokens * moe.top_k * self.m.hidden * self.ab
+        if t.ep_dispatcher != "deepep" or self.ep_local >= t.ep:
+            op = self.b.collective(f"ep_{what}_all_to_all", "all_to_all", copies, t.ep,
+                                   self.ep_local)  # fmt: skip
+            return [op] if op else []
+        nodes = t.ep // self.ep_local
+        once = tokens * self.m.hidden * self.ab * moe.nodes_per_token(nodes)
+        net = self.b.collective(f"ep_{what}_network", "all_to_all", once, nodes, 1)
+        nvl = self.b.collective(f"ep_{what}_nvlink", "all_to_all", copies, self.ep_local,
+                                self.ep_local)  # fmt: skip
+        return [op for op in (net, nvl) if op]
+
     def moe_layer(self) -> list[Op]:
         """Router, EP dispatch all-to-all, grouped expert GEMMs at the capacity, combine."""
         t, m, moe = self.t, self.m, self.m.moe
@@ -577,10 +609,11 @@ class _TrainLowering:
             self.b16.elementwise("route_permute", "moe", T * (moe.n_experts + h * moe.top_k),
                                  T * h * moe.top_k * 2, 5.0 * T * moe.n_experts)
         )  # fmt: skip
-        a2a = T * moe.top_k * h * self.ab
-        dispatch = self.b.collective("ep_dispatch_all_to_all", "all_to_all", a2a, t.ep,
-                                     self.ep_local)  # fmt: skip
-        ops += [dispatch] if dispatch else []
+        # with sequence parallelism each TP rank holds seq / tp of the tokens at the MoE input
+        # and sends only those (Megatron-Core's token dispatchers; it requires SP with TP and
+        # MoE); the TP all-gather of the received tokens inside the node is not modelled
+        sent = T / t.tp if t.sp else T
+        ops += self._ep_exchange("dispatch", sent)
         local = moe.n_experts // t.ep
         cf = t.capacity_factor or 1.0
         rows = T * moe.top_k * cf / local  # per local expert: its share of the ep group's tokens
@@ -589,9 +622,7 @@ class _TrainLowering:
         if cf > 1:  # padding to the capacity is executed, not model, work
             experts = [replace(op, model_flops=op.model_flops / cf) for op in experts]
         ops += experts
-        combine = self.b.collective("ep_combine_all_to_all", "all_to_all", a2a, t.ep,
-                                    self.ep_local)  # fmt: skip
-        ops += [combine] if combine else []
+        ops += self._ep_exchange("combine", sent)
         if moe.n_shared_experts:
             shared = math.ceil(moe.n_shared_experts * moe.expert_ffn / t.tp)
             ops += self.fwd.mlp("shared_expert", "moe", shared, T)

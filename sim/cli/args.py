@@ -228,6 +228,10 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="expert-parallel all-to-all beside another micro-batch's compute "
                    "(Megatron-Core --overlap-moe-expert-parallel-comm; needs --ep > 1, and "
                    "--vp > 1 with --pp > 1)")  # fmt: skip
+    p.add_argument("--ep-dispatcher", default="alltoall",
+                   help="how tokens reach experts on other nodes: alltoall (every token copy "
+                   "in one all-to-all; default) or deepep (DeepEP: once per destination node "
+                   "over the network, then NVLink)")  # fmt: skip
     p.add_argument("--no-overlap", action="store_true",
                    help="no communication beside compute (DP sync, p2p, ZeRO-3 gathers, "
                    "--ep-overlap)")  # fmt: skip
@@ -257,6 +261,7 @@ def training_workload(args: argparse.Namespace):
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
         attention_kernel=args.attention_kernel, elementwise=args.elementwise,
         sample_len=args.sample_len, ep_overlap=args.ep_overlap,
+        ep_dispatcher=args.ep_dispatcher,
     )  # fmt: skip
     workload.validate()
     return workload, load_system(args.chip, args.chips, args.set)

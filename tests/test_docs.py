@@ -185,16 +185,27 @@ def test_the_readme_validation_table_is_what_validate_prints(capsys):
 #: SPEC is ``row=ID`` or ``rows=ID,ID,...`` (a range, low..high), ``field=`` predicted, measured,
 #: error, faster (the error signed by speed) or abs (|error|), and ``fmt=`` a format spec (a
 #: percentage is printed with a space before its sign: "-12 %")
-FIGURE = re.compile(r"<!--fig (?P<spec>[^>]*?)-->(?P<shown>.*?)<!--/fig-->", re.S)
+FIGURE = re.compile(r"<!--fig (?P<spec>[^>]*?)-->(?P<shown>[^<]*)<!--/fig-->")
+FIELDS = ("predicted", "measured", "error", "faster", "abs")
 
 
 def figure_specs(text: str) -> list[tuple[dict[str, str], str, tuple[int, int]]]:
-    """(spec, shown text, span of the shown text) of each figure in ``text``."""
+    """(spec, shown text, span of the shown text) of each figure in ``text``; ValueError for
+    an opener without its closer or a spec that is not ``row=``/``rows=``, ``field=``, ``fmt=``."""
+    found = list(FIGURE.finditer(text))
+    if len(found) != len(re.findall(r"<!--\s*fig\b", text)):
+        raise ValueError("a <!--fig ...--> figure lacks its <!--/fig--> (or is misspelt)")
     out = []
-    for m in FIGURE.finditer(text):
-        spec = dict(item.split("=", 1) for item in m["spec"].split())
-        if set(spec) - {"row", "rows", "field", "fmt"} or not ({"row", "rows"} & set(spec)):
-            raise ValueError(f"figure spec {m['spec']!r}: row= or rows=, field=, fmt=")
+    for m in found:
+        items = m["spec"].split()
+        if not all("=" in item for item in items):
+            raise ValueError(f"figure spec {m['spec']!r}: every item is key=value")
+        spec = dict(item.split("=", 1) for item in items)
+        if (set(spec) - {"row", "rows", "field", "fmt"} or not ({"row", "rows"} & set(spec))
+                or spec.get("field", "predicted") not in FIELDS):  # fmt: skip
+            raise ValueError(
+                f"figure spec {m['spec']!r}: row= or rows=, field= one of {', '.join(FIELDS)}, fmt="
+            )
         out.append((spec, m["shown"], m.span("shown")))
     return out
 
@@ -219,10 +230,10 @@ def figure_text(spec: dict[str, str], results: dict[str, object]) -> str:
 
     def value(i: str) -> float:
         r = results[i]
-        v = abs(r.error) if field == "abs" else getattr(r, field)  # type: ignore[attr-defined]
+        v = getattr(r, "error" if field == "abs" else field)
         if v is None:
             raise ValueError(f"figure: row {i!r} has no {field} (skipped: {r.skipped})")  # type: ignore[attr-defined]
-        return v
+        return abs(v) if field == "abs" else v
 
     def text(v: float) -> str:
         return format(v, fmt).replace("%", "")
@@ -251,6 +262,14 @@ def test_every_prose_figure_is_what_its_rows_give():
             assert shown == now, f"{doc}: a figure shows {shown!r}, its rows now give {now!r}"
             checked += 1
     assert checked >= 5
+
+
+def test_a_figure_without_its_closer_or_with_a_bad_spec_is_refused():
+    for text, why in (("<!--fig row=a field=error-->1 % and <!--fig row=b-->2<!--/fig-->", "lacks"),
+                      ("<!--fig row=a field=size-->1<!--/fig-->", "field= one of"),
+                      ("<!--fig row=a error-->1<!--/fig-->", "key=value")):  # fmt: skip
+        with pytest.raises(ValueError, match=why):
+            figure_specs(text)
 
 
 def test_every_readme_example_prints_what_the_readme_shows(scratch):

@@ -713,3 +713,52 @@ def test_group_limited_routing_is_read_from_presets_and_hf_configs():
     for m in (load_model("deepseek-v3"), hf):
         assert (m.moe.n_groups, m.moe.groups_per_token) == (8, 4)
     assert load_model("mixtral-8x7b").moe.groups_per_token == 0
+
+
+def test_ep_overlap_pairs_a_forward_with_another_micro_batchs_backward():
+    from sim.engine.train import _Costed, _ep_beside
+
+    def costed(compute: float, a2a: float) -> _Costed:
+        parts = (("mlp", compute, "compute"), ("ep_x", a2a, "ep"))
+        return _Costed(compute + a2a, (), parts, {"compute": compute, "ep": a2a})
+
+    # forward: 1 s of compute, 1.5 s of all-to-all; backward: 2 s of compute, 1.5 s
+    f, b = _ep_beside(costed(1.0, 1.5), costed(2.0, 1.5), share=0.1)
+    # the forward's all-to-all hides behind the backward's 2 s, the backward's behind 1 s
+    assert f.by_category["ep"] == pytest.approx(0.0)
+    assert b.by_category["ep"] == pytest.approx(0.5)
+    # each pass's compute runs beside the other's hidden all-to-all on 90 % of the cores
+    assert f.by_category["compute"] == pytest.approx(1.0 + 0.1 * 1.0)
+    assert b.by_category["compute"] == pytest.approx(2.0 + 0.1 * 1.5)
+    assert f.time_s == pytest.approx(sum(v for _, v, _ in f.parts))
+    assert b.time_s == pytest.approx(sum(v for _, v, _ in b.parts))
+
+
+def test_an_overlapped_all_to_all_is_listed_by_its_exposed_part():
+    t, system = _mixtral()
+    r = simulate_training(replace(t, vp=2, ep_overlap=True), system)
+    rows = [x for x in r.op_rows() if x["name"].split(".")[-1].startswith("ep_")]
+    listed = sum(x["time_s"] for x in rows)
+    assert listed == pytest.approx(r.breakdown["communication_s"]["ep"], rel=1e-6)
+
+
+def test_tp_ranks_gather_the_token_copies_their_experts_received():
+    t, _ = _mixtral()  # TP 2 + SP, no shared experts
+    chunk = t.lower().stages[0][0]
+    names = {op.name.split(".")[-1]: op for op in chunk.forward}
+    k, T, h = 2, 4096, 4096
+    for name in ("moe_tp_all_gather", "moe_tp_reduce_scatter"):
+        assert names[name].collective.bytes == pytest.approx(k * T * h * 2)
+    assert "mlp_sp_all_gather" not in names and "mlp_reduce_scatter" not in names
+    assert names["router"].flops == pytest.approx(2 * T / 2 * 8 * h)  # this rank's tokens
+
+
+def test_deepep_rounds_a_partial_node_up_and_group_limits_span_nodes():
+    ds = load_model("deepseek-v3")
+    # 16 nodes, 8 groups of 2 nodes: 4 groups reach at most 8 nodes
+    assert ds.moe.nodes_per_token(16) == pytest.approx(8 * (1 - (7 / 8) ** 8))
+    # EP 8 on 6-GPU nodes spans 2 nodes (one of them partly): the network leg is there
+    t = Training(model=load_model("mixtral-8x7b"), seq=4096, micro_batch=1, global_batch=24,
+                 dtype="bf16", recompute="full", dp=24, ep=8, ep_dispatcher="deepep",
+                 chips_per_node=6)  # fmt: skip
+    assert "ep_dispatch_network" in _ep_ops(t)

@@ -45,9 +45,16 @@ class MoEConfig:
 
     def nodes_per_token(self, nodes: int) -> float:
         """Expected distinct nodes a token's top-k experts sit on, the experts spread evenly
-        over ``nodes`` (expert parallelism) and chosen uniformly (balanced routing); with
-        group-limited routing whose groups are the nodes, at most ``groups_per_token``."""
-        g = self.groups_per_token if self.groups_per_token and self.n_groups == nodes else nodes
+        over ``nodes`` (expert parallelism) and chosen uniformly (balanced routing): at most
+        ``g`` nodes, g (1 - (1 - 1/g)^k) (k picks with replacement: a slight undercount of
+        distinct nodes). With group-limited routing whose groups fill whole nodes (or whose
+        nodes hold whole groups), g is the nodes of ``groups_per_token`` groups; else all."""
+        g = nodes
+        if self.groups_per_token:
+            if nodes % self.n_groups == 0:  # each group spans nodes / n_groups nodes
+                g = self.groups_per_token * nodes // self.n_groups
+            elif self.n_groups % nodes == 0:  # each node holds n_groups / nodes groups
+                g = min(nodes, self.groups_per_token)
         return g * (1.0 - (1.0 - 1.0 / g) ** self.top_k)
 
 

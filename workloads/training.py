@@ -590,7 +590,7 @@ class _TrainLowering:
             op = self.b.collective(f"ep_{what}_all_to_all", "all_to_all", copies, t.ep,
                                    self.ep_local)  # fmt: skip
             return [op] if op else []
-        nodes = t.ep // self.ep_local
+        nodes = -(-t.ep // self.ep_local)
         once = tokens * self.m.hidden * self.ab * moe.nodes_per_token(nodes)
         net = self.b.collective(f"ep_{what}_network", "all_to_all", once, nodes, 1)
         nvl = self.b.collective(f"ep_{what}_nvlink", "all_to_all", copies, self.ep_local,
@@ -603,17 +603,29 @@ class _TrainLowering:
         assert moe is not None
         T, h = self.rows, m.hidden
         ops = self._fix(self.fwd.attention_block())
-        ops += self._fix([self.fwd.norm("mlp_norm", h)])
-        ops.append(self.b16.gemm("router", "moe", T, moe.n_experts, h))
+        # with sequence parallelism each TP rank holds seq / tp of the tokens at the MoE input:
+        # it routes and dispatches only those, and the TP group all-gathers the token copies its
+        # experts received (each rank runs expert_ffn / tp of every local expert) and
+        # reduce-scatters their outputs before the combine (Megatron-Core's token dispatchers,
+        # which require SP with TP and MoE); the SP gather and reduce-scatter of the hidden
+        # states stay only for the shared experts, a dense MLP under SP
+        split = t.sp and t.tp > 1
+        norm = self._fix([self.fwd.norm("mlp_norm", h)])
+        if split and not moe.n_shared_experts:
+            norm = [op for op in norm if op.kind != OpKind.COLLECTIVE]
+        ops += norm
+        sent = T / t.tp if split else T
+        ops.append(self.b16.gemm("router", "moe", sent, moe.n_experts, h))
         ops.append(
-            self.b16.elementwise("route_permute", "moe", T * (moe.n_experts + h * moe.top_k),
-                                 T * h * moe.top_k * 2, 5.0 * T * moe.n_experts)
+            self.b16.elementwise("route_permute", "moe", sent * (moe.n_experts + h * moe.top_k),
+                                 sent * h * moe.top_k * 2, 5.0 * sent * moe.n_experts)
         )  # fmt: skip
-        # with sequence parallelism each TP rank holds seq / tp of the tokens at the MoE input
-        # and sends only those (Megatron-Core's token dispatchers; it requires SP with TP and
-        # MoE); the TP all-gather of the received tokens inside the node is not modelled
-        sent = T / t.tp if t.sp else T
         ops += self._ep_exchange("dispatch", sent)
+        copies = T * moe.top_k * h * self.ab  # the TP group's token copies, gathered
+        if split:
+            gather = self.b.collective("moe_tp_all_gather", "all_gather", copies, t.tp,
+                                       self.tp_local)  # fmt: skip
+            ops += [gather] if gather else []
         local = moe.n_experts // t.ep
         cf = t.capacity_factor or 1.0
         rows = T * moe.top_k * cf / local  # per local expert: its share of the ep group's tokens
@@ -622,11 +634,17 @@ class _TrainLowering:
         if cf > 1:  # padding to the capacity is executed, not model, work
             experts = [replace(op, model_flops=op.model_flops / cf) for op in experts]
         ops += experts
+        if split:
+            scatter = self.b.collective("moe_tp_reduce_scatter", "reduce_scatter", copies, t.tp,
+                                        self.tp_local)  # fmt: skip
+            ops += [scatter] if scatter else []
         ops += self._ep_exchange("combine", sent)
         if moe.n_shared_experts:
             shared = math.ceil(moe.n_shared_experts * moe.expert_ffn / t.tp)
             ops += self.fwd.mlp("shared_expert", "moe", shared, T)
         ar = self.fwd.all_reduce("mlp_all_reduce", h)
+        if split and not moe.n_shared_experts:
+            ar = None
         return self._fp8_inputs(ops + (self._tp_comm(ar) if ar else []))
 
     # ---- backward ------------------------------------------------------------------------------

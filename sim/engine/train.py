@@ -49,6 +49,8 @@ class _Costed:
     costs: tuple[OpCost, ...]
     parts: tuple[Part, ...]
     by_category: dict[str, float]  # compute | recompute | tp | cp | ep | dp
+    ep_exposed: float = 1.0  # the share of the EP all-to-all time on the critical path
+    beside_s: float = 0.0  # compute slowed by collectives beside it (in by_category compute)
 
 
 def _category(op: Op) -> str:
@@ -58,33 +60,17 @@ def _category(op: Op) -> str:
 
 
 def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: System,
-               overlap: bool, ep_beside: bool = False) -> _Costed:  # fmt: skip
-    """One chunk's forward or backward; ``side`` = ZeRO-3 traffic beside its compute.
-    ``ep_beside`` (``Training.ep_overlap``): its expert-parallel all-to-alls run on their own
-    stream beside compute, as Megatron-Core's combined 1F1B runs them beside another
-    micro-batch's; this pass's compute stands in for that micro-batch's (the forward's
-    all-to-all really hides behind a backward, the backward's behind a forward: the pair's
-    total is the same), and the step's first forward and last backward all-to-all, exposed in
-    Megatron, are not charged."""
+               overlap: bool) -> _Costed:  # fmt: skip
+    """One chunk's forward or backward; ``side`` = ZeRO-3 traffic beside its compute."""
     costs = cost_ops(ops, system, overlap=overlap)
     by: dict[str, float] = defaultdict(float)
     parts: list[Part] = []
-    beside = ep_beside and overlap
     for c in costs:
         cat = _category(c.op)
         by[cat] += c.total_time_s
-        if not (beside and cat == "ep"):
-            parts.append((c.op.name, c.total_time_s, cat))
+        parts.append((c.op.name, c.total_time_s, cat))
     total = sum(c.total_time_s for c in costs)
-    if beside and by.get("ep"):
-        a2a = by["ep"]
-        busy = by.get("compute", 0.0) + by.get("recompute", 0.0)
-        exposed = max(0.0, a2a - busy)
-        slowed = system.collective_core_share * min(a2a - exposed, busy)
-        by["ep"], by["compute"] = exposed, by.get("compute", 0.0) + slowed
-        parts += [("ep all-to-all exposed", exposed, "ep"),
-                  ("compute beside ep all-to-all", slowed, "compute")]  # fmt: skip
-        total += exposed + slowed - a2a
+    slowed = 0.0
     if side:
         comm = sum(c.total_time_s for c in cost_ops(side, system))
         busy = by.get("compute", 0.0) + by.get("recompute", 0.0)
@@ -99,7 +85,36 @@ def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: S
             by["compute"] += slowed
             parts.append(("compute beside collectives", slowed, "compute"))
             total += slowed
-    return _Costed(total, costs, tuple(parts), dict(by))
+    return _Costed(total, costs, tuple(parts), dict(by), beside_s=slowed)
+
+
+def _ep_beside(f: _Costed, b: _Costed, share: float) -> tuple[_Costed, _Costed]:
+    """A chunk's forward and backward with their expert-parallel all-to-alls off the critical
+    path, as Megatron-Core's combined 1F1B runs them (``Training.ep_overlap``): the forward's
+    dispatch and combine beside another micro-batch's backward compute, the backward's beside
+    a forward's, so each exposes only what is longer than the compute it is paired with, and
+    that compute runs on the cores the collectives leave (``share``). The step's first forward
+    and last backward, exposed in Megatron, are not charged; compute that also hides ZeRO-3
+    gathers (``side``) is counted for both."""
+    busy_f, busy_b = (x.by_category.get("compute", 0.0) + x.by_category.get("recompute", 0.0)
+                      for x in (f, b))  # fmt: skip
+    a2a_f, a2a_b = (x.by_category.get("ep", 0.0) for x in (f, b))
+
+    def moved(x: _Costed, a2a: float, beside: float, other_a2a: float, other_exposed: float,
+              busy: float) -> _Costed:  # fmt: skip
+        exposed = max(0.0, a2a - beside)
+        slowed = share * min(other_a2a - other_exposed, busy)
+        by = {**x.by_category, "ep": exposed, "compute": x.by_category.get("compute", 0.0) + slowed}
+        parts = [p for p in x.parts if p[2] != "ep"] + [
+            ("ep all-to-all exposed", exposed, "ep"),
+            ("compute beside ep all-to-all", slowed, "compute")]  # fmt: skip
+        return replace(x, time_s=x.time_s - a2a + exposed + slowed, parts=tuple(parts),
+                       by_category=by, ep_exposed=exposed / a2a if a2a else 1.0,
+                       beside_s=x.beside_s + slowed)  # fmt: skip
+
+    exp_f, exp_b = max(0.0, a2a_f - busy_b), max(0.0, a2a_b - busy_f)
+    return (moved(f, a2a_f, busy_b, a2a_b, exp_b, busy_f),
+            moved(b, a2a_b, busy_f, a2a_f, exp_f, busy_b))  # fmt: skip
 
 
 #: grid carbon intensity for tCO2e: US utility-scale generation 2022, 0.86 lb CO2 per kWh (EIA,
@@ -134,6 +149,7 @@ class TrainResult:
     # exposed communication outside the chunks' ops: ZeRO-3 gathers beside compute, the ZeRO
     # parameter gather before the step, the data-parallel gradient tail after it
     side_comm_s: float = 0.0
+    side_compute_s: float = 0.0  # compute slowed by collectives beside it (critical stage)
     # all chips, one step: idle power for the step plus every op's dynamic energy (None: the
     # chip has no power model)
     step_energy_j: float | None = None
@@ -271,6 +287,7 @@ class TrainResult:
         for c, n in self.op_costs:
             share[c.bound] += c.total_time_s * n
         share[Bound.COMMUNICATION] += self.side_comm_s
+        share[Bound.COMPUTE] += self.side_compute_s
         return dict(share)
 
     @property
@@ -483,10 +500,11 @@ def _simulate_training(
 
     works, costed = [], []
     for chunks in plan.stages:
-        ep = t.ep_overlap
-        per = [(_cost_pass(c.forward, c.fsdp_forward, c.layers, system, overlap, ep),
-                _cost_pass(c.backward, c.fsdp_backward, c.layers, system, overlap, ep))
+        per = [(_cost_pass(c.forward, c.fsdp_forward, c.layers, system, overlap),
+                _cost_pass(c.backward, c.fsdp_backward, c.layers, system, overlap))
                for c in chunks]  # fmt: skip
+        if t.ep_overlap and overlap:
+            per = [_ep_beside(f, b, system.collective_core_share) for f, b in per]
         costed.append(per)
         works.append(
             StageWork(
@@ -548,7 +566,10 @@ def _simulate_training(
     scale = m * replicas
     op_costs = []
     for f, b in costed[s]:
-        op_costs += [(c, m) for c in f.costs + b.costs]
+        for x in (f, b):  # an EP all-to-all beside compute is listed by its exposed part
+            op_costs += [(replace(c, time_s=c.time_s * x.ep_exposed)
+                          if x.ep_exposed != 1.0 and _category(c.op) == "ep" else c, m)
+                         for c in x.costs]  # fmt: skip
     op_costs.append((opt_costs[s], 1))
     fsdp = sum(
         v for f, b in costed[s] for name, v, _ in f.parts + b.parts if name == "fsdp exposed"
@@ -558,6 +579,7 @@ def _simulate_training(
     return TrainResult(
         step_energy_j=step_energy,
         side_comm_s=fsdp * m + st.gather_exposed_s + comm["dp_tail"],
+        side_compute_s=m * sum(f.beside_s + b.beside_s for f, b in costed[s]),
         workload=plan.describe,
         system=system.describe(),
         step_time_s=timeline.step_s,

@@ -762,3 +762,31 @@ def test_deepep_rounds_a_partial_node_up_and_group_limits_span_nodes():
                  dtype="bf16", recompute="full", dp=24, ep=8, ep_dispatcher="deepep",
                  chips_per_node=6)  # fmt: skip
     assert "ep_dispatch_network" in _ep_ops(t)
+
+
+def test_moe_parallel_folding_lays_whole_experts_over_the_tp_ranks():
+    # Megatron-Core --expert-tensor-parallel-size 1: EP over TP x DP, no TP gather
+    ds = load_model("deepseek-v3")
+    base = Training(model=ds, seq=4096, micro_batch=1, global_batch=512, dtype="bf16",
+                    recompute="full", tp=2, sp=True, pp=4, vp=2, dp=32, ep=64,
+                    ep_dispatcher="deepep")  # fmt: skip
+    with pytest.raises(WorkloadError, match="--ep 64 must divide --dp 32"):
+        base.validate()
+    folded = replace(base, etp=1)
+    folded.validate()
+    assert (folded.expert_tp, folded.edp) == (1, 1)
+    ops = _ep_ops(folded)
+    # EP 64 over adjacent ranks spans 8 nodes: DeepSeek's 4-of-8 group limit applies
+    tokens = 4096 / 2  # this TP rank's share
+    assert ops["ep_dispatch_network"] == pytest.approx(
+        tokens * ds.hidden * 2 * ds.moe.nodes_per_token(8)
+    )
+    names = {op.name.split(".")[-1] for op in folded.lower().stages[0][0].forward}
+    assert "moe_tp_all_gather" not in names
+    # the same expert FLOPs per chip: whole experts on half the tokens
+    unfolded = replace(base, dp=64, global_batch=1024)
+    f = sum(op.flops for op in folded.lower().stages[0][0].forward if "experts" in op.name)
+    u = sum(op.flops for op in unfolded.lower().stages[0][0].forward if "experts" in op.name)
+    assert f == pytest.approx(u)
+    with pytest.raises(WorkloadError, match="--etp must be 1"):
+        replace(base, tp=4, etp=2).validate()

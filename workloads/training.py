@@ -178,6 +178,11 @@ class Training:
     # the same in-node index, then NVLink forwards it to each expert: deepseek-ai/DeepEP
     # README; DeepSeek-V3 report Sec 3.2.2)
     ep_dispatcher: str = "alltoall"
+    # expert tensor parallelism: 0 = --tp (the experts split over the TP group like the dense
+    # MLP), or 1: Megatron-Core's MoE parallel folding (--expert-tensor-parallel-size 1), every
+    # expert whole on its rank and the expert-parallel group laid over the TP and DP ranks
+    # together (ep divides tp x dp), so a TP group's ranks hold different experts
+    etp: int = 0
 
     # ---- derived sizes -----------------------------------------------------------------------
     @property
@@ -187,6 +192,15 @@ class Training:
     @property
     def batch(self) -> int:
         return self.global_batch or self.micro_batch * self.dp
+
+    @property
+    def expert_tp(self) -> int:
+        return self.etp or self.tp
+
+    @property
+    def edp(self) -> int:
+        """Expert data parallelism: the replicas of each expert (tp x dp = etp x ep x edp)."""
+        return self.tp * self.dp // (self.expert_tp * self.ep)
 
     @property
     def micro_batches(self) -> int:
@@ -281,10 +295,20 @@ class Training:
         if self.ep > 1:
             if m.moe is None:
                 raise WorkloadError(f"{w}: --ep {self.ep} needs an MoE model; {m.name} is dense")
-            if self.dp % self.ep:
+            if self.etp not in (0, 1, self.tp):
+                raise WorkloadError(
+                    f"{w}: --etp must be 1 (MoE parallel folding) or --tp {self.tp}, got {self.etp!r}"
+                )
+            if self.expert_tp == 1 and self.tp > 1:
+                if (self.tp * self.dp) % self.ep:
+                    raise WorkloadError(
+                        f"{w}: --ep {self.ep} must divide --tp {self.tp} x --dp {self.dp} with "
+                        "--etp 1 (experts are sharded over the TP and data-parallel ranks)"
+                    )
+            elif self.dp % self.ep:
                 raise WorkloadError(
                     f"{w}: --ep {self.ep} must divide --dp {self.dp} (experts are sharded over "
-                    "data-parallel ranks)"
+                    "data-parallel ranks; --etp 1 lays them over --tp as well)"
                 )
             if m.moe.n_experts % self.ep:
                 raise WorkloadError(
@@ -392,6 +416,7 @@ class Training:
             **({"sample_len": self.sample_len} if self.sample_len else {}),
             **({"ep_overlap": True} if self.ep_overlap else {}),
             **({"ep_dispatcher": self.ep_dispatcher} if self.ep > 1 else {}),
+            **({"etp": self.expert_tp} if self.ep > 1 and self.expert_tp != self.tp else {}),
         }
 
 
@@ -424,7 +449,8 @@ class _TrainLowering:
         self.tp_local = t._local(1, t.tp)
         self.cp_local = t._local(t.tp, t.cp)
         self.dp_local = t._local(t.tp * t.cp, t.dp)
-        self.ep_local = t._local(t.tp * t.cp, t.ep)
+        # the EP group's ranks are tp x cp apart, or, folded over the TP ranks, adjacent
+        self.ep_local = t._local(1 if t.expert_tp < t.tp else t.tp * t.cp, t.ep)
         # attention stays 16-bit under fp8 training (Transformer Engine's fused attention)
         self.fp8 = t.dtype == "fp8"
         self.eager = t.elementwise == "eager"
@@ -610,6 +636,7 @@ class _TrainLowering:
         # which require SP with TP and MoE); the SP gather and reduce-scatter of the hidden
         # states stay only for the shared experts, a dense MLP under SP
         split = t.sp and t.tp > 1
+        folded = t.expert_tp < t.tp  # each rank's experts whole: no TP gather around them
         norm = self._fix([self.fwd.norm("mlp_norm", h)])
         if split and not moe.n_shared_experts:
             norm = [op for op in norm if op.kind != OpKind.COLLECTIVE]
@@ -622,19 +649,21 @@ class _TrainLowering:
         )  # fmt: skip
         ops += self._ep_exchange("dispatch", sent)
         copies = T * moe.top_k * h * self.ab  # the TP group's token copies, gathered
-        if split:
+        if split and not folded:
             gather = self.b.collective("moe_tp_all_gather", "all_gather", copies, t.tp,
                                        self.tp_local)  # fmt: skip
             ops += [gather] if gather else []
         local = moe.n_experts // t.ep
         cf = t.capacity_factor or 1.0
-        rows = T * moe.top_k * cf / local  # per local expert: its share of the ep group's tokens
-        expert_ffn = math.ceil(moe.expert_ffn / t.tp)
+        # per local expert, its share of the tokens the group sends: the TP group's all T
+        # (gathered), or, folded, this rank's own (as many arrive as it sends)
+        rows = (sent if folded else T) * moe.top_k * cf / local
+        expert_ffn = math.ceil(moe.expert_ffn / t.expert_tp)
         experts = self.fwd.mlp("experts", "moe", expert_ffn, rows, local)
         if cf > 1:  # padding to the capacity is executed, not model, work
             experts = [replace(op, model_flops=op.model_flops / cf) for op in experts]
         ops += experts
-        if split:
+        if split and not folded:
             scatter = self.b.collective("moe_tp_reduce_scatter", "reduce_scatter", copies, t.tp,
                                         self.tp_local)  # fmt: skip
             ops += [scatter] if scatter else []
@@ -810,7 +839,7 @@ class _TrainLowering:
         routed = moe.n_experts * expert
         dense = m.layer_params(True) - routed - norms - m.hidden * moe.n_experts
         replicated = dense / t.tp + norms + m.hidden * moe.n_experts
-        return replicated + routed / (t.tp * t.ep), replicated
+        return replicated + routed / (t.expert_tp * t.ep), replicated
 
     def embedding(self) -> list[Op]:
         t, m = self.t, self.m
@@ -907,15 +936,18 @@ class _TrainLowering:
         """ZeRO-3 per-layer gathers, or the gradient reduction and parameter gather at the end."""
         t = self.t
         expert = params - dense_params
-        ep_dp = t.dp // t.ep
+        edp = t.edp
         gb, pb = t.grad_bytes, 2.0
         b = self.b16
 
         def coll(name: str, kind: str, dense: float, experts: float) -> tuple[Op, ...]:
             out = [b.collective(name, kind, dense, t.dp, self.dp_local)]
             if experts:
-                out.append(b.collective(f"expert_{name}", kind, experts, ep_dp,
-                                        max(1, self.dp_local // t.ep)))  # fmt: skip
+                # an expert's replicas are an EP group apart (whose ranks are tp x cp apart,
+                # or adjacent when folded over the TP ranks)
+                stride = t.ep * (1 if t.expert_tp < t.tp else t.tp * t.cp)
+                out.append(b.collective(f"expert_{name}", kind, experts, edp,
+                                        t._local(stride, edp)))  # fmt: skip
             return tuple(op for op in out if op)
 
         if t.zero == 3:
@@ -947,7 +979,7 @@ class _TrainLowering:
         dense = sum(c.dense_params for c in chunks)
         expert = sum(c.params - c.dense_params for c in chunks)
         if t.zero >= 1:
-            dense, expert = dense / t.dp, expert / (t.dp // t.ep)
+            dense, expert = dense / t.dp, expert / t.edp
         p = dense + expert
         # read grad, master, m, v; write master, m, v and the 16-bit weights
         by = {Role.OPTIMIZER: p * 24.0, Role.GRADIENT: p * t.grad_bytes, Role.WEIGHT: p * 2.0}
@@ -971,10 +1003,9 @@ class _TrainLowering:
         t, m = self.t, self.m
         dense = sum(c.dense_params for c in chunks)
         expert = sum(c.params - c.dense_params for c in chunks)
-        ep_dp = t.dp // t.ep
 
         def shard(on: bool) -> float:
-            return dense / t.dp + expert / ep_dp if on else dense + expert
+            return dense / t.dp + expert / t.edp if on else dense + expert
 
         weights = 2.0 * shard(t.zero >= 3)
         grads = t.grad_bytes * shard(t.zero >= 2)

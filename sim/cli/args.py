@@ -228,6 +228,10 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="expert-parallel all-to-all beside another micro-batch's compute "
                    "(Megatron-Core --overlap-moe-expert-parallel-comm; needs --ep > 1, and "
                    "--vp > 1 with --pp > 1)")  # fmt: skip
+    p.add_argument("--etp", type=int_arg, default=0,
+                   help="expert tensor parallelism: 1 = MoE parallel folding (each expert whole, "
+                   "the EP group over the TP and DP ranks; Megatron-Core "
+                   "--expert-tensor-parallel-size 1); default: --tp")  # fmt: skip
     p.add_argument("--ep-dispatcher", default="alltoall",
                    help="how tokens reach experts on other nodes: alltoall (every token copy "
                    "in one all-to-all; default) or deepep (DeepEP: once per destination node "
@@ -261,7 +265,7 @@ def training_workload(args: argparse.Namespace):
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
         attention_kernel=args.attention_kernel, elementwise=args.elementwise,
         sample_len=args.sample_len, ep_overlap=args.ep_overlap,
-        ep_dispatcher=args.ep_dispatcher,
+        ep_dispatcher=args.ep_dispatcher, etp=args.etp,
     )  # fmt: skip
     workload.validate()
     return workload, load_system(args.chip, args.chips, args.set)

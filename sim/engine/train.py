@@ -304,6 +304,7 @@ class TrainResult:
         return (
             f"train {w['model']} on {self.system['name']}  TP{w['tp']} PP{w['pp']} DP{w['dp']}"
             + (f" EP{w['ep']}" if w["ep"] > 1 else "")
+            + (f" ETP{w['etp']}" if "etp" in w else "")
             + (f" CP{w['cp']}" if w["cp"] > 1 else "")
             + f"  seq {w['seq']}  global batch {w['global_batch']}  {w['dtype']}"
         )
@@ -347,6 +348,7 @@ class TrainResult:
             + (f"x{w['vp']}" if w["vp"] > 1 else "")
             + f" DP{w['dp']}"
             + (f" EP{w['ep']}" if w["ep"] > 1 else "")
+            + (f" ETP{w['etp']}" if "etp" in w else "")
             + (f" CP{w['cp']}" if w["cp"] > 1 else "")
         )
         comm = ", ".join(f"{k} {format_si(v, 's')}" for k, v in b["communication_s"].items() if v)

@@ -790,3 +790,5 @@ def test_moe_parallel_folding_lays_whole_experts_over_the_tp_ranks():
     assert f == pytest.approx(u)
     with pytest.raises(WorkloadError, match="--etp must be 1"):
         replace(base, tp=4, etp=2).validate()
+    with pytest.raises(WorkloadError, match="--etp 1 with --tp 2 needs --sp"):
+        replace(folded, sp=False).validate()

@@ -300,6 +300,11 @@ class Training:
                     f"{w}: --etp must be 1 (MoE parallel folding) or --tp {self.tp}, got {self.etp!r}"
                 )
             if self.expert_tp == 1 and self.tp > 1:
+                if not self.sp:
+                    raise WorkloadError(
+                        f"{w}: --etp 1 with --tp {self.tp} needs --sp (each TP rank dispatches "
+                        "its share of the sequence, as Megatron-Core requires)"
+                    )
                 if (self.tp * self.dp) % self.ep:
                     raise WorkloadError(
                         f"{w}: --ep {self.ep} must divide --tp {self.tp} x --dp {self.dp} with "

@@ -792,3 +792,19 @@ def test_moe_parallel_folding_lays_whole_experts_over_the_tp_ranks():
         replace(base, tp=4, etp=2).validate()
     with pytest.raises(WorkloadError, match="--etp 1 with --tp 2 needs --sp"):
         replace(folded, sp=False).validate()
+
+
+def test_folding_is_checked_without_ep_and_refused_with_cp_and_the_fit_search_keeps_it():
+    ds = load_model("deepseek-v3")
+    t = Training(model=ds, seq=4096, micro_batch=1, global_batch=256, dtype="bf16",
+                 recompute="none", tp=2, sp=True, pp=8, vp=4, dp=32, ep=64, etp=1,
+                 ep_dispatcher="deepep")  # fmt: skip
+    t.validate()
+    with pytest.raises(WorkloadError, match="needs --sp"):
+        replace(t, ep=1, sp=False).validate()
+    with pytest.raises(WorkloadError, match="--etp 1 with --cp 2 is not modelled"):
+        replace(t, cp=2, dp=16, ep=32).validate()
+    assert replace(t, ep=1).describe()["etp"] == 1
+    # a folded run too big for 80 GB gets a suggestion, not "no setting fits"
+    with pytest.raises(CapacityError, match="nearest that fits"):
+        simulate_training(t, load_system("h100-sxm", 512))

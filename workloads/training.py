@@ -292,19 +292,28 @@ class Training:
                 f"{w}: the interleaved schedule (--vp {self.vp}) needs the micro-batch count "
                 f"({self.micro_batches}) to be a multiple of --pp {self.pp}"
             )
+        if self.etp not in (0, 1, self.tp):
+            raise WorkloadError(
+                f"{w}: --etp must be 1 (MoE parallel folding) or --tp {self.tp}, got {self.etp!r}"
+            )
+        folded = self.expert_tp == 1 and self.tp > 1
+        if folded:
+            if m.moe is None:
+                raise WorkloadError(f"{w}: --etp 1 lays experts out; {m.name} is dense")
+            if not self.sp:
+                raise WorkloadError(
+                    f"{w}: --etp 1 with --tp {self.tp} needs --sp (each TP rank dispatches "
+                    "its share of the sequence, as Megatron-Core requires)"
+                )
+            if self.cp > 1:
+                raise WorkloadError(
+                    f"{w}: --etp 1 with --cp {self.cp} is not modelled (the folded expert "
+                    "groups would span the context-parallel ranks); use --cp 1 or drop --etp"
+                )
         if self.ep > 1:
             if m.moe is None:
                 raise WorkloadError(f"{w}: --ep {self.ep} needs an MoE model; {m.name} is dense")
-            if self.etp not in (0, 1, self.tp):
-                raise WorkloadError(
-                    f"{w}: --etp must be 1 (MoE parallel folding) or --tp {self.tp}, got {self.etp!r}"
-                )
-            if self.expert_tp == 1 and self.tp > 1:
-                if not self.sp:
-                    raise WorkloadError(
-                        f"{w}: --etp 1 with --tp {self.tp} needs --sp (each TP rank dispatches "
-                        "its share of the sequence, as Megatron-Core requires)"
-                    )
+            if folded:
                 if (self.tp * self.dp) % self.ep:
                     raise WorkloadError(
                         f"{w}: --ep {self.ep} must divide --tp {self.tp} x --dp {self.dp} with "
@@ -421,7 +430,7 @@ class Training:
             **({"sample_len": self.sample_len} if self.sample_len else {}),
             **({"ep_overlap": True} if self.ep_overlap else {}),
             **({"ep_dispatcher": self.ep_dispatcher} if self.ep > 1 else {}),
-            **({"etp": self.expert_tp} if self.ep > 1 and self.expert_tp != self.tp else {}),
+            **({"etp": self.expert_tp} if self.expert_tp != self.tp else {}),
         }
 
 

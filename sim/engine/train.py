@@ -435,7 +435,9 @@ def nearest_fit(t: Training, capacity: float) -> str:
     best: tuple[tuple, Training] | None = None
     for rc, z, mb, tp, pp in itertools.product(recomputes, zeros, mbs, tps, pps):
         rest = n // (tp * pp * t.cp)
-        if rest * tp * pp * t.cp != n or rest % t.ep:
+        # experts shard over the data-parallel ranks, or, folded (--etp 1), over TP x DP too
+        folded = t.etp == 1 and tp > 1
+        if rest * tp * pp * t.cp != n or (rest * tp if folded else rest) % t.ep:
             continue
         # fewest changes; among equals, change ZeRO, then recompute, micro-batch, PP, TP
         changed = (tp != t.tp, pp != t.pp, mb != t.micro_batch, rc != t.recompute, z != t.zero)

@@ -100,10 +100,7 @@ def _ep_beside(f: _Costed, b: _Costed, share: float) -> tuple[_Costed, _Costed]:
                       for x in (f, b))  # fmt: skip
     a2a_f, a2a_b = (x.by_category.get("ep", 0.0) for x in (f, b))
 
-    def moved(x: _Costed, a2a: float, beside: float, other_a2a: float, other_exposed: float,
-              busy: float) -> _Costed:  # fmt: skip
-        exposed = max(0.0, a2a - beside)
-        slowed = share * min(other_a2a - other_exposed, busy)
+    def moved(x: _Costed, a2a: float, exposed: float, slowed: float) -> _Costed:
         by = {**x.by_category, "ep": exposed, "compute": x.by_category.get("compute", 0.0) + slowed}
         parts = [p for p in x.parts if p[2] != "ep"] + [
             ("ep all-to-all exposed", exposed, "ep"),
@@ -113,8 +110,15 @@ def _ep_beside(f: _Costed, b: _Costed, share: float) -> tuple[_Costed, _Costed]:
                        beside_s=x.beside_s + slowed)  # fmt: skip
 
     exp_f, exp_b = max(0.0, a2a_f - busy_b), max(0.0, a2a_b - busy_f)
-    return (moved(f, a2a_f, busy_b, a2a_b, exp_b, busy_f),
-            moved(b, a2a_b, busy_f, a2a_f, exp_f, busy_b))  # fmt: skip
+    # each pass's compute runs beside the other pass's hidden all-to-all
+    slow_f, slow_b = share * min(a2a_b - exp_b, busy_f), share * min(a2a_f - exp_f, busy_b)
+    return moved(f, a2a_f, exp_f, slow_f), moved(b, a2a_b, exp_b, slow_b)
+
+
+def _expert_context(w: dict) -> str:
+    """The expert- and context-parallel part of a layout line ("" where neither is used)."""
+    return ((f" EP{w['ep']}" if w["ep"] > 1 else "") + (f" ETP{w['etp']}" if "etp" in w else "")
+            + (f" CP{w['cp']}" if w["cp"] > 1 else ""))  # fmt: skip
 
 
 #: grid carbon intensity for tCO2e: US utility-scale generation 2022, 0.86 lb CO2 per kWh (EIA,
@@ -303,9 +307,7 @@ class TrainResult:
         w = self.workload
         return (
             f"train {w['model']} on {self.system['name']}  TP{w['tp']} PP{w['pp']} DP{w['dp']}"
-            + (f" EP{w['ep']}" if w["ep"] > 1 else "")
-            + (f" ETP{w['etp']}" if "etp" in w else "")
-            + (f" CP{w['cp']}" if w["cp"] > 1 else "")
+            + _expert_context(w)
             + f"  seq {w['seq']}  global batch {w['global_batch']}  {w['dtype']}"
         )
 
@@ -347,9 +349,7 @@ class TrainResult:
             f"TP{w['tp']}{'+SP' if w['sp'] else ''} PP{w['pp']}"
             + (f"x{w['vp']}" if w["vp"] > 1 else "")
             + f" DP{w['dp']}"
-            + (f" EP{w['ep']}" if w["ep"] > 1 else "")
-            + (f" ETP{w['etp']}" if "etp" in w else "")
-            + (f" CP{w['cp']}" if w["cp"] > 1 else "")
+            + _expert_context(w)
         )
         comm = ", ".join(f"{k} {format_si(v, 's')}" for k, v in b["communication_s"].items() if v)
         lines = [

@@ -164,7 +164,25 @@ def test_every_example_in_the_doc_runs_as_written(doc, scratch, capsys):
     assert ran >= 5, f"{doc}: found only {ran} examples"
 
 
-def test_the_readme_validation_table_is_what_validate_prints(capsys):
+@pytest.fixture(scope="module")
+def rows_once():
+    """Each validation row run once for the tests below that both need it (the table, the
+    prose figures): ``run_row`` memoised by row id while they run."""
+    from sim.studies import validate
+
+    run, memo = validate.run_row, {}
+
+    def once(row: dict):
+        if row["id"] not in memo:
+            memo[row["id"]] = run(row)
+        return memo[row["id"]]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(validate, "run_row", once)
+        yield
+
+
+def test_the_readme_validation_table_is_what_validate_prints(capsys, rows_once):
     """The README's headline numbers (test-row medians and bias per kind) are re-run here."""
     text = (ROOT / "README.md").read_text()
     marker = VALIDATION_MARKER
@@ -212,8 +230,10 @@ def figure_specs(text: str) -> list[tuple[dict[str, str], str, tuple[int, int]]]
 
 def figure_values(specs: list[dict[str, str]]) -> dict[str, object]:
     """The validation result of every row the specs name (ratio rows with their members)."""
-    from sim.studies.validate import load_rows, ratio_row, run_row
+    from sim.studies import validate
+    from sim.studies.validate import load_rows, ratio_row
 
+    run_row = validate.run_row  # looked up now: the tests' memoised one while they run
     by_id = {r["id"]: r for r in load_rows()}
     done: dict[str, object] = {}
     for spec in specs:
@@ -253,7 +273,7 @@ def figures_now(text: str) -> list[tuple[str, str, tuple[int, int]]]:
     return [(shown, figure_text(spec, results), span) for spec, shown, span in found]
 
 
-def test_every_prose_figure_is_what_its_rows_give():
+def test_every_prose_figure_is_what_its_rows_give(rows_once):
     """A figure in the README's or the docs' prose is computed from validation rows
     (regenerate with ``python docs/regen_readme.py``, never by hand)."""
     checked = 0

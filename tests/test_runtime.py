@@ -84,5 +84,65 @@ def test_every_runtime_preset_cites_its_mechanisms():
         assert r.sources.get("source"), name
         if not r.cuda_graphs:
             assert r.sources.get("host_launch_s_source"), name
-        if r.step_overhead_s:
-            assert r.sources.get("step_overhead_s_source"), name
+        for key in (
+            "step_overhead_s",
+            "step_overhead_per_seq_s",
+            "output_per_seq_s",
+            "server_per_seq_s",
+            "async_output",
+        ):
+            if getattr(r, key):
+                assert r.sources.get(f"{key}_source"), (name, key)
+        if r.scheduler_steps > 1:
+            assert r.sources.get("scheduler_steps_source"), name
+
+
+def test_async_output_processing_shows_only_where_longer_than_the_step():
+    """vLLM 0.6's output processor runs beside the next step: a step waits only for the part of
+    it longer than its chip time (a batch-1 step hides it, a slow host shows through)."""
+    base = load_runtime()
+    on = replace(base, name="async", output_per_seq_s=1e-4, async_output=True)
+    off = replace(on, name="sync", async_output=False)
+    t0, t_on, t_off = (_decode(r, batch=8).time_s for r in (base, on, off))
+    assert t_on == pytest.approx(t0, rel=1e-12)  # 0.8 ms of output beside a ~7 ms step
+    assert t_off == pytest.approx(t0 + 8e-4, rel=1e-9)
+    slow = replace(on, output_per_seq_s=2e-3)  # 16 ms of output: longer than the step
+    assert _decode(slow, batch=8).time_s == pytest.approx(16e-3, rel=1e-9)
+
+
+def test_multi_step_scheduling_pays_the_scheduler_once_per_group():
+    base = replace(load_runtime(), name="host", step_overhead_s=4e-3, step_overhead_per_seq_s=2e-5)
+    t0 = _decode(load_runtime(), batch=16).time_s
+    one, ten = (_decode(replace(base, scheduler_steps=n), batch=16).time_s for n in (1, 10))
+    assert one - t0 == pytest.approx(4e-3 + 16 * 2e-5, rel=1e-9)
+    assert ten - t0 == pytest.approx((4e-3 + 16 * 2e-5) / 10, rel=1e-9)
+    served = replace(base, scheduler_steps=10, server_per_seq_s=3e-5)  # per step, every step
+    assert _decode(served, batch=16).time_s - ten == pytest.approx(16 * 3e-5, rel=1e-9)
+
+
+def test_a_variant_preset_takes_its_bases_fields_and_sources():
+    base, server = load_runtime("vllm-0.5"), load_runtime("vllm-0.5-server")
+    assert server.name == "vllm-0.5-server" and server.server_per_seq_s > 0
+    assert server.step_overhead_s == base.step_overhead_s
+    assert server.step_overhead_per_seq_s == base.step_overhead_per_seq_s
+    assert server.sources["step_overhead_s_source"] == base.sources["step_overhead_s_source"]
+    assert server.sources["source"] != base.sources["source"]
+    multi = load_runtime("vllm-0.6-multistep-server")
+    assert multi.scheduler_steps == 10 and multi.async_output
+
+
+def test_serving_charges_host_time_per_sequence_not_per_prompt_token():
+    """A serving iteration's host time counts the sequences in it: a 2048-token prompt chunk
+    is one sequence to the scheduler, not 2048."""
+    from sim.engine.serve import IterationCost
+    from workloads.serving import LengthDist, Serving
+
+    m = load_model("llama-3-8b")
+    host = replace(load_runtime(), name="host", step_overhead_s=1e-3, step_overhead_per_seq_s=1e-4)
+    kw = dict(model=m, rate=1.0, duration_s=1.0,
+              prompt=LengthDist.parse("100", "--prompt-dist", m.max_seq),
+              output=LengthDist.parse("10", "--output-dist", m.max_seq))  # fmt: skip
+    costs = [IterationCost(Serving(**kw, runtime=r), load_system("h100-sxm"))
+             for r in (load_runtime(), host)]  # fmt: skip
+    plain, slow = (c.iteration(4, 4 * 300, [(2048, 2048)], 5).time_s for c in costs)
+    assert slow - plain == pytest.approx(1e-3 + 5 * 1e-4, rel=1e-9)

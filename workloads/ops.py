@@ -141,7 +141,9 @@ class Op:
     it: only the part longer than that op is exposed. ``recompute`` marks forward work re-run
     for the backward (activation recomputation): its ``model_flops`` are 0, its ``flops`` count
     toward hardware FLOPs utilisation (HFU). ``host_s`` is host time the chip waits for
-    (``workloads.runtime``): the op takes at least that long.
+    (``workloads.runtime``): the op takes at least that long. ``host_beside_s`` is host work that
+    runs while the chip runs the other ops of the step (asynchronous output processing): the op
+    takes longer only by the part of it longer than their total time.
     """
 
     name: str
@@ -161,6 +163,8 @@ class Op:
     # host time to issue the op's kernels (eager launches, a step's scheduling: workloads.runtime);
     # the op takes at least this long
     host_s: float = 0.0
+    # host work beside the step's chip work: only the part longer than the other ops is exposed
+    host_beside_s: float = 0.0
 
     @property
     def total_bytes(self) -> float:

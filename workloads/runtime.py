@@ -16,7 +16,17 @@ source:
 - ``step_overhead_s``: host time per step (one decode or prefill iteration) that the GPU waits
   for: scheduling, input preparation, sampling, detokenisation, Python; and
   ``step_overhead_per_seq_s`` more per sequence in the step (output processing that loops over
-  the sequences in Python).
+  the sequences in Python);
+- ``scheduler_steps``: multi-step scheduling (vLLM ``--num-scheduler-steps``): the scheduler and
+  input preparation run once per that many decode steps, so the step's host time above is
+  paid once per ``scheduler_steps`` steps;
+- ``output_per_seq_s`` and ``async_output``: output processing per sequence (detokenise, stop
+  checks, build the outputs); with ``async_output`` it runs on the host while the chip runs the
+  next step (vLLM 0.6's asynchronous output processor), so a step waits only for the part longer
+  than its chip time; otherwise it adds to the step;
+- ``server_per_seq_s``: the OpenAI-compatible server's work per sequence per step (a streamed
+  token's output object, queue hops, serialisation), on the critical path where the server
+  shares the engine's process or its step loop (as measured against the offline engine).
 
 They live beside the workloads because they change how a workload lowers (its kernels, their
 traffic) and add host time to it; the chip's cost model stays software-free (an op carries its
@@ -30,6 +40,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
+
+import numpy as np
 
 from workloads.ops import Op, OpKind, WorkloadError
 
@@ -46,6 +58,10 @@ class Runtime:
     host_launch_s: float = 0.0
     step_overhead_s: float = 0.0
     step_overhead_per_seq_s: float = 0.0
+    scheduler_steps: int = 1
+    output_per_seq_s: float = 0.0
+    async_output: bool = False
+    server_per_seq_s: float = 0.0
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def describe(self) -> dict:
@@ -56,7 +72,21 @@ class Runtime:
             "host_launch_s": self.host_launch_s,
             "step_overhead_s": self.step_overhead_s,
             "step_overhead_per_seq_s": self.step_overhead_per_seq_s,
+            "scheduler_steps": self.scheduler_steps,
+            "output_per_seq_s": self.output_per_seq_s,
+            "async_output": self.async_output,
+            "server_per_seq_s": self.server_per_seq_s,
         }
+
+    def host_step_s(self, sequences: float) -> tuple[float, float]:
+        """(host time a step of ``sequences`` sequences waits for, host time that runs beside
+        the step's chip work) in seconds, per step."""
+        sched = self.step_overhead_s + self.step_overhead_per_seq_s * sequences
+        critical = sched / self.scheduler_steps + self.server_per_seq_s * sequences
+        output = self.output_per_seq_s * sequences
+        if self.async_output:
+            return critical, output
+        return critical + output, 0.0
 
 
 def _folder():
@@ -77,14 +107,37 @@ def load_runtime(name: str = DEFAULT_RUNTIME) -> Runtime:
         )
     raw = tomllib.loads((_folder() / f"{name}.toml").read_text())
     where = f"runtime {name!r}"
+    base = raw.pop("base", None)
+    if base is not None:  # a variant: the base preset's fields and sources, then its own
+        if base == name or base not in list_runtimes():
+            raise WorkloadError(f"{where}: base must name another runtime preset, got {base!r}")
+        parent = load_runtime(base)
+        raw = {
+            **parent.describe(),
+            **parent.sources,
+            "full_name": parent.full_name,
+            "name": name,
+            **raw,
+        }
     elementwise = raw.get("elementwise", "fused")
     if elementwise not in ELEMENTWISE:
         raise WorkloadError(f"{where}: elementwise must be one of {', '.join(ELEMENTWISE)}")
-    graphs = raw.get("cuda_graphs", True)
-    if not isinstance(graphs, bool):
-        raise WorkloadError(f"{where}: cuda_graphs must be true or false, got {graphs!r}")
+    flags = {}
+    for key, default in (("cuda_graphs", True), ("async_output", False)):
+        flags[key] = raw.get(key, default)
+        if not isinstance(flags[key], bool):
+            raise WorkloadError(f"{where}: {key} must be true or false, got {flags[key]!r}")
+    steps = raw.get("scheduler_steps", 1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise WorkloadError(f"{where}: scheduler_steps must be an integer >= 1, got {steps!r}")
     values = {}
-    for key in ("host_launch_s", "step_overhead_s", "step_overhead_per_seq_s"):
+    for key in (
+        "host_launch_s",
+        "step_overhead_s",
+        "step_overhead_per_seq_s",
+        "output_per_seq_s",
+        "server_per_seq_s",
+    ):
         v = raw.get(key, 0.0)
         if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
             raise WorkloadError(f"{where}: {key} must be a number of seconds >= 0, got {v!r}")
@@ -93,7 +146,8 @@ def load_runtime(name: str = DEFAULT_RUNTIME) -> Runtime:
         name=str(raw.get("name", name)),
         full_name=str(raw.get("full_name", name)),
         elementwise=elementwise,
-        cuda_graphs=graphs,
+        scheduler_steps=steps,
+        **flags,
         sources={k: str(v) for k, v in raw.items() if k == "source" or k.endswith("_source")},
         **values,
     )
@@ -112,8 +166,8 @@ def launch(ops: list[Op] | tuple[Op, ...], runtime: Runtime) -> list[Op]:
 def step_op(runtime: Runtime, dtype: str, sequences: float = 1) -> Op | None:
     """The host work of one step over ``sequences`` sequences that the chip waits for, as an op
     (None if there is none)."""
-    if not (runtime.step_overhead_s or runtime.step_overhead_per_seq_s):
+    host, beside = runtime.host_step_s(sequences)
+    if not (np.any(host) or np.any(beside)):
         return None
-    host = runtime.step_overhead_s + runtime.step_overhead_per_seq_s * sequences
     return Op(name="host_step", kind=OpKind.ELEMENTWISE, family="other", dtype=dtype, flops=0.0,
-              model_flops=0.0, kernels=0, host_s=host)  # fmt: skip
+              model_flops=0.0, kernels=0, host_s=host, host_beside_s=beside)  # fmt: skip

@@ -659,6 +659,7 @@ def cost_table(
             if op.overlaps_previous and i > 0:
                 before = time[i - 1] * ops[i - 1].count
                 time[i] = np.maximum(0.0, time[i] * op.count - before) / op.count
+    _host_beside(data, ops)
     return Costs(data)
 
 
@@ -681,6 +682,25 @@ def _host_floor(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:
     data[_F["bound"]] = np.where(waits, _OVERHEAD, data[_F["bound"]])
     data[_F["level"]] = np.where(waits, _NO_LEVEL, data[_F["level"]])
     data[_F["time"]] = np.maximum(time, h)
+
+
+def _host_beside(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:
+    """An op's ``host_beside_s`` (host work that runs while the chip runs the step's other ops,
+    such as asynchronous output processing) lengthens it only by the part longer than the other
+    ops' total time; that part is overhead. ``data`` (in op order) is updated in place."""
+    beside = [(i, op.host_beside_s) for i, op in enumerate(ops) if np.any(op.host_beside_s)]
+    if not beside:
+        return
+    time = data[_F["time"]]
+    counts = np.array([op.count for op in ops], dtype=float).reshape(-1, *[1] * (time.ndim - 1))
+    total = (time * counts).sum(axis=0)
+    for i, b in beside:
+        extra = np.maximum(0.0, b - (total - time[i] * ops[i].count)) / ops[i].count
+        waits = extra > 0
+        data[_F["overhead"], i] = data[_F["overhead"], i] + extra
+        data[_F["bound"], i] = np.where(waits, _OVERHEAD, data[_F["bound"], i])
+        data[_F["level"], i] = np.where(waits, _NO_LEVEL, data[_F["level"], i])
+        time[i] = time[i] + extra
 
 
 # ---- power -----------------------------------------------------------------------------------

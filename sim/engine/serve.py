@@ -21,8 +21,11 @@ latency, throughput, goodput under an SLO, KV-cache occupancy over time, and MFU
 run (model FLOPs and HBM bytes of every iteration over run time x chips x datasheet peaks).
 
 NB (deliberate approximations):
-- An iteration's ops run back to back on the replica (no overlap of the CPU scheduler with the
-  GPU, and no CPU scheduling time: servers with CUDA graphs and async scheduling hide most of it).
+- An iteration's ops run back to back on the replica. The host time between iterations is the
+  runtime's (``workloads.runtime``): its scheduler and server per step and per sequence in the
+  iteration (a prompt chunk is one sequence) on the critical path, its output processing either
+  added or, where asynchronous, exposed only where longer than the iteration. The default
+  runtime has none (servers with CUDA graphs and async scheduling hide most of it).
 - Decode attention over sequences of different lengths is costed as the batch at the mean
   length, interpolated between grid points 1/16 of an octave apart; GEMM-side costs above 512
   token rows are interpolated on a 1/32-octave grid. Both are within ~1 % of exact (tested).
@@ -133,7 +136,11 @@ class IterationCost:
         got = self._by_rows.get(rows)
         if got is None:
             ops = self.w.engine(batch=rows).lower().ops
-            body = [o for o in ops if o.kind != OpKind.ATTENTION and o.name not in _HEAD_OPS]
+            body = [
+                o
+                for o in ops
+                if o.kind != OpKind.ATTENTION and o.name not in _HEAD_OPS and o.name != "host_step"
+            ]  # the host's time is per sequence: iteration()
             head = [o for o in ops if o.name in _HEAD_OPS]
             got = self._by_rows[rows] = (self._cost(body), self._cost(head))
         return got
@@ -200,7 +207,12 @@ class IterationCost:
         w = self.linear(rows) + self.head(sampled)
         if n_decode:
             w = w + self.decode_attention(n_decode, decode_context / n_decode)
-        return w + self.prefill_attention(chunks)
+        w = w + self.prefill_attention(chunks)
+        # the runtime's host work per step, per sequence in it (not per token row); the part
+        # that runs beside the chip (asynchronous output processing) shows only where longer
+        host, beside = self.w.runtime.host_step_s(n_decode + len(chunks))
+        wait = host + max(0.0, beside - w.time_s)
+        return Work(w.time_s + wait, w.model_flops, w.hbm_bytes, w.energy_j) if wait else w
 
 
 def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:

@@ -11,6 +11,7 @@ from hardware import load_system
 from sim import simulate
 from sim.cli import main
 from workloads import Decode, Prefill, load_model
+from workloads.ops import WorkloadError
 from workloads.runtime import DEFAULT_RUNTIME, Runtime, list_runtimes, load_runtime
 
 
@@ -146,3 +147,49 @@ def test_serving_charges_host_time_per_sequence_not_per_prompt_token():
              for r in (load_runtime(), host)]  # fmt: skip
     plain, slow = (c.iteration(4, 4 * 300, [(2048, 2048)], 5).time_s for c in costs)
     assert slow - plain == pytest.approx(1e-3 + 5 * 1e-4, rel=1e-9)
+
+
+def test_multi_step_does_not_discount_a_step_with_prompts():
+    """vLLM runs a step that prefills as a single step: its scheduler time is paid in full."""
+    multi = replace(load_runtime(), name="multi", step_overhead_s=4e-3, scheduler_steps=10)
+    m = load_model("llama-2-7b")
+    pre = [simulate(Prefill(model=m, prompt=128, runtime=r), load_system("h100-sxm")).time_s
+           for r in (load_runtime(), multi)]  # fmt: skip
+    assert pre[1] - pre[0] == pytest.approx(4e-3, rel=1e-9)
+    assert multi.host_step_s(8) == pytest.approx((4e-4, 0.0))
+    assert multi.host_step_s(8, decode_only=False) == pytest.approx((4e-3, 0.0))
+
+
+def test_a_pipelined_decode_charges_the_host_for_every_sequence_of_the_round():
+    host = replace(load_runtime(), name="host", step_overhead_per_seq_s=1e-4)
+    m, system = load_model("llama-2-7b"), load_system("h100-sxm", 4)
+    for pp in (1, 2, 4):
+        w = Decode(model=m, batch=64, context=512, pp=pp, runtime=host)
+        (step,) = [op for op in w.lower().ops if op.name == "host_step"]
+        assert step.host_s == pytest.approx(64 * 1e-4), pp
+    assert simulate(Decode(model=m, batch=64, context=512, pp=4, runtime=host), system).time_s
+
+
+def test_variant_presets_need_their_own_name_and_cite_only_what_they_keep(tmp_path, monkeypatch):
+    import workloads.runtime as rt
+
+    folder = tmp_path / "runtimes"
+    folder.mkdir()
+    (folder / "base.toml").write_text('name = "base"\nsource = "s"\nstep_overhead_s = 3e-3\n'
+                                      'step_overhead_s_source = "3 ms, cited"\n')  # fmt: skip
+    (folder / "v.toml").write_text('base = "base"\nfull_name = "V"\nstep_overhead_s = 1e-3\n')
+    (folder / "nameless.toml").write_text('base = "base"\n')
+    (folder / "a.toml").write_text('base = "b"\nfull_name = "A"\n')
+    (folder / "b.toml").write_text('base = "a"\nfull_name = "B"\n')
+    monkeypatch.setattr(rt, "_folder", lambda: folder)
+    rt.load_runtime.cache_clear()
+    try:
+        v = rt.load_runtime("v")
+        assert v.step_overhead_s == 1e-3 and "step_overhead_s_source" not in v.sources
+        assert v.full_name == "V" and v.sources["source"] == "s"
+        with pytest.raises(WorkloadError, match="needs its own full_name"):
+            rt.load_runtime("nameless")
+        with pytest.raises(WorkloadError, match="cycle"):
+            rt.load_runtime("a")
+    finally:
+        rt.load_runtime.cache_clear()

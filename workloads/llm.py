@@ -470,7 +470,10 @@ class _Lowering:
             if send is not None and hops:
                 ops.append(send.repeated(hops))
         ops = launch(ops, self.w.runtime)
-        step = step_op(self.w.runtime, self.dt, self.B)
+        # the host's work covers every sequence of the step (with pp > 1: of the round of
+        # micro-batches the step's time stands for; NB its fixed part is charged once a round)
+        step = step_op(self.w.runtime, self.dt, self.w.local_batch,
+                       decode_only=self.phase == "decode")  # fmt: skip
         return tuple(ops + [step] if step else ops)
 
 

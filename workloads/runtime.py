@@ -40,6 +40,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -78,12 +79,19 @@ class Runtime:
             "server_per_seq_s": self.server_per_seq_s,
         }
 
-    def host_step_s(self, sequences: float) -> tuple[float, float]:
-        """(host time a step of ``sequences`` sequences waits for, host time that runs beside
-        the step's chip work) in seconds, per step."""
+    def host_step_s(
+        self, sequences: Any, sampled: Any = None, decode_only: bool = True
+    ) -> tuple[Any, Any]:
+        """(host time a step waits for, host time that runs beside the step's chip work) in
+        seconds, for a step over ``sequences`` sequences of which ``sampled`` (default: all)
+        produce a token. The scheduler's part covers every sequence and is paid once per
+        multi-step group only in ``decode_only`` steps (vLLM runs a step with prompts as a
+        single step); output processing and the server's part cover the sampled ones."""
+        sampled = sequences if sampled is None else sampled
         sched = self.step_overhead_s + self.step_overhead_per_seq_s * sequences
-        critical = sched / self.scheduler_steps + self.server_per_seq_s * sequences
-        output = self.output_per_seq_s * sequences
+        critical = sched / (self.scheduler_steps if decode_only else 1)
+        critical = critical + self.server_per_seq_s * sampled
+        output = self.output_per_seq_s * sampled
         if self.async_output:
             return critical, output
         return critical + output, 0.0
@@ -101,6 +109,13 @@ def list_runtimes() -> list[str]:
 @cache
 def load_runtime(name: str = DEFAULT_RUNTIME) -> Runtime:
     """A runtime preset by name; WorkloadError naming the presets for an unknown one."""
+    return _load(name, ())
+
+
+def _load(name: str, seen: tuple[str, ...]) -> Runtime:
+    if name in seen:
+        chain = " -> ".join((*seen, name))
+        raise WorkloadError(f"runtime {seen[0]!r}: base presets form a cycle ({chain})")
     if name not in list_runtimes():
         raise WorkloadError(
             f"--runtime: unknown runtime {name!r}; available: {', '.join(list_runtimes())}"
@@ -109,16 +124,14 @@ def load_runtime(name: str = DEFAULT_RUNTIME) -> Runtime:
     where = f"runtime {name!r}"
     base = raw.pop("base", None)
     if base is not None:  # a variant: the base preset's fields and sources, then its own
-        if base == name or base not in list_runtimes():
+        if base not in list_runtimes():
             raise WorkloadError(f"{where}: base must name another runtime preset, got {base!r}")
-        parent = load_runtime(base)
-        raw = {
-            **parent.describe(),
-            **parent.sources,
-            "full_name": parent.full_name,
-            "name": name,
-            **raw,
-        }
+        if "full_name" not in raw:
+            raise WorkloadError(f"{where}: a variant needs its own full_name")
+        parent = _load(base, (*seen, name))
+        # a field the variant sets keeps no citation of the base's value
+        kept = {k: v for k, v in parent.sources.items() if k.removesuffix("_source") not in raw}
+        raw = {**parent.describe(), **kept, "name": name, **raw}
     elementwise = raw.get("elementwise", "fused")
     if elementwise not in ELEMENTWISE:
         raise WorkloadError(f"{where}: elementwise must be one of {', '.join(ELEMENTWISE)}")
@@ -163,10 +176,12 @@ def launch(ops: list[Op] | tuple[Op, ...], runtime: Runtime) -> list[Op]:
             for op in ops]  # fmt: skip
 
 
-def step_op(runtime: Runtime, dtype: str, sequences: float = 1) -> Op | None:
+def step_op(
+    runtime: Runtime, dtype: str, sequences: Any = 1, decode_only: bool = True
+) -> Op | None:
     """The host work of one step over ``sequences`` sequences that the chip waits for, as an op
-    (None if there is none)."""
-    host, beside = runtime.host_step_s(sequences)
+    (None if there is none); ``decode_only``: see ``Runtime.host_step_s``."""
+    host, beside = runtime.host_step_s(sequences, decode_only=decode_only)
     if not (np.any(host) or np.any(beside)):
         return None
     return Op(name="host_step", kind=OpKind.ELEMENTWISE, family="other", dtype=dtype, flops=0.0,

@@ -208,9 +208,13 @@ class IterationCost:
         if n_decode:
             w = w + self.decode_attention(n_decode, decode_context / n_decode)
         w = w + self.prefill_attention(chunks)
-        # the runtime's host work per step, per sequence in it (not per token row); the part
-        # that runs beside the chip (asynchronous output processing) shows only where longer
-        host, beside = self.w.runtime.host_step_s(n_decode + len(chunks))
+        # the runtime's host work per step: its scheduler per sequence in it (not per token
+        # row), once per multi-step group only without prompts; output processing and the
+        # server per sampled sequence; the part that runs beside the chip (asynchronous output
+        # processing) shows only where longer
+        host, beside = self.w.runtime.host_step_s(
+            n_decode + len(chunks), sampled, decode_only=not chunks
+        )
         wait = host + max(0.0, beside - w.time_s)
         return Work(w.time_s + wait, w.model_flops, w.hbm_bytes, w.energy_j) if wait else w
 

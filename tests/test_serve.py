@@ -216,6 +216,22 @@ def test_cli_serve_json_has_the_contract_keys(capsys):
     assert {"requests_per_s", "tokens_per_s"} <= set(d["throughput"])
     for key in ("mean_in_system", "mfu", "mbu", "completed"):
         assert key in d
+    assert d["workload"]["runtime"] == "fused-graphs"  # the inputs name their software
+
+
+def test_a_served_runtime_waits_for_its_host_and_says_which(capsys):
+    """Under vLLM 0.6's runtime the same load runs with longer steps than under the default,
+    and the output names the runtime."""
+    argv = ["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "4", "--duration",
+            "20", "--json"]  # fmt: skip
+    runs = []
+    for extra in ([], ["--runtime", "vllm-0.6"]):
+        assert main(argv + extra) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    assert runs[1]["workload"]["runtime"] == "vllm-0.6"
+    assert runs[1]["tpot_s"]["mean"] > runs[0]["tpot_s"]["mean"] + 3e-3  # >= 3.8 ms a step
+    assert main(argv[:-1] + ["--runtime", "vllm-0.6"]) == 0
+    assert "runtime vllm-0.6" in capsys.readouterr().out.splitlines()[0]
 
 
 @pytest.mark.parametrize(

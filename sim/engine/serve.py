@@ -736,7 +736,7 @@ class ServeResult:
         return (
             f"serve {w['model']} on {self.system['name']}  {w['replicas']} replica(s) x "
             f"TP{w['tp']}  {'chunked prefill' if w['chunked_prefill'] else 'prefill-first'}  "
-            f"{w['dtype']}"
+            f"{w['dtype']}  runtime {w['runtime']}"
         )
 
     def summary_items(self) -> list[Item]:
@@ -801,7 +801,8 @@ class ServeResult:
             load += f", prompt {w['prompt']}, output {w['output']}"
         lines = [
             f"serve {w['model']} on {self.system['name']}  ({w['replicas']} replica(s) x TP{w['tp']}"
-            f", {'chunked prefill' if w['chunked_prefill'] else 'prefill-first'}, {w['dtype']})",
+            f", {'chunked prefill' if w['chunked_prefill'] else 'prefill-first'}, {w['dtype']}"
+            f", runtime {w['runtime']})",
             *overrides_line(self.system),
             f"  load        {load}",
             f"  completed   {self.completed} of {len(self.arrival_s)} in {format_si(self.end_s, 's')}"

@@ -193,3 +193,22 @@ def test_variant_presets_need_their_own_name_and_cite_only_what_they_keep(tmp_pa
             rt.load_runtime("a")
     finally:
         rt.load_runtime.cache_clear()
+
+
+def test_a_training_runtime_sets_how_elementwise_work_runs(capsys):
+    """`train --runtime` names the training software: its elementwise mode is the runtime's, an
+    --elementwise that contradicts it is one line, and the JSON and header name it."""
+    base = ["train", "--model", "llama-3-8b", "--chip", "h100-sxm", "--chips", "8", "--zero", "3"]
+    steps = {}
+    for runtime in ("megatron-core", "pytorch-eager"):
+        assert main([*base, "--runtime", runtime, "--json"]) == 0
+        d = json.loads(capsys.readouterr().out)
+        assert d["workload"]["runtime"] == runtime
+        assert d["workload"]["elementwise"] == load_runtime(runtime).elementwise
+        steps[runtime] = d["step_time_s"]
+    assert steps["pytorch-eager"] > steps["megatron-core"]  # unfused primitives move more bytes
+    assert main([*base, "--runtime", "pytorch-eager", "--elementwise", "fused"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "contradicts --runtime pytorch-eager" in err and "\n" not in err
+    assert main([*base, "--runtime", "torch-compile"]) == 0
+    assert "runtime torch-compile" in capsys.readouterr().out.splitlines()[0]

@@ -47,6 +47,7 @@ from workloads.build import EAGER_PRIMITIVES, Builder
 from workloads.llm import _ACT_FLOPS, _NORM_FLOPS, _ROPE_FLOPS, Prefill, _Lowering
 from workloads.model import ModelConfig
 from workloads.ops import Op, OpKind, Role, WorkloadError, check_attention_kernel
+from workloads.runtime import load_runtime
 
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
 RECOMPUTE = ("none", "selective", "selective-op", "full")
@@ -178,6 +179,9 @@ class Training:
     # the same in-node index, then NVLink forwards it to each expert: deepseek-ai/DeepEP
     # README; DeepSeek-V3 report Sec 3.2.2)
     ep_dispatcher: str = "alltoall"
+    # the software, as a runtime preset's name (workloads.runtime; "" = none named): in
+    # training it sets how elementwise work runs (use ``software`` to build the pair)
+    runtime: str = ""
     # expert tensor parallelism: 0 = --tp (the experts split over the TP group like the dense
     # MLP), or 1: Megatron-Core's MoE parallel folding (--expert-tensor-parallel-size 1), every
     # expert whole on its rank and the expert-parallel group laid over the TP and DP ranks
@@ -244,6 +248,11 @@ class Training:
             raise WorkloadError(
                 f"{w}: --elementwise must be one of {', '.join(ELEMENTWISE)}, "
                 f"got {self.elementwise!r}"
+            )
+        if self.runtime and load_runtime(self.runtime).elementwise != self.elementwise:
+            raise WorkloadError(
+                f"{w}: --elementwise {self.elementwise} contradicts --runtime {self.runtime} "
+                f"({load_runtime(self.runtime).elementwise}); give one of them"
             )
         if self.zero not in (0, 1, 2, 3):
             raise WorkloadError(f"{w}: --zero must be 0, 1, 2 or 3, got {self.zero!r}")
@@ -427,11 +436,24 @@ class Training:
             **({"capacity_factor": self.capacity_factor} if self.capacity_factor else {}),
             "attention_kernel": self.attention_kernel,
             "elementwise": self.elementwise,
+            **({"runtime": self.runtime} if self.runtime else {}),
             **({"sample_len": self.sample_len} if self.sample_len else {}),
             **({"ep_overlap": True} if self.ep_overlap else {}),
             **({"ep_dispatcher": self.ep_dispatcher} if self.ep > 1 else {}),
             **({"etp": self.expert_tp} if self.expert_tp != self.tp else {}),
         }
+
+
+def software(runtime: str | None, elementwise: str | None) -> dict[str, str]:
+    """``runtime`` and ``elementwise`` keywords for ``Training`` from what a user gave: a
+    runtime preset sets how elementwise work runs (fused Transformer Engine / Inductor kernels
+    or eager PyTorch primitives); an explicit ``elementwise`` must agree with it (checked by
+    ``Training.validate``); neither: fused, no runtime named. Training steps' kernels run long
+    enough that a runtime's host launch and step times hide behind them: not charged."""
+    if runtime:
+        load_runtime(runtime)  # a one-line error naming the presets for an unknown one
+    named = load_runtime(runtime).elementwise if runtime else "fused"
+    return {"runtime": runtime or "", "elementwise": elementwise or named}
 
 
 def _scale(op: Op, f: float) -> Op:

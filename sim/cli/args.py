@@ -217,10 +217,13 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--attention-kernel", default="native",
                    help=ATTN_HELP + "; or unfused (pre-FlashAttention Megatron: the score "
                    "matrix through memory)")  # fmt: skip
-    p.add_argument("--elementwise", default="fused",
+    p.add_argument("--elementwise", default=None,
                    help="how norms, RoPE, activations and residual adds run: fused (Megatron / "
                    "Transformer Engine kernels, torch.compile; default) or eager (PyTorch eager "
-                   "mode: one kernel per primitive, fp32 upcasts)")  # fmt: skip
+                   "mode: one kernel per primitive, fp32 upcasts); --runtime sets it")  # fmt: skip
+    p.add_argument("--runtime", default=None,
+                   help="the training software as a runtime preset (roofsim runtimes): "
+                   "megatron-core, torch-compile, pytorch-eager, ...; sets --elementwise")  # fmt: skip
     p.add_argument("--zero", type=int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
     p.add_argument("--capacity-factor", type=float, default=0.0,
                    help="MoE expert capacity factor (default: dropless)")  # fmt: skip
@@ -248,7 +251,7 @@ def training_workload(args: argparse.Namespace):
     """(Training, System) from the flags of ``roofsim train``."""
     from hardware import ConfigError, load_system
     from workloads import load_model
-    from workloads.training import Training
+    from workloads.training import Training, software
 
     if args.chips < 1:
         raise ConfigError(f"--chips must be an integer >= 1, got {args.chips}")
@@ -263,7 +266,7 @@ def training_workload(args: argparse.Namespace):
         global_batch=args.global_batch, dtype=args.dtype, recompute=args.recompute,
         zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
-        attention_kernel=args.attention_kernel, elementwise=args.elementwise,
+        attention_kernel=args.attention_kernel, **software(args.runtime, args.elementwise),
         sample_len=args.sample_len, ep_overlap=args.ep_overlap,
         ep_dispatcher=args.ep_dispatcher, etp=args.etp,
     )  # fmt: skip

@@ -355,7 +355,9 @@ class TrainResult:
         lines = [
             f"train {w['model']} on {self.system['name']}  {par}  seq {w['seq']}  "
             f"micro-batch {w['micro_batch']} x {w['micro_batches']}  global batch "
-            f"{w['global_batch']}  {w['dtype']}  recompute {w['recompute']}  ZeRO-{w['zero']}",
+            f"{w['global_batch']}  {w['dtype']}  recompute {w['recompute']}  ZeRO-{w['zero']}"
+            + (f"  runtime {w['runtime']}" if w.get("runtime") else "")
+            + (f"  {w['elementwise']} elementwise" if w.get("elementwise") == "eager" else ""),
             *overrides_line(self.system),
             f"  step        {format_si(self.step_time_s, 's')}   tokens/s {self.tokens_per_s:,.0f}"
             f"   ({self.tokens_per_s / self.n_chips:,.1f} per chip)",

@@ -70,7 +70,7 @@ WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
             "batch", "cfg", "tokens", "dtype", "attention_kernel"),
     "train": ("model", "chips", "tp", "pp", "vp", "ep", "cp", "dp", "sp", "seq", "micro_batch",
               "global_batch", "dtype", "recompute", "zero", "capacity_factor", "overlap",
-              "tokens", "attention_kernel", "elementwise", "sample_len"),
+              "tokens", "attention_kernel", "elementwise", "runtime", "sample_len"),
 }  # fmt: skip
 
 #: columns after the axes, in order: what ran (unless an axis names it already), the point, ...
@@ -1025,7 +1025,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
             attention_kernel=f.get("attention_kernel", "native"),
         )
         return workload, chips
-    from workloads.training import Training
+    from workloads.training import Training, software
 
     chips = f["chips"]
     if not isinstance(chips, int) or chips < 1:
@@ -1044,7 +1044,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
         pp=pp, vp=f.get("vp", 1), dp=dp, ep=f.get("ep", 1), cp=cp,
         capacity_factor=f.get("capacity_factor", 0.0), tokens=f.get("tokens", 0.0),
         attention_kernel=f.get("attention_kernel", "native"),
-        elementwise=f.get("elementwise", "fused"), sample_len=f.get("sample_len", 0),
+        **software(f.get("runtime"), f.get("elementwise")), sample_len=f.get("sample_len", 0),
     )  # fmt: skip
     workload.validate()
     return workload, chips

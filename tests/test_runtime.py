@@ -212,3 +212,19 @@ def test_a_training_runtime_sets_how_elementwise_work_runs(capsys):
     assert "contradicts --runtime pytorch-eager" in err and "\n" not in err
     assert main([*base, "--runtime", "torch-compile"]) == 0
     assert "runtime torch-compile" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_training_takes_only_training_runtimes_and_defaults_to_the_runtimes_mode(capsys):
+    from workloads.training import Training
+
+    m = load_model("llama-3-8b")
+    t = Training(model=m, dp=8, global_batch=8, runtime="pytorch-eager")
+    t.validate()
+    assert t.elementwise == "eager"  # no --elementwise given: the runtime's
+    assert Training(model=m, dp=8, global_batch=8).elementwise == "fused"
+    with pytest.raises(WorkloadError, match="not a training runtime; training runtimes: "):
+        Training(model=m, dp=8, global_batch=8, runtime="vllm-0.6").validate()
+    argv = ["train", "--model", "llama-3-8b", "--chip", "h100-sxm", "--chips", "8", "--zero", "3",
+            "--runtime", "vllm-0.6"]  # fmt: skip
+    assert main(argv) == 2
+    assert "megatron-core" in capsys.readouterr().err

@@ -15,11 +15,12 @@ source:
   longer kernels is not credited: an upper bound for a mix of long and short kernels);
 - ``step_overhead_s``: host time per step (one decode or prefill iteration) that the GPU waits
   for: scheduling, input preparation, sampling, detokenisation, Python; and
-  ``step_overhead_per_seq_s`` more per sequence in the step (output processing that loops over
-  the sequences in Python);
+  ``step_overhead_per_seq_s`` more per sequence in the step (the scheduler's and the input
+  preparation's loops over the sequences in Python);
 - ``scheduler_steps``: multi-step scheduling (vLLM ``--num-scheduler-steps``): the scheduler and
   input preparation run once per that many decode steps, so the step's host time above is
-  paid once per ``scheduler_steps`` steps;
+  paid once per ``scheduler_steps`` decode steps (a step with prompts runs single-step and pays
+  it in full);
 - ``output_per_seq_s`` and ``async_output``: output processing per sequence (detokenise, stop
   checks, build the outputs); with ``async_output`` it runs on the host while the chip runs the
   next step (vLLM 0.6's asynchronous output processor), so a step waits only for the part longer
@@ -63,6 +64,7 @@ class Runtime:
     output_per_seq_s: float = 0.0
     async_output: bool = False
     server_per_seq_s: float = 0.0
+    training: bool = False  # a training stack (train --runtime takes only these)
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def describe(self) -> dict:
@@ -77,6 +79,7 @@ class Runtime:
             "output_per_seq_s": self.output_per_seq_s,
             "async_output": self.async_output,
             "server_per_seq_s": self.server_per_seq_s,
+            "training": self.training,
         }
 
     def host_step_s(
@@ -136,7 +139,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     if elementwise not in ELEMENTWISE:
         raise WorkloadError(f"{where}: elementwise must be one of {', '.join(ELEMENTWISE)}")
     flags = {}
-    for key, default in (("cuda_graphs", True), ("async_output", False)):
+    for key, default in (("cuda_graphs", True), ("async_output", False), ("training", False)):
         flags[key] = raw.get(key, default)
         if not isinstance(flags[key], bool):
             raise WorkloadError(f"{where}: {key} must be true or false, got {flags[key]!r}")

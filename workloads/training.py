@@ -47,7 +47,7 @@ from workloads.build import EAGER_PRIMITIVES, Builder
 from workloads.llm import _ACT_FLOPS, _NORM_FLOPS, _ROPE_FLOPS, Prefill, _Lowering
 from workloads.model import ModelConfig
 from workloads.ops import Op, OpKind, Role, WorkloadError, check_attention_kernel
-from workloads.runtime import load_runtime
+from workloads.runtime import list_runtimes, load_runtime
 
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
 RECOMPUTE = ("none", "selective", "selective-op", "full")
@@ -164,7 +164,9 @@ class Training:
     chips_per_node: int = 8
     tokens: float = 0.0  # training-run tokens, for the run totals (0: none)
     attention_kernel: str = "native"  # native | fa2 | unfused (workloads.ops.ATTENTION_KERNELS)
-    elementwise: str = "fused"  # fused | eager (ELEMENTWISE: eager PyTorch, one kernel a primitive)
+    # fused | eager (ELEMENTWISE: eager PyTorch, one kernel a primitive); None: the runtime's
+    # (fused without one)
+    elementwise: str | None = None
     # packed sequences: each holds seq / sample_len samples and attention stays inside a sample
     # (variable-length / THD flash attention); 0: one sample per sequence
     sample_len: int = 0
@@ -179,14 +181,19 @@ class Training:
     # the same in-node index, then NVLink forwards it to each expert: deepseek-ai/DeepEP
     # README; DeepSeek-V3 report Sec 3.2.2)
     ep_dispatcher: str = "alltoall"
-    # the software, as a runtime preset's name (workloads.runtime; "" = none named): in
-    # training it sets how elementwise work runs (use ``software`` to build the pair)
+    # the training software, as a runtime preset's name (workloads.runtime; "" = none named):
+    # it sets how elementwise work runs
     runtime: str = ""
     # expert tensor parallelism: 0 = --tp (the experts split over the TP group like the dense
     # MLP), or 1: Megatron-Core's MoE parallel folding (--expert-tensor-parallel-size 1), every
     # expert whole on its rank and the expert-parallel group laid over the TP and DP ranks
     # together (ep divides tp x dp), so a TP group's ranks hold different experts
     etp: int = 0
+
+    def __post_init__(self) -> None:
+        if self.elementwise is None:
+            mode = load_runtime(self.runtime).elementwise if self.runtime else "fused"
+            object.__setattr__(self, "elementwise", mode)
 
     # ---- derived sizes -----------------------------------------------------------------------
     @property
@@ -248,6 +255,12 @@ class Training:
             raise WorkloadError(
                 f"{w}: --elementwise must be one of {', '.join(ELEMENTWISE)}, "
                 f"got {self.elementwise!r}"
+            )
+        if self.runtime and not load_runtime(self.runtime).training:
+            stacks = ", ".join(n for n in list_runtimes() if load_runtime(n).training)
+            raise WorkloadError(
+                f"{w}: --runtime {self.runtime} is not a training runtime; training runtimes: "
+                f"{stacks}"
             )
         if self.runtime and load_runtime(self.runtime).elementwise != self.elementwise:
             raise WorkloadError(
@@ -444,16 +457,13 @@ class Training:
         }
 
 
-def software(runtime: str | None, elementwise: str | None) -> dict[str, str]:
-    """``runtime`` and ``elementwise`` keywords for ``Training`` from what a user gave: a
-    runtime preset sets how elementwise work runs (fused Transformer Engine / Inductor kernels
-    or eager PyTorch primitives); an explicit ``elementwise`` must agree with it (checked by
-    ``Training.validate``); neither: fused, no runtime named. Training steps' kernels run long
-    enough that a runtime's host launch and step times hide behind them: not charged."""
-    if runtime:
-        load_runtime(runtime)  # a one-line error naming the presets for an unknown one
-    named = load_runtime(runtime).elementwise if runtime else "fused"
-    return {"runtime": runtime or "", "elementwise": elementwise or named}
+def software(runtime: str | None, elementwise: str | None) -> dict:
+    """``runtime`` and ``elementwise`` keywords for ``Training`` from what a user gave (either
+    may be missing): a runtime preset sets how elementwise work runs (fused Transformer Engine /
+    Inductor kernels or eager PyTorch primitives), an explicit ``elementwise`` must agree with it
+    (``Training.validate``). Training steps' kernels run long enough that a runtime's host
+    launch and step times hide behind them: not charged."""
+    return {"runtime": runtime or "", "elementwise": elementwise or None}
 
 
 def _scale(op: Op, f: float) -> Op:

@@ -309,6 +309,7 @@ class TrainResult:
             f"train {w['model']} on {self.system['name']}  TP{w['tp']} PP{w['pp']} DP{w['dp']}"
             + _expert_context(w)
             + f"  seq {w['seq']}  global batch {w['global_batch']}  {w['dtype']}"
+            + (f"  runtime {w['runtime']}" if w.get("runtime") else "")
         )
 
     def summary_items(self) -> list[Item]:

@@ -167,6 +167,8 @@ class Plan:
     options: tuple[TPOption, ...]
     usd_per_chip_hour: float | None
     mean_output_tokens: float
+    model: str = ""
+    runtime: str = ""
 
     @property
     def best(self) -> TPOption | None:
@@ -194,6 +196,8 @@ class Plan:
         best = self.best
         return {
             "chip": self.chip,
+            "model": self.model,
+            "runtime": self.runtime,
             "demand": {
                 "mean_rate": self.demand.mean_rate,
                 "peak_to_mean": self.demand.peak_to_mean,
@@ -220,7 +224,7 @@ class Plan:
         width = max(len("split"), *map(len, splits)) if splits else 0
         per = "unit" if splits else "replica"
         lines = [
-            f"plan on {self.chip}: mean {d.mean_rate:.4g} req/s, peak x{d.peak_to_mean:g} = "
+            f"plan {self.model} on {self.chip} (runtime {self.runtime}): mean {d.mean_rate:.4g} req/s, peak x{d.peak_to_mean:g} = "
             f"{d.peak_rate:.4g} req/s (~{self.mean_output_tokens:.0f} output tokens each); SLO {lim}",
             f"  {'TP':>3}{' ' + 'split'.rjust(width) if splits else ''} {'req/s/' + per:>14} "
             f"{per + 's':>9} {'chips':>7} {'MFU peak':>9} {'MFU mean':>9} {'$/h':>10} "
@@ -403,4 +407,6 @@ def plan(
         options=tuple(options),
         usd_per_chip_hour=price,
         mean_output_tokens=serving.output.mean,
+        model=serving.model.name,
+        runtime=serving.runtime.name,
     )

@@ -10,8 +10,11 @@ The latent token count follows from the request, never typed in:
 Per block (Peebles & Xie 2023, "Scalable Diffusion Models with Transformers", Sec. 3.2; Chen et
 al. 2023 PixArt-α Sec. 2.3 for cross-attention and adaLN-single; Esser et al. 2024 SD3 Sec. 4
 for MM-DiT joint attention): adaLN modulation, QKV, full attention over all tokens (4·L²·d FLOPs
-per layer), output projection, optional cross-attention to the text tokens, MLP. FLOPs are
-counted with multiply-add = 2; the DiT paper's "Gflops" count multiply-adds once.
+per layer), output projection, optional cross-attention to the text tokens, MLP, each branch
+added back to the residual stream through its adaLN-Zero gate (x + gate·y: read two, write one).
+FLOPs are counted with multiply-add = 2; the DiT paper's "Gflops" count multiply-adds once.
+NB: the elementwise work is costed fused (a norm with its modulation, the gated residual add
+each one kernel); QK-norms and RoPE, where a model has them, are not lowered.
 
 Sequence parallelism (one request over ``sp`` chips) shards tokens. Ulysses (Jacobs et al.
 2023, DeepSpeed-Ulysses, Sec. 3) re-shards Q, K, V from tokens to heads with an all-to-all before
@@ -357,6 +360,11 @@ class DiT:
         def norm(name: str, rows: float) -> Op:
             return b.elementwise(name, "other", rows * h, rows * h, _NORM_FLOPS * rows * h)
 
+        def residual(name: str, rows: float) -> Op:
+            # x + gate * y (adaLN-Zero's gated residual; a plain add without a gate): reads the
+            # residual stream and the branch's output, writes the stream
+            return b.elementwise(name, "other", 2 * rows * h, rows * h, 2 * rows * h)
+
         img_rows = rows = B * Ls
         block: list[Op] = []
         if m.adaln == "per-block":
@@ -377,9 +385,10 @@ class DiT:
             ]
             joint = Lt
         block += attention_core("", joint)
-        block.append(b.gemm("out_proj", "projection", rows, h, h))
+        block += [b.gemm("out_proj", "projection", rows, h, h), residual("attn_residual", rows)]
         if separate_text:
-            block.append(b.gemm("text_out_proj", "projection", B * Lt, h, h))
+            block += [b.gemm("text_out_proj", "projection", B * Lt, h, h),
+                      residual("text_attn_residual", B * Lt)]  # fmt: skip
         if m.block == "cross":
             spec = Attention(batch=B, n_q_heads=heads, n_kv_heads=heads, q_len=Ls, kv_len=Lt,
                              qk_dim=hd, v_dim=hd, causal=False, act_bytes=ab,
@@ -390,10 +399,12 @@ class DiT:
                 b.gemm("cross_kv_proj", "projection", B * Lt, 2 * h, h),
                 b.attention("cross_attention", spec),
                 b.gemm("cross_out_proj", "projection", rows, h, h),
+                residual("cross_residual", rows),
             ]
-        block += [norm("norm2_modulate", rows), *mlp("", rows)]
+        block += [norm("norm2_modulate", rows), *mlp("", rows), residual("mlp_residual", rows)]
         if separate_text:
-            block += [norm("text_norm2", B * Lt), *mlp("text_", B * Lt)]
+            block += [norm("text_norm2", B * Lt), *mlp("text_", B * Lt),
+                      residual("text_mlp_residual", B * Lt)]  # fmt: skip
         ops: list[Op] = [op for op in (rep(o, m.n_layers * step) for o in block) if op]
 
         if m.n_single_layers:
@@ -414,6 +425,7 @@ class DiT:
                 ),
                 b.gemm("single.out_proj", "projection", srows, h, h),
                 b.gemm("single.mlp_down", "mlp", srows, h, f),
+                residual("single.residual", srows),
             ]
             ops += [op for op in (rep(o, m.n_single_layers * step) for o in single) if op]
 

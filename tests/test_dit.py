@@ -238,3 +238,14 @@ def test_an_unknown_diffusers_class_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "_class_name 'UNet2DConditionModel' is not a diffusers transformer" in err
     assert "FluxTransformer2DModel" in err and err.count("\n") == 1
+
+
+def test_the_vae_decodes_on_one_chip_unless_split_over_the_sequence_parallel_chips():
+    """HunyuanVideo's xDiT integration parallelises the transformer only: with 8 chips the VAE
+    still decodes the whole video; --parallel-vae (xDiT's DistVAE) splits it 8 ways."""
+    m = load_dit("hunyuanvideo")
+    kw = dict(model=m, height=720, width=1280, frames=129, steps=2, sp=8)
+    system = load_system("h100-sxm", 8)
+    vae = [sum(c.op.flops * c.op.count for c in simulate(DiT(**kw, parallel_vae=p), system).costs
+               if c.op.family == "vae") for p in (False, True)]  # fmt: skip
+    assert vae[0] == pytest.approx(8 * vae[1], rel=1e-9) and vae[1] > 0

@@ -275,6 +275,10 @@ class DiT:
     dp: int = 1
     tokens: int | None = None
     attention_kernel: str = "native"  # native | fa2 (workloads.ops.ATTENTION_KERNELS)
+    # the VAE decode split over the sp chips (xDiT's --use_parallel_vae, DistVAE); default: one
+    # chip decodes the whole sample, as the HunyuanVideo repository's xDiT integration
+    # (hyvideo/inference.py parallelizes the transformer only), diffusers and xDiT's default do
+    parallel_vae: bool = False
 
     def validate(self) -> int:
         """Checks the request; returns the latent tokens per sample."""
@@ -467,6 +471,7 @@ class DiT:
                 "dtype": self.dtype,
                 "sp": self.sp,
                 "sp_method": self.sp_method,
+                "parallel_vae": self.parallel_vae,
                 "dp": self.dp,
                 "attention_kernel": self.attention_kernel,
             },
@@ -496,6 +501,7 @@ class DiT:
         m = self.model
         if not m.vae_decoder_flops_per_pixel:
             return []
-        pixels = (self.batch // self.dp) * self.height * self.width * self.frames / self.sp
+        pixels = (self.batch // self.dp) * self.height * self.width * self.frames
+        pixels = pixels / self.sp if self.parallel_vae else pixels
         nk = max(1, int(math.sqrt(m.vae_decoder_flops_per_pixel / 2)))
         return [b.gemm("vae_decode", "vae", pixels, nk, nk)]

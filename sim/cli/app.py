@@ -46,6 +46,9 @@ def _add_dit_args(p: argparse.ArgumentParser) -> None:
         help="sequence parallelism over chips/replicas chips per request (default ulysses)",
     )  # fmt: skip
     p.add_argument("--replicas", type=positive_int, default=1, help="data-parallel replicas")
+    p.add_argument("--parallel-vae", action="store_true",
+                   help="split the VAE decode over the sequence-parallel chips (xDiT's "
+                   "--use_parallel_vae); default: one chip decodes the whole sample")  # fmt: skip
     p.add_argument("--height", type=int_arg, default=None, help="pixels (default: the model's)")
     p.add_argument("--width", type=int_arg, default=None, help="pixels (default: the model's)")
     p.add_argument("--frames", type=int_arg, default=None, help="video frames (1 = image)")
@@ -106,6 +109,7 @@ def _run_dit(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         sp=chips // args.replicas,
         sp_method=args.sp,
+        parallel_vae=args.parallel_vae,
         dp=args.replicas,
         tokens=args.tokens,
         attention_kernel=args.attention_kernel,

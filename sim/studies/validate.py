@@ -285,6 +285,7 @@ def _predict_dit(row: dict) -> tuple[float, dict]:
             steps=row["steps"], batch=row.get("batch", 1) or 1, cfg=bool(row.get("cfg", False)),
             dtype={"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16")),
             sp=chips, sp_method=row.get("sp_method", "ulysses"),
+            parallel_vae=bool(row.get("parallel_vae", False)),
             attention_kernel=row.get("attention_kernel", "native"))  # fmt: skip
     r = simulate(w, _system(row, chips), check_memory=False)
     return r.time_s, {"mfu": r.mfu, "bound": r.bound, "per_step_s": r.time_per_step_s}

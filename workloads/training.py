@@ -182,7 +182,9 @@ class Training:
     # README; DeepSeek-V3 report Sec 3.2.2)
     ep_dispatcher: str = "alltoall"
     # the training software, as a runtime preset's name (workloads.runtime; "" = none named):
-    # it sets how elementwise work runs
+    # it sets how elementwise work runs (an explicit elementwise must agree: validate). A
+    # training step's kernels run long enough that its host launch and step times hide behind
+    # them: not charged
     runtime: str = ""
     # expert tensor parallelism: 0 = --tp (the experts split over the TP group like the dense
     # MLP), or 1: Megatron-Core's MoE parallel folding (--expert-tensor-parallel-size 1), every
@@ -455,15 +457,6 @@ class Training:
             **({"ep_dispatcher": self.ep_dispatcher} if self.ep > 1 else {}),
             **({"etp": self.expert_tp} if self.expert_tp != self.tp else {}),
         }
-
-
-def software(runtime: str | None, elementwise: str | None) -> dict:
-    """``runtime`` and ``elementwise`` keywords for ``Training`` from what a user gave (either
-    may be missing): a runtime preset sets how elementwise work runs (fused Transformer Engine /
-    Inductor kernels or eager PyTorch primitives), an explicit ``elementwise`` must agree with it
-    (``Training.validate``). Training steps' kernels run long enough that a runtime's host
-    launch and step times hide behind them: not charged."""
-    return {"runtime": runtime or "", "elementwise": elementwise or None}
 
 
 def _scale(op: Op, f: float) -> Op:

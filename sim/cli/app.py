@@ -421,13 +421,11 @@ def _run_runtimes(args: argparse.Namespace) -> int:
           f"{'host per step (waits)':>27}{'beside':>14}  name")  # fmt: skip
     for r in rows:
         launch = f"{r['host_launch_s'] * 1e6:.1f} us" if not r["cuda_graphs"] else "-"
-        n = r["scheduler_steps"]  # the scheduler's part is paid once per n steps
-        per_seq = r["step_overhead_per_seq_s"] / n + r["server_per_seq_s"]
-        beside = r["output_per_seq_s"] if r["async_output"] else 0.0
-        per_seq += 0.0 if r["async_output"] else r["output_per_seq_s"]
-        step = f"{r['step_overhead_s'] / n * 1e3:.2f} ms"
-        if per_seq:
-            step += f" + {per_seq * 1e3:.3f} ms/seq"
+        # a decode step's host time is linear in its sequences: its fixed part and per sequence
+        (fixed, _), (one, beside) = (load_runtime(r["name"]).host_step_s(n) for n in (0, 1))
+        step = f"{fixed * 1e3:.2f} ms"
+        if one - fixed:
+            step += f" + {(one - fixed) * 1e3:.3f} ms/seq"
         side = f"{beside * 1e3:.3f} ms/seq" if beside else "-"
         print(f"{r['name']:<{width}}{r['elementwise']:>11}{'yes' if r['cuda_graphs'] else 'no':>7}"
               f"{launch:>9}{step:>27}{side:>14}  {r['full_name']}")  # fmt: skip

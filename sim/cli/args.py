@@ -251,7 +251,7 @@ def training_workload(args: argparse.Namespace):
     """(Training, System) from the flags of ``roofsim train``."""
     from hardware import ConfigError, load_system
     from workloads import load_model
-    from workloads.training import Training, software
+    from workloads.training import Training
 
     if args.chips < 1:
         raise ConfigError(f"--chips must be an integer >= 1, got {args.chips}")
@@ -266,7 +266,7 @@ def training_workload(args: argparse.Namespace):
         global_batch=args.global_batch, dtype=args.dtype, recompute=args.recompute,
         zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
-        attention_kernel=args.attention_kernel, **software(args.runtime, args.elementwise),
+        attention_kernel=args.attention_kernel, runtime=args.runtime or "", elementwise=args.elementwise,
         sample_len=args.sample_len, ep_overlap=args.ep_overlap,
         ep_dispatcher=args.ep_dispatcher, etp=args.etp,
     )  # fmt: skip

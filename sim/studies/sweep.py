@@ -1026,7 +1026,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
             attention_kernel=f.get("attention_kernel", "native"),
         )
         return workload, chips
-    from workloads.training import Training, software
+    from workloads.training import Training
 
     chips = f["chips"]
     if not isinstance(chips, int) or chips < 1:
@@ -1045,7 +1045,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
         pp=pp, vp=f.get("vp", 1), dp=dp, ep=f.get("ep", 1), cp=cp,
         capacity_factor=f.get("capacity_factor", 0.0), tokens=f.get("tokens", 0.0),
         attention_kernel=f.get("attention_kernel", "native"),
-        **software(f.get("runtime"), f.get("elementwise")), sample_len=f.get("sample_len", 0),
+        runtime=f.get("runtime", ""), elementwise=f.get("elementwise"), sample_len=f.get("sample_len", 0),
     )  # fmt: skip
     workload.validate()
     return workload, chips

@@ -35,7 +35,7 @@ from sim.engine.train import simulate_training
 from workloads.build import Builder
 from workloads.loader import load_model
 from workloads.ops import Attention, WorkloadError
-from workloads.training import RECOMPUTE, Training, attention_backward, software
+from workloads.training import RECOMPUTE, Training, attention_backward
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "published.toml"  # package data
 
@@ -375,7 +375,7 @@ def _training_for(row: dict) -> Training:
         dp=row["dp"], ep=row["ep"], cp=row["cp"],
         recompute=row["recompute"] if row["recompute"] in RECOMPUTE else "none",
         attention_kernel=row.get("attention_kernel", "native"),
-        **software(row.get("runtime"), row.get("elementwise")), sample_len=row.get("sample_len", 0),
+        runtime=row.get("runtime", ""), elementwise=row.get("elementwise"), sample_len=row.get("sample_len", 0),
         ep_overlap=bool(row.get("ep_overlap", False)),
         ep_dispatcher=row.get("ep_dispatcher", "alltoall"), etp=row.get("etp", 0),
     )  # fmt: skip

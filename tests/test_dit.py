@@ -203,22 +203,22 @@ DIFFUSERS_MODELS = {
     "cogvideox-5b.json": "cogvideox-5b",
     "hunyuanvideo.json": "hunyuanvideo",
     "wan2.1-t2v-14b.json": "wan2.1-14b",
-    "flux-1-dev.json": None,
+    "flux-1-dev.json": "flux-1-dev",
 }
 
 
 @pytest.mark.parametrize(("fixture", "preset"), DIFFUSERS_MODELS.items())
 def test_diffusers_transformer_configs_load_as_the_same_model(fixture, preset):
     dit = load_dit(str(DIFFUSERS / fixture))
-    if preset is None:
+    ref = load_dit(preset)
+    assert dit.n_params() == ref.n_params()  # the same blocks, widths and patch
+    assert dit.tokens(ref.default_height, ref.default_width, ref.default_frames) == (
+        ref.tokens(ref.default_height, ref.default_width, ref.default_frames)
+    )
+    assert (dit.qk_norm, dit.rope) == (ref.qk_norm, ref.rope)  # read from the config or class
+    if preset == "flux-1-dev":
         # FLUX.1 [dev]: "a 12 billion parameter rectified flow transformer" (model card)
         assert dit.n_params() == pytest.approx(12e9, rel=0.02)
-    else:
-        ref = load_dit(preset)
-        assert dit.n_params() == ref.n_params()  # the same blocks, widths and patch
-        assert dit.tokens(ref.default_height, ref.default_width, ref.default_frames) == (
-            ref.tokens(ref.default_height, ref.default_width, ref.default_frames)
-        )
     w = DiT(model=dit, steps=2, height=dit.default_height, width=dit.default_width, frames=1)
     r = simulate(w, load_system("h100-sxm", 1), check_memory=False)
     assert r.time_s > 0
@@ -249,3 +249,88 @@ def test_the_vae_decodes_on_one_chip_unless_split_over_the_sequence_parallel_chi
     vae = [sum(c.op.flops * c.op.count for c in simulate(DiT(**kw, parallel_vae=p), system).costs
                if c.op.family == "vae") for p in (False, True)]  # fmt: skip
     assert vae[0] == pytest.approx(8 * vae[1], rel=1e-9) and vae[1] > 0
+
+
+def _elementwise(result) -> tuple[float, int]:
+    """(bytes, kernel launches) of the denoising elementwise ops."""
+    ops = [
+        c.op
+        for c in result.costs
+        if c.op.kind is OpKind.ELEMENTWISE and c.op.family not in ("text-encoder", "vae")
+    ]
+    return (sum(op.total_bytes * op.count for op in ops),
+            sum(op.kernels * op.count for op in ops))  # fmt: skip
+
+
+def test_eager_runtimes_run_the_diffusers_primitives_unfused_and_launch_them_from_the_host():
+    """xDiT / diffusers without torch.compile: a norm with its modulation is 3 kernels, the
+    gated residual 2, QK RMSNorm 6 and real RoPE 8 per tensor, each through memory; the same
+    FLOPs of matmul and attention. torch.compile fuses them back (one kernel each)."""
+    from workloads.runtime import load_runtime
+
+    m = load_dit("flux-1-dev")
+    system = load_system("h100-sxm", 1)
+    runs = {rt: simulate(DiT(model=m, height=1024, width=1024, steps=4,
+                             runtime=load_runtime(rt)), system)
+            for rt in ("fused-graphs", "torch-compile", "xdit", "diffusers")}  # fmt: skip
+    fused, eager = _elementwise(runs["fused-graphs"]), _elementwise(runs["xdit"])
+    assert eager[0] > 4 * fused[0] and eager[1] > 4 * fused[1]
+    assert _denoise_flops(runs["xdit"], kinds=(OpKind.GEMM, OpKind.ATTENTION)) == pytest.approx(
+        _denoise_flops(runs["fused-graphs"], kinds=(OpKind.GEMM, OpKind.ATTENTION)), rel=1e-12
+    )
+    assert runs["xdit"].time_s > 1.2 * runs["torch-compile"].time_s
+    assert runs["diffusers"].time_s == pytest.approx(runs["xdit"].time_s, rel=1e-12)
+    # without CUDA graphs every launch is host time an op takes at least
+    assert any(c.op.host_s > 0 for c in runs["xdit"].costs)
+    assert not any(c.op.host_s for c in runs["fused-graphs"].costs)
+
+
+def test_qk_norm_and_rope_are_lowered_where_the_model_has_them():
+    with_both = DiT(model=load_dit("hunyuanvideo"), height=720, width=1280, frames=129, steps=1)
+    names = {op.name for op in with_both.lower().ops}
+    assert {"qk_norm_rope", "single.qk_norm_rope"} <= names
+    without = DiT(model=load_dit("pixart-alpha"), height=1024, width=1024, steps=1)
+    assert not any("qk_norm" in op.name for op in without.lower().ops)
+
+
+@pytest.mark.parametrize(("field", "value"), [("qk_norm", "l2"), ("rope", "yes")])
+def test_unknown_qk_norm_or_rope_is_a_one_line_error(field, value):
+    import dataclasses
+
+    with pytest.raises(WorkloadError, match=f"{field} must be one of"):
+        dataclasses.replace(load_dit("flux-1-dev"), **{field: value})
+
+
+def test_an_unknown_diffusers_qk_norm_is_refused(tmp_path, capsys):
+    cfg = json.loads((DIFFUSERS / "hunyuanvideo.json").read_text())
+    cfg["qk_norm"] = "l2_norm"
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    assert main(["dit", "--model", str(path), "--chip", "h100-sxm"]) == 2
+    err = capsys.readouterr().err
+    assert "qk_norm 'l2_norm' is not one roofsim reads" in err and err.count("\n") == 1
+
+
+def test_ring_attention_runs_a_kernel_per_shard_and_merges_the_partial_outputs():
+    """Ring over n chips: n attention kernels per layer over L/n keys each (the same FLOPs as
+    one over all keys), n - 1 log-sum-exp merges; Ulysses has neither."""
+    m = load_dit("flux-1-dev")
+    system = load_system("h100-sxm", 4)
+    ring = simulate(DiT(model=m, height=1024, width=1024, steps=1, sp=4, sp_method="ring"),
+                    system)  # fmt: skip
+    uly = simulate(DiT(model=m, height=1024, width=1024, steps=1, sp=4), system)
+    att = [c.op for c in ring.costs if c.op.name == "attention"][0]
+    merge = [c.op for c in ring.costs if c.op.name == "ring_merge"][0]
+    assert att.count == 4 * m.n_layers and merge.count == 3 * m.n_layers
+    assert att.attention.kv_len == -(-(4096 + 512) // 4)
+    assert _denoise_flops(ring, kinds=(OpKind.ATTENTION,)) == pytest.approx(
+        _denoise_flops(uly, kinds=(OpKind.ATTENTION,)), rel=0.01
+    )
+    assert not any(c.op.name.endswith("ring_merge") for c in uly.costs)
+
+
+def test_cli_dit_names_its_runtime(capsys):
+    assert main(["dit", "--model", "flux-1-dev", "--chip", "h100-sxm", "--steps", "2",
+                 "--runtime", "xdit", "--json"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert out["workload"]["runtime"] == "xdit"

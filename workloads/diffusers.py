@@ -26,18 +26,15 @@ from workloads.ops import WorkloadError, check_ints
 CLASSES: dict[str, tuple[str, str, str]] = {
     "PixArtTransformer2DModel": ("cross", "single", "pixart-alpha"),
     "SD3Transformer2DModel": ("mmdit", "per-block", "sd3-medium"),
-    # Flux's VAE is the 16-channel 8x KL design SD3 ships (same decoder widths); its text
-    # encoders (CLIP-L + T5-XXL) and 512 T5 tokens are set below
-    "FluxTransformer2DModel": ("hybrid", "per-block", "sd3-medium"),
+    "FluxTransformer2DModel": ("hybrid", "per-block", "flux-1-dev"),
     "CogVideoXTransformer3DModel": ("mmdit", "per-block", "cogvideox-5b"),
     "HunyuanVideoTransformer3DModel": ("hybrid", "per-block", "hunyuanvideo"),
     "WanTransformer3DModel": ("cross", "single", "wan2.1-14b"),
 }
 
-#: FluxPipeline: max_sequence_length 512 T5 tokens, 28 steps, guidance distilled into the
-#: transformer (guidance_embeds) so no doubled batch; T5-XXL encoder 4.76e9 + CLIP-L 1.23e8
-_FLUX = {"text_tokens": 512, "text_encoder_params": 4.88e9, "default_steps": 28,
-         "default_cfg": False}  # fmt: skip
+#: the qk_norm key of SD3, HunyuanVideo and Wan configs -> roofsim's DiTConfig.qk_norm
+_QK_NORMS = {None: "none", "rms_norm": "rms", "rms_norm_across_heads": "rms",
+             "layer_norm": "layer"}  # fmt: skip
 
 
 def _int(cfg: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
@@ -100,7 +97,6 @@ def dit_from_diffusers(cfg: Any, name: str = "diffusers-model") -> DiTConfig:
         fields["in_channels"] = max(1, fields["in_channels"] // 4)
         fields["patch"] = fields["patch"] * 2
         fields["text_dim"] = _int(cfg, "joint_attention_dim", where, 4096)
-        fields.update(_FLUX)
     elif cls == "CogVideoXTransformer3DModel":
         # joint text + video tokens through shared weights; expert adaLN from a time embedding
         fields["shared_text_weights"] = True
@@ -117,6 +113,21 @@ def dit_from_diffusers(cfg: Any, name: str = "diffusers-model") -> DiTConfig:
     else:  # Wan
         fields["mlp_ratio"] = _int(cfg, "ffn_dim", where) / hidden
         fields["text_dim"] = _int(cfg, "text_dim", where, 4096)
+    # QK-norm and RoPE: a config key where the class has one, else the class's fixed choice
+    # (Flux: RMSNorm and RoPE always; CogVideoX: LayerNorm, RoPE per
+    # use_rotary_positional_embeddings; PixArt: neither)
+    if "qk_norm" in cfg:
+        if cfg["qk_norm"] not in _QK_NORMS:
+            raise WorkloadError(
+                f"{where}: qk_norm {cfg['qk_norm']!r} is not one roofsim reads; supported: "
+                f"{', '.join(str(k) for k in _QK_NORMS)}"
+            )
+        fields["qk_norm"] = _QK_NORMS[cfg["qk_norm"]]
+    if cls == "CogVideoXTransformer3DModel":
+        fields["rope"] = "real" if cfg.get("use_rotary_positional_embeddings") else "none"
+    elif cls in ("PixArtTransformer2DModel", "SD3Transformer2DModel"):
+        fields["rope"] = "none"
+        fields.setdefault("qk_norm", "none")
     try:
         return replace(base, **fields)
     except TypeError as exc:

@@ -13,8 +13,11 @@ for MM-DiT joint attention): adaLN modulation, QKV, full attention over all toke
 per layer), output projection, optional cross-attention to the text tokens, MLP, each branch
 added back to the residual stream through its adaLN-Zero gate (x + gate·y: read two, write one).
 FLOPs are counted with multiply-add = 2; the DiT paper's "Gflops" count multiply-adds once.
-NB: the elementwise work is costed fused (a norm with its modulation, the gated residual add
-each one kernel); QK-norms and RoPE, where a model has them, are not lowered.
+How the elementwise work runs is the runtime's (``workloads.runtime``): ``fused`` (a norm with its
+modulation, the gated residual add, the QK-norm with RoPE each one kernel, as torch.compile and
+the serving engines generate them) or ``eager`` (each PyTorch primitive of the diffusers model
+code its own kernel, through memory: ``EAGER_DIT`` below). Under a runtime without CUDA graphs
+every kernel is launched from the host, which an op then takes at least.
 
 Sequence parallelism (one request over ``sp`` chips) shards tokens. Ulysses (Jacobs et al.
 2023, DeepSpeed-Ulysses, Sec. 3) re-shards Q, K, V from tokens to heads with an all-to-all before
@@ -29,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -42,11 +45,13 @@ from workloads.llm import MemoryNeed, OpGraph
 from workloads.ops import (
     Attention,
     Op,
+    Role,
     WorkloadError,
     check_attention_kernel,
     check_flags,
     check_ints,
 )
+from workloads.runtime import Runtime, launch, load_runtime
 
 _BLOCKS = ("adaln", "cross", "mmdit", "hybrid")
 # DiTConfig fields by kind, checked in its __post_init__
@@ -59,6 +64,45 @@ _DIT_AMOUNTS = ("mlp_ratio", "vae_decoder_flops_per_pixel", "vae_decoder_params"
                 "text_encoder_params", "default_fps")  # fmt: skip
 _NORM_FLOPS = 7  # layernorm + modulate (scale, shift) per element
 _GELU_FLOPS = 8
+_QK_FLOPS = 6  # per element of q and k: the norm's few ops and RoPE's two multiplies and add
+QK_NORMS = ("none", "rms", "layer")
+ROPES = ("none", "real", "complex")
+
+# Eager PyTorch (diffusers, xDiT and the models' own repositories run their blocks unfused): per
+# element of the op's tensor, (bytes moved, kernels) with 16-bit activations (2 B) and the code's
+# fp32/fp64 upcasts. From huggingface/diffusers src/diffusers/models/ (normalization.py,
+# embeddings.py, attention_processor.py, transformers/transformer_flux.py):
+# - norm_modulate: AdaLayerNormZero's ``self.norm(x) * (1 + scale[:, None]) + shift[:, None]``:
+#   F.layer_norm 2+2, multiply 2+2, add 2+2 = 12 B, 3 kernels (fused: 2+2 in one).
+# - gated_residual: ``x + gate.unsqueeze(1) * y``: multiply 2+2, add 2+2+2 = 10 B, 2 kernels
+#   (fused: 2+2+2 in one).
+# - rms (QK RMSNorm, per element of q and of k): ``x.to(float32).pow(2).mean(-1)`` 2+4, 4+4, 4;
+#   ``x * rsqrt(var + eps)`` 2+4; ``.to(bf16)`` 4+2; ``* weight`` 2+2 = 34 B, 6 kernels (+ 2 on
+#   one value per row: launches only).
+# - layer (QK LayerNorm, CogVideoX): one F.layer_norm, 2+2 = 4 B, 1 kernel.
+# - real (apply_rotary_emb, use_real: Flux, HunyuanVideo, CogVideoX): x_real, x_imag by unbind
+#   (views); ``stack([-x_imag, x_real])`` neg 1+1 (half the elements), stack 2+2; ``x.float() *
+#   cos`` 2+4, 4+4; ``x_rotated.float() * sin`` 2+4, 4+4; add 4+4+4; ``.to(x.dtype)`` 4+2 = 52 B,
+#   8 kernels.
+# - complex (Wan: ``view_as_complex(x.to(float64))``, complex multiply, ``type_as``): 2+8, 8+8,
+#   8+2 = 36 B, 3 kernels.
+# - attn_out_copy: the attention output's ``transpose(1, 2).flatten(2, 3)`` before the out
+#   projection, 2+2 B, 1 kernel; ``joint_cat``: joint attention's ``torch.cat`` of the text and
+#   image q, k and v (and a single-stream block's ``cat([attn, mlp])``), 2+2 B per element.
+# - ring_merge (ring attention, per output element after each K/V shard but the first; zhuzilin
+#   ring-flash-attention utils.py _update_out_and_lse, which yunchang and xDiT call):
+#   ``block_out.to(float32)`` 2+4; ``out - block_out`` 4+4+4; ``sigmoid(..) *`` 4+4; ``out - ..``
+#   4+4+4 = 38 B, 4 kernels (the lse update touches one value per row). Fused: 4+2+4 = 10 B.
+EAGER_DIT = {
+    "norm_modulate": (12.0, 3),
+    "gated_residual": (10.0, 2),
+    "rms": (34.0, 6),
+    "layer": (4.0, 1),
+    "real": (52.0, 8),
+    "complex": (36.0, 3),
+    "copy": (4.0, 1),
+    "ring_merge": (38.0, 4),
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +121,8 @@ class DiTConfig:
     block: str = "adaln"
     adaln: str = "per-block"  # per-block | single | none
     adaln_dim: int = 0  # width of the conditioning vector into adaLN (0: hidden)
+    qk_norm: str = "none"  # none | rms | layer: the norm on q and k before attention
+    rope: str = "none"  # none | real (cos/sin on real pairs) | complex (view_as_complex, fp64)
     shared_text_weights: bool = False  # mmdit: text and image tokens share QKV/out/MLP weights
     patch: int = 2
     patch_t: int = 1
@@ -122,6 +168,14 @@ class DiTConfig:
         if self.block not in _BLOCKS:
             raise WorkloadError(
                 f"{where}: block must be one of {', '.join(_BLOCKS)}, got {self.block!r}"
+            )
+        if self.qk_norm not in QK_NORMS:
+            raise WorkloadError(
+                f"{where}: qk_norm must be one of {', '.join(QK_NORMS)}, got {self.qk_norm!r}"
+            )
+        if self.rope not in ROPES:
+            raise WorkloadError(
+                f"{where}: rope must be one of {', '.join(ROPES)}, got {self.rope!r}"
             )
         if self.block in ("cross", "mmdit", "hybrid") and not (self.text_tokens and self.text_dim):
             raise WorkloadError(f"{where}: a {self.block} block needs text_tokens and text_dim")
@@ -279,6 +333,9 @@ class DiT:
     # chip decodes the whole sample, as the HunyuanVideo repository's xDiT integration
     # (hyvideo/inference.py parallelizes the transformer only), diffusers and xDiT's default do
     parallel_vae: bool = False
+    # the software (workloads.runtime): fused or eager elementwise work, graphed or host launches;
+    # an LLM engine's per-step scheduler time (step_overhead_s ...) is not charged to a DiT
+    runtime: Runtime = field(default_factory=load_runtime)
 
     def validate(self) -> int:
         """Checks the request; returns the latent tokens per sample."""
@@ -340,15 +397,27 @@ class DiT:
                 ops.append(b.attention(f"{prefix}attention", spec))
                 ops.append(b.collective(f"{prefix}a2a_out", "all_to_all", shard, self.sp))
             else:
-                # ring: this chip's queries meet every K/V shard as it passes by
+                # ring: this chip's queries meet every K/V shard as it passes by, one attention
+                # kernel per shard (sp of them, each over L/sp keys), the ring's next shard in
+                # flight beside it; after each but the first the partial outputs are merged by
+                # their log-sum-exp (yunchang / ring-flash-attention update_out_and_lse: the
+                # running output in fp32 re-read and re-written)
                 q = Ls + math.ceil(joint_text / self.sp)
+                kv = math.ceil((L + joint_text) / self.sp)
                 spec = Attention(batch=B, n_q_heads=heads, n_kv_heads=heads, q_len=q,
-                                 kv_len=L + joint_text, qk_dim=hd, v_dim=hd, causal=False,
+                                 kv_len=kv, qk_dim=hd, v_dim=hd, causal=False,
                                  act_bytes=ab, kv_bytes_per_token=2 * hd * ab)  # fmt: skip
-                ops.append(b.attention(f"{prefix}attention", spec))
+                ops.append(replace(b.attention(f"{prefix}attention", spec), count=self.sp))
                 ring = b.collective(f"{prefix}ring_kv", "send_recv", 2 * shard, 2)
                 if ring is not None:
                     ops.append(replace(ring, count=self.sp - 1, overlaps_previous=True))
+                out = B * q * h  # output elements on this chip
+                # fused: read the fp32 running output and the shard's 16-bit one, write fp32
+                merge = b.elementwise(f"{prefix}ring_merge", "attention", 0.0, 0.0, 4 * out)
+                merge = replace(merge, bytes={Role.ACTIVATION: 10.0 * out})
+                if eager:
+                    merge = unfused(merge, ("ring_merge",), out)
+                ops.append(replace(merge, count=self.sp - 1))
             return [op for op in ops if op]
 
         def mlp(prefix: str, rows: float) -> list[Op]:
@@ -361,13 +430,41 @@ class DiT:
                 b.gemm(f"{prefix}mlp_down", "mlp", rows, h, f),
             ]
 
+        eager = self.runtime.elementwise == "eager"
+
+        def unfused(op: Op, keys: tuple[str, ...], elems: float, times: int = 1) -> Op:
+            """``op`` as eager PyTorch runs it: the primitives of ``EAGER_DIT[key]`` for each
+            key over ``elems`` elements, ``times`` tensors of them."""
+            per_element = sum(EAGER_DIT[k][0] for k in keys) * ab / 2.0
+            kernels = times * sum(EAGER_DIT[k][1] for k in keys)
+            by = {**op.bytes, Role.ACTIVATION: per_element * elems * times}
+            return replace(op, bytes=by, kernels=kernels)
+
         def norm(name: str, rows: float) -> Op:
-            return b.elementwise(name, "other", rows * h, rows * h, _NORM_FLOPS * rows * h)
+            op = b.elementwise(name, "other", rows * h, rows * h, _NORM_FLOPS * rows * h)
+            return unfused(op, ("norm_modulate",), rows * h) if eager else op
 
         def residual(name: str, rows: float) -> Op:
             # x + gate * y (adaLN-Zero's gated residual; a plain add without a gate): reads the
             # residual stream and the branch's output, writes the stream
-            return b.elementwise(name, "other", 2 * rows * h, rows * h, 2 * rows * h)
+            op = b.elementwise(name, "other", 2 * rows * h, rows * h, 2 * rows * h)
+            return unfused(op, ("gated_residual",), rows * h) if eager else op
+
+        def qk_prep(prefix: str, rows: float) -> list[Op]:
+            """The QK-norm and RoPE on this chip's q and k rows (one kernel fused)."""
+            keys = tuple(k for k in (m.qk_norm, m.rope) if k != "none")
+            if not keys:
+                return []
+            n = 2 * rows * h  # q and k
+            op = b.elementwise(f"{prefix}qk_norm_rope", "attention", n, n, _QK_FLOPS * n)
+            return [unfused(op, keys, rows * h, times=2) if eager else op]
+
+        def copies(name: str, elems: float, tensors: int) -> list[Op]:
+            """Eager layout copies (a transpose made contiguous, a torch.cat): none fused."""
+            if not eager:
+                return []
+            op = b.elementwise(name, "attention", elems, elems, 0.0)
+            return [unfused(op, ("copy",), elems / tensors, times=tensors)]
 
         img_rows = rows = B * Ls
         block: list[Op] = []
@@ -388,7 +485,11 @@ class DiT:
                 b.gemm("text_qkv_proj", "projection", text_rows, 3 * h, h),
             ]
             joint = Lt
+        block += qk_prep("", rows + (B * Lt if separate_text else 0))
+        if separate_text:  # joint attention: torch.cat of the text and image q, k and v
+            block += copies("joint_cat", 3 * (rows + B * Lt) * h, 3)
         block += attention_core("", joint)
+        block += copies("attn_out_copy", (rows + (B * Lt if separate_text else 0)) * h, 1)
         block += [b.gemm("out_proj", "projection", rows, h, h), residual("attn_residual", rows)]
         if separate_text:
             block += [b.gemm("text_out_proj", "projection", B * Lt, h, h),
@@ -423,10 +524,14 @@ class DiT:
                 # by role: same M and K, so the split changes neither FLOPs nor tiling much
                 b.gemm("single.qkv_proj", "projection", srows, 3 * h, h),
                 b.gemm("single.mlp_up", "mlp", srows, f, h),
+                *qk_prep("single.", srows),
                 *attention_core("single.", Lt),
+                *copies("single.attn_out_copy", srows * h, 1),
                 b.elementwise(
                     "single.mlp_act", "mlp", srows * f, srows * f, _GELU_FLOPS * srows * f
                 ),
+                # torch.cat([attention output, MLP activation]) into the one linear out
+                *copies("single.cat", srows * (h + f), 1),
                 b.gemm("single.out_proj", "projection", srows, h, h),
                 b.gemm("single.mlp_down", "mlp", srows, h, f),
                 residual("single.residual", srows),
@@ -443,6 +548,7 @@ class DiT:
         ops += [rep(op, step) for op in head]  # type: ignore[misc]
 
         ops += self._text_encoder(b) + self._vae(b)
+        ops = launch(ops, self.runtime)
         weights = m.n_params() * b.weight_bytes
         acts = rows * max(3 * h, f) * ab * 3 + B * Lt * h * ab
         te = m.text_encoder_params * b.weight_bytes
@@ -474,6 +580,7 @@ class DiT:
                 "parallel_vae": self.parallel_vae,
                 "dp": self.dp,
                 "attention_kernel": self.attention_kernel,
+                "runtime": self.runtime.name,
             },
         )
 

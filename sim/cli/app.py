@@ -62,6 +62,7 @@ def _add_dit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokens", type=int_arg, default=None, help="override latent tokens")
     p.add_argument("--dtype", default="bf16", help="compute dtype (bf16, fp16, fp8, fp32)")
     p.add_argument("--attention-kernel", default="native", help=ATTN_HELP)
+    add_runtime_arg(p)
     add_run_output_args(p)
 
 
@@ -92,6 +93,7 @@ def _run_llm(args: argparse.Namespace, kind: str) -> int:
 def _run_dit(args: argparse.Namespace) -> int:
     from hardware import ConfigError, load_system
     from workloads.dit import DiT, load_dit
+    from workloads.runtime import load_runtime
 
     model = load_dit(args.model)
     chips = args.chips
@@ -113,6 +115,7 @@ def _run_dit(args: argparse.Namespace) -> int:
         dp=args.replicas,
         tokens=args.tokens,
         attention_kernel=args.attention_kernel,
+        runtime=load_runtime(args.runtime),
     )
     system = load_system(args.chip, chips, args.set)
     return _simulate_and_print(workload, system, args)

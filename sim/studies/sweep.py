@@ -67,7 +67,7 @@ WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     "prefill": ("model", "chips", "tp", "batch", "prompt", "dtype", "kv_dtype",
                 "attention_kernel", "runtime"),
     "dit": ("model", "chips", "replicas", "sp", "height", "width", "frames", "fps", "steps",
-            "batch", "cfg", "tokens", "dtype", "attention_kernel", "parallel_vae"),
+            "batch", "cfg", "tokens", "dtype", "attention_kernel", "parallel_vae", "runtime"),
     "train": ("model", "chips", "tp", "pp", "vp", "ep", "cp", "dp", "sp", "seq", "micro_batch",
               "global_batch", "dtype", "recompute", "zero", "capacity_factor", "overlap",
               "tokens", "attention_kernel", "elementwise", "runtime", "sample_len"),
@@ -1024,6 +1024,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
             dp=replicas,
             tokens=f.get("tokens"),
             attention_kernel=f.get("attention_kernel", "native"),
+            runtime=load_runtime(f.get("runtime", DEFAULT_RUNTIME)),
         )
         return workload, chips
     from workloads.training import Training

@@ -286,7 +286,8 @@ def _predict_dit(row: dict) -> tuple[float, dict]:
             dtype={"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16")),
             sp=chips, sp_method=row.get("sp_method", "ulysses"),
             parallel_vae=bool(row.get("parallel_vae", False)),
-            attention_kernel=row.get("attention_kernel", "native"))  # fmt: skip
+            attention_kernel=row.get("attention_kernel", "native"),
+            runtime=_runtime(row))  # fmt: skip
     r = simulate(w, _system(row, chips), check_memory=False)
     return r.time_s, {"mfu": r.mfu, "bound": r.bound, "per_step_s": r.time_per_step_s}
 

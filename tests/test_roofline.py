@@ -322,3 +322,25 @@ def test_a_chip_with_twice_the_compute_and_on_chip_bandwidth_runs_a_large_gemm_1
     fast = cost_op(op, load_system("h100-sxm", 1, doubled))
     # NB: the preset's 8192^3 GEMM sits just on its L2 roof (the fitted L2 fraction, issue 17)
     assert base.time_s / fast.time_s >= 1.7
+
+
+def test_a_causal_wave_lasts_as_long_as_its_last_query_block():
+    """Causal flash attention: the last query block sees every key. When the blocks fit in one
+    wave the kernel takes that block's time (about the non-causal time), not the average (half
+    of it); over many waves the average holds (about half the non-causal time)."""
+    from hardware import load_system
+    from sim.cost.simulate import cost_ops
+    from workloads.build import Builder
+
+    system = load_system("h100-sxm", 1)
+
+    def compute(batch: int, causal: bool, heads: int = 16) -> float:
+        spec = Attention(batch=batch, n_q_heads=heads, n_kv_heads=heads, q_len=4096, kv_len=4096,
+                         qk_dim=128, v_dim=128, causal=causal, act_bytes=2.0,
+                         kv_bytes_per_token=512.0)  # fmt: skip
+        op = Builder("bf16", 2.0, 2.0).attention("attention", spec)
+        return cost_ops([op], system)[0].compute_s
+
+    # 8 heads x 4096 rows in 256-row blocks: 128 blocks, one wave on 132 SMs
+    assert compute(1, True, heads=8) == pytest.approx(compute(1, False, heads=8), rel=0.01)
+    assert compute(64, True) == pytest.approx(0.5 * compute(64, False), rel=0.05)

@@ -59,7 +59,8 @@ _DIT_COUNTS = ("n_layers", "hidden", "n_heads", "patch", "patch_t", "in_channels
                "vae_spatial", "vae_temporal", "default_height", "default_width",
                "default_frames", "default_steps")  # fmt: skip
 _DIT_SIZES = ("n_single_layers", "head_dim", "adaln_dim", "text_tokens", "text_dim")
-_DIT_FLAGS = ("gated_mlp", "shared_text_weights", "vae_causal", "default_cfg")
+_DIT_FLAGS = ("gated_mlp", "shared_text_weights", "vae_causal", "default_cfg",
+              "cross_attn_norm", "fp32_residual")  # fmt: skip
 _DIT_AMOUNTS = ("mlp_ratio", "vae_decoder_flops_per_pixel", "vae_decoder_params",
                 "text_encoder_params", "default_fps")  # fmt: skip
 _NORM_FLOPS = 7  # layernorm + modulate (scale, shift) per element
@@ -73,35 +74,57 @@ ROPES = ("none", "real", "complex")
 # fp32/fp64 upcasts. From huggingface/diffusers src/diffusers/models/ (normalization.py,
 # embeddings.py, attention_processor.py, transformers/transformer_flux.py):
 # - norm_modulate: AdaLayerNormZero's ``self.norm(x) * (1 + scale[:, None]) + shift[:, None]``:
-#   F.layer_norm 2+2, multiply 2+2, add 2+2 = 12 B, 3 kernels (fused: 2+2 in one).
+#   F.layer_norm 2+2, multiply 2+2, add 2+2 = 12 B, 4 kernels (``1 + scale`` one on the vector)
+#   (fused: 2+2 in one).
 # - gated_residual: ``x + gate.unsqueeze(1) * y``: multiply 2+2, add 2+2+2 = 10 B, 2 kernels
-#   (fused: 2+2+2 in one).
+#   (fused: 2+2+2 in one); plain_add (a cross-attention's ``x + y``): 2+2+2 = 6 B, 1 kernel.
+# - plain_norm (a LayerNorm without modulation: Wan's cross-attention norm3): 2+2 = 4 B, 1 kernel.
+# - A model whose residual stream is fp32 (``fp32_residual``: the official Wan2.1 blocks run
+#   ``x = x + y * e`` under fp32 autocast and WanLayerNorm in fp32): norm_modulate_fp32: layer
+#   norm 4+4, ``* (1 + e)`` 4+4, ``+ e`` 4+4, autocast's cast to bf16 for the linear 4+2 = 30 B,
+#   5 kernels; gated_residual_fp32: ``y * e`` 2+4, ``x +`` 4+4+4 = 18 B, 2 kernels;
+#   plain_norm_fp32: 4+4, cast 4+2 = 14 B, 2 kernels; plain_add_fp32: 4+2+4 = 10 B, 1 kernel.
 # - rms (QK RMSNorm, per element of q and of k): ``x.to(float32).pow(2).mean(-1)`` 2+4, 4+4, 4;
-#   ``x * rsqrt(var + eps)`` 2+4; ``.to(bf16)`` 4+2; ``* weight`` 2+2 = 34 B, 6 kernels (+ 2 on
-#   one value per row: launches only).
+#   ``x * rsqrt(var + eps)`` 2+4; ``.to(bf16)`` 4+2; ``* weight`` 2+2 = 34 B, 8 kernels (two of
+#   them, ``+ eps`` and rsqrt, on one value per row).
 # - layer (QK LayerNorm, CogVideoX): one F.layer_norm, 2+2 = 4 B, 1 kernel.
 # - real (apply_rotary_emb, use_real: Flux, HunyuanVideo, CogVideoX): x_real, x_imag by unbind
 #   (views); ``stack([-x_imag, x_real])`` neg 1+1 (half the elements), stack 2+2; ``x.float() *
 #   cos`` 2+4, 4+4; ``x_rotated.float() * sin`` 2+4, 4+4; add 4+4+4; ``.to(x.dtype)`` 4+2 = 52 B,
 #   8 kernels.
-# - complex (Wan: ``view_as_complex(x.to(float64))``, complex multiply, ``type_as``): 2+8, 8+8,
-#   8+2 = 36 B, 3 kernels.
-# - attn_out_copy: the attention output's ``transpose(1, 2).flatten(2, 3)`` before the out
-#   projection, 2+2 B, 1 kernel; ``joint_cat``: joint attention's ``torch.cat`` of the text and
-#   image q, k and v (and a single-stream block's ``cat([attn, mlp])``), 2+2 B per element.
+# - complex (the official Wan2.1 rope_apply, wan/modules/model.py: ``x.to(float64)`` 2+8, the
+#   complex multiply 8+8, ``torch.cat`` of the rotated parts 8+8, ``torch.stack`` over the batch
+#   8+8, ``.float()`` 8+4, and flash_attention's cast back to bf16 4+2 = 76 B, 6 kernels;
+#   diffusers' port, view_as_complex and type_as only, moves 36 B in 3).
+# - copy: a layout copy, 2+2 B, 1 kernel: joint attention's ``torch.cat`` of the text and image
+#   q, k and v, and SDPA's own contiguous copy of a q, k or v that is not a transposed view (a
+#   concatenated one, or one the QK-norm or RoPE materialised; F.scaled_dot_product_attention's
+#   flash path works on (B, S, H, D) and returns its output in that layout, so the output's
+#   ``transpose(1, 2).flatten(2, 3)`` is a view); a single-stream block's ``cat([attn, mlp])``.
 # - ring_merge (ring attention, per output element after each K/V shard but the first; zhuzilin
 #   ring-flash-attention utils.py _update_out_and_lse, which yunchang and xDiT call):
 #   ``block_out.to(float32)`` 2+4; ``out - block_out`` 4+4+4; ``sigmoid(..) *`` 4+4; ``out - ..``
-#   4+4+4 = 38 B, 4 kernels (the lse update touches one value per row). Fused: 4+2+4 = 10 B.
+#   4+4+4 = 38 B, 4 kernels (the lse update touches one value per row; NB: the function is
+#   torch.jit.script, whose fuser may merge some of these after its profiling runs). Fused:
+#   4+2+4 = 10 B. ring_casts: the first shard's output to fp32 and the result back, 6+6 B, 2
+#   kernels per attention.
+# NB: ``--dtype fp32`` scales every byte count by 2, the fp32 intermediates too (an overcount).
 EAGER_DIT = {
-    "norm_modulate": (12.0, 3),
+    "norm_modulate": (12.0, 4),
     "gated_residual": (10.0, 2),
-    "rms": (34.0, 6),
+    "plain_norm": (4.0, 1),
+    "plain_add": (6.0, 1),
+    "norm_modulate_fp32": (30.0, 5),
+    "gated_residual_fp32": (18.0, 2),
+    "plain_norm_fp32": (14.0, 2),
+    "plain_add_fp32": (10.0, 1),
+    "rms": (34.0, 8),
     "layer": (4.0, 1),
     "real": (52.0, 8),
-    "complex": (36.0, 3),
+    "complex": (76.0, 6),
     "copy": (4.0, 1),
     "ring_merge": (38.0, 4),
+    "ring_casts": (12.0, 2),
 }
 
 
@@ -123,6 +146,8 @@ class DiTConfig:
     adaln_dim: int = 0  # width of the conditioning vector into adaLN (0: hidden)
     qk_norm: str = "none"  # none | rms | layer: the norm on q and k before attention
     rope: str = "none"  # none | real (cos/sin on real pairs) | complex (view_as_complex, fp64)
+    cross_attn_norm: bool = True  # cross blocks: a LayerNorm before cross-attention (not PixArt)
+    fp32_residual: bool = False  # the residual stream, norms and modulation in fp32 (Wan2.1)
     shared_text_weights: bool = False  # mmdit: text and image tokens share QKV/out/MLP weights
     patch: int = 2
     patch_t: int = 1
@@ -417,6 +442,8 @@ class DiT:
                 merge = replace(merge, bytes={Role.ACTIVATION: 10.0 * out})
                 if eager:
                     merge = unfused(merge, ("ring_merge",), out)
+                    casts = b.elementwise(f"{prefix}ring_casts", "attention", out, out, 0.0)
+                    ops.append(unfused(casts, ("ring_casts",), out))
                 ops.append(replace(merge, count=self.sp - 1))
             return [op for op in ops if op]
 
@@ -440,15 +467,17 @@ class DiT:
             by = {**op.bytes, Role.ACTIVATION: per_element * elems * times}
             return replace(op, bytes=by, kernels=kernels)
 
-        def norm(name: str, rows: float) -> Op:
-            op = b.elementwise(name, "other", rows * h, rows * h, _NORM_FLOPS * rows * h)
-            return unfused(op, ("norm_modulate",), rows * h) if eager else op
+        f32 = "_fp32" if m.fp32_residual else ""
 
-        def residual(name: str, rows: float) -> Op:
+        def norm(name: str, rows: float, kind: str = "norm_modulate") -> Op:
+            op = b.elementwise(name, "other", rows * h, rows * h, _NORM_FLOPS * rows * h)
+            return unfused(op, (kind + f32,), rows * h) if eager else op
+
+        def residual(name: str, rows: float, kind: str = "gated_residual") -> Op:
             # x + gate * y (adaLN-Zero's gated residual; a plain add without a gate): reads the
             # residual stream and the branch's output, writes the stream
             op = b.elementwise(name, "other", 2 * rows * h, rows * h, 2 * rows * h)
-            return unfused(op, ("gated_residual",), rows * h) if eager else op
+            return unfused(op, (kind + f32,), rows * h) if eager else op
 
         def qk_prep(prefix: str, rows: float) -> list[Op]:
             """The QK-norm and RoPE on this chip's q and k rows (one kernel fused)."""
@@ -457,7 +486,9 @@ class DiT:
                 return []
             n = 2 * rows * h  # q and k
             op = b.elementwise(f"{prefix}qk_norm_rope", "attention", n, n, _QK_FLOPS * n)
-            return [unfused(op, keys, rows * h, times=2) if eager else op]
+            ops = [unfused(op, keys, rows * h, times=2) if eager else op]
+            # SDPA copies the q and k that the norm / RoPE materialised as (B, H, S, D)
+            return ops + copies(f"{prefix}qk_layout", n, 2)
 
         def copies(name: str, elems: float, tensors: int) -> list[Op]:
             """Eager layout copies (a transpose made contiguous, a torch.cat): none fused."""
@@ -489,7 +520,6 @@ class DiT:
         if separate_text:  # joint attention: torch.cat of the text and image q, k and v
             block += copies("joint_cat", 3 * (rows + B * Lt) * h, 3)
         block += attention_core("", joint)
-        block += copies("attn_out_copy", (rows + (B * Lt if separate_text else 0)) * h, 1)
         block += [b.gemm("out_proj", "projection", rows, h, h), residual("attn_residual", rows)]
         if separate_text:
             block += [b.gemm("text_out_proj", "projection", B * Lt, h, h),
@@ -499,13 +529,17 @@ class DiT:
                              qk_dim=hd, v_dim=hd, causal=False, act_bytes=ab,
                              kv_bytes_per_token=2 * hd * ab)  # fmt: skip
             block += [
-                norm("norm_cross", rows),
+                *([norm("norm_cross", rows, "plain_norm")] if m.cross_attn_norm else []),
                 b.gemm("cross_q_proj", "projection", rows, h, h),
                 b.gemm("cross_kv_proj", "projection", B * Lt, 2 * h, h),
                 b.attention("cross_attention", spec),
                 b.gemm("cross_out_proj", "projection", rows, h, h),
-                residual("cross_residual", rows),
+                residual("cross_residual", rows, "plain_add"),
             ]
+            if m.qk_norm != "none":  # Wan: RMSNorm on the cross-attention's q and k too
+                qk = (rows + B * Lt) * h
+                op = b.elementwise("cross_qk_norm", "attention", qk, qk, _QK_FLOPS * qk)
+                block.append(unfused(op, (m.qk_norm,), qk / 2, times=2) if eager else op)
         block += [norm("norm2_modulate", rows), *mlp("", rows), residual("mlp_residual", rows)]
         if separate_text:
             block += [norm("text_norm2", B * Lt), *mlp("text_", B * Lt),
@@ -526,7 +560,6 @@ class DiT:
                 b.gemm("single.mlp_up", "mlp", srows, f, h),
                 *qk_prep("single.", srows),
                 *attention_core("single.", Lt),
-                *copies("single.attn_out_copy", srows * h, 1),
                 b.elementwise(
                     "single.mlp_act", "mlp", srows * f, srows * f, _GELU_FLOPS * srows * f
                 ),

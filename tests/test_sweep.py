@@ -267,6 +267,18 @@ def test_runtime_axis_equals_simulate():
     assert by[("vllm-0.5", 64)] > by[("fused-graphs", 64)] + 3.8e-3
 
 
+def test_dit_runtime_axis_equals_simulate():
+    # eager DiT primitives with host launches, in the vectorised path as in simulate
+    spec = _spec(
+        {"runtime": ["fused-graphs", "xdit", "torch-compile"], "sp": ["ulysses", "ring"]},
+        {"kind": "dit", "model": "flux-1-dev", "steps": 2, "chips": 2},
+    )
+    assert _assert_rows_equal_single_points(spec, range(spec.n_points)) == spec.n_points
+    rows = evaluate_points(spec, range(spec.n_points))
+    by = {(r["runtime"], r["sp"]): float(r["time_s"]) for r in rows}
+    assert by[("xdit", "ring")] > 1.2 * by[("torch-compile", "ring")]
+
+
 def test_pinned_weights_axis_equals_simulate():
     # an L2 large enough to hold the weights reads them on chip, in the vectorised path too
     spec = _spec({"l2.capacity": ["50MiB", "20GB"], "batch": [1, 16]},

@@ -345,7 +345,9 @@ def test_unfused_attention_moves_the_score_matrix_and_selective_recompute_drops_
     unfused = simulate_training(
         _gpt3(recompute="none", attention_kernel="unfused", **kw), system, check_memory=False
     )
-    assert unfused.step_time_s > 1.02 * flash.step_time_s
+    # (a small margin: at TP8 the 96 flash blocks of a micro-batch fill one wave of the A100,
+    # which lasts as long as the causal mask's longest block, so flash gains little from it)
+    assert unfused.step_time_s > 1.01 * flash.step_time_s
     # the model FLOPs are the same work (causal pairs), so MFU falls with the time
     assert unfused.mfu == pytest.approx(flash.mfu * flash.step_time_s / unfused.step_time_s)
     m = load_model("gpt3-175b")

@@ -48,6 +48,7 @@ from workloads.ops import (
     Role,
     WorkloadError,
     check_attention_kernel,
+    check_choice,
     check_flags,
     check_ints,
 )
@@ -190,18 +191,9 @@ class DiTConfig:
             raise WorkloadError(
                 f"{where}: adaln must be per-block, single or none, got {self.adaln!r}"
             )
-        if self.block not in _BLOCKS:
-            raise WorkloadError(
-                f"{where}: block must be one of {', '.join(_BLOCKS)}, got {self.block!r}"
-            )
-        if self.qk_norm not in QK_NORMS:
-            raise WorkloadError(
-                f"{where}: qk_norm must be one of {', '.join(QK_NORMS)}, got {self.qk_norm!r}"
-            )
-        if self.rope not in ROPES:
-            raise WorkloadError(
-                f"{where}: rope must be one of {', '.join(ROPES)}, got {self.rope!r}"
-            )
+        check_choice(where, "block", self.block, _BLOCKS)
+        check_choice(where, "qk_norm", self.qk_norm, QK_NORMS)
+        check_choice(where, "rope", self.rope, ROPES)
         if self.block in ("cross", "mmdit", "hybrid") and not (self.text_tokens and self.text_dim):
             raise WorkloadError(f"{where}: a {self.block} block needs text_tokens and text_dim")
         if not self.head_dim:

@@ -27,6 +27,12 @@ def check_flags(where: str, **fields: object) -> None:
             raise WorkloadError(f"{where}: {name} must be true or false, got {value!r}")
 
 
+def check_choice(where: str, name: str, value: object, choices: tuple[str, ...]) -> None:
+    """``value`` one of ``choices``; else WorkloadError naming the field and the choices."""
+    if value not in choices:
+        raise WorkloadError(f"{where}: {name} must be one of {', '.join(choices)}, got {value!r}")
+
+
 class Role(StrEnum):
     """What a tensor is, for memory placement and for the per-role byte counts."""
 

@@ -46,7 +46,14 @@ from dataclasses import dataclass, field, replace
 from workloads.build import EAGER_PRIMITIVES, Builder
 from workloads.llm import _ACT_FLOPS, _NORM_FLOPS, _ROPE_FLOPS, Prefill, _Lowering
 from workloads.model import ModelConfig
-from workloads.ops import Op, OpKind, Role, WorkloadError, check_attention_kernel
+from workloads.ops import (
+    Op,
+    OpKind,
+    Role,
+    WorkloadError,
+    check_attention_kernel,
+    check_choice,
+)
 from workloads.runtime import list_runtimes, load_runtime
 
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
@@ -245,14 +252,8 @@ class Training:
             raise WorkloadError(
                 f"{w}: --tokens (training-run tokens) must be >= 0, got {self.tokens!r}"
             )
-        if self.dtype not in TRAIN_DTYPES:
-            raise WorkloadError(
-                f"{w}: --dtype must be one of {', '.join(TRAIN_DTYPES)}, got {self.dtype!r}"
-            )
-        if self.recompute not in RECOMPUTE:
-            raise WorkloadError(
-                f"{w}: --recompute must be one of {', '.join(RECOMPUTE)}, got {self.recompute!r}"
-            )
+        check_choice(w, "--dtype", self.dtype, TRAIN_DTYPES)
+        check_choice(w, "--recompute", self.recompute, RECOMPUTE)
         if self.elementwise not in ELEMENTWISE:
             raise WorkloadError(
                 f"{w}: --elementwise must be one of {', '.join(ELEMENTWISE)}, "

@@ -334,8 +334,8 @@ def test_a_causal_wave_lasts_as_long_as_its_last_query_block():
 
     system = load_system("h100-sxm", 1)
 
-    def compute(batch: int, causal: bool, heads: int = 16) -> float:
-        spec = Attention(batch=batch, n_q_heads=heads, n_kv_heads=heads, q_len=4096, kv_len=4096,
+    def compute(batch: int, causal: bool, heads: int = 16, seq: int = 4096) -> float:
+        spec = Attention(batch=batch, n_q_heads=heads, n_kv_heads=heads, q_len=seq, kv_len=seq,
                          qk_dim=128, v_dim=128, causal=causal, act_bytes=2.0,
                          kv_bytes_per_token=512.0)  # fmt: skip
         op = Builder("bf16", 2.0, 2.0).attention("attention", spec)
@@ -344,3 +344,8 @@ def test_a_causal_wave_lasts_as_long_as_its_last_query_block():
     # 8 heads x 4096 rows in 256-row blocks: 128 blocks, one wave on 132 SMs
     assert compute(1, True, heads=8) == pytest.approx(compute(1, False, heads=8), rel=0.01)
     assert compute(64, True) == pytest.approx(0.5 * compute(64, False), rel=0.05)
+    # 32 heads x 512 rows: 64 blocks, the kv split in two over idle cores; the last block's
+    # pieces are still the longest
+    assert compute(1, True, heads=32, seq=512) == pytest.approx(
+        compute(1, False, heads=32, seq=512), rel=0.01
+    )

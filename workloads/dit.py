@@ -98,10 +98,9 @@ ROPES = ("none", "real", "complex")
 #   8+8, ``.float()`` 8+4, and flash_attention's cast back to bf16 4+2 = 76 B, 6 kernels;
 #   diffusers' port, view_as_complex and type_as only, moves 36 B in 3).
 # - copy: a layout copy, 2+2 B, 1 kernel: joint attention's ``torch.cat`` of the text and image
-#   q, k and v, and SDPA's own contiguous copy of a q, k or v that is not a transposed view (a
-#   concatenated one, or one the QK-norm or RoPE materialised; F.scaled_dot_product_attention's
-#   flash path works on (B, S, H, D) and returns its output in that layout, so the output's
-#   ``transpose(1, 2).flatten(2, 3)`` is a view); a single-stream block's ``cat([attn, mlp])``.
+#   q, k and v, and a single-stream block's ``cat([attn, mlp])``. SDPA's flash path takes q, k, v
+#   and returns its output as transposed views (FlashAttention needs only a contiguous last
+#   dimension), so the output's ``transpose(1, 2).flatten(2, 3)`` copies nothing.
 # - ring_merge (ring attention, per output element after each K/V shard but the first; zhuzilin
 #   ring-flash-attention utils.py _update_out_and_lse, which yunchang and xDiT call):
 #   ``block_out.to(float32)`` 2+4; ``out - block_out`` 4+4+4; ``sigmoid(..) *`` 4+4; ``out - ..``
@@ -478,9 +477,7 @@ class DiT:
                 return []
             n = 2 * rows * h  # q and k
             op = b.elementwise(f"{prefix}qk_norm_rope", "attention", n, n, _QK_FLOPS * n)
-            ops = [unfused(op, keys, rows * h, times=2) if eager else op]
-            # SDPA copies the q and k that the norm / RoPE materialised as (B, H, S, D)
-            return ops + copies(f"{prefix}qk_layout", n, 2)
+            return [unfused(op, keys, rows * h, times=2) if eager else op]
 
         def copies(name: str, elems: float, tensors: int) -> list[Op]:
             """Eager layout copies (a transpose made contiguous, a torch.cat): none fused."""

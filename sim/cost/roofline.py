@@ -488,8 +488,10 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # causal: the query blocks do unequal work (the last sees every key, the first only its own
     # block), and a wave lasts as long as its longest block: the kernel takes at least the last
     # block's time, which the average above hides when the blocks fit in a wave or two (short
-    # causal prefill; longer runs schedule the longest blocks first and even out)
-    longest = np.where((causal > 0) & (split == 1), kv_len / np.maximum(pairs / q_len, 1e-30), 1.0)
+    # causal prefill; longer runs schedule the longest blocks first and even out). With the kv
+    # split the ratio holds per piece: the last block's pieces are full, an early block's later
+    # pieces are masked out and end at once
+    longest = np.where(causal > 0, kv_len / np.maximum(pairs / q_len, 1e-30), 1.0)
     compute = np.maximum(compute, compute / waves * longest)
     useful = batch * n_q * pairs
     # memory: Q, O once; K/V once per reader unless the heads in flight fit in L2

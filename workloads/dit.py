@@ -470,17 +470,18 @@ class DiT:
             op = b.elementwise(name, "other", 2 * rows * h, rows * h, 2 * rows * h)
             return unfused(op, (kind + f32,), rows * h) if eager else op
 
-        def qk_prep(prefix: str, rows: float) -> list[Op]:
-            """The QK-norm and RoPE on this chip's q and k rows (one kernel fused)."""
-            keys = tuple(k for k in (m.qk_norm, m.rope) if k != "none")
+        def qk_prep(name: str, rows: float, rope: bool = True) -> list[Op]:
+            """The QK-norm (and RoPE) on this chip's q and k, ``rows`` of each (one kernel
+            fused)."""
+            keys = tuple(k for k in (m.qk_norm, m.rope if rope else "none") if k != "none")
             if not keys:
                 return []
             n = 2 * rows * h  # q and k
-            op = b.elementwise(f"{prefix}qk_norm_rope", "attention", n, n, _QK_FLOPS * n)
+            op = b.elementwise(name, "attention", n, n, _QK_FLOPS * n)
             return [unfused(op, keys, rows * h, times=2) if eager else op]
 
         def copies(name: str, elems: float, tensors: int) -> list[Op]:
-            """Eager layout copies (a transpose made contiguous, a torch.cat): none fused."""
+            """Eager copies of ``tensors`` tensors by torch.cat: none fused."""
             if not eager:
                 return []
             op = b.elementwise(name, "attention", elems, elems, 0.0)
@@ -505,7 +506,7 @@ class DiT:
                 b.gemm("text_qkv_proj", "projection", text_rows, 3 * h, h),
             ]
             joint = Lt
-        block += qk_prep("", rows + (B * Lt if separate_text else 0))
+        block += qk_prep("qk_norm_rope", rows + (B * Lt if separate_text else 0))
         if separate_text:  # joint attention: torch.cat of the text and image q, k and v
             block += copies("joint_cat", 3 * (rows + B * Lt) * h, 3)
         block += attention_core("", joint)
@@ -525,10 +526,8 @@ class DiT:
                 b.gemm("cross_out_proj", "projection", rows, h, h),
                 residual("cross_residual", rows, "plain_add"),
             ]
-            if m.qk_norm != "none":  # Wan: RMSNorm on the cross-attention's q and k too
-                qk = (rows + B * Lt) * h
-                op = b.elementwise("cross_qk_norm", "attention", qk, qk, _QK_FLOPS * qk)
-                block.append(unfused(op, (m.qk_norm,), qk / 2, times=2) if eager else op)
+            # Wan: the QK-norm on the cross-attention's q (image rows) and k (text rows) too
+            block += qk_prep("cross_qk_norm", (rows + B * Lt) / 2, rope=False)
         block += [norm("norm2_modulate", rows), *mlp("", rows), residual("mlp_residual", rows)]
         if separate_text:
             block += [norm("text_norm2", B * Lt), *mlp("text_", B * Lt),
@@ -547,7 +546,7 @@ class DiT:
                 # by role: same M and K, so the split changes neither FLOPs nor tiling much
                 b.gemm("single.qkv_proj", "projection", srows, 3 * h, h),
                 b.gemm("single.mlp_up", "mlp", srows, f, h),
-                *qk_prep("single.", srows),
+                *qk_prep("single.qk_norm_rope", srows),
                 *attention_core("single.", Lt),
                 b.elementwise(
                     "single.mlp_act", "mlp", srows * f, srows * f, _GELU_FLOPS * srows * f

@@ -40,7 +40,7 @@ from workloads.ops import (
     point_arrays,
     take_points,
 )
-from workloads.runtime import Runtime, launch, load_runtime, step_op
+from workloads.runtime import Runtime, all_reduces, launch, load_runtime, step_op
 
 # Non-matmul FLOPs per element, counted on the vector units (small next to matmuls).
 # NB: an approximation of the instruction mix, not a measurement; they never bind on real chips.
@@ -469,7 +469,7 @@ class _Lowering:
             send = self.b.collective("pp_send", "send_recv", self.T * m.hidden * self.ab, 2)
             if send is not None and hops:
                 ops.append(send.repeated(hops))
-        ops = launch(ops, self.w.runtime)
+        ops = all_reduces(launch(ops, self.w.runtime), self.w.runtime)
         # the host's work covers every sequence of the step (with pp > 1: of the round of
         # micro-batches the step's time stands for; NB its fixed part is charged once a round)
         step = step_op(self.w.runtime, self.dt, self.w.local_batch,

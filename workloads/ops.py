@@ -133,6 +133,11 @@ class Collective:
     local: int | None = (
         None  # members of the group inside one node (None: packed, min(group, node))
     )
+    # an all-reduce inside one node by the runtime's own kernel (``workloads.runtime``: vLLM's,
+    # TensorRT-LLM's, PyTorch's IntraNodeComm) instead of NCCL: its measured time per call and
+    # bus bandwidth; 0 = NCCL
+    custom_latency_s: float = 0.0
+    custom_bus_bandwidth: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

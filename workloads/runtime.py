@@ -27,12 +27,19 @@ source:
   than its chip time; otherwise it adds to the step;
 - ``server_per_seq_s``: the OpenAI-compatible server's work per sequence per step (a streamed
   token's output object, queue hops, serialisation), on the critical path where the server
-  shares the engine's process or its step loop (as measured against the offline engine).
+  shares the engine's process or its step loop (as measured against the offline engine);
+- ``allreduce_latency_s`` and ``allreduce_bus_bandwidth``: the runtime's own intra-node
+  all-reduce kernel (vLLM's custom all-reduce, TensorRT-LLM's, PyTorch's IntraNodeComm: each chip
+  reads its peers' buffers over NVLink in one launch, no ring), as a microbenchmark of that kernel
+  measures it: time per call at small sizes, and bus bandwidth (bytes/s) over sizes up to 1 MB.
+  A tensor-parallel all-reduce inside one node runs on it where it beats NCCL
+  (``sim.cost.collectives.custom_all_reduce_s``); 0 (the default): NCCL only.
 
 They live beside the workloads because they change how a workload lowers (its kernels, their
 traffic) and add host time to it; the chip's cost model stays software-free (an op carries its
 host time, ``Op.host_s``). The default runtime, ``fused-graphs``, is what roofsim modelled before
-runtimes existed: fused kernels under CUDA graphs with no host time per step.
+runtimes existed: fused kernels under CUDA graphs with no host time per step (and, since the
+all-reduce fields, the serving engines' custom intra-node all-reduce).
 """
 
 from __future__ import annotations
@@ -64,6 +71,8 @@ class Runtime:
     output_per_seq_s: float = 0.0
     async_output: bool = False
     server_per_seq_s: float = 0.0
+    allreduce_latency_s: float = 0.0  # 0: NCCL (no custom intra-node all-reduce)
+    allreduce_bus_bandwidth: float = 0.0  # bytes/s
     training: bool = False  # a training stack (train --runtime takes only these)
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
@@ -79,6 +88,8 @@ class Runtime:
             "output_per_seq_s": self.output_per_seq_s,
             "async_output": self.async_output,
             "server_per_seq_s": self.server_per_seq_s,
+            "allreduce_latency_s": self.allreduce_latency_s,
+            "allreduce_bus_bandwidth": self.allreduce_bus_bandwidth,
             "training": self.training,
         }
 
@@ -153,11 +164,20 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         "step_overhead_per_seq_s",
         "output_per_seq_s",
         "server_per_seq_s",
+        "allreduce_latency_s",
     ):
         v = raw.get(key, 0.0)
         if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
             raise WorkloadError(f"{where}: {key} must be a number of seconds >= 0, got {v!r}")
         values[key] = float(v)
+    busbw = raw.get("allreduce_bus_bandwidth", 0.0)
+    if isinstance(busbw, bool) or not isinstance(busbw, int | float) or busbw < 0:
+        raise WorkloadError(f"{where}: allreduce_bus_bandwidth must be a number of bytes/s >= 0, "
+                            f"got {busbw!r}")  # fmt: skip
+    if bool(values["allreduce_latency_s"]) != bool(busbw):
+        raise WorkloadError(f"{where}: give allreduce_latency_s and allreduce_bus_bandwidth "
+                            "together (a custom all-reduce needs both), or neither")  # fmt: skip
+    values["allreduce_bus_bandwidth"] = float(busbw)
     return Runtime(
         name=str(raw.get("name", name)),
         full_name=str(raw.get("full_name", name)),
@@ -176,6 +196,18 @@ def launch(ops: list[Op] | tuple[Op, ...], runtime: Runtime) -> list[Op]:
         return list(ops)
     h = runtime.host_launch_s
     return [replace(op, host_s=(1 if op.kind is OpKind.COLLECTIVE else op.kernels) * h)
+            for op in ops]  # fmt: skip
+
+
+def all_reduces(ops: list[Op], runtime: Runtime) -> list[Op]:
+    """``ops`` with their all-reduces marked to run on ``runtime``'s own intra-node kernel where
+    it has one (the cost model takes it inside one node where it beats NCCL)."""
+    if not runtime.allreduce_latency_s:
+        return ops
+    mark = {"custom_latency_s": runtime.allreduce_latency_s,
+            "custom_bus_bandwidth": runtime.allreduce_bus_bandwidth}  # fmt: skip
+    return [replace(op, collective=replace(op.collective, **mark))
+            if op.collective is not None and op.collective.kind == "all_reduce" else op
             for op in ops]  # fmt: skip
 
 

@@ -20,6 +20,12 @@ all-gather inside the node. ``local`` says how many of the group's chips share a
 packed group (tensor parallelism) fills nodes; a strided one (data parallelism behind TP 8) has
 one chip per node, so all of it crosses the network, each chip on its own NIC.
 
+An all-reduce inside one node may instead run on the runtime's own kernel (vLLM's custom
+all-reduce, TensorRT-LLM's, PyTorch's IntraNodeComm: one-shot or two-shot reads of the peers'
+buffers over NVLink, one launch, no ring): ``latency + 2(p-1)/p · S / busbw`` with the latency and
+bus bandwidth measured for that kernel (``custom_all_reduce_s``), taken where it beats NCCL, as
+the runtimes' size thresholds intend.
+
 Link parameters may be numpy arrays (one entry per design point): every expression broadcasts,
 so one chip and a sweep of link designs run the same lines. A link without NCCL's bulk protocol
 carries NaN as its ``simple_latency_s`` here; ``np.fmin`` then ignores that path.
@@ -89,6 +95,13 @@ def _alpha_beta(kind: str, size: Value, p: int, b: Value, a: Value, tree: bool) 
     raise ValueError(
         f"collective kind must be all_reduce, all_gather, reduce_scatter, all_to_all or send_recv, got {kind!r}"
     )
+
+
+def custom_all_reduce_s(size: Value, p: int, latency_s: float, bus_bandwidth: float) -> Value:
+    """An intra-node all-reduce on a runtime's own kernel: its measured per-call time (launch and
+    the peers' flag handshake included) plus the bytes at its measured bus bandwidth (nccl-tests'
+    busbw convention: 2(p-1)/p of the buffer crosses each chip's links)."""
+    return latency_s + 2 * (p - 1) / p * size / bus_bandwidth
 
 
 def collective_time(

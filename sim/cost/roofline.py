@@ -593,6 +593,8 @@ def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
     for i, t in enumerate(each):
         comm[i] = t
     overhead = chips.values["kernel_overhead_s"]
+    overhead = np.broadcast_to(overhead, comm.shape).copy() if np.ndim(overhead) else (
+        np.full(comm.shape, float(overhead)))  # fmt: skip
     for i, c in enumerate(op.collective for op in ops):  # type: ignore[union-attr]
         if (
             c.custom_latency_s
@@ -600,10 +602,12 @@ def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
             and c.group <= min(per_node, c.local or per_node)
         ):
             # the runtime's own kernel inside one node where it beats NCCL; its measured time
-            # includes a kernel's fixed cost, which ``overhead`` below charges
+            # includes a kernel's fixed cost, so none is added to it
             custom = custom_all_reduce_s(c.bytes, c.group, c.custom_latency_s,
                                          c.custom_bus_bandwidth)  # fmt: skip
-            comm[i] = np.minimum(comm[i], np.maximum(0.0, custom - overhead))
+            faster = custom < overhead[i] + comm[i]
+            comm[i] = np.where(faster, custom, comm[i])
+            overhead[i] = np.where(faster, 0.0, overhead[i])
     return dict(
         time=overhead + comm, compute=0.0, main_s=0.0, reuse_s=0.0, main_bytes=0.0,
         reuse_bytes=0.0, overhead=overhead, comm=comm,

@@ -810,3 +810,14 @@ def test_folding_is_checked_without_ep_and_refused_with_cp_and_the_fit_search_ke
     # a folded run too big for 80 GB gets a suggestion, not "no setting fits"
     with pytest.raises(CapacityError, match="nearest that fits"):
         simulate_training(t, load_system("h100-sxm", 512))
+
+
+@pytest.mark.parametrize("elementwise", ["fused", "eager"])
+def test_a_model_without_rotary_positions_runs_no_rope_kernel(elementwise):
+    """MPT (learned positions) and ALiBi models rotate nothing: training lowers no rope op (the
+    inference ops' KV-cache write has no training counterpart either)."""
+    t = Training(model=load_model("mpt-7b"), seq=2048, micro_batch=1, global_batch=8, dp=8,
+                 elementwise=elementwise)  # fmt: skip
+    chunk = t.lower().stages[0][0]
+    names = {op.name.split(".")[0] for op in (*chunk.forward, *chunk.backward)}
+    assert "rope" not in names and "attention" in names

@@ -533,6 +533,8 @@ class _TrainLowering:
                 out += self._eager_attention(op) if self.eager else self._attention(op)
                 continue
             if op.name == "rope_kv_write":  # training writes no cache: K, V stay activations
+                if not op.flops:  # learned or ALiBi positions: no rotary kernel, nothing to run
+                    continue
                 by = dict(op.bytes)
                 by[Role.ACTIVATION] = by.get(Role.ACTIVATION, 0.0) + by.pop(Role.KV, 0.0)
                 op = replace(op, name="rope", bytes=by)

@@ -259,6 +259,10 @@ def test_a_custom_all_reduce_is_flat_in_the_group_inside_a_node_and_nccl_beyond(
     assert t(small, 8, custom) == pytest.approx(custom.allreduce_latency_s, rel=0.05)
     big = 256e6
     assert t(big, 8, custom) == pytest.approx(t(big, 8, nccl), rel=1e-12)  # NCCL is faster
+    # the kernels run on at most 8 GPUs: a 16-chip group inside a larger node stays on NCCL
+    assert t(small, 16, custom, chips_per_node=16) == pytest.approx(
+        t(small, 16, nccl, chips_per_node=16), rel=1e-12
+    )
     # a group spanning nodes never takes the intra-node kernel
     assert t(small, 8, custom, chips_per_node=4) == pytest.approx(
         t(small, 8, nccl, chips_per_node=4), rel=1e-12

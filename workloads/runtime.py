@@ -44,6 +44,7 @@ all-reduce fields, the serving engines' custom intra-node all-reduce).
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -167,16 +168,16 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         "allreduce_latency_s",
     ):
         v = raw.get(key, 0.0)
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
             raise WorkloadError(f"{where}: {key} must be a number of seconds >= 0, got {v!r}")
         values[key] = float(v)
     busbw = raw.get("allreduce_bus_bandwidth", 0.0)
-    if isinstance(busbw, bool) or not isinstance(busbw, int | float) or busbw < 0:
+    if isinstance(busbw, bool) or not isinstance(busbw, int | float) or not 0 <= busbw < math.inf:
         raise WorkloadError(f"{where}: allreduce_bus_bandwidth must be a number of bytes/s >= 0, "
                             f"got {busbw!r}")  # fmt: skip
     if bool(values["allreduce_latency_s"]) != bool(busbw):
         raise WorkloadError(f"{where}: give allreduce_latency_s and allreduce_bus_bandwidth "
-                            "together (a custom all-reduce needs both), or neither")  # fmt: skip
+                            "together (a custom all-reduce needs both), or set both to 0 for NCCL")  # fmt: skip
     values["allreduce_bus_bandwidth"] = float(busbw)
     return Runtime(
         name=str(raw.get("name", name)),

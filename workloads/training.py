@@ -538,7 +538,7 @@ class _TrainLowering:
                 by = dict(op.bytes)
                 by[Role.ACTIVATION] = by.get(Role.ACTIVATION, 0.0) + by.pop(Role.KV, 0.0)
                 op = replace(op, name="rope", bytes=by)
-                if self.eager and op.flops:
+                if self.eager:
                     op = self._eager(op, "rope", op.flops / _ROPE_FLOPS)
             elif self.eager and op.name.endswith("_act"):
                 key = "gated_act" if self.m.gated_mlp else "act"

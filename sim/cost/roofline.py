@@ -582,6 +582,11 @@ def links(chips: ChipArrays) -> tuple[LinkParams, LinkParams]:
     )  # fmt: skip
 
 
+#: the largest group the custom all-reduce kernels run on (vLLM's custom_all_reduce.py supports
+#: world sizes 2, 4, 6 and 8; TensorRT-LLM's and IntraNodeComm are single-node, at most 8 GPUs)
+_CUSTOM_AR_MAX_GROUP = 8
+
+
 def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
     intra, inter = links(chips)
     per_node = chips.structure.chips_per_node
@@ -596,15 +601,14 @@ def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
     overhead = np.broadcast_to(overhead, comm.shape).copy() if np.ndim(overhead) else (
         np.full(comm.shape, float(overhead)))  # fmt: skip
     for i, c in enumerate(op.collective for op in ops):  # type: ignore[union-attr]
-        if (
-            c.custom_latency_s
-            and c.kind == "all_reduce"
-            and c.group <= min(per_node, c.local or per_node)
-        ):
-            # the runtime's own kernel inside one node where it beats NCCL; its measured time
-            # includes a kernel's fixed cost, so none is added to it
+        inside = c.group <= min(per_node, c.local or per_node, _CUSTOM_AR_MAX_GROUP)
+        if c.custom_latency_s and c.kind == "all_reduce" and inside:
+            # the runtime's own kernel inside one node where it beats NCCL, never faster than
+            # the link carries; its measured time includes a kernel's fixed cost, so none is
+            # added to it
+            link = intra.bandwidth_bytes_per_s * intra.achievable_fraction
             custom = custom_all_reduce_s(c.bytes, c.group, c.custom_latency_s,
-                                         c.custom_bus_bandwidth)  # fmt: skip
+                                         np.minimum(c.custom_bus_bandwidth, link))  # fmt: skip
             faster = custom < overhead[i] + comm[i]
             comm[i] = np.where(faster, custom, comm[i])
             overhead[i] = np.where(faster, 0.0, overhead[i])

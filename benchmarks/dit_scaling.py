@@ -1,9 +1,11 @@
 """Sequence-parallel scaling of one DiT generation over 1, 2, 4, 8 chips (Ulysses vs ring).
 
-    python benchmarks/dit_scaling.py [--model video-dit-20b] [--chip h100-sxm] [--plot out.png]
+    python benchmarks/dit_scaling.py [--model video-dit-20b] [--chip h100-sxm] [--runtime NAME]
+                                     [--plot out.png] [--markdown]
 
 Prints seconds per generation, speed-up and parallel efficiency for each method and chip
-count, and the exposed communication share; --plot saves the speed-up curves.
+count, and the exposed communication share; --plot saves the speed-up curves; --markdown prints
+the table README.md shows (tests/test_docs.py re-runs it).
 """
 
 from __future__ import annotations
@@ -18,20 +20,23 @@ from hardware import load_system  # noqa: E402
 from hardware.units import format_si  # noqa: E402
 from sim import simulate  # noqa: E402
 from workloads.dit import DiT, load_dit  # noqa: E402
+from workloads.runtime import DEFAULT_DIT_RUNTIME, load_runtime  # noqa: E402
 
 CHIPS = (1, 2, 4, 8)
 METHODS = ("ulysses", "ring")
 
 
 def scaling(model: str, chip: str, height: int | None, width: int | None,
-            frames: int | None, steps: int | None) -> dict[tuple[int, str], dict]:  # fmt: skip
+            frames: int | None, steps: int | None,
+            runtime: str = DEFAULT_DIT_RUNTIME) -> dict[tuple[int, str], dict]:  # fmt: skip
     m = load_dit(model)
     rows = {}
     for method in METHODS:
         for n in CHIPS:
             w = DiT(model=m, height=height or m.default_height, width=width or m.default_width,
                     frames=frames or m.default_frames, steps=steps or m.default_steps,
-                    cfg=m.default_cfg, sp=n, sp_method=method)  # fmt: skip
+                    cfg=m.default_cfg, sp=n, sp_method=method,
+                    runtime=load_runtime(runtime))  # fmt: skip
             r = simulate(w, load_system(chip, n), check_memory=False)
             rows[n, method] = {
                 "time_s": r.time_s,
@@ -43,6 +48,18 @@ def scaling(model: str, chip: str, height: int | None, width: int | None,
     return rows
 
 
+def markdown(rows: dict[tuple[int, str], dict]) -> str:
+    """The README's table: seconds and speed-up per chip count, Ulysses beside ring."""
+    out = ["| chips | Ulysses | speed-up | ring | speed-up |", "|---:|---:|---:|---:|---:|"]
+    for n in CHIPS:
+        cells = []
+        for method in METHODS:
+            t = rows[n, method]["time_s"]
+            cells += [f"{t:,.0f} s", f"{rows[1, method]['time_s'] / t:.2f}"]
+        out.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="video-dit-20b")
@@ -51,9 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int)
     p.add_argument("--frames", type=int)
     p.add_argument("--steps", type=int)
+    p.add_argument(
+        "--runtime", default=DEFAULT_DIT_RUNTIME, help="runtime preset (roofsim runtimes)"
+    )
     p.add_argument("--plot", help="save the speed-up plot here (PNG/SVG)")
+    p.add_argument("--markdown", action="store_true", help="print the README's table only")
     args = p.parse_args(argv)
-    rows = scaling(args.model, args.chip, args.height, args.width, args.frames, args.steps)
+    rows = scaling(args.model, args.chip, args.height, args.width, args.frames, args.steps,
+                   args.runtime)  # fmt: skip
+    if args.markdown:
+        print(markdown(rows))
+        return 0
     tokens = rows[1, METHODS[0]]["tokens"]
     print(f"{args.model} on {args.chip}: {tokens:,} latent tokens per sample")
     print(f"{'chips':>5}  {'method':<8}{'time':>12}{'speed-up':>10}{'efficiency':>12}"

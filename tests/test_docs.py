@@ -328,3 +328,20 @@ def test_every_data_file_the_packages_read_is_package_data():
             if not any(matches(rel, p) for p in globs.get(package, [])):
                 missing.append(f"{package}/{rel}")
     assert not missing, f"not package data (add to pyproject.toml): {missing}"
+
+
+def test_the_readme_dit_scaling_table_is_what_the_benchmark_prints():
+    """The HunyuanVideo sequence-parallel table in README.md is benchmarks/dit_scaling.py's
+    --markdown output (rerun the command in the README to refresh it and the plot)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "dit_scaling.py"), "--model", "hunyuanvideo",
+         "--chip", "h100-sxm", "--markdown"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("| chips | Ulysses | speed-up | ring | speed-up |")
+    shown = readme[start : readme.index("\n\n", start)]
+    assert shown == out, f"README's DiT scaling table differs from the benchmark's:\n{out}"

@@ -52,7 +52,7 @@ from workloads.ops import (
     check_flags,
     check_ints,
 )
-from workloads.runtime import Runtime, launch, load_runtime
+from workloads.runtime import DEFAULT_DIT_RUNTIME, Runtime, launch, load_runtime
 
 _BLOCKS = ("adaln", "cross", "mmdit", "hybrid")
 # DiTConfig fields by kind, checked in its __post_init__
@@ -351,7 +351,8 @@ class DiT:
     parallel_vae: bool = False
     # the software (workloads.runtime): fused or eager elementwise work, graphed or host launches;
     # an LLM engine's per-step scheduler time (step_overhead_s ...) is not charged to a DiT
-    runtime: Runtime = field(default_factory=load_runtime)
+    # (default: diffusers, eager PyTorch, as the pipelines and the models' reference repos run)
+    runtime: Runtime = field(default_factory=lambda: load_runtime(DEFAULT_DIT_RUNTIME))
 
     def validate(self) -> int:
         """Checks the request; returns the latent tokens per sample."""

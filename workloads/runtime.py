@@ -57,6 +57,9 @@ from workloads.ops import Op, OpKind, WorkloadError
 
 ELEMENTWISE = ("fused", "eager")
 DEFAULT_RUNTIME = "fused-graphs"
+#: a diffusion transformer's default: the diffusers pipelines (and the models' reference repos)
+#: run eager PyTorch; a compiled stack is --runtime torch-compile (or fused-graphs)
+DEFAULT_DIT_RUNTIME = "diffusers"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,6 +14,7 @@ from sim.cli import area, compare, design, plot, sweep  # argparse only; heavy i
 from sim.cli.args import (
     ATTN_HELP,
     DECODE_ATTN_HELP,
+    DIT_RUNTIME_HELP,
     SET_HELP,
     add_html_arg,
     add_llm_args,
@@ -62,7 +63,7 @@ def _add_dit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokens", type=int_arg, default=None, help="override latent tokens")
     p.add_argument("--dtype", default="bf16", help="compute dtype (bf16, fp16, fp8, fp32)")
     p.add_argument("--attention-kernel", default="native", help=ATTN_HELP)
-    add_runtime_arg(p)
+    add_runtime_arg(p, "diffusers", DIT_RUNTIME_HELP)
     add_run_output_args(p)
 
 

@@ -135,8 +135,16 @@ RUNTIME_HELP = (
 )
 
 
-def add_runtime_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtime", default="fused-graphs", help=RUNTIME_HELP)
+def add_runtime_arg(p: argparse.ArgumentParser, default: str = "fused-graphs",
+                    help: str = RUNTIME_HELP) -> None:  # fmt: skip
+    p.add_argument("--runtime", default=default, help=help)
+
+
+DIT_RUNTIME_HELP = (
+    "the software it runs under: a runtime preset (roofsim runtimes lists them; default "
+    "diffusers: eager PyTorch, as the diffusers pipelines and the models' reference code run; "
+    "torch-compile or fused-graphs for a compiled stack)"
+)
 
 
 def int_arg(text: str) -> int:

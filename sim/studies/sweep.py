@@ -986,7 +986,7 @@ def _constraint(
 def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any]) -> tuple[Any, int]:
     """The descriptor the matching ``roofsim`` command builds from these fields, and its chips."""
     from workloads import Decode, Prefill, load_model
-    from workloads.runtime import DEFAULT_RUNTIME, load_runtime
+    from workloads.runtime import DEFAULT_DIT_RUNTIME, DEFAULT_RUNTIME, load_runtime
 
     if kind in ("decode", "prefill"):
         tp = f.get("tp") or f.get("chips") or 1
@@ -1024,7 +1024,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
             dp=replicas,
             tokens=f.get("tokens"),
             attention_kernel=f.get("attention_kernel", "native"),
-            runtime=load_runtime(f.get("runtime", DEFAULT_RUNTIME)),
+            runtime=load_runtime(f.get("runtime", DEFAULT_DIT_RUNTIME)),
         )
         return workload, chips
     from workloads.training import Training

@@ -146,11 +146,11 @@ def _llm_setup(row: dict):
     return model, _system(row, chips), dict(tp=tp, pp=pp, dp=chips // (tp * pp)), dtype
 
 
-def _runtime(row: dict):
+def _runtime(row: dict, default: str = ""):
     """The runtime preset the row's software is (``runtime = "..."``; the default otherwise)."""
     from workloads.runtime import DEFAULT_RUNTIME, load_runtime
 
-    return load_runtime(row.get("runtime", DEFAULT_RUNTIME))
+    return load_runtime(row.get("runtime", default or DEFAULT_RUNTIME))
 
 
 def _llm(row: dict):
@@ -273,6 +273,7 @@ def _predict_silicon(row: dict) -> tuple[float, dict]:
 
 def _predict_dit(row: dict) -> tuple[float, dict]:
     from workloads.dit import DiT, load_dit
+    from workloads.runtime import DEFAULT_DIT_RUNTIME
 
     if row["metric"] != "time_s":
         raise Skip(f"dit metric {row['metric']!r} not known")
@@ -287,7 +288,7 @@ def _predict_dit(row: dict) -> tuple[float, dict]:
             sp=chips, sp_method=row.get("sp_method", "ulysses"),
             parallel_vae=bool(row.get("parallel_vae", False)),
             attention_kernel=row.get("attention_kernel", "native"),
-            runtime=_runtime(row))  # fmt: skip
+            runtime=_runtime(row, DEFAULT_DIT_RUNTIME))  # fmt: skip
     r = simulate(w, _system(row, chips), check_memory=False)
     return r.time_s, {"mfu": r.mfu, "bound": r.bound, "per_step_s": r.time_per_step_s}
 

@@ -94,6 +94,7 @@ def test_every_runtime_preset_cites_its_mechanisms():
             "async_output",
             "allreduce_latency_s",
             "allreduce_bus_bandwidth",
+            "attention_kernel",
         ):
             if getattr(r, key):
                 assert r.sources.get(f"{key}_source"), (name, key)
@@ -294,3 +295,21 @@ def test_a_custom_all_reduce_needs_its_latency_and_bandwidth_together(tmp_path, 
             rt.load_runtime("half")
     finally:
         rt.load_runtime.cache_clear()
+
+
+def test_the_runtimes_attention_kernel_applies_where_the_workload_names_none():
+    """PyTorch's SDPA and vLLM 0.5-0.6 run FlashAttention-2: on an H100 a prefill under them is
+    slower than under the chip's native kernel, unless the workload names its kernel."""
+    m, system = load_model("llama-3-8b"), load_system("h100-sxm")
+    vllm, native = load_runtime("vllm-0.6"), load_runtime("tensorrt-llm")
+    assert vllm.attention_kernel == "fa2" and native.attention_kernel == ""
+    w = Prefill(model=m, prompt=8192, runtime=vllm)
+    assert w.attention_kernel == "fa2"
+    assert Prefill(model=m, prompt=8192, runtime=native).attention_kernel == "native"
+    named = Prefill(model=m, prompt=8192, runtime=vllm, attention_kernel="native")
+    assert named.attention_kernel == "native"
+
+    def attention_s(w):
+        return sum(c.time_s for c in simulate(w, system).costs if c.op.kind.value == "attention")
+
+    assert attention_s(w) > 1.3 * attention_s(named)

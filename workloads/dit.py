@@ -344,7 +344,8 @@ class DiT:
     sp_method: str = "ulysses"
     dp: int = 1
     tokens: int | None = None
-    attention_kernel: str = "native"  # native | fa2 (workloads.ops.ATTENTION_KERNELS)
+    # native | fa2 (workloads.ops.ATTENTION_KERNELS); None: the runtime's, else native
+    attention_kernel: str | None = None
     # the VAE decode split over the sp chips (xDiT's --use_parallel_vae, DistVAE); default: one
     # chip decodes the whole sample, as the HunyuanVideo repository's xDiT integration
     # (hyvideo/inference.py parallelizes the transformer only), diffusers and xDiT's default do
@@ -353,6 +354,11 @@ class DiT:
     # an LLM engine's per-step scheduler time (step_overhead_s ...) is not charged to a DiT
     # (default: diffusers, eager PyTorch, as the pipelines and the models' reference repos run)
     runtime: Runtime = field(default_factory=lambda: load_runtime(DEFAULT_DIT_RUNTIME))
+
+    def __post_init__(self) -> None:
+        if self.attention_kernel is None:
+            kernel = self.runtime.attention_kernel or "native"
+            object.__setattr__(self, "attention_kernel", kernel)
 
     def validate(self) -> int:
         """Checks the request; returns the latent tokens per sample."""

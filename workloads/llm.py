@@ -111,10 +111,16 @@ class _Common:
     kv_dtype: str | None = None
     tp: int = 1
     dp: int = 1
-    attention_kernel: str = "native"  # native | fa2 (workloads.ops.ATTENTION_KERNELS)
+    # native | fa2 | mmha (workloads.ops.ATTENTION_KERNELS); None: the runtime's, else native
+    attention_kernel: str | None = None
     runtime: Runtime = field(default_factory=load_runtime)  # the software (workloads.runtime)
     pp: int = 1  # pipeline stages: the layers split over pp chips (each TP-wide)
     ep: int = 1  # expert parallelism: the experts sharded over ep of the dp replicas
+
+    def __post_init__(self) -> None:
+        if self.attention_kernel is None:
+            kernel = self.runtime.attention_kernel or "native"
+            object.__setattr__(self, "attention_kernel", kernel)
 
     def _validate(self, where: str) -> None:
         check_attention_kernel(where, self.attention_kernel)

@@ -28,6 +28,10 @@ source:
 - ``server_per_seq_s``: the OpenAI-compatible server's work per sequence per step (a streamed
   token's output object, queue hops, serialisation), on the critical path where the server
   shares the engine's process or its step loop (as measured against the offline engine);
+- ``attention_kernel``: the fused attention kernel the software calls where the workload names
+  none (``fa2``: PyTorch's scaled_dot_product_attention flash backend and vLLM's
+  vllm-flash-attn are FlashAttention-2, which on Hopper runs the previous generation's MMA
+  instructions; empty: the chip's native kernel);
 - ``allreduce_latency_s`` and ``allreduce_bus_bandwidth``: the runtime's own intra-node
   all-reduce kernel (vLLM's custom all-reduce, TensorRT-LLM's, PyTorch's IntraNodeComm: each chip
   reads its peers' buffers over NVLink in one launch, no ring), as a microbenchmark of that kernel
@@ -75,6 +79,7 @@ class Runtime:
     output_per_seq_s: float = 0.0
     async_output: bool = False
     server_per_seq_s: float = 0.0
+    attention_kernel: str = ""  # the fused attention kernel it runs ("": the chip's native one)
     allreduce_latency_s: float = 0.0  # 0: NCCL (no custom intra-node all-reduce)
     allreduce_bus_bandwidth: float = 0.0  # bytes/s
     training: bool = False  # a training stack (train --runtime takes only these)
@@ -92,6 +97,7 @@ class Runtime:
             "output_per_seq_s": self.output_per_seq_s,
             "async_output": self.async_output,
             "server_per_seq_s": self.server_per_seq_s,
+            "attention_kernel": self.attention_kernel,
             "allreduce_latency_s": self.allreduce_latency_s,
             "allreduce_bus_bandwidth": self.allreduce_bus_bandwidth,
             "training": self.training,
@@ -174,6 +180,9 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
             raise WorkloadError(f"{where}: {key} must be a number of seconds >= 0, got {v!r}")
         values[key] = float(v)
+    kernel = raw.get("attention_kernel", "")
+    if kernel not in ("", "native", "fa2"):
+        raise WorkloadError(f"{where}: attention_kernel must be native or fa2, got {kernel!r}")
     busbw = raw.get("allreduce_bus_bandwidth", 0.0)
     if isinstance(busbw, bool) or not isinstance(busbw, int | float) or not 0 <= busbw < math.inf:
         raise WorkloadError(f"{where}: allreduce_bus_bandwidth must be a number of bytes/s >= 0, "
@@ -186,6 +195,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         name=str(raw.get("name", name)),
         full_name=str(raw.get("full_name", name)),
         elementwise=elementwise,
+        attention_kernel=kernel,
         scheduler_steps=steps,
         **flags,
         sources={k: str(v) for k, v in raw.items() if k == "source" or k.endswith("_source")},

@@ -170,7 +170,8 @@ class Training:
     capacity_factor: float = 0.0  # 0: dropless (the mean load)
     chips_per_node: int = 8
     tokens: float = 0.0  # training-run tokens, for the run totals (0: none)
-    attention_kernel: str = "native"  # native | fa2 | unfused (workloads.ops.ATTENTION_KERNELS)
+    # native | fa2 | unfused (workloads.ops.ATTENTION_KERNELS); None: the runtime's, else native
+    attention_kernel: str | None = None
     # fused | eager (ELEMENTWISE: eager PyTorch, one kernel a primitive); None: the runtime's
     # (fused without one)
     elementwise: str | None = None
@@ -203,6 +204,9 @@ class Training:
         if self.elementwise is None:
             mode = load_runtime(self.runtime).elementwise if self.runtime else "fused"
             object.__setattr__(self, "elementwise", mode)
+        if self.attention_kernel is None:
+            kernel = load_runtime(self.runtime).attention_kernel if self.runtime else ""
+            object.__setattr__(self, "attention_kernel", kernel or "native")
 
     # ---- derived sizes -----------------------------------------------------------------------
     @property

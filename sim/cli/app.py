@@ -62,7 +62,7 @@ def _add_dit_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--tokens", type=int_arg, default=None, help="override latent tokens")
     p.add_argument("--dtype", default="bf16", help="compute dtype (bf16, fp16, fp8, fp32)")
-    p.add_argument("--attention-kernel", default="native", help=ATTN_HELP)
+    p.add_argument("--attention-kernel", default=None, help=ATTN_HELP)
     add_runtime_arg(p, "diffusers", DIT_RUNTIME_HELP)
     add_run_output_args(p)
 
@@ -177,7 +177,7 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
-    p.add_argument("--attention-kernel", default="native", help=DECODE_ATTN_HELP)
+    p.add_argument("--attention-kernel", default=None, help=DECODE_ATTN_HELP)
     add_runtime_arg(p)
     p.add_argument("--max-num-seqs", type=int_arg, default=256, help="running sequences cap")
     p.add_argument("--max-batched-tokens", type=int_arg, default=None,

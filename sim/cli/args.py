@@ -101,14 +101,15 @@ def add_run_output_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+_ATTN_DEFAULT = " (default: the runtime's kernel, fa2 under PyTorch and vLLM runtimes, else native)"
 ATTN_HELP = (
     "attention kernel: native (the chip's fastest fused kernel, FlashAttention-3/cuDNN on "
-    "Hopper) or fa2 (FlashAttention-2: warp-level MMA, slower on Hopper) (default native)"
+    "Hopper) or fa2 (FlashAttention-2: warp-level MMA, slower on Hopper)" + _ATTN_DEFAULT
 )
-DECODE_ATTN_HELP = ATTN_HELP.removesuffix(" (default native)") + (
+DECODE_ATTN_HELP = ATTN_HELP.removesuffix(_ATTN_DEFAULT) + (
     "; or mmha (decode: a thread block per query head on the CUDA cores, as TensorRT-LLM "
-    "before XQA and vLLM's PagedAttention: a GQA group's K/V read once per query head) "
-    "(default native)"
+    "before XQA and vLLM's PagedAttention: a GQA group's K/V read once per query head)"
+    + _ATTN_DEFAULT
 )
 
 
@@ -124,7 +125,7 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
     p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
-    p.add_argument("--attention-kernel", default="native", help=DECODE_ATTN_HELP)
+    p.add_argument("--attention-kernel", default=None, help=DECODE_ATTN_HELP)
     add_runtime_arg(p)
     add_run_output_args(p)
 
@@ -222,9 +223,9 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--recompute", default="none",
                    help="none, selective (the attention core), selective-op (torchtitan's per-op "
                    "policy: every second matmul and the non-matmul ops) or full")  # fmt: skip
-    p.add_argument("--attention-kernel", default="native",
-                   help=ATTN_HELP + "; or unfused (pre-FlashAttention Megatron: the score "
-                   "matrix through memory)")  # fmt: skip
+    p.add_argument("--attention-kernel", default=None,
+                   help=ATTN_HELP.removesuffix(_ATTN_DEFAULT) + "; or unfused (pre-FlashAttention "
+                   "Megatron: the score matrix through memory)" + _ATTN_DEFAULT)  # fmt: skip
     p.add_argument("--elementwise", default=None,
                    help="how norms, RoPE, activations and residual adds run: fused (Megatron / "
                    "Transformer Engine kernels, torch.compile; default) or eager (PyTorch eager "

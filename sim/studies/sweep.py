@@ -995,7 +995,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
             raise ConfigError(f"--chips {chips} must be a multiple of --tp {tp}")
         common = dict(model=load_model(f["model"]), batch=f.get("batch", 1),
                       dtype=f.get("dtype", "bf16"), kv_dtype=f.get("kv_dtype"), tp=tp,
-                      attention_kernel=f.get("attention_kernel", "native"),
+                      attention_kernel=f.get("attention_kernel"),
                       runtime=load_runtime(f.get("runtime", DEFAULT_RUNTIME)),
                       dp=chips // tp if isinstance(chips, int) and isinstance(tp, int) else chips)  # fmt: skip
         if kind == "decode":
@@ -1023,7 +1023,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
             parallel_vae=f.get("parallel_vae", False),
             dp=replicas,
             tokens=f.get("tokens"),
-            attention_kernel=f.get("attention_kernel", "native"),
+            attention_kernel=f.get("attention_kernel"),
             runtime=load_runtime(f.get("runtime", DEFAULT_DIT_RUNTIME)),
         )
         return workload, chips
@@ -1045,7 +1045,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
         recompute=f.get("recompute", "none"), zero=f.get("zero", 0), tp=tp, sp=f.get("sp", False),
         pp=pp, vp=f.get("vp", 1), dp=dp, ep=f.get("ep", 1), cp=cp,
         capacity_factor=f.get("capacity_factor", 0.0), tokens=f.get("tokens", 0.0),
-        attention_kernel=f.get("attention_kernel", "native"),
+        attention_kernel=f.get("attention_kernel"),
         runtime=f.get("runtime", ""), elementwise=f.get("elementwise"), sample_len=f.get("sample_len", 0),
     )  # fmt: skip
     workload.validate()

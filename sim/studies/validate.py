@@ -159,7 +159,7 @@ def _llm(row: dict):
     model, system, layout, dtype = _llm_setup(row)
     common = dict(model=model, batch=row.get("batch", 1) or 1, dtype=dtype, **layout,
                   kv_dtype=row.get("kv_dtype"),
-                  attention_kernel=row.get("attention_kernel", "native"),
+                  attention_kernel=row.get("attention_kernel"),
                   runtime=_runtime(row))  # fmt: skip
 
     def prefill(prompt: int) -> float:
@@ -287,7 +287,7 @@ def _predict_dit(row: dict) -> tuple[float, dict]:
             dtype={"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16")),
             sp=chips, sp_method=row.get("sp_method", "ulysses"),
             parallel_vae=bool(row.get("parallel_vae", False)),
-            attention_kernel=row.get("attention_kernel", "native"),
+            attention_kernel=row.get("attention_kernel"),
             runtime=_runtime(row, DEFAULT_DIT_RUNTIME))  # fmt: skip
     r = simulate(w, _system(row, chips), check_memory=False)
     return r.time_s, {"mfu": r.mfu, "bound": r.bound, "per_step_s": r.time_per_step_s}
@@ -376,7 +376,7 @@ def _training_for(row: dict) -> Training:
         tp=row["tp"], sp=bool(row.get("sp", False)), pp=row["pp"], vp=row.get("vp", 1),
         dp=row["dp"], ep=row["ep"], cp=row["cp"],
         recompute=row["recompute"] if row["recompute"] in RECOMPUTE else "none",
-        attention_kernel=row.get("attention_kernel", "native"),
+        attention_kernel=row.get("attention_kernel"),
         runtime=row.get("runtime", ""), elementwise=row.get("elementwise"), sample_len=row.get("sample_len", 0),
         ep_overlap=bool(row.get("ep_overlap", False)),
         ep_dispatcher=row.get("ep_dispatcher", "alltoall"), etp=row.get("etp", 0),
@@ -489,7 +489,7 @@ def _predict_serve(row: dict) -> tuple[float, dict]:
         chunked_prefill=row.get("chunked_prefill", False),
         memory_fraction=row.get("memory_fraction", 0.9),
         concurrency=row.get("concurrency") if mode == "closed-loop" else None,
-        attention_kernel=row.get("attention_kernel", "native"), runtime=_runtime(row),
+        attention_kernel=row.get("attention_kernel"), runtime=_runtime(row),
     )  # fmt: skip
     if row.get("engine") == "trtllm-bench":
         isl, osl = int(np.mean(trace.prompt)), int(np.mean(trace.output))

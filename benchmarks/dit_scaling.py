@@ -16,10 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hardware import load_system  # noqa: E402
+from hardware import ConfigError, load_system  # noqa: E402
 from hardware.units import format_si  # noqa: E402
 from sim import simulate  # noqa: E402
 from workloads.dit import DiT, load_dit  # noqa: E402
+from workloads.ops import WorkloadError  # noqa: E402
 from workloads.runtime import DEFAULT_DIT_RUNTIME, load_runtime  # noqa: E402
 
 CHIPS = (1, 2, 4, 8)
@@ -74,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", help="save the speed-up plot here (PNG/SVG)")
     p.add_argument("--markdown", action="store_true", help="print the README's table only")
     args = p.parse_args(argv)
-    rows = scaling(args.model, args.chip, args.height, args.width, args.frames, args.steps,
-                   args.runtime)  # fmt: skip
+    try:
+        rows = scaling(args.model, args.chip, args.height, args.width, args.frames, args.steps,
+                       args.runtime)  # fmt: skip
+    except (ConfigError, WorkloadError) as exc:
+        print(f"dit_scaling: error: {exc}", file=sys.stderr)
+        return 2
     if args.markdown:
         print(markdown(rows))
         return 0

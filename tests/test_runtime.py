@@ -313,3 +313,6 @@ def test_the_runtimes_attention_kernel_applies_where_the_workload_names_none():
         return sum(c.time_s for c in simulate(w, system).costs if c.op.kind.value == "attention")
 
     assert attention_s(w) > 1.3 * attention_s(named)
+    # mmha is a decode kernel: a prefill that names it runs the runtime's kernel, not native
+    mmha = Prefill(model=m, prompt=8192, runtime=vllm, attention_kernel="mmha")
+    assert attention_s(mmha) == pytest.approx(attention_s(w), rel=1e-12)

@@ -56,6 +56,7 @@ class Builder:
     act_bytes: float
     weight_bytes: float
     attention_kernel: str = "native"  # stamped on every attention op this builder makes
+    prefill_kernel: str = "native"  # where attention_kernel is mmha (a decode kernel), prefill's
 
     def gemm(self, name: str, family: str, m: float, n: int, k: int, groups: int = 1) -> Op:
         """C[m,n] = A[m,k] B[k,n] (A activations, B weights): 2·m·n·k FLOPs per group."""
@@ -94,10 +95,11 @@ class Builder:
 
     def attention(self, name: str, spec: Attention) -> Op:
         """Fused attention: 2·pairs·(qk + v) FLOPs per head; Q, O and the K/V it reads."""
-        if self.attention_kernel != "native" and (
-            self.attention_kernel != "mmha" or _all_equal(spec.q_len, 1)
-        ):
-            spec = replace(spec, kernel=self.attention_kernel)  # mmha is a decode kernel
+        kernel = self.attention_kernel
+        if kernel == "mmha" and not _all_equal(spec.q_len, 1):
+            kernel = self.prefill_kernel  # mmha is a decode kernel: prefill runs the runtime's
+        if kernel != "native":
+            spec = replace(spec, kernel=kernel)
         flops = 2.0 * spec.batch * spec.n_q_heads * spec.score_pairs * (spec.qk_dim + spec.v_dim)
         q_o = spec.batch * spec.q_len * spec.n_q_heads * (spec.qk_dim + spec.v_dim) * spec.act_bytes
         kv = spec.batch * spec.n_kv_heads * spec.kv_len * spec.kv_bytes_per_token

@@ -255,7 +255,8 @@ class _Lowering:
         self.tp = w.tp
         self.ab, self.wb, self.kvb = w.act_bytes, w.weight_bytes, w.kv_bytes
         self.dt = w.compute_dtype
-        self.b = Builder(self.dt, self.ab, self.wb, w.attention_kernel)
+        self.b = Builder(self.dt, self.ab, self.wb, w.attention_kernel,
+                         w.runtime.attention_kernel or "native")  # fmt: skip
 
     # ---- op builders (workloads/build.py) -----------------------------------------------------
     def gemm(self, name: str, family: str, m: float, n: int, k: int, groups: int = 1) -> Op:

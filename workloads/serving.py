@@ -275,6 +275,7 @@ class Serving(_Common):
             "admission": self.admission,
             "prefill_replicas": self.prefill_replicas,
             "seed": self.seed,
+            "attention_kernel": self.attention_kernel,
             "runtime": self.runtime.name,
         }
         if self.concurrency is not None:

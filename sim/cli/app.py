@@ -422,7 +422,7 @@ def _run_runtimes(args: argparse.Namespace) -> int:
         return 0
     width = max(len(r["name"]) for r in rows) + 2
     print(f"{'runtime':<{width}}{'elementwise':>11}{'graphs':>7}{'launch':>9}"
-          f"{'host per step (waits)':>27}{'beside':>14}{'all-reduce':>12}  name")  # fmt: skip
+          f"{'host per step (waits)':>27}{'beside':>14}{'all-reduce':>12}{'attention':>11}  name")  # fmt: skip
     for r in rows:
         launch = f"{r['host_launch_s'] * 1e6:.1f} us" if not r["cuda_graphs"] else "-"
         # a decode step's host time is linear in its sequences: its fixed part and per sequence
@@ -432,13 +432,15 @@ def _run_runtimes(args: argparse.Namespace) -> int:
             step += f" + {(one - fixed) * 1e3:.3f} ms/seq"
         side = f"{beside * 1e3:.3f} ms/seq" if beside else "-"
         ar = f"{r['allreduce_latency_s'] * 1e6:.1f} us" if r["allreduce_latency_s"] else "NCCL"
+        attn = r["attention_kernel"] or "native"
         print(f"{r['name']:<{width}}{r['elementwise']:>11}{'yes' if r['cuda_graphs'] else 'no':>7}"
-              f"{launch:>9}{step:>27}{side:>14}{ar:>12}  {r['full_name']}")  # fmt: skip
+              f"{launch:>9}{step:>27}{side:>14}{ar:>12}{attn:>11}  {r['full_name']}")  # fmt: skip
     print(
         "host per step: host time a decode step waits for (the scheduler's part averaged over "
         "multi-step groups); beside: output processing that runs while the chip runs the next "
         "step, exposed only where longer; all-reduce: the runtime's own intra-node all-reduce "
-        "kernel (time per call; taken where it beats NCCL) or NCCL"
+        "kernel (time per call; taken where it beats NCCL) or NCCL; attention: the fused attention "
+        "kernel where the workload names none"
     )
     return 0
 

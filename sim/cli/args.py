@@ -232,7 +232,8 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    "mode: one kernel per primitive, fp32 upcasts); --runtime sets it")  # fmt: skip
     p.add_argument("--runtime", default=None,
                    help="the training software as a runtime preset (roofsim runtimes): "
-                   "megatron-core, torch-compile, pytorch-eager, ...; sets --elementwise")  # fmt: skip
+                   "megatron-core, torch-compile, pytorch-eager, ...; sets --elementwise and the default "
+                   "--attention-kernel")  # fmt: skip
     p.add_argument("--zero", type=int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
     p.add_argument("--capacity-factor", type=float, default=0.0,
                    help="MoE expert capacity factor (default: dropless)")  # fmt: skip

@@ -357,7 +357,7 @@ class DiT:
 
     def __post_init__(self) -> None:
         if self.attention_kernel is None:
-            kernel = self.runtime.attention_kernel or "native"
+            kernel = self.runtime.default_attention_kernel
             object.__setattr__(self, "attention_kernel", kernel)
 
     def validate(self) -> int:

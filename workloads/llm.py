@@ -119,7 +119,7 @@ class _Common:
 
     def __post_init__(self) -> None:
         if self.attention_kernel is None:
-            kernel = self.runtime.attention_kernel or "native"
+            kernel = self.runtime.default_attention_kernel
             object.__setattr__(self, "attention_kernel", kernel)
 
     def _validate(self, where: str) -> None:
@@ -256,7 +256,7 @@ class _Lowering:
         self.ab, self.wb, self.kvb = w.act_bytes, w.weight_bytes, w.kv_bytes
         self.dt = w.compute_dtype
         self.b = Builder(self.dt, self.ab, self.wb, w.attention_kernel,
-                         w.runtime.attention_kernel or "native")  # fmt: skip
+                         w.runtime.default_attention_kernel)  # fmt: skip
 
     # ---- op builders (workloads/build.py) -----------------------------------------------------
     def gemm(self, name: str, family: str, m: float, n: int, k: int, groups: int = 1) -> Op:

@@ -103,6 +103,11 @@ class Runtime:
             "training": self.training,
         }
 
+    @property
+    def default_attention_kernel(self) -> str:
+        """The kernel a workload that names none runs under this runtime."""
+        return self.attention_kernel or "native"
+
     def host_step_s(
         self, sequences: Any, sampled: Any = None, decode_only: bool = True
     ) -> tuple[Any, Any]:

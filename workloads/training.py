@@ -205,8 +205,10 @@ class Training:
             mode = load_runtime(self.runtime).elementwise if self.runtime else "fused"
             object.__setattr__(self, "elementwise", mode)
         if self.attention_kernel is None:
-            kernel = load_runtime(self.runtime).attention_kernel if self.runtime else ""
-            object.__setattr__(self, "attention_kernel", kernel or "native")
+            kernel = (
+                load_runtime(self.runtime).default_attention_kernel if self.runtime else "native"
+            )
+            object.__setattr__(self, "attention_kernel", kernel)
 
     # ---- derived sizes -----------------------------------------------------------------------
     @property

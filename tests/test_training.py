@@ -233,6 +233,22 @@ def test_zero_stages_shard_states():
     assert state == pytest.approx(18 * n, rel=0.001)
 
 
+def test_context_parallel_ranks_share_the_gradient_reduction_and_the_sharded_states():
+    """The cp ranks of a DP replica hold the same weights: Megatron-Core reduces gradients and
+    shards the distributed optimizer over dp x cp ranks, so cp = 2 at dp = 4 shards as dp = 8,
+    and the reduction spans all eight ranks (it used to span the four dp ranks only)."""
+    base = Training(model=load_model("llama-3-8b"), seq=8192, dp=4, global_batch=8, zero=1)
+    cp = replace(base, cp=2)
+    wide = replace(base, dp=8)
+
+    def state(t: Training) -> float:
+        return max(t.lower().memory, key=lambda m: m.total_bytes).optimizer_bytes
+
+    assert state(cp) == pytest.approx(state(wide)) == pytest.approx(state(base) / 2)
+    sync = {op.name: op.collective.group for op in cp.lower().stages[0][0].grad_sync}
+    assert sync == {"dp_grad_reduce_scatter": 8}
+
+
 def test_interleaving_holds_more_activations_on_stage_0():
     one = _gpt3(pp=8, dp=1, global_batch=64, tp=8, recompute="selective", sp=True)
     inter = replace(one, vp=3)
@@ -821,3 +837,17 @@ def test_a_model_without_rotary_positions_runs_no_rope_kernel(elementwise):
     chunk = t.lower().stages[0][0]
     names = {op.name.split(".")[0] for op in (*chunk.forward, *chunk.backward)}
     assert "rope" not in names and "attention" in names
+
+
+def test_an_op_of_several_model_chunks_is_one_row_of_the_table():
+    """With --vp 2 each stage runs two chunks of the same layers; the op table sums them into
+    one row per op (it listed each op once per chunk)."""
+    t = _gpt3(pp=4, vp=2, dp=1, global_batch=8, tp=8, recompute="selective", sp=True)
+    r = simulate_training(t, load_system("a100-sxm-80gb", t.n_chips), check_memory=False)
+    rows = r.op_rows()
+    keys = [(row["name"], row["recompute"]) for row in rows]
+    assert len(keys) == len(set(keys))
+    total = sum(c.total_time_s * n for c, n in r.op_costs)
+    assert sum(row["time_s"] for row in rows) == pytest.approx(total)
+    mlp = next(row for row in rows if row["name"] == "mlp_up")
+    assert mlp["count"] == sum(c.op.count * n for c, n in r.op_costs if c.op.name == "mlp_up")

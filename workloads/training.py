@@ -28,14 +28,16 @@ Conventions (tests/test_training.py checks them):
   fp32 master weights, momentum and variance (12 B): Megatron-LM docs, "Distributed Optimizer"
   (bf16 param + fp32 grads: 18 B/param; 6 + 12/d with the distributed optimizer); Rajbhandari et
   al. 2020 (ZeRO, Sec. 3.1 and Fig. 1: K = 12; stage 1 shards optimizer states, 2 gradients,
-  3 parameters over data parallelism).
+  3 parameters over data parallelism; with context parallelism the cp ranks hold the same
+  weights too, so gradients are reduced and states sharded over dp x cp ranks: ``dp_cp``).
 - Activations saved for the backward are counted tensor by tensor from the forward ops (below),
   the structure of Korthikanti et al. 2022 Sec. 4 with flash attention (no s x s scores saved).
   1F1B keeps pp - s micro-batches in flight on stage s; the interleaved schedule keeps its warm-up
   count + 1 chunks (stage 0: 1 + (pp-1)/(pp·vp) times the layers, Korthikanti Sec. 4.2.3).
 - Rank order (Megatron-LM): tensor innermost, then context, then data (expert parallelism is
   carved out of data), then pipeline. So a TP group is packed in a node, a DP group strides by
-  tp x cp, and neighbouring pipeline stages are tp x cp x dp ranks apart.
+  tp x cp (the gradients' dp x cp group by tp), and neighbouring pipeline stages are
+  tp x cp x dp ranks apart.
 """
 
 from __future__ import annotations
@@ -224,9 +226,20 @@ class Training:
         return self.etp or self.tp
 
     @property
+    def dp_cp(self) -> int:
+        """The ranks that hold the same (dense) weights and see different tokens: data parallelism
+        times context parallelism. Their gradients are reduced together and ZeRO shards over
+        them: Megatron-Core builds DDP's gradient buffers and the distributed optimizer on
+        ``parallel_state.get_data_parallel_group(with_context_parallel=True)``
+        (megatron/core/optimizer/__init__.py), torchtitan shards FSDP over its ``dp_shard_cp``
+        mesh."""
+        return self.dp * self.cp
+
+    @property
     def edp(self) -> int:
-        """Expert data parallelism: the replicas of each expert (tp x dp = etp x ep x edp)."""
-        return self.tp * self.dp // (self.expert_tp * self.ep)
+        """Expert data parallelism: the replicas of each expert, context-parallel ranks included
+        (tp x cp x dp = etp x ep x edp; --etp 1 with --cp > 1 is refused)."""
+        return self.tp * self.cp * self.dp // (self.expert_tp * self.ep)
 
     @property
     def micro_batches(self) -> int:
@@ -494,7 +507,7 @@ class _TrainLowering:
         self.b16 = Builder("bf16" if t.dtype == "fp8" else t.dtype, self.ab, 2.0)
         self.tp_local = t._local(1, t.tp)
         self.cp_local = t._local(t.tp, t.cp)
-        self.dp_local = t._local(t.tp * t.cp, t.dp)
+        self.dp_local = t._local(t.tp, t.dp_cp)  # the cp ranks (tp apart), then the dp ranks
         # the EP group's ranks are tp x cp apart, or, folded over the TP ranks, adjacent
         self.ep_local = t._local(1 if t.expert_tp < t.tp else t.tp * t.cp, t.ep)
         # attention stays 16-bit under fp8 training (Transformer Engine's fused attention)
@@ -989,13 +1002,13 @@ class _TrainLowering:
         b = self.b16
 
         def coll(name: str, kind: str, dense: float, experts: float) -> tuple[Op, ...]:
-            out = [b.collective(name, kind, dense, t.dp, self.dp_local)]
+            out = [b.collective(name, kind, dense, t.dp_cp, self.dp_local)]
             if experts:
-                # an expert's replicas are an EP group apart (whose ranks are tp x cp apart,
-                # or adjacent when folded over the TP ranks)
+                # an expert's replicas: its cp ranks (tp apart), and copies an EP group apart
+                # (whose ranks are tp x cp apart, or adjacent when folded over the TP ranks)
                 stride = t.ep * (1 if t.expert_tp < t.tp else t.tp * t.cp)
-                out.append(b.collective(f"expert_{name}", kind, experts, edp,
-                                        t._local(stride, edp)))  # fmt: skip
+                local = t._local(t.tp, t.cp) * t._local(stride, edp // t.cp)
+                out.append(b.collective(f"expert_{name}", kind, experts, edp, local))
             return tuple(op for op in out if op)
 
         if t.zero == 3:
@@ -1027,7 +1040,7 @@ class _TrainLowering:
         dense = sum(c.dense_params for c in chunks)
         expert = sum(c.params - c.dense_params for c in chunks)
         if t.zero >= 1:
-            dense, expert = dense / t.dp, expert / t.edp
+            dense, expert = dense / t.dp_cp, expert / t.edp
         p = dense + expert
         # read grad, master, m, v; write master, m, v and the 16-bit weights
         by = {Role.OPTIMIZER: p * 24.0, Role.GRADIENT: p * t.grad_bytes, Role.WEIGHT: p * 2.0}
@@ -1053,7 +1066,7 @@ class _TrainLowering:
         expert = sum(c.params - c.dense_params for c in chunks)
 
         def shard(on: bool) -> float:
-            return dense / t.dp + expert / t.edp if on else dense + expert
+            return dense / t.dp_cp + expert / t.edp if on else dense + expert
 
         weights = 2.0 * shard(t.zero >= 3)
         grads = t.grad_bytes * shard(t.zero >= 2)

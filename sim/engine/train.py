@@ -212,18 +212,30 @@ class TrainResult:
         }
 
     def op_rows(self) -> list[dict]:
-        rows = []
+        """One row per op of the critical stage's step. The same op in several model chunks
+        (--vp) is one row: counts, FLOPs, bytes and time summed; its bound and tile efficiency
+        are those of the chunk where it takes longest."""
+        rows: dict[tuple[str, bool], dict] = {}
+        longest: dict[tuple[str, bool], float] = {}
         for c, n in self.op_costs:
             op = c.op
-            rows.append({
+            row = {
                 "name": op.name, "kind": str(op.kind), "family": op.family,
                 "count": op.count * n, "flops": op.flops * op.count * n,
                 "hbm_bytes": c.main_bytes * op.count * n, "time_s": c.total_time_s * n,
                 "share": c.total_time_s * n / self.step_time_s, "bound": c.bound,
                 "recompute": op.recompute,
                 "tile_efficiency": c.tile_efficiency,
-            })  # fmt: skip
-        return rows
+            }  # fmt: skip
+            key = (op.name, op.recompute)
+            seen = rows.setdefault(key, row)
+            if seen is not row:
+                for field_ in ("count", "flops", "hbm_bytes", "time_s", "share"):
+                    seen[field_] += row[field_]
+            if row["time_s"] > longest.get(key, -1.0):
+                longest[key] = row["time_s"]
+                seen["bound"], seen["tile_efficiency"] = row["bound"], row["tile_efficiency"]
+        return list(rows.values())
 
     def energy(self) -> dict | None:
         """The ``energy`` entry of the JSON: one step over all chips, and per run when

@@ -2,13 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware import Chip, ConfigError, Link, MemoryLevel, System
 from sim.cost.collectives import collective_time
-from sim.cost.roofline import Bound, cost_op
+from sim.cost.roofline import Bound, cost_op, distinct_columns
 from workloads.ops import Attention, Gemm, Op, OpKind, Role
 
 
@@ -348,4 +349,23 @@ def test_a_causal_wave_lasts_as_long_as_its_last_query_block():
     # pieces are still the longest
     assert compute(1, True, heads=32, seq=512) == pytest.approx(
         compute(1, False, heads=32, seq=512), rel=0.01
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    n=st.integers(1, 400),
+    values=st.integers(1, 2**20),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_distinct_columns_partitions_as_numpy_unique_does(rows, n, values, seed):
+    """The fast column dedup that costs a decode grid's distinct shapes once: the same distinct
+    columns as np.unique(axis=1), and every column mapped back to its equal."""
+    rng = np.random.default_rng(seed)
+    columns = rng.integers(0, values, (rows, n)).astype(float) * 0.5
+    first, inverse = distinct_columns(columns)
+    assert np.array_equal(columns[:, first][:, inverse], columns)
+    assert sorted(first.tolist()) == sorted(
+        np.unique(columns, axis=1, return_index=True)[1].tolist()
     )

@@ -861,6 +861,24 @@ def _clock_at_limit(
     return s
 
 
+def distinct_columns(columns: Array) -> tuple[Array, Array]:
+    """The distinct columns of a 2-D array: the index of each one's first occurrence, and for
+    every column the position of its distinct column in that list (``np.unique(columns, axis=1,
+    return_index=True, return_inverse=True)`` without its lexicographic sort of whole columns:
+    each row is coded on its own, the codes combined into one integer per column)."""
+    codes = np.zeros(columns.shape[1], dtype=np.int64)
+    span = 1
+    for row in columns:
+        values, code = np.unique(row, return_inverse=True)
+        if span * len(values) >= 1 << 62:  # too many combinations to code: compact what we have
+            _, codes = np.unique(codes, return_inverse=True)
+            span = int(codes.max()) + 1
+        codes = codes * len(values) + code.reshape(-1)
+        span *= len(values)
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
+
+
 def _part(
     kind: OpKind,
     ops: list[Op],
@@ -880,11 +898,10 @@ def _part(
     if arrays:
         columns = np.stack([np.asarray(a, dtype=float) for a in arrays])
         sample = columns[:, : 1 << 12]  # worth it only where few points are distinct
-        if 2 * len(np.unique(sample, axis=1)) > sample.shape[1]:
+        if 2 * len(distinct_columns(sample)[0]) > sample.shape[1]:
             return cost(ops, chips)
-        _, first, inverse = np.unique(columns, axis=1, return_index=True, return_inverse=True)
+        first, inverse = distinct_columns(columns)
         if 2 * len(first) <= n:
-            inverse = inverse.reshape(-1)
             part = cost(take_points(ops, first), chips)
             return {
                 f: v[:, inverse] if np.ndim(v) == 2 and np.shape(v)[1] == len(first) else v

@@ -26,7 +26,7 @@ def _run(argv: list[str], capsys) -> str:
 
 
 def test_llama2_70b_decode_table_gives_each_chip_its_chip_count_and_refuses_groq(capsys):
-    out = _run(["--chips", "h100-sxm,mid-14nm-144g,groq-lpu", "--model", "llama-2-70b"], capsys)
+    out = _run(["--chip", "h100-sxm,mid-14nm-144g,groq-lpu", "--model", "llama-2-70b"], capsys)
     lines = out.splitlines()
     assert lines[0].startswith("decode llama-2-70b  batch 1  context 2048  bf16")
     assert "tokens/s" in lines[2] and "MFU" in lines[2] and "tokens/J" in lines[2]
@@ -58,8 +58,8 @@ def test_rows_equal_simulate_and_perf_per_watt_and_dollar_come_from_the_preset()
 
 
 def test_chips_per_refuses_a_chip_that_cannot_hold_the_model_on_that_many(capsys):
-    out = _run(["--chips", "h100-sxm,mid-14nm-144g", "--model", "llama-2-70b",
-                "--chips-per", "1", "--json"], capsys)  # fmt: skip
+    out = _run(["--chip", "h100-sxm,mid-14nm-144g", "--model", "llama-2-70b",
+                "--chips", "1", "--json"], capsys)  # fmt: skip
     data = json.loads(out)
     h100, mid = data["rows"]
     assert h100["refused"].startswith("does not fit on 1 chip: needs 139 GB per chip")
@@ -70,7 +70,7 @@ def test_chips_per_refuses_a_chip_that_cannot_hold_the_model_on_that_many(capsys
 
 
 def test_prefill_compares_prompt_throughput(capsys):
-    out = _run(["--chips", "h100-sxm,l40s", "--model", "llama-2-7b", "--workload", "prefill",
+    out = _run(["--chip", "h100-sxm,l40s", "--model", "llama-2-7b", "--workload", "prefill",
                 "--prompt", "512", "--batch", "4"], capsys)  # fmt: skip
     assert out.startswith("prefill llama-2-7b  batch 4  prompt 512  bf16")
     rows = compare.compare(["l40s"], model="llama-2-7b", kind="prefill", prompt=512, batch=4)
@@ -78,9 +78,27 @@ def test_prefill_compares_prompt_throughput(capsys):
 
 
 def test_input_no_chip_could_run_is_an_error_not_a_row():
-    with pytest.raises(ConfigError, match="^--chips: unknown chip 'h1000'; available: a100"):
+    with pytest.raises(ConfigError, match="^--chip: unknown chip 'h1000'; available: a100"):
         compare.compare(["h1000"], model="llama-2-7b")
     with pytest.raises(WorkloadError, match="--tp 3 must divide the 32 attention heads"):
         compare.compare(["h100-sxm"], model="llama-2-7b", tp=3)
-    with pytest.raises(ConfigError, match="--chips-per 4 must be a multiple of --tp 3"):
+    with pytest.raises(ConfigError, match="--chips 4 must be a multiple of --tp 3"):
         compare.compare(["h100-sxm"], model="llama-2-7b", tp=3, chips_per=4)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--chips", "h100-sxm,b200"], "argument --chips: is a count of chips, got 'h100-sxm,b200'; "
+         "list chips to compare with --chip A,B,C"),
+        (["--chip", "h100-sxm", "--chips-per", "2"], "argument --chips-per: was renamed: use --chips N"),
+    ],
+)  # fmt: skip
+def test_chips_is_a_count_here_too_and_the_old_list_form_says_so(argv, message, capsys):
+    """--chips means a count in every command (issue 22): compare lists its chips with --chip;
+    the old list form and --chips-per are refused in one line naming the new flag."""
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args(["compare", "--model", "llama-2-7b", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"roofsim compare: error: {message}"

@@ -269,7 +269,7 @@ def test_plot_command_roofline_and_timeline(tmp_path, capsys):
 
 
 def test_plot_command_batch_heatmap_pareto(sweep_rows, tmp_path, capsys):
-    info = _plot(["batch", "--model", "llama-2-7b", "--chips-list", "h100-sxm,a100-sxm-80gb",
+    info = _plot(["batch", "--model", "llama-2-7b", "--chip", "h100-sxm,a100-sxm-80gb",
                   "--batches", "1,8", "--metric", "tokens_per_s", "-o", str(tmp_path / "b.png")],
                  capsys)  # fmt: skip
     assert set(info["series"]) == {"h100-sxm", "a100-sxm-80gb"}

@@ -43,7 +43,7 @@ COMMANDS = {
     "train": ["train", "--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "8", "--tp", "2",
               "--pp", "2", "--global-batch", "8"],
     "sweep": ["sweep", "{spec}", "-o", "{dir}/sweep.csv", "--no-progress", "--workers", "1"],
-    "compare": ["compare", "--chips", "h100-sxm,b200", "--model", "llama-2-70b"],
+    "compare": ["compare", "--chip", "h100-sxm,b200", "--model", "llama-2-70b"],
 }  # fmt: skip
 
 

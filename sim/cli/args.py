@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 
 def positive_float(text: str) -> float:
@@ -34,6 +36,28 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def chip_count(text: str) -> int:
+    """``--chips``: a count of chips (>= 1) in every command. A list of chip names given to it
+    (the old ``compare --chips A,B``) is refused in one line that names ``--chip A,B``."""
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        if any(c.isalpha() for c in text):
+            raise argparse.ArgumentTypeError(
+                f"is a count of chips, got {text!r}; list chips to compare with --chip A,B,C"
+            ) from None
+        raise
+
+
+def renamed(new: str) -> Callable[[str], Any]:
+    """The type of a retired flag: refuse it in one line naming the flag that replaced it."""
+
+    def refuse(text: str) -> Any:
+        raise argparse.ArgumentTypeError(f"was renamed: use {new}")
+
+    return refuse
 
 
 def split_arg(text: str) -> tuple[int, int]:

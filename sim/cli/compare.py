@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from sim.cli.args import add_html_arg, dumps, positive_int, write_html
+from sim.cli.args import add_html_arg, chip_count, dumps, positive_int, renamed, write_html
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``compare`` to roofsim's subcommands."""
     p = sub.add_parser("compare", help="one LLM decode/prefill on several chips, a row per chip")
-    p.add_argument("--chips", required=True, help="comma-separated chip presets or chip TOMLs")
+    p.add_argument("--chip", required=True, metavar="CHIP,CHIP,...",
+                   help="the chips to compare: comma-separated presets or chip TOMLs")  # fmt: skip
     p.add_argument("--model", required=True, help="preset slug, model TOML or HF config.json")
     p.add_argument("--workload", choices=("decode", "prefill"), default="decode")
     p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
@@ -23,9 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="tensor-parallel degree for every chip (default: the smallest that fits)",
     )  # fmt: skip
     p.add_argument(
-        "--chips-per", type=positive_int, default=None, metavar="N",
-        help="chips per system for every chip; a chip that cannot hold it on N is refused",
+        "--chips", type=chip_count, default=None, metavar="N",
+        help="chips per system for every chip (default: the fewest that hold the workload); "
+        "a chip that cannot hold it on N is refused",
     )  # fmt: skip
+    p.add_argument("--chips-per", type=renamed("--chips N"), help=argparse.SUPPRESS)
     p.add_argument(
         "--set", action="append", default=[], metavar="PATH=VALUE",
         help="override a field on every chip, repeatable (hbm.bandwidth=6TB/s)",
@@ -37,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Print the comparison table (or JSON) for ``args``."""
-    chips = [c.strip() for c in args.chips.split(",") if c.strip()]
+    chips = [c.strip() for c in args.chip.split(",") if c.strip()]
     from sim.studies.compare import compare, format_table
 
     rows = compare(
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         kv_dtype=args.kv_dtype,
         tp=args.tp,
-        chips_per=args.chips_per,
+        chips_per=args.chips,
         sets=args.set,
     )
     workload = {

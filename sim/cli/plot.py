@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from sim.cli.args import dumps
+from sim.cli.args import dumps, renamed
 
 _KINDS = ("roofline", "batch", "heatmap", "pareto", "timeline")
 _DEFAULT_BATCHES = "1,2,4,8,16,32,64,128,256"
@@ -63,8 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k = kinds.add_parser("batch", help="a metric vs batch, a line per chip: simulated, or "
                          "read from a sweep CSV (--csv)")  # fmt: skip
     k.add_argument("--model", default=None, help="preset slug, model TOML or HF config.json")
-    k.add_argument("--chips-list", type=_names, default=None, metavar="CHIP,CHIP,...",
+    k.add_argument("--chip", type=_names, default=None, metavar="CHIP,CHIP,...",
                    help="chip presets to compare, e.g. h100-sxm,a100-sxm-80gb")  # fmt: skip
+    k.add_argument("--chips-list", type=renamed("--chip A,B,C"), help=argparse.SUPPRESS)
     k.add_argument("--csv", default=None,
                    help="draw from a sweep result CSV instead of simulating (--x, --y, --color)")  # fmt: skip
     k.add_argument("--x", default="batch", help="--csv: column for the x axis (default batch)")
@@ -153,12 +154,12 @@ def _batch(args: argparse.Namespace) -> dict:
 
     if args.csv:
         return _batch_from_csv(args)
-    if not args.model or not args.chips_list:
+    if not args.model or not args.chip:
         raise ConfigError(
-            "plot batch: give --model and --chips-list to simulate, or --csv FILE to draw a sweep"
+            "plot batch: give --model and --chip A,B,C to simulate, or --csv FILE to draw a sweep"
         )
 
-    series = decode_batch_series(args.model, args.chips_list, args.batches, metric=args.metric,
+    series = decode_batch_series(args.model, args.chip, args.batches, metric=args.metric,
                                  context=args.context, dtype=args.dtype, kv_dtype=args.kv_dtype,
                                  tp=args.tp, overrides=args.set)  # fmt: skip
     title = args.title or f"{args.model} decode, context {args.context}"

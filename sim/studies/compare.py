@@ -1,7 +1,7 @@
-"""``roofsim compare --chips A,B,C``: one LLM decode or prefill on several chips, a row per chip.
+"""``roofsim compare --chip A,B,C``: one LLM decode or prefill on several chips, a row per chip.
 
 Each chip runs the same workload (model, batch, context or prompt, dtype). The chip count per
-chip is ``--chips-per N`` when given (a chip that cannot hold the workload on N chips is
+chip is ``--chips N`` when given (a chip that cannot hold the workload on N chips is
 refused with the capacity reason), ``--tp`` when given, and otherwise the smallest tensor-
 parallel degree that both divides the model's heads (the lowering's own check) and fits the
 workload in each chip's main memory; a chip that holds it at no such degree is refused with
@@ -86,13 +86,13 @@ def compare(
     if kind not in ("decode", "prefill"):
         raise ConfigError(f"compare: --workload must be decode or prefill, got {kind!r}")
     if not chips:
-        raise ConfigError("compare: --chips needs at least one chip, e.g. --chips h100-sxm,b200")
+        raise ConfigError("compare: --chip needs at least one chip, e.g. --chip h100-sxm,b200")
     config = load_model(model)
     fields = dict(batch=batch, context=context, prompt=prompt, dtype=dtype, kv_dtype=kv_dtype)
     if chips_per is not None:
         t = tp or chips_per
         if chips_per % t:
-            raise ConfigError(f"--chips-per {chips_per} must be a multiple of --tp {t}")
+            raise ConfigError(f"--chips {chips_per} must be a multiple of --tp {t}")
         plans = [(t, chips_per // t)]
     elif tp is not None:
         plans = [(tp, 1)]
@@ -101,10 +101,7 @@ def compare(
         plans = [(t, 1) for t in range(1, heads + 1) if heads % t == 0]
     rows = []
     for name in chips:
-        try:
-            chip = load_system(name, 1, sets).chip
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace("--chip: ", "--chips: ", 1)) from None
+        chip = load_system(name, 1, sets).chip
         row = None
         refusal = ""
         for t, dp in plans:

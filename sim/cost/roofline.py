@@ -492,7 +492,16 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # split the ratio holds per piece: the last block's pieces are full, an early block's later
     # pieces are masked out and end at once
     longest = np.where(causal > 0, kv_len / np.maximum(pairs / q_len, 1e-30), 1.0)
-    compute = np.maximum(compute, compute / waves * longest)
+    avg = compute / waves
+    compute = np.maximum(compute, avg * longest)
+    # FlashAttention-2 launches its blocks in order (grid = query block x batch x head, the query
+    # block fastest: flash_fwd_launch_template.h), so under a causal mask each head's longest
+    # blocks start last and the kernel ends about one longest-minus-average block after the
+    # cores have done the average share (greedy list scheduling), where the kernels above start
+    # the longest blocks first. ``avg`` is one block's average time on a core
+    in_order = np.array([[op.attention.kernel == "fa2"] for op in ops])  # type: ignore[union-attr]
+    listed = units * split * avg / n_cores + avg * np.maximum(longest - 1.0, 0.0)
+    compute = np.where((causal > 0) & in_order, np.maximum(listed, avg * longest), compute)
     useful = batch * n_q * pairs
     # memory: Q, O once; K/V once per reader unless the heads in flight fit in L2
     kv = batch * n_kv * kv_len * kv_bpt

@@ -494,12 +494,14 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     longest = np.where(causal > 0, kv_len / np.maximum(pairs / q_len, 1e-30), 1.0)
     avg = compute / waves
     compute = np.maximum(compute, avg * longest)
-    # FlashAttention-2 launches its blocks in order (grid = query block x batch x head, the query
-    # block fastest: flash_fwd_launch_template.h), so under a causal mask each head's longest
-    # blocks start last and the kernel ends about one longest-minus-average block after the
-    # cores have done the average share (greedy list scheduling), where the kernels above start
-    # the longest blocks first. ``avg`` is one block's average time on a core
-    in_order = np.array([[op.attention.kernel == "fa2"] for op in ops])  # type: ignore[union-attr]
+    # FlashAttention-2's forward launches its blocks in order (grid = query block x batch x head,
+    # the query block fastest: flash_fwd_launch_template.h), so under a causal mask each head's
+    # longest blocks start last and the kernel ends about one longest-minus-average block after
+    # the cores have done the average share (greedy list scheduling). Its backward's grid runs
+    # over key blocks, the first of which sees the most queries: longest first, as the native
+    # kernels schedule (the bound above). ``avg`` is one block's average time on a core
+    in_order = np.array([[op.attention.kernel == "fa2" and not op.attention.backward]  # type: ignore[union-attr]
+                         for op in ops])  # fmt: skip
     listed = units * split * avg / n_cores + avg * np.maximum(longest - 1.0, 0.0)
     compute = np.where((causal > 0) & in_order, np.maximum(listed, avg * longest), compute)
     useful = batch * n_q * pairs

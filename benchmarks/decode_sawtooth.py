@@ -7,7 +7,7 @@ it, the GEMM whose time grew most, its tile before and after and what binds it a
 bound by compute is tile padding; one bound by L2 or HBM is an operand read once more (its
 rows no longer fit one cluster of tiles).
 
-python benchmarks/decode_sawtooth.py [--context N] [--models a,b] [--chips c,d]
+python benchmarks/decode_sawtooth.py [--context N] [--models a,b] [--chip c,d]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--models", default=MODELS)
-    ap.add_argument("--chips", default=CHIPS)
+    ap.add_argument("--chip", default=CHIPS)
     ap.add_argument("--max-batch", type=int, default=1024)
     args = ap.parse_args()
     print(f"decode, context {args.context}, batch 1..{args.max_batch} (tp 8 above 30B params)")
@@ -45,7 +45,7 @@ def main() -> int:
     for name in args.models.split(","):
         model = load_model(name)
         tp = 8 if model.n_params() > 3e10 else 1
-        for chip in args.chips.split(","):
+        for chip in args.chip.split(","):
             system = load_system(chip, tp)
             best = None  # (batch, tokens/s, result) of the best smaller batch
             falls, worst, last = 0, None, 0

@@ -92,6 +92,7 @@ def test_input_no_chip_could_run_is_an_error_not_a_row():
         (["--chips", "h100-sxm,b200"], "argument --chips: is a count of chips, got 'h100-sxm,b200'; "
          "list chips to compare with --chip A,B,C"),
         (["--chip", "h100-sxm", "--chips-per", "2"], "argument --chips-per: was renamed: use --chips N"),
+        (["--chip", "h100-sxm", "--chips", "1e3"], "argument --chips: must be an integer, got '1e3'"),
     ],
 )  # fmt: skip
 def test_chips_is_a_count_here_too_and_the_old_list_form_says_so(argv, message, capsys):

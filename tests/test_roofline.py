@@ -397,3 +397,31 @@ def test_flash_attention_2_pays_a_causal_tail_that_long_sequences_hide():
     assert long > 0.9
     native = _flash_rate("native", 2048, True) / _flash_rate("native", 2048, False)
     assert native > short + 0.15
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batch=st.integers(1, 16),
+    heads=st.sampled_from([8, 32, 40, 64]),
+    q_len=st.integers(1, 8192),
+    extra=st.integers(0, 8192),
+)
+def test_launching_in_order_never_makes_causal_attention_faster(batch, heads, q_len, extra):
+    """On an A100, where FlashAttention-2 is the native kernel class (the same rate), the fa2
+    kernel differs only in launching its causal blocks in order: it may take longer than the
+    longest-first schedule, never less (chunked prefill's q < kv and decode included)."""
+    from hardware import load_system
+    from sim.cost.roofline import cost_ops
+    from workloads.build import Builder
+
+    system = load_system("a100-sxm-80gb")
+
+    def time(kernel: str, causal: bool) -> float:
+        spec = Attention(batch=batch, n_q_heads=heads, n_kv_heads=heads, q_len=q_len,
+                         kv_len=q_len + extra, qk_dim=128, v_dim=128, causal=causal,
+                         act_bytes=2.0, kv_bytes_per_token=512.0, kernel=kernel)  # fmt: skip
+        op = Builder("bf16", 2.0, 2.0).attention("attention", spec)
+        return cost_ops([op], system)[0].time_s
+
+    assert time("fa2", False) == pytest.approx(time("native", False), rel=1e-12)
+    assert time("fa2", True) >= time("native", True) * (1 - 1e-12)

@@ -106,7 +106,7 @@ class Chunk:
     forward: tuple[Op, ...]
     backward: tuple[Op, ...]  # includes the recompute ops, in execution order
     params: float  # parameters this chip holds for the chunk (before ZeRO sharding)
-    dense_params: float  # of which replicated over all dp ranks (the rest: experts)
+    dense_params: float  # of which replicated over all dp x cp ranks (the rest: experts)
     fsdp_forward: tuple[Op, ...] = ()  # ZeRO-3 parameter gathers, beside the forward compute
     fsdp_backward: tuple[Op, ...] = ()  # ZeRO-3 gathers + gradient reduce-scatters
     grad_sync: tuple[Op, ...] = ()  # DP gradient reduction after the last micro-batch
@@ -889,7 +889,7 @@ class _TrainLowering:
         )  # fmt: skip
 
     def layer_params(self, moe_layer: bool) -> tuple[float, float]:
-        """(params on this chip, of which replicated over dp) for one layer."""
+        """(params on this chip, of which replicated over dp x cp) for one layer."""
         t, m = self.t, self.m
         norms = 2 * m.norm_params()
         if not moe_layer or m.moe is None:

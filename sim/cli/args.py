@@ -39,12 +39,16 @@ def positive_int(text: str) -> int:
 
 
 def chip_count(text: str) -> int:
-    """``--chips``: a count of chips (>= 1) in every command. A list of chip names given to it
-    (the old ``compare --chips A,B``) is refused in one line that names ``--chip A,B``."""
+    """``compare --chips``: a count of chips (>= 1), as ``--chips`` is in every command. Chip
+    names given to it (the old ``compare --chips A,B``) are refused in one line that names
+    ``--chip A,B``; anything else gets the count's own error."""
     try:
         return positive_int(text)
     except argparse.ArgumentTypeError:
-        if any(c.isalpha() for c in text):
+        from hardware import list_chips
+
+        names = [t.strip() for t in text.split(",")]
+        if "," in text or names[0] in list_chips() or names[0].endswith(".toml"):
             raise argparse.ArgumentTypeError(
                 f"is a count of chips, got {text!r}; list chips to compare with --chip A,B,C"
             ) from None

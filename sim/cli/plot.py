@@ -66,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--chip", type=_names, default=None, metavar="CHIP,CHIP,...",
                    help="chip presets to compare, e.g. h100-sxm,a100-sxm-80gb")  # fmt: skip
     k.add_argument("--chips-list", type=renamed("--chip A,B,C"), help=argparse.SUPPRESS)
+    k.add_argument("--chips", type=renamed("--chip A,B,C"), help=argparse.SUPPRESS)
     k.add_argument("--csv", default=None,
                    help="draw from a sweep result CSV instead of simulating (--x, --y, --color)")  # fmt: skip
     k.add_argument("--x", default="batch", help="--csv: column for the x axis (default batch)")

@@ -502,8 +502,9 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # kernels schedule (the bound above). ``avg`` is one block's average time on a core
     in_order = np.array([[op.attention.kernel == "fa2" and not op.attention.backward]  # type: ignore[union-attr]
                          for op in ops])  # fmt: skip
-    listed = units * split * avg / n_cores + avg * np.maximum(longest - 1.0, 0.0)
-    compute = np.where((causal > 0) & in_order, np.maximum(listed, avg * longest), compute)
+    tail = avg * np.maximum(longest - 1.0, 0.0) * (1.0 - 1.0 / n_cores)  # none on one core
+    listed = units * split * avg / n_cores + tail
+    compute = np.where((causal > 0) & in_order, np.maximum(compute, listed), compute)
     useful = batch * n_q * pairs
     # memory: Q, O once; K/V once per reader unless the heads in flight fit in L2
     kv = batch * n_kv * kv_len * kv_bpt

@@ -833,19 +833,17 @@ class _Context:
             economy = _spread(self._economy(res.throughput, chips, n_chips, res.throughput_unit), k)
             energy = _spread(_energy_cells(res.energy_j, res.avg_power_w, res.per_j,
                                            res.throughput_unit), k)  # fmt: skip
-            # the cells after "ok,," of every point, joined column-wise (C loops, not f-strings)
-            cells = map(",".join, zip(
-                map(repr, t), map(repr, thr), map(repr, mfu), map(repr, mbu),
-                map(BOUNDS.__getitem__, bound), map(_TRUE_FALSE.__getitem__, fits), req, energy,
-                economy, strict=True,
-            ))  # fmt: skip
-            for i, (p, cell) in enumerate(zip(at, cells, strict=True)):
+            for i, p in enumerate(at):
                 why = excluded[i] or errs[i]
                 if why is not None:
                     out[p] = _error_line(prefix[p], why)
                     errors += 1
                 else:
-                    out[p] = f"{prefix[p]},ok,,{cell}"
+                    out[p] = (
+                        f"{prefix[p]},ok,,{t[i]!r},{thr[i]!r},{mfu[i]!r},{mbu[i]!r},"
+                        f"{BOUNDS[bound[i]]},{'true' if fits[i] else 'false'},{req[i]},"
+                        f"{energy[i]},{economy[i]}"
+                    )
         return errors
 
     @staticmethod
@@ -921,17 +919,15 @@ def _cell(text: str) -> str:
 _EMPTY = "," * (len(METRICS) + len(ENERGY) + len(ECONOMY))
 
 
-_TRUE_FALSE = {True: "true", False: "false"}
-
-
 def _energy_cells(energy: np.ndarray, power: np.ndarray, per_j: np.ndarray, unit: str) -> list[str]:
     """The ENERGY cells of each point (empty where NaN: no power model)."""
-    texts = [list(map(repr, energy.tolist())), list(map(repr, power.tolist()))]
-    texts.append(list(map(repr, per_j.tolist())) if unit == "tokens_per_s" else [""] * len(energy))
-    cells = list(map(",".join, zip(*texts, strict=True)))
-    for i in np.flatnonzero(np.isnan(energy)).tolist():
-        cells[i] = ",,"
-    return cells
+    if unit == "tokens_per_s":
+        return [
+            ",," if e != e else f"{e!r},{w!r},{t!r}"
+            for e, w, t in zip(energy.tolist(), power.tolist(), per_j.tolist(), strict=True)
+        ]
+    pairs = zip(energy.tolist(), power.tolist(), strict=True)
+    return [",," if e != e else f"{e!r},{w!r}," for e, w in pairs]
 
 
 def _reprs(values: np.ndarray) -> list[str]:

@@ -133,7 +133,9 @@ def estimate_cost(area: AreaEstimate, chip) -> CostEstimate:
     node = area.node
     die, dpw, y = _die_cost(area, area.die_area_mm2, node.wafer_usd, node.defect_density_per_cm2)
     tech, sites = main_memory_sites(chip)
-    gb = chip.main_memory.capacity_bytes / 1e9
+    # DRAM is sold, and its price per GB quoted, in the binary GB of its dies (an "80 GB" H100
+    # holds 80 GiB; the presets give capacity as the device reports it, ~1 % below that)
+    gb = chip.main_memory.capacity_bytes / 2**30
     price = MEMORY_USD_PER_GB.get(tech, (0.0, 0.0, 0.0)) if sites else (0.0, 0.0, 0.0)
     memory = gb * price[0]
     if tech.startswith("hbm"):

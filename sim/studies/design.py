@@ -62,9 +62,12 @@ OBJECTIVES = ("tokens_per_usd", "tokens_per_j", "tokens_per_mm2", "tokens_per_s"
 KINDS = ("decode", "prefill", "dit", "train")
 #: capacity of one stack / channel by technology, bytes: 8-high HBM2e (16 GB), 12-high HBM3
 #: (24 GB, SK hynix), 12-high HBM3E (36 GB, Micron), a x32 GDDR6 channel of two 16 Gb devices
-#: in clamshell (4 GB), LPDDR5 x32 (8 GB), DDR5 64-bit RDIMM channel (64 GB): vendor parts
-SITE_CAPACITY = {"hbm2": 8e9, "hbm2e": 16e9, "hbm3": 24e9, "hbm3e": 36e9, "gddr6": 4e9,
-                 "lpddr5": 8e9, "ddr5": 64e9}  # fmt: skip
+#: in clamshell (4 GB), LPDDR5 x32 (8 GB), DDR5 64-bit RDIMM channel (64 GB): vendor parts,
+#: whose "GB" are binary (DRAM dies come in 2^n-bit densities: a 16 GB stack holds 16 GiB), as
+#: the presets' device-reported capacities are (hardware/presets/SOURCES.md)
+SITE_CAPACITY = {"hbm2": 8 * 2**30, "hbm2e": 16 * 2**30, "hbm3": 24 * 2**30,
+                 "hbm3e": 36 * 2**30, "gddr6": 4 * 2**30, "lpddr5": 8 * 2**30,
+                 "ddr5": 64 * 2**30}  # fmt: skip
 INFEASIBLE = 1e3  # an infeasible design's score starts here, plus how far it misses
 
 

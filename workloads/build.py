@@ -27,6 +27,11 @@ from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role
 # - RoPE (complex: xq.float(); view_as_complex; * freqs_cis; view_as_real; .type_as(xq)) per
 #   rotated q/k element: cast 2+4, complex multiply 4+4, cast 4+2 = 20 B, each of q and k; the
 #   backward is its mirror.
+# - RoPE on split halves (x1, x2 = x[..., :d/2], x[..., d/2:]; cat(x1*cos - x2*sin,
+#   x2*cos + x1*sin), as this repository's microbenchmark writes it, in 16 bits): four
+#   multiplies read a half and write a half, the subtract and the add read two and write one, the
+#   cat reads and writes the whole: 9 element-reads-or-writes per element, 18 B, 7 kernels for
+#   each of q and k; its backward is taken as the mirror.
 # - attention output transpose(1, 2).contiguous() before wo: 2+2 B each way; GQA repeat_kv
 #   (expand + reshape) copies K and V n_rep times: 2 + 2·n_rep B per KV element, its backward
 #   sums the copies.
@@ -41,6 +46,7 @@ EAGER_PRIMITIVES = {
     "rmsnorm": (42.0, 9, 82.0, 12),
     "layernorm": (10.0, 2, 16.0, 3),
     "rope": (20.0, 6, 20.0, 6),  # per rotated element of q and k; 3 kernels for each tensor
+    "rope_halves": (18.0, 14, 18.0, 14),  # per rotated element; 7 kernels for each tensor
     "attn_out_copy": (4.0, 1, 4.0, 1),
     "gated_act": (10.0, 2, 18.0, 3),
     "act": (4.0, 1, 6.0, 1),

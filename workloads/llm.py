@@ -269,7 +269,9 @@ class _Lowering:
                                 _NORM_FLOPS[m.norm] * self.T * width,
                                 weight_bytes=m.norm_params() * self.ab)  # fmt: skip
         if self.eager:  # the reference's primitives, the residual add among them
-            key = "rmsnorm" if m.norm == "rmsnorm" else "layernorm"
+            # a native RMSNorm (F.rms_norm: one fused kernel) costs as LayerNorm's one kernel
+            rms = m.norm == "rmsnorm" and self.w.runtime.rms_norm == "reference"
+            key = "rmsnorm" if rms else "layernorm"
             op = self._eager(op, key, self.T * width)
         return op
 
@@ -328,7 +330,8 @@ class _Lowering:
         # reading the new K and V)
         copies = T * 2 * nkv * hd * self.ab
         if m.position == "rope":
-            return self._eager(op, "rope", rotated, copies, 2)
+            key = "rope_halves" if self.w.runtime.rope == "halves" else "rope"
+            return self._eager(op, key, rotated, copies, 2)
         return replace(op, bytes={**op.bytes, Role.ACTIVATION: copies}, kernels=2)
 
     def mla_block(self) -> list[Op]:

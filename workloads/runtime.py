@@ -8,6 +8,13 @@ source:
   kernel, as vLLM's and TensorRT-LLM's custom kernels and torch.compile do) or ``eager`` (eager
   PyTorch: every primitive of the reference model its own kernel, through memory; the
   primitives are those ``workloads.build.EAGER_PRIMITIVES`` counts);
+- ``rms_norm``: how an eager RMSNorm runs: ``reference`` (the Meta reference's and Hugging
+  Face's ``x.float(); pow; mean; rsqrt; * ; .type_as; * weight`` chain, one kernel a primitive)
+  or ``native`` (``torch.nn.functional.rms_norm``, which PyTorch dispatches to one fused kernel,
+  ``aten::_fused_rms_norm``, costed as LayerNorm's one kernel); only eager runtimes read it;
+- ``rope``: how an eager RoPE runs: ``complex`` (the Meta reference's fp32 complex multiply, 3
+  kernels a tensor) or ``halves`` (multiplies and adds on the split halves, then a cat: 7
+  kernels a tensor); only eager runtimes read it;
 - ``cuda_graphs``: whether a step's kernels are replayed from a captured graph (each costs the
   GPU-side gap the chip's ``overhead.kernel_s`` measures) or launched one by one from the host,
   which then takes ``host_launch_s`` per kernel: a kernel shorter than that leaves the GPU
@@ -60,6 +67,8 @@ import numpy as np
 from workloads.ops import Op, OpKind, WorkloadError
 
 ELEMENTWISE = ("fused", "eager")
+RMS_NORMS = ("reference", "native")
+ROPES = ("complex", "halves")
 DEFAULT_RUNTIME = "fused-graphs"
 #: a diffusion transformer's default: the diffusers pipelines (and the models' reference repos)
 #: run eager PyTorch; a compiled stack is --runtime torch-compile (or fused-graphs)
@@ -71,6 +80,8 @@ class Runtime:
     name: str
     full_name: str = ""
     elementwise: str = "fused"
+    rms_norm: str = "reference"  # reference | native (RMS_NORMS): an eager RMSNorm's kernels
+    rope: str = "complex"  # complex | halves (ROPES): an eager RoPE's kernels
     cuda_graphs: bool = True
     host_launch_s: float = 0.0
     step_overhead_s: float = 0.0
@@ -89,6 +100,8 @@ class Runtime:
         return {
             "name": self.name,
             "elementwise": self.elementwise,
+            "rms_norm": self.rms_norm,
+            "rope": self.rope,
             "cuda_graphs": self.cuda_graphs,
             "host_launch_s": self.host_launch_s,
             "step_overhead_s": self.step_overhead_s,
@@ -164,6 +177,13 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     elementwise = raw.get("elementwise", "fused")
     if elementwise not in ELEMENTWISE:
         raise WorkloadError(f"{where}: elementwise must be one of {', '.join(ELEMENTWISE)}")
+    rms_norm = raw.get("rms_norm", "reference")
+    if rms_norm not in RMS_NORMS:
+        raise WorkloadError(f"{where}: rms_norm must be one of {', '.join(RMS_NORMS)}, "
+                            f"got {rms_norm!r}")  # fmt: skip
+    rope = raw.get("rope", "complex")
+    if rope not in ROPES:
+        raise WorkloadError(f"{where}: rope must be one of {', '.join(ROPES)}, got {rope!r}")
     flags = {}
     for key, default in (("cuda_graphs", True), ("async_output", False), ("training", False)):
         flags[key] = raw.get(key, default)
@@ -200,6 +220,8 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         name=str(raw.get("name", name)),
         full_name=str(raw.get("full_name", name)),
         elementwise=elementwise,
+        rms_norm=rms_norm,
+        rope=rope,
         attention_kernel=kernel,
         scheduler_steps=steps,
         **flags,

@@ -513,6 +513,11 @@ class _TrainLowering:
         # attention stays 16-bit under fp8 training (Transformer Engine's fused attention)
         self.fp8 = t.dtype == "fp8"
         self.eager = t.elementwise == "eager"
+        # an eager RMSNorm's kernels: the reference's chain, or F.rms_norm's one (runtime)
+        native = bool(t.runtime) and load_runtime(t.runtime).rms_norm == "native"
+        self.norm_key = "layernorm" if native else self.m.norm
+        halves = bool(t.runtime) and load_runtime(t.runtime).rope == "halves"
+        self.rope_key = "rope_halves" if halves else "rope"
         # eager ops' backward: (bytes as a multiple of the forward's, kernels), by op name
         self._eager_bwd: dict[str, tuple[float, int]] = {}
 
@@ -544,7 +549,7 @@ class _TrainLowering:
                 continue
             if op.family == "norm":
                 if self.eager:
-                    op = self._eager(op, self.m.norm, op.flops / _NORM_FLOPS[self.m.norm])
+                    op = self._eager(op, self.norm_key, op.flops / _NORM_FLOPS[self.m.norm])
                 out.append(_scale(op, 1 / t.tp) if t.sp else op)
                 out += self._sp_gather(op.name.replace("norm", "sp_all_gather"))
                 continue
@@ -558,7 +563,7 @@ class _TrainLowering:
                 by[Role.ACTIVATION] = by.get(Role.ACTIVATION, 0.0) + by.pop(Role.KV, 0.0)
                 op = replace(op, name="rope", bytes=by)
                 if self.eager:
-                    op = self._eager(op, "rope", op.flops / _ROPE_FLOPS)
+                    op = self._eager(op, self.rope_key, op.flops / _ROPE_FLOPS)
             elif self.eager and op.name.endswith("_act"):
                 key = "gated_act" if self.m.gated_mlp else "act"
                 op = self._eager(op, key, op.flops / _ACT_FLOPS.get(self.m.activation, 5))
@@ -949,7 +954,7 @@ class _TrainLowering:
                 continue
             if op.family == "norm":
                 total += 2 * x / sp  # its input, and its output (the next GEMM's input)
-                if self.eager and m.norm == "rmsnorm":
+                if self.eager and self.norm_key == "rmsnorm":
                     total += 2 * x / sp  # + x.float() (fp32) and the bf16 normed x before *weight
             elif op.kind == OpKind.ATTENTION:
                 a = op.attention

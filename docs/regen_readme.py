@@ -3,7 +3,8 @@
     python docs/regen_readme.py [--validation-only]
 
 The commands are those tests/test_docs.py re-runs (README_SKIP lists the ones it does not:
-sweep timings, a templated command, plan's 60 s search). A shown line ending in ``...`` keeps
+sweep timings, a templated command, plan's 60 s search), and plan's search too, rewritten here
+though the tests skip it. A shown line ending in ``...`` keeps
 its abbreviation where the new line still starts with what precedes the dots. The validation
 table (``roofsim validate --summary --no-fail``) and every prose figure (``<!--fig ...-->``, computed
 from validation rows: tests/test_docs.py) are rewritten too; ``--validation-only`` rewrites
@@ -21,13 +22,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_docs import _commands, figures_now, readme_examples, run  # noqa: E402
+from test_docs import _blocks, _commands, figures_now, readme_examples, run  # noqa: E402
 
 
 def main() -> int:
     path = ROOT / "README.md"
     text = path.read_text()
     wanted = {command: compare for command, _, compare in readme_examples(text)}
+    for _, body, _ in _blocks(
+        text
+    ):  # plan's search (~1 min) is rewritten here, not re-run by tests
+        wanted.update({c: True for c, shown in _commands(body) if shown and "roofsim plan " in c})
     lines = text.splitlines()
     cwd = os.getcwd()
     changed = 0

@@ -134,7 +134,9 @@ def estimate_cost(area: AreaEstimate, chip) -> CostEstimate:
     die, dpw, y = _die_cost(area, area.die_area_mm2, node.wafer_usd, node.defect_density_per_cm2)
     tech, sites = main_memory_sites(chip)
     # DRAM is sold, and its price per GB quoted, in the binary GB of its dies (an "80 GB" H100
-    # holds 80 GiB; the presets give capacity as the device reports it, ~1 % below that)
+    # holds 80 GiB). The presets give capacity as the device reports it: ~1 % below the DRAM on
+    # the package for most parts, but 7 % below on the B200 (179 of 192 GiB reported) and 6 % on
+    # the ECC-GDDR6 parts (L40S, L20: 45 of 48 GiB), whose memory cost is that much low here
     gb = chip.main_memory.capacity_bytes / 2**30
     price = MEMORY_USD_PER_GB.get(tech, (0.0, 0.0, 0.0)) if sites else (0.0, 0.0, 0.0)
     memory = gb * price[0]

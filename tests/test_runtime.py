@@ -51,7 +51,7 @@ def test_an_eager_norm_and_rope_run_the_kernels_their_code_calls(tmp_path, monke
     # halves' 7, each with the two KV-cache copies
     ref = load_runtime("pytorch-eager")
     assert (ref.rms_norm, ref.rope) == ("reference", "complex")
-    mine = replace(ref, name="mine", rms_norm="native", rope="halves")
+    mine = replace(ref, name="mine", rms_norm="native", rope="halves", training=False)
     ops = {rt.name: {op.name: op for op in Decode(model=load_model("llama-3-8b"), context=512,
                                                   runtime=rt).lower().ops}
            for rt in (ref, mine)}  # fmt: skip
@@ -61,6 +61,11 @@ def test_an_eager_norm_and_rope_run_the_kernels_their_code_calls(tmp_path, monke
     assert (rope[0].kernels, rope[1].kernels) == (6 + 2, 14 + 2)
     assert rope[0].flops == rope[1].flops
     assert load_runtime("pytorch-graph").rms_norm == "native"  # this repository's microbenchmark
+    # another kind is refused, however the runtime is made; so is the halves' missing backward
+    with pytest.raises(WorkloadError, match="rope must be one of complex, halves"):
+        replace(mine, rope="rotary")
+    with pytest.raises(WorkloadError, match="rope = halves has no training backward"):
+        replace(ref, rope="halves")
     # a preset naming another kind is refused in one line
     from workloads import runtime as runtime_module
 
@@ -84,7 +89,7 @@ def test_eager_launches_bind_small_decode_and_not_large_prefill():
     kernels = sum(c.op.kernels * c.op.count for c in r.costs)
     assert r.time_s >= kernels * eager.host_launch_s
     assert r.bound == "overhead"
-    graph = _decode(load_runtime("pytorch-graph"))
+    graph = _decode(replace(eager, name="eager-graphed", cuda_graphs=True))
     assert r.time_s > 1.5 * graph.time_s
     # long kernels hide the launches: a 4k-token prefill is barely slower launched from the host
     # than the same kernels graphed

@@ -92,8 +92,8 @@ def test_every_request_finishes_once_with_its_tokens(l8b, h100):
 
 
 def test_full_kv_cache_preempts_and_recomputes_without_losing_requests(l8b, h100):
-    # 8B bf16 weights (16 GB) in 24 % of 80 GB leave ~3 GB: ~23k tokens of KV for ~60 long
-    # requests at a time; they must queue and be preempted, and all still finish
+    # 8B bf16 weights (16 GB) in 24 % of the H100's 85.5 GB leave ~4 GB: ~30k tokens of KV, ~15
+    # of these 2100-token requests at a time; they must queue and be preempted, and all finish
     w = _serving(l8b, rate=20.0, duration_s=20.0, memory_fraction=0.24,
                  prompt=LengthDist.parse("1500", "p"), output=LengthDist.parse("600", "o"))  # fmt: skip
     r = simulate_serving(w, h100)

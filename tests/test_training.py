@@ -823,7 +823,7 @@ def test_folding_is_checked_without_ep_and_refused_with_cp_and_the_fit_search_ke
     with pytest.raises(WorkloadError, match="--etp 1 with --cp 2 is not modelled"):
         replace(t, cp=2, dp=16, ep=32).validate()
     assert replace(t, ep=1).describe()["etp"] == 1
-    # a folded run too big for 80 GB gets a suggestion, not "no setting fits"
+    # a folded run too big for an 80 GB H100 gets a suggestion, not "no setting fits"
     with pytest.raises(CapacityError, match="nearest that fits"):
         simulate_training(t, load_system("h100-sxm", 512))
 

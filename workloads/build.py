@@ -31,7 +31,9 @@ from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role
 #   x2*cos + x1*sin), as this repository's microbenchmark writes it, in 16 bits): four
 #   multiplies read a half and write a half, the subtract and the add read two and write one, the
 #   cat reads and writes the whole: 9 element-reads-or-writes per element, 18 B, 7 kernels for
-#   each of q and k; its backward is taken as the mirror.
+#   each of q and k. Inference only: its backward (slice gradients, negation, accumulations)
+#   is not counted, so a training runtime refuses it (workloads.runtime); the backward columns
+#   repeat the forward as placeholders.
 # - attention output transpose(1, 2).contiguous() before wo: 2+2 B each way; GQA repeat_kv
 #   (expand + reshape) copies K and V n_rep times: 2 + 2·n_rep B per KV element, its backward
 #   sums the copies.

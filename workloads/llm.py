@@ -270,8 +270,8 @@ class _Lowering:
                                 weight_bytes=m.norm_params() * self.ab)  # fmt: skip
         if self.eager:  # the reference's primitives, the residual add among them
             # a native RMSNorm (F.rms_norm: one fused kernel) costs as LayerNorm's one kernel
-            rms = m.norm == "rmsnorm" and self.w.runtime.rms_norm == "reference"
-            key = "rmsnorm" if rms else "layernorm"
+            native = self.w.runtime.rms_norm == "native"
+            key = "rmsnorm" if m.norm == "rmsnorm" and not native else "layernorm"
             op = self._eager(op, key, self.T * width)
         return op
 

@@ -96,6 +96,18 @@ class Runtime:
     training: bool = False  # a training stack (train --runtime takes only these)
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
+    def __post_init__(self) -> None:
+        if self.rms_norm not in RMS_NORMS:
+            raise WorkloadError(f"runtime {self.name!r}: rms_norm must be one of "
+                                f"{', '.join(RMS_NORMS)}, got {self.rms_norm!r}")  # fmt: skip
+        if self.rope not in ROPES:
+            raise WorkloadError(f"runtime {self.name!r}: rope must be one of {', '.join(ROPES)}, "
+                                f"got {self.rope!r}")  # fmt: skip
+        if self.training and self.rope == "halves":
+            # the split halves' backward (slices, negation, accumulations) is not counted
+            raise WorkloadError(f"runtime {self.name!r}: rope = halves has no training backward "
+                                "in roofsim; a training runtime takes rope = complex")  # fmt: skip
+
     def describe(self) -> dict:
         return {
             "name": self.name,
@@ -177,13 +189,8 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     elementwise = raw.get("elementwise", "fused")
     if elementwise not in ELEMENTWISE:
         raise WorkloadError(f"{where}: elementwise must be one of {', '.join(ELEMENTWISE)}")
-    rms_norm = raw.get("rms_norm", "reference")
-    if rms_norm not in RMS_NORMS:
-        raise WorkloadError(f"{where}: rms_norm must be one of {', '.join(RMS_NORMS)}, "
-                            f"got {rms_norm!r}")  # fmt: skip
+    rms_norm = raw.get("rms_norm", "reference")  # checked by Runtime.__post_init__
     rope = raw.get("rope", "complex")
-    if rope not in ROPES:
-        raise WorkloadError(f"{where}: rope must be one of {', '.join(ROPES)}, got {rope!r}")
     flags = {}
     for key, default in (("cuda_graphs", True), ("async_output", False), ("training", False)):
         flags[key] = raw.get(key, default)

@@ -851,3 +851,26 @@ def test_an_op_of_several_model_chunks_is_one_row_of_the_table():
     assert sum(row["time_s"] for row in rows) == pytest.approx(total)
     mlp = next(row for row in rows if row["name"] == "mlp_up")
     assert mlp["count"] == sum(c.op.count * n for c, n in r.op_costs if c.op.name == "mlp_up")
+
+
+def test_an_eager_training_runtime_with_a_native_rms_norm_runs_its_one_kernel(monkeypatch):
+    # the reference RMSNorm chain (9 kernels forward with the residual add) against F.rms_norm's
+    # fused kernel and the add (2), forward and backward
+    import workloads.training as training
+    from workloads.runtime import load_runtime
+
+    eager = load_runtime("pytorch-eager")
+    native = replace(eager, name="eager-native-norm", rms_norm="native")
+    monkeypatch.setattr(training, "load_runtime",
+                        lambda name: native if name == native.name else load_runtime(name))  # fmt: skip
+    m = load_model("llama-3-8b")
+
+    def first_chunk(runtime: str):
+        t = Training(model=m, seq=2048, runtime=runtime)
+        return t.lower().stages[0][0]
+
+    chunks = first_chunk("pytorch-eager"), first_chunk(native.name)
+    fwd = [next(op for op in c.forward if op.name.endswith("attn_norm")) for c in chunks]
+    assert (fwd[0].kernels, fwd[1].kernels) == (9, 2)
+    bwd = [next(op for op in c.backward if op.name.endswith("attn_norm.bwd")) for c in chunks]
+    assert bwd[1].kernels < bwd[0].kernels and bwd[1].total_bytes < bwd[0].total_bytes

@@ -38,7 +38,9 @@ def test_groq_is_sram_only_and_mid_chip_matches_the_what_if():
     mid = load_chip("mid-14nm-144g")
     assert mid.hypothetical
     assert mid.peak("bf16") == pytest.approx(188e12)
-    assert mid.main_memory.capacity_bytes == pytest.approx(144 * 2**30)  # the what-if's 144 GB, binary
+    assert mid.main_memory.capacity_bytes == pytest.approx(
+        144 * 2**30
+    )  # the what-if's 144 GB, binary
     assert mid.main_memory.bandwidth_bytes_per_s == pytest.approx(3.35e12)
 
 

@@ -433,9 +433,12 @@ def _run_runtimes(args: argparse.Namespace) -> int:
         side = f"{beside * 1e3:.3f} ms/seq" if beside else "-"
         ar = f"{r['allreduce_latency_s'] * 1e6:.1f} us" if r["allreduce_latency_s"] else "NCCL"
         attn = r["attention_kernel"] or "native"
-        print(f"{r['name']:<{width}}{r['elementwise']:>11}{'yes' if r['cuda_graphs'] else 'no':>7}"
+        plain = (r["rms_norm"], r["rope"]) == ("reference", "complex")
+        mode = r["elementwise"] + ("" if r["elementwise"] != "eager" or plain else "+")
+        print(f"{r['name']:<{width}}{mode:>11}{'yes' if r['cuda_graphs'] else 'no':>7}"
               f"{launch:>9}{step:>27}{side:>14}{ar:>12}{attn:>11}  {r['full_name']}")  # fmt: skip
     print(
+        "eager+: eager with its own RMSNorm or RoPE kernels (--json: rms_norm, rope); "
         "host per step: host time a decode step waits for (the scheduler's part averaged over "
         "multi-step groups); beside: output processing that runs while the chip runs the next "
         "step, exposed only where longer; all-reduce: the runtime's own intra-node all-reduce "

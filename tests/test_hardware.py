@@ -32,6 +32,17 @@ def test_preset_loads_with_sources_and_sane_numbers(name):
     assert 0 < chip.sustained_clock_fraction <= 1
 
 
+@pytest.mark.parametrize("name", REQUIRED)
+def test_a_dram_capacity_is_what_the_device_reports_with_its_source(name):
+    # hardware/presets/SOURCES.md: main memory in DRAM is the device's total (binary units),
+    # never a binary label read as decimal GB; an all-SRAM chip's memory is its die's
+    main = load_chip_dict(name)["memory"][-1]
+    if main["name"] == "sram":
+        return
+    assert main.get("capacity_source"), f"{name}: the main memory's capacity cites its report"
+    assert re.search(r"(MiB|GiB| B)$", main["capacity"]), f"{name}: {main['capacity']!r}"
+
+
 def test_groq_is_sram_only_and_mid_chip_matches_the_what_if():
     groq = load_chip("groq-lpu")
     assert groq.main_memory.name == "sram" and len(groq.memory) == 1

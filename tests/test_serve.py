@@ -427,3 +427,22 @@ def test_prefill_chips_must_leave_a_decode_pool(capsys):
     assert main([*argv, "--prefill-chips", "2", "--duration", "10", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)["disaggregated"]
     assert d["prefill_chips"] == 2 and d["decode_chips"] == 2 and d["kv_transfer_mean_s"] > 0
+
+
+def test_a_vllm_engine_leaves_its_non_torch_memory_out_of_the_kv_cache(l8b, h100):
+    # vLLM sizes its KV cache as gpu_memory_utilization x the device total less the weights, the
+    # activation peak and the memory outside its tensors (vllm-project/vllm PR #10511's profile:
+    # 1.79 GiB on one H100, 3.58 GiB per GPU at TP 2)
+    from sim.engine.serve import kv_capacity_blocks
+    from workloads.runtime import load_runtime
+
+    vllm = load_runtime("vllm-0.6")
+    assert vllm.non_torch(1) == pytest.approx(1.79 * 2**30, rel=1e-3)
+    assert vllm.non_torch(2) == vllm.non_torch(8) == pytest.approx(3.58 * 2**30, rel=1e-3)
+    bare = replace(vllm, name="no-non-torch", non_torch_bytes=0.0, non_torch_bytes_tp=0.0)
+    (with_it, per_token), (without, _) = (
+        kv_capacity_blocks(_serving(l8b, runtime=rt), h100) for rt in (vllm, bare)
+    )
+    block = per_token * _serving(l8b).block_size
+    assert without - with_it == pytest.approx(vllm.non_torch(1) / block, abs=1)
+    assert load_runtime("tensorrt-llm").non_torch(1) == 0  # no cited profile: none taken

@@ -35,6 +35,10 @@ source:
 - ``server_per_seq_s``: the OpenAI-compatible server's work per sequence per step (a streamed
   token's output object, queue hops, serialisation), on the critical path where the server
   shares the engine's process or its step loop (as measured against the offline engine);
+- ``non_torch_bytes`` (one chip) and ``non_torch_bytes_tp`` (a chip of a tensor-parallel
+  group; 0: the one-chip figure): device memory the engine holds outside its tensors (the CUDA
+  context, library workspaces, NCCL and custom all-reduce buffers) that a serving engine takes
+  off its KV-cache budget, as the engine's own memory profile reports it;
 - ``attention_kernel``: the fused attention kernel the software calls where the workload names
   none (``fa2``: PyTorch's scaled_dot_product_attention flash backend and vLLM's
   vllm-flash-attn are FlashAttention-2, which on Hopper runs the previous generation's MMA
@@ -93,6 +97,8 @@ class Runtime:
     attention_kernel: str = ""  # the fused attention kernel it runs ("": the chip's native one)
     allreduce_latency_s: float = 0.0  # 0: NCCL (no custom intra-node all-reduce)
     allreduce_bus_bandwidth: float = 0.0  # bytes/s
+    non_torch_bytes: float = 0.0  # device memory outside the engine's tensors, one chip
+    non_torch_bytes_tp: float = 0.0  # the same on a chip of a TP group (0: non_torch_bytes)
     training: bool = False  # a training stack (train --runtime takes only these)
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
@@ -125,8 +131,16 @@ class Runtime:
             "attention_kernel": self.attention_kernel,
             "allreduce_latency_s": self.allreduce_latency_s,
             "allreduce_bus_bandwidth": self.allreduce_bus_bandwidth,
+            "non_torch_bytes": self.non_torch_bytes,
+            "non_torch_bytes_tp": self.non_torch_bytes_tp,
             "training": self.training,
         }
+
+    def non_torch(self, tp: int) -> float:
+        """Bytes a chip of a TP-``tp`` engine holds outside its tensors (``non_torch_bytes``)."""
+        return (
+            self.non_torch_bytes_tp if tp > 1 and self.non_torch_bytes_tp else self.non_torch_bytes
+        )
 
     @property
     def default_attention_kernel(self) -> str:
@@ -223,6 +237,11 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         raise WorkloadError(f"{where}: give allreduce_latency_s and allreduce_bus_bandwidth "
                             "together (a custom all-reduce needs both), or set both to 0 for NCCL")  # fmt: skip
     values["allreduce_bus_bandwidth"] = float(busbw)
+    for key in ("non_torch_bytes", "non_torch_bytes_tp"):
+        v = raw.get(key, 0.0)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
+            raise WorkloadError(f"{where}: {key} must be a number of bytes >= 0, got {v!r}")
+        values[key] = float(v)
     return Runtime(
         name=str(raw.get("name", name)),
         full_name=str(raw.get("full_name", name)),

@@ -234,7 +234,8 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     workspace = rows * widest * serving.act_bytes + serving.max_num_seqs * m.vocab / serving.tp * 4
     shard = 1 if m.mla is not None else min(serving.tp, m.n_kv_heads)
     per_token = m.kv_elements_per_token() * serving.kv_bytes / shard
-    free = budget - weights - workspace
+    # the engine's memory outside its tensors (CUDA context, NCCL buffers) comes off the budget
+    free = budget - weights - workspace - serving.runtime.non_torch(serving.tp)
     blocks = int(free // (per_token * serving.block_size)) if free > 0 else 0
     if blocks < 1:
         raise CapacityError(

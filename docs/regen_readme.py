@@ -29,9 +29,8 @@ def main() -> int:
     path = ROOT / "README.md"
     text = path.read_text()
     wanted = {command: compare for command, _, compare in readme_examples(text)}
-    for _, body, _ in _blocks(
-        text
-    ):  # plan's search (~1 min) is rewritten here, not re-run by tests
+    # plan's search (~1 min) is rewritten here, though the tests skip it
+    for _, body, _ in _blocks(text):
         wanted.update({c: True for c, shown in _commands(body) if shown and "roofsim plan " in c})
     lines = text.splitlines()
     cwd = os.getcwd()

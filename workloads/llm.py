@@ -269,10 +269,7 @@ class _Lowering:
                                 _NORM_FLOPS[m.norm] * self.T * width,
                                 weight_bytes=m.norm_params() * self.ab)  # fmt: skip
         if self.eager:  # the reference's primitives, the residual add among them
-            # a native RMSNorm (F.rms_norm: one fused kernel) costs as LayerNorm's one kernel
-            native = self.w.runtime.rms_norm == "native"
-            key = "rmsnorm" if m.norm == "rmsnorm" and not native else "layernorm"
-            op = self._eager(op, key, self.T * width)
+            op = self._eager(op, self.w.runtime.norm_primitive(m.norm), self.T * width)
         return op
 
     def _eager(self, op: Op, key: str, elems: float, extra_bytes: float = 0.0,
@@ -330,8 +327,7 @@ class _Lowering:
         # reading the new K and V)
         copies = T * 2 * nkv * hd * self.ab
         if m.position == "rope":
-            key = "rope_halves" if self.w.runtime.rope == "halves" else "rope"
-            return self._eager(op, key, rotated, copies, 2)
+            return self._eager(op, self.w.runtime.rope_primitive, rotated, copies, 2)
         return replace(op, bytes={**op.bytes, Role.ACTIVATION: copies}, kernels=2)
 
     def mla_block(self) -> list[Op]:

@@ -142,6 +142,16 @@ class Runtime:
             self.non_torch_bytes_tp if tp > 1 and self.non_torch_bytes_tp else self.non_torch_bytes
         )
 
+    def norm_primitive(self, norm: str) -> str:
+        """The ``workloads.build.EAGER_PRIMITIVES`` key an eager ``norm`` (rmsnorm | layernorm)
+        runs as: a native RMSNorm costs as LayerNorm's one kernel."""
+        return "layernorm" if norm == "rmsnorm" and self.rms_norm == "native" else norm
+
+    @property
+    def rope_primitive(self) -> str:
+        """The ``EAGER_PRIMITIVES`` key an eager RoPE runs as."""
+        return "rope_halves" if self.rope == "halves" else "rope"
+
     @property
     def default_attention_kernel(self) -> str:
         """The kernel a workload that names none runs under this runtime."""
@@ -221,10 +231,13 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         "output_per_seq_s",
         "server_per_seq_s",
         "allreduce_latency_s",
+        "non_torch_bytes",
+        "non_torch_bytes_tp",
     ):
         v = raw.get(key, 0.0)
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-            raise WorkloadError(f"{where}: {key} must be a number of seconds >= 0, got {v!r}")
+            unit = "seconds" if key.endswith("_s") else "bytes"
+            raise WorkloadError(f"{where}: {key} must be a number of {unit} >= 0, got {v!r}")
         values[key] = float(v)
     kernel = raw.get("attention_kernel", "")
     if kernel not in ("", "native", "fa2"):
@@ -237,11 +250,6 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         raise WorkloadError(f"{where}: give allreduce_latency_s and allreduce_bus_bandwidth "
                             "together (a custom all-reduce needs both), or set both to 0 for NCCL")  # fmt: skip
     values["allreduce_bus_bandwidth"] = float(busbw)
-    for key in ("non_torch_bytes", "non_torch_bytes_tp"):
-        v = raw.get(key, 0.0)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-            raise WorkloadError(f"{where}: {key} must be a number of bytes >= 0, got {v!r}")
-        values[key] = float(v)
     return Runtime(
         name=str(raw.get("name", name)),
         full_name=str(raw.get("full_name", name)),

@@ -513,11 +513,10 @@ class _TrainLowering:
         # attention stays 16-bit under fp8 training (Transformer Engine's fused attention)
         self.fp8 = t.dtype == "fp8"
         self.eager = t.elementwise == "eager"
-        # an eager RMSNorm's kernels: the reference's chain, or F.rms_norm's one (runtime)
-        native = bool(t.runtime) and load_runtime(t.runtime).rms_norm == "native"
-        self.norm_key = "layernorm" if native else self.m.norm
-        halves = bool(t.runtime) and load_runtime(t.runtime).rope == "halves"
-        self.rope_key = "rope_halves" if halves else "rope"
+        # the eager norm's and RoPE's kernels are the runtime's (the reference's without one)
+        runtime = load_runtime(t.runtime) if t.runtime else load_runtime()
+        self.norm_key = runtime.norm_primitive(self.m.norm)
+        self.rope_key = runtime.rope_primitive
         # eager ops' backward: (bytes as a multiple of the forward's, kernels), by op name
         self._eager_bwd: dict[str, tuple[float, int]] = {}
 

@@ -280,7 +280,7 @@ def test_eager_runtimes_run_the_diffusers_primitives_unfused_and_launch_them_fro
     )
     assert runs["xdit"].time_s > 1.2 * runs["torch-compile"].time_s
     assert runs["diffusers"].time_s == pytest.approx(runs["xdit"].time_s, rel=1e-12)
-    # without CUDA graphs every launch is host time an op takes at least
+    # without CUDA graphs every launch carries host time
     assert any(c.op.host_s > 0 for c in runs["xdit"].costs)
     assert not any(c.op.host_s for c in runs["fused-graphs"].costs)
 

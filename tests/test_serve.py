@@ -125,6 +125,20 @@ def test_interpolated_iteration_costs_stay_within_one_percent_of_exact(l8b, h100
         assert got == pytest.approx(exact, rel=0.01)
 
 
+def test_an_eager_iteration_waits_for_its_launches_as_the_decode_step_does(l8b, h100):
+    """An iteration is costed in pieces (the linear layers, the LM head, the attention), but the
+    host issues all their launches ahead of the chip: under an eager runtime an iteration takes
+    what the same decode step takes, not the sum of each piece's larger of host and chip."""
+    from workloads.runtime import load_runtime
+
+    eager = load_runtime("pytorch-eager")
+    cost = IterationCost(_serving(l8b, runtime=eager), h100)
+    for batch, ctx in ((1, 512), (64, 512), (256, 512)):
+        exact = simulate(Decode(model=l8b, batch=batch, context=ctx, runtime=eager), h100)
+        got = cost.iteration(batch, batch * ctx, [], batch).time_s
+        assert got == pytest.approx(exact.time_s, rel=0.01), batch
+
+
 def test_replicas_share_the_load(l8b):
     one = simulate_serving(
         _serving(l8b, rate=10.0, duration_s=30.0), load_system("h100-sxm", 1, [])

@@ -17,7 +17,8 @@ How the elementwise work runs is the runtime's (``workloads.runtime``): ``fused`
 modulation, the gated residual add, the QK-norm with RoPE each one kernel, as torch.compile and
 the serving engines generate them) or ``eager`` (each PyTorch primitive of the diffusers model
 code its own kernel, through memory: ``EAGER_DIT`` below). Under a runtime without CUDA graphs
-every kernel is launched from the host, which an op then takes at least.
+every kernel is launched from the host, ahead of the chip: a step waits for the part of its
+launches' host time that its chip time does not cover.
 
 Sequence parallelism (one request over ``sp`` chips) shards tokens. Ulysses (Jacobs et al.
 2023, DeepSpeed-Ulysses, Sec. 3) re-shards Q, K, V from tokens to heads with an all-to-all before

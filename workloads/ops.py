@@ -152,7 +152,9 @@ class Op:
     it: only the part longer than that op is exposed. ``recompute`` marks forward work re-run
     for the backward (activation recomputation): its ``model_flops`` are 0, its ``flops`` count
     toward hardware FLOPs utilisation (HFU). ``host_s`` is host time the chip waits for
-    (``workloads.runtime``): the op takes at least that long. ``host_beside_s`` is host work that
+    (``workloads.runtime``): a step's host work without a kernel the op takes whole; an eager
+    op's launches run ahead of the chip, so its wait is its share of the part of the ops'
+    summed launch time their chip time does not cover (``sim.cost.roofline._host_floor``). ``host_beside_s`` is host work that
     runs while the chip runs the other ops of the step (asynchronous output processing): the op
     takes longer only by the part of it longer than their total time.
     """
@@ -172,7 +174,7 @@ class Op:
     overlaps_previous: bool = False  # runs beside the op before it (e.g. ring K/V passing)
     recompute: bool = False  # re-run of forward work for the backward: in HFU, not in MFU
     # host time to issue the op's kernels (eager launches, a step's scheduling: workloads.runtime);
-    # the op takes at least this long
+    # launches run ahead of the chip (sim.cost.roofline._host_floor)
     host_s: float = 0.0
     # host work beside the step's chip work: only the part longer than the other ops is exposed
     host_beside_s: float = 0.0

@@ -17,9 +17,11 @@ source:
   kernels a tensor); only eager runtimes read it;
 - ``cuda_graphs``: whether a step's kernels are replayed from a captured graph (each costs the
   GPU-side gap the chip's ``overhead.kernel_s`` measures) or launched one by one from the host,
-  which then takes ``host_launch_s`` per kernel: a kernel shorter than that leaves the GPU
-  waiting, so an op takes at least its kernels x ``host_launch_s`` (the host's run-ahead over
-  longer kernels is not credited: an upper bound for a mix of long and short kernels);
+  which then takes ``host_launch_s`` per kernel (the model code's Python, dispatch and launch).
+  The host enqueues launches while the chip runs long kernels, so the ops wait only for the
+  part of their launches' host time that their chip time does not cover
+  (``sim.cost.roofline._host_floor``): a batch-1 decode step of short kernels takes its
+  launches' time, a long prefill its chip time;
 - ``step_overhead_s``: host time per step (one decode or prefill iteration) that the GPU waits
   for: scheduling, input preparation, sampling, detokenisation, Python; and
   ``step_overhead_per_seq_s`` more per sequence in the step (the scheduler's and the input

@@ -691,21 +691,31 @@ def cost_table(
         data[_F["level"], start:stop] = part["level"]
     if order != sorted(order):
         data = data[:, np.argsort(order)]
-    _host_floor(data, ops)
     if overlap:
         time = data[0]
         for i, op in enumerate(ops):
             if op.overlaps_previous and i > 0:
                 before = time[i - 1] * ops[i - 1].count
                 time[i] = np.maximum(0.0, time[i] * op.count - before) / op.count
+    _host_floor(data, ops)  # on the exposed times: a hidden op does not cover launches
     _host_beside(data, ops)
     return Costs(data)
 
 
 def _host_floor(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:
-    """An op waits for the host time it carries (``Op.host_s``: eager launches, a step's
-    scheduling; ``workloads.runtime``): where that is longer than the op, the op takes it and
-    overhead binds. ``data`` (in op order) is updated in place."""
+    """The chip waits for the host time the ops carry (``Op.host_s``; ``workloads.runtime``).
+    ``data`` (in op order) is updated in place; an op that waits has overhead added and, where
+    the wait is most of it, overhead binds.
+
+    - Launches (an op with kernels) are issued ahead of the chip: the host enqueues the next
+      kernels while the chip runs the long ones, so the ops wait only for the part of their
+      host time the chip's work does not cover, max(0, sum of host - sum of chip time) over
+      the ops (the chip never starves while the host is ahead; NB: the first launch's latency
+      and a queue of finite depth are not modelled). That wait falls on the ops whose launches
+      outlast them (each by its share of the ops' summed shortfall), where the chip sits idle.
+    - Host work without a kernel (a step's scheduling and sampling, ``workloads.runtime.step_op``)
+      runs between the chip's work: the op takes all of it.
+    """
     host = [op.host_s for op in ops]
     if not any(np.any(x) for x in host):
         return
@@ -713,14 +723,24 @@ def _host_floor(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:
     for i, x in enumerate(host):  # a scalar, or one value per point
         h[i] = x
     time = data[_F["time"]]
-    waits = h > time
-    if not waits.any():
+    counts = np.array([op.count for op in ops], dtype=float).reshape(-1, *[1] * (time.ndim - 1))
+    queued = np.array([op.kernels > 0 for op in ops]).reshape(counts.shape)
+    short = np.where(queued, np.maximum(0.0, h - time), 0.0) * counts  # launches outlasting ops
+    excess = np.maximum(0.0, (np.where(queued, h, 0.0) * counts).sum(axis=0)
+                        - (np.where(queued, time, 0.0) * counts).sum(axis=0))  # fmt: skip
+    total = short.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(total > 0, short / total, 0.0)
+    wait = np.where(queued, share * excess / counts, np.maximum(0.0, h - time))
+    if not (wait > 0).any():
         return
     busy = time - data[_F["overhead"]]
-    data[_F["overhead"]] = np.where(waits, h - busy, data[_F["overhead"]])
-    data[_F["bound"]] = np.where(waits, _OVERHEAD, data[_F["bound"]])
-    data[_F["level"]] = np.where(waits, _NO_LEVEL, data[_F["level"]])
-    data[_F["time"]] = np.maximum(time, h)
+    overhead = data[_F["overhead"]] + wait
+    binds = (wait > 0) & (overhead > busy)
+    data[_F["overhead"]] = overhead
+    data[_F["bound"]] = np.where(binds, _OVERHEAD, data[_F["bound"]])
+    data[_F["level"]] = np.where(binds, _NO_LEVEL, data[_F["level"]])
+    data[_F["time"]] = time + wait
 
 
 def _host_beside(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:

@@ -47,7 +47,7 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -59,6 +59,7 @@ from sim.cost.result import CapacityError, overrides_line
 from sim.cost.roofline import cost_table
 from workloads.llm import _Lowering
 from workloads.ops import Op, OpKind
+from workloads.runtime import launch
 from workloads.serving import Requests, Serving
 
 _HEAD_OPS = ("lm_head", "logits_all_gather")  # the final norm runs over every row
@@ -70,19 +71,21 @@ _WATERMARK = 0.01  # vLLM keeps 1 % of KV blocks free when admitting prompts
 class Work:
     """Time and the work done in it, for one piece of an iteration on one replica's chip."""
 
-    time_s: float
+    time_s: float  # the chip's time (the host's launches not waited for)
     model_flops: float  # over the replica's chips
     hbm_bytes: float  # per chip
     energy_j: float = 0.0  # dynamic energy per chip (idle power not included)
+    launch_s: float = 0.0  # host time of the kernel launches (an eager runtime's)
 
     def __add__(self, o: Work) -> Work:
         return Work(
             self.time_s + o.time_s, self.model_flops + o.model_flops,
-            self.hbm_bytes + o.hbm_bytes, self.energy_j + o.energy_j,
+            self.hbm_bytes + o.hbm_bytes, self.energy_j + o.energy_j, self.launch_s + o.launch_s,
         )  # fmt: skip
 
     def scale(self, f: float) -> Work:
-        return Work(self.time_s * f, self.model_flops * f, self.hbm_bytes * f, self.energy_j * f)
+        return Work(self.time_s * f, self.model_flops * f, self.hbm_bytes * f, self.energy_j * f,
+                    self.launch_s * f)  # fmt: skip
 
 
 _ZERO = Work(0.0, 0.0, 0.0)
@@ -121,15 +124,20 @@ class IterationCost:
         self._pre: dict[tuple[int, int], Work] = {}
 
     def _cost(self, ops: tuple[Op, ...] | list[Op], count: int = 1) -> Work:
+        """The chip's time for ``ops`` and, apart, their launches' host time: an iteration's
+        pieces are costed one by one, and the host runs ahead of the chip over all of them
+        (``iteration``; ``sim.cost.roofline._host_floor`` within one list of ops)."""
         if not ops:
             return _ZERO
-        table = cost_table(ops, self.chips)
+        launch = sum(op.host_s * op.count for op in ops if op.kernels > 0) * count
+        table = cost_table([replace(op, host_s=0.0) if op.kernels > 0 else op for op in ops],
+                           self.chips)  # fmt: skip
         n = [float(op.count) for op in ops]
         t = sum((table.time[:, 0] * n).tolist()) * count
         flops = sum(op.model_flops * op.count for op in ops) * count * self.tp
         hbm = sum((table.main_bytes[:, 0] * n).tolist()) * count
         energy = sum((table.energy[:, 0] * n).tolist()) * count
-        return Work(t, flops, hbm, energy)
+        return Work(t, flops, hbm, energy, launch)
 
     def _rows(self, rows: int) -> tuple[Work, Work]:
         """(every op but attention and the LM head, the LM head) at ``rows`` token rows."""
@@ -164,8 +172,8 @@ class IterationCost:
             o
             for o in low.attention_block()
             if o.kind == OpKind.ATTENTION or (phase == "prefill" and o.name == "kv_b_proj")
-        ]
-        return self._cost(ops, count=self.n_layers)
+        ]  # with their launches' host time, as the step's lowering gives its other ops
+        return self._cost(launch(ops, self.w.runtime), count=self.n_layers)
 
     def decode_attention(self, n: int, mean_context: float) -> Work:
         """Attention of ``n`` decoding sequences whose cached context (incl. the new token)
@@ -195,7 +203,7 @@ class IterationCost:
             total = total + self._pre[key]
         # one variable-length launch per layer, not one per chunk
         saved = (len(chunks) - 1) * self.n_layers * self.chip.kernel_overhead_s
-        return Work(total.time_s - saved, total.model_flops, total.hbm_bytes, total.energy_j)
+        return replace(total, time_s=total.time_s - saved)
 
     def iteration(
         self, n_decode: int, decode_context: int, chunks: list[tuple[int, int]], sampled: int
@@ -215,8 +223,11 @@ class IterationCost:
         host, beside = self.w.runtime.host_step_s(
             n_decode + len(chunks), sampled, decode_only=not chunks
         )
-        wait = host + max(0.0, beside - w.time_s)
-        return Work(w.time_s + wait, w.model_flops, w.hbm_bytes, w.energy_j) if wait else w
+        # the launches run ahead of the chip: the chip waits only for the part of their host
+        # time its own time does not cover (an eager runtime; 0 under CUDA graphs)
+        busy = max(w.time_s, w.launch_s)
+        wait = host + max(0.0, beside - busy)
+        return Work(busy + wait, w.model_flops, w.hbm_bytes, w.energy_j)
 
 
 def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:

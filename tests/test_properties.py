@@ -105,7 +105,8 @@ def test_a_larger_decode_batch_never_lowers_throughput_while_it_fits(model, chip
     """Where no GEMM is compute-bound, a step reads the same weights and a KV cache growing
     with the batch: tokens/s = b / (W + b k) only grows. NB: a compute-bound GEMM steps up at
     a tile boundary (M = 129 pads to the next tile row, as cuBLAS does), so there a larger batch
-    can lower throughput; that is tile quantisation, not asserted away here."""
+    can lower throughput; that is tile quantisation (NVIDIA, Matrix Multiplication Background
+    User's Guide, DU-09799-001, sec. 3.1), not asserted away here."""
     m = load_model(model)
     tp = 8 if m.n_params() > 3e10 else 1
     system = load_system(chip, tp)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from hardware.chip import Chip, ConfigError, System
+from hardware.chip import CACHE_LEVELS, Chip, ConfigError, System
 
 #: the transistor density and SRAM bit cell the 7 nm coefficients are quoted at (CSET 7 nm;
 #: TSMC N7 high-density cell)
@@ -325,7 +325,7 @@ def estimate_area(chip: Chip, system: System | None = None) -> AreaEstimate:
         blocks.append(Block("register_files", mib * c["register_mm2_per_mib"] * sram,
                             ("register_mm2_per_mib",), True))  # fmt: skip
     tech, sites = main_memory_sites(chip)
-    caches = si.caches if si.caches is not None else ("l1", "l2", "l3", "llc")
+    caches = si.caches if si.caches is not None else CACHE_LEVELS
     on_chip = chip.memory if tech == "sram" else chip.memory[:-1]
     for i, lvl in enumerate(on_chip):
         capacity = si.sram_on_die.get(lvl.name)

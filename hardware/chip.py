@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+#: the SRAM levels built as hardware caches where a chip's ``Silicon.caches`` names none
+CACHE_LEVELS = ("l1", "l2", "l3", "llc")
+
 
 class ConfigError(ValueError):
     """A chip, system or override that cannot describe real hardware; the message is one line."""
@@ -117,7 +120,9 @@ class Silicon:
     where more is built than enabled (by level name). ``register_file_bytes``: the cores'
     register files, all of them. ``caches`` names the SRAM levels built as hardware caches
     (tags, wide ports: larger per bit than software-managed scratchpads); by default the
-    levels named l1, l2, l3, llc. ``memory_sites``: the HBM stacks or DRAM channels the die has
+    levels named l1, l2, l3, llc. It also sets how a GEMM reuses the level before main memory:
+    a cache shares panels among a wave of tiles, a scratchpad holds blocks sized by its
+    capacity (``Chip.reuse_is_scratchpad``, ``sim.cost.roofline``). ``memory_sites``: the HBM stacks or DRAM channels the die has
     PHYs for (default: the fewest that reach main memory's bandwidth). ``link_bandwidth_bytes_per_s``:
     all the chip's SerDes links, per direction (default: the system's intra-node bandwidth).
     ``die_area_mm2`` is a published die area (all dies), for comparison only; never an input.
@@ -318,6 +323,14 @@ class Chip:
     def reuse_level(self) -> MemoryLevel | None:
         """The largest on-chip level below main memory (L2 / global buffer), if any."""
         return self.memory[-2] if len(self.memory) >= 2 else None
+
+    @property
+    def reuse_is_scratchpad(self) -> bool:
+        """Whether the reuse level is software-managed (TPU VMEM, a global buffer) rather than
+        a hardware cache (``Silicon.caches``; by default the levels named l1, l2, l3, llc)."""
+        lvl = self.reuse_level
+        caches = self.silicon.caches if self.silicon.caches is not None else CACHE_LEVELS
+        return lvl is not None and lvl.name not in caches
 
     def level(self, name: str) -> MemoryLevel:
         for lvl in self.memory:

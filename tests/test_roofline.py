@@ -425,3 +425,26 @@ def test_launching_in_order_never_makes_causal_attention_faster(batch, heads, q_
 
     assert time("fa2", False) == pytest.approx(time("native", False), rel=1e-12)
     assert time("fa2", True) >= time("native", True) * (1 - 1e-12)
+
+
+def test_a_scratchpad_blocks_a_gemm_for_its_capacity():
+    """Where the level before main memory is software-managed (TPU v5e's VMEM), the compiler
+    blocks the output for that level's capacity, not for one wave of tiles sharing a cache:
+    XLA's bf16 8192^3 matmul is compute-bound on a v5e (it measures 181.8 TFLOP/s, row
+    jax-pallas-tpu-v5e-xla-matmul-bf16-8192), and a larger scratchpad never takes longer to
+    move the GEMM's bytes from main memory. A cache (the H100's L2) keeps the wave rule: its capacity does not set
+    the panels."""
+    from hardware import load_system
+
+    op = gemm_op(8192, 8192, 8192)
+    tpu = load_system("tpu-v5e", 1).chip
+    assert tpu.reuse_is_scratchpad and not load_system("h100-sxm", 1).chip.reuse_is_scratchpad
+    cost = cost_op(op, load_system("tpu-v5e", 1))
+    assert cost.bound == Bound.COMPUTE
+    traffic = [cost_op(op, load_system("tpu-v5e", 1, [f"sram.capacity={mib}MiB"])).memory_s["hbm"]
+               for mib in (4, 16, 64, 128, 512)]  # fmt: skip
+    assert all(a >= b for a, b in zip(traffic, traffic[1:], strict=False)), traffic
+    assert traffic[0] > 2 * traffic[-1]
+    h100 = [cost_op(op, load_system("h100-sxm", 1, [f"l2.capacity={mib}MiB"])).memory_s["hbm"]
+            for mib in (50, 100)]  # fmt: skip
+    assert h100[0] == pytest.approx(h100[1])

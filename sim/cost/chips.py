@@ -44,6 +44,7 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "has_mma_sync": c.mma_sync_fraction is not None,
         "has_attention_bwd": c.attention_bwd_fraction is not None,
         "has_split_accumulate": c.split_accumulate_fraction is not None,
+        "scratchpad_reuse": c.reuse_is_scratchpad,
         "stream_k": c.stream_k,
         "chips_per_node": system.chips_per_node,
         "sustained_clock_fraction": c.sustained_clock_fraction,
@@ -108,6 +109,7 @@ STRUCTURE_LEAVES = (
     "has_mma_sync",
     "has_attention_bwd",
     "has_split_accumulate",
+    "scratchpad_reuse",
     "stream_k",
     "chips_per_node",
 )
@@ -135,6 +137,7 @@ class ChipStructure:
     has_mma_sync: bool
     has_attention_bwd: bool
     has_split_accumulate: bool
+    scratchpad_reuse: bool
     stream_k: bool
     chips_per_node: int
 

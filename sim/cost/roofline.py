@@ -28,7 +28,11 @@ paying an fp32 fix-up of one tile per core; the faster of the two is taken.
 Memory. Traffic from main memory uses the on-chip reuse level (L2 / global buffer):
 - if the smaller operand fits in half of it, it stays resident and each operand moves once;
 - otherwise one wave of tiles (gm x gn tiles, about square) shares its A and B panels through
-  L2, so A is read ceil(N / (gn·tn)) times and B ceil(M / (gm·tm)) times.
+  L2, so A is read ceil(N / (gn·tn)) times and B ceil(M / (gm·tm)) times;
+- where that level is software-managed (a scratchpad: TPU VMEM, a global buffer; not one of the
+  chip's caches), the compiler blocks the output instead in squares as large as half of it
+  holds (``_scratchpad_block``), and the block is the gm x gn tiles (NB: weights pinned in
+  that level do not shrink the half it is sized from).
 Traffic into the cores from L2 is per tile: A·ceil(N/tn) + B·ceil(M/tm), where a chip with
 thread-block clusters (Hopper, Blackwell: ``compute.cluster`` = [cm, cn]) multicasts one load
 to the cluster's tiles, so the L2 tile is (cm·tm) x (cn·tn). A GEMV (M = 1)
@@ -333,8 +337,13 @@ def cost_gemms(
     streamed = a + b + c  # each operand once: the GEMV path, or one resident in L2
     if _has_reuse(chips):
         half = chips.level(_main(chips) - 1, "capacity") / 2
-        gm = np.maximum(1, np.minimum(tiles_m, gm0))
-        gn = np.maximum(1, np.minimum(tiles_n, np.ceil(n_cores / gm)))
+        if st.scratchpad_reuse:  # the compiler blocks for the scratchpad's capacity
+            side = _scratchpad_block(half, tile_k, a_bytes, b_bytes)
+            gm = np.maximum(1, np.minimum(tiles_m, np.floor(side / tm)))
+            gn = np.maximum(1, np.minimum(tiles_n, np.floor(side / tn)))
+        else:
+            gm = np.maximum(1, np.minimum(tiles_m, gm0))
+            gn = np.maximum(1, np.minimum(tiles_n, np.ceil(n_cores / gm)))
         panels = a * np.ceil(n / (gn * tn)) + b * np.ceil(m / (gm * tm)) + c + partials
         resident = streamed + np.where(partials <= half, 0.0, partials)  # workspace in L2
         main_bytes = np.where(np.minimum(a, b) / groups <= half, resident, panels)
@@ -362,6 +371,15 @@ def cost_gemms(
     fields = (time, compute, main_s, reuse_s, main_bytes, reuse_bytes, np.where(gemv, 0.0, tm),
               np.where(gemv, 0.0, tn), efficiency)  # fmt: skip
     return {**dict(zip(names, _pick(fields, pick), strict=True)), "overhead": overhead}
+
+
+def _scratchpad_block(half: Array, tile_k: int, a_bytes: Array, b_bytes: Array) -> Array:
+    """The side s of the square output block a compiler keeps in a software-managed level
+    (TPU VMEM, a global buffer): its fp32 accumulators (4 s^2 bytes) and double-buffered K-slabs
+    of A and B (2 s tile_k (a + b bytes)) in ``half`` the level, the rest left for other data.
+    A is then read from main memory once per block column and B once per block row."""
+    p = 2.0 * tile_k * (a_bytes + b_bytes)
+    return (np.sqrt(p * p + 16.0 * half) - p) / 8.0
 
 
 def _steady_time(

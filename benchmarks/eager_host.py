@@ -2,7 +2,7 @@
 
 The microbenchmark's Llama decoder (benchmarks/microbench/microbench.py section_llm) ran each
 configuration twice: eagerly, every primitive launched from Python with steps issued back to
-back, and as one CUDA graph. A batch-1 decode step's launches take about three times its chip
+back, and as one CUDA graph. A batch-1 decode step's launches take two to three times its chip
 time (the chip waits on the host, which runs ahead of it), so the eager step takes the host's
 time: step time / kernels is the host time per kernel of the model code (Python, dispatch and
 launch). The kernels are the ones roofsim lowers

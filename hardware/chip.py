@@ -313,6 +313,13 @@ class Chip:
         if self.clock_hz is not None:
             _positive(where, "compute.clock_hz", self.clock_hz)
         self.silicon.check(where, self.n_cores)
+        names = [lvl.name for lvl in self.memory]
+        unknown = [c for c in self.silicon.caches or () if c not in names]
+        if unknown:
+            raise ConfigError(
+                f"{where}: silicon.caches names {', '.join(map(repr, unknown))}, not a memory "
+                f"level; the levels are {', '.join(names)}"
+            )
 
     @property
     def main_memory(self) -> MemoryLevel:

@@ -90,6 +90,7 @@ def test_nodes_load_by_name_or_feature_size():
         (["area", "h100-sxm", "--set", "silicon.dies=0"], "silicon.dies must be an integer"),
         (["area", "h100-sxm", "--set", "silicon.cores_on_die=100"], "silicon.cores_on_die"),
         (["area", "ascend-910b"], "compute.clock_hz"),
+        (["area", "h100-sxm", "--set", 'silicon.caches=["slc"]'], "silicon.caches names 'slc'"),
     ],
 )
 def test_bad_silicon_input_is_one_line_naming_the_field(argv, words, capsys):

@@ -137,6 +137,9 @@ def test_an_eager_iteration_waits_for_its_launches_as_the_decode_step_does(l8b, 
         exact = simulate(Decode(model=l8b, batch=batch, context=ctx, runtime=eager), h100)
         got = cost.iteration(batch, batch * ctx, [], batch).time_s
         assert got == pytest.approx(exact.time_s, rel=0.01), batch
+    # prompt chunks share one variable-length attention launch per layer: its host time too
+    one, four = (cost.prefill_attention([(16, 16)] * n).launch_s for n in (1, 4))
+    assert four == pytest.approx(one, rel=1e-12) and one > 0
 
 
 def test_replicas_share_the_load(l8b):

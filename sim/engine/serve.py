@@ -71,7 +71,7 @@ _WATERMARK = 0.01  # vLLM keeps 1 % of KV blocks free when admitting prompts
 class Work:
     """Time and the work done in it, for one piece of an iteration on one replica's chip."""
 
-    time_s: float  # the chip's time (the host's launches not waited for)
+    time_s: float  # a piece's chip time (its launches apart, in launch_s); an iteration's all
     model_flops: float  # over the replica's chips
     hbm_bytes: float  # per chip
     energy_j: float = 0.0  # dynamic energy per chip (idle power not included)
@@ -203,7 +203,8 @@ class IterationCost:
             total = total + self._pre[key]
         # one variable-length launch per layer, not one per chunk
         saved = (len(chunks) - 1) * self.n_layers * self.chip.kernel_overhead_s
-        return replace(total, time_s=total.time_s - saved)
+        # and one launch's host time: every chunk's launches are the same kernels
+        return replace(total, time_s=total.time_s - saved, launch_s=total.launch_s / len(chunks))
 
     def iteration(
         self, n_decode: int, decode_context: int, chunks: list[tuple[int, int]], sampled: int

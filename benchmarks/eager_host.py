@@ -62,11 +62,12 @@ def main() -> int:
         chip = simulate(_step(row, graph), system, check_memory=False).time_s
         t = float(row["time_s"])
         per = t / kernels
-        if row["phase"] == "decode" and batch == 1:
+        is_fit = row["phase"] == "decode" and batch == 1
+        if is_fit:
             fit.append(per)
         print(f"{row['model']:11} {row['phase']:7} {batch:5d} {row['context']:>5} "
               f"{row['prompt']:>6} {kernels:7d} {t * 1e3:9.2f} {chip * 1e3:8.2f} "
-              f"{per * 1e6:9.1f}{'  fit' if row['phase'] == 'decode' and batch == 1 else ''}")  # fmt: skip
+              f"{per * 1e6:9.1f}{'  fit' if is_fit else ''}")  # fmt: skip
     print(
         f"host time per kernel, median of the {len(fit)} batch-1 decode rows: "
         f"{statistics.median(fit) * 1e6:.1f} us (range {min(fit) * 1e6:.1f}-{max(fit) * 1e6:.1f})"

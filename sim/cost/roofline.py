@@ -720,6 +720,11 @@ def cost_table(
     return Costs(data)
 
 
+def _counts(ops: list[Op] | tuple[Op, ...], time: Array) -> Array:
+    """Each op's instance count, shaped to broadcast against ``time`` (ops on axis 0)."""
+    return np.array([op.count for op in ops], dtype=float).reshape(-1, *[1] * (time.ndim - 1))
+
+
 def _host_floor(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:
     """The chip waits for the host time the ops carry (``Op.host_s``; ``workloads.runtime``).
     ``data`` (in op order) is updated in place; an op that waits has overhead added and, where
@@ -741,7 +746,7 @@ def _host_floor(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:
     for i, x in enumerate(host):  # a scalar, or one value per point
         h[i] = x
     time = data[_F["time"]]
-    counts = np.array([op.count for op in ops], dtype=float).reshape(-1, *[1] * (time.ndim - 1))
+    counts = _counts(ops, time)
     queued = np.array([op.kernels > 0 for op in ops]).reshape(counts.shape)
     short = np.where(queued, np.maximum(0.0, h - time), 0.0) * counts  # launches outlasting ops
     excess = np.maximum(0.0, (np.where(queued, h, 0.0) * counts).sum(axis=0)
@@ -769,7 +774,7 @@ def _host_beside(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:
     if not beside:
         return
     time = data[_F["time"]]
-    counts = np.array([op.count for op in ops], dtype=float).reshape(-1, *[1] * (time.ndim - 1))
+    counts = _counts(ops, time)
     total = (time * counts).sum(axis=0)
     for i, b in beside:
         extra = np.maximum(0.0, b - (total - time[i] * ops[i].count)) / ops[i].count

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 #: the SRAM levels built as hardware caches where a chip's ``Silicon.caches`` names none
@@ -399,6 +399,39 @@ class Chip:
             raise ConfigError(f"chip {self.name!r} has no power.matrix_pj_per_flop")
         return self.matrix_pj_per_flop * self.reference_peak / self.peak(dtype)
 
+    def beside(self, cores: int, main_bytes_per_s: float, watts: float) -> Chip:
+        """The chip as compute sees it while other work holds part of it: ``cores`` of its cores
+        (each core's rates and local memory kept, so the chip's rates shrink with the cores left),
+        ``main_bytes_per_s`` of its main memory's achievable bandwidth (never more than 90 % of
+        it) and ``watts`` of its power limit (never below its idle power plus a tenth of the
+        headroom). The reuse level (L2) and main memory are shared; the levels inside the reuse
+        level are the cores' own."""
+        left = max(1, self.n_cores - max(0, cores))
+        f = left / self.n_cores
+        main = self.main_memory
+        taken = min(max(0.0, main_bytes_per_s), 0.9 * main.achievable_bytes_per_s)
+        own = len(self.memory) - 2  # the levels inside the reuse level
+        memory = tuple(
+            replace(lvl, capacity_bytes=lvl.capacity_bytes * f,
+                    bandwidth_bytes_per_s=lvl.bandwidth_bytes_per_s * f) if i < own
+            else replace(lvl, bandwidth_bytes_per_s=lvl.bandwidth_bytes_per_s
+                         - taken / lvl.achievable_fraction) if lvl is main
+            else lvl
+            for i, lvl in enumerate(self.memory)
+        )  # fmt: skip
+        cap = self.power_cap_watts
+        limit = self.power_limit_watts
+        if limit is not None and watts > 0:
+            idle = self.idle_watts or 0.0
+            cap = max(limit - watts, idle + 0.1 * (limit - idle))
+        return replace(
+            self, n_cores=left,
+            peak_flops_per_s={k: v * f for k, v in self.peak_flops_per_s.items()},
+            vector_flops_per_s=self.vector_flops_per_s * f,
+            exp_per_s=None if self.exp_per_s is None else self.exp_per_s * f,
+            memory=memory, power_cap_watts=cap,
+        )  # fmt: skip
+
     @property
     def reference_peak(self) -> float:
         """The 16-bit dense matrix peak that ``matrix_pj_per_flop`` is quoted at (bf16, else
@@ -473,11 +506,6 @@ class System:
                 f"chip {self.chip.name!r}: system.collective_cores must be an integer >= 0 "
                 f"(0: collectives run on DMA engines), got {c!r}"
             )
-
-    @property
-    def collective_core_share(self) -> float:
-        """The share of a chip's compute a running collective takes from the ops beside it."""
-        return min(self.collective_cores, self.chip.n_cores) / self.chip.n_cores
 
     @property
     def name(self) -> str:

@@ -133,3 +133,27 @@ def test_a_chip_field_of_the_wrong_type_is_a_config_error_not_a_traceback(overri
 
     with pytest.raises(ConfigError, match=re.escape(match)):
         load_system("h100-sxm", 1, [override])
+
+
+def test_a_chip_beside_other_work_keeps_each_cores_rates_and_loses_what_is_taken():
+    chip = load_chip("h100-sxm")
+    other = chip.beside(16, 1e12, 100.0)
+    f = 116 / 132
+    assert other.n_cores == 116
+    assert other.peak("bf16") == pytest.approx(f * chip.peak("bf16"))
+    assert other.vector_flops_per_s == pytest.approx(f * chip.vector_flops_per_s)
+    assert other.memory[0].bandwidth_bytes_per_s == pytest.approx(
+        f * chip.memory[0].bandwidth_bytes_per_s
+    )  # a core's own SRAM goes with it
+    assert other.level("l2") == chip.level("l2")  # shared
+    hbm, hbm0 = other.main_memory, chip.main_memory
+    assert hbm.achievable_bytes_per_s == pytest.approx(hbm0.achievable_bytes_per_s - 1e12)
+    assert other.power_limit_watts == pytest.approx(chip.power_limit_watts - 100.0)
+    # never all of the memory, nor the power below idle plus a tenth of the headroom
+    starved = chip.beside(0, 1e15, 1e4)
+    assert starved.n_cores == chip.n_cores
+    assert starved.main_memory.achievable_bytes_per_s == pytest.approx(
+        0.1 * hbm0.achievable_bytes_per_s
+    )
+    idle = chip.idle_watts
+    assert starved.power_limit_watts == pytest.approx(idle + 0.1 * (chip.power_limit_watts - idle))

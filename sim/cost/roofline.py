@@ -53,7 +53,7 @@ without the overlap and ~660 with it.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -1022,3 +1022,53 @@ def cost_ops(
 def cost_op(op: Op, system: System) -> OpCost:
     """Cost one instance of ``op`` on one chip of ``system``."""
     return cost_ops([op], system)[0]
+
+
+# ---- compute beside a collective ---------------------------------------------------------------
+#: main-memory bytes a collective moves per byte it sends. On the cores (NCCL, RCCL): it stores
+#: what arrives to memory and reads it back (2x), and reads or writes the user's buffers (3x);
+#: NCCL maintainer S. Jeaugey, github.com/NVIDIA/nccl/issues/1428 ("300GB/s needs to be
+#: multiplied by at least 2x for memory bandwidth ... If you add reading from or writing to user
+#: data, it can be 3x"), where an A100's GEMMs beside an all-gather ran 1.76x longer and its
+#: attention 1.83x. On DMA engines (``System.collective_cores`` 0): the sender reads the user's
+#: buffer and the receiver's engine writes it, once each (2x)
+_MAIN_PER_SENT_CORES = 3.0
+_MAIN_PER_SENT_DMA = 2.0
+
+
+def beside_slowdown(
+    compute: tuple[OpCost, ...] | list[OpCost],
+    collectives: tuple[Op, ...] | list[Op],
+    system: System,
+    *,
+    overlap: bool = False,
+) -> float:
+    """How much longer ``compute`` (its costs on ``system``) takes while ``collectives`` run
+    beside it, over its own time: the collectives hold ``system.collective_cores`` of the cores
+    (NCCL's CTAs do not share an SM), the main-memory bandwidth of their own traffic, and the
+    power of that traffic and of their links, out of the chip's limit (``Chip.beside``). A
+    member moves ``_MAIN_PER_SENT_CORES`` bytes through main memory per byte it sends where its
+    collectives run on the cores, ``_MAIN_PER_SENT_DMA`` where they run on DMA engines. The compute ops are costed
+    again on what is left, with its waves, tiles and clock; collectives among ``compute`` are
+    skipped."""
+    work = [c for c in compute if c.op.kind is not OpKind.COLLECTIVE and c.total_time_s > 0]
+    base = sum(c.total_time_s for c in work)
+    if not work or not collectives or base <= 0:
+        return 0.0
+    coll = cost_ops(collectives, system)
+    span = sum(c.total_time_s for c in coll)
+    if span <= 0:
+        return 0.0
+    per_sent = _MAIN_PER_SENT_CORES if system.collective_cores else _MAIN_PER_SENT_DMA
+    main_bytes = per_sent * sum(
+        _SENT.get(c.kind, 1.0) * c.bytes * (c.group - 1) / c.group * o.count
+        for o in collectives if (c := o.collective) is not None and c.group > 1
+    )  # fmt: skip
+    chip = system.chip
+    watts = 0.0
+    if chip.has_power_model:
+        energy = sum(c.energy_j * c.op.count for c in coll)
+        watts = (energy + 1e-12 * chip.main_memory.pj_per_byte * main_bytes) / span
+    other = chip.beside(system.collective_cores, main_bytes / span, watts)
+    slowed = cost_ops([c.op for c in work], replace(system, chip=other), overlap=overlap)
+    return max(0.0, sum(c.total_time_s for c in slowed) / base - 1.0)

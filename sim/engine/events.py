@@ -38,9 +38,11 @@ class StageWork:
     layers: tuple[int, ...] = ()  # per chunk: buckets of the gradient reduction
     optimizer: float = 0.0
     param_gather: float = 0.0  # ZeRO 1/2: parameters gathered after the optimizer
-    # share of the compute a collective beside it takes (its cores): compute that overlaps
-    # the gradient reduction or the parameter gather runs that much slower
-    collective_core_share: float = 0.0
+    # how much slower compute runs beside a collective (``sim.cost.roofline.beside_slowdown``):
+    # per chunk, its backward beside the gradient reduction; the first forward beside the
+    # parameter gather
+    grad_sync_slowdown: tuple[float, ...] = ()
+    param_gather_slowdown: float = 0.0
     forward_parts: tuple[tuple[Part, ...], ...] = ()
     backward_parts: tuple[tuple[Part, ...], ...] = ()
 
@@ -54,7 +56,7 @@ class StageTimes:
     sync_end_s: float = 0.0  # end of its gradient reduction (>= backward_end_s)
     optimizer_s: float = 0.0
     gather_exposed_s: float = 0.0
-    contention_s: float = 0.0  # compute lost to the cores of collectives running beside it
+    contention_s: float = 0.0  # compute lost to the collectives running beside it
     end_s: float = 0.0
 
 
@@ -190,11 +192,12 @@ def run_pipeline(
             dur = work.forward[c] if kind == "F" else work.backward[c]
             if overlap and kind == "B" and mb == last_b[c] and work.grad_sync:
                 # the gradient buckets reduce beside this backward (all but the last bucket,
-                # which waits for its end), on cores the backward loses
+                # which waits for its end), slowing the backward (its cores, memory and power)
                 n = _buckets(work.layers[c] if work.layers else 1)
                 beside = min(work.grad_sync[c] * (n - 1) / n, dur)
-                dur += work.collective_core_share * beside
-                times[s].contention_s += work.collective_core_share * beside
+                slow = work.grad_sync_slowdown[c] if work.grad_sync_slowdown else 0.0
+                dur += slow * beside
+                times[s].contention_s += slow * beside
             start = env.now
             yield env.timeout(dur)
             times[s].busy_s += dur
@@ -230,8 +233,8 @@ def run_pipeline(
         # ZeRO 1/2 parameter all-gather: behind the next step's first forward when overlapped
         hidden = work.forward[0] if overlap else 0.0
         exposed = max(0.0, work.param_gather - hidden)
-        # the forward it hides behind loses the cores the gather holds
-        slowed = work.collective_core_share * min(work.param_gather, hidden)
+        # the forward it hides behind runs on what the gather leaves it
+        slowed = work.param_gather_slowdown * min(work.param_gather, hidden)
         times[s].contention_s += slowed
         if overlap:  # drawn beside this step's first forward, where the previous one's ran
             record(
@@ -239,7 +242,7 @@ def run_pipeline(
             )
         else:
             record(s, 2, "param all-gather", env.now, work.param_gather, "data-parallel")
-        record(s, 0, "forward beside the param all-gather (cores lost)", env.now + exposed, slowed,
+        record(s, 0, "forward beside the param all-gather (slowed)", env.now + exposed, slowed,
                "compute")  # fmt: skip
         yield env.timeout(exposed + slowed)
         times[s].gather_exposed_s = exposed

@@ -24,7 +24,7 @@ from hardware.chip import ConfigError, System
 from hardware.units import format_si
 from sim.cost.html import Item, memory_item, percent, rate_text, shares_note, summary_fragment
 from sim.cost.result import CapacityError, overrides_line
-from sim.cost.roofline import Bound, OpCost, cost_op, cost_ops
+from sim.cost.roofline import Bound, OpCost, beside_slowdown, cost_op, cost_ops
 from sim.engine.events import Part, StageWork, Timeline, run_pipeline
 from workloads.ops import Op, OpKind, WorkloadError
 from workloads.training import RECOMPUTE as RECOMPUTE_ORDER
@@ -80,20 +80,27 @@ def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: S
         parts.append(("fsdp exposed", exposed, "dp"))
         total += exposed
         if overlap:
-            # the compute beside the gathers runs on the cores the collectives leave it
-            slowed = system.collective_core_share * min(comm - exposed, busy)
+            # the compute beside the gathers runs on what the collectives leave it
+            ratio = beside_slowdown(costs, side, system, overlap=overlap)
+            slowed = ratio * min(comm - exposed, busy)
             by["compute"] += slowed
             parts.append(("compute beside collectives", slowed, "compute"))
             total += slowed
     return _Costed(total, costs, tuple(parts), dict(by), beside_s=slowed)
 
 
-def _ep_beside(f: _Costed, b: _Costed, share: float) -> tuple[_Costed, _Costed]:
+def _ep_ops(x: _Costed) -> list[Op]:
+    """A pass's expert-parallel all-to-alls."""
+    return [c.op for c in x.costs if c.op.kind is OpKind.COLLECTIVE and comm_kind(c.op) == "ep"]
+
+
+def _ep_beside(f: _Costed, b: _Costed, slow_f: float, slow_b: float) -> tuple[_Costed, _Costed]:
     """A chunk's forward and backward with their expert-parallel all-to-alls off the critical
     path, as Megatron-Core's combined 1F1B runs them (``Training.ep_overlap``): the forward's
     dispatch and combine beside another micro-batch's backward compute, the backward's beside
     a forward's, so each exposes only what is longer than the compute it is paired with, and
-    that compute runs on the cores the collectives leave (``share``). The step's first forward
+    that compute runs on what the collectives leave: ``slow_f`` and ``slow_b`` longer, over its
+    own time (``beside_slowdown``). The step's first forward
     and last backward, exposed in Megatron, are not charged; compute that also hides ZeRO-3
     gathers (``side``) is counted for both."""
     busy_f, busy_b = (x.by_category.get("compute", 0.0) + x.by_category.get("recompute", 0.0)
@@ -111,7 +118,7 @@ def _ep_beside(f: _Costed, b: _Costed, share: float) -> tuple[_Costed, _Costed]:
 
     exp_f, exp_b = max(0.0, a2a_f - busy_b), max(0.0, a2a_b - busy_f)
     # each pass's compute runs beside the other pass's hidden all-to-all
-    slow_f, slow_b = share * min(a2a_b - exp_b, busy_f), share * min(a2a_f - exp_f, busy_b)
+    slow_f, slow_b = slow_f * min(a2a_b - exp_b, busy_f), slow_b * min(a2a_f - exp_f, busy_b)
     return moved(f, a2a_f, exp_f, slow_f), moved(b, a2a_b, exp_b, slow_b)
 
 
@@ -523,8 +530,22 @@ def _simulate_training(
                 _cost_pass(c.backward, c.fsdp_backward, c.layers, system, overlap))
                for c in chunks]  # fmt: skip
         if t.ep_overlap and overlap:
-            per = [_ep_beside(f, b, system.collective_core_share) for f, b in per]
+            per = [
+                _ep_beside(
+                    f,
+                    b,
+                    beside_slowdown(f.costs, _ep_ops(b), system),
+                    beside_slowdown(b.costs, _ep_ops(f), system),
+                )
+                for f, b in per
+            ]
         costed.append(per)
+        # the backward beside its chunk's gradient reduction, the first forward beside the
+        # parameter gather (what each runs beside when overlapped)
+        sync_slow = tuple(beside_slowdown(b.costs, c.grad_sync, system) if overlap else 0.0
+                          for (_, b), c in zip(per, chunks, strict=True))  # fmt: skip
+        gathers = tuple(op for c in chunks for op in c.param_gather)
+        gather_slow = beside_slowdown(per[0][0].costs, gathers, system) if overlap else 0.0
         works.append(
             StageWork(
                 forward=tuple(f.time_s for f, _ in per),
@@ -533,7 +554,8 @@ def _simulate_training(
                 layers=tuple(max(1, c.layers) for c in chunks),
                 optimizer=0.0,
                 param_gather=sum(total(c.param_gather) for c in chunks),
-                collective_core_share=system.collective_core_share,
+                grad_sync_slowdown=sync_slow,
+                param_gather_slowdown=gather_slow,
                 forward_parts=tuple(f.parts for f, _ in per),
                 backward_parts=tuple(b.parts for _, b in per),
             )

@@ -369,3 +369,38 @@ def test_the_runtimes_attention_kernel_applies_where_the_workload_names_none():
     # mmha is a decode kernel: a prefill that names it runs the runtime's kernel, not native
     mmha = Prefill(model=m, prompt=8192, runtime=vllm, attention_kernel="mmha")
     assert attention_s(mmha) == pytest.approx(attention_s(w), rel=1e-12)
+
+
+def test_decode_only_graphs_run_a_step_with_prompts_eager():
+    """vLLM's V0 engine and SGLang replay CUDA graphs for decode batches only: a prefill, and a
+    serving iteration with prompt chunks, launches its kernels from the host (host_launch_s
+    each, running ahead of the chip); a decode step is unchanged."""
+    from sim.engine.serve import IterationCost
+    from workloads.serving import LengthDist, Serving
+
+    graphs = load_runtime()
+    split = replace(graphs, name="split", prefill_graphs=False, host_launch_s=40e-6)
+    eager = replace(split, name="eager", cuda_graphs=False)
+    m, system = load_model("llama-3-8b"), load_system("h100-sxm")
+    dec = [simulate(Decode(model=m, batch=4, context=512, runtime=r), system).time_s
+           for r in (graphs, split)]  # fmt: skip
+    assert dec[1] == dec[0]
+    pre = [simulate(Prefill(model=m, prompt=64, runtime=r), system) for r in (graphs, split, eager)]
+    kernels = sum(c.op.kernels * c.op.count for c in pre[1].costs if c.op.kernels > 0)
+    assert pre[1].time_s == pytest.approx(max(pre[0].time_s, kernels * 40e-6), rel=1e-6)
+    assert pre[1].time_s > pre[0].time_s and pre[1].time_s == pytest.approx(pre[2].time_s)
+    kw = dict(model=m, rate=1.0, duration_s=1.0,
+              prompt=LengthDist.parse("100", "--prompt-dist", m.max_seq),
+              output=LengthDist.parse("10", "--output-dist", m.max_seq))  # fmt: skip
+    g, s = (IterationCost(Serving(**kw, runtime=r), system) for r in (graphs, split))
+    assert s.iteration(4, 4 * 300, [], 4).time_s == g.iteration(4, 4 * 300, [], 4).time_s
+    mixed = s.iteration(4, 4 * 300, [(64, 64)], 5)
+    assert mixed.time_s > g.iteration(4, 4 * 300, [(64, 64)], 5).time_s
+    # a long chunk's chip time covers its launches
+    long = [c.iteration(0, 0, [(4096, 4096)], 1).time_s for c in (g, s)]
+    assert long[1] == pytest.approx(long[0], rel=1e-9)
+
+
+def test_decode_only_graphs_need_the_eager_launch_time(tmp_path, monkeypatch):
+    with pytest.raises(WorkloadError, match="prefill_graphs = false .* give host_launch_s"):
+        replace(load_runtime(), name="x", prefill_graphs=False)

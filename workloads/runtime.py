@@ -17,7 +17,10 @@ source:
   kernels a tensor); only eager runtimes read it;
 - ``cuda_graphs``: whether a step's kernels are replayed from a captured graph (each costs the
   GPU-side gap the chip's ``overhead.kernel_s`` measures) or launched one by one from the host,
-  which then takes ``host_launch_s`` per kernel (the model code's Python, dispatch and launch).
+  which then takes ``host_launch_s`` per kernel (the model code's Python, dispatch and launch);
+  ``prefill_graphs`` false: only decode steps replay graphs, a step with prompt tokens runs
+  eager and takes ``host_launch_s`` per kernel (vLLM's V0 engine and SGLang capture decode
+  batches only, as their prompts' lengths vary).
   The host enqueues launches while the chip runs long kernels, so the ops wait only for the
   part of their launches' host time that their chip time does not cover
   (``sim.cost.roofline._host_floor``): a batch-1 decode step of short kernels takes its
@@ -89,6 +92,7 @@ class Runtime:
     rms_norm: str = "reference"  # reference | native (RMS_NORMS): an eager RMSNorm's kernels
     rope: str = "complex"  # complex | halves (ROPES): an eager RoPE's kernels
     cuda_graphs: bool = True
+    prefill_graphs: bool = True  # false: steps with prompt tokens run eager (decode-only graphs)
     host_launch_s: float = 0.0
     step_overhead_s: float = 0.0
     step_overhead_per_seq_s: float = 0.0
@@ -111,6 +115,9 @@ class Runtime:
         if self.rope not in ROPES:
             raise WorkloadError(f"runtime {self.name!r}: rope must be one of {', '.join(ROPES)}, "
                                 f"got {self.rope!r}")  # fmt: skip
+        if self.cuda_graphs and not self.prefill_graphs and not self.host_launch_s > 0:
+            raise WorkloadError(f"runtime {self.name!r}: prefill_graphs = false runs steps with "
+                                "prompts eager; give host_launch_s, their host time per kernel")  # fmt: skip
         if self.training and self.rope == "halves":
             # the split halves' backward (slices, negation, accumulations) is not counted
             raise WorkloadError(f"runtime {self.name!r}: rope = halves has no training backward "
@@ -123,6 +130,7 @@ class Runtime:
             "rms_norm": self.rms_norm,
             "rope": self.rope,
             "cuda_graphs": self.cuda_graphs,
+            "prefill_graphs": self.prefill_graphs,
             "host_launch_s": self.host_launch_s,
             "step_overhead_s": self.step_overhead_s,
             "step_overhead_per_seq_s": self.step_overhead_per_seq_s,
@@ -158,6 +166,11 @@ class Runtime:
     def default_attention_kernel(self) -> str:
         """The kernel a workload that names none runs under this runtime."""
         return self.attention_kernel or "native"
+
+    def graphed(self, prompts: bool = False) -> bool:
+        """Whether a step's kernels replay from a CUDA graph; ``prompts``: the step carries
+        prompt tokens (a prefill, or a serving iteration with prompt chunks)."""
+        return self.cuda_graphs and (self.prefill_graphs or not prompts)
 
     def host_step_s(
         self, sequences: Any, sampled: Any = None, decode_only: bool = True
@@ -218,7 +231,8 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     rms_norm = raw.get("rms_norm", "reference")  # checked by Runtime.__post_init__
     rope = raw.get("rope", "complex")
     flags = {}
-    for key, default in (("cuda_graphs", True), ("async_output", False), ("training", False)):
+    for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
+                         ("training", False)):  # fmt: skip
         flags[key] = raw.get(key, default)
         if not isinstance(flags[key], bool):
             raise WorkloadError(f"{where}: {key} must be true or false, got {flags[key]!r}")
@@ -266,10 +280,10 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     )
 
 
-def launch(ops: list[Op] | tuple[Op, ...], runtime: Runtime) -> list[Op]:
+def launch(ops: list[Op] | tuple[Op, ...], runtime: Runtime, prompts: bool = False) -> list[Op]:
     """``ops`` with the host time of their launches where ``runtime`` issues kernels one by
-    one (a collective is one launch)."""
-    if runtime.cuda_graphs or not runtime.host_launch_s:
+    one (a collective is one launch); ``prompts``: the step carries prompt tokens."""
+    if runtime.graphed(prompts) or not runtime.host_launch_s:
         return list(ops)
     h = runtime.host_launch_s
     return [replace(op, host_s=(1 if op.kind is OpKind.COLLECTIVE else op.kernels) * h)

@@ -76,16 +76,18 @@ class Work:
     hbm_bytes: float  # per chip
     energy_j: float = 0.0  # dynamic energy per chip (idle power not included)
     launch_s: float = 0.0  # host time of the kernel launches (an eager runtime's)
+    kernels: float = 0.0  # kernel launches (what an eager step's host pays per kernel)
 
     def __add__(self, o: Work) -> Work:
         return Work(
             self.time_s + o.time_s, self.model_flops + o.model_flops,
             self.hbm_bytes + o.hbm_bytes, self.energy_j + o.energy_j, self.launch_s + o.launch_s,
+            self.kernels + o.kernels,
         )  # fmt: skip
 
     def scale(self, f: float) -> Work:
         return Work(self.time_s * f, self.model_flops * f, self.hbm_bytes * f, self.energy_j * f,
-                    self.launch_s * f)  # fmt: skip
+                    self.launch_s * f, self.kernels * f)  # fmt: skip
 
 
 _ZERO = Work(0.0, 0.0, 0.0)
@@ -130,6 +132,7 @@ class IterationCost:
         if not ops:
             return _ZERO
         launch = sum(op.host_s * op.count for op in ops if op.kernels > 0) * count
+        kernels = sum(op.kernels * op.count for op in ops if op.kernels > 0) * count
         table = cost_table([replace(op, host_s=0.0) if op.kernels > 0 else op for op in ops],
                            self.chips)  # fmt: skip
         n = [float(op.count) for op in ops]
@@ -137,7 +140,7 @@ class IterationCost:
         flops = sum(op.model_flops * op.count for op in ops) * count * self.tp
         hbm = sum((table.main_bytes[:, 0] * n).tolist()) * count
         energy = sum((table.energy[:, 0] * n).tolist()) * count
-        return Work(t, flops, hbm, energy, launch)
+        return Work(t, flops, hbm, energy, launch, kernels)
 
     def _rows(self, rows: int) -> tuple[Work, Work]:
         """(every op but attention and the LM head, the LM head) at ``rows`` token rows."""
@@ -204,7 +207,8 @@ class IterationCost:
         # one variable-length launch per layer, not one per chunk
         saved = (len(chunks) - 1) * self.n_layers * self.chip.kernel_overhead_s
         # and one launch's host time: every chunk's launches are the same kernels
-        return replace(total, time_s=total.time_s - saved, launch_s=total.launch_s / len(chunks))
+        return replace(total, time_s=total.time_s - saved, launch_s=total.launch_s / len(chunks),
+                       kernels=total.kernels / len(chunks))  # fmt: skip
 
     def iteration(
         self, n_decode: int, decode_context: int, chunks: list[tuple[int, int]], sampled: int
@@ -225,8 +229,13 @@ class IterationCost:
             n_decode + len(chunks), sampled, decode_only=not chunks
         )
         # the launches run ahead of the chip: the chip waits only for the part of their host
-        # time its own time does not cover (an eager runtime; 0 under CUDA graphs)
-        busy = max(w.time_s, w.launch_s)
+        # time its own time does not cover (an eager runtime; 0 under CUDA graphs). A runtime
+        # that graphs decode steps only runs an iteration with prompt chunks eager
+        launch = w.launch_s
+        runtime = self.w.runtime
+        if chunks and runtime.graphed() and not runtime.graphed(prompts=True):
+            launch = w.kernels * runtime.host_launch_s
+        busy = max(w.time_s, launch)
         wait = host + max(0.0, beside - busy)
         return Work(busy + wait, w.model_flops, w.hbm_bytes, w.energy_j)
 

@@ -399,14 +399,14 @@ class Chip:
             raise ConfigError(f"chip {self.name!r} has no power.matrix_pj_per_flop")
         return self.matrix_pj_per_flop * self.reference_peak / self.peak(dtype)
 
-    def beside(self, cores: int, main_bytes_per_s: float, watts: float) -> Chip:
-        """The chip as compute sees it while other work holds part of it: ``cores`` of its cores
+    def beside(self, cores_taken: int, main_bytes_per_s: float, watts: float) -> Chip:
+        """The chip as compute sees it while other work holds part of it: ``cores_taken`` cores
         (each core's rates and local memory kept, so the chip's rates shrink with the cores left),
         ``main_bytes_per_s`` of its main memory's achievable bandwidth (never more than 90 % of
         it) and ``watts`` of its power limit (never below its idle power plus a tenth of the
         headroom). The reuse level (L2) and main memory are shared; the levels inside the reuse
         level are the cores' own."""
-        left = max(1, self.n_cores - max(0, cores))
+        left = max(1, self.n_cores - max(0, cores_taken))
         f = left / self.n_cores
         main = self.main_memory
         taken = min(max(0.0, main_bytes_per_s), 0.9 * main.achievable_bytes_per_s)

@@ -1,11 +1,13 @@
 """Chip presets load, carry sources, validate, and take --set overrides."""
 
 import re
+from dataclasses import replace
 
 import pytest
 
 from hardware import ConfigError, list_chips, load_chip, load_system
 from hardware.loader import load_chip_dict
+from workloads import load_model
 
 REQUIRED = [
     "a100-sxm-40gb", "a100-sxm-80gb", "a800", "h100-sxm", "h100-pcie", "h800", "h200", "b200",
@@ -157,3 +159,22 @@ def test_a_chip_beside_other_work_keeps_each_cores_rates_and_loses_what_is_taken
     )
     idle = chip.idle_watts
     assert starved.power_limit_watts == pytest.approx(idle + 0.1 * (chip.power_limit_watts - idle))
+
+
+def test_beside_on_a_one_level_chip_and_one_without_a_power_model():
+    from sim.cost.roofline import beside_slowdown, cost_ops
+    from workloads.training import Training
+
+    t = Training(model=load_model("llama-2-7b"), seq=2048, micro_batch=1, dp=8, zero=3)
+    chunk = t.lower().stages[0][0]
+    h100 = load_system("h100-sxm", 8)
+    unpowered = replace(h100, chip=replace(h100.chip, matrix_pj_per_flop=None))
+    assert not unpowered.chip.has_power_model
+    for name, system in (("groq-lpu", load_system("groq-lpu", 8)), ("no power model", unpowered)):
+        ratio = beside_slowdown(cost_ops(chunk.forward, system), chunk.fsdp_forward, system)
+        assert 0.0 <= ratio < 1.0, name
+    groq = load_chip("groq-lpu")
+    one = groq.beside(0, 0.5 * groq.main_memory.achievable_bytes_per_s, 0.0)
+    assert one.main_memory.achievable_bytes_per_s == pytest.approx(
+        0.5 * groq.main_memory.achievable_bytes_per_s
+    )

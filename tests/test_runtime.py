@@ -401,6 +401,39 @@ def test_decode_only_graphs_run_a_step_with_prompts_eager():
     assert long[1] == pytest.approx(long[0], rel=1e-9)
 
 
-def test_decode_only_graphs_need_the_eager_launch_time(tmp_path, monkeypatch):
-    with pytest.raises(WorkloadError, match="prefill_graphs = false .* give host_launch_s"):
+def test_decode_only_graphs_need_the_eager_launch_time():
+    with pytest.raises(WorkloadError, match="host_launch_s must be > 0 where prefill_graphs"):
         replace(load_runtime(), name="x", prefill_graphs=False)
+
+
+def test_a_bad_prefill_graphs_value_is_a_one_line_error(tmp_path, monkeypatch):
+    import workloads.runtime as rt
+
+    folder = tmp_path / "runtimes"
+    folder.mkdir()
+    (folder / "odd.toml").write_text('name = "odd"\nprefill_graphs = "no"\n')
+    monkeypatch.setattr(rt, "_folder", lambda: folder)
+    rt.load_runtime.cache_clear()
+    try:
+        with pytest.raises(WorkloadError, match="prefill_graphs must be true or false, got 'no'"):
+            rt.load_runtime("odd")
+    finally:
+        rt.load_runtime.cache_clear()
+
+
+def test_an_eager_iteration_launches_one_attention_for_all_its_prompt_chunks():
+    """Under decode-only graphs, an iteration with two prompt chunks launches the same kernels
+    as one with a single chunk: the chunks share one variable-length attention launch a layer."""
+    from sim.engine.serve import IterationCost
+    from workloads.serving import LengthDist, Serving
+
+    m = load_model("llama-3-8b")
+    split = replace(load_runtime(), name="split", prefill_graphs=False, host_launch_s=200e-6)
+    kw = dict(model=m, rate=1.0, duration_s=1.0,
+              prompt=LengthDist.parse("100", "--prompt-dist", m.max_seq),
+              output=LengthDist.parse("10", "--output-dist", m.max_seq))  # fmt: skip
+    cost = IterationCost(Serving(**kw, runtime=split), load_system("h100-sxm"))
+    one = cost.iteration(0, 0, [(64, 64)], 1)
+    two = cost.iteration(0, 0, [(32, 32), (32, 32)], 2)
+    # host-bound at 200 us a kernel: the same launches, so the same time
+    assert two.time_s == pytest.approx(one.time_s, rel=1e-9)

@@ -116,8 +116,9 @@ class Runtime:
             raise WorkloadError(f"runtime {self.name!r}: rope must be one of {', '.join(ROPES)}, "
                                 f"got {self.rope!r}")  # fmt: skip
         if self.cuda_graphs and not self.prefill_graphs and not self.host_launch_s > 0:
-            raise WorkloadError(f"runtime {self.name!r}: prefill_graphs = false runs steps with "
-                                "prompts eager; give host_launch_s, their host time per kernel")  # fmt: skip
+            raise WorkloadError(f"runtime {self.name!r}: host_launch_s must be > 0 where "
+                                "prefill_graphs = false (steps with prompts launch their kernels "
+                                f"from the host), got {self.host_launch_s!r}")  # fmt: skip
         if self.training and self.rope == "halves":
             # the split halves' backward (slices, negation, accumulations) is not counted
             raise WorkloadError(f"runtime {self.name!r}: rope = halves has no training backward "

@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from hardware.chip import System
+from hardware.chip import ConfigError, System
 from hardware.power import PIM_PJ_PER_BYTE
 from sim.cost.chips import ChipArrays
 from sim.cost.collectives import LinkParams, collective_s, custom_all_reduce_s
@@ -1055,6 +1055,13 @@ def beside_slowdown(
     base = sum(c.total_time_s for c in work)
     if not work or not collectives or base <= 0:
         return 0.0
+    chip = system.chip
+    if system.collective_cores >= chip.n_cores:
+        raise ConfigError(
+            f"chip {chip.name!r}: system.collective_cores must be below compute.n_cores "
+            f"({chip.n_cores}) for compute to run beside a collective; got "
+            f"{system.collective_cores} (set system.collective_cores, or --no-overlap)"
+        )
     coll = cost_ops(collectives, system)
     span = sum(c.total_time_s for c in coll)
     if span <= 0:
@@ -1064,11 +1071,12 @@ def beside_slowdown(
         _SENT.get(c.kind, 1.0) * c.bytes * (c.group - 1) / c.group * o.count
         for o in collectives if (c := o.collective) is not None and c.group > 1
     )  # fmt: skip
-    chip = system.chip
     watts = 0.0
     if chip.has_power_model:
         energy = sum(c.energy_j * c.op.count for c in coll)
         watts = (energy + 1e-12 * chip.main_memory.pj_per_byte * main_bytes) / span
     other = chip.beside(system.collective_cores, main_bytes / span, watts)
-    slowed = cost_ops([c.op for c in work], replace(system, chip=other), overlap=overlap)
+    # the compute runs on what is left: no collective of its own holds cores there
+    slowed = cost_ops([c.op for c in work], replace(system, chip=other, collective_cores=0),
+                      overlap=overlap)  # fmt: skip
     return max(0.0, sum(c.total_time_s for c in slowed) / base - 1.0)

@@ -111,6 +111,20 @@ def schedule(p: int, v: int, m: int, stage: int) -> list[tuple[str, int, int]]:
 MAX_BUCKETS = 128
 
 
+def beside(busy: float, comm: float, slowdown: float) -> tuple[float, float]:
+    """(comm exposed, compute added) when ``comm`` seconds of a collective start beside
+    ``busy`` seconds of compute that runs ``slowdown`` longer while the collective runs
+    (``sim.cost.roofline.beside_slowdown``): the compute advances at 1 / (1 + slowdown) under
+    the collective, so the pair takes max(comm, busy + comm x slowdown / (1 + slowdown)) - never
+    longer than one after the other. Where the collective outlasts the slowed compute, what is
+    left of it is exposed and the compute's slowdown hides under it."""
+    if comm <= 0.0:
+        return 0.0, 0.0
+    if comm >= busy * (1.0 + slowdown):
+        return comm - busy, 0.0
+    return 0.0, comm * slowdown / (1.0 + slowdown)
+
+
 def _buckets(layers: int) -> int:
     return max(1, min(int(layers), MAX_BUCKETS))
 
@@ -194,10 +208,11 @@ def run_pipeline(
                 # the gradient buckets reduce beside this backward (all but the last bucket,
                 # which waits for its end), slowing the backward (its cores, memory and power)
                 n = _buckets(work.layers[c] if work.layers else 1)
-                beside = min(work.grad_sync[c] * (n - 1) / n, dur)
                 slow = work.grad_sync_slowdown[c] if work.grad_sync_slowdown else 0.0
-                dur += slow * beside
-                times[s].contention_s += slow * beside
+                # the reduction's own exposure is the comm resource's (grad_sync below)
+                _, added = beside(dur, work.grad_sync[c] * (n - 1) / n, slow)
+                dur += added
+                times[s].contention_s += added
             start = env.now
             yield env.timeout(dur)
             times[s].busy_s += dur
@@ -231,10 +246,10 @@ def run_pipeline(
         record(s, 0, "optimizer step", start, work.optimizer, "optimizer")
         times[s].optimizer_s = work.optimizer
         # ZeRO 1/2 parameter all-gather: behind the next step's first forward when overlapped
-        hidden = work.forward[0] if overlap else 0.0
-        exposed = max(0.0, work.param_gather - hidden)
-        # the forward it hides behind runs on what the gather leaves it
-        slowed = work.param_gather_slowdown * min(work.param_gather, hidden)
+        if overlap:  # the forward it hides behind runs on what the gather leaves it
+            exposed, slowed = beside(work.forward[0], work.param_gather, work.param_gather_slowdown)
+        else:
+            exposed, slowed = work.param_gather, 0.0
         times[s].contention_s += slowed
         if overlap:  # drawn beside this step's first forward, where the previous one's ran
             record(

@@ -25,7 +25,7 @@ from hardware.units import format_si
 from sim.cost.html import Item, memory_item, percent, rate_text, shares_note, summary_fragment
 from sim.cost.result import CapacityError, overrides_line
 from sim.cost.roofline import Bound, OpCost, beside_slowdown, cost_op, cost_ops
-from sim.engine.events import Part, StageWork, Timeline, run_pipeline
+from sim.engine.events import Part, StageWork, Timeline, beside, run_pipeline
 from workloads.ops import Op, OpKind, WorkloadError
 from workloads.training import RECOMPUTE as RECOMPUTE_ORDER
 from workloads.training import Training, TrainMemory, TrainPlan
@@ -74,15 +74,19 @@ def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: S
     if side:
         comm = sum(c.total_time_s for c in cost_ops(side, system))
         busy = by.get("compute", 0.0) + by.get("recompute", 0.0)
-        exposed = max(0.0, comm - busy) + comm / max(1, layers) if overlap else comm
-        exposed = min(exposed, comm)
+        if overlap:
+            # the first layer's gather precedes any compute; the rest run beside it, which runs
+            # on what the collectives leave it
+            first = comm / max(1, layers)
+            ratio = beside_slowdown(costs, side, system, overlap=overlap)
+            exposed, slowed = beside(busy, comm - first, ratio)
+            exposed += first
+        else:
+            exposed = comm
         by["dp"] += exposed
         parts.append(("fsdp exposed", exposed, "dp"))
         total += exposed
-        if overlap:
-            # the compute beside the gathers runs on what the collectives leave it
-            ratio = beside_slowdown(costs, side, system, overlap=overlap)
-            slowed = ratio * min(comm - exposed, busy)
+        if slowed:
             by["compute"] += slowed
             parts.append(("compute beside collectives", slowed, "compute"))
             total += slowed
@@ -116,10 +120,10 @@ def _ep_beside(f: _Costed, b: _Costed, slow_f: float, slow_b: float) -> tuple[_C
                        by_category=by, ep_exposed=exposed / a2a if a2a else 1.0,
                        beside_s=x.beside_s + slowed)  # fmt: skip
 
-    exp_f, exp_b = max(0.0, a2a_f - busy_b), max(0.0, a2a_b - busy_f)
-    # each pass's compute runs beside the other pass's hidden all-to-all
-    slow_f, slow_b = slow_f * min(a2a_b - exp_b, busy_f), slow_b * min(a2a_f - exp_f, busy_b)
-    return moved(f, a2a_f, exp_f, slow_f), moved(b, a2a_b, exp_b, slow_b)
+    # each pass's compute runs beside the other pass's all-to-all
+    exp_f, added_b = beside(busy_b, a2a_f, slow_b)
+    exp_b, added_f = beside(busy_f, a2a_b, slow_f)
+    return moved(f, a2a_f, exp_f, added_f), moved(b, a2a_b, exp_b, added_b)
 
 
 def _expert_context(w: dict) -> str:

@@ -508,6 +508,17 @@ class System:
             )
 
     @property
+    def collective_main_per_sent(self) -> float:
+        """Main-memory bytes a collective moves per byte a chip sends. On the cores (NCCL,
+        RCCL: ``collective_cores`` > 0) it stores what arrives to memory and reads it back, and
+        reads or writes the user's buffers: 3 (NCCL maintainer S. Jeaugey,
+        github.com/NVIDIA/nccl/issues/1428: "300GB/s needs to be multiplied by at least 2x for
+        memory bandwidth ... If you add reading from or writing to user data, it can be 3x";
+        there an A100's GEMMs beside an all-gather ran 1.76x longer). On DMA engines the
+        sender's engine reads the user's buffer and the receiver's writes it: 2."""
+        return 3.0 if self.collective_cores else 2.0
+
+    @property
     def name(self) -> str:
         return f"{self.n_chips}x {self.chip.name}"
 

@@ -47,6 +47,7 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "scratchpad_reuse": c.reuse_is_scratchpad,
         "stream_k": c.stream_k,
         "chips_per_node": system.chips_per_node,
+        "collective_main_per_sent": system.collective_main_per_sent,
         "sustained_clock_fraction": c.sustained_clock_fraction,
         "mma_sync_fraction": _float(c.mma_sync_fraction),
         "attention_bwd_fraction": _float(c.attention_bwd_fraction),

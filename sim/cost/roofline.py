@@ -840,7 +840,10 @@ def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, stead
     clocked, fixed = _op_energy(
         chips, pj_flop, executed, data[_F["main_bytes"]], data[_F["reuse_bytes"]]
     )
-    fixed = fixed + 1e-12 * v["link_pj"] * sent
+    # a collective's links, and the main-memory traffic each byte it sends costs
+    # (``System.collective_main_per_sent``)
+    main_pj = chips.level(_main(chips), "pj_per_byte")
+    fixed = fixed + 1e-12 * (v["link_pj"] + v["collective_main_per_sent"] * main_pj) * sent
     pim = data[_F["level"]] == _PIM if chips.memo.get("pim", np.zeros(1, bool)).any() else None
     if pim is not None and pim.any():  # decode attention in memory: its K/V read inside the DRAM
         kv = _table([
@@ -1025,17 +1028,6 @@ def cost_op(op: Op, system: System) -> OpCost:
 
 
 # ---- compute beside a collective ---------------------------------------------------------------
-#: main-memory bytes a collective moves per byte it sends. On the cores (NCCL, RCCL): it stores
-#: what arrives to memory and reads it back (2x), and reads or writes the user's buffers (3x);
-#: NCCL maintainer S. Jeaugey, github.com/NVIDIA/nccl/issues/1428 ("300GB/s needs to be
-#: multiplied by at least 2x for memory bandwidth ... If you add reading from or writing to user
-#: data, it can be 3x"), where an A100's GEMMs beside an all-gather ran 1.76x longer and its
-#: attention 1.83x. On DMA engines (``System.collective_cores`` 0): the sender reads the user's
-#: buffer and the receiver's engine writes it, once each (2x)
-_MAIN_PER_SENT_CORES = 3.0
-_MAIN_PER_SENT_DMA = 2.0
-
-
 def beside_slowdown(
     compute: tuple[OpCost, ...] | list[OpCost],
     collectives: tuple[Op, ...] | list[Op],
@@ -1047,8 +1039,8 @@ def beside_slowdown(
     beside it, over its own time: the collectives hold ``system.collective_cores`` of the cores
     (NCCL's CTAs do not share an SM), the main-memory bandwidth of their own traffic, and the
     power of that traffic and of their links, out of the chip's limit (``Chip.beside``). A
-    member moves ``_MAIN_PER_SENT_CORES`` bytes through main memory per byte it sends where its
-    collectives run on the cores, ``_MAIN_PER_SENT_DMA`` where they run on DMA engines. The compute ops are costed
+    member moves ``System.collective_main_per_sent`` bytes through main memory per byte it
+    sends. The compute ops are costed
     again on what is left, with its waves, tiles and clock; collectives among ``compute`` are
     skipped."""
     work = [c for c in compute if c.op.kind is not OpKind.COLLECTIVE and c.total_time_s > 0]
@@ -1066,15 +1058,12 @@ def beside_slowdown(
     span = sum(c.total_time_s for c in coll)
     if span <= 0:
         return 0.0
-    per_sent = _MAIN_PER_SENT_CORES if system.collective_cores else _MAIN_PER_SENT_DMA
-    main_bytes = per_sent * sum(
+    main_bytes = system.collective_main_per_sent * sum(
         _SENT.get(c.kind, 1.0) * c.bytes * (c.group - 1) / c.group * o.count
         for o in collectives if (c := o.collective) is not None and c.group > 1
     )  # fmt: skip
-    watts = 0.0
-    if chip.has_power_model:
-        energy = sum(c.energy_j * c.op.count for c in coll)
-        watts = (energy + 1e-12 * chip.main_memory.pj_per_byte * main_bytes) / span
+    # the collectives' energy: their links and their main-memory traffic (``_power``)
+    watts = sum(c.energy_j * c.op.count for c in coll) / span if chip.has_power_model else 0.0
     other = chip.beside(system.collective_cores, main_bytes / span, watts)
     # the compute runs on what is left: no collective of its own holds cores there
     slowed = cost_ops([c.op for c in work], replace(system, chip=other, collective_cores=0),

@@ -1034,13 +1034,15 @@ def beside_slowdown(
     system: System,
     *,
     overlap: bool = False,
+    take: tuple[str, ...] = ("cores", "memory", "power"),
 ) -> float:
     """How much longer ``compute`` (its costs on ``system``) takes while ``collectives`` run
     beside it, over its own time: the collectives hold ``system.collective_cores`` of the cores
     (NCCL's CTAs do not share an SM), the main-memory bandwidth of their own traffic, and the
     power of that traffic and of their links, out of the chip's limit (``Chip.beside``). A
     member moves ``System.collective_main_per_sent`` bytes through main memory per byte it
-    sends. The compute ops are costed
+    sends. ``take`` names the resources the collectives take (all three by default; fewer to
+    see what each costs: ``benchmarks/beside_collective.py``). The compute ops are costed
     again on what is left, with its waves, tiles and clock; collectives among ``compute`` are
     skipped."""
     work = [c for c in compute if c.op.kind is not OpKind.COLLECTIVE and c.total_time_s > 0]
@@ -1064,7 +1066,9 @@ def beside_slowdown(
     )  # fmt: skip
     # the collectives' energy: their links and their main-memory traffic (``_power``)
     watts = sum(c.energy_j * c.op.count for c in coll) / span if chip.has_power_model else 0.0
-    other = chip.beside(system.collective_cores, main_bytes / span, watts)
+    other = chip.beside(system.collective_cores if "cores" in take else 0,
+                        main_bytes / span if "memory" in take else 0.0,
+                        watts if "power" in take else 0.0)  # fmt: skip
     # the compute runs on what is left: no collective of its own holds cores there
     slowed = cost_ops([c.op for c in work], replace(system, chip=other, collective_cores=0),
                       overlap=overlap)  # fmt: skip

@@ -589,14 +589,16 @@ def test_compute_beside_a_collective_takes_the_longer_of_the_two_never_their_sum
         exposed, added = beside(busy, comm, s)
         assert max(busy, comm) - 1e-12 <= busy + exposed + added <= busy + comm + 1e-12
     # whole steps: overlapping never costs more than running the collectives after the compute,
-    # however few cores the compute is left (a design sweep's small chips) or slow the network
-    t = _llama3_8b(dp=8, global_batch=16)
-    for sets in ([], ["compute.n_cores=24"], ["compute.n_cores=32"],
-                 ["system.intra_node_bandwidth=20GB/s"]):  # fmt: skip
-        system = load_system("h100-sxm", 8, sets)
-        on = simulate_training(t, system, check_memory=False).step_time_s
-        off = simulate_training(t, system, overlap=False, check_memory=False).step_time_s
-        assert on <= off * (1 + 1e-9), sets
+    # however few cores the compute is left (a design sweep's small chips) or slow the network,
+    # for ZeRO-3's gathers and for the bucketed gradient reduction of ZeRO 0 and 1
+    for zero in (3, 0, 1):
+        t = _llama3_8b(dp=8, global_batch=16, zero=zero, seq=2048)
+        for sets in ([], ["compute.n_cores=24"], ["compute.n_cores=32"],
+                     ["system.intra_node_bandwidth=20GB/s"]):  # fmt: skip
+            system = load_system("h100-sxm", 8, sets)
+            on = simulate_training(t, system, check_memory=False).step_time_s
+            off = simulate_training(t, system, overlap=False, check_memory=False).step_time_s
+            assert on <= off * (1 + 1e-9), (zero, sets)
 
 
 def test_collective_cores_must_leave_cores_to_compute_beside_them():
@@ -933,3 +935,61 @@ def test_an_eager_training_runtime_with_a_native_rms_norm_runs_its_one_kernel(mo
     assert (fwd[0].kernels, fwd[1].kernels) == (9, 2)
     bwd = [next(op for op in c.backward if op.name.endswith("attn_norm.bwd")) for c in chunks]
     assert bwd[1].kernels < bwd[0].kernels and bwd[1].total_bytes < bwd[0].total_bytes
+
+
+def test_ring_attention_runs_a_kernel_per_step_and_merges_the_steps_outputs():
+    """Transformer Engine's P2P ring: cp kernel calls per layer over the same pairs as one
+    causal kernel, and 16-bit merges whose bytes grow with cp (forward: 2 + 6 cp per output
+    element and 4 per K/V element; backward: 6 cp - 2 and 10 cp + 4)."""
+    m = load_model("llama-3-8b")
+
+    def layer(cp: int):
+        t = Training(model=m, seq=8192, micro_batch=1, global_batch=8, dp=8 // cp, cp=cp,
+                     zero=1)  # fmt: skip
+        chunk = t.lower().stages[0][0]
+        attn = [op for op in chunk.forward if op.kind is OpKind.ATTENTION]
+        merge = [op for op in chunk.forward if op.name.endswith("cp_merge")]
+        back = [op for op in chunk.backward if op.name.endswith("cp_merge.bwd")]
+        return attn, merge, back
+
+    one, none, _ = layer(1)
+    assert none == [] and one[0].count == m.n_layers
+    for cp in (2, 4):
+        attn, merge, back = layer(cp)
+        assert attn[0].count == cp * m.n_layers  # a kernel per ring step
+        # every rank's share of the causal pairs: 1 / cp of the whole sequence's
+        pairs = attn[0].count * attn[0].attention.q_len * attn[0].attention.kv_len
+        assert pairs == pytest.approx(m.n_layers * 8192 * 8192 / 2 / cp)
+        a = attn[0].attention
+        out = a.q_len * a.n_q_heads * a.v_dim
+        kv = a.q_len * a.n_kv_heads * (a.qk_dim + a.v_dim)
+        assert merge[0].count == back[0].count == m.n_layers  # per layer
+        assert merge[0].total_bytes == pytest.approx((2 + 6 * cp) * out + 4 * kv)
+        assert back[0].total_bytes == pytest.approx((6 * cp - 2) * out + (10 * cp + 4) * kv)
+
+
+def test_a_collective_over_the_power_limit_keeps_its_time():
+    """A collective's time is its links' and main memory's, not the core clock's: however much
+    power its traffic draws, the power limit does not shorten (or stretch) it."""
+    t = _llama3_8b(dp=8, global_batch=16)
+    chunk = t.lower().stages[0][0]
+    for bw in ("450GB/s", "2000GB/s", "4000GB/s"):
+        system = load_system("h100-sxm", 8, [f"system.intra_node_bandwidth={bw}"])
+        free = load_system("h100-sxm", 8, [f"system.intra_node_bandwidth={bw}", "power.tdp=100kW"])
+        for a, b in zip(cost_ops(chunk.fsdp_forward, system), cost_ops(chunk.fsdp_forward, free),
+                        strict=True):  # fmt: skip
+            assert a.time_s == pytest.approx(b.time_s, rel=1e-12), bw
+            assert a.time_s > 10 * system.chip.kernel_overhead_s
+
+
+def test_zero3_step_energy_counts_its_gathers_and_reduce_scatters():
+    t = _llama3_8b(dp=8, global_batch=16)
+    system = load_system("h100-sxm", 8)
+    r = simulate_training(t, system, check_memory=False)
+    chunk = t.lower().stages[0][0]
+    side = sum(c.energy_j * c.op.count
+               for c in cost_ops(chunk.fsdp_forward + chunk.fsdp_backward, system))  # fmt: skip
+    assert side > 0
+    without = replace(t, zero=1)  # the same compute; its gradient sync is one reduce-scatter
+    r1 = simulate_training(without, system, check_memory=False)
+    assert r.step_energy_j > r1.step_energy_j

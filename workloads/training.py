@@ -602,9 +602,18 @@ class _TrainLowering:
     def _attention(self, op: Op) -> list[Op]:
         """Causal flash attention; with context parallelism a ring over cp chips (Megatron CP).
 
-        Each of cp ranks holds 2 of 2·cp sequence chunks (load-balanced), so it computes 1/cp of
-        the causal pairs against the whole sequence's K/V, passing K/V around the ring beside
-        the attention (cp - 1 hops).
+        Each of cp ranks holds 2 of 2·cp sequence chunks of c tokens (load-balanced), so it
+        computes 1/cp of the causal pairs against the whole sequence's K/V, passing K/V around
+        the ring beside the attention (cp - 1 hops). Transformer Engine's ring
+        (AttnFuncWithCPAndKVP2P, TE 1.11-2.1 transformer_engine/pytorch/attention.py) calls the
+        kernel once per step on 2c² pairs (the local chunks causal, then full queries against
+        half the K/V or half the queries against all of it), then merges the steps' outputs in
+        16-bit: per layer, on the rank that merges most (the last), a zeroed output and cp
+        corrections of it (read it and a step's output, write it: 2 + 6·cp bytes per output
+        element) and K, V concatenated into the send buffer (4 bytes per K/V element). Its
+        backward accumulates dQ over cp steps (6·cp - 2 bytes per element) and dK, dV as they
+        ride the ring back (concatenated and added each step, 10·cp + 4 bytes per K/V element,
+        rank 0 the most) (``_cp_merge``).
         """
         t, a = self.t, op.attention
         assert a is not None
@@ -618,15 +627,30 @@ class _TrainLowering:
             return self._unfused_attention(a, dt)
         if t.cp == 1:
             return [replace(op, dtype=dt)]
-        full = t.seq
-        pairs_per_q = full * (full + 1) / 2 / full  # mean keys per query over the sequence
-        spec = replace(a, causal=False, kv_len=max(1, round(pairs_per_q)))
+        # cp kernel calls of 2c² pairs each: a.q_len = 2c local queries against c keys
+        chunk = max(1, math.ceil(t.seq / (2 * t.cp)))
+        spec = replace(a, causal=False, kv_len=chunk)
         b = Builder(dt, self.ab, self.ab)
-        attn = b.attention("attention", spec)
+        attn = replace(b.attention("attention", spec), count=t.cp, kernels=1)
         hop = a.batch * a.n_kv_heads * a.q_len * a.kv_bytes_per_token
         ring = b.collective("cp_ring_kv", "send_recv", (t.cp - 1) * hop, 2,
                             2 if self.cp_local > 1 else 1)  # fmt: skip
-        return [attn] + ([replace(ring, overlaps_previous=True)] if ring else [])
+        ring_ops = [replace(ring, overlaps_previous=True)] if ring else []
+        return [attn] + ring_ops + [self._cp_merge(a)]
+
+    def _cp_merge(self, a) -> Op:
+        """Transformer Engine's ring-attention merge work per layer (``_attention``), forward,
+        with its backward's bytes and kernels registered for ``backward``."""
+        cp = self.t.cp
+        out = a.batch * a.q_len * a.n_q_heads * a.v_dim
+        kv = a.batch * a.q_len * a.n_kv_heads * (a.qk_dim + a.v_dim)
+        fwd = (2 + 6 * cp) * out + 4 * kv  # bytes, 16-bit tensors
+        bwd = (6 * cp - 2) * out + (10 * cp + 4) * kv
+        op = Op(name="cp_merge", kind=OpKind.ELEMENTWISE, family="attention", dtype="bf16",
+                flops=float(cp * out), model_flops=0.0, bytes={Role.ACTIVATION: float(fwd)},
+                kernels=cp + 2)  # fmt: skip
+        self._eager_bwd["cp_merge"] = (bwd / fwd, 3 * cp + 1)
+        return op
 
     def _unfused_attention(self, a, dt: str) -> list[Op]:
         """Attention as 2020-22 Megatron-LM ran it (before FlashAttention): S = QK^T over the

@@ -856,7 +856,9 @@ def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, stead
     if not steady or np.isnan(limit).all():
         return
     idle, a = v["idle_watts"], v["dvfs_exponent"]
-    over = data[_F["energy"]] > (limit - idle) * data[_F["time"]]  # draws more than the limit
+    # draws more than the limit; a collective's time is its links' and main memory's, which
+    # the core clock does not set, so it keeps its time
+    over = (data[_F["energy"]] > (limit - idle) * data[_F["time"]]) & (data[_F["comm"]] <= 0)
     if not over.any():
         return
     i, j = np.nonzero(over)

@@ -214,6 +214,10 @@ def run_pipeline(
                 dur += added
                 times[s].contention_s += added
             start = env.now
+            last = kind == "B" and mb == last_b[c]
+            if overlap and last:
+                # reduce this chunk's buckets as its last backward produces them
+                syncs.append(env.process(grad_sync(s, c, start, dur, comm)))
             yield env.timeout(dur)
             times[s].busy_s += dur
             if trace:
@@ -233,10 +237,8 @@ def run_pipeline(
                 proc = env.process(send(s, key))
                 if not overlap:
                     yield proc
-            if kind == "B" and mb == last_b[c]:
-                # overlapped: reduce this chunk's buckets as its last backward produces them
-                syncs.append(env.process(grad_sync(s, c, start, dur, comm)) if overlap
-                             else (c, start, dur))  # fmt: skip
+            if last and not overlap:
+                syncs.append((c, start, dur))
         times[s].backward_end_s = env.now
         for sync in syncs:
             yield sync if overlap else env.process(grad_sync(s, *sync, comm))

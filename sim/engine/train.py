@@ -573,6 +573,11 @@ def _simulate_training(
 
         per_stage = [
             plan.micro_batches * sum(dynamic(f.costs) + dynamic(b.costs) for f, b in per)
+            # ZeRO-3's gathers and reduce-scatters, every micro-batch
+            + plan.micro_batches
+            * sum(
+                dynamic(cost_ops(c.fsdp_forward + c.fsdp_backward, system)) for c in chunks
+            )  # fmt: skip
             + opt.energy_j * opt.op.count
             + sum(dynamic(cost_ops(c.grad_sync + c.param_gather, system)) for c in chunks)
             for per, opt, chunks in zip(costed, opt_costs, plan.stages, strict=True)

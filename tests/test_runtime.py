@@ -335,19 +335,25 @@ def test_gpt_fast_decode_at_tp8_is_faster_than_at_tp4():
     assert rate[8] > 1.2 * rate[4]
 
 
-def test_a_custom_all_reduce_needs_its_latency_and_bandwidth_together(tmp_path, monkeypatch):
+def _preset_refused(tmp_path, monkeypatch, text: str, match: str) -> None:
+    """A runtime preset of ``text`` fails to load with an error matching ``match``."""
     import workloads.runtime as rt
 
     folder = tmp_path / "runtimes"
     folder.mkdir()
-    (folder / "half.toml").write_text('name = "half"\nsource = "s"\nallreduce_latency_s = 5e-6\n')
+    (folder / "odd.toml").write_text(text)
     monkeypatch.setattr(rt, "_folder", lambda: folder)
     rt.load_runtime.cache_clear()
     try:
-        with pytest.raises(WorkloadError, match="allreduce_latency_s and allreduce_bus_bandwidth"):
-            rt.load_runtime("half")
+        with pytest.raises(WorkloadError, match=match):
+            rt.load_runtime("odd")
     finally:
         rt.load_runtime.cache_clear()
+
+
+def test_a_custom_all_reduce_needs_its_latency_and_bandwidth_together(tmp_path, monkeypatch):
+    _preset_refused(tmp_path, monkeypatch, 'name = "odd"\nsource = "s"\nallreduce_latency_s = 5e-6\n',
+                    "allreduce_latency_s and allreduce_bus_bandwidth")  # fmt: skip
 
 
 def test_the_runtimes_attention_kernel_applies_where_the_workload_names_none():
@@ -407,18 +413,8 @@ def test_decode_only_graphs_need_the_eager_launch_time():
 
 
 def test_a_bad_prefill_graphs_value_is_a_one_line_error(tmp_path, monkeypatch):
-    import workloads.runtime as rt
-
-    folder = tmp_path / "runtimes"
-    folder.mkdir()
-    (folder / "odd.toml").write_text('name = "odd"\nprefill_graphs = "no"\n')
-    monkeypatch.setattr(rt, "_folder", lambda: folder)
-    rt.load_runtime.cache_clear()
-    try:
-        with pytest.raises(WorkloadError, match="prefill_graphs must be true or false, got 'no'"):
-            rt.load_runtime("odd")
-    finally:
-        rt.load_runtime.cache_clear()
+    _preset_refused(tmp_path, monkeypatch, 'name = "odd"\nprefill_graphs = "no"\n',
+                    "prefill_graphs must be true or false, got 'no'")  # fmt: skip
 
 
 def test_an_eager_iteration_launches_one_attention_for_all_its_prompt_chunks():

@@ -206,3 +206,13 @@ slo_ms = 60000
     )
     assert best.throughput[label] == pytest.approx(ref.tokens_per_s / 8, rel=1e-9)
     assert best.latency_s[label] == pytest.approx(ref.step_time_s, rel=1e-9)
+
+
+def test_a_design_keeps_the_share_of_cores_its_collectives_hold(tmp_path):
+    """Scaled from an H100 (16 of 132 SMs held by NCCL), a design with a tenth of the matrix
+    throughput holds a tenth of the collective cores, and always leaves compute a core."""
+    spec = load_spec(_write(tmp_path, CLOSED_FORM.replace("mid-14nm-144g", "h100-sxm")))
+    base = load_chip_dict("h100-sxm")
+    for tflops, cores, held in ((989.4, 132, 16), (98.94, 13, 2), (15.0, 2, 1), (4.0, 1, 0)):
+        got = dict(x.split("=", 1) for x in design_overrides(spec, base, {"matrix_tflops": tflops}))
+        assert (int(got["compute.n_cores"]), int(got["system.collective_cores"])) == (cores, held)

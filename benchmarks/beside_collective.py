@@ -39,7 +39,6 @@ KINDS = (OpKind.GEMM, OpKind.ATTENTION, OpKind.ELEMENTWISE)
 def main() -> int:
     t = Training(model=load_model("llama-2-13b"), seq=4096, micro_batch=1, dp=8, zero=3)
     chunk = t.lower().stages[0][0]
-    gathers = chunk.fsdp_forward
     print("Llama-2-13B forward (seq 4096, micro-batch 1) beside its ZeRO-3 all-gathers on 8 chips "
           "in one node: how much slower the compute runs while a gather runs")  # fmt: skip
     print(f"{'chip':<15}{'GEMMs':>8}{'attention':>11}{'elementwise':>13}{'all':>8}"
@@ -47,6 +46,7 @@ def main() -> int:
     for name in CHIPS:
         system = load_system(name, 8)
         costs = cost_ops(chunk.forward, system)
+        gathers = cost_ops(chunk.fsdp_forward, system)
         kinds = [beside_slowdown([c for c in costs if c.op.kind is k], gathers, system)
                  for k in KINDS]  # fmt: skip
         whole = beside_slowdown(costs, gathers, system)

@@ -172,10 +172,16 @@ def test_beside_on_a_one_level_chip_and_one_without_a_power_model():
     assert not unpowered.chip.has_power_model
     # an all-SRAM chip's collectives take a sliver of its memory (no cores, no power limit hit)
     groq = load_system("groq-lpu", 8)
-    assert 0.0 <= beside_slowdown(cost_ops(chunk.forward, groq), chunk.fsdp_forward, groq) < 1e-3
+    assert (
+        0.0
+        <= beside_slowdown(cost_ops(chunk.forward, groq), cost_ops(chunk.fsdp_forward, groq), groq)
+        < 1e-3
+    )
     # without a power model the cores and the memory traffic are still taken, the power not
-    ratio = beside_slowdown(cost_ops(chunk.forward, unpowered), chunk.fsdp_forward, unpowered)
-    cores = beside_slowdown(cost_ops(chunk.forward, unpowered), chunk.fsdp_forward, unpowered,
+    ratio = beside_slowdown(
+        cost_ops(chunk.forward, unpowered), cost_ops(chunk.fsdp_forward, unpowered), unpowered
+    )
+    cores = beside_slowdown(cost_ops(chunk.forward, unpowered), cost_ops(chunk.fsdp_forward, unpowered), unpowered,
                             take=("cores", "memory"))  # fmt: skip
     assert ratio > 0.01 and ratio == pytest.approx(cores, rel=1e-9)
     lpu = load_chip("groq-lpu")

@@ -529,17 +529,16 @@ def test_collectives_beside_compute_take_cores_memory_and_power():
     free = load_system("h100-sxm", 8, ["system.collective_cores=0"])
     chunk = t.lower().stages[0][0]
     fwd = cost_ops(chunk.forward, base)
-    ratio = beside_slowdown(fwd, chunk.fsdp_forward, base)
+    gathers = cost_ops(chunk.fsdp_forward, base)
+    ratio = beside_slowdown(fwd, gathers, base)
     share = 16 / base.chip.n_cores
     assert ratio > share
     # on DMA engines the collective takes no cores and moves fewer bytes, but still slows it
-    assert 0 < beside_slowdown(fwd, chunk.fsdp_forward, free) < ratio
+    assert 0 < beside_slowdown(fwd, cost_ops(chunk.fsdp_forward, free), free) < ratio
     # a memory-bound op loses at least the bandwidth the gather takes; a GEMM loses less
     norm = [c for c in fwd if c.op.kind is OpKind.ELEMENTWISE and c.bound == "memory"][:1]
     gemm = [max((c for c in fwd if c.op.kind is OpKind.GEMM), key=lambda c: c.total_time_s)]
-    assert beside_slowdown(norm, chunk.fsdp_forward, base) > beside_slowdown(
-        gemm, chunk.fsdp_forward, base
-    )
+    assert beside_slowdown(norm, gathers, base) > beside_slowdown(gemm, chunk.fsdp_forward, base)
     r = simulate_training(t, base, check_memory=False)
     r0 = simulate_training(t, free, check_memory=False)
     assert r.step_time_s > r0.step_time_s
@@ -558,12 +557,12 @@ def test_nothing_beside_means_no_slowdown_and_a_faster_link_slows_more():
     chunk = t.lower().stages[0][0]
     fwd = cost_ops(chunk.forward, system)
     assert beside_slowdown(fwd, (), system) == 0.0
-    assert beside_slowdown((), chunk.fsdp_forward, system) == 0.0
+    assert beside_slowdown((), cost_ops(chunk.fsdp_forward, system), system) == 0.0
     # twice the NVLink bandwidth: the same bytes in half the time take twice the HBM rate
     fast = load_system("h100-sxm", 8, ["system.intra_node_bandwidth=900GB/s"])
-    assert beside_slowdown(cost_ops(chunk.forward, fast), chunk.fsdp_forward, fast) > (
-        beside_slowdown(fwd, chunk.fsdp_forward, system)
-    )
+    assert beside_slowdown(
+        cost_ops(chunk.forward, fast), cost_ops(chunk.fsdp_forward, fast), fast
+    ) > (beside_slowdown(fwd, cost_ops(chunk.fsdp_forward, system), system))
 
 
 def test_dp_gradient_reduction_beside_the_last_backward_slows_it():

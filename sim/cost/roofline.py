@@ -1032,14 +1032,14 @@ def cost_op(op: Op, system: System) -> OpCost:
 # ---- compute beside a collective ---------------------------------------------------------------
 def beside_slowdown(
     compute: tuple[OpCost, ...] | list[OpCost],
-    collectives: tuple[Op, ...] | list[Op],
+    collectives: tuple[OpCost, ...] | list[OpCost],
     system: System,
     *,
     overlap: bool = False,
     take: tuple[str, ...] = ("cores", "memory", "power"),
 ) -> float:
-    """How much longer ``compute`` (its costs on ``system``) takes while ``collectives`` run
-    beside it, over its own time: the collectives hold ``system.collective_cores`` of the cores
+    """How much longer ``compute`` (its costs on ``system``) takes while ``collectives`` (their
+    costs on ``system``) run beside it, over its own time: the collectives hold ``system.collective_cores`` of the cores
     (NCCL's CTAs do not share an SM), the main-memory bandwidth of their own traffic, and the
     power of that traffic and of their links, out of the chip's limit (``Chip.beside``). A
     member moves ``System.collective_main_per_sent`` bytes through main memory per byte it
@@ -1058,16 +1058,16 @@ def beside_slowdown(
             f"({chip.n_cores}) for compute to run beside a collective; got "
             f"{system.collective_cores} (set system.collective_cores, or --no-overlap)"
         )
-    coll = cost_ops(collectives, system)
-    span = sum(c.total_time_s for c in coll)
+    span = sum(c.total_time_s for c in collectives)
     if span <= 0:
         return 0.0
     main_bytes = system.collective_main_per_sent * sum(
-        _SENT.get(c.kind, 1.0) * c.bytes * (c.group - 1) / c.group * o.count
-        for o in collectives if (c := o.collective) is not None and c.group > 1
+        _SENT.get(c.kind, 1.0) * c.bytes * (c.group - 1) / c.group * x.op.count
+        for x in collectives if (c := x.op.collective) is not None and c.group > 1
     )  # fmt: skip
     # the collectives' energy: their links and their main-memory traffic (``_power``)
-    watts = sum(c.energy_j * c.op.count for c in coll) / span if chip.has_power_model else 0.0
+    watts = (sum(c.energy_j * c.op.count for c in collectives) / span
+             if chip.has_power_model else 0.0)  # fmt: skip
     other = chip.beside(system.collective_cores if "cores" in take else 0,
                         main_bytes / span if "memory" in take else 0.0,
                         watts if "power" in take else 0.0)  # fmt: skip

@@ -51,6 +51,7 @@ class _Costed:
     by_category: dict[str, float]  # compute | recompute | tp | cp | ep | dp
     ep_exposed: float = 1.0  # the share of the EP all-to-all time on the critical path
     beside_s: float = 0.0  # compute slowed by collectives beside it (in by_category compute)
+    side: tuple[OpCost, ...] = ()  # the ZeRO-3 collectives beside the pass, costed
 
 
 def _category(op: Op) -> str:
@@ -71,14 +72,15 @@ def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: S
         parts.append((c.op.name, c.total_time_s, cat))
     total = sum(c.total_time_s for c in costs)
     slowed = 0.0
+    side_costs = cost_ops(side, system)
     if side:
-        comm = sum(c.total_time_s for c in cost_ops(side, system))
+        comm = sum(c.total_time_s for c in side_costs)
         busy = by.get("compute", 0.0) + by.get("recompute", 0.0)
         if overlap:
             # the first layer's gather precedes any compute; the rest run beside it, which runs
             # on what the collectives leave it
             first = comm / max(1, layers)
-            ratio = beside_slowdown(costs, side, system, overlap=overlap)
+            ratio = beside_slowdown(costs, side_costs, system, overlap=overlap)
             exposed, slowed = beside(busy, comm - first, ratio)
             exposed += first
         else:
@@ -90,12 +92,12 @@ def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: S
             by["compute"] += slowed
             parts.append(("compute beside collectives", slowed, "compute"))
             total += slowed
-    return _Costed(total, costs, tuple(parts), dict(by), beside_s=slowed)
+    return _Costed(total, costs, tuple(parts), dict(by), beside_s=slowed, side=side_costs)
 
 
-def _ep_ops(x: _Costed) -> list[Op]:
-    """A pass's expert-parallel all-to-alls."""
-    return [c.op for c in x.costs if c.op.kind is OpKind.COLLECTIVE and comm_kind(c.op) == "ep"]
+def _ep_costs(x: _Costed) -> list[OpCost]:
+    """A pass's expert-parallel all-to-alls, costed."""
+    return [c for c in x.costs if c.op.kind is OpKind.COLLECTIVE and comm_kind(c.op) == "ep"]
 
 
 def _ep_beside(f: _Costed, b: _Costed, slow_f: float, slow_b: float) -> tuple[_Costed, _Costed]:
@@ -525,10 +527,10 @@ def _simulate_training(
     if check_memory and worst.total_bytes > capacity:
         raise CapacityError(memory_error(t, worst, capacity, chip.name))
 
-    def total(ops: tuple[Op, ...]) -> float:
-        return sum(c.total_time_s for c in cost_ops(ops, system))
+    def total(costs: tuple[OpCost, ...]) -> float:
+        return sum(c.total_time_s for c in costs)
 
-    works, costed = [], []
+    works, costed, comms = [], [], []
     for chunks in plan.stages:
         per = [(_cost_pass(c.forward, c.fsdp_forward, c.layers, system, overlap),
                 _cost_pass(c.backward, c.fsdp_backward, c.layers, system, overlap))
@@ -538,26 +540,28 @@ def _simulate_training(
                 _ep_beside(
                     f,
                     b,
-                    beside_slowdown(f.costs, _ep_ops(b), system),
-                    beside_slowdown(b.costs, _ep_ops(f), system),
+                    beside_slowdown(f.costs, _ep_costs(b), system),
+                    beside_slowdown(b.costs, _ep_costs(f), system),
                 )
                 for f, b in per
             ]
         costed.append(per)
+        syncs = [cost_ops(c.grad_sync, system) for c in chunks]
+        gathers = cost_ops(tuple(op for c in chunks for op in c.param_gather), system)
+        comms.append(syncs + [gathers])
         # the backward beside its chunk's gradient reduction, the first forward beside the
         # parameter gather (what each runs beside when overlapped)
-        sync_slow = tuple(beside_slowdown(b.costs, c.grad_sync, system) if overlap else 0.0
-                          for (_, b), c in zip(per, chunks, strict=True))  # fmt: skip
-        gathers = tuple(op for c in chunks for op in c.param_gather)
+        sync_slow = tuple(beside_slowdown(b.costs, sync, system) if overlap else 0.0
+                          for (_, b), sync in zip(per, syncs, strict=True))  # fmt: skip
         gather_slow = beside_slowdown(per[0][0].costs, gathers, system) if overlap else 0.0
         works.append(
             StageWork(
                 forward=tuple(f.time_s for f, _ in per),
                 backward=tuple(b.time_s for _, b in per),
-                grad_sync=tuple(total(c.grad_sync) for c in chunks),
+                grad_sync=tuple(total(sync) for sync in syncs),
                 layers=tuple(max(1, c.layers) for c in chunks),
                 optimizer=0.0,
-                param_gather=sum(total(c.param_gather) for c in chunks),
+                param_gather=total(gathers),
                 grad_sync_slowdown=sync_slow,
                 param_gather_slowdown=gather_slow,
                 forward_parts=tuple(f.parts for f, _ in per),
@@ -572,15 +576,11 @@ def _simulate_training(
             return sum(c.energy_j * c.op.count for c in costs)
 
         per_stage = [
-            plan.micro_batches * sum(dynamic(f.costs) + dynamic(b.costs) for f, b in per)
-            # ZeRO-3's gathers and reduce-scatters, every micro-batch
-            + plan.micro_batches
-            * sum(
-                dynamic(cost_ops(c.fsdp_forward + c.fsdp_backward, system)) for c in chunks
-            )  # fmt: skip
+            # every micro-batch's passes with ZeRO-3's gathers and reduce-scatters beside them
+            plan.micro_batches * sum(dynamic(x.costs) + dynamic(x.side) for fb in per for x in fb)
             + opt.energy_j * opt.op.count
-            + sum(dynamic(cost_ops(c.grad_sync + c.param_gather, system)) for c in chunks)
-            for per, opt, chunks in zip(costed, opt_costs, plan.stages, strict=True)
+            + sum(dynamic(c) for c in comm)  # the gradient reductions and the parameter gather
+            for per, opt, comm in zip(costed, opt_costs, comms, strict=True)
         ]
     works = [replace(w, optimizer=o.total_time_s) for w, o in zip(works, opt_costs, strict=True)]
     p2p = cost_op(plan.p2p, system).total_time_s if plan.p2p is not None else 0.0

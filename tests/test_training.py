@@ -992,3 +992,41 @@ def test_zero3_step_energy_counts_its_gathers_and_reduce_scatters():
     without = replace(t, zero=1)  # the same compute; its gradient sync is one reduce-scatter
     r1 = simulate_training(without, system, check_memory=False)
     assert r.step_energy_j > r1.step_energy_j
+
+
+def test_megatron_accumulates_weight_gradients_into_fp32_in_the_gemm(monkeypatch):
+    """Megatron-Core's gradient accumulation fusion: each wgrad GEMM reads and writes the fp32
+    main_grad (8 B per weight element; fp16 training 4 B); PyTorch autograd writes the 16-bit
+    gradient once (fp8 GEMMs too). The fused step is the slower one, by that traffic."""
+    import workloads.training as training
+    from workloads.runtime import load_runtime
+
+    unfused = replace(load_runtime("megatron-core"), name="mc-unfused",
+                      fused_wgrad_accumulation=False)  # fmt: skip
+    monkeypatch.setattr(training, "load_runtime",
+                        lambda name: unfused if name == unfused.name else load_runtime(name))  # fmt: skip
+    m = load_model("llama-2-7b")
+    system = load_system("h100-sxm", 8)
+
+    def run(runtime: str, dtype: str = "bf16"):
+        t = Training(model=m, seq=4096, micro_batch=1, global_batch=16, dp=8, zero=1,
+                     dtype=dtype, runtime=runtime)  # fmt: skip
+        chunk = t.lower().stages[0][0]
+        wgrad = [op for op in chunk.backward if op.name.endswith(".wgrad")]
+        dgrad = [op for op in chunk.backward if op.name.endswith(".dgrad")]
+        return wgrad, dgrad, simulate_training(t, system).step_time_s
+
+    mc, mc_d, mc_t = run("megatron-core")
+    pt, pt_d, pt_t = run("mc-unfused")
+    assert {op.gemm.c_bytes for op in mc} == {8.0} and {op.gemm.c_bytes for op in pt} == {2.0}
+    assert {op.gemm.c_bytes for op in mc_d} == {op.gemm.c_bytes for op in pt_d} == {2.0}
+    # the extra 6 B per weight element is in the op's bytes too (memory traffic, energy)
+    up, up_pt = (next(op for op in w if op.name.endswith("mlp_up.wgrad")) for w in (mc, pt))
+    g = up.gemm
+    assert up.total_bytes - up_pt.total_bytes == pytest.approx(g.groups * g.m * g.n * 6.0)
+    assert mc_t > pt_t
+    fp8, _, _ = run("megatron-core", "fp8")
+    fp16, _, _ = run("megatron-core", "fp16")
+    assert {op.gemm.c_bytes for op in fp8} == {8.0} and {op.gemm.c_bytes for op in fp16} == {4.0}
+    eager8, _, _ = run("torch-compile", "fp8")
+    assert {op.gemm.c_bytes for op in eager8} == {2.0}

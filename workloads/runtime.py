@@ -53,7 +53,11 @@ source:
   reads its peers' buffers over NVLink in one launch, no ring), as a microbenchmark of that kernel
   measures it: time per call at small sizes, and bus bandwidth (bytes/s) over sizes up to 1 MB.
   A tensor-parallel all-reduce inside one node runs on it where it beats NCCL
-  (``sim.cost.collectives.custom_all_reduce_s``); 0 (the default): NCCL only.
+  (``sim.cost.collectives.custom_all_reduce_s``); 0 (the default): NCCL only;
+- ``fused_wgrad_accumulation`` (training): each weight-gradient GEMM adds its result into the
+  fp32 gradient buffer in its epilogue (Megatron-LM's gradient accumulation fusion), so it reads
+  and writes 4 bytes per weight element; false: it writes the 16-bit gradient (2 bytes), as
+  autograd does under PyTorch FSDP.
 
 They live beside the workloads because they change how a workload lowers (its kernels, their
 traffic) and add host time to it; the chip's cost model stays software-free (an op carries its
@@ -106,6 +110,7 @@ class Runtime:
     non_torch_bytes: float = 0.0  # device memory outside the engine's tensors, one chip
     non_torch_bytes_tp: float = 0.0  # the same on a chip of a TP group (0: non_torch_bytes)
     training: bool = False  # a training stack (train --runtime takes only these)
+    fused_wgrad_accumulation: bool = False  # wgrad GEMMs accumulate into fp32 in the epilogue
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +150,7 @@ class Runtime:
             "non_torch_bytes": self.non_torch_bytes,
             "non_torch_bytes_tp": self.non_torch_bytes_tp,
             "training": self.training,
+            "fused_wgrad_accumulation": self.fused_wgrad_accumulation,
         }
 
     def non_torch(self, tp: int) -> float:
@@ -233,7 +239,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     rope = raw.get("rope", "complex")
     flags = {}
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
-                         ("training", False)):  # fmt: skip
+                         ("training", False), ("fused_wgrad_accumulation", False)):  # fmt: skip
         flags[key] = raw.get(key, default)
         if not isinstance(flags[key], bool):
             raise WorkloadError(f"{where}: {key} must be true or false, got {flags[key]!r}")

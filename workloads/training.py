@@ -479,6 +479,15 @@ class Training:
         }
 
 
+def _output_bytes(op: Op, c_bytes: float) -> Op:
+    """GEMM ``op`` writing (and, accumulating, reading) ``c_bytes`` per output element."""
+    g = op.gemm
+    assert g is not None
+    extra = g.groups * g.m * g.n * (c_bytes - g.c_bytes)
+    by = {**op.bytes, Role.ACTIVATION: op.bytes[Role.ACTIVATION] + extra}
+    return replace(op, gemm=replace(g, c_bytes=c_bytes), bytes=by)
+
+
 def _scale(op: Op, f: float) -> Op:
     """The op on a fraction ``f`` of its rows (sequence-parallel norms)."""
     return replace(
@@ -517,6 +526,11 @@ class _TrainLowering:
         runtime = load_runtime(t.runtime) if t.runtime else load_runtime()
         self.norm_key = runtime.norm_primitive(self.m.norm)
         self.rope_key = runtime.rope_primitive
+        # bytes per element a weight-gradient GEMM moves for its output: a read and a write of
+        # the gradient buffer (fp32; fp16 for fp16 training) where the runtime fuses the
+        # accumulation into the GEMM, else the 16-bit gradient written once (fp8 GEMMs too:
+        # Transformer Engine returns a 16-bit weight gradient)
+        self.wgrad_out = 2.0 * t.grad_bytes if runtime.fused_wgrad_accumulation else 2.0
         # eager ops' backward: (bytes as a multiple of the forward's, kernels), by op name
         self._eager_bwd: dict[str, tuple[float, int]] = {}
 
@@ -776,7 +790,10 @@ class _TrainLowering:
                 b = Builder(op.dtype, g.a_bytes, g.b_bytes)
                 dgrad = b.gemm(f"{op.name}.dgrad", op.family, g.m, g.k, g.n, g.groups)
                 # dW[k, n] = A^T[k, m] dC[m, n]: the token dimension is the reduction
-                wgrad = b.gemm(f"{op.name}.wgrad", op.family, g.k, g.n, math.ceil(g.m), g.groups)
+                wgrad = _output_bytes(
+                    b.gemm(f"{op.name}.wgrad", op.family, g.k, g.n, math.ceil(g.m), g.groups),
+                    self.wgrad_out,
+                )
                 ratio = op.model_flops / op.flops if op.flops else 1.0
                 # Transformer Engine runs fp8 dgrad/wgrad without fast accumulation
                 # (_2X_ACC_DGRAD = _2X_ACC_WGRAD = True; the forward keeps the fast mode)

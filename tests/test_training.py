@@ -1025,7 +1025,8 @@ def test_megatron_accumulates_weight_gradients_into_fp32_in_the_gemm(monkeypatch
     g = up.gemm
     assert up.total_bytes - up_pt.total_bytes == pytest.approx(g.groups * g.m * g.n * 6.0)
     assert mc_t > pt_t
-    fp8, _, _ = run("megatron-core", "fp8")
+    fp8, fp8_d, _ = run("megatron-core", "fp8")
+    assert {op.gemm.c_bytes for op in fp8_d} == {2.0}
     fp16, _, _ = run("megatron-core", "fp16")
     assert {op.gemm.c_bytes for op in fp8} == {8.0} and {op.gemm.c_bytes for op in fp16} == {4.0}
     eager8, _, _ = run("torch-compile", "fp8")

@@ -788,7 +788,10 @@ class _TrainLowering:
                 g = op.gemm
                 assert g is not None
                 b = Builder(op.dtype, g.a_bytes, g.b_bytes)
-                dgrad = b.gemm(f"{op.name}.dgrad", op.family, g.m, g.k, g.n, g.groups)
+                # the input gradient is 16-bit (fp8 GEMMs too: Transformer Engine's dgrad output)
+                dgrad = _output_bytes(
+                    b.gemm(f"{op.name}.dgrad", op.family, g.m, g.k, g.n, g.groups), 2.0
+                )
                 # dW[k, n] = A^T[k, m] dC[m, n]: the token dimension is the reduction
                 wgrad = _output_bytes(
                     b.gemm(f"{op.name}.wgrad", op.family, g.k, g.n, math.ceil(g.m), g.groups),

@@ -54,6 +54,7 @@ from workloads.ops import (
     check_ints,
 )
 from workloads.runtime import DEFAULT_DIT_RUNTIME, Runtime, launch, load_runtime
+from workloads.vae import VAEDecoder, lower_decoder, vae_from_dict
 
 _BLOCKS = ("adaln", "cross", "mmdit", "hybrid")
 # DiTConfig fields by kind, checked in its __post_init__
@@ -168,6 +169,7 @@ class DiTConfig:
     default_steps: int = 50
     default_cfg: bool = False
     n_params_published: float | None = None
+    vae: VAEDecoder | None = None  # the decoder's layers ([vae] table; None: one implicit GEMM)
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -317,6 +319,7 @@ def load_dit(name_or_path: str) -> DiTConfig:
 def dit_from_dict(raw: dict[str, Any], where: str = "DiT model") -> DiTConfig:
     """A DiTConfig from a DiT TOML table (unknown keys are ignored, as in model TOMLs)."""
     fields = {k: v for k, v in raw.items() if k in _DIT_KEYS}
+    fields["vae"] = vae_from_dict(raw.get("vae"), f"model {raw.get('name', where)!r}")
     try:
         return DiTConfig(**fields)
     except TypeError as exc:
@@ -629,12 +632,17 @@ class DiT:
         return [op]
 
     def _vae(self, b: Builder) -> list[Op]:
-        """VAE decode once per sample: flops_per_pixel x output pixels, as an implicit GEMM.
+        """VAE decode once per sample: the decoder's layers (``workloads.vae``) where the model
+        describes them, else flops_per_pixel x output pixels as one implicit GEMM.
 
-        NB: a convolutional decoder is lowered as one GEMM with M = output pixels and a square
-        N = K = sqrt(flops_per_pixel / 2); its bytes are the output frames and the weights.
+        NB: the one-GEMM fallback has M = output pixels and a square N = K =
+        sqrt(flops_per_pixel / 2); its bytes are the output frames and the weights.
         """
         m = self.model
+        samples = (self.batch // self.dp) / (self.sp if self.parallel_vae else 1)
+        if m.vae is not None:
+            return lower_decoder(m.vae, m.in_channels, self.height, self.width, self.frames,
+                                 samples, self.attention_kernel or "native")  # fmt: skip
         if not m.vae_decoder_flops_per_pixel:
             return []
         pixels = (self.batch // self.dp) * self.height * self.width * self.frames

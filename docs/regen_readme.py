@@ -45,10 +45,30 @@ def main() -> int:
                 os.chdir(cwd)
     changed += _validation_table(lines)
     text, figures = _figures("\n".join(lines) + "\n")
+    if "--validation-only" not in sys.argv[1:]:
+        text, scaling = _dit_scaling(text)
+        changed += scaling
     path.write_text(text)
     changed += figures
     print(f"README.md: {changed} example(s) rewritten")
     return 0
+
+
+def _dit_scaling(text: str) -> tuple[str, int]:
+    """The HunyuanVideo sequence-parallel table (and its plot) as benchmarks/dit_scaling.py
+    prints them now (tests/test_docs.py re-runs the table)."""
+    import subprocess
+
+    script = str(ROOT / "benchmarks" / "dit_scaling.py")
+    args = ["--model", "hunyuanvideo", "--chip", "h100-sxm"]
+    table = subprocess.run([sys.executable, script, *args, "--markdown"], capture_output=True,
+                           text=True, check=True).stdout.strip()  # fmt: skip
+    plot = str(ROOT / "docs" / "dit-scaling-hunyuanvideo-h100.png")
+    subprocess.run([sys.executable, script, *args, "--plot", plot], capture_output=True,
+                   check=True)  # fmt: skip
+    start = text.index("| chips | Ulysses | speed-up | ring | speed-up |")
+    end = text.index("\n\n", start)
+    return text[:start] + table + text[end:], int(text[start:end] != table)
 
 
 def _rewrite(lines: list[str], wanted: dict[str, bool]) -> int:

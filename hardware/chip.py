@@ -397,6 +397,8 @@ class Chip:
         ratio (the matrix units draw the same power at full rate in every dtype)."""
         if self.matrix_pj_per_flop is None:
             raise ConfigError(f"chip {self.name!r} has no power.matrix_pj_per_flop")
+        if dtype in ("bf16", "fp16"):  # one 16-bit datapath: the figure as quoted
+            return self.matrix_pj_per_flop
         return self.matrix_pj_per_flop * self.reference_peak / self.peak(dtype)
 
     def beside(self, cores_taken: int, main_bytes_per_s: float, watts: float) -> Chip:

@@ -997,7 +997,9 @@ def test_zero3_step_energy_counts_its_gathers_and_reduce_scatters():
 def test_megatron_accumulates_weight_gradients_into_fp32_in_the_gemm(monkeypatch):
     """Megatron-Core's gradient accumulation fusion: each wgrad GEMM reads and writes the fp32
     main_grad (8 B per weight element; fp16 training 4 B); PyTorch autograd writes the 16-bit
-    gradient once (fp8 GEMMs too). The fused step is the slower one, by that traffic."""
+    gradient once (fp8 GEMMs too). The fused step is the slower one, by that traffic (NB: the
+    16-bit runtime charges no separate accumulation kernel over micro-batches). The unfused
+    attention's score and value GEMMs are no weight gradients: 2 B either way."""
     import workloads.training as training
     from workloads.runtime import load_runtime
 
@@ -1031,3 +1033,9 @@ def test_megatron_accumulates_weight_gradients_into_fp32_in_the_gemm(monkeypatch
     assert {op.gemm.c_bytes for op in fp8} == {8.0} and {op.gemm.c_bytes for op in fp16} == {4.0}
     eager8, _, _ = run("torch-compile", "fp8")
     assert {op.gemm.c_bytes for op in eager8} == {2.0}
+    t = Training(model=m, seq=2048, micro_batch=1, global_batch=8, dp=8, zero=1,
+                 attention_kernel="unfused", runtime="megatron-core")  # fmt: skip
+    back = t.lower().stages[0][0].backward
+    core = {op.name: op.gemm.c_bytes for op in back if op.name.endswith(".wgrad")}
+    assert core["attn_scores.wgrad"] == core["attn_values.wgrad"] == 2.0
+    assert core["mlp_up.wgrad"] == 8.0

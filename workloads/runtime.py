@@ -55,9 +55,10 @@ source:
   A tensor-parallel all-reduce inside one node runs on it where it beats NCCL
   (``sim.cost.collectives.custom_all_reduce_s``); 0 (the default): NCCL only;
 - ``fused_wgrad_accumulation`` (training): each weight-gradient GEMM adds its result into the
-  fp32 gradient buffer in its epilogue (Megatron-LM's gradient accumulation fusion), so it reads
-  and writes 4 bytes per weight element; false: it writes the 16-bit gradient (2 bytes), as
-  autograd does under PyTorch FSDP.
+  gradient buffer in its epilogue (Megatron-LM's gradient accumulation fusion), so it reads and
+  writes the buffer's element (fp32 for bf16 and fp8 training: 4 + 4 bytes; fp16: 2 + 2);
+  false: it writes the 16-bit gradient once, as autograd does under PyTorch FSDP (NB: the
+  separate accumulation kernel an unfused run adds over several micro-batches is not charged).
 
 They live beside the workloads because they change how a workload lowers (its kernels, their
 traffic) and add host time to it; the chip's cost model stays software-free (an op carries its

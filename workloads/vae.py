@@ -47,6 +47,7 @@ _NORM_FLOPS = 6  # per element: mean and variance passes, normalise, scale and s
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VAEDecoder:
     channels: tuple[int, ...]
+    latent_channels: int = 0  # the latent's channels into conv_in (0: the DiT's in_channels)
     resnets: int = 3
     frame_div: tuple[int, ...] = ()
     kernel_t: int = 1
@@ -74,6 +75,7 @@ class VAEDecoder:
                                 f"({len(self.channels)}), got {len(self.frame_div)}")  # fmt: skip
         check_ints(where, **{f"frame_div[{i}]": d for i, d in enumerate(self.frame_div)})
         check_ints(where, resnets=self.resnets, norm_passes=self.norm_passes)
+        check_ints(where, 0, latent_channels=self.latent_channels)
         for name in ("tile", "tile_stride"):  # one size for both sides, or [height, width]
             v = getattr(self, name)
             v = (v, v) if isinstance(v, int) and not isinstance(v, bool) else tuple(v)
@@ -83,7 +85,8 @@ class VAEDecoder:
             object.__setattr__(self, name, v)
         check_ints(where, 0, window=self.window, window_stride=self.window_stride)
         for name in ("kernel_t", "up_kernel_t"):
-            if getattr(self, name) not in (1, 3):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v not in (1, 3):
                 raise WorkloadError(f"{where}: {name} must be 1 (2D convs) or 3 (causal 3D), "
                                     f"got {getattr(self, name)!r}")  # fmt: skip
         check_flags(where, up_halves=self.up_halves, mid_attention=self.mid_attention,
@@ -109,6 +112,8 @@ def vae_from_dict(raw: Any, where: str) -> VAEDecoder | None:
         raise WorkloadError(f"{where}: [vae] has unknown keys {', '.join(unknown)}; known: "
                             f"{', '.join(sorted(keys))}")  # fmt: skip
     fields = {k: v for k, v in raw.items() if k in keys}
+    if "channels" not in fields:
+        raise WorkloadError(f"{where}: [vae] needs channels (the decoder's widths, top to bottom)")
     for k in ("channels", "frame_div", "tile", "tile_stride"):
         if k in fields:
             if isinstance(fields[k], list):
@@ -119,15 +124,19 @@ def vae_from_dict(raw: Any, where: str) -> VAEDecoder | None:
                 or not isinstance(fields[k], int)
             ):
                 raise WorkloadError(f"{where}: [vae] {k} must be a list of integers")
-    return VAEDecoder(**fields)
+    try:
+        return VAEDecoder(**fields)
+    except WorkloadError as exc:
+        raise WorkloadError(f"{where}: {exc}") from None
 
 
-def _coverage(size: int, tile: int, stride: int) -> float:
-    """Output extent decoded, over ``size``: tiles of ``tile`` starting every ``stride``, cut at
-    the edge (diffusers' tiled_decode and temporal windows); 1 without tiling."""
-    if not tile or size <= tile:
+def _coverage(size: float, tile: float, stride: float) -> float:
+    """Extent decoded, over ``size``: tiles of ``tile`` starting every ``stride``, cut at the
+    edge (diffusers' tiled_decode and temporal windows); 1 without tiling."""
+    if not tile or size <= 0:
         return 1.0
-    return sum(min(tile, size - s) for s in range(0, size, stride)) / size
+    starts = range(0, math.ceil(size / stride))
+    return sum(min(tile, size - i * stride) for i in starts) / size
 
 
 def lower_decoder(
@@ -147,16 +156,31 @@ def lower_decoder(
     b = Builder(vae.dtype, ab, ab, attention_kernel)
     bg = Builder(gemm_dtype, ab, ab, attention_kernel)
     levels = len(vae.channels)
-    spread = _coverage(height, vae.tile[0], vae.tile_stride[0]) * _coverage(
-        width, vae.tile[1], vae.tile_stride[1]
-    )
-    spread *= _coverage(frames, vae.window, vae.window_stride)
+    # spatial tiles: once either side exceeds its tile, diffusers tiles both sides
+    tiled = any(t and n > t for n, t in zip((height, width), vae.tile, strict=True))
+    spread = 1.0
+    if tiled:
+        spread = _coverage(height, vae.tile[0], vae.tile_stride[0]) * _coverage(
+            width, vae.tile[1], vae.tile_stride[1]
+        )
+
+    def level_frames(j: int) -> float:
+        return max(1.0, frames / vae.frame_div[j])
+
+    def windows(j: int) -> float:
+        """Temporal windows' cover of level ``j``'s frames: a window of ``window`` output
+        frames every ``window_stride`` carries one more frame (diffusers' temporal tiled decode
+        takes ``tile_latent_min_num_frames + 1`` latent frames: the causal decoder's first)."""
+        if not vae.window or frames <= vae.window:
+            return 1.0
+        d = vae.frame_div[j]
+        return _coverage(level_frames(j), vae.window / d + 1, vae.window_stride / d)
+
     ops: list[Op] = []
 
     def voxels(j: int) -> float:
         """Decoded voxels of level ``j`` (0 = top), tiles and windows included."""
-        return (samples * spread * height * width / 4**j
-                * max(1.0, frames / vae.frame_div[j]))  # fmt: skip
+        return samples * spread * windows(j) * height * width / 4**j * level_frames(j)
 
     def conv(name: str, j: int, c_in: int, c_out: int, kt: int, count: int = 1,
              k: int = 3) -> list[Op]:  # fmt: skip
@@ -197,23 +221,22 @@ def lower_decoder(
 
     bottom = levels - 1
     cb = vae.channels[bottom]
-    ops += conv("vae.conv_in", bottom, latent_channels, cb, vae.kernel_t)
+    ops += conv("vae.conv_in", bottom, vae.latent_channels or latent_channels, cb, vae.kernel_t)
     ops += resnet(bottom, cb, cb, 2, "mid.")
     if vae.mid_attention:
-        ops += _mid_attention(vae, b, bg, voxels(bottom), cb, height, width, frames, samples,
-                              spread)  # fmt: skip
+        ops += _mid_attention(vae, b, bg, voxels(bottom), cb, height, width, frames)
     width_in = cb
     for j in range(bottom, -1, -1):
         c = vae.channels[j]
         if j < bottom:  # the upsampler from level j + 1 to this level's grid
             low = voxels(j + 1) * width_in
             ops.append(b.elementwise(f"vae.l{j}.upsample", "vae", low, voxels(j) * width_in, 0.0))
-            up_out = width_in // 2 if vae.up_halves else width_in
+            up_out = max(1, width_in // 2) if vae.up_halves else width_in
             ops += conv(f"vae.l{j}.up_conv", j, width_in, up_out, vae.up_kernel_t)
             width_in = up_out
         ops += resnet(j, width_in, c, 1, "first.") if width_in != c else []
         rest = vae.resnets - (1 if width_in != c else 0)
-        ops += resnet(j, c, c, rest, "")
+        ops += resnet(j, c, c, rest, "") if rest else []
         width_in = c
     c0 = vae.channels[0]
     ops += [elementwise("vae.norm_out", 0, c0, vae.norm_passes, _NORM_FLOPS, 1),
@@ -223,17 +246,18 @@ def lower_decoder(
 
 
 def _mid_attention(vae: VAEDecoder, b: Builder, bg: Builder, vox: float, c: int, height: int,
-                   width: int, frames: int, samples: float, spread: float) -> list[Op]:  # fmt: skip
+                   width: int, frames: int) -> list[Op]:  # fmt: skip
     """Single-head self-attention at the bottom level's width over each tile's (window's, or
     with ``attention_per_frame`` each frame's) latent tokens, with its norm, the q, k, v and out
     projections and the residual add."""
     scale = 2 ** (len(vae.channels) - 1)
     h = math.ceil(min(height, vae.tile[0] or height) / scale)
     w = math.ceil(min(width, vae.tile[1] or width) / scale)
+    windowed = 1 if vae.window and frames > vae.window else 0  # the window's extra frame
     t = (
         1
         if vae.attention_per_frame
-        else max(1, math.ceil(min(frames, vae.window or frames) / vae.frame_div[-1]))
+        else max(1, math.ceil(min(frames, vae.window or frames) / vae.frame_div[-1]) + windowed)
     )
     tokens = h * w * t
     groups = vox / tokens  # attention problems: samples x tiles x windows (x frames)
@@ -244,7 +268,7 @@ def _mid_attention(vae: VAEDecoder, b: Builder, bg: Builder, vox: float, c: int,
     return [b.elementwise("vae.mid.attn_norm", "vae", e * (vae.norm_passes - 1), e,
                           _NORM_FLOPS * e),
             bg.gemm("vae.mid.attn_qkv", "vae", vox, 3 * c, c),
-            replace(b.attention("vae.mid.attention", spec), family="vae"),
+            replace(bg.attention("vae.mid.attention", spec), family="vae"),
             bg.gemm("vae.mid.attn_out", "vae", vox, c, c),
             b.elementwise("vae.mid.attn_add", "vae", 2 * e, e, e)]  # fmt: skip
 

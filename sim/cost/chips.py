@@ -199,6 +199,9 @@ class ChipArrays:
         have = self.structure.peak_dtypes
         if dtype in have:
             return dtype
+        if dtype == "tf32":  # an fp32 matmul: fp32 units, else one 16-bit pass (XLA's default
+            # precision on TPUs; NB: optimistic where a library runs several passes)
+            return next((d for d in ("fp32", "bf16", "fp16") if d in have), None)
         twin = {"bf16": "fp16", "fp16": "bf16"}.get(dtype)
         return twin if twin in have else None
 

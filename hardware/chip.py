@@ -350,6 +350,10 @@ class Chip:
         """Dense datasheet peak FLOP/s for ``dtype``; fp16/bf16 stand in for each other."""
         if dtype in self.peak_flops_per_s:
             return self.peak_flops_per_s[dtype]
+        if dtype == "tf32":  # as sim.cost.chips.ChipArrays.peak_key: fp32 units, else 16-bit
+            for d in ("fp32", "bf16", "fp16"):
+                if d in self.peak_flops_per_s:
+                    return self.peak_flops_per_s[d]
         twin = {"bf16": "fp16", "fp16": "bf16"}.get(dtype)
         if twin in self.peak_flops_per_s:
             return self.peak_flops_per_s[twin]
@@ -397,8 +401,6 @@ class Chip:
         ratio (the matrix units draw the same power at full rate in every dtype)."""
         if self.matrix_pj_per_flop is None:
             raise ConfigError(f"chip {self.name!r} has no power.matrix_pj_per_flop")
-        if dtype in ("bf16", "fp16"):  # one 16-bit datapath: the figure as quoted
-            return self.matrix_pj_per_flop
         return self.matrix_pj_per_flop * self.reference_peak / self.peak(dtype)
 
     def beside(self, cores_taken: int, main_bytes_per_s: float, watts: float) -> Chip:

@@ -65,7 +65,11 @@ def _scaled(chip: str, field: str, scale: float) -> list[str]:
     if value is None:
         return []
     unit = "FLOP/s" if "peak" in field else "B/s"
-    return [f"{field}={value * scale:.6g}{unit}"]
+    sets = [f"{field}={value * scale:.6g}{unit}"]
+    if field == "compute.peak.bf16" and base.peak("fp16") == value:
+        # the same 16-bit matrix units run both (a run may mix them: an fp16 VAE after bf16)
+        sets.append(f"compute.peak.fp16={value * scale:.6g}{unit}")
+    return sets
 
 
 @PROPS

@@ -44,9 +44,7 @@ def test_tiles_and_windows_decode_their_overlap_again():
     # diffusers' temporal windows take 4 + 1 latent frames every 3 (33 -> 53 at the bottom)
     # and so 17 output frames every 12 at the top (129 -> 179)
     assert conv["vae.l0.conv1"] == pytest.approx(spread * 179 / 129 * conv_flat["vae.l0.conv1"])
-    assert conv["vae.l3.conv1"] == pytest.approx(
-        spread * 53 / 33 * conv_flat["vae.l3.conv1"], rel=0.02
-    )
+    assert conv["vae.l3.conv1"] == pytest.approx(spread * 53 / 33 * conv_flat["vae.l3.conv1"])
     # the mid-block attention runs over each tile's latent tokens, not the whole clip's
     attn = [op for op in tiled if op.kind is OpKind.ATTENTION][0].attention
     assert attn.q_len == (256 // 8) ** 2 * (16 // 4 + 1)
@@ -89,6 +87,7 @@ def test_an_fp32_decoder_moves_twice_the_bytes_and_runs_its_convolutions_in_tf32
         ({"channels": [128], "window": 16, "window_stride": 32}, "window_stride"),
         ({"channels": [128], "dtype": "fp8"}, "dtype"),
         ({"channels": [128], "tile": [256, 256, 256], "tile_stride": 192}, "tile"),
+        ({"channels": [128, 64], "frame_div": [1, 4], "window": 6, "window_stride": 4}, "window"),
     ],
 )
 def test_a_bad_vae_table_is_a_one_line_error_naming_the_field(table, field):

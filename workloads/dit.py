@@ -642,7 +642,8 @@ class DiT:
         samples = (self.batch // self.dp) / (self.sp if self.parallel_vae else 1)
         if m.vae is not None:
             return lower_decoder(m.vae, m.in_channels, self.height, self.width, self.frames,
-                                 samples, self.attention_kernel or "native")  # fmt: skip
+                                 samples, self.attention_kernel or "native",
+                                 causal=m.vae_causal)  # fmt: skip
         if not m.vae_decoder_flops_per_pixel:
             return []
         pixels = (self.batch // self.dp) * self.height * self.width * self.frames

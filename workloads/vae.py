@@ -92,6 +92,11 @@ class VAEDecoder:
         check_flags(where, up_halves=self.up_halves, mid_attention=self.mid_attention,
                     attention_per_frame=self.attention_per_frame)  # fmt: skip
         check_choice(where, "dtype", self.dtype, VAE_DTYPES)
+        if self.window and (self.window % self.frame_div[-1] or
+                            self.window_stride % self.frame_div[-1]):  # fmt: skip
+            raise WorkloadError(f"{where}: window and window_stride must be multiples of the "
+                                f"bottom level's frame_div ({self.frame_div[-1]}), got "
+                                f"{self.window} and {self.window_stride}")  # fmt: skip
         pairs = [("tile", "tile_stride", self.tile[i], self.tile_stride[i]) for i in (0, 1)]
         for size, stride, a, s in [*pairs, ("window", "window_stride", self.window,
                                             self.window_stride)]:  # fmt: skip
@@ -147,8 +152,11 @@ def lower_decoder(
     frames: int,
     samples: float,
     attention_kernel: str = "native",
+    causal: bool = True,
 ) -> list[Op]:
-    """The decoder's ops for ``samples`` outputs of ``height`` x ``width`` x ``frames``."""
+    """The decoder's ops for ``samples`` outputs of ``height`` x ``width`` x ``frames``
+    (``causal``: a causal video VAE, whose level of frame_div d holds 1 + (frames - 1) / d
+    frames)."""
     ab = 4.0 if vae.dtype == "fp32" else 2.0
     # cuDNN runs fp32 convolutions on TF32 tensor cores by default (torch.backends.cudnn
     # .allow_tf32 = True; PyTorch docs 'TensorFloat-32 (TF32) on Ampere (and later) devices')
@@ -165,7 +173,8 @@ def lower_decoder(
         )
 
     def level_frames(j: int) -> float:
-        return max(1.0, frames / vae.frame_div[j])
+        d = vae.frame_div[j]
+        return 1.0 + (frames - 1) / d if causal else max(1.0, frames / d)
 
     def windows(j: int) -> float:
         """Temporal windows' cover of level ``j``'s frames: a window of ``window`` output
@@ -174,7 +183,8 @@ def lower_decoder(
         if not vae.window or frames <= vae.window:
             return 1.0
         d = vae.frame_div[j]
-        return _coverage(level_frames(j), vae.window / d + 1, vae.window_stride / d)
+        extra = 1 if causal else 0
+        return _coverage(level_frames(j), vae.window / d + extra, vae.window_stride / d)
 
     ops: list[Op] = []
 
@@ -224,7 +234,7 @@ def lower_decoder(
     ops += conv("vae.conv_in", bottom, vae.latent_channels or latent_channels, cb, vae.kernel_t)
     ops += resnet(bottom, cb, cb, 2, "mid.")
     if vae.mid_attention:
-        ops += _mid_attention(vae, b, bg, voxels(bottom), cb, height, width, frames)
+        ops += _mid_attention(vae, b, bg, voxels(bottom), cb, height, width, frames, causal)
     width_in = cb
     for j in range(bottom, -1, -1):
         c = vae.channels[j]
@@ -246,19 +256,20 @@ def lower_decoder(
 
 
 def _mid_attention(vae: VAEDecoder, b: Builder, bg: Builder, vox: float, c: int, height: int,
-                   width: int, frames: int) -> list[Op]:  # fmt: skip
+                   width: int, frames: int, causal: bool) -> list[Op]:  # fmt: skip
     """Single-head self-attention at the bottom level's width over each tile's (window's, or
     with ``attention_per_frame`` each frame's) latent tokens, with its norm, the q, k, v and out
     projections and the residual add."""
     scale = 2 ** (len(vae.channels) - 1)
     h = math.ceil(min(height, vae.tile[0] or height) / scale)
     w = math.ceil(min(width, vae.tile[1] or width) / scale)
-    windowed = 1 if vae.window and frames > vae.window else 0  # the window's extra frame
-    t = (
-        1
-        if vae.attention_per_frame
-        else max(1, math.ceil(min(frames, vae.window or frames) / vae.frame_div[-1]) + windowed)
-    )
+    d = vae.frame_div[-1]
+    if vae.attention_per_frame:
+        t = 1
+    elif vae.window and frames > vae.window:  # a window's latent frames, its extra one included
+        t = vae.window // d + (1 if causal else 0)
+    else:
+        t = math.ceil(1 + (frames - 1) / d if causal else max(1, frames / d))
     tokens = h * w * t
     groups = vox / tokens  # attention problems: samples x tiles x windows (x frames)
     ab = b.act_bytes

@@ -195,7 +195,8 @@ class ChipArrays:
 
     # ---- what the roofline asks of a chip ------------------------------------------------------
     def peak_key(self, dtype: str) -> str | None:
-        """The peak entry ``Chip.peak(dtype)`` reads (fp16/bf16 stand in for each other)."""
+        """The peak entry ``Chip.peak(dtype)`` reads (fp16/bf16 stand in for each other; a tf32
+        matmul takes fp32 units, else the 16-bit ones)."""
         have = self.structure.peak_dtypes
         if dtype in have:
             return dtype
@@ -213,8 +214,11 @@ class ChipArrays:
 
     def sustained(self, dtype: str) -> np.ndarray:
         """``Chip.sustained``: peak x the dtype's sustained fraction."""
+        key = self.peak_key(dtype) or dtype
         if dtype in self.structure.sustained_dtypes:
             frac = self.values[f"sustained.{dtype}"]
+        elif key in self.structure.sustained_dtypes:  # the units a tf32 matmul falls back to
+            frac = self.values[f"sustained.{key}"]
         else:
             frac = self.values["sustained_clock_fraction"]
         return self.peak(dtype) * frac

@@ -121,3 +121,21 @@ def test_a_dit_toml_without_a_vae_table_keeps_the_one_gemm_decoder():
     ops = DiT(model=m, height=256, width=256, steps=1).lower().ops
     vae = [op for op in ops if op.family == "vae"]
     assert m.vae is None and [op.name for op in vae] == ["vae_decode"]
+
+
+def test_a_channels_first_decoder_pays_cudnns_layout_transposes_around_each_conv():
+    """NCHW (PyTorch's default) tensors are transposed to NHWC for cuDNN's tensor-core kernels
+    and back: a read and a write of each conv's input and output; channels_last skips them."""
+    m = load_dit("flux-1-dev")
+    nchw = lower_decoder(m.vae, 16, 1024, 1024, 1, 1.0, causal=False)
+    nhwc = lower_decoder(replace(m.vae, layout="nhwc"), 16, 1024, 1024, 1, 1.0, causal=False)
+    convs = [op for op in nchw if op.kind is OpKind.GEMM and "attn" not in op.name]
+    added = {op.name for op in nchw} - {op.name for op in nhwc}
+    assert added == {f"{op.name}_{to}" for op in convs for to in ("to_nhwc", "to_nchw")}
+    by_name = {op.name: op for op in nchw}
+    for op in convs:  # the output: read and written once more, 2-byte elements
+        back = by_name[f"{op.name}_to_nchw"]
+        assert back.total_bytes == pytest.approx(2 * 2 * op.gemm.m * op.gemm.n)
+    assert sum(op.total_bytes * op.count for op in nchw) > sum(
+        op.total_bytes * op.count for op in nhwc
+    )

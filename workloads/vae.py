@@ -24,7 +24,13 @@ CogVideoX's causal 3D decoders, the Wan-VAE) share one shape, described by a ``[
   runs over every tile's and window's extent (the overlap is computed again, then blended).
 
 A convolution is an implicit GEMM, M = output voxels, N = output channels, K = taps x input
-channels, reading its input tensor once from main memory (the taps reuse it on chip). NB: the
+channels, reading its input tensor once from main memory (the taps reuse it on chip). With
+``layout = "nchw"`` (PyTorch's default memory format, which the diffusers pipelines keep) cuDNN
+transposes the input to NHWC for its tensor-core kernels and the output back, a read and a write
+of each (NVIDIA via chainer/chainer issue #5076: 'the Convolution operator of cuDNN will
+internally convert the input tensor to NHWC order from NCHW first ... and convert back the
+resulting tensor'; pytorch/pytorch issue #54324: an fp16 NCHW conv's profile led by cuDNN's
+genericTranspose kernels); ``nhwc`` (channels_last) skips them. NB: the
 kernels' own efficiency (cuDNN's implicit-GEMM convolution, channels-last conversions) is the
 chip's GEMM model's; published decode times (benchmarks/research/vae-decode-measurements-
 2026-12-04.md) run slower than that.
@@ -57,6 +63,7 @@ class VAEDecoder:
     attention_per_frame: bool = False
     norm_passes: int = 3  # GroupNorm reads its input twice (statistics, normalise) and writes once
     dtype: str = "bf16"
+    layout: str = "nchw"  # nchw: PyTorch's default memory format; nhwc: channels_last
     tile: tuple[int, int] = (0, 0)  # (height, width) of a spatial tile in output pixels
     tile_stride: tuple[int, int] = (0, 0)
     window: int = 0
@@ -92,6 +99,7 @@ class VAEDecoder:
         check_flags(where, up_halves=self.up_halves, mid_attention=self.mid_attention,
                     attention_per_frame=self.attention_per_frame)  # fmt: skip
         check_choice(where, "dtype", self.dtype, VAE_DTYPES)
+        check_choice(where, "layout", self.layout, ("nchw", "nhwc"))
         if self.window and (self.window % self.frame_div[-1] or
                             self.window_stride % self.frame_div[-1]):  # fmt: skip
             raise WorkloadError(f"{where}: window and window_stride must be multiples of the "
@@ -209,6 +217,12 @@ def lower_decoder(
             },
         )
         out.append(g)
+        if vae.layout == "nchw":  # cuDNN's tensor-core kernels take NHWC: the input is
+            # transposed to it and the output back (a read and a write of each)
+            out.insert(len(out) - 1, b.elementwise(f"{name}_to_nhwc", "vae", voxels(j) * c_in,
+                                                   voxels(j) * c_in, 0.0))  # fmt: skip
+            out.append(b.elementwise(f"{name}_to_nchw", "vae", voxels(j) * c_out,
+                                     voxels(j) * c_out, 0.0))  # fmt: skip
         return [replace(op, count=op.count * count) for op in out]
 
     def elementwise(name: str, j: int, c: int, passes: int, flops: int, count: int) -> Op:

@@ -6,7 +6,9 @@ width, the norms, activations, causal pads, adds and upsampling as eager memory-
 the pipeline's tiles and windows). The measurements are stage timings from serving engines'
 pull requests and model READMEs (benchmarks/research/vae-decode-measurements-2026-12-04.md);
 none is a validation row: each is one engine's decode path, whose tiling, dtype and cache
-handling are only partly printed. This prints predicted and published seconds and their ratio.
+handling are only partly printed (sglang's Wan path, for one, keeps channels_last_3d tensors
+where the preset, as diffusers, is channels-first). This prints predicted and published seconds
+and their ratio.
 
 python benchmarks/vae_decode.py
 """

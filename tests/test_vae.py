@@ -139,3 +139,28 @@ def test_a_channels_first_decoder_pays_cudnns_layout_transposes_around_each_conv
     assert sum(op.total_bytes * op.count for op in nchw) > sum(
         op.total_bytes * op.count for op in nhwc
     )
+
+
+def test_every_tile_window_and_cached_chunk_is_a_decoder_call_and_pads_its_own_frames():
+    """HunyuanVideo 720x1280x129: 4 x 7 tiles x 11 windows = 308 calls, each op launched per
+    call; Wan decodes one latent frame a call, so a causal conv's pad writes 3 frames a frame at
+    the bottom level (two cached frames in front), a pixel each side."""
+    m = load_dit("hunyuanvideo")
+    ops = lower_decoder(m.vae, 16, 720, 1280, 129, 1.0)
+    assert {op.kernels for op in ops} == {4 * 7 * 11}
+    wan = load_dit("wan2.1-14b")
+    ops = {op.name: op for op in lower_decoder(wan.vae, 16, 480, 832, 81, 1.0)}
+    assert {op.kernels for op in ops.values()} == {21}
+    pad = ops["vae.l3.mid.conv1_pad"]  # read the input once, write it padded
+    h, w = 480 / 8, 832 / 8
+    ratio = 3 * (h + 2) * (w + 2) / (h * w)
+    read = pad.total_bytes / (1 + ratio)
+    assert pad.total_bytes - read == pytest.approx(ratio * read)
+
+
+def test_a_vae_table_must_match_the_models_compression():
+    raw = {"name": "mine", "n_layers": 2, "hidden": 256, "n_heads": 4, "vae_spatial": 8,
+           "vae": {"channels": [64, 128]}}  # fmt: skip
+    with pytest.raises(WorkloadError, match="vae_spatial") as err:
+        dit_from_dict(raw)
+    assert "\n" not in str(err.value)

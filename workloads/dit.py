@@ -202,6 +202,17 @@ class DiTConfig:
             object.__setattr__(self, "head_dim", self.hidden // self.n_heads)
         if not self.adaln_dim:
             object.__setattr__(self, "adaln_dim", self.hidden)
+        if self.vae is not None:
+            v = self.vae
+            if 2 ** (len(v.channels) - 1) != self.vae_spatial or v.frame_div[-1] != max(
+                1, self.vae_temporal
+            ):
+                raise WorkloadError(
+                    f"{where}: [vae] must match the VAE's compression: {len(v.channels)} levels "
+                    f"upsample {2 ** (len(v.channels) - 1)}x (vae_spatial is {self.vae_spatial}) "
+                    f"and frame_div ends at {v.frame_div[-1]} (vae_temporal is "
+                    f"{self.vae_temporal}); fix channels or frame_div"
+                )
         if self.shared_text_weights and self.block != "mmdit":
             raise WorkloadError(f"{where}: shared_text_weights applies to block = 'mmdit' only")
 
@@ -584,8 +595,9 @@ class DiT:
         weights = m.n_params() * b.weight_bytes
         acts = rows * max(3 * h, f) * ab * 3 + B * Lt * h * ab
         te = m.text_encoder_params * b.weight_bytes
+        vae_bytes = 4.0 if m.vae is not None and m.vae.dtype == "fp32" else 2.0
         memory = MemoryNeed(
-            weights_bytes=weights + te + m.vae_decoder_params * 2.0,
+            weights_bytes=weights + te + m.vae_decoder_params * vae_bytes,
             kv_cache_bytes=0.0,
             activation_bytes=acts,
         )

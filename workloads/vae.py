@@ -64,6 +64,7 @@ class VAEDecoder:
     norm_passes: int = 3  # GroupNorm reads its input twice (statistics, normalise) and writes once
     dtype: str = "bf16"
     layout: str = "nchw"  # nchw: PyTorch's default memory format; nhwc: channels_last
+    chunk: int = 0  # latent frames per decoder call with a causal cache (Wan 1, CogVideoX 2)
     tile: tuple[int, int] = (0, 0)  # (height, width) of a spatial tile in output pixels
     tile_stride: tuple[int, int] = (0, 0)
     window: int = 0
@@ -82,7 +83,7 @@ class VAEDecoder:
                                 f"({len(self.channels)}), got {len(self.frame_div)}")  # fmt: skip
         check_ints(where, **{f"frame_div[{i}]": d for i, d in enumerate(self.frame_div)})
         check_ints(where, resnets=self.resnets, norm_passes=self.norm_passes)
-        check_ints(where, 0, latent_channels=self.latent_channels)
+        check_ints(where, 0, latent_channels=self.latent_channels, chunk=self.chunk)
         for name in ("tile", "tile_stride"):  # one size for both sides, or [height, width]
             v = getattr(self, name)
             v = (v, v) if isinstance(v, int) and not isinstance(v, bool) else tuple(v)
@@ -200,13 +201,40 @@ def lower_decoder(
         """Decoded voxels of level ``j`` (0 = top), tiles and windows included."""
         return samples * spread * windows(j) * height * width / 4**j * level_frames(j)
 
+    # decoder calls per sample: tiles x temporal windows (or cached chunks of latent frames);
+    # each op is launched once per call
+    bottom_d = vae.frame_div[-1]
+    latent_frames = level_frames(levels - 1)
+    calls = 1
+    if tiled:
+        calls *= math.ceil(height / vae.tile_stride[0]) * math.ceil(width / vae.tile_stride[1])
+    if vae.window and frames > vae.window:
+        calls *= math.ceil(latent_frames / (vae.window_stride / bottom_d))
+    elif vae.chunk:
+        calls *= math.ceil(latent_frames / vae.chunk)
+
+    def padded(j: int) -> float:
+        """A causal 3D conv's padded input over its input, at level ``j``: two more frames
+        per call's frames and a pixel each side of its tile (the F.pad / cache cat copy)."""
+        d = vae.frame_div[j]
+        if vae.window and frames > vae.window:
+            f = vae.window / d + (1 if causal else 0)
+        elif vae.chunk:
+            f = vae.chunk * bottom_d / d
+        else:
+            f = level_frames(j)
+        h = (vae.tile[0] if tiled and vae.tile[0] else height) / 2**j
+        w = (vae.tile[1] if tiled and vae.tile[1] else width) / 2**j
+        return (f + 2) / f * (h + 2) * (w + 2) / (h * w)
+
     def conv(name: str, j: int, c_in: int, c_out: int, kt: int, count: int = 1,
              k: int = 3) -> list[Op]:  # fmt: skip
         taps = kt * k * k
         out: list[Op] = []
-        if kt == 3:  # the causal pad copies the input with its padding frames
+        pad = padded(j) if kt == 3 else 1.0
+        if kt == 3:  # the causal pad copies the input with its padding frames and pixels
             out.append(b.elementwise(f"{name}_pad", "vae", voxels(j) * c_in,
-                                     voxels(j) * c_in, 0.0))  # fmt: skip
+                                     voxels(j) * c_in * pad, 0.0))  # fmt: skip
         g = bg.gemm(name, "vae", voxels(j), c_out, taps * c_in)
         g = replace(
             g,
@@ -219,8 +247,8 @@ def lower_decoder(
         out.append(g)
         if vae.layout == "nchw":  # cuDNN's tensor-core kernels take NHWC: the input is
             # transposed to it and the output back (a read and a write of each)
-            out.insert(len(out) - 1, b.elementwise(f"{name}_to_nhwc", "vae", voxels(j) * c_in,
-                                                   voxels(j) * c_in, 0.0))  # fmt: skip
+            e_in = voxels(j) * c_in * pad
+            out.insert(len(out) - 1, b.elementwise(f"{name}_to_nhwc", "vae", e_in, e_in, 0.0))
             out.append(b.elementwise(f"{name}_to_nchw", "vae", voxels(j) * c_out,
                                      voxels(j) * c_out, 0.0))  # fmt: skip
         return [replace(op, count=op.count * count) for op in out]
@@ -266,7 +294,7 @@ def lower_decoder(
     ops += [elementwise("vae.norm_out", 0, c0, vae.norm_passes, _NORM_FLOPS, 1),
             elementwise("vae.silu_out", 0, c0, 2, _SILU_FLOPS, 1)]  # fmt: skip
     ops += conv("vae.conv_out", 0, c0, 3, vae.kernel_t)
-    return ops
+    return [replace(op, kernels=calls) for op in ops]
 
 
 def _mid_attention(vae: VAEDecoder, b: Builder, bg: Builder, vox: float, c: int, height: int,
@@ -296,12 +324,3 @@ def _mid_attention(vae: VAEDecoder, b: Builder, bg: Builder, vox: float, c: int,
             replace(bg.attention("vae.mid.attention", spec), family="vae"),
             bg.gemm("vae.mid.attn_out", "vae", vox, c, c),
             b.elementwise("vae.mid.attn_add", "vae", 2 * e, e, e)]  # fmt: skip
-
-
-def decoder_flops_per_pixel(vae: VAEDecoder, latent_channels: int, height: int, width: int,
-                            frames: int) -> float:  # fmt: skip
-    """The decoder's GEMM and attention FLOPs per output pixel (a check on hand counts)."""
-    ops = lower_decoder(vae, latent_channels, height, width, frames, 1.0)
-    return sum(op.flops * op.count for op in ops if op.kind.name in ("GEMM", "ATTENTION")) / (
-        height * width * frames
-    )

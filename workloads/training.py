@@ -794,10 +794,9 @@ class _TrainLowering:
                 )
                 # dW[k, n] = A^T[k, m] dC[m, n]: the token dimension is the reduction
                 wgrad = b.gemm(f"{op.name}.wgrad", op.family, g.k, g.n, math.ceil(g.m), g.groups)
-                if op.name.split(".")[-1] not in _UNFUSED:  # their B is K or V, not a weight
-                    wgrad = _output_bytes(wgrad, self.wgrad_out)
-                else:
-                    wgrad = _output_bytes(wgrad, 2.0)
+                # the unfused attention's B is K or V, not a weight: its gradient is 16-bit
+                unfused = op.name.split(".")[-1] in _UNFUSED
+                wgrad = _output_bytes(wgrad, 2.0 if unfused else self.wgrad_out)
                 ratio = op.model_flops / op.flops if op.flops else 1.0
                 # Transformer Engine runs fp8 dgrad/wgrad without fast accumulation
                 # (_2X_ACC_DGRAD = _2X_ACC_WGRAD = True; the forward keeps the fast mode)

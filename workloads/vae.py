@@ -181,6 +181,9 @@ def lower_decoder(
             width, vae.tile[1], vae.tile_stride[1]
         )
 
+    windowed = bool(vae.window) and frames > vae.window
+    extra = 1 if causal else 0  # a causal window's extra (first) frame
+
     def level_frames(j: int) -> float:
         d = vae.frame_div[j]
         return 1.0 + (frames - 1) / d if causal else max(1.0, frames / d)
@@ -189,10 +192,9 @@ def lower_decoder(
         """Temporal windows' cover of level ``j``'s frames: a window of ``window`` output
         frames every ``window_stride`` carries one more frame (diffusers' temporal tiled decode
         takes ``tile_latent_min_num_frames + 1`` latent frames: the causal decoder's first)."""
-        if not vae.window or frames <= vae.window:
+        if not windowed:
             return 1.0
         d = vae.frame_div[j]
-        extra = 1 if causal else 0
         return _coverage(level_frames(j), vae.window / d + extra, vae.window_stride / d)
 
     ops: list[Op] = []
@@ -208,7 +210,7 @@ def lower_decoder(
     calls = 1
     if tiled:
         calls *= math.ceil(height / vae.tile_stride[0]) * math.ceil(width / vae.tile_stride[1])
-    if vae.window and frames > vae.window:
+    if windowed:
         calls *= math.ceil(latent_frames / (vae.window_stride / bottom_d))
     elif vae.chunk:
         calls *= math.ceil(latent_frames / vae.chunk)
@@ -217,8 +219,8 @@ def lower_decoder(
         """A causal 3D conv's padded input over its input, at level ``j``: two more frames
         per call's frames and a pixel each side of its tile (the F.pad / cache cat copy)."""
         d = vae.frame_div[j]
-        if vae.window and frames > vae.window:
-            f = vae.window / d + (1 if causal else 0)
+        if windowed:
+            f = vae.window / d + extra
         elif vae.chunk:
             f = vae.chunk * bottom_d / d
         else:

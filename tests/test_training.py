@@ -63,6 +63,47 @@ def test_backward_is_twice_forward_and_recompute_counts_only_in_hfu():
     assert r.hfu / r.mfu == pytest.approx(4 / 3, rel=0.01)
 
 
+@pytest.mark.parametrize("p,pattern", [(1 / 2, "10101010"), (1 / 3, "01001001"),
+                                       (2 / 3, "10110110")])  # fmt: skip
+def test_recompute_blocks_checkpoints_an_evenly_spaced_share_as_fms_fsdp(p, pattern):
+    """fms-fsdp's ac_handler docstring: p = 1/2 [ac, no-ac, ...], 1/3 [no-ac, ac, no-ac, ...],
+    2/3 [ac, no-ac, ac, ...]; a range of blocks holds the count its positions give."""
+    t = Training(model=load_model("llama-2-13b"), recompute="full", recompute_blocks=p)
+    assert "".join(str(t.checkpointed(i, 1)) for i in range(8)) == pattern
+    assert t.checkpointed(3, 5) == pattern[3:].count("1")
+    assert Training(model=load_model("llama-2-13b"), recompute="selective").checkpointed(0, 40) == 0
+
+
+def test_recompute_blocks_half_reruns_half_the_forward_and_keeps_half_the_activations():
+    def run(**kw):
+        t = Training(model=load_model("llama-2-13b"), seq=4096, micro_batch=2, dp=8, zero=3, **kw)
+        plan = t.lower()
+        again = sum(op.flops * op.count for c in plan.stages[0] for op in c.backward
+                    if op.recompute)  # fmt: skip
+        act = plan.memory[0].activation_bytes
+        return again, act, simulate_training(t, load_system("h100-sxm", 8), check_memory=False)
+
+    none_f, none_a, none_r = run()
+    full_f, full_a, full_r = run(recompute="full")
+    half_f, half_a, half_r = run(recompute="full", recompute_blocks=0.5)
+    assert none_f == 0 and half_f == pytest.approx(full_f / 2, rel=1e-9)
+    assert half_a == pytest.approx((none_a + full_a) / 2, rel=0.01)
+    assert none_r.step_time_s < half_r.step_time_s < full_r.step_time_s
+    # HFU / MFU: 1 + p/3 for the matmul work (the row-reading rule in published.toml)
+    assert half_r.hfu / half_r.mfu == pytest.approx(1 + 0.5 / 3, rel=0.01)
+    assert run(recompute="full", recompute_blocks=1.0)[2].step_time_s == full_r.step_time_s
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(recompute="full", recompute_blocks=0.0), "in (0, 1]"),
+    (dict(recompute="full", recompute_blocks=1.5), "in (0, 1]"),
+    (dict(recompute="selective", recompute_blocks=0.5), "needs --recompute full"),
+])  # fmt: skip
+def test_recompute_blocks_outside_its_range_or_policy_is_refused(kw, needle):
+    with pytest.raises(WorkloadError, match=re.escape(needle)):
+        Training(model=load_model("llama-2-7b"), **kw).validate()
+
+
 def _uniform(p: int, v: int, f: float, b: float) -> list[StageWork]:
     return [StageWork(forward=(f / v,) * v, backward=(b / v,) * v) for _ in range(p)]
 

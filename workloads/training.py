@@ -161,6 +161,12 @@ class Training:
     global_batch: int | None = None  # None: one micro-batch per data-parallel replica
     dtype: str = "bf16"  # bf16 | fp16 | fp8 (fp8 GEMMs, bf16 elsewhere)
     recompute: str = "none"
+    # the share of the transformer blocks that full recompute checkpoints, evenly spaced (1: all
+    # of them). IBM fms-fsdp's selective_checkpointing p (fms_fsdp/policies/ac_handler.py: block
+    # i, counted from 1, is checkpointed when i*p first reaches the next half-integer, so
+    # p = 1/2 is [ac, no-ac, ac, ...]); torchtitan's selective_ac_option = "N" is 1/N; Megatron's
+    # --recompute-method uniform --recompute-num-layers is whole layers, not this
+    recompute_blocks: float = 1.0
     zero: int = 0
     tp: int = 1
     sp: bool = False  # sequence parallelism in the TP region's norms and dropouts
@@ -241,6 +247,18 @@ class Training:
         (tp x cp x dp = etp x ep x edp; --etp 1 with --cp > 1 is refused)."""
         return self.tp * self.cp * self.dp // (self.expert_tp * self.ep)
 
+    def checkpointed(self, first: int, count: int) -> int:
+        """How many of the blocks ``first`` .. ``first + count - 1`` (counted from 0 over the
+        model) full recompute checkpoints: all of them, or the evenly spaced share
+        ``recompute_blocks`` (fms-fsdp's rule: the first n blocks hold round(n*p), halves up);
+        none without full recompute."""
+        if self.recompute != "full":
+            return 0
+        p = self.recompute_blocks
+        if p >= 1:
+            return count
+        return math.floor((first + count) * p + 0.5) - math.floor(first * p + 0.5)
+
     @property
     def micro_batches(self) -> int:
         return self.batch // (self.micro_batch * self.dp)
@@ -273,6 +291,17 @@ class Training:
             )
         check_choice(w, "--dtype", self.dtype, TRAIN_DTYPES)
         check_choice(w, "--recompute", self.recompute, RECOMPUTE)
+        p = self.recompute_blocks
+        if not (isinstance(p, (int, float)) and 0 < p <= 1):
+            raise WorkloadError(
+                f"{w}: --recompute-blocks is the share of blocks full recompute checkpoints, "
+                f"in (0, 1]; got {p!r}"
+            )
+        if p != 1 and self.recompute != "full":
+            raise WorkloadError(
+                f"{w}: --recompute-blocks {p:g} checkpoints whole blocks; it needs "
+                f"--recompute full (got --recompute {self.recompute})"
+            )
         if self.elementwise not in ELEMENTWISE:
             raise WorkloadError(
                 f"{w}: --elementwise must be one of {', '.join(ELEMENTWISE)}, "
@@ -460,6 +489,7 @@ class Training:
             "micro_batches": self.micro_batches,
             "dtype": self.dtype,
             "recompute": self.recompute,
+            **({"recompute_blocks": self.recompute_blocks} if self.recompute_blocks != 1 else {}),
             "zero": self.zero,
             "tp": self.tp,
             "sp": self.sp,
@@ -910,12 +940,20 @@ class _TrainLowering:
         if n_moe:
             blocks.append((n_moe, self.moe_layer(), "moe"))
         tag = m.moe is not None and m.n_dense_layers and m.n_moe_layers
+        start = first_layer
         for count, layer, kind in blocks:
             fwd = [op.repeated(count, kind if tag else "") for op in layer]
             forward += fwd
-            bwd = self.recompute(fwd) + self.backward(fwd)
+            # a share of the blocks checkpointed (recompute_blocks < 1): only theirs re-run,
+            # the others keep their activations
+            ck = t.checkpointed(start, count) if t.recompute == "full" else count
+            again = fwd if ck == count else [op.repeated(ck, kind if tag else "") for op in layer]
+            bwd = (self.recompute(again) if ck else []) + self.backward(fwd)
             backward = bwd + backward
-            act += count * self.saved_activations(layer, kind == "moe")
+            act += ck * self.saved_activations(layer, kind == "moe")
+            if ck < count:
+                act += (count - ck) * self.saved_activations(layer, kind == "moe", "none")
+            start += count
             lp = self.layer_params(kind == "moe")
             params += count * lp[0]
             dense_params += count * lp[1]
@@ -975,20 +1013,22 @@ class _TrainLowering:
         ar = self.b.collective("loss_all_reduce", "all_reduce", 2 * T * 4.0, t.tp, self.tp_local)
         return ops + ([ar] if ar else [])
 
-    def saved_activations(self, layer: list[Op], moe_layer: bool) -> float:
+    def saved_activations(self, layer: list[Op], moe_layer: bool, policy: str = "") -> float:
         """Bytes one layer keeps for its backward, for one micro-batch (module docstring).
 
         Every GEMM keeps its input (A), every attention Q, K, V and O (+ fp32 log-sum-exp),
         every activation function its input, every norm its input; an input shared by several
         ops (the normed x into Q/K/V, O into o_proj) is counted once. With full recompute a
-        layer keeps only its input.
+        layer keeps only its input. ``policy`` overrides the run's recompute policy (a block
+        that a partial full recompute leaves alone keeps everything: "none").
         """
         t, m = self.t, self.m
+        policy = policy or t.recompute
         sp = t.tp if t.sp else 1
         x = self.rows * m.hidden * self.ab
-        if t.recompute == "full":
+        if policy == "full":
             return x / sp
-        if t.recompute == "selective-op":
+        if policy == "selective-op":
             return x / sp + self._op_saved(layer)
         total = 0.0
         up_out = 0.0
@@ -1010,7 +1050,7 @@ class _TrainLowering:
                 g = op.gemm
                 assert g is not None
                 # selective recompute re-runs the core instead of keeping P (Korthikanti Sec. 5)
-                a_kept = not (op.name == "attn_values" and t.recompute == "selective")
+                a_kept = not (op.name == "attn_values" and policy == "selective")
                 total += g.groups * ((g.m * g.k if a_kept else 0) + g.k * g.n) * self.ab
             elif op.name.endswith("_act"):
                 total += up_out  # the activation function's input

@@ -251,6 +251,10 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--recompute", default="none",
                    help="none, selective (the attention core), selective-op (torchtitan's per-op "
                    "policy: every second matmul and the non-matmul ops) or full")  # fmt: skip
+    p.add_argument("--recompute-blocks", type=float, default=1.0,
+                   help="with --recompute full: the share of blocks checkpointed, evenly spaced "
+                   "(IBM fms-fsdp's selective_checkpointing p; torchtitan's every-N-th layer is "
+                   "1/N; default 1: every block)")  # fmt: skip
     p.add_argument("--attention-kernel", default=None,
                    help=ATTN_HELP.removesuffix(_ATTN_DEFAULT) + "; or unfused (pre-FlashAttention "
                    "Megatron: the score matrix through memory)" + _ATTN_DEFAULT)  # fmt: skip
@@ -302,7 +306,7 @@ def training_workload(args: argparse.Namespace):
     workload = Training(
         model=load_model(args.model), seq=args.seq, micro_batch=args.micro_batch,
         global_batch=args.global_batch, dtype=args.dtype, recompute=args.recompute,
-        zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
+        recompute_blocks=args.recompute_blocks, zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
         attention_kernel=args.attention_kernel, runtime=args.runtime or "", elementwise=args.elementwise,
         sample_len=args.sample_len, ep_overlap=args.ep_overlap,

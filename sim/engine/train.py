@@ -381,7 +381,9 @@ class TrainResult:
         lines = [
             f"train {w['model']} on {self.system['name']}  {par}  seq {w['seq']}  "
             f"micro-batch {w['micro_batch']} x {w['micro_batches']}  global batch "
-            f"{w['global_batch']}  {w['dtype']}  recompute {w['recompute']}  ZeRO-{w['zero']}"
+            f"{w['global_batch']}  {w['dtype']}  recompute {w['recompute']}"
+            + (f" ({w['recompute_blocks']:.0%} of blocks)" if "recompute_blocks" in w else "")
+            + f"  ZeRO-{w['zero']}"
             + (f"  runtime {w['runtime']}" if w.get("runtime") else "")
             + (f"  {w['elementwise']} elementwise" if w.get("elementwise") == "eager" else ""),
             *overrides_line(self.system),
@@ -452,7 +454,9 @@ def nearest_fit(t: Training, capacity: float) -> str:
     """The configuration with the fewest changed settings (same chip count) that fits."""
     n = t.n_chips
     order = list(RECOMPUTE_ORDER)
-    recomputes = order[order.index(t.recompute) :]
+    # (policy, share of blocks): the run's own, then heavier policies over every block
+    recomputes = [(t.recompute, t.recompute_blocks)]
+    recomputes += [(r, 1.0) for r in order[order.index(t.recompute) :] if (r, 1.0) != recomputes[0]]
     zeros = list(range(t.zero, 4))
     mbs = sorted({t.micro_batch >> i for i in range(8) if t.micro_batch >> i >= 1}, reverse=True)
     node = max(t.tp, t.chips_per_node)  # tensor parallelism stays inside a node
@@ -461,19 +465,20 @@ def nearest_fit(t: Training, capacity: float) -> str:
     ]
     pps = [x for x in (t.pp, 2 * t.pp, 4 * t.pp, 8 * t.pp) if x * t.vp <= t.model.n_layers]
     best: tuple[tuple, Training] | None = None
-    for rc, z, mb, tp, pp in itertools.product(recomputes, zeros, mbs, tps, pps):
+    for (rc, blocks), z, mb, tp, pp in itertools.product(recomputes, zeros, mbs, tps, pps):
         rest = n // (tp * pp * t.cp)
         # experts shard over the data-parallel ranks, or, folded (--etp 1), over TP x DP too
         folded = t.etp == 1 and tp > 1
         if rest * tp * pp * t.cp != n or (rest * tp if folded else rest) % t.ep:
             continue
         # fewest changes; among equals, change ZeRO, then recompute, micro-batch, PP, TP
-        changed = (tp != t.tp, pp != t.pp, mb != t.micro_batch, rc != t.recompute, z != t.zero)
+        changed = (tp != t.tp, pp != t.pp, mb != t.micro_batch,
+                   (rc, blocks) != (t.recompute, t.recompute_blocks), z != t.zero)  # fmt: skip
         key = (sum(changed), *changed)
         if best is not None and key >= best[0]:
             continue
-        cand = replace(t, recompute=rc, zero=z, micro_batch=mb, tp=tp, pp=pp, dp=rest,
-                       global_batch=t.batch)  # fmt: skip
+        cand = replace(t, recompute=rc, recompute_blocks=blocks, zero=z, micro_batch=mb, tp=tp,
+                       pp=pp, dp=rest, global_batch=t.batch)  # fmt: skip
         if cand.global_batch % (mb * rest) or (cand.vp > 1 and cand.micro_batches % pp):
             continue
         try:
@@ -490,7 +495,8 @@ def nearest_fit(t: Training, capacity: float) -> str:
         )
     c = best[1]
     flags = [f"--{k.replace('_', '-')} {getattr(c, k)}" for k in
-             ("recompute", "zero", "micro_batch", "tp", "pp", "dp") if getattr(c, k) != getattr(t, k)]  # fmt: skip
+             ("recompute", "recompute_blocks", "zero", "micro_batch", "tp", "pp", "dp")
+             if getattr(c, k) != getattr(t, k)]  # fmt: skip
     return "nearest that fits: " + " ".join(flags)
 
 

@@ -360,7 +360,8 @@ def _convention_flops(t: Training, hardware: bool) -> float:
     attn = 2 * m.n_layers * m.n_heads * (qk + v) * t.seq  # one forward, per token
     per_token = 6 * n + 3 * attn
     if hardware and t.recompute == "full":
-        per_token += 2 * n + attn
+        ck = t.checkpointed(0, m.n_layers) / m.n_layers  # all blocks, or a share of them
+        per_token += ck * (2 * n + attn)
     elif hardware and t.recompute == "selective":
         per_token += attn
     return per_token * t.batch * t.seq
@@ -376,6 +377,7 @@ def _training_for(row: dict) -> Training:
         tp=row["tp"], sp=bool(row.get("sp", False)), pp=row["pp"], vp=row.get("vp", 1),
         dp=row["dp"], ep=row["ep"], cp=row["cp"],
         recompute=row["recompute"] if row["recompute"] in RECOMPUTE else "none",
+        recompute_blocks=row.get("recompute_blocks", 1.0),
         attention_kernel=row.get("attention_kernel"),
         runtime=row.get("runtime", ""), elementwise=row.get("elementwise"), sample_len=row.get("sample_len", 0),
         ep_overlap=bool(row.get("ep_overlap", False)),

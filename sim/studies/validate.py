@@ -314,7 +314,8 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
     # benchmark scripts' default model width)
     heads = row.get("heads") or 2048 // hd
     causal = bool(row.get("causal", False))
-    spec = Attention(batch=row.get("batch", 1) or 1, n_q_heads=heads, n_kv_heads=heads,
+    kv_heads = row.get("kv_heads") or heads  # grouped-query rows print their K/V heads
+    spec = Attention(batch=row.get("batch", 1) or 1, n_q_heads=heads, n_kv_heads=kv_heads,
                      q_len=row["seq"], kv_len=row["seq"], qk_dim=hd, v_dim=hd, causal=causal,
                      act_bytes=2.0, kv_bytes_per_token=2 * hd * 2.0,
                      kernel=row.get("attention_kernel", "native"))  # fmt: skip

@@ -433,3 +433,43 @@ def test_an_eager_iteration_launches_one_attention_for_all_its_prompt_chunks():
     two = cost.iteration(0, 0, [(32, 32), (32, 32)], 2)
     # host-bound at 200 us a kernel: the same launches, so the same time
     assert two.time_s == pytest.approx(one.time_s, rel=1e-9)
+
+
+def test_a_separate_fp8_quant_kernel_precedes_each_fp8_linear_where_the_runtime_has_one():
+    """vLLM/SGLang quantise an fp8 linear's input in a kernel of its own (ops.scaled_fp8_quant,
+    per_token_group_quant_fp8); TensorRT-LLM fuses it into the kernel before; bf16 has none."""
+
+    def ops(model, runtime, dtype="fp8", batch=4):
+        w = Decode(model=load_model(model), batch=batch, context=512, dtype=dtype,
+                   runtime=load_runtime(runtime), tp=2 if model == "mixtral-8x7b" else 1)  # fmt: skip
+        return w.lower().ops
+
+    vllm = ops("llama-3-8b", "vllm-0.6")
+    quant = [op for op in vllm if op.name.endswith("_fp8_quant")]
+    assert sorted(op.name for op in quant) == sorted(
+        f"{n}_fp8_quant" for n in ("qkv_proj", "o_proj", "mlp_up", "mlp_down")
+    )
+    by = {op.name: op for op in vllm}
+    for op in quant:  # one kernel reading the GEMM's 16-bit input, writing it in fp8
+        g = by[op.name.removesuffix("_fp8_quant")].gemm
+        assert op.kernels == 1 and op.count == by[op.name.removesuffix("_fp8_quant")].count
+        assert op.bytes["activation"] == pytest.approx(g.m * g.k * (2 + 1))
+    assert not any(op.name.endswith("_fp8_quant") for op in ops("llama-3-8b", "tensorrt-llm"))
+    assert not any(op.name.endswith("_fp8_quant") for op in ops("llama-3-8b", "vllm-0.6", "bf16"))
+    # the MoE gate and the LM head stay 16-bit; the fused MoE quantises each token once
+    moe = ops("mixtral-8x7b", "vllm-0.6")
+    names = {op.name for op in moe}
+    assert "router_fp8_quant" not in names and "lm_head_fp8_quant" not in names
+    up = next(op for op in moe if op.name == "experts_up_fp8_quant")
+    assert up.bytes["activation"] == pytest.approx(4 * 4096 * 3)  # T x hidden, not x top-k
+    # and it costs time: the step is slower than without the kernels
+    sys = load_system("h100-sxm")
+    w = Decode(model=load_model("llama-3-8b"), batch=4, context=512, dtype="fp8",
+               runtime=load_runtime("vllm-0.6"))  # fmt: skip
+    fused = replace(w, runtime=replace(w.runtime, fp8_input_quant="fused"))
+    assert simulate(w, sys).time_s > simulate(fused, sys).time_s
+
+
+def test_an_unknown_fp8_input_quant_is_a_one_line_error():
+    with pytest.raises(WorkloadError, match="fp8_input_quant must be one of fused, separate"):
+        Runtime(name="x", fp8_input_quant="sometimes")

@@ -52,6 +52,10 @@ _ACT_FLOPS = {
     "relu2": 2,
 }  # sigmoid ~4 + multiply; tanh-gelu ~8; relu²
 _ROPE_FLOPS = 3  # a rotation: 2 multiplies + 1 add per element
+_QUANT_FLOPS = 3  # an fp8 cast: |x| and the group's max, then the scaled cast per element
+# linears that stay 16-bit in an fp8 model (vLLM and SGLang build the MoE gate and the LM head
+# without the quant config; the MLA absorption products are 16-bit bmm)
+_UNQUANTISED = ("router", "lm_head", "q_absorb", "v_absorb")
 _INFER_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
 
 
@@ -297,7 +301,32 @@ class _Lowering:
         m, tp = self.m, self.tp
         return m.n_heads // tp, max(1, m.n_kv_heads // tp)
 
+    def fp8_quant(self, ops: list[Op]) -> list[Op]:
+        """``ops`` with, where the runtime quantises an fp8 GEMM's input in a kernel of its own
+        (``Runtime.fp8_input_quant``), that kernel before each fp8 GEMM: it reads the 16-bit
+        activation and writes it in fp8 with its scales. Not before the router and the LM head
+        (16-bit linears) nor the MLA absorption products (16-bit bmm). The fused MoE's first
+        GEMM quantises the tokens once (T rows, before they are gathered to the experts), its
+        second the expert rows."""
+        if self.dt != "fp8" or self.w.runtime.fp8_input_quant != "separate":
+            return ops
+        out: list[Op] = []
+        for op in ops:
+            g = op.gemm
+            if g is not None and op.dtype == "fp8" and op.name not in _UNQUANTISED:
+                elems = g.m * g.k * g.groups
+                if op.name.endswith("experts_up") and self.m.moe is not None:
+                    elems = elems / self.m.moe.top_k  # each token once, not once per expert
+                # 16-bit in, fp8 out: the write in activation elements is half the read
+                out.append(self.b.elementwise(f"{op.name}_fp8_quant", op.family, elems,
+                                              elems * 1.0 / self.ab, _QUANT_FLOPS * elems))  # fmt: skip
+            out.append(op)
+        return out
+
     def attention_block(self) -> list[Op]:
+        return self.fp8_quant(self._attention_block())
+
+    def _attention_block(self) -> list[Op]:
         m, T = self.m, self.T
         if m.mla is not None:
             return self.mla_block()
@@ -393,7 +422,9 @@ class _Lowering:
         m = self.m
         ops = [self.norm("mlp_norm", m.hidden)]
         ops += self.mlp("mlp", "mlp", math.ceil(m.ffn / self.tp), self.T)
-        return ops + [op for op in [self.all_reduce("mlp_all_reduce", m.hidden)] if op]
+        return self.fp8_quant(
+            ops + [op for op in [self.all_reduce("mlp_all_reduce", m.hidden)] if op]
+        )
 
     def expected_active_experts(self) -> float:
         """E·(1 − (1 − k/E)^T): distinct experts T tokens touch under uniform top-k routing."""
@@ -432,7 +463,9 @@ class _Lowering:
         if moe.n_shared_experts:
             shared_ffn = math.ceil(moe.n_shared_experts * moe.expert_ffn / self.tp)
             ops += self.mlp("shared_expert", "moe", shared_ffn, self.T)
-        return ops + [op for op in [self.all_reduce("mlp_all_reduce", m.hidden)] if op]
+        return self.fp8_quant(
+            ops + [op for op in [self.all_reduce("mlp_all_reduce", m.hidden)] if op]
+        )
 
     def head(self, rows: int) -> list[Op]:
         m = self.m

@@ -54,6 +54,11 @@ source:
   measures it: time per call at small sizes, and bus bandwidth (bytes/s) over sizes up to 1 MB.
   A tensor-parallel all-reduce inside one node runs on it where it beats NCCL
   (``sim.cost.collectives.custom_all_reduce_s``); 0 (the default): NCCL only;
+- ``fp8_input_quant`` (inference with fp8 GEMMs): ``separate``: the 16-bit activation going
+  into each fp8 GEMM is quantised by a kernel of its own (vLLM's ``ops.scaled_fp8_quant`` before
+  ``cutlass_scaled_mm``, its and SGLang's ``per_token_group_quant_fp8`` for block-scaled
+  weights, twice inside the fused MoE), reading it in 16 bits and writing it in 8; ``fused``
+  (the default): the quantisation rides in the kernel before (TensorRT-LLM's plugins);
 - ``fused_wgrad_accumulation`` (training): each weight-gradient GEMM adds its result into the
   gradient buffer in its epilogue (Megatron-LM's gradient accumulation fusion), so it reads and
   writes the buffer's element (fp32 for bf16 and fp8 training: 4 + 4 bytes; fp16: 2 + 2);
@@ -83,6 +88,7 @@ from workloads.ops import Op, OpKind, WorkloadError
 ELEMENTWISE = ("fused", "eager")
 RMS_NORMS = ("reference", "native")
 ROPES = ("complex", "halves")
+FP8_INPUT_QUANTS = ("fused", "separate")
 DEFAULT_RUNTIME = "fused-graphs"
 #: a diffusion transformer's default: the diffusers pipelines (and the models' reference repos)
 #: run eager PyTorch; a compiled stack is --runtime torch-compile (or fused-graphs)
@@ -112,6 +118,7 @@ class Runtime:
     non_torch_bytes_tp: float = 0.0  # the same on a chip of a TP group (0: non_torch_bytes)
     training: bool = False  # a training stack (train --runtime takes only these)
     fused_wgrad_accumulation: bool = False  # wgrad GEMMs accumulate into fp32 in the epilogue
+    fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -125,6 +132,9 @@ class Runtime:
             raise WorkloadError(f"runtime {self.name!r}: host_launch_s must be > 0 where "
                                 "prefill_graphs = false (steps with prompts launch their kernels "
                                 f"from the host), got {self.host_launch_s!r}")  # fmt: skip
+        if self.fp8_input_quant not in FP8_INPUT_QUANTS:
+            raise WorkloadError(f"runtime {self.name!r}: fp8_input_quant must be one of "
+                                f"{', '.join(FP8_INPUT_QUANTS)}, got {self.fp8_input_quant!r}")  # fmt: skip
         if self.training and self.rope == "halves":
             # the split halves' backward (slices, negation, accumulations) is not counted
             raise WorkloadError(f"runtime {self.name!r}: rope = halves has no training backward "
@@ -152,6 +162,7 @@ class Runtime:
             "non_torch_bytes_tp": self.non_torch_bytes_tp,
             "training": self.training,
             "fused_wgrad_accumulation": self.fused_wgrad_accumulation,
+            "fp8_input_quant": self.fp8_input_quant,
         }
 
     def non_torch(self, tp: int) -> float:
@@ -238,6 +249,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         raise WorkloadError(f"{where}: elementwise must be one of {', '.join(ELEMENTWISE)}")
     rms_norm = raw.get("rms_norm", "reference")  # checked by Runtime.__post_init__
     rope = raw.get("rope", "complex")
+    fp8_quant = raw.get("fp8_input_quant", "fused")  # checked by Runtime.__post_init__
     flags = {}
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
                          ("training", False), ("fused_wgrad_accumulation", False)):  # fmt: skip
@@ -280,6 +292,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         elementwise=elementwise,
         rms_norm=rms_norm,
         rope=rope,
+        fp8_input_quant=fp8_quant,
         attention_kernel=kernel,
         scheduler_steps=steps,
         **flags,

@@ -174,7 +174,8 @@ class IterationCost:
         ops = [
             o
             for o in low.attention_block()
-            if o.kind == OpKind.ATTENTION or (phase == "prefill" and o.name == "kv_b_proj")
+            if o.kind == OpKind.ATTENTION
+            or (phase == "prefill" and o.name in ("kv_b_proj", "kv_b_proj_fp8_quant"))
         ]  # with their launches' host time, as the step's lowering gives its other ops
         return self._cost(launch(ops, self.w.runtime), count=self.n_layers)
 

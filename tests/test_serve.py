@@ -463,3 +463,25 @@ def test_a_vllm_engine_leaves_its_non_torch_memory_out_of_the_kv_cache(l8b, h100
     block = per_token * _serving(l8b).block_size
     assert without - with_it == pytest.approx(vllm.non_torch(1) / block, abs=1)
     assert load_runtime("tensorrt-llm").non_torch(1) == 0  # no cited profile: none taken
+
+
+def test_async_output_hands_every_token_out_one_host_step_late(l8b, h100, monkeypatch):
+    """vLLM 0.6 V0 processes step n's outputs inside step n+1, after its scheduling: a lone
+    request's first and last tokens both reach the client that host time late, so TTFT and
+    latency grow by it and TPOT does not move; a runtime without async output is untouched."""
+    from workloads.runtime import load_runtime
+
+    vllm = load_runtime("vllm-0.6")
+    w = _serving(l8b, rate=0.02, duration_s=600.0, prompt=LengthDist.parse("512", "p"),
+                 output=LengthDist.parse("33", "o"), runtime=vllm)  # fmt: skip
+    late = simulate_serving(w, h100)
+    monkeypatch.setattr(IterationCost, "emit_delay", lambda self, n: 0.0)
+    prompt = simulate_serving(w, h100)
+    delay = float(vllm.host_step_s(1, decode_only=True)[0])
+    assert delay > 0
+    np.testing.assert_allclose(late.ttft - prompt.ttft, delay, rtol=1e-9)
+    np.testing.assert_allclose(late.latency - prompt.latency, delay, rtol=1e-9)
+    np.testing.assert_allclose(late.tpot, prompt.tpot, rtol=1e-9)
+    monkeypatch.undo()
+    sync = replace(vllm, async_output=False)
+    assert IterationCost(replace(w, runtime=sync), h100).emit_delay(8) == 0.0

@@ -26,6 +26,10 @@ NB (deliberate approximations):
   iteration (a prompt chunk is one sequence) on the critical path, its output processing either
   added or, where asynchronous, exposed only where longer than the iteration. The default
   runtime has none (servers with CUDA graphs and async scheduling hide most of it).
+  Where output processing is asynchronous (vLLM 0.6 V0) the tokens of an iteration reach the
+  client after the next iteration's scheduling (``IterationCost.emit_delay``): TTFT and the
+  end-to-end latency carry that host interval, TPOT does not. The HTTP server, tokenizer and
+  detokenizer's own time per request is not modelled.
 - Decode attention over sequences of different lengths is costed as the batch at the mean
   length, interpolated between grid points 1/16 of an octave apart; GEMM-side costs above 512
   token rows are interpolated on a 1/32-octave grid. Both are within ~1 % of exact (tested).
@@ -240,6 +244,19 @@ class IterationCost:
         wait = host + max(0.0, beside - busy)
         return Work(busy + wait, w.model_flops, w.hbm_bytes, w.energy_j)
 
+    def emit_delay(self, sequences: int) -> float:
+        """Seconds from the end of an iteration to its tokens leaving the engine: with
+        asynchronous output processing (``Runtime.async_output``, vLLM 0.6-0.7 V0) step n's
+        outputs are processed by a callback inside step n+1, after that step's scheduling and
+        input preparation and the launch of its forward (vllm/engine/llm_engine.py step() and
+        the model runner's async_callback), so every token, the first among them, leaves one
+        such host interval late; estimated as a decode step's over the ``sequences`` just
+        sampled. Without it the outputs are processed at the end of their own step (0)."""
+        runtime = self.w.runtime
+        if not runtime.async_output or sequences <= 0:
+            return 0.0
+        return float(runtime.host_step_s(sequences, decode_only=True)[0])
+
 
 def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     """(KV blocks per replica, KV bytes per token per chip) after weights and the workspace.
@@ -323,6 +340,10 @@ class _Replica:
         self.generated: dict[int, int] = {}  # rid -> tokens emitted before a preemption
         self.wake = env.event()
         self.load = 0  # requests routed here and not finished
+        # how long after an iteration its tokens reach the client: with asynchronous output
+        # processing (vLLM 0.6 V0) step n's outputs are processed inside step n+1, after its
+        # scheduling and input preparation (the next iteration's critical host time)
+        self.emit_delay = 0.0
         # reserve-on-admit (TensorRT-LLM's GUARANTEED_NO_EVICT): a request takes the blocks of
         # its prompt and its whole output when admitted, so a running sequence never waits
         self.reserve = w.admission == "reserve"
@@ -348,12 +369,14 @@ class _Replica:
     def _finish(self, rid: int, cache: int) -> None:
         self._alloc(-self.reserved.pop(rid) if self.reserve else -self._blocks(cache))
         now = self.env.now
-        self.sim.stats.finish_s[rid] = now
+        self.sim.stats.finish_s[rid] = now + self.emit_delay
         self.sim.stats.change_in_system(now, -1)
         self.generated.pop(rid, None)
         self.load -= 1
         done = self.sim.done.pop(rid, None)
-        if done is not None:
+        if done is not None and self.emit_delay > 0:  # the client hears of it a little later
+            self.env.process(self._later(done, self.emit_delay))
+        elif done is not None:
             done.succeed()
 
     def add_prefilled(self, rid: int) -> None:
@@ -373,11 +396,15 @@ class _Replica:
             self._admit(rid)
             self._start_decode(rid, self.it)
 
+    def _later(self, event, delay: float):
+        yield self.env.timeout(delay)
+        event.succeed()
+
     def _handoff(self, rid: int) -> None:
         """Prefill role: the first token is out; send the KV cache to the decode pool."""
         st = self.sim.stats
         if math.isnan(st.first_token_s[rid]):
-            st.first_token_s[rid] = self.env.now
+            st.first_token_s[rid] = self.env.now + self.emit_delay
         cache = self._prefill_len(rid)
         if int(self.sim.req.output[rid]) <= 1:
             self._finish(rid, cache)
@@ -403,7 +430,7 @@ class _Replica:
             return
         st = self.sim.stats
         if math.isnan(st.first_token_s[rid]):
-            st.first_token_s[rid] = self.env.now
+            st.first_token_s[rid] = self.env.now + self.emit_delay
         c0 = self._prefill_len(rid)
         g0 = self.generated.get(rid, 0) + 1
         out = int(self.sim.req.output[rid])
@@ -525,6 +552,7 @@ class _Replica:
                 n_dec + len(finishing),
             )
             yield env.timeout(work.time_s)
+            self.emit_delay = coster.emit_delay(n_dec + len(finishing))
             st.iterations += 1
             st.busy_s += work.time_s
             self.busy_s += work.time_s

@@ -1,6 +1,7 @@
 """Diffusion transformers: token counts, FLOPs against the papers, bounds, sequence parallelism."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -334,3 +335,55 @@ def test_cli_dit_names_its_runtime(capsys):
                  "--runtime", "xdit", "--json"]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert out["workload"]["runtime"] == "xdit"
+
+
+def _launches(sp: int, method: str = "ulysses"):
+    """Flux.1-dev under xDiT, eager, one step: (per double block, per single block, outside
+    the blocks) kernel launches, and collective calls per step."""
+    from workloads.runtime import load_runtime
+
+    m = load_dit("flux-1-dev")
+    w = DiT(model=m, height=1024, width=1024, steps=1, sp=sp, sp_method=method,
+            runtime=load_runtime("xdit"), attention_kernel="fa2")  # fmt: skip
+    ops = [o for o in w.lower().ops if not o.name.startswith(("vae", "text_encoder"))]
+    kernels = ops  # a collective call is one launch (NCCL) in the blocks' counts
+    single = sum(o.kernels * o.count for o in kernels if o.name.startswith("single."))
+    outside = sum(o.kernels * o.count for o in kernels if o.count == 1)
+    double = sum(o.kernels * o.count for o in kernels) - single - outside
+    calls = sum(o.count for o in ops if o.kind is OpKind.COLLECTIVE)
+    return double / m.n_layers, single / m.n_single_layers, outside, calls
+
+
+def test_flux_eager_launches_are_the_ones_its_code_makes():
+    """diffusers 0.31's Flux blocks under xfuser 0.4, counted line by line and on CPU under a
+    dispatch counter (benchmarks/research/xdit-flux-eager-kernels-2026-12-05.md): 97 per
+    double-stream block, 49 per single-stream block, 105 per step outside them; Ulysses adds
+    an all-to-all for each of q, k, v and the output and the layout copies around them."""
+    assert _launches(1) == (97, 49, 105, 0)
+    assert _launches(4) == (106, 62, 105, 4 * (19 + 38))
+    assert _launches(2)[:3] == _launches(4)[:3]  # the same launches, smaller messages
+
+
+def test_eager_collective_calls_cost_their_measured_host_time():
+    """Under xDiT (eager, functional collectives) a collective call takes 164 us of host time
+    (pytorch#138773), not a kernel launch's 23.2 us: Ulysses-4's step waits for its host."""
+    from workloads.runtime import load_runtime
+
+    rt = load_runtime("xdit")
+    assert rt.host_collective_s == pytest.approx(164e-6)
+    assert load_runtime("pytorch-eager").host_collective_s == pytest.approx(122e-6)
+    w = DiT(model=load_dit("flux-1-dev"), height=1024, width=1024, steps=2, sp=4, runtime=rt,
+            attention_kernel="fa2")  # fmt: skip
+    calls = [o for o in w.lower().ops if o.kind is OpKind.COLLECTIVE]
+    assert calls and all(o.host_s == pytest.approx(164e-6) for o in calls)
+    cheap = DiT(model=w.model, height=1024, width=1024, steps=2, sp=4, attention_kernel="fa2",
+                runtime=replace(rt, host_collective_s=0.0))  # fmt: skip
+    h100 = load_system("h100-sxm", 4)
+    assert simulate(w, h100).time_s > simulate(cheap, h100).time_s
+
+
+def test_qkv_linears_is_one_or_three():
+    from dataclasses import replace as _r
+
+    with pytest.raises(WorkloadError, match="qkv_linears must be 1"):
+        _r(load_dit("flux-1-dev"), qkv_linears=2)

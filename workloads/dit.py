@@ -61,7 +61,8 @@ _BLOCKS = ("adaln", "cross", "mmdit", "hybrid")
 _DIT_COUNTS = ("n_layers", "hidden", "n_heads", "patch", "patch_t", "in_channels",
                "vae_spatial", "vae_temporal", "default_height", "default_width",
                "default_frames", "default_steps")  # fmt: skip
-_DIT_SIZES = ("n_single_layers", "head_dim", "adaln_dim", "text_tokens", "text_dim")
+_DIT_SIZES = ("n_single_layers", "head_dim", "adaln_dim", "text_tokens", "text_dim",
+              "step_kernels")  # fmt: skip
 _DIT_FLAGS = ("gated_mlp", "shared_text_weights", "vae_causal", "default_cfg",
               "cross_attn_norm", "fp32_residual")  # fmt: skip
 _DIT_AMOUNTS = ("mlp_ratio", "vae_decoder_flops_per_pixel", "vae_decoder_params",
@@ -100,9 +101,11 @@ ROPES = ("none", "real", "complex")
 #   8+8, ``.float()`` 8+4, and flash_attention's cast back to bf16 4+2 = 76 B, 6 kernels;
 #   diffusers' port, view_as_complex and type_as only, moves 36 B in 3).
 # - copy: a layout copy, 2+2 B, 1 kernel: joint attention's ``torch.cat`` of the text and image
-#   q, k and v, and a single-stream block's ``cat([attn, mlp])``. SDPA's flash path takes q, k, v
-#   and returns its output as transposed views (FlashAttention needs only a contiguous last
-#   dimension), so the output's ``transpose(1, 2).flatten(2, 3)`` copies nothing.
+#   q, k and v, and a single-stream block's ``cat([attn, mlp])``. SDPA's flash path returns its
+#   output in q's layout (mha_fwd: empty_like(q)): where q keeps the linear's (B, S, heads, d)
+#   storage the output's ``transpose(1, 2).reshape`` is a view, where a cat made q contiguous as
+#   (B, heads, S, d) (joint attention) it copies (benchmarks/research/xdit-flux-eager-kernels-
+#   2026-12-05.md).
 # - ring_merge (ring attention, per output element after each K/V shard but the first; zhuzilin
 #   ring-flash-attention utils.py _update_out_and_lse, which yunchang and xDiT call):
 #   ``block_out.to(float32)`` 2+4; ``out - block_out`` 4+4+4; ``sigmoid(..) *`` 4+4; ``out - ..``
@@ -151,6 +154,15 @@ class DiTConfig:
     cross_attn_norm: bool = True  # cross blocks: a LayerNorm before cross-attention (not PixArt)
     fp32_residual: bool = False  # the residual stream, norms and modulation in fp32 (Wan2.1)
     shared_text_weights: bool = False  # mmdit: text and image tokens share QKV/out/MLP weights
+    # 3: the model code runs q, k and v (and a text stream's) as separate linears (diffusers'
+    # Attention: to_q, to_k, to_v, add_q_proj, ...); 1: one fused QKV linear (DiT's timm
+    # Attention, HunyuanVideo's repository). Separate linears launch three GEMMs, each reading
+    # the input
+    qkv_linears: int = 1
+    # eager launches per denoising step outside the blocks that the lowering does not name
+    # (timestep/guidance/text embeddings and position tables recomputed every step, the
+    # scheduler's step), counted from the pipeline's code; 0 where nobody counted them
+    step_kernels: int = 0
     patch: int = 2
     patch_t: int = 1
     in_channels: int = 4
@@ -194,6 +206,11 @@ class DiTConfig:
                 f"{where}: adaln must be per-block, single or none, got {self.adaln!r}"
             )
         check_choice(where, "block", self.block, _BLOCKS)
+        if self.qkv_linears not in (1, 3) or isinstance(self.qkv_linears, bool):
+            raise WorkloadError(
+                f"{where}: qkv_linears must be 1 (one fused QKV linear) or 3 (separate q, k, v "
+                f"linears), got {self.qkv_linears!r}"
+            )
         check_choice(where, "qk_norm", self.qk_norm, QK_NORMS)
         check_choice(where, "rope", self.rope, ROPES)
         if self.block in ("cross", "mmdit", "hybrid") and not (self.text_tokens and self.text_dim):
@@ -426,14 +443,25 @@ class DiT:
             ops: list[Op | None] = []
             shard = B * Ls * h * ab  # one of Q, K, V (or the output) on this chip
             if self.sp_method == "ulysses" or self.sp == 1:
-                # tokens -> heads: every chip attends all L (+ text) tokens with heads/sp heads
-                ops.append(b.collective(f"{prefix}a2a_qkv", "all_to_all", 3 * shard, self.sp))
+                # tokens -> heads: every chip attends all L (+ text) tokens with heads/sp heads;
+                # one all-to-all each for q, k and v (xDiT's USP, yunchang's SeqAllToAll4D)
+                a2a = b.collective(f"{prefix}a2a_qkv", "all_to_all", shard, self.sp)
+                ops.append(None if a2a is None else replace(a2a, count=3))
                 n = L + joint_text
                 spec = Attention(batch=B, n_q_heads=heads // self.sp, n_kv_heads=heads // self.sp,
                                  q_len=n, kv_len=n, qk_dim=hd, v_dim=hd, causal=False,
                                  act_bytes=ab, kv_bytes_per_token=2 * hd * ab)  # fmt: skip
                 ops.append(b.attention(f"{prefix}attention", spec))
                 ops.append(b.collective(f"{prefix}a2a_out", "all_to_all", shard, self.sp))
+                if eager and self.sp > 1:
+                    # the layout copies around them (xfuser 0.4 usp.py: each input's reshape/
+                    # permute after its all-to-all, and the output's before and after; a
+                    # single-stream block's strided q, k, v and its output transpose too:
+                    # benchmarks/research/xdit-flux-eager-kernels-2026-12-05.md)
+                    n_copy = 9 if prefix == "single." else 5
+                    copy = b.elementwise(f"{prefix}a2a_copies", "attention", shard / ab,
+                                         shard / ab, 0.0)  # fmt: skip
+                    ops.append(unfused(copy, ("copy",), shard / ab, times=n_copy))
             else:
                 # ring: this chip's queries meet every K/V shard as it passes by, one attention
                 # kernel per shard (sp of them, each over L/sp keys), the ring's next shard in
@@ -492,15 +520,36 @@ class DiT:
             op = b.elementwise(name, "other", 2 * rows * h, rows * h, 2 * rows * h)
             return unfused(op, (kind + f32,), rows * h) if eager else op
 
-        def qk_prep(name: str, rows: float, rope: bool = True) -> list[Op]:
+        def qk_prep(name: str, rows: float, rope: bool = True, streams: int = 1) -> list[Op]:
             """The QK-norm (and RoPE) on this chip's q and k, ``rows`` of each (one kernel
-            fused)."""
+            fused); ``streams`` = 2: a text stream normalises its own q and k with its own
+            norms (Flux's norm_added_q/k) before the joint RoPE, twice the norm's launches."""
             keys = tuple(k for k in (m.qk_norm, m.rope if rope else "none") if k != "none")
             if not keys:
                 return []
             n = 2 * rows * h  # q and k
             op = b.elementwise(name, "attention", n, n, _QK_FLOPS * n)
-            return [unfused(op, keys, rows * h, times=2) if eager else op]
+            if not eager:
+                return [op]
+            op = unfused(op, keys, rows * h, times=2)
+            if streams > 1 and m.qk_norm != "none":
+                op = replace(op, kernels=op.kernels + 2 * (streams - 1) * EAGER_DIT[m.qk_norm][1])
+            return [op]
+
+        def qkv(name: str, rows: float) -> Op:
+            """The q, k and v projections: one fused linear, or three (each reading the
+            input: ``qkv_linears``)."""
+            op = b.gemm(name, "projection", rows, 3 * h, h)
+            if m.qkv_linears == 1:
+                return op
+            by = {**op.bytes, Role.ACTIVATION: op.bytes[Role.ACTIVATION] + 2 * rows * h * ab}
+            return replace(op, kernels=3, bytes=by)
+
+        def adaln(name: str, streams: int, width: int) -> Op:
+            """adaLN's modulation vectors: per stream silu(emb) then a linear of B rows (with
+            one row torch's addmm skips cuBLASLt: the bias is copied, then the GEMM)."""
+            op = b.gemm(name, "other", B, width * streams, m.adaln_dim)
+            return replace(op, kernels=streams * (3 if B == 1 else 2)) if eager else op
 
         def copies(name: str, elems: float, tensors: int) -> list[Op]:
             """Eager copies of ``tensors`` tensors by torch.cat: none fused."""
@@ -513,25 +562,30 @@ class DiT:
         block: list[Op] = []
         if m.adaln == "per-block":
             streams = 2 if m.block in ("mmdit", "hybrid") else 1
-            block.append(b.gemm("adaln_modulation", "other", B, 6 * h * streams, m.adaln_dim))
+            block.append(adaln("adaln_modulation", streams, 6 * h))
         separate_text = m.block in ("mmdit", "hybrid") and not m.shared_text_weights
         if m.shared_text_weights:
             # text tokens are concatenated with the image tokens and share every weight
             rows = B * (Ls + Lt)
-        block += [norm("norm1_modulate", rows), b.gemm("qkv_proj", "projection", rows, 3 * h, h)]
+        block += [norm("norm1_modulate", rows), qkv("qkv_proj", rows)]
         joint = Lt if m.shared_text_weights else 0
         if separate_text:
             # the text stream has its own weights; its tokens join the image tokens in attention
             text_rows = B * Lt
             block += [
                 norm("text_norm1", text_rows),
-                b.gemm("text_qkv_proj", "projection", text_rows, 3 * h, h),
+                qkv("text_qkv_proj", text_rows),
             ]
             joint = Lt
-        block += qk_prep("qk_norm_rope", rows + (B * Lt if separate_text else 0))
+        block += qk_prep("qk_norm_rope", rows + (B * Lt if separate_text else 0),
+                         streams=2 if separate_text else 1)  # fmt: skip
         if separate_text:  # joint attention: torch.cat of the text and image q, k and v
             block += copies("joint_cat", 3 * (rows + B * Lt) * h, 3)
         block += attention_core("", joint)
+        if separate_text and m.qkv_linears == 3:
+            # the cat left q contiguous as (B, heads, S, d), flash attention's output takes its
+            # layout, so diffusers' transpose(1, 2).reshape copies it
+            block += copies("attn_out_copy", (rows + B * Lt) * h, 1)
         block += [b.gemm("out_proj", "projection", rows, h, h), residual("attn_residual", rows)]
         if separate_text:
             block += [b.gemm("text_out_proj", "projection", B * Lt, h, h),
@@ -561,12 +615,12 @@ class DiT:
             srows = B * (Ls + Lt)  # text tokens replicated on every chip
             single: list[Op] = []
             if m.adaln == "per-block":
-                single.append(b.gemm("single.adaln_modulation", "other", B, 3 * h, m.adaln_dim))
+                single.append(adaln("single.adaln_modulation", 1, 3 * h))
             single += [
                 norm("single.norm_modulate", srows),
                 # one fused linear in (QKV | MLP-in) and one out ([attn | MLP] -> h), split here
                 # by role: same M and K, so the split changes neither FLOPs nor tiling much
-                b.gemm("single.qkv_proj", "projection", srows, 3 * h, h),
+                qkv("single.qkv_proj", srows),
                 b.gemm("single.mlp_up", "mlp", srows, f, h),
                 *qk_prep("single.qk_norm_rope", srows),
                 *attention_core("single.", Lt),
@@ -575,8 +629,8 @@ class DiT:
                 ),
                 # torch.cat([attention output, MLP activation]) into the one linear out
                 *copies("single.cat", srows * (h + f), 1),
-                b.gemm("single.out_proj", "projection", srows, h, h),
-                b.gemm("single.mlp_down", "mlp", srows, h, f),
+                # proj_out over cat([attn, mlp]): one GEMM of K = h + f
+                b.gemm("single.proj_out", "projection", srows, h, h + f),
                 residual("single.residual", srows),
             ]
             ops += [op for op in (rep(o, m.n_single_layers * step) for o in single) if op]
@@ -588,6 +642,11 @@ class DiT:
                 b.gemm("timestep_embed", "other", B, 6 * h if m.adaln == "single" else h, h)
             )
         head += [norm("final_norm", img_rows), b.gemm("final_proj", "other", img_rows, patch_in, h)]
+        if eager and m.step_kernels:
+            # the rest of a step's launches outside the blocks (embeddings, position tables,
+            # the scheduler): small tensors, counted for their launches
+            head.append(replace(b.elementwise("step_misc", "other", B * h, B * h, 0.0),
+                                kernels=m.step_kernels))  # fmt: skip
         ops += [rep(op, step) for op in head]  # type: ignore[misc]
 
         ops += self._text_encoder(b) + self._vae(b)

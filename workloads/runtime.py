@@ -25,6 +25,9 @@ source:
   part of their launches' host time that their chip time does not cover
   (``sim.cost.roofline._host_floor``): a batch-1 decode step of short kernels takes its
   launches' time, a long prefill its chip time;
+- ``host_collective_s``: where launches come from the host, the host time of one
+  torch.distributed collective call (the process group's Python, work objects, stream waits and
+  the NCCL enqueue: several times a kernel launch's); 0: a kernel launch's ``host_launch_s``;
 - ``step_overhead_s``: host time per step (one decode or prefill iteration) that the GPU waits
   for: scheduling, input preparation, sampling, detokenisation, Python; and
   ``step_overhead_per_seq_s`` more per sequence in the step (the scheduler's and the input
@@ -105,6 +108,7 @@ class Runtime:
     cuda_graphs: bool = True
     prefill_graphs: bool = True  # false: steps with prompt tokens run eager (decode-only graphs)
     host_launch_s: float = 0.0
+    host_collective_s: float = 0.0  # one eager collective call's host time (0: host_launch_s)
     step_overhead_s: float = 0.0
     step_overhead_per_seq_s: float = 0.0
     scheduler_steps: int = 1
@@ -149,6 +153,7 @@ class Runtime:
             "cuda_graphs": self.cuda_graphs,
             "prefill_graphs": self.prefill_graphs,
             "host_launch_s": self.host_launch_s,
+            "host_collective_s": self.host_collective_s,
             "step_overhead_s": self.step_overhead_s,
             "step_overhead_per_seq_s": self.step_overhead_per_seq_s,
             "scheduler_steps": self.scheduler_steps,
@@ -262,6 +267,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     values = {}
     for key in (
         "host_launch_s",
+        "host_collective_s",
         "step_overhead_s",
         "step_overhead_per_seq_s",
         "output_per_seq_s",
@@ -303,11 +309,13 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
 
 def launch(ops: list[Op] | tuple[Op, ...], runtime: Runtime, prompts: bool = False) -> list[Op]:
     """``ops`` with the host time of their launches where ``runtime`` issues kernels one by
-    one (a collective is one launch); ``prompts``: the step carries prompt tokens."""
+    one (a collective is one call, at ``host_collective_s`` where the runtime gives it);
+    ``prompts``: the step carries prompt tokens."""
     if runtime.graphed(prompts) or not runtime.host_launch_s:
         return list(ops)
     h = runtime.host_launch_s
-    return [replace(op, host_s=(1 if op.kind is OpKind.COLLECTIVE else op.kernels) * h)
+    call = runtime.host_collective_s or h
+    return [replace(op, host_s=call if op.kind is OpKind.COLLECTIVE else op.kernels * h)
             for op in ops]  # fmt: skip
 
 

@@ -217,6 +217,7 @@ def test_diffusers_transformer_configs_load_as_the_same_model(fixture, preset):
         ref.tokens(ref.default_height, ref.default_width, ref.default_frames)
     )
     assert (dit.qk_norm, dit.rope) == (ref.qk_norm, ref.rope)  # read from the config or class
+    assert dit.qkv_linears == 3  # diffusers' processors: to_q, to_k, to_v
     if preset == "flux-1-dev":
         # FLUX.1 [dev]: "a 12 billion parameter rectified flow transformer" (model card)
         assert dit.n_params() == pytest.approx(12e9, rel=0.02)

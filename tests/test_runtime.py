@@ -454,6 +454,7 @@ def test_a_separate_fp8_quant_kernel_precedes_each_fp8_linear_where_the_runtime_
         g = by[op.name.removesuffix("_fp8_quant")].gemm
         assert op.kernels == 1 and op.count == by[op.name.removesuffix("_fp8_quant")].count
         assert op.bytes["activation"] == pytest.approx(g.m * g.k * (2 + 1))
+        assert g.a_bytes == 1.0  # and the GEMM reads its input in fp8
     assert not any(op.name.endswith("_fp8_quant") for op in ops("llama-3-8b", "tensorrt-llm"))
     assert not any(op.name.endswith("_fp8_quant") for op in ops("llama-3-8b", "vllm-0.6", "bf16"))
     # the MoE gate and the LM head stay 16-bit; the fused MoE quantises each token once

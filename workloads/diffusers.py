@@ -128,6 +128,9 @@ def dit_from_diffusers(cfg: Any, name: str = "diffusers-model") -> DiTConfig:
     elif cls in ("PixArtTransformer2DModel", "SD3Transformer2DModel"):
         fields["rope"] = "none"
         fields.setdefault("qk_norm", "none")
+    # diffusers' attention processors run to_q, to_k, to_v (and a text stream's add_*_proj) as
+    # separate linears, whatever the family's own repository does (HunyuanVideo's fuses them)
+    fields["qkv_linears"] = 3
     try:
         return replace(base, **fields)
     except TypeError as exc:

@@ -157,7 +157,8 @@ class DiTConfig:
     # 3: the model code runs q, k and v (and a text stream's) as separate linears (diffusers'
     # Attention: to_q, to_k, to_v, add_q_proj, ...); 1: one fused QKV linear (DiT's timm
     # Attention, HunyuanVideo's repository). Separate linears launch three GEMMs, each reading
-    # the input
+    # the input. 3 also stands for diffusers' attention layout: joint attention's output
+    # transpose then copies (``attn_out_copy``)
     qkv_linears: int = 1
     # eager launches per denoising step outside the blocks that the lowering does not name
     # (timestep/guidance/text embeddings and position tables recomputed every step, the
@@ -611,15 +612,17 @@ class DiT:
         ops: list[Op] = [op for op in (rep(o, m.n_layers * step) for o in block) if op]
 
         if m.n_single_layers:
-            # single-stream: text and video tokens together, one linear in, one linear out
+            # single-stream: text and video tokens together; the attention's q, k, v and the MLP's
+            # input linear side by side, one linear out over both
             srows = B * (Ls + Lt)  # text tokens replicated on every chip
             single: list[Op] = []
             if m.adaln == "per-block":
                 single.append(adaln("single.adaln_modulation", 1, 3 * h))
             single += [
                 norm("single.norm_modulate", srows),
-                # one fused linear in (QKV | MLP-in) and one out ([attn | MLP] -> h), split here
-                # by role: same M and K, so the split changes neither FLOPs nor tiling much
+                # the linears in: q, k, v (one fused, or three: qkv_linears) and the MLP's input
+                # (HunyuanVideo's repository fuses all four into one linear1; the split by role
+                # changes neither FLOPs nor tiling much)
                 qkv("single.qkv_proj", srows),
                 b.gemm("single.mlp_up", "mlp", srows, f, h),
                 *qk_prep("single.qk_norm_rope", srows),

@@ -320,6 +320,10 @@ class _Lowering:
                 # 16-bit in, fp8 out: the write in activation elements is half the read
                 out.append(self.b.elementwise(f"{op.name}_fp8_quant", op.family, elems,
                                               elems * 1.0 / self.ab, _QUANT_FLOPS * elems))  # fmt: skip
+                # and the GEMM reads its input in fp8
+                a = g.m * g.k * g.groups
+                by = {**op.bytes, Role.ACTIVATION: op.bytes[Role.ACTIVATION] - a * (g.a_bytes - 1)}
+                op = replace(op, gemm=replace(g, a_bytes=1.0), bytes=by)
             out.append(op)
         return out
 

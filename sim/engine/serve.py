@@ -370,13 +370,14 @@ class _Replica:
         self._alloc(-self.reserved.pop(rid) if self.reserve else -self._blocks(cache))
         now = self.env.now
         self.sim.stats.finish_s[rid] = now + self.emit_delay
-        self.sim.stats.change_in_system(now, -1)
         self.generated.pop(rid, None)
         self.load -= 1
         done = self.sim.done.pop(rid, None)
-        if done is not None and self.emit_delay > 0:  # the client hears of it a little later
+        if self.emit_delay > 0:  # the client hears of it (and leaves) a little later
             self.env.process(self._later(done, self.emit_delay))
-        elif done is not None:
+            return
+        self.sim.stats.change_in_system(now, -1)
+        if done is not None:
             done.succeed()
 
     def add_prefilled(self, rid: int) -> None:
@@ -396,9 +397,13 @@ class _Replica:
             self._admit(rid)
             self._start_decode(rid, self.it)
 
-    def _later(self, event, delay: float):
+    def _later(self, done, delay: float):
+        """A finished request's last token reaches its client ``delay`` later: it leaves the
+        system then (and a closed-loop client sends its next request)."""
         yield self.env.timeout(delay)
-        event.succeed()
+        self.sim.stats.change_in_system(self.env.now, -1)
+        if done is not None:
+            done.succeed()
 
     def _handoff(self, rid: int) -> None:
         """Prefill role: the first token is out; send the KV cache to the decode pool."""

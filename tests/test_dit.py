@@ -363,6 +363,10 @@ def test_flux_eager_launches_are_the_ones_its_code_makes():
     assert _launches(1) == (97, 49, 105, 0)
     assert _launches(4) == (106, 62, 105, 4 * (19 + 38))
     assert _launches(2)[:3] == _launches(4)[:3]  # the same launches, smaller messages
+    # ring: torch 2.5's templated ring attention (xfuser 0.4): a cat and a send per hop, the
+    # partial outputs merged once (5N + 5 kernels), the single block's k, v and output copies
+    assert _launches(2, "ring")[:2] == (115, 70)
+    assert _launches(4, "ring")[:2] == (131, 86)
 
 
 def test_eager_collective_calls_cost_their_measured_host_time():
@@ -388,3 +392,10 @@ def test_qkv_linears_is_one_or_three():
 
     with pytest.raises(WorkloadError, match="qkv_linears must be 1"):
         _r(load_dit("flux-1-dev"), qkv_linears=2)
+
+
+def test_an_unknown_ring_attention_is_a_one_line_error():
+    from workloads.runtime import Runtime
+
+    with pytest.raises(WorkloadError, match="ring_attention must be one of yunchang, torch"):
+        Runtime(name="x", ring_attention="spiral")

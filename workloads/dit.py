@@ -479,6 +479,9 @@ class DiT:
                 if ring is not None:
                     ops.append(replace(ring, count=self.sp - 1, overlaps_previous=True))
                 out = B * q * h  # output elements on this chip
+                if eager and self.runtime.ring_attention == "torch":
+                    ops += torch_ring(prefix, out, B * kv * h)
+                    return [op for op in ops if op]
                 # fused: read the fp32 running output and the shard's 16-bit one, write fp32
                 merge = b.elementwise(f"{prefix}ring_merge", "attention", 0.0, 0.0, 4 * out)
                 merge = replace(merge, bytes={Role.ACTIVATION: 10.0 * out})
@@ -488,6 +491,26 @@ class DiT:
                     ops.append(unfused(casts, ("ring_casts",), out))
                 ops.append(replace(merge, count=self.sp - 1))
             return [op for op in ops if op]
+
+        def torch_ring(prefix: str, out: float, kv_elems: float) -> list[Op]:
+            """torch 2.5's templated ring attention, eager (xfuser 0.4's ring path; torch
+            .distributed.tensor.experimental._attention): before each hop k and v are
+            flattened into one buffer (a cat), and the sp partial outputs are kept and merged
+            at the end by _merge_sdpa: sp exps of the LSEs, a stack, a sum and a log, then per
+            chunk the LSE difference, its exp and cast and the scaled chunk, a stack and a sum
+            (5 sp + 5 kernels over (5 sp + 1) output-sized 16-bit passes); a single-stream
+            block's k and v are made contiguous first and its output transpose copies
+            (benchmarks/research/xdit-flux-eager-kernels-2026-12-05.md)."""
+            n = self.sp
+            cat = b.elementwise(f"{prefix}ring_cat", "attention", 2 * kv_elems, 2 * kv_elems, 0.0)
+            merge = b.elementwise(f"{prefix}ring_merge", "attention", 0.0, 0.0, 3.0 * n * out)
+            merge = replace(merge, bytes={Role.ACTIVATION: (5 * n + 1) * out * ab},
+                            kernels=5 * n + 5)  # fmt: skip
+            ops = [replace(cat, count=n - 1), merge]
+            if prefix == "single.":
+                copy = b.elementwise(f"{prefix}ring_copies", "attention", out, out, 0.0)
+                ops.append(unfused(copy, ("copy",), out, times=3))
+            return ops
 
         def mlp(prefix: str, rows: float) -> list[Op]:
             up = f * (2 if m.gated_mlp else 1)

@@ -62,6 +62,10 @@ source:
   ``cutlass_scaled_mm``, its and SGLang's ``per_token_group_quant_fp8`` for block-scaled
   weights, twice inside the fused MoE), reading it in 16 bits and writing it in 8; ``fused``
   (the default): the quantisation rides in the kernel before (TensorRT-LLM's plugins);
+- ``ring_attention`` (sequence-parallel DiT, eager): how ring attention merges its partial
+  outputs: ``yunchang`` (the default: ring-flash-attention's update_out_and_lse after each hop,
+  an fp32 running output) or ``torch`` (torch 2.5's templated ring attention, which xfuser 0.4
+  calls: the partial outputs kept and merged once at the end, and K/V concatenated per hop);
 - ``fused_wgrad_accumulation`` (training): each weight-gradient GEMM adds its result into the
   gradient buffer in its epilogue (Megatron-LM's gradient accumulation fusion), so it reads and
   writes the buffer's element (fp32 for bf16 and fp8 training: 4 + 4 bytes; fp16: 2 + 2);
@@ -92,6 +96,7 @@ ELEMENTWISE = ("fused", "eager")
 RMS_NORMS = ("reference", "native")
 ROPES = ("complex", "halves")
 FP8_INPUT_QUANTS = ("fused", "separate")
+RING_ATTENTIONS = ("yunchang", "torch")
 DEFAULT_RUNTIME = "fused-graphs"
 #: a diffusion transformer's default: the diffusers pipelines (and the models' reference repos)
 #: run eager PyTorch; a compiled stack is --runtime torch-compile (or fused-graphs)
@@ -122,6 +127,7 @@ class Runtime:
     non_torch_bytes_tp: float = 0.0  # the same on a chip of a TP group (0: non_torch_bytes)
     training: bool = False  # a training stack (train --runtime takes only these)
     fused_wgrad_accumulation: bool = False  # wgrad GEMMs accumulate into fp32 in the epilogue
+    ring_attention: str = "yunchang"  # yunchang | torch (RING_ATTENTIONS): a ring's merge
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
@@ -139,6 +145,9 @@ class Runtime:
         if self.fp8_input_quant not in FP8_INPUT_QUANTS:
             raise WorkloadError(f"runtime {self.name!r}: fp8_input_quant must be one of "
                                 f"{', '.join(FP8_INPUT_QUANTS)}, got {self.fp8_input_quant!r}")  # fmt: skip
+        if self.ring_attention not in RING_ATTENTIONS:
+            raise WorkloadError(f"runtime {self.name!r}: ring_attention must be one of "
+                                f"{', '.join(RING_ATTENTIONS)}, got {self.ring_attention!r}")  # fmt: skip
         if self.training and self.rope == "halves":
             # the split halves' backward (slices, negation, accumulations) is not counted
             raise WorkloadError(f"runtime {self.name!r}: rope = halves has no training backward "
@@ -168,6 +177,7 @@ class Runtime:
             "training": self.training,
             "fused_wgrad_accumulation": self.fused_wgrad_accumulation,
             "fp8_input_quant": self.fp8_input_quant,
+            "ring_attention": self.ring_attention,
         }
 
     def non_torch(self, tp: int) -> float:
@@ -255,6 +265,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     rms_norm = raw.get("rms_norm", "reference")  # checked by Runtime.__post_init__
     rope = raw.get("rope", "complex")
     fp8_quant = raw.get("fp8_input_quant", "fused")  # checked by Runtime.__post_init__
+    ring = raw.get("ring_attention", "yunchang")
     flags = {}
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
                          ("training", False), ("fused_wgrad_accumulation", False)):  # fmt: skip
@@ -299,6 +310,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         rms_norm=rms_norm,
         rope=rope,
         fp8_input_quant=fp8_quant,
+        ring_attention=ring,
         attention_kernel=kernel,
         scheduler_steps=steps,
         **flags,

@@ -1080,3 +1080,14 @@ def test_megatron_accumulates_weight_gradients_into_fp32_in_the_gemm(monkeypatch
     core = {op.name: op.gemm.c_bytes for op in back if op.name.endswith(".wgrad")}
     assert core["attn_scores.wgrad"] == core["attn_values.wgrad"] == 2.0
     assert core["mlp_up.wgrad"] == 8.0
+
+
+def test_a_stage_that_checkpoints_no_block_holds_no_recompute_transient():
+    t = Training(model=load_model("llama-2-13b"), recompute="full", recompute_blocks=0.1, pp=8,
+                 global_batch=8)  # fmt: skip
+    full = Training(model=load_model("llama-2-13b"), recompute="full", pp=8, global_batch=8)
+    part, every = t.lower().memory, full.lower().memory
+    for stage in range(7):  # the last stage also holds the logits
+        ck = t.checkpointed(stage * 5, 5)
+        assert (part[stage].temporary_bytes > 0) == (ck > 0)
+        assert every[stage].temporary_bytes > 0

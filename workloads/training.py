@@ -112,6 +112,7 @@ class Chunk:
     grad_sync: tuple[Op, ...] = ()  # DP gradient reduction after the last micro-batch
     param_gather: tuple[Op, ...] = ()  # ZeRO 1/2: updated parameters all-gathered
     activation_bytes: float = 0.0  # saved for the backward, one micro-batch
+    checkpointed: int = 0  # blocks a full recompute re-runs in this chunk
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -940,7 +941,7 @@ class _TrainLowering:
         if n_moe:
             blocks.append((n_moe, self.moe_layer(), "moe"))
         tag = m.moe is not None and m.n_dense_layers and m.n_moe_layers
-        start = first_layer
+        start, recomputed = first_layer, 0
         for count, layer, kind in blocks:
             fwd = [op.repeated(count, kind if tag else "") for op in layer]
             forward += fwd
@@ -951,6 +952,7 @@ class _TrainLowering:
             bwd = (self.recompute(again) if ck else []) + self.backward(fwd)
             backward = bwd + backward
             act += ck * self.saved_activations(layer, kind == "moe")
+            recomputed += ck if t.recompute == "full" else 0
             if ck < count:
                 act += (count - ck) * self.saved_activations(layer, kind == "moe", "none")
             start += count
@@ -971,7 +973,7 @@ class _TrainLowering:
             stage=stage, chunk=chunk, layers=layers, forward=tuple(forward),
             backward=tuple(backward), params=params, dense_params=dense_params,
             fsdp_forward=fsdp_f, fsdp_backward=fsdp_b, grad_sync=grad_sync,
-            param_gather=gather, activation_bytes=act,
+            param_gather=gather, activation_bytes=act, checkpointed=recomputed,
         )  # fmt: skip
 
     def layer_params(self, moe_layer: bool) -> tuple[float, float]:
@@ -1169,7 +1171,7 @@ class _TrainLowering:
             act = warm * per_chunk
         # transient: one layer's full activations during recompute, fp32 logits and their grad
         temp = 0.0
-        if t.recompute == "full":
+        if t.recompute == "full" and any(c.checkpointed for c in chunks):
             layer = self.dense_layer() if m.moe is None else self.moe_layer()
             saved = replace(t, recompute="none")
             temp += _TrainLowering(saved).saved_activations(layer, m.moe is not None)

@@ -132,22 +132,17 @@ class Runtime:
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        if self.rms_norm not in RMS_NORMS:
-            raise WorkloadError(f"runtime {self.name!r}: rms_norm must be one of "
-                                f"{', '.join(RMS_NORMS)}, got {self.rms_norm!r}")  # fmt: skip
-        if self.rope not in ROPES:
-            raise WorkloadError(f"runtime {self.name!r}: rope must be one of {', '.join(ROPES)}, "
-                                f"got {self.rope!r}")  # fmt: skip
+        for key, choices in (("rms_norm", RMS_NORMS), ("rope", ROPES),
+                             ("fp8_input_quant", FP8_INPUT_QUANTS),
+                             ("ring_attention", RING_ATTENTIONS)):  # fmt: skip
+            value = getattr(self, key)
+            if value not in choices:
+                raise WorkloadError(f"runtime {self.name!r}: {key} must be one of "
+                                    f"{', '.join(choices)}, got {value!r}")  # fmt: skip
         if self.cuda_graphs and not self.prefill_graphs and not self.host_launch_s > 0:
             raise WorkloadError(f"runtime {self.name!r}: host_launch_s must be > 0 where "
                                 "prefill_graphs = false (steps with prompts launch their kernels "
                                 f"from the host), got {self.host_launch_s!r}")  # fmt: skip
-        if self.fp8_input_quant not in FP8_INPUT_QUANTS:
-            raise WorkloadError(f"runtime {self.name!r}: fp8_input_quant must be one of "
-                                f"{', '.join(FP8_INPUT_QUANTS)}, got {self.fp8_input_quant!r}")  # fmt: skip
-        if self.ring_attention not in RING_ATTENTIONS:
-            raise WorkloadError(f"runtime {self.name!r}: ring_attention must be one of "
-                                f"{', '.join(RING_ATTENTIONS)}, got {self.ring_attention!r}")  # fmt: skip
         if self.training and self.rope == "halves":
             # the split halves' backward (slices, negation, accumulations) is not counted
             raise WorkloadError(f"runtime {self.name!r}: rope = halves has no training backward "

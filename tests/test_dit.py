@@ -399,3 +399,19 @@ def test_an_unknown_ring_attention_is_a_one_line_error():
 
     with pytest.raises(WorkloadError, match="ring_attention must be one of yunchang, torch"):
         Runtime(name="x", ring_attention="spiral")
+
+
+def test_torch_ring_only_for_diffusers_attention():
+    """xfuser 0.4 rings diffusers models through torch's templated ring attention; a model's
+    own repository code (HunyuanVideo's) goes through yunchang's merge per hop."""
+    from workloads.runtime import load_runtime
+
+    def names(model):
+        w = DiT(model=load_dit(model), height=512, width=512, frames=1, steps=1, sp=2,
+                sp_method="ring", runtime=load_runtime("xdit"), attention_kernel="fa2")  # fmt: skip
+        return {o.name for o in w.lower().ops}
+
+    assert load_dit("flux-1-dev").diffusers_attention
+    assert not load_dit("hunyuanvideo").diffusers_attention
+    assert "ring_cat" in names("flux-1-dev") and "ring_casts" not in names("flux-1-dev")
+    assert "ring_cat" not in names("hunyuanvideo") and "ring_casts" in names("hunyuanvideo")

@@ -248,6 +248,11 @@ def test_variant_presets_need_their_own_name_and_cite_only_what_they_keep(tmp_pa
             rt.load_runtime("nameless")
         with pytest.raises(WorkloadError, match="cycle"):
             rt.load_runtime("a")
+        (folder / "typo.toml").write_text(
+            'base = "base"\nfull_name = "T"\nring_atention = "torch"\n'
+        )
+        with pytest.raises(WorkloadError, match="unknown field 'ring_atention'"):
+            rt.load_runtime("typo")
     finally:
         rt.load_runtime.cache_clear()
 

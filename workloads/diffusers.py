@@ -131,6 +131,7 @@ def dit_from_diffusers(cfg: Any, name: str = "diffusers-model") -> DiTConfig:
     # diffusers' attention processors run to_q, to_k, to_v (and a text stream's add_*_proj) as
     # separate linears, whatever the family's own repository does (HunyuanVideo's fuses them)
     fields["qkv_linears"] = 3
+    fields["diffusers_attention"] = True
     try:
         return replace(base, **fields)
     except TypeError as exc:

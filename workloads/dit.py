@@ -64,7 +64,7 @@ _DIT_COUNTS = ("n_layers", "hidden", "n_heads", "patch", "patch_t", "in_channels
 _DIT_SIZES = ("n_single_layers", "head_dim", "adaln_dim", "text_tokens", "text_dim",
               "step_kernels")  # fmt: skip
 _DIT_FLAGS = ("gated_mlp", "shared_text_weights", "vae_causal", "default_cfg",
-              "cross_attn_norm", "fp32_residual")  # fmt: skip
+              "cross_attn_norm", "fp32_residual", "diffusers_attention")  # fmt: skip
 _DIT_AMOUNTS = ("mlp_ratio", "vae_decoder_flops_per_pixel", "vae_decoder_params",
                 "text_encoder_params", "default_fps")  # fmt: skip
 _NORM_FLOPS = 7  # layernorm + modulate (scale, shift) per element
@@ -157,9 +157,14 @@ class DiTConfig:
     # 3: the model code runs q, k and v (and a text stream's) as separate linears (diffusers'
     # Attention: to_q, to_k, to_v, add_q_proj, ...); 1: one fused QKV linear (DiT's timm
     # Attention, HunyuanVideo's repository). Separate linears launch three GEMMs, each reading
-    # the input. 3 also stands for diffusers' attention layout: joint attention's output
-    # transpose then copies (``attn_out_copy``)
+    # the input
     qkv_linears: int = 1
+    # the attention runs through diffusers' attention processors (which xDiT wraps with its
+    # USP): joint attention's output transpose then copies (``attn_out_copy``), and a runtime
+    # with ``ring_attention = "torch"`` (xfuser 0.4) rings through torch's templated ring
+    # attention; false: the model's own repository code (DiT-XL, HunyuanVideo, Wan), whose
+    # sequence parallelism xDiT runs through yunchang
+    diffusers_attention: bool = False
     # eager launches per denoising step outside the blocks that the lowering does not name
     # (timestep/guidance/text embeddings and position tables recomputed every step, the
     # scheduler's step), counted from the pipeline's code; 0 where nobody counted them
@@ -475,11 +480,12 @@ class DiT:
                                  kv_len=kv, qk_dim=hd, v_dim=hd, causal=False,
                                  act_bytes=ab, kv_bytes_per_token=2 * hd * ab)  # fmt: skip
                 ops.append(replace(b.attention(f"{prefix}attention", spec), count=self.sp))
-                ring = b.collective(f"{prefix}ring_kv", "send_recv", 2 * shard, 2)
+                # each hop passes this chip's K and V shard (image and text tokens alike)
+                ring = b.collective(f"{prefix}ring_kv", "send_recv", 2 * B * kv * h * ab, 2)
                 if ring is not None:
                     ops.append(replace(ring, count=self.sp - 1, overlaps_previous=True))
                 out = B * q * h  # output elements on this chip
-                if eager and self.runtime.ring_attention == "torch":
+                if eager and self.runtime.ring_attention == "torch" and m.diffusers_attention:
                     ops += torch_ring(prefix, out, B * kv * h)
                     return [op for op in ops if op]
                 # fused: read the fp32 running output and the shard's 16-bit one, write fp32
@@ -507,9 +513,13 @@ class DiT:
             merge = replace(merge, bytes={Role.ACTIVATION: (5 * n + 1) * out * ab},
                             kernels=5 * n + 5)  # fmt: skip
             ops = [replace(cat, count=n - 1), merge]
-            if prefix == "single.":
+            # the merged output is contiguous (B, heads, S, d): the processor's transpose
+            # copies it (a joint block's copy is attn_out_copy); a single block also makes
+            # its strided k and v contiguous first
+            copies_n = 3 if prefix == "single." else (0 if joint_block else 1)
+            if copies_n:
                 copy = b.elementwise(f"{prefix}ring_copies", "attention", out, out, 0.0)
-                ops.append(unfused(copy, ("copy",), out, times=3))
+                ops.append(unfused(copy, ("copy",), out, times=copies_n))
             return ops
 
         def mlp(prefix: str, rows: float) -> list[Op]:
@@ -523,6 +533,10 @@ class DiT:
             ]
 
         eager = self.runtime.elementwise == "eager"
+        ring = self.sp > 1 and self.sp_method == "ring"
+        # a joint (text + image) attention through diffusers' processors: its output copies
+        joint_block = (m.block in ("mmdit", "hybrid") and not m.shared_text_weights
+                       and m.diffusers_attention)  # fmt: skip
 
         def unfused(op: Op, keys: tuple[str, ...], elems: float, times: int = 1) -> Op:
             """``op`` as eager PyTorch runs it: the primitives of ``EAGER_DIT[key]`` for each
@@ -606,10 +620,11 @@ class DiT:
         if separate_text:  # joint attention: torch.cat of the text and image q, k and v
             block += copies("joint_cat", 3 * (rows + B * Lt) * h, 3)
         block += attention_core("", joint)
-        if separate_text and m.qkv_linears == 3:
+        if joint_block:
             # the cat left q contiguous as (B, heads, S, d), flash attention's output takes its
-            # layout, so diffusers' transpose(1, 2).reshape copies it
-            block += copies("attn_out_copy", (rows + B * Lt) * h, 1)
+            # layout, so diffusers' transpose(1, 2).reshape copies it (the chip's queries)
+            q_rows = rows + (B * math.ceil(Lt / self.sp) if ring else B * Lt)
+            block += copies("attn_out_copy", q_rows * h, 1)
         block += [b.gemm("out_proj", "projection", rows, h, h), residual("attn_residual", rows)]
         if separate_text:
             block += [b.gemm("text_out_proj", "projection", B * Lt, h, h),

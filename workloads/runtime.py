@@ -244,6 +244,11 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         )
     raw = tomllib.loads((_folder() / f"{name}.toml").read_text())
     where = f"runtime {name!r}"
+    known = set(Runtime.__dataclass_fields__) | {"base", "source"}
+    unknown = sorted(k for k in raw if k.removesuffix("_source") not in known)
+    if unknown:  # a misspelt field would silently keep its default
+        raise WorkloadError(f"{where}: unknown field {unknown[0]!r}; fields are "
+                            f"{', '.join(sorted(known - {'sources'}))}")  # fmt: skip
     base = raw.pop("base", None)
     if base is not None:  # a variant: the base preset's fields and sources, then its own
         if base not in list_runtimes():

@@ -133,6 +133,16 @@ class Builder:
         )  # fmt: skip
 
 
+def fp8_input(op: Op) -> Op:
+    """GEMM ``op`` reading its input (A) in fp8: an upstream kernel wrote it so (a cast before
+    it, or one fused into the op before); its activation bytes lose the 16-bit read's excess."""
+    g = op.gemm
+    assert g is not None
+    excess = g.groups * g.m * g.k * (g.a_bytes - 1.0)
+    by = {**op.bytes, Role.ACTIVATION: op.bytes[Role.ACTIVATION] - excess}
+    return replace(op, gemm=replace(g, a_bytes=1.0), bytes=by)
+
+
 def _nonzero(x: Any) -> bool:
     """A byte count worth a role entry: non-zero, or an array over points (workloads/llm.py)."""
     return isinstance(x, np.ndarray) or bool(x)

@@ -534,9 +534,10 @@ class DiT:
 
         eager = self.runtime.elementwise == "eager"
         ring = self.sp > 1 and self.sp_method == "ring"
+        # the text stream has its own weights; its tokens join the image tokens in attention
+        separate_text = m.block in ("mmdit", "hybrid") and not m.shared_text_weights
         # a joint (text + image) attention through diffusers' processors: its output copies
-        joint_block = (m.block in ("mmdit", "hybrid") and not m.shared_text_weights
-                       and m.diffusers_attention)  # fmt: skip
+        joint_block = separate_text and m.diffusers_attention
 
         def unfused(op: Op, keys: tuple[str, ...], elems: float, times: int = 1) -> Op:
             """``op`` as eager PyTorch runs it: the primitives of ``EAGER_DIT[key]`` for each
@@ -601,14 +602,12 @@ class DiT:
         if m.adaln == "per-block":
             streams = 2 if m.block in ("mmdit", "hybrid") else 1
             block.append(adaln("adaln_modulation", streams, 6 * h))
-        separate_text = m.block in ("mmdit", "hybrid") and not m.shared_text_weights
         if m.shared_text_weights:
             # text tokens are concatenated with the image tokens and share every weight
             rows = B * (Ls + Lt)
         block += [norm("norm1_modulate", rows), qkv("qkv_proj", rows)]
         joint = Lt if m.shared_text_weights else 0
         if separate_text:
-            # the text stream has its own weights; its tokens join the image tokens in attention
             text_rows = B * Lt
             block += [
                 norm("text_norm1", text_rows),

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from hardware.chip import dtype_bytes
-from workloads.build import EAGER_PRIMITIVES, Builder
+from workloads.build import EAGER_PRIMITIVES, Builder, fp8_input
 from workloads.model import ModelConfig
 from workloads.ops import (
     Attention,
@@ -320,10 +320,7 @@ class _Lowering:
                 # 16-bit in, fp8 out: the write in activation elements is half the read
                 out.append(self.b.elementwise(f"{op.name}_fp8_quant", op.family, elems,
                                               elems * 1.0 / self.ab, _QUANT_FLOPS * elems))  # fmt: skip
-                # and the GEMM reads its input in fp8
-                a = g.m * g.k * g.groups
-                by = {**op.bytes, Role.ACTIVATION: op.bytes[Role.ACTIVATION] - a * (g.a_bytes - 1)}
-                op = replace(op, gemm=replace(g, a_bytes=1.0), bytes=by)
+                op = fp8_input(op)  # and the GEMM reads its input in fp8
             out.append(op)
         return out
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from workloads.build import EAGER_PRIMITIVES, Builder
+from workloads.build import EAGER_PRIMITIVES, Builder, fp8_input
 from workloads.llm import _ACT_FLOPS, _NORM_FLOPS, _ROPE_FLOPS, Prefill, _Lowering
 from workloads.model import ModelConfig
 from workloads.ops import (
@@ -723,9 +723,7 @@ class _TrainLowering:
             g = op.gemm
             if g is not None and op.dtype == "fp8" and g.a_bytes != 1.0:
                 elems = g.groups * g.m * g.k
-                by = dict(op.bytes)
-                by[Role.ACTIVATION] -= elems * (g.a_bytes - 1.0)
-                op = replace(op, gemm=replace(g, a_bytes=1.0), bytes=by)
+                op = fp8_input(op)
                 # Transformer Engine's cast-transpose: read the 16-bit input, write it as fp8
                 # and as transposed fp8 (for the weight gradient), with its amax. Its backward
                 # twin casts the output gradient. NB: charged as a separate kernel even where TE

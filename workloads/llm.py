@@ -518,32 +518,143 @@ class _Lowering:
         return tuple(ops + [step] if step else ops)
 
 
+#: the drafters of speculative decoding (``Speculation.draft``): ``ngram`` proposes from the
+#: text already seen on the host (prompt lookup; no chip work), ``mtp`` one block of the target
+#: (DeepSeek-V3 MTP, EAGLE); a ModelConfig is a separate draft model
+DRAFTS = ("ngram", "mtp")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Speculation:
+    """Speculative decoding (Leviathan et al. 2023; Chen et al. 2023): a drafter proposes
+    ``tokens`` (k) tokens one after another, and the target model checks all of them, with the
+    last accepted token, in one forward pass of k + 1 query tokens per sequence. Each drafted
+    token is accepted with probability ``acceptance`` (alpha, i.i.d. as in Leviathan et al.,
+    Sec. 3.1), until the first rejection; the check always yields one token of its own. So a
+    step makes (1 - alpha^(k+1)) / (1 - alpha) tokens per sequence on average (their Eq. 1).
+    alpha is a property of the draft and the text (the source's measured acceptance), an input
+    like the output length, not a chip's.
+
+    ``draft``: ``"ngram"`` (prompt lookup: the proposal costs the chip nothing), ``"mtp"`` (one
+    block of the target model with its embedding and LM head, fed through a 2h -> h projection
+    of [hidden state; embedding]: DeepSeek-V3's multi-token-prediction module, Sec. 2.2, and
+    EAGLE's draft head, Li et al. 2024, Sec. 4), or a ModelConfig: a separate, smaller model
+    sharing the target's vocabulary, run as its own decode step k times (as vLLM and gpt-fast
+    run a draft model)."""
+
+    tokens: int
+    acceptance: float
+    draft: str | ModelConfig = "mtp"
+
+    def __post_init__(self) -> None:
+        check_counts("decode", "--spec-tokens", self.tokens)
+        a = self.acceptance
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0:
+            raise WorkloadError(
+                f"decode: --acceptance must be a probability in [0, 1] (the share of drafted "
+                f"tokens the target accepts), got {a!r}"
+            )
+        if isinstance(self.draft, str) and self.draft not in DRAFTS:
+            raise WorkloadError(f"decode: --draft must be {', '.join(DRAFTS)} or a model "
+                                f"(preset, TOML or config.json), got {self.draft!r}")  # fmt: skip
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Expected tokens a sequence gains per step: (1 - a^(k+1)) / (1 - a), k + 1 at a = 1."""
+        a, k = float(self.acceptance), self.tokens
+        return k + 1.0 if a >= 1.0 else (1.0 - a ** (k + 1)) / (1.0 - a)
+
+    @property
+    def draft_name(self) -> str:
+        return self.draft if isinstance(self.draft, str) else self.draft.name
+
+    def draft_model(self, target: ModelConfig) -> ModelConfig | None:
+        """The model the drafter runs (None for n-gram lookup): for ``mtp`` one block of the
+        target, an MoE block where the target's last layer is one."""
+        if self.draft == "ngram":
+            return None
+        if not isinstance(self.draft, str):
+            if self.draft.vocab != target.vocab:
+                raise WorkloadError(
+                    f"decode: --draft {self.draft.name} has a vocabulary of {self.draft.vocab} "
+                    f"tokens and {target.name} of {target.vocab}: a draft model must share "
+                    "the target's tokenizer"
+                )
+            return self.draft
+        moe = target.moe
+        return replace(target, name=f"{target.name}-mtp", n_layers=1,
+                       moe=replace(moe, first_dense_layers=0) if moe else None)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decode(_Common):
-    """One autoregressive decode step: ``batch`` sequences, each with ``context`` cached tokens."""
+    """One autoregressive decode step: ``batch`` sequences, each with ``context`` cached tokens.
+    With ``spec`` (speculative decoding) one step is the drafter's k proposals and the target's
+    check of k + 1 tokens per sequence, and it yields ``Speculation.tokens_per_step`` tokens
+    per sequence on average."""
 
     context: int = 2048
+    spec: Speculation | None = None
 
     def lower(self) -> OpGraph:
         self._validate("decode")
         check_counts("decode", "--context", self.context)
-        low = _Lowering(self, q_len=1, kv_len=self.context, phase="decode")
-        ops = low.build(head_rows=low.B)
+        q = 1 + (self.spec.tokens if self.spec else 0)
+        low = _Lowering(self, q_len=q, kv_len=self.context + q - 1, phase="decode")
+        # the check scores every position it verifies: logits for all q tokens of a sequence
+        ops = low.build(head_rows=low.B * q)
         m = self.model
-        act = low.B * max(2 * m.hidden, 2 * m.ffn // self.tp, m.vocab // self.tp) * 4.0
+        act = low.B * q * max(2 * m.hidden, 2 * m.ffn // self.tp, m.vocab // self.tp) * 4.0
         memory = MemoryNeed(
             # the fullest stage's share of the layers (the embedding or the head beside it: not
             # counted apart)
             weights_bytes=self.resident_weight_bytes() * self.stage_share,
-            kv_cache_bytes=self.kv_cache_bytes(self.context) * self.stage_share,
+            kv_cache_bytes=self.kv_cache_bytes(self.context + q - 1) * self.stage_share,
             activation_bytes=act,
         )
+        tokens, extra = self.batch * 1.0, {}
+        if self.spec is not None:
+            draft_ops, memory = self._draft(memory)
+            # the proposals come first, then the check (its host step, if any, ends the step)
+            ops = draft_ops + ops
+            tokens = self.batch * self.spec.tokens_per_step
+            extra = {"spec_tokens": self.spec.tokens, "draft": self.spec.draft_name,
+                     "acceptance": self.spec.acceptance,
+                     "tokens_per_step": round(self.spec.tokens_per_step, 3)}  # fmt: skip
         return OpGraph(
             ops=ops,
             n_chips=self.n_chips,
-            tokens=self.batch * 1.0,
+            tokens=tokens,
             memory=memory,
-            describe=_describe(self, "decode", context=self.context),
+            describe=_describe(self, "decode", context=self.context, **extra),
+        )
+
+    def _draft(self, memory: MemoryNeed) -> tuple[tuple[Op, ...], MemoryNeed]:
+        """The drafter's ops for one step (its k forward passes, each one token per sequence,
+        at the context the target has) and the memory with the drafter's weights and cache."""
+        spec = self.spec
+        assert spec is not None
+        dm = spec.draft_model(self.model)
+        if dm is None:  # n-gram lookup runs on the host, beside the chip
+            return (), memory
+        draft = replace(self, model=dm, spec=None, pp=1)
+        graph = draft.lower()
+        # one engine step: the runtime's host work is charged once, with the check
+        ops = [op for op in graph.ops if op.name != "host_step"]
+        mtp = spec.draft == "mtp"
+        if mtp:
+            # the 2h -> h projection of [hidden state; embedding of the previous token]
+            low = _Lowering(draft, q_len=1, kv_len=self.context, phase="decode")
+            ops.insert(1, low.gemm("draft_fc", "mlp", low.B, dm.hidden, 2 * dm.hidden))
+        # the MTP / EAGLE head shares the target's embedding and LM head: only its block and
+        # projection are new weights
+        shared = dm.embedding_params() * self.weight_bytes / self.tp if mtp else 0.0
+        fc = 2 * dm.hidden * dm.hidden * self.weight_bytes / self.tp if mtp else 0.0
+        drafted = tuple(op.repeated(spec.tokens, "draft") for op in ops)
+        return drafted, replace(
+            memory,
+            weights_bytes=memory.weights_bytes + graph.memory.weights_bytes - shared + fc,
+            kv_cache_bytes=memory.kv_cache_bytes + graph.memory.kv_cache_bytes,
         )
 
 
@@ -576,7 +687,7 @@ class Prefill(_Common):
         )
 
 
-def _describe(w: _Common, kind: str, **extra: int) -> dict:
+def _describe(w: _Common, kind: str, **extra: Any) -> dict:
     return {
         "kind": kind,
         "model": w.model.name,

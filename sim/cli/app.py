@@ -20,6 +20,7 @@ from sim.cli.args import (
     add_llm_args,
     add_run_output_args,
     add_runtime_arg,
+    add_spec_args,
     add_train_args,
     check_html,
     dumps,
@@ -513,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decode", help="one autoregressive decode step of an LLM")
     add_llm_args(p)
     p.add_argument("--context", type=positive_int, default=2048, help="cached tokens per sequence")
+    add_spec_args(p)
     p = sub.add_parser("prefill", help="prefill of a batch of prompts (time to first token)")
     add_llm_args(p)
     p.add_argument("--prompt", type=positive_int, default=2048, help="prompt tokens per sequence")

@@ -158,6 +158,45 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
     add_run_output_args(p)
 
 
+def add_spec_args(p: argparse.ArgumentParser) -> None:
+    """decode: speculative decoding (``workloads.llm.Speculation``)."""
+    p.add_argument("--spec-tokens", type=positive_int, default=None,
+                   help="speculative decoding: tokens the drafter proposes per step (k); the "
+                        "target checks k + 1 per sequence in one pass")  # fmt: skip
+    p.add_argument("--acceptance", type=float, default=None,
+                   help="with --spec-tokens: the probability that the target accepts a drafted "
+                        "token (alpha, the source's measured acceptance rate)")  # fmt: skip
+    p.add_argument("--draft", default="mtp",
+                   help="with --spec-tokens: mtp (one block of the target with its LM head: "
+                        "DeepSeek MTP, EAGLE; default), ngram (prompt lookup, no chip work) or a "
+                        "draft model (preset, TOML or config.json)")  # fmt: skip
+
+
+def speculation(args: argparse.Namespace, target: Any) -> Any:
+    """The ``Speculation`` the decode flags ask for (None without --spec-tokens); a flag that
+    only means something with --spec-tokens is refused without it."""
+    from workloads.llm import DRAFTS, Speculation
+    from workloads.loader import load_model
+    from workloads.ops import WorkloadError
+
+    k = getattr(args, "spec_tokens", None)
+    if k is None:
+        if getattr(args, "acceptance", None) is not None:
+            raise WorkloadError("decode: --acceptance needs --spec-tokens K (the drafted tokens "
+                                "per step)")  # fmt: skip
+        return None
+    if args.acceptance is None:
+        raise WorkloadError("decode: --spec-tokens needs --acceptance A, the probability the "
+                            "target accepts a drafted token (e.g. --acceptance 0.7)")  # fmt: skip
+    try:
+        draft = args.draft if args.draft in DRAFTS else load_model(args.draft)
+    except WorkloadError as exc:  # the loader names --model; the user gave --draft
+        raise WorkloadError(
+            f"{exc}".replace("--model", "--draft", 1) + " (or mtp, ngram)"
+        ) from None
+    return Speculation(tokens=k, acceptance=args.acceptance, draft=draft)
+
+
 RUNTIME_HELP = (
     "the software it runs under: a runtime preset (roofsim runtimes lists them; default "
     "fused-graphs: fused kernels under CUDA graphs, no host time per step)"
@@ -224,7 +263,7 @@ def llm_workload(args: argparse.Namespace, kind: str):
         runtime=load_runtime(args.runtime),
     )
     if kind == "decode":
-        return Decode(context=args.context, **common), system
+        return Decode(context=args.context, spec=speculation(args, model), **common), system
     return Prefill(prompt=args.prompt, **common), system
 
 

@@ -165,10 +165,27 @@ def _llm(row: dict):
     def prefill(prompt: int) -> float:
         return simulate(Prefill(prompt=prompt, **common), system, check_memory=False).time_s
 
+    spec = _speculation(row, model)
+
     def step(context: int) -> float:
-        return simulate(Decode(context=context, **common), system, check_memory=False).time_s
+        """Time per generated token of a sequence: a decode step, or with speculative decoding
+        a step over the tokens it yields on average."""
+        t = simulate(Decode(context=context, spec=spec, **common), system, check_memory=False)
+        return t.time_s / (spec.tokens_per_step if spec else 1.0)
 
     return common, prefill, step
+
+
+def _speculation(row: dict, model):
+    """The row's speculative decoding (``spec_tokens``, ``acceptance``, ``draft``), or None."""
+    from workloads import load_model
+    from workloads.llm import DRAFTS, Speculation
+
+    if not row.get("spec_tokens"):
+        return None
+    draft = row.get("draft", "mtp")
+    return Speculation(tokens=row["spec_tokens"], acceptance=row["acceptance"],
+                       draft=draft if draft in DRAFTS else load_model(draft))  # fmt: skip
 
 
 def _predict_decode(row: dict) -> tuple[float, dict]:

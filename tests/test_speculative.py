@@ -1,0 +1,152 @@
+"""Speculative decoding (workloads.llm.Speculation): a drafter proposes k tokens, the target
+checks k + 1 per sequence in one pass, and a step yields (1 - a^(k+1)) / (1 - a) tokens."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hardware import load_system
+from sim import simulate
+from sim.cli import main
+from workloads import Decode, load_model
+from workloads.llm import Speculation
+from workloads.ops import WorkloadError
+
+H100 = load_system("h100-sxm", 1)
+LLAMA8 = load_model("llama-3-8b")
+
+
+def _step(batch: int = 1, spec: Speculation | None = None, model=LLAMA8, context: int = 1024):
+    w = Decode(model=model, batch=batch, context=context, spec=spec)
+    return w, simulate(w, H100, check_memory=False)
+
+
+@given(k=st.integers(1, 12), a=st.floats(0.0, 1.0))
+@settings(max_examples=60, deadline=None)
+def test_tokens_per_step_is_leviathans_expectation(k, a):
+    e = Speculation(tokens=k, acceptance=a, draft="ngram").tokens_per_step
+    # between the check's own token and every drafted token accepted
+    assert 1.0 - 1e-9 <= e <= k + 1 + 1e-9
+    # the sum over i of a^i, i = 0..k: the chance the first i drafts are all accepted
+    assert e == pytest.approx(sum(a**i for i in range(k + 1)), rel=1e-9)
+
+
+def test_acceptance_raises_the_tokens_per_step():
+    es = [Speculation(tokens=4, acceptance=a, draft="ngram").tokens_per_step
+          for a in (0.0, 0.3, 0.6, 0.9, 1.0)]  # fmt: skip
+    assert es[0] == 1.0 and es[-1] == 5.0
+    assert all(x < y for x, y in zip(es, es[1:], strict=False))
+
+
+def test_the_check_is_one_pass_over_k_plus_one_tokens_per_sequence():
+    plain, _ = _step(batch=2)
+    spec, _ = _step(batch=2, spec=Speculation(tokens=3, acceptance=0.5, draft="ngram"))
+    by_name = {op.name: op for op in spec.lower().ops}
+    base = {op.name: op for op in plain.lower().ops}
+    assert by_name["mlp_up"].gemm.m == 4 * base["mlp_up"].gemm.m
+    assert by_name["lm_head"].gemm.m == 4 * base["lm_head"].gemm.m  # logits for every position
+    att = by_name["attention"].attention
+    assert (att.q_len, att.kv_len) == (4, 1024 + 3)
+    assert not any(op.name.startswith("draft.") for op in spec.lower().ops)  # n-gram: host only
+
+
+def test_memory_bound_speculation_pays_back_nearly_its_tokens_per_step():
+    """At batch 1 the check of k + 1 tokens reads the same weights as one token: the speed-up
+    approaches tokens_per_step, and never exceeds it."""
+    spec = Speculation(tokens=3, acceptance=0.8, draft="ngram")
+    w0, r0 = _step()
+    w1, r1 = _step(spec=spec)
+    speedup = r1.throughput["tokens_per_s"] / r0.throughput["tokens_per_s"]
+    assert 0.85 * spec.tokens_per_step < speedup < spec.tokens_per_step
+
+
+def test_speculation_gains_less_where_the_step_is_compute_bound():
+    spec = Speculation(tokens=4, acceptance=0.7, draft="ngram")
+    gains = []
+    for batch in (1, 256):
+        _, r0 = _step(batch=batch)
+        _, r1 = _step(batch=batch, spec=spec)
+        gains.append(r1.throughput["tokens_per_s"] / r0.throughput["tokens_per_s"])
+    assert gains[1] < gains[0]
+
+
+def test_with_nothing_accepted_speculation_only_costs():
+    _, r0 = _step(batch=8)
+    _, r1 = _step(batch=8, spec=Speculation(tokens=4, acceptance=0.0, draft="ngram"))
+    assert r1.throughput["tokens_per_s"] < r0.throughput["tokens_per_s"]
+
+
+def test_a_draft_model_runs_k_decode_steps_of_its_own():
+    draft = load_model("llama-3-8b")
+    target = load_model("llama-3-70b")
+    spec = Speculation(tokens=3, acceptance=0.7, draft=draft)
+    w = Decode(model=target, batch=1, context=512, tp=4, spec=spec)
+    ops = w.lower().ops
+    drafted = [op for op in ops if op.name.startswith("draft.")]
+    assert {op.name for op in drafted} >= {"draft.mlp_up", "draft.lm_head", "draft.attention"}
+    up = next(op for op in drafted if op.name == "draft.mlp_up")
+    assert up.count == 3 * draft.n_layers  # k passes of every draft layer
+    assert not any(op.name == "draft.host_step" for op in ops)  # one engine step's host work
+    # its weights and cache are held beside the target's
+    plain = Decode(model=target, batch=1, context=512, tp=4).lower().memory
+    assert w.lower().memory.weights_bytes > plain.weights_bytes + 0.9 * 16e9 / 4
+
+
+def test_mtp_drafts_with_one_block_of_the_target_and_its_lm_head():
+    ds = load_model("deepseek-v3")
+    w = Decode(model=ds, batch=4, context=2048, tp=8, dtype="fp8",
+               spec=Speculation(tokens=1, acceptance=0.85, draft="mtp"))  # fmt: skip
+    names = [op.name for op in w.lower().ops]
+    assert "draft.draft_fc" in names and "draft.lm_head" in names
+    assert any(n.startswith("draft.") and "experts" in n for n in names)  # an MoE block
+    layers = {op.name: op.count for op in w.lower().ops}
+    assert layers["draft.attention"] == 1  # one block, one proposal
+    plain = Decode(model=ds, batch=4, context=2048, tp=8, dtype="fp8").lower().memory
+    extra = w.lower().memory.weights_bytes - plain.weights_bytes
+    # one MoE block and the projection, not a second embedding and head
+    assert 0 < extra < 2 * ds.layer_params(True) / 8
+
+
+def test_a_draft_with_another_vocabulary_is_refused():
+    spec = Speculation(tokens=2, acceptance=0.6, draft=load_model("llama-2-7b"))
+    with pytest.raises(WorkloadError, match="share the target's tokenizer"):
+        Decode(model=LLAMA8, spec=spec).lower()
+
+
+@pytest.mark.parametrize("a", [-0.1, 1.5, float("nan")])
+def test_acceptance_outside_a_probability_is_refused(a):
+    with pytest.raises(WorkloadError, match="--acceptance"):
+        Speculation(tokens=2, acceptance=a)
+
+
+def test_cli_decode_reports_tokens_per_step_and_counts_them(capsys):
+    args = ["decode", "--model", "llama-3-8b", "--chip", "h100-sxm", "--context", "1024", "--json"]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*args, "--spec-tokens", "3", "--acceptance", "0.8", "--draft", "ngram"]) == 0
+    spec = json.loads(capsys.readouterr().out)
+    assert spec["workload"]["tokens_per_step"] == pytest.approx(2.952)
+    ratio = spec["throughput"]["tokens_per_s"] / plain["throughput"]["tokens_per_s"]
+    assert 2.0 < ratio < 2.952
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--spec-tokens", "3"], "--spec-tokens needs --acceptance"),
+        (["--acceptance", "0.7"], "--acceptance needs --spec-tokens"),
+        (["--spec-tokens", "3", "--acceptance", "2"], "--acceptance must be a probability"),
+        (
+            ["--spec-tokens", "3", "--acceptance", "0.7", "--draft", "nonesuch"],
+            "--draft: unknown model",
+        ),
+    ],
+)
+def test_cli_speculation_bad_input_is_one_line(extra, match, capsys):
+    code = main(["decode", "--model", "llama-3-8b", "--chip", "h100-sxm", *extra])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert match in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

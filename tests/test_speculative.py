@@ -150,3 +150,21 @@ def test_cli_speculation_bad_input_is_one_line(extra, match, capsys):
     assert code != 0
     assert match in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_sweep_takes_the_speculation_fields(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        '[system]\nchip = "h100-sxm"\nchips = 1\n\n[workload]\nkind = "decode"\n'
+        'model = "llama-3-8b"\ncontext = 1024\nspec_tokens = 3\ndraft = "ngram"\n\n'
+        "[axes]\nacceptance = [0.0, 0.5, 0.9]\nbatch = [1, 64]\n"
+    )
+    out = tmp_path / "out.csv"
+    assert main(["sweep", str(spec), "-o", str(out), "--no-progress"]) == 0
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert [r["status"] for r in rows] == ["ok"] * 6
+    for batch in ("1", "64"):
+        rates = [float(r["throughput"]) for r in rows if r["batch"] == batch]
+        assert rates == sorted(rates) and rates[-1] > 2 * rates[0]

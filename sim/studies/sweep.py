@@ -63,7 +63,7 @@ MODES = ("product", "zip")
 #: workload fields per kind: the flags of the matching roofsim command, as TOML keys
 WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     "decode": ("model", "chips", "tp", "batch", "context", "dtype", "kv_dtype",
-               "attention_kernel", "runtime"),
+               "attention_kernel", "runtime", "spec_tokens", "acceptance", "draft"),
     "prefill": ("model", "chips", "tp", "batch", "prompt", "dtype", "kv_dtype",
                 "attention_kernel", "runtime"),
     "dit": ("model", "chips", "replicas", "sp", "height", "width", "frames", "fps", "steps",
@@ -983,6 +983,26 @@ def _constraint(
     return None
 
 
+def _speculation(f: dict[str, Any]) -> Any:
+    """A decode point's speculative decoding (``spec_tokens``, ``acceptance``, ``draft``), as
+    ``roofsim decode --spec-tokens --acceptance --draft`` builds it; None without spec_tokens."""
+    from workloads import load_model
+    from workloads.llm import DRAFTS, Speculation
+
+    if f.get("spec_tokens") is None:
+        if f.get("acceptance") is not None:
+            raise WorkloadError(
+                "decode: acceptance needs spec_tokens (the drafted tokens per step)"
+            )
+        return None
+    if f.get("acceptance") is None:
+        raise WorkloadError("decode: spec_tokens needs acceptance, the probability the target "
+                            "accepts a drafted token")  # fmt: skip
+    draft = f.get("draft", "mtp")
+    return Speculation(tokens=f["spec_tokens"], acceptance=f["acceptance"],
+                       draft=draft if draft in DRAFTS else load_model(draft))  # fmt: skip
+
+
 def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any]) -> tuple[Any, int]:
     """The descriptor the matching ``roofsim`` command builds from these fields, and its chips."""
     from workloads import Decode, Prefill, load_model
@@ -999,7 +1019,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
                       runtime=load_runtime(f.get("runtime", DEFAULT_RUNTIME)),
                       dp=chips // tp if isinstance(chips, int) and isinstance(tp, int) else chips)  # fmt: skip
         if kind == "decode":
-            return Decode(context=f.get("context", 2048), **common), chips
+            return Decode(context=f.get("context", 2048), spec=_speculation(f), **common), chips
         return Prefill(prompt=f.get("prompt", 2048), **common), chips
     if kind == "dit":
         from workloads.dit import DiT

@@ -136,6 +136,8 @@ def test_cli_decode_reports_tokens_per_step_and_counts_them(capsys):
     ("extra", "match"),
     [
         (["--spec-tokens", "3"], "--spec-tokens needs --acceptance"),
+        (["--spec-tokens", "3", "--accepted-length", "5"], "--accepted-length must be between"),
+        (["--spec-tokens", "3", "--acceptance", "0.5", "--accepted-length", "2"], "not both"),
         (["--acceptance", "0.7"], "--acceptance needs --spec-tokens"),
         (["--spec-tokens", "3", "--acceptance", "2"], "--acceptance must be a probability"),
         (

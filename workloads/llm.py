@@ -543,16 +543,34 @@ class Speculation:
     run a draft model)."""
 
     tokens: int
-    acceptance: float
+    acceptance: float | None = None
+    #: or the mean tokens a step yields per sequence, as engines print it ("acceptance length",
+    #: "mean accepted tokens", tau: the check's own token included), in place of acceptance
+    accepted_length: float | None = None
     draft: str | ModelConfig = "mtp"
 
     def __post_init__(self) -> None:
         check_counts("decode", "--spec-tokens", self.tokens)
-        a = self.acceptance
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0:
+        a, al = self.acceptance, self.accepted_length
+        if (a is None) == (al is None):
+            raise WorkloadError("decode: speculative decoding needs one of --acceptance (the "
+                                "probability a drafted token is accepted) or --accepted-length "
+                                "(mean tokens per step), not both")  # fmt: skip
+        if a is not None and (
+            isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0
+        ):
             raise WorkloadError(
                 f"decode: --acceptance must be a probability in [0, 1] (the share of drafted "
                 f"tokens the target accepts), got {a!r}"
+            )
+        if al is not None and (
+            isinstance(al, bool)
+            or not isinstance(al, (int, float))
+            or not 1.0 <= al <= self.tokens + 1
+        ):
+            raise WorkloadError(
+                f"decode: --accepted-length must be between 1 and --spec-tokens + 1 "
+                f"({self.tokens + 1}): the check's own token plus the accepted drafts, got {al!r}"
             )
         if isinstance(self.draft, str) and self.draft not in DRAFTS:
             raise WorkloadError(f"decode: --draft must be {', '.join(DRAFTS)} or a model "
@@ -560,8 +578,11 @@ class Speculation:
 
     @property
     def tokens_per_step(self) -> float:
-        """Expected tokens a sequence gains per step: (1 - a^(k+1)) / (1 - a), k + 1 at a = 1."""
-        a, k = float(self.acceptance), self.tokens
+        """Expected tokens a sequence gains per step: the accepted length where given, else
+        (1 - a^(k+1)) / (1 - a), k + 1 at a = 1."""
+        if self.accepted_length is not None:
+            return float(self.accepted_length)
+        a, k = float(self.acceptance or 0.0), self.tokens
         return k + 1.0 if a >= 1.0 else (1.0 - a ** (k + 1)) / (1.0 - a)
 
     @property
@@ -621,6 +642,8 @@ class Decode(_Common):
             extra = {"spec_tokens": self.spec.tokens, "draft": self.spec.draft_name,
                      "acceptance": self.spec.acceptance,
                      "tokens_per_step": round(self.spec.tokens_per_step, 3)}  # fmt: skip
+            if self.spec.acceptance is None:
+                del extra["acceptance"]
         return OpGraph(
             ops=ops,
             n_chips=self.n_chips,

@@ -166,6 +166,9 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--acceptance", type=float, default=None,
                    help="with --spec-tokens: the probability that the target accepts a drafted "
                         "token (alpha, the source's measured acceptance rate)")  # fmt: skip
+    p.add_argument("--accepted-length", type=float, default=None,
+                   help="with --spec-tokens, in place of --acceptance: the mean tokens a step "
+                        "yields per sequence, as engines print it (acceptance length, tau)")  # fmt: skip
     p.add_argument("--draft", default="mtp",
                    help="with --spec-tokens: mtp (one block of the target with its LM head: "
                         "DeepSeek MTP, EAGLE; default), ngram (prompt lookup, no chip work) or a "
@@ -181,20 +184,23 @@ def speculation(args: argparse.Namespace, target: Any) -> Any:
 
     k = getattr(args, "spec_tokens", None)
     if k is None:
-        if getattr(args, "acceptance", None) is not None:
-            raise WorkloadError("decode: --acceptance needs --spec-tokens K (the drafted tokens "
-                                "per step)")  # fmt: skip
+        for flag in ("acceptance", "accepted_length"):
+            if getattr(args, flag, None) is not None:
+                raise WorkloadError(f"decode: --{flag.replace('_', '-')} needs --spec-tokens K "
+                                    "(the drafted tokens per step)")  # fmt: skip
         return None
-    if args.acceptance is None:
+    if args.acceptance is None and args.accepted_length is None:
         raise WorkloadError("decode: --spec-tokens needs --acceptance A, the probability the "
-                            "target accepts a drafted token (e.g. --acceptance 0.7)")  # fmt: skip
+                            "target accepts a drafted token (e.g. --acceptance 0.7), or "
+                            "--accepted-length L, the mean tokens per step")  # fmt: skip
     try:
         draft = args.draft if args.draft in DRAFTS else load_model(args.draft)
     except WorkloadError as exc:  # the loader names --model; the user gave --draft
         raise WorkloadError(
             f"{exc}".replace("--model", "--draft", 1) + " (or mtp, ngram)"
         ) from None
-    return Speculation(tokens=k, acceptance=args.acceptance, draft=draft)
+    return Speculation(tokens=k, acceptance=args.acceptance,
+                       accepted_length=args.accepted_length, draft=draft)  # fmt: skip
 
 
 RUNTIME_HELP = (

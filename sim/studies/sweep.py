@@ -63,7 +63,7 @@ MODES = ("product", "zip")
 #: workload fields per kind: the flags of the matching roofsim command, as TOML keys
 WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     "decode": ("model", "chips", "tp", "batch", "context", "dtype", "kv_dtype",
-               "attention_kernel", "runtime", "spec_tokens", "acceptance", "draft"),
+               "attention_kernel", "runtime", "spec_tokens", "acceptance", "accepted_length", "draft"),
     "prefill": ("model", "chips", "tp", "batch", "prompt", "dtype", "kv_dtype",
                 "attention_kernel", "runtime"),
     "dit": ("model", "chips", "replicas", "sp", "height", "width", "frames", "fps", "steps",
@@ -984,22 +984,22 @@ def _constraint(
 
 
 def _speculation(f: dict[str, Any]) -> Any:
-    """A decode point's speculative decoding (``spec_tokens``, ``acceptance``, ``draft``), as
-    ``roofsim decode --spec-tokens --acceptance --draft`` builds it; None without spec_tokens."""
+    """A decode point's speculative decoding (``spec_tokens``, ``acceptance`` or
+    ``accepted_length``, ``draft``), as ``roofsim decode`` builds it from its flags; None without
+    spec_tokens."""
     from workloads import load_model
     from workloads.llm import DRAFTS, Speculation
 
     if f.get("spec_tokens") is None:
-        if f.get("acceptance") is not None:
-            raise WorkloadError(
-                "decode: acceptance needs spec_tokens (the drafted tokens per step)"
-            )
+        for key in ("acceptance", "accepted_length"):
+            if f.get(key) is not None:
+                raise WorkloadError(
+                    f"decode: {key} needs spec_tokens (the drafted tokens per step)"
+                )
         return None
-    if f.get("acceptance") is None:
-        raise WorkloadError("decode: spec_tokens needs acceptance, the probability the target "
-                            "accepts a drafted token")  # fmt: skip
     draft = f.get("draft", "mtp")
-    return Speculation(tokens=f["spec_tokens"], acceptance=f["acceptance"],
+    return Speculation(tokens=f["spec_tokens"], acceptance=f.get("acceptance"),
+                       accepted_length=f.get("accepted_length"),
                        draft=draft if draft in DRAFTS else load_model(draft))  # fmt: skip
 
 

@@ -184,7 +184,8 @@ def _speculation(row: dict, model):
     if not row.get("spec_tokens"):
         return None
     draft = row.get("draft", "mtp")
-    return Speculation(tokens=row["spec_tokens"], acceptance=row["acceptance"],
+    return Speculation(tokens=row["spec_tokens"], acceptance=row.get("acceptance"),
+                       accepted_length=row.get("accepted_length"),
                        draft=draft if draft in DRAFTS else load_model(draft))  # fmt: skip
 
 

@@ -170,3 +170,76 @@ def test_sweep_takes_the_speculation_fields(tmp_path, capsys):
     for batch in ("1", "64"):
         rates = [float(r["throughput"]) for r in rows if r["batch"] == batch]
         assert rates == sorted(rates) and rates[-1] > 2 * rates[0]
+
+
+def test_mfu_counts_the_kept_tokens_not_the_drafts_or_the_rejected():
+    spec = Speculation(tokens=4, accepted_length=2.5, draft="mtp")
+    w = Decode(model=LLAMA8, batch=4, context=512, spec=spec)
+    ops = w.lower().ops
+    assert all(op.model_flops == 0 for op in ops if op.name.startswith("draft."))
+    up = next(op for op in ops if op.name == "mlp_up")
+    assert up.model_flops == pytest.approx(up.flops * 2.5 / 5)
+
+
+# ---- serving -----------------------------------------------------------------------------------
+
+
+def _serve(spec=None, **kw):
+    from workloads.serving import LengthDist, Serving
+
+    base = dict(model=LLAMA8, rate=2.0, duration_s=40.0, seed=1, spec=spec,
+                prompt=LengthDist.parse("lognormal:400,0.6", "--prompt-dist"),
+                output=LengthDist.parse("exp:150", "--output-dist"))  # fmt: skip
+    return Serving(**(base | kw))
+
+
+def _run(serving):
+    from sim.engine.serve import simulate_serving
+
+    return simulate_serving(serving, H100)
+
+
+def test_serving_at_light_load_speculation_cuts_the_time_per_token():
+    import numpy as np
+
+    plain = _run(_serve())
+    spec = _run(_serve(Speculation(tokens=3, acceptance=0.8, draft="ngram")))
+    assert spec.completed == plain.completed == len(plain.arrival_s)
+    # the same requests, every token delivered
+    assert float(spec.output.sum()) == float(plain.output.sum())
+    assert np.mean(spec.tpot) < 0.5 * np.mean(plain.tpot)
+    # TTFT is a prefill either way
+    assert np.median(spec.ttft) == pytest.approx(np.median(plain.ttft), rel=0.25)
+
+
+def test_serving_kv_blocks_all_return_with_speculation_and_preemption():
+    from workloads.serving import LengthDist
+
+    # a small cache (24 % of the H100 after 16 GB of weights) under a heavy load: preemptions
+    w = _serve(Speculation(tokens=4, acceptance=0.6, draft="mtp"), rate=20.0, duration_s=20.0,
+               memory_fraction=0.24, prompt=LengthDist.parse("1500", "p"),
+               output=LengthDist.parse("600", "o"))  # fmt: skip
+    r = _run(w)
+    assert r.preemptions > 0
+    assert r.completed == len(r.arrival_s)
+    assert r.kv_used.max() <= 1.0 + 1e-9
+    assert r.kv_used[-1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_serving_speculation_with_nothing_accepted_only_costs_throughput():
+    heavy = dict(rate=40.0, duration_s=20.0)
+    plain = _run(_serve(**heavy))
+    spec = _run(_serve(Speculation(tokens=3, acceptance=0.0, draft="mtp"), **heavy))
+    assert spec.tokens_per_s < plain.tokens_per_s
+    assert spec.mfu < plain.mfu  # its extra rows and drafts are not model FLOPs
+
+
+def test_serve_cli_speculates(capsys):
+    args = ["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "2", "--duration",
+            "20", "--json"]  # fmt: skip
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*args, "--spec-tokens", "3", "--accepted-length", "2.5"]) == 0
+    spec = json.loads(capsys.readouterr().out)
+    assert spec["workload"]["tokens_per_step"] == 2.5
+    assert spec["tpot_s"]["mean"] < plain["tpot_s"]["mean"]

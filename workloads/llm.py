@@ -550,17 +550,17 @@ class Speculation:
     draft: str | ModelConfig = "mtp"
 
     def __post_init__(self) -> None:
-        check_counts("decode", "--spec-tokens", self.tokens)
+        check_counts("speculative decoding", "--spec-tokens", self.tokens)
         a, al = self.acceptance, self.accepted_length
         if (a is None) == (al is None):
-            raise WorkloadError("decode: speculative decoding needs one of --acceptance (the "
+            raise WorkloadError("speculative decoding needs one of --acceptance (the "
                                 "probability a drafted token is accepted) or --accepted-length "
                                 "(mean tokens per step), not both")  # fmt: skip
         if a is not None and (
             isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0
         ):
             raise WorkloadError(
-                f"decode: --acceptance must be a probability in [0, 1] (the share of drafted "
+                f"speculative decoding: --acceptance must be a probability in [0, 1] (the share of drafted "
                 f"tokens the target accepts), got {a!r}"
             )
         if al is not None and (
@@ -569,11 +569,11 @@ class Speculation:
             or not 1.0 <= al <= self.tokens + 1
         ):
             raise WorkloadError(
-                f"decode: --accepted-length must be between 1 and --spec-tokens + 1 "
+                f"speculative decoding: --accepted-length must be between 1 and --spec-tokens + 1 "
                 f"({self.tokens + 1}): the check's own token plus the accepted drafts, got {al!r}"
             )
         if isinstance(self.draft, str) and self.draft not in DRAFTS:
-            raise WorkloadError(f"decode: --draft must be {', '.join(DRAFTS)} or a model "
+            raise WorkloadError(f"speculative decoding: --draft must be {', '.join(DRAFTS)} or a model "
                                 f"(preset, TOML or config.json), got {self.draft!r}")  # fmt: skip
 
     @property
@@ -597,7 +597,7 @@ class Speculation:
         if not isinstance(self.draft, str):
             if self.draft.vocab != target.vocab:
                 raise WorkloadError(
-                    f"decode: --draft {self.draft.name} has a vocabulary of {self.draft.vocab} "
+                    f"speculative decoding: --draft {self.draft.name} has a vocabulary of {self.draft.vocab} "
                     f"tokens and {target.name} of {target.vocab}: a draft model must share "
                     "the target's tokenizer"
                 )
@@ -636,6 +636,12 @@ class Decode(_Common):
         tokens, extra = self.batch * 1.0, {}
         if self.spec is not None:
             draft_ops, memory = self._draft(memory)
+            # model FLOPs are the work of the tokens a step keeps: the check's FLOPs over its
+            # q rows scaled to the tokens accepted, none of the drafter's (as training counts
+            # recompute in HFU, not MFU)
+            kept = self.spec.tokens_per_step / q
+            ops = tuple(replace(op, model_flops=op.model_flops * kept) for op in ops)
+            draft_ops = tuple(replace(op, model_flops=0.0) for op in draft_ops)
             # the proposals come first, then the check (its host step, if any, ends the step)
             ops = draft_ops + ops
             tokens = self.batch * self.spec.tokens_per_step

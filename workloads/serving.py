@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hardware import files
-from workloads.llm import Decode, _Common
+from workloads.llm import Decode, Speculation, _Common
 from workloads.ops import WorkloadError
 
 _DISTS = ("const", "uniform", "exp", "lognormal")
@@ -176,9 +176,13 @@ class Serving(_Common):
     # prefill, the rest only decode, each request's KV cache moved between them over the
     # inter-node link; 0: every replica does both (colocated)
     prefill_replicas: int = 0
+    # speculative decoding: every decode iteration drafts and checks (workloads.llm.Speculation)
+    spec: Speculation | None = None
 
     def validate(self) -> None:
         self._validate("serve")
+        if self.spec is not None:
+            self.spec.draft_model(self.model)  # a draft with another vocabulary is refused
         if self.trace is None:
             if not (self.rate > 0 and math.isfinite(self.rate)):
                 raise WorkloadError(f"serve: --rate must be > 0 requests/s, got {self.rate!r}")
@@ -280,6 +284,9 @@ class Serving(_Common):
         }
         if self.concurrency is not None:
             d["concurrency"] = self.concurrency
+        if self.spec is not None:
+            d |= {"spec_tokens": self.spec.tokens, "draft": self.spec.draft_name,
+                  "tokens_per_step": round(self.spec.tokens_per_step, 3)}  # fmt: skip
         if self.trace is None:
             d |= {
                 "rate": self.rate,

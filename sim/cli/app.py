@@ -29,6 +29,7 @@ from sim.cli.args import (
     llm_workload,
     positive_float,
     positive_int,
+    speculation,
     split_arg,
     training_workload,
     write_html,
@@ -223,6 +224,7 @@ def _serving(args: argparse.Namespace, tp: int, replicas: int):
         router=getattr(args, "router", "least-loaded"),
         concurrency=getattr(args, "concurrency", None), admission=args.admission,
         attention_kernel=args.attention_kernel, runtime=load_runtime(args.runtime),
+        spec=speculation(args, model),
     )  # fmt: skip
 
 
@@ -524,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(p)
     p = sub.add_parser("serve", help="a request stream through continuous-batching replicas")
     _add_serve_args(p)
+    add_spec_args(p)
     p = sub.add_parser("plan", help="fewest chips (replicas x TP) meeting a demand and an SLO")
     _add_serve_args(p, plan=True)
     p.add_argument("--rate", type=positive_float, default=None, help="mean requests per second")

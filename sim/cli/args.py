@@ -159,7 +159,7 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_spec_args(p: argparse.ArgumentParser) -> None:
-    """decode: speculative decoding (``workloads.llm.Speculation``)."""
+    """decode and serve: speculative decoding (``workloads.llm.Speculation``)."""
     p.add_argument("--spec-tokens", type=positive_int, default=None,
                    help="speculative decoding: tokens the drafter proposes per step (k); the "
                         "target checks k + 1 per sequence in one pass")  # fmt: skip
@@ -186,11 +186,11 @@ def speculation(args: argparse.Namespace, target: Any) -> Any:
     if k is None:
         for flag in ("acceptance", "accepted_length"):
             if getattr(args, flag, None) is not None:
-                raise WorkloadError(f"decode: --{flag.replace('_', '-')} needs --spec-tokens K "
+                raise WorkloadError(f"--{flag.replace('_', '-')} needs --spec-tokens K "
                                     "(the drafted tokens per step)")  # fmt: skip
         return None
     if args.acceptance is None and args.accepted_length is None:
-        raise WorkloadError("decode: --spec-tokens needs --acceptance A, the probability the "
+        raise WorkloadError("--spec-tokens needs --acceptance A, the probability the "
                             "target accepts a drafted token (e.g. --acceptance 0.7), or "
                             "--accepted-length L, the mean tokens per step")  # fmt: skip
     try:

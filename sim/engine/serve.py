@@ -125,9 +125,13 @@ class IterationCost:
         self.chips = ChipArrays.of(system)
         self.n_layers = serving.model.n_layers
         self.tp = serving.tp
+        # speculative decoding: each decoding sequence runs q = k + 1 rows through the check
+        self.spec = serving.spec
+        self.q = 1 + (serving.spec.tokens if serving.spec else 0)
         self._by_rows: dict[int, tuple[Work, Work]] = {}
         self._dec: dict[tuple[int, int], Work] = {}
         self._pre: dict[tuple[int, int], Work] = {}
+        self._draft: dict[tuple[int, int], Work] = {}
 
     def _cost(self, ops: tuple[Op, ...] | list[Op], count: int = 1) -> Work:
         """The chip's time for ``ops`` and, apart, their launches' host time: an iteration's
@@ -194,8 +198,27 @@ class IterationCost:
         def at(ctx: int) -> Work:
             key = (n, ctx)
             if key not in self._dec:
-                self._dec[key] = self._attention(n, 1, ctx, "decode")
+                # a speculative check: q tokens per sequence over the context and the drafts
+                self._dec[key] = self._attention(n, self.q, ctx + self.q - 1, "decode")
             return self._dec[key]
+
+        return at(lo) if f == 0.0 else _lerp(at(lo), at(hi), f)
+
+    def draft(self, n: int, mean_context: float) -> Work:
+        """The drafter's k proposals for ``n`` decoding sequences (speculative decoding; zero
+        without it, or for n-gram lookup), at their mean cached context."""
+        if n <= 0 or self.spec is None:
+            return _ZERO
+        lo, hi, f = _grid(mean_context, 64, 16)
+        lo = max(lo, 1)
+
+        def at(ctx: int) -> Work:
+            key = (n, ctx)
+            if key not in self._draft:
+                w = replace(self.w.engine(batch=n), context=ctx, spec=self.spec)
+                ops = [op for op in w.lower().ops if op.name.startswith("draft.")]
+                self._draft[key] = self._cost(ops)
+            return self._draft[key]
 
         return at(lo) if f == 0.0 else _lerp(at(lo), at(hi), f)
 
@@ -221,10 +244,21 @@ class IterationCost:
         """One iteration: ``n_decode`` sequences decode with ``decode_context`` cached tokens in
         all (including the token each writes now), plus prompt ``chunks``; ``sampled`` rows go
         through the LM head."""
-        rows = n_decode + sum(q for q, _ in chunks)
-        w = self.linear(rows) + self.head(sampled)
+        # with speculation each decoding sequence checks q tokens: q rows, q logits
+        rows = n_decode * self.q + sum(q for q, _ in chunks)
+        heads = sampled + n_decode * (self.q - 1)
+        lin, head = self.linear(rows), self.head(heads)
+        att = self.decode_attention(n_decode, decode_context / n_decode) if n_decode else _ZERO
+        if self.spec is not None and n_decode:
+            # model FLOPs count the tokens a check keeps (Decode.lower): of its q rows per
+            # sequence, the mean accepted
+            lost = n_decode * (self.q - self.spec.tokens_per_step)
+            lin = replace(lin, model_flops=lin.model_flops * (1 - lost / rows))
+            head = replace(head, model_flops=head.model_flops * (1 - lost / heads))
+            att = replace(att, model_flops=att.model_flops * self.spec.tokens_per_step / self.q)
+        w = lin + head + att
         if n_decode:
-            w = w + self.decode_attention(n_decode, decode_context / n_decode)
+            w = w + self.draft(n_decode, decode_context / n_decode)
         w = w + self.prefill_attention(chunks)
         # the runtime's host work per step: its scheduler per sequence in it (not per token
         # row), once per multi-step group only without prompts; output processing and the
@@ -258,6 +292,14 @@ class IterationCost:
         return float(runtime.host_step_s(sequences, decode_only=True)[0])
 
 
+def _spec_text(w: dict, sep: str = " ") -> str:
+    """The speculative decoding of a serve run, for its header ('' without)."""
+    if "spec_tokens" not in w:
+        return ""
+    return (f"{sep} speculative: {w['spec_tokens']} drafts ({w['draft']}), "
+            f"{w['tokens_per_step']:g} tokens a step")  # fmt: skip
+
+
 def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     """(KV blocks per replica, KV bytes per token per chip) after weights and the workspace.
 
@@ -273,6 +315,13 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     workspace = rows * widest * serving.act_bytes + serving.max_num_seqs * m.vocab / serving.tp * 4
     shard = 1 if m.mla is not None else min(serving.tp, m.n_kv_heads)
     per_token = m.kv_elements_per_token() * serving.kv_bytes / shard
+    draft = serving.spec.draft_model(m) if serving.spec is not None else None
+    if draft is not None:  # the drafter's weights, and its own cache beside each token's
+        one = replace(serving.engine(batch=1), context=1)
+        weights += (replace(one, spec=serving.spec).lower().memory.weights_bytes
+                    - one.lower().memory.weights_bytes)  # fmt: skip
+        d_shard = 1 if draft.mla is not None else min(serving.tp, draft.n_kv_heads)
+        per_token += draft.kv_elements_per_token() * serving.kv_bytes / d_shard
     # the engine's memory outside its tensors (CUDA context, NCCL buffers) comes off the budget
     free = budget - weights - workspace - serving.runtime.non_torch(serving.tp)
     blocks = int(free // (per_token * serving.block_size)) if free > 0 else 0
@@ -348,9 +397,30 @@ class _Replica:
         # its prompt and its whole output when admitted, so a running sequence never waits
         self.reserve = w.admission == "reserve"
         self.reserved: dict[int, int] = {}
+        # speculative decoding: a decode iteration advances each sequence by the mean tokens a
+        # step yields (``Speculation.tokens_per_step``), a fluid count; the cache is then held
+        # in fractional blocks (bytes / block bytes), allocated as it grows
+        self.e = w.spec.tokens_per_step if w.spec is not None else 1.0
+        self.fluid = w.spec is not None
 
-    def _blocks(self, tokens: int) -> int:
+    def _blocks(self, tokens: float) -> float:
+        if self.fluid:
+            return tokens / self.bs
         return -(-tokens // self.bs)
+
+    def _finish_it(self, entry: tuple[int, int, int], rid: int) -> int:
+        """The decode iteration that emits the last token of ``rid`` (``entry``: t0, c0, g0)."""
+        t0, _, g0 = entry
+        left = int(self.sim.req.output[rid]) - g0
+        return t0 + (math.ceil(left / self.e - 1e-9) if self.fluid else left)
+
+    def _tokens_since(self, t0: int, rid: int, g0: int) -> float:
+        """Tokens ``rid`` has generated in decode iterations since ``t0`` (at most its output
+        less the ``g0`` it had)."""
+        n = self.it - t0
+        if not self.fluid:
+            return n
+        return min(n * self.e, int(self.sim.req.output[rid]) - g0)
 
     def _alloc(self, blocks: int) -> None:
         self.used += blocks
@@ -444,12 +514,16 @@ class _Replica:
             return
         self.decoding[rid] = (t0, c0, g0)
         self.cache_sum += c0
-        self.phase[(t0 - c0) % self.bs] += 1
-        heapq.heappush(self.heap, (t0 + out - g0, rid))
+        if not self.fluid:
+            self.phase[(t0 - c0) % self.bs] += 1
+        heapq.heappush(self.heap, (self._finish_it((t0, c0, g0), rid), rid))
 
-    def _drop_decode(self, rid: int) -> int:
+    def _drop_decode(self, rid: int) -> float:
         """Remove ``rid`` from the decoding set; returns its cached tokens now."""
         t0, c0, g0 = self.decoding.pop(rid)
+        if self.fluid:  # the cache grew by e a decode iteration (cache_sum's count)
+            self.cache_sum -= c0 + (self.it - t0) * self.e
+            return c0 + self._tokens_since(t0, rid, g0)
         cache = c0 + self.it - t0
         self.cache_sum -= cache
         self.phase[(t0 - c0) % self.bs] -= 1
@@ -457,10 +531,12 @@ class _Replica:
 
     def _preempt_one(self) -> None:
         rid = next(reversed(self.decoding))
-        t0, _, g0 = self.decoding[rid]
+        t0, c0, g0 = self.decoding[rid]
+        grown = (self.it - t0) * self.e if self.fluid else 0.0
         cache = self._drop_decode(rid)
-        self._alloc(-self._blocks(cache))
-        self.generated[rid] = g0 + self.it - t0
+        # fluid: free the blocks its growth took (e a decode iteration), not its token count
+        self._alloc(-self._blocks(c0 + grown) if self.fluid else -self._blocks(cache))
+        self.generated[rid] = g0 + int(self._tokens_since(t0, rid, g0))
         self.waiting.appendleft(rid)
         self.sim.stats.preemptions += 1
 
@@ -542,7 +618,15 @@ class _Replica:
                 yield self.wake
                 continue
             n_dec = len(self.decoding) if decode else 0
-            if n_dec and not self.reserve:
+            if n_dec and not self.reserve and self.fluid:
+                # each sequence's cache grows by e tokens: e / block size blocks each
+                while self.decoding and len(self.decoding) * self.e / self.bs > (
+                    self.total_blocks - self.used
+                ):
+                    self._preempt_one()
+                n_dec = len(self.decoding)
+                self._alloc(n_dec * self.e / self.bs)
+            elif n_dec and not self.reserve:
                 # a block for every sequence whose cache is at a block boundary; preempt if full
                 while self.phase[self.it % self.bs] > self.total_blocks - self.used:
                     self._preempt_one()
@@ -568,16 +652,16 @@ class _Replica:
                 st.decode_rows += n_dec
                 st.decode_iterations += 1
                 self.it += 1
-                self.cache_sum += n_dec
+                self.cache_sum += n_dec * self.e
                 while self.heap and self.heap[0][0] <= self.it:
                     _, rid = heapq.heappop(self.heap)
                     entry = self.decoding.get(rid)
-                    if (
-                        entry is None
-                        or entry[0] + int(self.sim.req.output[rid]) - entry[2] != self.it
-                    ):
+                    if entry is None or self._finish_it(entry, rid) != self.it:
                         continue  # preempted (and maybe re-admitted with a new finish)
-                    self._finish(rid, self._drop_decode(rid))
+                    t0, c0, _ = entry
+                    cache = self._drop_decode(rid)
+                    # fluid: free what its growth took (e a decode iteration)
+                    self._finish(rid, c0 + (self.it - t0) * self.e if self.fluid else cache)
             for rid, done, n in chunks:
                 if chunked:
                     if done + n >= self._prefill_len(rid):
@@ -792,7 +876,7 @@ class ServeResult:
         return (
             f"serve {w['model']} on {self.system['name']}  {w['replicas']} replica(s) x "
             f"TP{w['tp']}  {'chunked prefill' if w['chunked_prefill'] else 'prefill-first'}  "
-            f"{w['dtype']}  runtime {w['runtime']}"
+            f"{w['dtype']}  runtime {w['runtime']}{_spec_text(w)}"
         )
 
     def summary_items(self) -> list[Item]:
@@ -858,7 +942,7 @@ class ServeResult:
         lines = [
             f"serve {w['model']} on {self.system['name']}  ({w['replicas']} replica(s) x TP{w['tp']}"
             f", {'chunked prefill' if w['chunked_prefill'] else 'prefill-first'}, {w['dtype']}"
-            f", runtime {w['runtime']})",
+            f", runtime {w['runtime']}{_spec_text(w, ',')})",
             *overrides_line(self.system),
             f"  load        {load}",
             f"  completed   {self.completed} of {len(self.arrival_s)} in {format_si(self.end_s, 's')}"

@@ -243,3 +243,12 @@ def test_serve_cli_speculates(capsys):
     spec = json.loads(capsys.readouterr().out)
     assert spec["workload"]["tokens_per_step"] == 2.5
     assert spec["tpot_s"]["mean"] < plain["tpot_s"]["mean"]
+
+
+def test_plan_takes_the_speculation_flags(capsys):
+    args = ["plan", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "5", "--tp", "1",
+            "--json", "--spec-tokens", "3", "--accepted-length", "2.5", "--draft", "ngram"]  # fmt: skip
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["speculation"] == "3 drafts (ngram), 2.5 tokens a step"
+    assert out["best"] is not None

@@ -529,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_spec_args(p)
     p = sub.add_parser("plan", help="fewest chips (replicas x TP) meeting a demand and an SLO")
     _add_serve_args(p, plan=True)
+    add_spec_args(p)
     p.add_argument("--rate", type=positive_float, default=None, help="mean requests per second")
     p.add_argument("--tokens-per-day", type=positive_float, default=None,
                    help="output tokens per day")  # fmt: skip

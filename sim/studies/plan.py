@@ -169,6 +169,7 @@ class Plan:
     mean_output_tokens: float
     model: str = ""
     runtime: str = ""
+    speculation: str = ""  # the serving's speculative decoding, in words ('' without)
 
     @property
     def best(self) -> TPOption | None:
@@ -198,6 +199,7 @@ class Plan:
             "chip": self.chip,
             "model": self.model,
             "runtime": self.runtime,
+            **({"speculation": self.speculation} if self.speculation else {}),
             "demand": {
                 "mean_rate": self.demand.mean_rate,
                 "peak_to_mean": self.demand.peak_to_mean,
@@ -224,7 +226,8 @@ class Plan:
         width = max(len("split"), *map(len, splits)) if splits else 0
         per = "unit" if splits else "replica"
         lines = [
-            f"plan {self.model} on {self.chip} (runtime {self.runtime}): mean {d.mean_rate:.4g} req/s, peak x{d.peak_to_mean:g} = "
+            f"plan {self.model} on {self.chip} (runtime {self.runtime}"
+            f"{', speculative ' + self.speculation if self.speculation else ''}): mean {d.mean_rate:.4g} req/s, peak x{d.peak_to_mean:g} = "
             f"{d.peak_rate:.4g} req/s (~{self.mean_output_tokens:.0f} output tokens each); SLO {lim}",
             f"  {'TP':>3}{' ' + 'split'.rjust(width) if splits else ''} {'req/s/' + per:>14} "
             f"{per + 's':>9} {'chips':>7} {'MFU peak':>9} {'MFU mean':>9} {'$/h':>10} "
@@ -409,4 +412,8 @@ def plan(
         mean_output_tokens=serving.output.mean,
         model=serving.model.name,
         runtime=serving.runtime.name,
+        speculation=""
+        if serving.spec is None
+        else f"{serving.spec.tokens} drafts ({serving.spec.draft_name}), "
+        f"{serving.spec.tokens_per_step:g} tokens a step",
     )

@@ -47,7 +47,8 @@ RETICLE_MM2 = 858.0
 HOST_LANES = 16
 #: multiplier width in bits per dtype (significand with its hidden bit; integers as they are):
 #: matrix-unit area scales with its square (LLMCompass scales its FPUs by (mantissa / 52)^2)
-MULTIPLIER_BITS = {"fp32": 24, "tf32": 11, "fp16": 11, "bf16": 8, "fp8": 4, "int8": 8, "int4": 4}
+MULTIPLIER_BITS = {"fp32": 24, "tf32": 11, "fp16": 11, "bf16": 8, "fp8": 4, "int8": 8, "int4": 4,
+                   "fp4": 2}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

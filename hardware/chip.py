@@ -22,6 +22,7 @@ class DType(StrEnum):
     FP8 = "fp8"
     INT8 = "int8"
     INT4 = "int4"
+    FP4 = "fp4"
 
 
 #: storage bytes per element; tf32 is stored as fp32
@@ -33,6 +34,9 @@ DTYPE_BYTES: dict[str, float] = {
     "fp8": 1.0,
     "int8": 1.0,
     "int4": 0.5,
+    # NVFP4 (NVIDIA, Blackwell): E2M1 elements with an E4M3 scale per block of 16 (4 + 8 / 16
+    # bits); the per-tensor FP32 scale is negligible
+    "fp4": 0.5625,
 }
 
 
@@ -47,6 +51,14 @@ def dtype_bytes(dtype: str) -> float:
 def _positive(where: str, name: str, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         raise ConfigError(f"{where}: {name} must be > 0, got {value!r}")
+
+
+def _rate(where: str, name: str, value: float) -> None:
+    """A rate (bytes or FLOP per second): > 0, and at least 1 per second, which any hardware
+    exceeds many times over (a denormal rate would overflow the times derived from it)."""
+    _positive(where, name, value)
+    if value < 1.0:
+        raise ConfigError(f"{where}: {name} must be at least 1 per second, got {value!r}")
 
 
 def _fraction(where: str, name: str, value: float) -> None:
@@ -88,7 +100,7 @@ class MemoryLevel:
                 "(set both, or neither)"
             )
         _positive(where, "capacity", self.capacity_bytes)
-        _positive(where, "bandwidth", self.bandwidth_bytes_per_s)
+        _rate(where, "bandwidth", self.bandwidth_bytes_per_s)
         _fraction(where, "achievable_fraction", self.achievable_fraction)
         if not self.latency_s >= 0:
             raise ConfigError(f"{where}: latency must be >= 0, got {self.latency_s!r}")
@@ -249,10 +261,10 @@ class Chip:
             raise ConfigError(f"{where}: compute.peak must list at least one dtype")
         for dtype, rate in self.peak_flops_per_s.items():
             dtype_bytes(dtype)
-            _positive(where, f"compute.peak.{dtype}", rate)
-        _positive(where, "compute.peak.vector", self.vector_flops_per_s)
+            _rate(where, f"compute.peak.{dtype}", rate)
+        _rate(where, "compute.peak.vector", self.vector_flops_per_s)
         if self.exp_per_s is not None:
-            _positive(where, "compute.exp_rate", self.exp_per_s)
+            _rate(where, "compute.exp_rate", self.exp_per_s)
         if not self.gemm_tiles:
             raise ConfigError(f"{where}: compute.gemm_tiles must list at least one [M, N] tile")
         for tile in self.gemm_tiles:
@@ -464,7 +476,7 @@ class Link:
     simple_latency_s: float | None = None
 
     def __post_init__(self) -> None:
-        _positive("link", "bandwidth", self.bandwidth_bytes_per_s)
+        _rate("link", "bandwidth", self.bandwidth_bytes_per_s)
         _fraction("link", "achievable_fraction", self.achievable_fraction)
         if not (math.isfinite(self.latency_s) and self.latency_s >= 0):
             raise ConfigError(

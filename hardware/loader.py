@@ -109,6 +109,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
 _OPTIONAL_FIELDS = {
     "achievable_fraction",
     "int4",
+    "fp4",
     "fp8",
     "int8",
     "tf32",

@@ -133,14 +133,15 @@ class Builder:
         )  # fmt: skip
 
 
-def fp8_input(op: Op) -> Op:
-    """GEMM ``op`` reading its input (A) in fp8: an upstream kernel wrote it so (a cast before
-    it, or one fused into the op before); its activation bytes lose the 16-bit read's excess."""
+def fp8_input(op: Op, a_bytes: float = 1.0) -> Op:
+    """GEMM ``op`` reading its input (A) in fp8 (or at ``a_bytes`` an element: fp4's 0.5625
+    with its block scales): an upstream kernel wrote it so (a cast before it, or one fused into
+    the op before); its activation bytes lose the 16-bit read's excess."""
     g = op.gemm
     assert g is not None
-    excess = g.groups * g.m * g.k * (g.a_bytes - 1.0)
+    excess = g.groups * g.m * g.k * (g.a_bytes - a_bytes)
     by = {**op.bytes, Role.ACTIVATION: op.bytes[Role.ACTIVATION] - excess}
-    return replace(op, gemm=replace(g, a_bytes=1.0), bytes=by)
+    return replace(op, gemm=replace(g, a_bytes=a_bytes), bytes=by)
 
 
 def _nonzero(x: Any) -> bool:

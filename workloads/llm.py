@@ -56,7 +56,7 @@ _QUANT_FLOPS = 3  # an fp8 cast: |x| and the group's max, then the scaled cast p
 # linears that stay 16-bit in an fp8 model (vLLM and SGLang build the MoE gate and the LM head
 # without the quant config; the MLA absorption products are 16-bit bmm)
 _UNQUANTISED = ("router", "lm_head", "q_absorb", "v_absorb")
-_INFER_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
+_INFER_DTYPES = ("fp32", "bf16", "fp16", "fp8", "fp4", "int8", "int4")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -293,7 +293,10 @@ class _Lowering:
             batch=self.B, n_q_heads=n_q, n_kv_heads=n_kv, q_len=self.q_len, kv_len=self.kv_len,
             qk_dim=qk, v_dim=v, causal=True, act_bytes=self.ab, kv_bytes_per_token=kv_per_token,
         )  # fmt: skip
-        return self.b.attention("attention", spec)
+        op = self.b.attention("attention", spec)
+        if self.dt == "fp4":  # no fp4 attention kernel: it runs at the KV cache's precision
+            op = replace(op, dtype="fp8" if self.kvb <= 1.0 else "bf16")
+        return op
 
     # ---- blocks ------------------------------------------------------------------------------
     def heads(self) -> tuple[int, int]:
@@ -308,19 +311,20 @@ class _Lowering:
         (16-bit linears) nor the MLA absorption products (16-bit bmm). The fused MoE's first
         GEMM quantises the tokens once (T rows, before they are gathered to the experts), its
         second the expert rows."""
-        if self.dt != "fp8" or self.w.runtime.fp8_input_quant != "separate":
+        if self.dt not in ("fp8", "fp4") or self.w.runtime.fp8_input_quant != "separate":
             return ops
         out: list[Op] = []
+        q_bytes = dtype_bytes(self.dt)  # fp8: 1; fp4: 0.5625 with its block scales
         for op in ops:
             g = op.gemm
-            if g is not None and op.dtype == "fp8" and op.name not in _UNQUANTISED:
+            if g is not None and op.dtype == self.dt and op.name not in _UNQUANTISED:
                 elems = g.m * g.k * g.groups
                 if op.name.endswith("experts_up") and self.m.moe is not None:
                     elems = elems / self.m.moe.top_k  # each token once, not once per expert
-                # 16-bit in, fp8 out: the write in activation elements is half the read
-                out.append(self.b.elementwise(f"{op.name}_fp8_quant", op.family, elems,
-                                              elems * 1.0 / self.ab, _QUANT_FLOPS * elems))  # fmt: skip
-                op = fp8_input(op)  # and the GEMM reads its input in fp8
+                # 16-bit in, quantised out: the write in activation elements is the bytes' share
+                out.append(self.b.elementwise(f"{op.name}_{self.dt}_quant", op.family, elems,
+                                              elems * q_bytes / self.ab, _QUANT_FLOPS * elems))  # fmt: skip
+                op = fp8_input(op, q_bytes)  # and the GEMM reads its input quantised
             out.append(op)
         return out
 

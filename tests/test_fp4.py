@@ -1,0 +1,63 @@
+"""FP4 (NVFP4) inference: 4-bit weights and GEMM inputs with an 8-bit scale per 16 elements,
+on the chips whose matrix units have an fp4 rate (B200); attention stays at the KV precision."""
+
+import pytest
+
+from hardware import load_system
+from hardware.area import MULTIPLIER_BITS
+from hardware.chip import dtype_bytes
+from sim import simulate
+from sim.cli import main
+from workloads import Decode, Prefill, load_model
+from workloads.runtime import load_runtime
+
+B200 = load_system("b200", 1)
+L70 = load_model("llama-3-70b")
+L8 = load_model("llama-3-8b")
+
+
+def test_nvfp4_bytes_carry_the_block_scales():
+    assert dtype_bytes("fp4") == pytest.approx(0.5 + 1 / 16)
+    assert MULTIPLIER_BITS["fp4"] < MULTIPLIER_BITS["fp8"]
+
+
+def test_fp4_weights_are_held_at_their_bytes():
+    fp4 = Decode(model=L70, dtype="fp4", batch=1, context=512).lower().memory
+    bf16 = Decode(model=L70, dtype="bf16", batch=1, context=512).lower().memory
+    assert fp4.weights_bytes == pytest.approx(bf16.weights_bytes * 0.5625 / 2, rel=1e-9)
+
+
+def test_batch1_decode_in_fp4_reads_fewer_bytes_than_fp8():
+    t = {d: simulate(Decode(model=L70, dtype=d, batch=1, context=512), B200).time_s
+         for d in ("fp8", "fp4")}  # fmt: skip
+    # weights dominate: nearly the 1 / 0.5625 byte ratio, less the fixed costs
+    assert 1.4 < t["fp8"] / t["fp4"] < 1 / 0.5625
+
+
+def test_fp4_gemms_run_at_the_fp4_rate_and_attention_does_not():
+    ops = {op.name: op for op in Prefill(model=L8, dtype="fp4", prompt=4096).lower().ops}
+    assert ops["mlp_up"].dtype == "fp4"
+    assert ops["attention"].dtype == "bf16"  # the KV cache's precision (bf16 here)
+    ops8 = {op.name: op for op in
+            Prefill(model=L8, dtype="fp4", kv_dtype="fp8", prompt=4096).lower().ops}  # fmt: skip
+    assert ops8["attention"].dtype == "fp8"
+    up = {d: simulate(Prefill(model=L8, dtype=d, prompt=8192), B200).costs for d in ("fp8", "fp4")}
+    t = {d: sum(c.total_time_s for c in cs if c.op.name == "mlp_up") for d, cs in up.items()}
+    assert t["fp4"] < 0.8 * t["fp8"]  # the big GEMMs are faster; not 2x: L2 traffic, clock
+
+
+def test_a_separate_quant_kernel_writes_fp4_and_the_gemm_reads_it():
+    w = Decode(model=L8, dtype="fp4", batch=8, context=512, runtime=load_runtime("vllm-0.6"))
+    ops = {op.name: op for op in w.lower().ops}
+    quant, up = ops["mlp_up_fp4_quant"], ops["mlp_up"]
+    elems = up.gemm.m * up.gemm.k
+    # reads the 16-bit activation, writes it in fp4 with its scales
+    assert sum(quant.bytes.values()) == pytest.approx(elems * (2 + 0.5625))
+    assert up.gemm.a_bytes == pytest.approx(0.5625)
+    assert "mlp_up_fp8_quant" not in ops
+
+
+def test_fp4_on_a_chip_without_fp4_units_is_one_line(capsys):
+    code = main(["decode", "--model", "llama-3-8b", "--chip", "h100-sxm", "--dtype", "fp4"])
+    err = capsys.readouterr().err
+    assert code != 0 and "no fp4 matrix units" in err and len(err.strip().splitlines()) == 1

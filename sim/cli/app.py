@@ -177,7 +177,9 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
     p.add_argument("--output-dist", default="exp:250",
                    help="output tokens, same forms (default exp:250)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
-    p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
+    p.add_argument(
+        "--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, fp4, int8, int4)"
+    )
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
     p.add_argument("--attention-kernel", default=None, help=DECODE_ATTN_HELP)
     add_runtime_arg(p)

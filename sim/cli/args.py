@@ -151,7 +151,9 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ep", type=int_arg, default=1,
                    help="expert parallelism: MoE experts sharded over this many replicas")  # fmt: skip
     p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
-    p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
+    p.add_argument(
+        "--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, fp4, int8, int4)"
+    )
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
     p.add_argument("--attention-kernel", default=None, help=DECODE_ATTN_HELP)
     add_runtime_arg(p)

@@ -17,7 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
     p.add_argument("--context", type=positive_int, default=2048, help="decode: cached tokens")
     p.add_argument("--prompt", type=positive_int, default=2048, help="prefill: prompt tokens")
-    p.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
+    p.add_argument(
+        "--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, fp4, int8, int4)"
+    )
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
     p.add_argument(
         "--tp", type=positive_int, default=None,

@@ -84,7 +84,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="what to plot (default mfu)")  # fmt: skip
     k.add_argument("--context", type=_positive_int, default=2048, help="cached tokens per sequence")
     k.add_argument("--tp", type=_positive_int, default=1, help="chips per model copy (default 1)")
-    k.add_argument("--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, int8, int4)")
+    k.add_argument(
+        "--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, fp4, int8, int4)"
+    )
     k.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
     k.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a field of every chip, as in roofsim decode")  # fmt: skip

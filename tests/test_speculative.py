@@ -252,3 +252,91 @@ def test_plan_takes_the_speculation_flags(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["speculation"] == "3 drafts (ngram), 2.5 tokens a step"
     assert out["best"] is not None
+
+
+# ---- review fixes (2026-12-05) -----------------------------------------------------------------
+
+
+def test_chunked_prefill_counts_the_checks_rows_against_the_token_budget(monkeypatch):
+    from sim.engine.serve import IterationCost
+
+    seen = []
+    real = IterationCost.iteration
+
+    def record(self, n_decode, decode_context, chunks, sampled):
+        seen.append(n_decode * self.q + sum(q for q, _ in chunks))
+        return real(self, n_decode, decode_context, chunks, sampled)
+
+    monkeypatch.setattr(IterationCost, "iteration", record)
+    w = _serve(Speculation(tokens=7, acceptance=0.6, draft="ngram"), chunked_prefill=True,
+               rate=30.0, duration_s=10.0)  # fmt: skip
+    _run(w)
+    assert seen and max(seen) <= w.token_budget
+
+
+def test_a_draft_model_prefills_the_prompt_too():
+    import numpy as np
+
+    from workloads.serving import LengthDist
+
+    l70 = load_model("llama-3-70b")
+    sys4 = load_system("h100-sxm", 4)
+    from sim.engine.serve import simulate_serving
+
+    def ttft(spec):
+        w = _serve(spec, model=l70, tp=4, rate=0.2, duration_s=60.0,
+                   prompt=LengthDist.parse("4000", "p"), output=LengthDist.parse("4", "o"))  # fmt: skip
+        return float(np.median(simulate_serving(w, sys4).ttft))
+
+    plain = ttft(None)
+    drafted = ttft(Speculation(tokens=3, acceptance=0.7, draft=load_model("llama-3-8b")))
+    assert drafted > 1.05 * plain
+
+
+def test_a_dense_draft_beside_an_moe_target_with_ep():
+    spec = Speculation(tokens=3, acceptance=0.7, draft=load_model("llama-2-7b"))
+    w = Decode(model=load_model("mixtral-8x7b"), batch=8, context=512, tp=1, dp=8, ep=8,
+               spec=spec)  # fmt: skip
+    assert any(op.name == "draft.mlp_up" for op in w.lower().ops)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--draft", "ngram"], "--draft needs --spec-tokens"),
+        (
+            ["--chips", "2", "--tp", "1", "--pp", "2", "--spec-tokens", "3", "--acceptance", "0.7"],
+            "speculative decoding with --pp is not modelled",
+        ),
+    ],
+)
+def test_more_speculation_input_errors_are_one_line(extra, match, capsys):
+    code = main(["decode", "--model", "llama-3-8b", "--chip", "h100-sxm", *extra])
+    err = capsys.readouterr().err
+    assert code != 0 and match in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_draft_the_layout_cannot_run_is_named(capsys):
+    code = main(["decode", "--model", "llama-3-70b", "--chip", "h100-sxm", "--tp", "64",
+                 "--spec-tokens", "2", "--acceptance", "0.5", "--draft", "llama-3-8b"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert "--draft llama-3-8b cannot run where the target does" in err and "--tp 64" in err
+
+
+@pytest.mark.parametrize(
+    ("draft", "match"), [("3", "draft must be"), ('"nonesuch"', "draft: unknown model")]
+)
+def test_sweep_draft_errors_are_point_errors(tmp_path, draft, match):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        '[system]\nchip = "h100-sxm"\nchips = 1\n\n[workload]\nkind = "decode"\n'
+        f'model = "llama-3-8b"\nspec_tokens = 3\nacceptance = 0.5\ndraft = {draft}\n\n'
+        "[axes]\nbatch = [1, 2]\n"
+    )
+    out = tmp_path / "out.csv"
+    main(["sweep", str(spec), "-o", str(out), "--no-progress"])
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert rows and all(r["status"] == "error" and match in r["error"] for r in rows)

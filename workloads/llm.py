@@ -528,6 +528,24 @@ class _Lowering:
 DRAFTS = ("ngram", "mtp")
 
 
+def draft_from(value: Any, flag: str = "--draft") -> str | ModelConfig:
+    """A drafter as a flag or a file names it: ``mtp``, ``ngram``, or a model (preset slug,
+    model TOML or config.json); WorkloadError naming ``flag`` otherwise."""
+    from workloads.loader import load_model
+
+    if not isinstance(value, str):
+        raise WorkloadError(f"speculative decoding: {flag} must be {', '.join(DRAFTS)} or a model "
+                            f"name, got {value!r}")  # fmt: skip
+    if value in DRAFTS:
+        return value
+    try:
+        return load_model(value)
+    except WorkloadError as exc:  # the loader names --model; the user gave the drafter
+        raise WorkloadError(
+            f"{exc}".replace("--model", flag, 1) + f" (or {', '.join(DRAFTS)})"
+        ) from None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Speculation:
     """Speculative decoding (Leviathan et al. 2023; Chen et al. 2023): a drafter proposes
@@ -624,6 +642,9 @@ class Decode(_Common):
     def lower(self) -> OpGraph:
         self._validate("decode")
         check_counts("decode", "--context", self.context)
+        if self.spec is not None and self.pp > 1:
+            raise WorkloadError("decode: speculative decoding with --pp is not modelled (each "
+                                "micro-batch would draft on its own); use --pp 1")  # fmt: skip
         q = 1 + (self.spec.tokens if self.spec else 0)
         low = _Lowering(self, q_len=q, kv_len=self.context + q - 1, phase="decode")
         # the check scores every position it verifies: logits for all q tokens of a sequence
@@ -670,8 +691,14 @@ class Decode(_Common):
         dm = spec.draft_model(self.model)
         if dm is None:  # n-gram lookup runs on the host, beside the chip
             return (), memory
-        draft = replace(self, model=dm, spec=None, pp=1)
-        graph = draft.lower()
+        # the drafter runs on the target's chips and layout (a dense drafter beside an MoE target
+        # shards no experts)
+        draft = replace(self, model=dm, spec=None, ep=self.ep if dm.moe else 1)
+        try:
+            graph = draft.lower()
+        except WorkloadError as exc:
+            raise WorkloadError(f"speculative decoding: --draft {dm.name} cannot run where the "
+                                f"target does: {exc}") from None  # fmt: skip
         # one engine step: the runtime's host work is charged once, with the check
         ops = [op for op in graph.ops if op.name != "host_step"]
         mtp = spec.draft == "mtp"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -182,7 +182,8 @@ class Serving(_Common):
     def validate(self) -> None:
         self._validate("serve")
         if self.spec is not None:
-            self.spec.draft_model(self.model)  # a draft with another vocabulary is refused
+            # a drafter with another vocabulary, or one the layout cannot run, is refused
+            replace(self.engine(batch=1), context=1, spec=self.spec).lower()
         if self.trace is None:
             if not (self.rate > 0 and math.isfinite(self.rate)):
                 raise WorkloadError(f"serve: --rate must be > 0 requests/s, got {self.rate!r}")
@@ -286,6 +287,8 @@ class Serving(_Common):
             d["concurrency"] = self.concurrency
         if self.spec is not None:
             d |= {"spec_tokens": self.spec.tokens, "draft": self.spec.draft_name,
+                  "acceptance": self.spec.acceptance,
+                  "accepted_length": self.spec.accepted_length,
                   "tokens_per_step": round(self.spec.tokens_per_step, 3)}  # fmt: skip
         if self.trace is None:
             d |= {

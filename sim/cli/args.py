@@ -171,7 +171,7 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accepted-length", type=float, default=None,
                    help="with --spec-tokens, in place of --acceptance: the mean tokens a step "
                         "yields per sequence, as engines print it (acceptance length, tau)")  # fmt: skip
-    p.add_argument("--draft", default="mtp",
+    p.add_argument("--draft", default=None,
                    help="with --spec-tokens: mtp (one block of the target with its LM head: "
                         "DeepSeek MTP, EAGLE; default), ngram (prompt lookup, no chip work) or a "
                         "draft model (preset, TOML or config.json)")  # fmt: skip
@@ -180,13 +180,12 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
 def speculation(args: argparse.Namespace, target: Any) -> Any:
     """The ``Speculation`` the decode flags ask for (None without --spec-tokens); a flag that
     only means something with --spec-tokens is refused without it."""
-    from workloads.llm import DRAFTS, Speculation
-    from workloads.loader import load_model
+    from workloads.llm import Speculation, draft_from
     from workloads.ops import WorkloadError
 
     k = getattr(args, "spec_tokens", None)
     if k is None:
-        for flag in ("acceptance", "accepted_length"):
+        for flag in ("acceptance", "accepted_length", "draft"):
             if getattr(args, flag, None) is not None:
                 raise WorkloadError(f"--{flag.replace('_', '-')} needs --spec-tokens K "
                                     "(the drafted tokens per step)")  # fmt: skip
@@ -195,14 +194,9 @@ def speculation(args: argparse.Namespace, target: Any) -> Any:
         raise WorkloadError("--spec-tokens needs --acceptance A, the probability the "
                             "target accepts a drafted token (e.g. --acceptance 0.7), or "
                             "--accepted-length L, the mean tokens per step")  # fmt: skip
-    try:
-        draft = args.draft if args.draft in DRAFTS else load_model(args.draft)
-    except WorkloadError as exc:  # the loader names --model; the user gave --draft
-        raise WorkloadError(
-            f"{exc}".replace("--model", "--draft", 1) + " (or mtp, ngram)"
-        ) from None
     return Speculation(tokens=k, acceptance=args.acceptance,
-                       accepted_length=args.accepted_length, draft=draft)  # fmt: skip
+                       accepted_length=args.accepted_length,
+                       draft=draft_from(args.draft or "mtp"))  # fmt: skip
 
 
 RUNTIME_HELP = (

@@ -132,6 +132,12 @@ class IterationCost:
         self._dec: dict[tuple[int, int], Work] = {}
         self._pre: dict[tuple[int, int], Work] = {}
         self._draft: dict[tuple[int, int], Work] = {}
+        # a drafter that is a model (mtp: one block of the target) also prefills every prompt,
+        # to hold its own cache: costed as a serving of it over the chunks' rows
+        dm = serving.spec.draft_model(serving.model) if serving.spec is not None else None
+        self._drafter = None if dm is None else IterationCost(
+            replace(serving, model=dm, spec=None, ep=serving.ep if dm.moe else 1), system
+        )  # fmt: skip
 
     def _cost(self, ops: tuple[Op, ...] | list[Op], count: int = 1) -> Work:
         """The chip's time for ``ops`` and, apart, their launches' host time: an iteration's
@@ -259,6 +265,10 @@ class IterationCost:
         w = lin + head + att
         if n_decode:
             w = w + self.draft(n_decode, decode_context / n_decode)
+        if chunks and self._drafter is not None:  # the drafter's prefill: no model FLOPs
+            d = self._drafter
+            pre = d.linear(sum(q for q, _ in chunks)) + d.prefill_attention(chunks)
+            w = w + replace(pre, model_flops=0.0)
         w = w + self.prefill_attention(chunks)
         # the runtime's host work per step: its scheduler per sequence in it (not per token
         # row), once per multi-step group only without prompts; output processing and the
@@ -310,9 +320,12 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     budget = chip.main_memory.capacity_bytes * serving.memory_fraction
     weights = serving.resident_weight_bytes()
     # the activation workspace of the largest iteration (vLLM profiles this at start-up)
-    rows = serving.token_budget + serving.max_num_seqs
+    # (with speculation each sequence's check runs and scores q = k + 1 positions)
+    q = 1 + (serving.spec.tokens if serving.spec is not None else 0)
+    rows = serving.token_budget + serving.max_num_seqs * q
     widest = max(3 * m.hidden, (3 if m.gated_mlp else 2) * m.ffn // serving.tp)
-    workspace = rows * widest * serving.act_bytes + serving.max_num_seqs * m.vocab / serving.tp * 4
+    workspace = (rows * widest * serving.act_bytes
+                 + serving.max_num_seqs * q * m.vocab / serving.tp * 4)  # fmt: skip
     shard = 1 if m.mla is not None else min(serving.tp, m.n_kv_heads)
     per_token = m.kv_elements_per_token() * serving.kv_bytes / shard
     draft = serving.spec.draft_model(m) if serving.spec is not None else None
@@ -579,7 +592,8 @@ class _Replica:
                 chunks.append((rid, 0, n))
                 used_tokens += n
             return (not chunks), chunks
-        left = budget - len(self.decoding)
+        # a decoding sequence's rows: 1, or with speculation the k + 1 its check runs
+        left = budget - len(self.decoding) * self.sim.coster.q
         for rid, done in self.prefilling.items():
             if left <= 0:
                 break

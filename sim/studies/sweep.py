@@ -987,20 +987,18 @@ def _speculation(f: dict[str, Any]) -> Any:
     """A decode point's speculative decoding (``spec_tokens``, ``acceptance`` or
     ``accepted_length``, ``draft``), as ``roofsim decode`` builds it from its flags; None without
     spec_tokens."""
-    from workloads import load_model
-    from workloads.llm import DRAFTS, Speculation
+    from workloads.llm import Speculation, draft_from
 
     if f.get("spec_tokens") is None:
-        for key in ("acceptance", "accepted_length"):
+        for key in ("acceptance", "accepted_length", "draft"):
             if f.get(key) is not None:
                 raise WorkloadError(
                     f"decode: {key} needs spec_tokens (the drafted tokens per step)"
                 )
         return None
-    draft = f.get("draft", "mtp")
     return Speculation(tokens=f["spec_tokens"], acceptance=f.get("acceptance"),
                        accepted_length=f.get("accepted_length"),
-                       draft=draft if draft in DRAFTS else load_model(draft))  # fmt: skip
+                       draft=draft_from(f.get("draft", "mtp"), "draft"))  # fmt: skip
 
 
 def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any]) -> tuple[Any, int]:

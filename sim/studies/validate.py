@@ -178,15 +178,13 @@ def _llm(row: dict):
 
 def _speculation(row: dict, model):
     """The row's speculative decoding (``spec_tokens``, ``acceptance``, ``draft``), or None."""
-    from workloads import load_model
-    from workloads.llm import DRAFTS, Speculation
+    from workloads.llm import Speculation, draft_from
 
     if not row.get("spec_tokens"):
         return None
-    draft = row.get("draft", "mtp")
     return Speculation(tokens=row["spec_tokens"], acceptance=row.get("acceptance"),
                        accepted_length=row.get("accepted_length"),
-                       draft=draft if draft in DRAFTS else load_model(draft))  # fmt: skip
+                       draft=draft_from(row.get("draft", "mtp"), "draft"))  # fmt: skip
 
 
 def _predict_decode(row: dict) -> tuple[float, dict]:

@@ -193,40 +193,40 @@ class IterationCost:
         ]  # with their launches' host time, as the step's lowering gives its other ops
         return self._cost(launch(ops, self.w.runtime), count=self.n_layers)
 
-    def decode_attention(self, n: int, mean_context: float) -> Work:
-        """Attention of ``n`` decoding sequences whose cached context (incl. the new token)
-        averages ``mean_context`` tokens."""
-        if n <= 0:
-            return _ZERO
+    def _over_context(self, memo: dict[tuple[int, int], Work], n: int, mean_context: float,
+                      cost: Callable[[int, int], Work]) -> Work:  # fmt: skip
+        """``cost(n, ctx)`` at a mean context of ``mean_context`` tokens: memoised in ``memo`` on
+        a 1/16-octave grid of contexts and interpolated between its two nearest points."""
         lo, hi, f = _grid(mean_context, 64, 16)
         lo = max(lo, 1)
 
         def at(ctx: int) -> Work:
-            key = (n, ctx)
-            if key not in self._dec:
-                # a speculative check: q tokens per sequence over the context and the drafts
-                self._dec[key] = self._attention(n, self.q, ctx + self.q - 1, "decode")
-            return self._dec[key]
+            if (n, ctx) not in memo:
+                memo[(n, ctx)] = cost(n, ctx)
+            return memo[(n, ctx)]
 
         return at(lo) if f == 0.0 else _lerp(at(lo), at(hi), f)
+
+    def decode_attention(self, n: int, mean_context: float) -> Work:
+        """Attention of ``n`` decoding sequences whose cached context (incl. the new token)
+        averages ``mean_context`` tokens; a speculative check runs q tokens per sequence over
+        the context and the drafts."""
+        if n <= 0:
+            return _ZERO
+        return self._over_context(self._dec, n, mean_context, lambda b, ctx: self._attention(
+            b, self.q, ctx + self.q - 1, "decode"))  # fmt: skip
 
     def draft(self, n: int, mean_context: float) -> Work:
         """The drafter's k proposals for ``n`` decoding sequences (speculative decoding; zero
         without it, or for n-gram lookup), at their mean cached context."""
         if n <= 0 or self.spec is None:
             return _ZERO
-        lo, hi, f = _grid(mean_context, 64, 16)
-        lo = max(lo, 1)
 
-        def at(ctx: int) -> Work:
-            key = (n, ctx)
-            if key not in self._draft:
-                w = replace(self.w.engine(batch=n), context=ctx, spec=self.spec)
-                ops = [op for op in w.lower().ops if op.name.startswith("draft.")]
-                self._draft[key] = self._cost(ops)
-            return self._draft[key]
+        def proposals(b: int, ctx: int) -> Work:
+            w = replace(self.w.engine(batch=b), context=ctx, spec=self.spec)
+            return self._cost([op for op in w.lower().ops if op.name.startswith("draft.")])
 
-        return at(lo) if f == 0.0 else _lerp(at(lo), at(hi), f)
+        return self._over_context(self._draft, n, mean_context, proposals)
 
     def prefill_attention(self, chunks: list[tuple[int, int]]) -> Work:
         """Causal attention of prompt chunks (q new tokens over kv = prefix + q), one launch."""

@@ -362,6 +362,9 @@ def estimate_area(chip: Chip, system: System | None = None) -> AreaEstimate:
               ("pcie_controller_mtr", "logic_abs")),
     ]  # fmt: skip
     total = sum(b.mm2 for b in blocks)
+    if not total < 1e9:  # a billion mm2 (a square metre) is no chip; nor is an overflow
+        raise ConfigError(f"chip {chip.name!r}: its blocks come to {total:.3g} mm2 of silicon: "
+                          "its rates or sizes are beyond any chip; lower the override")  # fmt: skip
     # the band: each coefficient (and the node's logic density) moved to each end of its band,
     # one at a time; the changes add in quadrature
     lo_sq = hi_sq = 0.0

@@ -323,7 +323,7 @@ class Chip:
         if self.usd_per_hour is not None:
             _positive(where, "price.usd_per_hour", self.usd_per_hour)
         if self.clock_hz is not None:
-            _positive(where, "compute.clock_hz", self.clock_hz)
+            _rate(where, "compute.clock_hz", self.clock_hz)
         self.silicon.check(where, self.n_cores)
         names = [lvl.name for lvl in self.memory]
         unknown = [c for c in self.silicon.caches or () if c not in names]

@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 from hardware.area import AreaEstimate, main_memory_sites
+from hardware.chip import ConfigError
 
 WAFER_DIAMETER_MM = 300.0
 #: defect clustering of the negative-binomial yield model (LLMCompass / ttm-cas)
@@ -125,6 +126,9 @@ def _die_cost(
     spares = (area.cores_on_die - area.cores_enabled) // area.dies
     y = harvested_yield(per_die, area.core_mm2 * per_die / area.per_die_mm2, cores, spares, d0)
     dpw = dies_per_wafer(per_die)
+    if not dpw > 0 or not y > 0:
+        raise ConfigError(f"a die of {per_die:.3g} mm2 fits no wafer (no working die): its "
+                          "blocks' rates or sizes are beyond any chip; lower the override")  # fmt: skip
     return area.dies * wafer / (dpw * y), dpw, y
 
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hardware.chip import ConfigError, System
+from hardware.chip import ConfigError, System, dtype_bytes
 from sim.cost.chips import ChipArrays
 from sim.cost.result import CapacityError, MemoryReport, Result, capacity_message
 from sim.cost.roofline import BOUNDS, cost_ops, cost_table, weights_resident
@@ -39,7 +39,7 @@ def matmul_fractions(system: System, dtype: str | None = None) -> tuple[float, f
     if dtype is None:
         dtype = next((d for d in ("bf16", "fp16") if d in chip.peak_flops_per_s),
                      max(chip.peak_flops_per_s, key=chip.peak_flops_per_s.__getitem__))  # fmt: skip
-    nbytes = 1.0 if dtype in ("fp8", "int8") else 0.5 if dtype == "int4" else 2.0
+    nbytes = dtype_bytes(dtype) if dtype not in ("fp32", "tf32") else 2.0
     op = Builder(dtype, nbytes, nbytes).gemm("gemm", "gemm", 8192, 8192, 8192)
     peak = chip.peak(dtype)
     burst, steady = (op.flops / cost_ops([op], system, steady=s)[0].time_s / peak

@@ -189,7 +189,7 @@ class IterationCost:
             o
             for o in low.attention_block()
             if o.kind == OpKind.ATTENTION
-            or (phase == "prefill" and o.name in ("kv_b_proj", "kv_b_proj_fp8_quant"))
+            or (phase == "prefill" and o.name.startswith("kv_b_proj"))  # and its quant kernel
         ]  # with their launches' host time, as the step's lowering gives its other ops
         return self._cost(launch(ops, self.w.runtime), count=self.n_layers)
 

@@ -21,7 +21,7 @@ than the random routing the colocated fleet is sized for, so larger units are sl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from hardware import load_system
 from hardware.chip import ConfigError
@@ -170,6 +170,7 @@ class Plan:
     model: str = ""
     runtime: str = ""
     speculation: str = ""  # the serving's speculative decoding, in words ('' without)
+    spec_fields: dict = field(default_factory=dict)  # its spec_tokens, draft, acceptance ...
 
     @property
     def best(self) -> TPOption | None:
@@ -199,7 +200,7 @@ class Plan:
             "chip": self.chip,
             "model": self.model,
             "runtime": self.runtime,
-            **({"speculation": self.speculation} if self.speculation else {}),
+            **({"speculation": self.speculation, **self.spec_fields} if self.speculation else {}),
             "demand": {
                 "mean_rate": self.demand.mean_rate,
                 "peak_to_mean": self.demand.peak_to_mean,
@@ -416,4 +417,9 @@ def plan(
         if serving.spec is None
         else f"{serving.spec.tokens} drafts ({serving.spec.draft_name}), "
         f"{serving.spec.tokens_per_step:g} tokens a step",
+        spec_fields={
+            k: v
+            for k, v in serving.describe().items()
+            if k in ("spec_tokens", "draft", "acceptance", "accepted_length", "tokens_per_step")
+        },  # fmt: skip
     )

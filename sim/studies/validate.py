@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hardware import ConfigError, files, load_system
+from hardware.chip import dtype_bytes
 from sim.cost.collectives import collective_time
 from sim.cost.result import CapacityError
 from sim.cost.roofline import cost_ops
@@ -315,7 +316,7 @@ def _predict_dit(row: dict) -> tuple[float, dict]:
 def _predict_gemm(row: dict) -> tuple[float, dict]:
     system = _system(row, 1)
     dtype = {"fp16": "bf16"}.get(row["dtype"], row["dtype"])
-    nbytes = {"fp8": 1.0, "int8": 1.0}.get(dtype, 2.0)
+    nbytes = dtype_bytes(dtype) if dtype in ("fp8", "int8", "fp4", "int4") else 2.0
     op = Builder(dtype, nbytes, nbytes).gemm("gemm", "gemm", row["m"], row["n"], row["k"])
     # a kernel timed in a short loop runs at the burst clock; one measured after seconds of
     # back-to-back runs (steady = true) at the clock its power limit allows

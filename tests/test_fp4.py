@@ -24,7 +24,8 @@ def test_nvfp4_bytes_carry_the_block_scales():
 def test_fp4_weights_are_held_at_their_bytes():
     fp4 = Decode(model=L70, dtype="fp4", batch=1, context=512).lower().memory
     bf16 = Decode(model=L70, dtype="bf16", batch=1, context=512).lower().memory
-    assert fp4.weights_bytes == pytest.approx(bf16.weights_bytes * 0.5625 / 2, rel=1e-9)
+    table = L70.embedding_params() * 2  # the embedding and LM head stay 16-bit
+    assert fp4.weights_bytes - table == pytest.approx((bf16.weights_bytes - table) * 0.5625 / 2)
 
 
 def test_batch1_decode_in_fp4_reads_fewer_bytes_than_fp8():
@@ -61,3 +62,22 @@ def test_fp4_on_a_chip_without_fp4_units_is_one_line(capsys):
     code = main(["decode", "--model", "llama-3-8b", "--chip", "h100-sxm", "--dtype", "fp4"])
     err = capsys.readouterr().err
     assert code != 0 and "no fp4 matrix units" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("dtype", ["fp8", "fp4"])
+def test_fp8_and_fp4_checkpoints_keep_the_lm_head_router_and_absorption_16_bit(dtype):
+    ops = {op.name.split(".")[-1]: op
+           for op in Decode(model=load_model("deepseek-v3"), dtype=dtype, tp=8).lower().ops}  # fmt: skip
+    for name in ("lm_head", "router", "q_absorb", "v_absorb"):
+        assert ops[name].dtype == "bf16" and ops[name].gemm.b_bytes == 2.0, name
+    assert ops["experts_up"].dtype == dtype
+    # their weights are held 16-bit too
+    w8 = Decode(model=L8, dtype=dtype).lower().memory.weights_bytes
+    head = L8.embedding_params() * (2.0 - dtype_bytes(dtype))
+    body = (L8.n_params() - L8.embedding_params()) * dtype_bytes(dtype)
+    assert w8 == pytest.approx(body + L8.embedding_params() * dtype_bytes(dtype) + head, rel=1e-3)
+
+
+def test_weight_only_int4_quantises_the_lm_head_too():
+    ops = {op.name: op for op in Decode(model=L8, dtype="int4").lower().ops}
+    assert ops["lm_head"].gemm.b_bytes == 0.5

@@ -56,6 +56,10 @@ _QUANT_FLOPS = 3  # an fp8 cast: |x| and the group's max, then the scaled cast p
 # linears that stay 16-bit in an fp8 model (vLLM and SGLang build the MoE gate and the LM head
 # without the quant config; the MLA absorption products are 16-bit bmm)
 _UNQUANTISED = ("router", "lm_head", "q_absorb", "v_absorb")
+#: the float formats whose checkpoints keep those layers 16-bit (ModelOpt and vLLM fp8 / NVFP4:
+#: lm_head and the gate excluded from quantisation); weight-only int8 / int4 (gpt-fast's
+#: handlers) quantise the LM head too
+_LOW_FLOAT = ("fp8", "fp4")
 _INFER_DTYPES = ("fp32", "bf16", "fp16", "fp8", "fp4", "int8", "int4")
 
 
@@ -235,7 +239,13 @@ class _Common:
         if m.moe is not None and self.ep > 1:  # each chip holds 1/ep of the routed experts
             routed = m.n_moe_layers * m.moe.n_experts * m.mlp_params(m.moe.expert_ffn)
             sharded -= routed * (1 - 1 / self.ep)
-        return (sharded / self.tp + replicated) * self.weight_bytes
+        held = (sharded / self.tp + replicated) * self.weight_bytes
+        if self.dtype in _LOW_FLOAT:  # the embedding, LM head and routers stay 16-bit
+            wide = m.embedding_params() / self.tp
+            if m.moe is not None:
+                wide += m.n_moe_layers * m.hidden * m.moe.n_experts
+            held += wide * (2.0 - self.weight_bytes)
+        return held
 
     def kv_cache_bytes(self, tokens_per_seq: int) -> float:
         m = self.model
@@ -261,10 +271,14 @@ class _Lowering:
         self.dt = w.compute_dtype
         self.b = Builder(self.dt, self.ab, self.wb, w.attention_kernel,
                          w.runtime.default_attention_kernel)  # fmt: skip
+        # fp8 / fp4 checkpoints keep the MoE router, the LM head and the MLA absorption
+        # products 16-bit (_UNQUANTISED): their GEMMs read 16-bit weights at the 16-bit rate
+        self.b16 = Builder("bf16", self.ab, 2.0) if self.dt in _LOW_FLOAT else self.b
 
     # ---- op builders (workloads/build.py) -----------------------------------------------------
     def gemm(self, name: str, family: str, m: float, n: int, k: int, groups: int = 1) -> Op:
-        return self.b.gemm(name, family, m, n, k, groups)
+        b = self.b16 if name in _UNQUANTISED else self.b
+        return b.gemm(name, family, m, n, k, groups)
 
     def norm(self, name: str, width: int) -> Op:
         m = self.m
@@ -484,8 +498,9 @@ class _Lowering:
     def embedding(self) -> Op:
         m = self.m
         # a lookup: read one row per token, write it as an activation
+        wb = 2.0 if self.dt in _LOW_FLOAT else self.wb  # fp8 / fp4 checkpoints: a 16-bit table
         return self.b.elementwise("embedding", "embedding", 0, self.T * m.hidden, 0.0,
-                                  weight_bytes=self.T * m.hidden * self.wb)  # fmt: skip
+                                  weight_bytes=self.T * m.hidden * wb)  # fmt: skip
 
     def build(self, head_rows: int) -> tuple[Op, ...]:
         m = self.m

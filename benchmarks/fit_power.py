@@ -1,4 +1,4 @@
-"""Fit the matrix energy per FLOP of the power model's two anchor chips (hardware/power.py).
+"""Fit the matrix energy per FLOP of the power model's anchor chips (hardware/power.py; Blackwell's in its presets).
 
 Each anchor's ``power.matrix_pj_per_flop`` is the value at which the steady-state cost of an
 8192^3 GEMM (every other power coefficient derived by hardware/power.py's rules) equals the
@@ -24,6 +24,10 @@ ANCHORS = (
     ("a100-sxm-80gb", "fp16", 253.7,
      "Azure/AI-benchmarking-guide ND_A100_v4_results.md, GEMM CuBLASLt 8192^3 fp16 after "
      "10,000 warm-up iterations (row azure-nd-a100-v4-gemm-fp16-8192)"),
+    ("gb200", "fp8", 2876.6,
+     "Azure/AI-benchmarking-guide ND_GB200_v6_results.md, GEMM CuBLASLt 8192^3 fp8 after 10,000 "
+     "warm-up iterations at 1200 W (row azure-nd-gb200-v6-gemm-fp8-8192): Blackwell's "
+     "power.matrix_pj_per_flop in the b200 and gb200 presets"),
 )  # fmt: skip
 
 

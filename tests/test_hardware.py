@@ -12,7 +12,7 @@ from workloads import load_model
 REQUIRED = [
     "a100-sxm-40gb", "a100-sxm-80gb", "a800", "h100-sxm", "h100-pcie", "h800", "h200", "b200",
     "l20", "l40s", "mi300x", "tpu-v5e", "tpu-v5p", "gaudi3", "ascend-910b", "groq-lpu",
-    "cerebras-wse3", "mid-14nm-144g", "gb200", "mi325x",
+    "cerebras-wse3", "mid-14nm-144g", "gb200", "mi325x", "mi355x",
 ]  # fmt: skip
 
 

@@ -18,7 +18,9 @@ measurement, real or hypothetical, gets a power model the same way as a measured
 - ``matrix_pj_per_flop`` (one dense 16-bit matrix FLOP, operand delivery from the core's SRAM
   included): the nearest of two fitted anchors, the H100 SXM (4 nm) and the A100 SXM (7 nm),
   each fitted to the steady rate of an 8192^3 GEMM at its TDP (``benchmarks/fit_power.py``;
-  those rows are fit rows in validation), scaled to the chip's node by ``NODE_ENERGY``.
+  those rows are fit rows in validation), scaled to the chip's node by ``NODE_ENERGY``. A
+  preset fitted the same way to its own architecture's steady GEMM gives the value itself
+  (Blackwell: b200 and gb200, fitted to GB200's fp8 GEMM at 1200 W).
 - ``vector_pj_per_flop``: ``VECTOR_OVER_MATRIX`` x the matrix figure at the same node.
 - on-chip levels: ``REUSE_PJ_PER_BYTE`` for the level operands cross the die through (L2),
   ``LOCAL_PJ_PER_BYTE`` for a core's local SRAM (and an all-SRAM chip's main memory).

@@ -189,3 +189,19 @@ def test_beside_on_a_one_level_chip_and_one_without_a_power_model():
     assert one.main_memory.achievable_bytes_per_s == pytest.approx(
         0.5 * lpu.main_memory.achievable_bytes_per_s
     )
+
+
+def test_a_72_gpu_nvlink_domain_reduces_in_log_depth_not_over_a_72_step_ring():
+    """GB200 NVL72: a TP-64 all-reduce inside the NVLink domain must not cost more than the
+    same group spread over 8-GPU B200 nodes and InfiniBand (it did with a ring-only domain)."""
+    from sim.cost.collectives import collective_time
+
+    gb, b = load_system("gb200", 64), load_system("b200", 64)
+    small = 2e6
+    assert collective_time("all_reduce", small, 64, gb) < collective_time(
+        "all_reduce", small, 64, b
+    )
+    # an 8-GPU node still runs its ring, as NCCL does there
+    ring8 = collective_time("all_reduce", small, 8, b)
+    bw = b.intra_node.bandwidth_bytes_per_s * b.intra_node.achievable_fraction
+    assert ring8 >= 2 * 7 / 8 * small / bw

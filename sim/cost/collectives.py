@@ -97,6 +97,10 @@ def _alpha_beta(kind: str, size: Value, p: int, b: Value, a: Value, tree: bool) 
     )
 
 
+#: the largest in-node group whose all-reduce NCCL runs as a ring (an 8-GPU NVLink node)
+_RING_NODE = 8
+
+
 def custom_all_reduce_s(size: Value, p: int, latency_s: float, bus_bandwidth: float) -> Value:
     """An intra-node all-reduce on a runtime's own kernel: its measured per-call time (launch and
     the peers' flag handshake included) plus the bytes at its measured bus bandwidth (nccl-tests'
@@ -129,8 +133,10 @@ def collective_s(
     if local is not None:
         per_node = max(1, min(per_node, local))
     if group <= per_node:
-        # NCCL's tree is a chain inside a node (the double binary tree spans nodes): ring only
-        return _flat(kind, size_bytes, group, intra, tree=False)
+        # NCCL's tree is a chain inside an 8-GPU node (the double binary tree spans nodes): ring
+        # only. A larger one-hop domain (GB200 NVL72's NVLink switches, a TPU pod's ICI) reduces
+        # in log depth (NCCL's NVLS and tree span the NVL72), not over a ring's 2(p - 1) steps
+        return _flat(kind, size_bytes, group, intra, tree=group > _RING_NODE)
     nodes = math.ceil(group / per_node)
     if kind == "send_recv":
         return _flat(kind, size_bytes, 2, inter)

@@ -675,13 +675,14 @@ class Decode(_Common):
         )
         tokens, extra = self.batch * 1.0, {}
         if self.spec is not None:
-            draft_ops, memory = self._draft(memory)
+            draft_ops, draft_weights, draft_kv = self.drafter()
+            memory = replace(memory, weights_bytes=memory.weights_bytes + draft_weights,
+                             kv_cache_bytes=memory.kv_cache_bytes + draft_kv)  # fmt: skip
             # model FLOPs are the work of the tokens a step keeps: the check's FLOPs over its
             # q rows scaled to the tokens accepted, none of the drafter's (as training counts
             # recompute in HFU, not MFU)
             kept = self.spec.tokens_per_step / q
             ops = tuple(replace(op, model_flops=op.model_flops * kept) for op in ops)
-            draft_ops = tuple(replace(op, model_flops=0.0) for op in draft_ops)
             # the proposals come first, then the check (its host step, if any, ends the step)
             ops = draft_ops + ops
             tokens = self.batch * self.spec.tokens_per_step
@@ -698,14 +699,16 @@ class Decode(_Common):
             describe=_describe(self, "decode", context=self.context, **extra),
         )
 
-    def _draft(self, memory: MemoryNeed) -> tuple[tuple[Op, ...], MemoryNeed]:
-        """The drafter's ops for one step (its k forward passes, each one token per sequence,
-        at the context the target has) and the memory with the drafter's weights and cache."""
+    def drafter(self) -> tuple[tuple[Op, ...], float, float]:
+        """The drafter of a speculative step: its ops (its k forward passes, each one token per
+        sequence at the context the target has; no model FLOPs) and the weight and KV-cache
+        bytes one chip holds for it beside the target's. ``roofsim serve`` costs its iterations'
+        proposals and sizes its KV budget with it."""
         spec = self.spec
         assert spec is not None
         dm = spec.draft_model(self.model)
         if dm is None:  # n-gram lookup runs on the host, beside the chip
-            return (), memory
+            return (), 0.0, 0.0
         # the drafter runs on the target's chips and layout (a dense drafter beside an MoE target
         # shards no experts)
         draft = replace(self, model=dm, spec=None, ep=self.ep if dm.moe else 1)
@@ -725,12 +728,8 @@ class Decode(_Common):
         # projection are new weights
         shared = dm.embedding_params() * self.weight_bytes / self.tp if mtp else 0.0
         fc = 2 * dm.hidden * dm.hidden * self.weight_bytes / self.tp if mtp else 0.0
-        drafted = tuple(op.repeated(spec.tokens, "draft") for op in ops)
-        return drafted, replace(
-            memory,
-            weights_bytes=memory.weights_bytes + graph.memory.weights_bytes - shared + fc,
-            kv_cache_bytes=memory.kv_cache_bytes + graph.memory.kv_cache_bytes,
-        )
+        drafted = tuple(replace(op.repeated(spec.tokens, "draft"), model_flops=0.0) for op in ops)
+        return drafted, graph.memory.weights_bytes - shared + fc, graph.memory.kv_cache_bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

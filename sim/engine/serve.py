@@ -223,8 +223,9 @@ class IterationCost:
             return _ZERO
 
         def proposals(b: int, ctx: int) -> Work:
-            w = replace(self.w.engine(batch=b), context=ctx, spec=self.spec)
-            return self._cost([op for op in w.lower().ops if op.name.startswith("draft.")])
+            return self._cost(
+                replace(self.w.engine(batch=b), context=ctx, spec=self.spec).drafter()[0]
+            )
 
         return self._over_context(self._draft, n, mean_context, proposals)
 
@@ -330,9 +331,7 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     per_token = m.kv_elements_per_token() * serving.kv_bytes / shard
     draft = serving.spec.draft_model(m) if serving.spec is not None else None
     if draft is not None:  # the drafter's weights, and its own cache beside each token's
-        one = replace(serving.engine(batch=1), context=1)
-        weights += (replace(one, spec=serving.spec).lower().memory.weights_bytes
-                    - one.lower().memory.weights_bytes)  # fmt: skip
+        weights += replace(serving.engine(batch=1), context=1, spec=serving.spec).drafter()[1]
         d_shard = 1 if draft.mla is not None else min(serving.tp, draft.n_kv_heads)
         per_token += draft.kv_elements_per_token() * serving.kv_bytes / d_shard
     # the engine's memory outside its tensors (CUDA context, NCCL buffers) comes off the budget

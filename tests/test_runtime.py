@@ -148,6 +148,8 @@ def test_every_runtime_preset_cites_its_mechanisms():
             "allreduce_latency_s",
             "allreduce_bus_bandwidth",
             "attention_kernel",
+            "graph_max_tokens",
+            "piecewise_break_s",
         ):
             if getattr(r, key):
                 assert r.sources.get(f"{key}_source"), (name, key)
@@ -479,3 +481,51 @@ def test_a_separate_fp8_quant_kernel_precedes_each_fp8_linear_where_the_runtime_
 def test_an_unknown_fp8_input_quant_is_a_one_line_error():
     with pytest.raises(WorkloadError, match="fp8_input_quant must be one of fused, separate"):
         Runtime(name="x", fp8_input_quant="sometimes")
+
+
+def test_piecewise_graphs_charge_each_attention_break_and_hide_it_behind_long_layers():
+    """vLLM V1 captures the step in pieces between the attention calls, which run eagerly
+    (``piecewise_break_s`` of host time each): the host runs ahead of the chip, so a layer whose
+    chip time outlasts the break hides it, and a model of short layers waits for it."""
+    v1 = load_runtime("vllm-v1")
+    assert v1.piecewise_break_s > 0 and v1.cuda_graphs
+    full = replace(v1, name="full", piecewise_break_s=0.0)
+    ops = Decode(model=load_model("llama-3-8b"), context=512, runtime=v1).lower().ops
+    assert {op.host_s for op in ops if op.kind.value == "attention"} == {v1.piecewise_break_s}
+    assert all(op.host_s == 0 for op in ops if op.kind.value == "gemm")
+    system = load_system("h100-sxm")
+    t = [simulate(Decode(model=load_model("llama-3-8b"), context=512, runtime=r), system).time_s
+         for r in (full, v1)]  # fmt: skip
+    assert t[1] == pytest.approx(t[0], rel=1e-9)  # 32 breaks of 14 us behind 5 ms of weights
+    slow = replace(v1, name="slow", piecewise_break_s=1e-3)  # a break longer than a layer
+    t_slow = simulate(Decode(model=load_model("llama-3-8b"), context=512, runtime=slow),
+                      system).time_s  # fmt: skip
+    # host-bound: the 32 breaks outlast the chip's work, then the step's own host time
+    assert t_slow == pytest.approx(32 * 1e-3 + float(v1.host_step_s(1)[0]), rel=1e-6)
+
+
+def test_steps_larger_than_the_captured_sizes_launch_eagerly():
+    """V1 replays graphs for steps of up to 512 token rows; a larger step launches every kernel
+    from the host (``host_launch_s``), hidden behind a long step's chip time."""
+    v1 = load_runtime("vllm-v1")
+    assert v1.graph_max_tokens == 512
+    assert v1.graphed(tokens=512) and not v1.graphed(tokens=513) and v1.graphed()
+    m = load_model("llama-3-8b")
+    small = Prefill(model=m, prompt=512, runtime=v1).lower().ops
+    large = Prefill(model=m, prompt=1024, runtime=v1).lower().ops
+    assert all(op.host_s == 0 for op in small if op.kind.value == "gemm")
+    assert all(op.host_s == op.kernels * v1.host_launch_s for op in large
+               if op.kernels > 0 and op.kind.value != "collective")  # fmt: skip
+    # per point: a vector of batches across the limit gets each side's launches
+    import numpy as np
+
+    from workloads.llm import Decode as D
+
+    ops = D(model=m, batch=np.array([256, 1024]), context=512, runtime=v1).lower().ops
+    gemm = next(op for op in ops if op.kind.value == "gemm")
+    assert np.allclose(gemm.host_s, [0.0, gemm.kernels * v1.host_launch_s])
+
+
+def test_a_bad_graph_max_tokens_is_a_one_line_error(tmp_path, monkeypatch):
+    _preset_refused(tmp_path, monkeypatch, 'name = "odd"\ngraph_max_tokens = -1\n',
+                    "graph_max_tokens must be an integer >= 0")  # fmt: skip

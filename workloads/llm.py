@@ -528,8 +528,8 @@ class _Lowering:
             send = self.b.collective("pp_send", "send_recv", self.T * m.hidden * self.ab, 2)
             if send is not None and hops:
                 ops.append(send.repeated(hops))
-        ops = all_reduces(launch(ops, self.w.runtime, prompts=self.phase != "decode"),
-                          self.w.runtime)  # fmt: skip
+        ops = all_reduces(launch(ops, self.w.runtime, prompts=self.phase != "decode",
+                                 tokens=self.T), self.w.runtime)  # fmt: skip
         # the host's work covers every sequence of the step (with pp > 1: of the round of
         # micro-batches the step's time stands for; NB its fixed part is charged once a round)
         step = step_op(self.w.runtime, self.dt, self.w.local_batch,

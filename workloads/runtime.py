@@ -20,7 +20,12 @@ source:
   which then takes ``host_launch_s`` per kernel (the model code's Python, dispatch and launch);
   ``prefill_graphs`` false: only decode steps replay graphs, a step with prompt tokens runs
   eager and takes ``host_launch_s`` per kernel (vLLM's V0 engine and SGLang capture decode
-  batches only, as their prompts' lengths vary).
+  batches only, as their prompts' lengths vary); ``graph_max_tokens``: graphs are captured for
+  steps of up to that many token rows, a larger step launches eager (vLLM V1's capture sizes end
+  at 512; 0: any size); ``piecewise_break_s``: the graph is captured in pieces between the
+  attention calls, which run eagerly (vLLM V1's piecewise CUDA graphs), each break costing
+  this host time (the attention call's Python and metadata, its launch and the next piece's
+  graph launch; 0: one graph for the whole step).
   The host enqueues launches while the chip runs long kernels, so the ops wait only for the
   part of their launches' host time that their chip time does not cover
   (``sim.cost.roofline._host_floor``): a batch-1 decode step of short kernels takes its
@@ -112,6 +117,8 @@ class Runtime:
     rope: str = "complex"  # complex | halves (ROPES): an eager RoPE's kernels
     cuda_graphs: bool = True
     prefill_graphs: bool = True  # false: steps with prompt tokens run eager (decode-only graphs)
+    graph_max_tokens: int = 0  # steps of more token rows run eager (0: any size is graphed)
+    piecewise_break_s: float = 0.0  # host time per attention call between graph pieces
     host_launch_s: float = 0.0
     host_collective_s: float = 0.0  # one eager collective call's host time (0: host_launch_s)
     step_overhead_s: float = 0.0
@@ -156,6 +163,8 @@ class Runtime:
             "rope": self.rope,
             "cuda_graphs": self.cuda_graphs,
             "prefill_graphs": self.prefill_graphs,
+            "graph_max_tokens": self.graph_max_tokens,
+            "piecewise_break_s": self.piecewise_break_s,
             "host_launch_s": self.host_launch_s,
             "host_collective_s": self.host_collective_s,
             "step_overhead_s": self.step_overhead_s,
@@ -196,10 +205,15 @@ class Runtime:
         """The kernel a workload that names none runs under this runtime."""
         return self.attention_kernel or "native"
 
-    def graphed(self, prompts: bool = False) -> bool:
+    def graphed(self, prompts: bool = False, tokens: Any = None) -> Any:
         """Whether a step's kernels replay from a CUDA graph; ``prompts``: the step carries
-        prompt tokens (a prefill, or a serving iteration with prompt chunks)."""
-        return self.cuda_graphs and (self.prefill_graphs or not prompts)
+        prompt tokens (a prefill, or a serving iteration with prompt chunks); ``tokens``: its
+        token rows (None: a size the runtime captures; an array gives one answer a point)."""
+        graphed = self.cuda_graphs and (self.prefill_graphs or not prompts)
+        if not graphed or not self.graph_max_tokens or tokens is None:
+            return graphed
+        return np.asarray(tokens) <= self.graph_max_tokens if np.ndim(tokens) else (
+            tokens <= self.graph_max_tokens)  # fmt: skip
 
     def host_step_s(
         self, sequences: Any, sampled: Any = None, decode_only: bool = True
@@ -275,10 +289,15 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     steps = raw.get("scheduler_steps", 1)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise WorkloadError(f"{where}: scheduler_steps must be an integer >= 1, got {steps!r}")
+    max_tokens = raw.get("graph_max_tokens", 0)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
+        raise WorkloadError(f"{where}: graph_max_tokens must be an integer >= 0 (0: any step "
+                            f"size replays a graph), got {max_tokens!r}")  # fmt: skip
     values = {}
     for key in (
         "host_launch_s",
         "host_collective_s",
+        "piecewise_break_s",
         "step_overhead_s",
         "step_overhead_per_seq_s",
         "output_per_seq_s",
@@ -313,17 +332,32 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         ring_attention=ring,
         attention_kernel=kernel,
         scheduler_steps=steps,
+        graph_max_tokens=max_tokens,
         **flags,
         sources={k: str(v) for k, v in raw.items() if k == "source" or k.endswith("_source")},
         **values,
     )
 
 
-def launch(ops: list[Op] | tuple[Op, ...], runtime: Runtime, prompts: bool = False) -> list[Op]:
+def launch(
+    ops: list[Op] | tuple[Op, ...], runtime: Runtime, prompts: bool = False, tokens: Any = None
+) -> list[Op]:
     """``ops`` with the host time of their launches where ``runtime`` issues kernels one by
-    one (a collective is one call, at ``host_collective_s`` where the runtime gives it);
-    ``prompts``: the step carries prompt tokens."""
-    if runtime.graphed(prompts) or not runtime.host_launch_s:
+    one (a collective is one call, at ``host_collective_s`` where the runtime gives it), or of
+    the eager attention calls between the pieces of a piecewise graph; ``prompts``: the step
+    carries prompt tokens; ``tokens``: its token rows (``Runtime.graphed``)."""
+    graphed = runtime.graphed(prompts, tokens)
+    if np.ndim(graphed):  # per point: a step larger than the captured sizes launches eager
+        eager = launch(ops, replace(runtime, graph_max_tokens=0, cuda_graphs=False), prompts)
+        piece = launch(ops, replace(runtime, graph_max_tokens=0), prompts)
+        return [replace(e, host_s=np.where(graphed, p.host_s, e.host_s))
+                for e, p in zip(eager, piece, strict=True)]  # fmt: skip
+    if graphed:
+        if not runtime.piecewise_break_s:
+            return list(ops)
+        brk = runtime.piecewise_break_s
+        return [replace(op, host_s=brk) if op.kind is OpKind.ATTENTION else op for op in ops]
+    if not runtime.host_launch_s:
         return list(ops)
     h = runtime.host_launch_s
     call = runtime.host_collective_s or h

@@ -529,3 +529,17 @@ def test_steps_larger_than_the_captured_sizes_launch_eagerly():
 def test_a_bad_graph_max_tokens_is_a_one_line_error(tmp_path, monkeypatch):
     _preset_refused(tmp_path, monkeypatch, 'name = "odd"\ngraph_max_tokens = -1\n',
                     "graph_max_tokens must be an integer >= 0")  # fmt: skip
+
+
+def test_full_and_piecewise_graphs_break_only_steps_with_prompts():
+    """vLLM 0.11 replays a decode-only step as one full graph (no eager attention calls) and runs
+    a step with prompt tokens piecewise, as vLLM V1 runs every step."""
+    v1, v11 = load_runtime("vllm-v1"), load_runtime("vllm-0.11")
+    assert v11.decode_full_graphs and v11.piecewise_break_s == v1.piecewise_break_s
+    m = load_model("llama-3-8b")
+    for rt, decode_breaks in ((v1, True), (v11, False)):
+        dec = Decode(model=m, batch=8, context=512, runtime=rt).lower().ops
+        pre = Prefill(model=m, prompt=256, runtime=rt).lower().ops
+        attn = [op.host_s for op in dec if op.kind.value == "attention"]
+        assert attn and all((h == rt.piecewise_break_s) is decode_breaks for h in attn)
+        assert {op.host_s for op in pre if op.kind.value == "attention"} == {rt.piecewise_break_s}

@@ -25,7 +25,9 @@ source:
   at 512; 0: any size); ``piecewise_break_s``: the graph is captured in pieces between the
   attention calls, which run eagerly (vLLM V1's piecewise CUDA graphs), each break costing
   this host time (the attention call's Python and metadata, its launch and the next piece's
-  graph launch; 0: one graph for the whole step).
+  graph launch; 0: one graph for the whole step); ``decode_full_graphs``: a step without
+  prompt tokens replays one full graph, only a step with prompts runs piecewise (vLLM 0.11's
+  FULL_AND_PIECEWISE).
   The host enqueues launches while the chip runs long kernels, so the ops wait only for the
   part of their launches' host time that their chip time does not cover
   (``sim.cost.roofline._host_floor``): a batch-1 decode step of short kernels takes its
@@ -119,6 +121,7 @@ class Runtime:
     prefill_graphs: bool = True  # false: steps with prompt tokens run eager (decode-only graphs)
     graph_max_tokens: int = 0  # steps of more token rows run eager (0: any size is graphed)
     piecewise_break_s: float = 0.0  # host time per attention call between graph pieces
+    decode_full_graphs: bool = False  # decode-only steps replay one full graph (no breaks)
     host_launch_s: float = 0.0
     host_collective_s: float = 0.0  # one eager collective call's host time (0: host_launch_s)
     step_overhead_s: float = 0.0
@@ -165,6 +168,7 @@ class Runtime:
             "prefill_graphs": self.prefill_graphs,
             "graph_max_tokens": self.graph_max_tokens,
             "piecewise_break_s": self.piecewise_break_s,
+            "decode_full_graphs": self.decode_full_graphs,
             "host_launch_s": self.host_launch_s,
             "host_collective_s": self.host_collective_s,
             "step_overhead_s": self.step_overhead_s,
@@ -282,7 +286,8 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     ring = raw.get("ring_attention", "yunchang")
     flags = {}
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
-                         ("training", False), ("fused_wgrad_accumulation", False)):  # fmt: skip
+                         ("training", False), ("fused_wgrad_accumulation", False),
+                         ("decode_full_graphs", False)):  # fmt: skip
         flags[key] = raw.get(key, default)
         if not isinstance(flags[key], bool):
             raise WorkloadError(f"{where}: {key} must be true or false, got {flags[key]!r}")
@@ -353,7 +358,7 @@ def launch(
         return [replace(e, host_s=np.where(graphed, p.host_s, e.host_s))
                 for e, p in zip(eager, piece, strict=True)]  # fmt: skip
     if graphed:
-        if not runtime.piecewise_break_s:
+        if not runtime.piecewise_break_s or (runtime.decode_full_graphs and not prompts):
             return list(ops)
         brk = runtime.piecewise_break_s
         return [replace(op, host_s=brk) if op.kind is OpKind.ATTENTION else op for op in ops]

@@ -426,14 +426,14 @@ def _run_runtimes(args: argparse.Namespace) -> int:
         print(dumps(rows))
         return 0
     width = max(len(r["name"]) for r in rows) + 2
-    print(f"{'runtime':<{width}}{'elementwise':>11}{'graphs':>11}{'launch':>9}"
+    print(f"{'runtime':<{width}}{'elementwise':>11}{'graphs':>16}{'launch':>9}"
           f"{'host per step (waits)':>27}{'beside':>14}{'all-reduce':>12}{'attention':>11}  name")  # fmt: skip
     for r in rows:
         eager = not r["cuda_graphs"] or not r["prefill_graphs"] or r["graph_max_tokens"]
         launch = f"{r['host_launch_s'] * 1e6:.1f} us" if eager else "-"
         graphs = "no" if not r["cuda_graphs"] else "yes" if r["prefill_graphs"] else "decode"
         if r["cuda_graphs"] and r["piecewise_break_s"]:
-            graphs = "piece"
+            graphs = "full+piece" if r["decode_full_graphs"] else "piece"
         if r["cuda_graphs"] and r["graph_max_tokens"]:
             graphs += f"<={r['graph_max_tokens']}"
         # a decode step's host time is linear in its sequences: its fixed part and per sequence
@@ -446,13 +446,13 @@ def _run_runtimes(args: argparse.Namespace) -> int:
         attn = r["attention_kernel"] or "native"
         plain = (r["rms_norm"], r["rope"]) == ("reference", "complex")
         mode = r["elementwise"] + ("" if r["elementwise"] != "eager" or plain else "+")
-        print(f"{r['name']:<{width}}{mode:>11}{graphs:>11}"
+        print(f"{r['name']:<{width}}{mode:>11}{graphs:>16}"
               f"{launch:>9}{step:>27}{side:>14}{ar:>12}{attn:>11}  {r['full_name']}")  # fmt: skip
     print(
         "eager+: eager with its own RMSNorm or RoPE kernels (--json: rms_norm, rope); "
         "graphs decode: CUDA graphs for decode steps only, a step with prompts launched at "
         "'launch' a kernel; piece: graphs captured between the attention calls, which run "
-        "eagerly (piecewise); <=N: steps of up to N token rows replay graphs, larger ones "
+        "eagerly (piecewise), full+piece: decode steps in one graph, steps with prompts piecewise; <=N: steps of up to N token rows replay graphs, larger ones "
         "launch eager; "
         "host per step: host time a decode step waits for (the scheduler's part averaged over "
         "multi-step groups); beside: output processing that runs while the chip runs the next "

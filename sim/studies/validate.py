@@ -533,6 +533,8 @@ def _predict_serve(row: dict) -> tuple[float, dict]:
         return r.tokens_per_s, detail
     if metric == "requests_per_s":
         return r.requests_per_s, detail
+    if metric == "total_tokens_per_s":  # prompt and generated tokens over the run
+        return r.requests_per_s * float(np.mean(trace.prompt + trace.output)), detail
     if metric == "ttft_s":
         return float(stat(r.ttft)), detail
     if metric in ("tpot_s", "itl_s"):

@@ -76,6 +76,19 @@ def test_a_kind_above_its_bar_fails_and_below_passes(tmp_path):
         assert s.passed is expect
 
 
+def test_a_kind_within_its_bar_but_biased_beyond_five_percent_fails():
+    """Issue 17: every judged kind's median signed error within +-5 % as well as its median
+    |error| within the bar: rows all 8 % too fast pass a 10 % bar on |error| and still fail."""
+    rows = [RowResult(id=f"r{i}", kind="decode", metric="tokens_per_s", measured=100.0,
+                      predicted=p) for i, p in enumerate((108.0, 107.0, 109.0))]  # fmt: skip
+    (s,) = summarise(rows)
+    assert s.bar == 0.10 and s.median_abs_error < s.bar
+    assert s.median_signed_error > 0.05 and s.passed is False
+    mixed = [RowResult(id=f"m{i}", kind="decode", metric="tokens_per_s", measured=100.0,
+                       predicted=p) for i, p in enumerate((108.0, 93.0, 101.0))]  # fmt: skip
+    assert summarise(mixed)[0].passed is True
+
+
 def test_cli_validate_writes_a_report_and_exit_code_follows_the_bars(tmp_path, capsys):
     report = tmp_path / "r.json"
     code = main(["validate", "--kind", "membw", "--report", str(report)])

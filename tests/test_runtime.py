@@ -150,6 +150,7 @@ def test_every_runtime_preset_cites_its_mechanisms():
             "attention_kernel",
             "graph_max_tokens",
             "piecewise_break_s",
+            "decode_full_graphs",
         ):
             if getattr(r, key):
                 assert r.sources.get(f"{key}_source"), (name, key)
@@ -526,9 +527,65 @@ def test_steps_larger_than_the_captured_sizes_launch_eagerly():
     assert np.allclose(gemm.host_s, [0.0, gemm.kernels * v1.host_launch_s])
 
 
-def test_a_bad_graph_max_tokens_is_a_one_line_error(tmp_path, monkeypatch):
-    _preset_refused(tmp_path, monkeypatch, 'name = "odd"\ngraph_max_tokens = -1\n',
+@pytest.mark.parametrize("value", ["-1", "true", "512.0"])
+def test_a_bad_graph_max_tokens_is_a_one_line_error(tmp_path, monkeypatch, value):
+    _preset_refused(tmp_path, monkeypatch, f'name = "odd"\ngraph_max_tokens = {value}\n',
                     "graph_max_tokens must be an integer >= 0")  # fmt: skip
+
+
+def test_graph_limits_and_full_decode_graphs_need_what_they_refer_to(tmp_path, monkeypatch):
+    with pytest.raises(WorkloadError, match="host_launch_s must be > 0 where graph_max_tokens"):
+        replace(load_runtime(), name="x", graph_max_tokens=512, host_launch_s=0.0)
+    _preset_refused(
+        tmp_path,
+        monkeypatch,
+        'name = "odd"\ndecode_full_graphs = true\n',
+        "decode_full_graphs needs cuda_graphs = true and piecewise_break_s > 0",
+    )
+
+
+def test_serving_pays_a_piecewise_graphs_breaks_once_per_iteration():
+    """A serving iteration under piecewise graphs makes one eager attention call per layer for
+    all its decodes and prompt chunks (vLLM V1's varlen attention): the breaks are charged once,
+    a decode-only iteration under full decode graphs (vLLM 0.11) pays none and its mixed ones
+    do; an iteration of more rows than the graphs capture launches every kernel eagerly."""
+    from sim.engine.serve import IterationCost
+    from workloads.serving import LengthDist, Serving
+
+    m, system = load_model("llama-3-8b"), load_system("h100-sxm")
+    v1, v11 = load_runtime("vllm-v1"), load_runtime("vllm-0.11")
+    none = replace(v1, name="none", piecewise_break_s=0.0)
+    kw = dict(model=m, rate=1.0, duration_s=1.0,
+              prompt=LengthDist.parse("100", "--prompt-dist", m.max_seq),
+              output=LengthDist.parse("10", "--output-dist", m.max_seq))  # fmt: skip
+    cost = {r.name: IterationCost(Serving(**kw, runtime=r), system) for r in (v1, none)}
+    slow = replace(v1, name="slow", piecewise_break_s=1e-3)  # breaks that outlast the chip
+    cost["slow"] = IterationCost(Serving(**kw, runtime=slow), system)
+    layers = m.n_layers
+    # host-bound by the breaks: the iteration takes them once, mixed or not
+    for chunks in ([], [(64, 64)], [(64, 64), (32, 32)]):
+        w = cost["slow"].iteration(4, 4 * 300, chunks, 4 + len(chunks))
+        assert w.time_s == pytest.approx(layers * 1e-3 + float(slow.host_step_s(4 + len(chunks),
+                                         decode_only=not chunks)[0]), rel=1e-6)  # fmt: skip
+    slow11 = replace(v11, name="slow11", piecewise_break_s=1e-3)
+    c11 = IterationCost(Serving(**kw, runtime=slow11), system)
+    # vLLM 0.11: a decode-only iteration replays one full graph (no breaks), a mixed one pays
+    assert c11.iteration(4, 4 * 300, [], 4).time_s == pytest.approx(
+        cost["none"].iteration(4, 4 * 300, [], 4).time_s, rel=1e-12
+    )
+    assert c11.iteration(4, 4 * 300, [(64, 64)], 5).time_s == pytest.approx(
+        layers * 1e-3 + float(slow11.host_step_s(5, decode_only=False)[0]), rel=1e-6
+    )
+    # 600 rows > 512: every kernel launched from the host (a slow launch shows it)
+    eager = replace(none, name="eager", host_launch_s=1e-3)
+    ce = IterationCost(Serving(**kw, runtime=eager), system)
+    kernels = (
+        ce.linear(600).kernels + ce.head(1).kernels + ce.prefill_attention([(600, 600)]).kernels
+    )
+    assert ce.iteration(0, 0, [(600, 600)], 1).time_s == pytest.approx(
+        kernels * 1e-3 + float(eager.host_step_s(1, decode_only=False)[0]), rel=1e-6
+    )
+    assert ce.iteration(0, 0, [(500, 500)], 1).time_s < 0.1 * kernels * 1e-3  # graphed
 
 
 def test_full_and_piecewise_graphs_break_only_steps_with_prompts():

@@ -153,6 +153,11 @@ class Runtime:
             raise WorkloadError(f"runtime {self.name!r}: host_launch_s must be > 0 where "
                                 "prefill_graphs = false (steps with prompts launch their kernels "
                                 f"from the host), got {self.host_launch_s!r}")  # fmt: skip
+        if self.cuda_graphs and self.graph_max_tokens and not self.host_launch_s > 0:
+            raise WorkloadError(f"runtime {self.name!r}: host_launch_s must be > 0 where "
+                                "graph_max_tokens > 0 (larger steps launch their kernels from the "
+                                f"host), got {self.host_launch_s!r}")  # fmt: skip
+
         if self.training and self.rope == "halves":
             # the split halves' backward (slices, negation, accumulations) is not counted
             raise WorkloadError(f"runtime {self.name!r}: rope = halves has no training backward "
@@ -327,6 +332,10 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         raise WorkloadError(f"{where}: give allreduce_latency_s and allreduce_bus_bandwidth "
                             "together (a custom all-reduce needs both), or set both to 0 for NCCL")  # fmt: skip
     values["allreduce_bus_bandwidth"] = float(busbw)
+    if flags["decode_full_graphs"] and not (flags["cuda_graphs"] and values["piecewise_break_s"]):
+        raise WorkloadError(f"{where}: decode_full_graphs needs cuda_graphs = true and "
+                            "piecewise_break_s > 0 (it exempts decode steps from a piecewise "
+                            "graph's breaks)")  # fmt: skip
     return Runtime(
         name=str(raw.get("name", name)),
         full_name=str(raw.get("full_name", name)),

@@ -190,8 +190,11 @@ class IterationCost:
             for o in low.attention_block()
             if o.kind == OpKind.ATTENTION
             or (phase == "prefill" and o.name.startswith("kv_b_proj"))  # and its quant kernel
-        ]  # with their launches' host time, as the step's lowering gives its other ops
-        return self._cost(launch(ops, self.w.runtime), count=self.n_layers)
+        ]  # with their launches' host time, as the step's lowering gives its other ops; the
+        # breaks of a piecewise graph are the iteration's (one attention call per layer for all
+        # its sequences and chunks: ``iteration``)
+        runtime = replace(self.w.runtime, piecewise_break_s=0.0)
+        return self._cost(launch(ops, runtime), count=self.n_layers)
 
     def _over_context(self, memo: dict[tuple[int, int], Work], n: int, mean_context: float,
                       cost: Callable[[int, int], Work]) -> Work:  # fmt: skip
@@ -283,8 +286,14 @@ class IterationCost:
         # that graphs decode steps only runs an iteration with prompt chunks eager
         launch = w.launch_s
         runtime = self.w.runtime
-        if chunks and runtime.graphed() and not runtime.graphed(prompts=True):
+        graphed = runtime.graphed(prompts=bool(chunks), tokens=rows)
+        if runtime.graphed() and not graphed:  # decode-only graphs, or more rows than captured
             launch = w.kernels * runtime.host_launch_s
+        elif graphed and runtime.piecewise_break_s and not (runtime.decode_full_graphs
+                                                            and not chunks):  # fmt: skip
+            # a piecewise graph: one eager attention call per layer (vLLM V1's varlen call
+            # covers the decodes and the prompt chunks alike)
+            launch = launch + self.n_layers * runtime.piecewise_break_s
         busy = max(w.time_s, launch)
         wait = host + max(0.0, beside - busy)
         return Work(busy + wait, w.model_flops, w.hbm_bytes, w.energy_j)

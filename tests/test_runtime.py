@@ -600,3 +600,47 @@ def test_full_and_piecewise_graphs_break_only_steps_with_prompts():
         attn = [op.host_s for op in dec if op.kind.value == "attention"]
         assert attn and all((h == rt.piecewise_break_s) is decode_breaks for h in attn)
         assert {op.host_s for op in pre if op.kind.value == "attention"} == {rt.piecewise_break_s}
+
+
+def test_a_concatenating_cache_copies_the_whole_cache_every_decode_step():
+    """Hugging Face's DynamicCache appends each step's K and V with torch.cat: every decode step
+    re-reads and re-writes the layer's cache (its cost grows with the context), a first prefill
+    has none to copy; repeat_kv expands a grouped cache to every query head before attention."""
+    eager = load_runtime("pytorch-eager")
+    hf = replace(eager, name="hf", kv_cache="concat", gqa_repeat=True)
+    system = load_system("h100-sxm")
+    m = load_model("llama-3-8b")  # 32 query heads over 8 KV heads
+
+    def ops(rt, context, **kw):
+        return {op.name: op for op in Decode(model=m, context=context, runtime=rt,
+                                             **kw).lower().ops}  # fmt: skip
+
+    short, long = ops(hf, 512), ops(hf, 4096)
+    per_token = 2 * 8 * 128 * 2.0  # K and V of one token in one layer, bf16
+    assert long["kv_concat"].total_bytes == pytest.approx(2 * (4096 - 1 + 1) * per_token)
+    assert long["kv_concat"].kernels == 2 and "kv_concat" not in ops(eager, 4096)
+    # the expanded copy: the cache read once, written 4x, and attention reads the 4x copy
+    assert long["repeat_kv"].total_bytes == pytest.approx(4096 * per_token * (1 + 4))
+    assert long["attention"].total_bytes > 3.5 * ops(eager, 4096)["attention"].total_bytes
+    mha = {op.name for op in Decode(model=load_model("llama-2-7b"), context=512,
+                                    runtime=hf).lower().ops}  # fmt: skip
+    assert "repeat_kv" not in mha and "kv_concat" in mha  # MHA: nothing to expand
+    first = {op.name for op in Prefill(model=m, prompt=512, runtime=hf).lower().ops}
+    assert "kv_concat" not in first  # an empty cache: appended, not copied
+    # under a graph (no host-bound launches) the copies cost more the longer the context
+    graph = load_runtime("pytorch-graph")
+    copying = replace(graph, name="copying", kv_cache="concat", gqa_repeat=True)
+    t = {(rt.name, c): simulate(Decode(model=m, context=c, runtime=rt), system).time_s
+         for rt in (graph, copying) for c in (512, 4096)}  # fmt: skip
+    extra = [t["copying", c] - t["pytorch-graph", c] for c in (512, 4096)]
+    assert extra[1] > 4 * extra[0] > 0
+    assert short["kv_concat"].total_bytes < long["kv_concat"].total_bytes
+
+
+def test_a_bad_kv_cache_is_a_one_line_error(tmp_path, monkeypatch):
+    _preset_refused(
+        tmp_path,
+        monkeypatch,
+        'name = "odd"\nkv_cache = "append"\n',
+        "kv_cache must be one of inplace, concat",
+    )

@@ -356,10 +356,38 @@ class _Lowering:
             self.gemm("qkv_proj", "attention", T, (nq + 2 * nkv) * hd, m.hidden),
             # rotary embedding on q and k, and the write of k and v into the cache
             self.rope_kv_write(nq, nkv, hd),
-            self.attention(nq, nkv, hd, hd, 2 * hd * self.kvb),
-            self.gemm("o_proj", "attention", T, m.hidden, nq * hd),
         ]  # fmt: skip
+        ops += self.cache_copies(nq, nkv, hd)
+        # attention reads the compact cache, or its copy expanded to every query head
+        expanded = self.w.runtime.gqa_repeat and nq > nkv
+        kv_heads, kv_token = (nq, 2 * hd * self.ab) if expanded else (nkv, 2 * hd * self.kvb)
+        ops += [
+            self.attention(nq, kv_heads, hd, hd, kv_token),
+            self.gemm("o_proj", "attention", T, m.hidden, nq * hd),
+        ]
         return ops + [op for op in [self.all_reduce("attn_all_reduce", m.hidden)] if op]
+
+    def cache_copies(self, nq: int, nkv: int, hd: int) -> list[Op]:
+        """The copies a runtime makes of a layer's K/V cache each step (``Runtime.kv_cache``,
+        ``Runtime.gqa_repeat``): Hugging Face's DynamicCache appends the step's K and V with
+        ``torch.cat``, re-reading the cached tokens and writing them all anew (two kernels, K and
+        V; none in a first prefill, whose cache is empty); ``repeat_kv`` expands grouped K and V
+        to every query head (reads the cache, writes nq / nkv times its tokens' K and V)."""
+        rt, B = self.w.runtime, self.B
+        per_token = 2 * nkv * hd * self.kvb  # K and V of one token, cached
+        ops: list[Op] = []
+        if rt.kv_cache == "concat" and np.any(np.asarray(self.kv_len) > self.q_len):
+            old = B * np.maximum(np.asarray(self.kv_len) - self.q_len, 0)
+            new = B * self.q_len
+            op = self.b.elementwise("kv_concat", "attention", 0.0, 0.0, 0.0,
+                                    kv_bytes=(2 * old + new) * per_token + new * per_token)  # fmt: skip
+            ops.append(replace(op, kernels=2))
+        if rt.gqa_repeat and nq > nkv:
+            tokens = B * self.kv_len
+            op = self.b.elementwise("repeat_kv", "attention", 0.0, tokens * 2 * nq * hd, 0.0,
+                                    kv_bytes=tokens * per_token)  # fmt: skip
+            ops.append(replace(op, kernels=2))
+        return ops
 
     def rope_kv_write(self, nq: int, nkv: int, hd: int) -> Op:
         m, T = self.m, self.T

@@ -69,6 +69,11 @@ source:
   ``cutlass_scaled_mm``, its and SGLang's ``per_token_group_quant_fp8`` for block-scaled
   weights, twice inside the fused MoE), reading it in 16 bits and writing it in 8; ``fused``
   (the default): the quantisation rides in the kernel before (TensorRT-LLM's plugins);
+- ``kv_cache``: how a step's new K and V join the cache: ``inplace`` (the default: written into
+  preallocated or paged blocks) or ``concat`` (Hugging Face transformers' DynamicCache: each
+  layer's whole K and V re-allocated and copied with the new token appended, every step);
+  ``gqa_repeat``: grouped-query K/V expanded to every query head in memory before attention
+  (transformers' ``repeat_kv``), which then reads the expanded copy;
 - ``ring_attention`` (sequence-parallel DiT, eager): how ring attention merges its partial
   outputs: ``yunchang`` (the default: ring-flash-attention's update_out_and_lse after each hop,
   an fp32 running output) or ``torch`` (torch 2.5's templated ring attention, which xfuser 0.4
@@ -104,6 +109,7 @@ RMS_NORMS = ("reference", "native")
 ROPES = ("complex", "halves")
 FP8_INPUT_QUANTS = ("fused", "separate")
 RING_ATTENTIONS = ("yunchang", "torch")
+KV_CACHES = ("inplace", "concat")
 DEFAULT_RUNTIME = "fused-graphs"
 #: a diffusion transformer's default: the diffusers pipelines (and the models' reference repos)
 #: run eager PyTorch; a compiled stack is --runtime torch-compile (or fused-graphs)
@@ -138,13 +144,16 @@ class Runtime:
     training: bool = False  # a training stack (train --runtime takes only these)
     fused_wgrad_accumulation: bool = False  # wgrad GEMMs accumulate into fp32 in the epilogue
     ring_attention: str = "yunchang"  # yunchang | torch (RING_ATTENTIONS): a ring's merge
+    kv_cache: str = "inplace"  # inplace | concat (KV_CACHES): how new K/V join the cache
+    gqa_repeat: bool = False  # GQA K/V expanded to every query head in memory before attention
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         for key, choices in (("rms_norm", RMS_NORMS), ("rope", ROPES),
                              ("fp8_input_quant", FP8_INPUT_QUANTS),
-                             ("ring_attention", RING_ATTENTIONS)):  # fmt: skip
+                             ("ring_attention", RING_ATTENTIONS),
+                             ("kv_cache", KV_CACHES)):  # fmt: skip
             value = getattr(self, key)
             if value not in choices:
                 raise WorkloadError(f"runtime {self.name!r}: {key} must be one of "
@@ -191,6 +200,8 @@ class Runtime:
             "fused_wgrad_accumulation": self.fused_wgrad_accumulation,
             "fp8_input_quant": self.fp8_input_quant,
             "ring_attention": self.ring_attention,
+            "kv_cache": self.kv_cache,
+            "gqa_repeat": self.gqa_repeat,
         }
 
     def non_torch(self, tp: int) -> float:
@@ -289,10 +300,11 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     rope = raw.get("rope", "complex")
     fp8_quant = raw.get("fp8_input_quant", "fused")  # checked by Runtime.__post_init__
     ring = raw.get("ring_attention", "yunchang")
+    kv_cache = raw.get("kv_cache", "inplace")  # checked by Runtime.__post_init__
     flags = {}
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
                          ("training", False), ("fused_wgrad_accumulation", False),
-                         ("decode_full_graphs", False)):  # fmt: skip
+                         ("decode_full_graphs", False), ("gqa_repeat", False)):  # fmt: skip
         flags[key] = raw.get(key, default)
         if not isinstance(flags[key], bool):
             raise WorkloadError(f"{where}: {key} must be true or false, got {flags[key]!r}")
@@ -344,6 +356,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         rope=rope,
         fp8_input_quant=fp8_quant,
         ring_attention=ring,
+        kv_cache=kv_cache,
         attention_kernel=kernel,
         scheduler_steps=steps,
         graph_max_tokens=max_tokens,

@@ -151,11 +151,15 @@ def test_every_runtime_preset_cites_its_mechanisms():
             "graph_max_tokens",
             "piecewise_break_s",
             "decode_full_graphs",
+            "gqa_repeat",
+            "separate_projections",
         ):
             if getattr(r, key):
                 assert r.sources.get(f"{key}_source"), (name, key)
         if r.scheduler_steps > 1:
             assert r.sources.get("scheduler_steps_source"), name
+        if r.kv_cache != "inplace":
+            assert r.sources.get("kv_cache_source"), name
 
 
 def test_async_output_processing_shows_only_where_longer_than_the_step():

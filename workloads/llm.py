@@ -357,6 +357,8 @@ class _Lowering:
             # rotary embedding on q and k, and the write of k and v into the cache
             self.rope_kv_write(nq, nkv, hd),
         ]  # fmt: skip
+        if self.w.runtime.separate_projections:  # q_proj, k_proj and v_proj: three launches
+            ops[1] = replace(ops[1], kernels=3)
         ops += self.cache_copies(nq, nkv, hd)
         # attention reads the compact cache, or its copy expanded to every query head
         expanded = self.w.runtime.gqa_repeat and nq > nkv
@@ -459,8 +461,11 @@ class _Lowering:
                                  _ACT_FLOPS.get(m.activation, 5) * rows * ffn)  # fmt: skip
         if self.eager:
             act = self._eager(act, "gated_act" if m.gated_mlp else "act", rows * ffn)
+        up = self.gemm(f"{name}_up", family, m_rows, up_n, m.hidden, groups)
+        if self.w.runtime.separate_projections and m.gated_mlp:  # gate_proj and up_proj
+            up = replace(up, kernels=2)
         return [
-            self.gemm(f"{name}_up", family, m_rows, up_n, m.hidden, groups),
+            up,
             act,
             self.gemm(f"{name}_down", family, m_rows, m.hidden, ffn, groups),
         ]

@@ -73,7 +73,9 @@ source:
   preallocated or paged blocks) or ``concat`` (Hugging Face transformers' DynamicCache: each
   layer's whole K and V re-allocated and copied with the new token appended, every step);
   ``gqa_repeat``: grouped-query K/V expanded to every query head in memory before attention
-  (transformers' ``repeat_kv``), which then reads the expanded copy;
+  (transformers' ``repeat_kv``), which then reads the expanded copy; ``separate_projections``:
+  the model code runs q, k and v (and an MLP's gate and up) as separate linears, a launch each,
+  where fused code runs one GEMM (costed as the one GEMM, with its launches);
 - ``ring_attention`` (sequence-parallel DiT, eager): how ring attention merges its partial
   outputs: ``yunchang`` (the default: ring-flash-attention's update_out_and_lse after each hop,
   an fp32 running output) or ``torch`` (torch 2.5's templated ring attention, which xfuser 0.4
@@ -146,6 +148,7 @@ class Runtime:
     ring_attention: str = "yunchang"  # yunchang | torch (RING_ATTENTIONS): a ring's merge
     kv_cache: str = "inplace"  # inplace | concat (KV_CACHES): how new K/V join the cache
     gqa_repeat: bool = False  # GQA K/V expanded to every query head in memory before attention
+    separate_projections: bool = False  # q/k/v and gate/up as separate linears (launches)
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
@@ -202,6 +205,7 @@ class Runtime:
             "ring_attention": self.ring_attention,
             "kv_cache": self.kv_cache,
             "gqa_repeat": self.gqa_repeat,
+            "separate_projections": self.separate_projections,
         }
 
     def non_torch(self, tp: int) -> float:
@@ -304,7 +308,8 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     flags = {}
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
                          ("training", False), ("fused_wgrad_accumulation", False),
-                         ("decode_full_graphs", False), ("gqa_repeat", False)):  # fmt: skip
+                         ("decode_full_graphs", False), ("gqa_repeat", False),
+                         ("separate_projections", False)):  # fmt: skip
         flags[key] = raw.get(key, default)
         if not isinstance(flags[key], bool):
             raise WorkloadError(f"{where}: {key} must be true or false, got {flags[key]!r}")

@@ -648,3 +648,24 @@ def test_a_bad_kv_cache_is_a_one_line_error(tmp_path, monkeypatch):
         'name = "odd"\nkv_cache = "append"\n',
         "kv_cache must be one of inplace, concat",
     )
+
+
+def test_eager_attention_in_inference_costs_the_score_matrix_and_its_launches():
+    """--attention-kernel unfused at inference: FlashAttention-2's arithmetic plus the score
+    matrix written, scaled, masked, soft-maxed in fp32, cast and read back (10 passes) in 6 more
+    launches; a DiT refuses it (its kernels are the diffusers code's)."""
+    m = load_model("llama-2-7b")
+    fused = {op.name: op for op in Decode(model=m, context=1024, batch=4,
+                                          attention_kernel="fa2").lower().ops}  # fmt: skip
+    eager = {op.name: op for op in Decode(model=m, context=1024, batch=4,
+                                          attention_kernel="unfused").lower().ops}  # fmt: skip
+    assert "attn_scores_eager" not in fused
+    s = eager["attn_scores_eager"]
+    assert s.kernels == 6 and s.total_bytes == pytest.approx(10 * 4 * 32 * 1 * 1024 * 2.0)
+    assert eager["attention"].attention.kernel == "fa2"
+    from workloads.dit import DiT, list_dits, load_dit
+
+    with pytest.raises(WorkloadError, match="must be one of native, fa2, got 'unfused'"):
+        DiT(
+            model=load_dit(list_dits()[0]), height=512, width=512, attention_kernel="unfused"
+        ).lower()

@@ -269,7 +269,11 @@ class _Lowering:
         self.tp = w.tp
         self.ab, self.wb, self.kvb = w.act_bytes, w.weight_bytes, w.kv_bytes
         self.dt = w.compute_dtype
-        self.b = Builder(self.dt, self.ab, self.wb, w.attention_kernel,
+        # eager attention (unfused) costs as FlashAttention-2's arithmetic plus the score
+        # matrix's trips through memory and its launches (``eager_scores``)
+        self.unfused = w.attention_kernel == "unfused"
+        kernel = "fa2" if self.unfused else w.attention_kernel
+        self.b = Builder(self.dt, self.ab, self.wb, kernel,
                          w.runtime.default_attention_kernel)  # fmt: skip
         # fp8 / fp4 checkpoints keep the MoE router, the LM head and the MLA absorption
         # products 16-bit (_UNQUANTISED): their GEMMs read 16-bit weights at the 16-bit rate
@@ -363,11 +367,23 @@ class _Lowering:
         # attention reads the compact cache, or its copy expanded to every query head
         expanded = self.w.runtime.gqa_repeat and nq > nkv
         kv_heads, kv_token = (nq, 2 * hd * self.ab) if expanded else (nkv, 2 * hd * self.kvb)
-        ops += [
-            self.attention(nq, kv_heads, hd, hd, kv_token),
-            self.gemm("o_proj", "attention", T, m.hidden, nq * hd),
-        ]
+        ops.append(self.attention(nq, kv_heads, hd, hd, kv_token))
+        ops += self.eager_scores(nq)
+        ops.append(self.gemm("o_proj", "attention", T, m.hidden, nq * hd))
         return ops + [op for op in [self.all_reduce("attn_all_reduce", m.hidden)] if op]
+
+    def eager_scores(self, nq: int) -> list[Op]:
+        """Eager attention (``--attention-kernel unfused``: Hugging Face's 'eager', the
+        reference's matmul / softmax / matmul): the fused kernel's arithmetic (costed as
+        FlashAttention-2's) plus the score matrix through memory: written by QK^T, then the
+        scale, the mask, the fp32 softmax and the cast each read and write it, and PV reads it
+        (10 passes of 16-bit scores), in 6 more launches. None for other kernels."""
+        if not self.unfused:
+            return []
+        scores = self.B * nq * self.q_len * self.kv_len  # per layer, on this chip
+        op = self.b.elementwise("attn_scores_eager", "attention", 5 * scores, 5 * scores,
+                                5.0 * scores)  # fmt: skip
+        return [replace(op, kernels=6)]
 
     def cache_copies(self, nq: int, nkv: int, hd: int) -> list[Op]:
         """The copies a runtime makes of a layer's K/V cache each step (``Runtime.kv_cache``,

@@ -113,10 +113,12 @@ ATTENTION_KERNELS = ("native", "fa2", "mmha", "unfused")
 def check_attention_kernel(
     where: str, kernel: str, training: bool = False, decode: bool = True
 ) -> None:
-    """``training``: the unfused kernel is allowed, mmha not; ``decode``: mmha is allowed."""
-    allowed = ("native", "fa2", "unfused") if training else ("native", "fa2", "mmha")
+    """``training``: the unfused kernel is allowed, mmha not; ``decode``: mmha is allowed;
+    inference also takes unfused (eager matmul-softmax-matmul, as Hugging Face's 'eager'
+    attention) where ``decode`` (an LLM; not a DiT)."""
+    allowed = ("native", "fa2", "unfused") if training else ("native", "fa2", "mmha", "unfused")
     if not decode:
-        allowed = tuple(k for k in allowed if k != "mmha")
+        allowed = tuple(k for k in allowed if k not in ("mmha", "unfused"))
     if kernel not in allowed:
         raise WorkloadError(
             f"{where}: --attention-kernel must be one of {', '.join(allowed)}, got {kernel!r}"

@@ -136,8 +136,9 @@ ATTN_HELP = (
 )
 DECODE_ATTN_HELP = ATTN_HELP.removesuffix(_ATTN_DEFAULT) + (
     "; or mmha (decode: a thread block per query head on the CUDA cores, as TensorRT-LLM "
-    "before XQA and vLLM's PagedAttention: a GQA group's K/V read once per query head)"
-    + _ATTN_DEFAULT
+    "before XQA and vLLM's PagedAttention: a GQA group's K/V read once per query head); or "
+    "unfused (eager matmul, softmax, matmul: the score matrix through memory, as Hugging "
+    "Face's 'eager' attention)" + _ATTN_DEFAULT
 )
 
 

@@ -67,6 +67,9 @@ from workloads.runtime import launch
 from workloads.serving import Requests, Serving
 
 _HEAD_OPS = ("lm_head", "logits_all_gather")  # the final norm runs over every row
+#: ops whose cost follows the attention's context (the eager score matrix, a concatenating
+#: cache's copies, repeat_kv's expanded K/V): costed with the attention, per context
+_CONTEXT_OPS = ("attn_scores_eager", "kv_concat", "repeat_kv")
 _EXACT_ROWS = 512  # token rows costed exactly; above, on a 1/32-octave grid
 _WATERMARK = 0.01  # vLLM keeps 1 % of KV blocks free when admitting prompts
 
@@ -165,6 +168,7 @@ class IterationCost:
                 o
                 for o in ops
                 if o.kind != OpKind.ATTENTION and o.name not in _HEAD_OPS and o.name != "host_step"
+                and o.name not in _CONTEXT_OPS
             ]  # the host's time is per sequence: iteration()
             head = [o for o in ops if o.name in _HEAD_OPS]
             got = self._by_rows[rows] = (self._cost(body), self._cost(head))
@@ -189,6 +193,7 @@ class IterationCost:
             o
             for o in low.attention_block()
             if o.kind == OpKind.ATTENTION
+            or o.name in _CONTEXT_OPS
             or (phase == "prefill" and o.name.startswith("kv_b_proj"))  # and its quant kernel
         ]  # with their launches' host time, as the step's lowering gives its other ops; the
         # breaks of a piecewise graph are the iteration's (one attention call per layer for all

@@ -167,7 +167,9 @@ class IterationCost:
             body = [
                 o
                 for o in ops
-                if o.kind != OpKind.ATTENTION and o.name not in _HEAD_OPS and o.name != "host_step"
+                if o.kind != OpKind.ATTENTION
+                and o.name not in _HEAD_OPS
+                and o.name != "host_step"
                 and o.name not in _CONTEXT_OPS
             ]  # the host's time is per sequence: iteration()
             head = [o for o in ops if o.name in _HEAD_OPS]

@@ -623,6 +623,24 @@ def test_a_concatenating_cache_copies_the_whole_cache_every_decode_step():
     per_token = 2 * 8 * 128 * 2.0  # K and V of one token in one layer, bf16
     assert long["kv_concat"].total_bytes == pytest.approx(2 * (4096 - 1 + 1) * per_token)
     assert long["kv_concat"].kernels == 2 and "kv_concat" not in ops(eager, 4096)
+    # the append is the cat: no separate write of the new K and V into a cache
+    assert long["rope_kv_write"].kernels < ops(eager, 4096)["rope_kv_write"].kernels
+    assert "kv" not in long["rope_kv_write"].bytes
+    sep = replace(eager, name="sep", separate_projections=True)
+    assert (ops(sep, 512)["qkv_proj"].kernels, ops(sep, 512)["mlp_up"].kernels) == (3, 2)
+    # serving costs the copies with the attention at its context, also in mixed-layer models
+    from sim.engine.serve import IterationCost
+    from workloads.serving import LengthDist, Serving
+
+    kw = dict(rate=1.0, duration_s=1.0, prompt=LengthDist.parse("100", "--prompt-dist", 8192),
+              output=LengthDist.parse("10", "--output-dist", 8192))  # fmt: skip
+    cost = {
+        rt.name: IterationCost(Serving(model=m, runtime=rt, **kw), system) for rt in (eager, hf)
+    }
+    grow = {n: c.decode_attention(1, 4096).hbm_bytes - c.decode_attention(1, 512).hbm_bytes
+            for n, c in cost.items()}  # fmt: skip
+    assert grow["hf"] > 3 * grow["pytorch-eager"]  # the copies ride with the context
+    assert cost["hf"].decode_attention(1, 512).kernels >= 1 + 2 + 2  # attention, cat, repeat
     # the expanded copy: the cache read once, written 4x, and attention reads the 4x copy
     assert long["repeat_kv"].total_bytes == pytest.approx(4096 * per_token * (1 + 4))
     assert long["attention"].total_bytes > 3.5 * ops(eager, 4096)["attention"].total_bytes
@@ -661,7 +679,7 @@ def test_eager_attention_in_inference_costs_the_score_matrix_and_its_launches():
                                           attention_kernel="unfused").lower().ops}  # fmt: skip
     assert "attn_scores_eager" not in fused
     s = eager["attn_scores_eager"]
-    assert s.kernels == 6 and s.total_bytes == pytest.approx(10 * 4 * 32 * 1 * 1024 * 2.0)
+    assert s.kernels == 5 and s.total_bytes == pytest.approx(12 * 4 * 32 * 1 * 1024 * 2.0)
     assert eager["attention"].attention.kernel == "fa2"
     from workloads.dit import DiT, list_dits, load_dit
 

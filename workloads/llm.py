@@ -357,12 +357,12 @@ class _Lowering:
         hd = m.head_dim
         ops = [
             self.norm("attn_norm", m.hidden),
-            self.gemm("qkv_proj", "attention", T, (nq + 2 * nkv) * hd, m.hidden),
+            # q_proj, k_proj and v_proj as three launches where the code keeps them apart
+            replace(self.gemm("qkv_proj", "attention", T, (nq + 2 * nkv) * hd, m.hidden),
+                    kernels=3 if self.w.runtime.separate_projections else 1),
             # rotary embedding on q and k, and the write of k and v into the cache
             self.rope_kv_write(nq, nkv, hd),
         ]  # fmt: skip
-        if self.w.runtime.separate_projections:  # q_proj, k_proj and v_proj: three launches
-            ops[1] = replace(ops[1], kernels=3)
         ops += self.cache_copies(nq, nkv, hd)
         # attention reads the compact cache, or its copy expanded to every query head
         expanded = self.w.runtime.gqa_repeat and nq > nkv
@@ -377,20 +377,26 @@ class _Lowering:
         reference's matmul / softmax / matmul): the fused kernel's arithmetic (costed as
         FlashAttention-2's) plus the score matrix through memory: written by QK^T, then the
         scale, the mask, the fp32 softmax and the cast each read and write it, and PV reads it
-        (10 passes of 16-bit scores), in 6 more launches. None for other kernels."""
+        (16-bit but the fp32 softmax output: 24 bytes an element, 12 of 16-bit), in 5 more
+        launches than the attention op's one (QK^T, scale, mask, softmax, cast, PV). NB: the
+        fused arithmetic counts a causal prefill's half square, eager computes all of it. None
+        for other kernels."""
         if not self.unfused:
             return []
         scores = self.B * nq * self.q_len * self.kv_len  # per layer, on this chip
-        op = self.b.elementwise("attn_scores_eager", "attention", 5 * scores, 5 * scores,
+        op = self.b.elementwise("attn_scores_eager", "attention", 6 * scores, 6 * scores,
                                 5.0 * scores)  # fmt: skip
-        return [replace(op, kernels=6)]
+        return [replace(op, kernels=5)]
 
     def cache_copies(self, nq: int, nkv: int, hd: int) -> list[Op]:
         """The copies a runtime makes of a layer's K/V cache each step (``Runtime.kv_cache``,
         ``Runtime.gqa_repeat``): Hugging Face's DynamicCache appends the step's K and V with
         ``torch.cat``, re-reading the cached tokens and writing them all anew (two kernels, K and
         V; none in a first prefill, whose cache is empty); ``repeat_kv`` expands grouped K and V
-        to every query head (reads the cache, writes nq / nkv times its tokens' K and V)."""
+        to every query head (reads the cache, writes nq / nkv times its tokens' K and V). NB: an
+        MLA model's latent cache is not given these copies, a MoE layer's per-expert loop of
+        the transformers code not its launches, and the memory check not the copies' transient
+        buffers."""
         rt, B = self.w.runtime, self.B
         per_token = 2 * nkv * hd * self.kvb  # K and V of one token, cached
         ops: list[Op] = []
@@ -415,14 +421,18 @@ class _Lowering:
             _ROPE_FLOPS * rotated if m.position == "rope" else 0.0,
             kv_bytes=T * 2 * nkv * hd * self.kvb,
         )  # fmt: skip
+        concat = self.w.runtime.kv_cache == "concat"
+        if concat:  # torch.cat is the append (``cache_copies``): no write into a cache here
+            op = replace(op, bytes={k: v for k, v in op.bytes.items() if k != Role.KV})
         if not self.eager:
             return op
         # eager: RoPE's primitives on q and k, then K and V copied into the cache (two kernels
-        # reading the new K and V)
-        copies = T * 2 * nkv * hd * self.ab
+        # reading the new K and V; none where the cache is concatenated)
+        copies = 0.0 if concat else T * 2 * nkv * hd * self.ab
+        n_copies = 0 if concat else 2
         if m.position == "rope":
-            return self._eager(op, self.w.runtime.rope_primitive, rotated, copies, 2)
-        return replace(op, bytes={**op.bytes, Role.ACTIVATION: copies}, kernels=2)
+            return self._eager(op, self.w.runtime.rope_primitive, rotated, copies, n_copies)
+        return replace(op, bytes={**op.bytes, Role.ACTIVATION: copies}, kernels=n_copies)
 
     def mla_block(self) -> list[Op]:
         m, T = self.m, self.T
@@ -455,6 +465,7 @@ class _Lowering:
             ops += [
                 self.gemm("q_absorb", "attention", T, a.kv_lora_rank, a.qk_nope_head_dim, nq),
                 self.attention(nq, 1, latent, a.kv_lora_rank, latent * self.kvb),
+                *self.eager_scores(nq),
                 self.gemm("v_absorb", "attention", T, a.v_head_dim, a.kv_lora_rank, nq),
             ]
         else:
@@ -465,6 +476,7 @@ class _Lowering:
                           nq * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank),
                 self.attention(nq, nq, qk, a.v_head_dim, (qk + a.v_head_dim) * self.ab),
             ]  # fmt: skip
+            ops += self.eager_scores(nq)
         ops.append(self.gemm("o_proj", "attention", T, m.hidden, nq * a.v_head_dim))
         return ops + [op for op in [self.all_reduce("attn_all_reduce", m.hidden)] if op]
 

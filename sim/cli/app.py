@@ -444,12 +444,14 @@ def _run_runtimes(args: argparse.Namespace) -> int:
         side = f"{beside * 1e3:.3f} ms/seq" if beside else "-"
         ar = f"{r['allreduce_latency_s'] * 1e6:.1f} us" if r["allreduce_latency_s"] else "NCCL"
         attn = r["attention_kernel"] or "native"
-        plain = (r["rms_norm"], r["rope"]) == ("reference", "complex")
+        plain = (r["rms_norm"], r["rope"], r["kv_cache"], r["gqa_repeat"],
+                 r["separate_projections"]) == ("reference", "complex", "inplace", False, False)
         mode = r["elementwise"] + ("" if r["elementwise"] != "eager" or plain else "+")
         print(f"{r['name']:<{width}}{mode:>11}{graphs:>16}"
               f"{launch:>9}{step:>27}{side:>14}{ar:>12}{attn:>11}  {r['full_name']}")  # fmt: skip
     print(
-        "eager+: eager with its own RMSNorm or RoPE kernels (--json: rms_norm, rope); "
+        "eager+: eager with its own RMSNorm or RoPE kernels, or its own cache handling and "
+        "linears (--json: rms_norm, rope, kv_cache, gqa_repeat, separate_projections); "
         "graphs decode: CUDA graphs for decode steps only, a step with prompts launched at "
         "'launch' a kernel; piece: graphs captured between the attention calls, which run "
         "eagerly (piecewise), full+piece: decode steps in one graph, steps with prompts piecewise; <=N: steps of up to N token rows replay graphs, larger ones "

@@ -170,7 +170,7 @@ class IterationCost:
                 if o.kind != OpKind.ATTENTION
                 and o.name not in _HEAD_OPS
                 and o.name != "host_step"
-                and o.name not in _CONTEXT_OPS
+                and o.name.rsplit(".", 1)[-1] not in _CONTEXT_OPS
             ]  # the host's time is per sequence: iteration()
             head = [o for o in ops if o.name in _HEAD_OPS]
             got = self._by_rows[rows] = (self._cost(body), self._cost(head))
@@ -195,7 +195,7 @@ class IterationCost:
             o
             for o in low.attention_block()
             if o.kind == OpKind.ATTENTION
-            or o.name in _CONTEXT_OPS
+            or o.name.rsplit(".", 1)[-1] in _CONTEXT_OPS
             or (phase == "prefill" and o.name.startswith("kv_b_proj"))  # and its quant kernel
         ]  # with their launches' host time, as the step's lowering gives its other ops; the
         # breaks of a piecewise graph are the iteration's (one attention call per layer for all

@@ -404,7 +404,7 @@ class _Lowering:
             old = B * np.maximum(np.asarray(self.kv_len) - self.q_len, 0)
             new = B * self.q_len
             op = self.b.elementwise("kv_concat", "attention", 0.0, 0.0, 0.0,
-                                    kv_bytes=(2 * old + new) * per_token + new * per_token)  # fmt: skip
+                                    kv_bytes=2 * (old + new) * per_token)  # fmt: skip
             ops.append(replace(op, kernels=2))
         if rt.gqa_repeat and nq > nkv:
             tokens = B * self.kv_len

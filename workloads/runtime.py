@@ -169,7 +169,6 @@ class Runtime:
             raise WorkloadError(f"runtime {self.name!r}: host_launch_s must be > 0 where "
                                 "graph_max_tokens > 0 (larger steps launch their kernels from the "
                                 f"host), got {self.host_launch_s!r}")  # fmt: skip
-
         if self.training and self.rope == "halves":
             # the split halves' backward (slices, negation, accumulations) is not counted
             raise WorkloadError(f"runtime {self.name!r}: rope = halves has no training backward "
@@ -236,8 +235,12 @@ class Runtime:
         graphed = self.cuda_graphs and (self.prefill_graphs or not prompts)
         if not graphed or not self.graph_max_tokens or tokens is None:
             return graphed
-        return np.asarray(tokens) <= self.graph_max_tokens if np.ndim(tokens) else (
-            tokens <= self.graph_max_tokens)  # fmt: skip
+        return np.asarray(tokens) <= self.graph_max_tokens
+
+    def break_s(self, prompts: bool = False) -> float:
+        """Host time of each eager attention call between the pieces of a graphed step's
+        piecewise graph (0: one graph, or a decode step under full decode graphs)."""
+        return 0.0 if self.decode_full_graphs and not prompts else self.piecewise_break_s
 
     def host_step_s(
         self, sequences: Any, sampled: Any = None, decode_only: bool = True
@@ -385,10 +388,9 @@ def launch(
         return [replace(e, host_s=np.where(graphed, p.host_s, e.host_s))
                 for e, p in zip(eager, piece, strict=True)]  # fmt: skip
     if graphed:
-        if not runtime.piecewise_break_s or (runtime.decode_full_graphs and not prompts):
-            return list(ops)
-        brk = runtime.piecewise_break_s
-        return [replace(op, host_s=brk) if op.kind is OpKind.ATTENTION else op for op in ops]
+        brk = runtime.break_s(prompts)
+        return [replace(op, host_s=brk) if brk and op.kind is OpKind.ATTENTION else op
+                for op in ops]  # fmt: skip
     if not runtime.host_launch_s:
         return list(ops)
     h = runtime.host_launch_s

@@ -444,8 +444,13 @@ def _run_runtimes(args: argparse.Namespace) -> int:
         side = f"{beside * 1e3:.3f} ms/seq" if beside else "-"
         ar = f"{r['allreduce_latency_s'] * 1e6:.1f} us" if r["allreduce_latency_s"] else "NCCL"
         attn = r["attention_kernel"] or "native"
-        plain = (r["rms_norm"], r["rope"], r["kv_cache"], r["gqa_repeat"],
-                 r["separate_projections"]) == ("reference", "complex", "inplace", False, False)
+        plain = (
+            r["rms_norm"],
+            r["rope"],
+            r["kv_cache"],
+            r["gqa_repeat"],
+            r["separate_projections"],
+        ) == ("reference", "complex", "inplace", False, False)
         mode = r["elementwise"] + ("" if r["elementwise"] != "eager" or plain else "+")
         print(f"{r['name']:<{width}}{mode:>11}{graphs:>16}"
               f"{launch:>9}{step:>27}{side:>14}{ar:>12}{attn:>11}  {r['full_name']}")  # fmt: skip

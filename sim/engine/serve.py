@@ -70,6 +70,13 @@ _HEAD_OPS = ("lm_head", "logits_all_gather")  # the final norm runs over every r
 #: ops whose cost follows the attention's context (the eager score matrix, a concatenating
 #: cache's copies, repeat_kv's expanded K/V): costed with the attention, per context
 _CONTEXT_OPS = ("attn_scores_eager", "kv_concat", "repeat_kv")
+
+
+def _context_op(op: Op) -> bool:
+    """One of ``_CONTEXT_OPS``, under its plain or its layer-group name (``moe.kv_concat``)."""
+    return op.name.rsplit(".", 1)[-1] in _CONTEXT_OPS
+
+
 _EXACT_ROWS = 512  # token rows costed exactly; above, on a 1/32-octave grid
 _WATERMARK = 0.01  # vLLM keeps 1 % of KV blocks free when admitting prompts
 
@@ -170,7 +177,7 @@ class IterationCost:
                 if o.kind != OpKind.ATTENTION
                 and o.name not in _HEAD_OPS
                 and o.name != "host_step"
-                and o.name.rsplit(".", 1)[-1] not in _CONTEXT_OPS
+                and not _context_op(o)
             ]  # the host's time is per sequence: iteration()
             head = [o for o in ops if o.name in _HEAD_OPS]
             got = self._by_rows[rows] = (self._cost(body), self._cost(head))
@@ -195,7 +202,7 @@ class IterationCost:
             o
             for o in low.attention_block()
             if o.kind == OpKind.ATTENTION
-            or o.name.rsplit(".", 1)[-1] in _CONTEXT_OPS
+            or _context_op(o)
             or (phase == "prefill" and o.name.startswith("kv_b_proj"))  # and its quant kernel
         ]  # with their launches' host time, as the step's lowering gives its other ops; the
         # breaks of a piecewise graph are the iteration's (one attention call per layer for all
@@ -296,11 +303,10 @@ class IterationCost:
         graphed = runtime.graphed(prompts=bool(chunks), tokens=rows)
         if runtime.graphed() and not graphed:  # decode-only graphs, or more rows than captured
             launch = w.kernels * runtime.host_launch_s
-        elif graphed and runtime.piecewise_break_s and not (runtime.decode_full_graphs
-                                                            and not chunks):  # fmt: skip
+        elif graphed:
             # a piecewise graph: one eager attention call per layer (vLLM V1's varlen call
             # covers the decodes and the prompt chunks alike)
-            launch = launch + self.n_layers * runtime.piecewise_break_s
+            launch = launch + self.n_layers * runtime.break_s(prompts=bool(chunks))
         busy = max(w.time_s, launch)
         wait = host + max(0.0, beside - busy)
         return Work(busy + wait, w.model_flops, w.hbm_bytes, w.energy_j)

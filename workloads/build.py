@@ -110,7 +110,7 @@ class Builder:
             spec = replace(spec, kernel=kernel)
         flops = 2.0 * spec.batch * spec.n_q_heads * spec.score_pairs * (spec.qk_dim + spec.v_dim)
         q_o = spec.batch * spec.q_len * spec.n_q_heads * (spec.qk_dim + spec.v_dim) * spec.act_bytes
-        kv = spec.batch * spec.n_kv_heads * spec.kv_len * spec.kv_bytes_per_token
+        kv = spec.batch * spec.n_kv_heads * spec.kv_read_len * spec.kv_bytes_per_token
         return Op(
             name=name, kind=OpKind.ATTENTION, family="attention", dtype=self.dtype,
             flops=flops, model_flops=flops,

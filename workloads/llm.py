@@ -190,6 +190,16 @@ class _Common:
         return dtype_bytes(self.dtype)
 
     @property
+    def expert_weight_bytes(self) -> float:
+        """Bytes of a routed expert's weight: the checkpoint's expert format where it stores the
+        experts more compactly than --dtype (gpt-oss's MXFP4 experts under a 16-bit or fp8
+        run), else --dtype's."""
+        moe = self.model.moe
+        if moe is None or not moe.weight_format:
+            return self.weight_bytes
+        return min(self.weight_bytes, moe.weight_bytes)
+
+    @property
     def act_bytes(self) -> float:
         """Activations stay 16-bit when weights are 8-bit or 4-bit (W8A16 / FP8 GEMM outputs)."""
         return 4.0 if self.dtype == "fp32" else 2.0
@@ -240,6 +250,10 @@ class _Common:
             routed = m.n_moe_layers * m.moe.n_experts * m.mlp_params(m.moe.expert_ffn)
             sharded -= routed * (1 - 1 / self.ep)
         held = (sharded / self.tp + replicated) * self.weight_bytes
+        expert = self.expert_weight_bytes
+        if m.moe is not None and expert != self.weight_bytes:  # experts in their own format
+            routed = m.n_moe_layers * m.moe.n_experts * m.mlp_params(m.moe.expert_ffn)
+            held += routed / self.ep / self.tp * (expert - self.weight_bytes)
         if self.dtype in _LOW_FLOAT:  # the embedding, LM head and routers stay 16-bit
             wide = m.embedding_params() / self.tp
             if m.moe is not None:
@@ -248,9 +262,11 @@ class _Common:
         return held
 
     def kv_cache_bytes(self, tokens_per_seq: int) -> float:
+        """A chip's cache of ``local_batch`` sequences of ``tokens_per_seq`` tokens (a sliding
+        layer holds only its window: ``ModelConfig.kv_elements``)."""
         m = self.model
         shard = 1 if m.mla is not None else min(self.tp, m.n_kv_heads)
-        return self.local_batch * tokens_per_seq * m.kv_elements_per_token() * self.kv_bytes / shard
+        return self.local_batch * m.kv_elements(tokens_per_seq) * self.kv_bytes / shard
 
 
 class _Lowering:
@@ -278,10 +294,16 @@ class _Lowering:
         # fp8 / fp4 checkpoints keep the MoE router, the LM head and the MLA absorption
         # products 16-bit (_UNQUANTISED): their GEMMs read 16-bit weights at the 16-bit rate
         self.b16 = Builder("bf16", self.ab, 2.0) if self.dt in _LOW_FLOAT else self.b
+        # routed experts stored in their own format (``MoEConfig.weight_format``) read its
+        # bytes and upcast in the kernel: the math stays at the run's dtype (weight-only)
+        xb = w.expert_weight_bytes
+        self.bx = self.b if xb == self.wb else Builder(self.dt, self.ab, xb, kernel,
+                                                      w.runtime.default_attention_kernel)  # fmt: skip
+        self.window = 0  # the sliding window of the layer being built (``attention_block``)
 
     # ---- op builders (workloads/build.py) -----------------------------------------------------
     def gemm(self, name: str, family: str, m: float, n: int, k: int, groups: int = 1) -> Op:
-        b = self.b16 if name in _UNQUANTISED else self.b
+        b = self.b16 if name in _UNQUANTISED else self.bx if name.startswith("experts") else self.b
         return b.gemm(name, family, m, n, k, groups)
 
     def norm(self, name: str, width: int) -> Op:
@@ -310,6 +332,7 @@ class _Lowering:
         spec = Attention(
             batch=self.B, n_q_heads=n_q, n_kv_heads=n_kv, q_len=self.q_len, kv_len=self.kv_len,
             qk_dim=qk, v_dim=v, causal=True, act_bytes=self.ab, kv_bytes_per_token=kv_per_token,
+            window=self.window,
         )  # fmt: skip
         op = self.b.attention("attention", spec)
         if self.dt == "fp4":  # no fp4 attention kernel: it runs at the KV cache's precision
@@ -346,8 +369,32 @@ class _Lowering:
             out.append(op)
         return out
 
-    def attention_block(self) -> list[Op]:
-        return self.fp8_quant(self._attention_block())
+    @property
+    def kv_seen(self) -> Any:
+        """Cached tokens a query of this layer reaches: all, or under a sliding window the
+        ``window + q_len - 1`` latest (what the layer's cache holds)."""
+        if not self.window:
+            return self.kv_len
+        seen = np.minimum(self.kv_len, self.window + self.q_len - 1)
+        return seen if np.ndim(seen) else seen.item()
+
+    def attention_block(self, window: int = 0) -> list[Op]:
+        """One layer's attention; ``window``: a sliding-window layer's (``ModelConfig``)."""
+        self.window = window
+        try:
+            return self.fp8_quant(self._attention_block())
+        finally:
+            self.window = 0
+
+    def attention_blocks(self) -> list[tuple[list[Op], int]]:
+        """(attention ops, layers) for each kind of layer: the full-attention layers, then the
+        sliding-window ones (their ops named ``sliding.*``)."""
+        m = self.m
+        out = [(self.attention_block(), m.full_attention_layers)]
+        if m.sliding_layers:
+            ops = [op.repeated(1, "sliding") for op in self.attention_block(m.sliding_window)]
+            out.append((ops, m.sliding_layers))
+        return [(ops, n) for ops, n in out if n]
 
     def _attention_block(self) -> list[Op]:
         m, T = self.m, self.T
@@ -383,7 +430,7 @@ class _Lowering:
         for other kernels."""
         if not self.unfused:
             return []
-        scores = self.B * nq * self.q_len * self.kv_len  # per layer, on this chip
+        scores = self.B * nq * self.q_len * self.kv_seen  # per layer, on this chip
         op = self.b.elementwise("attn_scores_eager", "attention", 6 * scores, 6 * scores,
                                 5.0 * scores)  # fmt: skip
         return [replace(op, kernels=5)]
@@ -400,14 +447,14 @@ class _Lowering:
         rt, B = self.w.runtime, self.B
         per_token = 2 * nkv * hd * self.kvb  # K and V of one token, cached
         ops: list[Op] = []
-        if rt.kv_cache == "concat" and np.any(np.asarray(self.kv_len) > self.q_len):
-            old = B * np.maximum(np.asarray(self.kv_len) - self.q_len, 0)
+        if rt.kv_cache == "concat" and np.any(np.asarray(self.kv_seen) > self.q_len):
+            old = B * np.maximum(np.asarray(self.kv_seen) - self.q_len, 0)
             new = B * self.q_len
             op = self.b.elementwise("kv_concat", "attention", 0.0, 0.0, 0.0,
                                     kv_bytes=2 * (old + new) * per_token)  # fmt: skip
             ops.append(replace(op, kernels=2))
         if rt.gqa_repeat and nq > nkv:
-            tokens = B * self.kv_len
+            tokens = B * self.kv_seen
             op = self.b.elementwise("repeat_kv", "attention", 0.0, tokens * 2 * nq * hd, 0.0,
                                     kv_bytes=tokens * per_token)  # fmt: skip
             ops.append(replace(op, kernels=2))
@@ -565,22 +612,27 @@ class _Lowering:
 
     def build(self, head_rows: int) -> tuple[Op, ...]:
         m = self.m
-        layer_attn = self.attention_block()
+        blocks = self.attention_blocks()
         ops: list[Op] = [self.embedding()]
-        dense = layer_attn + self.dense_mlp_block()
         both = m.n_dense_layers and m.n_moe_layers
         # with pp stages the fullest stage sets the pace: each chip runs its stage_layers layers
         # for each of the pp micro-batches (decode) or once per stage in turn (prefill): as if
         # stage_layers x pp layers ran on one chip
         pp = getattr(self.w, "pp", 1)
         scale = self.w.stage_layers * pp / m.n_layers if pp > 1 else 1.0
-        if m.n_dense_layers:
-            n = round(m.n_dense_layers * scale)
-            ops += [op.repeated(n, "dense" if both else "") for op in dense]
-        if m.n_moe_layers:
-            moe = layer_attn + self.moe_block()
-            n = round(m.n_moe_layers * scale)
-            ops += [op.repeated(n, "moe" if both else "") for op in moe]
+        for layers, mlp, tag in ((m.n_dense_layers, self.dense_mlp_block, "dense"),
+                                 (m.n_moe_layers, self.moe_block, "moe")):  # fmt: skip
+            if not layers:
+                continue
+            n = round(layers * scale)
+            prefix = tag if both else ""
+            # each kind of attention layer in its share of this group's layers
+            done = 0
+            for i, (attn, k) in enumerate(blocks):
+                share = n - done if i == len(blocks) - 1 else round(n * k / m.n_layers)
+                done += share
+                ops += [op.repeated(share, prefix) for op in attn if share]
+            ops += [op.repeated(n, prefix) for op in mlp()]
         ops += self.head(head_rows)
         if pp > 1:
             # activations handed to the next stage: pp hops a decode round (the last stage's
@@ -701,7 +753,8 @@ class Speculation:
                 )
             return self.draft
         moe = target.moe
-        return replace(target, name=f"{target.name}-mtp", n_layers=1,
+        return replace(target, name=f"{target.name}-mtp", n_layers=1, sliding_window=0,
+                       sliding_layers=0,
                        moe=replace(moe, first_dense_layers=0) if moe else None)  # fmt: skip
 
 

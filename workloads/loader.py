@@ -16,7 +16,7 @@ from workloads.ops import WorkloadError
 _MODEL_KEYS = {
     "name", "full_name", "n_layers", "hidden", "n_heads", "n_kv_heads", "head_dim", "ffn",
     "gated_mlp", "activation", "vocab", "tied_embeddings", "norm", "position", "max_seq",
-    "attn_bias", "mlp_bias", "n_params_published", "source",
+    "attn_bias", "mlp_bias", "n_params_published", "source", "sliding_window", "sliding_layers",
 }  # fmt: skip
 
 
@@ -107,6 +107,7 @@ def model_from_dict(raw: dict[str, Any]) -> ModelConfig:
             first_dense_layers=moe.get("first_dense_layers", 0),
             n_groups=moe.get("n_groups", 1),
             groups_per_token=moe.get("groups_per_token", 0),
+            weight_format=moe.get("weight_format", ""),
         )
     mla = _subtable(raw, "mla", name)
     if mla is not None:
@@ -135,7 +136,8 @@ _ACT = {
 #: the Hugging Face ``model_type``s roofsim reads, by family: Llama-style (gated MLP, RMSNorm,
 #: RoPE) and the GPT-style ones whose MLP, norm, positions, biases and tying differ
 LLAMA_STYLE = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
-               "gemma", "gemma2", "gemma3_text", "phi3", "deepseek_v2", "deepseek_v3")  # fmt: skip
+               "gemma", "gemma2", "gemma3_text", "phi3", "deepseek_v2", "deepseek_v3",
+               "gpt_oss")  # fmt: skip
 GPT_STYLE = ("gpt2", "gpt_neox", "gptj", "opt", "bloom", "falcon", "mpt")
 MODEL_TYPES = LLAMA_STYLE + GPT_STYLE
 
@@ -239,6 +241,33 @@ def model_from_hf(cfg: dict[str, Any], name: str = "hf-model") -> ModelConfig:
         ) from None
 
 
+def _sliding(cfg: dict[str, Any], kind: str) -> dict[str, int]:
+    """(sliding_window, sliding_layers) of a config, as transformers builds its layers: the
+    ``layer_types`` list where given (gpt-oss, Gemma 3 and newer configs); else Mistral's window
+    on every layer, Gemma 2's on every second (``is_sliding = not layer_idx % 2``), Gemma 3's on
+    all but every ``sliding_window_pattern``-th; Qwen2/3 only with ``use_sliding_window``
+    (off in their released configs; ``max_window_layers`` is then not modelled: every layer)."""
+    window = cfg.get("sliding_window") or 0
+    if not window:
+        return {}
+    n = cfg["num_hidden_layers"]
+    types = cfg.get("layer_types")
+    if isinstance(types, list) and types:
+        layers = sum(t == "sliding_attention" for t in types)
+    elif kind == "mistral":
+        layers = n
+    elif kind == "gemma2":
+        layers = (n + 1) // 2
+    elif kind == "gemma3_text":
+        pattern = cfg.get("sliding_window_pattern") or 6
+        layers = n - n // pattern
+    elif kind.startswith("qwen") and cfg.get("use_sliding_window"):
+        layers = n
+    else:
+        return {}
+    return {"sliding_window": int(window), "sliding_layers": layers} if layers else {}
+
+
 def _from_hf(cfg: dict[str, Any], kind: str, name: str) -> ModelConfig:
     if kind in GPT_STYLE:
         fields = _gpt_style(cfg, kind, name)
@@ -279,13 +308,20 @@ def _from_hf(cfg: dict[str, Any], kind: str, name: str) -> ModelConfig:
             position="rope",
             max_seq=cfg.get("max_position_embeddings", 4096),
             attn_bias=bool(cfg.get("attention_bias", kind in ("qwen2", "qwen2_moe"))),
+            # gpt-oss's experts carry biases (GptOssExperts gate_up_proj_bias, down_proj_bias)
+            mlp_bias=kind == "gpt_oss",
             source=f"Hugging Face config.json ({kind})",
+            **_sliding(cfg, kind),
         )
-        if "num_local_experts" in cfg:  # Mixtral
+        if "num_local_experts" in cfg:  # Mixtral, gpt-oss
+            quant = cfg.get("quantization_config") or {}
             fields["moe"] = MoEConfig(
                 n_experts=cfg["num_local_experts"],
                 top_k=cfg["num_experts_per_tok"],
                 expert_ffn=cfg["intermediate_size"],
+                # gpt-oss: MXFP4 experts, attention/router/embeddings kept 16-bit
+                # (quantization_config.modules_to_not_convert)
+                weight_format="mxfp4" if quant.get("quant_method") == "mxfp4" else "",
             )
         elif kind in ("qwen2_moe", "qwen3_moe"):  # every layer MoE (decoder_sparse_step 1)
             expert = cfg["moe_intermediate_size"]

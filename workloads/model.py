@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from workloads.ops import WorkloadError, check_flags, check_ints
 
@@ -10,6 +13,10 @@ from workloads.ops import WorkloadError, check_flags, check_ints
 #: the position encodings (rope adds the rotation; learned adds a max_seq x hidden table)
 ACTIVATIONS = ("silu", "gelu", "relu", "relu2")
 POSITIONS = ("rope", "learned", "alibi")
+#: how a checkpoint stores its routed experts' weights apart from the rest ("": as the workload's
+#: --dtype): "mxfp4" is the OCP microscaling format, 4-bit e2m1 values with one 8-bit e8m0 scale
+#: per 32 (OCP Microscaling Formats (MX) v1.0 spec, 2023), 4.25 bits a weight (gpt-oss)
+EXPERT_FORMATS = {"": 0.0, "mxfp4": 4.25 / 8}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,8 +33,21 @@ class MoEConfig:
     # groups (0: no limit)
     n_groups: int = 1
     groups_per_token: int = 0
+    # the routed experts' storage where the checkpoint quantises only them (``EXPERT_FORMATS``):
+    # their GEMMs read weights of this size and upcast them in the kernel (weight-only)
+    weight_format: str = ""
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes per routed-expert weight of ``weight_format`` (0: the workload's dtype)."""
+        return EXPERT_FORMATS[self.weight_format]
 
     def __post_init__(self) -> None:
+        if self.weight_format not in EXPERT_FORMATS:
+            raise WorkloadError(
+                f"moe: weight_format must be one of {', '.join(repr(f) for f in EXPERT_FORMATS)}, "
+                f"got {self.weight_format!r}"
+            )
         check_ints("moe", n_experts=self.n_experts, top_k=self.top_k, expert_ffn=self.expert_ffn,
                    n_groups=self.n_groups)  # fmt: skip
         check_ints("moe", 0, n_shared_experts=self.n_shared_experts,
@@ -97,6 +117,11 @@ class ModelConfig:
     mlp_bias: bool = False
     moe: MoEConfig | None = None
     mla: MLAConfig | None = None
+    # sliding-window attention: ``sliding_layers`` of the layers (interleaved with the others)
+    # let each token attend to the ``sliding_window`` latest tokens, itself included, and cache
+    # only those (Mistral-7B v0.1: every layer; Gemma 2, gpt-oss: every second one)
+    sliding_window: int = 0
+    sliding_layers: int = 0
     n_params_published: float | None = None
     source: str = ""
 
@@ -132,6 +157,18 @@ class ModelConfig:
             raise WorkloadError(f"{where}: norm must be rmsnorm or layernorm, got {self.norm!r}")
         if self.moe and self.moe.first_dense_layers > self.n_layers:
             raise WorkloadError(f"{where}: moe.first_dense_layers must be <= n_layers")
+        check_ints(where, 0, sliding_window=self.sliding_window,
+                   sliding_layers=self.sliding_layers)  # fmt: skip
+        if self.sliding_layers > self.n_layers or (self.sliding_window > 0) != (
+            self.sliding_layers > 0
+        ):
+            raise WorkloadError(
+                f"{where}: sliding_layers ({self.sliding_layers}) must be 1..n_layers "
+                f"({self.n_layers}) with a sliding_window >= 1 (got {self.sliding_window}), or "
+                "both 0 (every layer attends to the whole context)"
+            )
+        if self.sliding_layers and self.mla is not None:
+            raise WorkloadError(f"{where}: sliding-window attention with MLA is not modelled")
 
     # ---- layer structure -------------------------------------------------------------------
     @property
@@ -226,3 +263,18 @@ class ModelConfig:
         if self.mla is not None:
             return self.n_layers * (self.mla.kv_lora_rank + self.mla.qk_rope_head_dim)
         return self.n_layers * 2 * self.n_kv_heads * self.head_dim
+
+    @property
+    def full_attention_layers(self) -> int:
+        """Layers that attend to (and cache) the whole context."""
+        return self.n_layers - self.sliding_layers
+
+    def kv_elements(self, tokens: Any) -> Any:
+        """Cached elements of one sequence holding ``tokens`` tokens (a number or an array):
+        every token in the full-attention layers, the ``sliding_window`` latest in the others."""
+        if not self.sliding_layers:
+            return self.kv_elements_per_token() * tokens
+        per_layer = self.kv_elements_per_token() // self.n_layers
+        windowed = np.minimum(tokens, self.sliding_window)
+        out = per_layer * (self.full_attention_layers * tokens + self.sliding_layers * windowed)
+        return out if np.ndim(out) else out.item()  # a plain number for one point

@@ -89,15 +89,43 @@ class Attention:
     kv_bytes_per_token: float  # per kv head
     backward: bool = False  # the training backward kernel (dQ, dK, dV), see sim/cost/roofline.py
     kernel: str = "native"  # "native": the chip's fastest fused kernel; "fa2": FlashAttention-2
+    # sliding-window attention (causal): each query sees the ``window`` latest keys, itself
+    # included (0: every key before it)
+    window: int = 0
 
     @property
-    def score_pairs(self) -> float:
+    def score_pairs(self) -> Any:
         """Query-key pairs computed per (sequence, q head)."""
         if self.causal:
-            # queries at positions kv_len - q_len .. kv_len - 1 see prefix + themselves
-            prefix = self.kv_len - self.q_len
-            return self.q_len * prefix + self.q_len * (self.q_len + 1) / 2
-        return float(self.q_len * self.kv_len)
+            # queries at positions kv_len - q_len .. kv_len - 1 see prefix + themselves (at
+            # most the window)
+            return causal_pairs(self.q_len, self.kv_len, self.window)
+        return self.q_len * self.kv_len * 1.0
+
+    @property
+    def kv_read_len(self) -> Any:
+        """Cached tokens the call reads: the ``window + q_len - 1`` latest under a window."""
+        if self.window and self.causal:
+            span = np.minimum(self.kv_len, self.window + self.q_len - 1)
+            return span if np.ndim(span) else int(span)
+        return self.kv_len
+
+
+def causal_pairs(q_len: Any, kv_len: Any, window: Any = 0) -> Any:
+    """Query-key pairs of ``q_len`` causal queries at positions kv_len - q_len .. kv_len - 1,
+    each seeing the keys up to itself, at most ``window`` of them (0: no window); numbers or
+    arrays. sum_{p} min(p + 1, window) = S(kv_len) - S(kv_len - q_len), S(x) = sum_1^x min(j, w)."""
+    full = q_len * (kv_len - q_len) + q_len * (q_len + 1) / 2
+    if not np.any(window):
+        return full
+
+    def upto(x: Any) -> Any:
+        return np.where(
+            x <= window, x * (x + 1) / 2, window * (window + 1) / 2 + window * (x - window)
+        )
+
+    pairs = np.where(window > 0, upto(kv_len) - upto(kv_len - q_len), full)
+    return pairs if np.ndim(pairs) else float(pairs)
 
 
 # the attention kernels a workload can name: the chip's native fused kernel (FlashAttention-3 /

@@ -291,6 +291,11 @@ class Training:
                 f"{w}: --tokens (training-run tokens) must be >= 0, got {self.tokens!r}"
             )
         check_choice(w, "--dtype", self.dtype, TRAIN_DTYPES)
+        if m.sliding_layers or (m.moe is not None and m.moe.weight_format):
+            raise WorkloadError(
+                f"{w}: {m.name}'s sliding-window attention or quantised experts are modelled "
+                "for inference only (decode, prefill, serve); train a model without them"
+            )
         check_choice(w, "--recompute", self.recompute, RECOMPUTE)
         p = self.recompute_blocks
         if not (isinstance(p, (int, float)) and 0 < p <= 1):

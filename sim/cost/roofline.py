@@ -62,7 +62,7 @@ from hardware.chip import ConfigError, System
 from hardware.power import PIM_PJ_PER_BYTE
 from sim.cost.chips import ChipArrays
 from sim.cost.collectives import LinkParams, collective_s, custom_all_reduce_s
-from workloads.ops import Op, OpKind, point_arrays, take_points
+from workloads.ops import Op, OpKind, causal_pairs, point_arrays, take_points
 
 # Softmax per score element: exp on the special-function units (``Chip.exp_per_s``) plus
 # scale-subtract, max, sum and convert on the vector units. NB: where a chip gives no exp rate,
@@ -464,12 +464,15 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # block per query head computes its one row on the CUDA cores; every query head of a GQA
     # group reads the group's K/V (through L2 when they fit there)
     (batch, n_q, n_kv, q_len, kv_len, qk_dim, v_dim, causal, backward, kv_bpt, per_head, kernels,
-     flops, q_o) = _table(
+     flops, q_o, window) = _table(
         [(a.batch, a.n_q_heads, a.n_kv_heads, a.q_len, a.kv_len, a.qk_dim, a.v_dim, a.causal,
           a.backward, a.kv_bytes_per_token, a.kernel == "mmha", op.kernels, op.flops,
-          op.bytes.get("activation", 0.0))
+          op.bytes.get("activation", 0.0), a.window if a.causal else 0)
          for op, a in ((op, op.attention) for op in ops)]  # type: ignore[union-attr]
     )  # fmt: skip
+    # a sliding window (``Attention.window``): a query block of br rows reads the window + br - 1
+    # keys before its last row, the call the window + q_len - 1 latest once
+    windowed = window > 0
     group = n_q // n_kv
     # flash-decoding packs the query heads that share a KV head into one tile's rows
     packed = (q_len == 1) > per_head
@@ -480,13 +483,14 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     br = np.where(per_head, 1.0, tile_ms[fit])
     q_blocks = np.ceil(rows / br)
     units = heads * q_blocks
-    kv_blocks = np.ceil(kv_len / bc)
+    touched = np.where(windowed, np.minimum(kv_len, window + q_len - 1), kv_len)
+    kv_blocks = np.ceil(touched / bc)
     n_cores = st.n_cores
     split = np.where(units < n_cores, np.maximum(1, np.minimum(n_cores // units, kv_blocks)), 1.0)
     waves = np.ceil(units * split / n_cores)
     # executed work: padded rows x the score pairs each row computes; causal: queries at
-    # positions kv_len - q_len .. kv_len - 1 see the prefix and themselves
-    pairs = np.where(causal, q_len * (kv_len - q_len) + q_len * (q_len + 1) / 2, q_len * kv_len)
+    # positions kv_len - q_len .. kv_len - 1 see the prefix and themselves (at most the window)
+    pairs = np.where(causal, causal_pairs(q_len, kv_len, window), q_len * kv_len)
     score_elems = heads * q_blocks * br * (pairs / q_len)
     # forward: S = QK^T and O = PV; backward (FlashAttention-2 Alg. 2, Dao 2023): S again, then
     # dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q: 3 products of width qk, 2 of width v
@@ -509,7 +513,8 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # causal prefill; longer runs schedule the longest blocks first and even out). With the kv
     # split the ratio holds per piece: the last block's pieces are full, an early block's later
     # pieces are masked out and end at once
-    longest = np.where(causal > 0, kv_len / np.maximum(pairs / q_len, 1e-30), 1.0)
+    row = np.where(windowed, np.minimum(kv_len, window), kv_len)  # the last query's keys
+    longest = np.where(causal > 0, row / np.maximum(pairs / q_len, 1e-30), 1.0)
     avg = compute / waves
     compute = np.maximum(compute, avg * longest)
     # FlashAttention-2's forward launches its blocks in order (grid = query block x batch x head,
@@ -525,15 +530,17 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     compute = np.where((causal > 0) & in_order, np.maximum(compute, listed), compute)
     useful = batch * n_q * pairs
     # memory: Q, O once; K/V once per reader unless the heads in flight fit in L2
-    kv = batch * n_kv * kv_len * kv_bpt
+    kv = batch * n_kv * touched * kv_bpt
+    band = np.where(windowed, np.minimum(touched, window + np.minimum(br, q_len) - 1), touched)
+    each = batch * n_kv * band * kv_bpt  # what one reader (query block) reads
     readers = q_blocks * np.where(per_head, group, np.where(q_len > 1, group, 1))
     partials = np.where(split > 1, 2 * (split - 1) * units * br * (v_dim + 2) * 4.0, 0.0)
     main = _main(chips)
-    tile_level = q_o + kv * readers + partials
+    tile_level = q_o + each * readers + partials
     if _has_reuse(chips):
         in_flight = np.minimum(batch * n_kv, np.ceil(n_cores / np.maximum(1, readers)))
-        resident = in_flight * (kv_len * kv_bpt) <= chips.level(main - 1, "capacity") / 2
-        main_bytes = q_o + np.where(resident, kv, kv * readers) + partials
+        resident = in_flight * (touched * kv_bpt) <= chips.level(main - 1, "capacity") / 2
+        main_bytes = q_o + np.where(resident, kv, np.maximum(kv, each * readers)) + partials
         reuse_bytes: Array | None = tile_level
     else:
         main_bytes, reuse_bytes = tile_level, None
@@ -847,7 +854,7 @@ def _power(data: Array, ops: list[Op] | tuple[Op, ...], chips: ChipArrays, stead
     pim = data[_F["level"]] == _PIM if chips.memo.get("pim", np.zeros(1, bool)).any() else None
     if pim is not None and pim.any():  # decode attention in memory: its K/V read inside the DRAM
         kv = _table([
-            (a.batch * a.n_kv_heads * a.kv_len * a.kv_bytes_per_token if a else 0.0,)
+            (a.batch * a.n_kv_heads * a.kv_read_len * a.kv_bytes_per_token if a else 0.0,)
             for a in (op.attention for op in ops)
         ])[0]  # fmt: skip
         fixed = fixed + np.where(pim, 1e-12 * PIM_PJ_PER_BYTE * kv, 0.0)

@@ -198,17 +198,20 @@ class IterationCost:
 
     def _attention(self, batch: int, q: int, kv: int, phase: str) -> Work:
         low = _Lowering(self.w.engine(batch=batch), q_len=q, kv_len=kv, phase=phase)
-        ops = [
-            o
-            for o in low.attention_block()
-            if o.kind == OpKind.ATTENTION
-            or _context_op(o)
-            or (phase == "prefill" and o.name.startswith("kv_b_proj"))  # and its quant kernel
-        ]  # with their launches' host time, as the step's lowering gives its other ops; the
-        # breaks of a piecewise graph are the iteration's (one attention call per layer for all
-        # its sequences and chunks: ``iteration``)
+        # the breaks of a piecewise graph are the iteration's (one attention call per layer for
+        # all its sequences and chunks: ``iteration``)
         runtime = replace(self.w.runtime, piecewise_break_s=0.0)
-        return self._cost(launch(ops, runtime), count=self.n_layers)
+        total = _ZERO
+        for block, layers in low.attention_blocks():  # full-attention and sliding layers
+            ops = [
+                o
+                for o in block
+                if o.kind == OpKind.ATTENTION
+                or _context_op(o)
+                or (phase == "prefill" and o.name.startswith("kv_b_proj"))  # and its quant kernel
+            ]  # with their launches' host time, as the step's lowering gives its other ops
+            total = total + self._cost(launch(ops, runtime), count=layers)
+        return total
 
     def _over_context(self, memo: dict[tuple[int, int], Work], n: int, mean_context: float,
                       cost: Callable[[int, int], Work]) -> Work:  # fmt: skip
@@ -350,7 +353,16 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     workspace = (rows * widest * serving.act_bytes
                  + serving.max_num_seqs * q * m.vocab / serving.tp * 4)  # fmt: skip
     shard = 1 if m.mla is not None else min(serving.tp, m.n_kv_heads)
+    # blocks hold the full-attention layers' cache; a sequence's sliding-window layers keep
+    # only their window (vLLM V1's hybrid KV cache manager, 0.10+, frees the blocks that leave
+    # it): a window and a block for each of max_num_seqs sequences, set aside
     per_token = m.kv_elements_per_token() * serving.kv_bytes / shard
+    if m.sliding_layers and m.full_attention_layers:  # NB: every layer sliding (Mistral-7B
+        # v0.1) keeps the linear count of a full cache, an upper bound past the window
+        per_layer = per_token / m.n_layers
+        per_token = per_layer * m.full_attention_layers
+        workspace += (serving.max_num_seqs * per_layer * m.sliding_layers
+                      * (m.sliding_window + serving.block_size))  # fmt: skip
     draft = serving.spec.draft_model(m) if serving.spec is not None else None
     if draft is not None:  # the drafter's weights, and its own cache beside each token's
         weights += replace(serving.engine(batch=1), context=1, spec=serving.spec).drafter()[1]

@@ -1,0 +1,208 @@
+"""Sliding-window attention and checkpoints with quantised experts (gpt-oss): the pair count,
+the cache a window keeps, what decode, prefill and serving read, the HF config mapping."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hardware import load_system
+from sim import simulate
+from workloads import Decode, Prefill, WorkloadError, load_model
+from workloads.loader import model_from_hf
+from workloads.ops import causal_pairs
+from workloads.runtime import load_runtime
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hf"
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(q=st.integers(1, 300), prefix=st.integers(0, 300), w=st.integers(0, 400))
+def test_windowed_pairs_match_counting_them(q, prefix, w):
+    kv = prefix + q
+    # query at position p (0-based) sees keys max(0, p - w + 1) .. p
+    counted = sum(min(p + 1, w) if w else p + 1 for p in range(prefix, kv))
+    assert causal_pairs(q, kv, w) == pytest.approx(counted)
+    # and as arrays of points, window or not
+    got = causal_pairs(np.array([q, q]), np.array([kv, kv]), w)
+    assert got.tolist() == pytest.approx([counted, counted])
+
+
+@pytest.mark.parametrize("name", ["gpt-oss-20b", "gpt-oss-120b"])
+def test_gpt_oss_counts_match_the_model_card(name):
+    m = load_model(name)
+    assert m.n_params() == pytest.approx(m.n_params_published, rel=0.001)
+    # active without the input embedding: 3.61e9 / 5.13e9 (model card Table 1)
+    active = m.n_params(active=True) - m.vocab * m.hidden
+    assert active == pytest.approx({"gpt-oss-20b": 3.61e9, "gpt-oss-120b": 5.13e9}[name], rel=0.01)
+    assert (m.sliding_window, m.sliding_layers, m.full_attention_layers) == (
+        128,
+        m.n_layers // 2,
+        m.n_layers // 2,
+    )
+    assert m.moe is not None and m.moe.weight_format == "mxfp4"
+
+
+def test_hf_config_of_gpt_oss_is_the_preset():
+    hf = load_model(str(FIXTURES / "gpt-oss-120b.config.json"))
+    preset = load_model("gpt-oss-120b")
+    for field in ("n_layers", "hidden", "n_heads", "n_kv_heads", "head_dim", "attn_bias",
+                  "mlp_bias", "sliding_window", "sliding_layers", "vocab"):  # fmt: skip
+        assert getattr(hf, field) == getattr(preset, field), field
+    assert hf.moe == preset.moe
+    assert hf.n_params() == preset.n_params()
+
+
+def _hf(kind: str, **extra) -> dict:
+    return dict(model_type=kind, hidden_size=1024, num_attention_heads=8,
+                num_key_value_heads=8, num_hidden_layers=12, intermediate_size=4096,
+                vocab_size=32000, **extra)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("cfg", "window", "layers"),
+    [
+        (_hf("mistral", sliding_window=4096), 4096, 12),  # Mistral-7B v0.1: every layer
+        (_hf("mixtral", sliding_window=None), 0, 0),
+        (_hf("gemma2", sliding_window=4096), 4096, 6),  # even-indexed layers
+        (_hf("gemma3_text", sliding_window=512, sliding_window_pattern=6), 512, 10),
+        (_hf("qwen2", sliding_window=131072, use_sliding_window=False), 0, 0),
+        (_hf("llama", sliding_window=4096), 0, 0),  # a key Llama does not read
+        (_hf("gpt_oss", sliding_window=128,
+             layer_types=["sliding_attention", "full_attention"] * 6), 128, 6),
+    ],
+)  # fmt: skip
+def test_hf_configs_say_which_layers_slide(cfg, window, layers):
+    m = model_from_hf(cfg)
+    assert (m.sliding_window, m.sliding_layers) == (window, layers)
+
+
+def test_bad_window_fields_are_one_line_errors():
+    m = load_model("llama-2-7b")
+    with pytest.raises(WorkloadError, match="sliding_layers"):
+        replace(m, sliding_window=128, sliding_layers=0)
+    with pytest.raises(WorkloadError, match="sliding_layers"):
+        replace(m, sliding_window=128, sliding_layers=m.n_layers + 1)
+    with pytest.raises(WorkloadError, match="weight_format"):
+        replace(load_model("gpt-oss-20b").moe, weight_format="nf4")
+
+
+def _attention_ops(graph, sliding: bool):
+    return [op for op in graph.ops if op.attention is not None
+            and op.name.startswith("sliding.") == sliding]  # fmt: skip
+
+
+def test_a_sliding_layer_reads_its_window_however_long_the_context():
+    m = load_model("gpt-oss-120b")
+    short, long = (Decode(model=m, batch=4, context=c).lower() for c in (4096, 65536))
+    (s_short,), (s_long,) = _attention_ops(short, True), _attention_ops(long, True)
+    assert s_short.attention.kv_read_len == s_long.attention.kv_read_len == 128
+    assert s_short.flops == s_long.flops and s_short.bytes == s_long.bytes
+    (f_short,), (f_long,) = _attention_ops(short, False), _attention_ops(long, False)
+    assert f_long.bytes["kv"] == pytest.approx(16 * f_short.bytes["kv"], rel=1e-3)
+    assert s_short.count == f_short.count == 18
+    # the cache: the full layers hold every token, the sliding ones 128
+    assert long.memory.kv_cache_bytes == pytest.approx(4 * (18 * 65536 + 18 * 128) * 2 * 8 * 64 * 2)
+    # a window makes decode faster than the same model attending to everything
+    chip = load_system("h100-sxm", 1, [])
+    full = replace(m, sliding_window=0, sliding_layers=0)
+    assert (simulate(Decode(model=m, batch=8, context=65536), chip).time_s
+            < simulate(Decode(model=full, batch=8, context=65536), chip, check_memory=False).time_s)  # fmt: skip
+
+
+def test_prefill_of_a_sliding_layer_costs_the_band():
+    m = load_model("gpt-oss-20b")
+    graph = Prefill(model=m, prompt=8192).lower()
+    (s,), (f,) = _attention_ops(graph, True), _attention_ops(graph, False)
+    heads, width = 64, 2 * 64  # q heads; qk + v
+    band = sum(min(p + 1, 128) for p in range(8192))
+    assert s.flops == pytest.approx(2 * heads * band * width)
+    assert f.flops == pytest.approx(2 * heads * 8192 * 8193 / 2 * width)
+    chip = load_system("h100-sxm", 1, [])
+    costs = {c.op.name: c for c in simulate(Prefill(model=m, prompt=8192), chip).costs}
+    assert costs["sliding.attention"].time_s < costs["attention"].time_s / 10
+
+
+def test_mxfp4_experts_are_read_at_four_and_a_quarter_bits():
+    m = load_model("gpt-oss-120b")
+    graph = Decode(model=m, batch=1, context=128).lower()
+    up = next(op for op in graph.ops if op.name == "experts_up")
+    qkv = next(op for op in graph.ops if op.name == "qkv_proj")
+    g = up.gemm
+    assert up.bytes["weight"] == pytest.approx(g.groups * g.k * g.n * 4.25 / 8)
+    assert qkv.bytes["weight"] == pytest.approx(qkv.gemm.k * qkv.gemm.n * 2)  # bf16 attention
+    assert up.dtype == "bf16"  # weight-only: the math at the run's dtype
+    # the weights one H100 holds: ~61 GB of MXFP4 experts + ~4 GB of bf16 (vLLM serves it on one)
+    assert graph.memory.weights_bytes == pytest.approx(65.2e9, rel=0.01)
+    # --dtype sets the math and the other layers; the experts keep the more compact of the two
+    # (fp8: the checkpoint's MXFP4; int4 at 4 bits: int4)
+    fp8 = next(op for op in Decode(model=m, dtype="fp8").lower().ops if op.name == "experts_up")
+    assert fp8.bytes["weight"] == up.bytes["weight"] and fp8.dtype == "fp8"
+    i4 = next(op for op in Decode(model=m, dtype="int4").lower().ops if op.name == "experts_up")
+    assert i4.bytes["weight"] == pytest.approx(g.groups * g.k * g.n * 0.5)
+
+
+def test_serving_a_windowed_model_counts_blocks_of_its_full_layers():
+    from hardware import load_system
+    from sim.engine.serve import kv_capacity_blocks, simulate_serving
+    from workloads.serving import LengthDist, Serving
+
+    h100 = load_system("h100-sxm", 1, [])
+    m = load_model("gpt-oss-20b")
+    serving = Serving(model=m, rate=4.0, duration_s=20.0, runtime=load_runtime("vllm-0.11"),
+                      prompt=LengthDist(kind="const", a=2000),
+                      output=LengthDist(kind="const", a=100))  # fmt: skip
+    blocks, per_token = kv_capacity_blocks(serving, h100)
+    assert per_token == pytest.approx(12 * 2 * 8 * 64 * 2)  # 12 full-attention layers, bf16
+    full = replace(serving, model=replace(m, sliding_window=0, sliding_layers=0))
+    assert blocks > kv_capacity_blocks(full, h100)[0]
+    res = simulate_serving(serving, h100)
+    assert np.isfinite(res.finish_s).all() and res.preemptions == 0
+
+
+def test_training_a_windowed_model_is_refused_in_one_line():
+    out = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "train", "--model", "gpt-oss-20b", "--chip",
+         "h100-sxm", "--chips", "8"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "inference only" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_decode_json_of_gpt_oss():
+    out = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "decode", "--model", "gpt-oss-120b", "--chip",
+         "h100-sxm", "--batch", "8", "--context", "4096", "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    d = json.loads(out.stdout)
+    assert d["memory"]["fits"]
+    names = {op["name"] for op in d["ops"]}
+    assert {"attention", "sliding.attention", "experts_up"} <= names
+
+
+def test_a_sweep_over_context_costs_the_window_as_single_points_do(tmp_path):
+    spec = tmp_path / "oss.toml"
+    spec.write_text('[system]\nchip = "h100-sxm"\nchips = 1\n[workload]\nkind = "decode"\n'
+                    'model = "gpt-oss-20b"\nbatch = 8\n[axes]\ncontext = [100, 1000, 30000]\n')  # fmt: skip
+    out = tmp_path / "oss.csv"
+    subprocess.run([sys.executable, "-m", "sim.cli", "sweep", str(spec), "-o", str(out),
+                    "--no-progress"], check=True, capture_output=True)  # fmt: skip
+    lines = out.read_text().splitlines()
+    head = lines[0].split(",")
+    swept = [float(line.split(",")[head.index("time_s")]) for line in lines[1:]]
+    chip = load_system("h100-sxm", 1, [])
+    m = load_model("gpt-oss-20b")
+    single = [
+        simulate(Decode(model=m, batch=8, context=c), chip).time_s for c in (100, 1000, 30000)
+    ]
+    assert swept == pytest.approx(single, rel=1e-12)
+    assert swept[0] < swept[1] < swept[2]

@@ -73,6 +73,9 @@ def _hf(kind: str, **extra) -> dict:
         (_hf("gemma2", sliding_window=4096), 4096, 6),  # even-indexed layers
         (_hf("gemma3_text", sliding_window=512, sliding_window_pattern=6), 512, 10),
         (_hf("qwen2", sliding_window=131072, use_sliding_window=False), 0, 0),
+        # transformers' Qwen2: layers from max_window_layers on slide
+        (_hf("qwen2", sliding_window=4096, use_sliding_window=True, max_window_layers=8), 4096, 4),
+        (_hf("phi3", sliding_window=2047), 2047, 12),
         (_hf("llama", sliding_window=4096), 0, 0),  # a key Llama does not read
         (_hf("gpt_oss", sliding_window=128,
              layer_types=["sliding_attention", "full_attention"] * 6), 128, 6),
@@ -95,7 +98,7 @@ def test_bad_window_fields_are_one_line_errors():
 
 def _attention_ops(graph, sliding: bool):
     return [op for op in graph.ops if op.attention is not None
-            and op.name.startswith("sliding.") == sliding]  # fmt: skip
+            and ("sliding." in op.name) == sliding]  # fmt: skip
 
 
 def test_a_sliding_layer_reads_its_window_however_long_the_context():
@@ -127,6 +130,31 @@ def test_prefill_of_a_sliding_layer_costs_the_band():
     chip = load_system("h100-sxm", 1, [])
     costs = {c.op.name: c for c in simulate(Prefill(model=m, prompt=8192), chip).costs}
     assert costs["sliding.attention"].time_s < costs["attention"].time_s / 10
+
+
+def test_each_kind_of_layer_keeps_its_count_beside_dense_and_moe_groups():
+    from dataclasses import replace as rep
+
+    base = load_model("gpt-oss-20b")
+    m = rep(base, n_layers=26, sliding_layers=13, moe=rep(base.moe, first_dense_layers=1))
+    for pp in (1, 2):
+        graph = Decode(model=m, batch=2 * pp, pp=pp).lower()
+        full = sum(op.count for op in _attention_ops(graph, False))
+        sliding = sum(op.count for op in _attention_ops(graph, True))
+        mlps = sum(op.count for op in graph.ops if op.name.endswith(("mlp_down", "experts_down")))
+        assert full + sliding == mlps
+        assert full == sliding  # half each, however the dense layer rounds
+
+
+def test_a_windowed_prefill_block_computes_its_masked_keys():
+    m = load_model("gpt-oss-20b")
+    chip = load_system("h100-sxm", 1, [])
+    costs = {c.op.name: c for c in simulate(Prefill(model=m, prompt=4096), chip).costs}
+    # a query block of br rows spans 128 + br - 1 keys a row, 128 of them (at most) unmasked
+    s = costs["sliding.attention"]
+    br = s.tile[0]
+    assert s.tile_efficiency == pytest.approx(128 / (128 + br - 1), rel=0.02)
+    assert costs["attention"].tile_efficiency > 0.9
 
 
 def test_mxfp4_experts_are_read_at_four_and_a_quarter_bits():
@@ -164,6 +192,11 @@ def test_serving_a_windowed_model_counts_blocks_of_its_full_layers():
     assert blocks > kv_capacity_blocks(full, h100)[0]
     res = simulate_serving(serving, h100)
     assert np.isfinite(res.finish_s).all() and res.preemptions == 0
+    # disaggregated: a request's cache moves whole, its sliding layers' window included
+    from sim.engine.serve import sliding_kv_bytes
+
+    assert sliding_kv_bytes(serving, 2000) == pytest.approx(12 * 128 * 2 * 8 * 64 * 2)
+    assert sliding_kv_bytes(full, 2000) == 0.0
 
 
 def test_training_a_windowed_model_is_refused_in_one_line():

@@ -620,18 +620,25 @@ class _Lowering:
         # stage_layers x pp layers ran on one chip
         pp = getattr(self.w, "pp", 1)
         scale = self.w.stage_layers * pp / m.n_layers if pp > 1 else 1.0
-        for layers, mlp, tag in ((m.n_dense_layers, self.dense_mlp_block, "dense"),
-                                 (m.n_moe_layers, self.moe_block, "moe")):  # fmt: skip
-            if not layers:
-                continue
-            n = round(layers * scale)
-            prefix = tag if both else ""
-            # each kind of attention layer in its share of this group's layers
-            done = 0
-            for i, (attn, k) in enumerate(blocks):
-                share = n - done if i == len(blocks) - 1 else round(n * k / m.n_layers)
-                done += share
+        groups = [(round(layers * scale), mlp, tag if both else "")
+                  for layers, mlp, tag in ((m.n_dense_layers, self.dense_mlp_block, "dense"),
+                                           (m.n_moe_layers, self.moe_block, "moe"))
+                  if layers]  # fmt: skip
+        # each kind of attention layer (full, sliding) in its share of the layers built, split
+        # over the MLP groups so that every kind's total holds (NB: with pp > 1 the fullest
+        # stage takes the model's mix, not its own layers' pattern)
+        total = sum(n for n, _, _ in groups)
+        left = [round(total * k / m.n_layers) for _, k in blocks]
+        left[0] += total - sum(left)
+        for g, (n, mlp, prefix) in enumerate(groups):
+            room = n
+            for i, (attn, _) in enumerate(blocks):
+                last = g == len(groups) - 1 or i == len(blocks) - 1
+                share = min(room, left[i] if last else round(n * left[i] / max(1, total)))
+                left[i] -= share
+                room -= share
                 ops += [op.repeated(share, prefix) for op in attn if share]
+            total -= n
             ops += [op.repeated(n, prefix) for op in mlp()]
         ops += self.head(head_rows)
         if pp > 1:

@@ -244,9 +244,9 @@ def model_from_hf(cfg: dict[str, Any], name: str = "hf-model") -> ModelConfig:
 def _sliding(cfg: dict[str, Any], kind: str) -> dict[str, int]:
     """(sliding_window, sliding_layers) of a config, as transformers builds its layers: the
     ``layer_types`` list where given (gpt-oss, Gemma 3 and newer configs); else Mistral's window
-    on every layer, Gemma 2's on every second (``is_sliding = not layer_idx % 2``), Gemma 3's on
-    all but every ``sliding_window_pattern``-th; Qwen2/3 only with ``use_sliding_window``
-    (off in their released configs; ``max_window_layers`` is then not modelled: every layer)."""
+    (and Phi-3's) on every layer, Gemma 2's on every second (``is_sliding = not layer_idx % 2``),
+    Gemma 3's on all but every ``sliding_window_pattern``-th; Qwen2/3's only with
+    ``use_sliding_window`` (off in their released configs), from layer ``max_window_layers``."""
     window = cfg.get("sliding_window") or 0
     if not window:
         return {}
@@ -254,7 +254,7 @@ def _sliding(cfg: dict[str, Any], kind: str) -> dict[str, int]:
     types = cfg.get("layer_types")
     if isinstance(types, list) and types:
         layers = sum(t == "sliding_attention" for t in types)
-    elif kind == "mistral":
+    elif kind in ("mistral", "phi3"):  # every layer (Phi-3-mini-4k: 2047)
         layers = n
     elif kind == "gemma2":
         layers = (n + 1) // 2
@@ -262,7 +262,8 @@ def _sliding(cfg: dict[str, Any], kind: str) -> dict[str, int]:
         pattern = cfg.get("sliding_window_pattern") or 6
         layers = n - n // pattern
     elif kind.startswith("qwen") and cfg.get("use_sliding_window"):
-        layers = n
+        # transformers' Qwen2/3 layers: sliding from layer max_window_layers on
+        layers = max(0, n - int(cfg.get("max_window_layers") or 0))
     else:
         return {}
     return {"sliding_window": int(window), "sliding_layers": layers} if layers else {}

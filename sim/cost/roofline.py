@@ -491,7 +491,10 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # executed work: padded rows x the score pairs each row computes; causal: queries at
     # positions kv_len - q_len .. kv_len - 1 see the prefix and themselves (at most the window)
     pairs = np.where(causal, causal_pairs(q_len, kv_len, window), q_len * kv_len)
-    score_elems = heads * q_blocks * br * (pairs / q_len)
+    # a sliding window's query block spans its rows' windows: window + br - 1 keys a row, the
+    # masked ones computed too
+    band = np.where(windowed, np.minimum(touched, window + np.minimum(br, q_len) - 1), touched)
+    score_elems = heads * q_blocks * br * np.where(windowed, band, pairs / q_len)
     # forward: S = QK^T and O = PV; backward (FlashAttention-2 Alg. 2, Dao 2023): S again, then
     # dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q: 3 products of width qk, 2 of width v
     width = np.where(backward, 3 * qk_dim + 2 * v_dim, qk_dim + v_dim)
@@ -513,8 +516,8 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # causal prefill; longer runs schedule the longest blocks first and even out). With the kv
     # split the ratio holds per piece: the last block's pieces are full, an early block's later
     # pieces are masked out and end at once
-    row = np.where(windowed, np.minimum(kv_len, window), kv_len)  # the last query's keys
-    longest = np.where(causal > 0, row / np.maximum(pairs / q_len, 1e-30), 1.0)
+    # (a sliding window's blocks all span the same keys)
+    longest = np.where((causal > 0) & ~windowed, kv_len / np.maximum(pairs / q_len, 1e-30), 1.0)
     avg = compute / waves
     compute = np.maximum(compute, avg * longest)
     # FlashAttention-2's forward launches its blocks in order (grid = query block x batch x head,
@@ -531,7 +534,6 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     useful = batch * n_q * pairs
     # memory: Q, O once; K/V once per reader unless the heads in flight fit in L2
     kv = batch * n_kv * touched * kv_bpt
-    band = np.where(windowed, np.minimum(touched, window + np.minimum(br, q_len) - 1), touched)
     each = batch * n_kv * band * kv_bpt  # what one reader (query block) reads
     readers = q_blocks * np.where(per_head, group, np.where(q_len > 1, group, 1))
     partials = np.where(split > 1, 2 * (split - 1) * units * br * (v_dim + 2) * 4.0, 0.0)

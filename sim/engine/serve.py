@@ -62,6 +62,7 @@ from sim.cost.html import Item, percent, rate_text, summary_fragment
 from sim.cost.result import CapacityError, overrides_line
 from sim.cost.roofline import cost_table
 from workloads.llm import _Lowering
+from workloads.model import ModelConfig
 from workloads.ops import Op, OpKind
 from workloads.runtime import launch
 from workloads.serving import Requests, Serving
@@ -336,6 +337,24 @@ def _spec_text(w: dict, sep: str = " ") -> str:
             f"{w['tokens_per_step']:g} tokens a step")  # fmt: skip
 
 
+def _windowed(m: ModelConfig) -> bool:
+    """Some layers slide and some attend to everything: the paged blocks hold the latter's
+    cache. NB: a model whose every layer slides (Mistral-7B v0.1) keeps the linear count of a
+    full cache, an upper bound past the window."""
+    return bool(m.sliding_layers and m.full_attention_layers)
+
+
+def sliding_kv_bytes(serving: Serving, tokens: float) -> float:
+    """A chip's bytes of one sequence's sliding-window layers' cache at ``tokens`` tokens (0
+    where no layer slides beside full ones: those are counted in the blocks)."""
+    m = serving.model
+    if not _windowed(m):
+        return 0.0
+    shard = min(serving.tp, m.n_kv_heads)
+    per_layer = m.kv_elements_per_token() / m.n_layers * serving.kv_bytes / shard
+    return per_layer * m.sliding_layers * min(tokens, m.sliding_window)
+
+
 def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     """(KV blocks per replica, KV bytes per token per chip) after weights and the workspace.
 
@@ -357,17 +376,18 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     # only their window (vLLM V1's hybrid KV cache manager, 0.10+, frees the blocks that leave
     # it): a window and a block for each of max_num_seqs sequences, set aside
     per_token = m.kv_elements_per_token() * serving.kv_bytes / shard
-    if m.sliding_layers and m.full_attention_layers:  # NB: every layer sliding (Mistral-7B
-        # v0.1) keeps the linear count of a full cache, an upper bound past the window
-        per_layer = per_token / m.n_layers
-        per_token = per_layer * m.full_attention_layers
-        workspace += (serving.max_num_seqs * per_layer * m.sliding_layers
-                      * (m.sliding_window + serving.block_size))  # fmt: skip
+    if _windowed(m):
+        per_token = per_token / m.n_layers * m.full_attention_layers
+        window = sliding_kv_bytes(serving, m.sliding_window)
+        workspace += serving.max_num_seqs * window * (1 + serving.block_size / m.sliding_window)
     draft = serving.spec.draft_model(m) if serving.spec is not None else None
     if draft is not None:  # the drafter's weights, and its own cache beside each token's
         weights += replace(serving.engine(batch=1), context=1, spec=serving.spec).drafter()[1]
         d_shard = 1 if draft.mla is not None else min(serving.tp, draft.n_kv_heads)
-        per_token += draft.kv_elements_per_token() * serving.kv_bytes / d_shard
+        d_token = draft.kv_elements_per_token() * serving.kv_bytes / d_shard
+        if _windowed(draft):  # its sliding layers' window: NB not set aside
+            d_token = d_token / draft.n_layers * draft.full_attention_layers
+        per_token += d_token
     # the engine's memory outside its tensors (CUDA context, NCCL buffers) comes off the budget
     free = budget - weights - workspace - serving.runtime.non_torch(serving.tp)
     blocks = int(free // (per_token * serving.block_size)) if free > 0 else 0
@@ -738,7 +758,8 @@ class _ServeRun:
         DistServe's and Splitwise's deployments): latency + shard / achievable bandwidth.
         NB: not overlapped with the prefill's layers (DistServe pulls the cache after prefill)."""
         link = self.system.inter_node
-        shard = tokens * self.kv_bytes_per_token
+        # the blocks' tokens, and the window a sliding layer holds
+        shard = tokens * self.kv_bytes_per_token + sliding_kv_bytes(self.serving, tokens)
         return link.latency_s + shard / (link.bandwidth_bytes_per_s * link.achievable_fraction)
 
 
@@ -882,6 +903,7 @@ class ServeResult:
             "kv_cache": {
                 "blocks_per_replica": self.kv_blocks,
                 "tokens_per_replica": self.kv_blocks * self.workload["block_size"],
+                # the paged blocks' bytes (of the full-attention layers where others slide)
                 "bytes_per_token_per_chip": self.kv_bytes_per_token,
                 "mean_occupancy": float(self.kv_used.mean()) if len(self.kv_used) else 0.0,
                 "max_occupancy": float(self.kv_used.max()) if len(self.kv_used) else 0.0,

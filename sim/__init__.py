@@ -6,6 +6,7 @@ Layers (each imports only those before it): ``cost`` -> ``engine`` -> ``studies`
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
@@ -22,6 +23,7 @@ _LAZY = {
 __all__ = sorted([*_LAZY, "version"])
 
 
+@functools.cache
 def version() -> str:
     """The installed roofsim distribution's version (``unknown (not installed)`` when run from a
     bare checkout): the CLI's --version, a report's footer, a sweep's fingerprint."""

@@ -239,3 +239,28 @@ def test_a_sweep_over_context_costs_the_window_as_single_points_do(tmp_path):
     ]
     assert swept == pytest.approx(single, rel=1e-12)
     assert swept[0] < swept[1] < swept[2]
+
+
+def test_marlin_runs_weight_only_gemms_at_the_mma_sync_rate_on_hopper_only():
+    m = load_model("gpt-oss-20b")
+    marlin = load_runtime("vllm-0.11")
+    assert marlin.weight_only_kernel == "marlin"
+    native = replace(marlin, weight_only_kernel="native")
+
+    def experts_s(chip: str, runtime) -> float:
+        system = load_system(chip, 1, [])
+        res = simulate(Prefill(model=m, prompt=8192, runtime=runtime), system)
+        return sum(c.time_s * c.op.count for c in res.costs if c.op.name.startswith("experts_"))
+
+    for chip, slower in (("h100-sxm", True), ("a100-sxm-80gb", False)):
+        ratio = experts_s(chip, marlin) / experts_s(chip, native)
+        if slower:  # mma.sync at 0.422 of peak against wgmma's sustained rate, where compute binds
+            assert ratio > 1.3
+        else:  # Ampere's own path is mma.sync
+            assert ratio == pytest.approx(1.0)
+    # only the quantised experts: the bf16 attention projections keep the native path
+    ops = Prefill(model=m, prompt=8192, runtime=marlin).lower().ops
+    flags = {op.name: op.gemm.mma_sync for op in ops if op.gemm is not None}
+    assert flags["experts_up"] and flags["experts_down"] and not flags["qkv_proj"]
+    with pytest.raises(WorkloadError, match="weight_only_kernel"):
+        replace(marlin, weight_only_kernel="machete")

@@ -304,7 +304,12 @@ class _Lowering:
     # ---- op builders (workloads/build.py) -----------------------------------------------------
     def gemm(self, name: str, family: str, m: float, n: int, k: int, groups: int = 1) -> Op:
         b = self.b16 if name in _UNQUANTISED else self.bx if name.startswith("experts") else self.b
-        return b.gemm(name, family, m, n, k, groups)
+        op = b.gemm(name, family, m, n, k, groups)
+        # weight-only GEMMs (int4, the experts' own format) on the runtime's kernel for them
+        weight_only = self.w.dtype == "int4" or (b is self.bx and self.bx is not self.b)
+        if weight_only and self.w.runtime.weight_only_kernel == "marlin":
+            op = replace(op, gemm=replace(op.gemm, mma_sync=True))
+        return op
 
     def norm(self, name: str, width: int) -> Op:
         m = self.m

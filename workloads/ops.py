@@ -67,6 +67,9 @@ class Gemm:
     # fp8 partial sums promoted to fp32 every few MMAs (no fast accumulation): Transformer
     # Engine's dgrad and wgrad GEMMs (chip.split_accumulate_fraction)
     split_accumulate: bool = False
+    # written with the warp-level mma.sync instruction (Marlin's weight-only kernels): at the
+    # chip's mma_sync_fraction of peak where its newer path is faster (Hopper)
+    mma_sync: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -76,6 +76,12 @@ source:
   (transformers' ``repeat_kv``), which then reads the expanded copy; ``separate_projections``:
   the model code runs q, k and v (and an MLP's gate and up) as separate linears, a launch each,
   where fused code runs one GEMM (costed as the one GEMM, with its launches);
+- ``weight_only_kernel``: the kernel of the GEMMs whose weights are quantised and whose math is
+  16-bit (``--dtype int4``; an MoE checkpoint's MXFP4 experts, ``MoEConfig.weight_format``):
+  ``native`` (the default: the chip's own matrix path) or ``marlin`` (IST-DASLab's Marlin and
+  vLLM's ports of it: weights dequantised in registers and multiplied with the warp-level
+  ``mma.sync`` instruction, so on Hopper at the chip's ``mma_sync_fraction`` of peak, as
+  FlashAttention-2);
 - ``ring_attention`` (sequence-parallel DiT, eager): how ring attention merges its partial
   outputs: ``yunchang`` (the default: ring-flash-attention's update_out_and_lse after each hop,
   an fp32 running output) or ``torch`` (torch 2.5's templated ring attention, which xfuser 0.4
@@ -112,6 +118,7 @@ ROPES = ("complex", "halves")
 FP8_INPUT_QUANTS = ("fused", "separate")
 RING_ATTENTIONS = ("yunchang", "torch")
 KV_CACHES = ("inplace", "concat")
+WEIGHT_ONLY_KERNELS = ("native", "marlin")
 DEFAULT_RUNTIME = "fused-graphs"
 #: a diffusion transformer's default: the diffusers pipelines (and the models' reference repos)
 #: run eager PyTorch; a compiled stack is --runtime torch-compile (or fused-graphs)
@@ -150,13 +157,15 @@ class Runtime:
     gqa_repeat: bool = False  # GQA K/V expanded to every query head in memory before attention
     separate_projections: bool = False  # q/k/v and gate/up as separate linears (launches)
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
+    weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         for key, choices in (("rms_norm", RMS_NORMS), ("rope", ROPES),
                              ("fp8_input_quant", FP8_INPUT_QUANTS),
                              ("ring_attention", RING_ATTENTIONS),
-                             ("kv_cache", KV_CACHES)):  # fmt: skip
+                             ("kv_cache", KV_CACHES),
+                             ("weight_only_kernel", WEIGHT_ONLY_KERNELS)):  # fmt: skip
             value = getattr(self, key)
             if value not in choices:
                 raise WorkloadError(f"runtime {self.name!r}: {key} must be one of "
@@ -201,6 +210,7 @@ class Runtime:
             "training": self.training,
             "fused_wgrad_accumulation": self.fused_wgrad_accumulation,
             "fp8_input_quant": self.fp8_input_quant,
+            "weight_only_kernel": self.weight_only_kernel,
             "ring_attention": self.ring_attention,
             "kv_cache": self.kv_cache,
             "gqa_repeat": self.gqa_repeat,
@@ -308,6 +318,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     fp8_quant = raw.get("fp8_input_quant", "fused")  # checked by Runtime.__post_init__
     ring = raw.get("ring_attention", "yunchang")
     kv_cache = raw.get("kv_cache", "inplace")  # checked by Runtime.__post_init__
+    weight_only = raw.get("weight_only_kernel", "native")  # checked by Runtime.__post_init__
     flags = {}
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
                          ("training", False), ("fused_wgrad_accumulation", False),
@@ -365,6 +376,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         fp8_input_quant=fp8_quant,
         ring_attention=ring,
         kv_cache=kv_cache,
+        weight_only_kernel=weight_only,
         attention_kernel=kernel,
         scheduler_steps=steps,
         graph_max_tokens=max_tokens,

@@ -520,13 +520,21 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked (importlib.metadata costs a CLI start ~20 ms)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        parser.exit(message=f"roofsim {version()}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="roofsim",
         description="Roofline and event simulator of AI accelerators: time, MFU and the binding "
         "resource, derived from the chip and the workload.",
     )
-    parser.add_argument("--version", action="version", version=f"roofsim {version()}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the installed roofsim's version and exit")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("decode", help="one autoregressive decode step of an LLM")
     add_llm_args(p)

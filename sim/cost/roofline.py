@@ -225,8 +225,10 @@ def _has_reuse(chips: ChipArrays) -> bool:
 
 
 # ---- GEMM ----------------------------------------------------------------------------------------
-def _gemm_rate(chips: ChipArrays, dtype: str, split_accumulate: bool) -> Array:
-    rate = chips.sustained(dtype) / chips.structure.n_cores
+def _gemm_rate(chips: ChipArrays, dtype: str, split_accumulate: bool, mma_sync: bool) -> Array:
+    # a kernel of warp-level mma.sync instructions runs at that path's rate (FlashAttention-2's)
+    rate = chips.attention_rate(dtype, "fa2") if mma_sync else chips.sustained(dtype)
+    rate = rate / chips.structure.n_cores
     if split_accumulate and dtype == "fp8" and chips.structure.has_split_accumulate:
         rate = rate * chips.values["split_accumulate_fraction"]
     return rate
@@ -294,7 +296,7 @@ def cost_gemms(
     a = groups * m * k * a_bytes
     b = groups * k * n * b_bytes
     c = groups * m * n * c_bytes
-    keys = [(op.dtype, op.gemm.split_accumulate) for op in ops]  # type: ignore[union-attr]
+    keys = [(op.dtype, op.gemm.split_accumulate, op.gemm.mma_sync) for op in ops]  # type: ignore[union-attr]
     core_rate = _rates(chips, keys, _gemm_rate)
     n_cores, tile_k = st.n_cores, st.tile_k
     min_tm = _min_tile_m(st.gemm_tiles)

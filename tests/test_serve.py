@@ -301,6 +301,21 @@ def test_reserve_on_admit_never_preempts_and_holds_fewer_sequences(l8b, h100):
     assert reserve.kv_used.max() <= 1.0
 
 
+def test_admission_follows_the_runtime_unless_given(l8b, h100):
+    from workloads.runtime import load_runtime
+
+    trt = load_runtime("tensorrt-llm")
+    assert trt.admission == "reserve" and load_runtime("vllm-v1").admission == "watermark"
+    assert _serving(l8b).admission == "watermark"
+    assert _serving(l8b, runtime=trt).admission == "reserve"
+    assert _serving(l8b, runtime=trt, admission="watermark").admission == "watermark"
+    out = main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "1",
+                "--duration", "5", "--runtime", "tensorrt-llm", "--json"])  # fmt: skip
+    assert out == 0
+    with pytest.raises(WorkloadError, match="admission must be one of watermark, reserve"):
+        replace(trt, admission="evict")
+
+
 def test_a_plan_summary_without_the_occupancy_series_does_not_divide_by_zero(l8b, h100):
     r = simulate_serving(_serving(l8b, rate=2.0, duration_s=10.0), h100)
     full, bare = r.to_dict(), r.to_dict(kv_points=0)

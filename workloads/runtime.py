@@ -82,6 +82,10 @@ source:
   vLLM's ports of it: weights dequantised in registers and multiplied with the warp-level
   ``mma.sync`` instruction, so on Hopper at the chip's ``mma_sync_fraction`` of peak, as
   FlashAttention-2);
+- ``admission`` (serving): when a waiting request may start: ``watermark`` (vLLM: its prompt's
+  KV blocks fit with 1 % of the blocks left free, and a running sequence is preempted when the
+  cache fills) or ``reserve`` (TensorRT-LLM's GUARANTEED_NO_EVICT: its prompt and output blocks
+  fit, so nothing is ever evicted); ``serve --admission`` overrides it;
 - ``ring_attention`` (sequence-parallel DiT, eager): how ring attention merges its partial
   outputs: ``yunchang`` (the default: ring-flash-attention's update_out_and_lse after each hop,
   an fp32 running output) or ``torch`` (torch 2.5's templated ring attention, which xfuser 0.4
@@ -119,6 +123,7 @@ FP8_INPUT_QUANTS = ("fused", "separate")
 RING_ATTENTIONS = ("yunchang", "torch")
 KV_CACHES = ("inplace", "concat")
 WEIGHT_ONLY_KERNELS = ("native", "marlin")
+ADMISSIONS = ("watermark", "reserve")
 DEFAULT_RUNTIME = "fused-graphs"
 #: a diffusion transformer's default: the diffusers pipelines (and the models' reference repos)
 #: run eager PyTorch; a compiled stack is --runtime torch-compile (or fused-graphs)
@@ -158,6 +163,7 @@ class Runtime:
     separate_projections: bool = False  # q/k/v and gate/up as separate linears (launches)
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
+    admission: str = "watermark"  # watermark | reserve (ADMISSIONS): a serving engine's policy
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -165,7 +171,8 @@ class Runtime:
                              ("fp8_input_quant", FP8_INPUT_QUANTS),
                              ("ring_attention", RING_ATTENTIONS),
                              ("kv_cache", KV_CACHES),
-                             ("weight_only_kernel", WEIGHT_ONLY_KERNELS)):  # fmt: skip
+                             ("weight_only_kernel", WEIGHT_ONLY_KERNELS),
+                             ("admission", ADMISSIONS)):  # fmt: skip
             value = getattr(self, key)
             if value not in choices:
                 raise WorkloadError(f"runtime {self.name!r}: {key} must be one of "
@@ -211,6 +218,7 @@ class Runtime:
             "fused_wgrad_accumulation": self.fused_wgrad_accumulation,
             "fp8_input_quant": self.fp8_input_quant,
             "weight_only_kernel": self.weight_only_kernel,
+            "admission": self.admission,
             "ring_attention": self.ring_attention,
             "kv_cache": self.kv_cache,
             "gqa_repeat": self.gqa_repeat,
@@ -319,6 +327,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     ring = raw.get("ring_attention", "yunchang")
     kv_cache = raw.get("kv_cache", "inplace")  # checked by Runtime.__post_init__
     weight_only = raw.get("weight_only_kernel", "native")  # checked by Runtime.__post_init__
+    admission = raw.get("admission", "watermark")  # checked by Runtime.__post_init__
     flags = {}
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
                          ("training", False), ("fused_wgrad_accumulation", False),
@@ -377,6 +386,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         ring_attention=ring,
         kv_cache=kv_cache,
         weight_only_kernel=weight_only,
+        admission=admission,
         attention_kernel=kernel,
         scheduler_steps=steps,
         graph_max_tokens=max_tokens,

@@ -171,13 +171,19 @@ class Serving(_Common):
     memory_fraction: float = 0.9
     router: str = "least-loaded"  # or "round-robin"
     concurrency: int | None = None  # closed loop: this many clients, each sends on completion
-    admission: str = "watermark"  # vLLM: prompt blocks + 1 % free; "reserve": prompt + output
+    # vLLM: prompt blocks + 1 % free; "reserve": prompt + output; None: the runtime's policy
+    admission: str | None = None
     # disaggregated serving (DistServe, Splitwise): the first prefill_replicas replicas only
     # prefill, the rest only decode, each request's KV cache moved between them over the
     # inter-node link; 0: every replica does both (colocated)
     prefill_replicas: int = 0
     # speculative decoding: every decode iteration drafts and checks (workloads.llm.Speculation)
     spec: Speculation | None = None
+
+    def __post_init__(self) -> None:
+        _Common.__post_init__(self)
+        if self.admission is None:  # the engine's own admission policy (``Runtime.admission``)
+            object.__setattr__(self, "admission", self.runtime.admission)
 
     def validate(self) -> None:
         self._validate("serve")

@@ -189,9 +189,10 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
     p.add_argument("--chunked-prefill", action="store_true",
                    help="decode first, fill the token budget with prompt chunks")  # fmt: skip
     p.add_argument("--block-size", type=int_arg, default=16, help="KV block tokens")
-    p.add_argument("--admission", default="watermark",
+    p.add_argument("--admission", default=None,
                    help="watermark (vLLM: prompt blocks, preempt when full) or reserve "
-                   "(TensorRT-LLM no-evict: prompt + output blocks at admission)")  # fmt: skip
+                   "(TensorRT-LLM no-evict: prompt + output blocks at admission); default: "
+                   "the runtime's")  # fmt: skip
     p.add_argument("--memory-fraction", type=fraction, default=0.9,
                    help="share of chip memory the engine uses (default 0.9)")  # fmt: skip
     p.add_argument(
@@ -524,7 +525,8 @@ class _Version(argparse.Action):
     """``--version``, looked up only when asked (importlib.metadata costs a CLI start ~20 ms)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
-        parser.exit(message=f"roofsim {version()}\n")
+        print(f"roofsim {version()}")  # to stdout, as argparse's own version action
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:

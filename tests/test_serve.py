@@ -306,9 +306,12 @@ def test_admission_follows_the_runtime_unless_given(l8b, h100):
 
     trt = load_runtime("tensorrt-llm")
     assert trt.admission == "reserve" and load_runtime("vllm-v1").admission == "watermark"
-    assert _serving(l8b).admission == "watermark"
-    assert _serving(l8b, runtime=trt).admission == "reserve"
-    assert _serving(l8b, runtime=trt, admission="watermark").admission == "watermark"
+    assert _serving(l8b).admission_policy == "watermark"
+    assert _serving(l8b, runtime=trt).admission_policy == "reserve"
+    assert _serving(l8b, runtime=trt, admission="watermark").admission_policy == "watermark"
+    # a runtime swapped in later brings its own policy
+    swapped = replace(_serving(l8b, runtime=trt), runtime=load_runtime("vllm-v1"))
+    assert swapped.admission_policy == "watermark"
     out = main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "1",
                 "--duration", "5", "--runtime", "tensorrt-llm", "--json"])  # fmt: skip
     assert out == 0

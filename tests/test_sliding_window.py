@@ -76,6 +76,8 @@ def _hf(kind: str, **extra) -> dict:
         # transformers' Qwen2: layers from max_window_layers on slide
         (_hf("qwen2", sliding_window=4096, use_sliding_window=True, max_window_layers=8), 4096, 4),
         (_hf("phi3", sliding_window=2047), 2047, 12),
+        # transformers' default max_window_layers is 28: none of 12 layers slides
+        (_hf("qwen2", sliding_window=4096, use_sliding_window=True), 0, 0),
         (_hf("llama", sliding_window=4096), 0, 0),  # a key Llama does not read
         (_hf("gpt_oss", sliding_window=128,
              layer_types=["sliding_attention", "full_attention"] * 6), 128, 6),
@@ -155,6 +157,22 @@ def test_a_windowed_prefill_block_computes_its_masked_keys():
     br = s.tile[0]
     assert s.tile_efficiency == pytest.approx(128 / (128 + br - 1), rel=0.02)
     assert costs["attention"].tile_efficiency > 0.9
+
+
+@pytest.mark.parametrize("prompt", [2048, 4096])
+def test_a_window_no_shorter_than_the_context_costs_full_causal_attention(prompt):
+    base = load_model("gpt-oss-20b")
+    m = replace(base, sliding_window=4096)
+    chip = load_system("h100-sxm", 1, [])
+    costs = {c.op.name: c for c in simulate(Prefill(model=m, prompt=prompt), chip).costs}
+    s, f = costs["sliding.attention"], costs["attention"]
+    assert s.time_s == pytest.approx(f.time_s) and s.op.flops == pytest.approx(f.op.flops)
+    # a window half the prompt: the diagonal blocks, then the band
+    costs = {c.op.name: c for c in simulate(Prefill(model=m, prompt=8192), chip).costs}
+    ratio = costs["sliding.attention"].time_s / costs["attention"].time_s
+    exact = causal_pairs(8192, 8192, 4096) / causal_pairs(8192, 8192)  # 0.75
+    assert exact == pytest.approx(0.75, rel=0.01)
+    assert 0.7 < ratio < 0.85
 
 
 def test_mxfp4_experts_are_read_at_four_and_a_quarter_bits():
@@ -264,3 +282,14 @@ def test_marlin_runs_weight_only_gemms_at_the_mma_sync_rate_on_hopper_only():
     assert flags["experts_up"] and flags["experts_down"] and not flags["qkv_proj"]
     with pytest.raises(WorkloadError, match="weight_only_kernel"):
         replace(marlin, weight_only_kernel="machete")
+    # W4A16: with --dtype fp8 the Marlin experts still take 16-bit activations and math
+    fp8 = {
+        op.name: op for op in Prefill(model=m, prompt=512, dtype="fp8", runtime=marlin).lower().ops
+    }
+    assert fp8["experts_up"].dtype == "bf16" and fp8["experts_up"].gemm.mma_sync
+    assert fp8["qkv_proj"].dtype == "fp8"
+    # --dtype int4: every linear but the 16-bit router and LM head of vLLM's checkpoints
+    i4 = {op.name: op for op in Prefill(model=load_model("mixtral-8x7b"), prompt=512,
+                                         dtype="int4", runtime=marlin).lower().ops}  # fmt: skip
+    assert i4["qkv_proj"].gemm.mma_sync and i4["experts_up"].gemm.mma_sync
+    assert not i4["lm_head"].gemm.mma_sync and not i4["router"].gemm.mma_sync

@@ -305,10 +305,14 @@ class _Lowering:
     def gemm(self, name: str, family: str, m: float, n: int, k: int, groups: int = 1) -> Op:
         b = self.b16 if name in _UNQUANTISED else self.bx if name.startswith("experts") else self.b
         op = b.gemm(name, family, m, n, k, groups)
-        # weight-only GEMMs (int4, the experts' own format) on the runtime's kernel for them
+        # weight-only GEMMs (int4, the experts' own format) on the runtime's kernel for them:
+        # Marlin is W4A16, 16-bit activations and math on mma.sync (the 16-bit layers of the
+        # checkpoint, router and LM head among them, keep the native path)
         weight_only = self.w.dtype == "int4" or (b is self.bx and self.bx is not self.b)
-        if weight_only and self.w.runtime.weight_only_kernel == "marlin":
-            op = replace(op, gemm=replace(op.gemm, mma_sync=True))
+        if (weight_only and name not in _UNQUANTISED
+                and self.w.runtime.weight_only_kernel == "marlin"):  # fmt: skip
+            g = op.gemm
+            op = replace(op, dtype="bf16", gemm=replace(g, mma_sync=True, a_bytes=self.ab))
         return op
 
     def norm(self, name: str, width: int) -> Op:

@@ -263,7 +263,9 @@ def _sliding(cfg: dict[str, Any], kind: str) -> dict[str, int]:
         layers = n - n // pattern
     elif kind.startswith("qwen") and cfg.get("use_sliding_window"):
         # transformers' Qwen2/3 layers: sliding from layer max_window_layers on
-        layers = max(0, n - int(cfg.get("max_window_layers") or 0))
+        # (transformers' Qwen2Config default max_window_layers 28)
+        window_from = cfg.get("max_window_layers")
+        layers = max(0, n - int(28 if window_from is None else window_from))
     else:
         return {}
     return {"sliding_window": int(window), "sliding_layers": layers} if layers else {}

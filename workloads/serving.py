@@ -180,10 +180,10 @@ class Serving(_Common):
     # speculative decoding: every decode iteration drafts and checks (workloads.llm.Speculation)
     spec: Speculation | None = None
 
-    def __post_init__(self) -> None:
-        _Common.__post_init__(self)
-        if self.admission is None:  # the engine's own admission policy (``Runtime.admission``)
-            object.__setattr__(self, "admission", self.runtime.admission)
+    @property
+    def admission_policy(self) -> str:
+        """``admission`` where given, else the engine's own (``Runtime.admission``)."""
+        return self.admission or self.runtime.admission
 
     def validate(self) -> None:
         self._validate("serve")
@@ -217,7 +217,7 @@ class Serving(_Common):
             raise WorkloadError(
                 f"serve: --memory-fraction must be in (0, 1], got {self.memory_fraction!r}"
             )
-        if self.admission not in ("watermark", "reserve"):
+        if self.admission not in (None, "watermark", "reserve"):
             raise WorkloadError(
                 f"serve: --admission must be watermark or reserve, got {self.admission!r}"
             )
@@ -283,7 +283,7 @@ class Serving(_Common):
             "chunked_prefill": self.chunked_prefill,
             "block_size": self.block_size,
             "router": self.router,
-            "admission": self.admission,
+            "admission": self.admission_policy,
             "prefill_replicas": self.prefill_replicas,
             "seed": self.seed,
             "attention_kernel": self.attention_kernel,

@@ -473,8 +473,9 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
          for op, a in ((op, op.attention) for op in ops)]  # type: ignore[union-attr]
     )  # fmt: skip
     # a sliding window (``Attention.window``): a query block of br rows reads the window + br - 1
-    # keys before its last row, the call the window + q_len - 1 latest once
-    windowed = window > 0
+    # keys before its last row, the call the window + q_len - 1 latest once (a window no shorter
+    # than the context never binds: full causal attention)
+    windowed = (window > 0) & (window < kv_len)
     group = n_q // n_kv
     # flash-decoding packs the query heads that share a KV head into one tile's rows
     packed = (q_len == 1) > per_head
@@ -493,9 +494,16 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # executed work: padded rows x the score pairs each row computes; causal: queries at
     # positions kv_len - q_len .. kv_len - 1 see the prefix and themselves (at most the window)
     pairs = np.where(causal, causal_pairs(q_len, kv_len, window), q_len * kv_len)
-    # a sliding window's query block spans its rows' windows: window + br - 1 keys a row, the
-    # masked ones computed too
-    band = np.where(windowed, np.minimum(touched, window + np.minimum(br, q_len) - 1), touched)
+    # a sliding window's query block of pb positions spans its rows' keys, the masked ones
+    # computed too: block j (of Q) min(prefix + (j + 1) pb, window + pb - 1) keys, the causal
+    # diagonal while it is shorter than the band; summed in closed form over the J shorter ones
+    pb = np.minimum(br, q_len)
+    blocks_q = np.ceil(q_len / pb)
+    first = kv_len - q_len + pb
+    full_band = np.minimum(window + pb - 1, touched)
+    short = np.clip(np.ceil((full_band - first) / pb), 0, blocks_q)
+    spans = short * first + pb * short * (short - 1) / 2 + (blocks_q - short) * full_band
+    band = np.where(windowed, spans / blocks_q, touched)  # keys a block reads, on average
     score_elems = heads * q_blocks * br * np.where(windowed, band, pairs / q_len)
     # forward: S = QK^T and O = PV; backward (FlashAttention-2 Alg. 2, Dao 2023): S again, then
     # dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q: 3 products of width qk, 2 of width v
@@ -518,8 +526,10 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # causal prefill; longer runs schedule the longest blocks first and even out). With the kv
     # split the ratio holds per piece: the last block's pieces are full, an early block's later
     # pieces are masked out and end at once
-    # (a sliding window's blocks all span the same keys)
-    longest = np.where((causal > 0) & ~windowed, kv_len / np.maximum(pairs / q_len, 1e-30), 1.0)
+    # (a sliding window's longest block spans its band)
+    longest = np.where(windowed,
+                       np.minimum(full_band, first + (blocks_q - 1) * pb) / np.maximum(band, 1e-30),
+                       np.where(causal > 0, kv_len / np.maximum(pairs / q_len, 1e-30), 1.0))  # fmt: skip
     avg = compute / waves
     compute = np.maximum(compute, avg * longest)
     # FlashAttention-2's forward launches its blocks in order (grid = query block x batch x head,

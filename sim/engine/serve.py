@@ -350,7 +350,7 @@ def sliding_kv_bytes(serving: Serving, tokens: float) -> float:
     m = serving.model
     if not _windowed(m):
         return 0.0
-    shard = min(serving.tp, m.n_kv_heads)
+    shard = 1 if m.mla is not None else min(serving.tp, m.n_kv_heads)  # as kv_capacity_blocks
     per_layer = m.kv_elements_per_token() / m.n_layers * serving.kv_bytes / shard
     return per_layer * m.sliding_layers * min(tokens, m.sliding_window)
 
@@ -461,7 +461,7 @@ class _Replica:
         self.emit_delay = 0.0
         # reserve-on-admit (TensorRT-LLM's GUARANTEED_NO_EVICT): a request takes the blocks of
         # its prompt and its whole output when admitted, so a running sequence never waits
-        self.reserve = w.admission == "reserve"
+        self.reserve = w.admission_policy == "reserve"
         self.reserved: dict[int, int] = {}
         # speculative decoding: a decode iteration advances each sequence by the mean tokens a
         # step yields (``Speculation.tokens_per_step``), a fluid count; the cache is then held

@@ -468,6 +468,10 @@ def _run_runtimes(args: argparse.Namespace) -> int:
         "kernel (time per call; taken where it beats NCCL) or NCCL; attention: the fused attention "
         "kernel where the workload names none"
     )
+    marlin = [r["name"] for r in rows if r["weight_only_kernel"] != "native"]
+    reserve = [r["name"] for r in rows if r["admission"] != "watermark"]
+    print(f"weight_only_kernel marlin (W4A16 GEMMs on mma.sync): {', '.join(marlin) or '-'}; "
+          f"admission reserve (no-evict serving): {', '.join(reserve) or '-'}")  # fmt: skip
     return 0
 
 

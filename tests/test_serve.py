@@ -319,6 +319,22 @@ def test_admission_follows_the_runtime_unless_given(l8b, h100):
         replace(trt, admission="evict")
 
 
+def test_tensorrt_llm_takes_its_kv_fraction_of_the_memory_left_after_the_weights(l8b, h100):
+    from sim.engine.serve import kv_capacity_blocks
+    from workloads.runtime import load_runtime
+
+    trt = load_runtime("tensorrt-llm")
+    assert trt.memory_fraction_of == "free"
+    total = replace(trt, memory_fraction_of="total")
+    w = _serving(l8b, runtime=trt, memory_fraction=0.9)
+    free_blocks, per_token = kv_capacity_blocks(w, h100)
+    total_blocks, _ = kv_capacity_blocks(replace(w, runtime=total), h100)
+    # 0.9 of what is left (~64 GB) beats 0.9 of the chip less the weights (~61 GB)
+    assert free_blocks > total_blocks
+    left = h100.chip.main_memory.capacity_bytes - w.resident_weight_bytes()
+    assert free_blocks * w.block_size * per_token < 0.9 * left
+
+
 def test_a_plan_summary_without_the_occupancy_series_does_not_divide_by_zero(l8b, h100):
     r = simulate_serving(_serving(l8b, rate=2.0, duration_s=10.0), h100)
     full, bare = r.to_dict(), r.to_dict(kv_points=0)

@@ -86,6 +86,10 @@ source:
   KV blocks fit with 1 % of the blocks left free, and a running sequence is preempted when the
   cache fills) or ``reserve`` (TensorRT-LLM's GUARANTEED_NO_EVICT: its prompt and output blocks
   fit, so nothing is ever evicted); ``serve --admission`` overrides it;
+- ``memory_fraction_of`` (serving): what ``serve --memory-fraction`` is a share of: ``total``
+  (vLLM's gpu_memory_utilization: the chip's memory, the weights, workspace and the engine's
+  own memory inside it) or ``free`` (TensorRT-LLM's kv_cache_free_gpu_mem_fraction: the memory
+  left once those are loaded, all of it for the KV cache);
 - ``ring_attention`` (sequence-parallel DiT, eager): how ring attention merges its partial
   outputs: ``yunchang`` (the default: ring-flash-attention's update_out_and_lse after each hop,
   an fp32 running output) or ``torch`` (torch 2.5's templated ring attention, which xfuser 0.4
@@ -124,6 +128,7 @@ RING_ATTENTIONS = ("yunchang", "torch")
 KV_CACHES = ("inplace", "concat")
 WEIGHT_ONLY_KERNELS = ("native", "marlin")
 ADMISSIONS = ("watermark", "reserve")
+MEMORY_FRACTIONS_OF = ("total", "free")
 DEFAULT_RUNTIME = "fused-graphs"
 #: a diffusion transformer's default: the diffusers pipelines (and the models' reference repos)
 #: run eager PyTorch; a compiled stack is --runtime torch-compile (or fused-graphs)
@@ -164,6 +169,7 @@ class Runtime:
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
     admission: str = "watermark"  # watermark | reserve (ADMISSIONS): a serving engine's policy
+    memory_fraction_of: str = "total"  # total | free (MEMORY_FRACTIONS_OF): serve --memory-fraction
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -172,7 +178,8 @@ class Runtime:
                              ("ring_attention", RING_ATTENTIONS),
                              ("kv_cache", KV_CACHES),
                              ("weight_only_kernel", WEIGHT_ONLY_KERNELS),
-                             ("admission", ADMISSIONS)):  # fmt: skip
+                             ("admission", ADMISSIONS),
+                             ("memory_fraction_of", MEMORY_FRACTIONS_OF)):  # fmt: skip
             value = getattr(self, key)
             if value not in choices:
                 raise WorkloadError(f"runtime {self.name!r}: {key} must be one of "
@@ -219,6 +226,7 @@ class Runtime:
             "fp8_input_quant": self.fp8_input_quant,
             "weight_only_kernel": self.weight_only_kernel,
             "admission": self.admission,
+            "memory_fraction_of": self.memory_fraction_of,
             "ring_attention": self.ring_attention,
             "kv_cache": self.kv_cache,
             "gqa_repeat": self.gqa_repeat,
@@ -328,6 +336,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     kv_cache = raw.get("kv_cache", "inplace")  # checked by Runtime.__post_init__
     weight_only = raw.get("weight_only_kernel", "native")  # checked by Runtime.__post_init__
     admission = raw.get("admission", "watermark")  # checked by Runtime.__post_init__
+    fraction_of = raw.get("memory_fraction_of", "total")  # checked by Runtime.__post_init__
     flags = {}
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
                          ("training", False), ("fused_wgrad_accumulation", False),
@@ -387,6 +396,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         kv_cache=kv_cache,
         weight_only_kernel=weight_only,
         admission=admission,
+        memory_fraction_of=fraction_of,
         attention_kernel=kernel,
         scheduler_steps=steps,
         graph_max_tokens=max_tokens,

@@ -388,8 +388,13 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
         if _windowed(draft):  # its sliding layers' window: NB not set aside
             d_token = d_token / draft.n_layers * draft.full_attention_layers
         per_token += d_token
-    # the engine's memory outside its tensors (CUDA context, NCCL buffers) comes off the budget
-    free = budget - weights - workspace - serving.runtime.non_torch(serving.tp)
+    # the engine's memory outside its tensors (CUDA context, NCCL buffers) comes off the budget;
+    # TensorRT-LLM's fraction is of the memory left once those are loaded
+    if serving.runtime.memory_fraction_of == "free":
+        left = chip.main_memory.capacity_bytes - weights - workspace
+        free = (left - serving.runtime.non_torch(serving.tp)) * serving.memory_fraction
+    else:
+        free = budget - weights - workspace - serving.runtime.non_torch(serving.tp)
     blocks = int(free // (per_token * serving.block_size)) if free > 0 else 0
     if blocks < 1:
         raise CapacityError(

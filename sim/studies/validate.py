@@ -519,10 +519,10 @@ def _predict_serve(row: dict) -> tuple[float, dict]:
     if row.get("engine") == "trtllm-bench":
         isl, osl = int(np.mean(trace.prompt)), int(np.mean(trace.output))
         bs, tokens = _trtllm_bench_settings(serving, system, isl, osl)
-        # in-flight batching: context and generation requests share each iteration's tokens;
-        # the default GUARANTEED_NO_EVICT scheduler reserves a request's whole KV on admission
+        # in-flight batching: context and generation requests share each iteration's tokens
+        # (its no-evict admission is the tensorrt-llm runtime's: Runtime.admission)
         serving = replace(serving, max_num_seqs=bs, max_num_batched_tokens=tokens,
-                          chunked_prefill=True, admission="reserve")  # fmt: skip
+                          chunked_prefill=True)  # fmt: skip
     r = simulate_serving(serving, system)
     detail = {
         "end_s": r.end_s,

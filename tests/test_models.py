@@ -131,3 +131,17 @@ def test_heads_that_do_not_divide_the_hidden_size_are_refused_not_floored(tmp_pa
           "intermediate_size": 64, "vocab_size": 64}  # fmt: skip
     with pytest.raises(WorkloadError, match="must divide the hidden size 4097"):
         model_from_hf(hf)
+
+
+def test_qwen3_30b_a3b_matches_its_model_card_and_its_hf_config():
+    preset = load_model("qwen3-30b-a3b")
+    assert preset.n_params() == pytest.approx(30.5e9, rel=0.005)
+    assert preset.n_params(active=True) == pytest.approx(3.3e9, rel=0.02)
+    hf = model_from_hf(dict(
+        model_type="qwen3_moe", hidden_size=2048, num_hidden_layers=48, num_attention_heads=32,
+        num_key_value_heads=4, head_dim=128, intermediate_size=6144, moe_intermediate_size=768,
+        num_experts=128, num_experts_per_tok=8, vocab_size=151936, rms_norm_eps=1e-6,
+        max_position_embeddings=40960, tie_word_embeddings=False,
+    ))  # fmt: skip
+    assert hf.n_params() == preset.n_params()
+    assert hf.kv_elements_per_token() == preset.kv_elements_per_token()

@@ -39,6 +39,7 @@ from workloads.ops import (
     check_attention_kernel,
     point_arrays,
     take_points,
+    window_span,
 )
 from workloads.runtime import Runtime, all_reduces, launch, load_runtime, step_op
 
@@ -382,10 +383,7 @@ class _Lowering:
     def kv_seen(self) -> Any:
         """Cached tokens a query of this layer reaches: all, or under a sliding window the
         ``window + q_len - 1`` latest (what the layer's cache holds)."""
-        if not self.window:
-            return self.kv_len
-        seen = np.minimum(self.kv_len, self.window + self.q_len - 1)
-        return seen if np.ndim(seen) else seen.item()
+        return window_span(self.q_len, self.kv_len, self.window)
 
     def attention_block(self, window: int = 0) -> list[Op]:
         """One layer's attention; ``window``: a sliding-window layer's (``ModelConfig``)."""

@@ -107,11 +107,17 @@ class Attention:
 
     @property
     def kv_read_len(self) -> Any:
-        """Cached tokens the call reads: the ``window + q_len - 1`` latest under a window."""
-        if self.window and self.causal:
-            span = np.minimum(self.kv_len, self.window + self.q_len - 1)
-            return span if np.ndim(span) else int(span)
-        return self.kv_len
+        """Cached tokens the call reads (``window_span``)."""
+        return window_span(self.q_len, self.kv_len, self.window if self.causal else 0)
+
+
+def window_span(q_len: Any, kv_len: Any, window: Any) -> Any:
+    """Cached tokens ``q_len`` causal queries over ``kv_len`` keys reach: all of them, or under a
+    sliding ``window`` (0: none) the ``window + q_len - 1`` latest; numbers or arrays."""
+    if not np.any(window):
+        return kv_len
+    span = np.where(window > 0, np.minimum(kv_len, window + q_len - 1), kv_len)
+    return span if np.ndim(span) else span.item()
 
 
 def causal_pairs(q_len: Any, kv_len: Any, window: Any = 0) -> Any:

@@ -62,7 +62,7 @@ from hardware.chip import ConfigError, System
 from hardware.power import PIM_PJ_PER_BYTE
 from sim.cost.chips import ChipArrays
 from sim.cost.collectives import LinkParams, collective_s, custom_all_reduce_s
-from workloads.ops import Op, OpKind, causal_pairs, point_arrays, take_points
+from workloads.ops import Op, OpKind, causal_pairs, point_arrays, take_points, window_span
 
 # Softmax per score element: exp on the special-function units (``Chip.exp_per_s``) plus
 # scale-subtract, max, sum and convert on the vector units. NB: where a chip gives no exp rate,
@@ -486,7 +486,7 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     br = np.where(per_head, 1.0, tile_ms[fit])
     q_blocks = np.ceil(rows / br)
     units = heads * q_blocks
-    touched = np.where(windowed, np.minimum(kv_len, window + q_len - 1), kv_len)
+    touched = np.where(windowed, window_span(q_len, kv_len, window), kv_len)
     kv_blocks = np.ceil(touched / bc)
     n_cores = st.n_cores
     split = np.where(units < n_cores, np.maximum(1, np.minimum(n_cores // units, kv_blocks)), 1.0)

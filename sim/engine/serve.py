@@ -344,14 +344,27 @@ def _windowed(m: ModelConfig) -> bool:
     return bool(m.sliding_layers and m.full_attention_layers)
 
 
+def _kv_token_bytes(m: ModelConfig, serving: Serving) -> float:
+    """A chip's cache bytes of one token over all of ``m``'s layers (an MLA latent is
+    replicated, K/V heads shard over TP)."""
+    shard = 1 if m.mla is not None else min(serving.tp, m.n_kv_heads)
+    return m.kv_elements_per_token() * serving.kv_bytes / shard
+
+
+def _paged_token_bytes(m: ModelConfig, serving: Serving) -> float:
+    """What one token takes of the paged blocks: every layer's cache, or only the
+    full-attention layers' where others slide (their windows are set aside)."""
+    per_token = _kv_token_bytes(m, serving)
+    return per_token / m.n_layers * m.full_attention_layers if _windowed(m) else per_token
+
+
 def sliding_kv_bytes(serving: Serving, tokens: float) -> float:
     """A chip's bytes of one sequence's sliding-window layers' cache at ``tokens`` tokens (0
     where no layer slides beside full ones: those are counted in the blocks)."""
     m = serving.model
     if not _windowed(m):
         return 0.0
-    shard = 1 if m.mla is not None else min(serving.tp, m.n_kv_heads)  # as kv_capacity_blocks
-    per_layer = m.kv_elements_per_token() / m.n_layers * serving.kv_bytes / shard
+    per_layer = _kv_token_bytes(m, serving) / m.n_layers
     return per_layer * m.sliding_layers * min(tokens, m.sliding_window)
 
 
@@ -371,23 +384,19 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     widest = max(3 * m.hidden, (3 if m.gated_mlp else 2) * m.ffn // serving.tp)
     workspace = (rows * widest * serving.act_bytes
                  + serving.max_num_seqs * q * m.vocab / serving.tp * 4)  # fmt: skip
-    shard = 1 if m.mla is not None else min(serving.tp, m.n_kv_heads)
     # blocks hold the full-attention layers' cache; a sequence's sliding-window layers keep
     # only their window (vLLM V1's hybrid KV cache manager, 0.10+, frees the blocks that leave
     # it): a window and a block for each of max_num_seqs sequences, set aside
-    per_token = m.kv_elements_per_token() * serving.kv_bytes / shard
+    per_token = _paged_token_bytes(m, serving)
     if _windowed(m):
-        per_token = per_token / m.n_layers * m.full_attention_layers
         window = sliding_kv_bytes(serving, m.sliding_window)
         workspace += serving.max_num_seqs * window * (1 + serving.block_size / m.sliding_window)
     draft = serving.spec.draft_model(m) if serving.spec is not None else None
     if draft is not None:  # the drafter's weights, and its own cache beside each token's
         weights += replace(serving.engine(batch=1), context=1, spec=serving.spec).drafter()[1]
-        d_shard = 1 if draft.mla is not None else min(serving.tp, draft.n_kv_heads)
-        d_token = draft.kv_elements_per_token() * serving.kv_bytes / d_shard
-        if _windowed(draft):  # its sliding layers' window: NB not set aside
-            d_token = d_token / draft.n_layers * draft.full_attention_layers
-        per_token += d_token
+        per_token += _paged_token_bytes(
+            draft, serving
+        )  # NB: a windowed drafter's window not set aside
     # the engine's memory outside its tensors (CUDA context, NCCL buffers) comes off the budget;
     # TensorRT-LLM's fraction is of the memory left once those are loaded
     if serving.runtime.memory_fraction_of == "free":

@@ -217,14 +217,66 @@ def test_serving_a_windowed_model_counts_blocks_of_its_full_layers():
     assert sliding_kv_bytes(full, 2000) == 0.0
 
 
-def test_training_a_windowed_model_is_refused_in_one_line():
+def _windowed(window: int = 1024, layers: int = 16):
+    """Llama-3-8B with ``layers`` of its 32 layers in a sliding window (Gemma 2's pattern)."""
+    return replace(load_model("llama-3-8b"), sliding_window=window, sliding_layers=layers)
+
+
+def _step(model, **kw):
+    from sim.engine.train import simulate_training
+    from workloads.training import Training
+
+    base = dict(model=model, seq=8192, micro_batch=1, global_batch=64, dp=8, zero=2)
+    t = Training(**(base | kw))
+    system = load_system("h100-sxm", t.tp * t.pp * t.dp * t.cp)
+    return t, simulate_training(t, system, check_memory=False)
+
+
+def test_training_a_window_no_shorter_than_the_sequence_is_full_attention():
+    _, full = _step(load_model("llama-3-8b"), seq=4096)
+    _, same = _step(_windowed(window=4096, layers=32), seq=4096)
+    assert same.step_time_s == full.step_time_s
+    assert not [c for c, _ in same.op_costs if c.op.name.startswith("sliding.")]
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(pp=2, dp=4, recompute="full", recompute_blocks=0.5)])
+def test_training_a_windowed_model_costs_its_band_in_both_passes(kw):
+    t, run = _step(_windowed(), **kw)
+    _, full = _step(load_model("llama-3-8b"), **kw)
+    plan = t.lower()
+    ops = [op for st in plan.stages for c in st for op in c.forward + c.backward]
+    # every layer once a micro-batch: half of them in the window, the other half full
+    fwd_sliding = sum(op.count for op in ops if op.name == "sliding.attention")
+    fwd_full = sum(op.count for op in ops if op.name == "attention")
+    assert fwd_sliding == fwd_full == 16
+    assert sum(op.count for op in ops if op.name == "sliding.attention.bwd") == 16
+    # model FLOPs: the windowed causal pairs, as the closed form counts them
+    per_mb = sum(op.model_flops * op.count for op in ops)
+    assert per_mb * plan.micro_batches * t.dp == pytest.approx(plan.model_flops_closed_form)
+    pairs = causal_pairs(8192, 8192, 1024) / causal_pairs(8192, 8192)
+    sliding = next(op for op in ops if op.name == "sliding.attention")
+    whole = next(op for op in ops if op.name == "attention")
+    assert sliding.model_flops == pytest.approx(whole.model_flops * pairs)
+    assert run.step_time_s < full.step_time_s
+
+
+def test_training_refuses_what_a_window_does_not_model_in_one_line():
+    from workloads.training import Training
+
+    m = _windowed()
+    with pytest.raises(WorkloadError, match="--cp 1"):
+        Training(model=m, seq=8192, micro_batch=1, global_batch=8, cp=2, dp=4).validate()
+    with pytest.raises(WorkloadError, match="flash attention"):
+        Training(model=m, seq=8192, micro_batch=1, global_batch=8,
+                 attention_kernel="unfused").validate()  # fmt: skip
+    Training(model=m, seq=1024, micro_batch=1, global_batch=8, cp=2, dp=4).validate()
     out = subprocess.run(
         [sys.executable, "-m", "sim.cli", "train", "--model", "gpt-oss-20b", "--chip",
          "h100-sxm", "--chips", "8"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert out.returncode != 0
-    assert "inference only" in out.stderr and "Traceback" not in out.stderr
+    assert "quantised (mxfp4) experts" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
 
 

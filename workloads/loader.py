@@ -26,6 +26,29 @@ def list_models() -> list[str]:
 
 
 @cache
+def hf_ids() -> dict[str, str]:
+    """The preset each Hugging Face repo id (``org/name``) names: every preset lists the
+    checkpoints of its architecture (``hf_ids``), so ``--model meta-llama/Llama-3.1-8B`` works
+    offline."""
+    out: dict[str, str] = {}
+    for slug in list_models():
+        raw = tomllib.loads((resources.files("workloads") / "presets" / f"{slug}.toml").read_text())
+        for repo in raw.get("hf_ids", ()):
+            out[str(repo)] = slug
+    return out
+
+
+def preset_slug(name: str) -> str | None:
+    """The preset a slug or a Hugging Face repo id names (case-insensitive), else None."""
+    models = list_models()
+    lowered = name.lower()
+    if lowered in models:
+        return lowered
+    repo = lowered.removeprefix("https://huggingface.co/").strip("/")
+    return next((slug for r, slug in hf_ids().items() if r.lower() == repo), None)
+
+
+@cache
 def load_model(name_or_path: str) -> ModelConfig:
     """A preset slug, a roofsim model TOML, or a Hugging Face ``config.json`` path."""
     path = Path(name_or_path)
@@ -39,12 +62,14 @@ def load_model(name_or_path: str) -> ModelConfig:
             except json.JSONDecodeError as exc:
                 raise WorkloadError(f"{name_or_path}: malformed JSON: {exc}") from None
     else:
-        if name_or_path not in list_models():
+        slug = preset_slug(name_or_path)
+        if slug is None:
             raise WorkloadError(
                 f"--model: unknown model {name_or_path!r}; available: {', '.join(list_models())} "
-                "(or a path to a model TOML or a Hugging Face config.json)"
+                "(or a Hugging Face repo id one of them lists, `roofsim models --hf`; or a path "
+                "to a model TOML or a Hugging Face config.json)"
             )
-        text = (resources.files("workloads") / "presets" / f"{name_or_path}.toml").read_text()
+        text = (resources.files("workloads") / "presets" / f"{slug}.toml").read_text()
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

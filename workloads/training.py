@@ -53,6 +53,7 @@ from workloads.ops import (
     OpKind,
     Role,
     WorkloadError,
+    causal_pairs,
     check_attention_kernel,
     check_choice,
 )
@@ -248,6 +249,24 @@ class Training:
         (tp x cp x dp = etp x ep x edp; --etp 1 with --cp > 1 is refused)."""
         return self.tp * self.cp * self.dp // (self.expert_tp * self.ep)
 
+    @property
+    def window(self) -> int:
+        """The sliding window of the model's windowed layers where it is shorter than the
+        attention span (a sample), else 0: a window no shorter attends to the whole span."""
+        m = self.model
+        span = self.sample_len or self.seq
+        return m.sliding_window if m.sliding_layers and m.sliding_window < span else 0
+
+    def sliding_among(self, first: int, count: int) -> int:
+        """How many of the layers ``first`` .. ``first + count - 1`` are sliding-window ones, the
+        model's ``sliding_layers`` spread evenly over its layers (the pattern is not modelled:
+        every second layer comes out exactly)."""
+        if not self.window:
+            return 0
+        m = self.model
+        return ((first + count) * m.sliding_layers // m.n_layers
+                - first * m.sliding_layers // m.n_layers)  # fmt: skip
+
     def checkpointed(self, first: int, count: int) -> int:
         """How many of the blocks ``first`` .. ``first + count - 1`` (counted from 0 over the
         model) full recompute checkpoints: all of them, or the evenly spaced share
@@ -291,10 +310,21 @@ class Training:
                 f"{w}: --tokens (training-run tokens) must be >= 0, got {self.tokens!r}"
             )
         check_choice(w, "--dtype", self.dtype, TRAIN_DTYPES)
-        if m.sliding_layers or (m.moe is not None and m.moe.weight_format):
+        if m.moe is not None and m.moe.weight_format:
             raise WorkloadError(
-                f"{w}: {m.name}'s sliding-window attention or quantised experts are modelled "
-                "for inference only (decode, prefill, serve); train a model without them"
+                f"{w}: {m.name}'s quantised ({m.moe.weight_format}) experts are modelled for "
+                "inference only (decode, prefill, serve); train a model without them"
+            )
+        if self.window and self.cp > 1:
+            raise WorkloadError(
+                f"{w}: {m.name}'s {m.sliding_window}-token sliding window is shorter than the "
+                f"{self.sample_len or self.seq}-token sequences, and ring attention (--cp "
+                f"{self.cp}) over a window is not modelled; use --cp 1"
+            )
+        if self.window and self.attention_kernel == "unfused":
+            raise WorkloadError(
+                f"{w}: {m.name}'s sliding window needs a flash attention kernel; "
+                "--attention-kernel unfused computes the full square (use native or fa2)"
             )
         check_choice(w, "--recompute", self.recompute, RECOMPUTE)
         p = self.recompute_blocks
@@ -481,8 +511,11 @@ class Training:
         else:
             qk, v = m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim, m.mla.v_head_dim
         s = self.sample_len or self.seq
-        pairs = self.seq / s * s * (s + 1) / 2  # causal within each sample, per sequence and head
-        attn = 2 * pairs * (qk + v) * m.n_heads * m.n_layers * self.batch
+        # causal within each sample (a sliding layer's within its window), per sequence and head
+        full = m.n_layers - self.sliding_among(0, m.n_layers)
+        pairs = self.seq / s * (full * causal_pairs(s, s) + (m.n_layers - full)
+                                * causal_pairs(s, s, self.window))  # fmt: skip
+        attn = 2 * pairs * (qk + v) * m.n_heads * self.batch
         return 6.0 * m.n_matmul_params(active=True) * tokens + 3.0 * attn
 
     def describe(self) -> dict:
@@ -738,8 +771,15 @@ class _TrainLowering:
             out.append(op)
         return out
 
-    def dense_layer(self) -> list[Op]:
-        return self._fp8_inputs(self._fix(self.fwd.attention_block() + self.fwd.dense_mlp_block()))
+    def _attention_layer(self, window: int) -> list[Op]:
+        """One layer's attention block (a sliding-window layer's named ``sliding.*``)."""
+        ops = self._fix(self.fwd.attention_block(window))
+        return [op.repeated(1, "sliding") for op in ops] if window else ops
+
+    def dense_layer(self, window: int = 0) -> list[Op]:
+        return self._fp8_inputs(
+            self._attention_layer(window) + self._fix(self.fwd.dense_mlp_block())
+        )
 
     def _ep_exchange(self, what: str, tokens: float) -> list[Op]:
         """The expert-parallel all-to-all that sends (dispatch) or returns (combine) each
@@ -760,12 +800,12 @@ class _TrainLowering:
                                 self.ep_local)  # fmt: skip
         return [op for op in (net, nvl) if op]
 
-    def moe_layer(self) -> list[Op]:
+    def moe_layer(self, window: int = 0) -> list[Op]:
         """Router, EP dispatch all-to-all, grouped expert GEMMs at the capacity, combine."""
         t, m, moe = self.t, self.m, self.m.moe
         assert moe is not None
         T, h = self.rows, m.hidden
-        ops = self._fix(self.fwd.attention_block())
+        ops = self._attention_layer(window)
         # with sequence parallelism each TP rank holds seq / tp of the tokens at the MoE input:
         # it routes and dispatches only those, and the TP group all-gathers the token copies its
         # experts received (each rank runs expert_ffn / tp of every local expert) and
@@ -939,18 +979,30 @@ class _TrainLowering:
             params += p
             dense_params += p
         blocks = []
-        if n_dense:
-            blocks.append((n_dense, self.dense_layer(), "dense"))
-        if n_moe:
-            blocks.append((n_moe, self.moe_layer(), "moe"))
+        for n, first_of, build, kind in (
+            (n_dense, first_layer, self.dense_layer, "dense"),
+            (n_moe, first_layer + n_dense, self.moe_layer, "moe"),
+        ):
+            if not n:
+                continue
+            # the kind's layers of full attention, then its sliding-window ones
+            sliding = t.sliding_among(first_of, n)
+            ck = t.checkpointed(first_of, n) if t.recompute == "full" else n
+            ck_sliding = min(sliding, round(ck * sliding / n))
+            ck_sliding = max(ck_sliding, ck - (n - sliding))
+            for count, checked, window in (
+                (n - sliding, ck - ck_sliding, 0),
+                (sliding, ck_sliding, t.window),
+            ):
+                if count:
+                    blocks.append((count, checked, build(window), kind))
         tag = m.moe is not None and m.n_dense_layers and m.n_moe_layers
-        start, recomputed = first_layer, 0
-        for count, layer, kind in blocks:
+        recomputed = 0
+        for count, ck, layer, kind in blocks:
             fwd = [op.repeated(count, kind if tag else "") for op in layer]
             forward += fwd
             # a share of the blocks checkpointed (recompute_blocks < 1): only theirs re-run,
             # the others keep their activations
-            ck = t.checkpointed(start, count) if t.recompute == "full" else count
             again = fwd if ck == count else [op.repeated(ck, kind if tag else "") for op in layer]
             bwd = (self.recompute(again) if ck else []) + self.backward(fwd)
             backward = bwd + backward
@@ -958,7 +1010,6 @@ class _TrainLowering:
             recomputed += ck if t.recompute == "full" else 0
             if ck < count:
                 act += (count - ck) * self.saved_activations(layer, kind == "moe", "none")
-            start += count
             lp = self.layer_params(kind == "moe")
             params += count * lp[0]
             dense_params += count * lp[1]

@@ -479,15 +479,25 @@ def _run_models(args: argparse.Namespace) -> int:
     """LLM presets (decode, prefill, train, serve) and DiT presets (dit), a row each."""
     from workloads import list_models, load_model
     from workloads.dit import list_dits, load_dit
+    from workloads.loader import hf_ids
+
+    repos: dict[str, list[str]] = {}
+    for repo, slug in hf_ids().items():
+        repos.setdefault(slug, []).append(repo)
 
     def row(name: str, kind: str, m: Any, active: float, layers: int, moe: bool) -> dict:
         return {"name": name, "kind": kind, "full_name": m.full_name, "params": m.n_params(),
-                "active_params": active, "layers": layers, "hidden": m.hidden, "moe": moe}  # fmt: skip
+                "active_params": active, "layers": layers, "hidden": m.hidden, "moe": moe,
+                "hf_ids": sorted(repos.get(name, []))}  # fmt: skip
 
     rows = []
     for name in list_models():
         m = load_model(name)
         rows.append(row(name, "llm", m, m.n_params(active=True), m.n_layers, m.moe is not None))
+    if getattr(args, "hf", False) and not args.json:
+        for r in rows:
+            print(f"{r['name']:<18}{', '.join(r['hf_ids']) or '-'}")
+        return 0
     for name in list_dits():
         d = load_dit(name)
         rows.append(row(name, "dit", d, d.n_params(), d.n_layers + d.n_single_layers, False))
@@ -603,6 +613,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "chips":
             p.add_argument("--check", metavar="CHIP",
                            help="a chip preset or TOML: each field given or defaulted, and why")  # fmt: skip
+        if name == "models":
+            p.add_argument("--hf", action="store_true",
+                           help="the Hugging Face repo ids each preset stands for (--model takes "
+                                "them too)")  # fmt: skip
     plot.add_parser(sub)
     sweep.add_parser(sub)
     compare.add_parser(sub)

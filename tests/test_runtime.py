@@ -687,3 +687,29 @@ def test_eager_attention_in_inference_costs_the_score_matrix_and_its_launches():
         DiT(
             model=load_dit(list_dits()[0]), height=512, width=512, attention_kernel="unfused"
         ).lower()
+
+
+def test_a_runtime_alias_names_its_preset_in_any_case():
+    from workloads.runtime import runtime_aliases, runtime_name
+    from workloads.training import Training
+
+    assert load_runtime("vllm") == load_runtime("vllm-0.11")
+    assert load_runtime("VLLM").name == "vllm-0.11"
+    assert runtime_name("TRTLLM") == "tensorrt-llm" and runtime_name("nemo") == "megatron-core"
+    # an alias is never a preset's own name, and each names one preset that exists
+    assert not set(runtime_aliases()) & set(list_runtimes())
+    assert set(runtime_aliases().values()) <= set(list_runtimes())
+    # a training workload records the preset, not the alias
+    t = Training(model=load_model("llama-2-7b"), runtime="megatron")
+    assert t.runtime == "megatron-core"
+    with pytest.raises(WorkloadError, match=r"aliases: .*vllm \(vllm-0\.11\)"):
+        load_runtime("not-a-runtime")
+
+
+def test_runtimes_lists_the_aliases(capsys):
+    assert main(["runtimes", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert "vllm" in rows["vllm-0.11"]["aliases"] and rows["gpt-fast"]["aliases"] == []
+    assert main(["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--runtime", "sglang",
+                 "--batch", "1", "--context", "10"]) == 0  # fmt: skip
+    assert "runtime=sglang-0.4" in capsys.readouterr().out

@@ -296,9 +296,35 @@ def list_runtimes() -> list[str]:
 
 
 @cache
+def runtime_aliases() -> dict[str, str]:
+    """The preset each other name of a runtime stands for (a preset's ``aliases``: the bare
+    software name for its newest modelled version, versions that run the same engine)."""
+    out: dict[str, str] = {}
+    for name in list_runtimes():
+        for alias in tomllib.loads((_folder() / f"{name}.toml").read_text()).get("aliases", ()):
+            out[str(alias).lower()] = name
+    return out
+
+
+def runtime_name(name: str) -> str:
+    """The preset ``name`` or one of its aliases names (case-insensitive); WorkloadError naming
+    the presets and aliases for an unknown one."""
+    if name in list_runtimes():
+        return name
+    found = runtime_aliases().get(name.lower())
+    if found is None:
+        aliases = ", ".join(f"{a} ({n})" for a, n in sorted(runtime_aliases().items()))
+        raise WorkloadError(
+            f"--runtime: unknown runtime {name!r}; available: {', '.join(list_runtimes())}; "
+            f"aliases: {aliases}"
+        )
+    return found
+
+
+@cache
 def load_runtime(name: str = DEFAULT_RUNTIME) -> Runtime:
-    """A runtime preset by name; WorkloadError naming the presets for an unknown one."""
-    return _load(name, ())
+    """A runtime preset by name or alias; WorkloadError naming the presets for an unknown one."""
+    return _load(runtime_name(name), ())
 
 
 def _load(name: str, seen: tuple[str, ...]) -> Runtime:
@@ -310,6 +336,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
             f"--runtime: unknown runtime {name!r}; available: {', '.join(list_runtimes())}"
         )
     raw = tomllib.loads((_folder() / f"{name}.toml").read_text())
+    raw.pop("aliases", None)  # names of this preset, not a field (and never inherited)
     where = f"runtime {name!r}"
     known = set(Runtime.__dataclass_fields__) | {"base", "source"}
     unknown = sorted(k for k in raw if k.removesuffix("_source") not in known)

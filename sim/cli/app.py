@@ -419,10 +419,13 @@ def _run_chips(args: argparse.Namespace) -> int:
 
 def _run_runtimes(args: argparse.Namespace) -> int:
     """Runtime presets (workloads/presets/runtimes), a row each."""
-    from workloads.runtime import list_runtimes, load_runtime
+    from workloads.runtime import list_runtimes, load_runtime, runtime_aliases
 
-    rows = [{**load_runtime(n).describe(), "full_name": load_runtime(n).full_name}
-            for n in list_runtimes()]  # fmt: skip
+    aliases: dict[str, list[str]] = {}
+    for alias, name in sorted(runtime_aliases().items()):
+        aliases.setdefault(name, []).append(alias)
+    rows = [{**load_runtime(n).describe(), "full_name": load_runtime(n).full_name,
+             "aliases": aliases.get(n, [])} for n in list_runtimes()]  # fmt: skip
     if args.json:
         print(dumps(rows))
         return 0
@@ -472,6 +475,8 @@ def _run_runtimes(args: argparse.Namespace) -> int:
     reserve = [r["name"] for r in rows if r["admission"] != "watermark"]
     print(f"weight_only_kernel marlin (W4A16 GEMMs on mma.sync): {', '.join(marlin) or '-'}; "
           f"admission reserve (no-evict serving): {', '.join(reserve) or '-'}")  # fmt: skip
+    print("aliases (--runtime takes them too): "
+          + "; ".join(f"{r['name']}: {', '.join(r['aliases'])}" for r in rows if r["aliases"]))
     return 0
 
 

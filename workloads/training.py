@@ -57,7 +57,7 @@ from workloads.ops import (
     check_attention_kernel,
     check_choice,
 )
-from workloads.runtime import list_runtimes, load_runtime, runtime_name
+from workloads.runtime import list_runtimes, load_runtime, runtime_aliases
 
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
 RECOMPUTE = ("none", "selective", "selective-op", "full")
@@ -211,8 +211,9 @@ class Training:
     etp: int = 0
 
     def __post_init__(self) -> None:
-        if self.runtime:  # an alias names its preset (``runtime_name``)
-            object.__setattr__(self, "runtime", runtime_name(self.runtime))
+        preset = runtime_aliases().get((self.runtime or "").lower())
+        if preset:  # an alias names its preset (an unknown name fails where it is loaded)
+            object.__setattr__(self, "runtime", preset)
         if self.elementwise is None:
             mode = load_runtime(self.runtime).elementwise if self.runtime else "fused"
             object.__setattr__(self, "elementwise", mode)

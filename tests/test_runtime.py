@@ -467,7 +467,15 @@ def test_a_separate_fp8_quant_kernel_precedes_each_fp8_linear_where_the_runtime_
         assert op.kernels == 1 and op.count == by[op.name.removesuffix("_fp8_quant")].count
         assert op.bytes["activation"] == pytest.approx(g.m * g.k * (2 + 1))
         assert g.a_bytes == 1.0  # and the GEMM reads its input in fp8
-    assert not any(op.name.endswith("_fp8_quant") for op in ops("llama-3-8b", "tensorrt-llm"))
+    trt = ops("llama-3-8b", "tensorrt-llm")
+    assert not any(op.name.endswith("_fp8_quant") for op in trt)
+    # fused: the kernel before wrote the input in fp8, so the GEMM reads it so (tensor cores
+    # take fp8 operands); the 16-bit LM head reads 16 bits
+    gemms = {op.name: op.gemm for op in trt if op.gemm is not None}
+    assert {gemms[n].a_bytes for n in ("qkv_proj", "o_proj", "mlp_up", "mlp_down")} == {1.0}
+    assert gemms["lm_head"].a_bytes == 2.0
+    fp4 = {op.name: op.gemm for op in ops("llama-3-8b", "tensorrt-llm", "fp4") if op.gemm}
+    assert fp4["mlp_up"].a_bytes == pytest.approx(0.5625)  # 4 bits and a scale per 16
     assert not any(op.name.endswith("_fp8_quant") for op in ops("llama-3-8b", "vllm-0.6", "bf16"))
     # the MoE gate and the LM head stay 16-bit; the fused MoE quantises each token once
     moe = ops("mixtral-8x7b", "vllm-0.6")
@@ -713,3 +721,15 @@ def test_runtimes_lists_the_aliases(capsys):
     assert main(["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--runtime", "sglang",
                  "--batch", "1", "--context", "10"]) == 0  # fmt: skip
     assert "runtime=sglang-0.4" in capsys.readouterr().out
+
+
+def test_fp8_training_casts_its_gemm_inputs_itself():
+    """Training's forward is the prefill lowering without inference's quantised inputs:
+    Transformer Engine's cast-transpose kernel before each fp8 GEMM (training ``_fp8_inputs``)."""
+    from workloads.training import Training
+
+    t = Training(model=load_model("llama-3-8b"), seq=2048, dtype="fp8", runtime="megatron-core")
+    fwd = t.lower().stages[0][0].forward
+    casts = {op.name for op in fwd if op.name.endswith("_fp8_cast")}
+    assert casts == {f"{n}_fp8_cast" for n in ("qkv_proj", "o_proj", "mlp_up", "mlp_down")}
+    assert all(op.gemm.a_bytes == 1.0 for op in fwd if op.gemm is not None and op.dtype == "fp8")

@@ -273,8 +273,11 @@ class _Common:
 class _Lowering:
     """Builds the per-chip op list of one forward pass over ``tokens`` new tokens per sequence."""
 
-    def __init__(self, w: _Common, q_len: int, kv_len: int, phase: str) -> None:
+    def __init__(self, w: _Common, q_len: int, kv_len: int, phase: str,
+                 quantised_inputs: bool = True) -> None:  # fmt: skip
         self.w, self.m = w, w.model
+        # fp8 GEMMs read their inputs quantised (``fp8_quant``); training casts them itself
+        self.quantised_inputs = quantised_inputs
         self.B = w.local_batch
         if phase == "decode" and getattr(w, "pp", 1) > 1:
             # a pipeline keeps pp micro-batches in flight, one per stage: each step of a stage
@@ -356,19 +359,26 @@ class _Lowering:
         return m.n_heads // tp, max(1, m.n_kv_heads // tp)
 
     def fp8_quant(self, ops: list[Op]) -> list[Op]:
-        """``ops`` with, where the runtime quantises an fp8 GEMM's input in a kernel of its own
-        (``Runtime.fp8_input_quant``), that kernel before each fp8 GEMM: it reads the 16-bit
-        activation and writes it in fp8 with its scales. Not before the router and the LM head
+        """``ops`` with each fp8 (fp4) GEMM reading its input quantised, as tensor cores take
+        it: where the runtime quantises it in a kernel of its own (``Runtime.fp8_input_quant``
+        separate), that kernel before the GEMM reads the 16-bit activation and writes it in fp8
+        with its scales; fused, the kernel before writes it so. Not the router and the LM head
         (16-bit linears) nor the MLA absorption products (16-bit bmm). The fused MoE's first
         GEMM quantises the tokens once (T rows, before they are gathered to the experts), its
         second the expert rows."""
-        if self.dt not in ("fp8", "fp4") or self.w.runtime.fp8_input_quant != "separate":
+        if self.dt not in ("fp8", "fp4") or not self.quantised_inputs:
             return ops
+        separate = self.w.runtime.fp8_input_quant == "separate"
         out: list[Op] = []
         q_bytes = dtype_bytes(self.dt)  # fp8: 1; fp4: 0.5625 with its block scales
         for op in ops:
             g = op.gemm
             if g is not None and op.dtype == self.dt and op.name not in _UNQUANTISED:
+                if not separate:
+                    # fused: the kernel before wrote the input quantised (NB: that kernel's own
+                    # write is still counted at 16 bits), and the GEMM reads it so
+                    out.append(fp8_input(op, q_bytes))
+                    continue
                 elems = g.m * g.k * g.groups
                 if op.name.endswith("experts_up") and self.m.moe is not None:
                     elems = elems / self.m.moe.top_k  # each token once, not once per expert

@@ -582,7 +582,9 @@ class _TrainLowering:
         pre = Prefill(model=t.model, batch=self.rows // span, dtype=t.dtype, tp=t.tp,
                       attention_kernel="native" if t.attention_kernel == "unfused"
                       else t.attention_kernel)  # fmt: skip
-        self.fwd = _Lowering(pre, q_len=span, kv_len=span, phase="prefill")
+        # (fp8: Transformer Engine's cast-transpose kernels, ``_fp8_inputs``, not inference's)
+        self.fwd = _Lowering(pre, q_len=span, kv_len=span, phase="prefill",
+                             quantised_inputs=False)  # fmt: skip
         self.ab = 2.0
         self.b = Builder(t.dtype, self.ab, 1.0 if t.dtype == "fp8" else 2.0)
         self.b16 = Builder("bf16" if t.dtype == "fp8" else t.dtype, self.ab, 2.0)

@@ -1,5 +1,6 @@
 """Model presets: parameter counts against the publishers', HF config.json loading."""
 
+import json
 import re
 from pathlib import Path
 
@@ -160,6 +161,7 @@ def test_hugging_face_repo_ids_name_their_preset():
     # any case, with or without the hub's address
     assert load_model("META-LLAMA/llama-2-7b-chat-hf") == load_model("llama-2-7b")
     assert load_model("https://huggingface.co/openai/gpt-oss-20b") == load_model("gpt-oss-20b")
+    assert load_model("hf.co/openai/gpt-oss-20b/tree/main") == load_model("gpt-oss-20b")
     # each id names one preset, and an id is never a preset's own slug
     seen: dict[str, str] = {}
     for slug in list_models():
@@ -188,3 +190,19 @@ def test_models_hf_lists_the_repo_ids(capsys):
 
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert "openai/gpt-oss-120b" in rows["gpt-oss-120b"]["hf_ids"]
+
+
+def test_a_folder_named_like_a_repo_id_loads_its_config_or_the_preset(tmp_path, monkeypatch):
+    """A downloaded checkpoint's folder (huggingface-cli --local-dir) is read through its
+    config.json; a folder without one does not hide the preset its repo id names."""
+    from workloads.loader import load_model as uncached
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "meta-llama" / "Llama-2-7b-hf").mkdir(parents=True)
+    assert uncached.__wrapped__("meta-llama/Llama-2-7b-hf") == load_model("llama-2-7b")
+    (tmp_path / "meta-llama" / "Meta-Llama-3-8B").mkdir(parents=True)
+    cfg = json.loads((FIXTURES / "llama-3-8b.config.json").read_text())
+    (tmp_path / "meta-llama" / "Meta-Llama-3-8B" / "config.json").write_text(json.dumps(cfg))
+    loaded = uncached.__wrapped__("meta-llama/Meta-Llama-3-8B")
+    assert loaded.source.startswith("Hugging Face config.json")
+    assert loaded.n_params() == load_model("llama-3-8b").n_params()

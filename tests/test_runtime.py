@@ -704,6 +704,12 @@ def test_a_runtime_alias_names_its_preset_in_any_case():
     assert load_runtime("vllm") == load_runtime("vllm-0.11")
     assert load_runtime("VLLM").name == "vllm-0.11"
     assert runtime_name("TRTLLM") == "tensorrt-llm" and runtime_name("nemo") == "megatron-core"
+    assert runtime_name("VLLM-V1") == "vllm-v1"  # a preset's own name in any case too
+    with pytest.raises(WorkloadError, match="--runtime must be a runtime name, got 3"):
+        runtime_name(3)
+    assert Training(model=load_model("llama-2-7b"), runtime="Megatron-Core").runtime == (
+        "megatron-core"
+    )
     # an alias is never a preset's own name, and each names one preset that exists
     assert not set(runtime_aliases()) & set(list_runtimes())
     assert set(runtime_aliases().values()) <= set(list_runtimes())

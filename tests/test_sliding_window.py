@@ -345,3 +345,73 @@ def test_marlin_runs_weight_only_gemms_at_the_mma_sync_rate_on_hopper_only():
                                          dtype="int4", runtime=marlin).lower().ops}  # fmt: skip
     assert i4["qkv_proj"].gemm.mma_sync and i4["experts_up"].gemm.mma_sync
     assert not i4["lm_head"].gemm.mma_sync and not i4["router"].gemm.mma_sync
+
+
+def _training_ops(t):
+    plan = t.lower()
+    return plan, [op for st in plan.stages for c in st for op in c.forward + c.backward]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(pp=4, dp=2),
+        dict(pp=2, vp=3, dp=4, global_batch=48),
+        dict(pp=7, dp=1, recompute="full", recompute_blocks=0.5),
+    ],
+)
+def test_training_places_every_second_layer_in_the_window_from_the_first(kw):
+    """Gemma 2's pattern (layers 0, 2, 4, ... slide) over uneven stages, virtual stages and
+    partial recompute: each stage's sliding layers are those of its own layer range, and a
+    checkpointed layer re-runs the attention its layer has."""
+    from workloads.training import Training
+
+    m = replace(load_model("gemma-2-9b"), n_layers=42)  # 4096-token window on 21 layers
+    t = Training(model=m, seq=8192, micro_batch=1, **({"global_batch": 64} | kw))
+    plan, ops = _training_ops(t)
+    assert sum(op.count for op in ops if op.name == "sliding.attention") == 21
+    assert sum(op.count for op in ops if op.name == "attention") == 21
+    for stage in plan.stages:
+        for c in stage:
+            first = sum(
+                x.layers for s in plan.stages for x in s if (x.chunk, x.stage) < (c.chunk, c.stage)
+            )
+            want = sum(1 for i in range(first, first + c.layers) if i % 2 == 0)
+            assert sum(op.count for op in c.forward if op.name == "sliding.attention") == want
+    if t.recompute == "full":
+        # half the blocks checkpointed (even ones, fms-fsdp's rule), the sliding ones are even:
+        # the recomputed attention is the checkpointed layers' own
+        def redo(name: str) -> int:
+            return sum(op.count for op in ops if op.name == name)
+
+        ck = [i for i in range(42) if t.checkpointed(i, 1)]
+        assert redo("recompute.sliding.attention") == sum(1 for i in ck if i % 2 == 0)
+        assert redo("recompute.attention") == sum(1 for i in ck if i % 2)
+    per_mb = sum(op.model_flops * op.count for op in ops)
+    assert per_mb * plan.micro_batches * t.dp * t.tp == pytest.approx(plan.model_flops_closed_form)
+
+
+def test_training_a_windowed_moe_with_dense_first_layers_counts_its_window_in_both():
+    from workloads.training import Training
+
+    base = load_model("qwen3-30b-a3b")
+    m = replace(base, sliding_window=1024, sliding_layers=24,
+                moe=replace(base.moe, first_dense_layers=3))  # fmt: skip
+    t = Training(model=m, seq=4096, micro_batch=1, global_batch=8, dp=2, ep=2)
+    plan, ops = _training_ops(t)
+    per_mb = sum(op.model_flops * op.count for op in ops)
+    assert per_mb * plan.micro_batches * t.dp == pytest.approx(plan.model_flops_closed_form)
+    sliding = [op for op in ops if op.name.endswith("sliding.attention")]
+    assert sum(op.count for op in sliding) == 24
+
+
+def test_a_packed_sample_no_longer_than_the_window_attends_fully():
+    from workloads.training import Training
+
+    m = _windowed(window=1024)
+    packed = Training(model=m, seq=8192, micro_batch=1, sample_len=1024)
+    assert packed.window == 0  # each 1024-token sample sees all of itself
+    longer = Training(model=m, seq=8192, micro_batch=1, sample_len=4096)
+    assert longer.window == 1024
+    with pytest.raises(WorkloadError, match="--sample-len must be an integer"):
+        Training(model=m, seq=8192, micro_batch=1, sample_len="x").validate()

@@ -33,18 +33,28 @@ def hf_ids() -> dict[str, str]:
     out: dict[str, str] = {}
     for slug in list_models():
         raw = tomllib.loads((resources.files("workloads") / "presets" / f"{slug}.toml").read_text())
-        for repo in raw.get("hf_ids", ()):
-            out[str(repo)] = slug
+        repos = raw.get("hf_ids", [])
+        if not isinstance(repos, list) or not all(isinstance(r, str) and "/" in r for r in repos):
+            raise WorkloadError(f"model {slug!r}: hf_ids must be a list of 'org/name' repo ids")
+        out.update({repo: slug for repo in repos})
     return out
 
 
+#: the hub addresses a repo id may be written with
+_HUB = ("https://", "http://", "www.", "huggingface.co/", "hf.co/")
+
+
 def preset_slug(name: str) -> str | None:
-    """The preset a slug or a Hugging Face repo id names (case-insensitive), else None."""
+    """The preset a slug or a Hugging Face repo id names (any case; with or without the hub's
+    address, or a ``/tree/<branch>`` tail), else None."""
     models = list_models()
     lowered = name.lower()
     if lowered in models:
         return lowered
-    repo = lowered.removeprefix("https://huggingface.co/").strip("/")
+    repo = lowered.strip("/")
+    for prefix in _HUB:
+        repo = repo.removeprefix(prefix)
+    repo = "/".join(repo.split("/")[:2])
     return next((slug for r, slug in hf_ids().items() if r.lower() == repo), None)
 
 
@@ -52,6 +62,12 @@ def preset_slug(name: str) -> str | None:
 def load_model(name_or_path: str) -> ModelConfig:
     """A preset slug, a roofsim model TOML, or a Hugging Face ``config.json`` path."""
     path = Path(name_or_path)
+    if files.exists(path) and not files.is_file(path):
+        # a folder: a downloaded checkpoint's config.json, else the repo id it is named like
+        if files.is_file(path / "config.json"):
+            path = path / "config.json"
+        elif preset_slug(name_or_path) is not None:
+            return load_model(preset_slug(name_or_path))  # type: ignore[arg-type]
     if path.suffix in (".toml", ".json") or files.exists(path):
         if not files.is_file(path):
             raise WorkloadError(f"--model: no file {name_or_path!r}")

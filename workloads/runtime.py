@@ -295,27 +295,36 @@ def list_runtimes() -> list[str]:
     return sorted(p.name[:-5] for p in _folder().iterdir() if p.name.endswith(".toml"))
 
 
-@cache
 def runtime_aliases() -> dict[str, str]:
     """The preset each other name of a runtime stands for (a preset's ``aliases``: the bare
     software name for its newest modelled version, versions that run the same engine)."""
+    return _aliases_in(str(_folder()))
+
+
+@cache
+def _aliases_in(folder: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in list_runtimes():
-        for alias in tomllib.loads((_folder() / f"{name}.toml").read_text()).get("aliases", ()):
-            out[str(alias).lower()] = name
+        aliases = tomllib.loads((_folder() / f"{name}.toml").read_text()).get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise WorkloadError(
+                f"runtime {name!r}: aliases must be a list of names, got {aliases!r}"
+            )
+        out.update({a.lower(): name for a in aliases})
     return out
 
 
-def runtime_name(name: str) -> str:
-    """The preset ``name`` or one of its aliases names (case-insensitive); WorkloadError naming
-    the presets and aliases for an unknown one."""
-    if name in list_runtimes():
-        return name
-    found = runtime_aliases().get(name.lower())
+def runtime_name(name: Any) -> str:
+    """The preset ``name`` or one of its aliases names (any case); WorkloadError naming the
+    presets and aliases for an unknown one."""
+    if not isinstance(name, str):
+        raise WorkloadError(f"--runtime must be a runtime name, got {name!r}")
+    presets = list_runtimes()
+    found = name.lower() if name.lower() in presets else runtime_aliases().get(name.lower())
     if found is None:
         aliases = ", ".join(f"{a} ({n})" for a, n in sorted(runtime_aliases().items()))
         raise WorkloadError(
-            f"--runtime: unknown runtime {name!r}; available: {', '.join(list_runtimes())}; "
+            f"--runtime: unknown runtime {name!r}; available: {', '.join(presets)}; "
             f"aliases: {aliases}"
         )
     return found

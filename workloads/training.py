@@ -211,9 +211,11 @@ class Training:
     etp: int = 0
 
     def __post_init__(self) -> None:
-        preset = runtime_aliases().get((self.runtime or "").lower())
-        if preset:  # an alias names its preset (an unknown name fails where it is loaded)
-            object.__setattr__(self, "runtime", preset)
+        if isinstance(self.runtime, str) and self.runtime:
+            # an alias or another case names its preset (an unknown name fails where it loads)
+            lower = self.runtime.lower()
+            preset = lower if lower in list_runtimes() else runtime_aliases().get(lower)
+            object.__setattr__(self, "runtime", preset or self.runtime)
         if self.elementwise is None:
             mode = load_runtime(self.runtime).elementwise if self.runtime else "fused"
             object.__setattr__(self, "elementwise", mode)
@@ -267,8 +269,14 @@ class Training:
         if not self.window:
             return 0
         m = self.model
-        return ((first + count) * m.sliding_layers // m.n_layers
-                - first * m.sliding_layers // m.n_layers)  # fmt: skip
+        # layer i slides where ceil((i + 1) S / L) > ceil(i S / L): the first one does (layers
+        # 0, 2, 4, ... of Gemma 2 and gpt-oss)
+        s, n = m.sliding_layers, m.n_layers
+
+        def ceil(i: int) -> int:
+            return -(-i * s // n)
+
+        return ceil(first + count) - ceil(first)
 
     def checkpointed(self, first: int, count: int) -> int:
         """How many of the blocks ``first`` .. ``first + count - 1`` (counted from 0 over the
@@ -318,17 +326,6 @@ class Training:
                 f"{w}: {m.name}'s quantised ({m.moe.weight_format}) experts are modelled for "
                 "inference only (decode, prefill, serve); train a model without them"
             )
-        if self.window and self.cp > 1:
-            raise WorkloadError(
-                f"{w}: {m.name}'s {m.sliding_window}-token sliding window is shorter than the "
-                f"{self.sample_len or self.seq}-token sequences, and ring attention (--cp "
-                f"{self.cp}) over a window is not modelled; use --cp 1"
-            )
-        if self.window and self.attention_kernel == "unfused":
-            raise WorkloadError(
-                f"{w}: {m.name}'s sliding window needs a flash attention kernel; "
-                "--attention-kernel unfused computes the full square (use native or fa2)"
-            )
         check_choice(w, "--recompute", self.recompute, RECOMPUTE)
         p = self.recompute_blocks
         if not (isinstance(p, (int, float)) and 0 < p <= 1):
@@ -370,6 +367,17 @@ class Training:
                 raise WorkloadError(
                     f"{w}: --sample-len (packed samples) has no context parallelism; use --cp 1"
                 )
+        if self.window and self.cp > 1:
+            raise WorkloadError(
+                f"{w}: {m.name}'s {m.sliding_window}-token sliding window is shorter than the "
+                f"{self.sample_len or self.seq}-token sequences, and ring attention (--cp "
+                f"{self.cp}) over a window is not modelled; use --cp 1"
+            )
+        if self.window and self.attention_kernel == "unfused":
+            raise WorkloadError(
+                f"{w}: {m.name}'s sliding window needs a flash attention kernel; "
+                "--attention-kernel unfused computes the full square (use native or fa2)"
+            )
         if m.n_heads % self.tp:
             divisors = [t for t in range(1, min(m.n_heads, 64) + 1) if m.n_heads % t == 0]
             raise WorkloadError(
@@ -896,7 +904,7 @@ class _TrainLowering:
                 # other elementwise ops read the input and the output gradient (2x)
                 # (eager ops: their own, EAGER_PRIMITIVES)
                 f, kernels = self._eager_bwd.get(
-                    op.name.split(".")[-1], (1.5 if op.name == "attn_softmax" else 2.0, 1)
+                    op.name.split(".")[-1], (1.5 if op.name.endswith("attn_softmax") else 2.0, 1)
                 )
                 out.append(replace(op, name=f"{op.name}.bwd", flops=2 * op.flops, kernels=kernels,
                                    bytes={k: f * v for k, v in op.bytes.items()}))  # fmt: skip
@@ -912,7 +920,11 @@ class _TrainLowering:
         keep = (
             forward
             if policy == "full"
-            else [op for op in forward if op.kind == OpKind.ATTENTION or op.name in _UNFUSED]
+            else [
+                op
+                for op in forward
+                if op.kind == OpKind.ATTENTION or op.name.split(".")[-1] in _UNFUSED
+            ]
         )
         return [replace(op, name=f"recompute.{op.name}", model_flops=0.0, recompute=True)
                 for op in keep]  # fmt: skip
@@ -993,8 +1005,12 @@ class _TrainLowering:
             # the kind's layers of full attention, then its sliding-window ones
             sliding = t.sliding_among(first_of, n)
             ck = t.checkpointed(first_of, n) if t.recompute == "full" else n
-            ck_sliding = min(sliding, round(ck * sliding / n))
-            ck_sliding = max(ck_sliding, ck - (n - sliding))
+            # the checkpointed layers among the sliding ones, layer by layer (both rules place
+            # their layers evenly, so a share would miscount them)
+            ck_sliding = sliding if ck == n else sum(
+                1 for i in range(first_of, first_of + n)
+                if t.sliding_among(i, 1) and t.checkpointed(i, 1)
+            )  # fmt: skip
             for count, checked, window in (
                 (n - sliding, ck - ck_sliding, 0),
                 (sliding, ck_sliding, t.window),

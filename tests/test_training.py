@@ -915,7 +915,7 @@ def test_moe_parallel_folding_lays_whole_experts_over_the_tp_ranks():
         replace(folded, sp=False).validate()
 
 
-def test_folding_is_checked_without_ep_and_refused_with_cp_and_the_fit_search_keeps_it():
+def test_folding_is_checked_without_ep_and_the_fit_search_keeps_it():
     ds = load_model("deepseek-v3")
     t = Training(model=ds, seq=4096, micro_batch=1, global_batch=256, dtype="bf16",
                  recompute="none", tp=2, sp=True, pp=8, vp=4, dp=32, ep=64, etp=1,
@@ -923,8 +923,6 @@ def test_folding_is_checked_without_ep_and_refused_with_cp_and_the_fit_search_ke
     t.validate()
     with pytest.raises(WorkloadError, match="needs --sp"):
         replace(t, ep=1, sp=False).validate()
-    with pytest.raises(WorkloadError, match="--etp 1 with --cp 2 is not modelled"):
-        replace(t, cp=2, dp=16, ep=32).validate()
     assert replace(t, ep=1).describe()["etp"] == 1
     # a folded run too big for an 80 GB H100 gets a suggestion, not "no setting fits"
     with pytest.raises(CapacityError, match="nearest that fits"):
@@ -1093,3 +1091,30 @@ def test_a_stage_that_checkpoints_no_block_holds_no_recompute_transient():
         ck = t.checkpointed(stage * 5, 5)
         assert (part[stage].temporary_bytes > 0) == (ck > 0)
         assert every[stage].temporary_bytes > 0
+
+
+def test_folding_with_context_parallelism_lays_an_ep_group_over_tp_and_cp_ranks():
+    """NeMo's Mixtral-8x22B 64k recipe (TP2 CP8 EP8 ETP1): with MoE parallel folding an EP group
+    is ep adjacent ranks across the TP and context-parallel ones (one node of 8 here), each
+    rank dispatches its own share of the sequence, and an expert's replicas sit ep apart."""
+    mix = load_model("mixtral-8x7b")
+    t = Training(model=mix, seq=16384, micro_batch=1, global_batch=4, dtype="bf16",
+                 recompute="full", tp=2, sp=True, cp=4, dp=2, ep=8, etp=1)  # fmt: skip
+    t.validate()
+    assert t.edp == 2  # tp x cp x dp = 16 = etp x ep x edp
+    with pytest.raises(WorkloadError, match="--ep 32 must divide --tp 2 x --cp 4 x --dp 2"):
+        replace(t, ep=32).validate()
+    chunk = t.lower().stages[0][0]
+    by = {op.name.split(".")[-1]: op for op in chunk.forward}
+    a2a = by["ep_dispatch_all_to_all"].collective
+    tokens = 16384 / 4 / 2  # this rank's share: seq / cp, split over the TP ranks (SP)
+    assert a2a.bytes == pytest.approx(tokens * mix.moe.top_k * mix.hidden * 2)
+    assert (a2a.group, a2a.local) == (8, 8)  # one node
+    sync = {op.name: op.collective for op in chunk.grad_sync}
+    # the dense weights' replicas: dp x cp = 8 ranks, 4 of them (the cp ones) in a node; an
+    # expert's: edp = 2 replicas 8 ranks apart, across nodes
+    assert (sync["dp_grad_all_reduce"].group, sync["dp_grad_all_reduce"].local) == (8, 4)
+    assert (sync["expert_dp_grad_all_reduce"].group, sync["expert_dp_grad_all_reduce"].local) == (
+        2, 1)  # fmt: skip
+    run = simulate_training(t, load_system("h100-sxm", 16), check_memory=False)
+    assert run.step_time_s > 0

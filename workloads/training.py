@@ -251,7 +251,7 @@ class Training:
     @property
     def edp(self) -> int:
         """Expert data parallelism: the replicas of each expert, context-parallel ranks included
-        (tp x cp x dp = etp x ep x edp; --etp 1 with --cp > 1 is refused)."""
+        (tp x cp x dp = etp x ep x edp)."""
         return self.tp * self.cp * self.dp // (self.expert_tp * self.ep)
 
     @property
@@ -425,19 +425,15 @@ class Training:
                     f"{w}: --etp 1 with --tp {self.tp} needs --sp (each TP rank dispatches "
                     "its share of the sequence, as Megatron-Core requires)"
                 )
-            if self.cp > 1:
-                raise WorkloadError(
-                    f"{w}: --etp 1 with --cp {self.cp} is not modelled (the folded expert "
-                    "groups would span the context-parallel ranks); use --cp 1 or drop --etp"
-                )
         if self.ep > 1:
             if m.moe is None:
                 raise WorkloadError(f"{w}: --ep {self.ep} needs an MoE model; {m.name} is dense")
             if folded:
-                if (self.tp * self.dp) % self.ep:
+                if (self.tp * self.cp * self.dp) % self.ep:
                     raise WorkloadError(
-                        f"{w}: --ep {self.ep} must divide --tp {self.tp} x --dp {self.dp} with "
-                        "--etp 1 (experts are sharded over the TP and data-parallel ranks)"
+                        f"{w}: --ep {self.ep} must divide --tp {self.tp} x --cp {self.cp} x --dp "
+                        f"{self.dp} with --etp 1 (experts are sharded over the TP, context- and "
+                        "data-parallel ranks)"
                     )
             elif self.dp % self.ep:
                 raise WorkloadError(
@@ -1169,10 +1165,13 @@ class _TrainLowering:
         def coll(name: str, kind: str, dense: float, experts: float) -> tuple[Op, ...]:
             out = [b.collective(name, kind, dense, t.dp_cp, self.dp_local)]
             if experts:
-                # an expert's replicas: its cp ranks (tp apart), and copies an EP group apart
-                # (whose ranks are tp x cp apart, or adjacent when folded over the TP ranks)
-                stride = t.ep * (1 if t.expert_tp < t.tp else t.tp * t.cp)
-                local = t._local(t.tp, t.cp) * t._local(stride, edp // t.cp)
+                if t.expert_tp < t.tp:
+                    # folded (MoE parallel folding): an EP group is ep adjacent ranks across the
+                    # TP and context-parallel ones, and an expert's replicas are ep apart
+                    local = t._local(t.ep, edp)
+                else:
+                    # its cp ranks (tp apart), and copies an EP group (tp x cp apart) apart
+                    local = t._local(t.tp, t.cp) * t._local(t.ep * t.tp * t.cp, edp // t.cp)
                 out.append(b.collective(f"expert_{name}", kind, experts, edp, local))
             return tuple(op for op in out if op)
 

@@ -477,6 +477,9 @@ def test_a_separate_fp8_quant_kernel_precedes_each_fp8_linear_where_the_runtime_
     fp4 = {op.name: op.gemm for op in ops("llama-3-8b", "tensorrt-llm", "fp4") if op.gemm}
     assert fp4["mlp_up"].a_bytes == pytest.approx(0.5625)  # 4 bits and a scale per 16
     assert not any(op.name.endswith("_fp8_quant") for op in ops("llama-3-8b", "vllm-0.6", "bf16"))
+    # plain PyTorch casts before torch._scaled_mm in kernels of its own (and its variants)
+    for eager in ("pytorch-eager", "hf-transformers", "pytorch-graph"):
+        assert sum(op.name.endswith("_fp8_quant") for op in ops("llama-3-8b", eager)) == 4
     # the MoE gate and the LM head stay 16-bit; the fused MoE quantises each token once
     moe = ops("mixtral-8x7b", "vllm-0.6")
     names = {op.name for op in moe}

@@ -1118,3 +1118,6 @@ def test_folding_with_context_parallelism_lays_an_ep_group_over_tp_and_cp_ranks(
         2, 1)  # fmt: skip
     run = simulate_training(t, load_system("h100-sxm", 16), check_memory=False)
     assert run.step_time_s > 0
+    # too big as given, it gets the nearest setting that fits (the search keeps the layout)
+    with pytest.raises(CapacityError, match="nearest that fits"):
+        simulate_training(replace(t, zero=0), load_system("h100-sxm", 16))

@@ -861,7 +861,7 @@ class Decode(_Common):
         if mtp:
             # the 2h -> h projection of [hidden state; embedding of the previous token]
             low = _Lowering(draft, q_len=1, kv_len=self.context, phase="decode")
-            ops.insert(1, low.gemm("draft_fc", "mlp", low.B, dm.hidden, 2 * dm.hidden))
+            ops[1:1] = low.fp8_quant([low.gemm("draft_fc", "mlp", low.B, dm.hidden, 2 * dm.hidden)])
         # the MTP / EAGLE head shares the target's embedding and LM head: only its block and
         # projection are new weights
         shared = dm.embedding_params() * self.weight_bytes / self.tp if mtp else 0.0

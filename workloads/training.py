@@ -206,8 +206,8 @@ class Training:
     runtime: str = ""
     # expert tensor parallelism: 0 = --tp (the experts split over the TP group like the dense
     # MLP), or 1: Megatron-Core's MoE parallel folding (--expert-tensor-parallel-size 1), every
-    # expert whole on its rank and the expert-parallel group laid over the TP and DP ranks
-    # together (ep divides tp x dp), so a TP group's ranks hold different experts
+    # expert whole on its rank and the expert-parallel group laid over adjacent TP, CP and DP
+    # ranks (ep divides tp x cp x dp), so a TP group's ranks hold different experts
     etp: int = 0
 
     def __post_init__(self) -> None:

@@ -475,8 +475,10 @@ def _run_runtimes(args: argparse.Namespace) -> int:
     reserve = [r["name"] for r in rows if r["admission"] != "watermark"]
     print(f"weight_only_kernel marlin (W4A16 GEMMs on mma.sync): {', '.join(marlin) or '-'}; "
           f"admission reserve (no-evict serving): {', '.join(reserve) or '-'}")  # fmt: skip
-    print("aliases (--runtime takes them too): "
-          + "; ".join(f"{r['name']}: {', '.join(r['aliases'])}" for r in rows if r["aliases"]))
+    print(
+        "aliases (--runtime takes them too): "
+        + "; ".join(f"{r['name']}: {', '.join(r['aliases'])}" for r in rows if r["aliases"])
+    )
     return 0
 
 

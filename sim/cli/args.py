@@ -276,7 +276,7 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--chips", type=int_arg, required=required, help="chips in all")
     for flag, text in (("--tp", "tensor-parallel degree"), ("--pp", "pipeline stages"),
                        ("--vp", "virtual stages per device (interleaved 1F1B)"),
-                       ("--ep", "expert-parallel degree (carved out of --dp)"),
+                       ("--ep", "expert-parallel degree (carved out of --dp; with --etp 1 of tp x cp x dp)"),
                        ("--cp", "context-parallel degree (ring attention)")):  # fmt: skip
         p.add_argument(flag, type=int_arg, default=1, help=f"{text} (default 1)")
     p.add_argument("--dp", type=int_arg, default=None,
@@ -317,7 +317,7 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    "--vp > 1 with --pp > 1)")  # fmt: skip
     p.add_argument("--etp", type=int_arg, default=0,
                    help="expert tensor parallelism: 1 = MoE parallel folding (each expert whole, "
-                   "the EP group over the TP and DP ranks; Megatron-Core "
+                   "the EP group over adjacent TP, CP and DP ranks; Megatron-Core "
                    "--expert-tensor-parallel-size 1); default: --tp")  # fmt: skip
     p.add_argument("--ep-dispatcher", default="alltoall",
                    help="how tokens reach experts on other nodes: alltoall (every token copy "

@@ -467,9 +467,9 @@ def nearest_fit(t: Training, capacity: float) -> str:
     best: tuple[tuple, Training] | None = None
     for (rc, blocks), z, mb, tp, pp in itertools.product(recomputes, zeros, mbs, tps, pps):
         rest = n // (tp * pp * t.cp)
-        # experts shard over the data-parallel ranks, or, folded (--etp 1), over TP x DP too
+        # experts shard over the data-parallel ranks, or, folded (--etp 1), over TP x CP x DP
         folded = t.etp == 1 and tp > 1
-        if rest * tp * pp * t.cp != n or (rest * tp if folded else rest) % t.ep:
+        if rest * tp * pp * t.cp != n or (rest * tp * t.cp if folded else rest) % t.ep:
             continue
         # fewest changes; among equals, change ZeRO, then recompute, micro-batch, PP, TP
         changed = (tp != t.tp, pp != t.pp, mb != t.micro_batch,

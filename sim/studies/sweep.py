@@ -70,7 +70,7 @@ WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
             "batch", "cfg", "tokens", "dtype", "attention_kernel", "parallel_vae", "runtime"),
     "train": ("model", "chips", "tp", "pp", "vp", "ep", "cp", "dp", "sp", "seq", "micro_batch",
               "global_batch", "dtype", "recompute", "recompute_blocks", "zero", "capacity_factor", "overlap",
-              "tokens", "attention_kernel", "elementwise", "runtime", "sample_len"),
+              "tokens", "attention_kernel", "elementwise", "runtime", "sample_len", "etp"),
 }  # fmt: skip
 
 #: columns after the axes, in order: what ran (unless an axis names it already), the point, ...
@@ -1066,6 +1066,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
         capacity_factor=f.get("capacity_factor", 0.0), tokens=f.get("tokens", 0.0),
         attention_kernel=f.get("attention_kernel"),
         runtime=f.get("runtime", ""), elementwise=f.get("elementwise"), sample_len=f.get("sample_len", 0),
+        etp=f.get("etp", 0),
     )  # fmt: skip
     workload.validate()
     return workload, chips

@@ -206,3 +206,30 @@ def test_a_folder_named_like_a_repo_id_loads_its_config_or_the_preset(tmp_path, 
     loaded = uncached.__wrapped__("meta-llama/Meta-Llama-3-8B")
     assert loaded.source.startswith("Hugging Face config.json")
     assert loaded.n_params() == load_model("llama-3-8b").n_params()
+
+
+def test_dit_presets_take_their_hugging_face_ids_and_diffusers_folders(
+    tmp_path, monkeypatch, capsys
+):
+    from workloads.dit import load_dit
+
+    assert load_dit("black-forest-labs/FLUX.1-dev") == load_dit("flux-1-dev")
+    assert load_dit("hf.co/Wan-AI/Wan2.1-T2V-14B-Diffusers") == load_dit("wan2.1-14b")
+    with pytest.raises(WorkloadError, match="roofsim models --hf"):
+        load_dit("some-org/not-a-dit")
+    # a downloaded diffusers pipeline: its transformer's config.json, named after the folder
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "FLUX.1-dev" / "transformer"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(
+        (FIXTURES.parent / "diffusers" / "flux-1-dev.json").read_text()
+    )
+    loaded = load_dit.__wrapped__("FLUX.1-dev")
+    assert loaded.n_params() == load_dit("flux-1-dev").n_params()
+    # roofsim models --hf lists the DiT ids too
+    from sim.cli import main
+
+    capsys.readouterr()
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["flux-1-dev"]["hf_ids"] == ["black-forest-labs/FLUX.1-dev"]

@@ -312,7 +312,16 @@ def list_dits() -> list[str]:
 def load_dit(name_or_path: str) -> DiTConfig:
     """A DiT preset slug, a path to a DiT TOML file, or a diffusers transformer config.json
     (``workloads.diffusers``)."""
+    from workloads.loader import preset_slug
+
     path = Path(name_or_path)
+    if files.exists(path) and not files.is_file(path):
+        # a downloaded diffusers folder: its transformer's config.json; else the repo id it is
+        # named like
+        if files.is_file(path / "transformer" / "config.json"):
+            path = path / "transformer" / "config.json"
+        elif preset_slug(name_or_path, "dit") is not None:
+            return load_dit(preset_slug(name_or_path, "dit"))  # type: ignore[arg-type]
     if path.suffix in (".toml", ".json") or files.exists(path):
         if not files.is_file(path):
             raise WorkloadError(f"--model: no file {name_or_path!r}")
@@ -336,13 +345,14 @@ def load_dit(name_or_path: str) -> DiTConfig:
                     name = parts[-5].removeprefix("models--").split("--")[-1]
             return dit_from_diffusers(cfg, name)
     else:
-        if name_or_path not in list_dits():
+        slug = preset_slug(name_or_path, "dit")
+        if slug is None:
             raise WorkloadError(
                 f"--model: unknown DiT model {name_or_path!r}; available: {', '.join(list_dits())}"
+                " (or a Hugging Face repo id one of them lists, `roofsim models --hf`; or a "
+                "diffusers transformer config.json)"
             )
-        text = (
-            resources.files("workloads") / "presets" / "dit" / f"{name_or_path}.toml"
-        ).read_text()
+        text = (resources.files("workloads") / "presets" / "dit" / f"{slug}.toml").read_text()
     try:
         raw: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -21,19 +21,26 @@ _MODEL_KEYS = {
 
 
 def list_models() -> list[str]:
+    return _slugs("")
+
+
+def _slugs(kind: str) -> list[str]:
+    """The preset slugs of ``kind`` ("": LLMs in ``workloads/presets``; "dit": its ``dit/``)."""
     folder = resources.files("workloads") / "presets"
+    folder = folder / kind if kind else folder
     return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
 @cache
-def hf_ids() -> dict[str, str]:
+def hf_ids(kind: str = "") -> dict[str, str]:
     """The preset each Hugging Face repo id (``org/name``) names: every preset lists the
     checkpoints of its architecture (``hf_ids``), so ``--model meta-llama/Llama-3.1-8B`` works
-    offline."""
+    offline (``kind`` "dit": the DiT presets, ``black-forest-labs/FLUX.1-dev``)."""
+    folder = resources.files("workloads") / "presets"
+    folder = folder / kind if kind else folder
     out: dict[str, str] = {}
-    for slug in list_models():
-        raw = tomllib.loads((resources.files("workloads") / "presets" / f"{slug}.toml").read_text())
-        repos = raw.get("hf_ids", [])
+    for slug in _slugs(kind):
+        repos = tomllib.loads((folder / f"{slug}.toml").read_text()).get("hf_ids", [])
         if not isinstance(repos, list) or not all(isinstance(r, str) and "/" in r for r in repos):
             raise WorkloadError(f"model {slug!r}: hf_ids must be a list of 'org/name' repo ids")
         out.update({repo: slug for repo in repos})
@@ -44,18 +51,17 @@ def hf_ids() -> dict[str, str]:
 _HUB = ("https://", "http://", "www.", "huggingface.co/", "hf.co/")
 
 
-def preset_slug(name: str) -> str | None:
-    """The preset a slug or a Hugging Face repo id names (any case; with or without the hub's
-    address, or a ``/tree/<branch>`` tail), else None."""
-    models = list_models()
+def preset_slug(name: str, kind: str = "") -> str | None:
+    """The preset of ``kind`` (``hf_ids``) a slug or a Hugging Face repo id names (any case;
+    with or without the hub's address, or a ``/tree/<branch>`` tail), else None."""
     lowered = name.lower()
-    if lowered in models:
+    if lowered in _slugs(kind):
         return lowered
     repo = lowered.strip("/")
     for prefix in _HUB:
         repo = repo.removeprefix(prefix)
     repo = "/".join(repo.split("/")[:2])
-    return next((slug for r, slug in hf_ids().items() if r.lower() == repo), None)
+    return next((slug for r, slug in hf_ids(kind).items() if r.lower() == repo), None)
 
 
 @cache

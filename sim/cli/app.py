@@ -489,7 +489,7 @@ def _run_models(args: argparse.Namespace) -> int:
     from workloads.loader import hf_ids
 
     repos: dict[str, list[str]] = {}
-    for repo, slug in hf_ids().items():
+    for repo, slug in [*hf_ids().items(), *hf_ids("dit").items()]:
         repos.setdefault(slug, []).append(repo)
 
     def row(name: str, kind: str, m: Any, active: float, layers: int, moe: bool) -> dict:
@@ -501,13 +501,13 @@ def _run_models(args: argparse.Namespace) -> int:
     for name in list_models():
         m = load_model(name)
         rows.append(row(name, "llm", m, m.n_params(active=True), m.n_layers, m.moe is not None))
+    for name in list_dits():
+        d = load_dit(name)
+        rows.append(row(name, "dit", d, d.n_params(), d.n_layers + d.n_single_layers, False))
     if getattr(args, "hf", False) and not args.json:
         for r in rows:
             print(f"{r['name']:<18}{', '.join(r['hf_ids']) or '-'}")
         return 0
-    for name in list_dits():
-        d = load_dit(name)
-        rows.append(row(name, "dit", d, d.n_params(), d.n_layers + d.n_single_layers, False))
     if args.json:
         print(dumps(rows))
         return 0

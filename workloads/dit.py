@@ -304,8 +304,9 @@ _DIT_KEYS = set(DiTConfig.__dataclass_fields__)
 
 
 def list_dits() -> list[str]:
-    folder = resources.files("workloads") / "presets" / "dit"
-    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+    from workloads.loader import _slugs
+
+    return _slugs("dit")
 
 
 @cache

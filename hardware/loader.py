@@ -25,6 +25,25 @@ def list_chips() -> list[str]:
 
 
 @cache
+def chip_aliases() -> dict[str, str]:
+    """The preset each other name of a chip stands for (a preset's ``aliases``: the bare
+    product name for its common form, as ``h100`` for the SXM part; vendors' spellings)."""
+    out: dict[str, str] = {}
+    for name in list_chips():
+        aliases = tomllib.loads(_preset_text(name)).get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise ConfigError(f"chip {name!r}: aliases must be a list of names, got {aliases!r}")
+        out.update({a.lower(): name for a in aliases})
+    return out
+
+
+def chip_name(name: str) -> str | None:
+    """The preset a chip slug or one of its aliases names (any case), else None."""
+    lowered = name.lower()
+    return lowered if lowered in list_chips() else chip_aliases().get(lowered)
+
+
+@cache
 def _preset_text(name: str) -> str:
     return (resources.files("hardware") / _PRESETS / f"{name}.toml").read_text()
 
@@ -34,7 +53,7 @@ def chip_source_text(name_or_path: str) -> str:
     if name_or_path.endswith(".toml") or files.exists(name_or_path):
         return files.read_text(name_or_path, "--chip")
     load_chip_dict(name_or_path)  # validates the name
-    return _preset_text(name_or_path)
+    return _preset_text(chip_name(name_or_path))  # type: ignore[arg-type]
 
 
 def load_chip_dict(name_or_path: str) -> dict[str, Any]:
@@ -45,12 +64,13 @@ def load_chip_dict(name_or_path: str) -> dict[str, Any]:
             raise ConfigError(f"--chip: no file {name_or_path!r}")
         text, origin = files.read_text(path, "--chip"), name_or_path
     else:
-        if name_or_path not in list_chips():
+        preset = chip_name(name_or_path)
+        if preset is None:
             raise ConfigError(
                 f"--chip: unknown chip {name_or_path!r}; available: {', '.join(list_chips())} "
-                "(or a path to a chip TOML file)"
+                "(or an alias one of them lists, `roofsim chips`; or a path to a chip TOML file)"
             )
-        text, origin = _preset_text(name_or_path), name_or_path
+        text, origin = _preset_text(preset), preset
     try:
         raw = copy.deepcopy(_parse_toml(text, origin))
     except tomllib.TOMLDecodeError as exc:

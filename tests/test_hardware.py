@@ -205,3 +205,22 @@ def test_a_72_gpu_nvlink_domain_reduces_in_log_depth_not_over_a_72_step_ring():
     ring8 = collective_time("all_reduce", small, 8, b)
     bw = b.intra_node.bandwidth_bytes_per_s * b.intra_node.achievable_fraction
     assert ring8 >= 2 * 7 / 8 * small / bw
+
+
+def test_a_chip_alias_names_its_preset_in_any_case(capsys):
+    from hardware.loader import chip_aliases, chip_name
+    from sim.cli import main
+
+    assert load_chip("h100") == load_chip("h100-sxm") and load_chip("A100").name == "a100-sxm-80gb"
+    assert chip_name("TRILLIUM") == "tpu-v6e" and chip_name("H100-SXM") == "h100-sxm"
+    assert chip_name("not-a-chip") is None
+    # an alias is never a preset's own name, and names one that exists
+    assert not set(chip_aliases()) & set(list_chips())
+    assert set(chip_aliases().values()) <= set(list_chips())
+    with pytest.raises(ConfigError, match="unknown chip 'h999'"):
+        load_chip("h999")
+    assert main(["decode", "--model", "llama-2-7b", "--chip", "a100", "--batch", "1",
+                 "--context", "10"]) == 0  # fmt: skip
+    assert "on 1x a100-sxm-80gb" in capsys.readouterr().out
+    assert main(["chips"]) == 0
+    assert "a100-sxm-80gb: a100, a100-80gb" in capsys.readouterr().out

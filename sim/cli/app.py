@@ -374,9 +374,13 @@ def _run_chips(args: argparse.Namespace) -> int:
     if args.check:
         return _check_chip(args)
     from hardware import list_chips, load_system
+    from hardware.loader import chip_aliases
     from hardware.units import format_si
     from sim.cost.simulate import matmul_fractions
 
+    aliases: dict[str, list[str]] = {}
+    for alias, preset in sorted(chip_aliases().items()):
+        aliases.setdefault(preset, []).append(alias)
     rows = []
     for name in list_chips():
         system = load_system(name)
@@ -385,6 +389,7 @@ def _run_chips(args: argparse.Namespace) -> int:
         rows.append(
             {
                 "name": name,
+                "aliases": aliases.get(name, []),
                 "full_name": c.full_name,
                 "bf16_flops_per_s": c.peak_flops_per_s.get("bf16", c.peak_flops_per_s.get("fp16")),
                 "main_memory": c.main_memory.name,
@@ -414,6 +419,10 @@ def _run_chips(args: argparse.Namespace) -> int:
             f"{format_si(r['bandwidth_bytes_per_s'], 'B/s'):>13}{tdp:>8}{steady:>8}  {r['full_name']}"
             + ("  (hypothetical)" if r["hypothetical"] else "")
         )
+    print(
+        "aliases (--chip takes them too, any case): "
+        + "; ".join(f"{r['name']}: {', '.join(r['aliases'])}" for r in rows if r["aliases"])
+    )
     return 0
 
 

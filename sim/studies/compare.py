@@ -100,8 +100,11 @@ def compare(
         heads = config.n_heads
         plans = [(t, 1) for t in range(1, heads + 1) if heads % t == 0]
     rows = []
+    from hardware.loader import chip_name
+
     for name in chips:
         chip = load_system(name, 1, sets).chip
+        label = chip_name(name) or name  # an alias shows as its preset; a file as given
         row = None
         refusal = ""
         for t, dp in plans:
@@ -121,7 +124,7 @@ def compare(
             tokens_per_s = result.throughput[next(iter(result.throughput))]
             n = system.n_chips
             row = CompareRow(
-                chip=name,
+                chip=label,
                 n_chips=n,
                 time_s=result.time_s,
                 tokens_per_s=tokens_per_s,
@@ -152,7 +155,7 @@ def compare(
                 else f"at any TP degree dividing the {config.n_heads} heads (up to {last} chips)"
             )
             row = CompareRow(
-                chip=name,
+                chip=label,
                 n_chips=None,
                 capacity_bytes=chip.main_memory.capacity_bytes,
                 tdp_watts=chip.tdp_watts,

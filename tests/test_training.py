@@ -1121,3 +1121,19 @@ def test_folding_with_context_parallelism_lays_an_ep_group_over_tp_and_cp_ranks(
     # too big as given, it gets the nearest setting that fits (the search keeps the layout)
     with pytest.raises(CapacityError, match="nearest that fits"):
         simulate_training(replace(t, zero=0), load_system("h100-sxm", 16))
+
+
+def test_folding_without_tensor_parallelism_spans_the_context_parallel_ranks():
+    """--etp 1 at --tp 1 with --cp: the EP group is ep adjacent ranks over the CP and DP ones
+    (Megatron-Core's expert generator), not ep data-parallel ranks cp apart; no --sp needed."""
+    mix = load_model("mixtral-8x7b")
+    t = Training(model=mix, seq=8192, micro_batch=1, global_batch=4, dtype="bf16",
+                 recompute="full", cp=4, dp=2, ep=8, etp=1)  # fmt: skip
+    t.validate()
+    assert t.folded and t.edp == 1
+    a2a = _ep_ops(t)["ep_dispatch_all_to_all"]
+    assert a2a == pytest.approx(8192 / 4 * mix.moe.top_k * mix.hidden * 2)
+    by = {op.name.split(".")[-1]: op for op in t.lower().stages[0][0].forward}
+    assert by["ep_dispatch_all_to_all"].collective.local == 8  # adjacent: one node
+    with pytest.raises(WorkloadError, match="--ep 8 must divide --dp 2"):
+        replace(t, etp=0).validate()  # the unfolded layout keeps EP inside DP

@@ -239,6 +239,13 @@ class Training:
         return self.etp or self.tp
 
     @property
+    def folded(self) -> bool:
+        """MoE parallel folding (``--etp 1`` with TP or CP): each expert whole on its rank, an
+        EP group ep adjacent ranks across the TP, CP and DP ones (Megatron-Core's expert rank
+        generator). Without it an EP group sits inside the data-parallel ranks, tp x cp apart."""
+        return self.etp == 1 and (self.tp > 1 or self.cp > 1)
+
+    @property
     def dp_cp(self) -> int:
         """The ranks that hold the same (dense) weights and see different tokens: data parallelism
         times context parallelism. Their gradients are reduced together and ZeRO shards over
@@ -416,11 +423,11 @@ class Training:
             raise WorkloadError(
                 f"{w}: --etp must be 1 (MoE parallel folding) or --tp {self.tp}, got {self.etp!r}"
             )
-        folded = self.expert_tp == 1 and self.tp > 1
+        folded = self.folded
         if folded:
             if m.moe is None:
                 raise WorkloadError(f"{w}: --etp 1 lays experts out; {m.name} is dense")
-            if not self.sp:
+            if self.tp > 1 and not self.sp:
                 raise WorkloadError(
                     f"{w}: --etp 1 with --tp {self.tp} needs --sp (each TP rank dispatches "
                     "its share of the sequence, as Megatron-Core requires)"
@@ -596,7 +603,7 @@ class _TrainLowering:
         self.cp_local = t._local(t.tp, t.cp)
         self.dp_local = t._local(t.tp, t.dp_cp)  # the cp ranks (tp apart), then the dp ranks
         # the EP group's ranks are tp x cp apart, or, folded over the TP ranks, adjacent
-        self.ep_local = t._local(1 if t.expert_tp < t.tp else t.tp * t.cp, t.ep)
+        self.ep_local = t._local(1 if t.folded else t.tp * t.cp, t.ep)
         # attention stays 16-bit under fp8 training (Transformer Engine's fused attention)
         self.fp8 = t.dtype == "fp8"
         self.eager = t.elementwise == "eager"
@@ -822,7 +829,7 @@ class _TrainLowering:
         # which require SP with TP and MoE); the SP gather and reduce-scatter of the hidden
         # states stay only for the shared experts, a dense MLP under SP
         split = t.sp and t.tp > 1
-        folded = t.expert_tp < t.tp  # each rank's experts whole: no TP gather around them
+        folded = t.folded  # each rank's experts whole: no TP gather around them
         norm = self._fix([self.fwd.norm("mlp_norm", h)])
         if split and not moe.n_shared_experts:
             norm = [op for op in norm if op.kind != OpKind.COLLECTIVE]
@@ -1165,7 +1172,7 @@ class _TrainLowering:
         def coll(name: str, kind: str, dense: float, experts: float) -> tuple[Op, ...]:
             out = [b.collective(name, kind, dense, t.dp_cp, self.dp_local)]
             if experts:
-                if t.expert_tp < t.tp:
+                if t.folded:
                     # folded (MoE parallel folding): an EP group is ep adjacent ranks across the
                     # TP and context-parallel ones, and an expert's replicas are ep apart
                     local = t._local(t.ep, edp)

@@ -468,7 +468,7 @@ def nearest_fit(t: Training, capacity: float) -> str:
     for (rc, blocks), z, mb, tp, pp in itertools.product(recomputes, zeros, mbs, tps, pps):
         rest = n // (tp * pp * t.cp)
         # experts shard over the data-parallel ranks, or, folded (--etp 1), over TP x CP x DP
-        folded = t.etp == 1 and tp > 1
+        folded = t.etp == 1 and (tp > 1 or t.cp > 1)
         if rest * tp * pp * t.cp != n or (rest * tp * t.cp if folded else rest) % t.ep:
             continue
         # fewest changes; among equals, change ZeRO, then recompute, micro-batch, PP, TP

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import tomllib
 from dataclasses import replace
 from functools import cache
@@ -33,7 +34,11 @@ def chip_aliases() -> dict[str, str]:
         aliases = tomllib.loads(_preset_text(name)).get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise ConfigError(f"chip {name!r}: aliases must be a list of names, got {aliases!r}")
-        out.update({a.lower(): name for a in aliases})
+        for alias in aliases:
+            if alias.lower() in out:
+                raise ConfigError(f"chip alias {alias!r} names both {out[alias.lower()]!r} and "
+                                  f"{name!r}")  # fmt: skip
+            out[alias.lower()] = name
     return out
 
 
@@ -56,10 +61,24 @@ def chip_source_text(name_or_path: str) -> str:
     return _preset_text(chip_name(name_or_path))  # type: ignore[arg-type]
 
 
+def _is_chip_file(name: str) -> bool:
+    """``--chip name`` means a user's file: a TOML name, a path, or a file that exists (a folder
+    named like a preset or an alias does not hide it)."""
+    return name.endswith(".toml") or "/" in name or os.sep in name or files.is_file(Path(name))
+
+
+def chip_label(name: str) -> str:
+    """The name a result shows for ``--chip name``: a preset's slug for an alias, a file as
+    given."""
+    return name if _is_chip_file(name) else chip_name(name) or name
+
+
 def load_chip_dict(name_or_path: str) -> dict[str, Any]:
     """The raw TOML table of a preset name or a path to a user's TOML file (a fresh copy)."""
+    if not isinstance(name_or_path, str):
+        raise ConfigError(f"--chip must be a chip name or a TOML file, got {name_or_path!r}")
     path = Path(name_or_path)
-    if name_or_path.endswith(".toml") or files.exists(path):
+    if _is_chip_file(name_or_path) or (files.exists(path) and chip_name(name_or_path) is None):
         if not files.is_file(path):
             raise ConfigError(f"--chip: no file {name_or_path!r}")
         text, origin = files.read_text(path, "--chip"), name_or_path

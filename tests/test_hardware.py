@@ -1,7 +1,9 @@
 """Chip presets load, carry sources, validate, and take --set overrides."""
 
+import json
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -224,3 +226,25 @@ def test_a_chip_alias_names_its_preset_in_any_case(capsys):
     assert "on 1x a100-sxm-80gb" in capsys.readouterr().out
     assert main(["chips"]) == 0
     assert "a100-sxm-80gb: a100, a100-80gb" in capsys.readouterr().out
+
+
+def test_a_chip_name_is_a_file_only_where_it_is_one(tmp_path, monkeypatch, capsys):
+    """A folder named like an alias does not hide the preset; a file named like one is the
+    user's chip, and compare labels it as given (an alias: as its preset)."""
+    from hardware.loader import chip_label, chip_source_text
+    from sim.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "h100").mkdir()
+    assert load_chip("h100").name == "h100-sxm"
+    text = (Path(__file__).parents[1] / "hardware" / "presets" / "h100-sxm.toml").read_text()
+    (tmp_path / "a100").write_text(text.replace('name = "h100-sxm"', 'name = "mine"', 1))
+    assert load_chip("a100").name == "mine" and chip_label("a100") == "a100"
+    assert chip_label("H100") == "h100-sxm"
+    assert chip_source_text("v6e").startswith(chip_source_text("tpu-v6e")[:40])
+    assert main(["compare", "--model", "llama-2-7b", "--chip", "a100,h100", "--batch", "8",
+                 "--json"]) == 0  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["chip"] for r in rows] == ["a100", "h100-sxm"]
+    with pytest.raises(ConfigError, match="--chip must be a chip name"):
+        load_chip_dict(5)

@@ -226,6 +226,15 @@ def test_dit_presets_take_their_hugging_face_ids_and_diffusers_folders(
     )
     loaded = load_dit.__wrapped__("FLUX.1-dev")
     assert loaded.n_params() == load_dit("flux-1-dev").n_params()
+    assert loaded.name == "FLUX.1-dev"  # named after the pipeline's folder
+    # a repo-id-like path with more parts is a path: its own config, not the preset of the id
+    inner = tmp_path / "Wan-AI" / "Wan2.1-T2V-14B-Diffusers" / "transformer"
+    inner.mkdir(parents=True)
+    (inner / "config.json").write_text((folder / "config.json").read_text())
+    assert load_dit.__wrapped__("Wan-AI/Wan2.1-T2V-14B-Diffusers/transformer").block == (
+        load_dit("flux-1-dev").block
+    )
+    assert load_dit.__wrapped__("FLUX.1-dev/transformer").n_params() == loaded.n_params()
     # roofsim models --hf lists the DiT ids too
     from sim.cli import main
 

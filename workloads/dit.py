@@ -321,6 +321,8 @@ def load_dit(name_or_path: str) -> DiTConfig:
         # named like
         if files.is_file(path / "transformer" / "config.json"):
             path = path / "transformer" / "config.json"
+        elif files.is_file(path / "config.json"):  # the transformer's own folder
+            path = path / "config.json"
         elif preset_slug(name_or_path, "dit") is not None:
             return load_dit(preset_slug(name_or_path, "dit"))  # type: ignore[arg-type]
     if path.suffix in (".toml", ".json") or files.exists(path):

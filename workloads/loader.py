@@ -60,7 +60,12 @@ def preset_slug(name: str, kind: str = "") -> str | None:
     repo = lowered.strip("/")
     for prefix in _HUB:
         repo = repo.removeprefix(prefix)
-    repo = "/".join(repo.split("/")[:2])
+    parts = repo.split("/")
+    if len(parts) == 4 and parts[2] == "tree":  # the hub's org/name/tree/<branch>
+        parts = parts[:2]
+    if len(parts) != 2:  # a path with more parts is a path, not a repo id
+        return None
+    repo = "/".join(parts)
     return next((slug for r, slug in hf_ids(kind).items() if r.lower() == repo), None)
 
 

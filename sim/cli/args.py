@@ -45,10 +45,10 @@ def chip_count(text: str) -> int:
     try:
         return positive_int(text)
     except argparse.ArgumentTypeError:
-        from hardware import list_chips
+        from hardware.loader import chip_name
 
         names = [t.strip() for t in text.split(",")]
-        if "," in text or names[0] in list_chips() or names[0].endswith(".toml"):
+        if "," in text or chip_name(names[0]) is not None or names[0].endswith(".toml"):
             raise argparse.ArgumentTypeError(
                 f"is a count of chips, got {text!r}; list chips to compare with --chip A,B,C"
             ) from None

@@ -100,11 +100,11 @@ def compare(
         heads = config.n_heads
         plans = [(t, 1) for t in range(1, heads + 1) if heads % t == 0]
     rows = []
-    from hardware.loader import chip_name
+    from hardware.loader import chip_label
 
     for name in chips:
         chip = load_system(name, 1, sets).chip
-        label = chip_name(name) or name  # an alias shows as its preset; a file as given
+        label = chip_label(name)  # an alias shows as its preset; a file as given
         row = None
         refusal = ""
         for t, dp in plans:

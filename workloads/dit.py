@@ -323,8 +323,8 @@ def load_dit(name_or_path: str) -> DiTConfig:
             path = path / "transformer" / "config.json"
         elif files.is_file(path / "config.json"):  # the transformer's own folder
             path = path / "config.json"
-        elif preset_slug(name_or_path, "dit") is not None:
-            return load_dit(preset_slug(name_or_path, "dit"))  # type: ignore[arg-type]
+        elif (slug := preset_slug(name_or_path, "dit")) is not None:
+            return load_dit(slug)
     if path.suffix in (".toml", ".json") or files.exists(path):
         if not files.is_file(path):
             raise WorkloadError(f"--model: no file {name_or_path!r}")

@@ -77,8 +77,8 @@ def load_model(name_or_path: str) -> ModelConfig:
         # a folder: a downloaded checkpoint's config.json, else the repo id it is named like
         if files.is_file(path / "config.json"):
             path = path / "config.json"
-        elif preset_slug(name_or_path) is not None:
-            return load_model(preset_slug(name_or_path))  # type: ignore[arg-type]
+        elif (slug := preset_slug(name_or_path)) is not None:
+            return load_model(slug)
     if path.suffix in (".toml", ".json") or files.exists(path):
         if not files.is_file(path):
             raise WorkloadError(f"--model: no file {name_or_path!r}")

@@ -314,13 +314,19 @@ def _aliases_in(folder: str) -> dict[str, str]:
     return out
 
 
+def runtime_preset(name: str) -> str | None:
+    """The preset ``name`` or one of its aliases names (any case), else None."""
+    lower = name.lower()
+    return lower if lower in list_runtimes() else runtime_aliases().get(lower)
+
+
 def runtime_name(name: Any) -> str:
     """The preset ``name`` or one of its aliases names (any case); WorkloadError naming the
     presets and aliases for an unknown one."""
     if not isinstance(name, str):
         raise WorkloadError(f"--runtime must be a runtime name, got {name!r}")
     presets = list_runtimes()
-    found = name.lower() if name.lower() in presets else runtime_aliases().get(name.lower())
+    found = runtime_preset(name)
     if found is None:
         aliases = ", ".join(f"{a} ({n})" for a, n in sorted(runtime_aliases().items()))
         raise WorkloadError(

@@ -57,7 +57,7 @@ from workloads.ops import (
     check_attention_kernel,
     check_choice,
 )
-from workloads.runtime import list_runtimes, load_runtime, runtime_aliases
+from workloads.runtime import list_runtimes, load_runtime, runtime_preset
 
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
 RECOMPUTE = ("none", "selective", "selective-op", "full")
@@ -213,9 +213,7 @@ class Training:
     def __post_init__(self) -> None:
         if isinstance(self.runtime, str) and self.runtime:
             # an alias or another case names its preset (an unknown name fails where it loads)
-            lower = self.runtime.lower()
-            preset = lower if lower in list_runtimes() else runtime_aliases().get(lower)
-            object.__setattr__(self, "runtime", preset or self.runtime)
+            object.__setattr__(self, "runtime", runtime_preset(self.runtime) or self.runtime)
         if self.elementwise is None:
             mode = load_runtime(self.runtime).elementwise if self.runtime else "fused"
             object.__setattr__(self, "elementwise", mode)

@@ -91,6 +91,18 @@ def test_moe_decode_touches_the_expected_number_of_distinct_experts():
     assert expert_bytes(256) == pytest.approx(8 * expert)
 
 
+def test_moe_expert_gemms_carry_the_tokens_that_route_to_them():
+    m = load_model("mixtral-8x7b")  # top-2 of 8: each token picks an expert with p = 1/4
+    for ep, batch in ((1, 16), (2, 64)):
+        g = Decode(model=m, batch=batch, context=128, ep=ep, dp=ep).lower()
+        experts = [op for op in g.ops if op.name.startswith("experts_") and op.gemm]
+        assert experts and all(op.gemm.routed_p == 0.25 for op in experts)
+        # the EP group's tokens meet the experts: each replica's batch / dp, ep times
+        assert all(op.gemm.routed_tokens == batch // ep * ep for op in experts)
+    dense = Decode(model=load_model("llama-3-8b"), batch=16, context=128).lower()
+    assert not any(op.gemm.routed_tokens for op in dense.ops if op.gemm)
+
+
 def test_moe_flops_use_top_k_experts_per_token():
     m = load_model("mixtral-8x7b")
     g = Decode(model=m, batch=16, context=1).lower()

@@ -1,6 +1,7 @@
 """The per-op roofline: hand-computed cases, quantisation, tiling, and properties."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -448,3 +449,33 @@ def test_a_scratchpad_blocks_a_gemm_for_its_capacity():
     h100 = [cost_op(op, load_system("h100-sxm", 1, [f"l2.capacity={mib}MiB"])).memory_s["hbm"]
             for mib in (50, 100)]  # fmt: skip
     assert h100[0] == pytest.approx(h100[1])
+
+
+def test_routed_tiles_are_the_binomial_expectation_of_whole_tiles():
+    from sim.cost.roofline import _routed_tiles
+
+    def exact(tokens, p, t):  # E[ceil(n / t) | n > 0] summed over the binomial's pmf
+        def log_pmf(n):
+            log_comb = math.lgamma(tokens + 1) - math.lgamma(n + 1) - math.lgamma(tokens - n + 1)
+            return log_comb + n * math.log(p) + (tokens - n) * math.log1p(-p)
+
+        pmf = [math.exp(log_pmf(n)) for n in range(tokens + 1)]
+        return sum(w * math.ceil(n / t) for n, w in enumerate(pmf)) / (1 - pmf[0])
+
+    cases = [(20, 0.3, 4), (64, 1 / 16, 8), (300, 0.25, 64), (2048, 0.25, 128), (1, 0.1, 64)]
+    got = _routed_tiles(*(np.array([c[i] for c in cases], dtype=float) for i in range(3)))
+    assert got == pytest.approx([exact(*c) for c in cases], rel=1e-9)
+    # far more rows than a tile: the mean's tiles plus about half a tile of padding
+    spread = _routed_tiles(np.array([4096.0 * 64]), np.array([1 / 8]), np.array([128.0]))
+    assert 256 + 0.3 < spread[0] < 256 + 0.7
+
+
+def test_routed_expert_gemm_pads_each_experts_rows_to_whole_tiles():
+    # 8 experts of 128 rows on average (1024 tokens, top-2 of 8): most experts get 113..143
+    # rows, so a 128-row tile covers about half of them in one tile and the rest in two
+    exact = gemm_op(128, 4096, 4096, groups=8)
+    routed = replace(exact, gemm=replace(exact.gemm, routed_tokens=512.0, routed_p=0.25))
+    system = system_of(toy_chip())
+    a, b = cost_op(exact, system), cost_op(routed, system)
+    assert b.compute_s > 1.3 * a.compute_s
+    assert b.tile_efficiency < 0.8 * a.tile_efficiency

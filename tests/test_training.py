@@ -371,6 +371,23 @@ def test_moe_capacity_factor_pads_executed_not_model_flops():
     assert m1 == pytest.approx(m0)
 
 
+def test_dropless_expert_gemms_carry_their_routing_a_capacity_does_not():
+    # dropless: each expert's rows are the EP group's tokens that chose it (k of E), forward,
+    # its input gradient and any recompute; a capacity fixes every expert's rows
+    base = Training(model=load_model("mixtral-8x7b"), seq=4096, dp=8, ep=8, global_batch=8)
+    chunk = base.lower().stages[0][0]
+    experts = [op for op in chunk.forward + chunk.backward
+               if op.gemm is not None and op.name.split(".")[-1].startswith("experts")
+               and not op.name.endswith("wgrad")]  # fmt: skip
+    assert experts and all(op.gemm.routed_p == pytest.approx(2 / 8) for op in experts)
+    # 4096 tokens on each of the 8 EP ranks choose among the 8 experts
+    assert all(op.gemm.routed_tokens == pytest.approx(4096 * 8) for op in experts)
+    assert all(op.gemm.routed_p * op.gemm.routed_tokens == pytest.approx(op.gemm.m)
+               for op in experts)  # fmt: skip
+    padded = replace(base, capacity_factor=1.25).lower().stages[0][0]
+    assert not any(op.gemm.routed_tokens for op in padded.forward if op.gemm is not None)
+
+
 def test_validation_of_degrees():
     with pytest.raises(WorkloadError, match="--ep"):
         Training(model=load_model("mixtral-8x7b"), dp=4, ep=8).validate()

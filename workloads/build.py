@@ -144,6 +144,13 @@ def fp8_input(op: Op, a_bytes: float = 1.0) -> Op:
     return replace(op, gemm=replace(g, a_bytes=a_bytes), bytes=by)
 
 
+def routed(ops: list[Op], tokens: Any, p: float) -> list[Op]:
+    """``ops`` with their GEMMs marked as routed expert GEMMs: each expert's rows are the
+    tokens, of ``tokens``, that chose it, each with probability ``p`` (``Gemm.routed_tokens``)."""
+    return [replace(op, gemm=replace(op.gemm, routed_tokens=tokens, routed_p=p))
+            if op.gemm is not None else op for op in ops]  # fmt: skip
+
+
 def _nonzero(x: Any) -> bool:
     """A byte count worth a role entry: non-zero, or an array over points (workloads/llm.py)."""
     return isinstance(x, np.ndarray) or bool(x)

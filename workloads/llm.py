@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from hardware.chip import dtype_bytes
-from workloads.build import EAGER_PRIMITIVES, Builder, fp8_input
+from workloads.build import EAGER_PRIMITIVES, Builder, fp8_input, routed
 from workloads.model import ModelConfig
 from workloads.ops import (
     Attention,
@@ -602,7 +602,9 @@ class _Lowering:
                                self.T * m.hidden * moe.top_k * 2, 5.0 * self.T * moe.n_experts),
         ]  # fmt: skip
         ops += [op for op in a2a[:1] if op]
-        ops += self.mlp("experts", "moe", math.ceil(moe.expert_ffn / self.tp), rows, groups)
+        # each expert's rows: the tokens, of the ep chips' T each, that chose it (k of E)
+        ops += routed(self.mlp("experts", "moe", math.ceil(moe.expert_ffn / self.tp), rows,
+                               groups), self.T * ep, moe.top_k / moe.n_experts)  # fmt: skip
         ops += [op for op in a2a[1:] if op]
         if moe.n_shared_experts:
             shared_ffn = math.ceil(moe.n_shared_experts * moe.expert_ffn / self.tp)

@@ -70,6 +70,13 @@ class Gemm:
     # written with the warp-level mma.sync instruction (Marlin's weight-only kernels): at the
     # chip's mma_sync_fraction of peak where its newer path is faster (Hopper)
     mma_sync: bool = False
+    # routed expert GEMMs: each group's rows are the tokens, of ``routed_tokens``, that chose
+    # its expert, each with probability ``routed_p`` (top-k of E under uniform routing: k/E),
+    # so they vary from expert to expert and a grouped kernel pads each expert's rows to whole
+    # tiles (``sim.cost.roofline._routed_tiles``); ``m`` stays the mean over the ``groups``
+    # experts that got tokens. 0: every group has exactly ``m`` rows
+    routed_tokens: float = 0.0
+    routed_p: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

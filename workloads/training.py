@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from workloads.build import EAGER_PRIMITIVES, Builder, fp8_input
+from workloads.build import EAGER_PRIMITIVES, Builder, fp8_input, routed
 from workloads.llm import _ACT_FLOPS, _NORM_FLOPS, _ROPE_FLOPS, Prefill, _Lowering
 from workloads.model import ModelConfig
 from workloads.ops import (
@@ -853,6 +853,9 @@ class _TrainLowering:
         experts = self.fwd.mlp("experts", "moe", expert_ffn, rows, local)
         if cf > 1:  # padding to the capacity is executed, not model, work
             experts = [replace(op, model_flops=op.model_flops / cf) for op in experts]
+        elif not t.capacity_factor:  # dropless: each expert gets the tokens that chose it, of
+            # the ep ranks' tokens (each rank's sent ones)
+            experts = routed(experts, (sent if folded else T) * t.ep, moe.top_k / moe.n_experts)
         ops += experts
         if split and not folded:
             scatter = self.b.collective("moe_tp_reduce_scatter", "reduce_scatter", copies, t.tp,
@@ -889,6 +892,10 @@ class _TrainLowering:
                 # Transformer Engine runs fp8 dgrad/wgrad without fast accumulation
                 # (_2X_ACC_DGRAD = _2X_ACC_WGRAD = True; the forward keeps the fast mode)
                 split = op.dtype == "fp8"
+                # dgrad has the forward's rows (a routed expert's too); wgrad reduces over them
+                # (a routed expert's rows padded along K: not modelled)
+                dgrad = replace(dgrad, gemm=replace(dgrad.gemm, routed_tokens=g.routed_tokens,
+                                                    routed_p=g.routed_p))  # fmt: skip
                 out += [replace(x, model_flops=x.flops * ratio, count=op.count,
                                 gemm=replace(x.gemm, split_accumulate=split))
                         for x in (dgrad, wgrad)]  # fmt: skip
@@ -973,6 +980,8 @@ class _TrainLowering:
                 g = op.gemm
                 b = Builder(op.dtype, g.a_bytes, g.b_bytes)
                 made = b.gemm(op.name, op.family, g.m, sum(again), g.k, g.groups)
+                made = replace(made, gemm=replace(made.gemm, routed_tokens=g.routed_tokens,
+                                                  routed_p=g.routed_p))  # fmt: skip
                 out.append(replace(made, count=op.count))
         return out
 

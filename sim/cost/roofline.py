@@ -289,8 +289,9 @@ def cost_gemms(
     limit allows each candidate (``_steady_time``), as a tuned library measured under load
     picks; a tile that moves more bytes through L2 draws more power and may lose its lead."""
     st = chips.structure
-    m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops = _table(
-        [(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops)
+    m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops, r_tokens, r_p = _table(
+        [(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops,
+          g.routed_tokens, g.routed_p)
          for op, g in ((op, op.gemm) for op in ops)]  # type: ignore[union-attr]
     )  # fmt: skip
     a = groups * m * k * a_bytes
@@ -303,9 +304,19 @@ def cost_gemms(
     cand = _candidates(st.gemm_tiles, st.stream_k, bool(m.min() < min_tm), st.tile_step)
     tm, tn, sk, gemv = cand["tm"], cand["tn"], cand["sk"], cand["gemv"]
 
+    is_routed = r_tokens > 0
     if st.tile_step:  # one side cut to a step multiple: less padding, fuller waves
-        tm, tn = _cut_tiles(m, n, tm, tn, cand["extra"], st.tile_step)
+        cut_m, cut_n = _cut_tiles(m, n, tm, tn, cand["extra"], st.tile_step)
+        # a grouped kernel runs one tile over experts of different rows: none is cut to fit
+        tm, tn = np.where(is_routed, tm, cut_m), np.where(is_routed, tn, cut_n)
     tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
+    if is_routed.any():  # each expert's rows padded to whole tiles, over their spread
+        tiles_m = np.broadcast_to(tiles_m, np.broadcast_shapes(tiles_m.shape, m.shape)).copy()
+        sel = np.broadcast_to(is_routed & ~gemv, tiles_m.shape)
+        shape = tiles_m.shape
+        tiles_m[sel] = _routed_tiles(np.broadcast_to(r_tokens, shape)[sel],
+                                     np.broadcast_to(r_p, shape)[sel],
+                                     np.broadcast_to(tm, shape)[sel])  # fmt: skip
     tiles = groups * tiles_m * tiles_n
     stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)
     usable = np.where(sk, stream, np.where(gemv, m < min_tm, True))
@@ -373,6 +384,32 @@ def cost_gemms(
     fields = (time, compute, main_s, reuse_s, main_bytes, reuse_bytes, np.where(gemv, 0.0, tm),
               np.where(gemv, 0.0, tn), efficiency)  # fmt: skip
     return {**dict(zip(names, _pick(fields, pick), strict=True)), "overhead": overhead}
+
+
+def _routed_tiles(tokens: Array, p: Array, tile_m: Array) -> Array:
+    """E[ceil(n / tile_m) | n > 0], n ~ Binomial(tokens, p): the M tiles of an expert that got
+    tokens, where each of ``tokens`` tokens picks it with probability ``p`` and a grouped
+    kernel (vLLM's and SGLang's Triton fused MoE: moe_align_block_size pads each expert's
+    sorted rows to the block; CUTLASS and Transformer Engine grouped GEMMs: a tile grid per
+    group) covers each expert's rows with whole tiles. Routing is taken as uniform (a trained
+    router's imbalance is more spread, so more padding: this is the least). Summed as
+    E[ceil(n / t)] = sum_j P(n > j t) over the j within 10 standard deviations of the mean
+    (every earlier term is 1), for each distinct (tokens, p, t)."""
+    from scipy.special import betainc  # here: only routed GEMMs pay scipy.special's import
+
+    def above(x: Array, n: Array, q: Array) -> Array:  # P(n > x), x a whole number of rows
+        return np.where(x < n, betainc(x + 1.0, np.maximum(n - x, 1e-9), q), 0.0)
+
+    key = np.stack([np.ravel(tokens), np.ravel(p), np.ravel(tile_m)], axis=1)
+    uniq, inverse = np.unique(key, axis=0, return_inverse=True)
+    n, q, t = uniq.T
+    mean, sd = n * q, np.sqrt(n * q * (1.0 - q))
+    lo = np.maximum(0.0, np.floor((mean - 10.0 * sd - 1.0) / t))
+    hi = np.ceil((mean + 10.0 * sd + 1.0) / t)
+    j = lo[:, None] + np.arange(int((hi - lo).max()) + 1)[None, :]
+    tail = np.where(j <= hi[:, None], above(j * t[:, None], n[:, None], q[:, None]), 0.0)
+    tiles = (lo + tail.sum(axis=1)) / np.maximum(above(0.0, n, q), 1e-300)
+    return tiles[inverse.ravel()].reshape(np.shape(tokens))
 
 
 def _scratchpad_block(half: Array, tile_k: int, a_bytes: Array, b_bytes: Array) -> Array:

@@ -264,3 +264,22 @@ def test_moe_rows_are_a_slice_with_their_own_bar_and_dense_training_another():
     # run on some kinds only, a slice is their share of it: reported without a verdict
     subset = {s.kind: s for s in summarise([moe, dense], subset=True)}
     assert subset["moe"].bar is None and subset["moe"].passed is None
+
+
+def test_a_moe_kernel_row_costs_the_experts_its_tokens_touch():
+    from sim.studies.validate import _predict_moe_kernel
+
+    # Mixtral's TP2 shard (8 experts, top-2, hidden 4096, 7168 per rank) on an H100, bf16
+    row = {"experts": 8, "top_k": 2, "hidden": 4096, "expert_ffn": 7168, "dtype": "bf16",
+           "chip": "h100-sxm", "runtime": "vllm-0.11"}  # fmt: skip
+    expert = 3 * 4096 * 7168 * 2.0  # bytes of one expert's gate, up and down
+    hbm = 3.35e12
+    one, _ = _predict_moe_kernel({**row, "batch": 1})
+    many, detail = _predict_moe_kernel({**row, "batch": 256})
+    # one token reads its two experts; 256 tokens reach all eight, each read once
+    assert 2 * expert / hbm < one < 1.5 * 2 * expert / hbm
+    assert 8 * expert / hbm < many < 1.5 * 8 * expert / hbm
+    assert "router" not in detail["ops"]  # the harness passes the gate scores in
+    # compute-bound (4096 tokens: 1024 a expert) it grows with the tokens
+    big, _ = _predict_moe_kernel({**row, "batch": 4096})
+    assert big > 2.5 * many

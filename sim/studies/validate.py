@@ -50,7 +50,7 @@ BARS: dict[str, float] = {"train": 0.10, "decode": 0.10, "prefill": 0.15, "dit":
 #: test rows within +-5 % (a model right on average only by luck of the spread does not pass)
 BIAS_BAR = 0.05
 KINDS = ("decode", "prefill", "serve", "dit", "train", "energy", "ratio", "gemm", "attention",
-         "membw", "allreduce", "area", "cost")  # fmt: skip
+         "moe-kernel", "membw", "allreduce", "area", "cost")  # fmt: skip
 #: LLM kinds whose rows name a model preset (a row of these on an MoE model is ``RowResult.moe``)
 _LLM_KINDS = ("decode", "prefill", "serve", "train", "energy")
 # slices across kinds, reported below the kinds with their own bars (issue 17's done-when:
@@ -329,6 +329,27 @@ def _predict_gemm(row: dict) -> tuple[float, dict]:
     return op.flops / c.time_s / 1e12, {"time_s": c.time_s, "bound": c.bound}
 
 
+def _predict_moe_kernel(row: dict) -> tuple[float, dict]:
+    """A fused MoE layer (vLLM's ``benchmark_moe.py``, SGLang's tuning script): the routing
+    of ``batch`` tokens given their gate scores, both expert GEMMs, the activation and the
+    combine, as the serving lowering builds them (``_Lowering.moe_block`` less the router
+    GEMM, whose scores the harness passes in) on one chip at its burst clock."""
+    from workloads.llm import Decode
+    from workloads.model import ModelConfig, MoEConfig
+    from workloads.runtime import load_runtime
+
+    h, ffn = row["hidden"], row["expert_ffn"]
+    moe = MoEConfig(n_experts=row["experts"], top_k=row["top_k"], expert_ffn=ffn)
+    model = ModelConfig(name="moe-kernel", n_layers=1, hidden=h, n_heads=1, n_kv_heads=1,
+                        head_dim=128, ffn=ffn, vocab=1, moe=moe)  # fmt: skip
+    work = Decode(model=model, batch=row["batch"], context=1, dtype=row["dtype"],
+                  runtime=load_runtime(row["runtime"]))  # fmt: skip
+    ops = [op for op in work.lower().ops if op.family == "moe" and op.name != "router"]
+    costs = cost_ops(ops, _system(row, 1), steady=False)
+    t = sum(c.time_s for c in costs)
+    return t, {"time_s": t, "ops": {op.name: c.time_s for op, c in zip(ops, costs, strict=True)}}
+
+
 def _predict_attention(row: dict) -> tuple[float, dict]:
     system = _system(row, 1)
     hd = row["head_dim"]
@@ -555,6 +576,7 @@ PREDICTORS: dict[str, Callable[[dict], tuple[float, dict]]] = {
     "train": _predict_train,
     "gemm": _predict_gemm,
     "attention": _predict_attention,
+    "moe-kernel": _predict_moe_kernel,
     "membw": _predict_membw,
     "allreduce": _predict_allreduce,
     "serve": _predict_serve,

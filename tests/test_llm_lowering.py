@@ -103,6 +103,13 @@ def test_moe_expert_gemms_carry_the_tokens_that_route_to_them():
     assert not any(op.gemm.routed_tokens for op in dense.ops if op.gemm)
 
 
+def test_moe_routing_launches_top_k_permute_and_combine():
+    # the serving engines' fused MoE runs three routing kernels around the expert GEMMs
+    g = Decode(model=load_model("mixtral-8x7b"), batch=4, context=128).lower()
+    (route,) = [op for op in g.ops if op.name == "route_permute"]
+    assert route.kernels == 3
+
+
 def test_moe_flops_use_top_k_experts_per_token():
     m = load_model("mixtral-8x7b")
     g = Decode(model=m, batch=16, context=1).lower()

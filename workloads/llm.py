@@ -596,10 +596,14 @@ class _Lowering:
         ops = [
             self.norm("mlp_norm", m.hidden),
             self.gemm("router", "moe", self.T, moe.n_experts, m.hidden),
-            # softmax/top-k, then permute tokens to experts and back (read+write each row)
-            self.b.elementwise("route_permute", "moe",
-                               self.T * (moe.n_experts + m.hidden * moe.top_k),
-                               self.T * m.hidden * moe.top_k * 2, 5.0 * self.T * moe.n_experts),
+            # softmax/top-k, then permute tokens to experts and back (read+write each row):
+            # three kernels, the top-k, the permute before the experts and the weighted sum
+            # after them (vLLM and SGLang's fused MoE: topk_softmax, moe_align_block_size,
+            # moe_sum; TensorRT-LLM's MoE plugin: top-k, expandInputRows, finalizeMoeRouting)
+            replace(self.b.elementwise("route_permute", "moe",
+                                       self.T * (moe.n_experts + m.hidden * moe.top_k),
+                                       self.T * m.hidden * moe.top_k * 2,
+                                       5.0 * self.T * moe.n_experts), kernels=3),
         ]  # fmt: skip
         ops += [op for op in a2a[:1] if op]
         # each expert's rows: the tokens, of the ep chips' T each, that chose it (k of E)

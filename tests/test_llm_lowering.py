@@ -119,6 +119,20 @@ def test_moe_flops_use_top_k_experts_per_token():
     assert _sum(g, "model_flops") == pytest.approx(expected + router + attn, rel=1e-6)
 
 
+def test_mla_normalises_each_latent_before_its_up_projection():
+    ds = load_model("deepseek-v3")  # q latent 1536 wide, kv latent 512 (+ 64 RoPE key)
+    g = Decode(model=ds, batch=2, context=100, dtype="fp8", tp=8, dp=1).lower()
+    names = [op.name.split(".")[-1] for op in g.ops]
+    order = names[names.index("q_a_proj") : names.index("kv_a_norm") + 1]
+    assert order == ["q_a_proj", "q_a_norm", "q_b_proj", "kv_a_proj", "kv_a_norm"]
+    q_norm = next(op for op in g.ops if op.name.endswith("q_a_norm"))
+    # read and write each row of 1536 once (bf16 activations), no residual beside it
+    assert q_norm.bytes[Role.ACTIVATION] == pytest.approx(2 * 2 * 1536 * 2)
+    lite = Decode(model=load_model("deepseek-v2-lite"), batch=2, context=100).lower()
+    lite_names = {op.name.split(".")[-1] for op in lite.ops}
+    assert "kv_a_norm" in lite_names and "q_a_norm" not in lite_names  # no q latent
+
+
 def test_mla_decode_caches_the_latent_and_replicates_it_over_tp():
     ds = load_model("deepseek-v3")
     g = Decode(model=ds, batch=1, context=1000, dtype="fp8", tp=8, dp=1).lower()

@@ -329,6 +329,21 @@ class _Lowering:
             op = self._eager(op, self.w.runtime.norm_primitive(m.norm), self.T * width)
         return op
 
+    def latent_norm(self, name: str, width: int) -> Op:
+        """An RMSNorm of a ``width``-wide latent with no residual beside it (MLA's q_a_layernorm
+        and kv_a_layernorm): reads and writes each row once. Eager: the norm's primitives less
+        the residual add (``EAGER_PRIMITIVES``: 6 B and one kernel an element)."""
+        m = self.m
+        op = self.b.elementwise(name, "attention", self.T * width, self.T * width,
+                                _NORM_FLOPS[m.norm] * self.T * width,
+                                weight_bytes=width * (2 if m.norm == "layernorm" else 1)
+                                * self.ab)  # fmt: skip
+        if self.eager:
+            per_element, kernels = EAGER_PRIMITIVES[self.w.runtime.norm_primitive(m.norm)][:2]
+            by = {**op.bytes, Role.ACTIVATION: (per_element - 6.0) * self.T * width}
+            op = replace(op, bytes=by, kernels=kernels - 1)
+        return op
+
     def _eager(self, op: Op, key: str, elems: float, extra_bytes: float = 0.0,
                extra_kernels: int = 0) -> Op:  # fmt: skip
         """``op`` as eager PyTorch runs it: the primitives of ``EAGER_PRIMITIVES[key]`` over
@@ -506,14 +521,18 @@ class _Lowering:
         qk = a.qk_nope_head_dim + a.qk_rope_head_dim
         latent = a.kv_lora_rank + a.qk_rope_head_dim
         ops = [self.norm("attn_norm", m.hidden)]
+        # each latent is normalised before its up-projection (DeepSeek-V2/V3's q_a_layernorm
+        # and kv_a_layernorm; the kv one over the compressed part, not the RoPE key)
         if a.q_lora_rank:
             ops += [
                 self.gemm("q_a_proj", "attention", T, a.q_lora_rank, m.hidden),
+                self.latent_norm("q_a_norm", a.q_lora_rank),
                 self.gemm("q_b_proj", "attention", T, nq * qk, a.q_lora_rank),
             ]
         else:
             ops.append(self.gemm("q_proj", "attention", T, nq * qk, m.hidden))
         ops.append(self.gemm("kv_a_proj", "attention", T, latent, m.hidden))
+        ops.append(self.latent_norm("kv_a_norm", a.kv_lora_rank))
         ops.append(
             self.b.elementwise(
                 "rope_kv_write",

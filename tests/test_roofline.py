@@ -462,7 +462,10 @@ def test_routed_tiles_are_the_binomial_expectation_of_whole_tiles():
         pmf = [math.exp(log_pmf(n)) for n in range(tokens + 1)]
         return sum(w * math.ceil(n / t) for n, w in enumerate(pmf)) / (1 - pmf[0])
 
-    cases = [(20, 0.3, 4), (64, 1 / 16, 8), (300, 0.25, 64), (2048, 0.25, 128), (1, 0.1, 64)]
+    # summed (spread under a tile), the closed form (spread of a tile or more: 20000 x 0.5
+    # has sd 71 over 16-row tiles), and no more tokens than a tile (exactly one)
+    cases = [(20, 0.3, 4), (64, 1 / 16, 8), (300, 0.25, 64), (2048, 0.25, 128), (1, 0.1, 64),
+             (20000, 0.5, 16), (40, 0.5, 64)]  # fmt: skip
     got = _routed_tiles(*(np.array([c[i] for c in cases], dtype=float) for i in range(3)))
     assert got == pytest.approx([exact(*c) for c in cases], rel=1e-9)
     # far more rows than a tile: the mean's tiles plus about half a tile of padding

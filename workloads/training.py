@@ -834,10 +834,12 @@ class _TrainLowering:
         ops += norm
         sent = T / t.tp if split else T
         ops.append(self.b16.gemm("router", "moe", sent, moe.n_experts, h))
-        ops.append(
+        # top-k, the permute before the experts and the unpermute after them: three kernels at
+        # least (Megatron-Core's router and token dispatcher run more, as PyTorch ops)
+        ops.append(replace(
             self.b16.elementwise("route_permute", "moe", sent * (moe.n_experts + h * moe.top_k),
-                                 sent * h * moe.top_k * 2, 5.0 * sent * moe.n_experts)
-        )  # fmt: skip
+                                 sent * h * moe.top_k * 2, 5.0 * sent * moe.n_experts),
+            kernels=3))  # fmt: skip
         ops += self._ep_exchange("dispatch", sent)
         copies = T * moe.top_k * h * self.ab  # the TP group's token copies, gathered
         if split and not folded:

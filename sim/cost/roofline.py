@@ -392,16 +392,33 @@ def _routed_tiles(tokens: Array, p: Array, tile_m: Array) -> Array:
     kernel (vLLM's and SGLang's Triton fused MoE: moe_align_block_size pads each expert's
     sorted rows to the block; CUTLASS and Transformer Engine grouped GEMMs: a tile grid per
     group) covers each expert's rows with whole tiles. Routing is taken as uniform (a trained
-    router's imbalance is more spread, so more padding: this is the least). Summed as
-    E[ceil(n / t)] = sum_j P(n > j t) over the j within 10 standard deviations of the mean
-    (every earlier term is 1), for each distinct (tokens, p, t)."""
-    from scipy.special import betainc  # here: only routed GEMMs pay scipy.special's import
+    router's imbalance is more spread, so more padding: this is the least).
+
+    Three cases, element by element: no more tokens than a tile: exactly one tile; a spread of
+    at least a tile (sd >= t): n mod t is uniform to ~1e-6, so E[ceil(n/t)] = (E[n] + (t-1)/2)/t;
+    otherwise the sum E[ceil(n/t)] = sum_j P(n > j t) over the j within 10 standard deviations of
+    the mean (every earlier term is 1), for each distinct (tokens, p, t): at most ~23 terms."""
+    n, q, t = (np.asarray(x, dtype=float) for x in np.broadcast_arrays(tokens, p, tile_m))
+    shape, (n, q, t) = n.shape, (n.ravel(), q.ravel(), t.ravel())
+    out = np.ones(n.shape)
+    mean, sd = n * q, np.sqrt(n * q * (1.0 - q))
+    active = -np.expm1(n * np.log1p(-np.minimum(q, 1.0 - 1e-16)))  # P(n > 0)
+    wide = (sd >= t) & (n > t)
+    out[wide] = (mean[wide] + (t[wide] - 1.0) / 2.0) / t[wide] / active[wide]
+    narrow = ~wide & (n > t)
+    if narrow.any():
+        out[narrow] = _routed_tiles_summed(n[narrow], q[narrow], t[narrow])
+    return out.reshape(shape)
+
+
+def _routed_tiles_summed(n: Array, q: Array, t: Array) -> Array:
+    """``_routed_tiles`` by the sum over P(n > j t), for spreads narrower than a tile."""
+    from scipy.special import betainc  # here: only such routed GEMMs pay scipy.special's import
 
     def above(x: Array, n: Array, q: Array) -> Array:  # P(n > x), x a whole number of rows
         return np.where(x < n, betainc(x + 1.0, np.maximum(n - x, 1e-9), q), 0.0)
 
-    key = np.stack([np.ravel(tokens), np.ravel(p), np.ravel(tile_m)], axis=1)
-    uniq, inverse = np.unique(key, axis=0, return_inverse=True)
+    uniq, inverse = np.unique(np.stack([n, q, t], axis=1), axis=0, return_inverse=True)
     n, q, t = uniq.T
     mean, sd = n * q, np.sqrt(n * q * (1.0 - q))
     lo = np.maximum(0.0, np.floor((mean - 10.0 * sd - 1.0) / t))
@@ -409,7 +426,7 @@ def _routed_tiles(tokens: Array, p: Array, tile_m: Array) -> Array:
     j = lo[:, None] + np.arange(int((hi - lo).max()) + 1)[None, :]
     tail = np.where(j <= hi[:, None], above(j * t[:, None], n[:, None], q[:, None]), 0.0)
     tiles = (lo + tail.sum(axis=1)) / np.maximum(above(0.0, n, q), 1e-300)
-    return tiles[inverse.ravel()].reshape(np.shape(tokens))
+    return tiles[inverse.ravel()]
 
 
 def _scratchpad_block(half: Array, tile_k: int, a_bytes: Array, b_bytes: Array) -> Array:

@@ -283,3 +283,18 @@ def test_a_moe_kernel_row_costs_the_experts_its_tokens_touch():
     # compute-bound (4096 tokens: 1024 a expert) it grows with the tokens
     big, _ = _predict_moe_kernel({**row, "batch": 4096})
     assert big > 2.5 * many
+
+
+def test_cli_validate_runs_the_rows_whose_id_matches_a_glob(capsys):
+    # two globs: a kernel row and a ratio row, whose members run but are not reported
+    code = main(["validate", "--json", "--no-fail", "--id", "moek-vllm24700-h100-e8n7168k4096-*-m1",
+                 "--id", "ratio-gptfast-llama2-7b-a100-bf16-tp2-over-tp"])  # fmt: skip
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert sorted(r["id"] for r in rows) == ["moek-vllm24700-h100-e8n7168k4096-bf16-tuned-m1",
+                                             "ratio-gptfast-llama2-7b-a100-bf16-tp2-over-tp"]  # fmt: skip
+    assert all(r["predicted"] is not None for r in rows)
+    # a glob that matches nothing is one line naming it
+    assert main(["validate", "--id", "no-such-row-*"]) == 2
+    err = capsys.readouterr().err
+    assert "--id no-such-row-*: matches no validation row" in err and err.count("\n") == 1

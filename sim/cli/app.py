@@ -310,7 +310,7 @@ def _run_validate(args: argparse.Namespace) -> int:
             f"--kind {unknown[0]}: not a validation kind; choose from {', '.join(KINDS)}"
         )
     results, summary = validate(
-        args.data or DEFAULT_DATA, args.kind or None, fast=args.fast, progress=True
+        args.data or DEFAULT_DATA, args.kind or None, fast=args.fast, progress=True, ids=args.id
     )
     if args.report:
         write_report(args.report, results, summary)
@@ -604,6 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="published-measurement TOML (default: the packaged sim/studies/data/published.toml)",
     )
     p.add_argument("--kind", action="append", help="only this kind (repeatable)")
+    p.add_argument("--id", action="append", metavar="GLOB",
+                   help="only rows whose id matches this glob (repeatable), e.g. "
+                        "--id 'moek-*-h100-*' (a ratio row runs its member rows too)")  # fmt: skip
     p.add_argument("--fast", action="store_true", help="three rows per kind")
     p.add_argument("--report", help="write the JSON report here")
     p.add_argument("--summary", action="store_true", help="print only the per-kind summary")

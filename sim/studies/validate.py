@@ -18,6 +18,7 @@ attention, a STREAM-style copy/triad) or one all-reduce (NCCL bus bandwidth).
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import statistics
 import tomllib
@@ -627,12 +628,26 @@ def _is_moe(row: dict) -> bool:
         return False
 
 
-def select(rows: list[dict], kinds: Iterable[str] | None = None, fast: bool = False) -> list[dict]:
-    """Rows of the given kinds; ``fast`` keeps the first three simulatable-looking rows per kind."""
+def select(
+    rows: list[dict],
+    kinds: Iterable[str] | None = None,
+    fast: bool = False,
+    ids: Iterable[str] | None = None,
+) -> list[dict]:
+    """Rows of the given kinds whose id matches one of the globs ``ids`` (``fnmatch``, case
+    sensitive; none: every id); ``fast`` keeps the first three simulatable-looking rows per
+    kind. A glob that matches no row is a ``ConfigError`` naming it."""
     wanted = set(kinds) if kinds else None
+    globs = list(ids or ())
+    for glob in globs:
+        if not any(fnmatch.fnmatchcase(row["id"], glob) for row in rows):
+            raise ConfigError(f"--id {glob}: matches no validation row id; give a glob of ids "
+                              "(e.g. 'moek-*-h100-*'; roofsim validate --json lists them)")  # fmt: skip
     out, seen = [], defaultdict(int)
     for row in rows:
         if wanted is not None and row["kind"] not in wanted:
+            continue
+        if globs and not any(fnmatch.fnmatchcase(row["id"], g) for g in globs):
             continue
         if fast and seen[row["kind"]] >= 3:
             continue
@@ -825,12 +840,14 @@ def validate(
     kinds: Iterable[str] | None = None,
     fast: bool = False,
     progress: bool = False,
+    ids: Iterable[str] | None = None,
 ) -> tuple[list[RowResult], list[KindSummary]]:
-    """Run the rows of ``kinds`` (``progress``: a bar on a terminal's stderr)."""
+    """Run the rows of ``kinds`` whose id matches a glob of ``ids`` (``select``; ``progress``: a
+    bar on a terminal's stderr)."""
     from sim.studies.progress import Progress
 
     every = load_rows(data)
-    rows = select(every, kinds, fast)
+    rows = select(every, kinds, fast, ids)
     bar = Progress(len(rows), progress, "rows")
     results = []
     for r in rows:
@@ -845,7 +862,7 @@ def validate(
         ratio_results = [ratio_row(r, by_id, done) for r in ratios]
         order = {r["id"]: i for i, r in enumerate(rows)}
         results = sorted(results + ratio_results, key=lambda r: order[r.id])
-    return results, summarise(results, smoke=fast, subset=bool(kinds))
+    return results, summarise(results, smoke=fast, subset=bool(kinds) or bool(ids))
 
 
 def _speed(metric: str, value: float) -> float:

@@ -294,7 +294,11 @@ def test_cli_validate_runs_the_rows_whose_id_matches_a_glob(capsys):
     assert sorted(r["id"] for r in rows) == ["moek-vllm24700-h100-e8n7168k4096-bf16-tuned-m1",
                                              "ratio-gptfast-llama2-7b-a100-bf16-tp2-over-tp"]  # fmt: skip
     assert all(r["predicted"] is not None for r in rows)
-    # a glob that matches nothing is one line naming it
-    assert main(["validate", "--id", "no-such-row-*"]) == 2
-    err = capsys.readouterr().err
-    assert "--id no-such-row-*: matches no validation row" in err and err.count("\n") == 1
+    # rows picked by id get no verdict: one far-off row does not fail its kind's bar
+    assert main(["validate", "--summary", "--id", "gptfast-llama2-70b-a100-int4"]) == 0
+    capsys.readouterr()
+    # a glob that matches nothing (or nothing of the --kind given) is one line naming it
+    for args in (["--id", "no-such-row-*"], ["--kind", "decode", "--id", "moek-*"]):
+        assert main(["validate", *args]) == 2
+        err = capsys.readouterr().err
+        assert f"--id {args[-1]}: matches no validation row" in err and err.count("\n") == 1

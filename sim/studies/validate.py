@@ -640,9 +640,11 @@ def select(
     wanted = set(kinds) if kinds else None
     globs = list(ids or ())
     for glob in globs:
-        if not any(fnmatch.fnmatchcase(row["id"], glob) for row in rows):
-            raise ConfigError(f"--id {glob}: matches no validation row id; give a glob of ids "
-                              "(e.g. 'moek-*-h100-*'; roofsim validate --json lists them)")  # fmt: skip
+        if not any(fnmatch.fnmatchcase(row["id"], glob) for row in rows
+                   if wanted is None or row["kind"] in wanted):  # fmt: skip
+            of = f" of --kind {', '.join(sorted(wanted))}" if wanted else ""
+            raise ConfigError(f"--id {glob}: matches no validation row id{of}; give a glob of "
+                              "the rows' id fields (e.g. 'moek-*-h100-*')")  # fmt: skip
     out, seen = [], defaultdict(int)
     for row in rows:
         if wanted is not None and row["kind"] not in wanted:
@@ -862,7 +864,8 @@ def validate(
         ratio_results = [ratio_row(r, by_id, done) for r in ratios]
         order = {r["id"]: i for i, r in enumerate(rows)}
         results = sorted(results + ratio_results, key=lambda r: order[r.id])
-    return results, summarise(results, smoke=fast, subset=bool(kinds) or bool(ids))
+    # rows picked by id are a sample, not a kind: reported without a verdict, as --fast
+    return results, summarise(results, smoke=fast or bool(ids), subset=bool(kinds) or bool(ids))
 
 
 def _speed(metric: str, value: float) -> float:

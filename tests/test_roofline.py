@@ -482,3 +482,18 @@ def test_routed_expert_gemm_pads_each_experts_rows_to_whole_tiles():
     a, b = cost_op(exact, system), cost_op(routed, system)
     assert b.compute_s > 1.3 * a.compute_s
     assert b.tile_efficiency < 0.8 * a.tile_efficiency
+
+
+def test_a_routed_expert_gemm_takes_a_block_as_short_as_its_rows_on_the_tensor_cores():
+    # Mixtral decode at batch 16 (top-2 of 8: 4 rows an expert on average) on an H100: a fused
+    # MoE kernel runs 16-row blocks on the tensor cores (Triton's BLOCK_SIZE_M, Marlin's 16-row
+    # steps), not cuBLAS's 64-row tiles nor the vector-unit GEMV path
+    from hardware import load_system
+    from sim.cost.simulate import simulate
+    from workloads.llm import Decode
+    from workloads.loader import load_model
+
+    w = Decode(model=load_model("mixtral-8x7b"), batch=16, context=128, tp=2)
+    costs = [c for c in simulate(w, load_system("h100-sxm", 2)).costs
+             if c.op.name.endswith("experts_up")]  # fmt: skip
+    assert costs and all(c.tile is not None and c.tile[0] == 16 for c in costs)

@@ -305,10 +305,17 @@ def cost_gemms(
     tm, tn, sk, gemv = cand["tm"], cand["tn"], cand["sk"], cand["gemv"]
 
     is_routed = r_tokens > 0
+    # a grouped expert kernel runs one M tile over experts of different rows (none is cut to
+    # fit one), chosen by the batch: vLLM's and SGLang's Triton fused MoE and Marlin take 16- to
+    # 64-row blocks at small batches, on the tensor cores; so a routed tile is no taller than
+    # the mean rows rounded up to the library's step (16 at least), and never the GEMV path
+    step = st.tile_step or 16
+    routed_tm = np.where(is_routed, np.minimum(tm, np.maximum(16.0, step * np.ceil(m / step))), tm)
     if st.tile_step:  # one side cut to a step multiple: less padding, fuller waves
         cut_m, cut_n = _cut_tiles(m, n, tm, tn, cand["extra"], st.tile_step)
-        # a grouped kernel runs one tile over experts of different rows: none is cut to fit
-        tm, tn = np.where(is_routed, tm, cut_m), np.where(is_routed, tn, cut_n)
+        tm, tn = np.where(is_routed, routed_tm, cut_m), np.where(is_routed, tn, cut_n)
+    else:
+        tm = routed_tm
     tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
     if is_routed.any():  # each expert's rows padded to whole tiles, over their spread
         tiles_m = np.broadcast_to(tiles_m, np.broadcast_shapes(tiles_m.shape, m.shape)).copy()
@@ -319,7 +326,7 @@ def cost_gemms(
                                      np.broadcast_to(tm, shape)[sel])  # fmt: skip
     tiles = groups * tiles_m * tiles_n
     stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)
-    usable = np.where(sk, stream, np.where(gemv, m < min_tm, True))
+    usable = np.where(sk, stream, np.where(gemv, (m < min_tm) & ~is_routed, True))
     keep = usable.reshape(len(usable), -1).any(axis=1)
     if not keep.all():  # a candidate no op may use (stream-K with fewer tiles than cores) is
         # never picked: cost only the others, in their order (the same first fastest)

@@ -18,7 +18,7 @@ from sim.cost.roofline import beside_slowdown, cost_op, cost_ops
 from sim.engine.events import StageWork, run_pipeline, schedule
 from sim.engine.train import simulate_training
 from workloads import WorkloadError, load_model
-from workloads.ops import OpKind
+from workloads.ops import OpKind, Role
 from workloads.training import Training
 
 
@@ -1154,3 +1154,15 @@ def test_folding_without_tensor_parallelism_spans_the_context_parallel_ranks():
     assert by["ep_dispatch_all_to_all"].collective.local == 8  # adjacent: one node
     with pytest.raises(WorkloadError, match="--ep 8 must divide --dp 2"):
         replace(t, etp=0).validate()  # the unfolded layout keeps EP inside DP
+
+
+def test_eager_training_runs_mla_latent_norms_as_a_norm_without_its_residual_add():
+    from workloads.build import EAGER_PRIMITIVES
+
+    t = Training(model=load_model("deepseek-v2-lite"), seq=4096, dp=8, ep=8, global_batch=64,
+                 elementwise="eager")  # fmt: skip
+    (op,) = [o for o in t.lower().stages[0][0].forward if o.name == "dense.kv_a_norm"]
+    per_element, kernels = EAGER_PRIMITIVES["rmsnorm"][:2]
+    assert op.kernels == kernels - 1
+    # 4096 tokens x the 512-wide kv latent, the norm's bytes less the residual add's 6
+    assert op.bytes[Role.ACTIVATION] == pytest.approx((per_element - 6.0) * 4096 * 512)

@@ -660,15 +660,21 @@ class _TrainLowering:
                 op = replace(op, name="rope", bytes=by)
                 if self.eager:
                     op = self._eager(op, self.rope_key, op.flops / _ROPE_FLOPS)
+            elif self.eager and op.name.split(".")[-1] in ("q_a_norm", "kv_a_norm"):
+                op = self._eager(op, self.norm_key, op.flops / _NORM_FLOPS[self.m.norm], False)
             elif self.eager and op.name.endswith("_act"):
                 key = "gated_act" if self.m.gated_mlp else "act"
                 op = self._eager(op, key, op.flops / _ACT_FLOPS.get(self.m.activation, 5))
             out.append(op)
         return out
 
-    def _eager(self, op: Op, key: str, elems: float) -> Op:
-        """``op`` as eager PyTorch runs it: the primitives of ``EAGER_PRIMITIVES[key]`` on ``elems``."""
+    def _eager(self, op: Op, key: str, elems: float, residual: bool = True) -> Op:
+        """``op`` as eager PyTorch runs it: the primitives of ``EAGER_PRIMITIVES[key]`` on ``elems``
+        (``residual`` false: a norm with no residual add beside it, MLA's latent norms: less the
+        add's 6 B and one kernel each way)."""
         fwd, fwd_k, bwd, bwd_k = EAGER_PRIMITIVES[key]
+        if not residual:
+            fwd, fwd_k, bwd, bwd_k = fwd - 6.0, fwd_k - 1, bwd - 6.0, bwd_k - 1
         base = op.name.split(".")[-1]
         sums = {"attn_norm": 2, "mlp_norm": 1 if self.m.gated_mlp else 0}.get(base, 0)
         bwd, bwd_k = bwd + 6.0 * sums, bwd_k + sums

@@ -1166,3 +1166,16 @@ def test_eager_training_runs_mla_latent_norms_as_a_norm_without_its_residual_add
     assert op.kernels == kernels - 1
     # 4096 tokens x the 512-wide kv latent, the norm's bytes less the residual add's 6
     assert op.bytes[Role.ACTIVATION] == pytest.approx((per_element - 6.0) * 4096 * 512)
+
+
+def test_mla_training_keeps_each_latent_norms_input_for_the_backward():
+    from workloads.training import _TrainLowering
+
+    t = Training(model=load_model("deepseek-v2-lite"), seq=4096, dp=8, ep=8, global_batch=64)
+    low = _TrainLowering(t)
+    layer = low.dense_layer()
+    without = [op for op in layer if not op.name.endswith("kv_a_norm")]
+    # 4096 rows of the 512-wide kv latent in bf16 (V2-Lite has no q latent)
+    assert low.saved_activations(layer, False) - low.saved_activations(without, False) == (
+        pytest.approx(4096 * 512 * 2.0)
+    )

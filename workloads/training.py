@@ -1147,6 +1147,12 @@ class _TrainLowering:
                 # selective recompute re-runs the core instead of keeping P (Korthikanti Sec. 5)
                 a_kept = not (op.name == "attn_values" and policy == "selective")
                 total += g.groups * ((g.m * g.k if a_kept else 0) + g.k * g.n) * self.ab
+            elif op.name.split(".")[-1] in ("q_a_norm", "kv_a_norm"):  # MLA's latent norms:
+                # their input (the output is the up-projection's input, counted there)
+                latent = op.flops / _NORM_FLOPS[m.norm] * self.ab
+                if self.eager and self.norm_key == "rmsnorm":
+                    latent *= 3.0  # + x.float() (fp32) and the bf16 normed x before *weight
+                total += latent
             elif op.name.endswith("_act"):
                 total += up_out  # the activation function's input
                 if self.eager and m.gated_mlp:

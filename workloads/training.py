@@ -902,8 +902,7 @@ class _TrainLowering:
                 split = op.dtype == "fp8"
                 # dgrad has the forward's rows (a routed expert's too); wgrad reduces over them
                 # (a routed expert's rows padded along K: not modelled)
-                dgrad = replace(dgrad, gemm=replace(dgrad.gemm, routed_tokens=g.routed_tokens,
-                                                    routed_p=g.routed_p))  # fmt: skip
+                (dgrad,) = routed([dgrad], g.routed_tokens, g.routed_p)
                 out += [replace(x, model_flops=x.flops * ratio, count=op.count,
                                 gemm=replace(x.gemm, split_accumulate=split))
                         for x in (dgrad, wgrad)]  # fmt: skip
@@ -988,8 +987,7 @@ class _TrainLowering:
                 g = op.gemm
                 b = Builder(op.dtype, g.a_bytes, g.b_bytes)
                 made = b.gemm(op.name, op.family, g.m, sum(again), g.k, g.groups)
-                made = replace(made, gemm=replace(made.gemm, routed_tokens=g.routed_tokens,
-                                                  routed_p=g.routed_p))  # fmt: skip
+                (made,) = routed([made], g.routed_tokens, g.routed_p)
                 out.append(replace(made, count=op.count))
         return out
 

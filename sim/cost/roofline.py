@@ -402,7 +402,7 @@ def _routed_tiles(tokens: Array, p: Array, tile_m: Array) -> Array:
     router's imbalance is more spread, so more padding: this is the least).
 
     Three cases, element by element: no more tokens than a tile: exactly one tile; a spread of
-    at least a tile (sd >= t): n mod t is uniform to ~1e-6, so E[ceil(n/t)] = (E[n] + (t-1)/2)/t;
+    at least a tile (sd >= t): n mod t is uniform to ~1e-8, so E[ceil(n/t)] = (E[n] + (t-1)/2)/t;
     otherwise the sum E[ceil(n/t)] = sum_j P(n > j t) over the j within 10 standard deviations of
     the mean (every earlier term is 1), for each distinct (tokens, p, t): at most ~23 terms."""
     n, q, t = (np.asarray(x, dtype=float) for x in np.broadcast_arrays(tokens, p, tile_m))

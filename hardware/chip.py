@@ -234,6 +234,10 @@ class Chip:
     attention_bwd_fraction: float | None = None
     split_accumulate_fraction: float | None = None
     stream_k: bool = False  # the GEMM library can schedule stream-K (sim/cost/roofline.py)
+    # the NVIDIA compute capability ("8.0": Ampere GA100, "9.0": Hopper, "10.0": Blackwell B200;
+    # "": not an NVIDIA part): software picks its kernels by it (a runtime's attention backend
+    # for a model with attention sinks, ``workloads.runtime.Runtime.sinks_native``)
+    compute_capability: str = ""
     memory: tuple[MemoryLevel, ...]
     exp_per_s: float | None = None
     kernel_overhead_s: float = 0.0
@@ -289,6 +293,13 @@ class Chip:
             _fraction(where, f"compute.sustained_fraction.{dtype}", frac)
         if self.mma_sync_fraction is not None:
             _fraction(where, "compute.mma_sync_fraction", self.mma_sync_fraction)
+        cc = self.compute_capability
+        if cc and not (isinstance(cc, str) and cc.count(".") == 1
+                       and all(part.isdigit() for part in cc.split("."))):  # fmt: skip
+            raise ConfigError(
+                f'{where}: compute.compute_capability must be a version like "9.0" (major.minor), '
+                f"or left out for a chip that is not an NVIDIA GPU; got {cc!r}"
+            )
         if self.attention_bwd_fraction is not None:
             _fraction(where, "compute.attention_bwd_fraction", self.attention_bwd_fraction)
         if self.split_accumulate_fraction is not None:
@@ -379,14 +390,14 @@ class Chip:
         return self.peak(dtype) * self.sustained_by_dtype.get(dtype, self.sustained_clock_fraction)
 
     def attention_rate(self, dtype: str, kernel: str = "native", backward: bool = False) -> float:
-        """Matmul FLOP/s inside an attention kernel: ``sustained``, capped for "fa2" kernels
-        where the chip's warp-level MMA path is slower (``mma_sync_fraction``) and for the
+        """Matmul FLOP/s inside an attention kernel: ``sustained``, capped for "fa2" and "triton"
+        kernels where the chip's warp-level MMA path is slower (``mma_sync_fraction``) and for the
         backward kernel where one was measured (``attention_bwd_fraction``); the vector rate
         for "mmha", which runs its dot products on the CUDA cores."""
         if kernel == "mmha":  # dot products as FMAs on the CUDA cores (vector units)
             return self.vector_flops_per_s
         rate = self.sustained(dtype)
-        if kernel == "fa2" and self.mma_sync_fraction is not None:
+        if kernel in ("fa2", "triton") and self.mma_sync_fraction is not None:
             rate = min(rate, self.peak(dtype) * self.mma_sync_fraction)
         if backward and self.attention_bwd_fraction is not None:
             rate = min(rate, self.peak(dtype) * self.attention_bwd_fraction)

@@ -170,6 +170,7 @@ _OPTIONAL_FIELDS = {
     "attention_bwd_fraction",
     "split_accumulate_fraction",
     "stream_k",
+    "compute_capability",
     "intra_node_achievable_fraction",
     "inter_node_achievable_fraction",
     "clock_hz",
@@ -221,6 +222,14 @@ def _bool(table: dict[str, Any], key: str, where: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
     return value
+
+
+def _capability(table: dict[str, Any], where: str) -> str:
+    """``compute_capability`` as "major.minor" text: TOML's "9.0", or a number a --set gave."""
+    value = table.get("compute_capability", "")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ConfigError(f'{where}.compute_capability must be a version like "9.0", got {value!r}')
+    return f"{float(value):.1f}" if isinstance(value, (int, float)) else value
 
 
 def _int(table: dict[str, Any], key: str, where: str, default: int) -> int:
@@ -335,6 +344,7 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         ),
         sustained_by_dtype=_fractions(compute, "sustained_fraction", f"{chip}: compute"),
         stream_k=_bool(compute, "stream_k", f"chip {name!r}: compute"),
+        compute_capability=_capability(compute, f"chip {name!r}: compute"),
         mma_sync_fraction=_q(
             compute, "mma_sync_fraction", "fraction", f"chip {name!r}: compute", None
         ),

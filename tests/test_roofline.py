@@ -497,3 +497,71 @@ def test_a_routed_expert_gemm_takes_a_block_as_short_as_its_rows_on_the_tensor_c
     costs = [c for c in simulate(w, load_system("h100-sxm", 2)).costs
              if c.op.name.endswith("experts_up")]  # fmt: skip
     assert costs and all(c.tile is not None and c.tile[0] == 16 for c in costs)
+
+
+def _sink_attention(chip: str, q_len: int, kv_len: int, runtime: str = "vllm-0.11", batch: int = 1):
+    """gpt-oss-20b's full-attention op (64 query heads of 64, 8 KV heads) under ``runtime``,
+    costed on ``chip``."""
+    from hardware import load_system
+    from workloads import Prefill, load_model
+    from workloads.runtime import load_runtime
+
+    model = load_model("gpt-oss-20b")
+    wl = Prefill(model=model, batch=batch, prompt=q_len, runtime=load_runtime(runtime))
+    op = next(o for o in wl.lower().ops if o.name == "attention")
+    op = replace(op, attention=replace(op.attention, q_len=q_len, kv_len=kv_len))
+    return op, cost_op(op, load_system(chip, 1))
+
+
+def test_vllm_runs_attention_with_sinks_on_its_triton_kernel_where_fa3_cannot():
+    """vLLM sends a model with attention sinks (gpt-oss) to its Triton unified attention on
+    chips other than Hopper and Blackwell (FlashAttention-2 takes no sinks): there a program
+    packs 2 tokens x 8 query heads into 16 rows and streams the KV head's keys once per 2 tokens
+    through L2 in tiles of 32, so a long prefill is L2-bound and several times slower than the
+    flash kernel; Hopper keeps FlashAttention-3, and a runtime without the rule, or a model
+    without sinks, keeps the native kernel everywhere."""
+    op, a100 = _sink_attention("a100-sxm-80gb", 2048, 16384)
+    assert op.attention.sinks_kernel == "triton" and op.attention.sinks_native == ("9.0", "10.0")
+    assert a100.tile == (16, 32)
+    # L2 traffic: Q and O once, each 2-token block reading its keys (the causal span up to the
+    # block's last token) once for its 8 heads
+    keys = 16384 - 2048 + (2048 + 2) / 2
+    kv = 8 * keys * 2 * 64 * 2.0
+    q_o = 2048 * 64 * 2 * 64 * 2.0
+    assert a100.memory_s["l2"] > 0
+    reuse = q_o + kv * 2048 / 2
+    _, native = _sink_attention("a100-sxm-80gb", 2048, 16384, runtime="sglang-0.4")
+    assert native.tile[1] > 32
+    assert a100.time_s > 2 * native.time_s
+    assert a100.binding_level == "l2"
+    # on an L2 at the A100's 4.4 TB/s achievable (7.22 TB/s x 0.61), the traffic takes at least
+    assert a100.time_s >= reuse / (7.22e12 * 0.61)
+    _, h100 = _sink_attention("h100-sxm", 2048, 16384)
+    assert h100.tile[1] > 32  # FlashAttention-3 with sinks
+    from workloads import Prefill, load_model
+    from workloads.runtime import load_runtime
+
+    dense = Prefill(model=load_model("llama-3-8b"), batch=1, prompt=512,
+                    runtime=load_runtime("vllm-0.11"))  # fmt: skip
+    assert all(not o.attention.sinks_kernel for o in dense.lower().ops if o.attention)
+
+
+def test_triton_decode_splits_a_small_batch_over_sixteen_segments():
+    """A decode batch of at most 128 programs runs vLLM's 3D Triton kernel: each sequence's keys
+    split over 16 segments (more parallel than one program per KV head), its sliding windows not
+    pruned, so a windowed layer reads the whole context."""
+    from hardware import load_system
+    from workloads.build import Builder
+
+    system = load_system("a100-sxm-80gb", 1)
+
+    def cost(window: int, batch: int = 4):
+        spec = Attention(batch=batch, n_q_heads=64, n_kv_heads=8, q_len=1, kv_len=8192,
+                         qk_dim=64, v_dim=64, causal=True, act_bytes=2.0,
+                         kv_bytes_per_token=256.0, window=window)  # fmt: skip
+        return cost_op(Builder("bf16", 2.0, 2.0, "triton").attention("attention", spec), system)
+
+    full, windowed = cost(0), cost(128)
+    assert windowed.main_bytes == pytest.approx(full.main_bytes)  # no pruning in the 3D kernel
+    # 4 x 8 programs would fill a third of the 108 cores; 16 segments fill them all
+    assert cost(0, batch=64).time_s > full.time_s

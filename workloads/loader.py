@@ -17,6 +17,7 @@ _MODEL_KEYS = {
     "name", "full_name", "n_layers", "hidden", "n_heads", "n_kv_heads", "head_dim", "ffn",
     "gated_mlp", "activation", "vocab", "tied_embeddings", "norm", "position", "max_seq",
     "attn_bias", "mlp_bias", "n_params_published", "source", "sliding_window", "sliding_layers",
+    "attention_sinks",
 }  # fmt: skip
 
 
@@ -365,6 +366,8 @@ def _from_hf(cfg: dict[str, Any], kind: str, name: str) -> ModelConfig:
             attn_bias=bool(cfg.get("attention_bias", kind in ("qwen2", "qwen2_moe"))),
             # gpt-oss's experts carry biases (GptOssExperts gate_up_proj_bias, down_proj_bias)
             mlp_bias=kind == "gpt_oss",
+            # gpt-oss's attention has a learned sink per head (GptOssAttention.sinks)
+            attention_sinks=kind == "gpt_oss",
             source=f"Hugging Face config.json ({kind})",
             **_sliding(cfg, kind),
         )

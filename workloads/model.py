@@ -122,6 +122,9 @@ class ModelConfig:
     # only those (Mistral-7B v0.1: every layer; Gemma 2, gpt-oss: every second one)
     sliding_window: int = 0
     sliding_layers: int = 0
+    # a learned sink logit per query head joins every softmax (gpt-oss): no FLOPs to speak of,
+    # but a runtime runs it only on kernels that take sinks (``Runtime.sinks_kernel``)
+    attention_sinks: bool = False
     n_params_published: float | None = None
     source: str = ""
 
@@ -139,7 +142,8 @@ class ModelConfig:
             max_seq=self.max_seq,
         )
         check_flags(where, gated_mlp=self.gated_mlp, tied_embeddings=self.tied_embeddings,
-                    attn_bias=self.attn_bias, mlp_bias=self.mlp_bias)  # fmt: skip
+                    attn_bias=self.attn_bias, mlp_bias=self.mlp_bias,
+                    attention_sinks=self.attention_sinks)  # fmt: skip
         if self.n_heads % self.n_kv_heads:
             raise WorkloadError(
                 f"{where}: n_heads ({self.n_heads}) must be a multiple of n_kv_heads, "

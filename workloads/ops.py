@@ -99,6 +99,11 @@ class Attention:
     kv_bytes_per_token: float  # per kv head
     backward: bool = False  # the training backward kernel (dQ, dK, dV), see sim/cost/roofline.py
     kernel: str = "native"  # "native": the chip's fastest fused kernel; "fa2": FlashAttention-2
+    # attention with sinks (``ModelConfig.attention_sinks``) under a runtime whose default kernel
+    # takes none on some chips (``Runtime.sinks_kernel``): the kernel it runs on a chip whose
+    # compute capability is not among ``sinks_native`` ("": ``kernel`` everywhere)
+    sinks_kernel: str = ""
+    sinks_native: tuple[str, ...] = ()
     # sliding-window attention (causal): each query sees the ``window`` latest keys, itself
     # included (0: every key before it)
     window: int = 0
@@ -150,8 +155,11 @@ def causal_pairs(q_len: Any, kv_len: Any, window: Any = 0) -> Any:
 # PagedAttention v1/v2): one thread block per query head, the dot products on the CUDA cores,
 # so a GQA group's query heads each read their K/V (prefill runs the native fused kernel); or -
 # for training - the pre-flash "unfused" attention of 2020-22 Megatron-LM: batched QK^T and PV
-# GEMMs with the score matrix written to memory and a fused scale-mask-softmax kernel between
-ATTENTION_KERNELS = ("native", "fa2", "mmha", "unfused")
+# GEMMs with the score matrix written to memory and a fused scale-mask-softmax kernel between;
+# or - for inference - "triton", vLLM's Triton unified attention (its TRITON_ATTN backend): a
+# program per 16 rows of packed query heads and tokens, streaming its K/V span in tiles of 32
+# keys on the warp-level MMA path (``sim.cost.roofline.cost_attentions``)
+ATTENTION_KERNELS = ("native", "fa2", "mmha", "unfused", "triton")
 
 
 def check_attention_kernel(
@@ -160,9 +168,10 @@ def check_attention_kernel(
     """``training``: the unfused kernel is allowed, mmha not; ``decode``: mmha is allowed;
     inference also takes unfused (eager matmul-softmax-matmul, as Hugging Face's 'eager'
     attention) where ``decode`` (an LLM; not a DiT)."""
-    allowed = ("native", "fa2", "unfused") if training else ("native", "fa2", "mmha", "unfused")
+    allowed = (("native", "fa2", "unfused") if training
+               else ("native", "fa2", "mmha", "unfused", "triton"))  # fmt: skip
     if not decode:
-        allowed = tuple(k for k in allowed if k not in ("mmha", "unfused"))
+        allowed = tuple(k for k in allowed if k not in ("mmha", "unfused", "triton"))
     if kernel not in allowed:
         raise WorkloadError(
             f"{where}: --attention-kernel must be one of {', '.join(allowed)}, got {kernel!r}"

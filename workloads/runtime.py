@@ -82,6 +82,11 @@ source:
   vLLM's ports of it: weights dequantised in registers and multiplied with the warp-level
   ``mma.sync`` instruction, so on Hopper at the chip's ``mma_sync_fraction`` of peak, as
   FlashAttention-2);
+- ``sinks_kernel`` and ``sinks_native`` (inference): the attention kernel the software runs
+  for a model with attention sinks (``ModelConfig.attention_sinks``, gpt-oss) on a chip whose
+  NVIDIA compute capability (``Chip.compute_capability``) is not among ``sinks_native``, where
+  its default kernel takes no sinks: ``triton`` (vLLM's Triton unified attention,
+  ``sim.cost.roofline``); empty: the default kernel everywhere;
 - ``admission`` (serving): when a waiting request may start: ``watermark`` (vLLM: its prompt's
   KV blocks fit with 1 % of the blocks left free, and a running sequence is preempted when the
   cache fills) or ``reserve`` (TensorRT-LLM's GUARANTEED_NO_EVICT: its prompt and output blocks
@@ -156,6 +161,8 @@ class Runtime:
     async_output: bool = False
     server_per_seq_s: float = 0.0
     attention_kernel: str = ""  # the fused attention kernel it runs ("": the chip's native one)
+    sinks_kernel: str = ""  # the kernel for attention with sinks off ``sinks_native`` chips
+    sinks_native: tuple[str, ...] = ()  # compute capabilities whose default kernel takes sinks
     allreduce_latency_s: float = 0.0  # 0: NCCL (no custom intra-node all-reduce)
     allreduce_bus_bandwidth: float = 0.0  # bytes/s
     non_torch_bytes: float = 0.0  # device memory outside the engine's tensors, one chip
@@ -217,6 +224,8 @@ class Runtime:
             "async_output": self.async_output,
             "server_per_seq_s": self.server_per_seq_s,
             "attention_kernel": self.attention_kernel,
+            "sinks_kernel": self.sinks_kernel,
+            "sinks_native": list(self.sinks_native),
             "allreduce_latency_s": self.allreduce_latency_s,
             "allreduce_bus_bandwidth": self.allreduce_bus_bandwidth,
             "non_torch_bytes": self.non_torch_bytes,
@@ -415,6 +424,14 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     kernel = raw.get("attention_kernel", "")
     if kernel not in ("", "native", "fa2"):
         raise WorkloadError(f"{where}: attention_kernel must be native or fa2, got {kernel!r}")
+    sinks_kernel = raw.get("sinks_kernel", "")
+    if sinks_kernel not in ("", "triton"):
+        raise WorkloadError(f"{where}: sinks_kernel must be triton (or left out: the default "
+                            f"kernel runs attention with sinks), got {sinks_kernel!r}")  # fmt: skip
+    sinks_native = raw.get("sinks_native", [])
+    if not isinstance(sinks_native, list) or not all(isinstance(c, str) for c in sinks_native):
+        raise WorkloadError(f"{where}: sinks_native must be a list of compute capabilities like "
+                            f"[\"9.0\"], got {sinks_native!r}")  # fmt: skip
     busbw = raw.get("allreduce_bus_bandwidth", 0.0)
     if isinstance(busbw, bool) or not isinstance(busbw, int | float) or not 0 <= busbw < math.inf:
         raise WorkloadError(f"{where}: allreduce_bus_bandwidth must be a number of bytes/s >= 0, "
@@ -440,6 +457,8 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         admission=admission,
         memory_fraction_of=fraction_of,
         attention_kernel=kernel,
+        sinks_kernel=sinks_kernel,
+        sinks_native=tuple(sinks_native),
         scheduler_steps=steps,
         graph_max_tokens=max_tokens,
         **flags,

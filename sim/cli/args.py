@@ -138,7 +138,9 @@ DECODE_ATTN_HELP = ATTN_HELP.removesuffix(_ATTN_DEFAULT) + (
     "; or mmha (decode: a thread block per query head on the CUDA cores, as TensorRT-LLM "
     "before XQA and vLLM's PagedAttention: a GQA group's K/V read once per query head); or "
     "unfused (eager matmul, softmax, matmul: the score matrix through memory, as Hugging "
-    "Face's 'eager' attention)" + _ATTN_DEFAULT
+    "Face's 'eager' attention); or triton (vLLM's Triton unified attention: 16-row programs "
+    "stream their K/V through L2, what vLLM runs for a model with sinks off Hopper/Blackwell)"
+    + _ATTN_DEFAULT
 )
 
 

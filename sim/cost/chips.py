@@ -46,6 +46,7 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "has_split_accumulate": c.split_accumulate_fraction is not None,
         "scratchpad_reuse": c.reuse_is_scratchpad,
         "stream_k": c.stream_k,
+        "compute_capability": c.compute_capability,
         "chips_per_node": system.chips_per_node,
         "collective_main_per_sent": system.collective_main_per_sent,
         "sustained_clock_fraction": c.sustained_clock_fraction,
@@ -112,6 +113,7 @@ STRUCTURE_LEAVES = (
     "has_split_accumulate",
     "scratchpad_reuse",
     "stream_k",
+    "compute_capability",
     "chips_per_node",
 )
 
@@ -140,6 +142,7 @@ class ChipStructure:
     has_split_accumulate: bool
     scratchpad_reuse: bool
     stream_k: bool
+    compute_capability: str
     chips_per_node: int
 
 
@@ -225,11 +228,12 @@ class ChipArrays:
 
     def attention_rate(self, dtype: str, kernel: str, backward: bool = False) -> np.ndarray:
         """``Chip.attention_rate``: sustained, capped by the warp-level MMA path for "fa2" and
-        by the measured backward kernel rate for the backward."""
+        "triton" (Triton's 16-row dots are too short for Hopper's warpgroup MMA) and by the
+        measured backward kernel rate for the backward."""
         if kernel == "mmha":
             return self.values["vector_flops_per_s"]
         rate = self.sustained(dtype)
-        if kernel == "fa2" and self.structure.has_mma_sync:
+        if kernel in ("fa2", "triton") and self.structure.has_mma_sync:
             rate = np.minimum(rate, self.peak(dtype) * self.values["mma_sync_fraction"])
         if backward and self.structure.has_attention_bwd:
             rate = np.minimum(rate, self.peak(dtype) * self.values["attention_bwd_fraction"])

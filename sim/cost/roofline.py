@@ -62,7 +62,15 @@ from hardware.chip import ConfigError, System
 from hardware.power import PIM_PJ_PER_BYTE
 from sim.cost.chips import ChipArrays
 from sim.cost.collectives import LinkParams, collective_s, custom_all_reduce_s
-from workloads.ops import Op, OpKind, causal_pairs, point_arrays, take_points, window_span
+from workloads.ops import (
+    Attention,
+    Op,
+    OpKind,
+    causal_pairs,
+    point_arrays,
+    take_points,
+    window_span,
+)
 
 # Softmax per score element: exp on the special-function units (``Chip.exp_per_s``) plus
 # scale-subtract, max, sum and convert on the vector units. NB: where a chip gives no exp rate,
@@ -520,6 +528,21 @@ def softmax_s(backward: Any, vector_rate: Any, exp_rate: Any | None) -> Any:
     return 1.0 / exp_rate + vec_flops / vector_rate
 
 
+#: vLLM's Triton unified attention: keys per tile (TILE_SIZE_PREFILL) and the 3D decode
+#: kernel's key segments (NUM_SEGMENTS), vllm/attention/ops/triton_unified_attention.py
+_TRITON_TILE = 32.0
+_TRITON_SEGMENTS = 16.0
+
+
+def _attention_kernel(a: Attention, st: Any) -> str:
+    """The kernel an attention op runs on a chip of structure ``st``: its runtime's kernel for
+    attention with sinks where the chip's compute capability is not one whose default kernel
+    takes sinks (``Attention.sinks_kernel``), else its own."""
+    if a.sinks_kernel and st.compute_capability not in a.sinks_native:
+        return a.sinks_kernel
+    return a.kernel
+
+
 def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     """Fused attention: flash blocks over the cores, or in memory where that is faster."""
     st = chips.structure
@@ -533,24 +556,36 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
           op.bytes.get("activation", 0.0), a.window if a.causal else 0)
          for op, a in ((op, op.attention) for op in ops)]  # type: ignore[union-attr]
     )  # fmt: skip
+    kernel = [_attention_kernel(op.attention, st) for op in ops]  # type: ignore[arg-type]
+    group = n_q // n_kv
+    # vLLM's Triton unified attention (vllm/attention/ops/triton_unified_attention.py): a program
+    # per BLOCK_M = 16 rows (the next power of two of the group where it is larger), BLOCK_Q =
+    # BLOCK_M / group tokens of every query head of one KV head, streaming its keys in tiles of
+    # TILE_SIZE_PREFILL = 32; a decode batch of at most 128 programs runs the 3D kernel, its
+    # keys split over NUM_SEGMENTS = 16 and its sliding windows not pruned (vLLM <= 0.11)
+    triton = np.array([[k == "triton"] for k in kernel])
+    block_m = np.where(group <= 16, 16.0, 2.0 ** np.ceil(np.log2(np.maximum(group, 1))))
+    block_q = np.maximum(1.0, np.floor(block_m / group))
+    three_d = triton & (q_len == 1) & ((batch // block_q + batch) * n_kv <= 128)
+    window = np.where(three_d, 0, window)
     # a sliding window (``Attention.window``): a query block of br rows reads the window + br - 1
     # keys before its last row, the call the window + q_len - 1 latest once (a window no shorter
     # than the context never binds: full causal attention)
     windowed = (window > 0) & (window < kv_len)
-    group = n_q // n_kv
     # flash-decoding packs the query heads that share a KV head into one tile's rows
     packed = (q_len == 1) > per_head
     rows = np.where(packed, group, q_len)
-    heads = np.where(packed, batch * n_kv, batch * n_q)
+    heads = np.where(packed | triton, batch * n_kv, batch * n_q)
     tile_ms, bc = _flash_tiles(st.gemm_tiles)
     fit = np.minimum(np.searchsorted(tile_ms, rows, side="left"), len(tile_ms) - 1)
-    br = np.where(per_head, 1.0, tile_ms[fit])
-    q_blocks = np.ceil(rows / br)
+    br = np.where(triton, block_m, np.where(per_head, 1.0, tile_ms[fit]))
+    q_blocks = np.where(triton, np.ceil(q_len / block_q), np.ceil(rows / br))
     units = heads * q_blocks
     touched = np.where(windowed, window_span(q_len, kv_len, window), kv_len)
     kv_blocks = np.ceil(touched / bc)
     n_cores = st.n_cores
     split = np.where(units < n_cores, np.maximum(1, np.minimum(n_cores // units, kv_blocks)), 1.0)
+    split = np.where(triton, np.where(three_d, _TRITON_SEGMENTS, 1.0), split)
     waves = np.ceil(units * split / n_cores)
     # executed work: padded rows x the score pairs each row computes; causal: queries at
     # positions kv_len - q_len .. kv_len - 1 see the prefix and themselves (at most the window)
@@ -558,20 +593,23 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # a sliding window's query block of pb positions spans its rows' keys, the masked ones
     # computed too: block j (of Q) min(prefix + (j + 1) pb, window + pb - 1) keys, the causal
     # diagonal while it is shorter than the band; summed in closed form over the J shorter ones
-    pb = np.minimum(br, q_len)
+    pb = np.minimum(np.where(triton, block_q, br), q_len)  # query positions a block holds
     blocks_q = np.ceil(q_len / pb)
     first = kv_len - q_len + pb
     full_band = np.minimum(window + pb - 1, touched)
     short = np.clip(np.ceil((full_band - first) / pb), 0, blocks_q)
     spans = short * first + pb * short * (short - 1) / 2 + (blocks_q - short) * full_band
-    band = np.where(windowed, spans / blocks_q, touched)  # keys a block reads, on average
+    # keys a block reads, on average: a causal block the prefix and its rows up to its last
+    # (pairs / q_len + (pb - 1) / 2 over the blocks); a sliding window's its band
+    causal_span = np.minimum(touched, pairs / q_len + (pb - 1) / 2)
+    band = np.where(windowed, spans / blocks_q, np.where(causal > 0, causal_span, touched))
     score_elems = heads * q_blocks * br * np.where(windowed, band, pairs / q_len)
     # forward: S = QK^T and O = PV; backward (FlashAttention-2 Alg. 2, Dao 2023): S again, then
     # dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q: 3 products of width qk, 2 of width v
     width = np.where(backward, 3 * qk_dim + 2 * v_dim, qk_dim + v_dim)
     matmul = 2.0 * score_elems * width
     per_unit = 1.0 / (units * split)
-    keys = [(op.dtype, op.attention.kernel, op.attention.backward) for op in ops]  # type: ignore[union-attr]
+    keys = [(op.dtype, k, op.attention.backward) for op, k in zip(ops, kernel, strict=True)]  # type: ignore[union-attr]
     core_rate = _rates(chips, keys, ChipArrays.attention_rate) / n_cores
     vector = chips.values["vector_flops_per_s"]
     exp_rate = chips.values["exp_per_s"] if st.has_exp else None
@@ -599,8 +637,9 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # the cores have done the average share (greedy list scheduling). Its backward's grid runs
     # over key blocks, the first of which sees the most queries: longest first, as the native
     # kernels schedule (the bound above). ``avg`` is one block's average time on a core
-    in_order = np.array([[op.attention.kernel == "fa2" and not op.attention.backward]  # type: ignore[union-attr]
-                         for op in ops])  # fmt: skip
+    # (vLLM's Triton kernels the same: their grid runs the query blocks fastest)
+    in_order = np.array([[k in ("fa2", "triton") and not op.attention.backward]  # type: ignore[union-attr]
+                         for op, k in zip(ops, kernel, strict=True)])  # fmt: skip
     tail = avg * np.maximum(longest - 1.0, 0.0) * (1.0 - 1.0 / n_cores)  # none on one core
     listed = units * split * avg / n_cores + tail
     compute = np.where((causal > 0) & in_order, np.maximum(compute, listed), compute)
@@ -608,7 +647,8 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # memory: Q, O once; K/V once per reader unless the heads in flight fit in L2
     kv = batch * n_kv * touched * kv_bpt
     each = batch * n_kv * band * kv_bpt  # what one reader (query block) reads
-    readers = q_blocks * np.where(per_head, group, np.where(q_len > 1, group, 1))
+    # (a Triton program reads its KV head's keys once for all the query heads it packs)
+    readers = q_blocks * np.where(per_head, group, np.where((q_len > 1) & ~triton, group, 1))
     partials = np.where(split > 1, 2 * (split - 1) * units * br * (v_dim + 2) * 4.0, 0.0)
     main = _main(chips)
     tile_level = q_o + each * readers + partials
@@ -623,7 +663,7 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     out = dict(
         time=time, compute=compute, main_s=main_s, reuse_s=reuse_s, main_bytes=main_bytes,
         reuse_bytes=0.0 if reuse_bytes is None else reuse_bytes, overhead=overhead, comm=0.0,
-        tile_m=br, tile_n=float(bc),
+        tile_m=br, tile_n=np.where(triton, _TRITON_TILE, float(bc)),
         tile_efficiency=np.minimum(1.0, useful / score_elems),
     )  # fmt: skip
     if "pim" not in chips.memo:

@@ -225,11 +225,18 @@ def _bool(table: dict[str, Any], key: str, where: str) -> bool:
 
 
 def _capability(table: dict[str, Any], where: str) -> str:
-    """``compute_capability`` as "major.minor" text: TOML's "9.0", or a number a --set gave."""
+    """``compute_capability`` as "major.minor" text: TOML's "9.0", or a number a --set gave
+    (9 or 9.0; one decimal at most, nothing re-interpreted)."""
     value = table.get("compute_capability", "")
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ConfigError(f'{where}.compute_capability must be a version like "9.0", got {value!r}')
-    return f"{float(value):.1f}" if isinstance(value, (int, float)) else value
+    if isinstance(value, str):
+        return value  # checked as major.minor by Chip
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = f"{float(value):.1f}"
+        if 0 < value < 100 and float(text) == value:
+            return text
+    raise ConfigError(
+        f'{where}.compute_capability must be a version like "9.0" (major.minor), got {value!r}'
+    )
 
 
 def _int(table: dict[str, Any], key: str, where: str, default: int) -> int:

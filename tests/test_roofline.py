@@ -547,21 +547,37 @@ def test_vllm_runs_attention_with_sinks_on_its_triton_kernel_where_fa3_cannot():
 
 
 def test_triton_decode_splits_a_small_batch_over_sixteen_segments():
-    """A decode batch of at most 128 programs runs vLLM's 3D Triton kernel: each sequence's keys
-    split over 16 segments (more parallel than one program per KV head), its sliding windows not
-    pruned, so a windowed layer reads the whole context."""
+    """A decode-only call of at most 128 programs runs vLLM's 3D Triton kernel: each sequence's
+    keys split over 16 segments (more parallel than one program per KV head), a sliding
+    window's masked tiles computed too: its freed blocks read as the null block, so the work
+    and the L2 traffic are the whole context's and only the window comes from HBM. In a step
+    with prompt chunks the decode rows ride the 2D kernel (``Attention.mixed``)."""
     from hardware import load_system
     from workloads.build import Builder
 
     system = load_system("a100-sxm-80gb", 1)
 
-    def cost(window: int, batch: int = 4):
+    def cost(window: int, batch: int = 4, mixed: bool = False):
         spec = Attention(batch=batch, n_q_heads=64, n_kv_heads=8, q_len=1, kv_len=8192,
                          qk_dim=64, v_dim=64, causal=True, act_bytes=2.0,
-                         kv_bytes_per_token=256.0, window=window)  # fmt: skip
+                         kv_bytes_per_token=256.0, window=window, mixed=mixed)  # fmt: skip
         return cost_op(Builder("bf16", 2.0, 2.0, "triton").attention("attention", spec), system)
 
     full, windowed = cost(0), cost(128)
-    assert windowed.main_bytes == pytest.approx(full.main_bytes)  # no pruning in the 3D kernel
+    assert full.tile == (16, 16)
+    assert windowed.main_bytes < full.main_bytes / 10  # the window's blocks from HBM
+    assert windowed.memory_s["l2"] == pytest.approx(full.memory_s["l2"], rel=0.02)
+    assert windowed.compute_s == pytest.approx(full.compute_s, rel=0.02)
+    # in a mixed step the 2D kernel prunes the window and runs one program per KV head
+    pruned = cost(128, mixed=True)
+    assert pruned.tile == (16, 32) and pruned.compute_s < windowed.compute_s / 10
     # 4 x 8 programs would fill a third of the 108 cores; 16 segments fill them all
     assert cost(0, batch=64).time_s > full.time_s
+
+
+def test_the_sinks_rule_leaves_chips_without_a_compute_capability_alone():
+    """The runtime's sinks kernel replaces the default only on NVIDIA parts that lack one with
+    sinks: a chip without a compute capability (TPU, Gaudi, MI300X) keeps its native kernel."""
+    for chip in ("mi300x", "gaudi3"):
+        _, cost = _sink_attention(chip, 2048, 16384)
+        assert cost.tile[1] != 32

@@ -120,7 +120,8 @@ class _Common:
     kv_dtype: str | None = None
     tp: int = 1
     dp: int = 1
-    # native | fa2 | mmha (workloads.ops.ATTENTION_KERNELS); None: the runtime's, else native
+    # workloads.ops.ATTENTION_KERNELS; None: the runtime's, else native (native attention with
+    # sinks runs the runtime's sinks kernel where the chip's default takes none)
     attention_kernel: str | None = None
     runtime: Runtime = field(default_factory=load_runtime)  # the software (workloads.runtime)
     pp: int = 1  # pipeline stages: the layers split over pp chips (each TP-wide)

@@ -104,6 +104,9 @@ class Attention:
     # compute capability is not among ``sinks_native`` ("": ``kernel`` everywhere)
     sinks_kernel: str = ""
     sinks_native: tuple[str, ...] = ()
+    # decode rows attended in one call with a serving step's prompt chunks (a unified kernel
+    # then runs its prefill form: vLLM's Triton attention picks its 2D kernel)
+    mixed: bool = False
     # sliding-window attention (causal): each query sees the ``window`` latest keys, itself
     # included (0: every key before it)
     window: int = 0

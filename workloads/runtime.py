@@ -429,9 +429,15 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         raise WorkloadError(f"{where}: sinks_kernel must be triton (or left out: the default "
                             f"kernel runs attention with sinks), got {sinks_kernel!r}")  # fmt: skip
     sinks_native = raw.get("sinks_native", [])
-    if not isinstance(sinks_native, list) or not all(isinstance(c, str) for c in sinks_native):
+    if not isinstance(sinks_native, list) or not all(
+        isinstance(c, str) and c.count(".") == 1 and all(p.isdigit() for p in c.split("."))
+        for c in sinks_native
+    ):
         raise WorkloadError(f"{where}: sinks_native must be a list of compute capabilities like "
-                            f"[\"9.0\"], got {sinks_native!r}")  # fmt: skip
+                            f"[\"9.0\", \"10.0\"], got {sinks_native!r}")  # fmt: skip
+    if sinks_native and not sinks_kernel:
+        raise WorkloadError(f"{where}: sinks_native names where the default kernel takes sinks; "
+                            "it needs a sinks_kernel for the other chips (or remove it)")  # fmt: skip
     busbw = raw.get("allreduce_bus_bandwidth", 0.0)
     if isinstance(busbw, bool) or not isinstance(busbw, int | float) or not 0 <= busbw < math.inf:
         raise WorkloadError(f"{where}: allreduce_bus_bandwidth must be a number of bytes/s >= 0, "

@@ -139,8 +139,8 @@ DECODE_ATTN_HELP = ATTN_HELP.removesuffix(_ATTN_DEFAULT) + (
     "before XQA and vLLM's PagedAttention: a GQA group's K/V read once per query head); or "
     "unfused (eager matmul, softmax, matmul: the score matrix through memory, as Hugging "
     "Face's 'eager' attention); or triton (vLLM's Triton unified attention: 16-row programs "
-    "stream their K/V through L2, what vLLM runs for a model with sinks off Hopper/Blackwell)"
-    + _ATTN_DEFAULT
+    "stream their K/V through L2, what vLLM runs for a model with sinks off Hopper/Blackwell, "
+    "native included; fa2 overrides it)" + _ATTN_DEFAULT
 )
 
 

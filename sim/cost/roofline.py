@@ -528,9 +528,11 @@ def softmax_s(backward: Any, vector_rate: Any, exp_rate: Any | None) -> Any:
     return 1.0 / exp_rate + vec_flops / vector_rate
 
 
-#: vLLM's Triton unified attention: keys per tile (TILE_SIZE_PREFILL) and the 3D decode
-#: kernel's key segments (NUM_SEGMENTS), vllm/attention/ops/triton_unified_attention.py
+#: vLLM's Triton unified attention: keys per tile (TILE_SIZE_PREFILL; TILE_SIZE_DECODE for
+#: 16-bit queries) and the 3D decode kernel's key segments (NUM_SEGMENTS),
+#: vllm/attention/ops/triton_unified_attention.py
 _TRITON_TILE = 32.0
+_TRITON_DECODE_TILE = 16.0
 _TRITON_SEGMENTS = 16.0
 
 
@@ -538,7 +540,8 @@ def _attention_kernel(a: Attention, st: Any) -> str:
     """The kernel an attention op runs on a chip of structure ``st``: its runtime's kernel for
     attention with sinks where the chip's compute capability is not one whose default kernel
     takes sinks (``Attention.sinks_kernel``), else its own."""
-    if a.sinks_kernel and st.compute_capability not in a.sinks_native:
+    cc = st.compute_capability  # "": not an NVIDIA part, where the rule does not apply
+    if a.sinks_kernel and cc and cc not in a.sinks_native:
         return a.sinks_kernel
     return a.kernel
 
@@ -561,13 +564,15 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # vLLM's Triton unified attention (vllm/attention/ops/triton_unified_attention.py): a program
     # per BLOCK_M = 16 rows (the next power of two of the group where it is larger), BLOCK_Q =
     # BLOCK_M / group tokens of every query head of one KV head, streaming its keys in tiles of
-    # TILE_SIZE_PREFILL = 32; a decode batch of at most 128 programs runs the 3D kernel, its
-    # keys split over NUM_SEGMENTS = 16 and its sliding windows not pruned (vLLM <= 0.11)
+    # TILE_SIZE_PREFILL = 32; a decode-only call of at most 128 programs runs the 3D kernel,
+    # its keys split over NUM_SEGMENTS = 16 in tiles of 16 (bf16) and a sliding window's
+    # masked tiles computed too (vLLM <= 0.11), their freed blocks read as the null block
     triton = np.array([[k == "triton"] for k in kernel])
+    mixed = np.array([[bool(op.attention.mixed)] for op in ops])  # type: ignore[union-attr]
+    wide_q = np.array([[np.all(np.asarray(op.attention.act_bytes) >= 2)] for op in ops])  # type: ignore[union-attr]
     block_m = np.where(group <= 16, 16.0, 2.0 ** np.ceil(np.log2(np.maximum(group, 1))))
     block_q = np.maximum(1.0, np.floor(block_m / group))
-    three_d = triton & (q_len == 1) & ((batch // block_q + batch) * n_kv <= 128)
-    window = np.where(three_d, 0, window)
+    three_d = triton & ~mixed & (q_len == 1) & ((batch // block_q + batch) * n_kv <= 128)
     # a sliding window (``Attention.window``): a query block of br rows reads the window + br - 1
     # keys before its last row, the call the window + q_len - 1 latest once (a window no shorter
     # than the context never binds: full causal attention)
@@ -604,6 +609,10 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     causal_span = np.minimum(touched, pairs / q_len + (pb - 1) / 2)
     band = np.where(windowed, spans / blocks_q, np.where(causal > 0, causal_span, touched))
     score_elems = heads * q_blocks * br * np.where(windowed, band, pairs / q_len)
+    # the 3D Triton kernel computes a window's masked keys too, all but the window's from the
+    # null block (through L2)
+    unpruned = three_d & windowed
+    score_elems = np.where(unpruned, heads * q_blocks * br * kv_len, score_elems)
     # forward: S = QK^T and O = PV; backward (FlashAttention-2 Alg. 2, Dao 2023): S again, then
     # dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q: 3 products of width qk, 2 of width v
     width = np.where(backward, 3 * qk_dim + 2 * v_dim, qk_dim + v_dim)
@@ -649,9 +658,11 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     each = batch * n_kv * band * kv_bpt  # what one reader (query block) reads
     # (a Triton program reads its KV head's keys once for all the query heads it packs)
     readers = q_blocks * np.where(per_head, group, np.where((q_len > 1) & ~triton, group, 1))
-    partials = np.where(split > 1, 2 * (split - 1) * units * br * (v_dim + 2) * 4.0, 0.0)
+    # (a 3D Triton program stores the rows of its token, not its padded 16)
+    stored = np.where(three_d, np.minimum(br, group), br)
+    partials = np.where(split > 1, 2 * (split - 1) * units * stored * (v_dim + 2) * 4.0, 0.0)
     main = _main(chips)
-    tile_level = q_o + each * readers + partials
+    tile_level = q_o + np.where(unpruned, batch * n_kv * kv_len * kv_bpt, each) * readers + partials
     if _has_reuse(chips):
         in_flight = np.minimum(batch * n_kv, np.ceil(n_cores / np.maximum(1, readers)))
         resident = in_flight * (touched * kv_bpt) <= chips.level(main - 1, "capacity") / 2
@@ -663,7 +674,9 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     out = dict(
         time=time, compute=compute, main_s=main_s, reuse_s=reuse_s, main_bytes=main_bytes,
         reuse_bytes=0.0 if reuse_bytes is None else reuse_bytes, overhead=overhead, comm=0.0,
-        tile_m=br, tile_n=np.where(triton, _TRITON_TILE, float(bc)),
+        tile_m=br,
+        tile_n=np.where(triton, np.where(three_d & wide_q, _TRITON_DECODE_TILE,
+                                         _TRITON_TILE), float(bc)),
         tile_efficiency=np.minimum(1.0, useful / score_elems),
     )  # fmt: skip
     if "pim" not in chips.memo:

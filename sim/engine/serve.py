@@ -141,6 +141,12 @@ class IterationCost:
         self.q = 1 + (serving.spec.tokens if serving.spec else 0)
         self._by_rows: dict[int, tuple[Work, Work]] = {}
         self._dec: dict[tuple[int, int], Work] = {}
+        self._dec_mixed: dict[tuple[int, int], Work] = {}
+        # whether a step's prompt chunks change how its decode rows attend: only where the
+        # attention may run vLLM's Triton kernel (``Attention.mixed``)
+        rt = serving.runtime
+        self._unified = (serving.attention_kernel == "triton" or (
+            serving.model.attention_sinks and bool(rt.sinks_kernel)))  # fmt: skip
         self._pre: dict[tuple[int, int], Work] = {}
         self._draft: dict[tuple[int, int], Work] = {}
         # a drafter that is a model (mtp: one block of the target) also prefills every prompt,
@@ -197,7 +203,9 @@ class IterationCost:
         """LM head and logits gather for the ``rows`` sequences that sample a token."""
         return self._rows(rows)[1] if rows > 0 else _ZERO
 
-    def _attention(self, batch: int, q: int, kv: int, phase: str) -> Work:
+    def _attention(self, batch: int, q: int, kv: int, phase: str, mixed: bool = False) -> Work:
+        """``batch`` sequences' attention (``mixed``: decode rows in one call with prompt chunks,
+        ``Attention.mixed``) with the context ops beside it, over every layer."""
         low = _Lowering(self.w.engine(batch=batch), q_len=q, kv_len=kv, phase=phase)
         # the breaks of a piecewise graph are the iteration's (one attention call per layer for
         # all its sequences and chunks: ``iteration``)
@@ -211,6 +219,9 @@ class IterationCost:
                 or _context_op(o)
                 or (phase == "prefill" and o.name.startswith("kv_b_proj"))  # and its quant kernel
             ]  # with their launches' host time, as the step's lowering gives its other ops
+            if mixed:
+                ops = [replace(o, attention=replace(o.attention, mixed=True)) if o.attention
+                       else o for o in ops]  # fmt: skip
             total = total + self._cost(launch(ops, runtime), count=layers)
         return total
 
@@ -228,14 +239,15 @@ class IterationCost:
 
         return at(lo) if f == 0.0 else _lerp(at(lo), at(hi), f)
 
-    def decode_attention(self, n: int, mean_context: float) -> Work:
+    def decode_attention(self, n: int, mean_context: float, mixed: bool = False) -> Work:
         """Attention of ``n`` decoding sequences whose cached context (incl. the new token)
         averages ``mean_context`` tokens; a speculative check runs q tokens per sequence over
-        the context and the drafts."""
+        the context and the drafts; ``mixed``: in a step that also carries prompt chunks."""
         if n <= 0:
             return _ZERO
-        return self._over_context(self._dec, n, mean_context, lambda b, ctx: self._attention(
-            b, self.q, ctx + self.q - 1, "decode"))  # fmt: skip
+        memo = self._dec_mixed if mixed else self._dec
+        return self._over_context(memo, n, mean_context, lambda b, ctx: self._attention(
+            b, self.q, ctx + self.q - 1, "decode", mixed))  # fmt: skip
 
     def draft(self, n: int, mean_context: float) -> Work:
         """The drafter's k proposals for ``n`` decoding sequences (speculative decoding; zero
@@ -276,7 +288,9 @@ class IterationCost:
         rows = n_decode * self.q + sum(q for q, _ in chunks)
         heads = sampled + n_decode * (self.q - 1)
         lin, head = self.linear(rows), self.head(heads)
-        att = self.decode_attention(n_decode, decode_context / n_decode) if n_decode else _ZERO
+        mixed = bool(chunks) and self._unified
+        att = (self.decode_attention(n_decode, decode_context / n_decode, mixed=mixed)
+               if n_decode else _ZERO)  # fmt: skip
         if self.spec is not None and n_decode:
             # model FLOPs count the tokens a check keeps (Decode.lower): of its q rows per
             # sequence, the mean accepted

@@ -517,6 +517,10 @@ class System:
     # cores a running collective holds (NCCL: one CTA per channel, each alone on its SM);
     # compute beside a collective runs on the rest. 0: collectives on DMA engines.
     collective_cores: int = 0
+    # the cores of a ring all-gather or reduce-scatter inside one node where its channel count
+    # differs (NCCL: 24 on 8 NVSwitch-connected H100s or A100s, against 16 across nodes and for
+    # NVLS all-reduce); None: ``collective_cores``; unused where that is 0
+    ring_collective_cores: int | None = None
     # the --set items this system was built with (PATH=VALUE), reported with every result
     overrides: tuple[str, ...] = ()
 
@@ -533,6 +537,23 @@ class System:
                 f"chip {self.chip.name!r}: system.collective_cores must be an integer >= 0 "
                 f"(0: collectives run on DMA engines), got {c!r}"
             )
+        r = self.ring_collective_cores
+        if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 1):
+            raise ConfigError(
+                f"chip {self.chip.name!r}: system.ring_collective_cores must be an integer >= 1 "
+                f"(or left out: collective_cores), got {r!r}"
+            )
+
+    def collective_cores_of(self, kind: str, group: int, local: int | None) -> int:
+        """The cores a collective of ``kind`` over ``group`` chips (``local`` of them in one
+        node; None: packed) holds while it runs: ``ring_collective_cores`` for an all-gather
+        or reduce-scatter inside one node where the system gives it, else
+        ``collective_cores`` (0, collectives on DMA engines: none of either)."""
+        in_node = (min(group, self.chips_per_node) if local is None else local) >= group
+        if (self.collective_cores and self.ring_collective_cores is not None and in_node
+                and kind in ("all_gather", "reduce_scatter")):  # fmt: skip
+            return self.ring_collective_cores
+        return self.collective_cores
 
     @property
     def collective_main_per_sent(self) -> float:

@@ -146,6 +146,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
 
 
 _OPTIONAL_FIELDS = {
+    "ring_collective_cores",
     "achievable_fraction",
     "int4",
     "fp4",
@@ -478,6 +479,7 @@ def system_from_dict(raw: dict[str, Any], n_chips: int = 1) -> System:
         n_chips=n_chips,
         chips_per_node=_int(table, "chips_per_node", where, 8),
         collective_cores=table.get("collective_cores", 0),
+        ring_collective_cores=table.get("ring_collective_cores"),
         intra_node=Link(
             bandwidth_bytes_per_s=intra_bw,
             latency_s=_q(table, "intra_node_latency", "s", where, 2e-6),

@@ -652,7 +652,8 @@ def test_compute_beside_a_collective_takes_the_longer_of_the_two_never_their_sum
     # for ZeRO-3's gathers and for the bucketed gradient reduction of ZeRO 0 and 1
     for zero in (3, 0, 1):
         t = _llama3_8b(dp=8, global_batch=16, zero=zero, seq=2048)
-        for sets in ([], ["compute.n_cores=24"], ["compute.n_cores=32"],
+        for sets in ([], ["compute.n_cores=24", "system.ring_collective_cores=16"],
+                     ["compute.n_cores=32"],
                      ["system.intra_node_bandwidth=20GB/s"]):  # fmt: skip
             system = load_system("h100-sxm", 8, sets)
             on = simulate_training(t, system, check_memory=False).step_time_s
@@ -660,9 +661,39 @@ def test_compute_beside_a_collective_takes_the_longer_of_the_two_never_their_sum
             assert on <= off * (1 + 1e-9), (zero, sets)
 
 
+def test_a_ring_gather_inside_a_node_holds_nccls_24_channels():
+    """NCCL runs an all-gather or reduce-scatter inside an 8-GPU NVSwitch node as 24 rings (one
+    CTA, one SM each), across nodes and for NVLS all-reduce 16: ZeRO-3's gathers inside a node
+    slow the compute beside them more than the same gathers would holding 16 SMs; a group that
+    spans nodes, an all-reduce, and collectives on DMA engines take what they did."""
+    t = _llama3_8b(dp=8, global_batch=16)
+    base = load_system("h100-sxm", 8)
+    sixteen = load_system("h100-sxm", 8, ["system.ring_collective_cores=16"])
+    assert (base.collective_cores, base.ring_collective_cores) == (16, 24)
+    chunk = t.lower().stages[0][0]
+    fwd = cost_ops(chunk.forward, base)
+    gathers = cost_ops(chunk.fsdp_forward, base)
+    assert all(c.op.collective.kind == "all_gather" for c in gathers)
+    assert beside_slowdown(fwd, gathers, base) > beside_slowdown(fwd, gathers, sixteen)
+    assert base.collective_cores_of("all_gather", 8, None) == 24
+    assert base.collective_cores_of("all_gather", 16, None) == 16  # across two nodes
+    assert base.collective_cores_of("reduce_scatter", 8, 4) == 16  # 4 per node: spans nodes
+    assert base.collective_cores_of("all_reduce", 8, None) == 16  # NVLS
+    dma = load_system("h100-sxm", 8, ["system.collective_cores=0"])
+    assert dma.collective_cores_of("all_gather", 8, None) == 0
+    assert load_system("b200", 8).collective_cores_of("all_gather", 8, None) == 16  # not known
+
+
+@pytest.mark.parametrize("bad", ["0", "1.5", "true"])
+def test_bad_ring_collective_cores_is_a_one_line_error(bad):
+    with pytest.raises(ConfigError, match=r"system.ring_collective_cores must be an integer >= 1"):
+        load_system("h100-sxm", 8, [f"system.ring_collective_cores={bad}"])
+
+
 def test_collective_cores_must_leave_cores_to_compute_beside_them():
     t = _llama3_8b(dp=8, global_batch=16)
-    system = load_system("h100-sxm", 8, ["system.collective_cores=132"])
+    system = load_system("h100-sxm", 8, ["system.collective_cores=132",
+                                         "system.ring_collective_cores=132"])  # fmt: skip
     with pytest.raises(
         ConfigError, match=r"collective_cores must be below compute.n_cores \(132\)"
     ):

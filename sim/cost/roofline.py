@@ -1174,7 +1174,8 @@ def beside_slowdown(
     take: tuple[str, ...] = ("cores", "memory", "power"),
 ) -> float:
     """How much longer ``compute`` (its costs on ``system``) takes while ``collectives`` (their
-    costs on ``system``) run beside it, over its own time: the collectives hold ``system.collective_cores`` of the cores
+    costs on ``system``) run beside it, over its own time: the collectives hold
+    ``System.collective_cores_of`` of the cores
     (NCCL's CTAs do not share an SM), the main-memory bandwidth of their own traffic, and the
     power of that traffic and of their links, out of the chip's limit (``Chip.beside``). A
     member moves ``System.collective_main_per_sent`` bytes through main memory per byte it
@@ -1187,11 +1188,16 @@ def beside_slowdown(
     if not work or not collectives or base <= 0:
         return 0.0
     chip = system.chip
-    if system.collective_cores >= chip.n_cores:
+    # the collectives beside it hold the cores the most demanding of them takes
+    held = max((system.collective_cores_of(c.kind, c.group, c.local)
+                for x in collectives if (c := x.op.collective) is not None and c.group > 1),
+               default=system.collective_cores)  # fmt: skip
+    if held >= chip.n_cores:
+        field = "ring_collective_cores" if held != system.collective_cores else "collective_cores"
         raise ConfigError(
-            f"chip {chip.name!r}: system.collective_cores must be below compute.n_cores "
+            f"chip {chip.name!r}: system.{field} must be below compute.n_cores "
             f"({chip.n_cores}) for compute to run beside a collective; got "
-            f"{system.collective_cores} (set system.collective_cores, or --no-overlap)"
+            f"{held} (set system.{field}, or --no-overlap)"
         )
     span = sum(c.total_time_s for c in collectives)
     if span <= 0:
@@ -1203,10 +1209,11 @@ def beside_slowdown(
     # the collectives' energy: their links and their main-memory traffic (``_power``)
     watts = (sum(c.energy_j * c.op.count for c in collectives) / span
              if chip.has_power_model else 0.0)  # fmt: skip
-    other = chip.beside(system.collective_cores if "cores" in take else 0,
+    other = chip.beside(held if "cores" in take else 0,
                         main_bytes / span if "memory" in take else 0.0,
                         watts if "power" in take else 0.0)  # fmt: skip
     # the compute runs on what is left: no collective of its own holds cores there
-    slowed = cost_ops([c.op for c in work], replace(system, chip=other, collective_cores=0),
+    slowed = cost_ops([c.op for c in work],
+                      replace(system, chip=other, collective_cores=0, ring_collective_cores=None),
                       overlap=overlap)  # fmt: skip
     return max(0.0, sum(c.total_time_s for c in slowed) / base - 1.0)

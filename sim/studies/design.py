@@ -278,10 +278,11 @@ def design_overrides(spec: Spec, base_raw: dict, values: dict[str, Any]) -> list
             )
         # a collective keeps the share of the cores it holds on the base (its channels drive
         # the links; fewer, larger cores drive them with fewer), and leaves compute at least one
-        held = base_raw.get("system", {}).get("collective_cores", 0)
-        if held:
-            share = round(held * cores / compute["n_cores"])
-            sets.append(f"system.collective_cores={min(max(1, share), cores - 1)}")
+        for key in ("collective_cores", "ring_collective_cores"):
+            held = base_raw.get("system", {}).get(key, 0)
+            if held:
+                share = round(held * cores / compute["n_cores"])
+                sets.append(f"system.{key}={min(max(1, share), cores - 1)}")
     if "clock_ghz" in values:
         sets.append(f"compute.clock_hz={values['clock_ghz'] * 1e9!r}")
     for lvl in base_raw["memory"][:-1]:

@@ -142,6 +142,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         if keys[-1] not in table and keys[-1] not in _OPTIONAL_FIELDS:
             raise ConfigError(f"--set: unknown field {path!r}; {_known(raw)}")
         table[keys[-1]] = value
+    paths = {item.split("=", 1)[0].strip() for item in overrides}
+    if "system.collective_cores" in paths and "system.ring_collective_cores" not in paths:
+        # a collective core count set alone holds for every collective: the preset's count for
+        # an intra-node ring (cited for its own default) no longer applies
+        for key in ("ring_collective_cores", "ring_collective_cores_source"):
+            raw.get("system", {}).pop(key, None)
     return raw
 
 

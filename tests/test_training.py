@@ -681,6 +681,14 @@ def test_a_ring_gather_inside_a_node_holds_nccls_24_channels():
     assert base.collective_cores_of("all_reduce", 8, None) == 16  # NVLS
     dma = load_system("h100-sxm", 8, ["system.collective_cores=0"])
     assert dma.collective_cores_of("all_gather", 8, None) == 0
+    # a collective core count set alone holds for every collective (the ring's follows it)
+    eight = load_system("h100-sxm", 8, ["system.collective_cores=8"])
+    assert eight.ring_collective_cores is None
+    assert eight.collective_cores_of("all_gather", 8, None) == 8
+    # a chip shrunk below the ring's 24 cores says which field to set
+    small = load_system("h100-sxm", 8, ["compute.n_cores=24"])
+    with pytest.raises(ConfigError, match=r"ring_collective_cores \(the cores an intra-node ring"):
+        simulate_training(t, small, check_memory=False)
     assert load_system("b200", 8).collective_cores_of("all_gather", 8, None) == 16  # not known
 
 
@@ -692,8 +700,7 @@ def test_bad_ring_collective_cores_is_a_one_line_error(bad):
 
 def test_collective_cores_must_leave_cores_to_compute_beside_them():
     t = _llama3_8b(dp=8, global_batch=16)
-    system = load_system("h100-sxm", 8, ["system.collective_cores=132",
-                                         "system.ring_collective_cores=132"])  # fmt: skip
+    system = load_system("h100-sxm", 8, ["system.collective_cores=132"])
     with pytest.raises(
         ConfigError, match=r"collective_cores must be below compute.n_cores \(132\)"
     ):

@@ -1193,11 +1193,13 @@ def beside_slowdown(
                 for x in collectives if (c := x.op.collective) is not None and c.group > 1),
                default=system.collective_cores)  # fmt: skip
     if held >= chip.n_cores:
-        field = "ring_collective_cores" if held != system.collective_cores else "collective_cores"
+        ring = held != system.collective_cores
+        field = "ring_collective_cores" if ring else "collective_cores"
+        what = " (the cores an intra-node ring all-gather or reduce-scatter holds)" if ring else ""
         raise ConfigError(
-            f"chip {chip.name!r}: system.{field} must be below compute.n_cores "
-            f"({chip.n_cores}) for compute to run beside a collective; got "
-            f"{held} (set system.{field}, or --no-overlap)"
+            f"chip {chip.name!r}: system.{field}{what} must be below compute.n_cores "
+            f"({chip.n_cores}) for compute to run beside a collective; got {held} "
+            f"(--set system.{field}=N with N below {chip.n_cores}, or --no-overlap)"
         )
     span = sum(c.total_time_s for c in collectives)
     if span <= 0:

@@ -282,7 +282,10 @@ def design_overrides(spec: Spec, base_raw: dict, values: dict[str, Any]) -> list
             held = base_raw.get("system", {}).get(key, 0)
             if held:
                 share = round(held * cores / compute["n_cores"])
-                sets.append(f"system.{key}={min(max(1, share), cores - 1)}")
+                # (a one-core design runs its collectives on DMA engines: collective_cores 0,
+                # and the ring count, at least 1, unused)
+                floor = 1 if key == "ring_collective_cores" else 0
+                sets.append(f"system.{key}={max(floor, min(max(1, share), cores - 1))}")
     if "clock_ghz" in values:
         sets.append(f"compute.clock_hz={values['clock_ghz'] * 1e9!r}")
     for lvl in base_raw["memory"][:-1]:

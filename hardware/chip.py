@@ -294,8 +294,7 @@ class Chip:
         if self.mma_sync_fraction is not None:
             _fraction(where, "compute.mma_sync_fraction", self.mma_sync_fraction)
         cc = self.compute_capability
-        if cc and not (isinstance(cc, str) and cc.count(".") == 1
-                       and all(part.isdigit() for part in cc.split("."))):  # fmt: skip
+        if cc and not is_capability(cc):
             raise ConfigError(
                 f'{where}: compute.compute_capability must be a version like "9.0" (major.minor), '
                 f"or left out for a chip that is not an NVIDIA GPU; got {cc!r}"
@@ -505,6 +504,19 @@ class Link:
             )
 
 
+def is_capability(text: object) -> bool:
+    """Whether ``text`` is an NVIDIA compute capability written major.minor ("9.0")."""
+    return (isinstance(text, str) and text.count(".") == 1
+            and all(part.isdigit() for part in text.split(".")))  # fmt: skip
+
+
+def members_per_node(group: int, local: int | None, chips_per_node: int) -> int:
+    """Members of a ``group`` of chips inside one node: ``local`` where the group is strided
+    over nodes (its given count, at most a node's), else the group packed into nodes."""
+    per_node = min(group, chips_per_node)
+    return per_node if local is None else max(1, min(per_node, local))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class System:
     """``n_chips`` identical chips, ``chips_per_node`` to a node; links inside and between nodes."""
@@ -549,7 +561,7 @@ class System:
         node; None: packed) holds while it runs: ``ring_collective_cores`` for an all-gather
         or reduce-scatter inside one node where the system gives it, else
         ``collective_cores`` (0, collectives on DMA engines: none of either)."""
-        in_node = (min(group, self.chips_per_node) if local is None else local) >= group
+        in_node = members_per_node(group, local, self.chips_per_node) >= group
         if (self.collective_cores and self.ring_collective_cores is not None and in_node
                 and kind in ("all_gather", "reduce_scatter")):  # fmt: skip
             return self.ring_collective_cores

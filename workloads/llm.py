@@ -365,10 +365,9 @@ class _Lowering:
         )  # fmt: skip
         op = self.b.attention("attention", spec)
         rt = self.w.runtime
-        if self.m.attention_sinks and rt.sinks_kernel and op.attention.kernel == "native":  # type: ignore[union-attr]
-            # a kernel without sinks cannot run it: the runtime's kernel for sinks where the
-            # chip's default one takes none (resolved per chip, ``sim.cost.roofline``)
-            op = replace(op, attention=replace(op.attention, sinks_kernel=rt.sinks_kernel,
+        fallback = rt.kernel_for_sinks(self.m.attention_sinks, op.attention.kernel)  # type: ignore[union-attr]
+        if fallback:  # a kernel without sinks cannot run it (resolved per chip at cost time)
+            op = replace(op, attention=replace(op.attention, sinks_kernel=fallback,
                                                sinks_native=rt.sinks_native))  # fmt: skip
         if self.dt == "fp4":  # no fp4 attention kernel: it runs at the KV cache's precision
             op = replace(op, dtype="fp8" if self.kvb <= 1.0 else "bf16")
@@ -934,9 +933,10 @@ class Prefill(_Common):
 def _sinks(w: _Common) -> dict:
     """The runtime's own kernel for attention with sinks, where the chip's default lacks them."""
     rt = w.runtime
-    if not (w.model.attention_sinks and rt.sinks_kernel and w.attention_kernel == "native"):
-        return {}
-    return {"sinks_kernel": f"{rt.sinks_kernel} (native on {'/'.join(rt.sinks_native)})"}
+    fallback = rt.kernel_for_sinks(w.model.attention_sinks, w.attention_kernel or "native")
+    return (
+        {"sinks_kernel": f"{fallback} (native on {'/'.join(rt.sinks_native)})"} if fallback else {}
+    )
 
 
 def _describe(w: _Common, kind: str, **extra: Any) -> dict:

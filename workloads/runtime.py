@@ -123,6 +123,7 @@ from typing import Any
 
 import numpy as np
 
+from hardware.chip import is_capability
 from workloads.ops import Op, OpKind, WorkloadError
 
 ELEMENTWISE = ("fused", "eager")
@@ -257,6 +258,12 @@ class Runtime:
     def rope_primitive(self) -> str:
         """The ``EAGER_PRIMITIVES`` key an eager RoPE runs as."""
         return "rope_halves" if self.rope == "halves" else "rope"
+
+    def kernel_for_sinks(self, sinks: bool, kernel: str) -> str:
+        """The kernel this runtime runs instead of ``kernel`` for attention with sinks where
+        the chip's default takes none (``sinks_kernel``, resolved per chip at cost time); ""
+        where it never does: no sinks, no such kernel, or a kernel the workload named."""
+        return self.sinks_kernel if sinks and kernel == "native" else ""
 
     @property
     def default_attention_kernel(self) -> str:
@@ -429,10 +436,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         raise WorkloadError(f"{where}: sinks_kernel must be triton (or left out: the default "
                             f"kernel runs attention with sinks), got {sinks_kernel!r}")  # fmt: skip
     sinks_native = raw.get("sinks_native", [])
-    if not isinstance(sinks_native, list) or not all(
-        isinstance(c, str) and c.count(".") == 1 and all(p.isdigit() for p in c.split("."))
-        for c in sinks_native
-    ):
+    if not isinstance(sinks_native, list) or not all(is_capability(c) for c in sinks_native):
         raise WorkloadError(f"{where}: sinks_native must be a list of compute capabilities like "
                             f"[\"9.0\", \"10.0\"], got {sinks_native!r}")  # fmt: skip
     if sinks_native and not sinks_kernel:

@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hardware.chip import Link, System
+from hardware.chip import Link, System, members_per_node
 
 Value = float | np.ndarray
 
@@ -129,9 +129,7 @@ def collective_s(
     inter: LinkParams,
 ) -> Value:
     """``collective_time`` over arrays: sizes and link parameters broadcast together."""
-    per_node = min(group, chips_per_node)
-    if local is not None:
-        per_node = max(1, min(per_node, local))
+    per_node = members_per_node(group, local, chips_per_node)
     if group <= per_node:
         # NCCL's tree is a chain inside an 8-GPU node (the double binary tree spans nodes): ring
         # only. A larger one-hop domain (GB200 NVL72's NVLink switches, a TPU pod's ICI) reduces

@@ -552,14 +552,15 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # "mmha" decode (FasterTransformer/TensorRT-LLM before XQA, vLLM PagedAttention): one thread
     # block per query head computes its one row on the CUDA cores; every query head of a GQA
     # group reads the group's K/V (through L2 when they fit there)
+    kernel = [_attention_kernel(op.attention, st) for op in ops]  # type: ignore[arg-type]
     (batch, n_q, n_kv, q_len, kv_len, qk_dim, v_dim, causal, backward, kv_bpt, per_head, kernels,
-     flops, q_o, window) = _table(
+     flops, q_o, window, triton, mixed, act_bytes) = _table(
         [(a.batch, a.n_q_heads, a.n_kv_heads, a.q_len, a.kv_len, a.qk_dim, a.v_dim, a.causal,
           a.backward, a.kv_bytes_per_token, a.kernel == "mmha", op.kernels, op.flops,
-          op.bytes.get("activation", 0.0), a.window if a.causal else 0)
-         for op, a in ((op, op.attention) for op in ops)]  # type: ignore[union-attr]
+          op.bytes.get("activation", 0.0), a.window if a.causal else 0, k == "triton", a.mixed,
+          a.act_bytes)
+         for op, a, k in ((op, op.attention, k) for op, k in zip(ops, kernel, strict=True))]  # type: ignore[union-attr]
     )  # fmt: skip
-    kernel = [_attention_kernel(op.attention, st) for op in ops]  # type: ignore[arg-type]
     group = n_q // n_kv
     # vLLM's Triton unified attention (vllm/attention/ops/triton_unified_attention.py): a program
     # per BLOCK_M = 16 rows (the next power of two of the group where it is larger), BLOCK_Q =
@@ -567,9 +568,7 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # TILE_SIZE_PREFILL = 32; a decode-only call of at most 128 programs runs the 3D kernel,
     # its keys split over NUM_SEGMENTS = 16 in tiles of 16 (bf16) and a sliding window's
     # masked tiles computed too (vLLM <= 0.11), their freed blocks read as the null block
-    triton = np.array([[k == "triton"] for k in kernel])
-    mixed = np.array([[bool(op.attention.mixed)] for op in ops])  # type: ignore[union-attr]
-    wide_q = np.array([[np.all(np.asarray(op.attention.act_bytes) >= 2)] for op in ops])  # type: ignore[union-attr]
+    triton, mixed = triton > 0, mixed > 0
     block_m = np.where(group <= 16, 16.0, 2.0 ** np.ceil(np.log2(np.maximum(group, 1))))
     block_q = np.maximum(1.0, np.floor(block_m / group))
     three_d = triton & ~mixed & (q_len == 1) & ((batch // block_q + batch) * n_kv <= 128)
@@ -675,7 +674,7 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
         time=time, compute=compute, main_s=main_s, reuse_s=reuse_s, main_bytes=main_bytes,
         reuse_bytes=0.0 if reuse_bytes is None else reuse_bytes, overhead=overhead, comm=0.0,
         tile_m=br,
-        tile_n=np.where(triton, np.where(three_d & wide_q, _TRITON_DECODE_TILE,
+        tile_n=np.where(triton, np.where(three_d & (act_bytes >= 2), _TRITON_DECODE_TILE,
                                          _TRITON_TILE), float(bc)),
         tile_efficiency=np.minimum(1.0, useful / score_elems),
     )  # fmt: skip

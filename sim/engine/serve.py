@@ -144,9 +144,10 @@ class IterationCost:
         self._dec_mixed: dict[tuple[int, int], Work] = {}
         # whether a step's prompt chunks change how its decode rows attend: only where the
         # attention may run vLLM's Triton kernel (``Attention.mixed``)
-        rt = serving.runtime
-        self._unified = (serving.attention_kernel == "triton" or (
-            serving.model.attention_sinks and bool(rt.sinks_kernel)))  # fmt: skip
+        kernel = serving.attention_kernel or "native"
+        self._unified = kernel == "triton" or bool(
+            serving.runtime.kernel_for_sinks(serving.model.attention_sinks, kernel)
+        )
         self._pre: dict[tuple[int, int], Work] = {}
         self._draft: dict[tuple[int, int], Work] = {}
         # a drafter that is a model (mtp: one block of the target) also prefills every prompt,

@@ -335,6 +335,30 @@ def test_tensorrt_llm_takes_its_kv_fraction_of_the_memory_left_after_the_weights
     assert free_blocks * w.block_size * per_token < 0.9 * left
 
 
+def test_sglang_static_fraction_holds_weights_and_kv_pool_only(l8b, h100):
+    """SGLang's mem_fraction_static is (weights + KV pool) / memory: the activation workspace
+    sits outside it, so the pool is exactly the fraction less the weights (and the engine's
+    own memory), more than vLLM's reading of the same fraction leaves."""
+    from sim.engine.serve import kv_capacity_blocks
+    from workloads.runtime import load_runtime
+
+    sgl = load_runtime("sglang-0.4")
+    assert sgl.memory_fraction_of == "static"
+    w = _serving(l8b, runtime=sgl, memory_fraction=0.835, max_num_batched_tokens=8192)
+    blocks, per_token = kv_capacity_blocks(w, h100)
+    pool = 0.835 * h100.chip.main_memory.capacity_bytes - w.resident_weight_bytes()
+    pool -= sgl.non_torch(w.tp)
+    assert blocks == int(pool // (per_token * w.block_size))
+    total_blocks, _ = kv_capacity_blocks(
+        replace(w, runtime=replace(sgl, memory_fraction_of="total")), h100
+    )
+    assert blocks > total_blocks  # the same share, but no workspace taken out of it
+    with pytest.raises(
+        WorkloadError, match="memory_fraction_of must be one of total, free, static"
+    ):
+        replace(sgl, memory_fraction_of="pool")
+
+
 def test_a_plan_summary_without_the_occupancy_series_does_not_divide_by_zero(l8b, h100):
     r = simulate_serving(_serving(l8b, rate=2.0, duration_s=10.0), h100)
     full, bare = r.to_dict(), r.to_dict(kv_points=0)

@@ -93,8 +93,10 @@ source:
   fit, so nothing is ever evicted); ``serve --admission`` overrides it;
 - ``memory_fraction_of`` (serving): what ``serve --memory-fraction`` is a share of: ``total``
   (vLLM's gpu_memory_utilization: the chip's memory, the weights, workspace and the engine's
-  own memory inside it) or ``free`` (TensorRT-LLM's kv_cache_free_gpu_mem_fraction: the memory
-  left once those are loaded, all of it for the KV cache);
+  own memory inside it), ``free`` (TensorRT-LLM's kv_cache_free_gpu_mem_fraction: the memory
+  left once those are loaded, all of it for the KV cache) or ``static`` (SGLang's
+  mem_fraction_static: the chip's memory, the weights and KV pool inside it, the activation
+  workspace and CUDA-graph buffers outside);
 - ``ring_attention`` (sequence-parallel DiT, eager): how ring attention merges its partial
   outputs: ``yunchang`` (the default: ring-flash-attention's update_out_and_lse after each hop,
   an fp32 running output) or ``torch`` (torch 2.5's templated ring attention, which xfuser 0.4
@@ -134,7 +136,7 @@ RING_ATTENTIONS = ("yunchang", "torch")
 KV_CACHES = ("inplace", "concat")
 WEIGHT_ONLY_KERNELS = ("native", "marlin")
 ADMISSIONS = ("watermark", "reserve")
-MEMORY_FRACTIONS_OF = ("total", "free")
+MEMORY_FRACTIONS_OF = ("total", "free", "static")
 DEFAULT_RUNTIME = "fused-graphs"
 #: a diffusion transformer's default: the diffusers pipelines (and the models' reference repos)
 #: run eager PyTorch; a compiled stack is --runtime torch-compile (or fused-graphs)
@@ -177,7 +179,9 @@ class Runtime:
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
     admission: str = "watermark"  # watermark | reserve (ADMISSIONS): a serving engine's policy
-    memory_fraction_of: str = "total"  # total | free (MEMORY_FRACTIONS_OF): serve --memory-fraction
+    memory_fraction_of: str = (
+        "total"  # total | free | static (MEMORY_FRACTIONS_OF): serve --memory-fraction
+    )
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:

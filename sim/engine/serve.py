@@ -413,10 +413,13 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
             draft, serving
         )  # NB: a windowed drafter's window not set aside
     # the engine's memory outside its tensors (CUDA context, NCCL buffers) comes off the budget;
-    # TensorRT-LLM's fraction is of the memory left once those are loaded
+    # TensorRT-LLM's fraction is of the memory left once those are loaded; SGLang's holds the
+    # weights and the KV pool, its activations and graph buffers reserved outside it
     if serving.runtime.memory_fraction_of == "free":
         left = chip.main_memory.capacity_bytes - weights - workspace
         free = (left - serving.runtime.non_torch(serving.tp)) * serving.memory_fraction
+    elif serving.runtime.memory_fraction_of == "static":
+        free = budget - weights - serving.runtime.non_torch(serving.tp)
     else:
         free = budget - weights - workspace - serving.runtime.non_torch(serving.tp)
     blocks = int(free // (per_token * serving.block_size)) if free > 0 else 0

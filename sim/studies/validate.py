@@ -472,15 +472,28 @@ def _predict_train(row: dict) -> tuple[float, dict]:
 # --- serving rows ---------------------------------------------------------------------------
 
 
-def _trtllm_bench_settings(serving, system, isl: int, osl: int) -> tuple[int, int]:
+def _trtllm_bench_settings(
+    serving, system, isl: int, osl: int, engine_gib: bool
+) -> tuple[int, int]:
     """(max batch size, max num tokens) as trtllm-bench picks them (NVIDIA/TensorRT-LLM
-    tensorrt_llm/bench/build/tuning.py, calc_engine_setting + finetune_setting): the requests
-    of ISL + OSL tokens the KV memory holds, capped at 4096 and rounded up; tokens = that batch
-    x (1 + ISL / OSL), capped at 32768 and rounded up."""
-    from sim.engine.serve import kv_capacity_blocks
-
-    blocks, _ = kv_capacity_blocks(serving, system)
-    raw_bs = min(blocks * serving.block_size / (isl + osl), 4096)
+    tensorrt_llm/bench/build/tuning.py, calc_engine_setting + finetune_setting), from its own
+    estimate of the KV memory, not the runtime's: 0.95 of every GPU's total memory (nvml, GiB)
+    less the engine (parameters x bytes per element: 1 for FP8, 0.5 for NVFP4, else 2), over
+    2 x layers x max(TP, KV heads) x head size x KV bytes per token; the requests of ISL + OSL
+    tokens it holds, capped at 4096 and rounded up; tokens = that batch x (1 + ISL / OSL),
+    capped at 32768 and rounded up. ``engine_gib``: the engine size in GiB (param_count x
+    bytes / 1024^3, the v1.0-era code, commit 04cba882); releases 0.14-0.17 took
+    param_count / 1000^3 x bytes as GB against the GiB of memory (their 0.17 log: 'Estimated
+    total available memory for KV cache: 132.37 GB' = 140.40 - 8.03 for an 8.03 B FP8 model)."""
+    m = serving.model
+    per = {"fp8": 1.0, "fp4": 0.5} if engine_gib else {"fp8": 1.0}  # NVFP4: v1.0-era code
+    elem = per.get(serving.dtype, 2.0)
+    kv_elem = 1.0 if serving.kv_dtype == "fp8" else 2.0
+    engine = m.n_params() * elem / (2**30 if engine_gib else 1e9)
+    memory = system.chip.main_memory.capacity_bytes / 2**30 * serving.tp
+    per_token = 2 * m.n_layers * max(serving.tp, m.n_kv_heads) * m.head_dim * kv_elem / 2**30
+    requests = (memory - engine) * 0.95 / per_token / (isl + osl)
+    raw_bs = min(requests, 4096)
     raw_token = min(raw_bs * (1 + isl / osl), 32768)
     bs = _round_up(raw_bs, 64, ((256, 32), (1024, 128), (math.inf, 256)))
     tokens = _round_up(raw_token, 2048, ((4096, 256), (8192, 512), (math.inf, 1024)))
@@ -547,7 +560,9 @@ def _predict_serve(row: dict) -> tuple[float, dict]:
     )  # fmt: skip
     if row.get("engine") == "trtllm-bench":
         isl, osl = int(np.mean(trace.prompt)), int(np.mean(trace.output))
-        bs, tokens = _trtllm_bench_settings(serving, system, isl, osl)
+        # the v1.0-era tuning code sizes the engine in GiB; 0.14-0.17 and NIM's in GB
+        gib = "v1.0" in row.get("software", "")
+        bs, tokens = _trtllm_bench_settings(serving, system, isl, osl, gib)
         # in-flight batching: context and generation requests share each iteration's tokens
         # (its no-evict admission is the tensorrt-llm runtime's: Runtime.admission)
         serving = replace(serving, max_num_seqs=bs, max_num_batched_tokens=tokens,

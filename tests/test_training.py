@@ -290,6 +290,54 @@ def test_context_parallel_ranks_share_the_gradient_reduction_and_the_sharded_sta
     assert sync == {"dp_grad_reduce_scatter": 8}
 
 
+def test_hybrid_sharding_shards_states_in_a_group_and_all_reduces_across_replicas():
+    """HSDP (FSDP's HYBRID_SHARD, fms-fsdp's 7B/13B runs): ZeRO-3 over 8 adjacent ranks, 12
+    replicas of that shard all-reducing its gradients once a step; a group of every rank is
+    plain ZeRO-3, to the op."""
+    m = load_model("llama-2-7b")
+    full = Training(model=m, seq=4096, micro_batch=2, dp=96, global_batch=192, zero=3)
+    hybrid = replace(full, dp_shard=8)
+
+    def state(t: Training):
+        return max(t.lower().memory, key=lambda x: x.total_bytes)
+
+    assert state(hybrid).weights_bytes == pytest.approx(state(full).weights_bytes * 96 / 8)
+    assert state(hybrid).optimizer_bytes == pytest.approx(state(full).optimizer_bytes * 12)
+    chunk = hybrid.lower().stages[0][0]
+    gathers = {op.name: (op.collective.group, op.collective.local) for op in chunk.fsdp_forward}
+    assert gathers == {"fsdp_all_gather": (8, 8)}  # inside one node
+    (ar,) = chunk.grad_sync
+    dense = sum(c.dense_params for c in hybrid.lower().stages[0])
+    assert (ar.name, ar.collective.group, ar.collective.local) == ("hsdp_grad_all_reduce", 12, 1)
+    assert ar.collective.bytes == pytest.approx(dense * hybrid.grad_bytes / 8)
+    same = replace(full, dp_shard=96)
+    assert same.lower().stages == full.lower().stages
+
+    # the network carries the same bytes a step (a node: two bf16 gathers and an fp32
+    # reduce-scatter of 88/96 of the weights, or 8 NICs all-reducing an fp32 eighth over 12
+    # nodes), so a slow link costs both about the same; but a full shard crosses it 3 x 32
+    # times a step, the replicas once: a slow hop costs full sharding, not hybrid
+    def step(t: Training, sets: list[str]) -> float:
+        system = load_system("h100-sxm", 96, sets)
+        return simulate_training(t, system, check_memory=False).step_time_s
+
+    narrow = ["system.inter_node_bandwidth=2GB/s"]
+    assert step(hybrid, narrow) == pytest.approx(step(full, narrow), rel=0.1)
+    far = ["system.inter_node_latency=1ms"]
+    assert step(full, far) > 1.5 * step(hybrid, far)
+    assert step(hybrid, far) == pytest.approx(step(hybrid, []), rel=0.02)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--zero", "3", "--dp-shard", "5"], "--dp-shard must be an integer that divides dp x cp"),
+    (["--dp-shard", "8"], "--dp-shard 8 shards ZeRO's states, but --zero is 0"),
+])  # fmt: skip
+def test_bad_dp_shard_is_one_line(capsys, args, needle):
+    rc = main(["train", "--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "16", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and "Traceback" not in err
+
+
 def test_interleaving_holds_more_activations_on_stage_0():
     one = _gpt3(pp=8, dp=1, global_batch=64, tp=8, recompute="selective", sp=True)
     inter = replace(one, vp=3)

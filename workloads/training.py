@@ -170,6 +170,12 @@ class Training:
     # --recompute-method uniform --recompute-num-layers is whole layers, not this
     recompute_blocks: float = 1.0
     zero: int = 0
+    # hybrid sharding (PyTorch FSDP's HYBRID_SHARD, FSDP2's 2-D mesh: torchtitan's
+    # data_parallel_shard_degree, fms-fsdp's sharding_group_size): ZeRO shards the dense weights,
+    # gradients and optimizer states over groups of this many adjacent dp x cp ranks, and the
+    # dp_cp / dp_shard groups replicate them, all-reducing the sharded gradients once a step;
+    # 0 = one group of every dp x cp rank (plain ZeRO / FULL_SHARD)
+    dp_shard: int = 0
     tp: int = 1
     sp: bool = False  # sequence parallelism in the TP region's norms and dropouts
     pp: int = 1
@@ -252,6 +258,12 @@ class Training:
         (megatron/core/optimizer/__init__.py), torchtitan shards FSDP over its ``dp_shard_cp``
         mesh."""
         return self.dp * self.cp
+
+    @property
+    def shard(self) -> int:
+        """The dp x cp ranks ZeRO shards the dense weights, gradients and optimizer states over:
+        ``dp_shard`` (hybrid sharding), else all of them."""
+        return self.dp_shard or self.dp_cp
 
     @property
     def edp(self) -> int:
@@ -361,6 +373,18 @@ class Training:
             )
         if self.zero not in (0, 1, 2, 3):
             raise WorkloadError(f"{w}: --zero must be 0, 1, 2 or 3, got {self.zero!r}")
+        if self.dp_shard:
+            g = self.dp_shard
+            if not isinstance(g, int) or g < 1 or self.dp_cp % g:
+                raise WorkloadError(
+                    f"{w}: --dp-shard must be an integer that divides dp x cp ({self.dp_cp}), "
+                    f"or 0: shard over all of them; got {g!r}"
+                )
+            if not self.zero:
+                raise WorkloadError(
+                    f"{w}: --dp-shard {g} shards ZeRO's states, but --zero is 0; give --zero 1-3 "
+                    "(3 = FSDP's HYBRID_SHARD) or drop --dp-shard"
+                )
         if self.sample_len:
             s = self.sample_len
             if not isinstance(s, int) or s < 1 or self.seq % s:
@@ -542,6 +566,7 @@ class Training:
             "recompute": self.recompute,
             **({"recompute_blocks": self.recompute_blocks} if self.recompute_blocks != 1 else {}),
             "zero": self.zero,
+            **({"dp_shard": self.dp_shard} if self.dp_shard else {}),
             "tp": self.tp,
             "sp": self.sp,
             "pp": self.pp,
@@ -599,7 +624,6 @@ class _TrainLowering:
         self.b16 = Builder("bf16" if t.dtype == "fp8" else t.dtype, self.ab, 2.0)
         self.tp_local = t._local(1, t.tp)
         self.cp_local = t._local(t.tp, t.cp)
-        self.dp_local = t._local(t.tp, t.dp_cp)  # the cp ranks (tp apart), then the dp ranks
         # the EP group's ranks are tp x cp apart, or, folded over the TP ranks, adjacent
         self.ep_local = t._local(1 if t.folded else t.tp * t.cp, t.ep)
         # attention stays 16-bit under fp8 training (Transformer Engine's fused attention)
@@ -1189,7 +1213,8 @@ class _TrainLowering:
         b = self.b16
 
         def coll(name: str, kind: str, dense: float, experts: float) -> tuple[Op, ...]:
-            out = [b.collective(name, kind, dense, t.dp_cp, self.dp_local)]
+            # the dense part over ZeRO's shard group (all dp x cp ranks without hybrid sharding)
+            out = [b.collective(name, kind, dense, t.shard, t._local(t.tp, t.shard))]
             if experts:
                 if t.folded:
                     # folded (MoE parallel folding): an EP group is ep adjacent ranks across the
@@ -1200,6 +1225,16 @@ class _TrainLowering:
                     local = t._local(t.tp, t.cp) * t._local(t.ep * t.tp * t.cp, edp // t.cp)
                 out.append(b.collective(f"expert_{name}", kind, experts, edp, local))
             return tuple(op for op in out if op)
+
+        def replicas() -> tuple[Op, ...]:
+            """Hybrid sharding: each shard's reduced gradients all-reduced over its replicas
+            (the same shard on every group, dp_shard x tp apart), once a step."""
+            if t.shard == t.dp_cp:
+                return ()
+            group, stride = t.dp_cp // t.shard, t.tp * t.shard
+            op = b.collective("hsdp_grad_all_reduce", "all_reduce", dense_params * gb / t.shard,
+                              group, t._local(stride, group))  # fmt: skip
+            return (op,) if op else ()
 
         if t.zero == 3:
             n = max(1, layers)
@@ -1212,7 +1247,7 @@ class _TrainLowering:
             scatter = [replace(op, count=n) for op in
                        coll("fsdp_reduce_scatter", "reduce_scatter", dense_params * gb / n,
                             expert * gb / n)]  # fmt: skip
-            return tuple(gather), tuple(gather + scatter), (), ()
+            return tuple(gather), tuple(gather + scatter), replicas(), ()
         if t.zero == 0:
             return (
                 (),
@@ -1222,7 +1257,7 @@ class _TrainLowering:
             )
         sync = coll("dp_grad_reduce_scatter", "reduce_scatter", dense_params * gb, expert * gb)
         gather = coll("dp_param_all_gather", "all_gather", dense_params * pb, expert * pb)
-        return (), (), sync, gather
+        return (), (), sync + replicas(), gather
 
     def optimizer(self, chunks: tuple[Chunk, ...]) -> Op:
         """Adam over the parameters this chip updates: a streaming pass over its states."""
@@ -1230,7 +1265,7 @@ class _TrainLowering:
         dense = sum(c.dense_params for c in chunks)
         expert = sum(c.params - c.dense_params for c in chunks)
         if t.zero >= 1:
-            dense, expert = dense / t.dp_cp, expert / t.edp
+            dense, expert = dense / t.shard, expert / t.edp
         p = dense + expert
         # read grad, master, m, v; write master, m, v and the 16-bit weights
         by = {Role.OPTIMIZER: p * 24.0, Role.GRADIENT: p * t.grad_bytes, Role.WEIGHT: p * 2.0}
@@ -1256,7 +1291,7 @@ class _TrainLowering:
         expert = sum(c.params - c.dense_params for c in chunks)
 
         def shard(on: bool) -> float:
-            return dense / t.dp_cp + expert / t.edp if on else dense + expert
+            return dense / t.shard + expert / t.edp if on else dense + expert
 
         weights = 2.0 * shard(t.zero >= 3)
         grads = t.grad_bytes * shard(t.zero >= 2)

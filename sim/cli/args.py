@@ -311,6 +311,10 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    "megatron-core, torch-compile, pytorch-eager, ...; sets --elementwise and the default "
                    "--attention-kernel")  # fmt: skip
     p.add_argument("--zero", type=int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
+    p.add_argument("--dp-shard", type=int_arg, default=0,
+                   help="hybrid sharding (FSDP HYBRID_SHARD / HSDP): ZeRO shards over groups of "
+                   "this many adjacent data-parallel ranks and the groups replicate, all-reducing "
+                   "gradients once a step (default 0: shard over all of them)")  # fmt: skip
     p.add_argument("--capacity-factor", type=float, default=0.0,
                    help="MoE expert capacity factor (default: dropless)")  # fmt: skip
     p.add_argument("--ep-overlap", action="store_true",
@@ -350,7 +354,7 @@ def training_workload(args: argparse.Namespace):
     workload = Training(
         model=load_model(args.model), seq=args.seq, micro_batch=args.micro_batch,
         global_batch=args.global_batch, dtype=args.dtype, recompute=args.recompute,
-        recompute_blocks=args.recompute_blocks, zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
+        recompute_blocks=args.recompute_blocks, zero=args.zero, dp_shard=args.dp_shard, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
         attention_kernel=args.attention_kernel, runtime=args.runtime or "", elementwise=args.elementwise,
         sample_len=args.sample_len, ep_overlap=args.ep_overlap,

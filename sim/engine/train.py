@@ -384,6 +384,7 @@ class TrainResult:
             f"{w['global_batch']}  {w['dtype']}  recompute {w['recompute']}"
             + (f" ({w['recompute_blocks']:.0%} of blocks)" if "recompute_blocks" in w else "")
             + f"  ZeRO-{w['zero']}"
+            + (f" (hybrid: shard over {w['dp_shard']})" if w.get("dp_shard") else "")
             + (f"  runtime {w['runtime']}" if w.get("runtime") else "")
             + (f"  {w['elementwise']} elementwise" if w.get("elementwise") == "eager" else ""),
             *overrides_line(self.system),

@@ -222,7 +222,14 @@ def _predict_decode(row: dict) -> tuple[float, dict]:
 def _predict_prefill(row: dict) -> tuple[float, dict]:
     if row["metric"] != "ttft_s":
         raise Skip(f"prefill metric {row['metric']!r} not known")
-    _, prefill, _ = _llm(row)
+    _, prefill, step = _llm(row)
+    if row.get("first_token") == "decode":
+        # the engine prefills all but the last prompt token and emits the first token from a
+        # decode step over that one (LMDeploy TurboMind: 'skip last input token (will process
+        # with decoder later)')
+        p = row["prompt"] - 1
+        first, last = prefill(p), step(p)
+        return first + last, {"prefill_s": first, "decode_s": last}
     t = prefill(row["prompt"])
     return t, {"prefill_s": t}
 

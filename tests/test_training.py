@@ -338,6 +338,24 @@ def test_bad_dp_shard_is_one_line(capsys, args, needle):
     assert rc == 2 and needle in err and "Traceback" not in err
 
 
+def test_bf16_gradient_reduction_halves_the_gradient_buffers_and_their_traffic():
+    """NeMo 2.0's performance recipes (grad_reduce_in_fp32 = False) keep and reduce gradients
+    in bf16: half the gradient memory and half the reduce-scatter bytes of fp32."""
+    base = Training(model=load_model("llama-3-8b"), seq=4096, dp=8, global_batch=16, zero=1)
+    half = replace(base, grad_reduce="bf16")
+    assert replace(base, grad_reduce="fp32").lower().stages == base.lower().stages
+
+    def grads(t: Training) -> float:
+        return max(t.lower().memory, key=lambda m: m.total_bytes).gradient_bytes
+
+    assert grads(half) == pytest.approx(grads(base) / 2)
+    sync = {op.name: op.collective.bytes for op in base.lower().stages[0][0].grad_sync}
+    sync_half = {op.name: op.collective.bytes for op in half.lower().stages[0][0].grad_sync}
+    assert sync_half["dp_grad_reduce_scatter"] == pytest.approx(sync["dp_grad_reduce_scatter"] / 2)
+    with pytest.raises(WorkloadError, match="--grad-reduce must be fp32 or bf16"):
+        replace(base, grad_reduce="fp8").validate()
+
+
 def test_interleaving_holds_more_activations_on_stage_0():
     one = _gpt3(pp=8, dp=1, global_batch=64, tp=8, recompute="selective", sp=True)
     inter = replace(one, vp=3)

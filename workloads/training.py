@@ -176,6 +176,12 @@ class Training:
     # dp_cp / dp_shard groups replicate them, all-reducing the sharded gradients once a step;
     # 0 = one group of every dp x cp rank (plain ZeRO / FULL_SHARD)
     dp_shard: int = 0
+    # the dtype gradients accumulate and reduce in: "fp32" (Megatron-Core's
+    # --accumulate-allreduce-grads-in-fp32 / grad_reduce_in_fp32, PyTorch FSDP's default for
+    # fp32 parameters) or "bf16" (NeMo 2.0 / Megatron-Bridge performance recipes'
+    # grad_reduce_in_fp32 = False, FSDP MixedPrecision(reduce_dtype=bfloat16)); "" = fp32, or
+    # fp16 for fp16 training
+    grad_reduce: str = ""
     tp: int = 1
     sp: bool = False  # sequence parallelism in the TP region's norms and dropouts
     pp: int = 1
@@ -313,6 +319,9 @@ class Training:
 
     @property
     def grad_bytes(self) -> float:
+        """Bytes of a gradient as it accumulates and reduces (``grad_reduce``)."""
+        if self.grad_reduce:
+            return 2.0 if self.grad_reduce == "bf16" else 4.0
         return 2.0 if self.dtype == "fp16" else 4.0
 
     def _local(self, stride: int, group: int) -> int:
@@ -373,6 +382,11 @@ class Training:
             )
         if self.zero not in (0, 1, 2, 3):
             raise WorkloadError(f"{w}: --zero must be 0, 1, 2 or 3, got {self.zero!r}")
+        if self.grad_reduce not in ("", "fp32", "bf16"):
+            raise WorkloadError(
+                f"{w}: --grad-reduce must be fp32 or bf16 (the dtype gradients accumulate and "
+                f"reduce in), got {self.grad_reduce!r}"
+            )
         if self.dp_shard:
             g = self.dp_shard
             if not isinstance(g, int) or g < 1 or self.dp_cp % g:
@@ -567,6 +581,7 @@ class Training:
             **({"recompute_blocks": self.recompute_blocks} if self.recompute_blocks != 1 else {}),
             "zero": self.zero,
             **({"dp_shard": self.dp_shard} if self.dp_shard else {}),
+            **({"grad_reduce": self.grad_reduce} if self.grad_reduce else {}),
             "tp": self.tp,
             "sp": self.sp,
             "pp": self.pp,

@@ -311,6 +311,10 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    "megatron-core, torch-compile, pytorch-eager, ...; sets --elementwise and the default "
                    "--attention-kernel")  # fmt: skip
     p.add_argument("--zero", type=int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
+    p.add_argument("--grad-reduce", default="",
+                   help="the dtype gradients accumulate and reduce in: fp32 (default; Megatron's "
+                   "grad_reduce_in_fp32) or bf16 (NeMo 2.0 performance recipes, FSDP "
+                   "reduce_dtype=bfloat16): halves the gradient buffers and their reduction")  # fmt: skip
     p.add_argument("--dp-shard", type=int_arg, default=0,
                    help="hybrid sharding (FSDP HYBRID_SHARD / HSDP): ZeRO shards over groups of "
                    "this many adjacent data-parallel ranks and the groups replicate, all-reducing "
@@ -354,7 +358,7 @@ def training_workload(args: argparse.Namespace):
     workload = Training(
         model=load_model(args.model), seq=args.seq, micro_batch=args.micro_batch,
         global_batch=args.global_batch, dtype=args.dtype, recompute=args.recompute,
-        recompute_blocks=args.recompute_blocks, zero=args.zero, dp_shard=args.dp_shard, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
+        recompute_blocks=args.recompute_blocks, zero=args.zero, dp_shard=args.dp_shard, grad_reduce=args.grad_reduce, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
         attention_kernel=args.attention_kernel, runtime=args.runtime or "", elementwise=args.elementwise,
         sample_len=args.sample_len, ep_overlap=args.ep_overlap,

@@ -385,6 +385,7 @@ class TrainResult:
             + (f" ({w['recompute_blocks']:.0%} of blocks)" if "recompute_blocks" in w else "")
             + f"  ZeRO-{w['zero']}"
             + (f" (hybrid: shard over {w['dp_shard']})" if w.get("dp_shard") else "")
+            + (f"  {w['grad_reduce']} gradients" if w.get("grad_reduce") else "")
             + (f"  runtime {w['runtime']}" if w.get("runtime") else "")
             + (f"  {w['elementwise']} elementwise" if w.get("elementwise") == "eager" else ""),
             *overrides_line(self.system),

@@ -69,7 +69,7 @@ WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     "dit": ("model", "chips", "replicas", "sp", "height", "width", "frames", "fps", "steps",
             "batch", "cfg", "tokens", "dtype", "attention_kernel", "parallel_vae", "runtime"),
     "train": ("model", "chips", "tp", "pp", "vp", "ep", "cp", "dp", "sp", "seq", "micro_batch",
-              "global_batch", "dtype", "recompute", "recompute_blocks", "zero", "dp_shard", "capacity_factor", "overlap",
+              "global_batch", "dtype", "recompute", "recompute_blocks", "zero", "dp_shard", "grad_reduce", "capacity_factor", "overlap",
               "tokens", "attention_kernel", "elementwise", "runtime", "sample_len", "etp"),
 }  # fmt: skip
 
@@ -1061,7 +1061,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
         model=load_model(f["model"]), seq=f.get("seq", 2048), micro_batch=f.get("micro_batch", 1),
         global_batch=f.get("global_batch"), dtype=f.get("dtype", "bf16"),
         recompute=f.get("recompute", "none"), recompute_blocks=f.get("recompute_blocks", 1.0),
-        zero=f.get("zero", 0), dp_shard=f.get("dp_shard", 0), tp=tp, sp=f.get("sp", False),
+        zero=f.get("zero", 0), dp_shard=f.get("dp_shard", 0), grad_reduce=f.get("grad_reduce", ""), tp=tp, sp=f.get("sp", False),
         pp=pp, vp=f.get("vp", 1), dp=dp, ep=f.get("ep", 1), cp=cp,
         capacity_factor=f.get("capacity_factor", 0.0), tokens=f.get("tokens", 0.0),
         attention_kernel=f.get("attention_kernel"),

@@ -433,7 +433,7 @@ def _training_for(row: dict) -> Training:
     base = Training(
         model=model, seq=row["seq"], micro_batch=row.get("micro_batch") or 1,
         global_batch=row["global_batch"], dtype=row["dtype"], zero=row["zero"],
-        dp_shard=row.get("dp_shard", 0),
+        dp_shard=row.get("dp_shard", 0), grad_reduce=row.get("grad_reduce", ""),
         tp=row["tp"], sp=bool(row.get("sp", False)), pp=row["pp"], vp=row.get("vp", 1),
         dp=row["dp"], ep=row["ep"], cp=row["cp"],
         recompute=row["recompute"] if row["recompute"] in RECOMPUTE else "none",

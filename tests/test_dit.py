@@ -133,6 +133,24 @@ def test_tokens_override_changes_the_sequence_only():
     assert w.lower().describe["latent_tokens"] == 250_000
 
 
+def test_text_tokens_set_the_prompt_length_of_the_joint_attention_and_the_encoder():
+    """xDiT runs Flux with max_sequence_length 256, the preset's pipeline with 512: fewer text
+    tokens shorten the joint sequence (mmdit) and the T5 encoder's GEMM, not the image part."""
+    flux = load_dit("flux-1-dev")
+    full = DiT(model=flux, height=1024, width=1024, steps=28)
+    short = replace(full, text_tokens=256)
+    same = DiT(model=replace(flux, text_tokens=256), height=1024, width=1024, steps=28)
+    g_full, g_short = full.lower(), short.lower()
+    assert [(o.name, o.flops) for o in g_short.ops] == [(o.name, o.flops) for o in same.lower().ops]
+    assert g_short.describe["latent_tokens"] == g_full.describe["latent_tokens"] == 4096
+    assert g_short.describe["text_tokens"] == 256 and "text_tokens" not in g_full.describe
+    enc = {o.name: o.flops for o in g_full.ops}["text_encoder"]
+    assert {o.name: o.flops for o in g_short.ops}["text_encoder"] == pytest.approx(enc / 2)
+    assert sum(o.flops * o.count for o in g_short.ops) < sum(o.flops * o.count for o in g_full.ops)
+    with pytest.raises(WorkloadError, match="dit-xl-2 takes no text tokens"):
+        DiT(model=load_dit("dit-xl-2"), height=256, width=256, text_tokens=77).lower()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -141,6 +159,7 @@ def test_tokens_override_changes_the_sequence_only():
         ({"sp": 5}, "must divide the 16 heads"),
         ({"batch": 0}, "--batch must be an integer >= 1"),
         ({"tokens": 0}, "--tokens must be an integer >= 1"),
+        ({"text_tokens": 0}, "--text-tokens must be an integer >= 1"),
     ],
 )
 def test_bad_requests_get_one_line_errors(kwargs, message):

@@ -395,6 +395,9 @@ class DiT:
     sp_method: str = "ulysses"
     dp: int = 1
     tokens: int | None = None
+    # the prompt's text tokens (the pipeline's max_sequence_length: T5 pads the prompt to it);
+    # None: the model's (``DiTConfig.text_tokens``)
+    text_tokens: int | None = None
     # native | fa2 (workloads.ops.ATTENTION_KERNELS); None: the runtime's, else native
     attention_kernel: str | None = None
     # the VAE decode split over the sp chips (xDiT's --use_parallel_vae, DistVAE); default: one
@@ -410,6 +413,9 @@ class DiT:
         if self.attention_kernel is None:
             kernel = self.runtime.default_attention_kernel
             object.__setattr__(self, "attention_kernel", kernel)
+        t = self.text_tokens
+        if isinstance(t, int) and t >= 1 and self.model.text_tokens and t != self.model.text_tokens:
+            object.__setattr__(self, "model", replace(self.model, text_tokens=t))
 
     def validate(self) -> int:
         """Checks the request; returns the latent tokens per sample."""
@@ -418,6 +424,15 @@ class DiT:
             if not isinstance(value, int) or value < 1:
                 raise WorkloadError(f"dit: {label} must be an integer >= 1, got {value!r}")
         check_attention_kernel("dit", self.attention_kernel, decode=False)
+        if self.text_tokens is not None:
+            t = self.text_tokens
+            if not isinstance(t, int) or t < 1:
+                raise WorkloadError(f"dit: --text-tokens must be an integer >= 1, got {t!r}")
+            if not self.model.text_tokens:
+                raise WorkloadError(
+                    f"dit: --text-tokens {t}: {self.model.name} takes no text tokens (a class- or "
+                    "pooled-vector-conditioned model); drop --text-tokens"
+                )
         if self.sp_method not in ("ulysses", "ring"):
             raise WorkloadError(f"dit: --sp must be ulysses or ring, got {self.sp_method!r}")
         if self.dtype not in ("fp32", "bf16", "fp16", "fp8"):
@@ -730,6 +745,7 @@ class DiT:
                 "steps": self.steps,
                 "cfg": self.cfg,
                 "latent_tokens": L,
+                **({"text_tokens": m.text_tokens} if self.text_tokens else {}),
                 "dtype": self.dtype,
                 "sp": self.sp,
                 "sp_method": self.sp_method,

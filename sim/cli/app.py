@@ -63,6 +63,9 @@ def _add_dit_args(p: argparse.ArgumentParser) -> None:
         help="classifier-free guidance as a doubled batch (default: the model's pipeline)",
     )  # fmt: skip
     p.add_argument("--tokens", type=int_arg, default=None, help="override latent tokens")
+    p.add_argument("--text-tokens", type=int_arg, default=None,
+                   help="prompt text tokens (the pipeline's max_sequence_length; default: the "
+                   "model's, e.g. Flux's 512)")  # fmt: skip
     p.add_argument("--dtype", default="bf16", help="compute dtype (bf16, fp16, fp8, fp32)")
     p.add_argument("--attention-kernel", default=None, help=ATTN_HELP)
     add_runtime_arg(p, "diffusers", DIT_RUNTIME_HELP)
@@ -117,6 +120,7 @@ def _run_dit(args: argparse.Namespace) -> int:
         parallel_vae=args.parallel_vae,
         dp=args.replicas,
         tokens=args.tokens,
+        text_tokens=args.text_tokens,
         attention_kernel=args.attention_kernel,
         runtime=load_runtime(args.runtime),
     )

@@ -67,7 +67,8 @@ WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     "prefill": ("model", "chips", "tp", "batch", "prompt", "dtype", "kv_dtype",
                 "attention_kernel", "runtime"),
     "dit": ("model", "chips", "replicas", "sp", "height", "width", "frames", "fps", "steps",
-            "batch", "cfg", "tokens", "dtype", "attention_kernel", "parallel_vae", "runtime"),
+            "batch", "cfg", "tokens", "text_tokens", "dtype", "attention_kernel", "parallel_vae",
+            "runtime"),
     "train": ("model", "chips", "tp", "pp", "vp", "ep", "cp", "dp", "sp", "seq", "micro_batch",
               "global_batch", "dtype", "recompute", "recompute_blocks", "zero", "dp_shard", "grad_reduce", "capacity_factor", "overlap",
               "tokens", "attention_kernel", "elementwise", "runtime", "sample_len", "etp"),
@@ -1041,6 +1042,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
             parallel_vae=f.get("parallel_vae", False),
             dp=replicas,
             tokens=f.get("tokens"),
+            text_tokens=f.get("text_tokens"),
             attention_kernel=f.get("attention_kernel"),
             runtime=load_runtime(f.get("runtime", DEFAULT_DIT_RUNTIME)),
         )

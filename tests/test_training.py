@@ -306,17 +306,20 @@ def test_hybrid_sharding_shards_states_in_a_group_and_all_reduces_across_replica
     chunk = hybrid.lower().stages[0][0]
     gathers = {op.name: (op.collective.group, op.collective.local) for op in chunk.fsdp_forward}
     assert gathers == {"fsdp_all_gather": (8, 8)}  # inside one node
-    (ar,) = chunk.grad_sync
+    # FSDP's HYBRID_SHARD all-reduces each reduce-scatter's shard: per layer, every micro-batch
+    assert chunk.grad_sync == ()
+    (ar,) = [op for op in chunk.fsdp_backward if op.name == "hsdp_grad_all_reduce"]
     dense = sum(c.dense_params for c in hybrid.lower().stages[0])
-    assert (ar.name, ar.collective.group, ar.collective.local) == ("hsdp_grad_all_reduce", 12, 1)
-    assert ar.collective.bytes == pytest.approx(dense * hybrid.grad_bytes / 8)
+    assert (ar.collective.group, ar.collective.local, ar.count) == (12, 1, chunk.layers)
+    assert ar.collective.bytes * ar.count == pytest.approx(dense * hybrid.grad_bytes / 8)
     same = replace(full, dp_shard=96)
     assert same.lower().stages == full.lower().stages
 
     # the network carries the same bytes a step (a node: two bf16 gathers and an fp32
     # reduce-scatter of 88/96 of the weights, or 8 NICs all-reducing an fp32 eighth over 12
     # nodes), so a slow link costs both about the same; but a full shard crosses it 3 x 32
-    # times a step, the replicas once: a slow hop costs full sharding, not hybrid
+    # times a step, the replicas' all-reduces (one per layer) hide behind the backward: a slow
+    # hop costs full sharding, hardly hybrid
     def step(t: Training, sets: list[str]) -> float:
         system = load_system("h100-sxm", 96, sets)
         return simulate_training(t, system, check_memory=False).step_time_s
@@ -325,12 +328,16 @@ def test_hybrid_sharding_shards_states_in_a_group_and_all_reduces_across_replica
     assert step(hybrid, narrow) == pytest.approx(step(full, narrow), rel=0.1)
     far = ["system.inter_node_latency=1ms"]
     assert step(full, far) > 1.5 * step(hybrid, far)
-    assert step(hybrid, far) == pytest.approx(step(hybrid, []), rel=0.02)
+    assert step(hybrid, far) < 1.1 * step(hybrid, [])
 
 
 @pytest.mark.parametrize("args,needle", [
     (["--zero", "3", "--dp-shard", "5"], "--dp-shard must be an integer that divides dp x cp"),
+    (["--zero", "3", "--cp", "2", "--dp-shard", "1"], "is a multiple of cp (2)"),
     (["--dp-shard", "8"], "--dp-shard 8 shards ZeRO's states, but --zero is 0"),
+    (["--model", "mixtral-8x7b", "--ep", "8", "--zero", "1", "--dp-shard", "8"],
+     "modelled for dense models only"),
+    (["--grad-reduce", "fp8"], "--grad-reduce must be fp32, bf16 or fp16"),
 ])  # fmt: skip
 def test_bad_dp_shard_is_one_line(capsys, args, needle):
     rc = main(["train", "--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "16", *args])
@@ -352,7 +359,7 @@ def test_bf16_gradient_reduction_halves_the_gradient_buffers_and_their_traffic()
     sync = {op.name: op.collective.bytes for op in base.lower().stages[0][0].grad_sync}
     sync_half = {op.name: op.collective.bytes for op in half.lower().stages[0][0].grad_sync}
     assert sync_half["dp_grad_reduce_scatter"] == pytest.approx(sync["dp_grad_reduce_scatter"] / 2)
-    with pytest.raises(WorkloadError, match="--grad-reduce must be fp32 or bf16"):
+    with pytest.raises(WorkloadError, match="--grad-reduce must be fp32, bf16 or fp16"):
         replace(base, grad_reduce="fp8").validate()
 
 

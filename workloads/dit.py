@@ -414,7 +414,8 @@ class DiT:
             kernel = self.runtime.default_attention_kernel
             object.__setattr__(self, "attention_kernel", kernel)
         t = self.text_tokens
-        if isinstance(t, int) and t >= 1 and self.model.text_tokens and t != self.model.text_tokens:
+        if (isinstance(t, int) and not isinstance(t, bool) and t >= 1 and self.model.text_tokens
+                and t != self.model.text_tokens):  # fmt: skip
             object.__setattr__(self, "model", replace(self.model, text_tokens=t))
 
     def validate(self) -> int:
@@ -426,7 +427,7 @@ class DiT:
         check_attention_kernel("dit", self.attention_kernel, decode=False)
         if self.text_tokens is not None:
             t = self.text_tokens
-            if not isinstance(t, int) or t < 1:
+            if not isinstance(t, int) or isinstance(t, bool) or t < 1:
                 raise WorkloadError(f"dit: --text-tokens must be an integer >= 1, got {t!r}")
             if not self.model.text_tokens:
                 raise WorkloadError(

@@ -321,7 +321,7 @@ class Training:
     def grad_bytes(self) -> float:
         """Bytes of a gradient as it accumulates and reduces (``grad_reduce``)."""
         if self.grad_reduce:
-            return 2.0 if self.grad_reduce == "bf16" else 4.0
+            return 4.0 if self.grad_reduce == "fp32" else 2.0
         return 2.0 if self.dtype == "fp16" else 4.0
 
     def _local(self, stride: int, group: int) -> int:
@@ -382,17 +382,23 @@ class Training:
             )
         if self.zero not in (0, 1, 2, 3):
             raise WorkloadError(f"{w}: --zero must be 0, 1, 2 or 3, got {self.zero!r}")
-        if self.grad_reduce not in ("", "fp32", "bf16"):
+        if self.grad_reduce not in ("", "fp32", "bf16", "fp16"):
             raise WorkloadError(
-                f"{w}: --grad-reduce must be fp32 or bf16 (the dtype gradients accumulate and "
-                f"reduce in), got {self.grad_reduce!r}"
+                f"{w}: --grad-reduce must be fp32, bf16 or fp16 (the dtype gradients accumulate "
+                f"and reduce in), got {self.grad_reduce!r}"
             )
         if self.dp_shard:
             g = self.dp_shard
-            if not isinstance(g, int) or g < 1 or self.dp_cp % g:
+            bad = not isinstance(g, int) or isinstance(g, bool) or g < 1
+            if bad or self.dp_cp % g or g % self.cp:
                 raise WorkloadError(
-                    f"{w}: --dp-shard must be an integer that divides dp x cp ({self.dp_cp}), "
-                    f"or 0: shard over all of them; got {g!r}"
+                    f"{w}: --dp-shard must be an integer that divides dp x cp ({self.dp_cp}) and "
+                    f"is a multiple of cp ({self.cp}), or 0: shard over all of them; got {g!r}"
+                )
+            if m.moe is not None:
+                raise WorkloadError(
+                    f"{w}: --dp-shard (hybrid sharding) is modelled for dense models only; "
+                    f"{m.name}'s experts would need their own hybrid groups: drop --dp-shard"
                 )
             if not self.zero:
                 raise WorkloadError(
@@ -580,7 +586,7 @@ class Training:
             "recompute": self.recompute,
             **({"recompute_blocks": self.recompute_blocks} if self.recompute_blocks != 1 else {}),
             "zero": self.zero,
-            **({"dp_shard": self.dp_shard} if self.dp_shard else {}),
+            **({"dp_shard": self.dp_shard} if self.dp_shard and self.shard < self.dp_cp else {}),
             **({"grad_reduce": self.grad_reduce} if self.grad_reduce else {}),
             "tp": self.tp,
             "sp": self.sp,
@@ -1241,15 +1247,18 @@ class _TrainLowering:
                 out.append(b.collective(f"expert_{name}", kind, experts, edp, local))
             return tuple(op for op in out if op)
 
-        def replicas() -> tuple[Op, ...]:
+        def replicas(per: int = 1) -> tuple[Op, ...]:
             """Hybrid sharding: each shard's reduced gradients all-reduced over its replicas
-            (the same shard on every group, dp_shard x tp apart), once a step."""
+            (the same shard on every group, dp_shard x tp apart), in ``per`` pieces: per layer
+            after each ZeRO-3 reduce-scatter (FSDP's HYBRID_SHARD all-reduces every
+            reduce-scatter it runs, so every micro-batch's), or once a step."""
             if t.shard == t.dp_cp:
                 return ()
             group, stride = t.dp_cp // t.shard, t.tp * t.shard
-            op = b.collective("hsdp_grad_all_reduce", "all_reduce", dense_params * gb / t.shard,
-                              group, t._local(stride, group))  # fmt: skip
-            return (op,) if op else ()
+            op = b.collective("hsdp_grad_all_reduce", "all_reduce",
+                              dense_params * gb / t.shard / per, group,
+                              t._local(stride, group))  # fmt: skip
+            return (replace(op, count=per),) if op else ()
 
         if t.zero == 3:
             n = max(1, layers)
@@ -1262,7 +1271,7 @@ class _TrainLowering:
             scatter = [replace(op, count=n) for op in
                        coll("fsdp_reduce_scatter", "reduce_scatter", dense_params * gb / n,
                             expert * gb / n)]  # fmt: skip
-            return tuple(gather), tuple(gather + scatter), replicas(), ()
+            return tuple(gather), tuple(gather + scatter) + replicas(n), (), ()
         if t.zero == 0:
             return (
                 (),

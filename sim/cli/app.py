@@ -64,8 +64,9 @@ def _add_dit_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--tokens", type=int_arg, default=None, help="override latent tokens")
     p.add_argument("--text-tokens", type=int_arg, default=None,
-                   help="prompt text tokens (the pipeline's max_sequence_length; default: the "
-                   "model's, e.g. Flux's 512)")  # fmt: skip
+                   help="text tokens in the joint or cross attention (Flux: the pipeline's "
+                   "max_sequence_length; SD3: 77 CLIP + max_sequence_length T5; default: the "
+                   "model's)")  # fmt: skip
     p.add_argument("--dtype", default="bf16", help="compute dtype (bf16, fp16, fp8, fp32)")
     p.add_argument("--attention-kernel", default=None, help=ATTN_HELP)
     add_runtime_arg(p, "diffusers", DIT_RUNTIME_HELP)
@@ -198,7 +199,9 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
                    "(TensorRT-LLM no-evict: prompt + output blocks at admission); default: "
                    "the runtime's")  # fmt: skip
     p.add_argument("--memory-fraction", type=fraction, default=0.9,
-                   help="share of chip memory the engine uses (default 0.9)")  # fmt: skip
+                   help="the engine's memory share (default 0.9), read as the runtime reads it: "
+                   "of the chip (vLLM), of the memory left after the weights (TensorRT-LLM), or "
+                   "of the chip for weights and KV only (SGLang): roofsim runtimes")  # fmt: skip
     p.add_argument(
         "--slo-ttft",
         type=positive_float,

@@ -312,13 +312,15 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    "--attention-kernel")  # fmt: skip
     p.add_argument("--zero", type=int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
     p.add_argument("--grad-reduce", default="",
-                   help="the dtype gradients accumulate and reduce in: fp32 (default; Megatron's "
-                   "grad_reduce_in_fp32) or bf16 (NeMo 2.0 performance recipes, FSDP "
-                   "reduce_dtype=bfloat16): halves the gradient buffers and their reduction")  # fmt: skip
+                   help="the dtype gradients accumulate and reduce in: fp32 (Megatron's "
+                   "grad_reduce_in_fp32; the default, fp16 under --dtype fp16) or bf16 (NeMo 2.0 "
+                   "performance recipes, FSDP reduce_dtype=bfloat16): halves the gradient buffers "
+                   "and their reduction")  # fmt: skip
     p.add_argument("--dp-shard", type=int_arg, default=0,
-                   help="hybrid sharding (FSDP HYBRID_SHARD / HSDP): ZeRO shards over groups of "
-                   "this many adjacent data-parallel ranks and the groups replicate, all-reducing "
-                   "gradients once a step (default 0: shard over all of them)")  # fmt: skip
+                   help="hybrid sharding (FSDP HYBRID_SHARD / HSDP, dense models): ZeRO shards "
+                   "over groups of this many adjacent dp x cp ranks (a multiple of --cp) and the "
+                   "groups replicate, all-reducing the shards' gradients (default 0: shard over "
+                   "all of them)")  # fmt: skip
     p.add_argument("--capacity-factor", type=float, default=0.0,
                    help="MoE expert capacity factor (default: dropless)")  # fmt: skip
     p.add_argument("--ep-overlap", action="store_true",

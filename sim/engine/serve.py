@@ -403,9 +403,10 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     # only their window (vLLM V1's hybrid KV cache manager, 0.10+, frees the blocks that leave
     # it): a window and a block for each of max_num_seqs sequences, set aside
     per_token = _paged_token_bytes(m, serving)
+    windows = 0.0  # the sliding-window layers' cache: KV, inside every engine's pool
     if _windowed(m):
         window = sliding_kv_bytes(serving, m.sliding_window)
-        workspace += serving.max_num_seqs * window * (1 + serving.block_size / m.sliding_window)
+        windows = serving.max_num_seqs * window * (1 + serving.block_size / m.sliding_window)
     draft = serving.spec.draft_model(m) if serving.spec is not None else None
     if draft is not None:  # the drafter's weights, and its own cache beside each token's
         weights += replace(serving.engine(batch=1), context=1, spec=serving.spec).drafter()[1]
@@ -415,20 +416,24 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     # the engine's memory outside its tensors (CUDA context, NCCL buffers) comes off the budget;
     # TensorRT-LLM's fraction is of the memory left once those are loaded; SGLang's holds the
     # weights and the KV pool, its activations and graph buffers reserved outside it
+    static = serving.runtime.memory_fraction_of == "static"
     if serving.runtime.memory_fraction_of == "free":
-        left = chip.main_memory.capacity_bytes - weights - workspace
+        left = chip.main_memory.capacity_bytes - weights - workspace - windows
         free = (left - serving.runtime.non_torch(serving.tp)) * serving.memory_fraction
-    elif serving.runtime.memory_fraction_of == "static":
-        free = budget - weights - serving.runtime.non_torch(serving.tp)
+    elif static:  # the activation workspace is reserved outside SGLang's fraction
+        free = budget - weights - windows - serving.runtime.non_torch(serving.tp)
     else:
-        free = budget - weights - workspace - serving.runtime.non_torch(serving.tp)
+        free = budget - weights - workspace - windows - serving.runtime.non_torch(serving.tp)
     blocks = int(free // (per_token * serving.block_size)) if free > 0 else 0
     if blocks < 1:
+        taken = windows if static else workspace + windows
+        what = "sliding-window cache" if static else "workspace"
+        fix = "a smaller --max-num-seqs" if static else "a smaller --max-batched-tokens"
         raise CapacityError(
             f"does not fit: {m.name} needs {format_si(weights, 'B')} of weights and "
-            f"{format_si(workspace, 'B')} of workspace per chip, leaving no KV cache in "
+            f"{format_si(taken, 'B')} of {what} per chip, leaving no KV cache in "
             f"{serving.memory_fraction:.0%} of {chip.name}'s {format_si(chip.main_memory.capacity_bytes, 'B')}; "
-            "use a larger --tp, a lower --dtype, or a smaller --max-batched-tokens"
+            f"use a larger --tp, a lower --dtype, or {fix}"
         )
     return blocks, per_token
 

@@ -530,7 +530,8 @@ def _serve_requests(row: dict, model) -> tuple:
         # an offline query of up to millions of samples (MLPerf's samples_per_query) runs as its
         # first 16 turnovers of every replica's batch: its steady state, to within 0.5 % on the
         # MLPerf rows (the whole query against these, measured 2026-12-05), at a fifth of the time
-        replicas = (row.get("chips") or 1) // (row.get("tp") or 1)
+        tp = row.get("tp") or 1
+        replicas = max(1, (row.get("chips") or tp) // tp)
         n = min(n, _OFFLINE_TURNOVERS * replicas * row.get("max_num_seqs", 256))
     gaps, prompts, outputs = streams(row.get("seed", 0))
     lengths = []

@@ -413,10 +413,11 @@ class DiT:
         if self.attention_kernel is None:
             kernel = self.runtime.default_attention_kernel
             object.__setattr__(self, "attention_kernel", kernel)
-        t = self.text_tokens
-        if (isinstance(t, int) and not isinstance(t, bool) and t >= 1 and self.model.text_tokens
-                and t != self.model.text_tokens):  # fmt: skip
-            object.__setattr__(self, "model", replace(self.model, text_tokens=t))
+
+    @property
+    def text_len(self) -> int:
+        """The prompt's text tokens: ``text_tokens`` where given, else the model's."""
+        return self.text_tokens or self.model.text_tokens
 
     def validate(self) -> int:
         """Checks the request; returns the latent tokens per sample."""
@@ -465,7 +466,7 @@ class DiT:
         b = Builder(self.dtype, ab, dtype_bytes(self.dtype), self.attention_kernel)
         B = (self.batch // self.dp) * (2 if self.cfg else 1)  # samples through the DiT per replica
         Ls = math.ceil(L / self.sp)  # tokens on one chip
-        Lt = m.text_tokens
+        Lt = self.text_len
         h, f, hd = m.hidden, m.ffn, m.head_dim
         heads = m.n_heads
         step = self.steps
@@ -746,7 +747,7 @@ class DiT:
                 "steps": self.steps,
                 "cfg": self.cfg,
                 "latent_tokens": L,
-                **({"text_tokens": m.text_tokens} if self.text_tokens else {}),
+                **({"text_tokens": self.text_len} if self.text_tokens else {}),
                 "dtype": self.dtype,
                 "sp": self.sp,
                 "sp_method": self.sp_method,
@@ -764,12 +765,12 @@ class DiT:
         the prompt tokens; its attention is a few percent of it at these lengths and omitted.
         """
         m = self.model
-        if not (m.text_encoder_params and m.text_tokens):
+        if not (m.text_encoder_params and self.text_len):
             return []
         samples = self.batch // self.dp
         k = m.text_dim or m.hidden
         n = max(1, int(m.text_encoder_params // k))
-        op = b.gemm("text_encoder", "text-encoder", samples * m.text_tokens, n, k)
+        op = b.gemm("text_encoder", "text-encoder", samples * self.text_len, n, k)
         return [op]
 
     def _vae(self, b: Builder) -> list[Op]:

@@ -345,6 +345,15 @@ def test_bad_dp_shard_is_one_line(capsys, args, needle):
     assert rc == 2 and needle in err and "Traceback" not in err
 
 
+def test_nearest_fit_can_drop_hybrid_sharding(capsys):
+    """Sharding over 2 of 64 ranks leaves Llama-3-8B's states too large; sharding over all
+    of them fits: the refusal says so, one flag."""
+    rc = main(["train", "--model", "llama-3-8b", "--chip", "h100-sxm", "--chips", "64",
+               "--zero", "3", "--dp-shard", "2", "--global-batch", "64", "--seq", "8192"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc != 0 and err.strip().endswith("nearest that fits: --dp-shard 0")
+
+
 def test_bf16_gradient_reduction_halves_the_gradient_buffers_and_their_traffic():
     """NeMo 2.0's performance recipes (grad_reduce_in_fp32 = False) keep and reduce gradients
     in bf16: half the gradient memory and half the reduce-scatter bytes of fp32."""

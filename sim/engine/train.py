@@ -460,6 +460,8 @@ def nearest_fit(t: Training, capacity: float) -> str:
     recomputes = [(t.recompute, t.recompute_blocks)]
     recomputes += [(r, 1.0) for r in order[order.index(t.recompute) :] if (r, 1.0) != recomputes[0]]
     zeros = list(range(t.zero, 4))
+    # hybrid sharding as given, or dropped (ZeRO over every dp x cp rank)
+    shards = [t.dp_shard, 0] if t.dp_shard else [0]
     mbs = sorted({t.micro_batch >> i for i in range(8) if t.micro_batch >> i >= 1}, reverse=True)
     node = max(t.tp, t.chips_per_node)  # tensor parallelism stays inside a node
     tps = [
@@ -467,7 +469,8 @@ def nearest_fit(t: Training, capacity: float) -> str:
     ]
     pps = [x for x in (t.pp, 2 * t.pp, 4 * t.pp, 8 * t.pp) if x * t.vp <= t.model.n_layers]
     best: tuple[tuple, Training] | None = None
-    for (rc, blocks), z, mb, tp, pp in itertools.product(recomputes, zeros, mbs, tps, pps):
+    for (rc, blocks), z, mb, tp, pp, g in itertools.product(recomputes, zeros, mbs, tps, pps,
+                                                            shards):  # fmt: skip
         rest = n // (tp * pp * t.cp)
         # experts shard over the data-parallel ranks, or, folded (--etp 1), over TP x CP x DP
         folded = t.etp == 1 and (tp > 1 or t.cp > 1)
@@ -475,15 +478,17 @@ def nearest_fit(t: Training, capacity: float) -> str:
             continue
         # fewest changes; among equals, change ZeRO, then recompute, micro-batch, PP, TP
         changed = (tp != t.tp, pp != t.pp, mb != t.micro_batch,
-                   (rc, blocks) != (t.recompute, t.recompute_blocks), z != t.zero)  # fmt: skip
+                   (rc, blocks) != (t.recompute, t.recompute_blocks), z != t.zero,
+                   g != t.dp_shard)  # fmt: skip
         key = (sum(changed), *changed)
         if best is not None and key >= best[0]:
             continue
         cand = replace(t, recompute=rc, recompute_blocks=blocks, zero=z, micro_batch=mb, tp=tp,
-                       pp=pp, dp=rest, global_batch=t.batch)  # fmt: skip
+                       pp=pp, dp=rest, global_batch=t.batch, dp_shard=g)  # fmt: skip
         if cand.global_batch % (mb * rest) or (cand.vp > 1 and cand.micro_batches % pp):
             continue
         try:
+            cand.validate()  # e.g. a --dp-shard that no longer divides dp x cp
             if _worst_memory(cand).total_bytes <= capacity:
                 best = (key, cand)
         except WorkloadError:  # a candidate the workload rejects is simply skipped
@@ -497,7 +502,7 @@ def nearest_fit(t: Training, capacity: float) -> str:
         )
     c = best[1]
     flags = [f"--{k.replace('_', '-')} {getattr(c, k)}" for k in
-             ("recompute", "recompute_blocks", "zero", "micro_batch", "tp", "pp", "dp")
+             ("recompute", "recompute_blocks", "zero", "dp_shard", "micro_batch", "tp", "pp", "dp")
              if getattr(c, k) != getattr(t, k)]  # fmt: skip
     return "nearest that fits: " + " ".join(flags)
 

@@ -173,8 +173,9 @@ class Training:
     # hybrid sharding (PyTorch FSDP's HYBRID_SHARD, FSDP2's 2-D mesh: torchtitan's
     # data_parallel_shard_degree, fms-fsdp's sharding_group_size): ZeRO shards the dense weights,
     # gradients and optimizer states over groups of this many adjacent dp x cp ranks, and the
-    # dp_cp / dp_shard groups replicate them, all-reducing the sharded gradients once a step;
-    # 0 = one group of every dp x cp rank (plain ZeRO / FULL_SHARD)
+    # dp_cp / dp_shard groups replicate them, all-reducing the sharded gradients (ZeRO-3: beside
+    # each layer's reduce-scatter; ZeRO-1/2: once a step); dense models only; 0 = one group of
+    # every dp x cp rank (plain ZeRO / FULL_SHARD)
     dp_shard: int = 0
     # the dtype gradients accumulate and reduce in: "fp32" (Megatron-Core's
     # --accumulate-allreduce-grads-in-fp32 / grad_reduce_in_fp32, PyTorch FSDP's default for

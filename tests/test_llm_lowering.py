@@ -187,3 +187,20 @@ def test_a_bad_entry_in_an_array_is_named():
 
     with pytest.raises(WorkloadError, match="--context must be an integer >= 1, got 0"):
         Decode(model=load_model("llama-2-7b"), context=np.array([5, 0])).lower()
+
+
+def test_triton_moe_runtimes_mark_their_expert_gemms_as_one_cta_power_of_two_blocks():
+    # vLLM's and SGLang's fused MoE is a Triton kernel (no clusters, power-of-two blocks);
+    # TensorRT-LLM's grouped GEMM is a library kernel; the other GEMMs are the library's
+    from workloads.runtime import load_runtime
+
+    m = load_model("mixtral-8x7b")
+    for name, triton in (("vllm-0.11", True), ("sglang-0.4", True), ("vllm-0.5", True),
+                         ("tensorrt-llm", False), ("fused-graphs", False)):  # fmt: skip
+        assert (load_runtime(name).moe_kernel == "triton") == triton
+        g = Decode(model=m, batch=64, context=128, runtime=load_runtime(name)).lower()
+        experts = [op.gemm for op in g.ops if op.name.startswith("experts_") and op.gemm]
+        others = [op.gemm for op in g.ops if op.gemm and not op.name.startswith("experts_")]
+        assert experts and others
+        assert all(e.clusters is not triton and e.pow2_blocks is triton for e in experts)
+        assert all(o.clusters and not o.pow2_blocks for o in others)

@@ -581,3 +581,37 @@ def test_the_sinks_rule_leaves_chips_without_a_compute_capability_alone():
     for chip in ("mi300x", "gaudi3"):
         _, cost = _sink_attention(chip, 2048, 16384)
         assert cost.tile[1] != 32
+
+
+def test_a_routed_gemm_without_clusters_reads_each_experts_weights_per_tile_row():
+    # Mixtral's gate/up GEMM at 224 rows an expert (batch 896, top-2 of 8) on an H100, whose
+    # library kernels multicast each B tile to a 2-CTA cluster along M: a kernel without
+    # clusters (Triton's fused MoE) loads the expert's weight tile once per M block from L2,
+    # so it moves more L2 traffic and is never faster; A100 has no clusters, so nothing changes
+    from hardware import load_system
+
+    base = gemm_op(224, 28672, 4096, groups=8)
+    library = replace(base, gemm=replace(base.gemm, routed_tokens=896.0, routed_p=0.25))
+    triton = replace(library, gemm=replace(library.gemm, clusters=False))
+    h100 = load_system("h100-sxm", 1)
+    a, b = cost_op(library, h100), cost_op(triton, h100)
+    assert b.memory_s["l2"] > 1.2 * a.memory_s["l2"]
+    assert b.time_s >= a.time_s
+    a100 = load_system("a100-sxm-80gb", 1)
+    assert cost_op(triton, a100).time_s == pytest.approx(cost_op(library, a100).time_s)
+
+
+def test_a_power_of_two_kernel_covers_routed_rows_with_power_of_two_blocks():
+    # 40 rows an expert: a library with 8-row tile steps (cuBLASLt on Hopper) cuts a 40-row
+    # block; Triton's BLOCK_SIZE_M is a power of two, so a 64-row block, more of it padding
+    from hardware import load_system
+
+    base = gemm_op(40, 4096, 4096, groups=8)
+    library = replace(base, gemm=replace(base.gemm, routed_tokens=160.0, routed_p=0.25))
+    pow2 = replace(library, gemm=replace(library.gemm, pow2_blocks=True))
+    h100 = load_system("h100-sxm", 1)
+    cut, whole = cost_op(library, h100), cost_op(pow2, h100)
+    assert cut.tile is not None and cut.tile[0] == 40
+    assert whole.tile is not None and whole.tile[0] == 64
+    assert whole.tile_efficiency < cut.tile_efficiency
+    assert whole.time_s >= cut.time_s

@@ -632,9 +632,12 @@ class _Lowering:
         ]  # fmt: skip
         ops += [op for op in a2a[:1] if op]
         # each expert's rows: the tokens, of the ep chips' T each, that chose it (k of E)
-        ops += routed(self.mlp("experts", "moe", math.ceil(moe.expert_ffn / self.tp), rows,
-                               groups), self.T * ep, moe.top_k / moe.n_experts)  # fmt: skip
-        ops += [op for op in a2a[1:] if op]
+        experts = routed(self.mlp("experts", "moe", math.ceil(moe.expert_ffn / self.tp), rows,
+                                  groups), self.T * ep, moe.top_k / moe.n_experts)  # fmt: skip
+        if self.w.runtime.moe_kernel == "triton":  # one CTA a block, power-of-two blocks
+            experts = [replace(op, gemm=replace(op.gemm, clusters=False, pow2_blocks=True))
+                       if op.gemm is not None else op for op in experts]  # fmt: skip
+        ops += experts + [op for op in a2a[1:] if op]
         if moe.n_shared_experts:
             shared_ffn = math.ceil(moe.n_shared_experts * moe.expert_ffn / self.tp)
             ops += self.mlp("shared_expert", "moe", shared_ffn, self.T)

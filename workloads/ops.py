@@ -77,6 +77,14 @@ class Gemm:
     # experts that got tokens. 0: every group has exactly ``m`` rows
     routed_tokens: float = 0.0
     routed_p: float = 0.0
+    # the kernel's thread-block structure (Gemm of a library that has the chip's tiles and its
+    # clusters, ``compute.cluster``, where it has them: cuBLAS, CUTLASS 3.x); ``clusters``
+    # False: one CTA per output tile, each loading its own operand tiles through L2, no
+    # multicast (Triton kernels launch no clusters); ``pow2_blocks``: a routed GEMM's M block
+    # is a power of two, 16 to the chip's tile (Triton's block sides are powers of two: vLLM's
+    # fused-MoE configs take BLOCK_SIZE_M 16-256)
+    clusters: bool = True
+    pow2_blocks: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

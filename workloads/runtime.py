@@ -82,6 +82,11 @@ source:
   vLLM's ports of it: weights dequantised in registers and multiplied with the warp-level
   ``mma.sync`` instruction, so on Hopper at the chip's ``mma_sync_fraction`` of peak, as
   FlashAttention-2);
+- ``moe_kernel`` (inference): the kernel of the routed expert GEMMs: ``library`` (the
+  default: a grouped GEMM with the chip's library tiles and thread-block clusters, as CUTLASS's
+  grouped GEMMs in TensorRT-LLM) or ``triton`` (vLLM's ``fused_moe_kernel`` and SGLang's port
+  of it: a Triton kernel, one CTA per output block and no clusters, so no multicast of the
+  expert's weight tiles, with power-of-two M blocks, ``Gemm.clusters`` and ``pow2_blocks``);
 - ``sinks_kernel`` and ``sinks_native`` (inference): the attention kernel the software runs
   for a model with attention sinks (``ModelConfig.attention_sinks``, gpt-oss) on a chip whose
   NVIDIA compute capability (``Chip.compute_capability``) is not among ``sinks_native``, where
@@ -135,6 +140,7 @@ FP8_INPUT_QUANTS = ("fused", "separate")
 RING_ATTENTIONS = ("yunchang", "torch")
 KV_CACHES = ("inplace", "concat")
 WEIGHT_ONLY_KERNELS = ("native", "marlin")
+MOE_KERNELS = ("library", "triton")
 ADMISSIONS = ("watermark", "reserve")
 MEMORY_FRACTIONS_OF = ("total", "free", "static")
 DEFAULT_RUNTIME = "fused-graphs"
@@ -178,6 +184,7 @@ class Runtime:
     separate_projections: bool = False  # q/k/v and gate/up as separate linears (launches)
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
+    moe_kernel: str = "library"  # library | triton (MOE_KERNELS): routed expert GEMMs
     admission: str = "watermark"  # watermark | reserve (ADMISSIONS): a serving engine's policy
     memory_fraction_of: str = (
         "total"  # total | free | static (MEMORY_FRACTIONS_OF): serve --memory-fraction
@@ -190,6 +197,7 @@ class Runtime:
                              ("ring_attention", RING_ATTENTIONS),
                              ("kv_cache", KV_CACHES),
                              ("weight_only_kernel", WEIGHT_ONLY_KERNELS),
+                             ("moe_kernel", MOE_KERNELS),
                              ("admission", ADMISSIONS),
                              ("memory_fraction_of", MEMORY_FRACTIONS_OF)):  # fmt: skip
             value = getattr(self, key)
@@ -239,6 +247,7 @@ class Runtime:
             "fused_wgrad_accumulation": self.fused_wgrad_accumulation,
             "fp8_input_quant": self.fp8_input_quant,
             "weight_only_kernel": self.weight_only_kernel,
+            "moe_kernel": self.moe_kernel,
             "admission": self.admission,
             "memory_fraction_of": self.memory_fraction_of,
             "ring_attention": self.ring_attention,
@@ -397,6 +406,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     ring = raw.get("ring_attention", "yunchang")
     kv_cache = raw.get("kv_cache", "inplace")  # checked by Runtime.__post_init__
     weight_only = raw.get("weight_only_kernel", "native")  # checked by Runtime.__post_init__
+    moe_kernel = raw.get("moe_kernel", "library")  # checked by Runtime.__post_init__
     admission = raw.get("admission", "watermark")  # checked by Runtime.__post_init__
     fraction_of = raw.get("memory_fraction_of", "total")  # checked by Runtime.__post_init__
     flags = {}
@@ -468,6 +478,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         ring_attention=ring,
         kv_cache=kv_cache,
         weight_only_kernel=weight_only,
+        moe_kernel=moe_kernel,
         admission=admission,
         memory_fraction_of=fraction_of,
         attention_kernel=kernel,

@@ -489,8 +489,10 @@ def _run_runtimes(args: argparse.Namespace) -> int:
     )
     marlin = [r["name"] for r in rows if r["weight_only_kernel"] != "native"]
     reserve = [r["name"] for r in rows if r["admission"] != "watermark"]
+    triton = [r["name"] for r in rows if r["moe_kernel"] != "library"]
     print(f"weight_only_kernel marlin (W4A16 GEMMs on mma.sync): {', '.join(marlin) or '-'}; "
-          f"admission reserve (no-evict serving): {', '.join(reserve) or '-'}")  # fmt: skip
+          f"admission reserve (no-evict serving): {', '.join(reserve) or '-'}; "
+          f"moe_kernel triton (expert GEMMs without clusters): {', '.join(triton) or '-'}")  # fmt: skip
     print(
         "aliases (--runtime takes them too): "
         + "; ".join(f"{r['name']}: {', '.join(r['aliases'])}" for r in rows if r["aliases"])

@@ -297,10 +297,10 @@ def cost_gemms(
     limit allows each candidate (``_steady_time``), as a tuned library measured under load
     picks; a tile that moves more bytes through L2 draws more power and may lose its lead."""
     st = chips.structure
-    m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops, r_tokens, r_p = _table(
-        [(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops,
-          g.routed_tokens, g.routed_p)
-         for op, g in ((op, op.gemm) for op in ops)]  # type: ignore[union-attr]
+    m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops, r_tokens, r_p, one_cta, pow2 = (
+        _table([(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops,
+                 g.routed_tokens, g.routed_p, not g.clusters, g.pow2_blocks)
+                for op, g in ((op, op.gemm) for op in ops)])  # type: ignore[union-attr]
     )  # fmt: skip
     a = groups * m * k * a_bytes
     b = groups * k * n * b_bytes
@@ -317,8 +317,10 @@ def cost_gemms(
     # fit one), chosen by the batch: vLLM's and SGLang's Triton fused MoE and Marlin take 16- to
     # 64-row blocks at small batches, on the tensor cores; so a routed tile is no taller than
     # the mean rows rounded up to the library's step (16 at least), and never the GEMV path
+    # (a kernel of power-of-two blocks, Triton's: the mean rows' next power of two)
     step = st.tile_step or 16
-    routed_tm = np.where(is_routed, np.minimum(tm, np.maximum(16.0, step * np.ceil(m / step))), tm)
+    rows = np.where(pow2 > 0, 2.0 ** np.ceil(np.log2(np.maximum(m, 1.0))), step * np.ceil(m / step))
+    routed_tm = np.where(is_routed, np.minimum(tm, np.maximum(16.0, rows)), tm)
     if st.tile_step:  # one side cut to a step multiple: less padding, fuller waves
         cut_m, cut_n = _cut_tiles(m, n, tm, tn, cand["extra"], st.tile_step)
         tm, tn = np.where(is_routed, routed_tm, cut_m), np.where(is_routed, tn, cut_n)
@@ -360,7 +362,8 @@ def cost_gemms(
     executed = tiles * (tm * tn) * granules * tile_k
     efficiency = np.where(gemv, 1.0, np.minimum(1.0, (groups * m * n * k) / executed))
     partials = np.where(split > 1, (split - 1) * (8.0 * groups * m * n), 0.0) + fixup
-    cm, cn = st.cluster
+    # a kernel without clusters (``Gemm.clusters`` False) loads each tile's operands itself
+    cm, cn = (np.where(one_cta > 0, 1.0, c) for c in st.cluster)
     tile_level = a * np.ceil(n / (cn * tn)) + b * np.ceil(m / (cm * tm)) + c + partials
     streamed = a + b + c  # each operand once: the GEMV path, or one resident in L2
     if _has_reuse(chips):

@@ -102,6 +102,23 @@ def test_a_library_with_tiles_in_steps_cuts_the_partial_row_of_tiles():
         toy_chip(tile_step=-8)
 
 
+def test_a_stepped_library_cuts_tiles_that_fill_the_last_wave():
+    # AMD's max-achievable-FLOPs shape, 4096 x 3648 on an MI300X's 304 CUs: 256 x 256 tiles make
+    # 16 x 15 = 240 (a fifth of the CUs idle); hipBLASLt's tiles in steps of 16 deal N over 19
+    # tiles of 192: 16 x 19 = 304, one full wave, no padding
+    from hardware import load_system
+
+    from sim.cost.roofline import cost_ops
+
+    op = gemm_op(4096, 3648, 32896, dtype="fp8")
+    (cost,) = cost_ops([op], load_system("mi300x", 1), steady=False)  # at the burst clock
+    assert cost.tile == (256, 192)
+    assert cost.tile_efficiency == pytest.approx(1.0)
+    (unstepped,) = cost_ops([op], load_system("mi300x", 1, ["compute.tile_step=0"]), steady=False)
+    assert unstepped.tile_efficiency < 0.96
+    assert cost.compute_s < 0.85 * unstepped.compute_s
+
+
 def test_gemv_streams_its_weights_exactly_once():
     # M = 1, 8192 x 8192 bf16 weights = 134 MB >> L2: weights read once, time = bytes / bw
     op = gemm_op(1, 8192, 8192)

@@ -253,10 +253,11 @@ def _candidates(
 ) -> dict[str, Array]:
     """A chip structure's GEMM candidates along axis 0: each tile, then its stream-K schedule
     where the chip's library has one (the order ties are broken in); where the library has
-    tiles in ``step``s, each tile cut over one extra tile (``_cut_tiles``); then the GEMV path
+    tiles in ``step``s, each tile cut to fill the last wave (``_cut_tiles``); then the GEMV path
     (tile 0 x 0) where some op has fewer rows than the smallest tile."""
     rows = [(t, 0, kind) for t in tiles for kind in ((0, 1) if stream_k else (0,))]
-    rows += [(t, 1, 0) for t in tiles] if step else []  # stream-K needs no fuller wave
+    # stream-K needs no fuller wave; a stepped library may cut M or N to fill the last one
+    rows += [(t, side, 0) for t in tiles for side in (1, 2)] if step else []
     rows += [((0, 0), 0, 2)] if gemv else []
     tm = np.array([t[0] for t, _, _ in rows], dtype=float)[:, None, None]
     tn = np.array([t[1] for t, _, _ in rows], dtype=float)[:, None, None]
@@ -271,19 +272,27 @@ def _candidates(
 
 
 def _cut_tiles(
-    m: Array, n: Array, tm: Array, tn: Array, extra: Array, step: int
+    m: Array, n: Array, tm: Array, tn: Array, fill: Array, step: int, tiles: Array, cores: int
 ) -> tuple[Array, Array]:
     """Each tile with one side cut to a multiple of ``step``, as a library with tiles in steps
-    of ``step`` has them (cuBLASLt's 64/128/192/256 x 8..256 tiles on Hopper and Blackwell):
-    the side's rows dealt out evenly over as many tiles as the listed tile needs (M = 257: two
-    tiles of 136, not three of 128), plus ``extra`` tiles (M = 384 over 28 column tiles: 112
-    tiles of 96 fill a wave of 132 cores that 84 of 128 leave a third idle). The side cut is
-    the one whose cut saves more padded work."""
+    of ``step`` has them (cuBLASLt's 64/128/192/256 x 8..256 tiles on Hopper and Blackwell,
+    hipBLASLt's macro tiles in steps of 16 on CDNA 3): the side's rows dealt out evenly over as
+    many tiles as the listed tile needs (M = 257: two tiles of 136, not three of 128), or, where
+    ``fill``, over as many more as fill the cores' last wave (M = 384 over 28 column tiles: 112
+    tiles of 96 fill a wave of 132 cores that 84 of 128 leave a third idle; AMD's 4096 x 3648
+    max-achievable-FLOPs shape: 16 x 19 tiles of 256 x 192 fill 304 CUs that 16 x 15 of 256
+    leave a fifth idle). Without ``fill`` the side cut is the one whose cut saves more padded
+    work; ``fill`` 1 cuts M, 2 cuts N (both are candidates). ``tiles``: the op's groups (a
+    grouped GEMM's tiles repeat per group)."""
     cut_m = np.minimum(tm, step * np.ceil(m / (np.ceil(m / tm) * step)))
     cut_n = np.minimum(tn, step * np.ceil(n / (np.ceil(n / tn) * step)))
-    on_m = cut_m * tn <= tm * cut_n
+    on_m = np.where(fill > 0, fill == 1, cut_m * tn <= tm * cut_n)
     size, side = np.where(on_m, m, n), np.where(on_m, tm, tn)
-    cut = np.minimum(side, step * np.ceil(size / ((np.ceil(size / side) + extra) * step)))
+    base = np.ceil(size / side)
+    others = tiles * np.where(on_m, np.ceil(n / tn), np.ceil(m / tm))  # tiles per row of this side
+    waves = np.ceil(base * others / cores)
+    count = np.where(fill > 0, np.maximum(base, np.floor(waves * cores / others)), base)
+    cut = np.minimum(side, step * np.ceil(size / (count * step)))
     return np.where(on_m, cut, tm), np.where(on_m, tn, cut)
 
 
@@ -322,7 +331,7 @@ def cost_gemms(
     rows = np.where(pow2 > 0, 2.0 ** np.ceil(np.log2(np.maximum(m, 1.0))), step * np.ceil(m / step))
     routed_tm = np.where(is_routed, np.minimum(tm, np.maximum(16.0, rows)), tm)
     if st.tile_step:  # one side cut to a step multiple: less padding, fuller waves
-        cut_m, cut_n = _cut_tiles(m, n, tm, tn, cand["extra"], st.tile_step)
+        cut_m, cut_n = _cut_tiles(m, n, tm, tn, cand["extra"], st.tile_step, groups, n_cores)
         tm, tn = np.where(is_routed, routed_tm, cut_m), np.where(is_routed, tn, cut_n)
     else:
         tm = routed_tm

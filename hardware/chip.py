@@ -478,12 +478,20 @@ class Link:
     8-byte store carries 4 bytes of data and a 4-byte flag, so half the bandwidth) at
     ``latency_s`` per step, and the bulk one (Simple) at the full bandwidth and
     ``simple_latency_s`` per step; a collective takes the faster, as NCCL's tuner does. None:
-    one protocol, full bandwidth at ``latency_s``."""
+    one protocol, full bandwidth at ``latency_s``. ``all_to_all_latency_s`` and
+    ``all_to_all_bus_bandwidth``, where measured: the collective library's all-to-all over the
+    link (NCCL's is point-to-point sends and receives to every peer, which neither the ring's
+    per-step latency nor an all-reduce's bandwidth describes) as a microbenchmark of it
+    measures it: time per call (its kernel's fixed cost included) and bus bandwidth
+    (nccl-tests' convention: (p-1)/p of the per-chip buffer over the time). None: the
+    pairwise alpha-beta model on the link."""
 
     bandwidth_bytes_per_s: float
     latency_s: float = 0.0
     achievable_fraction: float = 1.0  # what NCCL-style collectives reach of the datasheet rate
     simple_latency_s: float | None = None
+    all_to_all_latency_s: float | None = None
+    all_to_all_bus_bandwidth: float | None = None
 
     def __post_init__(self) -> None:
         _rate("link", "bandwidth", self.bandwidth_bytes_per_s)
@@ -502,6 +510,18 @@ class Link:
                 f"protocol's per-step latency and must be >= that link's *_node_latency "
                 f"({self.latency_s!r} s); raise it or remove it"
             )
+        a2a = (self.all_to_all_latency_s, self.all_to_all_bus_bandwidth)
+        if (a2a[0] is None) != (a2a[1] is None):
+            raise ConfigError(
+                "system: give *_node_all_to_all_latency and *_node_all_to_all_bus_bandwidth "
+                "together (a measured all-to-all needs both), or neither"
+            )
+        if a2a[0] is not None and not (math.isfinite(a2a[0]) and a2a[0] >= 0):
+            raise ConfigError(
+                f"system: *_node_all_to_all_latency must be a finite time >= 0, got {a2a[0]!r} s"
+            )
+        if a2a[1] is not None:
+            _rate("link", "all_to_all_bus_bandwidth", a2a[1])
 
 
 def is_capability(text: object) -> bool:

@@ -107,7 +107,6 @@ def test_a_stepped_library_cuts_tiles_that_fill_the_last_wave():
     # 16 x 15 = 240 (a fifth of the CUs idle); hipBLASLt's tiles in steps of 16 deal N over 19
     # tiles of 192: 16 x 19 = 304, one full wave, no padding
     from hardware import load_system
-
     from sim.cost.roofline import cost_ops
 
     op = gemm_op(4096, 3648, 32896, dtype="fp8")

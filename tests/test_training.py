@@ -1299,3 +1299,30 @@ def test_mla_training_keeps_each_latent_norms_input_for_the_backward():
     assert low.saved_activations(layer, False) - low.saved_activations(without, False) == (
         pytest.approx(4096 * 512 * 2.0)
     )
+
+
+def test_a_measured_all_to_all_costs_its_measurement_and_deepep_keeps_the_link_model():
+    """The H100 link carries NCCL's measured all-to-all (38.8 us a call, 305 GB/s bus bandwidth,
+    fitted to XLA's sm_90 table): a 16 MiB all-to-all over 8 GPUs takes latency + 7/8 x 16 MiB
+    / busbw, its kernel's fixed cost inside; DeepEP's own exchange (Collective.library) and a
+    link without a measurement keep the pairwise alpha-beta model plus a kernel's overhead."""
+    from sim.cost.roofline import cost_ops
+    from workloads.build import Builder
+
+    system = load_system("h100-sxm", 8)
+    link = system.intra_node
+    size = 16 * 2**20
+    op = Builder("bf16", 2.0, 2.0).collective("a2a", "all_to_all", size, 8)
+    (c,) = cost_ops([op], system)
+    assert c.time_s == pytest.approx(38.8e-6 + 7 / 8 * size / 305e9)
+    assert c.overhead_s == 0.0
+    deepep = replace(op, collective=replace(op.collective, library="deepep"))
+    plain = replace(system, intra_node=replace(link, all_to_all_latency_s=None,
+                                               all_to_all_bus_bandwidth=None))  # fmt: skip
+    (d,) = cost_ops([deepep], system)
+    (p,) = cost_ops([op], plain)
+    assert d.time_s == pytest.approx(p.time_s)
+    assert d.time_s < 0.6 * c.time_s  # the ring model: ~50 us where NCCL measures ~100
+    assert collective_time("all_to_all", size, 8, system) == pytest.approx(c.time_s)
+    with pytest.raises(ConfigError, match="together"):
+        replace(link, all_to_all_bus_bandwidth=None)

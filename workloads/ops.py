@@ -204,6 +204,10 @@ class Collective:
     # bus bandwidth; 0 = NCCL
     custom_latency_s: float = 0.0
     custom_bus_bandwidth: float = 0.0
+    # the library whose kernels run it where it is not NCCL's (RCCL's) collective: "deepep"
+    # (DeepEP's dispatch and combine, its own NVLink and RDMA copies), costed on the links'
+    # alpha-beta model, not the link's measured NCCL all-to-all
+    library: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -864,7 +864,8 @@ class _TrainLowering:
         net = self.b.collective(f"ep_{what}_network", "all_to_all", once, nodes, 1)
         nvl = self.b.collective(f"ep_{what}_nvlink", "all_to_all", copies, self.ep_local,
                                 self.ep_local)  # fmt: skip
-        return [op for op in (net, nvl) if op]
+        return [replace(op, collective=replace(op.collective, library="deepep"))  # type: ignore[arg-type]
+                for op in (net, nvl) if op]  # fmt: skip
 
     def moe_layer(self, window: int = 0) -> list[Op]:
         """Router, EP dispatch all-to-all, grouped expert GEMMs at the capacity, combine."""

@@ -19,7 +19,7 @@ from hardware.chip import ConfigError, System
 
 _LEVEL_FIELDS = ("capacity", "bandwidth", "achievable", "latency", "pim_bandwidth", "pim_flops",
                  "pj_per_byte")  # fmt: skip
-_LINK_FIELDS = ("bandwidth", "latency", "achievable", "simple_latency")
+_LINK_FIELDS = ("bandwidth", "latency", "achievable", "simple_latency", "a2a_latency", "a2a_busbw")
 
 
 def chip_leaves(system: System) -> dict[str, Any]:
@@ -90,6 +90,8 @@ def chip_leaves(system: System) -> dict[str, Any]:
             link.latency_s,
             link.achievable_fraction,
             _float(link.simple_latency_s),
+            _float(link.all_to_all_latency_s),
+            _float(link.all_to_all_bus_bandwidth),
         )
         for name, value in zip(_LINK_FIELDS, values, strict=True):
             out[f"{side}.{name}"] = value

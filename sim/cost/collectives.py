@@ -11,6 +11,11 @@ MPICH", Table 1; NCCL's ring and double-binary-tree algorithms, Jeaugey 2019):
     all-to-all (pairwise)  (p-1)/p · S/b + (p-1)·a
     send/recv              S/b + a
 
+An all-to-all on a link whose library all-to-all was measured (``Link.all_to_all_latency_s``,
+``all_to_all_bus_bandwidth``: NCCL's is point-to-point sends to every peer, slow to reach the
+link's rate) costs that measurement instead: latency + (p-1)/p · S / busbw (its kernel's fixed
+cost inside the latency).
+
 All-reduce across nodes takes the faster of ring and tree, as NCCL's tuner does; inside a node
 NCCL's tree is a chain through the node's GPUs (Jeaugey 2019, "Massively scale your deep
 learning training with NCCL 2.4": double binary trees between nodes, a chain within), so a
@@ -50,11 +55,41 @@ class LinkParams(NamedTuple):
     latency_s: Value
     achievable_fraction: Value
     simple_latency_s: Value  # NaN: no separate bulk protocol
+    a2a_latency_s: Value = math.nan  # a measured all-to-all (NaN: the alpha-beta model)
+    a2a_bus_bandwidth: Value = math.nan
 
     @classmethod
     def of(cls, link: Link) -> LinkParams:
-        simple = math.nan if link.simple_latency_s is None else link.simple_latency_s
-        return cls(link.bandwidth_bytes_per_s, link.latency_s, link.achievable_fraction, simple)
+        def nan(x: float | None) -> float:
+            return math.nan if x is None else x
+
+        return cls(link.bandwidth_bytes_per_s, link.latency_s, link.achievable_fraction,
+                   nan(link.simple_latency_s), nan(link.all_to_all_latency_s),
+                   nan(link.all_to_all_bus_bandwidth))  # fmt: skip
+
+    def alpha_beta(self) -> LinkParams:
+        """The link without its measured all-to-all (a library's own exchange kernels)."""
+        return self._replace(a2a_latency_s=math.nan, a2a_bus_bandwidth=math.nan)
+
+
+def measured_all_to_all(link: LinkParams) -> Value:
+    """Where ``link`` carries a measured all-to-all (bool, or an array over points)."""
+    lat = link.a2a_latency_s
+    return not math.isnan(lat) if isinstance(lat, float) else ~np.isnan(lat)
+
+
+def _all_to_all(size: Value, p: int, link: LinkParams) -> Value:
+    """An all-to-all over ``p`` chips of one link: the measured library's time per call plus
+    (p-1)/p of the buffer at its measured bus bandwidth, where the link has one; else the
+    pairwise alpha-beta model."""
+    model = _flat("all_to_all", size, p, link)
+    lat, busbw = link.a2a_latency_s, link.a2a_bus_bandwidth
+    if isinstance(lat, float) and math.isnan(lat):
+        return model
+    measured = lat + (p - 1) / p * size / busbw
+    if isinstance(lat, float) and isinstance(size, float):
+        return measured if size > 0 else 0.0
+    return np.where(np.isnan(lat), model, np.where(np.asarray(size) > 0, measured, 0.0))
 
 
 def _flat(kind: str, size: Value, p: int, link: LinkParams, tree: bool = True) -> Value:
@@ -134,13 +169,15 @@ def collective_s(
         # NCCL's tree is a chain inside an 8-GPU node (the double binary tree spans nodes): ring
         # only. A larger one-hop domain (GB200 NVL72's NVLink switches, a TPU pod's ICI) reduces
         # in log depth (NCCL's NVLS and tree span the NVL72), not over a ring's 2(p - 1) steps
+        if kind == "all_to_all":
+            return _all_to_all(size_bytes, group, intra)
         return _flat(kind, size_bytes, group, intra, tree=group > _RING_NODE)
     nodes = math.ceil(group / per_node)
     if kind == "send_recv":
         return _flat(kind, size_bytes, 2, inter)
     if kind == "all_to_all":
         # each chip sends (p-1)/p of its buffer; the share leaving the node crosses the network
-        inside = _flat(kind, size_bytes * per_node / group, per_node, intra)
+        inside = _all_to_all(size_bytes * per_node / group, per_node, intra)
         net = inter.bandwidth_bytes_per_s * inter.achievable_fraction
         outside = (nodes - 1) / nodes * size_bytes / net
         return inside + outside + (nodes - 1) * inter.latency_s

@@ -58,10 +58,15 @@ from typing import Any
 
 import numpy as np
 
-from hardware.chip import ConfigError, System
+from hardware.chip import ConfigError, System, members_per_node
 from hardware.power import PIM_PJ_PER_BYTE
 from sim.cost.chips import ChipArrays
-from sim.cost.collectives import LinkParams, collective_s, custom_all_reduce_s
+from sim.cost.collectives import (
+    LinkParams,
+    collective_s,
+    custom_all_reduce_s,
+    measured_all_to_all,
+)
 from workloads.ops import (
     Attention,
     Op,
@@ -753,7 +758,8 @@ def links(chips: ChipArrays) -> tuple[LinkParams, LinkParams]:
 
     return tuple(  # type: ignore[return-value]
         LinkParams(get(f"{side}.bandwidth"), get(f"{side}.latency"), get(f"{side}.achievable"),
-                   get(f"{side}.simple_latency"))
+                   get(f"{side}.simple_latency"), get(f"{side}.a2a_latency"),
+                   get(f"{side}.a2a_busbw"))
         for side in ("intra", "inter")
     )  # fmt: skip
 
@@ -766,10 +772,13 @@ _CUSTOM_AR_MAX_GROUP = 8
 def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
     intra, inter = links(chips)
     per_node = chips.structure.chips_per_node
+    # a library's own exchange kernels (DeepEP) run on the links, not the measured all-to-all
+    plain = (intra.alpha_beta(), inter.alpha_beta())
     each = [
-        collective_s(c.kind, c.bytes, c.group, c.local, per_node, intra, inter)
+        collective_s(c.kind, c.bytes, c.group, c.local, per_node,
+                     *(plain if c.library else (intra, inter)))
         for c in (op.collective for op in ops)  # type: ignore[union-attr]
-    ]
+    ]  # fmt: skip
     comm = np.empty((len(ops), max(chips.n, *(np.size(t) for t in each))))
     for i, t in enumerate(each):
         comm[i] = t
@@ -777,6 +786,12 @@ def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
     overhead = np.broadcast_to(overhead, comm.shape).copy() if np.ndim(overhead) else (
         np.full(comm.shape, float(overhead)))  # fmt: skip
     for i, c in enumerate(op.collective for op in ops):  # type: ignore[union-attr]
+        if (
+            c.kind == "all_to_all"
+            and not c.library
+            and members_per_node(c.group, c.local, per_node) == c.group
+        ):  # a measured all-to-all's time per call includes its kernel's fixed cost
+            overhead[i] = np.where(measured_all_to_all(intra), 0.0, overhead[i])
         inside = c.group <= min(per_node, c.local or per_node, _CUSTOM_AR_MAX_GROUP)
         if c.custom_latency_s and c.kind == "all_reduce" and inside:
             # the runtime's own kernel inside one node where it beats NCCL, never faster than

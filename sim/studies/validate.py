@@ -51,7 +51,7 @@ BARS: dict[str, float] = {"train": 0.10, "decode": 0.10, "prefill": 0.15, "dit":
 #: test rows within +-5 % (a model right on average only by luck of the spread does not pass)
 BIAS_BAR = 0.05
 KINDS = ("decode", "prefill", "serve", "dit", "train", "energy", "ratio", "gemm", "attention",
-         "moe-kernel", "membw", "allreduce", "area", "cost")  # fmt: skip
+         "moe-kernel", "membw", "allreduce", "alltoall", "area", "cost")  # fmt: skip
 #: LLM kinds whose rows name a model preset (a row of these on an MoE model is ``RowResult.moe``)
 _LLM_KINDS = ("decode", "prefill", "serve", "train", "energy")
 # slices across kinds, reported below the kinds with their own bars (issue 17's done-when:
@@ -404,6 +404,18 @@ def _predict_allreduce(row: dict) -> tuple[float, dict]:
     return algbw * 2 * (n - 1) / n, {"time_s": t}
 
 
+def _predict_alltoall(row: dict) -> tuple[float, dict]:
+    """One all-to-all of ``bytes`` per chip over ``chips`` chips of one node, as the training
+    and DiT lowerings cost it (``cost_ops`` on a collective op: the link's measured all-to-all
+    where it has one, its kernel's fixed cost inside; else the alpha-beta model plus a
+    kernel's overhead)."""
+    n = row["chips"]
+    op = Builder("bf16", 2.0, 2.0).collective("all_to_all", "all_to_all", row["bytes"], n)
+    assert op is not None, "an all-to-all row needs chips >= 2"
+    (c,) = cost_ops([op], _system(row, n))
+    return c.time_s, {"time_s": c.time_s}
+
+
 def _convention_flops(t: Training, hardware: bool) -> float:
     """FLOPs per step as the sources count them: PaLM's 6·N + 6·L·H·(dqk + dv)·seq per token
     (Chowdhery et al. 2022, App. B; the same as Megatron-LM's Eq. 3 in Narayanan et al. 2021),
@@ -622,6 +634,7 @@ PREDICTORS: dict[str, Callable[[dict], tuple[float, dict]]] = {
     "moe-kernel": _predict_moe_kernel,
     "membw": _predict_membw,
     "allreduce": _predict_allreduce,
+    "alltoall": _predict_alltoall,
     "serve": _predict_serve,
     "energy": _predict_energy,
     "area": _predict_silicon,

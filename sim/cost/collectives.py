@@ -14,7 +14,8 @@ MPICH", Table 1; NCCL's ring and double-binary-tree algorithms, Jeaugey 2019):
 An all-to-all on a link whose library all-to-all was measured (``Link.all_to_all_latency_s``,
 ``all_to_all_bus_bandwidth``: NCCL's is point-to-point sends to every peer, slow to reach the
 link's rate) costs that measurement instead: latency + (p-1)/p · S / busbw (its kernel's fixed
-cost inside the latency).
+cost inside the latency); a send/recv inside the node is the same point-to-point transfer (a
+2-chip all-to-all of 2S): latency + S / busbw.
 
 All-reduce across nodes takes the faster of ring and tree, as NCCL's tuner does; inside a node
 NCCL's tree is a chain through the node's GPUs (Jeaugey 2019, "Massively scale your deep
@@ -78,15 +79,18 @@ def measured_all_to_all(link: LinkParams) -> Value:
     return not math.isnan(lat) if isinstance(lat, float) else ~np.isnan(lat)
 
 
-def _all_to_all(size: Value, p: int, link: LinkParams) -> Value:
+def _all_to_all(size: Value, p: int, link: LinkParams, kind: str = "all_to_all") -> Value:
     """An all-to-all over ``p`` chips of one link: the measured library's time per call plus
     (p-1)/p of the buffer at its measured bus bandwidth, where the link has one; else the
-    pairwise alpha-beta model."""
-    model = _flat("all_to_all", size, p, link)
+    pairwise alpha-beta model. ``kind`` send_recv: each chip sends ``size`` to a peer and
+    receives as much (a ring's hop, a pipeline's hand-off): NCCL's same point-to-point
+    transfers, a 2-chip all-to-all of twice the buffer, so the latency plus size / busbw."""
+    model = _flat(kind, size, p, link)
     lat, busbw = link.a2a_latency_s, link.a2a_bus_bandwidth
     if isinstance(lat, float) and math.isnan(lat):
         return model
-    measured = lat + (p - 1) / p * size / busbw
+    share = 1.0 if kind == "send_recv" else (p - 1) / p
+    measured = lat + share * size / busbw
     if isinstance(lat, float) and isinstance(size, float):
         return measured if size > 0 else 0.0
     return np.where(np.isnan(lat), model, np.where(np.asarray(size) > 0, measured, 0.0))
@@ -169,8 +173,8 @@ def collective_s(
         # NCCL's tree is a chain inside an 8-GPU node (the double binary tree spans nodes): ring
         # only. A larger one-hop domain (GB200 NVL72's NVLink switches, a TPU pod's ICI) reduces
         # in log depth (NCCL's NVLS and tree span the NVL72), not over a ring's 2(p - 1) steps
-        if kind == "all_to_all":
-            return _all_to_all(size_bytes, group, intra)
+        if kind in ("all_to_all", "send_recv"):
+            return _all_to_all(size_bytes, group, intra, kind)
         return _flat(kind, size_bytes, group, intra, tree=group > _RING_NODE)
     nodes = math.ceil(group / per_node)
     if kind == "send_recv":

@@ -787,7 +787,7 @@ def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
         np.full(comm.shape, float(overhead)))  # fmt: skip
     for i, c in enumerate(op.collective for op in ops):  # type: ignore[union-attr]
         if (
-            c.kind == "all_to_all"
+            c.kind in ("all_to_all", "send_recv")
             and not c.library
             and members_per_node(c.group, c.local, per_node) == c.group
         ):  # a measured all-to-all's time per call includes its kernel's fixed cost

@@ -331,7 +331,12 @@ def _predict_gemm(row: dict) -> tuple[float, dict]:
     system = _system(row, 1)
     dtype = {"fp16": "bf16"}.get(row["dtype"], row["dtype"])
     nbytes = dtype_bytes(dtype) if dtype in ("fp8", "int8", "fp4", "int4") else 2.0
-    op = Builder(dtype, nbytes, nbytes).gemm("gemm", "gemm", row["m"], row["n"], row["k"])
+    op = Builder(dtype, nbytes, nbytes).gemm("gemm", "gemm", row["m"], row["n"], row["k"],
+                                             row.get("groups", 1))  # fmt: skip
+    if row.get("split_accumulate"):  # fp8 partial sums promoted to fp32 in the kernel
+        op = replace(op, gemm=replace(op.gemm, split_accumulate=True))
+    if "out_bytes" in row:  # an output wider than the inputs (fp8 in, bf16 out)
+        op = replace(op, gemm=replace(op.gemm, c_bytes=float(row["out_bytes"])))
     # a kernel timed in a short loop runs at the burst clock; one measured after seconds of
     # back-to-back runs (steady = true) at the clock its power limit allows
     (c,) = cost_ops([op], system, steady=bool(row.get("steady")))

@@ -513,15 +513,15 @@ class Link:
         a2a = (self.all_to_all_latency_s, self.all_to_all_bus_bandwidth)
         if (a2a[0] is None) != (a2a[1] is None):
             raise ConfigError(
-                "system: give *_node_all_to_all_latency and *_node_all_to_all_bus_bandwidth "
-                "together (a measured all-to-all needs both), or neither"
+                "system: give intra_node_all_to_all_latency and "
+                "intra_node_all_to_all_bus_bandwidth together (a measured all-to-all needs "
+                "both), or neither"
             )
         if a2a[0] is not None and not (math.isfinite(a2a[0]) and a2a[0] >= 0):
-            raise ConfigError(
-                f"system: *_node_all_to_all_latency must be a finite time >= 0, got {a2a[0]!r} s"
-            )
+            raise ConfigError("system: intra_node_all_to_all_latency must be a finite time "
+                              f">= 0, got {a2a[0]!r} s")  # fmt: skip
         if a2a[1] is not None:
-            _rate("link", "all_to_all_bus_bandwidth", a2a[1])
+            _rate("system", "intra_node_all_to_all_bus_bandwidth", a2a[1])
 
 
 def is_capability(text: object) -> bool:

@@ -183,9 +183,7 @@ _OPTIONAL_FIELDS = {
     "intra_node_simple_latency",
     "inter_node_simple_latency",
     "intra_node_all_to_all_latency",
-    "inter_node_all_to_all_latency",
     "intra_node_all_to_all_bus_bandwidth",
-    "inter_node_all_to_all_bus_bandwidth",
     "clock_hz",
     "process_nm",
     # [silicon] (hardware.chip.Silicon)
@@ -507,9 +505,5 @@ def system_from_dict(raw: dict[str, Any], n_chips: int = 1) -> System:
             latency_s=_q(table, "inter_node_latency", "s", where, 5e-6),
             achievable_fraction=_q(table, "inter_node_achievable_fraction", "fraction", where, 1.0),
             simple_latency_s=_q(table, "inter_node_simple_latency", "s", where, None),
-            all_to_all_latency_s=_q(table, "inter_node_all_to_all_latency", "s", where, None),
-            all_to_all_bus_bandwidth=_q(
-                table, "inter_node_all_to_all_bus_bandwidth", "bytes_per_s", where, None
-            ),
         ),
     )

@@ -1330,3 +1330,23 @@ def test_a_measured_all_to_all_costs_its_measurement_and_deepep_keeps_the_link_m
     )
     with pytest.raises(ConfigError, match="together"):
         replace(link, all_to_all_bus_bandwidth=None)
+    # a what-if link slower than the measured one caps the measurement's bandwidth
+    slow = load_system("h100-sxm", 8, ["system.intra_node_bandwidth=50GB/s"])
+    capped = 38.8e-6 + 7 / 8 * size / (50e9 * slow.intra_node.achievable_fraction)
+    assert collective_time("all_to_all", size, 8, slow) == pytest.approx(capped)
+    # a group with one chip a node: no in-node stage, no measured latency
+    spread = collective_time("all_to_all", size, 16, load_system("h100-sxm", 16), local=1)
+    plain16 = replace(load_system("h100-sxm", 16), intra_node=plain.intra_node)
+    assert spread == pytest.approx(collective_time("all_to_all", size, 16, plain16, local=1))
+    with pytest.raises(ConfigError, match="inter_node_all_to_all_latency"):
+        load_system("h100-sxm", 8, ["system.inter_node_all_to_all_latency=1us"])
+
+
+def test_deepep_inside_one_node_runs_its_own_kernels_not_ncclls_measured_all_to_all():
+    m = load_model("deepseek-v2-lite")
+    kw = dict(model=m, seq=4096, micro_batch=1, global_batch=8, tp=1, dp=8, ep=8)
+    deepep = Training(**kw, ep_dispatcher="deepep")
+    nccl = Training(**kw)
+    system = load_system("h100-sxm", 8)
+    a, b = simulate_training(deepep, system), simulate_training(nccl, system)
+    assert a.step_time_s < b.step_time_s  # DeepEP on the link's rate, NCCL's measured slower

@@ -189,6 +189,10 @@ def check_attention_kernel(
         )
 
 
+#: who runs a collective: NCCL/RCCL (""), or DeepEP's own kernels
+COLLECTIVE_LIBRARIES = ("", "deepep")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Collective:
     """A collective over ``group`` chips; ``bytes`` is the per-chip message (the full buffer)."""
@@ -206,8 +210,13 @@ class Collective:
     custom_bus_bandwidth: float = 0.0
     # the library whose kernels run it where it is not NCCL's (RCCL's) collective: "deepep"
     # (DeepEP's dispatch and combine, its own NVLink and RDMA copies), costed on the links'
-    # alpha-beta model, not the link's measured NCCL all-to-all
+    # alpha-beta model, not the link's measured NCCL all-to-all (COLLECTIVE_LIBRARIES)
     library: str = ""
+
+    def __post_init__(self) -> None:
+        if self.library not in COLLECTIVE_LIBRARIES:
+            raise WorkloadError(f"collective library must be one of "
+                                f"{', '.join(map(repr, COLLECTIVE_LIBRARIES))}, got {self.library!r}")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

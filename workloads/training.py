@@ -858,6 +858,8 @@ class _TrainLowering:
         if t.ep_dispatcher != "deepep" or self.ep_local >= t.ep:
             op = self.b.collective(f"ep_{what}_all_to_all", "all_to_all", copies, t.ep,
                                    self.ep_local)  # fmt: skip
+            if op and t.ep_dispatcher == "deepep":  # DeepEP's own NVLink kernels, not NCCL's
+                op = replace(op, collective=replace(op.collective, library="deepep"))  # type: ignore[arg-type]
             return [op] if op else []
         nodes = -(-t.ep // self.ep_local)
         once = tokens * self.m.hidden * self.ab * moe.nodes_per_token(nodes)

@@ -87,9 +87,11 @@ def _all_to_all(size: Value, p: int, link: LinkParams, kind: str = "all_to_all")
     transfers, a 2-chip all-to-all of twice the buffer, so the latency plus size / busbw."""
     model = _flat(kind, size, p, link)
     lat, busbw = link.a2a_latency_s, link.a2a_bus_bandwidth
-    if isinstance(lat, float) and math.isnan(lat):
+    if p <= 1 or (isinstance(lat, float) and math.isnan(lat)):
         return model
     share = 1.0 if kind == "send_recv" else (p - 1) / p
+    # never faster than the link carries (a what-if link slower than the measured one)
+    busbw = np.minimum(busbw, link.bandwidth_bytes_per_s * link.achievable_fraction)
     measured = lat + share * size / busbw
     if isinstance(lat, float) and isinstance(size, float):
         return measured if size > 0 else 0.0

@@ -258,11 +258,12 @@ def _candidates(
 ) -> dict[str, Array]:
     """A chip structure's GEMM candidates along axis 0: each tile, then its stream-K schedule
     where the chip's library has one (the order ties are broken in); where the library has
-    tiles in ``step``s, each tile cut to fill the last wave (``_cut_tiles``); then the GEMV path
-    (tile 0 x 0) where some op has fewer rows than the smallest tile."""
+    tiles in ``step``s, each tile cut over one extra tile, and cut on M or on N to fill the
+    last wave (``_cut_tiles``); then the GEMV path (tile 0 x 0) where some op has fewer rows
+    than the smallest tile."""
     rows = [(t, 0, kind) for t in tiles for kind in ((0, 1) if stream_k else (0,))]
-    # stream-K needs no fuller wave; a stepped library may cut M or N to fill the last one
-    rows += [(t, side, 0) for t in tiles for side in (1, 2)] if step else []
+    # stream-K needs no fuller wave
+    rows += [(t, cut, 0) for t in tiles for cut in (_ONE_MORE, _FILL_M, _FILL_N)] if step else []
     rows += [((0, 0), 0, 2)] if gemv else []
     tm = np.array([t[0] for t, _, _ in rows], dtype=float)[:, None, None]
     tn = np.array([t[1] for t, _, _ in rows], dtype=float)[:, None, None]
@@ -270,35 +271,52 @@ def _candidates(
     return {
         "tm": np.maximum(tm, 1.0),  # the GEMV row's tile is never used; 1 avoids 0/0
         "tn": np.maximum(tn, 1.0),
-        "extra": np.array([e for _, e, _ in rows], dtype=float)[:, None, None],
+        "cut": np.array([c for _, c, _ in rows], dtype=float)[:, None, None],
         "sk": kind == 1,
         "gemv": kind == 2,
     }
 
 
+#: ``_cut_tiles``' ways to cut a tile beyond the even split: one extra tile on the side that
+#: saves more padding, or as many more on M (on N) as fill the last wave
+_ONE_MORE, _FILL_M, _FILL_N = 1, 2, 3
+
+
 def _cut_tiles(
-    m: Array, n: Array, tm: Array, tn: Array, fill: Array, step: int, tiles: Array, cores: int
+    m: Array,
+    n: Array,
+    tm: Array,
+    tn: Array,
+    cut: Array,
+    step: int,
+    groups: Array,
+    cores: int,
+    least: tuple[int, int],
 ) -> tuple[Array, Array]:
     """Each tile with one side cut to a multiple of ``step``, as a library with tiles in steps
     of ``step`` has them (cuBLASLt's 64/128/192/256 x 8..256 tiles on Hopper and Blackwell,
-    hipBLASLt's macro tiles in steps of 16 on CDNA 3): the side's rows dealt out evenly over as
-    many tiles as the listed tile needs (M = 257: two tiles of 136, not three of 128), or, where
-    ``fill``, over as many more as fill the cores' last wave (M = 384 over 28 column tiles: 112
-    tiles of 96 fill a wave of 132 cores that 84 of 128 leave a third idle; AMD's 4096 x 3648
-    max-achievable-FLOPs shape: 16 x 19 tiles of 256 x 192 fill 304 CUs that 16 x 15 of 256
-    leave a fifth idle). Without ``fill`` the side cut is the one whose cut saves more padded
-    work; ``fill`` 1 cuts M, 2 cuts N (both are candidates). ``tiles``: the op's groups (a
-    grouped GEMM's tiles repeat per group)."""
+    hipBLASLt's macro tiles in steps of 16 on CDNA 3; the other side stays a listed one): the
+    side's rows dealt out evenly over as many tiles as the listed tile needs (M = 257: two
+    tiles of 136, not three of 128), over one more (``cut`` _ONE_MORE: M = 384 over 28 column
+    tiles, 112 tiles of 96 fill a wave of 132 cores that 84 of 128 leave a third idle), or
+    over as many more as fill the cores' last wave (_FILL_M, _FILL_N: AMD's 4096 x 3648
+    max-achievable-FLOPs shape, 16 x 19 tiles of 256 x 192 fill 304 CUs that 16 x 15 of 256
+    leave a fifth idle). The even split and one more cut the side that saves more padded
+    work; a filling cut is never shorter than ``least`` (the smallest listed tile side on M,
+    on N). A grouped GEMM's ``groups`` repeat its tiles."""
     cut_m = np.minimum(tm, step * np.ceil(m / (np.ceil(m / tm) * step)))
     cut_n = np.minimum(tn, step * np.ceil(n / (np.ceil(n / tn) * step)))
-    on_m = np.where(fill > 0, fill == 1, cut_m * tn <= tm * cut_n)
+    fill = cut >= _FILL_M
+    on_m = np.where(fill, cut == _FILL_M, cut_m * tn <= tm * cut_n)
     size, side = np.where(on_m, m, n), np.where(on_m, tm, tn)
     base = np.ceil(size / side)
-    others = tiles * np.where(on_m, np.ceil(n / tn), np.ceil(m / tm))  # tiles per row of this side
+    others = groups * np.where(on_m, np.ceil(n / tn), np.ceil(m / tm))  # tiles beside each
     waves = np.ceil(base * others / cores)
-    count = np.where(fill > 0, np.maximum(base, np.floor(waves * cores / others)), base)
-    cut = np.minimum(side, step * np.ceil(size / (count * step)))
-    return np.where(on_m, cut, tm), np.where(on_m, tn, cut)
+    count = np.where(fill, np.maximum(base, np.floor(waves * cores / others)),
+                     base + (cut == _ONE_MORE))  # fmt: skip
+    floor = np.where(fill, np.where(on_m, least[0], least[1]), step)
+    cut_side = np.minimum(side, np.maximum(floor, step * np.ceil(size / (count * step))))
+    return np.where(on_m, cut_side, tm), np.where(on_m, tn, cut_side)
 
 
 def cost_gemms(
@@ -333,10 +351,14 @@ def cost_gemms(
     # the mean rows rounded up to the library's step (16 at least), and never the GEMV path
     # (a kernel of power-of-two blocks, Triton's: the mean rows' next power of two)
     step = st.tile_step or 16
-    rows = np.where(pow2 > 0, 2.0 ** np.ceil(np.log2(np.maximum(m, 1.0))), step * np.ceil(m / step))
-    routed_tm = np.where(is_routed, np.minimum(tm, np.maximum(16.0, rows)), tm)
+    block = np.where(
+        pow2 > 0, 2.0 ** np.ceil(np.log2(np.maximum(m, 1.0))), step * np.ceil(m / step)
+    )
+    routed_tm = np.where(is_routed, np.minimum(tm, np.maximum(16.0, block)), tm)
     if st.tile_step:  # one side cut to a step multiple: less padding, fuller waves
-        cut_m, cut_n = _cut_tiles(m, n, tm, tn, cand["extra"], st.tile_step, groups, n_cores)
+        least = (min(t[0] for t in st.gemm_tiles), min(t[1] for t in st.gemm_tiles))
+        cut_m, cut_n = _cut_tiles(m, n, tm, tn, cand["cut"], st.tile_step, groups, n_cores,
+                                  least)  # fmt: skip
         tm, tn = np.where(is_routed, routed_tm, cut_m), np.where(is_routed, tn, cut_n)
     else:
         tm = routed_tm
@@ -787,9 +809,11 @@ def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
         np.full(comm.shape, float(overhead)))  # fmt: skip
     for i, c in enumerate(op.collective for op in ops):  # type: ignore[union-attr]
         if (
-            c.kind in ("all_to_all", "send_recv")
+            (
+                (c.kind == "all_to_all" and members_per_node(c.group, c.local, per_node) > 1)
+                or (c.kind == "send_recv" and members_per_node(c.group, c.local, per_node) == 2)
+            )
             and not c.library
-            and members_per_node(c.group, c.local, per_node) == c.group
         ):  # a measured all-to-all's time per call includes its kernel's fixed cost
             overhead[i] = np.where(measured_all_to_all(intra), 0.0, overhead[i])
         inside = c.group <= min(per_node, c.local or per_node, _CUSTOM_AR_MAX_GROUP)

@@ -36,7 +36,7 @@ from sim.cost.simulate import simulate
 from sim.engine.train import simulate_training
 from workloads.build import Builder
 from workloads.loader import load_model
-from workloads.ops import Attention, WorkloadError
+from workloads.ops import Attention, Role, WorkloadError
 from workloads.training import RECOMPUTE, Training, attention_backward
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "published.toml"  # package data
@@ -331,12 +331,22 @@ def _predict_gemm(row: dict) -> tuple[float, dict]:
     system = _system(row, 1)
     dtype = {"fp16": "bf16"}.get(row["dtype"], row["dtype"])
     nbytes = dtype_bytes(dtype) if dtype in ("fp8", "int8", "fp4", "int4") else 2.0
-    op = Builder(dtype, nbytes, nbytes).gemm("gemm", "gemm", row["m"], row["n"], row["k"],
-                                             row.get("groups", 1))  # fmt: skip
-    if row.get("split_accumulate"):  # fp8 partial sums promoted to fp32 in the kernel
-        op = replace(op, gemm=replace(op.gemm, split_accumulate=True))
-    if "out_bytes" in row:  # an output wider than the inputs (fp8 in, bf16 out)
-        op = replace(op, gemm=replace(op.gemm, c_bytes=float(row["out_bytes"])))
+    groups, out = row.get("groups", 1), row.get("out_bytes", nbytes)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ConfigError(f"validation row {row['id']!r}: groups must be an integer >= 1 (the "
+                          f"grouped GEMM's groups), got {groups!r}")  # fmt: skip
+    if isinstance(out, bool) or not isinstance(out, int | float) or not out > 0:
+        raise ConfigError(f"validation row {row['id']!r}: out_bytes must be a number of bytes "
+                          f"> 0 per output element, got {out!r}")  # fmt: skip
+    op = Builder(dtype, nbytes, nbytes).gemm("gemm", "gemm", row["m"], row["n"], row["k"], groups)
+    g = op.gemm
+    assert g is not None
+    # an output wider than the inputs (fp8 in, bf16 out); fp8 partial sums promoted to fp32 in
+    # the kernel (split_accumulate)
+    acts = groups * row["m"] * (row["k"] * nbytes + row["n"] * out)
+    op = replace(op, gemm=replace(g, c_bytes=float(out),
+                                  split_accumulate=bool(row.get("split_accumulate"))),
+                 bytes={**op.bytes, Role.ACTIVATION: float(acts)})  # fmt: skip
     # a kernel timed in a short loop runs at the burst clock; one measured after seconds of
     # back-to-back runs (steady = true) at the clock its power limit allows
     (c,) = cost_ops([op], system, steady=bool(row.get("steady")))
@@ -415,9 +425,12 @@ def _predict_alltoall(row: dict) -> tuple[float, dict]:
     where it has one, its kernel's fixed cost inside; else the alpha-beta model plus a
     kernel's overhead)."""
     n = row["chips"]
+    system = _system(row, n)
+    if not 2 <= n <= system.chips_per_node:
+        raise ConfigError(f"validation row {row['id']!r}: an alltoall row is one node's "
+                          f"all-to-all: chips must be 2 to {system.chips_per_node}, got {n!r}")  # fmt: skip
     op = Builder("bf16", 2.0, 2.0).collective("all_to_all", "all_to_all", row["bytes"], n)
-    assert op is not None, "an all-to-all row needs chips >= 2"
-    (c,) = cost_ops([op], _system(row, n))
+    (c,) = cost_ops([op], system)
     return c.time_s, {"time_s": c.time_s}
 
 

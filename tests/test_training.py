@@ -1302,7 +1302,7 @@ def test_mla_training_keeps_each_latent_norms_input_for_the_backward():
 
 
 def test_a_measured_all_to_all_costs_its_measurement_and_deepep_keeps_the_link_model():
-    """The H100 link carries NCCL's measured all-to-all (38.8 us a call, 305 GB/s bus bandwidth,
+    """The H100 link carries NCCL's measured all-to-all (33.4 us a call, 294.5 GB/s bus bandwidth,
     fitted to XLA's sm_90 table): a 16 MiB all-to-all over 8 GPUs takes latency + 7/8 x 16 MiB
     / busbw, its kernel's fixed cost inside; DeepEP's own exchange (Collective.library) and a
     link without a measurement keep the pairwise alpha-beta model plus a kernel's overhead."""
@@ -1314,7 +1314,7 @@ def test_a_measured_all_to_all_costs_its_measurement_and_deepep_keeps_the_link_m
     size = 16 * 2**20
     op = Builder("bf16", 2.0, 2.0).collective("a2a", "all_to_all", size, 8)
     (c,) = cost_ops([op], system)
-    assert c.time_s == pytest.approx(38.8e-6 + 7 / 8 * size / 305e9)
+    assert c.time_s == pytest.approx(33.4e-6 + 7 / 8 * size / 294.5e9)
     assert c.overhead_s == 0.0
     deepep = replace(op, collective=replace(op.collective, library="deepep"))
     plain = replace(system, intra_node=replace(link, all_to_all_latency_s=None,
@@ -1332,7 +1332,7 @@ def test_a_measured_all_to_all_costs_its_measurement_and_deepep_keeps_the_link_m
         replace(link, all_to_all_bus_bandwidth=None)
     # a what-if link slower than the measured one caps the measurement's bandwidth
     slow = load_system("h100-sxm", 8, ["system.intra_node_bandwidth=50GB/s"])
-    capped = 38.8e-6 + 7 / 8 * size / (50e9 * slow.intra_node.achievable_fraction)
+    capped = 33.4e-6 + 7 / 8 * size / (50e9 * slow.intra_node.achievable_fraction)
     assert collective_time("all_to_all", size, 8, slow) == pytest.approx(capped)
     # a group with one chip a node: no in-node stage, no measured latency
     spread = collective_time("all_to_all", size, 16, load_system("h100-sxm", 16), local=1)

@@ -599,6 +599,14 @@ def test_the_sinks_rule_leaves_chips_without_a_compute_capability_alone():
         assert cost.tile[1] != 32
 
 
+def _routed_kernels(rows: int, n: int, tokens: float, **kernel) -> tuple[Op, Op]:
+    """A routed expert GEMM of 8 experts (top-2: p = 1/4, ``rows`` an expert on average, K
+    4096) on the library's kernel, and the same GEMM with the kernel fields ``kernel``."""
+    base = gemm_op(rows, n, 4096, groups=8)
+    library = replace(base, gemm=replace(base.gemm, routed_tokens=tokens, routed_p=0.25))
+    return library, replace(library, gemm=replace(library.gemm, **kernel))
+
+
 def test_a_routed_gemm_without_clusters_reads_each_experts_weights_per_tile_row():
     # Mixtral's gate/up GEMM at 224 rows an expert (batch 896, top-2 of 8) on an H100, whose
     # library kernels multicast each B tile to a 2-CTA cluster along M: a kernel without
@@ -606,9 +614,7 @@ def test_a_routed_gemm_without_clusters_reads_each_experts_weights_per_tile_row(
     # so it moves more L2 traffic and is never faster; A100 has no clusters, so nothing changes
     from hardware import load_system
 
-    base = gemm_op(224, 28672, 4096, groups=8)
-    library = replace(base, gemm=replace(base.gemm, routed_tokens=896.0, routed_p=0.25))
-    triton = replace(library, gemm=replace(library.gemm, clusters=False))
+    library, triton = _routed_kernels(224, 28672, 896.0, clusters=False)
     h100 = load_system("h100-sxm", 1)
     a, b = cost_op(library, h100), cost_op(triton, h100)
     assert b.memory_s["l2"] > 1.2 * a.memory_s["l2"]
@@ -622,9 +628,7 @@ def test_a_power_of_two_kernel_covers_routed_rows_with_power_of_two_blocks():
     # block; Triton's BLOCK_SIZE_M is a power of two, so a 64-row block, more of it padding
     from hardware import load_system
 
-    base = gemm_op(40, 4096, 4096, groups=8)
-    library = replace(base, gemm=replace(base.gemm, routed_tokens=160.0, routed_p=0.25))
-    pow2 = replace(library, gemm=replace(library.gemm, pow2_blocks=True))
+    library, pow2 = _routed_kernels(40, 4096, 160.0, pow2_blocks=True)
     h100 = load_system("h100-sxm", 1)
     cut, whole = cost_op(library, h100), cost_op(pow2, h100)
     assert cut.tile is not None and cut.tile[0] == 40

@@ -808,12 +808,9 @@ def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
     overhead = np.broadcast_to(overhead, comm.shape).copy() if np.ndim(overhead) else (
         np.full(comm.shape, float(overhead)))  # fmt: skip
     for i, c in enumerate(op.collective for op in ops):  # type: ignore[union-attr]
-        if (
-            (
-                (c.kind == "all_to_all" and members_per_node(c.group, c.local, per_node) > 1)
-                or (c.kind == "send_recv" and members_per_node(c.group, c.local, per_node) == 2)
-            )
-            and not c.library
+        local = members_per_node(c.group, c.local, per_node)
+        if not c.library and (
+            (c.kind == "all_to_all" and local > 1) or (c.kind == "send_recv" and local == 2)
         ):  # a measured all-to-all's time per call includes its kernel's fixed cost
             overhead[i] = np.where(measured_all_to_all(intra), 0.0, overhead[i])
         inside = c.group <= min(per_node, c.local or per_node, _CUSTOM_AR_MAX_GROUP)

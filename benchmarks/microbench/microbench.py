@@ -3,13 +3,14 @@
 
 Usage:
     python benchmarks/microbench/microbench.py --out DIR [--quick] [--device cuda|cpu]
-        [--sections env,gemm,membw,launch,attention,llm] [--budget-s 520]
+        [--sections env,gemm,moe,membw,launch,attention,llm] [--budget-s 520]
 
 Writes into DIR (each CSV with a header row, flushed after every point so a
 killed run still leaves its partial results):
     env.json       device, SM count, L2, memory, versions, clock summary
     clocks.csv     nvidia-smi samples idle / under a sustained bf16 8192^3 matmul loop
     gemm.csv       bf16 / fp8 / tf32 matrix products (A[M,K] @ W[N,K]^T, nn.Linear layout)
+    moe.csv        grouped (mixture-of-experts) bf16 GEMMs: batched, grouped and routed rows
     membw.csv      device copy / read / write bandwidth, 4 KiB .. 4 GiB
     launch.csv     per-kernel fixed cost: eager issue rate, GPU back-to-back, CUDA graph
     attention.csv  flash SDPA prefill and decode (GQA) times
@@ -619,6 +620,147 @@ def section_gemm(ctx):
         finally:
             fns = keep = None
             cleanup(dev)
+    csv.close()
+
+
+# grouped (mixture-of-experts) GEMMs where MoE serving runs them: each of E experts multiplies
+# its own rows (M per expert, 8 .. 2048) by its own weights W[e] (N x K, nn.Linear layout), from
+# the weight-streaming regime through the ridge, where compute, HBM and L2 times are close and
+# roofsim's grouped GEMMs run faster than the serving and kernel measurements it is held
+# against (benchmarks/research/moe-expert-gemm-sensitivity-2026-12-05.md). Three layouts:
+# - batched: torch.bmm over [E, M, K] x [E, K, N] (cuBLAS strided-batched; every expert M rows);
+# - grouped: torch._grouped_mm (CUTLASS grouped GEMM, PyTorch >= 2.8 on sm_90+), the same rows;
+# - routed: torch._grouped_mm with each expert's rows as top-k routing deals them (T tokens
+#   each picking top_k of E experts uniformly at random, seeded; T x top_k / E rows on average).
+MOE_SHAPES = [  # (shape, experts, top_k, n, k)
+    ("mixtral-8x7b-w13-tp2", 8, 2, 14336, 4096),  # gate+up, 2 x 14336 / TP 2
+    ("mixtral-8x7b-w2-tp2", 8, 2, 4096, 7168),  # down, 14336 / TP 2
+    ("qwen3-30b-a3b-w13", 128, 8, 1536, 2048),  # gate+up, 2 x 768
+    ("qwen3-30b-a3b-w2", 128, 8, 2048, 768),
+]
+MOE_M = [8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 1024, 2048]
+
+
+def _moe_points(quick, cpu):
+    if quick:
+        shapes = [("tiny-w13", 4, 2, 64, 32)] if cpu else MOE_SHAPES[:1] + MOE_SHAPES[2:3]
+        return shapes, [4, 16] if cpu else [16, 256]
+    return MOE_SHAPES, MOE_M
+
+
+def section_moe(ctx):
+    dev, bench, out = ctx["device"], ctx["bench"], ctx["out"]
+    cpu = dev.type != "cuda"
+    L2 = ctx["l2_bytes"]
+    csv = CSVOut(
+        os.path.join(out, "moe.csv"),
+        [
+            "layout",
+            "shape",
+            "dtype",
+            "experts",
+            "top_k",
+            "m_mean",
+            "n",
+            "k",
+            "tokens",
+            "rows_max",
+            "time_s",
+            "flops_per_s",
+            "n_buffer_sets",
+            "inner",
+            "reps",
+            "time_min_s",
+            "time_max_s",
+            "rows",
+        ],
+        ctx["dname"],
+        ctx["date"],
+    )
+    shapes, ms = _moe_points(ctx["quick"], cpu)
+    deadline = ctx["section_deadline"]
+    dt = torch.bfloat16
+    grouped_ok = [hasattr(torch, "_grouped_mm")]
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    for shape, E, top_k, n, k in shapes:
+        for m in ms:
+            for layout in ("batched", "grouped", "routed"):
+                if time.perf_counter() > deadline():
+                    log("moe: section deadline reached, skipping the rest")
+                    csv.close()
+                    return
+                if layout != "batched" and not grouped_ok[0]:
+                    continue
+                fns = keep = None
+                try:
+                    if layout == "routed":  # each token picks top_k distinct experts
+                        tokens = max(1, round(m * E / top_k))
+                        picks = torch.rand((tokens, E), generator=gen).topk(top_k, dim=1).indices
+                        rows = torch.bincount(picks.reshape(-1), minlength=E).tolist()
+                    else:
+                        tokens, rows = m * E // top_k, [m] * E
+                    total = sum(rows)
+                    set_bytes = 2 * (E * n * k + total * (k + n))
+                    nsets = int(clamp(math.ceil(4 * L2 / set_bytes), 1, 16))
+                    if nsets * set_bytes > 0.5 * free_bytes(dev):
+                        nsets = 1
+                    if set_bytes > 0.8 * free_bytes(dev):
+                        log("moe: skip %s %s m=%d (memory)" % (layout, shape, m))
+                        continue
+                    offs = torch.tensor(rows, dtype=torch.int32).cumsum(0).to(torch.int32)
+                    offs = offs.to(dev)
+                    fns, keep = [], []
+                    for _ in range(nsets):
+                        W = randn((E, n, k), dt, dev, std=0.02)
+                        if layout == "batched":
+                            A = randn((E, m, k), dt, dev)
+                            C = torch.empty((E, m, n), dtype=dt, device=dev)
+                            keep.append((A, W, C))
+                            fns.append(lambda A=A, W=W, C=C: torch.bmm(A, W.transpose(1, 2), out=C))
+                        else:
+                            A = randn((total, k), dt, dev)
+                            keep.append((A, W))
+                            fns.append(
+                                lambda A=A, W=W: torch._grouped_mm(
+                                    A, W.transpose(-2, -1), offs=offs
+                                )
+                            )
+                    t, info = bench.time(fns, target_s=0.15 if not ctx["quick"] else 0.02)
+                    fl = 2.0 * total * n * k
+                    csv.row(
+                        layout=layout,
+                        shape=shape,
+                        dtype="bf16",
+                        experts=E,
+                        top_k=top_k,
+                        m_mean=total / E,
+                        n=n,
+                        k=k,
+                        tokens=tokens,
+                        rows_max=max(rows),
+                        time_s=t,
+                        flops_per_s=fl / t,
+                        n_buffer_sets=nsets,
+                        inner=info["inner"],
+                        reps=info["reps"],
+                        time_min_s=info["min"],
+                        time_max_s=info["max"],
+                        rows=";".join(str(r) for r in rows) if layout == "routed" else "",
+                    )
+                    log(
+                        "moe %-7s %-22s m=%5d  %9.2f us  %7.1f TFLOP/s"
+                        % (layout, shape, m, t * 1e6, fl / t / 1e12)
+                    )
+                except Exception as e:  # noqa: BLE001
+                    if layout != "batched":
+                        grouped_ok[0] = False
+                        log("moe: torch._grouped_mm failed, skipping grouped layouts: %r" % (e,))
+                        ctx["env"].setdefault("failures", []).append("moe grouped: %r" % (e,))
+                    else:
+                        log("moe: %s %s m=%d failed: %r" % (layout, shape, m, e))
+                finally:
+                    fns = keep = None
+                    cleanup(dev)
     csv.close()
 
 
@@ -1423,6 +1565,7 @@ def summarize(out):
 SECTIONS = [
     ("env", section_env, 40),
     ("gemm", section_gemm, 150),
+    ("moe", section_moe, 60),
     ("membw", section_membw, 60),
     ("launch", section_launch, 20),
     ("attention", section_attention, 60),

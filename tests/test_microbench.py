@@ -56,3 +56,11 @@ def test_regimes_split_at_half_and_twice_the_memory_time():
     assert check_moe.regime(1.0, 3.0) == "stream"
     assert check_moe.regime(1.0, 1.5) == "ridge"
     assert check_moe.regime(3.0, 1.0) == "compute"
+
+
+def test_the_grid_is_read_from_microbench_without_torch(capsys):
+    shapes, ms = check_moe.section_grid()
+    assert ("mixtral-8x7b-w13-tp2", 8, 2, 14336, 4096) in shapes and 2048 in ms
+    check_moe.predict("h100-sxm")
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 + len(shapes) and out[2].startswith(shapes[0][0])

@@ -637,6 +637,10 @@ MOE_SHAPES = [  # (shape, experts, top_k, n, k)
     ("mixtral-8x7b-w2-tp2", 8, 2, 4096, 7168),  # down, 14336 / TP 2
     ("qwen3-30b-a3b-w13", 128, 8, 1536, 2048),  # gate+up, 2 x 768
     ("qwen3-30b-a3b-w2", 128, 8, 2048, 768),
+    # DeepSeek-R1/V3 at TP 8: 256 experts of 2048 / 8 = 256 columns, a K loop of two 128-deep
+    # steps in w2 (too short to hide a tile's first loads behind its MMAs?)
+    ("deepseek-r1-w13-tp8", 256, 8, 512, 7168),
+    ("deepseek-r1-w2-tp8", 256, 8, 7168, 256),
 ]
 MOE_M = [8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 1024, 2048]
 
@@ -1565,7 +1569,7 @@ def summarize(out):
 SECTIONS = [
     ("env", section_env, 40),
     ("gemm", section_gemm, 150),
-    ("moe", section_moe, 60),
+    ("moe", section_moe, 90),
     ("membw", section_membw, 60),
     ("launch", section_launch, 20),
     ("attention", section_attention, 60),

@@ -5,8 +5,10 @@ as long: a diagnostic of where MoE's optimism sits, not a model change and not a
 
 Each row of ``roofsim validate`` on an MoE model (``moe`` in its JSON) is run as it is (F = 1)
 and with every GEMM whose op name holds ``experts`` (the routed experts' up/gate and down
-projections, in inference and in training's forward, backward and recompute) costed at F times
-its roofline time, everything else as it is. Prints each row's signed error (> 0: roofsim
+projections, in inference and in training's forward, backward and recompute) taking F times
+its time but for its launch overhead, at the clock the power model gives it (the factor is
+applied after the power model, so a longer op does not shed part of it by drawing less
+power), everything else as it is. Prints each row's signed error (> 0: roofsim
 faster than measured) under each F and the median signed and absolute error over the rows. A
 row whose error does not move has no expert GEMM on its critical path (or none named so). The
 rows are the test rows by default: read what moves, never take an F from here into the model
@@ -31,37 +33,52 @@ import numpy as np  # noqa: E402
 from sim.cost import roofline  # noqa: E402
 from sim.studies import validate  # noqa: E402
 
-_ORIGINAL = roofline.cost_gemms
-_TIMES = ("time", "compute", "main_s", "reuse_s")
+_GEMMS, _POWER = roofline.cost_gemms, roofline._power
+_TIME, _OVERHEAD = roofline._F["time"], roofline._F["overhead"]
 
 
-def _scaled(factor: float):
+def _is_expert(op: Any) -> bool:
+    return op.gemm is not None and "experts" in op.name
+
+
+def _stretch(time: np.ndarray, overhead: np.ndarray, factor: float) -> np.ndarray:
+    """The busy part of an op's time (all but its launch overhead) ``factor`` times as long."""
+    return overhead + factor * (time - overhead)
+
+
+def _patch(factor: float) -> None:
+    """Expert GEMMs ``factor`` times as long, after the power model where the chip has one
+    (scaled before it, a longer op would draw less power and shed part of the factor)."""
+
     def cost_gemms(ops: list, chips: Any, weights_pinned: Any = False, steady: bool = False):
-        part = _ORIGINAL(ops, chips, weights_pinned, steady)
-        mask = np.array(["experts" in op.name for op in ops])
-        if not mask.any():
+        part = _GEMMS(ops, chips, weights_pinned, steady)
+        mask = np.array([_is_expert(op) for op in ops])
+        if chips.structure.has_power or not mask.any():
             return part
-        # the time and the parts it is made of (the power model recomputes the time of an op
-        # over the power limit from them), all F times as long
-        out = dict(part)
-        for key in _TIMES:
-            if out.get(key) is None:
-                continue
-            t = np.asarray(out[key], dtype=float)
-            m = mask.reshape((-1,) + (1,) * (t.ndim - 1)) if t.ndim else mask
-            out[key] = np.where(m, t * factor, t)
-        return out
+        t = np.asarray(part["time"], dtype=float)
+        if t.ndim == 0:
+            return part
+        m = mask.reshape((-1,) + (1,) * (t.ndim - 1))
+        stretched = _stretch(t, np.asarray(part["overhead"], dtype=float), factor)
+        return {**part, "time": np.where(m, stretched, t)}
 
-    return cost_gemms
+    def power(data: np.ndarray, ops: list, chips: Any, steady: bool) -> None:
+        _POWER(data, ops, chips, steady)
+        for i, op in enumerate(ops):
+            if _is_expert(op):
+                data[_TIME, i] = _stretch(data[_TIME, i], data[_OVERHEAD, i], factor)
+
+    roofline.cost_gemms, roofline._power = cost_gemms, power
 
 
 def _run(args: tuple[dict, float]) -> tuple[str, float, float | None]:
     row, factor = args
-    roofline.cost_gemms = _ORIGINAL if factor == 1.0 else _scaled(factor)
+    if factor != 1.0:
+        _patch(factor)
     try:
         return row["id"], factor, validate.run_row(row).faster
     finally:
-        roofline.cost_gemms = _ORIGINAL
+        roofline.cost_gemms, roofline._power = _GEMMS, _POWER
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,11 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     if any(not f > 0 for f in args.factors):
-        print("moe_sensitivity: each F must be > 0", file=sys.stderr)
+        print(f"moe_sensitivity: each F must be > 0, got {args.factors}", file=sys.stderr)
         return 2
     factors = [1.0] + [f for f in args.factors if f != 1.0]
-    rows = [r for r in validate.load_rows() if validate._is_moe(r) or r["kind"] == "moe-kernel"]
-    rows = [r for r in rows if r["kind"] != "moe-kernel"]
+    rows = [r for r in validate.load_rows() if validate.is_moe(r)]  # LLM rows on MoE models
     if args.use != "all":
         rows = [r for r in rows if r.get("use", "test") == args.use]
     if args.id:
@@ -90,14 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'row':66s} " + " ".join(f"{'F=' + format(f, 'g'):>8s}" for f in factors))
     for r in rows:
         cells = [got[(r["id"], f)] for f in factors]
-        print(f"{r['id'][:66]:66s} "
-              + " ".join("skipped".rjust(8) if e is None else f"{e * 100:+7.1f}%" for e in cells))  # fmt: skip
+        shown = ("skipped".rjust(8) if e is None else f"{e * 100:+7.1f}%" for e in cells)
+        print(f"{r['id'][:66]:66s} " + " ".join(shown))
     print(f"{len(rows)} rows ({args.use}); error = predicted / measured - 1 signed by speed")
     for f in factors:
         errs = [got[(r["id"], f)] for r in rows if got[(r["id"], f)] is not None]
         if errs:
-            print(f"  F={f:g}: median signed {statistics.median(errs) * 100:+.1f} %, median |err| "
-                  f"{statistics.median(abs(e) for e in errs) * 100:.1f} %  ({len(errs)} rows)")  # fmt: skip
+            signed = statistics.median(errs) * 100
+            size = statistics.median(abs(e) for e in errs) * 100
+            print(f"  F={f:g}: median signed {signed:+.1f} %, median |err| {size:.1f} %"
+                  f"  ({len(errs)} rows)")  # fmt: skip
     return 0
 
 

@@ -7,12 +7,15 @@ Each row of ``DIR/moe.csv`` (``microbench.py --sections moe``: E experts' bf16 G
 through cuBLAS, grouped or routed through CUTLASS) is costed as the lowering costs an MoE
 layer's expert GEMMs: ``groups`` = the experts that got rows, ``m`` their mean rows, and for the
 routed layout the routing spread (``workloads.build.routed``: T tokens each choosing an expert
-with probability top_k / E), on one chip at its burst clock. Prints each point's measured and
-predicted time, the regime roofsim puts it in (``stream``: compute under half the main-memory
-time, ``ridge``: within 2x of it, ``compute``: over twice it), and the median log error (> 0: roofsim
-slower) and its spread per layout and regime. Nothing is fitted here. ``--predict`` prints
-roofsim's time for the section's whole grid (every expert the same rows) before any run: the
-predictions a measurement is then held to.
+with probability top_k / E), on one chip twice: at its burst clock and at the clock its power
+limit allows (the run times each point for ~0.15 s of back-to-back calls, long enough for the
+longest to throttle; each row records the SM clock after it). Prints each point's measured and
+predicted times, the regime roofsim puts it in (``stream``: compute under half the main-memory
+time, ``ridge``: within 2x of it, ``compute``: over twice it), and per layout and regime the
+median log error against each prediction (> 0: roofsim slower): a point is over the model only
+where it is slower than the power-limited time too. Nothing is fitted here. ``--predict``
+prints both predictions for the section's whole grid (every expert the same rows) before any
+run: what a measurement is then held to.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hardware import load_system  # noqa: E402
+from hardware import ConfigError, System, load_system  # noqa: E402
 from sim.cost.roofline import cost_ops  # noqa: E402
 from workloads.build import Builder, routed  # noqa: E402
 from workloads.ops import Op  # noqa: E402
@@ -49,56 +52,88 @@ def section_grid() -> tuple[list[tuple], list[int]]:
     return found["MOE_SHAPES"], found["MOE_M"]
 
 
+def uniform_op(experts: int, m: float, n: int, k: int) -> Op:
+    """``experts`` bf16 GEMMs of exactly ``m`` rows each (the batched and grouped layouts)."""
+    return Builder("bf16", 2.0, 2.0).gemm("experts", "moe", m, n, k, experts)
+
+
 def expert_op(row: dict[str, str]) -> Op:
     """The expert GEMM of one ``moe.csv`` row, as ``_Lowering.moe_block`` builds it."""
     experts, n, k = int(row["experts"]), int(row["n"]), int(row["k"])
-    b = Builder("bf16", 2.0, 2.0)
-    if row["layout"] != "routed":  # every expert exactly m rows
-        return b.gemm("experts", "moe", float(row["m_mean"]), n, k, experts)
+    if row["layout"] != "routed":
+        return uniform_op(experts, float(row["m_mean"]), n, k)
     rows = [int(r) for r in row["rows"].split(";")]
     groups = sum(1 for r in rows if r > 0)
-    op = b.gemm("experts", "moe", sum(rows) / groups, n, k, groups)
-    (op,) = routed([op], float(row["tokens"]), int(row["top_k"]) / experts)
+    (op,) = routed([uniform_op(groups, sum(rows) / groups, n, k)], float(row["tokens"]),
+                   int(row["top_k"]) / experts)  # fmt: skip
     return op
 
 
 def regime(compute_s: float, memory_s: float) -> str:
+    """Where an op sits against the ridge: its compute time under half its main-memory time
+    (``stream``), over twice it (``compute``), or between (``ridge``)."""
     ratio = compute_s / memory_s if memory_s > 0 else math.inf
     return "stream" if ratio < 0.5 else "compute" if ratio > 2.0 else "ridge"
 
 
+def costed(op: Op, system: System) -> tuple[float, float, str]:
+    """``op``'s seconds at the burst clock and at the power-limited one, and its regime."""
+    (burst,) = cost_ops([op], system, steady=False)
+    (held,) = cost_ops([op], system, steady=True)
+    memory = burst.memory_s.get(system.chip.main_memory.name, 0.0)
+    return burst.time_s, held.time_s, regime(burst.compute_s, memory)
+
+
 def check(path: Path, chip: str) -> list[dict]:
-    """One record per row: measured and predicted seconds, log error, regime."""
+    """One record per row: measured and predicted seconds, log errors, regime."""
     system = load_system(chip, 1)
-    main = system.chip.main_memory.name
     out = []
     with open(path) as f:
-        for row in csv.DictReader(f):
-            (c,) = cost_ops([expert_op(row)], system, steady=False)
-            measured = float(row["time_s"])
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                op, measured = expert_op(row), float(row["time_s"])
+            except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
+                raise ValueError(f"{path} line {line}: not a moe.csv row ({exc!r})") from None
+            burst, held, where = costed(op, system)
             out.append({
                 "layout": row["layout"], "shape": row["shape"], "m": float(row["m_mean"]),
-                "measured_s": measured, "predicted_s": c.time_s,
-                "log_error": math.log(c.time_s / measured),
-                "regime": regime(c.compute_s, c.memory_s.get(main, 0.0)),
+                "measured_s": measured, "burst_s": burst, "steady_s": held,
+                "log_error": math.log(burst / measured),
+                "log_error_steady": math.log(held / measured),
+                "regime": where, "clock_mhz": row.get("clocks_sm_mhz") or "",
             })  # fmt: skip
     return out
 
 
 def predict(chip: str) -> None:
-    """roofsim's time (us) and regime for every shape and M of the section's grid."""
+    """roofsim's burst / power-limited times (us) and regime for the section's whole grid."""
     shapes, ms = section_grid()
     system = load_system(chip, 1)
-    main = system.chip.main_memory.name
-    print(f"{chip}: roofsim us (regime: s stream, r ridge, c compute), every expert M rows")
-    print(f"{'shape':24s} " + " ".join(f"{'M=' + str(m):>10s}" for m in ms))
+    print(f"{chip}: roofsim us at the burst clock / at the power-limited clock (regime: s stream, "
+          f"r ridge, c compute), every expert M rows")  # fmt: skip
     for shape, experts, _top_k, n, k in shapes:
-        cells = []
+        print(shape)
         for m in ms:
-            op = Builder("bf16", 2.0, 2.0).gemm("experts", "moe", m, n, k, experts)
-            (c,) = cost_ops([op], system, steady=False)
-            cells.append(f"{c.time_s * 1e6:8.1f} {regime(c.compute_s, c.memory_s[main])[0]}")
-        print(f"{shape:24s} " + " ".join(cells))
+            burst, held, where = costed(uniform_op(experts, m, n, k), system)
+            print(f"  M={m:5d} {burst * 1e6:9.1f} / {held * 1e6:9.1f}  {where}")
+
+
+def _report(records: list[dict]) -> None:
+    print("us; err: log of roofsim / measured at the burst clock, st: at the power-limited one")
+    print(f"{'layout':8s} {'shape':22s} {'m':>7s} {'measured':>9s} {'burst':>9s} {'steady':>9s} "
+          f"{'err':>7s} {'err st':>7s} {'MHz':>5s}  regime")  # fmt: skip
+    for r in records:
+        print(f"{r['layout']:8s} {r['shape'][:22]:22s} {r['m']:7.1f} {r['measured_s'] * 1e6:9.2f} "
+              f"{r['burst_s'] * 1e6:9.2f} {r['steady_s'] * 1e6:9.2f} {r['log_error']:+7.3f} "
+              f"{r['log_error_steady']:+7.3f} {r['clock_mhz']:>5s}  {r['regime']}")  # fmt: skip
+    print("median log error against the burst / power-limited prediction (> 0: roofsim slower):")
+    for layout in sorted({r["layout"] for r in records}):
+        for name in REGIMES:
+            got = [r for r in records if r["layout"] == layout and r["regime"] == name]
+            if got:
+                burst = statistics.median(r["log_error"] for r in got)
+                held = statistics.median(r["log_error_steady"] for r in got)
+                print(f"  {layout:8s} {name:8s} {burst:+.3f} / {held:+.3f}  n={len(got):3d}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,31 +142,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chip", default="h100-sxm", help="the chip preset the run was on")
     ap.add_argument("--predict", action="store_true", help="roofsim's times for the grid")
     args = ap.parse_args(argv)
-    if args.predict:
-        predict(args.chip)
-        return 0
-    if not args.dir:
-        print("check_moe: give a microbench.py --out directory, or --predict", file=sys.stderr)
+    try:
+        if args.predict:
+            predict(args.chip)
+            return 0
+        if not args.dir:
+            print("check_moe: give a microbench.py --out directory, or --predict",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        path = Path(args.dir) / "moe.csv"
+        if not path.is_file():
+            print(f"check_moe: {path} not found; run microbench.py --sections moe --out "
+                  f"{args.dir}", file=sys.stderr)  # fmt: skip
+            return 2
+        _report(check(path, args.chip))
+    except (ConfigError, ValueError, FileNotFoundError, PermissionError) as exc:
+        print(f"check_moe: {exc}", file=sys.stderr)
         return 2
-    path = Path(args.dir) / "moe.csv"
-    if not path.is_file():
-        print(f"check_moe: {path} not found; run microbench.py --sections moe --out {args.dir}",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    records = check(path, args.chip)
-    print(f"{'layout':8s} {'shape':24s} {'m':>7s} {'measured us':>12s} {'roofsim us':>11s} "
-          f"{'log err':>8s}  regime")  # fmt: skip
-    for r in records:
-        print(f"{r['layout']:8s} {r['shape']:24s} {r['m']:7.1f} {r['measured_s'] * 1e6:12.2f} "
-              f"{r['predicted_s'] * 1e6:11.2f} {r['log_error']:+8.3f}  {r['regime']}")  # fmt: skip
-    print("median log error (> 0: roofsim slower), points, spread (min .. max):")
-    for layout in sorted({r["layout"] for r in records}):
-        for name in REGIMES:
-            errs = [r["log_error"] for r in records
-                    if r["layout"] == layout and r["regime"] == name]  # fmt: skip
-            if errs:
-                print(f"  {layout:8s} {name:8s} {statistics.median(errs):+.3f}  n={len(errs):3d}"
-                      f"  {min(errs):+.3f} .. {max(errs):+.3f}")  # fmt: skip
     return 0
 
 

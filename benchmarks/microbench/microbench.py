@@ -637,8 +637,8 @@ MOE_SHAPES = [  # (shape, experts, top_k, n, k)
     ("mixtral-8x7b-w2-tp2", 8, 2, 4096, 7168),  # down, 14336 / TP 2
     ("qwen3-30b-a3b-w13", 128, 8, 1536, 2048),  # gate+up, 2 x 768
     ("qwen3-30b-a3b-w2", 128, 8, 2048, 768),
-    # DeepSeek-R1/V3 at TP 8: 256 experts of 2048 / 8 = 256 columns, a K loop of two 128-deep
-    # steps in w2 (too short to hide a tile's first loads behind its MMAs?)
+    # DeepSeek-R1/V3 at TP 8: 256 experts of 2048 / 8 = 256 columns, a K loop of four 64-deep
+    # bf16 steps in w2 (too short to hide a tile's first loads behind its MMAs?)
     ("deepseek-r1-w13-tp8", 256, 8, 512, 7168),
     ("deepseek-r1-w2-tp8", 256, 8, 7168, 256),
 ]
@@ -676,6 +676,8 @@ def section_moe(ctx):
             "reps",
             "time_min_s",
             "time_max_s",
+            "clocks_sm_mhz",
+            "power_draw_w",
             "rows",
         ],
         ctx["dname"],
@@ -684,7 +686,15 @@ def section_moe(ctx):
     shapes, ms = _moe_points(ctx["quick"], cpu)
     deadline = ctx["section_deadline"]
     dt = torch.bfloat16
-    grouped_ok = [hasattr(torch, "_grouped_mm")]
+    smi = Smi() if not cpu else None
+    # torch._grouped_mm is one CUTLASS grouped kernel on sm_90 and sm_100 only (elsewhere a loop
+    # of GEMMs, which these rows must not be mistaken for)
+    grouped = hasattr(torch, "_grouped_mm") and (
+        cpu or torch.cuda.get_device_capability(dev)[0] in (9, 10)
+    )
+    disabled = set() if grouped else {"grouped", "routed"}
+    if disabled:
+        log("moe: no CUTLASS grouped GEMM here (torch._grouped_mm, sm_90/sm_100): batched only")
     gen = torch.Generator(device="cpu").manual_seed(0)
     for shape, E, top_k, n, k in shapes:
         for m in ms:
@@ -693,7 +703,7 @@ def section_moe(ctx):
                     log("moe: section deadline reached, skipping the rest")
                     csv.close()
                     return
-                if layout != "batched" and not grouped_ok[0]:
+                if layout in disabled:
                     continue
                 fns = keep = None
                 try:
@@ -730,6 +740,8 @@ def section_moe(ctx):
                                 )
                             )
                     t, info = bench.time(fns, target_s=0.15 if not ctx["quick"] else 0.02)
+                    # the clock right after the timed batches: long kernels run power-limited
+                    clock = smi.sample() if smi else None
                     fl = 2.0 * total * n * k
                     csv.row(
                         layout=layout,
@@ -749,6 +761,8 @@ def section_moe(ctx):
                         reps=info["reps"],
                         time_min_s=info["min"],
                         time_max_s=info["max"],
+                        clocks_sm_mhz=(clock or {}).get("clocks.sm"),
+                        power_draw_w=(clock or {}).get("power.draw"),
                         rows=";".join(str(r) for r in rows) if layout == "routed" else "",
                     )
                     log(
@@ -756,10 +770,12 @@ def section_moe(ctx):
                         % (layout, shape, m, t * 1e6, fl / t / 1e12)
                     )
                 except Exception as e:  # noqa: BLE001
-                    if layout != "batched":
-                        grouped_ok[0] = False
-                        log("moe: torch._grouped_mm failed, skipping grouped layouts: %r" % (e,))
-                        ctx["env"].setdefault("failures", []).append("moe grouped: %r" % (e,))
+                    if is_oom(e):
+                        log("moe: skip %s %s m=%d (out of memory)" % (layout, shape, m))
+                    elif layout != "batched":
+                        disabled.add(layout)
+                        log("moe: torch._grouped_mm failed, skipping %s rows: %r" % (layout, e))
+                        ctx["env"].setdefault("failures", []).append("moe %s: %r" % (layout, e))
                     else:
                         log("moe: %s %s m=%d failed: %r" % (layout, shape, m, e))
                 finally:
@@ -1569,7 +1585,7 @@ def summarize(out):
 SECTIONS = [
     ("env", section_env, 40),
     ("gemm", section_gemm, 150),
-    ("moe", section_moe, 90),
+    ("moe", section_moe, 150),
     ("membw", section_membw, 60),
     ("launch", section_launch, 20),
     ("attention", section_attention, 60),

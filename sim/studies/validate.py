@@ -669,7 +669,7 @@ def run_row(row: dict) -> RowResult:
         raise ConfigError(f"validation row {row.get('id')!r}: use must be fit or test, got {use!r}")
     res = RowResult(id=row["id"], kind=row["kind"], metric=row["metric"],
                     measured=float(row["measured"]), source=row.get("source", ""), use=use,
-                    assumed=tuple(row.get("assumed", ())), moe=_is_moe(row))  # fmt: skip
+                    assumed=tuple(row.get("assumed", ())), moe=is_moe(row))  # fmt: skip
     predictor = PREDICTORS.get(row["kind"])
     if predictor is None:
         res.skipped = f"kind {row['kind']!r} has no predictor"
@@ -683,7 +683,7 @@ def run_row(row: dict) -> RowResult:
     return res
 
 
-def _is_moe(row: dict) -> bool:
+def is_moe(row: dict) -> bool:
     """Whether ``row`` is an LLM row on a mixture-of-experts model (False where its model does
     not load: the row is then skipped with that error)."""
     if row["kind"] not in _LLM_KINDS or not row.get("model"):

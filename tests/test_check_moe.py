@@ -1,0 +1,111 @@
+"""benchmarks/microbench/check_moe.py costs a grouped-GEMM microbenchmark's rows as the MoE
+lowering costs expert GEMMs; benchmarks/moe_sensitivity.py stretches only the expert GEMMs."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+from hardware import load_system
+from sim.cost.roofline import cost_ops
+from workloads.build import Builder
+
+ROOT = Path(__file__).parents[1]
+_spec = importlib.util.spec_from_file_location(
+    "check_moe", ROOT / "benchmarks/microbench/check_moe.py"
+)
+check_moe = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(check_moe)
+
+HEADER = "device,date,layout,shape,dtype,experts,top_k,m_mean,n,k,tokens,rows_max,time_s,rows\n"
+
+
+def _write(tmp_path: Path, rows: list[str]) -> Path:
+    path = tmp_path / "moe.csv"
+    path.write_text(HEADER + "".join(r + "\n" for r in rows))
+    return path
+
+
+def test_uniform_rows_cost_as_a_grouped_gemm(tmp_path):
+    path = _write(tmp_path, ["gpu,d,batched,mixtral,bf16,8,2,256.0,14336,4096,1024,256,4e-4,"])
+    (rec,) = check_moe.check(path, "h100-sxm")
+    op = Builder("bf16", 2.0, 2.0).gemm("experts", "moe", 256, 14336, 4096, 8)
+    system = load_system("h100-sxm", 1)
+    (burst,) = cost_ops([op], system, steady=False)
+    (held,) = cost_ops([op], system, steady=True)
+    assert rec["burst_s"] == pytest.approx(burst.time_s)
+    assert rec["log_error"] == pytest.approx(math.log(burst.time_s / 4e-4))
+    # near the ridge the power limit binds: the power-limited prediction is the slower one
+    assert rec["steady_s"] == pytest.approx(held.time_s) and held.time_s > burst.time_s
+
+
+def test_routed_rows_pay_for_their_spread(tmp_path):
+    """The same 2048 rows over 8 experts, dealt evenly or as routing deals them (one expert
+    idle): the routed row counts only the experts that got rows and pads each to whole tiles
+    over the routing spread, which here costs more than the even split (at some M the spread
+    can cost less: its mean rows may fill the last tile better)."""
+    even = "gpu,d,grouped,mixtral,bf16,8,2,256.0,14336,4096,1024,256,4e-4,"
+    rows = "600;300;0;248;300;200;200;200"
+    spread = f"gpu,d,routed,mixtral,bf16,8,2,256.0,14336,4096,1024,600,4e-4,{rows}"
+    a, b = check_moe.check(_write(tmp_path, [even, spread]), "h100-sxm")
+    op = check_moe.expert_op({"layout": "routed", "experts": "8", "n": "14336", "k": "4096",
+                              "m_mean": "256.0", "tokens": "1024", "top_k": "2",
+                              "rows": rows})  # fmt: skip
+    assert op.gemm.groups == 7 and op.gemm.m == pytest.approx(2048 / 7)
+    assert op.gemm.routed_tokens == 1024 and op.gemm.routed_p == pytest.approx(2 / 8)
+    assert b["burst_s"] > a["burst_s"]
+
+
+def test_regimes_split_at_half_and_twice_the_memory_time():
+    assert check_moe.regime(1.0, 3.0) == "stream"
+    assert check_moe.regime(1.0, 1.5) == "ridge"
+    assert check_moe.regime(3.0, 1.0) == "compute"
+
+
+def test_the_grid_is_read_from_microbench_without_torch(capsys):
+    shapes, ms = check_moe.section_grid()
+    assert ("mixtral-8x7b-w13-tp2", 8, 2, 14336, 4096) in shapes and 2048 in ms
+    check_moe.predict("h100-sxm")
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 + len(shapes) * (1 + len(ms)) and out[1] == shapes[0][0]
+    assert out[2].split()[0] == "M=" and out[2].split()[1] == str(ms[0])
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert check_moe.main([]) == 2
+    assert check_moe.main([str(tmp_path)]) == 2  # no moe.csv there
+    (tmp_path / "moe.csv").write_text(HEADER + "gpu,d,batched,x,bf16,8,2,not-a-number\n")
+    assert check_moe.main([str(tmp_path)]) == 2
+    assert check_moe.main(["--predict", "--chip", "no-such-chip"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and all(line.startswith("check_moe: ") for line in err)
+    assert "line 2" in err[2] and "no-such-chip" in err[3]
+
+
+def test_sensitivity_stretches_expert_gemms_only_and_restores():
+    """F = 2 doubles an expert GEMM's busy time at the power-limited clock (launch overhead
+    kept) and leaves a dense GEMM as it was; the cost functions are restored afterwards."""
+    spec = importlib.util.spec_from_file_location(
+        "moe_sens", ROOT / "benchmarks/moe_sensitivity.py"
+    )
+    sens = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sens)
+    from sim.cost import roofline
+
+    b = Builder("bf16", 2.0, 2.0)
+    ops = [
+        b.gemm("experts_up", "moe", 256, 14336, 4096, 8),
+        b.gemm("qkv_proj", "attention", 256, 6144, 4096),
+    ]
+    system = load_system("h100-sxm", 1)
+    before = cost_ops(ops, system, steady=True)
+    sens._patch(2.0)
+    try:
+        after = cost_ops(ops, system, steady=True)
+    finally:
+        roofline.cost_gemms, roofline._power = sens._GEMMS, sens._POWER
+    busy = before[0].time_s - before[0].overhead_s
+    assert after[0].time_s == pytest.approx(before[0].overhead_s + 2.0 * busy)
+    assert after[1].time_s == pytest.approx(before[1].time_s)
+    assert cost_ops(ops, system, steady=True)[0].time_s == pytest.approx(before[0].time_s)

@@ -285,6 +285,26 @@ def test_a_moe_kernel_row_costs_the_experts_its_tokens_touch():
     assert big > 2.5 * many
 
 
+def test_a_moe_kernel_row_with_4_bit_experts_runs_them_weight_only():
+    """Experts stored 4-bit (GPTQ int4 or MXFP4) under vLLM run on Marlin: a quarter of the
+    bf16 weight bytes where the weights stream, the warp-level mma.sync rate on an H100 where
+    the math binds (FlashAttention-2's rate there, below the wgmma one)."""
+    from hardware import ConfigError
+    from sim.studies.validate import _predict_moe_kernel
+
+    row = {"id": "r", "experts": 8, "top_k": 2, "hidden": 4096, "expert_ffn": 7168,
+           "dtype": "bf16", "chip": "h100-sxm", "runtime": "vllm-0.11"}  # fmt: skip
+    for stored in ("int4", "mxfp4"):
+        small = {**row, "batch": 16}
+        assert (_predict_moe_kernel({**small, "expert_weight_format": stored})[0]
+                < 0.4 * _predict_moe_kernel(small)[0])  # fmt: skip
+        large = {**row, "batch": 8192}
+        assert (_predict_moe_kernel({**large, "expert_weight_format": stored})[0]
+                > 1.2 * _predict_moe_kernel(large)[0])  # fmt: skip
+    with pytest.raises(ConfigError, match="expert_weight_format must be int4 or mxfp4"):
+        _predict_moe_kernel({**row, "batch": 16, "expert_weight_format": "nf4"})
+
+
 def test_cli_validate_runs_the_rows_whose_id_matches_a_glob(capsys):
     # two globs: a kernel row and a ratio row, whose members run but are not reported
     code = main(["validate", "--json", "--no-fail", "--id", "moek-vllm24700-h100-e8n7168k4096-*-m1",

@@ -363,10 +363,18 @@ def _predict_moe_kernel(row: dict) -> tuple[float, dict]:
     from workloads.runtime import load_runtime
 
     h, ffn = row["hidden"], row["expert_ffn"]
-    moe = MoEConfig(n_experts=row["experts"], top_k=row["top_k"], expert_ffn=ffn)
+    # experts stored 4-bit with 16-bit math (weight-only: the runtime's kernel for it, Marlin
+    # under vLLM): "int4" (GPTQ/AWQ) as the run's dtype, "mxfp4" as the experts' own format
+    stored = row.get("expert_weight_format", "")
+    if stored not in ("", "int4", "mxfp4"):
+        raise ConfigError(f"validation row {row['id']!r}: expert_weight_format must be int4 or "
+                          f"mxfp4 (or absent), got {stored!r}")  # fmt: skip
+    dtype = "int4" if stored == "int4" else row["dtype"]
+    moe = MoEConfig(n_experts=row["experts"], top_k=row["top_k"], expert_ffn=ffn,
+                    weight_format="mxfp4" if stored == "mxfp4" else "")  # fmt: skip
     model = ModelConfig(name="moe-kernel", n_layers=1, hidden=h, n_heads=1, n_kv_heads=1,
                         head_dim=128, ffn=ffn, vocab=1, moe=moe)  # fmt: skip
-    work = Decode(model=model, batch=row["batch"], context=1, dtype=row["dtype"],
+    work = Decode(model=model, batch=row["batch"], context=1, dtype=dtype,
                   runtime=load_runtime(row["runtime"]))  # fmt: skip
     ops = [op for op in work.lower().ops if op.family == "moe" and op.name != "router"]
     if work.runtime.name.startswith("sglang"):  # SGLang's tuner selects the experts (top-k)

@@ -153,6 +153,42 @@ def _coverage(size: float, tile: float, stride: float) -> float:
     return sum(min(tile, size - i * stride) for i in starts) / size
 
 
+def conv_ops(
+    b: Builder,
+    bg: Builder,
+    name: str,
+    voxels: float,
+    c_in: int,
+    c_out: int,
+    taps: int,
+    layout: str,
+    pad: float = 0.0,
+) -> list[Op]:
+    """One convolution of ``voxels`` output positions as the decoder runs it: an implicit GEMM
+    (M = voxels, N = c_out, K = taps x c_in) reading its input once from main memory, ``bg``
+    its matrix dtype; with ``layout = "nchw"`` cuDNN's transposes to NHWC and back around it
+    (a read and a write of each); ``pad`` > 0: a causal conv's copy of its input with padding
+    frames and pixels (``pad``: padded over unpadded elements) before it, which the transpose
+    then reads."""
+    act = b.act_bytes
+    out: list[Op] = []
+    if pad:
+        out.append(b.elementwise(f"{name}_pad", "vae", voxels * c_in, voxels * c_in * pad, 0.0))
+    g = bg.gemm(name, "vae", voxels, c_out, taps * c_in)
+    g = replace(
+        g,
+        gemm=replace(g.gemm, a_bytes=act / taps),
+        bytes={Role.WEIGHT: g.bytes[Role.WEIGHT], Role.ACTIVATION: voxels * (c_in + c_out) * act},
+    )
+    out.append(g)
+    if layout == "nchw":  # cuDNN's tensor-core kernels take NHWC: the input is transposed to
+        # it and the output back (a read and a write of each)
+        e_in = voxels * c_in * (pad or 1.0)
+        out.insert(len(out) - 1, b.elementwise(f"{name}_to_nhwc", "vae", e_in, e_in, 0.0))
+        out.append(b.elementwise(f"{name}_to_nchw", "vae", voxels * c_out, voxels * c_out, 0.0))
+    return out
+
+
 def lower_decoder(
     vae: VAEDecoder,
     latent_channels: int,
@@ -231,28 +267,9 @@ def lower_decoder(
 
     def conv(name: str, j: int, c_in: int, c_out: int, kt: int, count: int = 1,
              k: int = 3) -> list[Op]:  # fmt: skip
-        taps = kt * k * k
-        out: list[Op] = []
-        pad = padded(j) if kt == 3 else 1.0
-        if kt == 3:  # the causal pad copies the input with its padding frames and pixels
-            out.append(b.elementwise(f"{name}_pad", "vae", voxels(j) * c_in,
-                                     voxels(j) * c_in * pad, 0.0))  # fmt: skip
-        g = bg.gemm(name, "vae", voxels(j), c_out, taps * c_in)
-        g = replace(
-            g,
-            gemm=replace(g.gemm, a_bytes=ab / taps),
-            bytes={
-                Role.WEIGHT: g.bytes[Role.WEIGHT],
-                Role.ACTIVATION: voxels(j) * (c_in + c_out) * ab,
-            },
-        )
-        out.append(g)
-        if vae.layout == "nchw":  # cuDNN's tensor-core kernels take NHWC: the input is
-            # transposed to it and the output back (a read and a write of each)
-            e_in = voxels(j) * c_in * pad
-            out.insert(len(out) - 1, b.elementwise(f"{name}_to_nhwc", "vae", e_in, e_in, 0.0))
-            out.append(b.elementwise(f"{name}_to_nchw", "vae", voxels(j) * c_out,
-                                     voxels(j) * c_out, 0.0))  # fmt: skip
+        # the causal pad copies the input with its padding frames and pixels
+        pad = padded(j) if kt == 3 else 0.0
+        out = conv_ops(b, bg, name, voxels(j), c_in, c_out, kt * k * k, vae.layout, pad)
         return [replace(op, count=op.count * count) for op in out]
 
     def elementwise(name: str, j: int, c: int, passes: int, flops: int, count: int) -> Op:

@@ -21,7 +21,6 @@ run: what a measurement is then held to.
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import math
 import statistics
@@ -29,7 +28,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+
+from microbench_grid import read_constants  # noqa: E402
 
 from hardware import ConfigError, System, load_system  # noqa: E402
 from sim.cost.roofline import cost_ops  # noqa: E402
@@ -37,19 +38,11 @@ from workloads.build import Builder, routed  # noqa: E402
 from workloads.ops import Op  # noqa: E402
 
 REGIMES = ("stream", "ridge", "compute")
-MICROBENCH = Path(__file__).resolve().parent / "microbench.py"
 
 
 def section_grid() -> tuple[list[tuple], list[int]]:
-    """``MOE_SHAPES`` and ``MOE_M`` as microbench.py defines them (read from its source: that
-    script needs PyTorch, this one does not)."""
-    found = {}
-    for node in ast.parse(MICROBENCH.read_text()).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            name = getattr(node.targets[0], "id", "")
-            if name in ("MOE_SHAPES", "MOE_M"):
-                found[name] = ast.literal_eval(node.value)
-    return found["MOE_SHAPES"], found["MOE_M"]
+    """``MOE_SHAPES`` and ``MOE_M`` as microbench.py defines them."""
+    return read_constants("MOE_SHAPES", "MOE_M")
 
 
 def uniform_op(experts: int, m: float, n: int, k: int) -> Op:

@@ -3,7 +3,7 @@
 
 Usage:
     python benchmarks/microbench/microbench.py --out DIR [--quick] [--device cuda|cpu]
-        [--sections env,gemm,moe,membw,launch,attention,llm] [--budget-s 520]
+        [--sections env,gemm,moe,conv,membw,launch,attention,llm] [--budget-s 520]
 
 Writes into DIR (each CSV with a header row, flushed after every point so a
 killed run still leaves its partial results):
@@ -11,6 +11,7 @@ killed run still leaves its partial results):
     clocks.csv     nvidia-smi samples idle / under a sustained bf16 8192^3 matmul loop
     gemm.csv       bf16 / fp8 / tf32 matrix products (A[M,K] @ W[N,K]^T, nn.Linear layout)
     moe.csv        grouped (mixture-of-experts) bf16 GEMMs: batched, grouped and routed rows
+    conv.csv       VAE-decoder bf16 3x3 / 3x3x3 convolutions, NCHW and channels-last
     membw.csv      device copy / read / write bandwidth, 4 KiB .. 4 GiB
     launch.csv     per-kernel fixed cost: eager issue rate, GPU back-to-back, CUDA graph
     attention.csv  flash SDPA prefill and decode (GQA) times
@@ -781,6 +782,130 @@ def section_moe(ctx):
                 finally:
                     fns = keep = None
                     cleanup(dev)
+    csv.close()
+
+
+# VAE-decoder convolutions (benchmarks/vae_decode.py: roofsim decodes 1.9-3.5x faster than the
+# published decode stages): bf16 3x3 (2D, image VAEs) and 3x3x3 (3D, video VAEs) convolutions,
+# batch 1, C in = C out at each decoder level's width and grid (FLUX.1's VAE at 1024 px;
+# HunyuanVideo's at 480 x 848 x 17 output frames' levels, untiled), zero padding 1 inside the
+# conv (a causal VAE's pad copy is not timed here), in PyTorch's default memory format
+# (NCHW / NCDHW, what the diffusers pipelines keep) and channels-last.
+CONV_SHAPES = [  # (shape, dims, c_in, c_out, frames, height, width)
+    ("flux-vae-l3-512c-128px", 2, 512, 512, 1, 128, 128),
+    ("flux-vae-l2-512c-256px", 2, 512, 512, 1, 256, 256),
+    ("flux-vae-l1-256c-512px", 2, 256, 256, 1, 512, 512),
+    ("flux-vae-l0-128c-1024px", 2, 128, 128, 1, 1024, 1024),
+    ("flux-vae-out-128to3-1024px", 2, 128, 3, 1, 1024, 1024),
+    ("hyv-vae-l3-512c-5x60x106", 3, 512, 512, 5, 60, 106),
+    ("hyv-vae-l2-512c-9x120x212", 3, 512, 512, 9, 120, 212),
+    ("hyv-vae-l1-256c-17x240x424", 3, 256, 256, 17, 240, 424),
+    ("hyv-vae-l0-128c-17x480x848", 3, 128, 128, 17, 480, 848),
+]
+
+
+def _conv_points(quick, cpu):
+    if quick:
+        return (
+            [("tiny-2d", 2, 16, 16, 1, 32, 32), ("tiny-3d", 3, 16, 16, 3, 16, 16)]
+            if cpu
+            else (CONV_SHAPES[:1] + CONV_SHAPES[5:6])
+        )
+    return CONV_SHAPES
+
+
+def section_conv(ctx):
+    dev, bench, out = ctx["device"], ctx["bench"], ctx["out"]
+    cpu = dev.type != "cuda"
+    L2 = ctx["l2_bytes"]
+    csv = CSVOut(
+        os.path.join(out, "conv.csv"),
+        [
+            "shape",
+            "dims",
+            "layout",
+            "c_in",
+            "c_out",
+            "frames",
+            "height",
+            "width",
+            "time_s",
+            "flops_per_s",
+            "n_buffer_sets",
+            "inner",
+            "reps",
+            "time_min_s",
+            "time_max_s",
+            "clocks_sm_mhz",
+            "power_draw_w",
+        ],
+        ctx["dname"],
+        ctx["date"],
+    )
+    deadline = ctx["section_deadline"]
+    dt = torch.bfloat16 if not cpu else torch.float32
+    esz = 2 if not cpu else 4
+    smi = Smi() if not cpu else None
+    ctx["env"]["conv_cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
+    for shape, dims, c_in, c_out, frames, h, w in _conv_points(ctx["quick"], cpu):
+        for layout in ("nchw", "channels_last"):
+            if time.perf_counter() > deadline():
+                log("conv: section deadline reached, skipping the rest")
+                csv.close()
+                return
+            fns = keep = None
+            try:
+                grid = (frames, h, w) if dims == 3 else (h, w)
+                voxels = frames * h * w
+                set_bytes = esz * (voxels * (c_in + c_out) + c_out * c_in * 3**dims)
+                nsets = int(clamp(math.ceil(4 * L2 / set_bytes), 1, 16))
+                if set_bytes > 0.4 * free_bytes(dev):
+                    log("conv: skip %s %s (memory)" % (shape, layout))
+                    continue
+                if nsets * set_bytes > 0.4 * free_bytes(dev):
+                    nsets = 1
+                fmt = torch.channels_last_3d if dims == 3 else torch.channels_last
+                conv = F.conv3d if dims == 3 else F.conv2d
+                fns, keep = [], []
+                for _ in range(nsets):
+                    x = randn((1, c_in, *grid), dt, dev)
+                    wt = randn((c_out, c_in, *([3] * dims)), dt, dev, std=0.02)
+                    if layout == "channels_last":
+                        x, wt = x.to(memory_format=fmt), wt.to(memory_format=fmt)
+                    keep.append((x, wt))
+                    fns.append(lambda x=x, wt=wt: conv(x, wt, padding=1))
+                t, info = bench.time(fns, target_s=0.15 if not ctx["quick"] else 0.02)
+                clock = smi.sample() if smi else None
+                fl = 2.0 * voxels * c_out * c_in * 3**dims
+                csv.row(
+                    shape=shape,
+                    dims=dims,
+                    layout=layout,
+                    c_in=c_in,
+                    c_out=c_out,
+                    frames=frames,
+                    height=h,
+                    width=w,
+                    time_s=t,
+                    flops_per_s=fl / t,
+                    n_buffer_sets=nsets,
+                    inner=info["inner"],
+                    reps=info["reps"],
+                    time_min_s=info["min"],
+                    time_max_s=info["max"],
+                    clocks_sm_mhz=(clock or {}).get("clocks.sm"),
+                    power_draw_w=(clock or {}).get("power.draw"),
+                )
+                log(
+                    "conv %-13s %-28s %9.1f us  %7.1f TFLOP/s"
+                    % (layout, shape, t * 1e6, fl / t / 1e12)
+                )
+            except Exception as e:  # noqa: BLE001
+                log("conv: %s %s failed: %r" % (shape, layout, e))
+                ctx["env"].setdefault("failures", []).append("conv %s %s: %r" % (shape, layout, e))
+            finally:
+                fns = keep = None
+                cleanup(dev)
     csv.close()
 
 
@@ -1586,6 +1711,7 @@ SECTIONS = [
     ("env", section_env, 40),
     ("gemm", section_gemm, 150),
     ("moe", section_moe, 150),
+    ("conv", section_conv, 60),
     ("membw", section_membw, 60),
     ("launch", section_launch, 20),
     ("attention", section_attention, 60),

@@ -1,5 +1,6 @@
-"""benchmarks/microbench/check_moe.py costs a grouped-GEMM microbenchmark's rows as the MoE
-lowering costs expert GEMMs; benchmarks/moe_sensitivity.py stretches only the expert GEMMs."""
+"""The scripts that hold roofsim against microbench.py's results: check_moe.py costs grouped-GEMM
+rows as the MoE lowering costs expert GEMMs, check_conv.py convolution rows as the VAE lowering
+costs decoder convolutions; benchmarks/moe_sensitivity.py stretches only the expert GEMMs."""
 
 import importlib.util
 import math
@@ -12,11 +13,17 @@ from sim.cost.roofline import cost_ops
 from workloads.build import Builder
 
 ROOT = Path(__file__).parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "check_moe", ROOT / "benchmarks/microbench/check_moe.py"
-)
-check_moe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(check_moe)
+
+
+def _load(name: str, path: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+check_moe = _load("check_moe", "benchmarks/microbench/check_moe.py")
+check_conv = _load("check_conv", "benchmarks/microbench/check_conv.py")
 
 HEADER = "device,date,layout,shape,dtype,experts,top_k,m_mean,n,k,tokens,rows_max,time_s,rows\n"
 
@@ -109,3 +116,34 @@ def test_sensitivity_stretches_expert_gemms_only_and_restores():
     assert after[0].time_s == pytest.approx(before[0].overhead_s + 2.0 * busy)
     assert after[1].time_s == pytest.approx(before[1].time_s)
     assert cost_ops(ops, system, steady=True)[0].time_s == pytest.approx(before[0].time_s)
+
+
+CONV_HEADER = "device,date,shape,dims,layout,c_in,c_out,frames,height,width,time_s\n"
+
+
+def test_a_conv_row_costs_as_the_vae_lowering_costs_a_decoder_conv(tmp_path):
+    """A 3x3x3 conv of 128 channels over 17 x 480 x 848 voxels: the implicit GEMM alone in
+    channels-last, with cuDNN's NHWC transposes around it in NCHW (slower by their traffic)."""
+    from workloads.vae import conv_ops
+
+    rows = [f"gpu,d,hyv,3,{layout},128,128,17,480,848,0.01" for layout in ("nchw", "channels_last")]
+    (tmp_path / "conv.csv").write_text(CONV_HEADER + "\n".join(rows) + "\n")
+    nchw, last = check_conv.check(tmp_path / "conv.csv", "h100-sxm")
+    b = Builder("bf16", 2.0, 2.0)
+    ops = conv_ops(b, b, "conv", 17 * 480 * 848, 128, 128, 27, "nhwc")
+    assert [op.kind.name for op in ops] == ["GEMM"] and ops[0].gemm.k == 27 * 128
+    (c,) = cost_ops(ops, load_system("h100-sxm", 1), steady=False)
+    assert last["burst_s"] == pytest.approx(c.time_s)
+    assert nchw["burst_s"] > last["burst_s"]
+    assert nchw["log_error"] == pytest.approx(math.log(nchw["burst_s"] / 0.01))
+
+
+def test_check_conv_errors_are_one_line(tmp_path, capsys):
+    assert check_conv.main([]) == 2
+    (tmp_path / "conv.csv").write_text(CONV_HEADER + "gpu,d,x,three,nchw\n")
+    assert check_conv.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "line 2" in err[1]
+    check_conv.predict("h100-sxm")
+    (shapes,) = check_conv.read_constants("CONV_SHAPES")
+    assert len(capsys.readouterr().out.splitlines()) == 1 + len(shapes)

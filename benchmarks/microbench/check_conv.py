@@ -1,0 +1,134 @@
+"""Hold roofsim's VAE-decoder convolutions against a microbenchmark run's ``conv.csv``.
+
+    python benchmarks/microbench/check_conv.py DIR [--chip h100-sxm]
+    python benchmarks/microbench/check_conv.py --predict [--chip h100-sxm]
+
+Each row of ``DIR/conv.csv`` (``microbench.py --sections conv``: one bf16 3x3 or 3x3x3
+convolution, batch 1, zero padding inside the conv) is costed as the VAE lowering costs a
+decoder convolution (``workloads.vae.conv_ops``: an implicit GEMM reading its input once, and
+for the NCHW layout cuDNN's transposes to NHWC and back; channels-last rows skip them), on one
+chip at its burst clock and at its power-limited one. Prints measured and predicted times and
+the log error (> 0: roofsim slower) per row and its median per layout and dimensionality.
+roofsim's VAE decodes run 1.9-3.5x faster than the published decode stages
+(``benchmarks/vae_decode.py``); this says whether the convolutions are where. Nothing is fitted
+here. ``--predict`` prints both predictions for the section's grid before any run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+
+from microbench_grid import read_constants  # noqa: E402
+
+from hardware import ConfigError, System, load_system  # noqa: E402
+from sim.cost.roofline import cost_ops  # noqa: E402
+from workloads.build import Builder  # noqa: E402
+from workloads.ops import Op  # noqa: E402
+from workloads.vae import conv_ops  # noqa: E402
+
+LAYOUTS = {"nchw": "nchw", "channels_last": "nhwc"}  # microbench's name -> the VAE's
+
+
+def conv(dims: int, c_in: int, c_out: int, voxels: float, layout: str) -> list[Op]:
+    """One bf16 convolution of ``voxels`` output positions, as the VAE lowering builds it."""
+    b = Builder("bf16", 2.0, 2.0)
+    return conv_ops(b, b, "conv", voxels, c_in, c_out, 3**dims, LAYOUTS[layout])
+
+
+def costed(ops: list[Op], system: System) -> tuple[float, float]:
+    """Seconds of ``ops`` at the burst clock and at the power-limited one."""
+    burst = sum(c.time_s for c in cost_ops(ops, system, steady=False))
+    held = sum(c.time_s for c in cost_ops(ops, system, steady=True))
+    return burst, held
+
+
+def check(path: Path, chip: str) -> list[dict]:
+    """One record per row: measured and predicted seconds and log errors."""
+    system = load_system(chip, 1)
+    out = []
+    with open(path) as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                dims = int(row["dims"])
+                voxels = int(row["frames"]) * int(row["height"]) * int(row["width"])
+                ops = conv(dims, int(row["c_in"]), int(row["c_out"]), voxels, row["layout"])
+                measured = float(row["time_s"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path} line {line}: not a conv.csv row ({exc!r})") from None
+            burst, held = costed(ops, system)
+            out.append({
+                "shape": row["shape"], "dims": dims, "layout": row["layout"],
+                "measured_s": measured, "burst_s": burst, "steady_s": held,
+                "log_error": math.log(burst / measured),
+                "log_error_steady": math.log(held / measured),
+            })  # fmt: skip
+    return out
+
+
+def predict(chip: str) -> None:
+    """roofsim's burst / power-limited times (us) for the section's grid, both layouts."""
+    (shapes,) = read_constants("CONV_SHAPES")
+    system = load_system(chip, 1)
+    print(f"{chip}: roofsim us at the burst clock / at the power-limited clock")
+    for shape, dims, c_in, c_out, frames, h, w in shapes:
+        cells = []
+        for layout in LAYOUTS:
+            burst, held = costed(conv(dims, c_in, c_out, frames * h * w, layout), system)
+            cells.append(f"{layout} {burst * 1e6:9.1f} / {held * 1e6:9.1f}")
+        print(f"{shape:28s} " + "   ".join(cells))
+
+
+def _report(records: list[dict]) -> None:
+    print("us; err: log of roofsim / measured at the burst clock, st: at the power-limited one")
+    print(f"{'shape':28s} {'layout':13s} {'measured':>10s} {'burst':>10s} {'steady':>10s} "
+          f"{'err':>7s} {'err st':>7s}")  # fmt: skip
+    for r in records:
+        print(f"{r['shape'][:28]:28s} {r['layout']:13s} {r['measured_s'] * 1e6:10.1f} "
+              f"{r['burst_s'] * 1e6:10.1f} {r['steady_s'] * 1e6:10.1f} {r['log_error']:+7.3f} "
+              f"{r['log_error_steady']:+7.3f}")  # fmt: skip
+    print("median log error against the burst / power-limited prediction (> 0: roofsim slower):")
+    for layout in LAYOUTS:
+        for dims in (2, 3):
+            got = [r for r in records if r["layout"] == layout and r["dims"] == dims]
+            if got:
+                burst = statistics.median(r["log_error"] for r in got)
+                held = statistics.median(r["log_error_steady"] for r in got)
+                print(f"  {layout:13s} {dims}D {burst:+.3f} / {held:+.3f}  n={len(got)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("dir", nargs="?", help="a microbench.py --out directory holding conv.csv")
+    ap.add_argument("--chip", default="h100-sxm", help="the chip preset the run was on")
+    ap.add_argument("--predict", action="store_true", help="roofsim's times for the grid")
+    args = ap.parse_args(argv)
+    try:
+        if args.predict:
+            predict(args.chip)
+            return 0
+        if not args.dir:
+            print("check_conv: give a microbench.py --out directory, or --predict",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        path = Path(args.dir) / "conv.csv"
+        if not path.is_file():
+            print(f"check_conv: {path} not found; run microbench.py --sections conv --out "
+                  f"{args.dir}", file=sys.stderr)  # fmt: skip
+            return 2
+        _report(check(path, args.chip))
+    except (ConfigError, ValueError, FileNotFoundError, PermissionError) as exc:
+        print(f"check_conv: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

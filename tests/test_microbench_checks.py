@@ -121,29 +121,76 @@ def test_sensitivity_stretches_expert_gemms_only_and_restores():
 CONV_HEADER = "device,date,shape,dims,layout,c_in,c_out,frames,height,width,time_s\n"
 
 
-def test_a_conv_row_costs_as_the_vae_lowering_costs_a_decoder_conv(tmp_path):
-    """A 3x3x3 conv of 128 channels over 17 x 480 x 848 voxels: the implicit GEMM alone in
-    channels-last, with cuDNN's NHWC transposes around it in NCHW (slower by their traffic)."""
-    from workloads.vae import conv_ops
+def test_a_conv_row_costs_as_the_vae_lowering_costs_that_conv(tmp_path):
+    """FLUX.1's decoder at 1024 px: the top level's first ResNet conv (3x3, 128 channels over
+    1024 x 1024) as lower_decoder builds it, in the pipeline's NCHW (cuDNN's NHWC transposes
+    around the implicit GEMM), is what a conv.csv row of that shape costs."""
+    from workloads.dit import load_dit
+    from workloads.vae import lower_decoder
 
-    rows = [f"gpu,d,hyv,3,{layout},128,128,17,480,848,0.01" for layout in ("nchw", "channels_last")]
+    vae = load_dit("flux-1-dev").vae
+    ops = lower_decoder(vae, 16, 1024, 1024, 1, 1.0, causal=False)
+    lowered = [op for op in ops if op.name.startswith("vae.l0.conv1")]
+    assert [op.name for op in lowered] == ["vae.l0.conv1_to_nhwc", "vae.l0.conv1",
+                                           "vae.l0.conv1_to_nchw"]  # fmt: skip
+    system = load_system("h100-sxm", 1)
+    expected = sum(c.time_s for c in cost_ops(lowered, system, steady=False))
+    rows = [
+        f"gpu,d,flux-l0,2,{layout},128,128,1,1024,1024,0.01" for layout in ("nchw", "channels_last")
+    ]
     (tmp_path / "conv.csv").write_text(CONV_HEADER + "\n".join(rows) + "\n")
     nchw, last = check_conv.check(tmp_path / "conv.csv", "h100-sxm")
-    b = Builder("bf16", 2.0, 2.0)
-    ops = conv_ops(b, b, "conv", 17 * 480 * 848, 128, 128, 27, "nhwc")
-    assert [op.kind.name for op in ops] == ["GEMM"] and ops[0].gemm.k == 27 * 128
-    (c,) = cost_ops(ops, load_system("h100-sxm", 1), steady=False)
-    assert last["burst_s"] == pytest.approx(c.time_s)
-    assert nchw["burst_s"] > last["burst_s"]
+    assert nchw["burst_s"] == pytest.approx(expected)
+    (gemm,) = cost_ops([lowered[1]], system, steady=False)
+    assert last["burst_s"] == pytest.approx(gemm.time_s)
+    assert last["burst_s"] < nchw["burst_s"]
     assert nchw["log_error"] == pytest.approx(math.log(nchw["burst_s"] / 0.01))
 
 
-def test_check_conv_errors_are_one_line(tmp_path, capsys):
+def test_conv_ops_pads_and_transposes_only_where_asked():
+    from workloads.ops import WorkloadError
+    from workloads.vae import conv_ops
+
+    b = Builder("bf16", 2.0, 2.0)
+    plain = conv_ops(b, b, "c", 1000.0, 64, 64, 27, layout="nhwc")
+    assert [op.name for op in plain] == ["c"]
+    padded = conv_ops(b, b, "c", 1000.0, 64, 64, 27, layout="nchw", pad=1.5)
+    assert [op.name for op in padded] == ["c_pad", "c_to_nhwc", "c", "c_to_nchw"]
+    # the transpose reads the padded copy: 1.5 x the input's 64 000 elements, 2 bytes each
+    assert sum(padded[1].bytes.values()) == pytest.approx(2 * 2 * 1.5 * 64_000)
+    with pytest.raises(WorkloadError, match="pad must be 0"):
+        conv_ops(b, b, "c", 1000.0, 64, 64, 27, layout="nchw", pad=0.5)
+    with pytest.raises(WorkloadError, match="layout"):
+        conv_ops(b, b, "c", 1000.0, 64, 64, 27, layout="ncdhw")
+
+
+@pytest.mark.parametrize(
+    ("row", "why"),
+    [
+        ("gpu,d,x,three,nchw,1,1,1,1,1,0.01", "line 2"),
+        ("gpu,d,x,7,nchw,1,1,1,1,1,0.01", "dims must be 2 or 3, got 7"),
+        ("gpu,d,x,2,nchw,0,1,1,1,1,0.01", "must be >= 1"),
+        ("gpu,d,x,2,nchw,1,1,1,1,1,0", "time_s must be a positive number"),
+        ("gpu,d,,2,nchw,1,1,1,1,1,0.01", "no shape"),
+    ],
+)
+def test_check_conv_refuses_a_bad_row_in_one_line(tmp_path, capsys, row, why):
+    (tmp_path / "conv.csv").write_text(CONV_HEADER + row + "\n")
+    assert check_conv.main([str(tmp_path)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith("check_conv: ") and why in err
+
+
+def test_check_conv_cli(tmp_path, capsys):
     assert check_conv.main([]) == 2
-    (tmp_path / "conv.csv").write_text(CONV_HEADER + "gpu,d,x,three,nchw\n")
+    assert check_conv.main([str(tmp_path)]) == 2  # no conv.csv there
+    (tmp_path / "conv.csv").write_text(
+        "device,date,shape,dims,layout,dtype,c_in,c_out,frames,height,width,time_s\n"
+        "cpu,d,x,2,nchw,fp32,1,1,1,1,1,0.01\n"
+    )
     assert check_conv.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "line 2" in err[1]
+    assert len(err) == 3 and "dtype must be bf16" in err[2]
     check_conv.predict("h100-sxm")
     (shapes,) = check_conv.read_constants("CONV_SHAPES")
     assert len(capsys.readouterr().out.splitlines()) == 1 + len(shapes)

@@ -161,6 +161,7 @@ def conv_ops(
     c_in: int,
     c_out: int,
     taps: int,
+    *,
     layout: str,
     pad: float = 0.0,
 ) -> list[Op]:
@@ -170,6 +171,10 @@ def conv_ops(
     (a read and a write of each); ``pad`` > 0: a causal conv's copy of its input with padding
     frames and pixels (``pad``: padded over unpadded elements) before it, which the transpose
     then reads."""
+    check_choice("conv", "layout", layout, ("nchw", "nhwc"))
+    if not (pad == 0.0 or pad >= 1.0):
+        raise WorkloadError(f"conv {name!r}: pad must be 0 (no pad copy) or >= 1 (padded over "
+                            f"unpadded elements), got {pad!r}")  # fmt: skip
     act = b.act_bytes
     out: list[Op] = []
     if pad:
@@ -269,7 +274,7 @@ def lower_decoder(
              k: int = 3) -> list[Op]:  # fmt: skip
         # the causal pad copies the input with its padding frames and pixels
         pad = padded(j) if kt == 3 else 0.0
-        out = conv_ops(b, bg, name, voxels(j), c_in, c_out, kt * k * k, vae.layout, pad)
+        out = conv_ops(b, bg, name, voxels(j), c_in, c_out, kt * k * k, layout=vae.layout, pad=pad)
         return [replace(op, count=op.count * count) for op in out]
 
     def elementwise(name: str, j: int, c: int, passes: int, flops: int, count: int) -> Op:

@@ -7,7 +7,8 @@ Each row of ``DIR/conv.csv`` (``microbench.py --sections conv``: one bf16 3x3 or
 convolution, batch 1, zero padding inside the conv) is costed as the VAE lowering costs a
 decoder convolution (``workloads.vae.conv_ops``: an implicit GEMM reading its input once, and
 for the NCHW layout cuDNN's transposes to NHWC and back; channels-last rows skip them), on one
-chip at its burst clock and at its power-limited one. Prints measured and predicted times and
+chip at its burst clock and at its power-limited one (pass ``--chip`` the chip the run was on:
+the ``device`` column names it). Prints measured and predicted times and
 the log error (> 0: roofsim slower) per row and its median per layout and dimensionality.
 roofsim's VAE decodes run 1.9-3.5x faster than the published decode stages
 (``benchmarks/vae_decode.py``); this says whether the convolutions are where. Nothing is fitted
@@ -40,7 +41,7 @@ LAYOUTS = {"nchw": "nchw", "channels_last": "nhwc"}  # microbench's name -> the 
 def conv(dims: int, c_in: int, c_out: int, voxels: float, layout: str) -> list[Op]:
     """One bf16 convolution of ``voxels`` output positions, as the VAE lowering builds it."""
     b = Builder("bf16", 2.0, 2.0)
-    return conv_ops(b, b, "conv", voxels, c_in, c_out, 3**dims, LAYOUTS[layout])
+    return conv_ops(b, b, "conv", voxels, c_in, c_out, 3**dims, layout=LAYOUTS[layout])
 
 
 def costed(ops: list[Op], system: System) -> tuple[float, float]:
@@ -50,6 +51,27 @@ def costed(ops: list[Op], system: System) -> tuple[float, float]:
     return burst, held
 
 
+def _parse(row: dict[str, str]) -> tuple[int, int, int, int, str, float]:
+    """(dims, voxels, c_in, c_out, layout, measured seconds) of a ``conv.csv`` row, checked."""
+    if not row.get("shape"):
+        raise ValueError("no shape: not a conv.csv row")
+    if row.get("dtype", "bf16") != "bf16":
+        raise ValueError(f"dtype must be bf16 (the GPU run's), got {row['dtype']!r}")
+    dims = int(row["dims"])
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims}")
+    sizes = [int(row[k]) for k in ("c_in", "c_out", "frames", "height", "width")]
+    if min(sizes) < 1:
+        raise ValueError(f"c_in, c_out, frames, height, width must be >= 1, got {sizes}")
+    if row["layout"] not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {row['layout']!r}")
+    measured = float(row["time_s"])
+    if not 0.0 < measured < math.inf:
+        raise ValueError(f"time_s must be a positive number of seconds, got {row['time_s']!r}")
+    c_in, c_out, frames, height, width = sizes
+    return dims, frames * height * width, c_in, c_out, row["layout"], measured
+
+
 def check(path: Path, chip: str) -> list[dict]:
     """One record per row: measured and predicted seconds and log errors."""
     system = load_system(chip, 1)
@@ -57,15 +79,14 @@ def check(path: Path, chip: str) -> list[dict]:
     with open(path) as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             try:
-                dims = int(row["dims"])
-                voxels = int(row["frames"]) * int(row["height"]) * int(row["width"])
-                ops = conv(dims, int(row["c_in"]), int(row["c_out"]), voxels, row["layout"])
-                measured = float(row["time_s"])
+                op_row = _parse(row)
             except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path} line {line}: not a conv.csv row ({exc!r})") from None
+                raise ValueError(f"{path} line {line}: {exc}") from None
+            dims, voxels, c_in, c_out, layout, measured = op_row
+            ops = conv(dims, c_in, c_out, voxels, layout)
             burst, held = costed(ops, system)
             out.append({
-                "shape": row["shape"], "dims": dims, "layout": row["layout"],
+                "shape": row["shape"], "dims": dims, "layout": layout,
                 "measured_s": measured, "burst_s": burst, "steady_s": held,
                 "log_error": math.log(burst / measured),
                 "log_error_steady": math.log(held / measured),

@@ -1,6 +1,7 @@
-"""The point grids microbench.py defines (``MOE_SHAPES``, ``CONV_SHAPES``, ...), read from its
-source as literals: that script needs PyTorch, the scripts that check its results against
-roofsim do not."""
+"""The point grids microbench.py defines, read from its source as literals.
+
+``MOE_SHAPES``, ``CONV_SHAPES`` and the like: microbench.py needs PyTorch, the scripts that check
+its results against roofsim do not."""
 
 from __future__ import annotations
 
@@ -19,4 +20,7 @@ def read_constants(*names: str) -> tuple[Any, ...]:
             name = getattr(node.targets[0], "id", "")
             if name in names:
                 found[name] = ast.literal_eval(node.value)
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ValueError(f"{MICROBENCH} defines no {', '.join(missing)} (a module-level literal)")
     return tuple(found[n] for n in names)

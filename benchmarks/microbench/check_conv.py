@@ -17,19 +17,17 @@ here. ``--predict`` prints both predictions for the section's grid before any ru
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
-import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from microbench_grid import read_constants  # noqa: E402
+from microbench_grid import LEGEND, check_cli, print_medians, read_constants  # noqa: E402
 
-from hardware import ConfigError, System, load_system  # noqa: E402
+from hardware import System, load_system  # noqa: E402
 from sim.cost.roofline import cost_ops  # noqa: E402
 from workloads.build import Builder  # noqa: E402
 from workloads.ops import Op  # noqa: E402
@@ -108,47 +106,22 @@ def predict(chip: str) -> None:
 
 
 def _report(records: list[dict]) -> None:
-    print("us; err: log of roofsim / measured at the burst clock, st: at the power-limited one")
+    print(LEGEND)
     print(f"{'shape':28s} {'layout':13s} {'measured':>10s} {'burst':>10s} {'steady':>10s} "
           f"{'err':>7s} {'err st':>7s}")  # fmt: skip
     for r in records:
         print(f"{r['shape'][:28]:28s} {r['layout']:13s} {r['measured_s'] * 1e6:10.1f} "
               f"{r['burst_s'] * 1e6:10.1f} {r['steady_s'] * 1e6:10.1f} {r['log_error']:+7.3f} "
               f"{r['log_error_steady']:+7.3f}")  # fmt: skip
-    print("median log error against the burst / power-limited prediction (> 0: roofsim slower):")
-    for layout in LAYOUTS:
-        for dims in (2, 3):
-            got = [r for r in records if r["layout"] == layout and r["dims"] == dims]
-            if got:
-                burst = statistics.median(r["log_error"] for r in got)
-                held = statistics.median(r["log_error_steady"] for r in got)
-                print(f"  {layout:13s} {dims}D {burst:+.3f} / {held:+.3f}  n={len(got)}")
+    print_medians([(f"{layout:13s} {dims}D", [r for r in records
+                                               if r["layout"] == layout and r["dims"] == dims])
+                   for layout in LAYOUTS for dims in (2, 3)])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dir", nargs="?", help="a microbench.py --out directory holding conv.csv")
-    ap.add_argument("--chip", default="h100-sxm", help="the chip preset the run was on")
-    ap.add_argument("--predict", action="store_true", help="roofsim's times for the grid")
-    args = ap.parse_args(argv)
-    try:
-        if args.predict:
-            predict(args.chip)
-            return 0
-        if not args.dir:
-            print("check_conv: give a microbench.py --out directory, or --predict",
-                  file=sys.stderr)  # fmt: skip
-            return 2
-        path = Path(args.dir) / "conv.csv"
-        if not path.is_file():
-            print(f"check_conv: {path} not found; run microbench.py --sections conv --out "
-                  f"{args.dir}", file=sys.stderr)  # fmt: skip
-            return 2
-        _report(check(path, args.chip))
-    except (ConfigError, ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"check_conv: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return check_cli(argv, tool="check_conv", section="conv",
+                     description=__doc__.split("\n")[0], predict=predict, check=check,
+                     report=_report)  # fmt: skip
 
 
 if __name__ == "__main__":

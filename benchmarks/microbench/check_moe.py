@@ -20,19 +20,17 @@ run: what a measurement is then held to.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
-import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from microbench_grid import read_constants  # noqa: E402
+from microbench_grid import LEGEND, check_cli, print_medians, read_constants  # noqa: E402
 
-from hardware import ConfigError, System, load_system  # noqa: E402
+from hardware import System, load_system  # noqa: E402
 from sim.cost.roofline import cost_ops  # noqa: E402
 from workloads.build import Builder, routed  # noqa: E402
 from workloads.ops import Op  # noqa: E402
@@ -112,47 +110,23 @@ def predict(chip: str) -> None:
 
 
 def _report(records: list[dict]) -> None:
-    print("us; err: log of roofsim / measured at the burst clock, st: at the power-limited one")
+    print(LEGEND)
     print(f"{'layout':8s} {'shape':22s} {'m':>7s} {'measured':>9s} {'burst':>9s} {'steady':>9s} "
           f"{'err':>7s} {'err st':>7s} {'MHz':>5s}  regime")  # fmt: skip
     for r in records:
         print(f"{r['layout']:8s} {r['shape'][:22]:22s} {r['m']:7.1f} {r['measured_s'] * 1e6:9.2f} "
               f"{r['burst_s'] * 1e6:9.2f} {r['steady_s'] * 1e6:9.2f} {r['log_error']:+7.3f} "
               f"{r['log_error_steady']:+7.3f} {r['clock_mhz']:>5s}  {r['regime']}")  # fmt: skip
-    print("median log error against the burst / power-limited prediction (> 0: roofsim slower):")
-    for layout in sorted({r["layout"] for r in records}):
-        for name in REGIMES:
-            got = [r for r in records if r["layout"] == layout and r["regime"] == name]
-            if got:
-                burst = statistics.median(r["log_error"] for r in got)
-                held = statistics.median(r["log_error_steady"] for r in got)
-                print(f"  {layout:8s} {name:8s} {burst:+.3f} / {held:+.3f}  n={len(got):3d}")
+    layouts = sorted({r["layout"] for r in records})
+    print_medians([(f"{layout:8s} {name:8s}", [r for r in records
+                                               if r["layout"] == layout and r["regime"] == name])
+                   for layout in layouts for name in REGIMES])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dir", nargs="?", help="a microbench.py --out directory holding moe.csv")
-    ap.add_argument("--chip", default="h100-sxm", help="the chip preset the run was on")
-    ap.add_argument("--predict", action="store_true", help="roofsim's times for the grid")
-    args = ap.parse_args(argv)
-    try:
-        if args.predict:
-            predict(args.chip)
-            return 0
-        if not args.dir:
-            print("check_moe: give a microbench.py --out directory, or --predict",
-                  file=sys.stderr)  # fmt: skip
-            return 2
-        path = Path(args.dir) / "moe.csv"
-        if not path.is_file():
-            print(f"check_moe: {path} not found; run microbench.py --sections moe --out "
-                  f"{args.dir}", file=sys.stderr)  # fmt: skip
-            return 2
-        _report(check(path, args.chip))
-    except (ConfigError, ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"check_moe: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return check_cli(argv, tool="check_moe", section="moe",
+                     description=__doc__.split("\n")[0], predict=predict, check=check,
+                     report=_report)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,15 +1,19 @@
-"""The point grids microbench.py defines, read from its source as literals.
-
-``MOE_SHAPES``, ``CONV_SHAPES`` and the like: microbench.py needs PyTorch, the scripts that check
-its results against roofsim do not."""
+"""What the scripts that check microbench.py's results share: its point grids, read from its
+source as literals (``MOE_SHAPES``, ``CONV_SHAPES``: microbench.py needs PyTorch, the checks do
+not), and their command line."""
 
 from __future__ import annotations
 
+import argparse
 import ast
+import statistics
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 MICROBENCH = Path(__file__).resolve().parent / "microbench.py"
+LEGEND = "us; err: log of roofsim / measured at the burst clock, st: at the power-limited one"
 
 
 def read_constants(*names: str) -> tuple[Any, ...]:
@@ -24,3 +28,52 @@ def read_constants(*names: str) -> tuple[Any, ...]:
     if missing:
         raise ValueError(f"{MICROBENCH} defines no {', '.join(missing)} (a module-level literal)")
     return tuple(found[n] for n in names)
+
+
+def check_cli(
+    argv: list[str] | None,
+    *,
+    tool: str,
+    section: str,
+    description: str,
+    predict: Callable[[str], None],
+    check: Callable[[Path, str], list[dict]],
+    report: Callable[[list[dict]], None],
+) -> int:
+    """A check script's command line: ``DIR`` (a microbench.py --out directory holding
+    ``<section>.csv``) or ``--predict``, with ``--chip``; every error one line, exit code 2."""
+    from hardware import ConfigError  # the caller put the repository on sys.path
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("dir", nargs="?", help=f"a microbench.py --out directory holding {section}.csv")
+    ap.add_argument("--chip", default="h100-sxm", help="the chip preset the run was on")
+    ap.add_argument("--predict", action="store_true", help="roofsim's times for the grid")
+    args = ap.parse_args(argv)
+    try:
+        if args.predict:
+            predict(args.chip)
+            return 0
+        if not args.dir:
+            print(f"{tool}: give a microbench.py --out directory, or --predict", file=sys.stderr)
+            return 2
+        path = Path(args.dir) / f"{section}.csv"
+        if not path.is_file():
+            print(f"{tool}: {path} not found; run microbench.py --sections {section} --out "
+                  f"{args.dir}", file=sys.stderr)  # fmt: skip
+            return 2
+        report(check(path, args.chip))
+    except (ConfigError, ValueError, FileNotFoundError, PermissionError) as exc:
+        print(f"{tool}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def print_medians(groups: list[tuple[str, list[dict]]]) -> None:
+    """Each labelled group's median log error against the burst and the power-limited
+    prediction (records' ``log_error`` and ``log_error_steady``); empty groups are left out."""
+    print("median log error against the burst / power-limited prediction (> 0: roofsim slower):")
+    for label, got in groups:
+        if got:
+            burst = statistics.median(r["log_error"] for r in got)
+            held = statistics.median(r["log_error_steady"] for r in got)
+            print(f"  {label} {burst:+.3f} / {held:+.3f}  n={len(got):3d}")

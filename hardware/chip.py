@@ -204,6 +204,10 @@ class Chip:
     ``attention_bwd_fraction`` is the tensor rate over peak of the fused attention backward kernel
     (dQ, dK, dV: five matmuls per score tile, dQ accumulated in fp32), as a backward microbenchmark
     measures it; None where none was measured (the backward then runs at the forward's rate).
+    A backward keeps that share of its own kernel's forward rate (``attention_rate``): a kernel
+    whose forward runs below the sustained rate (FlashAttention-2's mma.sync on Hopper) loses the
+    same share again in its backward, as measured (FA2 on H100, 370 forward and 322 backward
+    TFLOP/s at head dim 128 and seq 16k: 0.87; FA3 648 and 561: 0.87; Shah et al. 2024).
     ``split_accumulate_fraction`` is the rate of an fp8 matmul whose fp32 partial sums are
     promoted out of the tensor core every few MMAs (cuBLAS without CUBLASLT_MATMUL_DESC_FAST_ACCUM,
     Transformer Engine's default for the dgrad and wgrad GEMMs) over the fast-accumulating one;
@@ -391,15 +395,17 @@ class Chip:
     def attention_rate(self, dtype: str, kernel: str = "native", backward: bool = False) -> float:
         """Matmul FLOP/s inside an attention kernel: ``sustained``, capped for "fa2" and "triton"
         kernels where the chip's warp-level MMA path is slower (``mma_sync_fraction``) and for the
-        backward kernel where one was measured (``attention_bwd_fraction``); the vector rate
-        for "mmha", which runs its dot products on the CUDA cores."""
+        backward kernel where one was measured (``attention_bwd_fraction``: the backward keeps
+        its share of the sustained rate of whatever rate its kernel's forward reaches); the
+        vector rate for "mmha", which runs its dot products on the CUDA cores."""
         if kernel == "mmha":  # dot products as FMAs on the CUDA cores (vector units)
             return self.vector_flops_per_s
-        rate = self.sustained(dtype)
+        sustained = self.sustained(dtype)
+        rate = sustained
         if kernel in ("fa2", "triton") and self.mma_sync_fraction is not None:
             rate = min(rate, self.peak(dtype) * self.mma_sync_fraction)
         if backward and self.attention_bwd_fraction is not None:
-            rate = min(rate, self.peak(dtype) * self.attention_bwd_fraction)
+            rate *= min(1.0, self.peak(dtype) * self.attention_bwd_fraction / sustained)
         return rate
 
     @property

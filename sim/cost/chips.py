@@ -230,15 +230,17 @@ class ChipArrays:
 
     def attention_rate(self, dtype: str, kernel: str, backward: bool = False) -> np.ndarray:
         """``Chip.attention_rate``: sustained, capped by the warp-level MMA path for "fa2" and
-        "triton" (Triton's 16-row dots are too short for Hopper's warpgroup MMA) and by the
-        measured backward kernel rate for the backward."""
+        "triton" (Triton's 16-row dots are too short for Hopper's warpgroup MMA), and for the
+        backward by the measured backward kernel's share of the sustained rate."""
         if kernel == "mmha":
             return self.values["vector_flops_per_s"]
-        rate = self.sustained(dtype)
+        sustained = self.sustained(dtype)
+        rate = sustained
         if kernel in ("fa2", "triton") and self.structure.has_mma_sync:
             rate = np.minimum(rate, self.peak(dtype) * self.values["mma_sync_fraction"])
         if backward and self.structure.has_attention_bwd:
-            rate = np.minimum(rate, self.peak(dtype) * self.values["attention_bwd_fraction"])
+            share = self.peak(dtype) * self.values["attention_bwd_fraction"] / sustained
+            rate = rate * np.minimum(1.0, share)
         return rate
 
     def level(self, i: int, name: str) -> np.ndarray:

@@ -646,7 +646,11 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # (pairs / q_len + (pb - 1) / 2 over the blocks); a sliding window's its band
     causal_span = np.minimum(touched, pairs / q_len + (pb - 1) / 2)
     band = np.where(windowed, spans / blocks_q, np.where(causal > 0, causal_span, touched))
-    score_elems = heads * q_blocks * br * np.where(windowed, band, pairs / q_len)
+    # a causal query block computes its diagonal key tiles whole, their masked half too
+    # (FlashAttention-2's n_block_max = ceil((m_block + 1) kBlockM / kBlockN) key blocks,
+    # flash_fwd_kernel.h; FA3 the same): (pb - 1) / 2 keys a row more than its useful ones
+    # on average (``causal_span``)
+    score_elems = heads * q_blocks * br * band
     # the 3D Triton kernel computes a window's masked keys too, all but the window's from the
     # null block (through L2)
     unpruned = three_d & windowed
@@ -675,7 +679,7 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # (a sliding window's longest block spans its band)
     longest = np.where(windowed,
                        np.minimum(full_band, first + (blocks_q - 1) * pb) / np.maximum(band, 1e-30),
-                       np.where(causal > 0, kv_len / np.maximum(pairs / q_len, 1e-30), 1.0))  # fmt: skip
+                       np.where(causal > 0, kv_len / np.maximum(causal_span, 1e-30), 1.0))  # fmt: skip
     avg = compute / waves
     compute = np.maximum(compute, avg * longest)
     # FlashAttention-2's forward launches its blocks in order (grid = query block x batch x head,

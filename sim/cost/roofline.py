@@ -118,7 +118,8 @@ class OpCost:
     binding_level: str = ""  # the memory level that binds, when bound == memory
     main_bytes: float = 0.0  # traffic to/from main memory
     tile: tuple[int, int] | None = None
-    tile_efficiency: float = 1.0  # useful / executed FLOPs after tile and wave padding
+    tile_efficiency: float = 1.0  # useful / executed FLOPs after tile and wave padding (and
+    # attention's masked key tiles: a causal diagonal's, a sliding window's)
     energy_j: float = 0.0  # dynamic energy (FLOPs and bytes moved; idle power not included)
     clock: float = 1.0  # clock over the burst clock: < 1 where the power limit held it down
 
@@ -573,6 +574,10 @@ def softmax_s(backward: Any, vector_rate: Any, exp_rate: Any | None) -> Any:
 _TRITON_TILE = 32.0
 _TRITON_DECODE_TILE = 16.0
 _TRITON_SEGMENTS = 16.0
+#: FlashAttention-2's and -3's query block, kBlockM (FA2 Flash_fwd_kernel_traits at head dims
+#: up to 128, csrc/flash_attn/src/flash_fwd_launch_template.h; FA3 hopper/tile_size.h: 128 rows
+#: for head dims 64 to 256 forward): what a causal diagonal tile computes whole
+_FLASH_BLOCK_M = 128.0
 
 
 def _attention_kernel(a: Attention, st: Any) -> str:
@@ -648,9 +653,13 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     band = np.where(windowed, spans / blocks_q, np.where(causal > 0, causal_span, touched))
     # a causal query block computes its diagonal key tiles whole, their masked half too
     # (FlashAttention-2's n_block_max = ceil((m_block + 1) kBlockM / kBlockN) key blocks,
-    # flash_fwd_kernel.h; FA3 the same): (pb - 1) / 2 keys a row more than its useful ones
-    # on average (``causal_span``)
-    score_elems = heads * q_blocks * br * band
+    # flash_fwd_kernel.h; FA3 the same): (kBlockM - 1) / 2 keys a row more than its useful
+    # ones on average, in the kernels' own 128-row query blocks (_FLASH_BLOCK_M); a Triton
+    # program's block_q positions round up to whole 32-key tiles
+    diagonal = np.where(triton, (block_q - 1) / 2 + np.maximum(_TRITON_TILE - block_q, 0) / 2,
+                        (np.minimum(_FLASH_BLOCK_M, q_len) - 1) / 2)  # fmt: skip
+    computed = np.minimum(touched, pairs / q_len + np.where(q_len > 1, diagonal, 0.0))
+    score_elems = heads * q_blocks * br * np.where(windowed | (causal <= 0), band, computed)
     # the 3D Triton kernel computes a window's masked keys too, all but the window's from the
     # null block (through L2)
     unpruned = three_d & windowed
@@ -679,7 +688,7 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # (a sliding window's longest block spans its band)
     longest = np.where(windowed,
                        np.minimum(full_band, first + (blocks_q - 1) * pb) / np.maximum(band, 1e-30),
-                       np.where(causal > 0, kv_len / np.maximum(causal_span, 1e-30), 1.0))  # fmt: skip
+                       np.where(causal > 0, kv_len / np.maximum(computed, 1e-30), 1.0))  # fmt: skip
     avg = compute / waves
     compute = np.maximum(compute, avg * longest)
     # FlashAttention-2's forward launches its blocks in order (grid = query block x batch x head,

@@ -1,6 +1,7 @@
 """The scripts that hold roofsim against microbench.py's results: check_moe.py costs grouped-GEMM
 rows as the MoE lowering costs expert GEMMs, check_conv.py convolution rows as the VAE lowering
-costs decoder convolutions; benchmarks/moe_sensitivity.py stretches only the expert GEMMs."""
+costs decoder convolutions, check_steady.py a sustained FlashAttention-2 run as the attention
+lowering costs it; benchmarks/moe_sensitivity.py stretches only the expert GEMMs."""
 
 import importlib.util
 import math
@@ -194,3 +195,43 @@ def test_check_conv_cli(tmp_path, capsys):
     check_conv.predict("h100-sxm")
     (shapes,) = check_conv.read_constants("CONV_SHAPES")
     assert len(capsys.readouterr().out.splitlines()) == 1 + len(shapes)
+
+
+check_steady = _load("check_steady", "benchmarks/microbench/check_steady.py")
+STEADY = ("device,date,kernel,batch,heads,seq,head_dim,causal,t_s,tflops,clocks_sm_mhz,"
+          "clocks_max_sm_mhz,power_draw_w,power_limit_w,temperature_c,clocks_event_reasons\n")  # fmt: skip
+
+
+def _steady(tmp_path: Path, rates: dict[bool, list[float]], shape=(4, 32, 16384, 128)) -> Path:
+    b, h, s, d = shape
+    lines = [f"H100,2026-12-06,sdpa_flash,{b},{h},{s},{d},{causal},{i + 1}.0,{r},"
+             f"{1980 - 40 * i},1980,{600 + 10 * i},700,60,0x0\n"
+             for causal, got in rates.items() for i, r in enumerate(got)]  # fmt: skip
+    path = tmp_path / "steady.csv"
+    path.write_text(STEADY + "".join(lines))
+    return path
+
+
+def test_steady_rows_hold_the_first_second_and_the_late_half_against_roofsims_fa2(tmp_path):
+    # the first second against the burst prediction, the second half's median against the
+    # power-limited one, each from the same FA2 op roofsim's lowering costs
+    path = _steady(tmp_path, {False: [365.0, 360.0, 340.0, 330.0], True: [350.0, 345.0]})
+    records = {r["causal"]: r for r in check_steady.check(path, "h100-sxm")}
+    burst, held = check_steady.rates((4, 32, 16384, 128), False, load_system("h100-sxm", 1))
+    full = records[False]
+    assert (full["first"], full["steady"]) == (365.0, 335.0)
+    assert full["log_error"] == pytest.approx(math.log(365.0 / burst))
+    assert full["log_error_steady"] == pytest.approx(math.log(335.0 / held))
+    assert full["mhz"] == pytest.approx((1900 + 1860) / 2)
+    # the causal FLOPs are halved, so its predicted rate stays close to the full one's
+    assert records[True]["burst_pred"] == pytest.approx(burst, rel=0.1)
+
+
+def test_check_steady_refuses_a_bad_row_in_one_line(tmp_path, capsys):
+    path = _steady(tmp_path, {False: [365.0, 360.0]})
+    path.write_text(path.read_text().replace("sdpa_flash", "math", 1))
+    assert check_steady.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "kernel must be sdpa_flash" in err
+    assert check_steady.main([str(tmp_path / "nowhere")]) == 2
+    assert "steady.csv not found" in capsys.readouterr().err

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The prepared device check for a session lent a GPU (about 5 minutes on an H100): the moe and
-# conv sections of microbench.py (grouped MoE GEMMs and VAE convolutions, the two kernel-level
-# gaps in benchmarks/research/moe-expert-gemm-sensitivity-2026-12-05.md and
-# vae-conv-microbench-2026-12-05.md), then roofsim's checks of them against the
-# pre-registered predictions. Everything lands in OUT; the checks need roofsim's dependencies
-# (numpy, scipy) and are skipped, not fatal, where the machine lacks them: run them here then.
+# The prepared device check for a session lent a GPU (about 6 minutes on an H100): the moe,
+# conv and steady sections of microbench.py (grouped MoE GEMMs, VAE convolutions and a sustained
+# FlashAttention-2 run: the kernel-level gaps in
+# benchmarks/research/moe-expert-gemm-sensitivity-2026-12-05.md,
+# vae-conv-microbench-2026-12-05.md and fa2-rate-absorber-2026-12-06.md), then roofsim's checks
+# of them against the pre-registered predictions. Everything lands in OUT; the checks need
+# roofsim's dependencies (numpy, scipy) and are skipped, not fatal, where the machine lacks
+# them: run them here then.
 #
 #   bash benchmarks/microbench/device_check.sh OUT [CHIP]       # CHIP: the preset, h100-sxm
 #   PYTHON=... EXTRA="--quick --device cpu" bash ...            # a logic test without a GPU
@@ -16,9 +18,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 # shellcheck disable=SC2086  # EXTRA is a list of flags
-timeout 420 "$py" "$here/microbench.py" --out "$out" --sections env,moe,conv --budget-s 380 \
+timeout 460 "$py" "$here/microbench.py" --out "$out" --sections env,moe,conv,steady --budget-s 420 \
     ${EXTRA:-} 2>&1 | tee "$out/run.log"
-for check in check_moe check_conv; do
+for check in check_moe check_conv check_steady; do
     "$py" "$here/$check.py" "$out" --chip "$chip" > "$out/$check.txt" 2>&1 \
         || echo "device_check: $check did not run here ($(tail -n 1 "$out/$check.txt"))"
     tail -n 12 "$out/$check.txt"

@@ -3,7 +3,7 @@
 
 Usage:
     python benchmarks/microbench/microbench.py --out DIR [--quick] [--device cuda|cpu]
-        [--sections env,gemm,membw,launch,attention,llm (default; moe, conv only when named)]
+        [--sections env,gemm,membw,launch,attention,llm (default; moe, conv, steady only when named)]
         [--budget-s 520]
 
 Writes into DIR (each CSV with a header row, flushed after every point so a
@@ -17,6 +17,7 @@ killed run still leaves its partial results):
     launch.csv     per-kernel fixed cost: eager issue rate, GPU back-to-back, CUDA graph
     attention.csv  flash SDPA prefill and decode (GQA) times
     llm.csv        end-to-end Llama-style decoder (random weights) decode/prefill step times
+    steady.csv     FlashAttention-2 run back to back for seconds, with clock and power (opt-in)
 
 Never changes any GPU setting; only reads nvidia-smi.
 
@@ -276,6 +277,57 @@ class Smi:
             return "error: %r" % (e,)
 
 
+def _sustain(bench, fn, flop, seconds, sample, per_chunk=20):
+    """Run ``fn`` back to back for ``seconds`` in chunks of ``per_chunk`` calls timed by CUDA
+    events (host clock on CPU), while a thread calls ``sample(tflops)`` every second with the
+    TFLOP/s of the chunks finished since the last sample (None before the first). Returns the
+    chunks as (host end time, calls, seconds)."""
+    chunks = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def sampler():
+        last_i = 0
+        while not stop.is_set():
+            time.sleep(1.0)
+            if stop.is_set():
+                break
+            with lock:
+                cur = chunks[last_i:]
+                last_i = len(chunks)
+            tfl = None
+            if cur:
+                nn = sum(x[1] for x in cur)
+                ss = sum(x[2] for x in cur)
+                tfl = flop * nn / ss / 1e12 if ss > 0 else None
+            sample(tfl)
+
+    th = threading.Thread(target=sampler, daemon=True)
+    th.start()
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        if bench.cuda:
+            e0 = torch.cuda.Event(enable_timing=True)
+            e1 = torch.cuda.Event(enable_timing=True)
+            e0.record()
+            for _ in range(per_chunk):
+                fn()
+            e1.record()
+            e1.synchronize()
+            dt = e0.elapsed_time(e1) * 1e-3
+        else:
+            h0 = time.perf_counter()
+            for _ in range(per_chunk):
+                fn()
+            dt = time.perf_counter() - h0
+        with lock:
+            chunks.append((time.perf_counter(), per_chunk, dt))
+    stop.set()
+    th.join(timeout=15)
+    bench.sync()
+    return chunks
+
+
 # --------------------------------------------------------------------------- sections
 def section_env(ctx):
     dev, bench, out = ctx["device"], ctx["bench"], ctx["out"]
@@ -335,53 +387,14 @@ def section_env(ctx):
     b = randn((nmat, nmat), dtype, dev)
     c = torch.empty((nmat, nmat), dtype=dtype, device=dev)
     flop = 2.0 * nmat**3
-    chunks = []  # (t_end_host, n, seconds)
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def sampler():
-        last_i = 0
-        while not stop.is_set():
-            time.sleep(1.0)
-            if stop.is_set():
-                break
-            with lock:
-                cur = chunks[last_i:]
-                last_i = len(chunks)
-            tfl = None
-            if cur:
-                nn = sum(x[1] for x in cur)
-                ss = sum(x[2] for x in cur)
-                tfl = flop * nn / ss / 1e12 if ss > 0 else None
-            take("load", tfl)
-
     for _ in range(3):
         torch.mm(a, b, out=c)
     bench.sync()
-    th = threading.Thread(target=sampler, daemon=True)
-    th.start()
-    t0 = time.perf_counter()
-    per_chunk = 20
-    while time.perf_counter() - t0 < load_s:
-        if bench.cuda:
-            e0 = torch.cuda.Event(enable_timing=True)
-            e1 = torch.cuda.Event(enable_timing=True)
-            e0.record()
-            for _ in range(per_chunk):
-                torch.mm(a, b, out=c)
-            e1.record()
-            e1.synchronize()
-            dt = e0.elapsed_time(e1) * 1e-3
-        else:
-            h0 = time.perf_counter()
-            for _ in range(per_chunk):
-                torch.mm(a, b, out=c)
-            dt = time.perf_counter() - h0
-        with lock:
-            chunks.append((time.perf_counter(), per_chunk, dt))
-    stop.set()
-    th.join(timeout=15)
-    bench.sync()
+
+    def mm():
+        torch.mm(a, b, out=c)
+
+    chunks = _sustain(bench, mm, flop, load_s, lambda t: take("load", t))
     for _ in range(2):
         take("after")
         time.sleep(1.0)
@@ -423,7 +436,7 @@ def section_env(ctx):
         }
         for ph in ("idle", "load", "after")
     }
-    del a, b, c
+    a = b = c = None  # free the matmul buffers (the closure mm holds names, not tensors)
     cleanup(dev)
     ctx["env"] = env
     write_env(ctx)
@@ -1735,9 +1748,61 @@ def summarize(out):
     return h
 
 
+def section_steady(ctx):
+    """FlashAttention-2 (SDPA's flash backend) run back to back for seconds, non-causal and
+    causal, with nvidia-smi's clock and power each second: whether the isolated kernel rate
+    (attention.csv, a burst) holds once the chip has run long enough for its power limit to
+    act (benchmarks/research/fa2-rate-absorber-2026-12-06.md)."""
+    dev, bench, out = ctx["device"], ctx["bench"], ctx["out"]
+    cpu = dev.type != "cuda"
+    dt = torch.bfloat16 if not cpu else torch.float32
+    b, h, sq, d = (1, 2, 256, 64) if cpu or ctx["quick"] else (4, 32, 16384, 128)
+    seconds = 2.0 if ctx["quick"] else 12.0
+    cols = ["kernel", "batch", "heads", "seq", "head_dim", "causal", "t_s", "tflops",
+            "clocks_sm_mhz", "clocks_max_sm_mhz", "power_draw_w", "power_limit_w",
+            "temperature_c", "clocks_event_reasons"]  # fmt: skip
+    csv = CSVOut(os.path.join(out, "steady.csv"), cols, ctx["dname"], ctx["date"])
+    smi = Smi()
+    keymap = {"clocks.sm": "clocks_sm_mhz", "clocks.max.sm": "clocks_max_sm_mhz",
+              "power.draw": "power_draw_w", "power.limit": "power_limit_w",
+              "temperature.gpu": "temperature_c",
+              "clocks_event_reasons.active": "clocks_event_reasons"}  # fmt: skip
+    q, k, v = (randn((b, h, sq, d), dt, dev) for _ in range(3))
+    t_start = time.perf_counter()
+    try:
+        with torch.inference_mode(), sdpa_ctx(dev):
+            for causal in (False, True):
+                if time.perf_counter() > ctx["section_deadline"]():
+                    log("steady: section deadline reached")
+                    break
+                flop = 4.0 * b * h * sq * sq * d / (2 if causal else 1)
+
+                def fn(causal=causal):
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+                def sample(tfl, causal=causal):
+                    got = smi.sample() or {}
+                    row = {keymap[x]: val for x, val in got.items() if x in keymap}
+                    csv.row(kernel="sdpa_flash", batch=b, heads=h, seq=sq, head_dim=d,
+                            causal=causal, t_s=round(time.perf_counter() - t_start, 3),
+                            tflops=tfl, **row)  # fmt: skip
+                    log("steady causal=%d %s TFLOP/s, %s MHz, %s W"
+                        % (causal, "-" if tfl is None else "%.1f" % tfl,
+                           row.get("clocks_sm_mhz"), row.get("power_draw_w")))  # fmt: skip
+
+                for _ in range(3):
+                    fn()
+                bench.sync()
+                _sustain(bench, fn, flop, seconds, sample, per_chunk=5)
+    finally:
+        csv.close()
+        q = k = v = None
+        cleanup(dev)
+
+
 # --------------------------------------------------------------------------- main
 # run only when named: a full run keeps its budget for the sections it always had
-OPT_IN = ("moe", "conv")
+OPT_IN = ("moe", "conv", "steady")
 SECTIONS = [
     ("env", section_env, 40),
     ("gemm", section_gemm, 150),
@@ -1747,6 +1812,7 @@ SECTIONS = [
     ("launch", section_launch, 20),
     ("attention", section_attention, 60),
     ("llm", section_llm, 150),
+    ("steady", section_steady, 40),
 ]
 
 

@@ -1,0 +1,134 @@
+"""Hold roofsim's FlashAttention-2 rate against a microbenchmark run's ``steady.csv``.
+
+    python benchmarks/microbench/check_steady.py DIR [--chip h100-sxm]
+    python benchmarks/microbench/check_steady.py --predict [--chip h100-sxm]
+
+``microbench.py --sections steady`` runs PyTorch SDPA's flash backend (FlashAttention-2) back
+to back for seconds, non-causal then causal, and samples nvidia-smi's SM clock and power once
+a second with the TFLOP/s of the calls finished since the last sample. This script costs the
+same attention op as roofsim's lowering does (kernel ``fa2``), at the burst clock and at the
+power-limited one, and prints, for each mask: the first second's rate against the burst
+prediction, the median of the second half's samples against the power-limited one, and the
+clock and power the chip held. The question it answers
+(``benchmarks/research/fa2-rate-absorber-2026-12-06.md``): FA2 measured alone runs at 0.472 of
+the H100's peak (``attention.csv``), the preset keeps 0.422 because end-to-end rows run slower;
+if FA2 loses its rate to the power limit once the chip is hot, the power model should carry it.
+Nothing is fitted here. ``--predict`` prints both predictions for the section's shape first.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+
+from microbench_grid import check_cli  # noqa: E402
+
+from hardware import System, load_system  # noqa: E402
+from sim.cost.roofline import cost_ops  # noqa: E402
+from workloads.build import Builder  # noqa: E402
+from workloads.ops import Attention  # noqa: E402
+
+#: microbench.py section_steady's shape on a GPU: batch, heads, seq, head dim
+SHAPE = (4, 32, 16384, 128)
+
+
+def rates(shape: tuple[int, int, int, int], causal: bool, system: System) -> tuple[float, float]:
+    """roofsim's TFLOP/s (the microbenchmark's FLOP count: 4 b h s^2 d, halved when causal) of
+    one FA2 forward at the burst clock and at the power-limited one."""
+    b, h, s, d = shape
+    spec = Attention(batch=b, n_q_heads=h, n_kv_heads=h, q_len=s, kv_len=s, qk_dim=d, v_dim=d,
+                     causal=causal, act_bytes=2.0, kv_bytes_per_token=4.0 * d)  # fmt: skip
+    op = Builder("bf16", 2.0, 2.0, "fa2").attention("attention", spec)
+    flop = 4.0 * b * h * s * s * d / (2 if causal else 1)
+    burst = cost_ops([op], system, steady=False)[0].time_s
+    held = cost_ops([op], system, steady=True)[0].time_s
+    return flop / burst / 1e12, flop / held / 1e12
+
+
+def _number(row: dict[str, str], key: str) -> float | None:
+    text = (row.get(key) or "").strip()
+    if text in ("", "None", "[N/A]", "N/A"):
+        return None
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{key} must be a non-negative number, got {text!r}")
+    return value
+
+
+def check(path: Path, chip: str) -> list[dict]:
+    """One record per mask: the first and the second half's rates against roofsim's."""
+    system = load_system(chip, 1)
+    runs: dict[tuple, list[dict]] = {}
+    with open(path) as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                if row.get("kernel") != "sdpa_flash":
+                    raise ValueError(f"kernel must be sdpa_flash, got {row.get('kernel')!r}")
+                shape = tuple(int(row[k]) for k in ("batch", "heads", "seq", "head_dim"))
+                if min(shape) < 1:
+                    raise ValueError(f"batch, heads, seq, head_dim must be >= 1, got {shape}")
+                if row["causal"] not in ("True", "False"):
+                    raise ValueError(f"causal must be True or False, got {row['causal']!r}")
+                sample = {"t": _number(row, "t_s"), "tflops": _number(row, "tflops"),
+                          "mhz": _number(row, "clocks_sm_mhz"),
+                          "watts": _number(row, "power_draw_w")}  # fmt: skip
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path} line {line}: {exc}") from None
+            runs.setdefault((shape, row["causal"] == "True"), []).append(sample)
+    out = []
+    for (shape, causal), samples in runs.items():
+        timed = [s for s in samples if s["tflops"]]
+        if not timed:
+            raise ValueError(f"{path}: no timed sample for causal={causal}")
+        late = timed[len(timed) // 2 :]
+        burst, held = rates(shape, causal, system)
+        first, steady = timed[0]["tflops"], statistics.median(s["tflops"] for s in late)
+        mhz = [s["mhz"] for s in late if s["mhz"] is not None]
+        watts = [s["watts"] for s in late if s["watts"] is not None]
+        out.append({
+            "shape": shape, "causal": causal, "first": first, "steady": steady,
+            "burst_pred": burst, "steady_pred": held,
+            "mhz": statistics.median(mhz) if mhz else None,
+            "watts": statistics.median(watts) if watts else None,
+            "log_error": math.log(first / burst), "log_error_steady": math.log(steady / held),
+        })  # fmt: skip
+    return out
+
+
+def predict(chip: str) -> None:
+    """roofsim's FA2 TFLOP/s for the section's GPU shape, both masks and clocks."""
+    system = load_system(chip, 1)
+    print(f"{chip}: roofsim FA2 TFLOP/s at the burst clock / at the power-limited clock, "
+          f"batch {SHAPE[0]}, {SHAPE[1]} heads of {SHAPE[3]}, seq {SHAPE[2]}")  # fmt: skip
+    for causal in (False, True):
+        burst, held = rates(SHAPE, causal, system)
+        print(f"  {'causal' if causal else 'full  '} {burst:7.1f} / {held:7.1f}")
+
+
+def _report(records: list[dict]) -> None:
+    print("TFLOP/s; err: log of measured / roofsim (> 0: roofsim slower), against the burst "
+          "prediction (first second) and the power-limited one (second half)")  # fmt: skip
+    print(f"{'mask':7s} {'first s':>8s} {'burst':>8s} {'err':>7s} {'late':>8s} {'held':>8s} "
+          f"{'err st':>7s} {'MHz':>6s} {'W':>6s}")  # fmt: skip
+    for r in records:
+        mhz = "-" if r["mhz"] is None else f"{r['mhz']:.0f}"
+        watts = "-" if r["watts"] is None else f"{r['watts']:.0f}"
+        print(f"{'causal' if r['causal'] else 'full':7s} {r['first']:8.1f} {r['burst_pred']:8.1f} "
+              f"{r['log_error']:+7.3f} {r['steady']:8.1f} {r['steady_pred']:8.1f} "
+              f"{r['log_error_steady']:+7.3f} {mhz:>6s} {watts:>6s}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    return check_cli(argv, tool="check_steady", section="steady",
+                     description=__doc__.split("\n")[0], predict=predict, check=check,
+                     report=_report)  # fmt: skip
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -198,40 +198,64 @@ def test_check_conv_cli(tmp_path, capsys):
 
 
 check_steady = _load("check_steady", "benchmarks/microbench/check_steady.py")
-STEADY = ("device,date,kernel,batch,heads,seq,head_dim,causal,t_s,tflops,clocks_sm_mhz,"
-          "clocks_max_sm_mhz,power_draw_w,power_limit_w,temperature_c,clocks_event_reasons\n")  # fmt: skip
+STEADY = ("device,date,kernel,dtype,batch,heads,seq,head_dim,causal,phase,t_s,tflops,"
+          "clocks_sm_mhz,clocks_max_sm_mhz,power_draw_w,power_limit_w,temperature_c,"
+          "clocks_event_reasons\n")  # fmt: skip
 
 
-def _steady(tmp_path: Path, rates: dict[bool, list[float]], shape=(4, 32, 16384, 128)) -> Path:
-    b, h, s, d = shape
-    lines = [f"H100,2026-12-06,sdpa_flash,{b},{h},{s},{d},{causal},{i + 1}.0,{r},"
-             f"{1980 - 40 * i},1980,{600 + 10 * i},700,60,0x0\n"
-             for causal, got in rates.items() for i, r in enumerate(got)]  # fmt: skip
+def _steady(tmp_path: Path, runs: dict[bool, tuple[list[float], list[float]]]) -> Path:
+    """A steady.csv: per mask an idle sample, the burst calls, the sustained samples."""
+    lines = []
+    for causal, (bursts, sustained) in runs.items():
+        phases = (
+            [("idle", "")] + [("burst", r) for r in bursts] + [("sustained", r) for r in sustained]
+        )
+        for i, (phase, rate) in enumerate(phases):
+            lines.append(f"H100,2026-12-06,sdpa_flash,bfloat16,4,32,16384,128,{causal},{phase},"
+                         f"{i}.0,{rate},{1980 - 40 * i},1980,{600 + 10 * i},700,60,0x4\n")  # fmt: skip
     path = tmp_path / "steady.csv"
     path.write_text(STEADY + "".join(lines))
     return path
 
 
-def test_steady_rows_hold_the_first_second_and_the_late_half_against_roofsims_fa2(tmp_path):
-    # the first second against the burst prediction, the second half's median against the
-    # power-limited one, each from the same FA2 op roofsim's lowering costs
-    path = _steady(tmp_path, {False: [365.0, 360.0, 340.0, 330.0], True: [350.0, 345.0]})
+def test_steady_rows_hold_the_burst_calls_and_the_late_half_against_roofsims_fa2(tmp_path):
+    # the single calls from idle against the burst prediction, the sustained run's second half
+    # against the power-limited one, each from the same FA2 op roofsim's lowering costs
+    path = _steady(tmp_path, {False: ([366.0, 364.0, 365.0], [360.0, 350.0, 340.0, 330.0]),
+                              True: ([350.0], [345.0, 344.0])})  # fmt: skip
     records = {r["causal"]: r for r in check_steady.check(path, "h100-sxm")}
     burst, held = check_steady.rates((4, 32, 16384, 128), False, load_system("h100-sxm", 1))
     full = records[False]
-    assert (full["first"], full["steady"]) == (365.0, 335.0)
+    assert (full["burst_measured"], full["late_measured"], full["late_n"]) == (365.0, 335.0, 2)
     assert full["log_error"] == pytest.approx(math.log(365.0 / burst))
     assert full["log_error_steady"] == pytest.approx(math.log(335.0 / held))
-    assert full["mhz"] == pytest.approx((1900 + 1860) / 2)
+    # the late half's clock: rows 6 and 7 of the mask (idle, 3 bursts, 4 sustained)
+    assert full["mhz"] == pytest.approx(1980 - 40 * 6.5)
     # the causal FLOPs are halved, so its predicted rate stays close to the full one's
     assert records[True]["burst_pred"] == pytest.approx(burst, rel=0.1)
 
 
-def test_check_steady_refuses_a_bad_row_in_one_line(tmp_path, capsys):
-    path = _steady(tmp_path, {False: [365.0, 360.0]})
-    path.write_text(path.read_text().replace("sdpa_flash", "math", 1))
+@pytest.mark.parametrize(
+    "edit, why",
+    [(("sdpa_flash", "math"), "kernel must be sdpa_flash"),
+     (("bfloat16", "float32"), "dtype must be bfloat16"),
+     ((",burst,", ",warm,"), "phase must be idle, burst or sustained")],
+)  # fmt: skip
+def test_check_steady_refuses_a_bad_row_in_one_line(tmp_path, capsys, edit, why):
+    path = _steady(tmp_path, {False: ([365.0], [360.0, 350.0])})
+    path.write_text(path.read_text().replace(*edit, 1))
     assert check_steady.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "kernel must be sdpa_flash" in err
+    assert err.count("\n") == 0 and why in err
+
+
+def test_check_steady_says_what_is_missing(tmp_path, capsys):
     assert check_steady.main([str(tmp_path / "nowhere")]) == 2
     assert "steady.csv not found" in capsys.readouterr().err
+    (tmp_path / "steady.csv").write_text(STEADY)
+    assert check_steady.main([str(tmp_path)]) == 2
+    assert "has no rows" in capsys.readouterr().err
+    # an unsupported nvidia-smi reading is no number, not an error
+    path = _steady(tmp_path, {False: ([365.0], [360.0, 350.0])})
+    path.write_text(path.read_text().replace(",600,", ",[Not Supported],"))
+    assert check_steady.main([str(tmp_path)]) == 0

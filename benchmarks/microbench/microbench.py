@@ -279,9 +279,10 @@ class Smi:
 
 def _sustain(bench, fn, flop, seconds, sample, per_chunk=20):
     """Run ``fn`` back to back for ``seconds`` in chunks of ``per_chunk`` calls timed by CUDA
-    events (host clock on CPU), while a thread calls ``sample(tflops)`` every second with the
-    TFLOP/s of the chunks finished since the last sample (None before the first). Returns the
-    chunks as (host end time, calls, seconds)."""
+    events (host clock on CPU), at least one chunk, while a thread calls ``sample(tflops)``
+    every second with the TFLOP/s of the chunks finished since the last sample (None before
+    the first; no thread where ``sample`` is None). Returns the chunks as (host end time, calls,
+    seconds)."""
     chunks = []
     stop = threading.Event()
     lock = threading.Lock()
@@ -303,9 +304,10 @@ def _sustain(bench, fn, flop, seconds, sample, per_chunk=20):
             sample(tfl)
 
     th = threading.Thread(target=sampler, daemon=True)
-    th.start()
+    if sample is not None:
+        th.start()
     t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
+    while not chunks or time.perf_counter() - t0 < seconds:
         if bench.cuda:
             e0 = torch.cuda.Event(enable_timing=True)
             e1 = torch.cuda.Event(enable_timing=True)
@@ -323,7 +325,8 @@ def _sustain(bench, fn, flop, seconds, sample, per_chunk=20):
         with lock:
             chunks.append((time.perf_counter(), per_chunk, dt))
     stop.set()
-    th.join(timeout=15)
+    if sample is not None:
+        th.join(timeout=15)
     bench.sync()
     return chunks
 
@@ -1752,14 +1755,17 @@ def section_steady(ctx):
     """FlashAttention-2 (SDPA's flash backend) run back to back for seconds, non-causal and
     causal, with nvidia-smi's clock and power each second: whether the isolated kernel rate
     (attention.csv, a burst) holds once the chip has run long enough for its power limit to
-    act (benchmarks/research/fa2-rate-absorber-2026-12-06.md)."""
+    act (benchmarks/research/fa2-rate-absorber-2026-12-06.md). Before each mask the chip idles
+    a few seconds (our H100 is back at its top clock 2 s after a load: clocks.csv), then the
+    first calls are timed one by one (``phase`` burst: the power limit acts within the first
+    second of a heavy load), then the sustained run's samples (``phase`` sustained)."""
     dev, bench, out = ctx["device"], ctx["bench"], ctx["out"]
     cpu = dev.type != "cuda"
     dt = torch.bfloat16 if not cpu else torch.float32
     b, h, sq, d = (1, 2, 256, 64) if cpu or ctx["quick"] else (4, 32, 16384, 128)
-    seconds = 2.0 if ctx["quick"] else 12.0
-    cols = ["kernel", "batch", "heads", "seq", "head_dim", "causal", "t_s", "tflops",
-            "clocks_sm_mhz", "clocks_max_sm_mhz", "power_draw_w", "power_limit_w",
+    seconds, idle_s = (2.0, 0.5) if ctx["quick"] else (12.0, 3.0)
+    cols = ["kernel", "dtype", "batch", "heads", "seq", "head_dim", "causal", "phase", "t_s",
+            "tflops", "clocks_sm_mhz", "clocks_max_sm_mhz", "power_draw_w", "power_limit_w",
             "temperature_c", "clocks_event_reasons"]  # fmt: skip
     csv = CSVOut(os.path.join(out, "steady.csv"), cols, ctx["dname"], ctx["date"])
     smi = Smi()
@@ -1780,19 +1786,24 @@ def section_steady(ctx):
                 def fn(causal=causal):
                     return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
-                def sample(tfl, causal=causal):
+                def sample(tfl, phase="sustained", causal=causal):
                     got = smi.sample() or {}
                     row = {keymap[x]: val for x, val in got.items() if x in keymap}
-                    csv.row(kernel="sdpa_flash", batch=b, heads=h, seq=sq, head_dim=d,
-                            causal=causal, t_s=round(time.perf_counter() - t_start, 3),
-                            tflops=tfl, **row)  # fmt: skip
-                    log("steady causal=%d %s TFLOP/s, %s MHz, %s W"
-                        % (causal, "-" if tfl is None else "%.1f" % tfl,
+                    csv.row(kernel="sdpa_flash", dtype=str(dt).replace("torch.", ""), batch=b,
+                            heads=h, seq=sq, head_dim=d, causal=causal, phase=phase,
+                            t_s=round(time.perf_counter() - t_start, 3), tflops=tfl,
+                            **row)  # fmt: skip
+                    log("steady causal=%d %s %s TFLOP/s, %s MHz, %s W"
+                        % (causal, phase, "-" if tfl is None else "%.1f" % tfl,
                            row.get("clocks_sm_mhz"), row.get("power_draw_w")))  # fmt: skip
 
-                for _ in range(3):
-                    fn()
+                fn()  # allocation and first-call work, untimed
                 bench.sync()
+                time.sleep(idle_s)
+                sample(None, "idle")
+                for _ in range(3):  # the burst: single calls from an idle chip
+                    (t_one,) = [c[2] for c in _sustain(bench, fn, flop, 0.0, None, per_chunk=1)]
+                    sample(flop / t_one / 1e12, "burst")
                 _sustain(bench, fn, flop, seconds, sample, per_chunk=5)
     finally:
         csv.close()

@@ -239,7 +239,7 @@ def test_steady_rows_hold_the_burst_calls_and_the_late_half_against_roofsims_fa2
     "edit, why",
     [(("sdpa_flash", "math"), "kernel must be sdpa_flash"),
      (("bfloat16", "float32"), "dtype must be bfloat16"),
-     ((",burst,", ",warm,"), "phase must be idle, burst or sustained")],
+     ((",burst,", ",warm,"), "phase of sdpa_flash must be one of idle, burst, sustained")],
 )  # fmt: skip
 def test_check_steady_refuses_a_bad_row_in_one_line(tmp_path, capsys, edit, why):
     path = _steady(tmp_path, {False: ([365.0], [360.0, 350.0])})
@@ -259,3 +259,24 @@ def test_check_steady_says_what_is_missing(tmp_path, capsys):
     path = _steady(tmp_path, {False: ([365.0], [360.0, 350.0])})
     path.write_text(path.read_text().replace(",600,", ",[Not Supported],"))
     assert check_steady.main([str(tmp_path)]) == 0
+
+
+def test_a_duty_cycle_is_held_against_idle_power_plus_the_matmuls_dynamic_energy(tmp_path):
+    # an 8192^3 matmul then a 5 ms host gap: roofsim's average power is the chip's idle power
+    # plus the matmul's dynamic energy over the measured cycle (the first sample is left out)
+    flop = 2.0 * 8192**3
+    period = 7e-3
+    rows = [f"H100,2026-12-06,matmul_gap,bfloat16,1,8192,8192,8192,False,gap_5ms,{i}.0,"
+            f"{flop / period / 1e12},1980,1980,{watts},700,60,0x0\n"
+            for i, watts in enumerate((500.0, 320.0, 300.0, 310.0))]  # fmt: skip
+    path = tmp_path / "steady.csv"
+    path.write_text(STEADY + "".join(rows))
+    (record,) = check_steady.check(path, "h100-sxm")
+    system = load_system("h100-sxm", 1)
+    (cost,) = cost_ops([Builder("bf16", 2.0, 2.0).gemm("m", "gemm", 8192, 8192, 8192)], system,
+                       steady=False)  # fmt: skip
+    expected = system.chip.idle_watts + cost.energy_j / period
+    assert record["period_ms"] == pytest.approx(7.0)
+    assert record["watts"] == 310.0
+    assert record["watts_pred"] == pytest.approx(expected)
+    assert record["log_error"] == pytest.approx(math.log(310.0 / expected))

@@ -65,38 +65,58 @@ def _number(row: dict[str, str], key: str) -> float | None:
     return value
 
 
+GAPS = {"gap_1ms": 1e-3, "gap_5ms": 5e-3, "gap_20ms": 20e-3}
+
+
+def _row(row: dict[str, str]) -> tuple[tuple, dict]:
+    """(run key, sample) of a ``steady.csv`` row, checked: the key is ("fa2", shape, causal)
+    or ("gap", n, gap seconds)."""
+    kernel, phase = row.get("kernel"), row.get("phase")
+    if kernel not in ("sdpa_flash", "matmul_gap"):
+        raise ValueError(f"kernel must be sdpa_flash or matmul_gap, got {kernel!r}")
+    shape = tuple(int(row[k]) for k in ("batch", "heads", "seq", "head_dim"))
+    if min(shape) < 1:
+        raise ValueError(f"batch, heads, seq, head_dim must be >= 1, got {shape}")
+    if row.get("dtype") != "bfloat16":
+        raise ValueError(f"dtype must be bfloat16 (a GPU run's), got {row.get('dtype')!r}")
+    if row["causal"] not in ("True", "False"):
+        raise ValueError(f"causal must be True or False, got {row['causal']!r}")
+    phases = ("idle", "burst", "sustained") if kernel == "sdpa_flash" else tuple(GAPS)
+    if phase not in phases:
+        raise ValueError(f"phase of {kernel} must be one of {', '.join(phases)}, got {phase!r}")
+    sample = {"phase": phase, "tflops": _number(row, "tflops"),
+              "mhz": _number(row, "clocks_sm_mhz"), "watts": _number(row, "power_draw_w")}  # fmt: skip
+    if kernel == "matmul_gap":
+        return ("gap", shape[1], GAPS[phase]), sample
+    return ("fa2", shape, row["causal"] == "True"), sample
+
+
+def _median(values: list) -> float | None:
+    got = [v for v in values if v is not None]
+    return statistics.median(got) if got else None
+
+
 def check(path: Path, chip: str) -> list[dict]:
-    """One record per mask: the burst calls' and the sustained run's late rates against roofsim's."""
+    """One record per FA2 mask (the burst calls' and the sustained run's late rates against
+    roofsim's) and per matmul duty cycle (the power drawn against roofsim's idle power plus the
+    matmul's dynamic energy over the measured cycle)."""
     system = load_system(chip, 1)
     runs: dict[tuple, list[dict]] = {}
     with open(path) as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             try:
-                if row.get("kernel") != "sdpa_flash":
-                    raise ValueError(f"kernel must be sdpa_flash, got {row.get('kernel')!r}")
-                shape = tuple(int(row[k]) for k in ("batch", "heads", "seq", "head_dim"))
-                if min(shape) < 1:
-                    raise ValueError(f"batch, heads, seq, head_dim must be >= 1, got {shape}")
-                if row["causal"] not in ("True", "False"):
-                    raise ValueError(f"causal must be True or False, got {row['causal']!r}")
-                if row.get("dtype") != "bfloat16":
-                    raise ValueError(
-                        f"dtype must be bfloat16 (a GPU run's), got {row.get('dtype')!r}"
-                    )
-                if row.get("phase") not in ("idle", "burst", "sustained"):
-                    raise ValueError(
-                        f"phase must be idle, burst or sustained, got {row.get('phase')!r}"
-                    )
-                sample = {"phase": row["phase"], "tflops": _number(row, "tflops"),
-                          "mhz": _number(row, "clocks_sm_mhz"),
-                          "watts": _number(row, "power_draw_w")}  # fmt: skip
+                key, sample = _row(row)
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"{path} line {line}: {exc}") from None
-            runs.setdefault((shape, row["causal"] == "True"), []).append(sample)
+            runs.setdefault(key, []).append(sample)
     if not runs:
         raise ValueError(f"{path} has no rows: the steady section did not run (see run.log)")
     out = []
-    for (shape, causal), samples in runs.items():
+    for key, samples in runs.items():
+        if key[0] == "gap":
+            out.append(_gap_record(key[1], key[2], samples, system, path))
+            continue
+        _, shape, causal = key
         bursts = [s["tflops"] for s in samples if s["phase"] == "burst" and s["tflops"]]
         timed = [s for s in samples if s["phase"] == "sustained" and s["tflops"]]
         if not bursts or not timed:
@@ -105,16 +125,36 @@ def check(path: Path, chip: str) -> list[dict]:
         burst, held = rates(shape, causal, system)
         measured = statistics.median(bursts)
         late = statistics.median(s["tflops"] for s in tail)
-        mhz = [s["mhz"] for s in tail if s["mhz"] is not None]
-        watts = [s["watts"] for s in tail if s["watts"] is not None]
         out.append({
-            "shape": shape, "causal": causal, "burst_measured": measured, "late_measured": late,
-            "burst_pred": burst, "steady_pred": held, "late_n": len(tail),
-            "mhz": statistics.median(mhz) if mhz else None,
-            "watts": statistics.median(watts) if watts else None,
+            "kind": "fa2", "shape": shape, "causal": causal, "burst_measured": measured,
+            "late_measured": late, "burst_pred": burst, "steady_pred": held,
+            "late_n": len(tail), "mhz": _median([s["mhz"] for s in tail]),
+            "watts": _median([s["watts"] for s in tail]),
             "log_error": math.log(measured / burst), "log_error_steady": math.log(late / held),
         })  # fmt: skip
     return out
+
+
+def _gap_record(n: int, gap_s: float, samples: list[dict], system: System, path: Path) -> dict:
+    """A duty cycle's measured power (the median of its samples after the first) against
+    roofsim's: idle power plus the n^3 bf16 matmul's dynamic energy over the measured cycle."""
+    late = samples[1:] if len(samples) > 1 else samples
+    timed = [s for s in late if s["tflops"] and s["watts"] is not None]
+    if not timed:
+        raise ValueError(
+            f"{path}: the {gap_s * 1e3:g} ms duty cycle has no timed sample with power"
+        )
+    flop = 2.0 * n**3
+    period = statistics.median(flop / (s["tflops"] * 1e12) for s in timed)
+    op = Builder("bf16", 2.0, 2.0).gemm("matmul", "gemm", n, n, n)
+    (cost,) = cost_ops([op], system, steady=False)
+    idle = system.chip.idle_watts or 0.0
+    watts = statistics.median(s["watts"] for s in timed)
+    predicted = idle + cost.energy_j / period
+    return {"kind": "gap", "gap_ms": gap_s * 1e3, "period_ms": period * 1e3,
+            "busy_ms": cost.time_s * 1e3, "watts": watts, "watts_pred": predicted,
+            "idle_w": idle, "log_error": math.log(watts / predicted),
+            "mhz": _median([s["mhz"] for s in timed])}  # fmt: skip
 
 
 def predict(chip: str) -> None:
@@ -125,20 +165,39 @@ def predict(chip: str) -> None:
     for causal in (False, True):
         burst, held = rates(SHAPE, causal, system)
         print(f"  {'causal' if causal else 'full  '} {burst:7.1f} / {held:7.1f}")
+    op = Builder("bf16", 2.0, 2.0).gemm("m", "gemm", 8192, 8192, 8192)
+    (cost,) = cost_ops([op], system, steady=False)
+    idle = system.chip.idle_watts or 0.0
+    print(f"  8192^3 bf16 matmul {cost.time_s * 1e3:.2f} ms, {cost.energy_j:.2f} J dynamic; average "
+          f"W with a host gap after each (cycle = matmul + gap; idle {idle:.0f} W):")  # fmt: skip
+    for gap in GAPS.values():
+        print(f"    {gap * 1e3:4g} ms gap: {idle + cost.energy_j / (cost.time_s + gap):6.1f} W")
 
 
 def _report(records: list[dict]) -> None:
-    print("TFLOP/s; err: log of measured / roofsim (> 0: roofsim slower), against the burst "
-          "prediction (the single calls from idle) and the power-limited one (the sustained "
-          "run's second half, n samples)")  # fmt: skip
-    print(f"{'mask':7s} {'burst':>8s} {'roofsim':>8s} {'err':>7s} {'late':>8s} {'roofsim':>8s} "
-          f"{'err st':>7s} {'n':>3s} {'MHz':>6s} {'W':>6s}")  # fmt: skip
-    for r in records:
+    fa2 = [r for r in records if r["kind"] == "fa2"]
+    gaps = [r for r in records if r["kind"] == "gap"]
+    if fa2:
+        print("FA2 TFLOP/s; err: log of measured / roofsim (> 0: roofsim slower), against the "
+              "burst prediction (single calls from idle) and the power-limited one (the "
+              "sustained run's second half, n samples)")  # fmt: skip
+        print(f"{'mask':7s} {'burst':>8s} {'roofsim':>8s} {'err':>7s} {'late':>8s} {'roofsim':>8s} "
+              f"{'err st':>7s} {'n':>3s} {'MHz':>6s} {'W':>6s}")  # fmt: skip
+    for r in fa2:
         mhz = "-" if r["mhz"] is None else f"{r['mhz']:.0f}"
         watts = "-" if r["watts"] is None else f"{r['watts']:.0f}"
-        print(f"{'causal' if r['causal'] else 'full':7s} {r['burst_measured']:8.1f} {r['burst_pred']:8.1f} "
-              f"{r['log_error']:+7.3f} {r['late_measured']:8.1f} {r['steady_pred']:8.1f} "
-              f"{r['log_error_steady']:+7.3f} {r['late_n']:3d} {mhz:>6s} {watts:>6s}")  # fmt: skip
+        print(f"{'causal' if r['causal'] else 'full':7s} {r['burst_measured']:8.1f} "
+              f"{r['burst_pred']:8.1f} {r['log_error']:+7.3f} {r['late_measured']:8.1f} "
+              f"{r['steady_pred']:8.1f} {r['log_error_steady']:+7.3f} {r['late_n']:3d} "
+              f"{mhz:>6s} {watts:>6s}")  # fmt: skip
+    if gaps:
+        print("matmul + host gap: average power, W; roofsim = idle + the matmul's dynamic "
+              "energy / the measured cycle; err: log of measured / roofsim")  # fmt: skip
+        print(f"{'gap ms':>7s} {'cycle ms':>9s} {'busy ms':>8s} {'W':>7s} {'roofsim':>8s} "
+              f"{'idle':>6s} {'err':>7s}")  # fmt: skip
+    for r in gaps:
+        print(f"{r['gap_ms']:7g} {r['period_ms']:9.2f} {r['busy_ms']:8.2f} {r['watts']:7.1f} "
+              f"{r['watts_pred']:8.1f} {r['idle_w']:6.0f} {r['log_error']:+7.3f}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared device check for a session lent a GPU (about 6 minutes on an H100): the moe,
-# conv and steady sections of microbench.py (grouped MoE GEMMs, VAE convolutions and a sustained
-# FlashAttention-2 run: the kernel-level gaps in
+# conv and steady sections of microbench.py (grouped MoE GEMMs, VAE convolutions, a sustained
+# FlashAttention-2 run and matmul + host-gap power cycles: the kernel-level and energy gaps in
 # benchmarks/research/moe-expert-gemm-sensitivity-2026-12-05.md,
 # vae-conv-microbench-2026-12-05.md and fa2-rate-absorber-2026-12-06.md), then roofsim's checks
 # of them against the pre-registered predictions. Everything lands in OUT; the checks need
@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 # shellcheck disable=SC2086  # EXTRA is a list of flags
-timeout 460 "$py" "$here/microbench.py" --out "$out" --sections env,moe,conv,steady --budget-s 420 \
+timeout 480 "$py" "$here/microbench.py" --out "$out" --sections env,moe,conv,steady --budget-s 440 \
     ${EXTRA:-} 2>&1 | tee "$out/run.log"
 for check in check_moe check_conv check_steady; do
     "$py" "$here/$check.py" "$out" --chip "$chip" > "$out/$check.txt" 2>&1 \

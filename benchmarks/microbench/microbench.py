@@ -17,7 +17,7 @@ killed run still leaves its partial results):
     launch.csv     per-kernel fixed cost: eager issue rate, GPU back-to-back, CUDA graph
     attention.csv  flash SDPA prefill and decode (GQA) times
     llm.csv        end-to-end Llama-style decoder (random weights) decode/prefill step times
-    steady.csv     FlashAttention-2 run back to back for seconds, with clock and power (opt-in)
+    steady.csv     FlashAttention-2 back to back, then matmul + host-gap cycles, with clock and power (opt-in)
 
 Never changes any GPU setting; only reads nvidia-smi.
 
@@ -1758,12 +1758,16 @@ def section_steady(ctx):
     act (benchmarks/research/fa2-rate-absorber-2026-12-06.md). Before each mask the chip idles
     a few seconds (our H100 is back at its top clock 2 s after a load: clocks.csv), then the
     first calls are timed one by one (``phase`` burst: the power limit acts within the first
-    second of a heavy load), then the sustained run's samples (``phase`` sustained)."""
+    second of a heavy load), then the sustained run's samples (``phase`` sustained). Last, an
+    n^3 matmul followed by a 1, 5 or 20 ms host gap, repeated for 4 s each (1.5 s with --quick)
+    (``kernel`` matmul_gap, ``phase`` gap_<ms>ms; heads = seq = head_dim = n; ``tflops`` the
+    cycle's rate): the power drawn when short gaps separate the kernels, as in a host-bound
+    serving loop (the energy rows of benchmarks/research/fa2-rate-absorber-2026-12-06.md)."""
     dev, bench, out = ctx["device"], ctx["bench"], ctx["out"]
     cpu = dev.type != "cuda"
     dt = torch.bfloat16 if not cpu else torch.float32
     b, h, sq, d = (1, 2, 256, 64) if cpu or ctx["quick"] else (4, 32, 16384, 128)
-    seconds, idle_s = (2.0, 0.5) if ctx["quick"] else (12.0, 3.0)
+    seconds, idle_s = (2.0, 0.5) if ctx["quick"] else (10.0, 3.0)
     cols = ["kernel", "dtype", "batch", "heads", "seq", "head_dim", "causal", "phase", "t_s",
             "tflops", "clocks_sm_mhz", "clocks_max_sm_mhz", "power_draw_w", "power_limit_w",
             "temperature_c", "clocks_event_reasons"]  # fmt: skip
@@ -1774,6 +1778,7 @@ def section_steady(ctx):
               "temperature.gpu": "temperature_c",
               "clocks_event_reasons.active": "clocks_event_reasons"}  # fmt: skip
     q, k, v = (randn((b, h, sq, d), dt, dev) for _ in range(3))
+    a = w = c = None
     t_start = time.perf_counter()
     try:
         with torch.inference_mode(), sdpa_ctx(dev):
@@ -1805,9 +1810,41 @@ def section_steady(ctx):
                     (t_one,) = [c[2] for c in _sustain(bench, fn, flop, 0.0, None, per_chunk=1)]
                     sample(flop / t_one / 1e12, "burst")
                 _sustain(bench, fn, flop, seconds, sample, per_chunk=5)
+        q = k = v = None
+        # duty cycles: one bf16 matmul, then the host idles (a host-bound serving loop's
+        # gaps): the power the chip draws when short gaps separate its kernels
+        n = 256 if cpu or ctx["quick"] else 8192
+        a, w, c = (
+            randn((n, n), dt, dev),
+            randn((n, n), dt, dev),
+            torch.empty((n, n), dtype=dt, device=dev),
+        )
+        mm_flop = 2.0 * n**3
+        for gap_ms in (1.0, 5.0, 20.0):
+            if time.perf_counter() > ctx["section_deadline"]():
+                log("steady: section deadline reached")
+                break
+
+            def cycle(gap_s=gap_ms / 1e3):
+                torch.mm(a, w, out=c)
+                bench.sync()
+                time.sleep(gap_s)
+
+            def gap_sample(tfl, gap_ms=gap_ms):
+                got = smi.sample() or {}
+                row = {keymap[x]: val for x, val in got.items() if x in keymap}
+                csv.row(kernel="matmul_gap", dtype=str(dt).replace("torch.", ""), batch=1,
+                        heads=n, seq=n, head_dim=n, causal=False, phase="gap_%gms" % gap_ms,
+                        t_s=round(time.perf_counter() - t_start, 3), tflops=tfl, **row)  # fmt: skip
+                log("steady matmul + %g ms gap: %s TFLOP/s, %s MHz, %s W"
+                    % (gap_ms, "-" if tfl is None else "%.1f" % tfl, row.get("clocks_sm_mhz"),
+                       row.get("power_draw_w")))  # fmt: skip
+
+            cycle()
+            _sustain(bench, cycle, mm_flop, max(seconds / 2.5, 1.5), gap_sample, per_chunk=1)
     finally:
         csv.close()
-        q = k = v = None
+        q = k = v = a = w = c = None
         cleanup(dev)
 
 
@@ -1823,7 +1860,7 @@ SECTIONS = [
     ("launch", section_launch, 20),
     ("attention", section_attention, 60),
     ("llm", section_llm, 150),
-    ("steady", section_steady, 40),
+    ("steady", section_steady, 60),
 ]
 
 

@@ -1,4 +1,5 @@
-"""Hold roofsim's FlashAttention-2 rate against a microbenchmark run's ``steady.csv``.
+"""Hold roofsim's FlashAttention-2 rate and its power between kernels against a microbenchmark
+run's ``steady.csv``.
 
     python benchmarks/microbench/check_steady.py DIR [--chip h100-sxm]
     python benchmarks/microbench/check_steady.py --predict [--chip h100-sxm]
@@ -14,8 +15,11 @@ the clock and power the chip held then. The question it answers
 (``benchmarks/research/fa2-rate-absorber-2026-12-06.md``): FA2 measured alone runs at 364.8
 TFLOP/s (0.369 of the H100's dense bf16 peak; ``mma_sync_fraction`` 0.472 reproduces it), the
 preset keeps 0.422 because end-to-end rows run slower; if FA2 loses its rate to the power limit
-once the chip is hot, the power model should carry it. Nothing is fitted here. ``--predict``
-prints both predictions for the section's shape first.
+once the chip is hot, the power model should carry it. The section's last rows (``kernel``
+matmul_gap) are an 8192^3 bf16 matmul followed by a 1, 5 or 20 ms host gap: their measured
+average power is held against roofsim's, the chip's idle power plus the matmul's dynamic energy
+over the measured cycle (the energy rows' question in the same note). Nothing is fitted here.
+``--predict`` prints the predictions for the section's shapes first.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Hold roofsim's FlashAttention-2 rate and its power between kernels against a microbenchmark
-run's ``steady.csv``.
+"""Hold roofsim's FlashAttention-2 rate and power between kernels against a run's steady.csv.
 
     python benchmarks/microbench/check_steady.py DIR [--chip h100-sxm]
     python benchmarks/microbench/check_steady.py --predict [--chip h100-sxm]

@@ -280,3 +280,33 @@ def test_a_duty_cycle_is_held_against_idle_power_plus_the_matmuls_dynamic_energy
     assert record["watts"] == 310.0
     assert record["watts_pred"] == pytest.approx(expected)
     assert record["log_error"] == pytest.approx(math.log(310.0 / expected))
+
+
+check_edge = _load("check_edge", "benchmarks/microbench/check_edge.py")
+GEMM = "device,date,dtype,m,n,k,time_s,flops_per_s,group,n_buffer_sets,inner,reps,time_min_s,time_max_s\n"
+
+
+def test_edge_rows_give_each_steps_measured_and_predicted_ratio(tmp_path):
+    # issue 22: the time ratio from one batch to the next across a tile edge, measured and
+    # roofsim's (burst clock); rows of other groups are left alone
+    rows = [f"A100,2026-12-06,bf16,{m},28672,4096,{t},0,batch_edge,1,1,1,0,0\n"
+            for m, t in ((128, 160e-6), (129, 170e-6))]  # fmt: skip
+    rows.append("A100,2026-12-06,bf16,64,64,64,1e-6,0,square,1,1,1,0,0\n")
+    path = tmp_path / "gemm.csv"
+    path.write_text(GEMM + "".join(rows))
+    first, second = check_edge.check(path, "a100-sxm-80gb")
+    system = load_system("a100-sxm-80gb", 1)
+    t128, t129 = (check_edge.predicted(m, 28672, 4096, system) for m in (128, 129))
+    assert first["step"] is None and first["predicted_s"] == t128
+    m0, measured, predicted = second["step"]
+    assert (m0, measured) == (128, pytest.approx(170 / 160))
+    assert predicted == pytest.approx(t129 / t128)
+    assert second["log_error"] == pytest.approx(math.log(t129 / 170e-6))
+
+
+def test_check_edge_says_what_is_missing(tmp_path, capsys):
+    (tmp_path / "gemm.csv").write_text(
+        GEMM + "A100,2026-12-06,bf16,64,64,64,1e-6,0,square,1,1,1,0,0\n"
+    )
+    assert check_edge.main([str(tmp_path)]) == 2
+    assert "no batch_edge rows" in capsys.readouterr().err

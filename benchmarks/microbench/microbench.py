@@ -4,7 +4,7 @@
 Usage:
     python benchmarks/microbench/microbench.py --out DIR [--quick] [--device cuda|cpu]
         [--sections env,gemm,membw,launch,attention,llm (default; moe, conv, steady only when named)]
-        [--budget-s 520]
+        [--gemm-groups square,llm,awkward,llm_extra,batch_edge (default all)] [--budget-s 520]
 
 Writes into DIR (each CSV with a header row, flushed after every point so a
 killed run still leaves its partial results):
@@ -487,8 +487,12 @@ def _gemm_sizes(quick, cpu):
 # decode GEMMs just past a tile/cluster edge (issue 22): roofsim predicts the weights are read
 # from L2 once more at M = 257 and 513 on Hopper (a step in time), which only a measurement
 # of M across the edge can confirm or refute
-BATCH_EDGE_M = [240, 248, 256, 257, 264, 272, 288, 320, 384, 448, 504, 512, 513, 520, 544]
-BATCH_EDGE_NK = [(28672, 4096), (14336, 4096), (4096, 14336), (7168, 8192)]
+BATCH_EDGE_M = [120, 128, 129, 136, 144, 240, 248, 256, 257, 264, 272, 288, 320, 384, 448, 504,
+                512, 513, 520, 544]  # fmt: skip
+# Llama-3-8B's gate/up, the 70B's down and o, Llama-2-7B's fused gate/up and down (issue 22's
+# A100 fall at batch 128 -> 129)
+BATCH_EDGE_NK = [(28672, 4096), (14336, 4096), (4096, 14336), (7168, 8192), (22016, 4096),
+                 (4096, 11008)]  # fmt: skip
 # fused projections of the two decoders in the llm section (qkv, gate+up, down, LM heads)
 LLM_EXTRA_NK = [
     (6144, 4096),
@@ -535,9 +539,15 @@ def section_gemm(ctx):
         points += [
             ("bf16", m, n, k, "batch_edge") for (n, k) in BATCH_EDGE_NK for m in BATCH_EDGE_M
         ]
+    elif ctx["gemm_groups"] == {
+        "batch_edge"
+    }:  # the edge grid's first shape, small, for a logic test
+        points += [("bf16", m, 256, 256, "batch_edge") for m in BATCH_EDGE_M[:4]]
     points += [("fp8_e4m3", s, s, s, "square") for s in fp8_sq]
     points += [("fp8_e4m3_fastacc", s, s, s, "square") for s in fp8_sq]
     points += [("tf32", s, s, s, "square") for s in tf32_sq]
+    if ctx["gemm_groups"]:
+        points = [p for p in points if p[4] in ctx["gemm_groups"]]
 
     fp8_ok = [True]
     bf16 = torch.bfloat16 if not cpu else torch.float32
@@ -1948,12 +1958,23 @@ def main(argv=None):
         help="sections to run (default: all but %s, which run only when named)" % ", ".join(OPT_IN),
     )
     ap.add_argument(
+        "--gemm-groups",
+        default="",
+        help="gemm section: only these point groups (square, llm, awkward, llm_extra, "
+        "batch_edge; default all)",
+    )
+    ap.add_argument(
         "--budget-s",
         type=float,
         default=520.0,
         help="overall wall-clock budget; sections stop starting points after it",
     )
     args = ap.parse_args(argv)
+    groups = {"square", "llm", "awkward", "llm_extra", "batch_edge"}
+    unknown = sorted({g for g in args.gemm_groups.split(",") if g} - groups)
+    if unknown:
+        sys.exit("microbench: --gemm-groups: no group %s; the groups are %s"
+                 % (", ".join(unknown), ", ".join(sorted(groups))))  # fmt: skip
     os.makedirs(args.out, exist_ok=True)
     t_start = time.perf_counter()
     dev = torch.device(args.device)
@@ -1969,6 +1990,7 @@ def main(argv=None):
         date=env["date"],
         out=args.out,
         quick=args.quick,
+        gemm_groups={g for g in args.gemm_groups.split(",") if g},
         bench=Bench(dev),
         env=env,
         l2_bytes=env.get("l2_bytes") or 50 * MiB,

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from microbench_grid import check_cli, read_constants  # noqa: E402
+from microbench_grid import check_main, read_constants  # noqa: E402
 
 from hardware import System, load_system  # noqa: E402
 from sim.cost.roofline import cost_ops  # noqa: E402
@@ -101,10 +101,7 @@ def _report(records: list[dict]) -> None:
               f"{r['predicted_s'] * 1e6:9.1f} {r['log_error']:+7.3f} {step}")  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    return check_cli(argv, tool="check_edge", section="gemm",
-                     description=__doc__.split("\n")[0], predict=predict, check=check,
-                     report=_report)  # fmt: skip
+main = check_main("check_edge", "gemm", __doc__, predict, check, _report)
 
 
 if __name__ == "__main__":

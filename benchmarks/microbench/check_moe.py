@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from microbench_grid import LEGEND, check_cli, print_medians, read_constants  # noqa: E402
+from microbench_grid import LEGEND, check_main, print_medians, read_constants  # noqa: E402
 
 from hardware import System, load_system  # noqa: E402
 from sim.cost.roofline import cost_ops  # noqa: E402
@@ -123,10 +123,7 @@ def _report(records: list[dict]) -> None:
                    for layout in layouts for name in REGIMES])  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    return check_cli(argv, tool="check_moe", section="moe",
-                     description=__doc__.split("\n")[0], predict=predict, check=check,
-                     report=_report)  # fmt: skip
+main = check_main("check_moe", "moe", __doc__, predict, check, _report)
 
 
 if __name__ == "__main__":

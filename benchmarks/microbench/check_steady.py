@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from microbench_grid import check_cli  # noqa: E402
+from microbench_grid import check_main  # noqa: E402
 
 from hardware import System, load_system  # noqa: E402
 from sim.cost.roofline import cost_ops  # noqa: E402
@@ -203,10 +203,7 @@ def _report(records: list[dict]) -> None:
               f"{r['watts_pred']:8.1f} {r['idle_w']:6.0f} {r['log_error']:+7.3f}")  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    return check_cli(argv, tool="check_steady", section="steady",
-                     description=__doc__.split("\n")[0], predict=predict, check=check,
-                     report=_report)  # fmt: skip
+main = check_main("check_steady", "steady", __doc__, predict, check, _report)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,24 @@ def check_cli(
     return 0
 
 
+def check_main(
+    tool: str,
+    section: str,
+    doc: str,
+    predict: Callable[[str], None],
+    check: Callable[[Path, str], list[dict]],
+    report: Callable[[list[dict]], None],
+) -> Callable[[list[str] | None], int]:
+    """A check script's ``main(argv)``: ``check_cli`` with its parts, its ``--help`` the first
+    line of its docstring ``doc``."""
+
+    def main(argv: list[str] | None = None) -> int:
+        return check_cli(argv, tool=tool, section=section, description=doc.split("\n")[0],
+                         predict=predict, check=check, report=report)  # fmt: skip
+
+    return main
+
+
 def print_medians(groups: list[tuple[str, list[dict]]]) -> None:
     """Each labelled group's median log error against the burst and the power-limited
     prediction (records' ``log_error`` and ``log_error_steady``); empty groups are left out."""

@@ -17,7 +17,6 @@ here. ``--predict`` prints both predictions for the section's grid before any ru
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from microbench_grid import LEGEND, check_main, print_medians, read_constants  # noqa: E402
+from microbench_grid import LEGEND, check_main, parsed_rows, print_medians, read_constants  # noqa: E402
 
 from hardware import System, load_system  # noqa: E402
 from sim.cost.roofline import cost_ops  # noqa: E402
@@ -74,21 +73,14 @@ def check(path: Path, chip: str) -> list[dict]:
     """One record per row: measured and predicted seconds and log errors."""
     system = load_system(chip, 1)
     out = []
-    with open(path) as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                op_row = _parse(row)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path} line {line}: {exc}") from None
-            dims, voxels, c_in, c_out, layout, measured = op_row
-            ops = conv(dims, c_in, c_out, voxels, layout)
-            burst, held = costed(ops, system)
-            out.append({
-                "shape": row["shape"], "dims": dims, "layout": layout,
-                "measured_s": measured, "burst_s": burst, "steady_s": held,
-                "log_error": math.log(burst / measured),
-                "log_error_steady": math.log(held / measured),
-            })  # fmt: skip
+    for row, (dims, voxels, c_in, c_out, layout, measured) in parsed_rows(path, _parse):
+        burst, held = costed(conv(dims, c_in, c_out, voxels, layout), system)
+        out.append({
+            "shape": row["shape"], "dims": dims, "layout": layout,
+            "measured_s": measured, "burst_s": burst, "steady_s": held,
+            "log_error": math.log(burst / measured),
+            "log_error_steady": math.log(held / measured),
+        })  # fmt: skip
     return out
 
 

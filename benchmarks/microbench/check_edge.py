@@ -15,7 +15,6 @@ t(M') / t(M), with the log error of the prediction (> 0: roofsim slower). Nothin
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from microbench_grid import check_main, read_constants  # noqa: E402
+from microbench_grid import check_main, parsed_rows, read_constants  # noqa: E402
 
 from hardware import System, load_system  # noqa: E402
 from sim.cost.roofline import cost_ops  # noqa: E402
@@ -36,26 +35,29 @@ def predicted(m: int, n: int, k: int, system: System) -> float:
     return cost_ops([op], system, steady=False)[0].time_s
 
 
+def _edge_row(row: dict[str, str]) -> tuple[int, int, int, float] | None:
+    """(n, k, m, seconds) of a batch_edge row, checked; None for the other groups' rows."""
+    if row.get("group") != "batch_edge":
+        return None
+    if row.get("dtype") != "bf16":
+        raise ValueError(f"dtype must be bf16 (a GPU run's), got {row.get('dtype')!r}")
+    m, n, k = (int(row[x]) for x in ("m", "n", "k"))
+    if min(m, n, k) < 1:
+        raise ValueError(f"m, n, k must be >= 1, got {(m, n, k)}")
+    t = float(row["time_s"])
+    if not 0.0 < t < math.inf:
+        raise ValueError(f"time_s must be a positive number, got {row['time_s']!r}")
+    return n, k, m, t
+
+
 def check(path: Path, chip: str) -> list[dict]:
     """One record per batch_edge row: measured and predicted seconds, and the step from the
     previous M of the same (N, K)."""
     system = load_system(chip, 1)
     shapes: dict[tuple[int, int], dict[int, float]] = {}
-    with open(path) as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            if row.get("group") != "batch_edge":
-                continue
-            try:
-                if row.get("dtype") != "bf16":
-                    raise ValueError(f"dtype must be bf16 (a GPU run's), got {row.get('dtype')!r}")
-                m, n, k = (int(row[x]) for x in ("m", "n", "k"))
-                if min(m, n, k) < 1:
-                    raise ValueError(f"m, n, k must be >= 1, got {(m, n, k)}")
-                t = float(row["time_s"])
-                if not 0.0 < t < math.inf:
-                    raise ValueError(f"time_s must be a positive number, got {row['time_s']!r}")
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path} line {line}: {exc}") from None
+    for _, got in parsed_rows(path, _edge_row):
+        if got is not None:
+            n, k, m, t = got
             shapes.setdefault((n, k), {})[m] = t
     if not shapes:
         raise ValueError(f"{path} has no batch_edge rows: run microbench.py --sections gemm "

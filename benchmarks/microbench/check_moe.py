@@ -20,7 +20,6 @@ run: what a measurement is then held to.
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from microbench_grid import LEGEND, check_main, print_medians, read_constants  # noqa: E402
+from microbench_grid import LEGEND, check_main, parsed_rows, print_medians, read_constants  # noqa: E402
 
 from hardware import System, load_system  # noqa: E402
 from sim.cost.roofline import cost_ops  # noqa: E402
@@ -79,20 +78,18 @@ def check(path: Path, chip: str) -> list[dict]:
     """One record per row: measured and predicted seconds, log errors, regime."""
     system = load_system(chip, 1)
     out = []
-    with open(path) as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                op, measured = expert_op(row), float(row["time_s"])
-            except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
-                raise ValueError(f"{path} line {line}: not a moe.csv row ({exc!r})") from None
-            burst, held, where = costed(op, system)
-            out.append({
-                "layout": row["layout"], "shape": row["shape"], "m": float(row["m_mean"]),
-                "measured_s": measured, "burst_s": burst, "steady_s": held,
-                "log_error": math.log(burst / measured),
-                "log_error_steady": math.log(held / measured),
-                "regime": where, "clock_mhz": row.get("clocks_sm_mhz") or "",
-            })  # fmt: skip
+    rows = parsed_rows(path, lambda row: (expert_op(row), float(row["time_s"])),
+                       errors=(KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError),
+                       describe=lambda exc: f"not a moe.csv row ({exc!r})")  # fmt: skip
+    for row, (op, measured) in rows:
+        burst, held, where = costed(op, system)
+        out.append({
+            "layout": row["layout"], "shape": row["shape"], "m": float(row["m_mean"]),
+            "measured_s": measured, "burst_s": burst, "steady_s": held,
+            "log_error": math.log(burst / measured),
+            "log_error_steady": math.log(held / measured),
+            "regime": where, "clock_mhz": row.get("clocks_sm_mhz") or "",
+        })  # fmt: skip
     return out
 
 

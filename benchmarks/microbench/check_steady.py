@@ -23,7 +23,6 @@ over the measured cycle (the energy rows' question in the same note). Nothing is
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from microbench_grid import check_main  # noqa: E402
+from microbench_grid import check_main, parsed_rows  # noqa: E402
 
 from hardware import System, load_system  # noqa: E402
 from sim.cost.roofline import cost_ops  # noqa: E402
@@ -105,13 +104,8 @@ def check(path: Path, chip: str) -> list[dict]:
     matmul's dynamic energy over the measured cycle)."""
     system = load_system(chip, 1)
     runs: dict[tuple, list[dict]] = {}
-    with open(path) as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                key, sample = _row(row)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path} line {line}: {exc}") from None
-            runs.setdefault(key, []).append(sample)
+    for _, (key, sample) in parsed_rows(path, _row):
+        runs.setdefault(key, []).append(sample)
     if not runs:
         raise ValueError(f"{path} has no rows: the steady section did not run (see run.log)")
     out = []

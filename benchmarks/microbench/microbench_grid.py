@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,23 @@ def read_constants(*names: str) -> tuple[Any, ...]:
     if missing:
         raise ValueError(f"{MICROBENCH} defines no {', '.join(missing)} (a module-level literal)")
     return tuple(found[n] for n in names)
+
+
+def parsed_rows(
+    path: Path,
+    parse: Callable[[dict[str, str]], Any],
+    errors: tuple[type[Exception], ...] = (KeyError, TypeError, ValueError),
+    describe: Callable[[Exception], str] = str,
+) -> Iterator[tuple[dict[str, str], Any]]:
+    """Each row of the CSV at ``path`` with ``parse(row)``; a parse error (one of ``errors``)
+    raised as a one-line ValueError naming the file and the line (``describe`` words it)."""
+    with open(path) as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                got = parse(row)
+            except errors as exc:
+                raise ValueError(f"{path} line {line}: {describe(exc)}") from None
+            yield row, got
 
 
 def check_cli(

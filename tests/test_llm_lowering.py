@@ -203,4 +203,5 @@ def test_triton_moe_runtimes_mark_their_expert_gemms_as_one_cta_power_of_two_blo
         others = [op.gemm for op in g.ops if op.gemm and not op.name.startswith("experts_")]
         assert experts and others
         assert all(e.clusters is not triton and e.pow2_blocks is triton for e in experts)
-        assert all(o.clusters and not o.pow2_blocks for o in others)
+        assert all(e.tile_exposed is triton for e in experts)
+        assert all(o.clusters and not o.pow2_blocks and not o.tile_exposed for o in others)

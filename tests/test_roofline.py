@@ -671,6 +671,41 @@ def test_a_routed_gemm_without_clusters_reads_each_experts_weights_per_tile_row(
     assert cost_op(triton, a100).time_s == pytest.approx(cost_op(library, a100).time_s)
 
 
+def test_a_kernel_with_exposed_tile_edges_waits_at_each_tile_where_the_math_binds():
+    # one program per tile (Triton's fused MoE): each wave waits one HBM round trip and its
+    # first K-slab and output tile at its share of L2; a compute-bound GEMM pays that per
+    # wave, less of it the deeper its K; a GEMM bound by streaming its weights hides it
+    from hardware import load_system
+
+    h100 = load_system("h100-sxm", 1)
+
+    def ratio(m: int, k: int) -> float:
+        base = gemm_op(m, 4096, k)
+        edged = replace(base, gemm=replace(base.gemm, tile_exposed=True))
+        a, b = cost_op(base, h100), cost_op(edged, h100)
+        assert b.time_s >= a.time_s
+        return b.time_s / a.time_s
+
+    shallow, deep = ratio(8192, 1024), ratio(8192, 8192)
+    assert shallow > 1.05
+    assert 1.0 < deep < 1.0 + (shallow - 1.0) / 3
+    assert ratio(16, 8192) == pytest.approx(1.0)
+
+
+def test_exposed_tile_edges_cost_a_round_trip_and_the_edge_bytes_per_wave():
+    from hardware import load_system
+    from sim.cost.chips import ChipArrays
+    from sim.cost.roofline import _tile_edges
+
+    h100 = load_system("h100-sxm", 1)
+    chip = h100.chip
+    l2, hbm = chip.memory[-2], chip.memory[-1]
+    one, per_tile = _tile_edges(ChipArrays.of(h100), 128.0, 256.0, 2.0, 2.0, 2.0)
+    assert per_tile == 64 * (128 * 2 + 256 * 2) + 128 * 256 * 2
+    share = l2.bandwidth_bytes_per_s * l2.achievable_fraction / chip.n_cores
+    assert float(np.ravel(one)[0]) == pytest.approx(hbm.latency_s + per_tile / share)
+
+
 def test_a_power_of_two_kernel_covers_routed_rows_with_power_of_two_blocks():
     # 40 rows an expert: a library with 8-row tile steps (cuBLASLt on Hopper) cuts a 40-row
     # block; Triton's BLOCK_SIZE_M is a power of two, so a 64-row block, more of it padding

@@ -635,7 +635,8 @@ class _Lowering:
         experts = routed(self.mlp("experts", "moe", math.ceil(moe.expert_ffn / self.tp), rows,
                                   groups), self.T * ep, moe.top_k / moe.n_experts)  # fmt: skip
         if self.w.runtime.moe_kernel == "triton":  # one CTA a block, power-of-two blocks
-            experts = [replace(op, gemm=replace(op.gemm, clusters=False, pow2_blocks=True))
+            experts = [replace(op, gemm=replace(op.gemm, clusters=False, pow2_blocks=True,
+                                                tile_exposed=True))
                        if op.gemm is not None else op for op in experts]  # fmt: skip
         ops += experts + [op for op in a2a[1:] if op]
         if moe.n_shared_experts:

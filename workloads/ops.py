@@ -85,6 +85,13 @@ class Gemm:
     # fused-MoE configs take BLOCK_SIZE_M 16-256)
     clusters: bool = True
     pow2_blocks: bool = False
+    # each output tile's prologue and epilogue are exposed: a kernel that runs one program per
+    # output tile (no persistent loop, no warp specialization) waits for its first operands
+    # before any math and stores its output after the last (Triton's tl.dot kernels: vLLM's
+    # and SGLang's fused MoE), where cuBLAS and CUTLASS 3.x on Hopper and Blackwell load the
+    # next tile's operands and store the last tile's output beside the math
+    # (``sim.cost.roofline.cost_gemms``)
+    tile_exposed: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

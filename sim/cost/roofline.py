@@ -203,16 +203,23 @@ def _transfer_s(chips: ChipArrays, i: int, traffic_bytes: Array) -> Array:
 
 
 def _finish(
-    chips: ChipArrays, compute: Array, main_bytes: Array, reuse_bytes: Array | None, kernels: Array
+    chips: ChipArrays,
+    compute: Array,
+    main_bytes: Array,
+    reuse_bytes: Array | None,
+    kernels: Array,
+    edge_bytes: Array | float = 0.0,
 ) -> tuple[Array, Array, Array, Array]:
     """overhead + max(compute, each level's transfer time): (time, main_s, reuse_s, overhead).
-    The binding resource follows from these (``_bound_level``)."""
+    The binding resource follows from these (``_bound_level``). ``edge_bytes`` of the reuse
+    level's traffic move at the tiles' exposed edges (``_tile_edges``, counted in ``compute``),
+    not in its stream."""
     main = _main(chips)
     main_s = _transfer_s(chips, main, main_bytes)
     if reuse_bytes is None:
         reuse_s, mem_s = 0.0, main_s
     else:
-        reuse_s = _transfer_s(chips, main - 1, reuse_bytes)
+        reuse_s = _transfer_s(chips, main - 1, np.maximum(reuse_bytes - edge_bytes, 0.0))
         mem_s = np.maximum(main_s, reuse_s)
     overhead = chips.values["kernel_overhead_s"] * kernels
     return overhead + np.maximum(compute, mem_s), main_s, reuse_s, overhead
@@ -330,9 +337,10 @@ def cost_gemms(
     limit allows each candidate (``_steady_time``), as a tuned library measured under load
     picks; a tile that moves more bytes through L2 draws more power and may lose its lead."""
     st = chips.structure
-    m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops, r_tokens, r_p, one_cta, pow2 = (
+    (m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops, r_tokens, r_p, one_cta, pow2,
+     exposed) = (
         _table([(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops,
-                 g.routed_tokens, g.routed_p, not g.clusters, g.pow2_blocks)
+                 g.routed_tokens, g.routed_p, not g.clusters, g.pow2_blocks, g.tile_exposed)
                 for op, g in ((op, op.gemm) for op in ops)])  # type: ignore[union-attr]
     )  # fmt: skip
     a = groups * m * k * a_bytes
@@ -428,7 +436,13 @@ def cost_gemms(
             reuse_bytes = np.where(weights_pinned, np.where(gemv, b, tile_level), reuse_bytes)
     else:
         main_bytes, reuse_bytes = np.where(gemv, streamed, tile_level), None
-    time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
+    edge_bytes: Array | float = 0.0
+    if reuse_bytes is not None and exposed.any():  # the cores wait at each tile's edges
+        one, per_tile = _tile_edges(chips, tm, tn, a_bytes, b_bytes, c_bytes)
+        compute = compute + np.where(gemv | (exposed <= 0), 0.0, waves * one)
+        edge_bytes = np.where(gemv | (exposed <= 0), 0.0, tiles * per_tile)
+    time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels,
+                                              edge_bytes)  # fmt: skip
     rank = time
     if steady and st.has_power:
         rank = _steady_time(chips, ops, flops, time, compute, main_s, reuse_s, overhead,
@@ -439,6 +453,25 @@ def cost_gemms(
     fields = (time, compute, main_s, reuse_s, main_bytes, reuse_bytes, np.where(gemv, 0.0, tm),
               np.where(gemv, 0.0, tn), efficiency)  # fmt: skip
     return {**dict(zip(names, _pick(fields, pick), strict=True)), "overhead": overhead}
+
+
+def _tile_edges(
+    chips: ChipArrays, tm: Array, tn: Array, a_bytes: Array, b_bytes: Array, c_bytes: Array
+) -> tuple[Array, Array]:
+    """(time, bytes) of one tile's exposed edges (``Gemm.tile_exposed``): a kernel that runs
+    one program per output tile waits, before any math, one main-memory round trip (the
+    level's ``latency``) and its first K-slab of A and B (``tile_k`` deep), and after the last
+    it writes its output tile; both move at the core's share of the reuse level's achievable
+    bandwidth (the cores of a wave start and end their tiles together). The math and the
+    rest of the tile's operand stream overlap as in any tile; these bytes are part of the
+    reuse level's traffic already, so they leave its stream (``_finish``). A kernel that loads
+    the next tile's operands and stores the last tile's output beside its math (cuBLAS and
+    CUTLASS 3.x's warp-specialized persistent kernels) waits for neither."""
+    main, tile_k = _main(chips), chips.structure.tile_k
+    share = (chips.level(main - 1, "bandwidth") * chips.level(main - 1, "achievable")
+             / chips.structure.n_cores)  # fmt: skip
+    per_tile = tile_k * (tm * a_bytes + tn * b_bytes) + tm * tn * c_bytes
+    return chips.level(main, "latency") + per_tile / share, per_tile
 
 
 def _routed_tiles(tokens: Array, p: Array, tile_m: Array) -> Array:

@@ -692,18 +692,35 @@ def test_a_kernel_with_exposed_tile_edges_waits_at_each_tile_where_the_math_bind
     assert ratio(16, 8192) == pytest.approx(1.0)
 
 
-def test_exposed_tile_edges_cost_a_round_trip_and_the_edge_bytes_per_wave():
+def test_exposed_tile_edges_cost_a_round_trip_and_the_edge_bytes_at_a_waves_share():
     from hardware import load_system
     from sim.cost.chips import ChipArrays
     from sim.cost.roofline import _tile_edges
 
     h100 = load_system("h100-sxm", 1)
-    chip = h100.chip
+    chips, chip = ChipArrays.of(h100), h100.chip
     l2, hbm = chip.memory[-2], chip.memory[-1]
-    one, per_tile = _tile_edges(ChipArrays.of(h100), 128.0, 256.0, 2.0, 2.0, 2.0)
-    assert per_tile == 64 * (128 * 2 + 256 * 2) + 128 * 256 * 2
-    share = l2.bandwidth_bytes_per_s * l2.achievable_fraction / chip.n_cores
-    assert float(np.ravel(one)[0]) == pytest.approx(hbm.latency_s + per_tile / share)
+    tile_k = chips.structure.tile_k
+    edge = tile_k * (128 * 2 + 256 * 2) + 128 * 256 * 2
+    for tiles, cores in ((1000.0, chip.n_cores), (10.0, 10)):  # a partial wave: fewer share
+        one = _tile_edges(chips, 128.0, 256.0, 2.0, 2.0, 2.0, tiles)
+        share = l2.bandwidth_bytes_per_s * l2.achievable_fraction / cores
+        assert float(np.ravel(one)[0]) == pytest.approx(hbm.latency_s + edge / share)
+
+
+def test_exposed_tile_edges_never_make_a_routed_gemm_faster():
+    # the edges' bytes stay in the L2 stream: an expert GEMM bound by L2 or HBM is never
+    # faster for waiting at its tiles, and one program per tile runs neither stream-K nor
+    # split-K
+    from hardware import load_system
+
+    for chip in ("h100-sxm", "a100-sxm-80gb", "mi300x"):
+        system = load_system(chip, 1)
+        for rows, tokens in ((1500, 12000.0), (40, 320.0), (6, 48.0), (4000, 32000.0)):
+            library, exposed = _routed_kernels(rows, 2048, tokens, clusters=False,
+                                               tile_exposed=True)  # fmt: skip
+            plain = replace(exposed, gemm=replace(exposed.gemm, tile_exposed=False))
+            assert cost_op(exposed, system).time_s >= cost_op(plain, system).time_s * (1 - 1e-12)
 
 
 def test_a_power_of_two_kernel_covers_routed_rows_with_power_of_two_blocks():

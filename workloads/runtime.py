@@ -86,7 +86,9 @@ source:
   default: a grouped GEMM with the chip's library tiles and thread-block clusters, as CUTLASS's
   grouped GEMMs in TensorRT-LLM) or ``triton`` (vLLM's ``fused_moe_kernel`` and SGLang's port
   of it: a Triton kernel, one CTA per output block and no clusters, so no multicast of the
-  expert's weight tiles, with power-of-two M blocks, ``Gemm.clusters`` and ``pow2_blocks``);
+  expert's weight tiles, with power-of-two M blocks, and each block's first loads and its
+  output store exposed, nothing persistent to hide them, ``Gemm.clusters``, ``pow2_blocks``
+  and ``tile_exposed``);
 - ``sinks_kernel`` and ``sinks_native`` (inference): the attention kernel the software runs
   for a model with attention sinks (``ModelConfig.attention_sinks``, gpt-oss) on a chip whose
   NVIDIA compute capability (``Chip.compute_capability``) is not among ``sinks_native``, where

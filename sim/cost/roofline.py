@@ -208,18 +208,15 @@ def _finish(
     main_bytes: Array,
     reuse_bytes: Array | None,
     kernels: Array,
-    edge_bytes: Array | float = 0.0,
 ) -> tuple[Array, Array, Array, Array]:
     """overhead + max(compute, each level's transfer time): (time, main_s, reuse_s, overhead).
-    The binding resource follows from these (``_bound_level``). ``edge_bytes`` of the reuse
-    level's traffic move at the tiles' exposed edges (``_tile_edges``, counted in ``compute``),
-    not in its stream."""
+    The binding resource follows from these (``_bound_level``)."""
     main = _main(chips)
     main_s = _transfer_s(chips, main, main_bytes)
     if reuse_bytes is None:
         reuse_s, mem_s = 0.0, main_s
     else:
-        reuse_s = _transfer_s(chips, main - 1, np.maximum(reuse_bytes - edge_bytes, 0.0))
+        reuse_s = _transfer_s(chips, main - 1, reuse_bytes)
         mem_s = np.maximum(main_s, reuse_s)
     overhead = chips.values["kernel_overhead_s"] * kernels
     return overhead + np.maximum(compute, mem_s), main_s, reuse_s, overhead
@@ -381,7 +378,8 @@ def cost_gemms(
                                      np.broadcast_to(tm, shape)[sel])  # fmt: skip
     tiles = groups * tiles_m * tiles_n
     stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)
-    usable = np.where(sk, stream, np.where(gemv, (m < min_tm) & ~is_routed, True))
+    # a kernel of one program per tile (``Gemm.tile_exposed``) has no stream-K schedule
+    usable = np.where(sk, stream & (exposed <= 0), np.where(gemv, (m < min_tm) & ~is_routed, True))
     keep = usable.reshape(len(usable), -1).any(axis=1)
     if not keep.all():  # a candidate no op may use (stream-K with fewer tiles than cores) is
         # never picked: cost only the others, in their order (the same first fastest)
@@ -396,7 +394,7 @@ def cost_gemms(
     granules = np.ceil(k / tile_k)
     # split-K while there are fewer tiles than cores, each split keeping >= 4 K granules
     split = np.minimum(n_cores // tiles, granules // _MIN_SPLIT_GRANULES)
-    split = np.where(sk | (tiles >= n_cores) | (split < 1), 1.0, split)
+    split = np.where(sk | (tiles >= n_cores) | (split < 1) | (exposed > 0), 1.0, split)
     waves = np.ceil(tiles * split / n_cores)
     # stream-K: the tiles' K iterations dealt out evenly over the cores, each core's boundary
     # tile fixed up through an fp32 workspace; only with more tiles than cores and a partial
@@ -436,13 +434,10 @@ def cost_gemms(
             reuse_bytes = np.where(weights_pinned, np.where(gemv, b, tile_level), reuse_bytes)
     else:
         main_bytes, reuse_bytes = np.where(gemv, streamed, tile_level), None
-    edge_bytes: Array | float = 0.0
     if reuse_bytes is not None and exposed.any():  # the cores wait at each tile's edges
-        one, per_tile = _tile_edges(chips, tm, tn, a_bytes, b_bytes, c_bytes)
-        compute = compute + np.where(gemv | (exposed <= 0), 0.0, waves * one)
-        edge_bytes = np.where(gemv | (exposed <= 0), 0.0, tiles * per_tile)
-    time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels,
-                                              edge_bytes)  # fmt: skip
+        edges = waves * _tile_edges(chips, tm, tn, a_bytes, b_bytes, c_bytes, tiles)
+        compute = compute + np.where(gemv | (exposed <= 0), 0.0, edges)
+    time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
     rank = time
     if steady and st.has_power:
         rank = _steady_time(chips, ops, flops, time, compute, main_s, reuse_s, overhead,
@@ -456,22 +451,28 @@ def cost_gemms(
 
 
 def _tile_edges(
-    chips: ChipArrays, tm: Array, tn: Array, a_bytes: Array, b_bytes: Array, c_bytes: Array
-) -> tuple[Array, Array]:
-    """(time, bytes) of one tile's exposed edges (``Gemm.tile_exposed``): a kernel that runs
-    one program per output tile waits, before any math, one main-memory round trip (the
-    level's ``latency``) and its first K-slab of A and B (``tile_k`` deep), and after the last
-    it writes its output tile; both move at the core's share of the reuse level's achievable
-    bandwidth (the cores of a wave start and end their tiles together). The math and the
-    rest of the tile's operand stream overlap as in any tile; these bytes are part of the
-    reuse level's traffic already, so they leave its stream (``_finish``). A kernel that loads
-    the next tile's operands and stores the last tile's output beside its math (cuBLAS and
-    CUTLASS 3.x's warp-specialized persistent kernels) waits for neither."""
+    chips: ChipArrays,
+    tm: Array,
+    tn: Array,
+    a_bytes: Array,
+    b_bytes: Array,
+    c_bytes: Array,
+    tiles: Array,
+) -> Array:
+    """The time a core waits at each tile of a kernel whose tiles' edges are exposed
+    (``Gemm.tile_exposed``): one program per output tile, so before any math it waits one
+    main-memory round trip (the level's ``latency``) and its first K-slab of A and B
+    (``tile_k`` deep), and after the last it writes its output tile, both at its share of the
+    reuse level's achievable bandwidth among the cores of a wave (they start and end their
+    tiles together). Added to the math: a GEMM bound by a memory level hides it, as the other
+    cores keep that level busy; the bytes are part of the level's traffic already. A kernel
+    that loads the next tile's operands and stores the last tile's output beside its math
+    (cuBLAS and CUTLASS 3.x's warp-specialized persistent kernels) waits for neither."""
     main, tile_k = _main(chips), chips.structure.tile_k
-    share = (chips.level(main - 1, "bandwidth") * chips.level(main - 1, "achievable")
-             / chips.structure.n_cores)  # fmt: skip
-    per_tile = tile_k * (tm * a_bytes + tn * b_bytes) + tm * tn * c_bytes
-    return chips.level(main, "latency") + per_tile / share, per_tile
+    cores = np.minimum(tiles, chips.structure.n_cores)
+    share = chips.level(main - 1, "bandwidth") * chips.level(main - 1, "achievable") / cores
+    edge_bytes = tile_k * (tm * a_bytes + tn * b_bytes) + tm * tn * c_bytes
+    return chips.level(main, "latency") + edge_bytes / share
 
 
 def _routed_tiles(tokens: Array, p: Array, tile_m: Array) -> Array:

@@ -316,6 +316,33 @@ def _flash_forward_rate(chip: str, seq: int, causal: bool, kernel: str = "fa2") 
     return op.flops / cost_op(op, load_system(chip, 1)).time_s / 1e12
 
 
+def test_a_flash_kernel_waits_at_each_query_blocks_edges_most_at_short_sequences():
+    # FlashAttention-2 (one program per query block) waits for its Q and first K/V tile and
+    # stores its O tile once per block: at seq 512 a block's main loop is 32x shorter than at
+    # 16k, so the rate falls there and not at 16k; FlashAttention-3 (native on Hopper: warp-
+    # specialized and persistent) waits only for its store, so it loses less
+    from hardware import load_system
+    from sim.cost.chips import ChipArrays
+    from sim.cost.roofline import _flash_edges
+
+    h100 = load_system("h100-sxm", 1)
+    chips = ChipArrays.of(h100)
+    args = (np.array([[False]]), np.array([[128.0]]), np.array([[128.0]]), np.array([[128.0]]),
+            np.array([[2.0]]), np.array([[512.0]]), np.array([[1000.0]]))  # fmt: skip
+    fa2, fa3 = (float(np.ravel(_flash_edges(chips, [k], *args))[0]) for k in ("fa2", "native"))
+    none = float(np.ravel(_flash_edges(chips, ["mmha"], *args))[0])
+    assert fa2 > fa3 > h100.chip.memory[-1].latency_s and none == 0.0
+    # the edges' share of a block's time: large at 512 keys, small at 16k
+    fa2_512, fa2_16k = (
+        _flash_forward_rate("h100-sxm", 512, False),
+        _flash_forward_rate("h100-sxm", 16384, False),
+    )
+    assert fa2_512 < 0.9 * fa2_16k
+    # a chip whose compiler pipelines its scratchpad (TPU) waits at no block's edge
+    tpu = ChipArrays.of(load_system("tpu-v5e", 1))
+    assert not np.any(_flash_edges(tpu, ["fa2"], *args))
+
+
 def test_a_backward_keeps_its_share_of_its_own_kernels_forward_rate():
     # FlashAttention-2 on H100 (Shah et al. 2024, FA3 paper charts): 370 TFLOP/s forward and
     # 322 backward at head dim 128, seq 16k, the same 0.87 as FA3's 648 and 561. The backward

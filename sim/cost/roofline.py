@@ -25,6 +25,13 @@ On a chip whose GEMM library has a stream-K schedule (``compute.stream_k``: CUTL
 cores and a partial last wave may instead deal its K iterations out evenly over the cores,
 paying an fp32 fix-up of one tile per core; the faster of the two is taken.
 
+A kernel of one program per tile (Triton's fused MoE: ``Gemm.tile_exposed``; FlashAttention-2
+and the other flash kernels without warp specialization, per query block) also waits, each
+wave, one main-memory round trip and its tile's first operands and output at its share of L2
+(``_tile_edges``, ``_flash_edges``): added to the compute time, hidden where a memory level
+binds. cuBLAS's and CUTLASS 3.x's persistent, warp-specialized kernels overlap both (FA3 its
+loads).
+
 Memory. Traffic from main memory uses the on-chip reuse level (L2 / global buffer):
 - if the smaller operand fits in half of it, it stays resident and each operand moves once;
 - otherwise one wave of tiles (gm x gn tiles, about square) shares its A and B panels through
@@ -612,6 +619,10 @@ _TRITON_SEGMENTS = 16.0
 #: up to 128, csrc/flash_attn/src/flash_fwd_launch_template.h; FA3 hopper/tile_size.h: 128 rows
 #: for head dims 64 to 256 forward): what a causal diagonal tile computes whole
 _FLASH_BLOCK_M = 128.0
+#: FlashAttention-2's key block at head dims up to 128 on sm80/sm90, kBlockN
+#: (Flash_fwd_kernel_traits<Headdim, 128, 64, 4, ...>, flash_fwd_launch_template.h): the first
+#: K/V tile a query block waits for before its first MMA (``_flash_edges``)
+_FLASH_BLOCK_N = 64.0
 
 
 def _attention_kernel(a: Attention, st: Any) -> str:
@@ -622,6 +633,47 @@ def _attention_kernel(a: Attention, st: Any) -> str:
     if a.sinks_kernel and cc and cc not in a.sinks_native:
         return a.sinks_kernel
     return a.kernel
+
+
+def _flash_edges(
+    chips: ChipArrays,
+    kernel: list[str],
+    backward: Array,
+    br: Array,
+    qk_dim: Array,
+    v_dim: Array,
+    act_bytes: Array,
+    kv_bpt: Array,
+    units: Array,
+) -> Array:
+    """The time a core waits at each unit of work (a query block; the backward's key block)
+    of a flash kernel whose blocks' edges are exposed, as a GEMM's tiles (``_tile_edges``): a
+    kernel of one program per block (FlashAttention-2, vLLM's Triton attention, and the native
+    kernel off Hopper and Blackwell, where no warp specialization overlaps them) waits one
+    main-memory round trip and its own rows (Q; the backward's K and V) and first key block
+    (``_FLASH_BLOCK_N`` keys of K and V; the backward's Q and dO) before its first MMA, and
+    stores its output rows (O; dK and dV) after the last. A persistent, warp-specialized
+    kernel (the native one on compute capability 9.0 and later: FlashAttention-3, cuDNN) loads
+    the next block's inputs beside its math and waits only for its store. Decode's per-head
+    kernel (``mmha``) and a software-managed scratchpad's compiler pipeline (TPU) wait for
+    neither. Each wave's cores share the reuse level's achievable bandwidth."""
+    st = chips.structure
+    if st.scratchpad_reuse or not _has_reuse(chips):
+        return np.zeros(1)
+    cc = st.compute_capability
+    warp_specialized = bool(cc) and int(cc.split(".")[0]) >= 9
+    mode = np.array([[0.0 if k in ("mmha", "unfused") else
+                      1.0 if k == "native" and warp_specialized else 2.0] for k in kernel])  # fmt: skip
+    if not mode.any():
+        return np.zeros(1)
+    own_in = np.where(backward, qk_dim + v_dim, qk_dim) * act_bytes * br
+    first = np.where(backward, (qk_dim + v_dim) * act_bytes, kv_bpt) * _FLASH_BLOCK_N
+    own_out = np.where(backward, qk_dim + v_dim, v_dim) * act_bytes * br
+    edge = np.where(mode > 1, own_in + first + own_out, own_out)
+    main = _main(chips)
+    cores = np.minimum(units, st.n_cores)
+    share = chips.level(main - 1, "bandwidth") * chips.level(main - 1, "achievable") / cores
+    return np.where(mode > 0, chips.level(main, "latency") + edge / share, 0.0)
 
 
 def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
@@ -737,6 +789,8 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     tail = avg * np.maximum(longest - 1.0, 0.0) * (1.0 - 1.0 / n_cores)  # none on one core
     listed = units * split * avg / n_cores + tail
     compute = np.where((causal > 0) & in_order, np.maximum(compute, listed), compute)
+    compute = compute + waves * _flash_edges(chips, kernel, backward > 0, br, qk_dim, v_dim,
+                                             act_bytes, kv_bpt, units * split)  # fmt: skip
     useful = batch * n_q * pairs
     # memory: Q, O once; K/V once per reader unless the heads in flight fit in L2
     kv = batch * n_kv * touched * kv_bpt

@@ -327,11 +327,14 @@ def test_a_flash_kernel_waits_at_each_query_blocks_edges_most_at_short_sequences
 
     h100 = load_system("h100-sxm", 1)
     chips = ChipArrays.of(h100)
-    args = (np.array([[False]]), np.array([[128.0]]), np.array([[128.0]]), np.array([[128.0]]),
-            np.array([[2.0]]), np.array([[512.0]]), np.array([[1000.0]]))  # fmt: skip
+    # a forward of 64 heads x 512 query rows (4 blocks of 128 each), head dim 128, bf16
+    no, one = np.array([[False]]), np.array([[1.0]])
+    args = (no, no, no, np.array([[64.0]]), np.array([[512.0]]), np.array([[256.0]]),
+            np.array([[2.0]]), one, np.array([[128.0]]), np.array([[128.0]]), np.array([[2.0]]),
+            np.array([[512.0]]))  # fmt: skip
     fa2, fa3 = (float(np.ravel(_flash_edges(chips, [k], *args))[0]) for k in ("fa2", "native"))
     none = float(np.ravel(_flash_edges(chips, ["mmha"], *args))[0])
-    assert fa2 > fa3 > h100.chip.memory[-1].latency_s and none == 0.0
+    assert fa2 > 2 * fa3 > 0.0 and none == 0.0
     # the edges' share of a block's time: large at 512 keys, small at 16k
     fa2_512, fa2_16k = (
         _flash_forward_rate("h100-sxm", 512, False),
@@ -699,7 +702,7 @@ def test_a_routed_gemm_without_clusters_reads_each_experts_weights_per_tile_row(
 
 
 def test_a_kernel_with_exposed_tile_edges_waits_at_each_tile_where_the_math_binds():
-    # one program per tile (Triton's fused MoE): each wave waits one HBM round trip and its
+    # one program per tile (Triton's fused MoE): each wave waits for its
     # first K-slab and output tile at its share of L2; a compute-bound GEMM pays that per
     # wave, less of it the deeper its K; a GEMM bound by streaming its weights hides it
     from hardware import load_system
@@ -719,20 +722,20 @@ def test_a_kernel_with_exposed_tile_edges_waits_at_each_tile_where_the_math_bind
     assert ratio(16, 8192) == pytest.approx(1.0)
 
 
-def test_exposed_tile_edges_cost_a_round_trip_and_the_edge_bytes_at_a_waves_share():
+def test_exposed_tile_edges_cost_the_edge_bytes_at_a_waves_share_of_l2():
     from hardware import load_system
     from sim.cost.chips import ChipArrays
     from sim.cost.roofline import _tile_edges
 
     h100 = load_system("h100-sxm", 1)
     chips, chip = ChipArrays.of(h100), h100.chip
-    l2, hbm = chip.memory[-2], chip.memory[-1]
+    l2 = chip.memory[-2]
     tile_k = chips.structure.tile_k
     edge = tile_k * (128 * 2 + 256 * 2) + 128 * 256 * 2
     for tiles, cores in ((1000.0, chip.n_cores), (10.0, 10)):  # a partial wave: fewer share
         one = _tile_edges(chips, 128.0, 256.0, 2.0, 2.0, 2.0, tiles)
         share = l2.bandwidth_bytes_per_s * l2.achievable_fraction / cores
-        assert float(np.ravel(one)[0]) == pytest.approx(hbm.latency_s + edge / share)
+        assert float(np.ravel(one)[0]) == pytest.approx(edge / share)
 
 
 def test_exposed_tile_edges_never_make_a_routed_gemm_faster():

@@ -27,8 +27,8 @@ paying an fp32 fix-up of one tile per core; the faster of the two is taken.
 
 A kernel of one program per tile (Triton's fused MoE: ``Gemm.tile_exposed``; FlashAttention-2
 and the other flash kernels without warp specialization, per query block) also waits, each
-wave, one main-memory round trip and its tile's first operands and output at its share of L2
-(``_tile_edges``, ``_flash_edges``): added to the compute time, hidden where a memory level
+wave, for its tile's first operands and its output at its share of L2 (``_tile_edges``,
+``_flash_edges``): added to the compute time, hidden where a memory level
 binds. cuBLAS's and CUTLASS 3.x's persistent, warp-specialized kernels overlap both (FA3 its
 loads).
 
@@ -467,19 +467,18 @@ def _tile_edges(
     tiles: Array,
 ) -> Array:
     """The time a core waits at each tile of a kernel whose tiles' edges are exposed
-    (``Gemm.tile_exposed``): one program per output tile, so before any math it waits one
-    main-memory round trip (the level's ``latency``) and its first K-slab of A and B
-    (``tile_k`` deep), and after the last it writes its output tile, both at its share of the
-    reuse level's achievable bandwidth among the cores of a wave (they start and end their
-    tiles together). Added to the math: a GEMM bound by a memory level hides it, as the other
-    cores keep that level busy; the bytes are part of the level's traffic already. A kernel
-    that loads the next tile's operands and stores the last tile's output beside its math
-    (cuBLAS and CUTLASS 3.x's warp-specialized persistent kernels) waits for neither."""
-    main, tile_k = _main(chips), chips.structure.tile_k
+    (``Gemm.tile_exposed``): one program per output tile, so before any math it waits for its
+    first K-slab of A and B (``tile_k`` deep), and after the last it writes its output tile,
+    both at its share of the reuse level's achievable bandwidth among the cores of a wave (they
+    start and end their tiles together; no latency is charged: only some presets measure one).
+    Added to the math: a GEMM bound by a memory level hides it, as the other cores keep that
+    level busy; the bytes are part of the level's traffic already. A kernel that loads the next
+    tile's operands and stores the last tile's output beside its math (cuBLAS and CUTLASS 3.x's
+    warp-specialized persistent kernels) waits for neither."""
+    reuse, tile_k = _main(chips) - 1, chips.structure.tile_k
     cores = np.minimum(tiles, chips.structure.n_cores)
-    share = chips.level(main - 1, "bandwidth") * chips.level(main - 1, "achievable") / cores
-    edge_bytes = tile_k * (tm * a_bytes + tn * b_bytes) + tm * tn * c_bytes
-    return chips.level(main, "latency") + edge_bytes / share
+    share = chips.level(reuse, "bandwidth") * chips.level(reuse, "achievable") / cores
+    return (tile_k * (tm * a_bytes + tn * b_bytes) + tm * tn * c_bytes) / share
 
 
 def _routed_tiles(tokens: Array, p: Array, tile_m: Array) -> Array:
@@ -639,24 +638,33 @@ def _flash_edges(
     chips: ChipArrays,
     kernel: list[str],
     backward: Array,
+    triton: Array,
+    three_d: Array,
+    heads: Array,
+    rows: Array,
     br: Array,
+    q_blocks: Array,
+    split: Array,
     qk_dim: Array,
     v_dim: Array,
     act_bytes: Array,
     kv_bpt: Array,
-    units: Array,
 ) -> Array:
-    """The time a core waits at each unit of work (a query block; the backward's key block)
-    of a flash kernel whose blocks' edges are exposed, as a GEMM's tiles (``_tile_edges``): a
-    kernel of one program per block (FlashAttention-2, vLLM's Triton attention, and the native
-    kernel off Hopper and Blackwell, where no warp specialization overlaps them) waits one
-    main-memory round trip and its own rows (Q; the backward's K and V) and first key block
-    (``_FLASH_BLOCK_N`` keys of K and V; the backward's Q and dO) before its first MMA, and
-    stores its output rows (O; dK and dV) after the last. A persistent, warp-specialized
-    kernel (the native one on compute capability 9.0 and later: FlashAttention-3, cuDNN) loads
+    """The time the cores wait at the edges of a flash kernel's blocks, as a GEMM's tiles
+    (``_tile_edges``): a kernel of one program per block (FlashAttention-2, vLLM's Triton
+    attention, and the native kernel off Hopper and Blackwell, where no warp specialization
+    overlaps them) waits, each wave, for its own rows (Q; the backward's K and V) and its first
+    key block (FA2's ``_FLASH_BLOCK_N`` keys of K and V; a Triton program's 32-key tile, 16 in
+    its 3D decode kernel; the backward's Q and dO) before its first MMA, and stores its output
+    rows (O; dK and dV; a split piece's fp32 partials) after the last. A persistent, warp-
+    specialized kernel (the native one on compute capability 9.0 and later: FA3, cuDNN) loads
     the next block's inputs beside its math and waits only for its store. Decode's per-head
     kernel (``mmha``) and a software-managed scratchpad's compiler pipeline (TPU) wait for
-    neither. Each wave's cores share the reuse level's achievable bandwidth."""
+    neither. A block holds FlashAttention's 128 query rows (``_FLASH_BLOCK_M``; a Triton program
+    its ``br``), its real rows at most; each wave's cores share the reuse level's achievable
+    bandwidth (no latency is charged: only some presets measure one). The backward's blocks are
+    counted as the forward's (its key blocks: the same count where q_len = kv_len, as in
+    training)."""
     st = chips.structure
     if st.scratchpad_reuse or not _has_reuse(chips):
         return np.zeros(1)
@@ -666,14 +674,19 @@ def _flash_edges(
                       1.0 if k == "native" and warp_specialized else 2.0] for k in kernel])  # fmt: skip
     if not mode.any():
         return np.zeros(1)
-    own_in = np.where(backward, qk_dim + v_dim, qk_dim) * act_bytes * br
-    first = np.where(backward, (qk_dim + v_dim) * act_bytes, kv_bpt) * _FLASH_BLOCK_N
-    own_out = np.where(backward, qk_dim + v_dim, v_dim) * act_bytes * br
+    block = np.where(triton, br, np.minimum(br, _FLASH_BLOCK_M))
+    own = np.minimum(block, np.where(triton, br, rows))
+    units = heads * np.where(triton, q_blocks, np.ceil(rows / block)) * split
+    keys = np.where(triton, np.where(three_d, _TRITON_DECODE_TILE, _TRITON_TILE), _FLASH_BLOCK_N)
+    own_in = np.where(backward, qk_dim + v_dim, qk_dim) * act_bytes * own
+    first = np.where(backward, (qk_dim + v_dim) * act_bytes, kv_bpt) * keys
+    own_out = np.where(split > 1, own * (v_dim + 2) * 4.0,
+                       np.where(backward, qk_dim + v_dim, v_dim) * act_bytes * own)  # fmt: skip
     edge = np.where(mode > 1, own_in + first + own_out, own_out)
-    main = _main(chips)
+    reuse = _main(chips) - 1
     cores = np.minimum(units, st.n_cores)
-    share = chips.level(main - 1, "bandwidth") * chips.level(main - 1, "achievable") / cores
-    return np.where(mode > 0, chips.level(main, "latency") + edge / share, 0.0)
+    share = chips.level(reuse, "bandwidth") * chips.level(reuse, "achievable") / cores
+    return np.where(mode > 0, np.ceil(units / st.n_cores) * edge / share, 0.0)
 
 
 def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
@@ -789,8 +802,9 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     tail = avg * np.maximum(longest - 1.0, 0.0) * (1.0 - 1.0 / n_cores)  # none on one core
     listed = units * split * avg / n_cores + tail
     compute = np.where((causal > 0) & in_order, np.maximum(compute, listed), compute)
-    compute = compute + waves * _flash_edges(chips, kernel, backward > 0, br, qk_dim, v_dim,
-                                             act_bytes, kv_bpt, units * split)  # fmt: skip
+    compute = compute + _flash_edges(chips, kernel, backward > 0, triton, three_d, heads, rows,
+                                     br, q_blocks, split, qk_dim, v_dim, act_bytes,
+                                     kv_bpt)  # fmt: skip
     useful = batch * n_q * pairs
     # memory: Q, O once; K/V once per reader unless the heads in flight fit in L2
     kv = batch * n_kv * touched * kv_bpt

@@ -765,3 +765,26 @@ def test_a_power_of_two_kernel_covers_routed_rows_with_power_of_two_blocks():
     assert whole.tile is not None and whole.tile[0] == 64
     assert whole.tile_efficiency < cut.tile_efficiency
     assert whole.time_s >= cut.time_s
+
+
+def test_ops_whose_every_value_is_an_array_over_points_cost_as_each_point_alone():
+    # one attention op lowered over three (q_len, kv_len) points, alone in the table: every
+    # per-op value (its FLOPs among them) is an array, which used to stack to a 3-D table
+    from hardware import load_system
+    from sim.cost.chips import ChipArrays
+    from sim.cost.roofline import _F, cost_table
+    from workloads.build import Builder
+
+    def spec(q, kv):
+        return Attention(batch=4, n_q_heads=32, n_kv_heads=8, q_len=q, kv_len=kv, qk_dim=128,
+                         v_dim=128, causal=True, act_bytes=2.0, kv_bytes_per_token=512.0)  # fmt: skip
+
+    chips = ChipArrays.of(load_system("h100-sxm", 1))
+    points = ((1, 4096), (512, 512), (4096, 4096))
+    q, kv = (np.array([p[i] for p in points]) for i in (0, 1))
+    op = Builder("bf16", 2.0, 2.0, "fa2").attention("attention", spec(q, kv))
+    table = cost_table([op], chips, overlap=False, steady=True, points=3)
+    for j, (qj, kvj) in enumerate(points):
+        one = Builder("bf16", 2.0, 2.0, "fa2").attention("attention", spec(qj, kvj))
+        alone = cost_table([one], chips, overlap=False, steady=True)
+        assert table.data[_F["time"], 0, j] == pytest.approx(alone.data[_F["time"], 0, 0])

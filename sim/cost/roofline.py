@@ -170,6 +170,8 @@ def _table(rows: list[tuple]) -> list[Array]:
     try:
         table = np.array(rows, dtype=float)
     except ValueError:  # some values are arrays over points
+        table = None
+    if table is None or table.ndim > 2:  # (every value an array of one width stacks to 3-D)
         width = max(np.size(v) for row in rows for v in row)
         table = np.empty((len(rows), len(rows[0]), width))
         for i, row in enumerate(rows):

@@ -672,23 +672,26 @@ def _flash_edges(
         return np.zeros(1)
     cc = st.compute_capability
     warp_specialized = bool(cc) and int(cc.split(".")[0]) >= 9
-    mode = np.array([[0.0 if k in ("mmha", "unfused") else
-                      1.0 if k == "native" and warp_specialized else 2.0] for k in kernel])  # fmt: skip
-    if not mode.any():
+    modes = [0 if k in ("mmha", "unfused") else 1 if k == "native" and warp_specialized else 2
+             for k in kernel]  # fmt: skip
+    if not any(modes):
         return np.zeros(1)
     block = np.where(triton, br, np.minimum(br, _FLASH_BLOCK_M))
     own = np.minimum(block, np.where(triton, br, rows))
     units = heads * np.where(triton, q_blocks, np.ceil(rows / block)) * split
-    keys = np.where(triton, np.where(three_d, _TRITON_DECODE_TILE, _TRITON_TILE), _FLASH_BLOCK_N)
-    own_in = np.where(backward, qk_dim + v_dim, qk_dim) * act_bytes * own
-    first = np.where(backward, (qk_dim + v_dim) * act_bytes, kv_bpt) * keys
-    own_out = np.where(split > 1, own * (v_dim + 2) * 4.0,
-                       np.where(backward, qk_dim + v_dim, v_dim) * act_bytes * own)  # fmt: skip
-    edge = np.where(mode > 1, own_in + first + own_out, own_out)
+    # the output (a split piece's fp32 partials), then the inputs where they are exposed too
+    edge = np.where(split > 1, own * (v_dim + 2) * 4.0,
+                    np.where(backward, qk_dim + v_dim, v_dim) * act_bytes * own)  # fmt: skip
+    if 2 in modes:  # its own rows and its first key block
+        keys = np.where(triton, np.where(three_d, _TRITON_DECODE_TILE, _TRITON_TILE),
+                        _FLASH_BLOCK_N)  # fmt: skip
+        inputs = (np.where(backward, qk_dim + v_dim, qk_dim) * act_bytes * own
+                  + np.where(backward, (qk_dim + v_dim) * act_bytes, kv_bpt) * keys)  # fmt: skip
+        edge = edge + (np.array(modes)[:, None] > 1) * inputs
     reuse = _main(chips) - 1
-    cores = np.minimum(units, st.n_cores)
-    share = chips.level(reuse, "bandwidth") * chips.level(reuse, "achievable") / cores
-    return np.where(mode > 0, np.ceil(units / st.n_cores) * edge / share, 0.0)
+    share = chips.level(reuse, "bandwidth") * chips.level(reuse, "achievable")
+    edges = np.ceil(units / st.n_cores) * np.minimum(units, st.n_cores) * edge / share
+    return edges if min(modes) > 0 else (np.array(modes)[:, None] > 0) * edges
 
 
 def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:

@@ -310,3 +310,35 @@ def test_check_edge_says_what_is_missing(tmp_path, capsys):
     )
     assert check_edge.main([str(tmp_path)]) == 2
     assert "no batch_edge rows" in capsys.readouterr().err
+
+
+check_flash_edges = _load("check_flash_edges", "benchmarks/microbench/check_flash_edges.py")
+ATTENTION = ("device,date,phase,batch,n_heads,n_kv_heads,q_len,kv_len,head_dim,causal,time_s,flops,"
+             "bytes,backend,n_buffer_sets\n")  # fmt: skip
+
+
+def test_flash_edge_rows_give_roofsims_time_with_and_without_the_edges(tmp_path):
+    # a short non-causal prefill row is held against roofsim's FA2 with and without the block
+    # edges (the edges only ever add time); causal, decode and long rows are left alone
+    rows = ["H100,d,prefill,4,32,32,512,512,128,False,63e-6,0,0,flash,1\n",
+            "H100,d,prefill,4,32,32,512,512,128,True,40e-6,0,0,flash,1\n",
+            "H100,d,decode,4,32,8,1,512,128,False,9e-6,0,0,flash,1\n",
+            "H100,d,prefill,4,32,32,4096,4096,128,False,2e-3,0,0,flash,1\n"]  # fmt: skip
+    path = tmp_path / "attention.csv"
+    path.write_text(ATTENTION + "".join(rows))
+    (rec,) = check_flash_edges.check(path, "h100-sxm")
+    system = load_system("h100-sxm", 1)
+    assert (rec["batch"], rec["seq"]) == (4, 512)
+    assert rec["predicted_s"] == check_flash_edges.predicted(4, 32, 512, 128, system)
+    assert rec["no_edges_s"] < rec["predicted_s"]
+    assert rec["log_error"] == pytest.approx(math.log(rec["predicted_s"] / 63e-6))
+    # the patch is undone: the model keeps its edges after a check
+    assert check_flash_edges.predicted(4, 32, 512, 128, system) == rec["predicted_s"]
+
+
+def test_check_flash_edges_says_what_is_missing(tmp_path, capsys):
+    (tmp_path / "attention.csv").write_text(
+        ATTENTION + "H100,d,prefill,1,32,32,512,512,128,True,2e-5,0,0,flash,1\n"
+    )
+    assert check_flash_edges.main([str(tmp_path)]) == 2
+    assert "no non-causal prefill rows" in capsys.readouterr().err

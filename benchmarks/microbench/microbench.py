@@ -4,7 +4,8 @@
 Usage:
     python benchmarks/microbench/microbench.py --out DIR [--quick] [--device cuda|cpu]
         [--sections env,gemm,membw,launch,attention,llm (default; moe, conv, steady only when named)]
-        [--gemm-groups square,llm,awkward,llm_extra,batch_edge (default all)] [--budget-s 520]
+        [--gemm-groups square,llm,awkward,llm_extra,batch_edge (default all)]
+        [--attention-grid full|short (default full)] [--budget-s 520]
 
 Writes into DIR (each CSV with a header row, flushed after every point so a
 killed run still leaves its partial results):
@@ -487,6 +488,11 @@ def _gemm_sizes(quick, cpu):
 # decode GEMMs just past a tile/cluster edge (issue 22): roofsim predicts the weights are read
 # from L2 once more at M = 257 and 513 on Hopper (a step in time), which only a measurement
 # of M across the edge can confirm or refute
+# the attention section's short prefill grid (--attention-grid short; also in the full grid):
+# non-causal, 32 heads of 128, where a flash kernel's per-block edges are a large share of a
+# block's time (benchmarks/microbench/check_flash_edges.py)
+SHORT_PREFILL_L = [128, 256, 384, 512, 768, 1024]
+SHORT_PREFILL_B = [1, 4, 16, 64]
 BATCH_EDGE_M = [120, 128, 129, 136, 144, 240, 248, 256, 257, 264, 272, 288, 320, 384, 448, 504,
                 512, 513, 520, 544]  # fmt: skip
 # Llama-3-8B's gate/up, the 70B's down and o, Llama-2-7B's fused gate/up and down (issue 22's
@@ -1270,14 +1276,20 @@ def section_attention(ctx):
         dec_kv, dec_b = [512, 2048, 8192, 32768], [1, 8, 32, 128]
         H = 32
     pts = []
-    for B in (1, 4):
-        for L in pre_L:
-            for causal in (True, False):
-                pts.append(("prefill", B, H, H, L, L, causal))
-    for hkv in (H // 4, H):
-        for B in dec_b:
-            for kv in dec_kv:
-                pts.append(("decode", B, H, hkv, 1, kv, False))
+    if ctx.get("attention_grid", "full") != "short":
+        for B in (1, 4):
+            for L in pre_L:
+                for causal in (True, False):
+                    pts.append(("prefill", B, H, H, L, L, causal))
+        for hkv in (H // 4, H):
+            for B in dec_b:
+                for kv in dec_kv:
+                    pts.append(("decode", B, H, hkv, 1, kv, False))
+    if not ctx["quick"]:  # the short grid, without the full grid's points
+        pts += [p for p in (("prefill", B, H, H, L, L, False) for B in SHORT_PREFILL_B
+                            for L in SHORT_PREFILL_L) if p not in pts]  # fmt: skip
+    elif ctx.get("attention_grid", "full") == "short":
+        pts += [("prefill", B, H, H, L, L, False) for B in (1, 4) for L in pre_L]
     for phase, B, h, hkv, ql, kvl, causal in pts:
         if time.perf_counter() > deadline():
             log("attention: deadline reached")
@@ -1964,6 +1976,13 @@ def main(argv=None):
         "batch_edge; default all)",
     )
     ap.add_argument(
+        "--attention-grid",
+        default="full",
+        choices=("full", "short"),
+        help="attention section: the full grid (prefill, decode and the short prefill grid) or "
+        "only the short non-causal prefill grid (SHORT_PREFILL_L x SHORT_PREFILL_B)",
+    )
+    ap.add_argument(
         "--budget-s",
         type=float,
         default=520.0,
@@ -1991,6 +2010,7 @@ def main(argv=None):
         out=args.out,
         quick=args.quick,
         gemm_groups={g for g in args.gemm_groups.split(",") if g},
+        attention_grid=args.attention_grid,
         bench=Bench(dev),
         env=env,
         l2_bytes=env.get("l2_bytes") or 50 * MiB,

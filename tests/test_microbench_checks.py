@@ -342,3 +342,16 @@ def test_check_flash_edges_says_what_is_missing(tmp_path, capsys):
     )
     assert check_flash_edges.main([str(tmp_path)]) == 2
     assert "no non-causal prefill rows" in capsys.readouterr().err
+
+
+def test_the_microbench_readmes_pre_registered_figures_are_the_checks_own():
+    # benchmarks/microbench/README.md quotes two pre-registered predictions: they are what the
+    # check scripts compute now (docs cannot drift)
+    readme = (ROOT / "benchmarks/microbench/README.md").read_text()
+    a100, h100 = load_system("a100-sxm-80gb", 1), load_system("h100-sxm", 1)
+    t128, t129 = (check_edge.predicted(m, 28672, 4096, a100) * 1e6 for m in (128, 129))
+    assert f"roofsim {t128:.1f} -> {t129:.1f} us" in readme
+    flops = 4.0 * 16 * 32 * 256 * 256 * 128
+    with_edges, without = (flops / check_flash_edges.predicted(16, 32, 256, 128, h100, e) / 1e12
+                           for e in (True, False))  # fmt: skip
+    assert f"b16 s256: {with_edges:.1f} TFLOP/s with them, {without:.1f} without" in readme

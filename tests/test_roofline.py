@@ -768,8 +768,9 @@ def test_a_power_of_two_kernel_covers_routed_rows_with_power_of_two_blocks():
 
 
 def test_ops_whose_every_value_is_an_array_over_points_cost_as_each_point_alone():
-    # one attention op lowered over three (q_len, kv_len) points, alone in the table: every
-    # per-op value (its FLOPs among them) is an array, which used to stack to a 3-D table
+    # one attention op lowered over three (q_len, kv_len) points, alone in the table: a table
+    # of values that are all arrays of one width (its FLOPs, in the power model) used to stack
+    # to 3-D and fail to unpack
     from hardware import load_system
     from sim.cost.chips import ChipArrays
     from sim.cost.roofline import _F, cost_table

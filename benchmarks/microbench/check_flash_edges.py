@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
@@ -47,16 +49,16 @@ def predicted(batch: int, heads: int, seq: int, head_dim: int, system: System,
     op = Builder("bf16", 2.0, 2.0, "fa2").attention("attention", spec)
     if edges:
         return roofline.cost_ops([op], system, steady=False)[0].time_s
-    import numpy as np
-
     with mock.patch.object(roofline, "_flash_edges", lambda *a, **k: np.zeros(1)):
         return roofline.cost_ops([op], system, steady=False)[0].time_s
 
 
 def _short_row(row: dict[str, str]) -> tuple[int, int, int, int, float] | None:
-    """(batch, heads, seq, head_dim, seconds) of a non-causal prefill row up to LONGEST
-    tokens, checked; None for the others."""
+    """(batch, heads, seq, head_dim, seconds) of a flash-backend non-causal prefill row up to
+    LONGEST tokens, checked; None for the others (a CPU logic test's rows among them)."""
     if row.get("phase") != "prefill" or row.get("causal") != "False":
+        return None
+    if not row["backend"].startswith("flash"):
         return None
     b, h, hkv, q, kv, d = (int(row[x]) for x in ("batch", "n_heads", "n_kv_heads", "q_len",
                                                   "kv_len", "head_dim"))  # fmt: skip
@@ -75,7 +77,8 @@ def check(path: Path, chip: str) -> list[dict]:
     without the edges."""
     system = load_system(chip, 1)
     out = []
-    for _, got in parsed_rows(path, _short_row):
+    for _, got in parsed_rows(path, _short_row,
+                              describe=lambda e: f"not an attention.csv row ({e!r})"):  # fmt: skip
         if got is None:
             continue
         b, h, q, d, t = got
@@ -85,8 +88,9 @@ def check(path: Path, chip: str) -> list[dict]:
                     "log_error": math.log(with_edges / t),
                     "log_error_no_edges": math.log(without / t)})  # fmt: skip
     if not out:
-        raise ValueError(f"{path} has no non-causal prefill rows up to {LONGEST} tokens: run "
-                         "microbench.py --sections attention --attention-grid short")  # fmt: skip
+        raise ValueError(f"{path} has no flash non-causal prefill rows up to {LONGEST} tokens: "
+                         "run microbench.py --sections attention --attention-grid short on a "
+                         "GPU")  # fmt: skip
     return out
 
 

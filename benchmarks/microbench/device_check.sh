@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The prepared device check for a session lent a GPU (about 7 minutes on an H100): the gemm
-# section's decode batch edges (issue 22: does cuBLAS fall where one more row of tiles opens?),
-# the attention section's short prefill grid (do FlashAttention-2's block edges cost what
-# sim/cost/roofline._flash_edges charges?) and the moe, conv and steady sections of
-# microbench.py (grouped MoE GEMMs, VAE convolutions, a sustained FlashAttention-2 run and
-# matmul + host-gap power cycles: the kernel-level and energy gaps in benchmarks/research/moe-expert-gemm-sensitivity-2026-12-05.md,
+# The prepared device check for a session lent a GPU (about 7 minutes on an H100), the sections
+# in microbench.py's order: the gemm section's decode batch edges (issue 22: does cuBLAS fall
+# where one more row of tiles opens?), the moe and conv sections (grouped MoE GEMMs, VAE
+# convolutions), the attention section's short prefill grid (~24 points of ~0.2 s: do
+# FlashAttention-2's block edges cost what sim/cost/roofline._flash_edges charges?) and the
+# steady section (a sustained FlashAttention-2 run and matmul + host-gap power cycles): the
+# kernel-level and energy gaps in benchmarks/research/moe-expert-gemm-sensitivity-2026-12-05.md,
 # vae-conv-microbench-2026-12-05.md and fa2-rate-absorber-2026-12-06.md), then roofsim's checks
 # of them against the pre-registered predictions. Everything lands in OUT; the checks need
 # roofsim's dependencies (numpy, scipy) and are skipped, not fatal, where the machine lacks

@@ -1288,8 +1288,9 @@ def section_attention(ctx):
     if not ctx["quick"]:  # the short grid, without the full grid's points
         pts += [p for p in (("prefill", B, H, H, L, L, False) for B in SHORT_PREFILL_B
                             for L in SHORT_PREFILL_L) if p not in pts]  # fmt: skip
-    elif ctx.get("attention_grid", "full") == "short":
-        pts += [("prefill", B, H, H, L, L, False) for B in (1, 4) for L in pre_L]
+    elif ctx.get("attention_grid", "full") == "short":  # the short grid's first lengths
+        short_L = pre_L if cpu else SHORT_PREFILL_L[:2]
+        pts += [("prefill", B, H, H, L, L, False) for B in (1, 4) for L in short_L]
     for phase, B, h, hkv, ql, kvl, causal in pts:
         if time.perf_counter() > deadline():
             log("attention: deadline reached")

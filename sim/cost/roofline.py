@@ -689,9 +689,10 @@ def _flash_edges(
                   + np.where(backward, (qk_dim + v_dim) * act_bytes, kv_bpt) * keys)  # fmt: skip
         edge = edge + (np.array(modes)[:, None] > 1) * inputs
     reuse = _main(chips) - 1
-    share = chips.level(reuse, "bandwidth") * chips.level(reuse, "achievable")
-    edges = np.ceil(units / st.n_cores) * np.minimum(units, st.n_cores) * edge / share
-    return edges if min(modes) > 0 else (np.array(modes)[:, None] > 0) * edges
+    cores = np.minimum(units, st.n_cores)
+    share = chips.level(reuse, "bandwidth") * chips.level(reuse, "achievable") / cores
+    edges = np.ceil(units / st.n_cores) * edge / share
+    return edges if min(modes) > 0 else np.where(np.array(modes)[:, None] > 0, edges, 0.0)
 
 
 def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:

@@ -477,10 +477,16 @@ def _tile_edges(
     level busy; the bytes are part of the level's traffic already. A kernel that loads the next
     tile's operands and stores the last tile's output beside its math (cuBLAS and CUTLASS 3.x's
     warp-specialized persistent kernels) waits for neither."""
-    reuse, tile_k = _main(chips) - 1, chips.structure.tile_k
-    cores = np.minimum(tiles, chips.structure.n_cores)
-    share = chips.level(reuse, "bandwidth") * chips.level(reuse, "achievable") / cores
-    return (tile_k * (tm * a_bytes + tn * b_bytes) + tm * tn * c_bytes) / share
+    tile_k = chips.structure.tile_k
+    return (tile_k * (tm * a_bytes + tn * b_bytes) + tm * tn * c_bytes) / _wave_share(chips, tiles)
+
+
+def _wave_share(chips: ChipArrays, units: Array) -> Array:
+    """Each core's share of the reuse level's achievable bandwidth in a wave of ``units``
+    programs (the cores of a wave start and end their tiles together)."""
+    reuse = _main(chips) - 1
+    cores = np.minimum(units, chips.structure.n_cores)
+    return chips.level(reuse, "bandwidth") * chips.level(reuse, "achievable") / cores
 
 
 def _routed_tiles(tokens: Array, p: Array, tile_m: Array) -> Array:
@@ -688,10 +694,7 @@ def _flash_edges(
         inputs = (np.where(backward, qk_dim + v_dim, qk_dim) * act_bytes * own
                   + np.where(backward, (qk_dim + v_dim) * act_bytes, kv_bpt) * keys)  # fmt: skip
         edge = edge + (np.array(modes)[:, None] > 1) * inputs
-    reuse = _main(chips) - 1
-    cores = np.minimum(units, st.n_cores)
-    share = chips.level(reuse, "bandwidth") * chips.level(reuse, "achievable") / cores
-    edges = np.ceil(units / st.n_cores) * edge / share
+    edges = np.ceil(units / st.n_cores) * edge / _wave_share(chips, units)
     return edges if min(modes) > 0 else np.where(np.array(modes)[:, None] > 0, edges, 0.0)
 
 

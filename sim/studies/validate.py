@@ -34,7 +34,7 @@ from sim.cost.result import CapacityError
 from sim.cost.roofline import cost_ops
 from sim.cost.simulate import simulate
 from sim.engine.train import simulate_training
-from workloads.build import Builder
+from workloads.build import EAGER_PRIMITIVES, Builder
 from workloads.loader import load_model
 from workloads.ops import Attention, Role, WorkloadError
 from workloads.training import RECOMPUTE, Training, attention_backward
@@ -51,7 +51,7 @@ BARS: dict[str, float] = {"train": 0.10, "decode": 0.10, "prefill": 0.15, "dit":
 #: test rows within +-5 % (a model right on average only by luck of the spread does not pass)
 BIAS_BAR = 0.05
 KINDS = ("decode", "prefill", "serve", "dit", "train", "energy", "ratio", "gemm", "attention",
-         "moe-kernel", "membw", "allreduce", "alltoall", "area", "cost")  # fmt: skip
+         "moe-kernel", "eager-kernel", "membw", "allreduce", "alltoall", "area", "cost")  # fmt: skip
 #: LLM kinds whose rows name a model preset (a row of these on an MoE model is ``RowResult.moe``)
 _LLM_KINDS = ("decode", "prefill", "serve", "train", "energy")
 # slices across kinds, reported below the kinds with their own bars (issue 17's done-when:
@@ -409,6 +409,58 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
     return ops[0].flops / t / 1e12, {"time_s": t, "heads": heads}
 
 
+#: the residual add an ``EAGER_PRIMITIVES`` norm entry carries beside the norm (forward bytes and
+#: kernels, then backward): a kernel row times the norm alone
+_RESIDUAL = (6.0, 1, 6.0, 1)
+
+
+def _eager_kernel_passes(row: dict) -> list[tuple[float, int]]:
+    """(bytes per element, kernels) of each pass an ``eager-kernel`` row times (its forward,
+    its backward, or both for ``mode = "full"``): the primitives the lowerings charge an eager
+    PyTorch op (``workloads.build.EAGER_PRIMITIVES``, written for 16-bit activations), scaled to
+    the row's dtype and adjusted only where the benchmark's code differs from a model's."""
+    kernel, mode = row["kernel"], row["mode"]
+    scale = dtype_bytes(row["dtype"]) / 2.0
+    if kernel == "layer_norm":  # torch.nn.LayerNorm: the native kernels, no residual beside
+        f, fk, b, bk = (x - r for x, r in zip(EAGER_PRIMITIVES["layernorm"], _RESIDUAL))
+        fwd, bwd = (f * scale, fk), (b * scale, bk)
+    elif kernel == "cross_entropy":  # torch.nn.CrossEntropyLoss on logits already in fp32
+        if row["dtype"] != "fp32":
+            raise Skip("cross_entropy rows: fp32 logits only (a 16-bit row's casts not read)")
+        f, fk, b, bk = EAGER_PRIMITIVES["cross_entropy"]
+        # without the model's .float() cast (2+4 B) and the gradient's cast back (4+2 B)
+        fwd, bwd = (f - 6.0, fk - 1), (b - 6.0, bk - 1)
+        if row.get("grad_accumulates"):  # .grad += the new gradient: 4+4+4 B, one kernel
+            bwd = (bwd[0] + 12.0, bwd[1] + 1)
+    elif kernel == "rms_norm":  # Llama's RMSNorm in PyTorch primitives, no residual beside
+        f, fk = EAGER_PRIMITIVES["rmsnorm"][0] - 6.0, EAGER_PRIMITIVES["rmsnorm"][1] - 1
+        # an fp32 weight promotes the last multiply's output to fp32: 2 B more an element
+        fwd, bwd = (f + (2.0 if row.get("weight_dtype") == "fp32" else 0.0), fk), None
+    elif kernel == "relu_squared":  # square(relu(x)): two one-kernel activations
+        f, fk = EAGER_PRIMITIVES["act"][:2]
+        fwd, bwd = (2 * f * scale, 2 * fk), None
+    else:
+        raise Skip(f"eager kernel {kernel!r} has no primitives here")
+    passes = {"forward": [fwd], "backward": [bwd], "full": [fwd, bwd]}[mode]
+    if None in passes:
+        raise Skip(f"{kernel} rows: the backward's primitives are not read")
+    return passes
+
+
+def _predict_eager_kernel(row: dict) -> tuple[float, dict]:
+    """One eager PyTorch op on one chip, as a kernel benchmark times it (Liger-Kernel's
+    ``benchmark/scripts``: CUDA events around each call, L2 flushed before it, the burst
+    clock): each pass an elementwise op of the primitives' bytes and kernel count, costed as
+    the lowerings cost it (``cost_ops``)."""
+    system = _system(row, 1)
+    elems = float(row["rows"]) * float(row["cols"])
+    ops = [replace(Builder("bf16", 2.0, 2.0).elementwise(f"pass{i}", "eager", per * elems / 2.0,
+                                                         0.0, 0.0), kernels=k)
+           for i, (per, k) in enumerate(_eager_kernel_passes(row))]  # fmt: skip
+    t = sum(c.time_s for c in cost_ops(ops, system, steady=False))
+    return t, {"time_s": t, "bytes": sum(op.total_bytes for op in ops)}
+
+
 def _predict_membw(row: dict) -> tuple[float, dict]:
     chip = _system(row, 1).chip
     hbm = chip.main_memory
@@ -658,6 +710,7 @@ PREDICTORS: dict[str, Callable[[dict], tuple[float, dict]]] = {
     "gemm": _predict_gemm,
     "attention": _predict_attention,
     "moe-kernel": _predict_moe_kernel,
+    "eager-kernel": _predict_eager_kernel,
     "membw": _predict_membw,
     "allreduce": _predict_allreduce,
     "alltoall": _predict_alltoall,

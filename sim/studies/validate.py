@@ -422,7 +422,9 @@ def _eager_kernel_passes(row: dict) -> list[tuple[float, int]]:
     kernel, mode = row["kernel"], row["mode"]
     scale = dtype_bytes(row["dtype"]) / 2.0
     if kernel == "layer_norm":  # torch.nn.LayerNorm: the native kernels, no residual beside
-        f, fk, b, bk = (x - r for x, r in zip(EAGER_PRIMITIVES["layernorm"], _RESIDUAL))
+        f, fk, b, bk = (
+            x - r for x, r in zip(EAGER_PRIMITIVES["layernorm"], _RESIDUAL, strict=True)
+        )
         fwd, bwd = (f * scale, fk), (b * scale, bk)
     elif kernel == "cross_entropy":  # torch.nn.CrossEntropyLoss on logits already in fp32
         if row["dtype"] != "fp32":

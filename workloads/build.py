@@ -22,8 +22,15 @@ from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role
 #   + 2+2+2+2 (dw: product, row sum), cast 2+4, x*r 4+4 (dx) + 4+4+4+4 (dr: product, row sum),
 #   mean 4 (expand / n), pow 4+4+4, x's two uses summed 4+4+4, cast 4+2, residual stream 2+2+2
 #   = 82 B.
-# - LayerNorm is one native kernel in eager too (F.layer_norm): 4 B + the residual add 6 B;
-#   backward dx 6 B, dgamma/dbeta 4 B, residual stream 6 B.
+# - LayerNorm is one native kernel in eager too (F.layer_norm), a thread block a row that passes
+#   over the row twice (pytorch aten/src/ATen/native/cuda/layer_norm_kernel.cu:
+#   vectorized_layer_norm_kernel runs compute_stats, a Welford pass over X, then re-reads X to
+#   write Y; the unvectorized path is two kernels, RowwiseMoments then LayerNormForward, each
+#   reading X): 2+2+2 = 6 B + the residual add 6 B; backward: layer_norm_grad_input_kernel reads
+#   dY and X for the row's two sums, then both again to write dX (2 (2+2) + 2 = 10 B), the
+#   gamma/beta kernel reads dY and X (4 B), residual stream 6 B = 20 B. Every pass is charged
+#   from main memory (the eager-kernel rows of Liger-Kernel's LayerNorm on A100 and H100 time
+#   it so: validation kind eager-kernel).
 # - RoPE (complex: xq.float(); view_as_complex; * freqs_cis; view_as_real; .type_as(xq)) per
 #   rotated q/k element: cast 2+4, complex multiply 4+4, cast 4+2 = 20 B, each of q and k; the
 #   backward is its mirror.
@@ -42,18 +49,30 @@ from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role
 # - wq/wk/wv and w1/w3 are separate GEMMs, so autograd sums their data gradients: 2+2+2 B per
 #   hidden element each (2 kernels before attention, 1 before a gated MLP), charged to the
 #   norm's backward.
-# - cross entropy of .float() logits (log_softmax, nll) per logit: cast 2+4, log_softmax 4+4 =
-#   14 B; backward nll 4 (scatter into zeros), log_softmax 4+4+4, cast 4+2 = 22 B.
+# - cross entropy of .float() logits (log_softmax, nll) per logit: cast 2+4, then log_softmax
+#   (pytorch aten/src/ATen/native/cuda/SoftMax.cu host_softmax): a row longer than the default
+#   48 KiB of shared memory a block (12,288 fp32 logits: any vocabulary slice of an LLM but a
+#   small one under tensor parallelism) runs cunn_SoftMaxForward, which reads the row for its
+#   max, again for the sum of exponentials and again to write the output: 4+4+4+4 = 22 B; a
+#   shorter row is cached in shared memory (cunn_SoftMaxForwardSmem), one read: 4+4 = 14 B
+#   (``cross_entropy_smem``). Backward: nll 4 (scatter into zeros); cunn_SoftMaxBackward (every
+#   row over 1,024) sums the gradient row, then reads it and the output to write the input's
+#   gradient, 4+4+4+4; cast 4+2 = 26 B.
 EAGER_PRIMITIVES = {
     "rmsnorm": (42.0, 9, 82.0, 12),
-    "layernorm": (10.0, 2, 16.0, 3),
+    "layernorm": (12.0, 2, 20.0, 3),
     "rope": (20.0, 6, 20.0, 6),  # per rotated element of q and k; 3 kernels for each tensor
     "rope_halves": (18.0, 14, 18.0, 14),  # per rotated element; 7 kernels for each tensor
     "attn_out_copy": (4.0, 1, 4.0, 1),
     "gated_act": (10.0, 2, 18.0, 3),
     "act": (4.0, 1, 6.0, 1),
-    "cross_entropy": (14.0, 2, 22.0, 3),
+    "cross_entropy": (22.0, 2, 26.0, 3),
+    "cross_entropy_smem": (14.0, 2, 26.0, 3),
 }
+#: the most fp32 elements a row may have for PyTorch's softmax to cache it in shared memory
+#: (host_softmax: the row under sharedMemPerBlock, 48 KiB on NVIDIA GPUs since Volta, less a
+#: float a warp for the reduction; its 1,024-thread block at most: 32 warps)
+SOFTMAX_SMEM_FP32 = (48 * 1024 - 32 * 4) // 4
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,20 +78,21 @@ ROPES = ("none", "real", "complex")
 # fp32/fp64 upcasts. From huggingface/diffusers src/diffusers/models/ (normalization.py,
 # embeddings.py, attention_processor.py, transformers/transformer_flux.py):
 # - norm_modulate: AdaLayerNormZero's ``self.norm(x) * (1 + scale[:, None]) + shift[:, None]``:
-#   F.layer_norm 2+2, multiply 2+2, add 2+2 = 12 B, 4 kernels (``1 + scale`` one on the vector)
-#   (fused: 2+2 in one).
+#   F.layer_norm 2+2+2 (PyTorch's native kernel passes over each row twice: the statistics, then
+#   the output; workloads.build EAGER_PRIMITIVES), multiply 2+2, add 2+2 = 14 B, 4 kernels
+#   (``1 + scale`` one on the vector) (fused: 2+2 in one).
 # - gated_residual: ``x + gate.unsqueeze(1) * y``: multiply 2+2, add 2+2+2 = 10 B, 2 kernels
 #   (fused: 2+2+2 in one); plain_add (a cross-attention's ``x + y``): 2+2+2 = 6 B, 1 kernel.
-# - plain_norm (a LayerNorm without modulation: Wan's cross-attention norm3): 2+2 = 4 B, 1 kernel.
+# - plain_norm (a LayerNorm without modulation: Wan's cross-attention norm3): 2+2+2 = 6 B, 1 kernel.
 # - A model whose residual stream is fp32 (``fp32_residual``: the official Wan2.1 blocks run
 #   ``x = x + y * e`` under fp32 autocast and WanLayerNorm in fp32): norm_modulate_fp32: layer
-#   norm 4+4, ``* (1 + e)`` 4+4, ``+ e`` 4+4, autocast's cast to bf16 for the linear 4+2 = 30 B,
+#   norm 4+4+4, ``* (1 + e)`` 4+4, ``+ e`` 4+4, autocast's cast to bf16 for the linear 4+2 = 34 B,
 #   5 kernels; gated_residual_fp32: ``y * e`` 2+4, ``x +`` 4+4+4 = 18 B, 2 kernels;
-#   plain_norm_fp32: 4+4, cast 4+2 = 14 B, 2 kernels; plain_add_fp32: 4+2+4 = 10 B, 1 kernel.
+#   plain_norm_fp32: 4+4+4, cast 4+2 = 18 B, 2 kernels; plain_add_fp32: 4+2+4 = 10 B, 1 kernel.
 # - rms (QK RMSNorm, per element of q and of k): ``x.to(float32).pow(2).mean(-1)`` 2+4, 4+4, 4;
 #   ``x * rsqrt(var + eps)`` 2+4; ``.to(bf16)`` 4+2; ``* weight`` 2+2 = 34 B, 8 kernels (two of
 #   them, ``+ eps`` and rsqrt, on one value per row).
-# - layer (QK LayerNorm, CogVideoX): one F.layer_norm, 2+2 = 4 B, 1 kernel.
+# - layer (QK LayerNorm, CogVideoX): one F.layer_norm, 2+2+2 = 6 B, 1 kernel.
 # - real (apply_rotary_emb, use_real: Flux, HunyuanVideo, CogVideoX): x_real, x_imag by unbind
 #   (views); ``stack([-x_imag, x_real])`` neg 1+1 (half the elements), stack 2+2; ``x.float() *
 #   cos`` 2+4, 4+4; ``x_rotated.float() * sin`` 2+4, 4+4; add 4+4+4; ``.to(x.dtype)`` 4+2 = 52 B,
@@ -115,16 +116,16 @@ ROPES = ("none", "real", "complex")
 #   kernels per attention.
 # NB: ``--dtype fp32`` scales every byte count by 2, the fp32 intermediates too (an overcount).
 EAGER_DIT = {
-    "norm_modulate": (12.0, 4),
+    "norm_modulate": (14.0, 4),
     "gated_residual": (10.0, 2),
-    "plain_norm": (4.0, 1),
+    "plain_norm": (6.0, 1),
     "plain_add": (6.0, 1),
-    "norm_modulate_fp32": (30.0, 5),
+    "norm_modulate_fp32": (34.0, 5),
     "gated_residual_fp32": (18.0, 2),
-    "plain_norm_fp32": (14.0, 2),
+    "plain_norm_fp32": (18.0, 2),
     "plain_add_fp32": (10.0, 1),
     "rms": (34.0, 8),
-    "layer": (4.0, 1),
+    "layer": (6.0, 1),
     "real": (52.0, 8),
     "complex": (76.0, 6),
     "copy": (4.0, 1),

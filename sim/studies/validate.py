@@ -34,7 +34,7 @@ from sim.cost.result import CapacityError
 from sim.cost.roofline import cost_ops
 from sim.cost.simulate import simulate
 from sim.engine.train import simulate_training
-from workloads.build import EAGER_PRIMITIVES, Builder
+from workloads.build import EAGER_PRIMITIVES, SOFTMAX_SMEM_FP32, Builder
 from workloads.loader import load_model
 from workloads.ops import Attention, Role, WorkloadError
 from workloads.training import RECOMPUTE, Training, attention_backward
@@ -429,7 +429,8 @@ def _eager_kernel_passes(row: dict) -> list[tuple[float, int]]:
     elif kernel == "cross_entropy":  # torch.nn.CrossEntropyLoss on logits already in fp32
         if row["dtype"] != "fp32":
             raise Skip("cross_entropy rows: fp32 logits only (a 16-bit row's casts not read)")
-        f, fk, b, bk = EAGER_PRIMITIVES["cross_entropy"]
+        key = "cross_entropy" if row["cols"] >= SOFTMAX_SMEM_FP32 else "cross_entropy_smem"
+        f, fk, b, bk = EAGER_PRIMITIVES[key]
         # without the model's .float() cast (2+4 B) and the gradient's cast back (4+2 B)
         fwd, bwd = (f - 6.0, fk - 1), (b - 6.0, bk - 1)
         if row.get("grad_accumulates"):  # .grad += the new gradient: 4+4+4 B, one kernel

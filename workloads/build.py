@@ -30,7 +30,8 @@ from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role
 #   dY and X for the row's two sums, then both again to write dX (2 (2+2) + 2 = 10 B), the
 #   gamma/beta kernel reads dY and X (4 B), residual stream 6 B = 20 B. Every pass is charged
 #   from main memory (the eager-kernel rows of Liger-Kernel's LayerNorm on A100 and H100 time
-#   it so: validation kind eager-kernel).
+#   it so: validation kind eager-kernel). A runtime whose RMSNorm is F.rms_norm's fused kernel
+#   (``rms_norm = "native"``) costs as this entry; that kernel's own passes were not read.
 # - RoPE (complex: xq.float(); view_as_complex; * freqs_cis; view_as_real; .type_as(xq)) per
 #   rotated q/k element: cast 2+4, complex multiply 4+4, cast 4+2 = 20 B, each of q and k; the
 #   backward is its mirror.

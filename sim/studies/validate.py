@@ -439,6 +439,17 @@ def _eager_kernel_passes(row: dict) -> list[tuple[float, int]]:
         f, fk = EAGER_PRIMITIVES["rmsnorm"][0] - 6.0, EAGER_PRIMITIVES["rmsnorm"][1] - 1
         # an fp32 weight promotes the last multiply's output to fp32: 2 B more an element
         fwd, bwd = (f + (2.0 if row.get("weight_dtype") == "fp32" else 0.0), fk), None
+    elif kernel == "add_rms_norm":  # x + residual, then RMSNorm's primitives, all in fp32
+        if row["dtype"] != "fp32":
+            raise Skip("add_rms_norm rows: fp32 only (the 16-bit casts are the rms_norm rows')")
+        f, fk = EAGER_PRIMITIVES["rmsnorm"][:2]
+        # the entry's two casts (2+4, 4+2 B) are no-ops on fp32; its 16-bit weight multiply
+        # (2+2) and residual add (2+2+2) move 4-byte elements here: +4 and +6 B
+        fwd, bwd = (f - 12.0 + 4.0 + 6.0, fk - 2), None
+    elif kernel == "rope_complex":  # the Meta/Llama-4 complex RoPE on q and k (rows x cols)
+        f, fk, b, bk = EAGER_PRIMITIVES["rope"]
+        # the entry's kernels are for q and k together, 3 each; its bytes per rotated element
+        fwd, bwd = (f * scale, fk), (b * scale, bk)
     elif kernel == "relu_squared":  # square(relu(x)): two one-kernel activations
         f, fk = EAGER_PRIMITIVES["act"][:2]
         fwd, bwd = (2 * f * scale, 2 * fk), None

@@ -397,8 +397,10 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
     heads = row.get("heads") or 2048 // hd
     causal = bool(row.get("causal", False))
     kv_heads = row.get("kv_heads") or heads  # grouped-query rows print their K/V heads
+    # q = kv = seq (prefill) unless the row gives them (decode: one query over kv_len keys)
+    q_len, kv_len = row.get("q_len", row["seq"]), row.get("kv_len", row["seq"])
     spec = Attention(batch=row.get("batch", 1) or 1, n_q_heads=heads, n_kv_heads=kv_heads,
-                     q_len=row["seq"], kv_len=row["seq"], qk_dim=hd, v_dim=hd, causal=causal,
+                     q_len=q_len, kv_len=kv_len, qk_dim=hd, v_dim=hd, causal=causal,
                      act_bytes=2.0, kv_bytes_per_token=2 * hd * 2.0,
                      kernel=row.get("attention_kernel", "native"))  # fmt: skip
     op = Builder("bf16", 2.0, 2.0).attention("attention", spec)
@@ -406,6 +408,8 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
     # the ops' FLOPs are the same count
     ops = attention_backward(op, 2.0) if row.get("backward") else [op]
     t = sum(c.time_s for c in cost_ops(ops, system, steady=bool(row.get("steady"))))
+    if row["metric"] == "time_s":
+        return t, {"time_s": t, "heads": heads}
     return ops[0].flops / t / 1e12, {"time_s": t, "heads": heads}
 
 

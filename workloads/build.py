@@ -52,13 +52,14 @@ from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role
 #   norm's backward.
 # - cross entropy of .float() logits (log_softmax, nll) per logit: cast 2+4, then log_softmax
 #   (pytorch aten/src/ATen/native/cuda/SoftMax.cu host_softmax): a row longer than the default
-#   48 KiB of shared memory a block (12,288 fp32 logits: any vocabulary slice of an LLM but a
-#   small one under tensor parallelism) runs cunn_SoftMaxForward, which reads the row for its
-#   max, again for the sum of exponentials and again to write the output: 4+4+4+4 = 22 B; a
-#   shorter row is cached in shared memory (cunn_SoftMaxForwardSmem), one read: 4+4 = 14 B
-#   (``cross_entropy_smem``). Backward: nll 4 (scatter into zeros); cunn_SoftMaxBackward (every
-#   row over 1,024) sums the gradient row, then reads it and the output to write the input's
-#   gradient, 4+4+4+4; cast 4+2 = 26 B.
+#   48 KiB of shared memory a block holds (12,256 fp32 logits: an LLM's vocabulary) runs
+#   cunn_SoftMaxForward, which reads the row for its max, again for the sum of exponentials and
+#   again to write the output: 4+4+4+4 = 22 B. (A shorter row of over 1,024 is cached in shared
+#   memory, cunn_SoftMaxForwardSmem, one read; Liger-Kernel's A100 rows at 4k and 8k logits run
+#   no faster than three reads even so, each block taking all 48 KiB, so no vocabulary slice is
+#   credited the one read.) Backward: nll 4 (scatter into zeros); cunn_SoftMaxBackward sums the
+#   gradient row, then reads it and the output to write the input's gradient (rows beyond shared
+#   memory; newer PyTorch caches shorter ones), 4+4+4+4; cast 4+2 = 26 B.
 EAGER_PRIMITIVES = {
     "rmsnorm": (42.0, 9, 82.0, 12),
     "layernorm": (12.0, 2, 20.0, 3),
@@ -68,12 +69,7 @@ EAGER_PRIMITIVES = {
     "gated_act": (10.0, 2, 18.0, 3),
     "act": (4.0, 1, 6.0, 1),
     "cross_entropy": (22.0, 2, 26.0, 3),
-    "cross_entropy_smem": (14.0, 2, 26.0, 3),
 }
-#: the most fp32 elements a row may have for PyTorch's softmax to cache it in shared memory
-#: (host_softmax: the row under sharedMemPerBlock, 48 KiB on NVIDIA GPUs since Volta, less a
-#: float a warp for the reduction; its 1,024-thread block at most: 32 warps)
-SOFTMAX_SMEM_FP32 = (48 * 1024 - 32 * 4) // 4
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from workloads.build import EAGER_PRIMITIVES, SOFTMAX_SMEM_FP32, Builder, fp8_input, routed
+from workloads.build import EAGER_PRIMITIVES, Builder, fp8_input, routed
 from workloads.llm import _ACT_FLOPS, _NORM_FLOPS, _ROPE_FLOPS, Prefill, _Lowering
 from workloads.model import ModelConfig
 from workloads.ops import (
@@ -1151,10 +1151,7 @@ class _TrainLowering:
         # vocabulary-parallel cross-entropy: fp32 softmax over the local logits (read, write
         # the gradient) and two small all-reduces (max, sum) across the TP group
         ce = self.b16.elementwise("cross_entropy", "head", 2 * T * v, 2 * T * v, 6.0 * T * v)
-        if self.eager:  # PyTorch's log_softmax: one read of a row shared memory holds, else three
-            ce = self._eager(ce, "cross_entropy" if v >= SOFTMAX_SMEM_FP32 else
-                             "cross_entropy_smem", T * v)  # fmt: skip
-        ops.append(ce)
+        ops.append(self._eager(ce, "cross_entropy", T * v) if self.eager else ce)
         ar = self.b.collective("loss_all_reduce", "all_reduce", 2 * T * 4.0, t.tp, self.tp_local)
         return ops + ([ar] if ar else [])
 

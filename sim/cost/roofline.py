@@ -832,6 +832,11 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
         reuse_bytes: Array | None = tile_level
     else:
         main_bytes, reuse_bytes = tile_level, None
+    # a split call merges its pieces' partial outputs in a second kernel (FlashAttention-2's
+    # flash_fwd_splitkv_combine_kernel, launched when num_splits > 1: flash_api.cpp run_mha_fwd;
+    # FlashAttention-3's flash_fwd_combine; vLLM Triton's reduce_segments); a per-head (mmha)
+    # kernel's multi-block mode reduces in the same kernel
+    kernels = kernels + ((split > 1) & (per_head == 0))
     time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
     out = dict(
         time=time, compute=compute, main_s=main_s, reuse_s=reuse_s, main_bytes=main_bytes,

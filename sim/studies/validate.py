@@ -34,7 +34,7 @@ from sim.cost.result import CapacityError
 from sim.cost.roofline import cost_ops
 from sim.cost.simulate import simulate
 from sim.engine.train import simulate_training
-from workloads.build import EAGER_PRIMITIVES, SOFTMAX_SMEM_FP32, Builder
+from workloads.build import EAGER_PRIMITIVES, Builder
 from workloads.loader import load_model
 from workloads.ops import Attention, Role, WorkloadError
 from workloads.training import RECOMPUTE, Training, attention_backward
@@ -416,6 +416,35 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
 #: the residual add an ``EAGER_PRIMITIVES`` norm entry carries beside the norm (forward bytes and
 #: kernels, then backward): a kernel row times the norm alone
 _RESIDUAL = (6.0, 1, 6.0, 1)
+#: the eager ops an ``eager-kernel`` row may time, with the input dtypes each is read for
+_EAGER_KERNELS = {"layer_norm": ("bf16", "fp32"), "rms_norm": ("bf16",),
+                  "add_rms_norm": ("fp32",), "cross_entropy": ("fp32",),
+                  "rope_complex": ("bf16",), "relu_squared": ("bf16", "fp32")}  # fmt: skip
+_EAGER_MODES = ("forward", "backward", "full")
+
+
+def _eager_kernel_row(row: dict) -> tuple[str, str, float, str]:
+    """(kernel, mode, elements, dtype) of an ``eager-kernel`` row; a one-line ConfigError
+    naming the field where one is missing or wrong."""
+    where = f"validation row {row.get('id')!r}"
+    kernel, mode, dtype = row.get("kernel"), row.get("mode"), row.get("dtype")
+    if kernel not in _EAGER_KERNELS:
+        raise ConfigError(f"{where}: kernel must be one of {', '.join(_EAGER_KERNELS)}, "
+                          f"got {kernel!r}")  # fmt: skip
+    if mode not in _EAGER_MODES:
+        raise ConfigError(f"{where}: mode must be one of {', '.join(_EAGER_MODES)}, got {mode!r}")
+    if dtype not in _EAGER_KERNELS[kernel]:
+        raise ConfigError(f"{where}: dtype must be {' or '.join(_EAGER_KERNELS[kernel])} for "
+                          f"{kernel} (the primitives read), got {dtype!r}")  # fmt: skip
+    for name in ("rows", "cols"):
+        v = row.get(name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{where}: {name} must be an integer >= 1 (the op's elements are "
+                              f"rows x cols), got {v!r}")  # fmt: skip
+    if row.get("metric") != "time_s":
+        raise ConfigError(f"{where}: metric must be time_s for an eager-kernel row, "
+                          f"got {row.get('metric')!r}")  # fmt: skip
+    return kernel, mode, float(row["rows"]) * float(row["cols"]), dtype
 
 
 def _eager_kernel_passes(row: dict) -> list[tuple[float, int]]:
@@ -423,18 +452,16 @@ def _eager_kernel_passes(row: dict) -> list[tuple[float, int]]:
     its backward, or both for ``mode = "full"``): the primitives the lowerings charge an eager
     PyTorch op (``workloads.build.EAGER_PRIMITIVES``, written for 16-bit activations), scaled to
     the row's dtype and adjusted only where the benchmark's code differs from a model's."""
-    kernel, mode = row["kernel"], row["mode"]
-    scale = dtype_bytes(row["dtype"]) / 2.0
+    kernel, mode, _, dtype = _eager_kernel_row(row)
+    scale = dtype_bytes(dtype) / 2.0
+    bwd: tuple[float, int] | None
     if kernel == "layer_norm":  # torch.nn.LayerNorm: the native kernels, no residual beside
         f, fk, b, bk = (
             x - r for x, r in zip(EAGER_PRIMITIVES["layernorm"], _RESIDUAL, strict=True)
         )
         fwd, bwd = (f * scale, fk), (b * scale, bk)
     elif kernel == "cross_entropy":  # torch.nn.CrossEntropyLoss on logits already in fp32
-        if row["dtype"] != "fp32":
-            raise Skip("cross_entropy rows: fp32 logits only (a 16-bit row's casts not read)")
-        key = "cross_entropy" if row["cols"] >= SOFTMAX_SMEM_FP32 else "cross_entropy_smem"
-        f, fk, b, bk = EAGER_PRIMITIVES[key]
+        f, fk, b, bk = EAGER_PRIMITIVES["cross_entropy"]
         # without the model's .float() cast (2+4 B) and the gradient's cast back (4+2 B)
         fwd, bwd = (f - 6.0, fk - 1), (b - 6.0, bk - 1)
         if row.get("grad_accumulates"):  # .grad += the new gradient: 4+4+4 B, one kernel
@@ -444,34 +471,29 @@ def _eager_kernel_passes(row: dict) -> list[tuple[float, int]]:
         # an fp32 weight promotes the last multiply's output to fp32: 2 B more an element
         fwd, bwd = (f + (2.0 if row.get("weight_dtype") == "fp32" else 0.0), fk), None
     elif kernel == "add_rms_norm":  # x + residual, then RMSNorm's primitives, all in fp32
-        if row["dtype"] != "fp32":
-            raise Skip("add_rms_norm rows: fp32 only (the 16-bit casts are the rms_norm rows')")
         f, fk = EAGER_PRIMITIVES["rmsnorm"][:2]
         # the entry's two casts (2+4, 4+2 B) are no-ops on fp32; its 16-bit weight multiply
         # (2+2) and residual add (2+2+2) move 4-byte elements here: +4 and +6 B
         fwd, bwd = (f - 12.0 + 4.0 + 6.0, fk - 2), None
     elif kernel == "rope_complex":  # the Meta/Llama-4 complex RoPE on q and k (rows x cols)
-        f, fk, b, bk = EAGER_PRIMITIVES["rope"]
-        # the entry's kernels are for q and k together, 3 each; its bytes per rotated element
-        fwd, bwd = (f * scale, fk), (b * scale, bk)
-    elif kernel == "relu_squared":  # square(relu(x)): two one-kernel activations
+        f, fk, b, bk = EAGER_PRIMITIVES["rope"]  # 3 kernels for each of q and k
+        fwd, bwd = (f, fk), (b, bk)
+    else:  # relu_squared: square(relu(x)), two one-kernel activations
         f, fk = EAGER_PRIMITIVES["act"][:2]
         fwd, bwd = (2 * f * scale, 2 * fk), None
-    else:
-        raise Skip(f"eager kernel {kernel!r} has no primitives here")
-    passes = {"forward": [fwd], "backward": [bwd], "full": [fwd, bwd]}[mode]
-    if None in passes:
+    if bwd is None and mode != "forward":
         raise Skip(f"{kernel} rows: the backward's primitives are not read")
-    return passes
+    return {"forward": [fwd], "backward": [bwd], "full": [fwd, bwd]}[mode]  # type: ignore[list-item]
 
 
 def _predict_eager_kernel(row: dict) -> tuple[float, dict]:
     """One eager PyTorch op on one chip, as a kernel benchmark times it (Liger-Kernel's
     ``benchmark/scripts``: CUDA events around each call, L2 flushed before it, the burst
     clock): each pass an elementwise op of the primitives' bytes and kernel count, costed as
-    the lowerings cost it (``cost_ops``)."""
+    the lowerings cost it (``cost_ops``). No host time: a call too small to cover its launches
+    is predicted fast."""
+    elems = _eager_kernel_row(row)[2]
     system = _system(row, 1)
-    elems = float(row["rows"]) * float(row["cols"])
     ops = [replace(Builder("bf16", 2.0, 2.0).elementwise(f"pass{i}", "eager", per * elems / 2.0,
                                                          0.0, 0.0), kernels=k)
            for i, (per, k) in enumerate(_eager_kernel_passes(row))]  # fmt: skip

@@ -789,3 +789,25 @@ def test_ops_whose_every_value_is_an_array_over_points_cost_as_each_point_alone(
         one = Builder("bf16", 2.0, 2.0, "fa2").attention("attention", spec(qj, kvj))
         alone = cost_table([one], chips, overlap=False, steady=True)
         assert table.data[_F["time"], 0, j] == pytest.approx(alone.data[_F["time"], 0, 0])
+
+
+def test_a_split_decode_call_launches_its_combine_kernel_and_a_prefill_none():
+    """A decode call whose keys split over the cores merges the pieces in a second kernel
+    (FlashAttention-2's splitkv combine): one more kernel's overhead than a call that fills the
+    chip unsplit; a prefill pays none, and mmha's multi-block mode reduces in place."""
+    from hardware import load_system
+    from workloads.build import Builder
+
+    system = load_system("h100-sxm", 1)
+    k_s = system.chip.kernel_overhead_s
+
+    def cost(batch: int, q: int = 1, kernel: str = "fa2"):
+        spec = Attention(batch=batch, n_q_heads=32, n_kv_heads=8, q_len=q, kv_len=2048,
+                         qk_dim=128, v_dim=128, causal=q > 1, act_bytes=2.0,
+                         kv_bytes_per_token=512.0)  # fmt: skip
+        return cost_op(Builder("bf16", 2.0, 2.0, kernel).attention("attention", spec), system)
+
+    assert cost(1).overhead_s == pytest.approx(2 * k_s)  # 8 KV heads split: two kernels
+    assert cost(128).overhead_s == pytest.approx(k_s)  # 1,024 units fill 132 cores: one
+    assert cost(1, q=256).overhead_s == pytest.approx(k_s)  # a prefill: no combine kernel
+    assert cost(1, kernel="mmha").overhead_s == pytest.approx(k_s)

@@ -809,5 +809,6 @@ def test_a_split_decode_call_launches_its_combine_kernel_and_a_prefill_none():
 
     assert cost(1).overhead_s == pytest.approx(2 * k_s)  # 8 KV heads split: two kernels
     assert cost(128).overhead_s == pytest.approx(k_s)  # 1,024 units fill 132 cores: one
+    assert cost(1, q=4).overhead_s == pytest.approx(2 * k_s)  # a speculative check splits too
     assert cost(1, q=256).overhead_s == pytest.approx(k_s)  # a prefill: no combine kernel
     assert cost(1, kernel="mmha").overhead_s == pytest.approx(k_s)

@@ -835,13 +835,14 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # a split decode call merges its pieces' partial outputs in a second kernel (FlashAttention-2's
     # flash_fwd_splitkv_combine_kernel, launched when num_splits > 1: flash_api.cpp run_mha_fwd;
     # FlashAttention-3's flash_fwd_combine; vLLM Triton's reduce_segments); a per-head (mmha)
-    # kernel's multi-block mode reduces in the same kernel. Prefill gets none: the split above
-    # is roofsim's estimate, and FlashAttention-2 splits a prefill only when its query blocks
-    # fill under 0.8 x 2 blocks a core (num_splits_heuristic), which a prefill rarely does; a
-    # chip without a cache before main memory (a scratchpad's compiled pipeline, a wafer) runs
-    # no such kernels (as _flash_edges)
+    # kernel's multi-block mode reduces in the same kernel. Only a call of at most 64 queries a
+    # sequence (decode, a speculative check: one of FlashAttention-2's 64-row split-KV blocks)
+    # gets it: the split above is roofsim's estimate, and FA2 splits a longer prefill only when
+    # its query blocks fill under 0.8 x 2 blocks a core (num_splits_heuristic), which a prefill
+    # rarely does; a chip without a cache before main memory (a scratchpad's compiled pipeline,
+    # a wafer) runs no such kernels (as _flash_edges)
     if not chips.structure.scratchpad_reuse and _has_reuse(chips):
-        kernels = kernels + ((split > 1) & (per_head == 0) & (q_len == 1))
+        kernels = kernels + ((split > 1) & (per_head == 0) & (q_len <= 64))
     time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
     out = dict(
         time=time, compute=compute, main_s=main_s, reuse_s=reuse_s, main_bytes=main_bytes,

@@ -70,6 +70,15 @@ EAGER_PRIMITIVES = {
     "act": (4.0, 1, 6.0, 1),
     "cross_entropy": (22.0, 2, 26.0, 3),
 }
+#: the residual add a norm entry above carries beside the norm (2+2+2 B and one kernel, each
+#: way): a norm with none beside it (MLA's latent norms, a norm timed alone) is the entry less it
+EAGER_RESIDUAL = (6.0, 1, 6.0, 1)
+
+
+def eager_without_residual(key: str) -> tuple[float, int, float, int]:
+    """``EAGER_PRIMITIVES[key]`` (a norm's) less the residual add beside it."""
+    f, fk, b, bk = (x - r for x, r in zip(EAGER_PRIMITIVES[key], EAGER_RESIDUAL, strict=True))
+    return f, int(fk), b, int(bk)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from hardware.chip import dtype_bytes
-from workloads.build import EAGER_PRIMITIVES, Builder, fp8_input, routed
+from workloads.build import EAGER_PRIMITIVES, Builder, eager_without_residual, fp8_input, routed
 from workloads.model import ModelConfig
 from workloads.ops import (
     Attention,
@@ -340,9 +340,9 @@ class _Lowering:
                                 weight_bytes=width * (2 if m.norm == "layernorm" else 1)
                                 * self.ab)  # fmt: skip
         if self.eager:
-            per_element, kernels = EAGER_PRIMITIVES[self.w.runtime.norm_primitive(m.norm)][:2]
-            by = {**op.bytes, Role.ACTIVATION: (per_element - 6.0) * self.T * width}
-            op = replace(op, bytes=by, kernels=kernels - 1)
+            per_element, kernels = eager_without_residual(self.w.runtime.norm_primitive(m.norm))[:2]
+            by = {**op.bytes, Role.ACTIVATION: per_element * self.T * width}
+            op = replace(op, bytes=by, kernels=kernels)
         return op
 
     def _eager(self, op: Op, key: str, elems: float, extra_bytes: float = 0.0,

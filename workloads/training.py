@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from workloads.build import EAGER_PRIMITIVES, Builder, fp8_input, routed
+from workloads.build import EAGER_PRIMITIVES, Builder, eager_without_residual, fp8_input, routed
 from workloads.llm import _ACT_FLOPS, _NORM_FLOPS, _ROPE_FLOPS, Prefill, _Lowering
 from workloads.model import ModelConfig
 from workloads.ops import (
@@ -718,9 +718,7 @@ class _TrainLowering:
         """``op`` as eager PyTorch runs it: the primitives of ``EAGER_PRIMITIVES[key]`` on ``elems``
         (``residual`` false: a norm with no residual add beside it, MLA's latent norms: less the
         add's 6 B and one kernel each way)."""
-        fwd, fwd_k, bwd, bwd_k = EAGER_PRIMITIVES[key]
-        if not residual:
-            fwd, fwd_k, bwd, bwd_k = fwd - 6.0, fwd_k - 1, bwd - 6.0, bwd_k - 1
+        fwd, fwd_k, bwd, bwd_k = EAGER_PRIMITIVES[key] if residual else eager_without_residual(key)
         base = op.name.split(".")[-1]
         sums = {"attn_norm": 2, "mlp_norm": 1 if self.m.gated_mlp else 0}.get(base, 0)
         bwd, bwd_k = bwd + 6.0 * sums, bwd_k + sums

@@ -34,7 +34,7 @@ from sim.cost.result import CapacityError
 from sim.cost.roofline import cost_ops
 from sim.cost.simulate import simulate
 from sim.engine.train import simulate_training
-from workloads.build import EAGER_PRIMITIVES, Builder
+from workloads.build import EAGER_PRIMITIVES, Builder, eager_without_residual
 from workloads.loader import load_model
 from workloads.ops import Attention, Role, WorkloadError
 from workloads.training import RECOMPUTE, Training, attention_backward
@@ -413,9 +413,6 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
     return ops[0].flops / t / 1e12, {"time_s": t, "heads": heads}
 
 
-#: the residual add an ``EAGER_PRIMITIVES`` norm entry carries beside the norm (forward bytes and
-#: kernels, then backward): a kernel row times the norm alone
-_RESIDUAL = (6.0, 1, 6.0, 1)
 #: the eager ops an ``eager-kernel`` row may time, with the input dtypes each is read for
 _EAGER_KERNELS = {"layer_norm": ("bf16", "fp32"), "rms_norm": ("bf16",),
                   "add_rms_norm": ("fp32",), "cross_entropy": ("fp32",),
@@ -456,9 +453,7 @@ def _eager_kernel_passes(row: dict) -> list[tuple[float, int]]:
     scale = dtype_bytes(dtype) / 2.0
     bwd: tuple[float, int] | None
     if kernel == "layer_norm":  # torch.nn.LayerNorm: the native kernels, no residual beside
-        f, fk, b, bk = (
-            x - r for x, r in zip(EAGER_PRIMITIVES["layernorm"], _RESIDUAL, strict=True)
-        )
+        f, fk, b, bk = eager_without_residual("layernorm")
         fwd, bwd = (f * scale, fk), (b * scale, bk)
     elif kernel == "cross_entropy":  # torch.nn.CrossEntropyLoss on logits already in fp32
         f, fk, b, bk = EAGER_PRIMITIVES["cross_entropy"]
@@ -467,7 +462,7 @@ def _eager_kernel_passes(row: dict) -> list[tuple[float, int]]:
         if row.get("grad_accumulates"):  # .grad += the new gradient: 4+4+4 B, one kernel
             bwd = (bwd[0] + 12.0, bwd[1] + 1)
     elif kernel == "rms_norm":  # Llama's RMSNorm in PyTorch primitives, no residual beside
-        f, fk = EAGER_PRIMITIVES["rmsnorm"][0] - 6.0, EAGER_PRIMITIVES["rmsnorm"][1] - 1
+        f, fk = eager_without_residual("rmsnorm")[:2]
         # an fp32 weight promotes the last multiply's output to fp32: 2 B more an element
         fwd, bwd = (f + (2.0 if row.get("weight_dtype") == "fp32" else 0.0), fk), None
     elif kernel == "add_rms_norm":  # x + residual, then RMSNorm's primitives, all in fp32

@@ -120,10 +120,17 @@ def test_design_writes_a_chip_every_command_accepts_and_a_pareto_front(tmp_path,
     )
 
 
-def test_same_spec_and_seed_give_the_same_design(tmp_path):
+def test_same_spec_and_seed_give_the_same_design_on_any_number_of_workers(tmp_path):
     spec = load_spec(_small_14nm(tmp_path))
-    a, b = search(spec, progress=False), search(spec, progress=False)
+    a, b = search(spec, progress=False, workers=1), search(spec, progress=False, workers=2)
     assert a.best.values == b.best.values and a.best.score == b.best.score
+    # every design seen, in the order seen, with the same figures (an infeasible one's score
+    # is NaN)
+    def seen(result):
+        return [(e.values, e.violations, e.score if e.feasible else None, e.cost_usd)
+                for e in result.evaluations]  # fmt: skip
+
+    assert len(a.evaluations) > 50 and seen(a) == seen(b)
 
 
 @pytest.mark.parametrize(

@@ -167,18 +167,20 @@ def test_every_example_in_the_doc_runs_as_written(doc, scratch, capsys):
 @pytest.fixture(scope="module")
 def rows_once():
     """Each validation row run once for the tests below that both need it (the table, the
-    prose figures): ``run_row`` memoised by row id while they run."""
+    prose figures): ``run_rows`` memoised by row id while they run."""
     from sim.studies import validate
 
-    run, memo = validate.run_row, {}
+    run, memo = validate.run_rows, {}
 
-    def once(row: dict):
-        if row["id"] not in memo:
-            memo[row["id"]] = run(row)
-        return memo[row["id"]]
+    def once(rows: list[dict], workers: int | None = None, bar=None):
+        todo = list({r["id"]: r for r in rows if r["id"] not in memo}.values())
+        memo.update(zip([r["id"] for r in todo], run(todo, workers), strict=True))
+        if bar is not None:
+            bar.update(len(rows))
+        return [memo[r["id"]] for r in rows]
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(validate, "run_row", once)
+        mp.setattr(validate, "run_rows", once)
         yield
 
 
@@ -233,14 +235,16 @@ def figure_values(specs: list[dict[str, str]]) -> dict[str, object]:
     from sim.studies import validate
     from sim.studies.validate import load_rows, ratio_row
 
-    run_row = validate.run_row  # looked up now: the tests' memoised one while they run
     by_id = {r["id"]: r for r in load_rows()}
-    done: dict[str, object] = {}
-    for spec in specs:
-        for i in (spec.get("row") or spec["rows"]).split(","):
-            if i not in done:
-                row = by_id[i]
-                done[i] = ratio_row(row, by_id, done) if row["kind"] == "ratio" else run_row(row)
+    named = dict.fromkeys(i for spec in specs for i in (spec.get("row") or spec["rows"]).split(","))
+    ratios = [by_id[i] for i in named if by_id[i]["kind"] == "ratio"]
+    plain = [by_id[i] for i in dict.fromkeys([*named, *(m for r in ratios for m in r["of"])])
+             if by_id[i]["kind"] != "ratio"]  # fmt: skip
+    # validate.run_rows looked up now: the tests' memoised one while they run
+    ran = validate.run_rows(plain)
+    done: dict[str, object] = dict(zip([r["id"] for r in plain], ran, strict=True))
+    for row in ratios:
+        done[row["id"]] = ratio_row(row, by_id, done)
     return done
 
 

@@ -365,3 +365,12 @@ def test_a_decode_attention_row_reads_its_keys():
     long = run_row({**row, "kv_len": 32768}).predicted
     assert 3.5 < long / short < 4.5
     assert short == pytest.approx(run_row({**row, "kv_len": 8192, "seq": 4096}).predicted)
+
+
+def test_rows_give_the_same_results_on_any_number_of_workers():
+    # a ratio row's members run beside the rows picked, in the pool as in this process
+    ids = ["ratio-vllm-v1-*-k2-*", "moek-vllm24700-*-m1", "liger-*rms*"]
+    one, _ = validate(ids=ids, workers=1)
+    two, _ = validate(ids=ids, workers=2)
+    assert len(one) > 10 and any(r.kind == "ratio" for r in one)
+    assert [r.to_dict() for r in one] == [r.to_dict() for r in two]

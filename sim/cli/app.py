@@ -317,7 +317,12 @@ def _run_validate(args: argparse.Namespace) -> int:
             f"--kind {unknown[0]}: not a validation kind; choose from {', '.join(KINDS)}"
         )
     results, summary = validate(
-        args.data or DEFAULT_DATA, args.kind or None, fast=args.fast, progress=True, ids=args.id
+        args.data or DEFAULT_DATA,
+        args.kind or None,
+        fast=args.fast,
+        progress=True,
+        ids=args.id,
+        workers=args.workers,
     )
     if args.report:
         write_report(args.report, results, summary)
@@ -617,6 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only rows whose id matches this glob (repeatable), e.g. "
                         "--id 'moek-*-h100-*' (a ratio row runs its member rows too)")  # fmt: skip
     p.add_argument("--fast", action="store_true", help="three rows per kind")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="processes to run the rows in (default: every core)")  # fmt: skip
     p.add_argument("--report", help="write the JSON report here")
     p.add_argument("--summary", action="store_true", help="print only the per-kind summary")
     p.add_argument("--no-fail", action="store_true", help="exit 0 even when a bar is missed")

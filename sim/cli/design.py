@@ -6,7 +6,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from sim.cli.args import dumps
+from sim.cli.args import dumps, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -17,6 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("spec", help="design spec TOML (benchmarks/designs/14nm-inference.toml)")
     p.add_argument("-o", "--output", required=True, help="folder for best.toml, pareto.csv, plot")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="processes to evaluate each generation in (default: every core)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
 
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from sim.studies.design import load_spec, search
 
     spec = load_spec(args.spec)
-    result = search(spec, progress=not args.quiet)
+    result = search(spec, progress=not args.quiet, workers=args.workers)
     out = Path(args.output)
     write_outputs(result, out)
     s = summary(result)

@@ -410,13 +410,17 @@ class Designer:
     def sets(self, values: dict[str, Any]) -> list[str]:
         return design_overrides(self.spec, self.base_raw, values)
 
+    def key(self, x) -> tuple:
+        """The design ``x`` stands for, as a key of ``seen``."""
+        return tuple(sorted((k, round(v, 9) if isinstance(v, float) else v)
+                            for k, v in self.values(x).items()))  # fmt: skip
+
     def evaluate(self, x) -> Evaluation:
         from sim.cost.result import CapacityError
         from workloads import WorkloadError
 
         values = self.values(x)
-        key = tuple(sorted((k, round(v, 9) if isinstance(v, float) else v)
-                           for k, v in values.items()))  # fmt: skip
+        key = self.key(x)
         if key in self.seen:
             return self.seen[key]
         ev = Evaluation(values=values)
@@ -474,10 +478,48 @@ class Designer:
         return rel
 
     def loss(self, x) -> float:
-        ev = self.evaluate(x)
+        return self._loss(self.evaluate(x))
+
+    @staticmethod
+    def _loss(ev: Evaluation) -> float:
         if ev.feasible:
             return -math.log(ev.score)
         return INFEASIBLE + sum(min(v, 10.0) for v in ev.violations.values())
+
+    def losses(self, xs, pool: Any = None) -> Any:
+        """``loss`` of each column of ``xs`` (a generation: variables x designs), the designs
+        not seen yet evaluated in ``pool`` (a process pool whose workers hold this designer:
+        ``_designer_worker``) or here; ``seen`` fills in the same order either way."""
+        import numpy as np
+
+        cols = [xs[:, j] for j in range(xs.shape[1])]
+        keys = [self.key(x) for x in cols]
+        new = {k: x for k, x in zip(keys, cols, strict=True) if k not in self.seen}
+        if pool is not None and len(new) > 1:
+            size = max(1, len(new) // (4 * pool._max_workers))
+            self.seen.update(zip(new, pool.map(_evaluate_in_worker, new.values(),
+                                               chunksize=size), strict=True))  # fmt: skip
+        else:
+            for x in new.values():
+                self.evaluate(x)
+        return np.array([self._loss(self.seen[k]) for k in keys])
+
+
+#: the designer of a search's worker process (``_designer_worker``)
+_WORKER_DESIGNER: Designer | None = None
+
+
+def _designer_worker(designer: Designer, parent: int) -> None:
+    from sim.studies.sweep import die_with_parent
+
+    global _WORKER_DESIGNER
+    _WORKER_DESIGNER = designer
+    die_with_parent(parent)
+
+
+def _evaluate_in_worker(x) -> Evaluation:
+    assert _WORKER_DESIGNER is not None
+    return _WORKER_DESIGNER.evaluate(x)
 
 
 @dataclass(slots=True)
@@ -491,9 +533,14 @@ class DesignResult:
     sets: list[str]
 
 
-def search(spec: Spec, progress: bool = True) -> DesignResult:
+def search(spec: Spec, progress: bool = True, workers: int | None = None) -> DesignResult:
     """Differential evolution over the spec's variables; the best feasible design and the
-    Pareto front of every feasible design seen."""
+    Pareto front of every feasible design seen. Each generation's new designs are evaluated in
+    ``workers`` processes (None: every core; 1: this one): the same designs, in the same order,
+    whatever the count."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
     import numpy as np
     from scipy.optimize import differential_evolution
 
@@ -509,11 +556,18 @@ def search(spec: Spec, progress: bool = True) -> DesignResult:
         shown = f"{math.exp(-best):.3f}" if best < INFEASIBLE / 2 else "none feasible yet"
         bar.update(1, f"best {shown}x {spec.reference}, {len(designer.seen):,} designs")
 
-    out = differential_evolution(
-        designer.loss, bounds, integrality=integrality, rng=spec.seed,
-        maxiter=spec.generations, popsize=spec.population, polish=False, tol=0,
-        init="sobol", updating="deferred", callback=callback,
-    )  # fmt: skip
+    workers = workers or os.cpu_count() or 1
+    pool = (ProcessPoolExecutor(workers, initializer=_designer_worker,
+                                initargs=(designer, os.getpid())) if workers > 1 else None)  # fmt: skip
+    try:
+        out = differential_evolution(
+            designer.losses, bounds, args=(pool,), integrality=integrality, rng=spec.seed,
+            maxiter=spec.generations, popsize=spec.population, polish=False, tol=0,
+            init="sobol", updating="deferred", vectorized=True, callback=callback,
+        )  # fmt: skip
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
     evaluations = list(designer.seen.values())
     feasible = [e for e in evaluations if e.feasible]

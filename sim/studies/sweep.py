@@ -1182,10 +1182,10 @@ _WORKER_SPEC: SweepSpec | None = None
 def _init_worker(spec: SweepSpec, parent: int | None = None) -> None:
     global _WORKER_SPEC
     _WORKER_SPEC = spec
-    _die_with_parent(os.getppid() if parent is None else parent)
+    die_with_parent(os.getppid() if parent is None else parent)
 
 
-def _die_with_parent(parent: int, poll_s: float = 0.5) -> None:
+def die_with_parent(parent: int, poll_s: float = 0.5) -> None:
     """End this worker process when the sweep that started it (pid ``parent``, passed in so a
     sweep that dies before the worker starts is noticed too) is gone: a pool cannot shut its
     workers down after a SIGKILL. A daemon thread watches the worker's parent pid."""

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
 import statistics
 import tomllib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from hardware import ConfigError, files, load_system
 from hardware.chip import dtype_bytes
@@ -779,6 +781,38 @@ def run_row(row: dict) -> RowResult:
     return res
 
 
+def run_rows(rows: list[dict], workers: int | None = None, bar: Any = None) -> list[RowResult]:
+    """``run_row`` of each row, in order, spread over ``workers`` processes (None: every core;
+    1: this process); ``bar`` (a ``Progress``) advances as each row finishes. A row's result
+    does not depend on where it ran: each is simulated from its own fields alone."""
+    workers = min(workers or os.cpu_count() or 1, len(rows))
+    if workers <= 1:
+        out = []
+        for r in rows:
+            out.append(run_row(r))
+            if bar is not None:
+                bar.update(1, r["id"][:40])
+        return out
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from sim.studies.sweep import die_with_parent
+
+    results: list[RowResult | None] = [None] * len(rows)
+    with ProcessPoolExecutor(workers, initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:  # fmt: skip
+        futures = {pool.submit(run_row, r): i for i, r in enumerate(rows)}
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                if bar is not None:
+                    bar.update(1, rows[i]["id"][:40])
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return [r for r in results if r is not None]
+
+
 def is_moe(row: dict) -> bool:
     """Whether ``row`` is an LLM row on a mixture-of-experts model (False where its model does
     not load: the row is then skipped with that error)."""
@@ -1005,24 +1039,28 @@ def validate(
     fast: bool = False,
     progress: bool = False,
     ids: Iterable[str] | None = None,
+    workers: int | None = None,
 ) -> tuple[list[RowResult], list[KindSummary]]:
     """Run the rows of ``kinds`` whose id matches a glob of ``ids`` (``select``; ``progress``: a
-    bar on a terminal's stderr)."""
+    bar on a terminal's stderr) in ``workers`` processes (``run_rows``; None: every core)."""
     from sim.studies.progress import Progress
 
     every = load_rows(data)
     rows = select(every, kinds, fast, ids)
-    bar = Progress(len(rows), progress, "rows")
-    results = []
-    for r in rows:
-        if r["kind"] != "ratio":
-            results.append(run_row(r))
-        bar.update(1, r["id"][:40])
-    bar.close()
+    by_id = {r["id"]: r for r in every}
     ratios = [r for r in rows if r["kind"] == "ratio"]
+    plain = [r for r in rows if r["kind"] != "ratio"]
+    # the member rows of the ratio rows that were not selected themselves run beside them
+    chosen = {r["id"] for r in plain}
+    members = [by_id[i] for i in dict.fromkeys(i for r in ratios for i in r.get("of", ()))
+               if i in by_id and i not in chosen and by_id[i]["kind"] != "ratio"]  # fmt: skip
+    bar = Progress(len(rows) + len(members), progress, "rows")
+    ran = run_rows(plain + members, workers, bar)
+    bar.update(len(ratios))
+    bar.close()
+    results = ran[: len(plain)]
     if ratios:
-        done = {r.id: r for r in results}
-        by_id = {r["id"]: r for r in every}
+        done = {r.id: r for r in ran}
         ratio_results = [ratio_row(r, by_id, done) for r in ratios]
         order = {r["id"]: i for i, r in enumerate(rows)}
         results = sorted(results + ratio_results, key=lambda r: order[r.id])

@@ -124,6 +124,7 @@ def test_same_spec_and_seed_give_the_same_design_on_any_number_of_workers(tmp_pa
     spec = load_spec(_small_14nm(tmp_path))
     a, b = search(spec, progress=False, workers=1), search(spec, progress=False, workers=2)
     assert a.best.values == b.best.values and a.best.score == b.best.score
+
     # every design seen, in the order seen, with the same figures (an infeasible one's score
     # is NaN)
     def seen(result):

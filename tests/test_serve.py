@@ -82,6 +82,24 @@ def test_same_seed_same_run_other_seed_other_run(l8b, h100):
     assert a["latency_s"] != c["latency_s"]
 
 
+def test_runs_of_one_engine_on_one_system_share_its_costs_and_give_what_a_fresh_run_gives(
+    l8b, h100
+):
+    from sim.engine import serve
+
+    serve._COSTERS.clear()
+    simulate_serving(_serving(l8b, rate=2.0), h100)
+    coster = serve._COSTERS[0][2]
+    shared = simulate_serving(_serving(l8b, rate=5.0, seed=3), h100).to_dict()
+    assert serve._COSTERS[0][2] is coster  # a plan's bisection over rates costs its pieces once
+    serve._COSTERS.clear()
+    assert simulate_serving(_serving(l8b, rate=5.0, seed=3), h100).to_dict() == shared
+    # another engine, or the same one on another system object, gets its own
+    simulate_serving(_serving(l8b, dtype="fp8"), h100)
+    simulate_serving(_serving(l8b), load_system("h100-sxm", 1))
+    assert len({id(c) for _, _, c in serve._COSTERS}) == 3
+
+
 def test_every_request_finishes_once_with_its_tokens(l8b, h100):
     r = simulate_serving(_serving(l8b, rate=6.0, duration_s=40.0), h100)
     assert r.completed == len(r.arrival_s)

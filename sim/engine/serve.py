@@ -779,10 +779,33 @@ class _Replica:
             st.kv_used.append(st.used_blocks / self.sim.all_blocks)
 
 
+#: the iteration costers of recent runs, newest first: (what their costs depend on, the system,
+#: the coster). A plan's bisection over rates (and a sweep's runs of one engine) simulate the
+#: same engine on the same system many times; its pieces are costed once for all of them
+_COSTERS: list[tuple[tuple, System, IterationCost]] = []
+_KEEP_COSTERS = 8
+
+
+def iteration_cost(serving: Serving, system: System) -> IterationCost:
+    """``IterationCost(serving, system)``, shared by runs of the same engine (the fields its
+    costs read: the engine's lowering, speculation, expert parallelism) on the same ``system``
+    object; its memos are pure functions of their arguments, so a run costs the same either
+    way."""
+    key = (serving.engine(batch=1), serving.spec, serving.ep)
+    for i, (k, sys_, coster) in enumerate(_COSTERS):
+        if sys_ is system and k == key:
+            _COSTERS.insert(0, _COSTERS.pop(i))
+            return coster
+    coster = IterationCost(serving, system)
+    _COSTERS.insert(0, (key, system, coster))
+    del _COSTERS[_KEEP_COSTERS:]
+    return coster
+
+
 class _ServeRun:
     def __init__(self, serving: Serving, system: System, req: Requests) -> None:
         self.serving, self.system, self.req = serving, system, req
-        self.coster = IterationCost(serving, system)
+        self.coster = iteration_cost(serving, system)
         self.blocks, self.kv_bytes_per_token = kv_capacity_blocks(serving, system)
         self.all_blocks = self.blocks * serving.replicas
         self.done: dict = {}  # rid -> completion event (closed-loop clients wait on it)

@@ -12,11 +12,13 @@ import time
 ONE = "simulate() alone: llama-2-70b / 405b fp8 decode on 8 chips, worst (ms)"
 TRAIN = "train gpt3-175b, 1024 chips, 16 stages, 64 micro-batches (s)"
 SERVE = "serve llama-3-8b, 1 simulated hour at 20 req/s (s)"
+PLAN = "roofsim plan --model llama-2-70b --chip h100-sxm --rate 10 --peak-to-mean 3 (s)"
 BARS = {
     "decode llama-3-405b fp8 on 8 chips (ms)": 50.0,
     ONE: 1.0,  # issue 18: the array code must not tax the single point
     TRAIN: 2.0,  # issue 4
     SERVE: 30.0,  # issue 7
+    PLAN: 60.0,  # a capacity plan answers within a minute (74 s before its runs shared costs)
     "roofsim --help (ms)": 500.0,
 }
 
@@ -68,6 +70,17 @@ def main() -> int:
     served = simulate_serving(hour, load_system("h100-sxm", 1))
     serve_s = time.perf_counter() - start
     print(f"(serve: {served.completed:,} requests, {served.iterations:,} iterations)")
+    import contextlib
+    import io
+
+    from sim.cli import main as cli
+
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        cli(["plan", "--model", "llama-2-70b", "--chip", "h100-sxm", "--rate", "10",
+             "--peak-to-mean", "3"])  # fmt: skip
+    plan_s = time.perf_counter() - start
+    print(f"(plan: {next(x for x in out.getvalue().splitlines() if 'best' in x).strip()})")
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "sim.cli", "--help"], capture_output=True, check=True)
     help_s = time.perf_counter() - start
@@ -76,6 +89,7 @@ def main() -> int:
         ONE: alone * 1e3,
         TRAIN: train,
         SERVE: serve_s,
+        PLAN: plan_s,
         "roofsim --help (ms)": help_s * 1e3,
     }
     failed = False

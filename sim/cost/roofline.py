@@ -1042,6 +1042,12 @@ def _counts(ops: list[Op] | tuple[Op, ...], time: Array) -> Array:
     return np.array([op.count for op in ops], dtype=float).reshape(-1, *[1] * (time.ndim - 1))
 
 
+def _nonzero(x: Any) -> bool:
+    """Whether a scalar or any element of an array is non-zero (a float's test without numpy's
+    dispatch: most ops carry plain floats)."""
+    return bool(x) if isinstance(x, float | int) else bool(np.any(x))
+
+
 def _host_floor(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:
     """The chip waits for the host time the ops carry (``Op.host_s``; ``workloads.runtime``).
     ``data`` (in op order) is updated in place; an op that waits has overhead added and, where
@@ -1057,7 +1063,7 @@ def _host_floor(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:
       runs between the chip's work: the op takes all of it.
     """
     host = [op.host_s for op in ops]
-    if not any(np.any(x) for x in host):
+    if not any(_nonzero(x) for x in host):
         return
     h = np.zeros(data.shape[1:])
     for i, x in enumerate(host):  # a scalar, or one value per point
@@ -1087,7 +1093,7 @@ def _host_beside(data: Array, ops: list[Op] | tuple[Op, ...]) -> None:
     """An op's ``host_beside_s`` (host work that runs while the chip runs the step's other ops,
     such as asynchronous output processing) lengthens it only by the part longer than the other
     ops' total time; that part is overhead. ``data`` (in op order) is updated in place."""
-    beside = [(i, op.host_beside_s) for i, op in enumerate(ops) if np.any(op.host_beside_s)]
+    beside = [(i, op.host_beside_s) for i, op in enumerate(ops) if _nonzero(op.host_beside_s)]
     if not beside:
         return
     time = data[_F["time"]]

@@ -92,8 +92,9 @@ def test_runs_of_one_engine_on_one_system_share_its_costs_and_give_what_a_fresh_
     coster = serve._COSTERS[0][2]
     shared = simulate_serving(_serving(l8b, rate=5.0, seed=3), h100).to_dict()
     assert serve._COSTERS[0][2] is coster  # a plan's bisection over rates costs its pieces once
-    serve._COSTERS.clear()
-    assert simulate_serving(_serving(l8b, rate=5.0, seed=3), h100).to_dict() == shared
+    with pytest.MonkeyPatch.context() as mp:  # a coster of its own, from the run's own serving
+        mp.setattr(serve, "iteration_cost", IterationCost)
+        assert simulate_serving(_serving(l8b, rate=5.0, seed=3), h100).to_dict() == shared
     # another engine, or the same one on another system object, gets its own
     simulate_serving(_serving(l8b, dtype="fp8"), h100)
     simulate_serving(_serving(l8b), load_system("h100-sxm", 1))

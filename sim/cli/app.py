@@ -349,7 +349,7 @@ def _run_claims(args: argparse.Namespace) -> int:
     unknown = [k for k in args.claim or [] if k not in CLAIMS]
     if unknown:
         raise ConfigError(f"--claim {unknown[0]!r} unknown; one of {', '.join(CLAIMS)}")
-    claims = check_all(args.claim or None, progress=True)
+    claims = check_all(args.claim or None, progress=True, workers=args.workers)
     if args.json:
         print(dumps([c.to_dict() for c in claims]))
     else:
@@ -631,6 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_html_arg(p)
     p = sub.add_parser("claims", help="check widely repeated compute claims against derivation")
     p.add_argument("--claim", action="append", help="only this claim (repeatable)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="processes to check the claims in (default: every core)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON")
     add_html_arg(p)
     p = sub.add_parser("calibrate", help="fit chip parameters to microbenchmark CSVs")
@@ -702,6 +704,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # the report's footer repeats the command
+    from concurrent.futures.process import BrokenProcessPool
+
     from hardware.chip import ConfigError
     from hardware.units import UnitError
     from sim.cost.result import CapacityError
@@ -713,6 +717,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except (ConfigError, WorkloadError, CapacityError, UnitError) as exc:
         print(f"roofsim: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenProcessPool:
+        print(f"roofsim: error: {args.command}: a worker process died (out of memory?); rerun "
+              "with fewer --workers", file=sys.stderr)  # fmt: skip
         return 2
     except BrokenPipeError:
         # the reader went away (roofsim ... | head): stop quietly, as Unix tools do; point

@@ -65,7 +65,7 @@ from workloads.llm import _Lowering
 from workloads.model import ModelConfig
 from workloads.ops import Op, OpKind
 from workloads.runtime import launch
-from workloads.serving import Requests, Serving
+from workloads.serving import LengthDist, Requests, Serving
 
 _HEAD_OPS = ("lm_head", "logits_all_gather")  # the final norm runs over every row
 #: ops whose cost follows the attention's context (the eager score matrix, a concatenating
@@ -779,24 +779,26 @@ class _Replica:
             st.kv_used.append(st.used_blocks / self.sim.all_blocks)
 
 
-#: the iteration costers of recent runs, newest first: (what their costs depend on, the system,
-#: the coster). A plan's bisection over rates (and a sweep's runs of one engine) simulate the
-#: same engine on the same system many times; its pieces are costed once for all of them
-_COSTERS: list[tuple[tuple, System, IterationCost]] = []
+#: the iteration costers of recent runs, newest first: (the serving they cost, its requests
+#: left out; the system; the coster). A plan's bisection over rates simulates the same engine on
+#: the same system many times; its pieces are costed once for all of them
+_COSTERS: list[tuple[Serving, System, IterationCost]] = []
 _KEEP_COSTERS = 8
+_ANY_LENGTH = LengthDist(kind="const", a=1)
 
 
 def iteration_cost(serving: Serving, system: System) -> IterationCost:
-    """``IterationCost(serving, system)``, shared by runs of the same engine (the fields its
-    costs read: the engine's lowering, speculation, expert parallelism) on the same ``system``
-    object; its memos are pure functions of their arguments, so a run costs the same either
-    way."""
-    key = (serving.engine(batch=1), serving.spec, serving.ep)
+    """``IterationCost(serving, system)``, shared by runs of the same serving on the same
+    ``system`` object that differ only in their requests (rate, duration, lengths, trace, seed,
+    clients): its memos are pure functions of their arguments, so a run costs the same either
+    way. Every other field is compared, so a field a later coster reads never shares wrongly."""
+    key = replace(serving, rate=1.0, duration_s=1.0, prompt=_ANY_LENGTH, output=_ANY_LENGTH,
+                  trace=None, seed=0, concurrency=None)  # fmt: skip
     for i, (k, sys_, coster) in enumerate(_COSTERS):
         if sys_ is system and k == key:
             _COSTERS.insert(0, _COSTERS.pop(i))
             return coster
-    coster = IterationCost(serving, system)
+    coster = IterationCost(key, system)
     _COSTERS.insert(0, (key, system, coster))
     del _COSTERS[_KEEP_COSTERS:]
     return coster

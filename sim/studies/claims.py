@@ -389,7 +389,7 @@ def pim_decode() -> Claim:
 def _best_14nm_search():
     from sim.studies.design import load_spec, search
 
-    return search(load_spec("14nm-inference"), progress=False)
+    return search(load_spec("14nm-inference"), progress=False, workers=1 if _WORKER else None)
 
 
 def best_14nm_chip() -> Claim:
@@ -449,6 +449,16 @@ CLAIMS: dict[str, Callable[[], Claim]] = {
 _CHECKED: dict[str, Claim] = {}
 
 
+#: whether this process is one of check_all's workers (a claim's own search then runs in it
+#: alone: the other claims hold the other cores)
+_WORKER = False
+
+
+def _in_worker() -> None:
+    global _WORKER
+    _WORKER = True
+
+
 def _check(key: str) -> Claim:
     return CLAIMS[key]()
 
@@ -459,27 +469,23 @@ def check_all(
     """The claims ``keys`` (all by default), each checked once a process, those left over in
     ``workers`` processes (None: every core; 1: this one); ``progress``: a bar on a terminal's
     stderr."""
-    import os
-
+    from sim.studies.pool import pool_size, process_pool
     from sim.studies.progress import Progress
 
     keys = keys or list(CLAIMS)
     todo = [k for k in dict.fromkeys(keys) if k not in _CHECKED]
     bar = Progress(len(keys), progress, "claims")
     bar.update(len(keys) - len(todo))
-    workers = min(workers or os.cpu_count() or 1, len(todo))
+    workers = pool_size(workers, len(todo))
     if workers <= 1:
         for k in todo:
             bar.update(0, k)
             _CHECKED[k] = _check(k)
             bar.update(1, k)
     else:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        from sim.studies.sweep import die_with_parent
-
-        with ProcessPoolExecutor(workers, initializer=die_with_parent,
-                                 initargs=(os.getpid(),)) as pool:  # fmt: skip
+        with process_pool(workers, _in_worker) as pool:
             futures = {pool.submit(_check, k): k for k in todo}
             for future in as_completed(futures):
                 _CHECKED[futures[future]] = future.result()

@@ -486,17 +486,18 @@ class Designer:
             return -math.log(ev.score)
         return INFEASIBLE + sum(min(v, 10.0) for v in ev.violations.values())
 
-    def losses(self, xs, pool: Any = None) -> Any:
+    def losses(self, xs, pool: Any = None, workers: int = 1) -> Any:
         """``loss`` of each column of ``xs`` (a generation: variables x designs), the designs
-        not seen yet evaluated in ``pool`` (a process pool whose workers hold this designer:
-        ``_designer_worker``) or here; ``seen`` fills in the same order either way."""
+        not seen yet evaluated in ``pool`` (a process pool of ``workers`` whose workers hold
+        this designer: ``_designer_worker``) or here; ``seen`` fills in the same order either
+        way."""
         import numpy as np
 
         cols = [xs[:, j] for j in range(xs.shape[1])]
         keys = [self.key(x) for x in cols]
         new = {k: x for k, x in zip(keys, cols, strict=True) if k not in self.seen}
         if pool is not None and len(new) > 1:
-            size = max(1, len(new) // (4 * pool._max_workers))
+            size = max(1, len(new) // (4 * workers))
             self.seen.update(zip(new, pool.map(_evaluate_in_worker, new.values(),
                                                chunksize=size), strict=True))  # fmt: skip
         else:
@@ -509,12 +510,9 @@ class Designer:
 _WORKER_DESIGNER: Designer | None = None
 
 
-def _designer_worker(designer: Designer, parent: int) -> None:
-    from sim.studies.sweep import die_with_parent
-
+def _designer_worker(designer: Designer) -> None:
     global _WORKER_DESIGNER
     _WORKER_DESIGNER = designer
-    die_with_parent(parent)
 
 
 def _evaluate_in_worker(x) -> Evaluation:
@@ -538,12 +536,12 @@ def search(spec: Spec, progress: bool = True, workers: int | None = None) -> Des
     Pareto front of every feasible design seen. Each generation's new designs are evaluated in
     ``workers`` processes (None: every core; 1: this one): the same designs, in the same order,
     whatever the count."""
-    import os
-    from concurrent.futures import ProcessPoolExecutor
+    from contextlib import nullcontext
 
     import numpy as np
     from scipy.optimize import differential_evolution
 
+    from sim.studies.pool import pool_size, process_pool
     from sim.studies.progress import Progress
 
     designer = Designer(spec)
@@ -556,18 +554,15 @@ def search(spec: Spec, progress: bool = True, workers: int | None = None) -> Des
         shown = f"{math.exp(-best):.3f}" if best < INFEASIBLE / 2 else "none feasible yet"
         bar.update(1, f"best {shown}x {spec.reference}, {len(designer.seen):,} designs")
 
-    workers = workers or os.cpu_count() or 1
-    pool = (ProcessPoolExecutor(workers, initializer=_designer_worker,
-                                initargs=(designer, os.getpid())) if workers > 1 else None)  # fmt: skip
-    try:
+    # no more workers than a generation has designs (scipy's population: popsize x variables)
+    workers = pool_size(workers, spec.population * len(spec.variables))
+    pooled = process_pool(workers, _designer_worker, (designer,)) if workers > 1 else None
+    with pooled or nullcontext() as pool:
         out = differential_evolution(
-            designer.losses, bounds, args=(pool,), integrality=integrality, rng=spec.seed,
-            maxiter=spec.generations, popsize=spec.population, polish=False, tol=0,
-            init="sobol", updating="deferred", vectorized=True, callback=callback,
+            designer.losses, bounds, args=(pool, workers), integrality=integrality,
+            rng=spec.seed, maxiter=spec.generations, popsize=spec.population, polish=False,
+            tol=0, init="sobol", updating="deferred", vectorized=True, callback=callback,
         )  # fmt: skip
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
     evaluations = list(designer.seen.values())
     feasible = [e for e in evaluations if e.feasible]

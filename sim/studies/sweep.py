@@ -31,13 +31,12 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ from sim.cost.chips import STRUCTURE_LEAVES, ChipArrays, chip_leaves, structure_
 from sim.cost.result import CapacityError
 from sim.cost.roofline import BOUNDS
 from sim.cost.simulate import evaluate
+from sim.studies.pool import default_workers, process_pool
 from sim.studies.progress import Progress
 from workloads.ops import WorkloadError
 
@@ -1179,26 +1179,9 @@ def plan_chunks(spec: SweepSpec, points: np.ndarray, workers: int) -> list[np.nd
 _WORKER_SPEC: SweepSpec | None = None
 
 
-def _init_worker(spec: SweepSpec, parent: int | None = None) -> None:
+def _init_worker(spec: SweepSpec) -> None:
     global _WORKER_SPEC
     _WORKER_SPEC = spec
-    die_with_parent(os.getppid() if parent is None else parent)
-
-
-def die_with_parent(parent: int, poll_s: float = 0.5) -> None:
-    """End this worker process when the sweep that started it (pid ``parent``, passed in so a
-    sweep that dies before the worker starts is noticed too) is gone: a pool cannot shut its
-    workers down after a SIGKILL. A daemon thread watches the worker's parent pid."""
-    if os.getppid() != parent:
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(poll_s)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="roofsim-parent-watch", daemon=True).start()
 
 
 def _worker_chunk(points: np.ndarray) -> ChunkResult:
@@ -1212,12 +1195,7 @@ def _run_local(spec: SweepSpec, chunks: list[np.ndarray], workers: int) -> Itera
         for chunk in chunks:
             yield evaluate_chunk(spec, chunk)
         return
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(chunks)),
-        initializer=_init_worker,
-        initargs=(spec, os.getpid()),
-    )
-    try:
+    with process_pool(min(workers, len(chunks)), _init_worker, (spec,)) as pool:
         todo = iter(chunks)
         pending = set()
         for chunk in todo:
@@ -1231,8 +1209,6 @@ def _run_local(spec: SweepSpec, chunks: list[np.ndarray], workers: int) -> Itera
                 chunk = next(todo, None)
                 if chunk is not None:
                     pending.add(pool.submit(_worker_chunk, chunk))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_dask(
@@ -1424,14 +1400,6 @@ class SweepSummary:
             "elapsed_s": self.elapsed_s,
             "points_per_s": self.points_per_s,
         }
-
-
-def default_workers() -> int:
-    """Every core this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def run_sweep(

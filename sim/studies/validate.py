@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import os
 import statistics
 import tomllib
 from collections import defaultdict
@@ -785,7 +784,9 @@ def run_rows(rows: list[dict], workers: int | None = None, bar: Any = None) -> l
     """``run_row`` of each row, in order, spread over ``workers`` processes (None: every core;
     1: this process); ``bar`` (a ``Progress``) advances as each row finishes. A row's result
     does not depend on where it ran: each is simulated from its own fields alone."""
-    workers = min(workers or os.cpu_count() or 1, len(rows))
+    from sim.studies.pool import pool_size, process_pool
+
+    workers = pool_size(workers, len(rows))
     if workers <= 1:
         out = []
         for r in rows:
@@ -793,24 +794,17 @@ def run_rows(rows: list[dict], workers: int | None = None, bar: Any = None) -> l
             if bar is not None:
                 bar.update(1, r["id"][:40])
         return out
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    from sim.studies.sweep import die_with_parent
-
-    results: list[RowResult | None] = [None] * len(rows)
-    with ProcessPoolExecutor(workers, initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool:  # fmt: skip
+    results: dict[int, RowResult] = {}
+    with process_pool(workers) as pool:
         futures = {pool.submit(run_row, r): i for i, r in enumerate(rows)}
-        try:
-            for future in as_completed(futures):
-                i = futures[future]
-                results[i] = future.result()
-                if bar is not None:
-                    bar.update(1, rows[i]["id"][:40])
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-    return [r for r in results if r is not None]
+        for future in as_completed(futures):
+            i = futures[future]
+            results[i] = future.result()
+            if bar is not None:
+                bar.update(1, rows[i]["id"][:40])
+    return [results[i] for i in range(len(rows))]
 
 
 def is_moe(row: dict) -> bool:

@@ -812,3 +812,26 @@ def test_a_split_decode_call_launches_its_combine_kernel_and_a_prefill_none():
     assert cost(1, q=4).overhead_s == pytest.approx(2 * k_s)  # a speculative check splits too
     assert cost(1, q=256).overhead_s == pytest.approx(k_s)  # a prefill: no combine kernel
     assert cost(1, kernel="mmha").overhead_s == pytest.approx(k_s)
+
+
+def test_a_triton_expert_gemm_runs_power_of_two_blocks_only():
+    """vLLM's and SGLang's Triton fused MoE take power-of-two blocks on both sides (tl.arange
+    spans a power of two): Hopper's 192 x 192 tile, which a library kernel picks for Mixtral's
+    experts at 1,536 tokens, is not one of them, and the kernel runs slower for it; a chip that
+    lists no power-of-two tile keeps its tiles."""
+    from hardware import load_system
+    from workloads.build import Builder, routed
+
+    system = load_system("h100-sxm", 1)
+    tokens = 1536  # top-2 of 8 experts: 384 rows an expert
+    up = routed([Builder("bf16", 2.0, 2.0).gemm("experts_up", "moe", tokens * 2 / 8, 14336,
+                                                 4096, 8)], tokens, 2 / 8)[0]  # fmt: skip
+    triton = replace(up, gemm=replace(up.gemm, clusters=False, pow2_blocks=True,
+                                      tile_exposed=True))  # fmt: skip
+    free = replace(triton, gemm=replace(triton.gemm, pow2_blocks=False))
+    assert cost_op(free, system).tile == (192, 192)  # what a kernel of any tile would take
+    picked = cost_op(triton, system)
+    assert all(side & (side - 1) == 0 for side in picked.tile), picked.tile
+    assert picked.time_s > cost_op(free, system).time_s
+    odd = replace(system, chip=replace(system.chip, gemm_tiles=((192, 192),)))
+    assert cost_op(triton, odd).tile == (192, 192)

@@ -389,6 +389,14 @@ def cost_gemms(
     stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)
     # a kernel of one program per tile (``Gemm.tile_exposed``) has no stream-K schedule
     usable = np.where(sk, stream & (exposed <= 0), np.where(gemv, (m < min_tm) & ~is_routed, True))
+    if (pow2 > 0).any():
+        # a Triton kernel's blocks are powers of two on both sides (tl.arange spans a power of
+        # two: vLLM's and SGLang's fused-MoE configs take BLOCK_SIZE_M 16-256 and BLOCK_SIZE_N
+        # 32-256), so a tile such as Hopper's 192 x 192 is not one it can run; where a chip
+        # lists no power-of-two tile the op keeps them all
+        sides = _power_of_two(tm) & _power_of_two(tn)
+        allowed = usable & (sides | (pow2 <= 0))
+        usable = np.where(allowed.any(axis=0, keepdims=True), allowed, usable)
     keep = usable.reshape(len(usable), -1).any(axis=1)
     if not keep.all():  # a candidate no op may use (stream-K with fewer tiles than cores) is
         # never picked: cost only the others, in their order (the same first fastest)
@@ -457,6 +465,12 @@ def cost_gemms(
     fields = (time, compute, main_s, reuse_s, main_bytes, reuse_bytes, np.where(gemv, 0.0, tm),
               np.where(gemv, 0.0, tn), efficiency)  # fmt: skip
     return {**dict(zip(names, _pick(fields, pick), strict=True)), "overhead": overhead}
+
+
+def _power_of_two(x: Array) -> Array:
+    """Whether each (whole, >= 1) value is a power of two."""
+    x = np.asarray(x, dtype=float)
+    return np.exp2(np.round(np.log2(np.maximum(x, 1.0)))) == x
 
 
 def _tile_edges(

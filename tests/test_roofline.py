@@ -835,3 +835,35 @@ def test_a_triton_expert_gemm_runs_power_of_two_blocks_only():
     assert picked.time_s > cost_op(free, system).time_s
     odd = replace(system, chip=replace(system.chip, gemm_tiles=((192, 192),)))
     assert cost_op(triton, odd).tile == (192, 192)
+
+
+def test_a_triton_gemm_pays_its_pointer_loads_on_a_chip_with_tma_only_where_on_chip_work_binds():
+    """vLLM's Triton fused MoE loads its tiles with pointer loads, not Hopper's TMA: its math and
+    L2 traffic take the measured 1.14x (SGLang PR #36543, Triton #5461) on a 9.0 chip, not on
+    the same chip read as 8.0 (no TMA: pointer loads are every kernel's path), and not where
+    streaming the weights from HBM binds (a few tokens an expert)."""
+    from hardware import load_system
+    from sim.cost.roofline import _POINTER_LOADS, cost_ops
+    from workloads.build import Builder, routed
+
+    hopper = load_system("h100-sxm", 1)
+    no_tma = replace(hopper, chip=replace(hopper.chip, compute_capability="8.0"))
+
+    def expert_up(tokens: int, pow2: bool = True) -> Op:
+        up = routed([Builder("bf16", 2.0, 2.0).gemm("experts_up", "moe", tokens * 8 / 128,
+                                                     1536, 2048, 128)], tokens, 8 / 128)[0]  # fmt: skip
+        return replace(up, gemm=replace(up.gemm, clusters=False, pow2_blocks=pow2,
+                                        tile_exposed=True))  # fmt: skip
+
+    def burst(op: Op, system: System):  # as the kernel benchmarks time it, at the burst clock
+        return cost_ops([op], system, steady=False)[0]
+
+    big, few = expert_up(5034), expert_up(64)
+    overhead = hopper.chip.kernel_overhead_s
+    assert burst(big, hopper).time_s - overhead == pytest.approx(
+        _POINTER_LOADS * (burst(big, no_tma).time_s - overhead), rel=1e-9)  # fmt: skip
+    assert 1.12 < _POINTER_LOADS < 1.18
+    assert burst(few, hopper).binding_level == "hbm"
+    assert burst(few, hopper).time_s == pytest.approx(burst(few, no_tma).time_s, rel=1e-9)
+    library = expert_up(5034, pow2=False)  # a library kernel's TMA path: no such cost
+    assert burst(library, hopper).time_s < burst(big, hopper).time_s

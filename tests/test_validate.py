@@ -288,7 +288,8 @@ def test_a_moe_kernel_row_costs_the_experts_its_tokens_touch():
 def test_a_moe_kernel_row_with_4_bit_experts_runs_them_weight_only():
     """Experts stored 4-bit (GPTQ int4 or MXFP4) under vLLM run on Marlin: a quarter of the
     bf16 weight bytes where the weights stream, the warp-level mma.sync rate on an H100 where
-    the math binds (FlashAttention-2's rate there, below the wgmma one)."""
+    the math binds (FlashAttention-2's rate there, below the wgmma one the bf16 Triton kernel
+    runs at, less its pointer loads' cost)."""
     from hardware import ConfigError
     from sim.studies.validate import _predict_moe_kernel
 
@@ -300,7 +301,7 @@ def test_a_moe_kernel_row_with_4_bit_experts_runs_them_weight_only():
                 < 0.4 * _predict_moe_kernel(small)[0])  # fmt: skip
         large = {**row, "batch": 8192}
         assert (_predict_moe_kernel({**large, "expert_weight_format": stored})[0]
-                > 1.2 * _predict_moe_kernel(large)[0])  # fmt: skip
+                > 1.1 * _predict_moe_kernel(large)[0])  # fmt: skip
     with pytest.raises(ConfigError, match="expert_weight_format must be int4 or mxfp4"):
         _predict_moe_kernel({**row, "batch": 16, "expert_weight_format": "nf4"})
 

@@ -344,9 +344,10 @@ def cost_gemms(
     picks; a tile that moves more bytes through L2 draws more power and may lose its lead."""
     st = chips.structure
     (m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops, r_tokens, r_p, one_cta, pow2,
-     exposed) = (
+     exposed, mma_sync) = (
         _table([(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops,
-                 g.routed_tokens, g.routed_p, not g.clusters, g.pow2_blocks, g.tile_exposed)
+                 g.routed_tokens, g.routed_p, not g.clusters, g.pow2_blocks, g.tile_exposed,
+                 g.mma_sync)
                 for op, g in ((op, op.gemm) for op in ops)])  # type: ignore[union-attr]
     )  # fmt: skip
     a = groups * m * k * a_bytes
@@ -454,7 +455,16 @@ def cost_gemms(
     if reuse_bytes is not None and exposed.any():  # the cores wait at each tile's edges
         edges = waves * _tile_edges(chips, tm, tn, a_bytes, b_bytes, c_bytes, tiles)
         compute = compute + np.where(gemv | (exposed <= 0), 0.0, edges)
-    time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
+    if (pow2 > 0).any() and _has_tma(st):
+        # a Triton kernel loads its tiles with pointer loads (cp.async), not the chip's tensor
+        # memory accelerator: its on-chip work (the math and the reuse level's traffic) runs
+        # slower by the measured ratio (_POINTER_LOADS); Marlin's (mma_sync) is capped apart
+        slow = np.where((pow2 > 0) & (mma_sync <= 0), _POINTER_LOADS, 1.0)
+        compute = compute * slow
+        staged = None if reuse_bytes is None else reuse_bytes * slow
+    else:
+        staged = reuse_bytes
+    time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, staged, kernels)
     rank = time
     if steady and st.has_power:
         rank = _steady_time(chips, ops, flops, time, compute, main_s, reuse_s, overhead,
@@ -465,6 +475,26 @@ def cost_gemms(
     fields = (time, compute, main_s, reuse_s, main_bytes, reuse_bytes, np.where(gemv, 0.0, tm),
               np.where(gemv, 0.0, tn), efficiency)  # fmt: skip
     return {**dict(zip(names, _pick(fields, pick), strict=True)), "overhead": overhead}
+
+
+#: A Triton GEMM that loads its operand tiles with pointer ``tl.load``s (pipelined through
+#: cp.async: vLLM's and SGLang's fused-MoE kernel at large batch, gathering its token rows
+#: through ``sorted_token_ids``) against the same kernel loading them through the tensor memory
+#: accelerator, on Hopper: SGLang PR #36543 (H100 bf16, 5,034 tokens, E = 128, hidden 2048,
+#: top-8, Triton 3.7.1) timed the up GEMM 625.6 vs 530.6 us and the down GEMM 316.5 vs
+#: 283.4 us (1.18x, 1.12x); Triton issue #5461 (H100, 8192 x 8192 x 4096 fp16) a 13 % uplift
+#: from TMA descriptors over a pointer-load persistent matmul: their geometric mean, 1.143
+#: (benchmarks/research/triton-moe-large-m-2026-12-06.md sec. 4). roofsim's tile model stands
+#: for a kernel that feeds its tiles by TMA, as the chip's libraries do; on a chip without TMA
+#: (compute capability below 9.0) pointer loads are the libraries' path too
+_POINTER_LOADS = (1.18 * 1.12 * 1.13) ** (1.0 / 3.0)
+
+
+def _has_tma(st: Any) -> bool:
+    """Whether the chip loads tiles by a tensor memory accelerator (NVIDIA Hopper and later:
+    compute capability 9.0+)."""
+    cc = st.compute_capability
+    return bool(cc) and int(cc.split(".")[0]) >= 9
 
 
 def _power_of_two(x: Array) -> Array:

@@ -814,56 +814,59 @@ def test_a_split_decode_call_launches_its_combine_kernel_and_a_prefill_none():
     assert cost(1, kernel="mmha").overhead_s == pytest.approx(k_s)
 
 
+def _triton_expert_up(tokens: int, **flags):
+    """A Qwen3-30B-shaped routed expert up-projection (128 experts, top-8, hidden 2048, 768
+    wide) over ``tokens`` tokens, as vLLM's Triton fused MoE runs it (with ``flags`` changed)."""
+    from workloads.build import Builder, routed
+
+    up = routed([Builder("bf16", 2.0, 2.0).gemm("experts_up", "moe", tokens * 8 / 128, 1536,
+                                                 2048, 128)], tokens, 8 / 128)[0]  # fmt: skip
+    kernel = dict(clusters=False, pow2_blocks=True, tile_exposed=True, pointer_loads=True)
+    return replace(up, gemm=replace(up.gemm, **(kernel | flags)))
+
+
 def test_a_triton_expert_gemm_runs_power_of_two_blocks_only():
     """vLLM's and SGLang's Triton fused MoE take power-of-two blocks on both sides (tl.arange
-    spans a power of two): Hopper's 192 x 192 tile, which a library kernel picks for Mixtral's
-    experts at 1,536 tokens, is not one of them, and the kernel runs slower for it; a chip that
-    lists no power-of-two tile keeps its tiles."""
+    spans a power of two): never a 192-row or -column tile (a chip that lists no other still
+    costs it); its choice does not depend on what else is costed beside it."""
     from hardware import load_system
-    from workloads.build import Builder, routed
+    from sim.cost.roofline import cost_ops
 
     system = load_system("h100-sxm", 1)
-    tokens = 1536  # top-2 of 8 experts: 384 rows an expert
-    up = routed([Builder("bf16", 2.0, 2.0).gemm("experts_up", "moe", tokens * 2 / 8, 14336,
-                                                 4096, 8)], tokens, 2 / 8)[0]  # fmt: skip
-    triton = replace(up, gemm=replace(up.gemm, clusters=False, pow2_blocks=True,
-                                      tile_exposed=True))  # fmt: skip
-    free = replace(triton, gemm=replace(triton.gemm, pow2_blocks=False))
-    assert cost_op(free, system).tile == (192, 192)  # what a kernel of any tile would take
-    picked = cost_op(triton, system)
-    assert all(side & (side - 1) == 0 for side in picked.tile), picked.tile
-    assert picked.time_s > cost_op(free, system).time_s
-    odd = replace(system, chip=replace(system.chip, gemm_tiles=((192, 192),)))
-    assert cost_op(triton, odd).tile == (192, 192)
+    odd = replace(system, chip=replace(system.chip, gemm_tiles=((192, 192), (128, 256))))
+    only = replace(system, chip=replace(system.chip, gemm_tiles=((192, 192),)))
+    for tokens in (1536, 4096, 16384):
+        triton = _triton_expert_up(tokens)
+        for chip in (system, odd):
+            tile = cost_op(triton, chip).tile
+            assert all(side & (side - 1) == 0 for side in tile), (tokens, tile)
+        assert math.isfinite(cost_op(triton, only).time_s)  # no power-of-two tile: its own
+        library = _triton_expert_up(tokens, pow2_blocks=False, pointer_loads=False)
+        alone = [cost_op(op, odd).time_s for op in (library, triton)]
+        assert [c.time_s for c in cost_ops([library, triton], odd)] == pytest.approx(alone)
 
 
-def test_a_triton_gemm_pays_its_pointer_loads_on_a_chip_with_tma_only_where_on_chip_work_binds():
+def test_a_triton_gemm_pays_its_pointer_loads_on_a_hopper_only_where_on_chip_work_binds():
     """vLLM's Triton fused MoE loads its tiles with pointer loads, not Hopper's TMA: its math and
-    L2 traffic take the measured 1.14x (SGLang PR #36543, Triton #5461) on a 9.0 chip, not on
-    the same chip read as 8.0 (no TMA: pointer loads are every kernel's path), and not where
-    streaming the weights from HBM binds (a few tokens an expert)."""
+    L2 traffic take the measured 1.14x (SGLang PR #36543, Triton #5461) at the burst clock on a
+    9.0 chip, not on the same chip read as 8.0 (no TMA), not where streaming the weights from
+    HBM binds (a few tokens an expert), not for a library kernel or Marlin (its own cap); under
+    the power limit part of it comes back."""
     from hardware import load_system
     from sim.cost.roofline import _POINTER_LOADS, cost_ops
-    from workloads.build import Builder, routed
 
     hopper = load_system("h100-sxm", 1)
     no_tma = replace(hopper, chip=replace(hopper.chip, compute_capability="8.0"))
 
-    def expert_up(tokens: int, pow2: bool = True) -> Op:
-        up = routed([Builder("bf16", 2.0, 2.0).gemm("experts_up", "moe", tokens * 8 / 128,
-                                                     1536, 2048, 128)], tokens, 8 / 128)[0]  # fmt: skip
-        return replace(up, gemm=replace(up.gemm, clusters=False, pow2_blocks=pow2,
-                                        tile_exposed=True))  # fmt: skip
+    def timed(op: Op, system: System, steady: bool = False) -> float:
+        return cost_ops([op], system, steady=steady)[0].time_s - system.chip.kernel_overhead_s
 
-    def burst(op: Op, system: System):  # as the kernel benchmarks time it, at the burst clock
-        return cost_ops([op], system, steady=False)[0]
-
-    big, few = expert_up(5034), expert_up(64)
-    overhead = hopper.chip.kernel_overhead_s
-    assert burst(big, hopper).time_s - overhead == pytest.approx(
-        _POINTER_LOADS * (burst(big, no_tma).time_s - overhead), rel=1e-9)  # fmt: skip
-    assert 1.12 < _POINTER_LOADS < 1.18
-    assert burst(few, hopper).binding_level == "hbm"
-    assert burst(few, hopper).time_s == pytest.approx(burst(few, no_tma).time_s, rel=1e-9)
-    library = expert_up(5034, pow2=False)  # a library kernel's TMA path: no such cost
-    assert burst(library, hopper).time_s < burst(big, hopper).time_s
+    big = _triton_expert_up(5034)
+    assert timed(big, hopper) == pytest.approx(_POINTER_LOADS * timed(big, no_tma), rel=1e-9)
+    assert 1.12 < _POINTER_LOADS < 1.16
+    assert 1.0 < timed(big, hopper, True) / timed(big, no_tma, True) < _POINTER_LOADS
+    few = _triton_expert_up(64)
+    assert cost_ops([few], hopper, steady=False)[0].binding_level == "hbm"
+    for op in (few, _triton_expert_up(5034, pointer_loads=False),
+               _triton_expert_up(5034, mma_sync=True)):  # fmt: skip
+        assert timed(op, hopper) == pytest.approx(timed(op, no_tma), rel=1e-9), op.gemm

@@ -635,8 +635,10 @@ class _Lowering:
         experts = routed(self.mlp("experts", "moe", math.ceil(moe.expert_ffn / self.tp), rows,
                                   groups), self.T * ep, moe.top_k / moe.n_experts)  # fmt: skip
         if self.w.runtime.moe_kernel == "triton":  # one CTA a block, power-of-two blocks
+            # fed by pointer loads (vLLM's fused_moe_kernel; NB: SGLang builds that switch a
+            # TMA path on for some token bins are not told apart)
             experts = [replace(op, gemm=replace(op.gemm, clusters=False, pow2_blocks=True,
-                                                tile_exposed=True))
+                                                tile_exposed=True, pointer_loads=True))
                        if op.gemm is not None else op for op in experts]  # fmt: skip
         ops += experts + [op for op in a2a[1:] if op]
         if moe.n_shared_experts:

@@ -80,11 +80,15 @@ class Gemm:
     # the kernel's thread-block structure (Gemm of a library that has the chip's tiles and its
     # clusters, ``compute.cluster``, where it has them: cuBLAS, CUTLASS 3.x); ``clusters``
     # False: one CTA per output tile, each loading its own operand tiles through L2, no
-    # multicast (Triton kernels launch no clusters); ``pow2_blocks``: a routed GEMM's M block
-    # is a power of two, 16 to the chip's tile (Triton's block sides are powers of two: vLLM's
-    # fused-MoE configs take BLOCK_SIZE_M 16-256)
+    # multicast (Triton kernels launch no clusters); ``pow2_blocks``: the tile's sides are
+    # powers of two (Triton's tl.arange spans a power of two: vLLM's fused-MoE configs take
+    # BLOCK_SIZE_M 16-256 and BLOCK_SIZE_N 32-256), a routed GEMM's M block 16 to the chip's
+    # tile; ``pointer_loads``: the kernel loads its operand tiles with pointer loads (cp.async),
+    # not a tensor memory accelerator (vLLM's Triton fused MoE; ``sim.cost.roofline``
+    # _POINTER_LOADS)
     clusters: bool = True
     pow2_blocks: bool = False
+    pointer_loads: bool = False
     # each output tile's prologue and epilogue are exposed: a kernel that runs one program per
     # output tile (no persistent loop, no warp specialization) waits for its first operands
     # before any math and stores its output after the last (Triton's tl.dot kernels: vLLM's

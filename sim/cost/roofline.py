@@ -217,15 +217,17 @@ def _finish(
     main_bytes: Array,
     reuse_bytes: Array | None,
     kernels: Array,
+    reuse_scale: Array | float = 1.0,
 ) -> tuple[Array, Array, Array, Array]:
     """overhead + max(compute, each level's transfer time): (time, main_s, reuse_s, overhead).
-    The binding resource follows from these (``_bound_level``)."""
+    The binding resource follows from these (``_bound_level``). ``reuse_scale``: the reuse
+    level's transfers take that much longer (a kernel's own load path: ``cost_gemms``)."""
     main = _main(chips)
     main_s = _transfer_s(chips, main, main_bytes)
     if reuse_bytes is None:
         reuse_s, mem_s = 0.0, main_s
     else:
-        reuse_s = _transfer_s(chips, main - 1, reuse_bytes)
+        reuse_s = _transfer_s(chips, main - 1, reuse_bytes) * reuse_scale
         mem_s = np.maximum(main_s, reuse_s)
     overhead = chips.values["kernel_overhead_s"] * kernels
     return overhead + np.maximum(compute, mem_s), main_s, reuse_s, overhead
@@ -344,10 +346,10 @@ def cost_gemms(
     picks; a tile that moves more bytes through L2 draws more power and may lose its lead."""
     st = chips.structure
     (m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops, r_tokens, r_p, one_cta, pow2,
-     exposed, mma_sync) = (
+     exposed, pointer) = (
         _table([(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops,
                  g.routed_tokens, g.routed_p, not g.clusters, g.pow2_blocks, g.tile_exposed,
-                 g.mma_sync)
+                 g.pointer_loads and not g.mma_sync)
                 for op, g in ((op, op.gemm) for op in ops)])  # type: ignore[union-attr]
     )  # fmt: skip
     a = groups * m * k * a_bytes
@@ -455,16 +457,16 @@ def cost_gemms(
     if reuse_bytes is not None and exposed.any():  # the cores wait at each tile's edges
         edges = waves * _tile_edges(chips, tm, tn, a_bytes, b_bytes, c_bytes, tiles)
         compute = compute + np.where(gemv | (exposed <= 0), 0.0, edges)
-    if (pow2 > 0).any() and _has_tma(st):
-        # a Triton kernel loads its tiles with pointer loads (cp.async), not the chip's tensor
-        # memory accelerator: its on-chip work (the math and the reuse level's traffic) runs
-        # slower by the measured ratio (_POINTER_LOADS); Marlin's (mma_sync) is capped apart
-        slow = np.where((pow2 > 0) & (mma_sync <= 0), _POINTER_LOADS, 1.0)
+    slow = 1.0
+    if (pointer > 0).any() and _is_hopper(st):
+        # a kernel that loads its tiles with pointer loads (cp.async: vLLM's Triton fused MoE),
+        # not the chip's tensor memory accelerator: its on-chip work (the math and the reuse
+        # level's traffic) runs slower by the measured ratio (_POINTER_LOADS); a Marlin GEMM
+        # (mma_sync) has its own measured cap instead
+        slow = np.where(gemv | (pointer <= 0), 1.0, _POINTER_LOADS)
         compute = compute * slow
-        staged = None if reuse_bytes is None else reuse_bytes * slow
-    else:
-        staged = reuse_bytes
-    time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, staged, kernels)
+    time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels,
+                                              reuse_scale=slow)  # fmt: skip
     rank = time
     if steady and st.has_power:
         rank = _steady_time(chips, ops, flops, time, compute, main_s, reuse_s, overhead,
@@ -478,23 +480,29 @@ def cost_gemms(
 
 
 #: A Triton GEMM that loads its operand tiles with pointer ``tl.load``s (pipelined through
-#: cp.async: vLLM's and SGLang's fused-MoE kernel at large batch, gathering its token rows
-#: through ``sorted_token_ids``) against the same kernel loading them through the tensor memory
-#: accelerator, on Hopper: SGLang PR #36543 (H100 bf16, 5,034 tokens, E = 128, hidden 2048,
-#: top-8, Triton 3.7.1) timed the up GEMM 625.6 vs 530.6 us and the down GEMM 316.5 vs
-#: 283.4 us (1.18x, 1.12x); Triton issue #5461 (H100, 8192 x 8192 x 4096 fp16) a 13 % uplift
-#: from TMA descriptors over a pointer-load persistent matmul: their geometric mean, 1.143
-#: (benchmarks/research/triton-moe-large-m-2026-12-06.md sec. 4). roofsim's tile model stands
-#: for a kernel that feeds its tiles by TMA, as the chip's libraries do; on a chip without TMA
-#: (compute capability below 9.0) pointer loads are the libraries' path too
-_POINTER_LOADS = (1.18 * 1.12 * 1.13) ** (1.0 / 3.0)
+#: cp.async: vLLM's fused-MoE kernel, gathering its token rows through ``sorted_token_ids``)
+#: against the same kernel loading them through the tensor memory accelerator, on Hopper, at
+#: the burst clock: SGLang PR #36543 (H100 bf16, 5,034 tokens, E = 128, hidden 2048, top-8,
+#: Triton 3.7.1) timed the up GEMM 625.611 vs 530.563 us and the down GEMM 316.475 vs
+#: 283.427 us; Triton issue #5461 (H100, 8192 x 8192 x 4096 fp16) a 13 % uplift from TMA
+#: descriptors over a pointer-load persistent matmul: the geometric mean of the three, 1.142
+#: (benchmarks/research/triton-moe-large-m-2026-12-06.md sec. 4; not used: TileOPs #1567's
+#: H200 1.20-1.28x, whose "triton" kernel is not identified and whose H200 ran power-capped at
+#: ~1.4 GHz, and SGLang #10567's 1.69x on an H20, re-tuned apart). Looked for because the
+#: tuned fused-MoE rows above 1,024 tokens ran 7-21 % slower than roofsim; none of the
+#: validation rows is among the sources. Measured in bf16 (applied to fp8 Triton GEMMs too).
+#: roofsim's tile model stands for a kernel that feeds its tiles by TMA, as the chip's libraries
+#: do; under a power limit the slower kernel draws less and gets part of it back (1.06x at the
+#: #36543 shape, steady) since its extra instructions' energy is not counted
+_POINTER_LOADS = (625.611 / 530.563 * 316.475 / 283.427 * 1.13) ** (1.0 / 3.0)
 
 
-def _has_tma(st: Any) -> bool:
-    """Whether the chip loads tiles by a tensor memory accelerator (NVIDIA Hopper and later:
-    compute capability 9.0+)."""
+def _is_hopper(st: Any) -> bool:
+    """Whether the chip is a Hopper (compute capability 9.x): the one the pointer-load ratio was
+    measured on (Blackwell's TMA path is not measured against pointer loads here; Ampere and
+    older have no TMA, so pointer loads are every kernel's path)."""
     cc = st.compute_capability
-    return bool(cc) and int(cc.split(".")[0]) >= 9
+    return bool(cc) and int(cc.split(".")[0]) == 9
 
 
 def _power_of_two(x: Array) -> Array:

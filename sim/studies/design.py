@@ -410,17 +410,18 @@ class Designer:
     def sets(self, values: dict[str, Any]) -> list[str]:
         return design_overrides(self.spec, self.base_raw, values)
 
-    def key(self, x) -> tuple:
-        """The design ``x`` stands for, as a key of ``seen``."""
+    def key(self, x, values: dict[str, Any] | None = None) -> tuple:
+        """The design ``x`` stands for (its ``values`` where already read), as a key of
+        ``seen``."""
         return tuple(sorted((k, round(v, 9) if isinstance(v, float) else v)
-                            for k, v in self.values(x).items()))  # fmt: skip
+                            for k, v in (values or self.values(x)).items()))  # fmt: skip
 
     def evaluate(self, x) -> Evaluation:
         from sim.cost.result import CapacityError
         from workloads import WorkloadError
 
         values = self.values(x)
-        key = self.key(x)
+        key = self.key(x, values)
         if key in self.seen:
             return self.seen[key]
         ev = Evaluation(values=values)

@@ -870,3 +870,58 @@ def test_a_triton_gemm_pays_its_pointer_loads_on_a_hopper_only_where_on_chip_wor
     for op in (few, _triton_expert_up(5034, pointer_loads=False),
                _triton_expert_up(5034, mma_sync=True)):  # fmt: skip
         assert timed(op, hopper) == pytest.approx(timed(op, no_tma), rel=1e-9), op.gemm
+
+
+# ---- a stack of chips costs only the GEMM candidates that can win ---------------------------------
+def test_undominated_drops_a_candidate_an_earlier_one_matches_or_a_later_one_beats():
+    from sim.cost.roofline import _undominated
+
+    # candidates on axis 0, one op: (work, main bytes, reuse bytes)
+    work = np.array([4.0, 4.0, 6.0, 3.0, 9.0])[:, None, None]
+    main = np.array([2.0, 2.0, 2.0, 1.0, 0.5])[:, None, None]
+    reuse = np.array([5.0, 5.0, 5.0, 4.0, 1.0])[:, None, None]
+    usable = np.ones((5, 1, 1), dtype=bool)
+    gemv = np.zeros((5, 1, 1), dtype=bool)
+    kept = _undominated(work, main, reuse, usable, gemv)
+    # 1 ties 0 (earlier kept), 2 is beaten by 0, 0 by 3 on all three; 4 trades work for bytes
+    assert kept[:, 0, 0].tolist() == [3, 4]
+    # an unusable candidate dominates nothing and is dropped; a GEMV row is always kept
+    usable[3] = False
+    gemv[2] = True
+    assert _undominated(work, main, reuse, usable, gemv)[:, 0, 0].tolist() == [0, 2, 4]
+    # costs that differ by chip are not compared
+    assert _undominated(work, np.broadcast_to(main, (5, 1, 3)), reuse, usable, gemv) is None
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    peak=st.lists(st.floats(0.2, 5.0), min_size=3, max_size=3),
+    hbm=st.lists(st.floats(0.3, 4.0), min_size=3, max_size=3),
+    l2=st.lists(st.floats(0.3, 4.0), min_size=3, max_size=3),
+)
+def test_a_stack_of_chips_picks_what_each_chip_alone_picks(peak, hbm, l2):
+    """Candidates are dropped for a stack of chips (``_undominated``), never for one: each
+    chip's time, bound and traffic in the stack equal its own simulation's."""
+    from hardware import load_system
+    from sim import simulate
+    from sim.cost.chips import ChipArrays
+    from sim.cost.roofline import BOUNDS
+    from sim.cost.simulate import evaluate
+    from workloads import Decode, Prefill, load_model
+
+    systems = [
+        load_system("h100-sxm", 1, [f"compute.peak.bf16={989 * p}TFLOP/s",
+                                    f"hbm.bandwidth={3.35 * h}TB/s", f"l2.bandwidth={9.37 * c}TB/s"])
+        for p, h, c in zip(peak, hbm, l2, strict=True)
+    ]  # fmt: skip
+    chips = ChipArrays.from_systems(systems)
+    for workload in (
+        Decode(model=load_model("llama-2-7b"), batch=24, context=2048),
+        Prefill(model=load_model("mixtral-8x7b"), batch=1, prompt=3000),
+    ):
+        res = evaluate(workload.lower(), 1, chips, check_memory=False)
+        for i, system in enumerate(systems):
+            ref = simulate(workload, system, check_memory=False)
+            assert res.time_s[i] == pytest.approx(ref.time_s, rel=1e-12)
+            assert res.mbu[i] == pytest.approx(ref.mbu, rel=1e-12)
+            assert BOUNDS[res.bound[i]] == ref.bound

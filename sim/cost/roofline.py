@@ -420,8 +420,7 @@ def cost_gemms(
     # tile fixed up through an fp32 workspace; only with more tiles than cores and a partial
     # last wave
     steps = np.where(sk, np.ceil(tiles * granules / n_cores), waves * np.ceil(granules / split))
-    compute = np.where(gemv, flops / chips.values["vector_flops_per_s"],
-                       steps * flops_per_k / core_rate)  # fmt: skip
+    work = steps * flops_per_k  # a tile candidate's matrix work, FLOPs at its core's rate
     executed = tiles * (tm * tn) * granules * tile_k
     efficiency = np.where(gemv, 1.0, np.minimum(1.0, (groups * m * n * k) / executed))
     partials = np.where(split > 1, (split - 1) * (8.0 * groups * m * n), 0.0) + fixup
@@ -431,6 +430,8 @@ def cost_gemms(
     streamed = a + b + c  # each operand once: the GEMV path, or one resident in L2
     if _has_reuse(chips):
         half = chips.level(_main(chips) - 1, "capacity") / 2
+        if half.size > 1 and (half == half[0]).all():  # one capacity: bytes alike on every chip
+            half = half[:1]
         if st.scratchpad_reuse:  # the compiler blocks for the scratchpad's capacity
             side = _scratchpad_block(half, tile_k, a_bytes, b_bytes)
             gm = np.maximum(1, np.minimum(tiles_m, np.floor(side / tm)))
@@ -454,6 +455,17 @@ def cost_gemms(
             reuse_bytes = np.where(weights_pinned, np.where(gemv, b, tile_level), reuse_bytes)
     else:
         main_bytes, reuse_bytes = np.where(gemv, streamed, tile_level), None
+    if chips.n > 1 and not exposed.any() and not np.any(weights_pinned):
+        # a candidate no faster than an earlier one on every chip is never picked: drop it
+        # before the per-chip work (the same picks; a sweep over chips costs the few left; one
+        # chip's few candidates cost less than the search for them)
+        kept = _undominated(work, main_bytes, reuse_bytes, usable, gemv)
+        if kept is not None:
+            work, main_bytes, reuse_bytes, usable, gemv, tm, tn, efficiency = (
+                None if x is None else _take(x, kept)
+                for x in (work, main_bytes, reuse_bytes, usable, gemv, tm, tn, efficiency)
+            )
+    compute = np.where(gemv, flops / chips.values["vector_flops_per_s"], work / core_rate)
     if reuse_bytes is not None and exposed.any():  # the cores wait at each tile's edges
         edges = waves * _tile_edges(chips, tm, tn, a_bytes, b_bytes, c_bytes, tiles)
         compute = compute + np.where(gemv | (exposed <= 0), 0.0, edges)
@@ -477,6 +489,50 @@ def cost_gemms(
     fields = (time, compute, main_s, reuse_s, main_bytes, reuse_bytes, np.where(gemv, 0.0, tm),
               np.where(gemv, 0.0, tn), efficiency)  # fmt: skip
     return {**dict(zip(names, _pick(fields, pick), strict=True)), "overhead": overhead}
+
+
+def _undominated(
+    work: Array, main_bytes: Array, reuse_bytes: Array | None, usable: Array, gemv: Array
+) -> Array | None:
+    """The GEMM candidates worth costing on each chip, as indices along axis 0 [kept, ops, 1]
+    (an op's list padded with its last kept one), or None where none can be dropped or the
+    candidates' costs differ by point. A tile candidate is dropped where an earlier usable one
+    does no more matrix work and moves no more bytes through main memory and the reuse level,
+    or a later one strictly less of each: a candidate's time, burst or at the clock its power
+    limit allows, does not fall as any of the three rises, so the first fastest is never the
+    dropped one. The GEMV path runs at another rate and is kept where usable; an op with no
+    usable candidate keeps them all (the first is its pick)."""
+    parts = [work, main_bytes] + ([] if reuse_bytes is None else [reuse_bytes])
+    if any(np.ndim(x) != 3 or x.shape[2] != 1 for x in parts) or usable.shape[2] != 1:
+        return None
+    n_cand = usable.shape[0]
+    shape = np.broadcast_shapes(*(x.shape for x in parts), usable.shape)
+    x = [np.broadcast_to(p, shape)[..., 0] for p in parts]  # [cand, ops]
+    ok = np.broadcast_to(usable, shape)[..., 0] & ~np.broadcast_to(gemv, shape)[..., 0]
+    no_more = np.ones((n_cand, n_cand, shape[1]), dtype=bool)  # [j, i, op]: j <= i on each
+    less = np.ones_like(no_more)  # j < i on each
+    for p in x:
+        no_more &= p[:, None, :] <= p[None, :, :]
+        less &= p[:, None, :] < p[None, :, :]
+    earlier = np.tri(n_cand, k=-1, dtype=bool).T[:, :, None]  # [j, i]: j before i
+    dominated = (ok[:, None, :] & (less | (no_more & earlier))).any(axis=0)
+    gemv_rows = np.broadcast_to(gemv, shape)[..., 0]
+    keep = np.broadcast_to(usable, shape)[..., 0] & (~dominated | gemv_rows)
+    keep[:, ~keep.any(axis=0)] = True
+    if keep.all():
+        return None
+    counts = keep.sum(axis=0)
+    # each op's kept indices in order, then its last one repeated up to the longest list
+    order = np.argsort(~keep, axis=0, kind="stable")[: counts.max()]
+    pad = np.arange(counts.max())[:, None] >= counts[None, :]
+    last = order[counts - 1, np.arange(shape[1])]
+    return np.where(pad, last[None, :], order)[:, :, None]
+
+
+def _take(x: Array, kept: Array) -> Array:
+    """``x`` [candidates, ops | 1, points | 1] at the kept candidates of each op."""
+    x = np.broadcast_to(x, (x.shape[0], kept.shape[1], x.shape[2]))
+    return np.take_along_axis(x, kept, axis=0)
 
 
 #: A Triton GEMM that loads its operand tiles with pointer ``tl.load``s (pipelined through

@@ -242,3 +242,27 @@ def test_dit_presets_take_their_hugging_face_ids_and_diffusers_folders(
     assert main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["flux-1-dev"]["hf_ids"] == ["black-forest-labs/FLUX.1-dev"]
+
+
+def test_a_vision_language_config_is_read_through_its_text_model():
+    """Gemma 3's released config.json wraps a sparse text_config (transformers fills the rest
+    from Gemma3TextConfig's defaults); an unsupported inner type is a one-line error."""
+    gemma3_12b = {
+        "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+        "text_config": {"hidden_size": 3840, "intermediate_size": 15360,
+                        "model_type": "gemma3_text", "num_attention_heads": 16,
+                        "num_hidden_layers": 48, "num_key_value_heads": 8,
+                        "sliding_window": 1024},
+        "vision_config": {"hidden_size": 1152, "model_type": "siglip_vision_model"},
+    }  # fmt: skip
+    m = model_from_hf(gemma3_12b, "gemma-3-12b-it")
+    assert (m.head_dim, m.vocab, m.n_layers, m.tied_embeddings) == (256, 262208, 48, True)
+    assert (m.sliding_window, m.sliding_layers) == (1024, 40)  # five of every six layers
+    # the Gemma 3 technical report (arXiv 2503.19786, Table 1), 12B: 1,012M embedding and
+    # 10,759M non-embedding parameters beside the 417M vision encoder
+    assert m.n_params() == pytest.approx((1012 + 10759) * 1e6, rel=0.005)
+    assert "vision tower not modelled" in m.source
+    same = model_from_hf({**gemma3_12b["text_config"]}, "gemma-3-12b-it")
+    assert same.n_params() == m.n_params()
+    with pytest.raises(WorkloadError, match="wraps a text model of model_type 'llama4_text'"):
+        model_from_hf({"model_type": "llama4", "text_config": {"model_type": "llama4_text"}})

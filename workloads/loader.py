@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -263,6 +264,18 @@ def _gpt_style(cfg: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
                 tied_embeddings=True)  # fmt: skip
 
 
+#: the config class defaults of model types whose released config.json files omit fields (the
+#: text_config of a Gemma 3 checkpoint lists only what differs from them): transformers'
+#: Gemma3TextConfig.__init__ (models/gemma3/configuration_gemma3.py)
+_HF_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma3_text": dict(vocab_size=262_208, hidden_size=2304, intermediate_size=9216,
+                        num_hidden_layers=26, num_attention_heads=8, num_key_value_heads=4,
+                        head_dim=256, hidden_activation="gelu_pytorch_tanh",
+                        max_position_embeddings=131_072, tie_word_embeddings=True,
+                        sliding_window=4096, sliding_window_pattern=6, rms_norm_eps=1e-6),
+}  # fmt: skip
+
+
 def model_from_hf(cfg: dict[str, Any], name: str = "hf-model") -> ModelConfig:
     """Map a Hugging Face ``config.json`` of one of ``MODEL_TYPES`` (its ``model_type`` key;
     a config without one is read as Llama-style)."""
@@ -271,11 +284,27 @@ def model_from_hf(cfg: dict[str, Any], name: str = "hf-model") -> ModelConfig:
             f"config.json {name!r}: must be a JSON object of fields, got {type(cfg).__name__}"
         )
     kind = str(cfg.get("model_type", "llama"))
+    text = cfg.get("text_config")
+    if kind not in MODEL_TYPES and isinstance(text, dict):
+        # a vision-language wrapper (Gemma 3, Mistral 3, LLaVA-style): its language model is the
+        # text_config, whose own model_type says how to read it; the vision tower, which a text
+        # prompt never runs, is not modelled
+        inner = str(text.get("model_type", "llama"))
+        if inner not in MODEL_TYPES:
+            raise WorkloadError(
+                f"config.json {name!r}: model_type {kind!r} wraps a text model of model_type "
+                f"{inner!r}, which is not supported; supported: {', '.join(MODEL_TYPES)} (or "
+                "write a roofsim model TOML, docs/presets.md)"
+            )
+        model = model_from_hf({"model_type": inner, **text}, name)
+        return replace(model, source=f"{model.source}: the text model of a {kind} config "
+                                     "(vision tower not modelled)")  # fmt: skip
     if kind not in MODEL_TYPES:
         raise WorkloadError(
             f"config.json {name!r}: model_type {kind!r} is not supported; supported: "
             f"{', '.join(MODEL_TYPES)} (or write a roofsim model TOML, docs/presets.md)"
         )
+    cfg = {**_HF_DEFAULTS.get(kind, {}), **cfg}
     _counts(f"config.json {name!r}", cfg, ("hidden_size", "num_attention_heads",
             "num_hidden_layers", "intermediate_size", "vocab_size", "num_key_value_heads",
             "head_dim", "n_embd", "n_layer", "n_head", "n_inner", "ffn_dim", "d_model",

@@ -264,5 +264,61 @@ def test_a_vision_language_config_is_read_through_its_text_model():
     assert "vision tower not modelled" in m.source
     same = model_from_hf({**gemma3_12b["text_config"]}, "gemma-3-12b-it")
     assert same.n_params() == m.n_params()
-    with pytest.raises(WorkloadError, match="wraps a text model of model_type 'llama4_text'"):
-        model_from_hf({"model_type": "llama4", "text_config": {"model_type": "llama4_text"}})
+    with pytest.raises(WorkloadError, match="wraps a text model of model_type 'qwen3_next'"):
+        model_from_hf({"model_type": "qwen3_vl", "text_config": {"model_type": "qwen3_next"}})
+
+
+def test_llama_4_configs_give_the_presets_and_interleave_their_moe_layers():
+    """Llama 4 Scout's released config (a llama4 wrapper, sparse text_config: transformers'
+    Llama4TextConfig fills the rest) and Maverick's text_config map to the presets: every layer
+    MoE in Scout, every second (1, 3, ...) in Maverick, one shared expert each, chunked
+    attention on the RoPE layers as a window of the chunk."""
+    scout = {
+        "model_type": "llama4",
+        "text_config": {
+            "model_type": "llama4_text",
+            "hidden_size": 5120,
+            "num_hidden_layers": 48,
+            "num_attention_heads": 40,
+            "num_key_value_heads": 8,
+            "num_local_experts": 16,
+            "num_experts_per_tok": 1,
+            "vocab_size": 202048,
+            "max_position_embeddings": 10485760,
+        },
+    }
+    maverick = {"model_type": "llama4_text", "hidden_size": 5120, "num_hidden_layers": 48,
+                "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128,
+                "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+                "interleave_moe_layer_step": 2, "num_local_experts": 128,
+                "num_experts_per_tok": 1, "attention_chunk_size": 8192, "vocab_size": 202048,
+                "tie_word_embeddings": False}  # fmt: skip
+    for cfg, slug in ((scout, "llama-4-scout"), (maverick, "llama-4-maverick")):
+        hf, preset = model_from_hf(cfg, slug), load_model(slug)
+        assert hf.n_params() == preset.n_params()
+        assert hf.n_params(active=True) == preset.n_params(active=True)
+        assert hf.kv_elements_per_token() == preset.kv_elements_per_token()
+        assert (hf.sliding_window, hf.sliding_layers) == (8192, 36)
+        # 17B activated (model card), with the input embedding
+        assert preset.n_params(active=True) == pytest.approx(17.2e9, rel=0.01)
+    mav = load_model("llama-4-maverick")
+    assert (mav.n_moe_layers, mav.n_dense_layers) == (24, 24)
+    # layers 0-3: 1 and 3 are MoE; 5-9: 5, 7, 9
+    assert mav.moe_layers_in(0, 4) == 2 and mav.moe_layers_in(5, 5) == 3
+    assert load_model("llama-4-scout").moe_layers_in(10, 7) == 7
+    with pytest.raises(WorkloadError, match="not every interleave_moe_layer_step-th layer"):
+        model_from_hf({**maverick, "moe_layers": [0, 2]})
+
+
+def test_an_interleaved_moe_model_has_its_moe_layers_on_every_pipeline_stage():
+    """Maverick's MoE layers are every second one: each of 4 stages of 12 layers holds 6 MoE
+    and 6 dense layers (first_dense_layers would have put every dense one on the first two)."""
+    from workloads.training import Training
+
+    mav = load_model("llama-4-maverick")
+    plan = Training(model=mav, seq=4096, micro_batch=1, global_batch=32, tp=8, pp=4, ep=4,
+                    dp=4).lower()  # fmt: skip
+    for (chunk,) in plan.stages:
+        counts = {k: max((op.count for op in chunk.forward if op.name == f"{k}.mlp_norm"),
+                         default=0) for k in ("moe", "dense")}  # fmt: skip
+        assert counts == {"moe": 6, "dense": 6}, counts

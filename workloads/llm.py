@@ -816,7 +816,7 @@ class Speculation:
         moe = target.moe
         return replace(target, name=f"{target.name}-mtp", n_layers=1, sliding_window=0,
                        sliding_layers=0,
-                       moe=replace(moe, first_dense_layers=0) if moe else None)  # fmt: skip
+                       moe=replace(moe, first_dense_layers=0, interleave=1) if moe else None)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -159,6 +159,7 @@ def model_from_dict(raw: dict[str, Any]) -> ModelConfig:
             expert_ffn=moe["expert_ffn"],
             n_shared_experts=moe.get("n_shared_experts", 0),
             first_dense_layers=moe.get("first_dense_layers", 0),
+            interleave=moe.get("interleave", 1),
             n_groups=moe.get("n_groups", 1),
             groups_per_token=moe.get("groups_per_token", 0),
             weight_format=moe.get("weight_format", ""),
@@ -191,7 +192,7 @@ _ACT = {
 #: RoPE) and the GPT-style ones whose MLP, norm, positions, biases and tying differ
 LLAMA_STYLE = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
                "gemma", "gemma2", "gemma3_text", "phi3", "deepseek_v2", "deepseek_v3",
-               "gpt_oss")  # fmt: skip
+               "gpt_oss", "llama4_text")  # fmt: skip
 GPT_STYLE = ("gpt2", "gpt_neox", "gptj", "opt", "bloom", "falcon", "mpt")
 MODEL_TYPES = LLAMA_STYLE + GPT_STYLE
 
@@ -273,6 +274,15 @@ _HF_DEFAULTS: dict[str, dict[str, Any]] = {
                         head_dim=256, hidden_activation="gelu_pytorch_tanh",
                         max_position_embeddings=131_072, tie_word_embeddings=True,
                         sliding_window=4096, sliding_window_pattern=6, rms_norm_eps=1e-6),
+    # transformers Llama4TextConfig (models/llama4/configuration_llama4.py): Llama 4 Scout's text
+    # model (meta-llama/Llama-4-Scout-17B-16E)
+    "llama4_text": dict(vocab_size=202_048, hidden_size=5120, intermediate_size=8192,
+                        intermediate_size_mlp=16384, num_hidden_layers=48,
+                        num_attention_heads=40, num_key_value_heads=8, head_dim=128,
+                        hidden_act="silu", max_position_embeddings=4096 * 32,
+                        tie_word_embeddings=False, num_experts_per_tok=1, num_local_experts=16,
+                        interleave_moe_layer_step=1, no_rope_layer_interval=4,
+                        attention_chunk_size=8192, rms_norm_eps=1e-5),
 }  # fmt: skip
 
 
@@ -329,10 +339,22 @@ def _sliding(cfg: dict[str, Any], kind: str) -> dict[str, int]:
     (and Phi-3's) on every layer, Gemma 2's on every second (``is_sliding = not layer_idx % 2``),
     Gemma 3's on all but every ``sliding_window_pattern``-th; Qwen2/3's only with
     ``use_sliding_window`` (off in their released configs), from layer ``max_window_layers``."""
+    n = cfg["num_hidden_layers"]
+    if kind == "llama4_text":
+        # chunked local attention on the RoPE layers (transformers Llama4TextConfig: layer_types
+        # "chunked_attention" where no_rope_layers is 1, by default all but every
+        # no_rope_layer_interval-th layer), costed as a sliding window of the chunk: the same
+        # keys up to a chunk of context; beyond it a query reads the keys of its own chunk (on
+        # average half of one), the window a whole chunk's
+        chunk = cfg.get("attention_chunk_size") or 0
+        rope = cfg.get("no_rope_layers") or [
+            int((i + 1) % (cfg.get("no_rope_layer_interval") or 4) != 0) for i in range(n)
+        ]
+        layers = sum(1 for r in rope if r)
+        return {"sliding_window": int(chunk), "sliding_layers": layers} if chunk and layers else {}
     window = cfg.get("sliding_window") or 0
     if not window:
         return {}
-    n = cfg["num_hidden_layers"]
     types = cfg.get("layer_types")
     if isinstance(types, list) and types:
         layers = sum(t == "sliding_attention" for t in types)
@@ -400,7 +422,27 @@ def _from_hf(cfg: dict[str, Any], kind: str, name: str) -> ModelConfig:
             source=f"Hugging Face config.json ({kind})",
             **_sliding(cfg, kind),
         )
-        if "num_local_experts" in cfg:  # Mixtral, gpt-oss
+        if kind == "llama4_text":
+            # every interleave_moe_layer_step-th layer is MoE (routed experts of
+            # intermediate_size plus one shared expert of the same size); the others are dense
+            # MLPs of intermediate_size_mlp (transformers Llama4TextDecoderLayer, Llama4TextMoe)
+            moe_layers = cfg.get("moe_layers")
+            step = int(cfg.get("interleave_moe_layer_step") or 1)
+            n = cfg["num_hidden_layers"]
+            if moe_layers is not None and sorted(moe_layers) != list(range(step - 1, n, step)):
+                raise WorkloadError(
+                    f"config.json {name!r}: moe_layers {moe_layers} are not every "
+                    f"interleave_moe_layer_step-th layer ({step}); use a roofsim model TOML"
+                )
+            fields["ffn"] = cfg["intermediate_size_mlp"]
+            fields["moe"] = MoEConfig(
+                n_experts=cfg["num_local_experts"],
+                top_k=cfg["num_experts_per_tok"],
+                expert_ffn=cfg["intermediate_size"],
+                n_shared_experts=1,
+                interleave=step,
+            )
+        elif "num_local_experts" in cfg:  # Mixtral, gpt-oss
             quant = cfg.get("quantization_config") or {}
             fields["moe"] = MoEConfig(
                 n_experts=cfg["num_local_experts"],

@@ -28,6 +28,10 @@ class MoEConfig:
     expert_ffn: int
     n_shared_experts: int = 0
     first_dense_layers: int = 0
+    # after the first dense layers, every ``interleave``-th layer is MoE and the others dense
+    # (Llama 4 Maverick: 2, layers 1, 3, 5, ...; transformers Llama4TextConfig moe_layers =
+    # range(interleave_moe_layer_step - 1, n_layers, interleave_moe_layer_step))
+    interleave: int = 1
     # group-limited routing (DeepSeek-V2/V3 n_group / topk_group): the experts fall into
     # ``n_groups`` equal groups and a token's top-k come from its best ``groups_per_token``
     # groups (0: no limit)
@@ -49,7 +53,7 @@ class MoEConfig:
                 f"got {self.weight_format!r}"
             )
         check_ints("moe", n_experts=self.n_experts, top_k=self.top_k, expert_ffn=self.expert_ffn,
-                   n_groups=self.n_groups)  # fmt: skip
+                   n_groups=self.n_groups, interleave=self.interleave)  # fmt: skip
         check_ints("moe", 0, n_shared_experts=self.n_shared_experts,
                    first_dense_layers=self.first_dense_layers,
                    groups_per_token=self.groups_per_token)  # fmt: skip
@@ -177,7 +181,19 @@ class ModelConfig:
     # ---- layer structure -------------------------------------------------------------------
     @property
     def n_moe_layers(self) -> int:
-        return 0 if self.moe is None else self.n_layers - self.moe.first_dense_layers
+        return self.moe_layers_in(0, self.n_layers)
+
+    def moe_layers_in(self, first: int, count: int) -> int:
+        """MoE layers among layers ``first`` .. ``first + count - 1``: after the first dense
+        layers, every ``moe.interleave``-th one (the last of each group of that many)."""
+        if self.moe is None or count <= 0:
+            return 0
+        k, start = self.moe.interleave, self.moe.first_dense_layers
+
+        def upto(end: int) -> int:  # MoE layers below ``end``
+            return max(0, end - start) // k
+
+        return upto(min(first + count, self.n_layers)) - upto(first)
 
     @property
     def n_dense_layers(self) -> int:

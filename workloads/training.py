@@ -1042,9 +1042,11 @@ class _TrainLowering:
     def chunk(self, stage: int, chunk: int, first_layer: int, layers: int, *, first: bool,
               last: bool) -> Chunk:  # fmt: skip
         t, m = self.t, self.m
-        dense_first = m.n_dense_layers if m.moe is not None else m.n_layers
-        n_dense = max(0, min(first_layer + layers, dense_first) - first_layer)
-        n_moe = layers - n_dense
+        # the chunk's MoE layers (after the first dense ones, every moe.interleave-th); built as
+        # its dense layers, then its MoE ones (NB: an interleaved model's sliding-window and
+        # checkpointed layers are then placed as if the two kinds were contiguous)
+        n_moe = m.moe_layers_in(first_layer, layers)
+        n_dense = layers - n_moe
         forward: list[Op] = []
         backward: list[Op] = []
         act = 0.0

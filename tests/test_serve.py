@@ -376,11 +376,13 @@ def test_sglang_static_fraction_holds_weights_and_kv_pool_only(l8b, h100):
         WorkloadError, match="memory_fraction_of must be one of total, free, static"
     ):
         replace(sgl, memory_fraction_of="pool")
-    # a sliding-window model's windows are KV inside the pool, under every reading of it
+    # a sliding-window model's windows come out of the pool sequence by sequence (not a
+    # window for each of max_num_seqs set aside), under every reading of it
     gemma = load_model("gemma-2-9b")
     for runtime in (sgl, load_runtime("vllm-0.6")):
-        with pytest.raises(CapacityError, match="sliding-window cache|workspace"):
-            kv_capacity_blocks(_serving(gemma, runtime=runtime, memory_fraction=0.835), h100)
+        blocks, _ = kv_capacity_blocks(_serving(gemma, runtime=runtime, memory_fraction=0.835),
+                                       h100)  # fmt: skip
+        assert blocks > 1000
 
 
 def test_a_plan_summary_without_the_occupancy_series_does_not_divide_by_zero(l8b, h100):

@@ -217,6 +217,34 @@ def test_serving_a_windowed_model_counts_blocks_of_its_full_layers():
     assert sliding_kv_bytes(full, 2000) == 0.0
 
 
+def test_a_sequence_holds_its_sliding_layers_window_from_the_pool_while_it_runs():
+    """Gemma 2 (half its layers in a 4096-token window) serves on one H100: each sequence takes
+    its window's blocks beside its full layers' (vLLM V1's hybrid KV cache manager), so long
+    requests fit about half as many at once as the full layers alone would; no window is set
+    aside for sequences that are not there."""
+    from hardware import load_system
+    from sim.engine.serve import kv_capacity_blocks, simulate_serving, window_blocks
+    from workloads.runtime import load_runtime
+    from workloads.serving import LengthDist, Serving
+
+    h100 = load_system("h100-sxm", 1, [])
+    gemma = load_model("gemma-2-9b")
+    assert (gemma.sliding_layers, gemma.full_attention_layers) == (21, 21)
+    serving = Serving(model=gemma, rate=50.0, duration_s=20.0, runtime=load_runtime("vllm-0.11"),
+                      prompt=LengthDist(kind="const", a=6000),
+                      output=LengthDist(kind="const", a=200))  # fmt: skip
+    bs = serving.block_size
+    assert window_blocks(serving, 100) == -(-100 // bs)  # within the window: as the full layers
+    assert window_blocks(serving, 6200) == -(-(4096 + bs) // bs)  # the window and one block
+    blocks, _ = kv_capacity_blocks(serving, h100)
+    per_seq = -(-6200 // bs) + window_blocks(serving, 6200)
+    res = simulate_serving(serving, h100)
+    assert np.isfinite(res.finish_s).all()
+    # the pool bounds the batch: its sequences' blocks and windows (the full layers' blocks
+    # alone would hold twice as many)
+    assert blocks / per_seq * 0.6 < res.mean_decode_batch <= blocks / per_seq
+
+
 def _windowed(window: int = 1024, layers: int = 16):
     """Llama-3-8B with ``layers`` of its 32 layers in a sliding window (Gemma 2's pattern)."""
     return replace(load_model("llama-3-8b"), sliding_window=window, sliding_layers=layers)

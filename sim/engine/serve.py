@@ -368,7 +368,8 @@ def _kv_token_bytes(m: ModelConfig, serving: Serving) -> float:
 
 def _paged_token_bytes(m: ModelConfig, serving: Serving) -> float:
     """What one token takes of the paged blocks: every layer's cache, or only the
-    full-attention layers' where others slide (their windows are set aside)."""
+    full-attention layers' where others slide (each sequence takes its window's blocks beside:
+    ``window_blocks``)."""
     per_token = _kv_token_bytes(m, serving)
     return per_token / m.n_layers * m.full_attention_layers if _windowed(m) else per_token
 
@@ -399,43 +400,51 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
     widest = max(3 * m.hidden, (3 if m.gated_mlp else 2) * m.ffn // serving.tp)
     workspace = (rows * widest * serving.act_bytes
                  + serving.max_num_seqs * q * m.vocab / serving.tp * 4)  # fmt: skip
-    # blocks hold the full-attention layers' cache; a sequence's sliding-window layers keep
-    # only their window (vLLM V1's hybrid KV cache manager, 0.10+, frees the blocks that leave
-    # it): a window and a block for each of max_num_seqs sequences, set aside
+    # blocks are counted in the full-attention layers' cache; a sequence's sliding-window
+    # layers keep only their window (vLLM V1's hybrid KV cache manager, 0.10+, frees the blocks
+    # that leave it) and take that from the same pool while it runs (``window_blocks``)
     per_token = _paged_token_bytes(m, serving)
-    windows = 0.0  # the sliding-window layers' cache: KV, inside every engine's pool
-    if _windowed(m):
-        window = sliding_kv_bytes(serving, m.sliding_window)
-        windows = serving.max_num_seqs * window * (1 + serving.block_size / m.sliding_window)
     draft = serving.spec.draft_model(m) if serving.spec is not None else None
     if draft is not None:  # the drafter's weights, and its own cache beside each token's
         weights += replace(serving.engine(batch=1), context=1, spec=serving.spec).drafter()[1]
         per_token += _paged_token_bytes(
             draft, serving
-        )  # NB: a windowed drafter's window not set aside
+        )  # NB: a windowed drafter's window is not counted
     # the engine's memory outside its tensors (CUDA context, NCCL buffers) comes off the budget;
     # TensorRT-LLM's fraction is of the memory left once those are loaded; SGLang's holds the
     # weights and the KV pool, its activations and graph buffers reserved outside it
     static = serving.runtime.memory_fraction_of == "static"
     if serving.runtime.memory_fraction_of == "free":
-        left = chip.main_memory.capacity_bytes - weights - workspace - windows
+        left = chip.main_memory.capacity_bytes - weights - workspace
         free = (left - serving.runtime.non_torch(serving.tp)) * serving.memory_fraction
     elif static:  # the activation workspace is reserved outside SGLang's fraction
-        free = budget - weights - windows - serving.runtime.non_torch(serving.tp)
+        free = budget - weights - serving.runtime.non_torch(serving.tp)
     else:
-        free = budget - weights - workspace - windows - serving.runtime.non_torch(serving.tp)
+        free = budget - weights - workspace - serving.runtime.non_torch(serving.tp)
     blocks = int(free // (per_token * serving.block_size)) if free > 0 else 0
-    if blocks < 1:
-        taken = windows if static else workspace + windows
-        what = "sliding-window cache" if static else "workspace"
-        fix = "a smaller --max-num-seqs" if static else "a smaller --max-batched-tokens"
+    # room for one token's block, and its sliding layers' share
+    if blocks < 1 + window_blocks(serving, 1):
+        taken = "" if static else f" and {format_si(workspace, 'B')} of workspace"
+        fix = "" if static else ", or a smaller --max-batched-tokens"
         raise CapacityError(
-            f"does not fit: {m.name} needs {format_si(weights, 'B')} of weights and "
-            f"{format_si(taken, 'B')} of {what} per chip, leaving no KV cache in "
-            f"{serving.memory_fraction:.0%} of {chip.name}'s {format_si(chip.main_memory.capacity_bytes, 'B')}; "
-            f"use a larger --tp, a lower --dtype, or {fix}"
+            f"does not fit: {m.name} needs {format_si(weights, 'B')} of weights{taken} per "
+            f"chip, leaving no KV cache in {serving.memory_fraction:.0%} of {chip.name}'s "
+            f"{format_si(chip.main_memory.capacity_bytes, 'B')}; use a larger --tp or a lower "
+            f"--dtype{fix}"
         )
     return blocks, per_token
+
+
+def window_blocks(serving: Serving, tokens: float) -> float:
+    """The blocks (in full-attention layers' blocks) a sequence of ``tokens`` tokens holds for
+    its sliding-window layers: the window's, and the block being filled past it (0 where no
+    layer slides beside full ones)."""
+    m = serving.model
+    if not _windowed(m):
+        return 0.0
+    bs = serving.block_size
+    held = -(-min(tokens, m.sliding_window + bs) // bs)
+    return held * m.sliding_layers / m.full_attention_layers
 
 
 # ---- the engine ------------------------------------------------------------------------------
@@ -500,6 +509,9 @@ class _Replica:
         # its prompt and its whole output when admitted, so a running sequence never waits
         self.reserve = w.admission_policy == "reserve"
         self.reserved: dict[int, int] = {}
+        # a sequence's sliding-window layers take their window's blocks from the same pool,
+        # held from admission (for the length it will reach, at most the window) to its end
+        self.windows: dict[int, float] = {}
         # speculative decoding: a decode iteration advances each sequence by the mean tokens a
         # step yields (``Speculation.tokens_per_step``), a fluid count; the cache is then held
         # in fractional blocks (bytes / block bytes), allocated as it grows
@@ -541,6 +553,7 @@ class _Replica:
 
     def _finish(self, rid: int, cache: int) -> None:
         self._alloc(-self.reserved.pop(rid) if self.reserve else -self._blocks(cache))
+        self._alloc(-self.windows.pop(rid, 0.0))
         now = self.env.now
         self.sim.stats.finish_s[rid] = now + self.emit_delay
         self.generated.pop(rid, None)
@@ -596,6 +609,7 @@ class _Replica:
         self.sim.stats.kv_transfer_s += t
         self.sim.stats.kv_transfers += 1
         self._alloc(-self.reserved.pop(rid) if self.reserve else -self._blocks(cache))
+        self._alloc(-self.windows.pop(rid, 0.0))
         self.load -= 1
         self.sim.to_decode(rid)
         if self.waiting and not self.wake.triggered:  # freed blocks may admit a waiting prompt
@@ -639,6 +653,7 @@ class _Replica:
         cache = self._drop_decode(rid)
         # fluid: free the blocks its growth took (e a decode iteration), not its token count
         self._alloc(-self._blocks(c0 + grown) if self.fluid else -self._blocks(cache))
+        self._alloc(-self.windows.pop(rid, 0.0))
         self.generated[rid] = g0 + int(self._tokens_since(t0, rid, g0))
         self.waiting.appendleft(rid)
         self.sim.stats.preemptions += 1
@@ -649,17 +664,27 @@ class _Replica:
             return self._blocks(int(self.sim.req.prompt[rid] + self.sim.req.output[rid]))
         return self._blocks(self._prefill_len(rid))
 
+    def _window_blocks(self, rid: int) -> float:
+        """``rid``'s sliding-window blocks, for the length it will reach (``window_blocks``)."""
+        req = self.sim.req
+        return window_blocks(self.sim.serving, int(req.prompt[rid] + req.output[rid]))
+
     def _can_admit(self, rid: int, running: int) -> bool:
         if running >= self.sim.serving.max_num_seqs:
             return False
         watermark = 0 if self.reserve else self.watermark
-        return self.used + self._admission_blocks(rid) <= self.total_blocks - watermark
+        need = self._admission_blocks(rid) + self._window_blocks(rid)
+        return self.used + need <= self.total_blocks - watermark
 
     def _admit(self, rid: int) -> None:
         blocks = self._admission_blocks(rid)
         self._alloc(blocks)
         if self.reserve:
             self.reserved[rid] = blocks
+        window = self._window_blocks(rid)
+        if window:
+            self.windows[rid] = window
+            self._alloc(window)
 
     # -- one iteration -------------------------------------------------------------------------
     def _plan(self) -> tuple[bool, list[tuple[int, int, int]]]:

@@ -322,3 +322,16 @@ def test_an_interleaved_moe_model_has_its_moe_layers_on_every_pipeline_stage():
         counts = {k: max((op.count for op in chunk.forward if op.name == f"{k}.mlp_norm"),
                          default=0) for k in ("moe", "dense")}  # fmt: skip
         assert counts == {"moe": 6, "dense": 6}, counts
+
+
+def test_a_wrapped_text_config_names_itself_in_errors_and_layer_types_decide():
+    with pytest.raises(
+        WorkloadError, match=r"'llava-1.5 \(its text_config\)': missing key 'hidden_size'"
+    ):
+        model_from_hf({"model_type": "llava", "text_config": {"model_type": "llama"}}, "llava-1.5")
+    # an explicit layer_types list decides which Llama 4 layers are chunked (as transformers)
+    full = model_from_hf({"model_type": "llama4_text", "layer_types": ["full_attention"] * 48})
+    assert (full.sliding_window, full.sliding_layers) == (0, 0)
+    some = model_from_hf({"model_type": "llama4_text",
+                          "layer_types": ["chunked_attention", "full_attention"] * 24})  # fmt: skip
+    assert (some.sliding_window, some.sliding_layers) == (8192, 24)

@@ -443,3 +443,62 @@ def test_a_packed_sample_no_longer_than_the_window_attends_fully():
     assert longer.window == 1024
     with pytest.raises(WorkloadError, match="--sample-len must be an integer"):
         Training(model=m, seq=8192, micro_batch=1, sample_len="x").validate()
+
+
+def test_a_sequence_returns_its_window_blocks_on_every_way_out(monkeypatch):
+    """Finish, preemption, a disaggregated hand-off (and one whose output is its first token),
+    reserve-on-admit and speculative (fluid) decoding each free what the sequence took: every
+    replica's count of used blocks is back to 0 at the end, no window left held."""
+    import sim.engine.serve as serve
+    from workloads.llm import Speculation
+    from workloads.runtime import load_runtime
+    from workloads.serving import LengthDist, Serving
+
+    made = []
+    init = serve._Replica.__init__
+
+    def keep(self, *a, **k):
+        init(self, *a, **k)
+        made.append(self)
+
+    monkeypatch.setattr(serve._Replica, "__init__", keep)
+    base = dict(model=load_model("gemma-2-9b"), rate=40.0, duration_s=6.0,
+                runtime=load_runtime("vllm-0.11"), prompt=LengthDist(kind="const", a=3000),
+                output=LengthDist(kind="const", a=800))  # fmt: skip
+    cases = {
+        "preempt": dict(memory_fraction=0.45),
+        "disaggregated": dict(replicas=2, prefill_replicas=1),
+        "first token only": dict(replicas=2, prefill_replicas=1,
+                                 output=LengthDist(kind="const", a=1)),
+        "reserve": dict(admission="reserve", memory_fraction=0.45),
+        "speculative": dict(spec=Speculation(tokens=3, acceptance=0.7, draft="ngram"),
+                            memory_fraction=0.6),
+    }  # fmt: skip
+    for name, kw in cases.items():
+        made.clear()
+        s = Serving(**{**base, **kw})
+        r = serve.simulate_serving(s, load_system("h100-sxm", s.replicas * s.tp, []))
+        assert np.isfinite(r.finish_s).all(), name
+        if name == "preempt":
+            assert r.preemptions > 0
+        # exact where whole blocks and window blocks (dyadic fractions) are counted; speculative
+        # decoding counts a fluid e / block size a step, which rounds
+        tol = 1e-6 if name == "speculative" else 0.0
+        assert all(abs(x.used) <= tol for x in made), (name, [x.used for x in made])
+        assert not any(x.windows for x in made), name
+
+
+def test_a_request_whose_window_does_not_fit_is_refused_before_the_run():
+    from sim.cost.result import CapacityError
+    from sim.engine.serve import simulate_serving
+    from workloads.runtime import load_runtime
+    from workloads.serving import LengthDist, Serving
+
+    s = Serving(model=load_model("gemma-2-9b"), rate=5.0, duration_s=2.0,
+                runtime=load_runtime("vllm-0.11"), memory_fraction=0.27,
+                prompt=LengthDist(kind="const", a=6000), output=LengthDist(kind="const", a=50))  # fmt: skip
+    # 6,050 tokens fit the full layers' blocks; with their 4,096-token window they do not
+    with pytest.raises(
+        CapacityError, match=r"6,050 tokens needs .* of them its sliding layers' window"
+    ):
+        simulate_serving(s, load_system("h100-sxm", 1, []))

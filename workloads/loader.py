@@ -296,9 +296,10 @@ def model_from_hf(cfg: dict[str, Any], name: str = "hf-model") -> ModelConfig:
     kind = str(cfg.get("model_type", "llama"))
     text = cfg.get("text_config")
     if kind not in MODEL_TYPES and isinstance(text, dict):
-        # a vision-language wrapper (Gemma 3, Mistral 3, LLaVA-style): its language model is the
-        # text_config, whose own model_type says how to read it; the vision tower, which a text
-        # prompt never runs, is not modelled
+        # a vision-language wrapper (Gemma 3, Llama 4, Mistral 3): its language model is the
+        # text_config, whose own model_type says how to read it (and whose config class fills
+        # the fields it omits, where _HF_DEFAULTS has that class's defaults); the vision tower,
+        # which a text prompt never runs, is not modelled
         inner = str(text.get("model_type", "llama"))
         if inner not in MODEL_TYPES:
             raise WorkloadError(
@@ -306,9 +307,9 @@ def model_from_hf(cfg: dict[str, Any], name: str = "hf-model") -> ModelConfig:
                 f"{inner!r}, which is not supported; supported: {', '.join(MODEL_TYPES)} (or "
                 "write a roofsim model TOML, docs/presets.md)"
             )
-        model = model_from_hf({"model_type": inner, **text}, name)
-        return replace(model, source=f"{model.source}: the text model of a {kind} config "
-                                     "(vision tower not modelled)")  # fmt: skip
+        model = model_from_hf({"model_type": inner, **text}, f"{name} (its text_config)")
+        return replace(model, name=name, source=f"{model.source}: the text model of a {kind} "
+                                                "config (vision tower not modelled)")  # fmt: skip
     if kind not in MODEL_TYPES:
         raise WorkloadError(
             f"config.json {name!r}: model_type {kind!r} is not supported; supported: "
@@ -347,10 +348,14 @@ def _sliding(cfg: dict[str, Any], kind: str) -> dict[str, int]:
         # keys up to a chunk of context; beyond it a query reads the keys of its own chunk (on
         # average half of one), the window a whole chunk's
         chunk = cfg.get("attention_chunk_size") or 0
-        rope = cfg.get("no_rope_layers") or [
-            int((i + 1) % (cfg.get("no_rope_layer_interval") or 4) != 0) for i in range(n)
-        ]
-        layers = sum(1 for r in rope if r)
+        types = cfg.get("layer_types")
+        if isinstance(types, list) and types:  # given: it decides (as in transformers)
+            layers = sum(t == "chunked_attention" for t in types)
+        else:
+            rope = cfg.get("no_rope_layers") or [
+                int((i + 1) % (cfg.get("no_rope_layer_interval") or 4) != 0) for i in range(n)
+            ]
+            layers = sum(1 for r in rope if r)
         return {"sliding_window": int(chunk), "sliding_layers": layers} if chunk and layers else {}
     window = cfg.get("sliding_window") or 0
     if not window:

@@ -500,8 +500,11 @@ def _undominated(
     does no more matrix work and moves no more bytes through main memory and the reuse level,
     or a later one strictly less of each: a candidate's time, burst or at the clock its power
     limit allows, does not fall as any of the three rises, so the first fastest is never the
-    dropped one. The GEMV path runs at another rate and is kept where usable; an op with no
-    usable candidate keeps them all (the first is its pick)."""
+    dropped one (up to exact ties: where the steady clock is bisected, a dvfs_exponent other
+    than 2, tied candidates differ by its rounding, ~1e-12, and the full search may pick a
+    dominated one by that noise; the times are the same). The GEMV path runs at another rate
+    and is kept where usable; an op with no usable candidate keeps them all (the first is its
+    pick)."""
     parts = [work, main_bytes] + ([] if reuse_bytes is None else [reuse_bytes])
     if any(np.ndim(x) != 3 or x.shape[2] != 1 for x in parts) or usable.shape[2] != 1:
         return None

@@ -82,6 +82,11 @@ _EXACT_ROWS = 512  # token rows costed exactly; above, on a 1/32-octave grid
 _WATERMARK = 0.01  # vLLM keeps 1 % of KV blocks free when admitting prompts
 
 
+def _watermark(blocks: int) -> int:
+    """The blocks a replica of ``blocks`` keeps free when it admits a prompt."""
+    return max(1, int(_WATERMARK * blocks)) if blocks > 100 else 0
+
+
 @dataclass(frozen=True, slots=True)
 class Work:
     """Time and the work done in it, for one piece of an iteration on one replica's chip."""
@@ -436,15 +441,18 @@ def kv_capacity_blocks(serving: Serving, system: System) -> tuple[int, float]:
 
 
 def window_blocks(serving: Serving, tokens: float) -> float:
-    """The blocks (in full-attention layers' blocks) a sequence of ``tokens`` tokens holds for
-    its sliding-window layers: the window's, and the block being filled past it (0 where no
-    layer slides beside full ones)."""
+    """The blocks, in units of a full-attention layers' block and fractional where the sliding
+    layers are not as many as the full ones, that a sequence of ``tokens`` tokens holds for its
+    sliding-window layers: the window's, and the block being filled past it (0 where no layer
+    slides beside full ones)."""
     m = serving.model
     if not _windowed(m):
         return 0.0
     bs = serving.block_size
     held = -(-min(tokens, m.sliding_window + bs) // bs)
-    return held * m.sliding_layers / m.full_attention_layers
+    # in 1/1024ths of a block (a dyadic fraction: sums and differences of them are exact, so
+    # a replica's count returns to 0 and never drifts across a comparison)
+    return round(held * m.sliding_layers / m.full_attention_layers * 1024) / 1024
 
 
 # ---- the engine ------------------------------------------------------------------------------
@@ -489,7 +497,7 @@ class _Replica:
         self.busy_s = 0.0
         w = sim.serving
         self.bs, self.total_blocks = w.block_size, sim.blocks
-        self.watermark = max(1, int(_WATERMARK * sim.blocks)) if sim.blocks > 100 else 0
+        self.watermark = _watermark(sim.blocks)
         self.waiting: deque[int] = deque()
         self.prefilling: dict[int, int] = {}  # rid -> prompt tokens done (chunked prefill)
         self.decoding: dict[int, tuple[int, int, int]] = {}  # rid -> (t0, c0, g0), by admission
@@ -537,7 +545,7 @@ class _Replica:
             return n
         return min(n * self.e, int(self.sim.req.output[rid]) - g0)
 
-    def _alloc(self, blocks: int) -> None:
+    def _alloc(self, blocks: float) -> None:
         self.used += blocks
         self.sim.stats.used_blocks += blocks
 
@@ -665,9 +673,12 @@ class _Replica:
         return self._blocks(self._prefill_len(rid))
 
     def _window_blocks(self, rid: int) -> float:
-        """``rid``'s sliding-window blocks, for the length it will reach (``window_blocks``)."""
+        """``rid``'s sliding-window blocks (``window_blocks``), for the length it will reach
+        here: its prompt on a prefill replica (its cache leaves with its first token), its
+        whole request elsewhere."""
         req = self.sim.req
-        return window_blocks(self.sim.serving, int(req.prompt[rid] + req.output[rid]))
+        tokens = req.prompt[rid] + (0 if self.role == "prefill" else req.output[rid])
+        return window_blocks(self.sim.serving, int(tokens))
 
     def _can_admit(self, rid: int, running: int) -> bool:
         if running >= self.sim.serving.max_num_seqs:
@@ -1169,12 +1180,17 @@ def simulate_serving(
     req = serving.requests()
     run = _ServeRun(serving, system, req)
     longest = int((req.prompt + req.output).max()) if len(req) else 0
-    capacity = run.blocks * serving.block_size
-    if longest > capacity * (1 - _WATERMARK):
+    bs = serving.block_size
+    capacity = run.blocks * bs
+    # the longest request whole, its sliding layers' window beside (in full-layer tokens)
+    need = (-(-longest // bs) + window_blocks(serving, longest)) * bs
+    if longest and need > (run.blocks - _watermark(run.blocks)) * bs:
+        window = f" ({need - longest:,.0f} of them its sliding layers' window)" if need > bs * -(
+            -longest // bs) else ""  # fmt: skip
         raise CapacityError(
-            f"does not fit: a request of {longest:,} tokens needs more KV cache than the "
-            f"{capacity:,} tokens a replica holds after the weights; use a larger --tp, "
-            "--kv-dtype fp8, or shorter --prompt-dist/--output-dist"
+            f"does not fit: a request of {longest:,} tokens needs {need:,.0f} tokens of KV "
+            f"cache{window}, more than the {capacity:,} tokens a replica holds after the "
+            "weights; use a larger --tp, --kv-dtype fp8, or shorter --prompt-dist/--output-dist"
         )
     env = simpy.Environment()
     n_pre = serving.prefill_replicas

@@ -262,6 +262,12 @@ def test_a_vision_language_config_is_read_through_its_text_model():
     # 10,759M non-embedding parameters beside the 417M vision encoder
     assert m.n_params() == pytest.approx((1012 + 10759) * 1e6, rel=0.005)
     assert "vision tower not modelled" in m.source
+    preset = load_model("gemma-3-12b")  # the preset is the released config's language model
+    assert (m.n_params(), m.kv_elements_per_token()) == (
+        preset.n_params(),
+        preset.kv_elements_per_token(),
+    )
+    assert load_model("google/gemma-3-27b-it") == load_model("gemma-3-27b")
     same = model_from_hf({**gemma3_12b["text_config"]}, "gemma-3-12b-it")
     assert same.n_params() == m.n_params()
     with pytest.raises(WorkloadError, match="wraps a text model of model_type 'qwen3_next'"):

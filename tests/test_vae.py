@@ -25,7 +25,7 @@ def test_the_decoders_convolutions_match_the_presets_hand_counts(name):
     """Each preset's [vae] structure gives the convolution FLOPs its hand count sums (the hand
     count adds a little mid-block attention over the default tiles)."""
     m = load_dit(name)
-    h, w, f = DEFAULT_SIZES.get(name, (1024, 1024, 1))
+    h, w, f = DEFAULT_SIZES.get(name, (m.default_height, m.default_width, m.default_frames))
     ops = lower_decoder(_untiled(m.vae), m.in_channels, h, w, f, 1.0)
     convs = sum(op.flops * op.count for op in ops if op.kind is OpKind.GEMM) / (h * w * f)
     assert 0.92 <= convs / m.vae_decoder_flops_per_pixel <= 1.0

@@ -1183,10 +1183,12 @@ def simulate_serving(
     bs = serving.block_size
     capacity = run.blocks * bs
     # the longest request whole, its sliding layers' window beside (in full-layer tokens)
-    need = (-(-longest // bs) + window_blocks(serving, longest)) * bs
+    window_tokens = window_blocks(serving, longest) * bs
+    need = -(-longest // bs) * bs + window_tokens
     if longest and need > (run.blocks - _watermark(run.blocks)) * bs:
-        window = f" ({need - longest:,.0f} of them its sliding layers' window)" if need > bs * -(
-            -longest // bs) else ""  # fmt: skip
+        window = (
+            f" ({need - longest:,.0f} of them its sliding layers' window)" if window_tokens else ""
+        )
         raise CapacityError(
             f"does not fit: a request of {longest:,} tokens needs {need:,.0f} tokens of KV "
             f"cache{window}, more than the {capacity:,} tokens a replica holds after the "

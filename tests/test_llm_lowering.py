@@ -205,3 +205,27 @@ def test_triton_moe_runtimes_mark_their_expert_gemms_as_one_cta_power_of_two_blo
         assert all(e.clusters is not triton and e.pow2_blocks is triton for e in experts)
         assert all(e.tile_exposed is triton for e in experts)
         assert all(o.clusters and not o.pow2_blocks and not o.tile_exposed for o in others)
+
+
+def test_marlin_runtimes_store_and_multiply_mxfp4_experts_padded_to_the_kernels_alignment():
+    # vLLM's Marlin MoE needs n % 256 and k % 128 on each linear: gpt-oss's 2880-wide experts
+    # are stored 2944 (intermediate) x 3072 (hidden); vLLM logs 65.9651 GiB of weights for
+    # gpt-oss-120b on one H100 under it (issue #23278), the checkpoint holds 60.8 GiB
+    from workloads.runtime import load_runtime
+
+    m = load_model("gpt-oss-120b")
+    marlin, native = (Decode(model=m, batch=64, context=512, runtime=load_runtime(name))
+                      for name in ("vllm-0.11", "fused-graphs"))  # fmt: skip
+    assert marlin.expert_shape() == (3072, 2944) and native.expert_shape() == (2880, 2880)
+    assert marlin.resident_weight_bytes() / 2**30 == pytest.approx(65.9651, rel=0.005)
+    assert native.resident_weight_bytes() / 2**30 == pytest.approx(60.8, rel=0.005)
+    # each chip's share is padded after the TP split: 2880 / 2 = 1440 -> 1536
+    assert Decode(model=m, tp=2, runtime=load_runtime("vllm-0.11")).expert_shape() == (3072, 1536)
+    shapes = {name: {op.name: (op.gemm.n, op.gemm.k) for op in d.lower().ops
+                     if op.name.startswith("experts_") and op.gemm}
+              for name, d in (("marlin", marlin), ("native", native))}  # fmt: skip
+    assert shapes["marlin"] == {"experts_up": (2 * 2944, 3072), "experts_down": (3072, 2944)}
+    assert shapes["native"] == {"experts_up": (2 * 2880, 2880), "experts_down": (2880, 2880)}
+    # an aligned model's experts (Mixtral: 4096 x 14336) keep their shape under Marlin
+    mix = Decode(model=load_model("mixtral-8x7b"), dtype="int4", runtime=load_runtime("vllm-0.11"))
+    assert mix.expert_shape() == (4096, 14336)

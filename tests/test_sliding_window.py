@@ -354,8 +354,9 @@ def test_marlin_runs_weight_only_gemms_at_the_mma_sync_rate_on_hopper_only():
         ratio = experts_s(chip, marlin) / experts_s(chip, native)
         if slower:  # mma.sync at 0.422 of peak against wgmma's sustained rate, where compute binds
             assert ratio > 1.3
-        else:  # Ampere's own path is mma.sync
-            assert ratio == pytest.approx(1.0)
+        else:  # Ampere's own path is mma.sync: only the padded zeros (2944 x 3072 of 2880 x
+            # 2880 on Marlin, test_llm_lowering) cost more, and no more than their share
+            assert 1.0 < ratio <= 2944 * 3072 / 2880**2
     # only the quantised experts: the bf16 attention projections keep the native path
     ops = Prefill(model=m, prompt=8192, runtime=marlin).lower().ops
     flags = {op.name: op.gemm.mma_sync for op in ops if op.gemm is not None}

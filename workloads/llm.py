@@ -61,6 +61,16 @@ _UNQUANTISED = ("router", "lm_head", "q_absorb", "v_absorb")
 #: lm_head and the gate excluded from quantisation); weight-only int8 / int4 (gpt-fast's
 #: handlers) quantise the LM head too
 _LOW_FLOAT = ("fp8", "fp4")
+# Marlin's MoE kernel takes a linear only where n % 256 == 0 and k % 128 == 0, so vLLM's
+# MXFP4 experts under Marlin are stored padded: each chip's intermediate size (the up
+# projection's n / 2 and the down projection's k) to a multiple of 128, the hidden size (the up
+# projection's k, the down projection's n) to a multiple of 256, zeros the GEMMs still read and
+# multiply (vllm/model_executor/layers/quantization/mxfp4.py, Mxfp4MoEMethod.create_weights,
+# the MARLIN backend, vLLM 0.10.1-0.11: "The moe marlin kernel requires that for each linear
+# n % 256 == 0 and k % 128 == 0"). gpt-oss's 2880 becomes 2944 x 3072, and vLLM logs
+# "Model loading took 65.9651 GiB" for gpt-oss-120b on one H100 (vllm-project/vllm issue #23278,
+# 0.10.1, Marlin): 65.90 GiB padded, 60.79 GiB as the checkpoint stores it
+_MARLIN_MOE_ALIGN = {"hidden": 256, "ffn": 128}
 _INFER_DTYPES = ("fp32", "bf16", "fp16", "fp8", "fp4", "int8", "int4")
 
 
@@ -235,6 +245,23 @@ class _Common:
     def n_chips(self) -> int:
         return self.tp * self.pp * self.dp
 
+    def expert_shape(self) -> tuple[int, int]:
+        """(hidden, intermediate) of one routed expert's GEMMs on one chip, as the runtime
+        stores the expert: the intermediate size split over TP, both padded where the kernel
+        needs it (``_MARLIN_MOE_ALIGN``: an expert format such as MXFP4 on a Marlin runtime;
+        NB: vLLM's int4 GPTQ / AWQ MoE checkpoints do not pad, they take another kernel where
+        Marlin cannot run them, and keep their shape here)."""
+        m = self.model
+        assert m.moe is not None
+        hidden, ffn = m.hidden, math.ceil(m.moe.expert_ffn / self.tp)
+        if (
+            self.runtime.weight_only_kernel == "marlin"
+            and self.expert_weight_bytes != self.weight_bytes
+        ):
+            a = _MARLIN_MOE_ALIGN
+            hidden, ffn = -(-hidden // a["hidden"]) * a["hidden"], -(-ffn // a["ffn"]) * a["ffn"]
+        return hidden, ffn
+
     def resident_weight_bytes(self) -> float:
         """Weights one chip holds: sharded over TP except norms (and MLA down-projections)."""
         m = self.model
@@ -256,6 +283,13 @@ class _Common:
         if m.moe is not None and expert != self.weight_bytes:  # experts in their own format
             routed = m.n_moe_layers * m.moe.n_experts * m.mlp_params(m.moe.expert_ffn)
             held += routed / self.ep / self.tp * (expert - self.weight_bytes)
+            # and in the runtime's shape: the padding it stores beside them (``expert_shape``)
+            hidden, ffn = self.expert_shape()
+            padded = m.mlp_matrices * hidden * ffn
+            if m.mlp_bias:
+                padded += (m.mlp_matrices - 1) * ffn + hidden
+            per_chip = m.mlp_params(m.moe.expert_ffn) / self.tp
+            held += m.n_moe_layers * m.moe.n_experts / self.ep * (padded - per_chip) * expert
         if self.dtype in _LOW_FLOAT:  # the embedding, LM head and routers stay 16-bit
             wide = m.embedding_params() / self.tp
             if m.moe is not None:
@@ -569,22 +603,25 @@ class _Lowering:
         ops.append(self.gemm("o_proj", "attention", T, m.hidden, nq * a.v_head_dim))
         return ops + [op for op in [self.all_reduce("attn_all_reduce", m.hidden)] if op]
 
-    def mlp(self, name: str, family: str, ffn: int, m_rows: float, groups: int = 1) -> list[Op]:
-        """Up (gate+up merged when gated), activation, down; ``ffn`` already per chip."""
+    def mlp(self, name: str, family: str, ffn: int, m_rows: float, groups: int = 1,
+            hidden: int | None = None) -> list[Op]:  # fmt: skip
+        """Up (gate+up merged when gated), activation, down; ``ffn`` already per chip;
+        ``hidden``: the GEMMs' hidden size where the weights are stored padded (the model's)."""
         m = self.m
+        hidden = m.hidden if hidden is None else hidden
         up_n = ffn * (2 if m.gated_mlp else 1)
         rows = m_rows * groups
         act = self.b.elementwise(f"{name}_act", family, rows * up_n, rows * ffn,
                                  _ACT_FLOPS.get(m.activation, 5) * rows * ffn)  # fmt: skip
         if self.eager:
             act = self._eager(act, "gated_act" if m.gated_mlp else "act", rows * ffn)
-        up = self.gemm(f"{name}_up", family, m_rows, up_n, m.hidden, groups)
+        up = self.gemm(f"{name}_up", family, m_rows, up_n, hidden, groups)
         if self.w.runtime.separate_projections and m.gated_mlp:  # gate_proj and up_proj
             up = replace(up, kernels=2)
         return [
             up,
             act,
-            self.gemm(f"{name}_down", family, m_rows, m.hidden, ffn, groups),
+            self.gemm(f"{name}_down", family, m_rows, hidden, ffn, groups),
         ]
 
     def dense_mlp_block(self) -> list[Op]:
@@ -632,8 +669,10 @@ class _Lowering:
         ]  # fmt: skip
         ops += [op for op in a2a[:1] if op]
         # each expert's rows: the tokens, of the ep chips' T each, that chose it (k of E)
-        experts = routed(self.mlp("experts", "moe", math.ceil(moe.expert_ffn / self.tp), rows,
-                                  groups), self.T * ep, moe.top_k / moe.n_experts)  # fmt: skip
+        # (in the runtime's stored shape: padded zeros are read and multiplied, ``expert_shape``)
+        hidden, ffn = self.w.expert_shape()
+        experts = routed(self.mlp("experts", "moe", ffn, rows, groups, hidden),
+                         self.T * ep, moe.top_k / moe.n_experts)  # fmt: skip
         if self.w.runtime.moe_kernel == "triton":  # one CTA a block, power-of-two blocks
             # fed by pointer loads (vLLM's fused_moe_kernel; NB: SGLang builds that switch a
             # TMA path on for some token bins are not told apart)

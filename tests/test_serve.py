@@ -133,6 +133,40 @@ def test_chunked_prefill_keeps_decode_steps_short_under_load(l8b, h100):
     assert chunked.completed == len(chunked.arrival_s)
 
 
+def test_sglang_keeps_prompt_chunks_apart_from_decode_steps_and_prefills_first(
+    l8b, h100, monkeypatch
+):
+    # SGLang (enable_mixed_chunk off by default): an iteration is a prefill batch of up to the
+    # token budget, a long prompt cut into chunks, or a decode of the running sequences; vLLM's
+    # chunked prefill decodes every running sequence in each iteration and fills the rest
+    from workloads.runtime import load_runtime
+
+    seen: list[tuple[int, list]] = []
+    real = IterationCost.iteration
+
+    def record(self, n_decode, cache, chunks, finishing):
+        seen.append((n_decode, list(chunks)))
+        return real(self, n_decode, cache, chunks, finishing)
+
+    monkeypatch.setattr(IterationCost, "iteration", record)
+    w = _serving(l8b, rate=6.0, duration_s=20.0, prompt=LengthDist.parse("700", "p"),
+                 output=LengthDist.parse("100", "o"), chunked_prefill=True,
+                 max_num_batched_tokens=512)  # fmt: skip
+    runs = {}
+    for name in ("sglang-0.4", "vllm-0.11"):
+        seen.clear()
+        res = simulate_serving(replace(w, runtime=load_runtime(name)), h100)
+        assert res.completed == len(res.arrival_s)
+        runs[name] = list(seen)
+    sg, vl = runs["sglang-0.4"], runs["vllm-0.11"]
+    assert not load_runtime("sglang-0.4").mixed_prefill and load_runtime("vllm-0.11").mixed_prefill
+    assert all(not (n and chunks) for n, chunks in sg)  # never both in one iteration
+    assert any(n and chunks for n, chunks in vl)  # vLLM mixes them
+    # a 700-token prompt takes two chunks of at most the 512-token budget, in prefill-only steps
+    assert max(sum(n for n, _ in chunks) for _, chunks in sg) == 512
+    assert sum(1 for n, chunks in sg if chunks) > sum(1 for n, chunks in vl if chunks and not n)
+
+
 def test_interpolated_iteration_costs_stay_within_one_percent_of_exact(l8b, h100):
     cost = IterationCost(_serving(l8b), h100)
     for prompt in (700, 1500, 3000):

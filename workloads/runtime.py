@@ -98,6 +98,12 @@ source:
   KV blocks fit with 1 % of the blocks left free, and a running sequence is preempted when the
   cache fills) or ``reserve`` (TensorRT-LLM's GUARANTEED_NO_EVICT: its prompt and output blocks
   fit, so nothing is ever evicted); ``serve --admission`` overrides it;
+- ``mixed_prefill`` (serving, with chunked prefill): an iteration decodes every running
+  sequence and fills the rest of its token budget with prompt chunks (true, the default: vLLM's
+  chunked prefill, Sarathi-Serve; TensorRT-LLM's in-flight batching), or (false: SGLang, whose
+  ``--enable-mixed-chunk`` is off by default) an iteration is either a prefill batch, new
+  prompts up to the budget with a long one cut into chunks, or a decode batch of the running
+  sequences, prefill first whenever a waiting prompt fits;
 - ``memory_fraction_of`` (serving): what ``serve --memory-fraction`` is a share of: ``total``
   (vLLM's gpu_memory_utilization: the chip's memory, the weights, workspace and the engine's
   own memory inside it), ``free`` (TensorRT-LLM's kv_cache_free_gpu_mem_fraction: the memory
@@ -188,6 +194,7 @@ class Runtime:
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
     moe_kernel: str = "library"  # library | triton (MOE_KERNELS): routed expert GEMMs
     admission: str = "watermark"  # watermark | reserve (ADMISSIONS): a serving engine's policy
+    mixed_prefill: bool = True  # chunked prefill: prompt chunks ride in decode steps (else apart)
     memory_fraction_of: str = (
         "total"  # total | free | static (MEMORY_FRACTIONS_OF): serve --memory-fraction
     )
@@ -251,6 +258,7 @@ class Runtime:
             "weight_only_kernel": self.weight_only_kernel,
             "moe_kernel": self.moe_kernel,
             "admission": self.admission,
+            "mixed_prefill": self.mixed_prefill,
             "memory_fraction_of": self.memory_fraction_of,
             "ring_attention": self.ring_attention,
             "kv_cache": self.kv_cache,
@@ -415,7 +423,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
                          ("training", False), ("fused_wgrad_accumulation", False),
                          ("decode_full_graphs", False), ("gqa_repeat", False),
-                         ("separate_projections", False)):  # fmt: skip
+                         ("separate_projections", False), ("mixed_prefill", True)):  # fmt: skip
         flags[key] = raw.get(key, default)
         if not isinstance(flags[key], bool):
             raise WorkloadError(f"{where}: {key} must be true or false, got {flags[key]!r}")

@@ -11,7 +11,9 @@ Scheduling, as the servers do it:
   ``max_num_batched_tokens`` and ``max_num_seqs``; decoding sequences wait that iteration;
 - chunked prefill (Sarathi-Serve, Agrawal et al. OSDI'24; vLLM's ``enable_chunked_prefill``):
   every iteration decodes all running sequences first and fills the rest of the token budget
-  with prompt chunks, oldest request first;
+  with prompt chunks, oldest request first; under a runtime that keeps them apart
+  (``Runtime.mixed_prefill`` false: SGLang) an iteration is prompt chunks up to the budget,
+  whenever one is under way or a waiting prompt fits, or else a decode of the running ones;
 - when a decode step needs a block and none is free, the most recently admitted sequence is
   preempted: its blocks are freed and it is recomputed later (vLLM's recompute mode).
 A router sends each arrival to the replica with the fewest requests in it (or round-robin).
@@ -718,8 +720,11 @@ class _Replica:
                 chunks.append((rid, 0, n))
                 used_tokens += n
             return (not chunks), chunks
-        # a decoding sequence's rows: 1, or with speculation the k + 1 its check runs
-        left = budget - len(self.decoding) * self.sim.coster.q
+        # a decoding sequence's rows: 1, or with speculation the k + 1 its check runs; a runtime
+        # that keeps prompt chunks out of decode steps (SGLang) runs a prefill batch of the whole
+        # budget whenever a prompt is under way or fits, and decodes only when none does
+        apart = not w.runtime.mixed_prefill
+        left = budget if apart else budget - len(self.decoding) * self.sim.coster.q
         for rid, done in self.prefilling.items():
             if left <= 0:
                 break
@@ -738,7 +743,7 @@ class _Replica:
             n = min(left, total)
             chunks.append((rid, 0, n))
             left -= n
-        return True, chunks
+        return not (apart and chunks), chunks
 
     def run(self):
         env, st, coster = self.env, self.sim.stats, self.sim.coster

@@ -281,6 +281,8 @@ class Serving(_Common):
             "max_num_seqs": self.max_num_seqs,
             "max_num_batched_tokens": self.token_budget,
             "chunked_prefill": self.chunked_prefill,
+            # chunked prefill: prompt chunks in decode steps (vLLM) or steps of their own (SGLang)
+            "mixed_prefill": self.runtime.mixed_prefill,
             "block_size": self.block_size,
             "router": self.router,
             "admission": self.admission_policy,

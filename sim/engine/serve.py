@@ -820,6 +820,13 @@ class _Replica:
             st.kv_used.append(st.used_blocks / self.sim.all_blocks)
 
 
+def _batching(w: dict) -> str:
+    """How a run's engine forms its iterations, as its header names it."""
+    if not w["chunked_prefill"]:
+        return "prefill-first"
+    return "chunked prefill" if w.get("mixed_prefill", True) else "chunked prefill, steps apart"
+
+
 #: the iteration costers of recent runs, newest first: (the serving they cost, its requests
 #: left out; the system; the coster). A plan's bisection over rates simulates the same engine on
 #: the same system many times; its pieces are costed once for all of them
@@ -1047,7 +1054,7 @@ class ServeResult:
         w = self.workload
         return (
             f"serve {w['model']} on {self.system['name']}  {w['replicas']} replica(s) x "
-            f"TP{w['tp']}  {'chunked prefill' if w['chunked_prefill'] else 'prefill-first'}  "
+            f"TP{w['tp']}  {_batching(w)}  "
             f"{w['dtype']}  runtime {w['runtime']}{_spec_text(w)}"
         )
 
@@ -1113,7 +1120,7 @@ class ServeResult:
             load += f", prompt {w['prompt']}, output {w['output']}"
         lines = [
             f"serve {w['model']} on {self.system['name']}  ({w['replicas']} replica(s) x TP{w['tp']}"
-            f", {'chunked prefill' if w['chunked_prefill'] else 'prefill-first'}, {w['dtype']}"
+            f", {_batching(w)}, {w['dtype']}"
             f", runtime {w['runtime']}{_spec_text(w, ',')})",
             *overrides_line(self.system),
             f"  load        {load}",

@@ -226,6 +226,18 @@ def test_marlin_runtimes_store_and_multiply_mxfp4_experts_padded_to_the_kernels_
               for name, d in (("marlin", marlin), ("native", native))}  # fmt: skip
     assert shapes["marlin"] == {"experts_up": (2 * 2944, 3072), "experts_down": (3072, 2944)}
     assert shapes["native"] == {"experts_up": (2 * 2880, 2880), "experts_down": (2880, 2880)}
-    # an aligned model's experts (Mixtral: 4096 x 14336) keep their shape under Marlin
-    mix = Decode(model=load_model("mixtral-8x7b"), dtype="int4", runtime=load_runtime("vllm-0.11"))
-    assert mix.expert_shape() == (4096, 14336)
+    # the padded zeros are executed, not model, FLOPs (MFU counts the 2880 x 2880 work)
+    ratio = 2880 * 2880 / (2944 * 3072)
+    for name in shapes["marlin"]:
+        (op,) = [op for op in marlin.lower().ops if op.name == name]
+        assert op.model_flops == pytest.approx(op.flops * ratio)
+    # a whole-model int4 checkpoint (GPTQ / AWQ) is not padded: vLLM runs another kernel there
+    assert Decode(model=m, dtype="int4", runtime=load_runtime("vllm-0.11")).expert_shape() == (
+        2880,
+        2880,
+    )
+    # nor is a native runtime's at TP > 1: its weights are the checkpoint's share
+    tp2 = (Decode(model=m, tp=2, runtime=load_runtime(n)) for n in ("fused-graphs", "vllm-0.11"))
+    native2, marlin2 = tp2
+    unpadded = Decode(model=m, tp=2, runtime=load_runtime("vllm-0.5")).resident_weight_bytes()
+    assert native2.resident_weight_bytes() == unpadded < marlin2.resident_weight_bytes()

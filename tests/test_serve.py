@@ -149,15 +149,38 @@ def test_sglang_keeps_prompt_chunks_apart_from_decode_steps_and_prefills_first(
         return real(self, n_decode, cache, chunks, finishing)
 
     monkeypatch.setattr(IterationCost, "iteration", record)
+    from sim.engine.serve import _Replica
+
+    plans: list[tuple[bool, bool, bool]] = []  # (a prompt could go, decode?, chunks?)
+    plan = _Replica._plan
+
+    def planned(self):
+        running = len(self.decoding) + len(self.prefilling)
+        could = bool(self.prefilling) or bool(
+            self.waiting and self._can_admit(self.waiting[0], running)
+        )
+        decode, chunks = plan(self)
+        plans.append((could, decode, bool(chunks)))
+        return decode, chunks
+
+    monkeypatch.setattr(_Replica, "_plan", planned)
     w = _serving(l8b, rate=6.0, duration_s=20.0, prompt=LengthDist.parse("700", "p"),
                  output=LengthDist.parse("100", "o"), chunked_prefill=True,
                  max_num_batched_tokens=512)  # fmt: skip
     runs = {}
     for name in ("sglang-0.4", "vllm-0.11"):
         seen.clear()
+        plans.clear()
         res = simulate_serving(replace(w, runtime=load_runtime(name)), h100)
         assert res.completed == len(res.arrival_s)
         runs[name] = list(seen)
+        if name == "sglang-0.4":
+            # prefill first: a step decodes only when no prompt is under way or fits
+            assert all(chunks for could, _, chunks in plans if could)
+            assert any(decode and not chunks for _, decode, chunks in plans)
+            assert "chunked prefill, steps apart" in res.title()
+        else:
+            assert "steps apart" not in res.title()
     sg, vl = runs["sglang-0.4"], runs["vllm-0.11"]
     assert not load_runtime("sglang-0.4").mixed_prefill and load_runtime("vllm-0.11").mixed_prefill
     assert all(not (n and chunks) for n, chunks in sg)  # never both in one iteration

@@ -61,7 +61,7 @@ _UNQUANTISED = ("router", "lm_head", "q_absorb", "v_absorb")
 #: lm_head and the gate excluded from quantisation); weight-only int8 / int4 (gpt-fast's
 #: handlers) quantise the LM head too
 _LOW_FLOAT = ("fp8", "fp4")
-# Marlin's MoE kernel takes a linear only where n % 256 == 0 and k % 128 == 0, so vLLM's
+#: Marlin's MoE kernel takes a linear only where n % 256 == 0 and k % 128 == 0, so vLLM's
 # MXFP4 experts under Marlin are stored padded: each chip's intermediate size (the up
 # projection's n / 2 and the down projection's k) to a multiple of 128, the hidden size (the up
 # projection's k, the down projection's n) to a multiple of 256, zeros the GEMMs still read and
@@ -69,7 +69,8 @@ _LOW_FLOAT = ("fp8", "fp4")
 # the MARLIN backend, vLLM 0.10.1-0.11: "The moe marlin kernel requires that for each linear
 # n % 256 == 0 and k % 128 == 0"). gpt-oss's 2880 becomes 2944 x 3072, and vLLM logs
 # "Model loading took 65.9651 GiB" for gpt-oss-120b on one H100 (vllm-project/vllm issue #23278,
-# 0.10.1, Marlin): 65.90 GiB padded, 60.79 GiB as the checkpoint stores it
+# 0.10.1, Marlin): roofsim holds 65.84 GiB padded (60.71 GiB unpadded), its experts' biases at
+# the experts' 4.25 bits where vLLM keeps them 16-bit (~0.06 GiB more: 65.90)
 _MARLIN_MOE_ALIGN = {"hidden": 256, "ffn": 128}
 _INFER_DTYPES = ("fp32", "bf16", "fp16", "fp8", "fp4", "int8", "int4")
 
@@ -284,12 +285,15 @@ class _Common:
             routed = m.n_moe_layers * m.moe.n_experts * m.mlp_params(m.moe.expert_ffn)
             held += routed / self.ep / self.tp * (expert - self.weight_bytes)
             # and in the runtime's shape: the padding it stores beside them (``expert_shape``)
-            hidden, ffn = self.expert_shape()
-            padded = m.mlp_matrices * hidden * ffn
-            if m.mlp_bias:
-                padded += (m.mlp_matrices - 1) * ffn + hidden
-            per_chip = m.mlp_params(m.moe.expert_ffn) / self.tp
-            held += m.n_moe_layers * m.moe.n_experts / self.ep * (padded - per_chip) * expert
+            shape, base = self.expert_shape(), (m.hidden, math.ceil(m.moe.expert_ffn / self.tp))
+            if shape != base:
+
+                def params(hidden: int, ffn: int) -> int:  # one expert's share on a chip
+                    n = m.mlp_matrices * hidden * ffn
+                    return n + ((m.mlp_matrices - 1) * ffn + hidden if m.mlp_bias else 0)
+
+                pad = params(*shape) - params(*base)
+                held += m.n_moe_layers * m.moe.n_experts / self.ep * pad * expert
         if self.dtype in _LOW_FLOAT:  # the embedding, LM head and routers stay 16-bit
             wide = m.embedding_params() / self.tp
             if m.moe is not None:
@@ -673,6 +677,10 @@ class _Lowering:
         hidden, ffn = self.w.expert_shape()
         experts = routed(self.mlp("experts", "moe", ffn, rows, groups, hidden),
                          self.T * ep, moe.top_k / moe.n_experts)  # fmt: skip
+        useful = m.hidden * math.ceil(moe.expert_ffn / self.tp) / (hidden * ffn)
+        if useful < 1:  # the padded zeros are executed work, not the model's (MFU)
+            experts = [replace(op, model_flops=op.model_flops * useful) if op.gemm else op
+                       for op in experts]  # fmt: skip
         if self.w.runtime.moe_kernel == "triton":  # one CTA a block, power-of-two blocks
             # fed by pointer loads (vLLM's fused_moe_kernel; NB: SGLang builds that switch a
             # TMA path on for some token bins are not told apart)

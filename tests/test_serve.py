@@ -626,3 +626,17 @@ def test_async_output_hands_every_token_out_one_host_step_late(l8b, h100, monkey
     monkeypatch.undo()
     sync = replace(vllm, async_output=False)
     assert IterationCost(replace(w, runtime=sync), h100).emit_delay(8) == 0.0
+
+
+def test_serve_mixed_prefill_flag_overrides_the_runtime(capsys):
+    # SGLang's --enable-mixed-chunk: the engine's own flag over its runtime's default
+    base = ["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--runtime", "sglang-0.4",
+            "--rate", "2", "--duration", "3", "--chunked-prefill", "--json"]  # fmt: skip
+    seen = {}
+    for flag in ([], ["--mixed-prefill", "yes"], ["--mixed-prefill", "no"]):
+        assert main(base + flag) == 0
+        seen[tuple(flag)] = json.loads(capsys.readouterr().out)["workload"]["mixed_prefill"]
+    assert seen == {(): False, ("--mixed-prefill", "yes"): True, ("--mixed-prefill", "no"): False}
+    with pytest.raises(SystemExit) as bad:
+        main(base + ["--mixed-prefill", "maybe"])
+    assert bad.value.code == 2 and "--mixed-prefill" in capsys.readouterr().err

@@ -193,6 +193,10 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
                    help="tokens per iteration (default 8192, 2048 with chunked prefill)")  # fmt: skip
     p.add_argument("--chunked-prefill", action="store_true",
                    help="decode first, fill the token budget with prompt chunks")  # fmt: skip
+    p.add_argument("--mixed-prefill", choices=("yes", "no"), default=None,
+                   help="with --chunked-prefill: prompt chunks ride in decode steps (yes: vLLM, "
+                   "SGLang --enable-mixed-chunk) or take steps of their own, prefill first (no: "
+                   "SGLang's default); default: the runtime's")  # fmt: skip
     p.add_argument("--block-size", type=int_arg, default=16, help="KV block tokens")
     p.add_argument("--admission", default=None,
                    help="watermark (vLLM: prompt blocks, preempt when full) or reserve "
@@ -222,6 +226,9 @@ def _serving(args: argparse.Namespace, tp: int, replicas: int):
 
     model = load_model(args.model)
     trace = load_trace(args.trace_file) if getattr(args, "trace_file", None) else None
+    runtime = load_runtime(args.runtime)
+    if getattr(args, "mixed_prefill", None) is not None:  # the engine's flag over its default
+        runtime = replace(runtime, mixed_prefill=args.mixed_prefill == "yes")
     return Serving(
         model=model, dtype=args.dtype, kv_dtype=args.kv_dtype, tp=tp, replicas=replicas,
         rate=args.rate if getattr(args, "rate", None) is not None else 1.0,
@@ -233,8 +240,7 @@ def _serving(args: argparse.Namespace, tp: int, replicas: int):
         block_size=args.block_size, memory_fraction=args.memory_fraction,
         router=getattr(args, "router", "least-loaded"),
         concurrency=getattr(args, "concurrency", None), admission=args.admission,
-        attention_kernel=args.attention_kernel, runtime=load_runtime(args.runtime),
-        spec=speculation(args, model),
+        attention_kernel=args.attention_kernel, runtime=runtime, spec=speculation(args, model),
     )  # fmt: skip
 
 

@@ -325,6 +325,40 @@ def test_cli_validate_runs_the_rows_whose_id_matches_a_glob(capsys):
         assert f"--id {args[-1]}: matches no validation row" in err and err.count("\n") == 1
 
 
+def test_validate_against_a_baseline_compares_the_same_rows_before_and_after(capsys, tmp_path):
+    ids = ["--id", "moek-vllm24700-h100-e8n7168k4096-bf16-tuned-m1", "--id", "mamf-a100-*"]
+    assert main(["validate", "--json", "--no-fail", *ids]) == 0
+    run = json.loads(capsys.readouterr().out)
+    now = {r["id"]: r["faster"] for r in run["rows"]}
+    # an earlier model: the kernel row 30 points faster, the fit GEMM row as now, and a row
+    # this run does not have
+    base = {"summary": run["summary"], "rows": [
+        {**r, "faster": r["faster"] + 0.30} if r["kind"] == "moe-kernel" else r
+        for r in run["rows"]] + [{"id": "gone-row", "kind": "serve", "faster": 0.5}]}  # fmt: skip
+    path = tmp_path / "before.json"
+    path.write_text(json.dumps(base))
+    assert main(["validate", "--json", "--no-fail", "--baseline", str(path), *ids]) == 0
+    diff = json.loads(capsys.readouterr().out)["baseline"]
+    (moved,) = diff["moved"]
+    kid = "moek-vllm24700-h100-e8n7168k4096-bf16-tuned-m1"
+    assert moved["id"] == kid and moved["after"] == pytest.approx(now[kid])
+    assert moved["before"] == pytest.approx(now[kid] + 0.30)
+    assert moved["toward"] == (abs(now[kid]) < abs(now[kid] + 0.30))
+    kinds = {k["kind"]: k for k in diff["kinds"]}
+    assert kinds["moe-kernel"]["test_rows"] == 1
+    assert kinds["moe-kernel"]["median_signed_error"][0] == pytest.approx(now[kid] + 0.30)
+    assert kinds["gemm"]["test_rows"] == 0  # its row is a fit row: no test rows to compare
+    assert main(["validate", "--no-fail", "--summary", "--baseline", str(path), *ids]) == 0
+    text = capsys.readouterr().out
+    assert f"against {path}" in text and "1 row(s) moved by 0.5% or more" in text
+    # a file that is not a validation run is one line naming --baseline, before any row runs
+    for content in ("not json", json.dumps({"rows": []}), json.dumps([1, 2])):
+        path.write_text(content)
+        assert main(["validate", "--baseline", str(path), *ids]) == 2
+        err = capsys.readouterr().err
+        assert "--baseline" in err and err.count("\n") == 1
+
+
 def test_eager_kernel_rows_time_pytorchs_row_passes():
     """PyTorch's native LayerNorm passes over each row twice and its log_softmax over a row
     longer than 1,024 three times (workloads.build EAGER_PRIMITIVES): charged so, Liger-Kernel's

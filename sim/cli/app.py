@@ -311,7 +311,10 @@ def _run_validate(args: argparse.Namespace) -> int:
     from sim.studies.validate import (
         DEFAULT_DATA,
         KINDS,
+        compare_baseline,
+        format_baseline,
         format_table,
+        read_baseline,
         summary_table,
         validate,
         write_report,
@@ -322,6 +325,8 @@ def _run_validate(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--kind {unknown[0]}: not a validation kind; choose from {', '.join(KINDS)}"
         )
+    # read before the run: a bad baseline fails in a moment, not after minutes of rows
+    baseline = read_baseline(args.baseline) if args.baseline else None
     results, summary = validate(
         args.data or DEFAULT_DATA,
         args.kind or None,
@@ -332,11 +337,14 @@ def _run_validate(args: argparse.Namespace) -> int:
     )
     if args.report:
         write_report(args.report, results, summary)
+    diff = compare_baseline(baseline, results, summary) if baseline is not None else None
     if args.json:
-        print(dumps({"summary": [s.to_dict() for s in summary],
-                          "rows": [r.to_dict() for r in results]}))  # fmt: skip
+        out = {"summary": [s.to_dict() for s in summary], "rows": [r.to_dict() for r in results]}
+        print(dumps(out | ({"baseline": diff} if diff is not None else {})))
     else:
         print(summary_table(summary) if args.summary else format_table(results, summary))
+        if diff is not None:
+            print(format_baseline(diff, args.baseline))
         if args.report:
             print(f"wrote {args.report}")
     write_html(args, lambda: _report().validate_report(results, summary, inputs=_given(args),
@@ -631,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, default=None,
                    help="processes to run the rows in (default: every core)")  # fmt: skip
     p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--baseline", metavar="FILE.json",
+                   help="an earlier run's --json or --report output: also print each kind's "
+                   "test-row |err| and bias before -> after and the rows that moved")  # fmt: skip
     p.add_argument("--summary", action="store_true", help="print only the per-kind summary")
     p.add_argument("--no-fail", action="store_true", help="exit 0 even when a bar is missed")
     p.add_argument("--json", action="store_true", help="print JSON")

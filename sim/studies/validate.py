@@ -1089,6 +1089,91 @@ def ratio_row(row: dict, by_id: dict[str, dict], done: dict[str, RowResult]) -> 
     return res
 
 
+def read_baseline(path: Path | str) -> dict:
+    """An earlier run's ``validate --json`` or ``--report`` file: its summary and rows.
+    ConfigError, one line naming --baseline, when it is not one."""
+    import json
+
+    text = files.read_text(path, "--baseline")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--baseline {path}: not JSON ({exc.msg}, line {exc.lineno}); give "
+                          "the output of roofsim validate --json or --report") from None  # fmt: skip
+    ok = isinstance(data, dict) and isinstance(data.get("summary"), list)
+    ok = ok and isinstance(data.get("rows"), list)
+    if ok:
+        ok = all(isinstance(r, dict) and "id" in r for r in data["rows"]) and all(
+            isinstance(k, dict) and "kind" in k for k in data["summary"]
+        )
+    if not ok:
+        raise ConfigError(f"--baseline {path}: no 'summary' and 'rows' of a validation run; "
+                          "give the output of roofsim validate --json or --report")  # fmt: skip
+    return data
+
+
+def compare_baseline(
+    baseline: dict, results: list[RowResult], summary: list[KindSummary], moved_by: float = 0.005
+) -> dict:
+    """This run against ``baseline`` (``read_baseline``), as a change's commit message reports
+    it: each kind's (and slice's) median |error| and bias before and after over the test rows
+    both runs simulated (the same rows on both sides, so a run of a few ids compares those), and
+    the rows whose error signed by speed moved by at least ``moved_by``, each toward its
+    measurement (a smaller |error|) or away. Rows only this run has are counted, not compared."""
+    was = {r["id"]: r.get("faster") for r in baseline["rows"]}
+    paired = {r.id: (was[r.id], r.faster) for r in results
+              if isinstance(was.get(r.id), int | float) and r.faster is not None}  # fmt: skip
+
+    def medians(values: list[float]) -> list[float | None]:
+        if not values:
+            return [None, None]
+        return [statistics.median(abs(v) for v in values), statistics.median(values)]
+
+    out_kinds = []
+    for s in summary:
+        inside = SLICES[s.kind][0] if s.slice else (lambda r, k=s.kind: r.kind == k)
+        pairs = [paired[r.id] for r in results if r.use == "test" and inside(r) and r.id in paired]
+        (e0, b0), (e1, b1) = medians([p[0] for p in pairs]), medians([p[1] for p in pairs])
+        out_kinds.append({"kind": s.kind, "test_rows": len(pairs), "median_abs_error": [e0, e1],
+                          "median_signed_error": [b0, b1]})  # fmt: skip
+    moved = []
+    for r in results:
+        if r.id in paired and abs(paired[r.id][1] - paired[r.id][0]) >= moved_by:
+            before, now = paired[r.id]
+            moved.append({"id": r.id, "kind": r.kind, "use": r.use, "before": before,
+                          "after": now, "toward": abs(now) < abs(before)})  # fmt: skip
+    moved.sort(key=lambda m: (m["kind"], m["id"]))
+    return {
+        "kinds": out_kinds,
+        "moved": moved,
+        "new_rows": sum(1 for r in results if r.id not in was),
+        "moved_by": moved_by,
+    }
+
+
+def format_baseline(diff: dict, name: str) -> str:
+    """``compare_baseline`` as text: the kinds whose test rows changed, then the rows moved."""
+    lines = [f"against {name} (test rows; bias signed by speed, > 0: predicted faster):",
+             f"{'kind':<14}{'rows':>9}{'|err| before -> after':>26}{'bias before -> after':>26}"]  # fmt: skip
+    for k in diff["kinds"]:
+        (e0, e1), (b0, b1) = k["median_abs_error"], k["median_signed_error"]
+        if (e0, b0) == (e1, b1):
+            continue
+        lines.append(f"{k['kind']:<14}{k['test_rows']:>9}{_pct(e0):>12} -> {_pct(e1):<9}"
+                     f"{_pct(b0, True):>14} -> {_pct(b1, True)}")  # fmt: skip
+    if len(lines) == 2:
+        lines.append("(no kind's test rows changed)")
+    moved = diff["moved"]
+    toward = sum(m["toward"] for m in moved)
+    lines.append(f"{len(moved)} row(s) moved by {diff['moved_by']:.1%} or more: {toward} toward "
+                 f"their measurement, {len(moved) - toward} away"
+                 + (f"; {diff['new_rows']} row(s) not in the baseline" if diff["new_rows"] else ""))  # fmt: skip
+    for m in moved:
+        lines.append(f"  {m['id']:<62} {m['kind']:<12} {m['use']:<4} {m['before']:+.1%} -> "
+                     f"{m['after']:+.1%}  {'toward' if m['toward'] else 'away'}")  # fmt: skip
+    return "\n".join(lines)
+
+
 def write_report(path: Path | str, results: list[RowResult], summary: list[KindSummary]) -> None:
     report = {
         "summary": [s.to_dict() for s in summary],

@@ -62,15 +62,15 @@ _UNQUANTISED = ("router", "lm_head", "q_absorb", "v_absorb")
 #: handlers) quantise the LM head too
 _LOW_FLOAT = ("fp8", "fp4")
 #: Marlin's MoE kernel takes a linear only where n % 256 == 0 and k % 128 == 0, so vLLM's
-# MXFP4 experts under Marlin are stored padded: each chip's intermediate size (the up
-# projection's n / 2 and the down projection's k) to a multiple of 128, the hidden size (the up
-# projection's k, the down projection's n) to a multiple of 256, zeros the GEMMs still read and
-# multiply (vllm/model_executor/layers/quantization/mxfp4.py, Mxfp4MoEMethod.create_weights,
-# the MARLIN backend, vLLM 0.10.1-0.11: "The moe marlin kernel requires that for each linear
-# n % 256 == 0 and k % 128 == 0"). gpt-oss's 2880 becomes 2944 x 3072, and vLLM logs
-# "Model loading took 65.9651 GiB" for gpt-oss-120b on one H100 (vllm-project/vllm issue #23278,
-# 0.10.1, Marlin): roofsim holds 65.84 GiB padded (60.71 GiB unpadded), its experts' biases at
-# the experts' 4.25 bits where vLLM keeps them 16-bit (~0.06 GiB more: 65.90)
+#: MXFP4 experts under Marlin are stored padded: each chip's intermediate size (the up
+#: projection's n / 2 and the down projection's k) to a multiple of 128, the hidden size (the up
+#: projection's k, the down projection's n) to a multiple of 256, zeros the GEMMs still read and
+#: multiply (vllm/model_executor/layers/quantization/mxfp4.py, Mxfp4MoEMethod.create_weights,
+#: the MARLIN backend, vLLM 0.10.1-0.11: "The moe marlin kernel requires that for each linear
+#: n % 256 == 0 and k % 128 == 0"). gpt-oss's 2880 becomes 2944 x 3072, and vLLM logs
+#: "Model loading took 65.9651 GiB" for gpt-oss-120b on one H100 (vllm-project/vllm issue #23278,
+#: 0.10.1, Marlin): roofsim holds 65.84 GiB padded (60.71 GiB unpadded), its experts' biases at
+#: the experts' 4.25 bits where vLLM keeps them 16-bit (~0.06 GiB more: 65.90)
 _MARLIN_MOE_ALIGN = {"hidden": 256, "ffn": 128}
 _INFER_DTYPES = ("fp32", "bf16", "fp16", "fp8", "fp4", "int8", "int4")
 
@@ -246,17 +246,18 @@ class _Common:
     def n_chips(self) -> int:
         return self.tp * self.pp * self.dp
 
-    def expert_shape(self) -> tuple[int, int]:
+    def expert_shape(self, padded: bool = True) -> tuple[int, int]:
         """(hidden, intermediate) of one routed expert's GEMMs on one chip, as the runtime
         stores the expert: the intermediate size split over TP, both padded where the kernel
         needs it (``_MARLIN_MOE_ALIGN``: an expert format such as MXFP4 on a Marlin runtime;
         NB: vLLM's int4 GPTQ / AWQ MoE checkpoints do not pad, they take another kernel where
-        Marlin cannot run them, and keep their shape here)."""
+        Marlin cannot run them, and keep their shape here). ``padded`` false: the model's."""
         m = self.model
         assert m.moe is not None
         hidden, ffn = m.hidden, math.ceil(m.moe.expert_ffn / self.tp)
         if (
-            self.runtime.weight_only_kernel == "marlin"
+            padded
+            and self.runtime.weight_only_kernel == "marlin"
             and self.expert_weight_bytes != self.weight_bytes
         ):
             a = _MARLIN_MOE_ALIGN
@@ -285,15 +286,9 @@ class _Common:
             routed = m.n_moe_layers * m.moe.n_experts * m.mlp_params(m.moe.expert_ffn)
             held += routed / self.ep / self.tp * (expert - self.weight_bytes)
             # and in the runtime's shape: the padding it stores beside them (``expert_shape``)
-            shape, base = self.expert_shape(), (m.hidden, math.ceil(m.moe.expert_ffn / self.tp))
-            if shape != base:
-
-                def params(hidden: int, ffn: int) -> int:  # one expert's share on a chip
-                    n = m.mlp_matrices * hidden * ffn
-                    return n + ((m.mlp_matrices - 1) * ffn + hidden if m.mlp_bias else 0)
-
-                pad = params(*shape) - params(*base)
-                held += m.n_moe_layers * m.moe.n_experts / self.ep * pad * expert
+            (h, f), (h0, f0) = self.expert_shape(), self.expert_shape(padded=False)
+            pad = m.mlp_params(f, h) - m.mlp_params(f0, h0)  # one expert's share on a chip
+            held += m.n_moe_layers * m.moe.n_experts / self.ep * pad * expert
         if self.dtype in _LOW_FLOAT:  # the embedding, LM head and routers stay 16-bit
             wide = m.embedding_params() / self.tp
             if m.moe is not None:
@@ -674,10 +669,10 @@ class _Lowering:
         ops += [op for op in a2a[:1] if op]
         # each expert's rows: the tokens, of the ep chips' T each, that chose it (k of E)
         # (in the runtime's stored shape: padded zeros are read and multiplied, ``expert_shape``)
-        hidden, ffn = self.w.expert_shape()
+        (hidden, ffn), (h0, f0) = self.w.expert_shape(), self.w.expert_shape(padded=False)
         experts = routed(self.mlp("experts", "moe", ffn, rows, groups, hidden),
                          self.T * ep, moe.top_k / moe.n_experts)  # fmt: skip
-        useful = m.hidden * math.ceil(moe.expert_ffn / self.tp) / (hidden * ffn)
+        useful = h0 * f0 / (hidden * ffn)
         if useful < 1:  # the padded zeros are executed work, not the model's (MFU)
             experts = [replace(op, model_flops=op.model_flops * useful) if op.gemm else op
                        for op in experts]  # fmt: skip

@@ -228,11 +228,13 @@ class ModelConfig:
             params += q_out + 2 * kv_out + h
         return params
 
-    def mlp_params(self, ffn: int) -> int:
-        """Parameters of one MLP of intermediate size ``ffn``."""
-        params = self.mlp_matrices * self.hidden * ffn
+    def mlp_params(self, ffn: int, hidden: int | None = None) -> int:
+        """Parameters of one MLP of intermediate size ``ffn`` (``hidden``: a padded copy's hidden
+        size where a runtime stores it so; the model's by default)."""
+        hidden = self.hidden if hidden is None else hidden
+        params = self.mlp_matrices * hidden * ffn
         if self.mlp_bias:
-            params += (self.mlp_matrices - 1) * ffn + self.hidden
+            params += (self.mlp_matrices - 1) * ffn + hidden
         return params
 
     def norm_params(self) -> int:

@@ -1100,13 +1100,12 @@ def read_baseline(path: Path | str) -> dict:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--baseline {path}: not JSON ({exc.msg}, line {exc.lineno}); give "
                           "the output of roofsim validate --json or --report") from None  # fmt: skip
-    ok = isinstance(data, dict) and isinstance(data.get("summary"), list)
-    ok = ok and isinstance(data.get("rows"), list)
-    if ok:
-        ok = all(isinstance(r, dict) and "id" in r for r in data["rows"]) and all(
-            isinstance(k, dict) and "kind" in k for k in data["summary"]
-        )
-    if not ok:
+
+    def listed(key: str, field_: str) -> bool:  # a list of objects, each with this field
+        items = data.get(key) if isinstance(data, dict) else None
+        return isinstance(items, list) and all(isinstance(x, dict) and field_ in x for x in items)
+
+    if not (listed("summary", "kind") and listed("rows", "id")):
         raise ConfigError(f"--baseline {path}: no 'summary' and 'rows' of a validation run; "
                           "give the output of roofsim validate --json or --report")  # fmt: skip
     return data

@@ -925,3 +925,28 @@ def test_a_stack_of_chips_picks_what_each_chip_alone_picks(peak, hbm, l2):
             assert res.time_s[i] == pytest.approx(ref.time_s, rel=1e-12)
             assert res.mbu[i] == pytest.approx(ref.mbu, rel=1e-12)
             assert BOUNDS[res.bound[i]] == ref.bound
+
+
+@pytest.mark.parametrize("kv_tokens", [1024, 16384])
+def test_a_rings_hops_hide_behind_all_its_attention_calls_but_the_last(kv_tokens):
+    """Ring attention over n chips: hop i flies beside attention call i - 1 and call i waits
+    for it, so the whole is a + (n - 1) max(a, h): the hops are exposed by (n - 1) max(0, h - a),
+    not by the part of their total longer than all n calls'."""
+    from hardware import load_system
+    from sim.cost.roofline import cost_ops
+    from workloads.build import Builder
+
+    n, heads, d = 4, 24, 128
+    b = Builder("bf16", 2.0, 2.0)
+    spec = Attention(batch=1, n_q_heads=heads, n_kv_heads=heads, q_len=kv_tokens,
+                     kv_len=kv_tokens, qk_dim=d, v_dim=d, causal=False, act_bytes=2.0,
+                     kv_bytes_per_token=2 * d * 2.0)  # fmt: skip
+    attn = replace(b.attention("attention", spec), count=n)
+    hop = b.collective("ring_kv", "send_recv", 2 * kv_tokens * heads * d * 2.0, 2)
+    ring = replace(hop, count=n - 1, overlaps_previous=(n - 1) / n)
+    system = load_system("h100-sxm", n)
+    a, h = (c.time_s for c in cost_ops([attn, ring], system))
+    _, exposed = cost_ops([attn, ring], system, overlap=True)
+    assert exposed.time_s * (n - 1) == pytest.approx((n - 1) * max(0.0, h - a), abs=1e-12)
+    # the short shards are passed slower than they are attended, the long ones faster
+    assert (h > a) == (kv_tokens == 1024)

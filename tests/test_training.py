@@ -486,6 +486,13 @@ def test_overlap_only_hides_time_and_context_parallel_rings_run_beside_attention
     names = [op.name for op in plan.stages[0][0].forward]
     ring = names.index("cp_ring_kv")
     assert names[ring - 1] == "attention" and plan.stages[0][0].forward[ring].overlaps_previous
+    # the hops hide behind all the attention calls but the last (3 of 4), in both directions;
+    # the backward's ring runs beside the attention's backward kernel, carrying dK and dV too
+    fwd = plan.stages[0][0].forward[ring]
+    bwd = plan.stages[0][0].backward
+    back = [op.name for op in bwd].index("cp_ring_kv.bwd")
+    assert bwd[back - 1].name == "attention.bwd" and bwd[back].overlaps_previous == 0.75
+    assert bwd[back].collective.bytes == 2 * fwd.collective.bytes
     hidden = simulate_training(t, system)
     exposed = simulate_training(t, system, overlap=False)
     assert exposed.step_time_s > hidden.step_time_s

@@ -511,10 +511,13 @@ class DiT:
                                  kv_len=kv, qk_dim=hd, v_dim=hd, causal=False,
                                  act_bytes=ab, kv_bytes_per_token=2 * hd * ab)  # fmt: skip
                 ops.append(replace(b.attention(f"{prefix}attention", spec), count=self.sp))
-                # each hop passes this chip's K and V shard (image and text tokens alike)
+                # each hop passes this chip's K and V shard (image and text tokens alike); hop i
+                # flies beside attention call i - 1 and call i waits for it, so the sp - 1 hops
+                # hide behind all the calls but the last (a + (sp - 1) max(a, hop) in all)
                 ring = b.collective(f"{prefix}ring_kv", "send_recv", 2 * B * kv * h * ab, 2)
                 if ring is not None:
-                    ops.append(replace(ring, count=self.sp - 1, overlaps_previous=True))
+                    ops.append(replace(ring, count=self.sp - 1,
+                                       overlaps_previous=(self.sp - 1) / self.sp))  # fmt: skip
                 out = B * q * h  # output elements on this chip
                 if eager and self.runtime.ring_attention == "torch" and m.diffusers_attention:
                     ops += torch_ring(prefix, out, B * kv * h)

@@ -239,7 +239,9 @@ class Op:
     minimum traffic per tensor role (each tensor read or written once); the roofline's tiling
     model decides how much more a given chip really moves. Timing never lives on the op.
     ``overlaps_previous`` marks work on another stream (a link) that runs beside the op before
-    it: only the part longer than that op is exposed. ``recompute`` marks forward work re-run
+    it: the share of that op's time it can hide behind (1: all of it; a ring's n - 1 K/V hops
+    beside its n attention calls hide behind n - 1 of them, the last call waiting for the last
+    hop), only the part longer than that is exposed. ``recompute`` marks forward work re-run
     for the backward (activation recomputation): its ``model_flops`` are 0, its ``flops`` count
     toward hardware FLOPs utilisation (HFU). ``host_s`` is host time the chip waits for
     (``workloads.runtime``): a step's host work without a kernel the op takes whole; an eager
@@ -261,7 +263,7 @@ class Op:
     collective: Collective | None = None
     count: int = 1
     kernels: int = 1  # kernel launches per instance (an eager-mode op is several primitives)
-    overlaps_previous: bool = False  # runs beside the op before it (e.g. ring K/V passing)
+    overlaps_previous: float = 0.0  # share of the op before it that it runs beside (ring K/V)
     recompute: bool = False  # re-run of forward work for the backward: in HFU, not in MFU
     # host time to issue the op's kernels (eager launches, a step's scheduling: workloads.runtime);
     # launches run ahead of the chip (sim.cost.roofline._host_floor)

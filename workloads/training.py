@@ -782,7 +782,9 @@ class _TrainLowering:
         hop = a.batch * a.n_kv_heads * a.q_len * a.kv_bytes_per_token
         ring = b.collective("cp_ring_kv", "send_recv", (t.cp - 1) * hop, 2,
                             2 if self.cp_local > 1 else 1)  # fmt: skip
-        ring_ops = [replace(ring, overlaps_previous=True)] if ring else []
+        # the cp - 1 hops fly beside all the attention calls but the last, which waits for
+        # the last hop (TE's AttnFuncWithCPAndKVP2P: step i's K/V arrive during step i - 1)
+        ring_ops = [replace(ring, overlaps_previous=(t.cp - 1) / t.cp)] if ring else []
         return [attn] + ring_ops + [self._cp_merge(a)]
 
     def _cp_merge(self, a) -> Op:
@@ -927,9 +929,22 @@ class _TrainLowering:
 
     # ---- backward ------------------------------------------------------------------------------
     def backward(self, ops: list[Op]) -> list[Op]:
-        """The backward of ``ops`` in reverse order (module docstring)."""
+        """The backward of ``ops`` in reverse order (module docstring). Work beside the op
+        before it (``Op.overlaps_previous``: context parallelism's ring) runs beside that op's
+        backward kernel in the backward too, so it follows it."""
         out: list[Op] = []
+        beside: Op | None = None  # a ring's backward, waiting for the op it runs beside
         for op in reversed(ops):
+            start = len(out)
+            if op.overlaps_previous and op.kind == OpKind.COLLECTIVE:
+                c = op.collective
+                assert c is not None and beside is None
+                # the backward ring carries K, V and the dK, dV accumulated so far: twice the
+                # forward's bytes over its hops (TE AttnFuncWithCPAndKVP2P.backward: the
+                # first hop sends K/V, the last dK/dV, the others both)
+                beside = replace(op, name=f"{op.name}.bwd",
+                                 collective=replace(c, bytes=2 * c.bytes))  # fmt: skip
+                continue
             if op.kind == OpKind.GEMM:
                 g = op.gemm
                 assert g is not None
@@ -970,6 +985,9 @@ class _TrainLowering:
                 )
                 out.append(replace(op, name=f"{op.name}.bwd", flops=2 * op.flops, kernels=kernels,
                                    bytes={k: f * v for k, v in op.bytes.items()}))  # fmt: skip
+            if beside is not None:  # right after this op's first (main) backward kernel
+                out.insert(start + 1, beside)
+                beside = None
         return out
 
     def recompute(self, forward: list[Op]) -> list[Op]:

@@ -1100,7 +1100,8 @@ def cost_table(
     fields may be arrays of that many points (a workload lowered over arrays); chips then
     number 1 or ``points``. ``overlap``: hide work that runs beside the op before it
     (``Op.overlaps_previous``): such an op is exposed only by the part of its total time longer
-    than the previous op's total (ring attention's K/V passing behind the attention it feeds).
+    than the share of the previous op's total it runs beside (ring attention's K/V passing behind
+    all but the last of the attention calls it feeds).
     ``steady``: the chip has run long enough for its power limit to hold (``_power``); false for
     a short burst from idle, which runs at the burst clock whatever it draws. ``resident`` (a
     bool, or one per point): the weights are pinned on chip (``weights_resident``)."""
@@ -1141,7 +1142,7 @@ def cost_table(
         time = data[0]
         for i, op in enumerate(ops):
             if op.overlaps_previous and i > 0:
-                before = time[i - 1] * ops[i - 1].count
+                before = time[i - 1] * ops[i - 1].count * op.overlaps_previous
                 time[i] = np.maximum(0.0, time[i] * op.count - before) / op.count
     _host_floor(data, ops)  # on the exposed times: a hidden op does not cover launches
     _host_beside(data, ops)

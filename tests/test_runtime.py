@@ -160,6 +160,8 @@ def test_every_runtime_preset_cites_its_mechanisms():
             assert r.sources.get("scheduler_steps_source"), name
         if r.kv_cache != "inplace":
             assert r.sources.get("kv_cache_source"), name
+        if r.fsdp:
+            assert r.sources.get("fsdp_source"), name
 
 
 def test_async_output_processing_shows_only_where_longer_than_the_step():
@@ -676,6 +678,15 @@ def test_a_bad_kv_cache_is_a_one_line_error(tmp_path, monkeypatch):
         monkeypatch,
         'name = "odd"\nkv_cache = "append"\n',
         "kv_cache must be one of inplace, concat",
+    )
+
+
+def test_a_bad_fsdp_is_a_one_line_error(tmp_path, monkeypatch):
+    _preset_refused(
+        tmp_path,
+        monkeypatch,
+        'name = "odd"\nfsdp = "fsdp3"\n',
+        "fsdp must be one of , fsdp1, fsdp2",
     )
 
 

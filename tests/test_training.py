@@ -1357,3 +1357,34 @@ def test_deepep_inside_one_node_runs_its_own_kernels_not_ncclls_measured_all_to_
     system = load_system("h100-sxm", 8)
     a, b = simulate_training(deepep, system), simulate_training(nccl, system)
     assert a.step_time_s < b.step_time_s  # DeepEP on the link's rate, NCCL's measured slower
+
+
+@pytest.mark.parametrize("runtime", ["pytorch-fsdp1", "pytorch-eager", "megatron-core"])
+def test_fsdp_runs_its_own_memory_kernels_around_zero3s_collectives(runtime):
+    """PyTorch FSDP copies each all-gather's output into the parameters and the gradients into
+    the reduce-scatter's input (FSDP2), or builds the flat parameter's gradient, casts it to
+    the reduce dtype and divides it (FSDP1), per micro-batch over the unsharded parameters;
+    Megatron-Core's buffers need none of it, and ZeRO-1 none of FSDP's."""
+    kw = dict(model=load_model("llama-2-7b"), seq=2048, dp=8, global_batch=16, micro_batch=2,
+              zero=3, runtime=runtime)  # fmt: skip
+    chunk = Training(**kw).lower().stages[0][0]
+    names = {op.name: op for op in chunk.forward + chunk.backward}
+    per_param = {
+        "pytorch-fsdp1": {"fsdp_grad_flatten": 2 * 2 + (2 + 4) + 2 * 4},
+        "pytorch-eager": {"fsdp_copy_out": 4, "fsdp_copy_out.bwd": 4, "fsdp_grad_copy_in": 6},
+        "megatron-core": {},
+    }[runtime]
+    assert {n for n in names if n.startswith("fsdp_")} == set(per_param)
+    for name, b in per_param.items():
+        op = names[name]
+        assert op.count == 32 and op.total_bytes * op.count == pytest.approx(b * chunk.params)
+    if runtime == "pytorch-fsdp1":  # a bf16 reduction: no cast, a 16-bit divide
+        low = Training(**kw, grad_reduce="bf16").lower().stages[0][0]
+        (flat,) = [op for op in low.backward if op.name == "fsdp_grad_flatten"]
+        assert flat.total_bytes * flat.count == pytest.approx((4 + 4) * low.params)
+    if per_param:
+        fsdp = simulate_training(Training(**kw), load_system("h100-sxm", 8))
+        zero1 = simulate_training(Training(**{**kw, "zero": 1}), load_system("h100-sxm", 8))
+        kernels = sum(c.time_s * n for c, n in fsdp.op_costs if c.op.name.startswith("fsdp_"))
+        assert kernels > 0 and not any(c.op.name.startswith("fsdp_") for c, _ in zero1.op_costs)
+        assert fsdp.step_time_s > zero1.step_time_s

@@ -94,6 +94,16 @@ source:
   NVIDIA compute capability (``Chip.compute_capability``) is not among ``sinks_native``, where
   its default kernel takes no sinks: ``triton`` (vLLM's Triton unified attention,
   ``sim.cost.roofline``); empty: the default kernel everywhere;
+- ``fsdp`` (training, ZeRO-3): the PyTorch FSDP implementation whose own memory kernels run on
+  the compute path besides its collectives (``workloads.training``, ``fsdp_kernels``):
+  ``fsdp2`` (``fully_shard``, per-parameter DTensors: each all-gather's output copied out into
+  the parameters, ``foreach_all_gather_copy_out`` on the compute stream, and the gradients
+  copied into the reduce-scatter's input in its dtype, ``torch._chunk_cat``, which the compute
+  stream waits for), ``fsdp1`` (``FullyShardedDataParallel``, flat parameters: the gradient of
+  the flat parameter assembled from its views' gradients by autograd's cat, cast to the reduce
+  dtype and pre-divided in place before the reduce-scatter, ``_post_backward_hook`` /
+  ``_reduce_grad``), or empty (the collectives only: Megatron-Core's and DeepSpeed's buffers
+  take the gradients where the reduction reads them);
 - ``admission`` (serving): when a waiting request may start: ``watermark`` (vLLM: its prompt's
   KV blocks fit with 1 % of the blocks left free, and a running sequence is preempted when the
   cache fills) or ``reserve`` (TensorRT-LLM's GUARANTEED_NO_EVICT: its prompt and output blocks
@@ -151,6 +161,7 @@ WEIGHT_ONLY_KERNELS = ("native", "marlin")
 MOE_KERNELS = ("library", "triton")
 ADMISSIONS = ("watermark", "reserve")
 MEMORY_FRACTIONS_OF = ("total", "free", "static")
+FSDP_IMPLEMENTATIONS = ("", "fsdp1", "fsdp2")
 DEFAULT_RUNTIME = "fused-graphs"
 #: a diffusion transformer's default: the diffusers pipelines (and the models' reference repos)
 #: run eager PyTorch; a compiled stack is --runtime torch-compile (or fused-graphs)
@@ -195,6 +206,7 @@ class Runtime:
     moe_kernel: str = "library"  # library | triton (MOE_KERNELS): routed expert GEMMs
     admission: str = "watermark"  # watermark | reserve (ADMISSIONS): a serving engine's policy
     mixed_prefill: bool = True  # chunked prefill: prompt chunks ride in decode steps (else apart)
+    fsdp: str = ""  # "" | fsdp1 | fsdp2 (FSDP_IMPLEMENTATIONS): ZeRO-3's own memory kernels
     memory_fraction_of: str = (
         "total"  # total | free | static (MEMORY_FRACTIONS_OF): serve --memory-fraction
     )
@@ -208,7 +220,8 @@ class Runtime:
                              ("weight_only_kernel", WEIGHT_ONLY_KERNELS),
                              ("moe_kernel", MOE_KERNELS),
                              ("admission", ADMISSIONS),
-                             ("memory_fraction_of", MEMORY_FRACTIONS_OF)):  # fmt: skip
+                             ("memory_fraction_of", MEMORY_FRACTIONS_OF),
+                             ("fsdp", FSDP_IMPLEMENTATIONS)):  # fmt: skip
             value = getattr(self, key)
             if value not in choices:
                 raise WorkloadError(f"runtime {self.name!r}: {key} must be one of "
@@ -259,6 +272,7 @@ class Runtime:
             "moe_kernel": self.moe_kernel,
             "admission": self.admission,
             "mixed_prefill": self.mixed_prefill,
+            "fsdp": self.fsdp,
             "memory_fraction_of": self.memory_fraction_of,
             "ring_attention": self.ring_attention,
             "kv_cache": self.kv_cache,
@@ -419,6 +433,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     moe_kernel = raw.get("moe_kernel", "library")  # checked by Runtime.__post_init__
     admission = raw.get("admission", "watermark")  # checked by Runtime.__post_init__
     fraction_of = raw.get("memory_fraction_of", "total")  # checked by Runtime.__post_init__
+    fsdp = raw.get("fsdp", "")  # checked by Runtime.__post_init__
     flags = {}
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
                          ("training", False), ("fused_wgrad_accumulation", False),
@@ -491,6 +506,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         moe_kernel=moe_kernel,
         admission=admission,
         memory_fraction_of=fraction_of,
+        fsdp=fsdp,
         attention_kernel=kernel,
         sinks_kernel=sinks_kernel,
         sinks_native=tuple(sinks_native),

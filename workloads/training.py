@@ -660,6 +660,7 @@ class _TrainLowering:
         # accumulation into the GEMM, else the 16-bit gradient written once (fp8 GEMMs too:
         # Transformer Engine returns a 16-bit weight gradient)
         self.wgrad_out = 2.0 * t.grad_bytes if runtime.fused_wgrad_accumulation else 2.0
+        self.fsdp = runtime.fsdp if t.zero == 3 else ""
         # eager ops' backward: (bytes as a multiple of the forward's, kernels), by op name
         self._eager_bwd: dict[str, tuple[float, int]] = {}
 
@@ -1127,6 +1128,9 @@ class _TrainLowering:
             params += p
             dense_params += p
         fsdp_f, fsdp_b, grad_sync, gather = self.dp_comm(params, dense_params, layers)
+        kernels_f, kernels_b = self.fsdp_kernels(params, layers)
+        forward += kernels_f
+        backward += kernels_b
         return Chunk(
             stage=stage, chunk=chunk, layers=layers, forward=tuple(forward),
             backward=tuple(backward), params=params, dense_params=dense_params,
@@ -1304,6 +1308,33 @@ class _TrainLowering:
         sync = coll("dp_grad_reduce_scatter", "reduce_scatter", dense_params * gb, expert * gb)
         gather = coll("dp_param_all_gather", "all_gather", dense_params * pb, expert * pb)
         return (), (), sync + replicas(), gather
+
+    def fsdp_kernels(self, params: float, layers: int) -> tuple[list[Op], list[Op]]:
+        """The memory kernels PyTorch FSDP runs on the compute path around ZeRO-3's collectives
+        (``Runtime.fsdp``), per micro-batch over the chunk's unsharded ``params``, one of each a
+        layer (forward, backward): FSDP2 copies each all-gather's output out into the
+        parameters (2 bytes read and written a parameter, the forward's gather and the
+        backward's) and the gradients into the reduce-scatter's input in the reduce dtype;
+        FSDP1's flat parameter takes its gradient from a cat of its views' gradients, which is
+        then cast to the reduce dtype (where that differs) and divided in place. Shard-sized
+        work (the gather's copy-in, the sharded gradient's accumulation) is left out."""
+        if not self.fsdp:
+            return [], []
+        pb, gb = 2.0, self.t.grad_bytes  # the gathered parameters' and the reduction's bytes
+        n = max(1, layers)
+
+        def kernel(name: str, per_param: float, kernels: int) -> Op:
+            return Op(name=name, kind=OpKind.ELEMENTWISE, family="other", dtype="bf16",
+                      flops=0.0, model_flops=0.0, count=n, kernels=kernels,
+                      bytes={Role.WEIGHT: per_param * params / n})  # fmt: skip
+
+        if self.fsdp == "fsdp2":
+            copy_out = kernel("fsdp_copy_out", 2 * pb, 1)
+            grads = kernel("fsdp_grad_copy_in", pb + gb, 1)
+            return [copy_out], [replace(copy_out, name="fsdp_copy_out.bwd"), grads]
+        # fsdp1: the cat, then the cast (if any) and the pre-divide in the reduce dtype
+        cast = pb + gb if gb != pb else 0.0
+        return [], [kernel("fsdp_grad_flatten", 2 * pb + cast + 2 * gb, 3 if cast else 2)]
 
     def optimizer(self, chunks: tuple[Chunk, ...]) -> Op:
         """Adam over the parameters this chip updates: a streaming pass over its states."""

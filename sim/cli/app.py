@@ -509,9 +509,14 @@ def _run_runtimes(args: argparse.Namespace) -> int:
     marlin = [r["name"] for r in rows if r["weight_only_kernel"] != "native"]
     reserve = [r["name"] for r in rows if r["admission"] != "watermark"]
     triton = [r["name"] for r in rows if r["moe_kernel"] != "library"]
+    fsdp = {v: [r["name"] for r in rows if r["training"] and r["fsdp"] == v]
+            for v in ("fsdp1", "fsdp2")}  # fmt: skip
     print(f"weight_only_kernel marlin (W4A16 GEMMs on mma.sync): {', '.join(marlin) or '-'}; "
           f"admission reserve (no-evict serving): {', '.join(reserve) or '-'}; "
-          f"moe_kernel triton (expert GEMMs without clusters): {', '.join(triton) or '-'}")  # fmt: skip
+          f"moe_kernel triton (expert GEMMs without clusters): {', '.join(triton) or '-'}; "
+          f"ZeRO-3 as FSDP1 (flat-parameter gradient cat, cast, pre-divide): "
+          f"{', '.join(fsdp['fsdp1']) or '-'}; as FSDP2 (parameter copy-out, gradient "
+          f"copy-in): {', '.join(fsdp['fsdp2']) or '-'}")  # fmt: skip
     print(
         "aliases (--runtime takes them too): "
         + "; ".join(f"{r['name']}: {', '.join(r['aliases'])}" for r in rows if r["aliases"])

@@ -99,11 +99,14 @@ source:
   ``fsdp2`` (``fully_shard``, per-parameter DTensors: each all-gather's output copied out into
   the parameters, ``foreach_all_gather_copy_out`` on the compute stream, and the gradients
   copied into the reduce-scatter's input in its dtype, ``torch._chunk_cat``, which the compute
-  stream waits for), ``fsdp1`` (``FullyShardedDataParallel``, flat parameters: the gradient of
+  stream waits for in torch 2.4 and runs itself from 2.5), ``fsdp1``
+  (``FullyShardedDataParallel``, flat parameters: the gradient of
   the flat parameter assembled from its views' gradients by autograd's cat, cast to the reduce
   dtype and pre-divided in place before the reduce-scatter, ``_post_backward_hook`` /
-  ``_reduce_grad``), or empty (the collectives only: Megatron-Core's and DeepSpeed's buffers
-  take the gradients where the reduction reads them);
+  ``_reduce_grad``; the last two on its post-backward stream, costed in series all the same:
+  the GEMMs beside them hold every core, so this is the most they cost), or empty (the
+  collectives only: Megatron-Core's and DeepSpeed's buffers take the gradients where the
+  reduction reads them);
 - ``admission`` (serving): when a waiting request may start: ``watermark`` (vLLM: its prompt's
   KV blocks fit with 1 % of the blocks left free, and a running sequence is preempted when the
   cache fills) or ``reserve`` (TensorRT-LLM's GUARANTEED_NO_EVICT: its prompt and output blocks

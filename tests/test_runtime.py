@@ -686,7 +686,7 @@ def test_a_bad_fsdp_is_a_one_line_error(tmp_path, monkeypatch):
         tmp_path,
         monkeypatch,
         'name = "odd"\nfsdp = "fsdp3"\n',
-        "fsdp must be one of , fsdp1, fsdp2",
+        r"^runtime 'odd': fsdp must be one of fsdp1, fsdp2 \(or left out\), got 'fsdp3'$",
     )
 
 

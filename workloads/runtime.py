@@ -227,8 +227,10 @@ class Runtime:
                              ("fsdp", FSDP_IMPLEMENTATIONS)):  # fmt: skip
             value = getattr(self, key)
             if value not in choices:
-                raise WorkloadError(f"runtime {self.name!r}: {key} must be one of "
-                                    f"{', '.join(choices)}, got {value!r}")  # fmt: skip
+                named = ", ".join(c for c in choices if c) + (" (or left out)" if "" in choices
+                                                              else "")  # fmt: skip
+                raise WorkloadError(f"runtime {self.name!r}: {key} must be one of {named}, "
+                                    f"got {value!r}")  # fmt: skip
         if self.cuda_graphs and not self.prefill_graphs and not self.host_launch_s > 0:
             raise WorkloadError(f"runtime {self.name!r}: host_launch_s must be > 0 where "
                                 "prefill_graphs = false (steps with prompts launch their kernels "

@@ -930,9 +930,9 @@ class _TrainLowering:
 
     # ---- backward ------------------------------------------------------------------------------
     def backward(self, ops: list[Op]) -> list[Op]:
-        """The backward of ``ops`` in reverse order (module docstring). Work beside the op
-        before it (``Op.overlaps_previous``: context parallelism's ring) runs beside that op's
-        backward kernel in the backward too, so it follows it."""
+        """The backward of ``ops`` in reverse order (module docstring). A collective beside
+        the op before it (``Op.overlaps_previous``: the only one is context parallelism's ring)
+        runs beside that op's backward kernel too, so it follows it."""
         out: list[Op] = []
         beside: Op | None = None  # a ring's backward, waiting for the op it runs beside
         for op in reversed(ops):
@@ -942,8 +942,9 @@ class _TrainLowering:
                 assert c is not None and beside is None
                 # the backward ring carries K, V and the dK, dV accumulated so far: twice the
                 # forward's bytes over its hops (TE AttnFuncWithCPAndKVP2P.backward: the
-                # first hop sends K/V, the last dK/dV, the others both)
-                beside = replace(op, name=f"{op.name}.bwd",
+                # first hop sends K/V, the last dK/dV, the others both), each step's hop beside
+                # that step's kernel, the last one's too: beside all cp calls
+                beside = replace(op, name=f"{op.name}.bwd", overlaps_previous=1.0,
                                  collective=replace(c, bytes=2 * c.bytes))  # fmt: skip
                 continue
             if op.kind == OpKind.GEMM:
@@ -989,6 +990,7 @@ class _TrainLowering:
             if beside is not None:  # right after this op's first (main) backward kernel
                 out.insert(start + 1, beside)
                 beside = None
+        assert beside is None, "a collective beside the op before it cannot come first"
         return out
 
     def recompute(self, forward: list[Op]) -> list[Op]:
@@ -1040,7 +1042,8 @@ class _TrainLowering:
                 continue
             if op.kind == OpKind.COLLECTIVE:
                 c = op.collective
-                if c is not None and c.kind != "reduce_scatter":
+                # a ring feeds the attention, which is not re-run
+                if c is not None and c.kind != "reduce_scatter" and not op.overlaps_previous:
                     out.append(op)
                 continue
             if op.gemm is None:
@@ -1318,23 +1321,25 @@ class _TrainLowering:
         FSDP1's flat parameter takes its gradient from a cat of its views' gradients, which is
         then cast to the reduce dtype (where that differs) and divided in place. Shard-sized
         work (the gather's copy-in, the sharded gradient's accumulation) is left out."""
-        if not self.fsdp:
+        if not self.fsdp or self.t.shard == 1:  # one rank: nothing gathered or scattered
             return [], []
         pb, gb = 2.0, self.t.grad_bytes  # the gathered parameters' and the reduction's bytes
         n = max(1, layers)
 
-        def kernel(name: str, per_param: float, kernels: int) -> Op:
+        def kernel(name: str, role: Role, per_param: float, kernels: int) -> Op:
             return Op(name=name, kind=OpKind.ELEMENTWISE, family="other", dtype="bf16",
                       flops=0.0, model_flops=0.0, count=n, kernels=kernels,
-                      bytes={Role.WEIGHT: per_param * params / n})  # fmt: skip
+                      bytes={role: per_param * params / n})  # fmt: skip
 
         if self.fsdp == "fsdp2":
-            copy_out = kernel("fsdp_copy_out", 2 * pb, 1)
-            grads = kernel("fsdp_grad_copy_in", pb + gb, 1)
+            copy_out = kernel("fsdp_copy_out", Role.WEIGHT, 2 * pb, 1)
+            grads = kernel("fsdp_grad_copy_in", Role.GRADIENT, pb + gb, 1)
             return [copy_out], [replace(copy_out, name="fsdp_copy_out.bwd"), grads]
         # fsdp1: the cat, then the cast (if any) and the pre-divide in the reduce dtype
         cast = pb + gb if gb != pb else 0.0
-        return [], [kernel("fsdp_grad_flatten", 2 * pb + cast + 2 * gb, 3 if cast else 2)]
+        flatten = kernel("fsdp_grad_flatten", Role.GRADIENT, 2 * pb + cast + 2 * gb,
+                         3 if cast else 2)  # fmt: skip
+        return [], [flatten]
 
     def optimizer(self, chunks: tuple[Chunk, ...]) -> Op:
         """Adam over the parameters this chip updates: a streaming pass over its states."""
@@ -1390,6 +1395,11 @@ class _TrainLowering:
         if any(c.stage == t.pp - 1 and c.chunk == t.vp - 1 for c in chunks):
             temp += 2 * self.rows * math.ceil(m.vocab / t.tp) * 4.0
         if t.zero == 3:  # the layer in use and the one being prefetched, gathered whole
-            temp += 2 * 2.0 * (dense + expert) / max(1, sum(c.layers for c in chunks))
+            layer = (dense + expert) / max(1, sum(c.layers for c in chunks))
+            temp += 2 * 2.0 * layer
+            if self.fsdp and t.shard > 1:  # a layer's gradient as FSDP reduces it: FSDP2's
+                # reduce-scatter input, FSDP1's flat gradient and its cast (fsdp_kernels)
+                gb = t.grad_bytes
+                temp += layer * (gb if self.fsdp == "fsdp2" else 2.0 + (gb if gb != 2.0 else 0.0))
         return TrainMemory(weights_bytes=weights, gradient_bytes=grads, optimizer_bytes=optim,
                            activation_bytes=act, temporary_bytes=temp, stage=stage)  # fmt: skip

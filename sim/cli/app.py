@@ -454,7 +454,7 @@ def _run_chips(args: argparse.Namespace) -> int:
 
 def _run_runtimes(args: argparse.Namespace) -> int:
     """Runtime presets (workloads/presets/runtimes), a row each."""
-    from workloads.runtime import list_runtimes, load_runtime, runtime_aliases
+    from workloads.runtime import FSDP_IMPLEMENTATIONS, list_runtimes, load_runtime, runtime_aliases
 
     aliases: dict[str, list[str]] = {}
     for alias, name in sorted(runtime_aliases().items()):
@@ -510,7 +510,7 @@ def _run_runtimes(args: argparse.Namespace) -> int:
     reserve = [r["name"] for r in rows if r["admission"] != "watermark"]
     triton = [r["name"] for r in rows if r["moe_kernel"] != "library"]
     fsdp = {v: [r["name"] for r in rows if r["training"] and r["fsdp"] == v]
-            for v in ("fsdp1", "fsdp2")}  # fmt: skip
+            for v in FSDP_IMPLEMENTATIONS if v}  # fmt: skip
     print(f"weight_only_kernel marlin (W4A16 GEMMs on mma.sync): {', '.join(marlin) or '-'}; "
           f"admission reserve (no-evict serving): {', '.join(reserve) or '-'}; "
           f"moe_kernel triton (expert GEMMs without clusters): {', '.join(triton) or '-'}; "

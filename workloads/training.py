@@ -660,7 +660,8 @@ class _TrainLowering:
         # accumulation into the GEMM, else the 16-bit gradient written once (fp8 GEMMs too:
         # Transformer Engine returns a 16-bit weight gradient)
         self.wgrad_out = 2.0 * t.grad_bytes if runtime.fused_wgrad_accumulation else 2.0
-        self.fsdp = runtime.fsdp if t.zero == 3 else ""
+        # PyTorch FSDP's own kernels (fsdp_kernels): ZeRO-3 over a shard group of 2 or more
+        self.fsdp = runtime.fsdp if t.zero == 3 and t.shard > 1 else ""
         # eager ops' backward: (bytes as a multiple of the forward's, kernels), by op name
         self._eager_bwd: dict[str, tuple[float, int]] = {}
 
@@ -1321,7 +1322,7 @@ class _TrainLowering:
         FSDP1's flat parameter takes its gradient from a cat of its views' gradients, which is
         then cast to the reduce dtype (where that differs) and divided in place. Shard-sized
         work (the gather's copy-in, the sharded gradient's accumulation) is left out."""
-        if not self.fsdp or self.t.shard == 1:  # one rank: nothing gathered or scattered
+        if not self.fsdp:
             return [], []
         pb, gb = 2.0, self.t.grad_bytes  # the gathered parameters' and the reduction's bytes
         n = max(1, layers)
@@ -1397,9 +1398,12 @@ class _TrainLowering:
         if t.zero == 3:  # the layer in use and the one being prefetched, gathered whole
             layer = (dense + expert) / max(1, sum(c.layers for c in chunks))
             temp += 2 * 2.0 * layer
-            if self.fsdp and t.shard > 1:  # a layer's gradient as FSDP reduces it: FSDP2's
-                # reduce-scatter input, FSDP1's flat gradient and its cast (fsdp_kernels)
-                gb = t.grad_bytes
-                temp += layer * (gb if self.fsdp == "fsdp2" else 2.0 + (gb if gb != 2.0 else 0.0))
+            # a layer's gradient as FSDP reduces it: FSDP2's reduce-scatter input in the
+            # reduce dtype, FSDP1's 16-bit flat gradient and its cast (fsdp_kernels)
+            gb = t.grad_bytes
+            if self.fsdp == "fsdp2":
+                temp += layer * gb
+            elif self.fsdp == "fsdp1":
+                temp += layer * (2.0 + (gb if gb != 2.0 else 0.0))
         return TrainMemory(weights_bytes=weights, gradient_bytes=grads, optimizer_bytes=optim,
                            activation_bytes=act, temporary_bytes=temp, stage=stage)  # fmt: skip

@@ -142,7 +142,9 @@ def _validation_table(lines: list[str]) -> int:
             f"{sum(bool(r['assumed']) for r in rows)} rows have at least one",
         ),
     )
-    for i in range(max(0, start - 24), start):
+    # from the heading of the section the table is in (the prose that counts its rows)
+    heading = max((i for i in range(start) if lines[i].startswith("#")), default=0)
+    for i in range(heading, start):
         for pattern, text in counts:
             updated = re.sub(pattern, text, lines[i])
             changed |= updated != lines[i]

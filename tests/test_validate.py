@@ -5,12 +5,15 @@ import tomllib
 
 import pytest
 
+from hardware import ConfigError
 from sim.cli import main
 from sim.studies.validate import (
     BARS,
     DEFAULT_DATA,
     KINDS,
     RowResult,
+    group_errors,
+    group_table,
     load_rows,
     run_row,
     summarise,
@@ -409,3 +412,45 @@ def test_rows_give_the_same_results_on_any_number_of_workers():
     two, _ = validate(ids=ids, workers=2)
     assert len(one) > 10 and any(r.kind == "ratio" for r in one)
     assert [r.to_dict() for r in one] == [r.to_dict() for r in two]
+
+
+def test_by_groups_each_kinds_test_rows_and_leaves_fit_and_skipped_rows_out():
+    def row(i, kind, runtime, predicted, use="test"):
+        return RowResult(id=f"src{i % 2}-r{i}", kind=kind, metric="tokens_per_s", measured=100.0,
+                         predicted=predicted, use=use, runtime=runtime)  # fmt: skip
+
+    rows = [row(0, "serve", "vllm-0.11", 130.0), row(1, "serve", "vllm-0.11", 110.0),
+            row(2, "serve", "tensorrt-llm", 90.0), row(3, "serve", "", 100.0),
+            row(4, "serve", "vllm-0.11", 500.0, use="fit"), row(5, "decode", "vllm-0.11", None),
+            row(6, "decode", "vllm-0.11", 95.0)]  # fmt: skip
+    groups = group_errors(rows, "runtime")
+    got = [(g.kind, g.value, g.test.rows) for g in groups]
+    # kinds in KINDS order; the largest group first; the fit row and the skipped one left out
+    assert got == [("decode", "vllm-0.11", 1), ("serve", "vllm-0.11", 2),
+                   ("serve", "-", 1), ("serve", "tensorrt-llm", 1)]  # fmt: skip
+    vllm = groups[1]
+    assert vllm.test.median_abs_error == pytest.approx(0.2)
+    assert vllm.test.median_signed_error == pytest.approx(0.2)
+    assert vllm.worst_id == "src0-r0" and vllm.worst_abs_error == pytest.approx(0.3)
+    assert groups[3].test.median_signed_error == pytest.approx(-0.1)  # slower than measured
+    by_family = {(g.kind, g.value): g.test.rows for g in group_errors(rows, "family")}
+    assert by_family == {("decode", "src0"): 1, ("serve", "src0"): 2, ("serve", "src1"): 2}
+    text = group_table(groups)
+    assert "serve       vllm-0.11" in text and "+20.0%" in text and "by runtime" in text
+    with pytest.raises(ConfigError, match="--by vendor: not a row field"):
+        group_errors(rows, "vendor")
+
+
+def test_validate_by_prints_and_dumps_the_groups(capsys):
+    assert main(["validate", "--kind", "membw", "--summary", "--no-fail", "--by", "chip",
+                 "--workers", "1"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "test rows of each kind by chip" in out and "membw       h100-sxm" in out
+    assert main(["validate", "--kind", "membw", "--json", "--no-fail", "--by", "chip",
+                 "--workers", "1"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    groups = report["groups"]
+    assert groups and {g["by"] for g in groups} == {"chip"}
+    tests = [r for r in report["rows"] if r["use"] == "test" and r["error"] is not None]
+    assert sum(g["rows"] for g in groups) == len(tests)
+    assert all(r["chip"] for r in report["rows"])

@@ -310,10 +310,13 @@ def _run_validate(args: argparse.Namespace) -> int:
     from hardware import ConfigError
     from sim.studies.validate import (
         DEFAULT_DATA,
+        GROUP_BY,
         KINDS,
         compare_baseline,
         format_baseline,
         format_table,
+        group_errors,
+        group_table,
         read_baseline,
         summary_table,
         validate,
@@ -325,6 +328,9 @@ def _run_validate(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--kind {unknown[0]}: not a validation kind; choose from {', '.join(KINDS)}"
         )
+    if args.by is not None and args.by not in GROUP_BY:  # fail before minutes of rows
+        raise ConfigError(f"--by {args.by}: not a row field to group by; choose from "
+                          f"{', '.join(GROUP_BY)}")  # fmt: skip
     # read before the run: a bad baseline fails in a moment, not after minutes of rows
     baseline = read_baseline(args.baseline) if args.baseline else None
     results, summary = validate(
@@ -338,11 +344,15 @@ def _run_validate(args: argparse.Namespace) -> int:
     if args.report:
         write_report(args.report, results, summary)
     diff = compare_baseline(baseline, results, summary) if baseline is not None else None
+    groups = group_errors(results, args.by) if args.by is not None else None
     if args.json:
         out = {"summary": [s.to_dict() for s in summary], "rows": [r.to_dict() for r in results]}
+        out |= {"groups": [g.to_dict() for g in groups]} if groups is not None else {}
         print(dumps(out | ({"baseline": diff} if diff is not None else {})))
     else:
         print(summary_table(summary) if args.summary else format_table(results, summary))
+        if groups is not None:
+            print("\n" + group_table(groups))
         if diff is not None:
             print(format_baseline(diff, args.baseline))
         if args.report:
@@ -648,6 +658,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an earlier run's --json or --report output: also print each kind's "
                    "test-row |err| and bias before -> after and the rows that moved")  # fmt: skip
     p.add_argument("--summary", action="store_true", help="print only the per-kind summary")
+    p.add_argument("--by", metavar="FIELD",
+                   help="also break each kind's test rows down by family (the source: the id's "
+                        "first word), runtime, chip or model: their median |err|, bias and "
+                        "worst row, to see where a kind's error sits")  # fmt: skip
     p.add_argument("--no-fail", action="store_true", help="exit 0 even when a bar is missed")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_html_arg(p)

@@ -81,6 +81,16 @@ class RowResult:
     use: str = "test"
     assumed: tuple[str, ...] = ()  # the row's fields that are a reading, not the source's
     moe: bool = False  # an LLM row on a mixture-of-experts model
+    # the row's chip, model and runtime fields as written ("" where it names none): ``--by``
+    chip: str = ""
+    model: str = ""
+    runtime: str = ""
+
+    @property
+    def family(self) -> str:
+        """The source family: the id's first dash-separated word (rows are named source
+        first: ``mlperf41-...``, ``gpustack-...``, ``moek-...``)."""
+        return self.id.split("-", 1)[0]
 
     @property
     def faster(self) -> float | None:
@@ -116,6 +126,9 @@ class RowResult:
             "use": self.use,
             "assumed": list(self.assumed),
             "moe": self.moe,
+            "chip": self.chip,
+            "model": self.model,
+            "runtime": self.runtime,
             "source": self.source,
             **({"detail": self.detail} if self.detail else {}),
         }
@@ -766,7 +779,8 @@ def run_row(row: dict) -> RowResult:
         raise ConfigError(f"validation row {row.get('id')!r}: use must be fit or test, got {use!r}")
     res = RowResult(id=row["id"], kind=row["kind"], metric=row["metric"],
                     measured=float(row["measured"]), source=row.get("source", ""), use=use,
-                    assumed=tuple(row.get("assumed", ())), moe=is_moe(row))  # fmt: skip
+                    assumed=tuple(row.get("assumed", ())), moe=is_moe(row),
+                    **_labels(row))  # fmt: skip
     predictor = PREDICTORS.get(row["kind"])
     if predictor is None:
         res.skipped = f"kind {row['kind']!r} has no predictor"
@@ -778,6 +792,11 @@ def run_row(row: dict) -> RowResult:
     except (ConfigError, WorkloadError, CapacityError) as exc:
         res.skipped = f"cannot simulate: {exc}"
     return res
+
+
+def _labels(row: dict) -> dict[str, str]:
+    """The row's chip, model and runtime fields as written, for ``--by``."""
+    return {k: str(row.get(k, "")) for k in ("chip", "model", "runtime")}
 
 
 def run_rows(rows: list[dict], workers: int | None = None, bar: Any = None) -> list[RowResult]:
@@ -964,6 +983,68 @@ def _summary(kind: str, rs: list[RowResult], bar: float | None, smoke: bool) -> 
     )
 
 
+#: what ``--by`` groups the test rows of each kind by: a RowResult attribute
+GROUP_BY = ("family", "runtime", "chip", "model")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """The test rows of one kind that share a value of a ``GROUP_BY`` field: where in a kind
+    its error sits (a bias that one source, runtime or chip carries rather than the kind)."""
+
+    kind: str
+    by: str
+    value: str  # "-" where the rows name none (the kind's default runtime, say)
+    test: Errors
+    worst_abs_error: float | None
+    worst_id: str
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "by": self.by, "value": self.value, **self.test.to_dict(),
+                "worst_abs_error": self.worst_abs_error, "worst_id": self.worst_id}  # fmt: skip
+
+
+def group_errors(results: list[RowResult], by: str) -> list[GroupSummary]:
+    """Per kind (in ``KINDS`` order), the simulated test rows grouped by ``by`` (one of
+    ``GROUP_BY``): each group's median |error|, bias and worst row, the largest groups
+    first (ties by value). Fit rows and skipped rows are left out, as in the kind's headline."""
+    if by not in GROUP_BY:
+        raise ConfigError(f"--by {by}: not a row field to group by; choose from "
+                          f"{', '.join(GROUP_BY)}")  # fmt: skip
+    groups: dict[tuple[str, str], list[RowResult]] = defaultdict(list)
+    for r in results:
+        if r.use == "test" and r.error is not None:
+            groups[(r.kind, getattr(r, by) or "-")].append(r)
+    rank = {k: i for i, k in enumerate(KINDS)}
+    out = []
+    for (kind, value), rs in sorted(groups.items(), key=lambda kv: (
+            rank.get(kv[0][0], len(KINDS)), kv[0][0], -len(kv[1]), kv[0][1])):  # fmt: skip
+        worst = max(rs, key=lambda r: abs(r.error))  # type: ignore[arg-type]
+        out.append(GroupSummary(kind, by, value, Errors.of(rs), abs(worst.error),  # type: ignore[arg-type]
+                                worst.id))  # fmt: skip
+    return out
+
+
+def group_table(groups: list[GroupSummary]) -> str:
+    """``group_errors`` as text: a line per (kind, value)."""
+    by = groups[0].by if groups else "group"
+    width = max([len(by), *(len(g.value) for g in groups)]) + 2
+    lines = [
+        f"{'kind':<12}{by:<{width}}{'n':>5}{'|err|':>8}{'bias':>8}{'worst':>8}  worst test row"
+    ]
+    for g in groups:
+        lines.append(f"{g.kind:<12}{g.value:<{width}}{g.test.rows:>5}"
+                     f"{_pct(g.test.median_abs_error):>8}"
+                     f"{_pct(g.test.median_signed_error, True):>8}"
+                     f"{_pct(g.worst_abs_error):>8}  {g.worst_id}")  # fmt: skip
+    if not groups:
+        lines.append("(no simulated test rows)")
+    lines.append(f"test rows of each kind by {by}"
+                 + (" (the id's first word: the source)" if by == "family" else "")
+                 + "; - = the rows name none; bias > 0: predicted faster than measured")  # fmt: skip
+    return "\n".join(lines)
+
+
 def _num(x: float) -> str:
     if x == 0:
         return "0"
@@ -1072,7 +1153,7 @@ def ratio_row(row: dict, by_id: dict[str, dict], done: dict[str, RowResult]) -> 
     predicted; the members are run here unless ``done`` has them."""
     res = RowResult(id=row["id"], kind="ratio", metric="speedup", measured=float(row["measured"]),
                     source=row.get("source", ""), use=row.get("use", "test"),
-                    assumed=tuple(row.get("assumed", ())))  # fmt: skip
+                    assumed=tuple(row.get("assumed", ())), **_labels(row))  # fmt: skip
     members = []
     for rid in row["of"]:
         if rid not in by_id:

@@ -223,7 +223,7 @@ HAND_FOUND = [
     (["train", "--model", "llama-2-7b", "--chip", "h100-sxm", "--chips", "8",
       "--capacity-factor", "nan"], "--capacity-factor must be >= 1 (or 0 for dropless), got nan"),
     (["validate", "--kind", "nosuch"], "--kind nosuch: not a validation kind"),
-    (["validate", "--kind", "membw", "--by", "vendor"],
+    (["validate", "--data", "/nonexistent.toml", "--by", "vendor"],  # before the rows are read
      "--by vendor: not a row field to group by; choose from family, runtime, chip, model"),
     (["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--set", "compute.tile_k=abc"],
      "compute.tile_k must be an integer, got 'abc'"),

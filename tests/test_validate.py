@@ -435,17 +435,24 @@ def test_by_groups_each_kinds_test_rows_and_leaves_fit_and_skipped_rows_out():
     assert groups[3].test.median_signed_error == pytest.approx(-0.1)  # slower than measured
     by_family = {(g.kind, g.value): g.test.rows for g in group_errors(rows, "family")}
     assert by_family == {("decode", "src0"): 1, ("serve", "src0"): 2, ("serve", "src1"): 2}
-    text = group_table(groups)
-    assert "serve       vllm-0.11" in text and "+20.0%" in text and "by runtime" in text
+    text = group_table(groups, "runtime")
+    assert "serve         vllm-0.11" in text and "+20.0%" in text and "by runtime" in text
     with pytest.raises(ConfigError, match="--by vendor: not a row field"):
         group_errors(rows, "vendor")
+    assert "by chip" in group_table([], "chip") and "(no simulated test rows)" in group_table(
+        [], "chip"
+    )
+    # a time metric's bias is signed by speed: a time predicted short is faster
+    ttft = RowResult(id="moek-src-t", kind="serve", metric="ttft_s", measured=1.0, predicted=0.8)
+    (g,) = group_errors([ttft], "family")
+    assert g.value == "src" and g.test.median_signed_error == pytest.approx(0.2)
 
 
 def test_validate_by_prints_and_dumps_the_groups(capsys):
     assert main(["validate", "--kind", "membw", "--summary", "--no-fail", "--by", "chip",
                  "--workers", "1"]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert "test rows of each kind by chip" in out and "membw       h100-sxm" in out
+    assert "test rows of each kind by chip" in out and "membw         h100-sxm" in out
     assert main(["validate", "--kind", "membw", "--json", "--no-fail", "--by", "chip",
                  "--workers", "1"]) == 0  # fmt: skip
     report = json.loads(capsys.readouterr().out)

@@ -310,8 +310,8 @@ def _run_validate(args: argparse.Namespace) -> int:
     from hardware import ConfigError
     from sim.studies.validate import (
         DEFAULT_DATA,
-        GROUP_BY,
         KINDS,
+        check_group_by,
         compare_baseline,
         format_baseline,
         format_table,
@@ -328,9 +328,8 @@ def _run_validate(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--kind {unknown[0]}: not a validation kind; choose from {', '.join(KINDS)}"
         )
-    if args.by is not None and args.by not in GROUP_BY:  # fail before minutes of rows
-        raise ConfigError(f"--by {args.by}: not a row field to group by; choose from "
-                          f"{', '.join(GROUP_BY)}")  # fmt: skip
+    if args.by is not None:  # fail before minutes of rows
+        check_group_by(args.by)
     # read before the run: a bad baseline fails in a moment, not after minutes of rows
     baseline = read_baseline(args.baseline) if args.baseline else None
     results, summary = validate(
@@ -352,7 +351,7 @@ def _run_validate(args: argparse.Namespace) -> int:
     else:
         print(summary_table(summary) if args.summary else format_table(results, summary))
         if groups is not None:
-            print("\n" + group_table(groups))
+            print("\n" + group_table(groups, args.by))
         if diff is not None:
             print(format_baseline(diff, args.baseline))
         if args.report:
@@ -660,8 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", action="store_true", help="print only the per-kind summary")
     p.add_argument("--by", metavar="FIELD",
                    help="also break each kind's test rows down by family (the source: the id's "
-                        "first word), runtime, chip or model: their median |err|, bias and "
-                        "worst row, to see where a kind's error sits")  # fmt: skip
+                   "first word), runtime, chip or model (the row's fields as written; ratio rows "
+                   "name no runtime or model): each group's median |err|, bias and worst row, "
+                   "in --json as groups")  # fmt: skip
     p.add_argument("--no-fail", action="store_true", help="exit 0 even when a bar is missed")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_html_arg(p)

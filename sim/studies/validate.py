@@ -88,9 +88,11 @@ class RowResult:
 
     @property
     def family(self) -> str:
-        """The source family: the id's first dash-separated word (rows are named source
-        first: ``mlperf41-...``, ``gpustack-...``, ``moek-...``)."""
-        return self.id.split("-", 1)[0]
+        """The source family: the id's first dash-separated word (rows are named source first:
+        ``mlperf41-...``, ``gpustack-...``), the second where the first is a kind's tag
+        (``moek-vllm24700-...``, ``ratio-gptfast-...``, ``area-...``, ``cost-...``)."""
+        words = self.id.split("-")
+        return words[1] if words[0] in _KIND_TAGS and len(words) > 1 else words[0]
 
     @property
     def faster(self) -> float | None:
@@ -985,6 +987,15 @@ def _summary(kind: str, rs: list[RowResult], bar: float | None, smoke: bool) -> 
 
 #: what ``--by`` groups the test rows of each kind by: a RowResult attribute
 GROUP_BY = ("family", "runtime", "chip", "model")
+#: id prefixes that name a kind, not a source (``RowResult.family`` skips them)
+_KIND_TAGS = ("moek", "ratio", "area", "cost")
+
+
+def check_group_by(by: str) -> None:
+    """A ConfigError, one line naming --by, unless ``by`` is one of ``GROUP_BY``."""
+    if by not in GROUP_BY:
+        raise ConfigError(f"--by {by}: not a row field to group by; choose from "
+                          f"{', '.join(GROUP_BY)}")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -1008,39 +1019,36 @@ def group_errors(results: list[RowResult], by: str) -> list[GroupSummary]:
     """Per kind (in ``KINDS`` order), the simulated test rows grouped by ``by`` (one of
     ``GROUP_BY``): each group's median |error|, bias and worst row, the largest groups
     first (ties by value). Fit rows and skipped rows are left out, as in the kind's headline."""
-    if by not in GROUP_BY:
-        raise ConfigError(f"--by {by}: not a row field to group by; choose from "
-                          f"{', '.join(GROUP_BY)}")  # fmt: skip
+    check_group_by(by)
     groups: dict[tuple[str, str], list[RowResult]] = defaultdict(list)
     for r in results:
         if r.use == "test" and r.error is not None:
             groups[(r.kind, getattr(r, by) or "-")].append(r)
     rank = {k: i for i, k in enumerate(KINDS)}
-    out = []
+    out: list[GroupSummary] = []
     for (kind, value), rs in sorted(groups.items(), key=lambda kv: (
             rank.get(kv[0][0], len(KINDS)), kv[0][0], -len(kv[1]), kv[0][1])):  # fmt: skip
         worst = max(rs, key=lambda r: abs(r.error))  # type: ignore[arg-type]
-        out.append(GroupSummary(kind, by, value, Errors.of(rs), abs(worst.error),  # type: ignore[arg-type]
-                                worst.id))  # fmt: skip
+        worst_abs = abs(worst.error)  # type: ignore[arg-type]
+        out.append(GroupSummary(kind, by, value, Errors.of(rs), worst_abs, worst.id))
     return out
 
 
-def group_table(groups: list[GroupSummary]) -> str:
-    """``group_errors`` as text: a line per (kind, value)."""
-    by = groups[0].by if groups else "group"
+def group_table(groups: list[GroupSummary], by: str) -> str:
+    """``group_errors(..., by)`` as text: a line per (kind, value)."""
     width = max([len(by), *(len(g.value) for g in groups)]) + 2
     lines = [
-        f"{'kind':<12}{by:<{width}}{'n':>5}{'|err|':>8}{'bias':>8}{'worst':>8}  worst test row"
+        f"{'kind':<14}{by:<{width}}{'n':>5}{'|err|':>8}{'bias':>8}{'worst':>8}  worst test row"
     ]
     for g in groups:
-        lines.append(f"{g.kind:<12}{g.value:<{width}}{g.test.rows:>5}"
+        lines.append(f"{g.kind:<14}{g.value:<{width}}{g.test.rows:>5}"
                      f"{_pct(g.test.median_abs_error):>8}"
                      f"{_pct(g.test.median_signed_error, True):>8}"
                      f"{_pct(g.worst_abs_error):>8}  {g.worst_id}")  # fmt: skip
     if not groups:
         lines.append("(no simulated test rows)")
     lines.append(f"test rows of each kind by {by}"
-                 + (" (the id's first word: the source)" if by == "family" else "")
+                 + (" (the source: the id's first word, past a kind's tag)" if by == "family" else "")
                  + "; - = the rows name none; bias > 0: predicted faster than measured")  # fmt: skip
     return "\n".join(lines)
 

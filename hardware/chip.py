@@ -492,7 +492,11 @@ class Link:
     per-step latency nor an all-reduce's bandwidth describes) as a microbenchmark of it
     measures it: time per call (its kernel's fixed cost included) and bus bandwidth
     (nccl-tests' convention: (p-1)/p of the per-chip buffer over the time). None: the
-    pairwise alpha-beta model on the link."""
+    pairwise alpha-beta model on the link. ``p2p_channel_bandwidth``, where measured: what one
+    NCCL channel (one CTA copying) carries of a point-to-point send over the link: a send to
+    one peer runs on as many channels as NCCL's rules give it in its communicator
+    (``sim.cost.collectives.p2p_channels``), so a ring hop in a large communicator is
+    slower than the link. None: the link's rate alone."""
 
     bandwidth_bytes_per_s: float
     latency_s: float = 0.0
@@ -500,9 +504,12 @@ class Link:
     simple_latency_s: float | None = None
     all_to_all_latency_s: float | None = None
     all_to_all_bus_bandwidth: float | None = None
+    p2p_channel_bandwidth: float | None = None
 
     def __post_init__(self) -> None:
         _rate("link", "bandwidth", self.bandwidth_bytes_per_s)
+        if self.p2p_channel_bandwidth is not None:
+            _rate("system", "intra_node_p2p_channel_bandwidth", self.p2p_channel_bandwidth)
         _fraction("link", "achievable_fraction", self.achievable_fraction)
         if not (math.isfinite(self.latency_s) and self.latency_s >= 0):
             raise ConfigError(

@@ -184,6 +184,7 @@ _OPTIONAL_FIELDS = {
     "inter_node_simple_latency",
     "intra_node_all_to_all_latency",
     "intra_node_all_to_all_bus_bandwidth",
+    "intra_node_p2p_channel_bandwidth",
     "clock_hz",
     "process_nm",
     # [silicon] (hardware.chip.Silicon)
@@ -498,6 +499,9 @@ def system_from_dict(raw: dict[str, Any], n_chips: int = 1) -> System:
             all_to_all_latency_s=_q(table, "intra_node_all_to_all_latency", "s", where, None),
             all_to_all_bus_bandwidth=_q(
                 table, "intra_node_all_to_all_bus_bandwidth", "bytes_per_s", where, None
+            ),
+            p2p_channel_bandwidth=_q(
+                table, "intra_node_p2p_channel_bandwidth", "bytes_per_s", where, None
             ),
         ),
         inter_node=Link(

@@ -950,3 +950,39 @@ def test_a_rings_hops_hide_behind_all_its_attention_calls_but_the_last(kv_tokens
     assert exposed.time_s * (n - 1) == pytest.approx((n - 1) * max(0.0, h - a), abs=1e-12)
     # the short shards are passed slower than they are attended, the long ones faster
     assert (h > a) == (kv_tokens == 1024)
+
+
+def test_a_send_gets_the_channels_nccls_rules_give_it_in_its_communicator():
+    from sim.cost.collectives import p2p_channels
+
+    mib = 1 << 20
+    # NVIDIA/nccl enqueue.cc on an NVSwitch node (32 p2p channels; 64 KiB to 16 MiB parts):
+    # 16 channels a peer among 2 ranks, 8 among 4, 4 among 8, doubling past 16 MiB a channel
+    sizes = [64 << 10, 512 << 10, mib, 64 * mib, 128 * mib, 256 * mib, 512 * mib, 1024 * mib]
+    assert [p2p_channels(s, 2) for s in sizes] == [1, 8, 16, 16, 16, 16, 32, 32]
+    assert [p2p_channels(s, 4) for s in sizes] == [1, 8, 8, 8, 8, 16, 32, 32]
+    assert [p2p_channels(s, 8) for s in sizes] == [1, 4, 4, 4, 8, 16, 32, 32]
+    assert list(p2p_channels(np.array(sizes, dtype=float), 8)) == [1, 4, 4, 4, 8, 16, 32, 32]
+
+
+def test_a_ring_hop_among_8_ranks_runs_on_a_quarter_of_the_channels_of_one_among_2():
+    from hardware import load_system
+
+    h100 = load_system("h100-sxm", 8)
+    hop = 32e6  # a ring-attention K/V shard: 4 channels among 8 ranks, 16 among 2
+    two, four, eight = (collective_time("send_recv", hop, 2, h100, comm=n) for n in (2, 4, 8))
+    lat = h100.intra_node.all_to_all_latency_s
+    per = h100.intra_node.p2p_channel_bandwidth
+    assert eight == pytest.approx(lat + hop / (4 * per))
+    assert four == pytest.approx(lat + hop / (8 * per))
+    # two ranks: 16 channels carry more than the measured all-to-all's bus bandwidth: that binds
+    assert two == pytest.approx(lat + hop / min(16 * per, h100.intra_node.all_to_all_bus_bandwidth))
+    # a chip without a measured channel rate keeps the link's rate for any communicator
+    mi300x = load_system("mi300x", 8)
+    assert mi300x.intra_node.p2p_channel_bandwidth is None
+    assert collective_time("send_recv", hop, 2, mi300x, comm=8) == collective_time(
+        "send_recv", hop, 2, mi300x, comm=2
+    )
+    # a context-parallel ring's hops in one op: each message's channels, not the sum's
+    five = collective_time("send_recv", 5 * hop, 2, h100, comm=8, messages=5)
+    assert five == pytest.approx(lat + 5 * hop / (4 * per))

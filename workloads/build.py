@@ -143,18 +143,22 @@ class Builder:
         )  # fmt: skip
 
     def collective(
-        self, name: str, kind: str, size_bytes: float, group: int, local: int | None = None
-    ) -> Op | None:
+        self, name: str, kind: str, size_bytes: float, group: int, local: int | None = None,
+        comm: int = 0, messages: int = 1,
+    ) -> Op | None:  # fmt: skip
         """A collective of ``size_bytes`` per chip over ``group`` chips; None for a group of 1.
 
-        ``local`` is how many of the group's chips share a node (None: the group is packed).
+        ``local`` is how many of the group's chips share a node (None: the group is packed);
+        ``comm`` and ``messages``: a send_recv's communicator size and message count
+        (``Collective``).
         """
         if group <= 1:
             return None
         return Op(
             name=name, kind=OpKind.COLLECTIVE, family="communication", dtype=self.dtype,
             flops=0.0, model_flops=0.0, bytes={},
-            collective=Collective(kind=kind, bytes=size_bytes, group=group, local=local),
+            collective=Collective(kind=kind, bytes=size_bytes, group=group, local=local,
+                                  comm=comm, messages=messages),
         )  # fmt: skip
 
 

@@ -514,7 +514,8 @@ class DiT:
                 # each hop passes this chip's K and V shard (image and text tokens alike); hop i
                 # flies beside attention call i - 1 and call i waits for it, so the sp - 1 hops
                 # hide behind all the calls but the last (a + (sp - 1) max(a, hop) in all)
-                ring = b.collective(f"{prefix}ring_kv", "send_recv", 2 * B * kv * h * ab, 2)
+                ring = b.collective(f"{prefix}ring_kv", "send_recv", 2 * B * kv * h * ab, 2,
+                                    comm=self.sp)  # fmt: skip
                 if ring is not None:
                     ops.append(replace(ring, count=self.sp - 1,
                                        overlaps_previous=(self.sp - 1) / self.sp))  # fmt: skip

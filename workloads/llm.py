@@ -741,7 +741,8 @@ class _Lowering:
             # activations handed to the next stage: pp hops a decode round (the last stage's
             # token returns to the first), pp - 1 for a prefill
             hops = pp if self.phase == "decode" else pp - 1
-            send = self.b.collective("pp_send", "send_recv", self.T * m.hidden * self.ab, 2)
+            send = self.b.collective("pp_send", "send_recv", self.T * m.hidden * self.ab, 2,
+                                     comm=pp)  # fmt: skip
             if send is not None and hops:
                 ops.append(send.repeated(hops))
         ops = all_reduces(launch(ops, self.w.runtime, prompts=self.phase != "decode",

@@ -223,6 +223,12 @@ class Collective:
     # (DeepEP's dispatch and combine, its own NVLink and RDMA copies), costed on the links'
     # alpha-beta model, not the link's measured NCCL all-to-all (COLLECTIVE_LIBRARIES)
     library: str = ""
+    # a point-to-point transfer (send_recv): the size of the communicator it runs in (NCCL
+    # gives a peer fewer channels in a larger one: ``sim.cost.collectives.p2p_channels``; 0: the
+    # group) and how many equal messages ``bytes`` carries one after another (a context-
+    # parallel ring's cp - 1 hops in one op: each message is ``bytes / messages``)
+    comm: int = 0
+    messages: int = 1
 
     def __post_init__(self) -> None:
         if self.library not in COLLECTIVE_LIBRARIES:

@@ -783,7 +783,7 @@ class _TrainLowering:
         attn = replace(b.attention("attention", spec), count=t.cp, kernels=1)
         hop = a.batch * a.n_kv_heads * a.q_len * a.kv_bytes_per_token
         ring = b.collective("cp_ring_kv", "send_recv", (t.cp - 1) * hop, 2,
-                            2 if self.cp_local > 1 else 1)  # fmt: skip
+                            2 if self.cp_local > 1 else 1, comm=t.cp, messages=t.cp - 1)  # fmt: skip
         # the cp - 1 hops fly beside all the attention calls but the last, which waits for
         # the last hop (TE's AttnFuncWithCPAndKVP2P: step i's K/V arrive during step i - 1)
         ring_ops = [replace(ring, overlaps_previous=(t.cp - 1) / t.cp)] if ring else []
@@ -1365,7 +1365,7 @@ class _TrainLowering:
             size /= t.tp
         stride = t.tp * t.cp * t.dp
         return self.b.collective("pp_send_recv", "send_recv", size, 2,
-                                 2 if stride < t.chips_per_node else 1)  # fmt: skip
+                                 2 if stride < t.chips_per_node else 1, comm=t.pp)  # fmt: skip
 
     # ---- memory --------------------------------------------------------------------------------
     def memory(self, stage: int, chunks: tuple[Chunk, ...]) -> TrainMemory:

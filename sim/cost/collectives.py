@@ -58,6 +58,7 @@ class LinkParams(NamedTuple):
     simple_latency_s: Value  # NaN: no separate bulk protocol
     a2a_latency_s: Value = math.nan  # a measured all-to-all (NaN: the alpha-beta model)
     a2a_bus_bandwidth: Value = math.nan
+    p2p_channel_bw: Value = math.nan  # one NCCL channel's point-to-point rate (NaN: uncapped)
 
     @classmethod
     def of(cls, link: Link) -> LinkParams:
@@ -66,7 +67,7 @@ class LinkParams(NamedTuple):
 
         return cls(link.bandwidth_bytes_per_s, link.latency_s, link.achievable_fraction,
                    nan(link.simple_latency_s), nan(link.all_to_all_latency_s),
-                   nan(link.all_to_all_bus_bandwidth))  # fmt: skip
+                   nan(link.all_to_all_bus_bandwidth), nan(link.p2p_channel_bandwidth))  # fmt: skip
 
     def alpha_beta(self) -> LinkParams:
         """The link without its measured all-to-all (a library's own exchange kernels)."""
@@ -77,6 +78,54 @@ def measured_all_to_all(link: LinkParams) -> Value:
     """Where ``link`` carries a measured all-to-all (bool, or an array over points)."""
     lat = link.a2a_latency_s
     return not math.isnan(lat) if isinstance(lat, float) else ~np.isnan(lat)
+
+
+#: NCCL's point-to-point channels on an NVLink/NVSwitch node: ``p2pnChannels`` (32, as NCCL
+#: logs it on 8 x H100: "32 p2p channels, 32 p2p channels per peer"), the smallest part a
+#: channel takes (``stepSize / 8`` with the NVLink chunk ``NCCL_P2P_NVL_CHUNKSIZE`` = 512 KiB)
+#: and the largest before the channels double (``stepSize * 32``) (NVIDIA/nccl src/enqueue.cc,
+#: src/init.cc, src/graph/paths.cc; benchmarks/research/nccl-p2p-sendrecv-2026-12-06.md sec. 2)
+_P2P_CHANNELS = 32
+_P2P_MIN_PART = 64 * 1024
+_P2P_MAX_PART = 16 * 1024 * 1024
+
+
+def p2p_channels(message: Value, comm: int) -> Value:
+    """The channels NCCL runs one send to one peer on, in a communicator of ``comm`` ranks
+    inside a node (enqueue.cc): it starts from the channels per peer (32) halved while they
+    times the ranks exceed the 32 p2p channels (16 for 2 ranks, 8 for 4, 4 for 8: every rank
+    may send to every other at once), takes no more than one per 64 KiB of the message, and
+    doubles them while a channel's part is over 16 MiB, up to 32."""
+    start = _P2P_CHANNELS
+    while start * max(comm, 2) > _P2P_CHANNELS and start > 1:
+        start //= 2
+    m = np.maximum(np.asarray(message, dtype=float), 1.0)
+    n = np.minimum(start, np.ceil(m / _P2P_MIN_PART))
+    over = np.ceil(np.log2(np.maximum(m / (n * _P2P_MAX_PART), 1.0)))
+    n = np.minimum(n * 2.0**over, np.maximum(n, _P2P_CHANNELS))
+    return float(n) if np.ndim(n) == 0 else n
+
+
+def _p2p_capped(link: LinkParams, size: Value, comm: int, messages: int) -> LinkParams:
+    """``link`` for a send/recv of ``size`` bytes in ``messages`` equal messages in a
+    communicator of ``comm`` ranks: its bandwidths no more than the message's channels carry
+    (``p2p_channels`` x the measured per-channel rate; a link without one is unchanged)."""
+    per = link.p2p_channel_bw
+    if isinstance(per, float) and math.isnan(per):
+        return link
+    rate = p2p_channels(np.asarray(size, dtype=float) / max(messages, 1), comm) * per
+    if np.ndim(rate) == 0 and np.ndim(per) == 0:
+        rate = float(rate)
+    achievable = link.bandwidth_bytes_per_s * link.achievable_fraction
+    cap = np.where(np.isnan(rate), achievable, np.minimum(achievable, rate))
+    busbw = np.where(np.isnan(rate), link.a2a_bus_bandwidth,
+                     np.minimum(link.a2a_bus_bandwidth, rate))  # fmt: skip
+    if np.ndim(cap) == 0:
+        cap, busbw = float(cap), float(busbw)
+    # the capped rate as the link's whole rate (its achievable fraction folded in)
+    return link._replace(
+        bandwidth_bytes_per_s=cap, achievable_fraction=1.0, a2a_bus_bandwidth=busbw
+    )
 
 
 def _all_to_all(size: Value, p: int, link: LinkParams, kind: str = "all_to_all") -> Value:
@@ -150,14 +199,17 @@ def custom_all_reduce_s(size: Value, p: int, latency_s: float, bus_bandwidth: fl
 
 
 def collective_time(
-    kind: str, size_bytes: float, group: int, system: System, local: int | None = None
-) -> float:
+    kind: str, size_bytes: float, group: int, system: System, local: int | None = None,
+    comm: int = 0, messages: int = 1,
+) -> float:  # fmt: skip
     """Seconds for one collective of ``size_bytes`` (the full per-chip buffer) over ``group`` chips.
 
-    ``local``: members of the group inside one node (default: the group packed into nodes).
+    ``local``: members of the group inside one node (default: the group packed into nodes);
+    ``comm``, ``messages``: a send_recv's communicator size and message count (``collective_s``).
     """
     intra, inter = LinkParams.of(system.intra_node), LinkParams.of(system.inter_node)
-    return float(collective_s(kind, size_bytes, group, local, system.chips_per_node, intra, inter))
+    return float(collective_s(kind, size_bytes, group, local, system.chips_per_node, intra, inter,
+                              comm, messages))  # fmt: skip
 
 
 def collective_s(
@@ -168,14 +220,21 @@ def collective_s(
     chips_per_node: int,
     intra: LinkParams,
     inter: LinkParams,
+    comm: int = 0,
+    messages: int = 1,
 ) -> Value:
-    """``collective_time`` over arrays: sizes and link parameters broadcast together."""
+    """``collective_time`` over arrays: sizes and link parameters broadcast together. A
+    send_recv inside a node runs on the channels NCCL gives it in its communicator of ``comm``
+    ranks (0: the group), each of its ``messages`` messages alike (``p2p_channels``)."""
     per_node = members_per_node(group, local, chips_per_node)
     if group <= per_node:
         # NCCL's tree is a chain inside an 8-GPU node (the double binary tree spans nodes): ring
         # only. A larger one-hop domain (GB200 NVL72's NVLink switches, a TPU pod's ICI) reduces
         # in log depth (NCCL's NVLS and tree span the NVL72), not over a ring's 2(p - 1) steps
-        if kind in ("all_to_all", "send_recv"):
+        if kind == "send_recv":
+            link = _p2p_capped(intra, size_bytes, comm or group, messages)
+            return _all_to_all(size_bytes, group, link, kind)
+        if kind == "all_to_all":
             return _all_to_all(size_bytes, group, intra, kind)
         return _flat(kind, size_bytes, group, intra, tree=group > _RING_NODE)
     nodes = math.ceil(group / per_node)

@@ -1027,7 +1027,7 @@ def links(chips: ChipArrays) -> tuple[LinkParams, LinkParams]:
     return tuple(  # type: ignore[return-value]
         LinkParams(get(f"{side}.bandwidth"), get(f"{side}.latency"), get(f"{side}.achievable"),
                    get(f"{side}.simple_latency"), get(f"{side}.a2a_latency"),
-                   get(f"{side}.a2a_busbw"))
+                   get(f"{side}.a2a_busbw"), get(f"{side}.p2p_channel_bw"))
         for side in ("intra", "inter")
     )  # fmt: skip
 
@@ -1044,7 +1044,8 @@ def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
     plain = (intra.alpha_beta(), inter.alpha_beta())
     each = [
         collective_s(c.kind, c.bytes, c.group, c.local, per_node,
-                     *(plain if c.library else (intra, inter)))
+                     *(plain if c.library else (intra, inter)), comm=c.comm,
+                     messages=c.messages)
         for c in (op.collective for op in ops)  # type: ignore[union-attr]
     ]  # fmt: skip
     comm = np.empty((len(ops), max(chips.n, *(np.size(t) for t in each))))

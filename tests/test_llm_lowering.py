@@ -241,3 +241,24 @@ def test_marlin_runtimes_store_and_multiply_mxfp4_experts_padded_to_the_kernels_
     native2, marlin2 = tp2
     unpadded = Decode(model=m, tp=2, runtime=load_runtime("vllm-0.5")).resident_weight_bytes()
     assert native2.resident_weight_bytes() == unpadded < marlin2.resident_weight_bytes()
+
+
+def test_a_block_scaled_checkpoints_triton_experts_promote_their_blocks_and_others_do_not():
+    from workloads.runtime import load_runtime
+
+    r1 = load_model("deepseek-r1")
+
+    def experts(dtype, runtime):
+        ops = Decode(model=r1, batch=64, context=512, dtype=dtype, tp=8,
+                     runtime=load_runtime(runtime)).lower().ops  # fmt: skip
+        return [op for op in ops if op.gemm is not None and ".experts_" in op.name]
+
+    # vLLM's Triton fused MoE scales each dot by the blocks' scales in series: 2 instructions
+    assert {op.gemm.promotion for op in experts("fp8", "vllm-0.11")} == {2.0}
+    # a 16-bit run, or a runtime whose MoE GEMMs are a library's two-warpgroup kernels: none
+    assert {op.gemm.promotion for op in experts("bf16", "vllm-0.11")} == {0.0}
+    assert {op.gemm.promotion for op in experts("fp8", "tensorrt-llm")} == {0.0}
+    mixtral = load_model("mixtral-8x7b")  # an fp8 run of a checkpoint without block scales
+    ops = Decode(model=mixtral, batch=64, context=512, dtype="fp8", tp=2,
+                 runtime=load_runtime("vllm-0.11")).lower().ops  # fmt: skip
+    assert all(op.gemm.promotion == 0.0 for op in ops if op.gemm is not None)

@@ -341,3 +341,13 @@ def test_a_wrapped_text_config_names_itself_in_errors_and_layer_types_decide():
     some = model_from_hf({"model_type": "llama4_text",
                           "layer_types": ["chunked_attention", "full_attention"] * 24})  # fmt: skip
     assert (some.sliding_window, some.sliding_layers) == (8192, 24)
+
+
+def test_an_fp8_checkpoint_with_block_scales_is_marked_and_one_without_is_not(tmp_path):
+    cfg = json.loads((FIXTURES / "llama-3-8b.config.json").read_text())
+    assert not model_from_hf(cfg, "plain").fp8_block_scales
+    block = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}
+    assert model_from_hf(cfg | {"quantization_config": block}, "blocks").fp8_block_scales
+    per_tensor = {"quant_method": "fp8", "activation_scheme": "static"}
+    assert not model_from_hf(cfg | {"quantization_config": per_tensor}, "tensor").fp8_block_scales
+    assert load_model("deepseek-v3").fp8_block_scales and load_model("deepseek-r1").fp8_block_scales

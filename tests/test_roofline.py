@@ -986,3 +986,31 @@ def test_a_ring_hop_among_8_ranks_runs_on_a_quarter_of_the_channels_of_one_among
     # a context-parallel ring's hops in one op: each message's channels, not the sum's
     five = collective_time("send_recv", 5 * hop, 2, h100, comm=8, messages=5)
     assert five == pytest.approx(lat + 5 * hop / (4 * per))
+
+
+def test_an_exposed_block_promotion_costs_its_vector_instructions_where_compute_binds():
+    from hardware import load_system
+    from sim.cost.roofline import cost_ops
+
+    h100 = load_system("h100-sxm")
+
+    def time(m, promotion, system=h100):
+        g = Gemm(m=m, n=8192, k=8192, a_bytes=1.0, b_bytes=1.0, c_bytes=2.0, promotion=promotion)
+        op = Op(name="g", kind=OpKind.GEMM, family="mlp", dtype="fp8", flops=2.0 * m * 8192 * 8192,
+                model_flops=2.0 * m * 8192 * 8192,
+                bytes={Role.ACTIVATION: m * 8192.0 + 2 * m * 8192.0, Role.WEIGHT: 8192.0 * 8192.0},
+                gemm=g)  # fmt: skip
+        (c,) = cost_ops([op], system, steady=False)
+        return c
+
+    # compute-bound: 2 instructions a 128-deep block against 256 FP8 FLOPs an element:
+    # r = 2 x 2 x 1979 / (256 x 66.9) = 0.46 of the MMA time on an H100
+    r = 2 * 2 * h100.chip.peak("fp8") / (256 * h100.chip.peak("fp32"))
+    big, big_promoted = time(8192, 0.0), time(8192, 2.0)
+    assert big.bound is Bound.COMPUTE
+    assert big_promoted.compute_s == pytest.approx(big.compute_s * (1 + r), rel=1e-9)
+    # weight streaming (one token): the promotion hides under the HBM time
+    assert time(1, 2.0).time_s == pytest.approx(time(1, 0.0).time_s, rel=1e-9)
+    # what-if: twice the vector units halve the exposed share
+    wide = load_system("h100-sxm", overrides=["compute.peak.fp32=133.8TFLOP/s"])
+    assert time(8192, 2.0, wide).compute_s == pytest.approx(big.compute_s * (1 + r / 2), rel=1e-9)

@@ -678,9 +678,14 @@ class _Lowering:
                        for op in experts]  # fmt: skip
         if self.w.runtime.moe_kernel == "triton":  # one CTA a block, power-of-two blocks
             # fed by pointer loads (vLLM's fused_moe_kernel; NB: SGLang builds that switch a
-            # TMA path on for some token bins are not told apart)
+            # TMA path on for some token bins are not told apart); a block-scaled fp8
+            # checkpoint's blocks scale each dot in series with the MMAs (fused_moe_kernel's
+            # ``accumulator += tl.dot(a, b) * a_scale[:, None] * b_scale[None, :]``: 2 vector
+            # instructions an element, benchmarks/research/block-fp8-promotion-2026-12-06.md)
+            promotion = 2.0 if self.dt == "fp8" and self.m.fp8_block_scales else 0.0
             experts = [replace(op, gemm=replace(op.gemm, clusters=False, pow2_blocks=True,
-                                                tile_exposed=True, pointer_loads=True))
+                                                tile_exposed=True, pointer_loads=True,
+                                                promotion=promotion))
                        if op.gemm is not None else op for op in experts]  # fmt: skip
         ops += experts + [op for op in a2a[1:] if op]
         if moe.n_shared_experts:

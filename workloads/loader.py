@@ -18,8 +18,14 @@ _MODEL_KEYS = {
     "name", "full_name", "n_layers", "hidden", "n_heads", "n_kv_heads", "head_dim", "ffn",
     "gated_mlp", "activation", "vocab", "tied_embeddings", "norm", "position", "max_seq",
     "attn_bias", "mlp_bias", "n_params_published", "source", "sliding_window", "sliding_layers",
-    "attention_sinks",
+    "attention_sinks", "fp8_block_scales",
 }  # fmt: skip
+
+
+def _fp8_blocks(cfg: dict) -> bool:
+    """Whether a config.json's quantization_config is fp8 with weight block scales."""
+    quant = cfg.get("quantization_config") or {}
+    return quant.get("quant_method") == "fp8" and bool(quant.get("weight_block_size"))
 
 
 def list_models() -> list[str]:
@@ -424,6 +430,9 @@ def _from_hf(cfg: dict[str, Any], kind: str, name: str) -> ModelConfig:
             mlp_bias=kind == "gpt_oss",
             # gpt-oss's attention has a learned sink per head (GptOssAttention.sinks)
             attention_sinks=kind == "gpt_oss",
+            # an fp8 checkpoint with block scales (DeepSeek-V3/R1, Qwen3-FP8: quant_method fp8,
+            # weight_block_size [128, 128])
+            fp8_block_scales=_fp8_blocks(cfg),
             source=f"Hugging Face config.json ({kind})",
             **_sliding(cfg, kind),
         )

@@ -129,6 +129,10 @@ class ModelConfig:
     # a learned sink logit per query head joins every softmax (gpt-oss): no FLOPs to speak of,
     # but a runtime runs it only on kernels that take sinks (``Runtime.sinks_kernel``)
     attention_sinks: bool = False
+    # the checkpoint's fp8 weights carry fine-grained block scales (DeepSeek-V3's 128 x 128
+    # weight blocks, 1 x 128 activation groups: quantization_config weight_block_size): an fp8
+    # run's GEMMs are block-scaled (``Gemm.promotion`` where the runtime's kernel exposes it)
+    fp8_block_scales: bool = False
     n_params_published: float | None = None
     source: str = ""
 
@@ -147,7 +151,8 @@ class ModelConfig:
         )
         check_flags(where, gated_mlp=self.gated_mlp, tied_embeddings=self.tied_embeddings,
                     attn_bias=self.attn_bias, mlp_bias=self.mlp_bias,
-                    attention_sinks=self.attention_sinks)  # fmt: skip
+                    attention_sinks=self.attention_sinks,
+                    fp8_block_scales=self.fp8_block_scales)  # fmt: skip
         if self.n_heads % self.n_kv_heads:
             raise WorkloadError(
                 f"{where}: n_heads ({self.n_heads}) must be a multiple of n_kv_heads, "

@@ -96,6 +96,14 @@ class Gemm:
     # next tile's operands and store the last tile's output beside the math
     # (``sim.cost.roofline.cost_gemms``)
     tile_exposed: bool = False
+    # fp8 with fine-grained block scales (DeepSeek-V3's 1 x 128 activation groups and 128 x 128
+    # weight blocks) on matrix units without block-scaled MMA: each 128-deep K block's partial
+    # product is scaled and added into fp32 accumulators on the vector units. ``promotion``:
+    # the vector instructions an output element takes per 128-deep block in series with the
+    # MMAs (a kernel that waits for each dot before scaling it: Triton's
+    # ``acc += tl.dot(a, b) * a_scale[:, None] * b_scale[None, :]``, 2); 0: none, or hidden
+    # behind a second warpgroup's MMAs (DeepGEMM, CUTLASS's cooperative blockwise kernels)
+    promotion: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

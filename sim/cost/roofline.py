@@ -254,13 +254,34 @@ def _has_reuse(chips: ChipArrays) -> bool:
 
 
 # ---- GEMM ----------------------------------------------------------------------------------------
-def _gemm_rate(chips: ChipArrays, dtype: str, split_accumulate: bool, mma_sync: bool) -> Array:
+def _gemm_rate(chips: ChipArrays, dtype: str, split_accumulate: bool, mma_sync: bool,
+               promotion: float = 0.0) -> Array:  # fmt: skip
     # a kernel of warp-level mma.sync instructions runs at that path's rate (FlashAttention-2's)
     rate = chips.attention_rate(dtype, "fa2") if mma_sync else chips.sustained(dtype)
     rate = rate / chips.structure.n_cores
     if split_accumulate and dtype == "fp8" and chips.structure.has_split_accumulate:
         rate = rate * chips.values["split_accumulate_fraction"]
+    if promotion:
+        rate = rate / (1.0 + promotion_share(chips, dtype, promotion))
     return rate
+
+
+#: the depth of a fine-grained scale block along K (DeepSeek-V3's 128; the Triton and CUTLASS
+#: block-fp8 kernels take BLOCK_SIZE_K <= 128, so at least one promotion each 128 deep)
+_SCALE_BLOCK_K = 128
+
+
+def promotion_share(chips: ChipArrays, dtype: str, promotion: float) -> Array:
+    """The time a block-scaled GEMM's exposed promotion adds, as a share of its MMA time
+    (``Gemm.promotion``): per output element and 128-deep block the matrix units do 128
+    multiply-adds (256 FLOP at the dtype's peak) and the vector units ``promotion``
+    instructions, each a lane-slot of the fp32 peak (2 FLOP a fused multiply-add):
+    r = promotion x 2 x peak(dtype) / (256 x peak(fp32)), 0.46 on an H100 for Triton's 2
+    (benchmarks/research/block-fp8-promotion-2026-12-06.md sec. 4). A chip without an fp32
+    peak has no vector units to charge: 0."""
+    if chips.peak_key("fp32") is None:
+        return np.zeros(chips.n)
+    return promotion * 2.0 * chips.peak(dtype) / (2.0 * _SCALE_BLOCK_K * chips.peak("fp32"))
 
 
 @functools.cache
@@ -355,7 +376,8 @@ def cost_gemms(
     a = groups * m * k * a_bytes
     b = groups * k * n * b_bytes
     c = groups * m * n * c_bytes
-    keys = [(op.dtype, op.gemm.split_accumulate, op.gemm.mma_sync) for op in ops]  # type: ignore[union-attr]
+    keys = [(op.dtype, op.gemm.split_accumulate, op.gemm.mma_sync, op.gemm.promotion)  # type: ignore[union-attr]
+            for op in ops]  # fmt: skip
     core_rate = _rates(chips, keys, _gemm_rate)
     n_cores, tile_k = st.n_cores, st.tile_k
     min_tm = _min_tile_m(st.gemm_tiles)

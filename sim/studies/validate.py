@@ -388,8 +388,13 @@ def _predict_moe_kernel(row: dict) -> tuple[float, dict]:
     dtype = "int4" if stored == "int4" else row["dtype"]
     moe = MoEConfig(n_experts=row["experts"], top_k=row["top_k"], expert_ffn=ffn,
                     weight_format="mxfp4" if stored == "mxfp4" else "")  # fmt: skip
+    scales = row.get("fp8_scales", "per-tensor")
+    if scales not in ("per-tensor", "block-128"):
+        raise ConfigError(f"validation row {row['id']!r}: fp8_scales must be per-tensor or "
+                          f"block-128 (DeepSeek-V3's 128 x 128 weight blocks), got {scales!r}")  # fmt: skip
     model = ModelConfig(name="moe-kernel", n_layers=1, hidden=h, n_heads=1, n_kv_heads=1,
-                        head_dim=128, ffn=ffn, vocab=1, moe=moe)  # fmt: skip
+                        head_dim=128, ffn=ffn, vocab=1, moe=moe,
+                        fp8_block_scales=scales == "block-128")  # fmt: skip
     work = Decode(model=model, batch=row["batch"], context=1, dtype=dtype,
                   runtime=load_runtime(row["runtime"]))  # fmt: skip
     ops = [op for op in work.lower().ops if op.family == "moe" and op.name != "router"]
@@ -400,7 +405,7 @@ def _predict_moe_kernel(row: dict) -> tuple[float, dict]:
     costs = cost_ops(ops, _system(row, 1), steady=False)
     t = sum(c.time_s for c in costs)
     detail = {"time_s": t, "ops": {op.name: c.time_s for op, c in zip(ops, costs, strict=True)}}
-    if row.get("fp8_scales"):  # block scales cost as per-tensor ones: not modelled apart
+    if row.get("fp8_scales"):  # block scales: promoted per 128 deep where the kernel exposes it
         detail["fp8_scales"] = row["fp8_scales"]
     return t, detail
 

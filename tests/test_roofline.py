@@ -975,7 +975,7 @@ def test_a_ring_hop_among_8_ranks_runs_on_a_quarter_of_the_channels_of_one_among
     per = h100.intra_node.p2p_channel_bandwidth
     assert eight == pytest.approx(lat + hop / (4 * per))
     assert four == pytest.approx(lat + hop / (8 * per))
-    # two ranks: 16 channels carry more than the measured all-to-all's bus bandwidth: that binds
+    # two ranks: 16 channels (289.6 GB/s) or the measured all-to-all's bus bandwidth, the lower
     assert two == pytest.approx(lat + hop / min(16 * per, h100.intra_node.all_to_all_bus_bandwidth))
     # a chip without a measured channel rate keeps the link's rate for any communicator
     mi300x = load_system("mi300x", 8)
@@ -1014,3 +1014,26 @@ def test_an_exposed_block_promotion_costs_its_vector_instructions_where_compute_
     # what-if: twice the vector units halve the exposed share
     wide = load_system("h100-sxm", overrides=["compute.peak.fp32=133.8TFLOP/s"])
     assert time(8192, 2.0, wide).compute_s == pytest.approx(big.compute_s * (1 + r / 2), rel=1e-9)
+
+
+def test_a_communicator_across_nodes_keeps_the_links_model_and_a_library_its_own_kernels():
+    from dataclasses import replace as dc_replace
+
+    from hardware import load_system
+    from sim.cost.collectives import LinkParams
+
+    h100 = load_system("h100-sxm", 16)
+    hop = 32e6
+    # a 16-rank communicator over two nodes: NCCL's NVLink channel rule does not apply
+    plain = dc_replace(h100, intra_node=dc_replace(h100.intra_node, p2p_channel_bandwidth=None))
+    assert collective_time("send_recv", hop, 2, h100, comm=16) == pytest.approx(
+        collective_time("send_recv", hop, 2, plain, comm=16)
+    )
+    assert collective_time("send_recv", hop, 2, h100, comm=8) > collective_time(
+        "send_recv", hop, 2, plain, comm=8
+    )
+    assert np.isnan(LinkParams.of(h100.intra_node).alpha_beta().p2p_channel_bw)
+    with pytest.raises(Exception, match="messages must be a whole number >= 1"):
+        from workloads.build import Builder
+
+        Builder("bf16", 2, 2).collective("x", "send_recv", 1e6, 2, messages=0)

@@ -239,6 +239,16 @@ class Collective:
     messages: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.comm, bool) or not isinstance(self.comm, int) or self.comm < 0:
+            raise WorkloadError(f"collective comm must be a whole number of ranks >= 0 (0: the "
+                                f"group), got {self.comm!r}")  # fmt: skip
+        if (
+            isinstance(self.messages, bool)
+            or not isinstance(self.messages, int)
+            or self.messages < 1
+        ):
+            raise WorkloadError(f"collective messages must be a whole number >= 1, got "
+                                f"{self.messages!r}")  # fmt: skip
         if self.library not in COLLECTIVE_LIBRARIES:
             raise WorkloadError(f"collective library must be one of "
                                 f"{', '.join(map(repr, COLLECTIVE_LIBRARIES))}, got {self.library!r}")  # fmt: skip

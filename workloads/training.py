@@ -782,8 +782,12 @@ class _TrainLowering:
         b = Builder(dt, self.ab, self.ab)
         attn = replace(b.attention("attention", spec), count=t.cp, kernels=1)
         hop = a.batch * a.n_kv_heads * a.q_len * a.kv_bytes_per_token
+        # each hop a pair's own send and receive: Transformer Engine batches them on the CP
+        # group only for cp = 2 (batch_p2p_comm = NVTE_BATCH_MHA_P2P_COMM or cp_size == 2), else
+        # plain isend/irecv, which PyTorch runs on a 2-rank communicator per pair: 2 ranks'
+        # NCCL channels either way
         ring = b.collective("cp_ring_kv", "send_recv", (t.cp - 1) * hop, 2,
-                            2 if self.cp_local > 1 else 1, comm=t.cp, messages=t.cp - 1)  # fmt: skip
+                            2 if self.cp_local > 1 else 1, comm=2, messages=t.cp - 1)  # fmt: skip
         # the cp - 1 hops fly beside all the attention calls but the last, which waits for
         # the last hop (TE's AttnFuncWithCPAndKVP2P: step i's K/V arrive during step i - 1)
         ring_ops = [replace(ring, overlaps_previous=(t.cp - 1) / t.cp)] if ring else []

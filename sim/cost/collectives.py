@@ -70,8 +70,10 @@ class LinkParams(NamedTuple):
                    nan(link.all_to_all_bus_bandwidth), nan(link.p2p_channel_bandwidth))  # fmt: skip
 
     def alpha_beta(self) -> LinkParams:
-        """The link without its measured all-to-all (a library's own exchange kernels)."""
-        return self._replace(a2a_latency_s=math.nan, a2a_bus_bandwidth=math.nan)
+        """The link without its measured all-to-all and NCCL's point-to-point channels (a
+        library's own exchange kernels)."""
+        return self._replace(a2a_latency_s=math.nan, a2a_bus_bandwidth=math.nan,
+                             p2p_channel_bw=math.nan)  # fmt: skip
 
 
 def measured_all_to_all(link: LinkParams) -> Value:
@@ -80,7 +82,8 @@ def measured_all_to_all(link: LinkParams) -> Value:
     return not math.isnan(lat) if isinstance(lat, float) else ~np.isnan(lat)
 
 
-#: NCCL's point-to-point channels on an NVLink/NVSwitch node: ``p2pnChannels`` (32, as NCCL
+#: NCCL's point-to-point channels on an NVLink/NVSwitch node (the rule of NCCL 2.19 and
+#: later; before it an 8-rank communicator stopped at 16 channels a peer): ``p2pnChannels`` (32, as NCCL
 #: logs it on 8 x H100: "32 p2p channels, 32 p2p channels per peer"), the smallest part a
 #: channel takes (``stepSize / 8`` with the NVLink chunk ``NCCL_P2P_NVL_CHUNKSIZE`` = 512 KiB)
 #: and the largest before the channels double (``stepSize * 32``) (NVIDIA/nccl src/enqueue.cc,
@@ -113,7 +116,7 @@ def _p2p_capped(link: LinkParams, size: Value, comm: int, messages: int) -> Link
     per = link.p2p_channel_bw
     if isinstance(per, float) and math.isnan(per):
         return link
-    rate = p2p_channels(np.asarray(size, dtype=float) / max(messages, 1), comm) * per
+    rate = p2p_channels(np.asarray(size, dtype=float) / messages, comm) * per
     if np.ndim(rate) == 0 and np.ndim(per) == 0:
         rate = float(rate)
     achievable = link.bandwidth_bytes_per_s * link.achievable_fraction
@@ -232,7 +235,10 @@ def collective_s(
         # only. A larger one-hop domain (GB200 NVL72's NVLink switches, a TPU pod's ICI) reduces
         # in log depth (NCCL's NVLS and tree span the NVL72), not over a ring's 2(p - 1) steps
         if kind == "send_recv":
-            link = _p2p_capped(intra, size_bytes, comm or group, messages)
+            # NCCL's channel rule for NVLink peers: a communicator across nodes gives its
+            # peers other (network) channels, left to the link's model
+            within = (comm or group) <= chips_per_node
+            link = _p2p_capped(intra, size_bytes, comm or group, messages) if within else intra
             return _all_to_all(size_bytes, group, link, kind)
         if kind == "all_to_all":
             return _all_to_all(size_bytes, group, intra, kind)

@@ -461,3 +461,16 @@ def test_validate_by_prints_and_dumps_the_groups(capsys):
     tests = [r for r in report["rows"] if r["use"] == "test" and r["error"] is not None]
     assert sum(g["rows"] for g in groups) == len(tests)
     assert all(r["chip"] for r in report["rows"])
+
+
+def test_a_rows_fp8_block_scales_marks_its_checkpoint_and_must_be_a_flag():
+    rows = {r["id"]: r for r in load_rows()}
+    row = rows["gpustack-vllm011-qwen3-235b-fp8-h100-tp4-random2k-offline"]
+    assert row["fp8_block_scales"] is True and "fp8_block_scales" in row["assumed"]
+    with_blocks, without = run_row(row), run_row({**row, "fp8_block_scales": False})
+    # vLLM's Triton MoE kernel promotes each block: slower with the checkpoint's scales
+    assert with_blocks.predicted < without.predicted
+    # a bad value: the row is not simulated, and says which field and why
+    bad = run_row({**row, "fp8_block_scales": "yes"})
+    assert bad.predicted is None
+    assert "fp8_block_scales must be true or false, got 'yes'" in bad.skipped

@@ -155,15 +155,29 @@ def load_rows(path: Path | str = DEFAULT_DATA) -> list[dict]:
 # --- LLM rows -------------------------------------------------------------------------------
 
 
-def _llm_setup(row: dict):
-    """(model, system, layout, dtype) of an LLM row, ``layout`` its tp, pp and dp (the chips
-    over tp x pp); Skip where the model has no preset."""
+def _row_model(row: dict):
+    """The row's model preset, with the checkpoint's fp8 block scales where the row says it
+    ran a block-scaled fp8 checkpoint of a preset whose weights are 16-bit (``fp8_block_scales
+    = true``: Qwen's -FP8 checkpoints); Skip where the model has no preset."""
     from workloads import load_model
 
     try:
         model = load_model(row["model"])
     except WorkloadError as exc:
         raise Skip(f"no model preset ({exc})") from None
+    blocks = row.get("fp8_block_scales")
+    if blocks is None:
+        return model
+    if not isinstance(blocks, bool):
+        raise ConfigError(f"validation row {row['id']!r}: fp8_block_scales must be true or "
+                          f"false, got {blocks!r}")  # fmt: skip
+    return replace(model, fp8_block_scales=blocks)
+
+
+def _llm_setup(row: dict):
+    """(model, system, layout, dtype) of an LLM row, ``layout`` its tp, pp and dp (the chips
+    over tp x pp); Skip where the model has no preset."""
+    model = _row_model(row)
     chips, tp, pp = row.get("chips", 1) or 1, row.get("tp", 1) or 1, row.get("pp", 1) or 1
     dtype = {"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16"))
     return model, _system(row, chips), dict(tp=tp, pp=pp, dp=chips // (tp * pp)), dtype
@@ -705,10 +719,7 @@ def _predict_serve(row: dict) -> tuple[float, dict]:
     from sim.engine.serve import simulate_serving
     from workloads.serving import Serving
 
-    try:
-        model = load_model(row["model"])
-    except WorkloadError as exc:
-        raise Skip(f"no model preset ({exc})") from None
+    model = _row_model(row)
     tp = row.get("tp", 1) or 1
     replicas = (row.get("chips", tp) or tp) // tp
     system = _system(row, tp * replicas)

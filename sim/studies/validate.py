@@ -374,9 +374,15 @@ def _predict_gemm(row: dict) -> tuple[float, dict]:
     # an output wider than the inputs (fp8 in, bf16 out); fp8 partial sums promoted to fp32 in
     # the kernel (split_accumulate)
     acts = groups * row["m"] * (row["k"] * nbytes + row["n"] * out)
-    op = replace(op, gemm=replace(g, c_bytes=float(out),
-                                  split_accumulate=bool(row.get("split_accumulate"))),
-                 bytes={**op.bytes, Role.ACTIVATION: float(acts)})  # fmt: skip
+    g = replace(g, c_bytes=float(out), split_accumulate=bool(row.get("split_accumulate")))
+    kernel, scales = row.get("kernel", "library"), row.get("fp8_scales", "per-tensor")
+    if kernel not in ("library", "triton") or scales not in ("per-tensor", "block-128"):
+        raise ConfigError(f"validation row {row['id']!r}: kernel must be library or triton and "
+                          f"fp8_scales per-tensor or block-128, got {kernel!r}, {scales!r}")  # fmt: skip
+    if kernel == "triton":  # a tl.dot kernel (vLLM's w8a8_block_fp8_matmul): as the Triton MoE
+        g = replace(g, clusters=False, pow2_blocks=True, tile_exposed=True, pointer_loads=True,
+                    promotion=2.0 if scales == "block-128" and dtype == "fp8" else 0.0)  # fmt: skip
+    op = replace(op, gemm=g, bytes={**op.bytes, Role.ACTIVATION: float(acts)})
     # a kernel timed in a short loop runs at the burst clock; one measured after seconds of
     # back-to-back runs (steady = true) at the clock its power limit allows
     (c,) = cost_ops([op], system, steady=bool(row.get("steady")))

@@ -357,6 +357,16 @@ def _predict_dit(row: dict) -> tuple[float, dict]:
 # --- microbenchmark rows --------------------------------------------------------------------
 
 
+def _fp8_scales(row: dict) -> str:
+    """A kernel row's fp8 scaling: per-tensor (the default) or block-128 (DeepSeek-V3's
+    128 x 128 weight blocks); a one-line ConfigError naming the field otherwise."""
+    scales = row.get("fp8_scales", "per-tensor")
+    if scales not in ("per-tensor", "block-128"):
+        raise ConfigError(f"validation row {row['id']!r}: fp8_scales must be per-tensor or "
+                          f"block-128 (DeepSeek-V3's 128 x 128 weight blocks), got {scales!r}")  # fmt: skip
+    return scales
+
+
 def _predict_gemm(row: dict) -> tuple[float, dict]:
     system = _system(row, 1)
     dtype = {"fp16": "bf16"}.get(row["dtype"], row["dtype"])
@@ -375,10 +385,10 @@ def _predict_gemm(row: dict) -> tuple[float, dict]:
     # the kernel (split_accumulate)
     acts = groups * row["m"] * (row["k"] * nbytes + row["n"] * out)
     g = replace(g, c_bytes=float(out), split_accumulate=bool(row.get("split_accumulate")))
-    kernel, scales = row.get("kernel", "library"), row.get("fp8_scales", "per-tensor")
-    if kernel not in ("library", "triton") or scales not in ("per-tensor", "block-128"):
-        raise ConfigError(f"validation row {row['id']!r}: kernel must be library or triton and "
-                          f"fp8_scales per-tensor or block-128, got {kernel!r}, {scales!r}")  # fmt: skip
+    kernel, scales = row.get("kernel", "library"), _fp8_scales(row)
+    if kernel not in ("library", "triton"):
+        raise ConfigError(f"validation row {row['id']!r}: kernel must be library or triton, got "
+                          f"{kernel!r}")  # fmt: skip
     if kernel == "triton":  # a tl.dot kernel (vLLM's w8a8_block_fp8_matmul): as the Triton MoE
         g = replace(g, clusters=False, pow2_blocks=True, tile_exposed=True, pointer_loads=True,
                     promotion=2.0 if scales == "block-128" and dtype == "fp8" else 0.0)  # fmt: skip
@@ -408,10 +418,7 @@ def _predict_moe_kernel(row: dict) -> tuple[float, dict]:
     dtype = "int4" if stored == "int4" else row["dtype"]
     moe = MoEConfig(n_experts=row["experts"], top_k=row["top_k"], expert_ffn=ffn,
                     weight_format="mxfp4" if stored == "mxfp4" else "")  # fmt: skip
-    scales = row.get("fp8_scales", "per-tensor")
-    if scales not in ("per-tensor", "block-128"):
-        raise ConfigError(f"validation row {row['id']!r}: fp8_scales must be per-tensor or "
-                          f"block-128 (DeepSeek-V3's 128 x 128 weight blocks), got {scales!r}")  # fmt: skip
+    scales = _fp8_scales(row)
     model = ModelConfig(name="moe-kernel", n_layers=1, hidden=h, n_heads=1, n_kv_heads=1,
                         head_dim=128, ffn=ffn, vocab=1, moe=moe,
                         fp8_block_scales=scales == "block-128")  # fmt: skip

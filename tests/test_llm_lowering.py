@@ -262,3 +262,51 @@ def test_a_block_scaled_checkpoints_triton_experts_promote_their_blocks_and_othe
     ops = Decode(model=mixtral, batch=64, context=512, dtype="fp8", tp=2,
                  runtime=load_runtime("vllm-0.11")).lower().ops  # fmt: skip
     assert all(op.gemm.promotion == 0.0 for op in ops if op.gemm is not None)
+
+
+def test_a_block_scaled_checkpoints_dense_linears_take_the_runtimes_kernel_for_their_shape():
+    from workloads.runtime import load_runtime
+
+    r1 = load_model("deepseek-r1")
+
+    def dense(runtime, dtype="fp8"):
+        ops = Prefill(model=r1, batch=1, prompt=2048, dtype=dtype, tp=8,
+                      runtime=load_runtime(runtime)).lower().ops  # fmt: skip
+        return {op.name.split(".")[-1]: op.gemm for op in ops
+                if op.gemm is not None and ".experts_" not in op.name}  # fmt: skip
+
+    # vLLM 0.7: CUTLASS's blockwise kernel (one exposed FMA an element a block) on the 128 grid,
+    # Triton (two, and its one-CTA tiles) for kv_a_proj's N = 576
+    v07 = dense("vllm-0.6")
+    assert v07["q_a_proj"].promotion == 1.0 and v07["q_a_proj"].clusters
+    assert v07["kv_a_proj"].promotion == 2.0 and v07["kv_a_proj"].pow2_blocks
+    assert not v07["kv_a_proj"].clusters and v07["kv_a_proj"].tile_exposed
+    # vLLM 0.11 runs DeepGEMM on the grid (hidden) and pads the rest for CUTLASS
+    v11 = dense("vllm-0.11")
+    assert v11["q_a_proj"].promotion == 0.0 and v11["kv_a_proj"].promotion == 1.0
+    # SGLang 0.5: DeepGEMM for both; 16-bit linears of an fp8 run and a bf16 run: none
+    assert {g.promotion for g in dense("sglang-0.5").values()} == {0.0}
+    assert v07["router"].promotion == 0.0
+    assert {g.promotion for g in dense("vllm-0.6", "bf16").values()} == {0.0}
+    # the exposed promotion costs time where compute binds: a prefill is slower under CUTLASS
+    from hardware import load_system
+    from sim import simulate
+
+    system = load_system("h100-sxm", 8)
+    times = {r: simulate(Prefill(model=r1, batch=1, prompt=2048, dtype="fp8", tp=8,
+                                 runtime=load_runtime(r)), system).time_s
+             for r in ("vllm-0.6", "sglang-0.4")}  # fmt: skip
+    hidden = simulate(Prefill(model=r1, batch=1, prompt=2048, dtype="fp8", tp=8,
+                              runtime=load_runtime("fused-graphs")), system).time_s  # fmt: skip
+    assert min(times.values()) > hidden
+
+
+def test_a_runtimes_block_fp8_kernel_must_be_one_it_knows():
+    from workloads.runtime import Runtime
+
+    for key in ("block_fp8_gemm", "block_fp8_gemm_unaligned"):
+        with pytest.raises(WorkloadError) as err:
+            Runtime(name="odd", **{key: "cublas"})
+        msg = str(err.value)
+        assert f"{key} must be one of deepgemm, cutlass, triton, got 'cublas'" in msg
+        assert "\n" not in msg

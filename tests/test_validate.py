@@ -474,3 +474,18 @@ def test_a_rows_fp8_block_scales_marks_its_checkpoint_and_must_be_a_flag():
     bad = run_row({**row, "fp8_block_scales": "yes"})
     assert bad.predicted is None
     assert "fp8_block_scales must be true or false, got 'yes'" in bad.skipped
+
+
+def test_a_block_scaled_gemm_row_names_its_kernel_and_cutlass_exposes_one_fma_a_block():
+    row = next(r for r in load_rows() if r["id"] == "vllm23280-h100-fp8blk-m4096-n36864-k7168")
+    assert row["kernel"] == "cutlass" and row["fp8_scales"] == "block-128"
+    rate = {k: run_row({**row, "kernel": k}).predicted for k in ("cutlass", "deepgemm", "triton")}
+    # compute-bound on an H100: one exposed FMA an element per 128-deep block costs
+    # 2 x peak(fp8) / (256 x peak(fp32)) of the MMA time (0.23); Triton's two and its tiles more
+    assert rate["deepgemm"] / rate["cutlass"] == pytest.approx(1 + 2 * 1978.9 / (256 * 66.9),
+                                                                 rel=0.02)  # fmt: skip
+    assert rate["triton"] < rate["cutlass"] < rate["deepgemm"]
+    bad = run_row({**row, "kernel": "library"})
+    assert bad.skipped and "a block-128 fp8 row names its kernel" in bad.skipped
+    odd = run_row({**row, "kernel": "cublas"})
+    assert odd.skipped and "kernel must be library, deepgemm, cutlass, triton" in odd.skipped

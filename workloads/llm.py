@@ -36,9 +36,11 @@ from workloads.ops import (
     Op,
     Role,
     WorkloadError,
+    block_fp8_gemm,
     check_attention_kernel,
     point_arrays,
     take_points,
+    triton_gemm,
     window_span,
 )
 from workloads.runtime import Runtime, all_reduces, launch, load_runtime, step_op
@@ -341,7 +343,8 @@ class _Lowering:
 
     # ---- op builders (workloads/build.py) -----------------------------------------------------
     def gemm(self, name: str, family: str, m: float, n: int, k: int, groups: int = 1) -> Op:
-        b = self.b16 if name in _UNQUANTISED else self.bx if name.startswith("experts") else self.b
+        experts = name.startswith("experts")  # the routed experts: ``moe_block``'s kernel
+        b = self.b16 if name in _UNQUANTISED else self.bx if experts else self.b
         op = b.gemm(name, family, m, n, k, groups)
         # weight-only GEMMs (int4, the experts' own format) on the runtime's kernel for them:
         # Marlin is W4A16, 16-bit activations and math on mma.sync (the 16-bit layers of the
@@ -351,6 +354,13 @@ class _Lowering:
                 and self.w.runtime.weight_only_kernel == "marlin"):  # fmt: skip
             g = op.gemm
             op = replace(op, dtype="bf16", gemm=replace(g, mma_sync=True, a_bytes=self.ab))
+        elif self.dt == "fp8" and self.m.fp8_block_scales and b is self.b and not experts:
+            # a block-scaled checkpoint's dense linear on the runtime's kernel for its shape
+            # (vLLM and SGLang send an N or K off the 128 grid to another kernel)
+            rt = self.w.runtime
+            aligned = n % 128 == 0 and k % 128 == 0
+            kernel = rt.block_fp8_gemm if aligned else rt.block_fp8_gemm_unaligned
+            op = replace(op, gemm=block_fp8_gemm(op.gemm, kernel))
         return op
 
     def norm(self, name: str, width: int) -> Op:
@@ -683,9 +693,7 @@ class _Lowering:
             # ``accumulator += tl.dot(a, b) * a_scale[:, None] * b_scale[None, :]``: 2 vector
             # instructions an element, benchmarks/research/block-fp8-promotion-2026-12-06.md)
             promotion = 2.0 if self.dt == "fp8" and self.m.fp8_block_scales else 0.0
-            experts = [replace(op, gemm=replace(op.gemm, clusters=False, pow2_blocks=True,
-                                                tile_exposed=True, pointer_loads=True,
-                                                promotion=promotion))
+            experts = [replace(op, gemm=triton_gemm(op.gemm, promotion))
                        if op.gemm is not None else op for op in experts]  # fmt: skip
         ops += experts + [op for op in a2a[1:] if op]
         if moe.n_shared_experts:

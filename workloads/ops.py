@@ -100,10 +100,39 @@ class Gemm:
     # weight blocks) on matrix units without block-scaled MMA: each 128-deep K block's partial
     # product is scaled and added into fp32 accumulators on the vector units. ``promotion``:
     # the vector instructions an output element takes per 128-deep block in series with the
-    # MMAs (a kernel that waits for each dot before scaling it: Triton's
-    # ``acc += tl.dot(a, b) * a_scale[:, None] * b_scale[None, :]``, 2); 0: none, or hidden
-    # behind a second warpgroup's MMAs (DeepGEMM, CUTLASS's cooperative blockwise kernels)
+    # MMAs, by kernel (``BLOCK_FP8_PROMOTION``); 0: none, or hidden behind the MMAs (DeepGEMM)
     promotion: float = 0.0
+
+
+#: the vector instructions a block-scaled fp8 GEMM kernel spends on each output element per
+#: 128-deep K block in series with its matrix instructions (``Gemm.promotion``), read from the
+#: kernels' code: Triton's tl.dot kernels (vLLM's and SGLang's w8a8_block_fp8_matmul and fused
+#: MoE: ``acc += tl.dot(a, b) * a_scale[:, None] * b_scale[None, :]``, a multiply and a fused
+#: multiply-add, after waiting for the dot) 2; CUTLASS 3.x's SM90 blockwise mainloop 1 (its
+#: GmmaFP8Accumulation::scale_core: ``warpgroup_wait<0>()``, then ``accum += temp * scale`` per
+#: element, the row x column scale product formed once per row; both consumer warpgroups of
+#: the cooperative kernel wait on the same stage, so neither hides the other's, include/cutlass/
+#: gemm/collective/fp8_accumulation.hpp); DeepGEMM 0 (its FFMA promotion interleaved with the
+#: WGMMAs, and TensorRT-LLM's fp8_blockscale_gemm built on it)
+BLOCK_FP8_PROMOTION = {"deepgemm": 0.0, "cutlass": 1.0, "triton": 2.0}
+BLOCK_FP8_KERNELS = tuple(BLOCK_FP8_PROMOTION)
+
+
+def triton_gemm(g: Gemm, promotion: float = 0.0) -> Gemm:
+    """``g`` as a Triton ``tl.dot`` kernel runs it: one CTA per output block and no clusters,
+    power-of-two blocks, each block's first loads and its output store exposed, operands by
+    pointer loads (vLLM's and SGLang's fused MoE and block-fp8 GEMM), ``promotion`` its
+    block-scale promotion."""
+    return replace(g, clusters=False, pow2_blocks=True, tile_exposed=True, pointer_loads=True,
+                   promotion=promotion)  # fmt: skip
+
+
+def block_fp8_gemm(g: Gemm, kernel: str) -> Gemm:
+    """``g`` with DeepSeek-style block scales (128 x 128 weight blocks, 1 x 128 activation
+    groups) run by ``kernel`` (``BLOCK_FP8_KERNELS``): its promotion, and a Triton kernel's
+    structure."""
+    promotion = BLOCK_FP8_PROMOTION[kernel]
+    return triton_gemm(g, promotion) if kernel == "triton" else replace(g, promotion=promotion)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

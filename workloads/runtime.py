@@ -89,6 +89,15 @@ source:
   expert's weight tiles, with power-of-two M blocks, and each block's first loads and its
   output store exposed, nothing persistent to hide them, ``Gemm.clusters``, ``pow2_blocks``
   and ``tile_exposed``);
+- ``block_fp8_gemm`` and ``block_fp8_gemm_unaligned`` (inference): the kernel of a
+  block-scaled fp8 checkpoint's dense linears (``ModelConfig.fp8_block_scales``, DeepSeek-V3's
+  128 x 128 weight blocks), for the linears whose N and K are multiples of 128 and for the
+  others (DeepSeek's kv_a_proj, N = 576): ``deepgemm`` (the default: DeepGEMM, and
+  TensorRT-LLM's kernel built on it, hide the block scales' promotion behind the MMAs),
+  ``cutlass`` (CUTLASS 3.x's SM90 blockwise kernel: one exposed fused multiply-add an element
+  per 128-deep block) or ``triton`` (vLLM's and SGLang's w8a8_block_fp8_matmul: two, and a
+  Triton kernel's structure); ``workloads.ops.BLOCK_FP8_PROMOTION``. The routed experts take
+  ``moe_kernel``'s;
 - ``sinks_kernel`` and ``sinks_native`` (inference): the attention kernel the software runs
   for a model with attention sinks (``ModelConfig.attention_sinks``, gpt-oss) on a chip whose
   NVIDIA compute capability (``Chip.compute_capability``) is not among ``sinks_native``, where
@@ -152,7 +161,7 @@ from typing import Any
 import numpy as np
 
 from hardware.chip import is_capability
-from workloads.ops import Op, OpKind, WorkloadError
+from workloads.ops import BLOCK_FP8_KERNELS, Op, OpKind, WorkloadError
 
 ELEMENTWISE = ("fused", "eager")
 RMS_NORMS = ("reference", "native")
@@ -207,6 +216,10 @@ class Runtime:
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
     moe_kernel: str = "library"  # library | triton (MOE_KERNELS): routed expert GEMMs
+    # deepgemm | cutlass | triton (BLOCK_FP8_KERNELS): a block-scaled fp8 checkpoint's dense
+    # linears whose N and K are multiples of 128, and the others
+    block_fp8_gemm: str = "deepgemm"
+    block_fp8_gemm_unaligned: str = "deepgemm"
     admission: str = "watermark"  # watermark | reserve (ADMISSIONS): a serving engine's policy
     mixed_prefill: bool = True  # chunked prefill: prompt chunks ride in decode steps (else apart)
     fsdp: str = ""  # "" | fsdp1 | fsdp2 (FSDP_IMPLEMENTATIONS): ZeRO-3's own memory kernels
@@ -222,6 +235,8 @@ class Runtime:
                              ("kv_cache", KV_CACHES),
                              ("weight_only_kernel", WEIGHT_ONLY_KERNELS),
                              ("moe_kernel", MOE_KERNELS),
+                             ("block_fp8_gemm", BLOCK_FP8_KERNELS),
+                             ("block_fp8_gemm_unaligned", BLOCK_FP8_KERNELS),
                              ("admission", ADMISSIONS),
                              ("memory_fraction_of", MEMORY_FRACTIONS_OF),
                              ("fsdp", FSDP_IMPLEMENTATIONS)):  # fmt: skip
@@ -275,6 +290,8 @@ class Runtime:
             "fp8_input_quant": self.fp8_input_quant,
             "weight_only_kernel": self.weight_only_kernel,
             "moe_kernel": self.moe_kernel,
+            "block_fp8_gemm": self.block_fp8_gemm,
+            "block_fp8_gemm_unaligned": self.block_fp8_gemm_unaligned,
             "admission": self.admission,
             "mixed_prefill": self.mixed_prefill,
             "fsdp": self.fsdp,
@@ -436,6 +453,8 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     kv_cache = raw.get("kv_cache", "inplace")  # checked by Runtime.__post_init__
     weight_only = raw.get("weight_only_kernel", "native")  # checked by Runtime.__post_init__
     moe_kernel = raw.get("moe_kernel", "library")  # checked by Runtime.__post_init__
+    block_fp8 = {k: raw.get(k, "deepgemm")  # checked by Runtime.__post_init__
+                 for k in ("block_fp8_gemm", "block_fp8_gemm_unaligned")}  # fmt: skip
     admission = raw.get("admission", "watermark")  # checked by Runtime.__post_init__
     fraction_of = raw.get("memory_fraction_of", "total")  # checked by Runtime.__post_init__
     fsdp = raw.get("fsdp", "")  # checked by Runtime.__post_init__
@@ -509,6 +528,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         kv_cache=kv_cache,
         weight_only_kernel=weight_only,
         moe_kernel=moe_kernel,
+        **block_fp8,
         admission=admission,
         memory_fraction_of=fraction_of,
         fsdp=fsdp,

@@ -37,7 +37,14 @@ from sim.cost.simulate import simulate
 from sim.engine.train import simulate_training
 from workloads.build import EAGER_PRIMITIVES, Builder, eager_without_residual
 from workloads.loader import load_model
-from workloads.ops import Attention, Role, WorkloadError
+from workloads.ops import (
+    BLOCK_FP8_KERNELS,
+    Attention,
+    Role,
+    WorkloadError,
+    block_fp8_gemm,
+    triton_gemm,
+)
 from workloads.training import RECOMPUTE, Training, attention_backward
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "published.toml"  # package data
@@ -386,12 +393,16 @@ def _predict_gemm(row: dict) -> tuple[float, dict]:
     acts = groups * row["m"] * (row["k"] * nbytes + row["n"] * out)
     g = replace(g, c_bytes=float(out), split_accumulate=bool(row.get("split_accumulate")))
     kernel, scales = row.get("kernel", "library"), _fp8_scales(row)
-    if kernel not in ("library", "triton"):
-        raise ConfigError(f"validation row {row['id']!r}: kernel must be library or triton, got "
-                          f"{kernel!r}")  # fmt: skip
-    if kernel == "triton":  # a tl.dot kernel (vLLM's w8a8_block_fp8_matmul): as the Triton MoE
-        g = replace(g, clusters=False, pow2_blocks=True, tile_exposed=True, pointer_loads=True,
-                    promotion=2.0 if scales == "block-128" and dtype == "fp8" else 0.0)  # fmt: skip
+    if kernel not in ("library", *BLOCK_FP8_KERNELS):
+        raise ConfigError(f"validation row {row['id']!r}: kernel must be library, "
+                          f"{', '.join(BLOCK_FP8_KERNELS)}, got {kernel!r}")  # fmt: skip
+    if scales == "block-128" and dtype == "fp8":  # the block scales' promotion, by kernel
+        if kernel == "library":
+            raise ConfigError(f"validation row {row['id']!r}: a block-128 fp8 row names its "
+                              f"kernel: {', '.join(BLOCK_FP8_KERNELS)}")  # fmt: skip
+        g = block_fp8_gemm(g, kernel)
+    elif kernel == "triton":  # a tl.dot kernel (vLLM's w8a8_block_fp8_matmul): as the Triton MoE
+        g = triton_gemm(g)
     op = replace(op, gemm=g, bytes={**op.bytes, Role.ACTIVATION: float(acts)})
     # a kernel timed in a short loop runs at the burst clock; one measured after seconds of
     # back-to-back runs (steady = true) at the clock its power limit allows

@@ -487,5 +487,7 @@ def test_a_block_scaled_gemm_row_names_its_kernel_and_cutlass_exposes_one_fma_a_
     assert rate["triton"] < rate["cutlass"] < rate["deepgemm"]
     bad = run_row({**row, "kernel": "library"})
     assert bad.skipped and "a block-128 fp8 row names its kernel" in bad.skipped
+    plain = run_row({**row, "fp8_scales": "per-tensor"})
+    assert plain.skipped and "kernel cutlass is a block-scaled fp8 kernel" in plain.skipped
     odd = run_row({**row, "kernel": "cublas"})
     assert odd.skipped and "kernel must be library, deepgemm, cutlass, triton" in odd.skipped

@@ -32,6 +32,7 @@ from hardware.chip import dtype_bytes
 from workloads.build import EAGER_PRIMITIVES, Builder, eager_without_residual, fp8_input, routed
 from workloads.model import ModelConfig
 from workloads.ops import (
+    BLOCK_FP8_PROMOTION,
     Attention,
     Op,
     Role,
@@ -356,7 +357,10 @@ class _Lowering:
             op = replace(op, dtype="bf16", gemm=replace(g, mma_sync=True, a_bytes=self.ab))
         elif self.dt == "fp8" and self.m.fp8_block_scales and b is self.b and not experts:
             # a block-scaled checkpoint's dense linear on the runtime's kernel for its shape
-            # (vLLM and SGLang send an N or K off the 128 grid to another kernel)
+            # (vLLM and SGLang send an N or K off the 128 grid to another kernel). NB: the
+            # runtimes' NVIDIA kernels, whatever the chip (on ROCm these engines ran Triton's,
+            # which exposes more); vLLM 0.11 fuses q_a_proj with kv_a_proj (N = 2112, off the
+            # grid: CUTLASS) where this lowers them apart
             rt = self.w.runtime
             aligned = n % 128 == 0 and k % 128 == 0
             kernel = rt.block_fp8_gemm if aligned else rt.block_fp8_gemm_unaligned
@@ -692,7 +696,8 @@ class _Lowering:
             # checkpoint's blocks scale each dot in series with the MMAs (fused_moe_kernel's
             # ``accumulator += tl.dot(a, b) * a_scale[:, None] * b_scale[None, :]``: 2 vector
             # instructions an element, benchmarks/research/block-fp8-promotion-2026-12-06.md)
-            promotion = 2.0 if self.dt == "fp8" and self.m.fp8_block_scales else 0.0
+            promotion = (BLOCK_FP8_PROMOTION["triton"]
+                         if self.dt == "fp8" and self.m.fp8_block_scales else 0.0)  # fmt: skip
             experts = [replace(op, gemm=triton_gemm(op.gemm, promotion))
                        if op.gemm is not None else op for op in experts]  # fmt: skip
         ops += experts + [op for op in a2a[1:] if op]

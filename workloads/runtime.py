@@ -97,7 +97,8 @@ source:
   ``cutlass`` (CUTLASS 3.x's SM90 blockwise kernel: one exposed fused multiply-add an element
   per 128-deep block) or ``triton`` (vLLM's and SGLang's w8a8_block_fp8_matmul: two, and a
   Triton kernel's structure); ``workloads.ops.BLOCK_FP8_PROMOTION``. The routed experts take
-  ``moe_kernel``'s;
+  ``moe_kernel``'s. The kernels are the engines' NVIDIA ones on every chip (on ROCm vLLM and
+  SGLang ran Triton's); a preset for a version without block-fp8 support keeps its base's;
 - ``sinks_kernel`` and ``sinks_native`` (inference): the attention kernel the software runs
   for a model with attention sinks (``ModelConfig.attention_sinks``, gpt-oss) on a chip whose
   NVIDIA compute capability (``Chip.compute_capability``) is not among ``sinks_native``, where

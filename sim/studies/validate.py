@@ -403,6 +403,9 @@ def _predict_gemm(row: dict) -> tuple[float, dict]:
         g = block_fp8_gemm(g, kernel)
     elif kernel == "triton":  # a tl.dot kernel (vLLM's w8a8_block_fp8_matmul): as the Triton MoE
         g = triton_gemm(g)
+    elif kernel != "library":
+        raise ConfigError(f"validation row {row['id']!r}: kernel {kernel} is a block-scaled fp8 "
+                          "kernel: give dtype fp8 and fp8_scales block-128, or kernel library")  # fmt: skip
     op = replace(op, gemm=g, bytes={**op.bytes, Role.ACTIVATION: float(acts)})
     # a kernel timed in a short loop runs at the burst clock; one measured after seconds of
     # back-to-back runs (steady = true) at the clock its power limit allows

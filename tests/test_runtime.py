@@ -162,6 +162,9 @@ def test_every_runtime_preset_cites_its_mechanisms():
             assert r.sources.get("kv_cache_source"), name
         if r.fsdp:
             assert r.sources.get("fsdp_source"), name
+        for key in ("block_fp8_gemm", "block_fp8_gemm_unaligned"):  # off the default: cited
+            if getattr(r, key) != "deepgemm":
+                assert r.sources.get(f"{key}_source"), (name, key)
 
 
 def test_async_output_processing_shows_only_where_longer_than_the_step():
@@ -753,3 +756,13 @@ def test_fp8_training_casts_its_gemm_inputs_itself():
     casts = {op.name for op in fwd if op.name.endswith("_fp8_cast")}
     assert casts == {f"{n}_fp8_cast" for n in ("qkv_proj", "o_proj", "mlp_up", "mlp_down")}
     assert all(op.gemm.a_bytes == 1.0 for op in fwd if op.gemm is not None and op.dtype == "fp8")
+
+
+def test_sglang_05_is_its_own_preset_whose_block_fp8_linears_run_deepgemm():
+    # SGLang 0.5 keeps 0.4's engine but runs DeepGEMM where 0.4.3 ran CUTLASS's blockwise kernel
+    s05, s04 = load_runtime("sglang-0.5.3"), load_runtime("sglang-0.4")
+    assert s05.name == "sglang-0.5" and load_runtime("sglang").name == "sglang-0.4"
+    assert (s04.block_fp8_gemm, s05.block_fp8_gemm) == ("cutlass", "deepgemm")
+    same = {k: v for k, v in s04.describe().items() if not k.startswith(("name", "block_fp8"))}
+    assert same == {k: v for k, v in s05.describe().items()
+                    if not k.startswith(("name", "block_fp8"))}  # fmt: skip

@@ -32,7 +32,6 @@ from hardware.chip import dtype_bytes
 from workloads.build import EAGER_PRIMITIVES, Builder, eager_without_residual, fp8_input, routed
 from workloads.model import ModelConfig
 from workloads.ops import (
-    BLOCK_FP8_PROMOTION,
     Attention,
     Op,
     Role,
@@ -696,9 +695,9 @@ class _Lowering:
             # checkpoint's blocks scale each dot in series with the MMAs (fused_moe_kernel's
             # ``accumulator += tl.dot(a, b) * a_scale[:, None] * b_scale[None, :]``: 2 vector
             # instructions an element, benchmarks/research/block-fp8-promotion-2026-12-06.md)
-            promotion = (BLOCK_FP8_PROMOTION["triton"]
-                         if self.dt == "fp8" and self.m.fp8_block_scales else 0.0)  # fmt: skip
-            experts = [replace(op, gemm=triton_gemm(op.gemm, promotion))
+            blocks = self.dt == "fp8" and self.m.fp8_block_scales
+            experts = [replace(op, gemm=block_fp8_gemm(op.gemm, "triton") if blocks
+                               else triton_gemm(op.gemm))
                        if op.gemm is not None else op for op in experts]  # fmt: skip
         ops += experts + [op for op in a2a[1:] if op]
         if moe.n_shared_experts:

@@ -396,16 +396,17 @@ def _predict_gemm(row: dict) -> tuple[float, dict]:
     if kernel not in ("library", *BLOCK_FP8_KERNELS):
         raise ConfigError(f"validation row {row['id']!r}: kernel must be library, "
                           f"{', '.join(BLOCK_FP8_KERNELS)}, got {kernel!r}")  # fmt: skip
-    if scales == "block-128" and dtype == "fp8":  # the block scales' promotion, by kernel
-        if kernel == "library":
-            raise ConfigError(f"validation row {row['id']!r}: a block-128 fp8 row names its "
-                              f"kernel: {', '.join(BLOCK_FP8_KERNELS)}")  # fmt: skip
+    blocks = scales == "block-128" and dtype == "fp8"
+    if blocks and kernel == "library":
+        raise ConfigError(f"validation row {row['id']!r}: a block-128 fp8 row names its "
+                          f"kernel: {', '.join(BLOCK_FP8_KERNELS)}")  # fmt: skip
+    if not blocks and kernel not in ("library", "triton"):
+        raise ConfigError(f"validation row {row['id']!r}: kernel {kernel} is a block-scaled fp8 "
+                          "kernel: give dtype fp8 and fp8_scales block-128, or kernel library")  # fmt: skip
+    if blocks:  # the block scales' promotion, by kernel
         g = block_fp8_gemm(g, kernel)
     elif kernel == "triton":  # a tl.dot kernel (vLLM's w8a8_block_fp8_matmul): as the Triton MoE
         g = triton_gemm(g)
-    elif kernel != "library":
-        raise ConfigError(f"validation row {row['id']!r}: kernel {kernel} is a block-scaled fp8 "
-                          "kernel: give dtype fp8 and fp8_scales block-128, or kernel library")  # fmt: skip
     op = replace(op, gemm=g, bytes={**op.bytes, Role.ACTIVATION: float(acts)})
     # a kernel timed in a short loop runs at the burst clock; one measured after seconds of
     # back-to-back runs (steady = true) at the clock its power limit allows

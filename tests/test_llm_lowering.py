@@ -317,3 +317,41 @@ def test_a_runtimes_block_fp8_kernel_must_be_one_it_knows():
         msg = str(err.value)
         assert f"{key} must be one of deepgemm, cutlass, triton, got 'cublas'" in msg
         assert "\n" not in msg
+    with pytest.raises(WorkloadError, match="block_fp8_gemm_off_cuda must be one of deepgemm, "
+                       r"cutlass, triton \(or left out\), got 'aiter'"):  # fmt: skip
+        Runtime(name="odd", block_fp8_gemm_off_cuda="aiter")
+
+
+def test_block_fp8_linears_run_the_engines_own_kernel_off_cuda():
+    """vLLM and SGLang build CUTLASS's blockwise kernel and DeepGEMM only for CUDA: on an AMD
+    chip their block-scaled linears run Triton's w8a8_block_fp8_matmul (two exposed vector
+    instructions an element per block), resolved per chip at cost time; an NVIDIA chip keeps the
+    runtime's CUDA kernel, and a runtime that names no off-CUDA kernel runs its own on both."""
+    from dataclasses import replace
+
+    from hardware import load_system
+    from sim import simulate
+    from workloads.ops import off_cuda
+    from workloads.runtime import load_runtime
+
+    r1 = load_model("deepseek-r1")
+    v06 = load_runtime("vllm-0.6")
+    assert v06.block_fp8_gemm_off_cuda == "triton"
+    assert load_runtime("vllm-0.11").block_fp8_gemm_off_cuda == "triton"  # inherited
+    assert load_runtime("sglang-0.5").block_fp8_gemm_off_cuda == "triton"
+    assert load_runtime("tensorrt-llm").block_fp8_gemm_off_cuda == ""
+    ops = Prefill(model=r1, batch=1, prompt=512, dtype="fp8", tp=8, runtime=v06).lower().ops
+    q_a = next(op for op in ops if op.name.endswith("q_a_proj"))
+    kv_a = next(op for op in ops if op.name.endswith("kv_a_proj"))  # off the grid: Triton
+    assert (q_a.gemm.promotion, q_a.gemm.off_cuda, kv_a.gemm.off_cuda) == (1.0, "triton", "")
+    (amd,) = off_cuda([q_a], "")
+    assert (amd.gemm.promotion, amd.gemm.tile_exposed, amd.gemm.clusters) == (2.0, True, False)
+    assert off_cuda([q_a], "9.0") == [q_a]
+    same = replace(v06, block_fp8_gemm_off_cuda="")
+
+    def prefill(chip: str, rt) -> float:
+        work = Prefill(model=r1, batch=1, prompt=2048, dtype="fp8", tp=8, runtime=rt)
+        return simulate(work, load_system(chip, 8)).time_s
+
+    assert prefill("mi300x", v06) > 1.01 * prefill("mi300x", same)
+    assert prefill("h200", v06) == prefill("h200", same)

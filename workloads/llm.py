@@ -356,14 +356,16 @@ class _Lowering:
             op = replace(op, dtype="bf16", gemm=replace(g, mma_sync=True, a_bytes=self.ab))
         elif self.dt == "fp8" and self.m.fp8_block_scales and b is self.b and not experts:
             # a block-scaled checkpoint's dense linear on the runtime's kernel for its shape
-            # (vLLM and SGLang send an N or K off the 128 grid to another kernel). NB: the
-            # runtimes' NVIDIA kernels, whatever the chip (on ROCm these engines ran Triton's,
-            # which exposes more); vLLM 0.11 fuses q_a_proj with kv_a_proj (N = 2112, off the
-            # grid: CUTLASS) where this lowers them apart
+            # (vLLM and SGLang send an N or K off the 128 grid to another kernel), and on a
+            # chip that is not an NVIDIA GPU the one its engine builds there (resolved per chip
+            # at cost time, ``workloads.ops.off_cuda``). NB: vLLM 0.11 fuses q_a_proj with
+            # kv_a_proj (N = 2112, off the grid: CUTLASS) where this lowers them apart
             rt = self.w.runtime
             aligned = n % 128 == 0 and k % 128 == 0
             kernel = rt.block_fp8_gemm if aligned else rt.block_fp8_gemm_unaligned
-            op = replace(op, gemm=block_fp8_gemm(op.gemm, kernel))
+            elsewhere = rt.block_fp8_gemm_off_cuda
+            g = block_fp8_gemm(op.gemm, kernel)
+            op = replace(op, gemm=replace(g, off_cuda=elsewhere if elsewhere != kernel else ""))
         return op
 
     def norm(self, name: str, width: int) -> Op:

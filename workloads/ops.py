@@ -102,6 +102,11 @@ class Gemm:
     # the vector instructions an output element takes per 128-deep block in series with the
     # MMAs, by kernel (``BLOCK_FP8_PROMOTION``); 0: none, or hidden behind the MMAs (DeepGEMM)
     promotion: float = 0.0
+    # a block-scaled fp8 GEMM's kernel (``BLOCK_FP8_KERNELS``) on a chip that is not an NVIDIA
+    # GPU (no CUDA compute capability), where the engine's CUDA kernels (CUTLASS's, DeepGEMM)
+    # do not build and it runs this one instead (``Runtime.block_fp8_gemm_off_cuda``; resolved
+    # per chip at cost time by ``off_cuda``); "": the same kernel on every chip
+    off_cuda: str = ""
 
 
 #: the vector instructions a block-scaled fp8 GEMM kernel spends on each output element per
@@ -133,6 +138,16 @@ def block_fp8_gemm(g: Gemm, kernel: str) -> Gemm:
     structure."""
     promotion = BLOCK_FP8_PROMOTION[kernel]
     return triton_gemm(g, promotion) if kernel == "triton" else replace(g, promotion=promotion)
+
+
+def off_cuda(ops: list[Op], compute_capability: str) -> list[Op]:
+    """``ops`` as they run on a chip of ``compute_capability`` ("": not an NVIDIA GPU): a
+    block-scaled fp8 GEMM whose engine builds another kernel off CUDA (``Gemm.off_cuda``) takes
+    that kernel's promotion and structure there; on an NVIDIA GPU the ops as they are."""
+    if compute_capability or not any(op.gemm is not None and op.gemm.off_cuda for op in ops):
+        return ops
+    return [replace(op, gemm=block_fp8_gemm(op.gemm, op.gemm.off_cuda))
+            if op.gemm is not None and op.gemm.off_cuda else op for op in ops]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

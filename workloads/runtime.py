@@ -97,8 +97,11 @@ source:
   ``cutlass`` (CUTLASS 3.x's SM90 blockwise kernel: one exposed fused multiply-add an element
   per 128-deep block) or ``triton`` (vLLM's and SGLang's w8a8_block_fp8_matmul: two, and a
   Triton kernel's structure); ``workloads.ops.BLOCK_FP8_PROMOTION``. The routed experts take
-  ``moe_kernel``'s. The kernels are the engines' NVIDIA ones on every chip (on ROCm vLLM and
-  SGLang ran Triton's); a preset for a version without block-fp8 support keeps its base's;
+  ``moe_kernel``'s. ``block_fp8_gemm_off_cuda``: the kernel for both on a chip that is not an
+  NVIDIA GPU (no CUDA compute capability, ``Chip.compute_capability``), where CUTLASS's and
+  DeepGEMM's kernels do not build (vLLM's and SGLang's ROCm builds run Triton's); "" (the
+  default): the same kernels on every chip. A preset for a version without block-fp8 support
+  keeps its base's;
 - ``sinks_kernel`` and ``sinks_native`` (inference): the attention kernel the software runs
   for a model with attention sinks (``ModelConfig.attention_sinks``, gpt-oss) on a chip whose
   NVIDIA compute capability (``Chip.compute_capability``) is not among ``sinks_native``, where
@@ -221,6 +224,9 @@ class Runtime:
     # linears whose N and K are multiples of 128, and the others
     block_fp8_gemm: str = "deepgemm"
     block_fp8_gemm_unaligned: str = "deepgemm"
+    # "" or BLOCK_FP8_KERNELS: the kernel for both on a chip that is not an NVIDIA GPU ("": the
+    # same kernels there)
+    block_fp8_gemm_off_cuda: str = ""
     admission: str = "watermark"  # watermark | reserve (ADMISSIONS): a serving engine's policy
     mixed_prefill: bool = True  # chunked prefill: prompt chunks ride in decode steps (else apart)
     fsdp: str = ""  # "" | fsdp1 | fsdp2 (FSDP_IMPLEMENTATIONS): ZeRO-3's own memory kernels
@@ -238,6 +244,7 @@ class Runtime:
                              ("moe_kernel", MOE_KERNELS),
                              ("block_fp8_gemm", BLOCK_FP8_KERNELS),
                              ("block_fp8_gemm_unaligned", BLOCK_FP8_KERNELS),
+                             ("block_fp8_gemm_off_cuda", ("", *BLOCK_FP8_KERNELS)),
                              ("admission", ADMISSIONS),
                              ("memory_fraction_of", MEMORY_FRACTIONS_OF),
                              ("fsdp", FSDP_IMPLEMENTATIONS)):  # fmt: skip
@@ -293,6 +300,7 @@ class Runtime:
             "moe_kernel": self.moe_kernel,
             "block_fp8_gemm": self.block_fp8_gemm,
             "block_fp8_gemm_unaligned": self.block_fp8_gemm_unaligned,
+            "block_fp8_gemm_off_cuda": self.block_fp8_gemm_off_cuda,
             "admission": self.admission,
             "mixed_prefill": self.mixed_prefill,
             "fsdp": self.fsdp,
@@ -456,6 +464,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     moe_kernel = raw.get("moe_kernel", "library")  # checked by Runtime.__post_init__
     block_fp8 = {k: raw.get(k, "deepgemm")  # checked by Runtime.__post_init__
                  for k in ("block_fp8_gemm", "block_fp8_gemm_unaligned")}  # fmt: skip
+    block_fp8["block_fp8_gemm_off_cuda"] = raw.get("block_fp8_gemm_off_cuda", "")
     admission = raw.get("admission", "watermark")  # checked by Runtime.__post_init__
     fraction_of = raw.get("memory_fraction_of", "total")  # checked by Runtime.__post_init__
     fsdp = raw.get("fsdp", "")  # checked by Runtime.__post_init__

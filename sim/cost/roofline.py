@@ -79,6 +79,7 @@ from workloads.ops import (
     Op,
     OpKind,
     causal_pairs,
+    off_cuda,
     point_arrays,
     take_points,
     window_span,
@@ -366,6 +367,7 @@ def cost_gemms(
     limit allows each candidate (``_steady_time``), as a tuned library measured under load
     picks; a tile that moves more bytes through L2 draws more power and may lose its lead."""
     st = chips.structure
+    ops = off_cuda(ops, st.compute_capability)  # a block-fp8 kernel the engine builds off CUDA
     (m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops, r_tokens, r_p, one_cta, pow2,
      exposed, pointer) = (
         _table([(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops,

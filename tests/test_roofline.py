@@ -1037,3 +1037,43 @@ def test_a_communicator_across_nodes_keeps_the_links_model_and_a_library_its_own
         from workloads.build import Builder
 
         Builder("bf16", 2, 2).collective("x", "send_recv", 1e6, 2, messages=0)
+
+
+def test_a_triton_dot_kernel_pads_a_few_rows_to_sixteen_and_never_takes_the_gemv_path():
+    """Triton's tl.dot takes blocks of at least 16 a side: a Triton GEMM of 4 rows (vLLM's
+    w8a8_block_fp8_matmul at decode) runs a tile of 16 rows or more on the matrix units, where a
+    library GEMM of the same shape may stream its weights through the GEMV path or an 8-row
+    tile; so it is never faster than the library's, and slower where its padded math binds."""
+    from hardware import load_system
+    from workloads.ops import triton_gemm
+
+    system = load_system("h200", 1)
+    op = gemm_op(4, 576, 7168, dtype="fp8")
+    library = cost_op(op, system)
+    triton = cost_op(replace(op, gemm=triton_gemm(op.gemm)), system)
+    assert triton.tile is not None and min(triton.tile) >= 16
+    assert library.tile is None or library.tile[0] < 16
+    assert triton.time_s > 1.5 * library.time_s
+
+
+def test_vllms_cutlass_blockwise_kernel_runs_its_one_tile_without_splitting_k():
+    """vLLM's SM90 CUTLASS blockwise fp8 kernel is one hard-coded configuration (128 x 128 x
+    128, persistent): 4 rows run a 128-row tile, and with fewer tiles than cores each CTA runs
+    the whole K loop, so the time grows with K at a fixed N (the library splits K instead);
+    with many rows it is the 128 x 128 tile's wave count."""
+    from hardware import load_system
+    from workloads.ops import block_fp8_gemm
+
+    system = load_system("h200", 1)
+
+    def cutlass(m: int, n: int, k: int):
+        op = gemm_op(m, n, k, dtype="fp8")
+        return cost_op(replace(op, gemm=block_fp8_gemm(op.gemm, "cutlass")), system)
+
+    short, long = cutlass(4, 1536, 1792), cutlass(4, 1536, 7168)
+    assert short.tile == long.tile == (128, 128)
+    assert long.compute_s == pytest.approx(4 * short.compute_s, rel=1e-9)
+    op = gemm_op(4, 1536, 7168, dtype="fp8")
+    assert long.time_s > 3 * cost_op(replace(op, gemm=block_fp8_gemm(op.gemm, "deepgemm")),
+                                     system).time_s  # fmt: skip
+    assert cutlass(4096, 7168, 2048).tile == (128, 128)

@@ -107,6 +107,9 @@ class Gemm:
     # do not build and it runs this one instead (``Runtime.block_fp8_gemm_off_cuda``; resolved
     # per chip at cost time by ``off_cuda``); "": the same kernel on every chip
     off_cuda: str = ""
+    # a kernel with one tile shape (M x N), scheduled persistently over it: no split-K, no
+    # stream-K, no GEMV path and no cut tile (``BLOCK_FP8_TILE``); (0, 0): the library's tiles
+    tile: tuple[int, int] = (0, 0)
 
 
 #: the vector instructions a block-scaled fp8 GEMM kernel spends on each output element per
@@ -121,6 +124,14 @@ class Gemm:
 #: WGMMAs, and TensorRT-LLM's fp8_blockscale_gemm built on it)
 BLOCK_FP8_PROMOTION = {"deepgemm": 0.0, "cutlass": 1.0, "triton": 2.0}
 BLOCK_FP8_KERNELS = tuple(BLOCK_FP8_PROMOTION)
+#: the one tile a block-scaled fp8 kernel runs, where its dispatch has one (``Gemm.tile``):
+#: vLLM's SM90 CUTLASS blockwise kernel is one hard-coded configuration, TileShape 128 x 128 x
+#: 128 under the cooperative warp-specialized schedule with the default persistent tile
+#: scheduler ("// TODO: better heuristics", csrc/quantization/cutlass_w8a8/c3x/
+#: scaled_mm_blockwise_sm90_fp8_dispatch.cuh, cutlass_gemm_blockwise_sm90_fp8_dispatch), and
+#: sgl-kernel's copy the same tile (sm90_fp8_blockwise_dispatch_shape; NB its later versions
+#: take a stream-K scheduler where K > 3 N, not modelled). Fewer rows than 128 are padded to it
+BLOCK_FP8_TILE = {"cutlass": (128, 128)}
 
 
 def triton_gemm(g: Gemm, promotion: float = 0.0) -> Gemm:
@@ -129,15 +140,17 @@ def triton_gemm(g: Gemm, promotion: float = 0.0) -> Gemm:
     pointer loads (vLLM's and SGLang's fused MoE and block-fp8 GEMM), ``promotion`` its
     block-scale promotion."""
     return replace(g, clusters=False, pow2_blocks=True, tile_exposed=True, pointer_loads=True,
-                   promotion=promotion)  # fmt: skip
+                   promotion=promotion, tile=(0, 0))  # fmt: skip
 
 
 def block_fp8_gemm(g: Gemm, kernel: str) -> Gemm:
     """``g`` with DeepSeek-style block scales (128 x 128 weight blocks, 1 x 128 activation
-    groups) run by ``kernel`` (``BLOCK_FP8_KERNELS``): its promotion, and a Triton kernel's
-    structure."""
+    groups) run by ``kernel`` (``BLOCK_FP8_KERNELS``): its promotion, its one tile where it has
+    one (``BLOCK_FP8_TILE``), and a Triton kernel's structure."""
     promotion = BLOCK_FP8_PROMOTION[kernel]
-    return triton_gemm(g, promotion) if kernel == "triton" else replace(g, promotion=promotion)
+    if kernel == "triton":
+        return triton_gemm(g, promotion)
+    return replace(g, promotion=promotion, tile=BLOCK_FP8_TILE.get(kernel, (0, 0)))
 
 
 def off_cuda(ops: list[Op], compute_capability: str) -> list[Op]:

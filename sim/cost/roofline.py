@@ -94,6 +94,10 @@ _EXP_FLOPS = 4
 # dS = P * (dP - D) * scale: a subtract, a multiply and the scale (FlashAttention-2, Alg. 2)
 _DS_VECTOR_FLOPS = 3
 _MIN_SPLIT_GRANULES = 4
+#: Triton's tl.dot takes blocks of at least 16 on every side (triton/language/semantic.py, dot:
+#: "All non-batch values in both first input shape ... and second input shape ... must be >=
+#: 16!"): a tl.dot kernel pads fewer rows to 16
+_TL_DOT_MIN = 16.0
 
 
 class Bound:
@@ -369,10 +373,10 @@ def cost_gemms(
     st = chips.structure
     ops = off_cuda(ops, st.compute_capability)  # a block-fp8 kernel the engine builds off CUDA
     (m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops, r_tokens, r_p, one_cta, pow2,
-     exposed, pointer) = (
+     exposed, pointer, fixed_m, fixed_n) = (
         _table([(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops,
                  g.routed_tokens, g.routed_p, not g.clusters, g.pow2_blocks, g.tile_exposed,
-                 g.pointer_loads and not g.mma_sync)
+                 g.pointer_loads and not g.mma_sync, *g.tile)
                 for op, g in ((op, op.gemm) for op in ops)])  # type: ignore[union-attr]
     )  # fmt: skip
     a = groups * m * k * a_bytes
@@ -404,6 +408,9 @@ def cost_gemms(
         tm, tn = np.where(is_routed, routed_tm, cut_m), np.where(is_routed, tn, cut_n)
     else:
         tm = routed_tm
+    fixed = fixed_m > 0
+    if fixed.any():  # a kernel of one tile (``Gemm.tile``) runs it as it is, never cut
+        tm, tn = np.where(fixed, cand["tm"], tm), np.where(fixed, cand["tn"], tn)
     tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
     if is_routed.any():  # each expert's rows padded to whole tiles, over their spread
         tiles_m = np.broadcast_to(tiles_m, np.broadcast_shapes(tiles_m.shape, m.shape)).copy()
@@ -414,15 +421,23 @@ def cost_gemms(
                                      np.broadcast_to(tm, shape)[sel])  # fmt: skip
     tiles = groups * tiles_m * tiles_n
     stream = st.stream_k & (tiles > n_cores) & (tiles % n_cores != 0)
-    # a kernel of one program per tile (``Gemm.tile_exposed``) has no stream-K schedule
-    usable = np.where(sk, stream & (exposed <= 0), np.where(gemv, (m < min_tm) & ~is_routed, True))
+    # a kernel of one program per tile (``Gemm.tile_exposed``) has no stream-K schedule, and a
+    # Triton tl.dot kernel (power-of-two blocks) no GEMV path: it runs its matrix instructions
+    # on padded blocks however few the rows
+    gemv_ok = (m < min_tm) & ~is_routed & (pow2 <= 0)
+    usable = np.where(sk, stream & (exposed <= 0), np.where(gemv, gemv_ok, True))
     if (pow2 > 0).any():
         # a Triton kernel's blocks are powers of two on both sides (tl.arange spans a power of
         # two: vLLM's and SGLang's fused-MoE configs take BLOCK_SIZE_M 16-256 and BLOCK_SIZE_N
-        # 32-256), so a tile such as Hopper's 192 x 192 is not one it can run; where a chip
-        # lists no power-of-two tile the op keeps them all
-        sides = _power_of_two(tm) & _power_of_two(tn)
+        # 32-256), so a tile such as Hopper's 192 x 192 is not one it can run, nor one under
+        # tl.dot's least operand side (_TL_DOT_MIN); where a chip lists no such tile the op
+        # keeps them all
+        sides = _power_of_two(tm) & _power_of_two(tn) & (tm >= _TL_DOT_MIN) & (tn >= _TL_DOT_MIN)
         allowed = usable & (sides | (pow2 <= 0))
+        usable = np.where(allowed.any(axis=0, keepdims=True), allowed, usable)
+    if fixed.any():  # that tile alone, and only as its own schedule (one row of candidates)
+        one = (tm == fixed_m) & (tn == fixed_n) & ~sk & ~gemv & (cand["cut"] == 0)
+        allowed = usable & (one | ~fixed)
         usable = np.where(allowed.any(axis=0, keepdims=True), allowed, usable)
     keep = usable.reshape(len(usable), -1).any(axis=1)
     if not keep.all():  # a candidate no op may use (stream-K with fewer tiles than cores) is
@@ -438,7 +453,7 @@ def cost_gemms(
     granules = np.ceil(k / tile_k)
     # split-K while there are fewer tiles than cores, each split keeping >= 4 K granules
     split = np.minimum(n_cores // tiles, granules // _MIN_SPLIT_GRANULES)
-    split = np.where(sk | (tiles >= n_cores) | (split < 1) | (exposed > 0), 1.0, split)
+    split = np.where(sk | (tiles >= n_cores) | (split < 1) | (exposed > 0) | fixed, 1.0, split)
     waves = np.ceil(tiles * split / n_cores)
     # stream-K: the tiles' K iterations dealt out evenly over the cores, each core's boundary
     # tile fixed up through an fp32 workspace; only with more tiles than cores and a partial

@@ -317,42 +317,48 @@ def test_a_runtimes_block_fp8_kernel_must_be_one_it_knows():
         msg = str(err.value)
         assert f"{key} must be one of deepgemm, cutlass, triton, got 'cublas'" in msg
         assert "\n" not in msg
-    with pytest.raises(WorkloadError, match="block_fp8_gemm_off_cuda must be one of deepgemm, "
-                       r"cutlass, triton \(or left out\), got 'aiter'"):  # fmt: skip
-        Runtime(name="odd", block_fp8_gemm_off_cuda="aiter")
+    with pytest.raises(WorkloadError, match="block_fp8_fallback must be one of triton "
+                       r"\(or left out\), got 'cutlass'"):  # fmt: skip
+        Runtime(name="odd", block_fp8_fallback="cutlass")
 
 
-def test_block_fp8_linears_run_the_engines_own_kernel_off_cuda():
-    """vLLM and SGLang build CUTLASS's blockwise kernel and DeepGEMM only for CUDA: on an AMD
-    chip their block-scaled linears run Triton's w8a8_block_fp8_matmul (two exposed vector
-    instructions an element per block), resolved per chip at cost time; an NVIDIA chip keeps the
-    runtime's CUDA kernel, and a runtime that names no off-CUDA kernel runs its own on both.
-    Triton's two exposed instructions cost more than a kernel that hides the promotion."""
+def test_block_fp8_linears_run_the_engines_fallback_where_its_kernels_are_not_built():
+    """vLLM 0.7 builds its CUTLASS blockwise kernel for SM90 only (and not at all off CUDA), and
+    DeepGEMM is a CUDA library: elsewhere (an AMD chip, an Ada L40S) the block-scaled linears
+    run Triton's w8a8_block_fp8_matmul (two exposed vector instructions an element a block and
+    a Triton kernel's structure), resolved per chip at cost time; a Hopper keeps the CUDA
+    kernel; a runtime without a fallback runs its own kernel everywhere."""
     from dataclasses import replace
 
     from hardware import load_system
-    from sim import simulate
-    from workloads.ops import off_cuda
+    from sim.cost.roofline import cost_ops
+    from workloads.ops import for_chip
     from workloads.runtime import load_runtime
 
     r1 = load_model("deepseek-r1")
     v06 = load_runtime("vllm-0.6")
-    assert v06.block_fp8_gemm_off_cuda == "triton"
-    assert load_runtime("vllm-0.11").block_fp8_gemm_off_cuda == "triton"  # inherited
-    assert load_runtime("sglang-0.5").block_fp8_gemm_off_cuda == "triton"
-    assert load_runtime("tensorrt-llm").block_fp8_gemm_off_cuda == ""
-    ops = Prefill(model=r1, batch=1, prompt=512, dtype="fp8", tp=8, runtime=v06).lower().ops
+    assert (v06.block_fp8_fallback, v06.block_fp8_native) == ("triton", ("9.0",))
+    assert load_runtime("vllm-0.11").block_fp8_native == ("9.0", "10.0")
+    assert load_runtime("sglang-0.4").block_fp8_fallback == "triton"
+    assert load_runtime("tensorrt-llm").block_fp8_fallback == ""
+    ops = Prefill(model=r1, batch=1, prompt=4096, dtype="fp8", tp=8, runtime=v06).lower().ops
     q_a = next(op for op in ops if op.name.endswith("q_a_proj"))
     kv_a = next(op for op in ops if op.name.endswith("kv_a_proj"))  # off the grid: Triton
-    assert (q_a.gemm.promotion, q_a.gemm.off_cuda, kv_a.gemm.off_cuda) == (1.0, "triton", "")
-    (amd,) = off_cuda([q_a], "")
-    assert (amd.gemm.promotion, amd.gemm.tile_exposed, amd.gemm.clusters) == (2.0, True, False)
-    assert off_cuda([q_a], "9.0") == [q_a]
-    hidden = replace(v06, block_fp8_gemm_off_cuda="deepgemm")  # a kernel that hides it
-
-    def prefill(chip: str, rt) -> float:
-        work = Prefill(model=r1, batch=1, prompt=2048, dtype="fp8", tp=8, runtime=rt)
-        return simulate(work, load_system(chip, 8)).time_s
-
-    assert prefill("mi300x", v06) > 1.01 * prefill("mi300x", hidden)
-    assert prefill("h200", v06) == prefill("h200", hidden)
+    assert (q_a.gemm.promotion, q_a.gemm.tile, q_a.gemm.block_fallback) == (1.0, (128, 128),
+                                                                            "triton")  # fmt: skip
+    assert kv_a.gemm.block_fallback == ""
+    for cc in ("", "8.9", "10.0"):
+        (moved,) = for_chip([q_a], cc)
+        g = moved.gemm
+        assert (g.promotion, g.tile_exposed, g.clusters, g.pow2_blocks, g.tile) == (
+            2.0, True, False, True, (0, 0))  # fmt: skip
+    assert for_chip([q_a], "9.0") == [q_a]
+    # Triton's two exposed instructions cost more than the same kernel without them (4096
+    # rows: the math binds) on an AMD chip
+    (amd,) = for_chip([q_a], "")
+    hidden = replace(amd, gemm=replace(amd.gemm, promotion=0.0, block_fallback=""))
+    t = [c.time_s for c in cost_ops([q_a, hidden], load_system("mi300x", 8))]
+    assert t[0] > 1.01 * t[1]
+    # on a Hopper nothing moves
+    h200 = load_system("h200", 8)
+    assert cost_ops([q_a], h200)[0].time_s == cost_ops(for_chip([q_a], "9.0"), h200)[0].time_s

@@ -1040,40 +1040,70 @@ def test_a_communicator_across_nodes_keeps_the_links_model_and_a_library_its_own
 
 
 def test_a_triton_dot_kernel_pads_a_few_rows_to_sixteen_and_never_takes_the_gemv_path():
-    """Triton's tl.dot takes blocks of at least 16 a side: a Triton GEMM of 4 rows (vLLM's
-    w8a8_block_fp8_matmul at decode) runs a tile of 16 rows or more on the matrix units, where a
-    library GEMM of the same shape may stream its weights through the GEMV path or an 8-row
-    tile; so it is never faster than the library's, and slower where its padded math binds."""
+    """A Triton tl.dot block is 16 rows at least: a Triton GEMM of 1 to 16 rows (vLLM's
+    w8a8_block_fp8_matmul at decode) runs the same 16-row blocks on the matrix units, so its
+    math is the same at 1, 4 or 16 rows, where a library GEMM of 4 rows streams its weights
+    through the GEMV path or an 8-row tile and is never slower than it."""
     from hardware import load_system
     from workloads.ops import triton_gemm
 
     system = load_system("h200", 1)
-    op = gemm_op(4, 576, 7168, dtype="fp8")
-    library = cost_op(op, system)
-    triton = cost_op(replace(op, gemm=triton_gemm(op.gemm)), system)
-    assert triton.tile is not None and min(triton.tile) >= 16
+
+    def costs(m: int):
+        op = gemm_op(m, 576, 7168, dtype="fp8")
+        return cost_op(op, system), cost_op(replace(op, gemm=triton_gemm(op.gemm)), system)
+
+    library, triton = costs(4)
+    assert triton.tile is not None and triton.tile[0] == 16
     assert library.tile is None or library.tile[0] < 16
-    assert triton.time_s > 1.5 * library.time_s
+    # the same padded math at 1, 4 and 16 rows (only the activations' few bytes differ)
+    assert [costs(m)[1].compute_s for m in (1, 16)] == pytest.approx([triton.compute_s] * 2,
+                                                                      rel=1e-12)  # fmt: skip
+    assert triton.compute_s > library.compute_s and triton.time_s >= library.time_s
 
 
 def test_vllms_cutlass_blockwise_kernel_runs_its_one_tile_without_splitting_k():
     """vLLM's SM90 CUTLASS blockwise fp8 kernel is one hard-coded configuration (128 x 128 x
     128, persistent): 4 rows run a 128-row tile, and with fewer tiles than cores each CTA runs
     the whole K loop, so the time grows with K at a fixed N (the library splits K instead);
-    with many rows it is the 128 x 128 tile's wave count."""
+    with many rows it is the 128 x 128 tile's wave count. A kernel's own tile the chip does not
+    list is still its tile, and never one the chip's library takes for another GEMM."""
     from hardware import load_system
+    from sim.cost.roofline import cost_ops
     from workloads.ops import block_fp8_gemm
 
     system = load_system("h200", 1)
 
-    def cutlass(m: int, n: int, k: int):
+    def cutlass(m: int, n: int, k: int, tile: tuple[int, int] = (128, 128)) -> Op:
         op = gemm_op(m, n, k, dtype="fp8")
-        return cost_op(replace(op, gemm=block_fp8_gemm(op.gemm, "cutlass")), system)
+        return replace(op, gemm=replace(block_fp8_gemm(op.gemm, "cutlass"), tile=tile))
 
-    short, long = cutlass(4, 1536, 1792), cutlass(4, 1536, 7168)
+    short, long = (cost_op(cutlass(4, 1536, k), system) for k in (1792, 7168))
     assert short.tile == long.tile == (128, 128)
     assert long.compute_s == pytest.approx(4 * short.compute_s, rel=1e-9)
     op = gemm_op(4, 1536, 7168, dtype="fp8")
     assert long.time_s > 3 * cost_op(replace(op, gemm=block_fp8_gemm(op.gemm, "deepgemm")),
                                      system).time_s  # fmt: skip
-    assert cutlass(4096, 7168, 2048).tile == (128, 128)
+    assert cost_op(cutlass(4096, 7168, 2048), system).tile == (128, 128)
+    odd, plain = cost_ops([cutlass(4, 1536, 7168, (96, 96)), gemm_op(4096, 4096, 4096)], system)
+    assert odd.tile == (96, 96) and plain.tile != (96, 96)
+    assert plain.time_s == cost_op(gemm_op(4096, 4096, 4096), system).time_s
+
+
+def test_a_one_tile_kernel_costs_the_same_in_a_sweep_over_chips():
+    """The one-tile path over a stack of chips (a sweep: candidates dropped per chip where
+    they can never win) gives each chip what it gives alone."""
+    from hardware import load_system
+    from sim.cost.chips import ChipArrays
+    from sim.cost.roofline import cost_ops, cost_table
+    from workloads.ops import block_fp8_gemm
+
+    systems = [load_system("h200", 1), load_system("h200", 1, ["hbm.bandwidth=2.4TB/s"])]
+    ops = []
+    for m, n, k in ((4, 1536, 7168), (4096, 7168, 2048)):
+        op = gemm_op(m, n, k, dtype="fp8")
+        ops.append(replace(op, gemm=block_fp8_gemm(op.gemm, "cutlass")))
+    table = cost_table(ops, ChipArrays.from_systems(systems), steady=False)
+    for i, system in enumerate(systems):
+        alone = [c.time_s for c in cost_ops(ops, system, steady=False)]
+        assert [float(t) for t in table.time[:, i]] == pytest.approx(alone, rel=1e-12)

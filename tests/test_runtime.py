@@ -165,8 +165,9 @@ def test_every_runtime_preset_cites_its_mechanisms():
         for key in ("block_fp8_gemm", "block_fp8_gemm_unaligned"):  # off the default: cited
             if getattr(r, key) != "deepgemm":
                 assert r.sources.get(f"{key}_source"), (name, key)
-        if r.block_fp8_gemm_off_cuda:
-            assert r.sources.get("block_fp8_gemm_off_cuda_source"), name
+        if r.block_fp8_fallback:
+            assert r.sources.get("block_fp8_fallback_source"), name
+            assert r.sources.get("block_fp8_native_source"), name
 
 
 def test_async_output_processing_shows_only_where_longer_than_the_step():

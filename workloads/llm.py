@@ -357,15 +357,19 @@ class _Lowering:
         elif self.dt == "fp8" and self.m.fp8_block_scales and b is self.b and not experts:
             # a block-scaled checkpoint's dense linear on the runtime's kernel for its shape
             # (vLLM and SGLang send an N or K off the 128 grid to another kernel), and on a
-            # chip that is not an NVIDIA GPU the one its engine builds there (resolved per chip
-            # at cost time, ``workloads.ops.off_cuda``). NB: vLLM 0.11 fuses q_a_proj with
-            # kv_a_proj (N = 2112, off the grid: CUTLASS) where this lowers them apart
+            # chip its kernels are not built for the engine's fallback (resolved per chip at
+            # cost time, ``workloads.ops.for_chip``). NB: vLLM 0.11 fuses q_a_proj with
+            # kv_a_proj (N = 2112, off the grid: CUTLASS, one 128 x 128 tile) where this lowers
+            # them apart (kv_a_proj's N = 576 alone)
             rt = self.w.runtime
             aligned = n % 128 == 0 and k % 128 == 0
             kernel = rt.block_fp8_gemm if aligned else rt.block_fp8_gemm_unaligned
-            elsewhere = rt.block_fp8_gemm_off_cuda
             g = block_fp8_gemm(op.gemm, kernel)
-            op = replace(op, gemm=replace(g, off_cuda=elsewhere if elsewhere != kernel else ""))
+            if rt.block_fp8_fallback and rt.block_fp8_fallback != kernel:
+                g = replace(
+                    g, block_fallback=rt.block_fp8_fallback, block_native=rt.block_fp8_native
+                )
+            op = replace(op, gemm=g)
         return op
 
     def norm(self, name: str, width: int) -> Op:

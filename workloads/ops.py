@@ -102,11 +102,12 @@ class Gemm:
     # the vector instructions an output element takes per 128-deep block in series with the
     # MMAs, by kernel (``BLOCK_FP8_PROMOTION``); 0: none, or hidden behind the MMAs (DeepGEMM)
     promotion: float = 0.0
-    # a block-scaled fp8 GEMM's kernel (``BLOCK_FP8_KERNELS``) on a chip that is not an NVIDIA
-    # GPU (no CUDA compute capability), where the engine's CUDA kernels (CUTLASS's, DeepGEMM)
-    # do not build and it runs this one instead (``Runtime.block_fp8_gemm_off_cuda``; resolved
-    # per chip at cost time by ``off_cuda``); "": the same kernel on every chip
-    off_cuda: str = ""
+    # a block-scaled fp8 GEMM's kernel (``BLOCK_FP8_KERNELS``) on a chip whose compute capability
+    # is not in ``block_native`` (a chip that is not an NVIDIA GPU among them), where the engine's
+    # own kernel does not build and it runs this one instead (``Runtime.block_fp8_fallback``;
+    # resolved per chip at cost time by ``for_chip``); "": the same kernel on every chip
+    block_fallback: str = ""
+    block_native: tuple[str, ...] = ()
     # a kernel with one tile shape (M x N), scheduled persistently over it: no split-K, no
     # stream-K, no GEMV path and no cut tile (``BLOCK_FP8_TILE``); (0, 0): the library's tiles
     tile: tuple[int, int] = (0, 0)
@@ -150,17 +151,23 @@ def block_fp8_gemm(g: Gemm, kernel: str) -> Gemm:
     promotion = BLOCK_FP8_PROMOTION[kernel]
     if kernel == "triton":
         return triton_gemm(g, promotion)
-    return replace(g, promotion=promotion, tile=BLOCK_FP8_TILE.get(kernel, (0, 0)))
+    # a library-structured kernel: clusters, its tiles, nothing exposed (whatever ran before)
+    return replace(g, clusters=True, pow2_blocks=False, tile_exposed=False, pointer_loads=False,
+                   promotion=promotion, tile=BLOCK_FP8_TILE.get(kernel, (0, 0)))  # fmt: skip
 
 
-def off_cuda(ops: list[Op], compute_capability: str) -> list[Op]:
+def for_chip(ops: list[Op], compute_capability: str) -> list[Op]:
     """``ops`` as they run on a chip of ``compute_capability`` ("": not an NVIDIA GPU): a
-    block-scaled fp8 GEMM whose engine builds another kernel off CUDA (``Gemm.off_cuda``) takes
-    that kernel's promotion and structure there; on an NVIDIA GPU the ops as they are."""
-    if compute_capability or not any(op.gemm is not None and op.gemm.off_cuda for op in ops):
+    block-scaled fp8 GEMM whose engine's kernel does not build there (``Gemm.block_native``)
+    takes its fallback kernel's promotion and structure (``Gemm.block_fallback``)."""
+
+    def moved(g: Gemm | None) -> bool:
+        return g is not None and bool(g.block_fallback) and compute_capability not in g.block_native
+
+    if not any(moved(op.gemm) for op in ops):
         return ops
-    return [replace(op, gemm=block_fp8_gemm(op.gemm, op.gemm.off_cuda))
-            if op.gemm is not None and op.gemm.off_cuda else op for op in ops]  # fmt: skip
+    return [replace(op, gemm=block_fp8_gemm(op.gemm, op.gemm.block_fallback))  # type: ignore[union-attr]
+            if moved(op.gemm) else op for op in ops]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

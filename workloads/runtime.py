@@ -97,9 +97,10 @@ source:
   ``cutlass`` (CUTLASS 3.x's SM90 blockwise kernel: one exposed fused multiply-add an element
   per 128-deep block) or ``triton`` (vLLM's and SGLang's w8a8_block_fp8_matmul: two, and a
   Triton kernel's structure); ``workloads.ops.BLOCK_FP8_PROMOTION``. The routed experts take
-  ``moe_kernel``'s. ``block_fp8_gemm_off_cuda``: the kernel for both on a chip that is not an
-  NVIDIA GPU (no CUDA compute capability, ``Chip.compute_capability``), where CUTLASS's and
-  DeepGEMM's kernels do not build (vLLM's and SGLang's ROCm builds run Triton's); "" (the
+  ``moe_kernel``'s. ``block_fp8_native`` and ``block_fp8_fallback``: the compute capabilities
+  (``Chip.compute_capability``) the engine's kernels for them are built for, and the kernel it
+  runs on every other chip, those that are not NVIDIA GPUs included (``triton``: vLLM's and
+  SGLang's ``w8a8_block_fp8_matmul``, which their ROCm and Ada builds run); neither (the
   default): the same kernels on every chip. A preset for a version without block-fp8 support
   keeps its base's;
 - ``sinks_kernel`` and ``sinks_native`` (inference): the attention kernel the software runs
@@ -224,9 +225,10 @@ class Runtime:
     # linears whose N and K are multiples of 128, and the others
     block_fp8_gemm: str = "deepgemm"
     block_fp8_gemm_unaligned: str = "deepgemm"
-    # "" or BLOCK_FP8_KERNELS: the kernel for both on a chip that is not an NVIDIA GPU ("": the
-    # same kernels there)
-    block_fp8_gemm_off_cuda: str = ""
+    # "" | triton: the kernel for both on a chip whose compute capability is not among
+    # block_fp8_native (every chip that is not an NVIDIA GPU among them); "": the same kernels
+    block_fp8_fallback: str = ""
+    block_fp8_native: tuple[str, ...] = ()
     admission: str = "watermark"  # watermark | reserve (ADMISSIONS): a serving engine's policy
     mixed_prefill: bool = True  # chunked prefill: prompt chunks ride in decode steps (else apart)
     fsdp: str = ""  # "" | fsdp1 | fsdp2 (FSDP_IMPLEMENTATIONS): ZeRO-3's own memory kernels
@@ -244,7 +246,7 @@ class Runtime:
                              ("moe_kernel", MOE_KERNELS),
                              ("block_fp8_gemm", BLOCK_FP8_KERNELS),
                              ("block_fp8_gemm_unaligned", BLOCK_FP8_KERNELS),
-                             ("block_fp8_gemm_off_cuda", ("", *BLOCK_FP8_KERNELS)),
+                             ("block_fp8_fallback", ("", "triton")),
                              ("admission", ADMISSIONS),
                              ("memory_fraction_of", MEMORY_FRACTIONS_OF),
                              ("fsdp", FSDP_IMPLEMENTATIONS)):  # fmt: skip
@@ -300,7 +302,8 @@ class Runtime:
             "moe_kernel": self.moe_kernel,
             "block_fp8_gemm": self.block_fp8_gemm,
             "block_fp8_gemm_unaligned": self.block_fp8_gemm_unaligned,
-            "block_fp8_gemm_off_cuda": self.block_fp8_gemm_off_cuda,
+            "block_fp8_fallback": self.block_fp8_fallback,
+            "block_fp8_native": list(self.block_fp8_native),
             "admission": self.admission,
             "mixed_prefill": self.mixed_prefill,
             "fsdp": self.fsdp,
@@ -464,7 +467,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     moe_kernel = raw.get("moe_kernel", "library")  # checked by Runtime.__post_init__
     block_fp8 = {k: raw.get(k, "deepgemm")  # checked by Runtime.__post_init__
                  for k in ("block_fp8_gemm", "block_fp8_gemm_unaligned")}  # fmt: skip
-    block_fp8["block_fp8_gemm_off_cuda"] = raw.get("block_fp8_gemm_off_cuda", "")
+    block_fp8["block_fp8_fallback"] = raw.get("block_fp8_fallback", "")  # checked below too
     admission = raw.get("admission", "watermark")  # checked by Runtime.__post_init__
     fraction_of = raw.get("memory_fraction_of", "total")  # checked by Runtime.__post_init__
     fsdp = raw.get("fsdp", "")  # checked by Runtime.__post_init__
@@ -515,6 +518,14 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     if sinks_native and not sinks_kernel:
         raise WorkloadError(f"{where}: sinks_native names where the default kernel takes sinks; "
                             "it needs a sinks_kernel for the other chips (or remove it)")  # fmt: skip
+    block_native = raw.get("block_fp8_native", [])
+    if not isinstance(block_native, list) or not all(is_capability(c) for c in block_native):
+        raise WorkloadError(f"{where}: block_fp8_native must be a list of compute capabilities "
+                            f"like [\"9.0\"], got {block_native!r}")  # fmt: skip
+    if bool(block_native) != bool(block_fp8["block_fp8_fallback"]):
+        raise WorkloadError(f"{where}: give block_fp8_native (the compute capabilities the "
+                            "block-fp8 kernels are built for) and block_fp8_fallback (the kernel "
+                            "elsewhere) together, or neither")  # fmt: skip
     busbw = raw.get("allreduce_bus_bandwidth", 0.0)
     if isinstance(busbw, bool) or not isinstance(busbw, int | float) or not 0 <= busbw < math.inf:
         raise WorkloadError(f"{where}: allreduce_bus_bandwidth must be a number of bytes/s >= 0, "
@@ -539,6 +550,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         weight_only_kernel=weight_only,
         moe_kernel=moe_kernel,
         **block_fp8,
+        block_fp8_native=tuple(block_native),
         admission=admission,
         memory_fraction_of=fraction_of,
         fsdp=fsdp,

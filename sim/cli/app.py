@@ -520,19 +520,22 @@ def _run_runtimes(args: argparse.Namespace) -> int:
     triton = [r["name"] for r in rows if r["moe_kernel"] != "library"]
     fsdp = {v: [r["name"] for r in rows if r["training"] and r["fsdp"] == v]
             for v in FSDP_IMPLEMENTATIONS if v}  # fmt: skip
-    block = [f"{r['name']} ({r['block_fp8_gemm']}, off-grid {r['block_fp8_gemm_unaligned']}"
-             + (f", off CUDA {r['block_fp8_gemm_off_cuda']})" if r["block_fp8_gemm_off_cuda"]
-                else ")")
-             for r in rows if (r["block_fp8_gemm"], r["block_fp8_gemm_unaligned"],
-                               r["block_fp8_gemm_off_cuda"]) != ("deepgemm", "deepgemm", "")]  # fmt: skip
+    block = []
+    for r in rows:
+        kernels = (r["block_fp8_gemm"], r["block_fp8_gemm_unaligned"], r["block_fp8_fallback"])
+        if kernels == ("deepgemm", "deepgemm", ""):
+            continue
+        native = "/".join(r["block_fp8_native"])
+        elsewhere = f", {r['block_fp8_fallback']} off {native}" if r["block_fp8_fallback"] else ""
+        block.append(f"{r['name']} ({kernels[0]}, off-grid {kernels[1]}{elsewhere})")
     print(f"weight_only_kernel marlin (W4A16 GEMMs on mma.sync): {', '.join(marlin) or '-'}; "
           f"admission reserve (no-evict serving): {', '.join(reserve) or '-'}; "
           f"moe_kernel triton (expert GEMMs without clusters): {', '.join(triton) or '-'}; "
           f"ZeRO-3 as FSDP1 (flat-parameter gradient cat, cast, pre-divide): "
           f"{', '.join(fsdp['fsdp1']) or '-'}; as FSDP2 (parameter copy-out, gradient "
           f"copy-in): {', '.join(fsdp['fsdp2']) or '-'}; block-scaled fp8 linears not all "
-          f"on DeepGEMM (cutlass: 1 exposed FMA an element a 128-deep block, triton: 2; off "
-          f"CUDA: on a chip that is not an NVIDIA GPU): "
+          f"on DeepGEMM (cutlass: 1 exposed FMA an element a 128-deep block, triton: 2; "
+          f"'triton off 9.0': Triton's on a chip of any other compute capability or none): "
           f"{', '.join(block) or '-'}")  # fmt: skip
     print(
         "aliases (--runtime takes them too): "

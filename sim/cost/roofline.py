@@ -79,7 +79,7 @@ from workloads.ops import (
     Op,
     OpKind,
     causal_pairs,
-    off_cuda,
+    for_chip,
     point_arrays,
     take_points,
     window_span,
@@ -94,9 +94,11 @@ _EXP_FLOPS = 4
 # dS = P * (dP - D) * scale: a subtract, a multiply and the scale (FlashAttention-2, Alg. 2)
 _DS_VECTOR_FLOPS = 3
 _MIN_SPLIT_GRANULES = 4
-#: Triton's tl.dot takes blocks of at least 16 on every side (triton/language/semantic.py, dot:
-#: "All non-batch values in both first input shape ... and second input shape ... must be >=
-#: 16!"): a tl.dot kernel pads fewer rows to 16
+#: a Triton tl.dot block is at least 16 a side: the smallest matrix instruction's rows (mma.sync
+#: m16n8k16 / m16n8k32 on Ampere, Ada and Hopper), which Triton 2.x asserted (triton/language/
+#: semantic.py, dot: "All non-batch values in both first input shape ... must be >= 16!") and
+#: later versions pad to; the engines' Triton GEMM configs start at BLOCK_SIZE_M = 16 (vLLM's
+#: and SGLang's fused MoE and w8a8_block_fp8_matmul). Fewer rows are padded to 16
 _TL_DOT_MIN = 16.0
 
 
@@ -371,7 +373,7 @@ def cost_gemms(
     limit allows each candidate (``_steady_time``), as a tuned library measured under load
     picks; a tile that moves more bytes through L2 draws more power and may lose its lead."""
     st = chips.structure
-    ops = off_cuda(ops, st.compute_capability)  # a block-fp8 kernel the engine builds off CUDA
+    ops = for_chip(ops, st.compute_capability)  # a block-fp8 kernel where the engine's cannot run
     (m, n, k, groups, a_bytes, b_bytes, c_bytes, kernels, flops, r_tokens, r_p, one_cta, pow2,
      exposed, pointer, fixed_m, fixed_n) = (
         _table([(g.m, g.n, g.k, g.groups, g.a_bytes, g.b_bytes, g.c_bytes, op.kernels, op.flops,
@@ -387,7 +389,11 @@ def cost_gemms(
     core_rate = _rates(chips, keys, _gemm_rate)
     n_cores, tile_k = st.n_cores, st.tile_k
     min_tm = _min_tile_m(st.gemm_tiles)
-    cand = _candidates(st.gemm_tiles, st.stream_k, bool(m.min() < min_tm), st.tile_step)
+    # a kernel's own tile (``Gemm.tile``) is the software's, whatever tiles the chip's library
+    # lists: one the chip does not list is a candidate for those kernels alone
+    own = sorted({op.gemm.tile for op in ops} - {(0, 0)} - set(st.gemm_tiles))  # type: ignore[union-attr]
+    cand = _candidates(st.gemm_tiles + tuple(own), st.stream_k, bool(m.min() < min_tm),
+                       st.tile_step)  # fmt: skip
     tm, tn, sk, gemv = cand["tm"], cand["tn"], cand["sk"], cand["gemv"]
 
     is_routed = r_tokens > 0
@@ -411,6 +417,9 @@ def cost_gemms(
     fixed = fixed_m > 0
     if fixed.any():  # a kernel of one tile (``Gemm.tile``) runs it as it is, never cut
         tm, tn = np.where(fixed, cand["tm"], tm), np.where(fixed, cand["tn"], tn)
+    if (pow2 > 0).any():  # a tl.dot block is 16 a side at least: fewer rows are padded to it
+        tm = np.where((pow2 > 0) & ~gemv, np.maximum(tm, _TL_DOT_MIN), tm)
+        tn = np.where((pow2 > 0) & ~gemv, np.maximum(tn, _TL_DOT_MIN), tn)
     tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
     if is_routed.any():  # each expert's rows padded to whole tiles, over their spread
         tiles_m = np.broadcast_to(tiles_m, np.broadcast_shapes(tiles_m.shape, m.shape)).copy()
@@ -429,16 +438,20 @@ def cost_gemms(
     if (pow2 > 0).any():
         # a Triton kernel's blocks are powers of two on both sides (tl.arange spans a power of
         # two: vLLM's and SGLang's fused-MoE configs take BLOCK_SIZE_M 16-256 and BLOCK_SIZE_N
-        # 32-256), so a tile such as Hopper's 192 x 192 is not one it can run, nor one under
-        # tl.dot's least operand side (_TL_DOT_MIN); where a chip lists no such tile the op
-        # keeps them all
-        sides = _power_of_two(tm) & _power_of_two(tn) & (tm >= _TL_DOT_MIN) & (tn >= _TL_DOT_MIN)
+        # 32-256), so a tile such as Hopper's 192 x 192 is not one it can run; where a chip
+        # lists no power-of-two tile the op keeps them all
+        sides = _power_of_two(tm) & _power_of_two(tn)
         allowed = usable & (sides | (pow2 <= 0))
         usable = np.where(allowed.any(axis=0, keepdims=True), allowed, usable)
-    if fixed.any():  # that tile alone, and only as its own schedule (one row of candidates)
+    if fixed.any():  # that tile alone, as its own schedule (one row of candidates); the
+        # chip's library never takes a kernel's own tile the chip does not list
         one = (tm == fixed_m) & (tn == fixed_n) & ~sk & ~gemv & (cand["cut"] == 0)
-        allowed = usable & (one | ~fixed)
-        usable = np.where(allowed.any(axis=0, keepdims=True), allowed, usable)
+        usable = usable & np.where(fixed, one, True)
+    if own:
+        listed = np.ones(cand["tm"].shape, dtype=bool)
+        for t in own:
+            listed &= (cand["tm"] != t[0]) | (cand["tn"] != t[1])
+        usable = usable & (listed | fixed)
     keep = usable.reshape(len(usable), -1).any(axis=1)
     if not keep.all():  # a candidate no op may use (stream-K with fewer tiles than cores) is
         # never picked: cost only the others, in their order (the same first fastest)

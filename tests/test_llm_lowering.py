@@ -110,6 +110,36 @@ def test_moe_routing_launches_top_k_permute_and_combine():
     assert route.kernels == 3
 
 
+def test_a_group_limited_router_launches_its_runtimes_top_k_kernels():
+    """DeepSeek-V3's grouped top-k (n_groups 8) takes the runtime's launches in place of one
+    top-k kernel; a plain top-k router (Mixtral) is the same under every runtime."""
+    from dataclasses import replace
+
+    from hardware import load_system
+    from sim import simulate
+    from workloads.runtime import load_runtime
+
+    ds, mixtral = load_model("deepseek-v3"), load_model("mixtral-8x7b")
+    assert ds.moe.n_groups > 1 and mixtral.moe.n_groups == 1
+
+    def route_kernels(m, runtime):
+        g = Decode(model=m, batch=4, context=128, dtype="fp8",
+                   runtime=load_runtime(runtime)).lower()  # fmt: skip
+        return {op.kernels for op in g.ops if op.name.endswith("route_permute")}
+
+    assert route_kernels(ds, "sglang-0.5") == {3}  # one fused gate (moe_fused_gate)
+    assert route_kernels(ds, "sglang-0.4") == {2 + 7}  # torch.compile'd: 7 launches
+    assert route_kernels(ds, "vllm-0.11") == {2 + 4}
+    assert route_kernels(mixtral, "sglang-0.4") == route_kernels(mixtral, "sglang-0.5") == {3}
+    # under CUDA graphs each extra launch costs the chip's per-kernel time, every MoE layer
+    system, rt = load_system("h200", 8), load_runtime("sglang-0.4")
+    t = [simulate(Decode(model=ds, batch=1, context=256, dtype="fp8", tp=8,
+                         runtime=replace(rt, grouped_topk_kernels=k)), system).time_s
+         for k in (1, 7)]  # fmt: skip
+    extra = 6 * ds.n_moe_layers * system.chip.kernel_overhead_s
+    assert t[1] - t[0] == pytest.approx(extra, rel=1e-6)
+
+
 def test_moe_flops_use_top_k_experts_per_token():
     m = load_model("mixtral-8x7b")
     g = Decode(model=m, batch=16, context=1).lower()

@@ -246,7 +246,7 @@ def test_variant_presets_need_their_own_name_and_cite_only_what_they_keep(tmp_pa
     import workloads.runtime as rt
 
     folder = tmp_path / "runtimes"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "base.toml").write_text('name = "base"\nsource = "s"\nstep_overhead_s = 3e-3\n'
                                       'step_overhead_s_source = "3 ms, cited"\n')  # fmt: skip
     (folder / "v.toml").write_text('base = "base"\nfull_name = "V"\nstep_overhead_s = 1e-3\n')
@@ -360,7 +360,7 @@ def _preset_refused(tmp_path, monkeypatch, text: str, match: str) -> None:
     import workloads.runtime as rt
 
     folder = tmp_path / "runtimes"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "odd.toml").write_text(text)
     monkeypatch.setattr(rt, "_folder", lambda: folder)
     rt.load_runtime.cache_clear()
@@ -766,6 +766,15 @@ def test_sglang_05_is_its_own_preset_whose_block_fp8_linears_run_deepgemm():
     s05, s04 = load_runtime("sglang-0.5.3"), load_runtime("sglang-0.4")
     assert s05.name == "sglang-0.5" and load_runtime("sglang").name == "sglang-0.4"
     assert (s04.block_fp8_gemm, s05.block_fp8_gemm) == ("cutlass", "deepgemm")
-    same = {k: v for k, v in s04.describe().items() if not k.startswith(("name", "block_fp8"))}
-    assert same == {k: v for k, v in s05.describe().items()
-                    if not k.startswith(("name", "block_fp8"))}  # fmt: skip
+    # and one fused gate kernel (moe_fused_gate, 0.4.5.post1 on) for DeepSeek's grouped top-k
+    assert (s04.grouped_topk_kernels, s05.grouped_topk_kernels) == (7, 1)
+    own = ("name", "block_fp8", "grouped_topk")
+    same = {k: v for k, v in s04.describe().items() if not k.startswith(own)}
+    assert same == {k: v for k, v in s05.describe().items() if not k.startswith(own)}
+
+
+def test_grouped_topk_kernels_must_be_a_count_of_launches(tmp_path, monkeypatch):
+    for i, bad in enumerate(("0", "2.5", "true", '"seven"')):
+        _preset_refused(tmp_path / str(i), monkeypatch,
+                        f'name = "odd"\ngrouped_topk_kernels = {bad}\n',
+                        "grouped_topk_kernels must be an integer >= 1")  # fmt: skip

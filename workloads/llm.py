@@ -679,11 +679,14 @@ class _Lowering:
             # softmax/top-k, then permute tokens to experts and back (read+write each row):
             # three kernels, the top-k, the permute before the experts and the weighted sum
             # after them (vLLM and SGLang's fused MoE: topk_softmax, moe_align_block_size,
-            # moe_sum; TensorRT-LLM's MoE plugin: top-k, expandInputRows, finalizeMoeRouting)
+            # moe_sum; TensorRT-LLM's MoE plugin: top-k, expandInputRows, finalizeMoeRouting);
+            # a group-limited top-k takes the runtime's launches (grouped_topk_kernels)
             replace(self.b.elementwise("route_permute", "moe",
                                        self.T * (moe.n_experts + m.hidden * moe.top_k),
                                        self.T * m.hidden * moe.top_k * 2,
-                                       5.0 * self.T * moe.n_experts), kernels=3),
+                                       5.0 * self.T * moe.n_experts),
+                    kernels=2 + (self.w.runtime.grouped_topk_kernels if moe.n_groups > 1
+                                 else 1)),
         ]  # fmt: skip
         ops += [op for op in a2a[:1] if op]
         # each expert's rows: the tokens, of the ep chips' T each, that chose it (k of E)

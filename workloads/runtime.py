@@ -89,6 +89,12 @@ source:
   expert's weight tiles, with power-of-two M blocks, and each block's first loads and its
   output store exposed, nothing persistent to hide them, ``Gemm.clusters``, ``pow2_blocks``
   and ``tile_exposed``);
+- ``grouped_topk_kernels`` (inference): the kernels a group-limited router's top-k
+  (``MoEConfig.n_groups`` > 1: DeepSeek-V3's sigmoid, correction bias, top-2 sum a group, top
+  groups, top-k among them, renormalisation) launches each MoE layer: 1 (the default: one fused
+  kernel, SGLang's ``moe_fused_gate``, TensorRT-LLM's ``noaux_tc``), about 17 for the PyTorch
+  ops run eagerly, 7 under torch.compile (Inductor's fused kernels and its three ``topk``
+  calls); charged in place of the one top-k kernel of the routing op;
 - ``block_fp8_gemm`` and ``block_fp8_gemm_unaligned`` (inference): the kernel of a
   block-scaled fp8 checkpoint's dense linears (``ModelConfig.fp8_block_scales``, DeepSeek-V3's
   128 x 128 weight blocks), for the linears whose N and K are multiples of 128 and for the
@@ -221,6 +227,7 @@ class Runtime:
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
     moe_kernel: str = "library"  # library | triton (MOE_KERNELS): routed expert GEMMs
+    grouped_topk_kernels: int = 1  # launches of a group-limited router's top-k (n_groups > 1)
     # deepgemm | cutlass | triton (BLOCK_FP8_KERNELS): a block-scaled fp8 checkpoint's dense
     # linears whose N and K are multiples of 128, and the others
     block_fp8_gemm: str = "deepgemm"
@@ -300,6 +307,7 @@ class Runtime:
             "fp8_input_quant": self.fp8_input_quant,
             "weight_only_kernel": self.weight_only_kernel,
             "moe_kernel": self.moe_kernel,
+            "grouped_topk_kernels": self.grouped_topk_kernels,
             "block_fp8_gemm": self.block_fp8_gemm,
             "block_fp8_gemm_unaligned": self.block_fp8_gemm_unaligned,
             "block_fp8_fallback": self.block_fp8_fallback,
@@ -482,6 +490,10 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     steps = raw.get("scheduler_steps", 1)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise WorkloadError(f"{where}: scheduler_steps must be an integer >= 1, got {steps!r}")
+    topk = raw.get("grouped_topk_kernels", 1)
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+        raise WorkloadError(f"{where}: grouped_topk_kernels must be an integer >= 1 (the "
+                            f"kernels a group-limited top-k launches), got {topk!r}")  # fmt: skip
     max_tokens = raw.get("graph_max_tokens", 0)
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
         raise WorkloadError(f"{where}: graph_max_tokens must be an integer >= 0 (0: any step "
@@ -559,6 +571,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         sinks_native=tuple(sinks_native),
         scheduler_steps=steps,
         graph_max_tokens=max_tokens,
+        grouped_topk_kernels=topk,
         **flags,
         sources={k: str(v) for k, v in raw.items() if k == "source" or k.endswith("_source")},
         **values,

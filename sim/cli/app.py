@@ -528,6 +528,8 @@ def _run_runtimes(args: argparse.Namespace) -> int:
         native = "/".join(r["block_fp8_native"])
         elsewhere = f", {r['block_fp8_fallback']} off {native}" if r["block_fp8_fallback"] else ""
         block.append(f"{r['name']} ({kernels[0]}, off-grid {kernels[1]}{elsewhere})")
+    topk = [f"{r['name']} {r['grouped_topk_kernels']}" for r in rows
+            if r["grouped_topk_kernels"] != 1]  # fmt: skip
     print(f"weight_only_kernel marlin (W4A16 GEMMs on mma.sync): {', '.join(marlin) or '-'}; "
           f"admission reserve (no-evict serving): {', '.join(reserve) or '-'}; "
           f"moe_kernel triton (expert GEMMs without clusters): {', '.join(triton) or '-'}; "
@@ -536,7 +538,8 @@ def _run_runtimes(args: argparse.Namespace) -> int:
           f"copy-in): {', '.join(fsdp['fsdp2']) or '-'}; block-scaled fp8 linears not all "
           f"on DeepGEMM (cutlass: 1 exposed FMA an element a 128-deep block, triton: 2; "
           f"'triton off 9.0': Triton's on a chip of any other compute capability or none): "
-          f"{', '.join(block) or '-'}")  # fmt: skip
+          f"{', '.join(block) or '-'}; launches of a group-limited top-k router (DeepSeek's "
+          f"grouped top-k; 1 elsewhere): {', '.join(topk) or '-'}")  # fmt: skip
     print(
         "aliases (--runtime takes them too): "
         + "; ".join(f"{r['name']}: {', '.join(r['aliases'])}" for r in rows if r["aliases"])

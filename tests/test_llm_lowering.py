@@ -392,3 +392,29 @@ def test_block_fp8_linears_run_the_engines_fallback_where_its_kernels_are_not_bu
     # on a Hopper nothing moves
     h200 = load_system("h200", 8)
     assert cost_ops([q_a], h200)[0].time_s == cost_ops(for_chip([q_a], "9.0"), h200)[0].time_s
+
+
+def test_the_sampler_moves_each_sampled_rows_vocabulary_through_the_runtimes_kernels():
+    """vLLM V0 reads and writes 42 bytes a logit greedily (fp32 cast, softmax and log_softmax
+    every step), V1 10 (cast, argmax): over batch x vocab on every chip of the TP group."""
+    from workloads.ops import Role
+    from workloads.runtime import load_runtime
+
+    m = load_model("llama-3-8b")
+
+    def sampler(runtime, sampling="greedy", tp=1):
+        g = Decode(model=m, batch=64, context=128, tp=tp, runtime=load_runtime(runtime),
+                   sampling=sampling).lower()  # fmt: skip
+        return [op for op in g.ops if op.name == "sampler"]
+
+    for runtime, sampling, per_logit, kernels in (("vllm-0.6", "greedy", 42, 6),
+                                                  ("vllm-v1", "greedy", 10, 2),
+                                                  ("vllm-v1", "random", 42, 6),
+                                                  ("vllm-0.6", "top-p", 218, 20)):  # fmt: skip
+        for tp in (1, 4):  # the logits are gathered: each chip samples the whole vocabulary
+            (op,) = sampler(runtime, sampling, tp)
+            assert op.bytes[Role.ACTIVATION] == 64 * m.vocab * per_logit
+            assert op.kernels == kernels
+    assert sampler("vllm-v1", "none") == []  # a forward-pass benchmark stops at the logits
+    with pytest.raises(WorkloadError, match="--sampling must be one of"):
+        Decode(model=m, batch=1, context=1, sampling="beam").lower()

@@ -168,6 +168,10 @@ def test_every_runtime_preset_cites_its_mechanisms():
         if r.block_fp8_fallback:
             assert r.sources.get("block_fp8_fallback_source"), name
             assert r.sources.get("block_fp8_native_source"), name
+        if r.grouped_topk_kernels != 1:
+            assert r.sources.get("grouped_topk_kernels_source"), name
+        if {r.sampler(m) for m in ("greedy", "random", "top-p")} != {(2.0, 1)}:  # the sampler's
+            assert r.sources.get("sampler_greedy_bytes_source"), name  # citation covers all three
 
 
 def test_async_output_processing_shows_only_where_longer_than_the_step():

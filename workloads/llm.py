@@ -34,6 +34,7 @@ from workloads.model import ModelConfig
 from workloads.ops import (
     Attention,
     Op,
+    OpKind,
     Role,
     WorkloadError,
     block_fp8_gemm,
@@ -43,7 +44,7 @@ from workloads.ops import (
     triton_gemm,
     window_span,
 )
-from workloads.runtime import Runtime, all_reduces, launch, load_runtime, step_op
+from workloads.runtime import SAMPLINGS, Runtime, all_reduces, launch, load_runtime, step_op
 
 # Non-matmul FLOPs per element, counted on the vector units (small next to matmuls).
 # NB: an approximation of the instruction mix, not a measurement; they never bind on real chips.
@@ -139,6 +140,7 @@ class _Common:
     runtime: Runtime = field(default_factory=load_runtime)  # the software (workloads.runtime)
     pp: int = 1  # pipeline stages: the layers split over pp chips (each TP-wide)
     ep: int = 1  # expert parallelism: the experts sharded over ep of the dp replicas
+    sampling: str = "greedy"  # greedy | random | top-p | none (runtime.SAMPLINGS): the sampler
 
     def __post_init__(self) -> None:
         if self.attention_kernel is None:
@@ -148,6 +150,9 @@ class _Common:
     def _validate(self, where: str) -> None:
         check_attention_kernel(where, self.attention_kernel)
         check_counts(where, "--batch", self.batch)
+        if self.sampling not in SAMPLINGS:
+            raise WorkloadError(f"{where}: --sampling must be one of {', '.join(SAMPLINGS)}, "
+                                f"got {self.sampling!r}")  # fmt: skip
         if self.dtype not in _INFER_DTYPES:
             raise WorkloadError(
                 f"{where}: --dtype must be one of {', '.join(_INFER_DTYPES)}, got {self.dtype!r}"
@@ -723,7 +728,16 @@ class _Lowering:
             self.gemm("lm_head", "head", rows, math.ceil(m.vocab / self.tp), m.hidden),
         ]
         gather = self.b.collective("logits_all_gather", "all_gather", rows * m.vocab * 4.0, self.tp)
-        return ops + [op for op in [gather] if op]
+        # the sampler: each sampled row's whole vocabulary through the runtime's kernels (on
+        # every chip of the TP group: the logits are gathered first), one operation an element
+        # a pass
+        per_logit, kernels = self.w.runtime.sampler(self.w.sampling)
+        if not kernels:  # sampling none: the step stops at the logits
+            return ops + [op for op in [gather] if op]
+        sampler = Op(name="sampler", kind=OpKind.ELEMENTWISE, family="head", dtype=self.dt,
+                     flops=rows * m.vocab * kernels, model_flops=0.0,
+                     bytes={Role.ACTIVATION: rows * m.vocab * per_logit}, kernels=kernels)  # fmt: skip
+        return ops + [op for op in [gather] if op] + [sampler]
 
     def embedding(self) -> Op:
         m = self.m
@@ -1029,4 +1043,5 @@ def _describe(w: _Common, kind: str, **extra: Any) -> dict:
         "attention_kernel": w.attention_kernel,
         **_sinks(w),
         "runtime": w.runtime.name,
+        **({"sampling": w.sampling} if w.sampling != "greedy" else {}),
     }

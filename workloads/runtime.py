@@ -95,6 +95,13 @@ source:
   kernel, SGLang's ``moe_fused_gate``, TensorRT-LLM's ``noaux_tc``), about 17 for the PyTorch
   ops run eagerly, 7 under torch.compile (Inductor's fused kernels and its three ``topk``
   calls); charged in place of the one top-k kernel of the routing op;
+- ``sampler_greedy_bytes`` / ``_kernels``, ``sampler_random_bytes`` / ``_kernels`` and
+  ``sampler_top_p_bytes`` / ``_kernels`` (inference): the sampler after the LM head, for
+  greedy, random and top-k/top-p sampling (``SAMPLINGS``): bytes read and written per logit (each sampled row's whole vocabulary, on
+  every chip of a TP group: the engines gather the logits and sample on each rank, or on one
+  while the others wait) and its launches, as the engine's sampler code runs them (vLLM V1:
+  a cast to fp32 and an argmax; vLLM V0: also softmax and log_softmax every step); the
+  default: one kernel reading the 16-bit logits once;
 - ``block_fp8_gemm`` and ``block_fp8_gemm_unaligned`` (inference): the kernel of a
   block-scaled fp8 checkpoint's dense linears (``ModelConfig.fp8_block_scales``, DeepSeek-V3's
   128 x 128 weight blocks), for the linears whose N and K are multiples of 128 and for the
@@ -184,6 +191,12 @@ WEIGHT_ONLY_KERNELS = ("native", "marlin")
 MOE_KERNELS = ("library", "triton")
 ADMISSIONS = ("watermark", "reserve")
 MEMORY_FRACTIONS_OF = ("total", "free", "static")
+#: how a step picks its tokens: greedy (argmax; the serving benchmarks' requests,
+#: temperature 0), random (sampled at temperature > 0 with no top-k or top-p: vLLM's
+#: benchmark_throughput / benchmark_latency), top-p (sampled after top-k and/or top-p
+#: filtering) or none (the step stops at the logits: a forward-pass benchmark)
+SAMPLINGS = ("greedy", "random", "top-p", "none")
+SAMPLED = ("greedy", "random", "top_p")  # the runtime's sampler_*_bytes / _kernels fields
 FSDP_IMPLEMENTATIONS = ("", "fsdp1", "fsdp2")
 DEFAULT_RUNTIME = "fused-graphs"
 #: a diffusion transformer's default: the diffusers pipelines (and the models' reference repos)
@@ -228,6 +241,15 @@ class Runtime:
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
     moe_kernel: str = "library"  # library | triton (MOE_KERNELS): routed expert GEMMs
     grouped_topk_kernels: int = 1  # launches of a group-limited router's top-k (n_groups > 1)
+    # the sampler's traffic (bytes read and written per logit, a row's vocabulary each sampled
+    # row) and launches, greedy, random and top-k/top-p (SAMPLINGS); the default: one kernel reading the
+    # LM head's 16-bit logits once
+    sampler_greedy_bytes: float = 2.0
+    sampler_greedy_kernels: int = 1
+    sampler_random_bytes: float = 2.0
+    sampler_random_kernels: int = 1
+    sampler_top_p_bytes: float = 2.0
+    sampler_top_p_kernels: int = 1
     # deepgemm | cutlass | triton (BLOCK_FP8_KERNELS): a block-scaled fp8 checkpoint's dense
     # linears whose N and K are multiples of 128, and the others
     block_fp8_gemm: str = "deepgemm"
@@ -308,6 +330,12 @@ class Runtime:
             "weight_only_kernel": self.weight_only_kernel,
             "moe_kernel": self.moe_kernel,
             "grouped_topk_kernels": self.grouped_topk_kernels,
+            "sampler_greedy_bytes": self.sampler_greedy_bytes,
+            "sampler_greedy_kernels": self.sampler_greedy_kernels,
+            "sampler_random_bytes": self.sampler_random_bytes,
+            "sampler_random_kernels": self.sampler_random_kernels,
+            "sampler_top_p_bytes": self.sampler_top_p_bytes,
+            "sampler_top_p_kernels": self.sampler_top_p_kernels,
             "block_fp8_gemm": self.block_fp8_gemm,
             "block_fp8_gemm_unaligned": self.block_fp8_gemm_unaligned,
             "block_fp8_fallback": self.block_fp8_fallback,
@@ -321,6 +349,14 @@ class Runtime:
             "gqa_repeat": self.gqa_repeat,
             "separate_projections": self.separate_projections,
         }
+
+    def sampler(self, sampling: str) -> tuple[float, int]:
+        """(bytes per logit, kernels) of this runtime's sampler for ``sampling`` (SAMPLINGS;
+        none: no sampler, (0, 0))."""
+        if sampling == "none":
+            return 0.0, 0
+        mode = sampling.replace("-", "_")
+        return getattr(self, f"sampler_{mode}_bytes"), getattr(self, f"sampler_{mode}_kernels")
 
     def non_torch(self, tp: int) -> float:
         """Bytes a chip of a TP-``tp`` engine holds outside its tensors (``non_torch_bytes``)."""
@@ -494,6 +530,16 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise WorkloadError(f"{where}: grouped_topk_kernels must be an integer >= 1 (the "
                             f"kernels a group-limited top-k launches), got {topk!r}")  # fmt: skip
+    sampler = {}
+    for mode in SAMPLED:
+        b, k = raw.get(f"sampler_{mode}_bytes", 2.0), raw.get(f"sampler_{mode}_kernels", 1)
+        if isinstance(b, bool) or not isinstance(b, int | float) or not 0 < b < math.inf:
+            raise WorkloadError(f"{where}: sampler_{mode}_bytes must be a number of bytes > 0 "
+                                f"(read and written per logit), got {b!r}")  # fmt: skip
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise WorkloadError(f"{where}: sampler_{mode}_kernels must be an integer >= 1, "
+                                f"got {k!r}")  # fmt: skip
+        sampler[f"sampler_{mode}_bytes"], sampler[f"sampler_{mode}_kernels"] = float(b), k
     max_tokens = raw.get("graph_max_tokens", 0)
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
         raise WorkloadError(f"{where}: graph_max_tokens must be an integer >= 0 (0: any step "
@@ -572,6 +618,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         scheduler_steps=steps,
         graph_max_tokens=max_tokens,
         grouped_topk_kernels=topk,
+        **sampler,
         **flags,
         sources={k: str(v) for k, v in raw.items() if k == "source" or k.endswith("_source")},
         **values,

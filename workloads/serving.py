@@ -267,7 +267,7 @@ class Serving(_Common):
         """The base LLM descriptor of one replica (for lowering one iteration's ops)."""
         return Decode(
             model=self.model, batch=batch, dtype=self.dtype, kv_dtype=self.kv_dtype, tp=self.tp,
-            attention_kernel=self.attention_kernel, runtime=self.runtime,
+            attention_kernel=self.attention_kernel, runtime=self.runtime, sampling=self.sampling,
         )  # fmt: skip
 
     def describe(self) -> dict:
@@ -291,6 +291,8 @@ class Serving(_Common):
             "attention_kernel": self.attention_kernel,
             "runtime": self.runtime.name,
         }
+        if self.sampling != "greedy":
+            d["sampling"] = self.sampling
         if self.concurrency is not None:
             d["concurrency"] = self.concurrency
         if self.spec is not None:

@@ -20,6 +20,7 @@ from sim.cli.args import (
     add_llm_args,
     add_run_output_args,
     add_runtime_arg,
+    add_sampling_arg,
     add_spec_args,
     add_train_args,
     check_html,
@@ -187,6 +188,7 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
     )
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
     p.add_argument("--attention-kernel", default=None, help=DECODE_ATTN_HELP)
+    add_sampling_arg(p)
     add_runtime_arg(p)
     p.add_argument("--max-num-seqs", type=int_arg, default=256, help="running sequences cap")
     p.add_argument("--max-batched-tokens", type=int_arg, default=None,
@@ -241,6 +243,7 @@ def _serving(args: argparse.Namespace, tp: int, replicas: int):
         router=getattr(args, "router", "least-loaded"),
         concurrency=getattr(args, "concurrency", None), admission=args.admission,
         attention_kernel=args.attention_kernel, runtime=runtime, spec=speculation(args, model),
+        sampling=args.sampling,
     )  # fmt: skip
 
 

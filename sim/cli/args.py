@@ -159,8 +159,18 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
     p.add_argument("--attention-kernel", default=None, help=DECODE_ATTN_HELP)
+    add_sampling_arg(p)
     add_runtime_arg(p)
     add_run_output_args(p)
+
+
+def add_sampling_arg(p: argparse.ArgumentParser) -> None:
+    """decode, prefill and serve: the sampler's path (``workloads.runtime.SAMPLINGS``)."""
+    p.add_argument("--sampling", default="greedy",
+                   help="how tokens are picked: greedy (argmax; the serving benchmarks send "
+                   "temperature 0; default), random (temperature > 0, no top-k/p: vLLM's "
+                   "benchmark_throughput), top-p (after top-k and/or top-p filtering) or none "
+                   "(stop at the logits); the runtime's sampler costs each")  # fmt: skip
 
 
 def add_spec_args(p: argparse.ArgumentParser) -> None:
@@ -266,6 +276,7 @@ def llm_workload(args: argparse.Namespace, kind: str):
         dp=chips // (tp * pp),
         attention_kernel=args.attention_kernel,
         runtime=load_runtime(args.runtime),
+        sampling=args.sampling,
     )
     if kind == "decode":
         return Decode(context=args.context, spec=speculation(args, model), **common), system

@@ -69,7 +69,7 @@ from workloads.ops import Op, OpKind
 from workloads.runtime import launch
 from workloads.serving import LengthDist, Requests, Serving
 
-_HEAD_OPS = ("lm_head", "logits_all_gather")  # the final norm runs over every row
+_HEAD_OPS = ("lm_head", "logits_all_gather", "sampler")  # the final norm runs over every row
 #: ops whose cost follows the attention's context (the eager score matrix, a concatenating
 #: cache's copies, repeat_kv's expanded K/V): costed with the attention, per context
 _CONTEXT_OPS = ("attn_scores_eager", "kv_concat", "repeat_kv")
@@ -349,6 +349,11 @@ class IterationCost:
         if not runtime.async_output or sequences <= 0:
             return 0.0
         return float(runtime.host_step_s(sequences, decode_only=True)[0])
+
+
+def _sampling_text(w: dict, sep: str = " ") -> str:
+    """The sampling mode where it is not greedy (the default), for a run's title."""
+    return f"{sep} sampling {w['sampling']}" if "sampling" in w else ""
 
 
 def _spec_text(w: dict, sep: str = " ") -> str:
@@ -1055,7 +1060,7 @@ class ServeResult:
         return (
             f"serve {w['model']} on {self.system['name']}  {w['replicas']} replica(s) x "
             f"TP{w['tp']}  {_batching(w)}  "
-            f"{w['dtype']}  runtime {w['runtime']}{_spec_text(w)}"
+            f"{w['dtype']}  runtime {w['runtime']}{_sampling_text(w)}{_spec_text(w)}"
         )
 
     def summary_items(self) -> list[Item]:
@@ -1121,7 +1126,7 @@ class ServeResult:
         lines = [
             f"serve {w['model']} on {self.system['name']}  ({w['replicas']} replica(s) x TP{w['tp']}"
             f", {_batching(w)}, {w['dtype']}"
-            f", runtime {w['runtime']}{_spec_text(w, ',')})",
+            f", runtime {w['runtime']}{_sampling_text(w, ',')}{_spec_text(w, ',')})",
             *overrides_line(self.system),
             f"  load        {load}",
             f"  completed   {self.completed} of {len(self.arrival_s)} in {format_si(self.end_s, 's')}"

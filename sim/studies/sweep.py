@@ -63,9 +63,10 @@ MODES = ("product", "zip")
 #: workload fields per kind: the flags of the matching roofsim command, as TOML keys
 WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     "decode": ("model", "chips", "tp", "batch", "context", "dtype", "kv_dtype",
-               "attention_kernel", "runtime", "spec_tokens", "acceptance", "accepted_length", "draft"),
+               "attention_kernel", "runtime", "sampling", "spec_tokens", "acceptance",
+               "accepted_length", "draft"),
     "prefill": ("model", "chips", "tp", "batch", "prompt", "dtype", "kv_dtype",
-                "attention_kernel", "runtime"),
+                "attention_kernel", "runtime", "sampling"),
     "dit": ("model", "chips", "replicas", "sp", "height", "width", "frames", "fps", "steps",
             "batch", "cfg", "tokens", "text_tokens", "dtype", "attention_kernel", "parallel_vae",
             "runtime"),
@@ -1016,6 +1017,7 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
                       dtype=f.get("dtype", "bf16"), kv_dtype=f.get("kv_dtype"), tp=tp,
                       attention_kernel=f.get("attention_kernel"),
                       runtime=load_runtime(f.get("runtime", DEFAULT_RUNTIME)),
+                      sampling=f.get("sampling", "greedy"),
                       dp=chips // tp if isinstance(chips, int) and isinstance(tp, int) else chips)  # fmt: skip
         if kind == "decode":
             return Decode(context=f.get("context", 2048), spec=_speculation(f), **common), chips

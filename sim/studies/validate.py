@@ -204,7 +204,7 @@ def _llm(row: dict):
     common = dict(model=model, batch=row.get("batch", 1) or 1, dtype=dtype, **layout,
                   kv_dtype=row.get("kv_dtype"),
                   attention_kernel=row.get("attention_kernel"),
-                  runtime=_runtime(row))  # fmt: skip
+                  runtime=_runtime(row), sampling=row.get("sampling", "greedy"))  # fmt: skip
 
     def prefill(prompt: int) -> float:
         return simulate(Prefill(prompt=prompt, **common), system, check_memory=False).time_s
@@ -761,7 +761,7 @@ def _predict_serve(row: dict) -> tuple[float, dict]:
         memory_fraction=row.get("memory_fraction", 0.9),
         concurrency=row.get("concurrency") if mode == "closed-loop" else None,
         attention_kernel=row.get("attention_kernel"), runtime=_runtime(row),
-        admission=row.get("admission"),
+        admission=row.get("admission"), sampling=row.get("sampling", "greedy"),
     )  # fmt: skip
     if row.get("engine") == "trtllm-bench":
         isl, osl = int(np.mean(trace.prompt)), int(np.mean(trace.output))

@@ -418,3 +418,29 @@ def test_the_sampler_moves_each_sampled_rows_vocabulary_through_the_runtimes_ker
     assert sampler("vllm-v1", "none") == []  # a forward-pass benchmark stops at the logits
     with pytest.raises(WorkloadError, match="--sampling must be one of"):
         Decode(model=m, batch=1, context=1, sampling="beam").lower()
+
+
+def test_an_mla_decode_block_launches_what_the_runtimes_code_launches():
+    """SGLang 0.4.3's MLA decode block issues 58 launches a layer at one token row and 62 at
+    more (its fp8 quantisation chains, copies and PyTorch RoPE): the block's ops carry exactly
+    that many kernels; prefill and a runtime without a count keep roofsim's own ops."""
+    from workloads.runtime import load_runtime
+
+    ds = load_model("deepseek-v3")
+    sglang, trt = load_runtime("sglang-0.4"), load_runtime("tensorrt-llm")
+    assert sglang.mla_decode_kernels == (58, 62) and trt.mla_decode_kernels == ()
+
+    def block(w):
+        return [op for op in w.lower().ops if op.name.startswith("moe.")
+                and (op.family == "attention"
+                     or op.name in ("moe.attn_norm", "moe.attn_all_reduce", "moe.mla_glue"))]  # fmt: skip
+
+    for batch, launches in ((1, 58), (4, 62)):
+        ops = block(Decode(model=ds, batch=batch, context=256, dtype="fp8", tp=8, runtime=sglang))
+        assert sum(op.kernels for op in ops) == launches
+        (glue,) = [op for op in ops if op.name == "moe.mla_glue"]
+        assert glue.total_bytes == 0 and glue.kernels > 30
+    own = block(Decode(model=ds, batch=4, context=256, dtype="fp8", tp=8, runtime=trt))
+    assert not any(op.name == "moe.mla_glue" for op in own) and sum(op.kernels for op in own) < 30
+    pre = Prefill(model=ds, prompt=256, dtype="fp8", tp=8, runtime=sglang).lower().ops
+    assert not any(op.name.endswith("mla_glue") for op in pre)

@@ -170,6 +170,8 @@ def test_every_runtime_preset_cites_its_mechanisms():
             assert r.sources.get("block_fp8_native_source"), name
         if r.grouped_topk_kernels != 1:
             assert r.sources.get("grouped_topk_kernels_source"), name
+        if r.mla_decode_kernels:
+            assert r.sources.get("mla_decode_kernels_source"), name
         if {r.sampler(m) for m in ("greedy", "random", "top-p")} != {(2.0, 1)}:  # the sampler's
             assert r.sources.get("sampler_greedy_bytes_source"), name  # citation covers all three
 
@@ -772,7 +774,7 @@ def test_sglang_05_is_its_own_preset_whose_block_fp8_linears_run_deepgemm():
     assert (s04.block_fp8_gemm, s05.block_fp8_gemm) == ("cutlass", "deepgemm")
     # and one fused gate kernel (moe_fused_gate, 0.4.5.post1 on) for DeepSeek's grouped top-k
     assert (s04.grouped_topk_kernels, s05.grouped_topk_kernels) == (7, 1)
-    own = ("name", "block_fp8", "grouped_topk")
+    own = ("name", "block_fp8", "grouped_topk", "mla_decode")
     same = {k: v for k, v in s04.describe().items() if not k.startswith(own)}
     assert same == {k: v for k, v in s05.describe().items() if not k.startswith(own)}
 
@@ -782,3 +784,10 @@ def test_grouped_topk_kernels_must_be_a_count_of_launches(tmp_path, monkeypatch)
         _preset_refused(tmp_path / str(i), monkeypatch,
                         f'name = "odd"\ngrouped_topk_kernels = {bad}\n',
                         "grouped_topk_kernels must be an integer >= 1")  # fmt: skip
+
+
+def test_mla_decode_kernels_are_two_launch_counts(tmp_path, monkeypatch):
+    for i, bad in enumerate(("[58]", "[0, 4]", "[true, 2]", '"many"')):
+        _preset_refused(tmp_path / str(i), monkeypatch,
+                        f'name = "odd"\nmla_decode_kernels = {bad}\n',
+                        "mla_decode_kernels must be two integers >= 1")  # fmt: skip

@@ -477,9 +477,31 @@ class _Lowering:
         """One layer's attention; ``window``: a sliding-window layer's (``ModelConfig``)."""
         self.window = window
         try:
-            return self.fp8_quant(self._attention_block())
+            return self.mla_glue(self.fp8_quant(self._attention_block()))
         finally:
             self.window = 0
+
+    def mla_glue(self, ops: list[Op]) -> list[Op]:
+        """``ops`` (an MLA block in decode) with the launches the runtime's code makes beyond
+        them (``Runtime.mla_decode_kernels``: its quantisation chains, copies into the
+        attention's inputs, unfused RoPE, a separate cache write, a split-KV combine), as one
+        launch-bound op: at decode sizes each moves at most a few [rows, heads, 576] 16-bit
+        tensors (1 MB at 64 rows: 0.2 us at HBM rate against the launch), so no bytes are
+        counted. None where the runtime gives no count or its count is not above roofsim's."""
+        counts = self.w.runtime.mla_decode_kernels
+        if self.m.mla is None or self.phase != "decode" or not counts:
+            return ops
+        one, more = counts
+        own = sum(op.kernels for op in ops)
+        extra = np.where(np.asarray(self.T) <= 1, one, more) - own
+        if np.ndim(extra) and np.all(extra == extra.flat[0]):
+            extra = extra.flat[0]
+        if not np.any(extra > 0):
+            return ops
+        extra = int(extra) if not np.ndim(extra) else np.maximum(extra, 0)
+        glue = Op(name="mla_glue", kind=OpKind.ELEMENTWISE, family="attention", dtype=self.dt,
+                  flops=0.0, model_flops=0.0, bytes={}, kernels=extra)  # fmt: skip
+        return ops + [glue]
 
     def attention_blocks(self) -> list[tuple[list[Op], int]]:
         """(attention ops, layers) for each kind of layer: the full-attention layers, then the

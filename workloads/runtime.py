@@ -95,6 +95,12 @@ source:
   kernel, SGLang's ``moe_fused_gate``, TensorRT-LLM's ``noaux_tc``), about 17 for the PyTorch
   ops run eagerly, 7 under torch.compile (Inductor's fused kernels and its three ``topk``
   calls); charged in place of the one top-k kernel of the routing op;
+- ``mla_decode_kernels`` (inference): the launches of an MLA attention block (DeepSeek-V2/V3)
+  a layer in decode, at one token row and at more, from the input norm to the all-reduce, as
+  the engine's code issues them (SGLang 0.4's fp8 quantisation chains before the absorbed
+  bmms, its copies into the attention's inputs and its RoPE in PyTorch ops); those beyond
+  roofsim's own ops are charged as launches (``workloads.llm`` ``mla_glue``); empty (the
+  default): roofsim's ops only;
 - ``sampler_greedy_bytes`` / ``_kernels``, ``sampler_random_bytes`` / ``_kernels`` and
   ``sampler_top_p_bytes`` / ``_kernels`` (inference): the sampler after the LM head, for
   greedy, random and top-k/top-p sampling (``SAMPLINGS``): bytes read and written per logit (each sampled row's whole vocabulary, on
@@ -241,6 +247,9 @@ class Runtime:
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
     moe_kernel: str = "library"  # library | triton (MOE_KERNELS): routed expert GEMMs
     grouped_topk_kernels: int = 1  # launches of a group-limited router's top-k (n_groups > 1)
+    # launches of an MLA attention block a layer in decode, (at one token row, at more), as
+    # the engine's code runs it; (): roofsim's own ops
+    mla_decode_kernels: tuple[int, ...] = ()
     # the sampler's traffic (bytes read and written per logit, a row's vocabulary each sampled
     # row) and launches, greedy, random and top-k/top-p (SAMPLINGS); the default: one kernel reading the
     # LM head's 16-bit logits once
@@ -330,6 +339,7 @@ class Runtime:
             "weight_only_kernel": self.weight_only_kernel,
             "moe_kernel": self.moe_kernel,
             "grouped_topk_kernels": self.grouped_topk_kernels,
+            "mla_decode_kernels": list(self.mla_decode_kernels),
             "sampler_greedy_bytes": self.sampler_greedy_bytes,
             "sampler_greedy_kernels": self.sampler_greedy_kernels,
             "sampler_random_bytes": self.sampler_random_bytes,
@@ -530,6 +540,15 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise WorkloadError(f"{where}: grouped_topk_kernels must be an integer >= 1 (the "
                             f"kernels a group-limited top-k launches), got {topk!r}")  # fmt: skip
+    mla = raw.get("mla_decode_kernels", [])
+    if (
+        not isinstance(mla, list)
+        or len(mla) not in (0, 2)
+        or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in mla)
+    ):
+        raise WorkloadError(f"{where}: mla_decode_kernels must be two integers >= 1 (the MLA "
+                            "block's launches a layer in decode at one token row and at more), "
+                            f"or [] for roofsim's own ops; got {mla!r}")  # fmt: skip
     sampler = {}
     for mode in SAMPLED:
         b, k = raw.get(f"sampler_{mode}_bytes", 2.0), raw.get(f"sampler_{mode}_kernels", 1)
@@ -618,6 +637,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         scheduler_steps=steps,
         graph_max_tokens=max_tokens,
         grouped_topk_kernels=topk,
+        mla_decode_kernels=tuple(mla),
         **sampler,
         **flags,
         sources={k: str(v) for k, v in raw.items() if k == "source" or k.endswith("_source")},

@@ -444,3 +444,31 @@ def test_an_mla_decode_block_launches_what_the_runtimes_code_launches():
     assert not any(op.name == "moe.mla_glue" for op in own) and sum(op.kernels for op in own) < 30
     pre = Prefill(model=ds, prompt=256, dtype="fp8", tp=8, runtime=sglang).lower().ops
     assert not any(op.name.endswith("mla_glue") for op in pre)
+
+
+def test_vllm_07_decodes_mla_through_premultiplied_projections():
+    """vLLM 0.7 multiplies W_UK into q_b_proj and W_UV into o_proj at load: decode reads the
+    latent-wide weights (16 heads x 512 at TP8) and runs no bmm; prefill keeps the plain ones."""
+    from workloads.runtime import load_runtime
+
+    ds, a = load_model("deepseek-v3"), load_model("deepseek-v3").mla
+    nq = ds.n_heads // 8
+
+    def gemms(w):
+        return {op.name.split(".")[-1]: op.gemm for op in w.lower().ops
+                if op.gemm is not None and op.name.startswith("moe.")}  # fmt: skip
+
+    pre = gemms(Decode(model=ds, batch=4, context=256, dtype="fp8", tp=8,
+                       runtime=load_runtime("vllm-0.6")))  # fmt: skip
+    bmm = gemms(Decode(model=ds, batch=4, context=256, dtype="fp8", tp=8,
+                       runtime=load_runtime("vllm-v1")))  # fmt: skip
+    assert (pre["q_b_proj"].n, pre["o_proj"].k) == (nq * a.kv_lora_rank, nq * a.kv_lora_rank)
+    assert pre["q_rope_proj"].n == nq * a.qk_rope_head_dim and pre["q_rope_proj"].b_bytes == 2
+    assert not {"q_absorb", "v_absorb"} & set(pre) and {"q_absorb", "v_absorb"} <= set(bmm)
+    assert (bmm["q_b_proj"].n, bmm["o_proj"].k) == (
+        nq * (a.qk_nope_head_dim + a.qk_rope_head_dim),
+        nq * a.v_head_dim,
+    )
+    prefill = gemms(Prefill(model=ds, prompt=256, dtype="fp8", tp=8,
+                            runtime=load_runtime("vllm-0.6")))  # fmt: skip
+    assert "q_rope_proj" not in prefill and prefill["o_proj"].k == nq * a.v_head_dim

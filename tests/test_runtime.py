@@ -791,3 +791,8 @@ def test_mla_decode_kernels_are_two_launch_counts(tmp_path, monkeypatch):
         _preset_refused(tmp_path / str(i), monkeypatch,
                         f'name = "odd"\nmla_decode_kernels = {bad}\n',
                         "mla_decode_kernels must be two integers >= 1")  # fmt: skip
+
+
+def test_mla_absorb_names_how_the_products_run(tmp_path, monkeypatch):
+    _preset_refused(tmp_path, monkeypatch, 'name = "odd"\nmla_absorb = "folded"\n',
+                    "mla_absorb must be one of bmm, premultiplied")  # fmt: skip

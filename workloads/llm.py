@@ -58,8 +58,9 @@ _ACT_FLOPS = {
 _ROPE_FLOPS = 3  # a rotation: 2 multiplies + 1 add per element
 _QUANT_FLOPS = 3  # an fp8 cast: |x| and the group's max, then the scaled cast per element
 # linears that stay 16-bit in an fp8 model (vLLM and SGLang build the MoE gate and the LM head
-# without the quant config; the MLA absorption products are 16-bit bmm)
-_UNQUANTISED = ("router", "lm_head", "q_absorb", "v_absorb")
+# without the quant config; the MLA absorption products are 16-bit bmm, and vLLM 0.7 keeps the
+# RoPE part of a premultiplied W_Q in 16 bits)
+_UNQUANTISED = ("router", "lm_head", "q_absorb", "v_absorb", "q_rope_proj")
 #: the float formats whose checkpoints keep those layers 16-bit (ModelOpt and vLLM fp8 / NVFP4:
 #: lm_head and the gate excluded from quantisation); weight-only int8 / int4 (gpt-fast's
 #: handlers) quantise the LM head too
@@ -606,16 +607,24 @@ class _Lowering:
         qk = a.qk_nope_head_dim + a.qk_rope_head_dim
         latent = a.kv_lora_rank + a.qk_rope_head_dim
         ops = [self.norm("attn_norm", m.hidden)]
+        # decode with the absorbed products premultiplied into the projections (vLLM 0.7's
+        # MLA: W_Q_UK = W_Q W_UK and W_UV_O = W_UV W_O at load, the RoPE part of W_Q apart in
+        # 16 bits): q goes straight to the latent space and o_proj reads it, no bmm between
+        pre = self.phase == "decode" and self.w.runtime.mla_absorb == "premultiplied"
+        q_n = nq * a.kv_lora_rank if pre else nq * qk
+        q_in = a.q_lora_rank or m.hidden
         # each latent is normalised before its up-projection (DeepSeek-V2/V3's q_a_layernorm
         # and kv_a_layernorm; the kv one over the compressed part, not the RoPE key)
         if a.q_lora_rank:
             ops += [
                 self.gemm("q_a_proj", "attention", T, a.q_lora_rank, m.hidden),
                 self.latent_norm("q_a_norm", a.q_lora_rank),
-                self.gemm("q_b_proj", "attention", T, nq * qk, a.q_lora_rank),
+                self.gemm("q_b_proj", "attention", T, q_n, a.q_lora_rank),
             ]
         else:
-            ops.append(self.gemm("q_proj", "attention", T, nq * qk, m.hidden))
+            ops.append(self.gemm("q_proj", "attention", T, q_n, m.hidden))
+        if pre:
+            ops.append(self.gemm("q_rope_proj", "attention", T, nq * a.qk_rope_head_dim, q_in))
         ops.append(self.gemm("kv_a_proj", "attention", T, latent, m.hidden))
         ops.append(self.latent_norm("kv_a_norm", a.kv_lora_rank))
         ops.append(
@@ -628,7 +637,10 @@ class _Lowering:
                 kv_bytes=T * latent * self.kvb,
             )
         )
-        if self.phase == "decode":
+        if pre:  # the latent attended as one KV head, between the premultiplied projections
+            ops += [self.attention(nq, 1, latent, a.kv_lora_rank, latent * self.kvb),
+                    *self.eager_scores(nq)]  # fmt: skip
+        elif self.phase == "decode":
             # absorbed: q_nope @ W_UK per head -> latent space; attend the latent as one KV head
             ops += [
                 self.gemm("q_absorb", "attention", T, a.kv_lora_rank, a.qk_nope_head_dim, nq),
@@ -645,7 +657,8 @@ class _Lowering:
                 self.attention(nq, nq, qk, a.v_head_dim, (qk + a.v_head_dim) * self.ab),
             ]  # fmt: skip
             ops += self.eager_scores(nq)
-        ops.append(self.gemm("o_proj", "attention", T, m.hidden, nq * a.v_head_dim))
+        o_in = nq * (a.kv_lora_rank if pre else a.v_head_dim)
+        ops.append(self.gemm("o_proj", "attention", T, m.hidden, o_in))
         return ops + [op for op in [self.all_reduce("attn_all_reduce", m.hidden)] if op]
 
     def mlp(self, name: str, family: str, ffn: int, m_rows: float, groups: int = 1,

@@ -101,6 +101,11 @@ source:
   bmms, its copies into the attention's inputs and its RoPE in PyTorch ops); those beyond
   roofsim's own ops are charged as launches (``workloads.llm`` ``mla_glue``); empty (the
   default): roofsim's ops only;
+- ``mla_absorb`` (inference): how MLA decode applies the absorbed up-projections: ``bmm``
+  (the default: q_nope times W_UK and the attention output times W_UV per head, between
+  q_b_proj and o_proj) or ``premultiplied`` (vLLM 0.7: W_Q W_UK and W_UV W_O multiplied at
+  load, so q_b_proj writes the latent query and o_proj reads the latent output, 512 wide a
+  head, and the RoPE part of the query is a 16-bit GEMM of its own);
 - ``sampler_greedy_bytes`` / ``_kernels``, ``sampler_random_bytes`` / ``_kernels`` and
   ``sampler_top_p_bytes`` / ``_kernels`` (inference): the sampler after the LM head, for
   greedy, random and top-k/top-p sampling (``SAMPLINGS``): bytes read and written per logit (each sampled row's whole vocabulary, on
@@ -197,6 +202,7 @@ WEIGHT_ONLY_KERNELS = ("native", "marlin")
 MOE_KERNELS = ("library", "triton")
 ADMISSIONS = ("watermark", "reserve")
 MEMORY_FRACTIONS_OF = ("total", "free", "static")
+MLA_ABSORBS = ("bmm", "premultiplied")
 #: how a step picks its tokens: greedy (argmax; the serving benchmarks' requests,
 #: temperature 0), random (sampled at temperature > 0 with no top-k or top-p: vLLM's
 #: benchmark_throughput / benchmark_latency), top-p (sampled after top-k and/or top-p
@@ -250,6 +256,7 @@ class Runtime:
     # launches of an MLA attention block a layer in decode, (at one token row, at more), as
     # the engine's code runs it; (): roofsim's own ops
     mla_decode_kernels: tuple[int, ...] = ()
+    mla_absorb: str = "bmm"  # bmm | premultiplied (MLA_ABSORBS): MLA decode's absorbed products
     # the sampler's traffic (bytes read and written per logit, a row's vocabulary each sampled
     # row) and launches, greedy, random and top-k/top-p (SAMPLINGS); the default: one kernel reading the
     # LM head's 16-bit logits once
@@ -286,6 +293,7 @@ class Runtime:
                              ("block_fp8_gemm_unaligned", BLOCK_FP8_KERNELS),
                              ("block_fp8_fallback", ("", "triton")),
                              ("admission", ADMISSIONS),
+                             ("mla_absorb", MLA_ABSORBS),
                              ("memory_fraction_of", MEMORY_FRACTIONS_OF),
                              ("fsdp", FSDP_IMPLEMENTATIONS)):  # fmt: skip
             value = getattr(self, key)
@@ -340,6 +348,7 @@ class Runtime:
             "moe_kernel": self.moe_kernel,
             "grouped_topk_kernels": self.grouped_topk_kernels,
             "mla_decode_kernels": list(self.mla_decode_kernels),
+            "mla_absorb": self.mla_absorb,
             "sampler_greedy_bytes": self.sampler_greedy_bytes,
             "sampler_greedy_kernels": self.sampler_greedy_kernels,
             "sampler_random_bytes": self.sampler_random_bytes,
@@ -638,6 +647,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         graph_max_tokens=max_tokens,
         grouped_topk_kernels=topk,
         mla_decode_kernels=tuple(mla),
+        mla_absorb=raw.get("mla_absorb", "bmm"),  # checked by Runtime.__post_init__
         **sampler,
         **flags,
         sources={k: str(v) for k, v in raw.items() if k == "source" or k.endswith("_source")},

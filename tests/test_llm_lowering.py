@@ -329,7 +329,7 @@ def test_a_block_scaled_checkpoints_dense_linears_take_the_runtimes_kernel_for_t
     v06 = load_runtime("vllm-0.6")
     hid = replace(v06, block_fp8_gemm="deepgemm", block_fp8_gemm_unaligned="deepgemm")
     t = {rt.block_fp8_gemm: simulate(Prefill(model=r1, batch=1, prompt=2048, dtype="fp8", tp=8,
-                                             runtime=rt), system).time_s
+                                             runtime=rt), system, check_memory=False).time_s
          for rt in (v06, hid)}  # fmt: skip
     assert t["cutlass"] > 1.01 * t["deepgemm"]
     # a checkpoint without block scales run in fp8: no promotion under any runtime
@@ -472,3 +472,27 @@ def test_vllm_07_decodes_mla_through_premultiplied_projections():
     prefill = gemms(Prefill(model=ds, prompt=256, dtype="fp8", tp=8,
                             runtime=load_runtime("vllm-0.6")))  # fmt: skip
     assert "q_rope_proj" not in prefill and prefill["o_proj"].k == nq * a.v_head_dim
+
+
+def test_mla_launch_counts_apply_to_the_checkpoint_they_were_read_on():
+    """The counts were read on DeepSeek-V3's block-scaled fp8 checkpoint (its quantisation
+    chains among them): a bf16 run keeps roofsim's own ops."""
+    from workloads.runtime import load_runtime
+
+    ds, sglang = load_model("deepseek-v3"), load_runtime("sglang-0.4")
+    for dtype, glued in (("fp8", True), ("bf16", False)):
+        ops = Decode(model=ds, batch=4, context=256, dtype=dtype, tp=8, runtime=sglang).lower().ops
+        assert any(op.name.endswith("mla_glue") for op in ops) == glued
+
+
+def test_premultiplied_projections_keep_the_models_flops_and_hold_both_copies():
+    from workloads.runtime import load_runtime
+
+    ds = load_model("deepseek-v3")
+    pre, bmm = (Decode(model=ds, batch=8, context=256, dtype="fp8", tp=8,
+                       runtime=load_runtime(r)) for r in ("vllm-0.6", "vllm-v1"))  # fmt: skip
+    assert _sum(pre.lower(), "model_flops") == pytest.approx(_sum(bmm.lower(), "model_flops"))
+    a, nq = ds.mla, ds.n_heads / 8
+    folded = ds.n_layers * nq * (a.kv_lora_rank * (a.q_lora_rank + ds.hidden)
+                                 + 2 * a.qk_rope_head_dim * a.q_lora_rank)  # fmt: skip
+    assert pre.resident_weight_bytes() - bmm.resident_weight_bytes() == pytest.approx(folded)

@@ -252,7 +252,7 @@ def test_variant_presets_need_their_own_name_and_cite_only_what_they_keep(tmp_pa
     import workloads.runtime as rt
 
     folder = tmp_path / "runtimes"
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "base.toml").write_text('name = "base"\nsource = "s"\nstep_overhead_s = 3e-3\n'
                                       'step_overhead_s_source = "3 ms, cited"\n')  # fmt: skip
     (folder / "v.toml").write_text('base = "base"\nfull_name = "V"\nstep_overhead_s = 1e-3\n')
@@ -366,7 +366,7 @@ def _preset_refused(tmp_path, monkeypatch, text: str, match: str) -> None:
     import workloads.runtime as rt
 
     folder = tmp_path / "runtimes"
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "odd.toml").write_text(text)
     monkeypatch.setattr(rt, "_folder", lambda: folder)
     rt.load_runtime.cache_clear()
@@ -796,3 +796,27 @@ def test_mla_decode_kernels_are_two_launch_counts(tmp_path, monkeypatch):
 def test_mla_absorb_names_how_the_products_run(tmp_path, monkeypatch):
     _preset_refused(tmp_path, monkeypatch, 'name = "odd"\nmla_absorb = "folded"\n',
                     "mla_absorb must be one of bmm, premultiplied")  # fmt: skip
+
+
+def test_sampler_fields_are_bytes_and_launch_counts_cited_anew_by_a_variant(tmp_path, monkeypatch):
+    for i, (text, match) in enumerate((
+        ("sampler_greedy_bytes = 0\n", "sampler_greedy_bytes must be a number of bytes > 0"),
+        ("sampler_top_p_kernels = 0\n", "sampler_top_p_kernels must be an integer >= 1"),
+    )):  # fmt: skip
+        _preset_refused(tmp_path / str(i), monkeypatch, f'name = "odd"\n{text}', match)
+    # a variant that changes one sampler value cites the sampler anew
+    (tmp_path / "v" / "runtimes").mkdir(parents=True)
+    (tmp_path / "v" / "runtimes" / "base.toml").write_text(
+        'name = "base"\nsource = "s"\nsampler_random_bytes = 40\n'
+        'sampler_greedy_bytes_source = "s"\n'
+    )
+    _preset_refused(tmp_path / "v", monkeypatch,
+                    'name = "odd"\nbase = "base"\nfull_name = "x"\nsampler_random_bytes = 50\n',
+                    "gives its own sampler_greedy_bytes_source")  # fmt: skip
+
+
+def test_a_server_always_picks_a_token(capsys):
+    assert main(["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "1",
+                 "--duration", "2", "--sampling", "none"]) != 0  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sampling none stops at the logits" in err[0]

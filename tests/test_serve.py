@@ -640,3 +640,21 @@ def test_serve_mixed_prefill_flag_overrides_the_runtime(capsys):
     with pytest.raises(SystemExit) as bad:
         main(base + ["--mixed-prefill", "maybe"])
     assert bad.value.code == 2 and "--mixed-prefill" in capsys.readouterr().err
+
+
+def test_a_step_with_prompts_runs_mla_without_the_decode_paths_launches_and_shapes():
+    """vLLM 0.7 and SGLang send a step's prompt tokens through MLA's prefill path: a serving
+    iteration with prompt chunks carries neither the decode path's extra launches nor vLLM 0.7's
+    premultiplied projections; a decode-only one carries both."""
+    from workloads.runtime import load_runtime
+
+    ds, h200 = load_model("deepseek-v3"), load_system("h200", 8)
+    for name in ("sglang-0.4", "vllm-0.6"):
+        rt = load_runtime(name)
+        plain = replace(rt, mla_absorb="bmm", mla_decode_kernels=())
+        cost, ref = (IterationCost(_serving(ds, dtype="fp8", tp=8, runtime=r), h200)
+                     for r in (rt, plain))  # fmt: skip
+        assert cost.linear(512, prompts=True).time_s == pytest.approx(
+            ref.linear(512, prompts=True).time_s, rel=1e-9
+        )
+        assert cost.linear(64).time_s > 1.02 * ref.linear(64).time_s, name

@@ -302,6 +302,14 @@ class _Common:
             if m.moe is not None:
                 wide += m.n_moe_layers * m.hidden * m.moe.n_experts
             held += wide * (2.0 - self.weight_bytes)
+        a = m.mla
+        if a is not None and self.runtime.mla_absorb == "premultiplied":
+            # vLLM 0.7 keeps the premultiplied decode weights beside the plain ones (prefill):
+            # W_Q_UK and W_UV_O in the checkpoint's format, W_QR in 16 bits, a layer a chip
+            nq = m.n_heads / self.tp
+            q_in = a.q_lora_rank or m.hidden
+            held += m.n_layers * nq * a.kv_lora_rank * (q_in + m.hidden) * self.weight_bytes
+            held += m.n_layers * nq * a.qk_rope_head_dim * q_in * 2.0
         return held
 
     def kv_cache_bytes(self, tokens_per_seq: int) -> float:
@@ -483,14 +491,16 @@ class _Lowering:
             self.window = 0
 
     def mla_glue(self, ops: list[Op]) -> list[Op]:
-        """``ops`` (an MLA block in decode) with the launches the runtime's code makes beyond
-        them (``Runtime.mla_decode_kernels``: its quantisation chains, copies into the
-        attention's inputs, unfused RoPE, a separate cache write, a split-KV combine), as one
+        """``ops`` (an MLA block in decode, of a block-scaled fp8 checkpoint: DeepSeek-V3's, on
+        which the counts were read) with the launches the runtime's code makes beyond them
+        (``Runtime.mla_decode_kernels``: its quantisation chains, copies into the attention's
+        inputs, unfused RoPE, a separate cache write, a split-KV combine), as one
         launch-bound op: at decode sizes each moves at most a few [rows, heads, 576] 16-bit
         tensors (1 MB at 64 rows: 0.2 us at HBM rate against the launch), so no bytes are
         counted. None where the runtime gives no count or its count is not above roofsim's."""
         counts = self.w.runtime.mla_decode_kernels
-        if self.m.mla is None or self.phase != "decode" or not counts:
+        fp8_blocks = self.dt == "fp8" and self.m.fp8_block_scales  # what the counts were read on
+        if self.m.mla is None or self.phase != "decode" or not counts or not fp8_blocks:
             return ops
         one, more = counts
         own = sum(op.kernels for op in ops)
@@ -623,8 +633,11 @@ class _Lowering:
             ]
         else:
             ops.append(self.gemm("q_proj", "attention", T, q_n, m.hidden))
-        if pre:
-            ops.append(self.gemm("q_rope_proj", "attention", T, nq * a.qk_rope_head_dim, q_in))
+        if pre:  # model FLOPs: the plain decode's (q_b_proj, then q_absorb), not the folded
+            q_plain = 2.0 * T * nq * (qk * q_in + a.qk_nope_head_dim * a.kv_lora_rank)
+            ops[-1] = replace(ops[-1], model_flops=q_plain)
+            rope = self.gemm("q_rope_proj", "attention", T, nq * a.qk_rope_head_dim, q_in)
+            ops.append(replace(rope, model_flops=0.0))
         ops.append(self.gemm("kv_a_proj", "attention", T, latent, m.hidden))
         ops.append(self.latent_norm("kv_a_norm", a.kv_lora_rank))
         ops.append(
@@ -658,7 +671,11 @@ class _Lowering:
             ]  # fmt: skip
             ops += self.eager_scores(nq)
         o_in = nq * (a.kv_lora_rank if pre else a.v_head_dim)
-        ops.append(self.gemm("o_proj", "attention", T, m.hidden, o_in))
+        o_proj = self.gemm("o_proj", "attention", T, m.hidden, o_in)
+        if pre:  # the plain decode's model FLOPs: v_absorb, then o_proj
+            plain = 2.0 * T * nq * a.v_head_dim * (a.kv_lora_rank + m.hidden)
+            o_proj = replace(o_proj, model_flops=plain)
+        ops.append(o_proj)
         return ops + [op for op in [self.all_reduce("attn_all_reduce", m.hidden)] if op]
 
     def mlp(self, name: str, family: str, ffn: int, m_rows: float, groups: int = 1,
@@ -1004,7 +1021,9 @@ class Decode(_Common):
             return (), 0.0, 0.0
         # the drafter runs on the target's chips and layout (a dense drafter beside an MoE target
         # shards no experts)
-        draft = replace(self, model=dm, spec=None, ep=self.ep if dm.moe else 1)
+        # (its proposals are the argmax of its logits: vLLM V1's and SGLang's drafters; NB vLLM
+        # V0 samples them with the request's settings)
+        draft = replace(self, model=dm, spec=None, ep=self.ep if dm.moe else 1, sampling="greedy")
         try:
             graph = draft.lower()
         except WorkloadError as exc:

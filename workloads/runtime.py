@@ -514,6 +514,11 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
             raise WorkloadError(f"{where}: base must name another runtime preset, got {base!r}")
         if "full_name" not in raw:
             raise WorkloadError(f"{where}: a variant needs its own full_name")
+        own = [k for k in raw if k.startswith("sampler_") and not k.endswith("_source")]
+        if own and "sampler_greedy_bytes_source" not in raw:  # one citation covers all six
+            raise WorkloadError(f"{where}: a variant that sets {own[0]} gives its own "
+                                "sampler_greedy_bytes_source (the citation of all six sampler "
+                                "fields)")  # fmt: skip
         parent = _load(base, (*seen, name))
         # a field the variant sets keeps no citation of the base's value
         kept = {k: v for k, v in parent.sources.items() if k.removesuffix("_source") not in raw}

@@ -187,6 +187,10 @@ class Serving(_Common):
 
     def validate(self) -> None:
         self._validate("serve")
+        if self.sampling == "none":
+            raise WorkloadError("serve: --sampling none stops at the logits (a forward-pass "
+                                "benchmark); a server picks a token every step: use greedy, "
+                                "random or top-p")  # fmt: skip
         if self.spec is not None:
             # a drafter with another vocabulary, or one the layout cannot run, is refused
             replace(self.engine(batch=1), context=1, spec=self.spec).lower()

@@ -156,6 +156,11 @@ class IterationCost:
             serving.runtime.kernel_for_sinks(serving.model.attention_sinks, kernel)
         )
         self._pre: dict[tuple[int, int], Work] = {}
+        # a step with prompt rows: the engines run those through MLA's prefill path (vLLM 0.7
+        # and SGLang split a step's decode and prompt tokens), so neither the decode path's
+        # premultiplied projections nor its extra launches (``mla_absorb``,
+        # ``mla_decode_kernels``) are charged to it (NB: nor to its decode rows' share)
+        self._prompt_runtime = replace(serving.runtime, mla_absorb="bmm", mla_decode_kernels=())
         self._draft: dict[tuple[int, int], Work] = {}
         # a drafter that is a model (mtp: one block of the target) also prefills every prompt,
         # to hold its own cache: costed as a serving of it over the chunks' rows
@@ -181,11 +186,16 @@ class IterationCost:
         energy = sum((table.energy[:, 0] * n).tolist()) * count
         return Work(t, flops, hbm, energy, launch, kernels)
 
-    def _rows(self, rows: int) -> tuple[Work, Work]:
-        """(every op but attention and the LM head, the LM head) at ``rows`` token rows."""
-        got = self._by_rows.get(rows)
+    def _rows(self, rows: int, prompts: bool = False) -> tuple[Work, Work]:
+        """(every op but attention and the LM head, the LM head) at ``rows`` token rows;
+        ``prompts``: the step carries prompt rows, so its MLA runs the prefill path's
+        projections (``_prompt_runtime``)."""
+        got = self._by_rows.get((rows, prompts))
         if got is None:
-            ops = self.w.engine(batch=rows).lower().ops
+            engine = self.w.engine(batch=rows)
+            if prompts:
+                engine = replace(engine, runtime=self._prompt_runtime)
+            ops = engine.lower().ops
             body = [
                 o
                 for o in ops
@@ -195,17 +205,18 @@ class IterationCost:
                 and not _context_op(o)
             ]  # the host's time is per sequence: iteration()
             head = [o for o in ops if o.name in _HEAD_OPS]
-            got = self._by_rows[rows] = (self._cost(body), self._cost(head))
+            got = self._by_rows[rows, prompts] = (self._cost(body), self._cost(head))
         return got
 
-    def linear(self, rows: int) -> Work:
-        """Every op but attention and the LM head, over ``rows`` token rows."""
+    def linear(self, rows: int, prompts: bool = False) -> Work:
+        """Every op but attention and the LM head, over ``rows`` token rows (``prompts``: some
+        are prompt rows, ``_rows``)."""
         if rows <= 0:
             return _ZERO
         lo, hi, f = _grid(rows, _EXACT_ROWS, 32)
         if f == 0.0:
-            return self._rows(lo)[0]
-        return _lerp(self._rows(lo)[0], self._rows(hi)[0], f)
+            return self._rows(lo, prompts)[0]
+        return _lerp(self._rows(lo, prompts)[0], self._rows(hi, prompts)[0], f)
 
     def head(self, rows: int) -> Work:
         """LM head and logits gather for the ``rows`` sequences that sample a token."""
@@ -295,7 +306,7 @@ class IterationCost:
         # with speculation each decoding sequence checks q tokens: q rows, q logits
         rows = n_decode * self.q + sum(q for q, _ in chunks)
         heads = sampled + n_decode * (self.q - 1)
-        lin, head = self.linear(rows), self.head(heads)
+        lin, head = self.linear(rows, prompts=bool(chunks)), self.head(heads)
         mixed = bool(chunks) and self._unified
         att = (self.decode_attention(n_decode, decode_context / n_decode, mixed=mixed)
                if n_decode else _ZERO)  # fmt: skip
@@ -311,7 +322,7 @@ class IterationCost:
             w = w + self.draft(n_decode, decode_context / n_decode)
         if chunks and self._drafter is not None:  # the drafter's prefill: no model FLOPs
             d = self._drafter
-            pre = d.linear(sum(q for q, _ in chunks)) + d.prefill_attention(chunks)
+            pre = d.linear(sum(q for q, _ in chunks), prompts=True) + d.prefill_attention(chunks)
             w = w + replace(pre, model_flops=0.0)
         w = w + self.prefill_attention(chunks)
         # the runtime's host work per step: its scheduler per sequence in it (not per token

@@ -286,7 +286,7 @@ def _serving_cycle(row: dict, system) -> tuple[float, float, float, dict]:
     batch, prompt, output = row["batch"], row["prompt"], row["output"]
     dp = layout["dp"]  # replicas, each with ``batch`` requests
     common = dict(model=model, dtype=dtype, **layout, kv_dtype=row.get("kv_dtype"),
-                  runtime=_runtime(row))  # fmt: skip
+                  runtime=_runtime(row), sampling=row.get("sampling", "greedy"))  # fmt: skip
     step = simulate(Decode(batch=batch * dp, context=int(prompt + output / 2), **common), system,
                     check_memory=False)  # fmt: skip
     pre = simulate(Prefill(batch=dp, prompt=prompt, **common), system, check_memory=False)

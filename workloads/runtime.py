@@ -258,8 +258,8 @@ class Runtime:
     mla_decode_kernels: tuple[int, ...] = ()
     mla_absorb: str = "bmm"  # bmm | premultiplied (MLA_ABSORBS): MLA decode's absorbed products
     # the sampler's traffic (bytes read and written per logit, a row's vocabulary each sampled
-    # row) and launches, greedy, random and top-k/top-p (SAMPLINGS); the default: one kernel reading the
-    # LM head's 16-bit logits once
+    # row) and launches, greedy, random and top-k/top-p (SAMPLINGS); the default: one kernel
+    # reading the LM head's 16-bit logits once
     sampler_greedy_bytes: float = 2.0
     sampler_greedy_kernels: int = 1
     sampler_random_bytes: float = 2.0

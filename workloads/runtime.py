@@ -492,6 +492,11 @@ def load_runtime(name: str = DEFAULT_RUNTIME) -> Runtime:
     return _load(runtime_name(name), ())
 
 
+def _count(value: Any) -> bool:
+    """Whether a preset's ``value`` is an integer >= 1 (a TOML true is not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     if name in seen:
         chain = " -> ".join((*seen, name))
@@ -548,18 +553,14 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         if not isinstance(flags[key], bool):
             raise WorkloadError(f"{where}: {key} must be true or false, got {flags[key]!r}")
     steps = raw.get("scheduler_steps", 1)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if not _count(steps):
         raise WorkloadError(f"{where}: scheduler_steps must be an integer >= 1, got {steps!r}")
     topk = raw.get("grouped_topk_kernels", 1)
-    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+    if not _count(topk):
         raise WorkloadError(f"{where}: grouped_topk_kernels must be an integer >= 1 (the "
                             f"kernels a group-limited top-k launches), got {topk!r}")  # fmt: skip
     mla = raw.get("mla_decode_kernels", [])
-    if (
-        not isinstance(mla, list)
-        or len(mla) not in (0, 2)
-        or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in mla)
-    ):
+    if not isinstance(mla, list) or len(mla) not in (0, 2) or not all(map(_count, mla)):
         raise WorkloadError(f"{where}: mla_decode_kernels must be two integers >= 1 (the MLA "
                             "block's launches a layer in decode at one token row and at more), "
                             f"or [] for roofsim's own ops; got {mla!r}")  # fmt: skip
@@ -569,7 +570,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         if isinstance(b, bool) or not isinstance(b, int | float) or not 0 < b < math.inf:
             raise WorkloadError(f"{where}: sampler_{mode}_bytes must be a number of bytes > 0 "
                                 f"(read and written per logit), got {b!r}")  # fmt: skip
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if not _count(k):
             raise WorkloadError(f"{where}: sampler_{mode}_kernels must be an integer >= 1, "
                                 f"got {k!r}")  # fmt: skip
         sampler[f"sampler_{mode}_bytes"], sampler[f"sampler_{mode}_kernels"] = float(b), k

@@ -204,6 +204,10 @@ class Chip:
     ``attention_bwd_fraction`` is the tensor rate over peak of the fused attention backward kernel
     (dQ, dK, dV: five matmuls per score tile, dQ accumulated in fp32), as a backward microbenchmark
     measures it; None where none was measured (the backward then runs at the forward's rate).
+    ``attention_overlap``: the chip's native attention forward runs the softmax beside the
+    matmuls (an asynchronous MMA with its accumulators outside the registers, Blackwell's
+    tcgen05 and tensor memory, as FlashAttention-4 and cuDNN use it), so a score costs the
+    longer of its matmul and softmax time rather than their sum (``sim.cost.roofline``).
     A backward keeps that share of the sustained rate of its own kernel's forward matmul rate
     (``attention_rate``): a kernel whose forward runs below the sustained rate
     (FlashAttention-2's mma.sync on Hopper) loses the same share again in its backward, as
@@ -240,6 +244,10 @@ class Chip:
     attention_bwd_fraction: float | None = None
     split_accumulate_fraction: float | None = None
     stream_k: bool = False  # the GEMM library can schedule stream-K (sim/cost/roofline.py)
+    # the chip's native attention forward runs the softmax beside the matmuls, not after them:
+    # an asynchronous MMA whose accumulators live outside the registers (Blackwell's tcgen05 and
+    # tensor memory) leaves the softmax warps free while the next tile multiplies
+    attention_overlap: bool = False
     # the NVIDIA compute capability ("8.0": Ampere GA100, "9.0": Hopper, "10.0": Blackwell B200;
     # "": not an NVIDIA part): software picks its kernels by it (a runtime's attention backend
     # for a model with attention sinks, ``workloads.runtime.Runtime.sinks_native``)

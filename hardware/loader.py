@@ -177,6 +177,7 @@ _OPTIONAL_FIELDS = {
     "attention_bwd_fraction",
     "split_accumulate_fraction",
     "stream_k",
+    "attention_overlap",
     "compute_capability",
     "intra_node_achievable_fraction",
     "inter_node_achievable_fraction",
@@ -363,6 +364,7 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         ),
         sustained_by_dtype=_fractions(compute, "sustained_fraction", f"{chip}: compute"),
         stream_k=_bool(compute, "stream_k", f"chip {name!r}: compute"),
+        attention_overlap=_bool(compute, "attention_overlap", f"chip {name!r}: compute"),
         compute_capability=_capability(compute, f"chip {name!r}: compute"),
         mma_sync_fraction=_q(
             compute, "mma_sync_fraction", "fraction", f"chip {name!r}: compute", None

@@ -1107,3 +1107,28 @@ def test_a_one_tile_kernel_costs_the_same_in_a_sweep_over_chips():
     for i, system in enumerate(systems):
         alone = [c.time_s for c in cost_ops(ops, system, steady=False)]
         assert [float(t) for t in table.time[:, i]] == pytest.approx(alone, rel=1e-12)
+
+
+def test_an_overlapping_chip_runs_the_forward_softmax_beside_the_matmuls_not_the_backward():
+    """``attention_overlap`` (Blackwell): a native forward score costs the longer of its matmul
+    and softmax time, not their sum; FlashAttention-2 (mma.sync) and the backward keep the sum."""
+    from hardware import load_system
+    from sim.cost.simulate import cost_ops
+    from workloads.build import Builder
+    from workloads.training import attention_backward
+
+    def costs(overlap: bool, kernel: str) -> tuple[float, float]:
+        system = load_system("b200", 1, [f"compute.attention_overlap={str(overlap).lower()}"])
+        spec = Attention(batch=2, n_q_heads=16, n_kv_heads=16, q_len=16384, kv_len=16384,
+                         qk_dim=128, v_dim=128, causal=False, act_bytes=2.0,
+                         kv_bytes_per_token=512.0, kernel=kernel)  # fmt: skip
+        op = Builder("bf16", 2.0, 2.0).attention("attention", spec)
+        fwd, bwd = (cost_ops([o], system)[0].time_s for o in (op, attention_backward(op, 2)[0]))
+        return fwd, bwd
+
+    (f_on, b_on), (f_off, b_off) = costs(True, "native"), costs(False, "native")
+    # the chip's matmul and softmax shares of a score are of one order (about 0.29 and 0.25 ps):
+    # hiding the shorter nearly halves the forward
+    assert f_on < 0.7 * f_off
+    assert b_on == pytest.approx(b_off)
+    assert costs(True, "fa2") == pytest.approx(costs(False, "fa2"))

@@ -47,6 +47,7 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "has_split_accumulate": c.split_accumulate_fraction is not None,
         "scratchpad_reuse": c.reuse_is_scratchpad,
         "stream_k": c.stream_k,
+        "attention_overlap": c.attention_overlap,
         "compute_capability": c.compute_capability,
         "chips_per_node": system.chips_per_node,
         "collective_main_per_sent": system.collective_main_per_sent,
@@ -117,6 +118,7 @@ STRUCTURE_LEAVES = (
     "has_split_accumulate",
     "scratchpad_reuse",
     "stream_k",
+    "attention_overlap",
     "compute_capability",
     "chips_per_node",
 )
@@ -146,6 +148,7 @@ class ChipStructure:
     has_split_accumulate: bool
     scratchpad_reuse: bool
     stream_k: bool
+    attention_overlap: bool
     compute_capability: str
     chips_per_node: int
 

@@ -54,7 +54,10 @@ NB: data handed from one op to the next is assumed to go through main memory (no
 L2 residency). In attention the softmax (exp on the special-function units, the rest on the
 vector units) runs after each block's matmuls, not overlapped: Shah et al. 2024
 (FlashAttention-3, arXiv:2407.08608, Sec. 4.3 ablation) measure 570-580 TFLOP/s on H100
-without the overlap and ~660 with it.
+without the overlap and ~660 with it. On a chip whose MMA runs asynchronously with its
+accumulators outside the registers (``compute.attention_overlap``: Blackwell's tcgen05 and
+tensor memory) the native forward takes the longer of the two instead (FlashAttention-4,
+Zadouri et al. 2026, Sec. 3.1); its backward stays in series.
 """
 
 from __future__ import annotations
@@ -949,7 +952,19 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # Per unit of work on one core: its share of the matmuls at the core's rate, and its share
     # of the softmax at the core's share of the exp and vector rates
     per_score = softmax_s(backward, vector, exp_rate)
-    compute = waves * (per_unit * (matmul / core_rate + score_elems * per_score * n_cores))
+    mm_s, soft_s = matmul / core_rate, score_elems * per_score * n_cores
+    # a chip whose native forward runs the softmax beside the matmuls (``attention_overlap``:
+    # FlashAttention-4 and cuDNN on Blackwell, the MMA asynchronous with its accumulators in
+    # tensor memory, Zadouri et al. 2026 Sec. 3.1) takes the longer of the two, not their sum.
+    # NB: the backward stays in series (its dS feeds two of its five matmuls; FlashAttention-4
+    # finds it bound by shared-memory traffic, Sec. 3.2, which roofsim does not model)
+    if st.attention_overlap:
+        beside = np.array([k == "native" and not op.attention.backward  # type: ignore[union-attr]
+                           for op, k in zip(ops, kernel, strict=True)])  # fmt: skip
+        busy = np.where(beside[:, None], np.maximum(mm_s, soft_s), mm_s + soft_s)
+    else:
+        busy = mm_s + soft_s
+    compute = waves * (per_unit * busy)
     # causal: the query blocks do unequal work (the last sees every key, the first only its own
     # block), and a wave lasts as long as its longest block: the kernel takes at least the last
     # block's time, which the average above hides when the blocks fit in a wave or two (short

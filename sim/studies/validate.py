@@ -462,14 +462,18 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
     kv_heads = row.get("kv_heads") or heads  # grouped-query rows print their K/V heads
     # q = kv = seq (prefill) unless the row gives them (decode: one query over kv_len keys)
     q_len, kv_len = row.get("q_len", row["seq"]), row.get("kv_len", row["seq"])
+    # the row's dtype: 16-bit, or fp8 (Q, K, V in fp8 and both matmuls on the fp8 units, as
+    # cuDNN's fp8 SDPA runs them; the softmax in fp32 as ever)
+    dtype = row.get("dtype", "bf16")
+    width = 1.0 if dtype == "fp8" else 2.0
     spec = Attention(batch=row.get("batch", 1) or 1, n_q_heads=heads, n_kv_heads=kv_heads,
                      q_len=q_len, kv_len=kv_len, qk_dim=hd, v_dim=hd, causal=causal,
-                     act_bytes=2.0, kv_bytes_per_token=2 * hd * 2.0,
+                     act_bytes=width, kv_bytes_per_token=2 * hd * width,
                      kernel=row.get("attention_kernel", "native"))  # fmt: skip
-    op = Builder("bf16", 2.0, 2.0).attention("attention", spec)
+    op = Builder(dtype, width, width).attention("attention", spec)
     # sources count 4·seq²·hd·heads·batch (2.5x that for the backward), halved for causal —
     # the ops' FLOPs are the same count
-    ops = attention_backward(op, 2.0) if row.get("backward") else [op]
+    ops = attention_backward(op, width) if row.get("backward") else [op]
     t = sum(c.time_s for c in cost_ops(ops, system, steady=bool(row.get("steady"))))
     if row["metric"] == "time_s":
         return t, {"time_s": t, "heads": heads}

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -81,6 +82,7 @@ def _context_op(op: Op) -> bool:
 
 
 _EXACT_ROWS = 512  # token rows costed exactly; above, on a 1/32-octave grid
+_EXACT_SEQS = 64  # decoding sequences whose attention is costed exactly; above, the same grid
 _WATERMARK = 0.01  # vLLM keeps 1 % of KV blocks free when admitting prompts
 
 
@@ -146,7 +148,8 @@ class IterationCost:
         # speculative decoding: each decoding sequence runs q = k + 1 rows through the check
         self.spec = serving.spec
         self.q = 1 + (serving.spec.tokens if serving.spec else 0)
-        self._by_rows: dict[int, tuple[Work, Work]] = {}
+        self._by_rows: dict[tuple[int, bool], tuple[Work, Work]] = {}
+        self._heads: dict[int, Work] = {}
         self._dec: dict[tuple[int, int], Work] = {}
         self._dec_mixed: dict[tuple[int, int], Work] = {}
         # whether a step's prompt chunks change how its decode rows attend: only where the
@@ -192,10 +195,7 @@ class IterationCost:
         projections (``_prompt_runtime``)."""
         got = self._by_rows.get((rows, prompts))
         if got is None:
-            engine = self.w.engine(batch=rows)
-            if prompts:
-                engine = replace(engine, runtime=self._prompt_runtime)
-            ops = engine.lower().ops
+            ops = self._lowered(rows, prompts)
             body = [
                 o
                 for o in ops
@@ -204,8 +204,23 @@ class IterationCost:
                 and o.name != "host_step"
                 and not _context_op(o)
             ]  # the host's time is per sequence: iteration()
-            head = [o for o in ops if o.name in _HEAD_OPS]
-            got = self._by_rows[rows, prompts] = (self._cost(body), self._cost(head))
+            head = self._head_at(rows, None if prompts else ops)  # the decode path's head
+            got = self._by_rows[rows, prompts] = (self._cost(body), head)
+        return got
+
+    def _lowered(self, rows: int, prompts: bool = False) -> list[Op]:
+        engine = self.w.engine(batch=rows)
+        if prompts:
+            engine = replace(engine, runtime=self._prompt_runtime)
+        return engine.lower().ops
+
+    def _head_at(self, rows: int, ops: list[Op] | None = None) -> Work:
+        """The LM head's ops at ``rows`` sampled rows (of the decode path's lowering), memoised
+        apart from the body: an iteration samples a count of rows its body rarely has."""
+        got = self._heads.get(rows)
+        if got is None:
+            ops = ops if ops is not None else self._lowered(rows)
+            got = self._heads[rows] = self._cost([o for o in ops if o.name in _HEAD_OPS])
         return got
 
     def linear(self, rows: int, prompts: bool = False) -> Work:
@@ -220,7 +235,7 @@ class IterationCost:
 
     def head(self, rows: int) -> Work:
         """LM head and logits gather for the ``rows`` sequences that sample a token."""
-        return self._rows(rows)[1] if rows > 0 else _ZERO
+        return self._head_at(rows) if rows > 0 else _ZERO
 
     def _attention(self, batch: int, q: int, kv: int, phase: str, mixed: bool = False) -> Work:
         """``batch`` sequences' attention (``mixed``: decode rows in one call with prompt chunks,
@@ -247,16 +262,21 @@ class IterationCost:
     def _over_context(self, memo: dict[tuple[int, int], Work], n: int, mean_context: float,
                       cost: Callable[[int, int], Work]) -> Work:  # fmt: skip
         """``cost(n, ctx)`` at a mean context of ``mean_context`` tokens: memoised in ``memo`` on
-        a 1/16-octave grid of contexts and interpolated between its two nearest points."""
+        a 1/16-octave grid of contexts and, above ``_EXACT_SEQS`` sequences, a 1/32-octave grid
+        of ``n``, and interpolated between the nearest points."""
         lo, hi, f = _grid(mean_context, 64, 16)
         lo = max(lo, 1)
+        n_lo, n_hi, g = _grid(n, _EXACT_SEQS, 32)
 
-        def at(ctx: int) -> Work:
-            if (n, ctx) not in memo:
-                memo[(n, ctx)] = cost(n, ctx)
-            return memo[(n, ctx)]
+        def at(b: int, ctx: int) -> Work:
+            if (b, ctx) not in memo:
+                memo[(b, ctx)] = cost(b, ctx)
+            return memo[(b, ctx)]
 
-        return at(lo) if f == 0.0 else _lerp(at(lo), at(hi), f)
+        def over(b: int) -> Work:
+            return at(b, lo) if f == 0.0 else _lerp(at(b, lo), at(b, hi), f)
+
+        return over(n_lo) if g == 0.0 else _lerp(over(n_lo), over(n_hi), g)
 
     def decode_attention(self, n: int, mean_context: float, mixed: bool = False) -> Work:
         """Attention of ``n`` decoding sequences whose cached context (incl. the new token)
@@ -285,6 +305,11 @@ class IterationCost:
         """Causal attention of prompt chunks (q new tokens over kv = prefix + q), one launch."""
         if not chunks:
             return _ZERO
+        if len(chunks) == 1:
+            q, kv = chunks[0]
+            if (q, kv) not in self._pre:
+                self._pre[q, kv] = self._attention(1, q, kv, "prefill")
+            return self._pre[q, kv]  # one chunk: one launch, nothing to take off
         total = _ZERO
         for q, kv in chunks:
             key = (q, kv)
@@ -294,8 +319,9 @@ class IterationCost:
         # one variable-length launch per layer, not one per chunk
         saved = (len(chunks) - 1) * self.n_layers * self.chip.kernel_overhead_s
         # and one launch's host time: every chunk's launches are the same kernels
-        return replace(total, time_s=total.time_s - saved, launch_s=total.launch_s / len(chunks),
-                       kernels=total.kernels / len(chunks))  # fmt: skip
+        k = len(chunks)
+        return Work(total.time_s - saved, total.model_flops, total.hbm_bytes, total.energy_j,
+                    total.launch_s / k, total.kernels / k)  # fmt: skip
 
     def iteration(
         self, n_decode: int, decode_context: int, chunks: list[tuple[int, int]], sampled: int
@@ -476,6 +502,9 @@ def window_blocks(serving: Serving, tokens: float) -> float:
 # ---- the engine ------------------------------------------------------------------------------
 
 
+_load = operator.attrgetter("load")  # a replica's requests in flight (the routers' key)
+
+
 class _Stats:
     """Run-wide tallies shared by the replicas."""
 
@@ -538,6 +567,7 @@ class _Replica:
         # a sequence's sliding-window layers take their window's blocks from the same pool,
         # held from admission (for the length it will reach, at most the window) to its end
         self.windows: dict[int, float] = {}
+        self.windowed = _windowed(w.model)
         # speculative decoding: a decode iteration advances each sequence by the mean tokens a
         # step yields (``Speculation.tokens_per_step``), a fluid count; the cache is then held
         # in fractional blocks (bytes / block bytes), allocated as it grows
@@ -552,7 +582,7 @@ class _Replica:
     def _finish_it(self, entry: tuple[int, int, int], rid: int) -> int:
         """The decode iteration that emits the last token of ``rid`` (``entry``: t0, c0, g0)."""
         t0, _, g0 = entry
-        left = int(self.sim.req.output[rid]) - g0
+        left = self.sim.output[rid] - g0
         return t0 + (math.ceil(left / self.e - 1e-9) if self.fluid else left)
 
     def _tokens_since(self, t0: int, rid: int, g0: int) -> float:
@@ -561,7 +591,7 @@ class _Replica:
         n = self.it - t0
         if not self.fluid:
             return n
-        return min(n * self.e, int(self.sim.req.output[rid]) - g0)
+        return min(n * self.e, self.sim.output[rid] - g0)
 
     def _alloc(self, blocks: float) -> None:
         self.used += blocks
@@ -575,7 +605,7 @@ class _Replica:
             self.wake.succeed()
 
     def _prefill_len(self, rid: int) -> int:
-        return int(self.sim.req.prompt[rid]) + self.generated.get(rid, 0)
+        return self.sim.prompt[rid] + self.generated.get(rid, 0)
 
     def _finish(self, rid: int, cache: int) -> None:
         self._alloc(-self.reserved.pop(rid) if self.reserve else -self._blocks(cache))
@@ -623,7 +653,7 @@ class _Replica:
         if math.isnan(st.first_token_s[rid]):
             st.first_token_s[rid] = self.env.now + self.emit_delay
         cache = self._prefill_len(rid)
-        if int(self.sim.req.output[rid]) <= 1:
+        if self.sim.output[rid] <= 1:
             self._finish(rid, cache)
             return
         self.env.process(self._send(rid, cache))
@@ -651,7 +681,7 @@ class _Replica:
             st.first_token_s[rid] = self.env.now + self.emit_delay
         c0 = self._prefill_len(rid)
         g0 = self.generated.get(rid, 0) + 1
-        out = int(self.sim.req.output[rid])
+        out = self.sim.output[rid]
         if g0 >= out:
             self._finish(rid, c0)
             return
@@ -687,16 +717,18 @@ class _Replica:
     def _admission_blocks(self, rid: int) -> int:
         """Blocks taken at admission: the prompt's, or with ``reserve`` the whole request's."""
         if self.reserve:
-            return self._blocks(int(self.sim.req.prompt[rid] + self.sim.req.output[rid]))
+            return self._blocks(self.sim.prompt[rid] + self.sim.output[rid])
         return self._blocks(self._prefill_len(rid))
 
     def _window_blocks(self, rid: int) -> float:
         """``rid``'s sliding-window blocks (``window_blocks``), for the length it will reach
         here: its prompt on a prefill replica (its cache leaves with its first token), its
         whole request elsewhere."""
-        req = self.sim.req
-        tokens = req.prompt[rid] + (0 if self.role == "prefill" else req.output[rid])
-        return window_blocks(self.sim.serving, int(tokens))
+        if not self.windowed:
+            return 0.0
+        sim = self.sim
+        tokens = sim.prompt[rid] + (0 if self.role == "prefill" else sim.output[rid])
+        return window_blocks(sim.serving, tokens)
 
     def _can_admit(self, rid: int, running: int) -> bool:
         if running >= self.sim.serving.max_num_seqs:
@@ -871,6 +903,9 @@ def iteration_cost(serving: Serving, system: System) -> IterationCost:
 class _ServeRun:
     def __init__(self, serving: Serving, system: System, req: Requests) -> None:
         self.serving, self.system, self.req = serving, system, req
+        # each request's lengths as Python ints: the replicas read them per request many times
+        self.prompt: list[int] = [int(x) for x in req.prompt]
+        self.output: list[int] = [int(x) for x in req.output]
         self.coster = iteration_cost(serving, system)
         self.blocks, self.kv_bytes_per_token = kv_capacity_blocks(serving, system)
         self.all_blocks = self.blocks * serving.replicas
@@ -1237,12 +1272,12 @@ def simulate_serving(
             target = entry[rr[0] % len(entry)]
             rr[0] += 1
         else:
-            target = min(entry, key=lambda r: r.load)
+            target = min(entry, key=_load)
         st.change_in_system(env.now, +1)
         target.add(rid)
 
     def to_decode(rid: int) -> None:
-        min(decoders, key=lambda r: r.load).add_prefilled(rid)
+        min(decoders, key=_load).add_prefilled(rid)
 
     run.to_decode = to_decode
 

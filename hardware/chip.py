@@ -204,16 +204,16 @@ class Chip:
     ``attention_bwd_fraction`` is the tensor rate over peak of the fused attention backward kernel
     (dQ, dK, dV: five matmuls per score tile, dQ accumulated in fp32), as a backward microbenchmark
     measures it; None where none was measured (the backward then runs at the forward's rate).
-    ``attention_overlap``: the chip's native attention forward runs the softmax beside the
-    matmuls (an asynchronous MMA with its accumulators outside the registers, Blackwell's
-    tcgen05 and tensor memory, as FlashAttention-4 and cuDNN use it), so a score costs the
-    longer of its matmul and softmax time rather than their sum (``sim.cost.roofline``).
     A backward keeps that share of the sustained rate of its own kernel's forward matmul rate
     (``attention_rate``): a kernel whose forward runs below the sustained rate
     (FlashAttention-2's mma.sync on Hopper) loses the same share again in its backward, as
     measured kernels do (FA2 on H100, 370 forward and 322 backward TFLOP/s at head dim 128 and
     seq 16k; FA3 648 and 561: both 0.87, Shah et al. 2024). NB: the share slows the matmuls,
     not the softmax, so the modelled backward/forward ratio of FA2 is nearer 0.94.
+    ``attention_overlap``: the chip's native attention forward runs the softmax beside the
+    matmuls (an asynchronous MMA with its accumulators outside the registers, Blackwell's
+    tcgen05 and tensor memory, as FlashAttention-4 and cuDNN use it), so a score costs the
+    longer of its matmul and softmax time rather than their sum (``sim.cost.roofline``).
     ``split_accumulate_fraction`` is the rate of an fp8 matmul whose fp32 partial sums are
     promoted out of the tensor core every few MMAs (cuBLAS without CUBLASLT_MATMUL_DESC_FAST_ACCUM,
     Transformer Engine's default for the dgrad and wgrad GEMMs) over the fast-accumulating one;

@@ -1132,3 +1132,11 @@ def test_an_overlapping_chip_runs_the_forward_softmax_beside_the_matmuls_not_the
     assert f_on < 0.7 * f_off
     assert b_on == pytest.approx(b_off)
     assert costs(True, "fa2") == pytest.approx(costs(False, "fa2"))
+
+
+def test_attention_overlap_takes_true_or_false_and_nothing_else():
+    from hardware import load_system
+
+    assert load_system("h100-sxm", 1, ["compute.attention_overlap=true"]).chip.attention_overlap
+    with pytest.raises(ConfigError, match="attention_overlap.*true or false"):
+        load_system("h100-sxm", 1, ["compute.attention_overlap=1"])

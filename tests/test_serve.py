@@ -195,7 +195,8 @@ def test_interpolated_iteration_costs_stay_within_one_percent_of_exact(l8b, h100
     for prompt in (700, 1500, 3000):
         exact = simulate(Prefill(model=l8b, prompt=prompt), h100).time_s
         assert cost.iteration(0, 0, [(prompt, prompt)], 1).time_s == pytest.approx(exact, rel=0.01)
-    for batch, ctx in ((8, 777), (64, 1913)):
+    # (100 sequences: between two points of the batch grid above 64)
+    for batch, ctx in ((8, 777), (64, 1913), (100, 1913)):
         exact = simulate(Decode(model=l8b, batch=batch, context=ctx), h100).time_s
         got = cost.iteration(batch, batch * ctx, [], batch).time_s
         assert got == pytest.approx(exact, rel=0.01)

@@ -33,8 +33,11 @@ NB (deliberate approximations):
   end-to-end latency carry that host interval, TPOT does not. The HTTP server, tokenizer and
   detokenizer's own time per request is not modelled.
 - Decode attention over sequences of different lengths is costed as the batch at the mean
-  length, interpolated between grid points 1/16 of an octave apart; GEMM-side costs above 512
-  token rows are interpolated on a 1/32-octave grid. Both are within ~1 % of exact (tested).
+  length, interpolated between grid points 1/16 of an octave apart, and above 64 sequences
+  between batch sizes on a 1/32-octave grid (a speculative drafter's proposals too); GEMM-side
+  costs above 512 token rows are interpolated on a 1/32-octave grid. An iteration stays within
+  ~1 % of exact (tested; one grid interval can hold a kernel's jump, e.g. the split of
+  DeepSeek-V3's MLA decode between 66 and 67 sequences, which it then spreads over the interval).
 - Prompt chunks in one iteration share one variable-length attention launch per layer.
 - For MLA models every token goes through the absorbed (decode) projections.
 - Disaggregated (``prefill_replicas`` > 0): prefill replicas hand each request on after its
@@ -148,7 +151,7 @@ class IterationCost:
         # speculative decoding: each decoding sequence runs q = k + 1 rows through the check
         self.spec = serving.spec
         self.q = 1 + (serving.spec.tokens if serving.spec else 0)
-        self._by_rows: dict[tuple[int, bool], tuple[Work, Work]] = {}
+        self._by_rows: dict[tuple[int, bool], Work] = {}
         self._heads: dict[int, Work] = {}
         self._dec: dict[tuple[int, int], Work] = {}
         self._dec_mixed: dict[tuple[int, int], Work] = {}
@@ -189,10 +192,10 @@ class IterationCost:
         energy = sum((table.energy[:, 0] * n).tolist()) * count
         return Work(t, flops, hbm, energy, launch, kernels)
 
-    def _rows(self, rows: int, prompts: bool = False) -> tuple[Work, Work]:
-        """(every op but attention and the LM head, the LM head) at ``rows`` token rows;
-        ``prompts``: the step carries prompt rows, so its MLA runs the prefill path's
-        projections (``_prompt_runtime``)."""
+    def _rows(self, rows: int, prompts: bool = False) -> Work:
+        """Every op but attention and the LM head at ``rows`` token rows; ``prompts``: the
+        step carries prompt rows, so its MLA runs the prefill path's projections
+        (``_prompt_runtime``)."""
         got = self._by_rows.get((rows, prompts))
         if got is None:
             ops = self._lowered(rows, prompts)
@@ -204,8 +207,9 @@ class IterationCost:
                 and o.name != "host_step"
                 and not _context_op(o)
             ]  # the host's time is per sequence: iteration()
-            head = self._head_at(rows, None if prompts else ops)  # the decode path's head
-            got = self._by_rows[rows, prompts] = (self._cost(body), head)
+            if not prompts:  # the decode path's head, while its lowering is at hand
+                self._head_at(rows, ops)
+            got = self._by_rows[rows, prompts] = self._cost(body)
         return got
 
     def _lowered(self, rows: int, prompts: bool = False) -> list[Op]:
@@ -230,8 +234,8 @@ class IterationCost:
             return _ZERO
         lo, hi, f = _grid(rows, _EXACT_ROWS, 32)
         if f == 0.0:
-            return self._rows(lo, prompts)[0]
-        return _lerp(self._rows(lo, prompts)[0], self._rows(hi, prompts)[0], f)
+            return self._rows(lo, prompts)
+        return _lerp(self._rows(lo, prompts), self._rows(hi, prompts), f)
 
     def head(self, rows: int) -> Work:
         """LM head and logits gather for the ``rows`` sequences that sample a token."""

@@ -305,21 +305,22 @@ class IterationCost:
 
         return self._over_context(self._draft, n, mean_context, proposals)
 
+    def _chunk(self, q: int, kv: int) -> Work:
+        """One prompt chunk's causal attention (q new tokens over kv), memoised."""
+        got = self._pre.get((q, kv))
+        if got is None:
+            got = self._pre[q, kv] = self._attention(1, q, kv, "prefill")
+        return got
+
     def prefill_attention(self, chunks: list[tuple[int, int]]) -> Work:
         """Causal attention of prompt chunks (q new tokens over kv = prefix + q), one launch."""
         if not chunks:
             return _ZERO
         if len(chunks) == 1:
-            q, kv = chunks[0]
-            if (q, kv) not in self._pre:
-                self._pre[q, kv] = self._attention(1, q, kv, "prefill")
-            return self._pre[q, kv]  # one chunk: one launch, nothing to take off
+            return self._chunk(*chunks[0])  # one chunk: one launch, nothing to take off
         total = _ZERO
         for q, kv in chunks:
-            key = (q, kv)
-            if key not in self._pre:
-                self._pre[key] = self._attention(1, q, kv, "prefill")
-            total = total + self._pre[key]
+            total = total + self._chunk(q, kv)
         # one variable-length launch per layer, not one per chunk
         saved = (len(chunks) - 1) * self.n_layers * self.chip.kernel_overhead_s
         # and one launch's host time: every chunk's launches are the same kernels

@@ -377,15 +377,19 @@ def _launches(sp: int, method: str = "ulysses"):
 def test_flux_eager_launches_are_the_ones_its_code_makes():
     """diffusers 0.31's Flux blocks under xfuser 0.4, counted line by line and on CPU under a
     dispatch counter (benchmarks/research/xdit-flux-eager-kernels-2026-12-05.md): 97 per
-    double-stream block, 49 per single-stream block, 105 per step outside them; Ulysses adds
-    an all-to-all for each of q, k, v and the output and the layout copies around them."""
-    assert _launches(1) == (97, 49, 105, 0)
-    assert _launches(4) == (106, 62, 105, 4 * (19 + 38))
+    double-stream block, 49 per single-stream block, 105 per step outside them, and on CUDA
+    two more in each block: the real RoPE's ``torch.stack`` of two 4-D tensors along a new
+    last dimension is one aten::cat on CPU but on CUDA a copy into a stride-2 slice for each
+    (cat_out_cuda batches only up to 4 dimensions; benchmarks/research/eager-broadcast-counts-
+    2026-12-07.md), for q and for k; Ulysses adds an all-to-all for each of q, k, v and the
+    output and the layout copies around them."""
+    assert _launches(1) == (99, 51, 105, 0)
+    assert _launches(4) == (108, 64, 105, 4 * (19 + 38))
     assert _launches(2)[:3] == _launches(4)[:3]  # the same launches, smaller messages
     # ring: torch 2.5's templated ring attention (xfuser 0.4): a cat and a send per hop, the
     # partial outputs merged once (5N + 5 kernels), the single block's k, v and output copies
-    assert _launches(2, "ring")[:2] == (115, 70)
-    assert _launches(4, "ring")[:2] == (131, 86)
+    assert _launches(2, "ring")[:2] == (117, 72)
+    assert _launches(4, "ring")[:2] == (133, 88)
 
 
 def test_eager_collective_calls_cost_their_measured_host_time():
@@ -434,3 +438,23 @@ def test_torch_ring_only_for_diffusers_attention():
     assert not load_dit("hunyuanvideo").diffusers_attention
     assert "ring_cat" in names("flux-1-dev") and "ring_casts" not in names("flux-1-dev")
     assert "ring_cat" not in names("hunyuanvideo") and "ring_casts" in names("hunyuanvideo")
+
+
+def test_eager_dit_broadcasts_run_on_the_strided_kernel():
+    """adaLN's ``x * (1 + scale[:, None]) + shift[:, None]`` broadcasts over tokens: two strided
+    elements an element; the joint attention's cat is cat's own kernel, the output's transpose
+    copy is strided; under torch.compile none."""
+    from workloads.runtime import load_runtime
+
+    m = load_dit("flux-1-dev")
+    rt = load_runtime("xdit")
+    ops = {o.name: o for o in DiT(model=m, height=1024, width=1024, steps=1, runtime=rt,
+                                  attention_kernel="fa2").lower().ops}  # fmt: skip
+    norm = ops["norm1_modulate"]
+    elements = norm.flops / 7  # _NORM_FLOPS an element
+    assert norm.core_cycles == pytest.approx(2 * elements * rt.strided_cycles_per_element)
+    assert norm.core_bytes == pytest.approx(8 * elements)
+    assert ops["joint_cat"].core_cycles == 0 and ops["attn_out_copy"].core_cycles > 0
+    compiled = DiT(model=m, height=1024, width=1024, steps=1,
+                   runtime=load_runtime("torch-compile")).lower().ops  # fmt: skip
+    assert not any(o.core_cycles for o in compiled)

@@ -820,3 +820,50 @@ def test_a_server_always_picks_a_token(capsys):
                  "--duration", "2", "--sampling", "none"]) != 0  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--sampling none stops at the logits" in err[0]
+
+
+def test_eager_broadcasts_run_on_the_strided_kernel_and_fused_code_has_none():
+    """Eager RMSNorm's x * rsqrt(var) and weight * h broadcast (the strided kernel, 0.62
+    cycles an element): two elements an element over a prompt, one at a single token row
+    where the weight's broadcast drops out; fused code runs none."""
+    ref = load_runtime("pytorch-eager")
+    cycles = ref.strided_cycles_per_element
+    assert cycles == pytest.approx(0.62)
+    hidden = load_model("llama-3-8b").hidden
+
+    def norm(w):
+        return {op.name: op for op in w.lower().ops}["attn_norm"]
+
+    prompt = norm(Prefill(model=load_model("llama-3-8b"), batch=1, prompt=512, runtime=ref))
+    assert prompt.core_cycles == pytest.approx(2 * 512 * hidden * cycles)
+    assert prompt.core_bytes == pytest.approx((4 + 4 + 2 + 2) * 512 * hidden)
+    token = norm(Decode(model=load_model("llama-3-8b"), context=512, runtime=ref))
+    assert token.core_cycles == pytest.approx(hidden * cycles)
+    fused = norm(Decode(model=load_model("llama-3-8b"), context=512))
+    assert fused.core_cycles == 0 and fused.core_bytes == 0
+    # the strided kernels make an eager prompt's norms slower on the same chip
+    slow = simulate(Prefill(model=load_model("llama-3-8b"), batch=1, prompt=2048, runtime=ref),
+                    load_system("h100-sxm"))  # fmt: skip
+    none = simulate(Prefill(model=load_model("llama-3-8b"), batch=1, prompt=2048,
+                            runtime=replace(ref, strided_cycles_per_element=0.0)),
+                    load_system("h100-sxm"))  # fmt: skip
+    assert slow.time_s > none.time_s
+
+
+def test_transformers_rotate_half_rope_is_five_kernels_a_tensor():
+    hf = load_runtime("hf-transformers")
+    assert hf.rope == "rotate_half"
+    op = {o.name: o for o in Decode(model=load_model("llama-3-8b"), context=512,
+                                    runtime=hf).lower().ops}["rope_kv_write"]  # fmt: skip
+    assert op.kernels == 2 * 5  # q and k; DynamicCache appends by torch.cat elsewhere
+    with pytest.raises(WorkloadError, match="rope = rotate_half has no training backward"):
+        replace(load_runtime("pytorch-eager"), rope="rotate_half")
+
+
+def test_a_bad_strided_cycles_is_a_one_line_error(tmp_path, monkeypatch):
+    _preset_refused(
+        tmp_path,
+        monkeypatch,
+        'name = "odd"\nstrided_cycles_per_element = -1\n',
+        "strided_cycles_per_element must be a number of cycles >= 0",
+    )

@@ -19,6 +19,7 @@ from sim.engine.events import StageWork, run_pipeline, schedule
 from sim.engine.train import simulate_training
 from workloads import WorkloadError, load_model
 from workloads.ops import OpKind, Role
+from workloads.runtime import load_runtime
 from workloads.training import Training
 
 
@@ -577,6 +578,18 @@ def test_eager_elementwise_counts_the_reference_primitives():
     kv = rows * m.n_kv_heads * 2 * m.head_dim
     assert fwd["repeat_kv"].bytes["activation"] == pytest.approx((2 + 2 * 4) * kv)
     assert fwd["attn_out_copy"].bytes["activation"] == pytest.approx(4 * rows * m.hidden)
+    # the broadcasts on the strided kernel: RMSNorm 2 elements an element forward, 3 back;
+    # RoPE one complex output per two rotated elements each way; repeat_kv every copy it writes
+    cycles = load_runtime("pytorch-eager").strided_cycles_per_element
+    assert fwd["attn_norm"].core_cycles == pytest.approx(2 * e * cycles)
+    assert bwd["attn_norm.bwd"].core_cycles == pytest.approx(3 * e * cycles)
+    assert bwd["attn_norm.bwd"].core_bytes == pytest.approx((4 + 8 + 4) * e)
+    assert fwd["rope"].core_cycles == bwd["rope.bwd"].core_cycles == pytest.approx(
+        0.5 * rotated * cycles
+    )
+    assert fwd["repeat_kv"].core_cycles == pytest.approx(4 * kv * cycles)
+    assert bwd["repeat_kv.bwd"].core_cycles == 0  # a reduction
+    assert fwd["mlp_act"].core_cycles == 0  # separate gate and up: contiguous
     # the fused lowering has none of the copies, and its norm is one kernel
     fused = {op.name: op for op in _layer_ops(_llama3_8b(), "forward")}
     assert "repeat_kv" not in fused and "attn_out_copy" not in fused
@@ -1103,7 +1116,6 @@ def test_an_eager_training_runtime_with_a_native_rms_norm_runs_its_one_kernel(mo
     # the reference RMSNorm chain (9 kernels forward with the residual add) against F.rms_norm's
     # fused kernel and the add (2), forward and backward
     import workloads.training as training
-    from workloads.runtime import load_runtime
 
     eager = load_runtime("pytorch-eager")
     native = replace(eager, name="eager-native-norm", rms_norm="native")

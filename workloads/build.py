@@ -42,6 +42,10 @@ from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role
 #   each of q and k. Inference only: its backward (slice gradients, negation, accumulations)
 #   is not counted, so a training runtime refuses it (workloads.runtime); the backward columns
 #   repeat the forward as placeholders.
+# - RoPE by rotate_half (transformers' apply_rotary_pos_emb: q * cos + rotate_half(q) * sin,
+#   rotate_half = cat((-x2, x1), -1)): q * cos 2+2, the negated half 1+1, the cat 2+2,
+#   rot * sin 2+2, the add 2+2+2 = 20 B, 5 kernels for each of q and k (cos and sin, one row a
+#   position, are read once). Inference only, as the split halves above.
 # - attention output transpose(1, 2).contiguous() before wo: 2+2 B each way; GQA repeat_kv
 #   (expand + reshape) copies K and V n_rep times: 2 + 2·n_rep B per KV element, its backward
 #   sums the copies.
@@ -65,11 +69,69 @@ EAGER_PRIMITIVES = {
     "layernorm": (12.0, 2, 20.0, 3),
     "rope": (20.0, 6, 20.0, 6),  # per rotated element of q and k; 3 kernels for each tensor
     "rope_halves": (18.0, 14, 18.0, 14),  # per rotated element; 7 kernels for each tensor
+    "rope_rotate_half": (20.0, 10, 20.0, 10),  # per rotated element; 5 kernels for each tensor
     "attn_out_copy": (4.0, 1, 4.0, 1),
     "gated_act": (10.0, 2, 18.0, 3),
     "act": (4.0, 1, 6.0, 1),
     "cross_entropy": (22.0, 2, 26.0, 3),
 }
+# Of those primitives' kernels, the ones eager PyTorch runs on TensorIterator's strided kernel
+# (an operand broadcast or strided, so not one contiguous run), which the element count binds
+# before the bytes do (the runtime's ``strided_cycles_per_element``; ``strided``): per element
+# of the op's tensor, (output elements, bytes, contiguous at one token row) of each such
+# kernel, forward and backward (at one row size-1 dimensions drop out and a broadcast along
+# them with it). From the models' code and PyTorch's TensorIterator (coalesce_dimensions,
+# is_contiguous), derivatives.yaml and CUDALoops.cuh
+# (benchmarks/research/eager-broadcast-counts-2026-12-07.md):
+# - rmsnorm: ``x * rsqrt(var)`` (the row's scale broadcast along it; fp32 4+4 B) and
+#   ``weight * h`` (the weight broadcast over rows; 2+2); backward ``grad * weight`` (2+2),
+#   ``grad * rsqrt`` (4+4) and mean's ``grad.expand(..) / n`` (writes 4). LayerNorm and
+#   F.rms_norm are native kernels: none.
+# - rope (complex): ``xq_ * freqs_cis`` (freqs broadcast over heads): one complex64 output per
+#   two rotated elements, 4+4 B an element, each way.
+# - rope_halves (this repository's microbenchmark): the four half-width multiplies by cos and
+#   sin broadcast over heads (each 1+1 B an element); the subtract and add are contiguous, the
+#   cat its own kernel.
+# - rope_rotate_half (transformers): ``q * cos`` (2+2), the negated strided half (1+1),
+#   ``rot * sin`` (2+2) and the add of a permuted and a default-contiguous tensor (2+2+2;
+#   contiguous at one query row).
+# - attn_out_copy (a permuting copy where it runs): 2+2 forward; its backward is a view.
+# - gated_act with separate gate and up projections, act, cross_entropy, the residual add:
+#   contiguous, none.
+StridedKernels = tuple[tuple[float, float, bool], ...]
+EAGER_STRIDED: dict[str, tuple[StridedKernels, StridedKernels]] = {
+    "rmsnorm": (((1.0, 8.0, False), (1.0, 4.0, True)),
+                ((1.0, 4.0, True), (1.0, 8.0, False), (1.0, 4.0, False))),
+    "layernorm": ((), ()),
+    "rope": (((0.5, 8.0, False),), ((0.5, 8.0, False),)),
+    "rope_halves": (((0.5, 2.0, False),) * 4, ((0.5, 2.0, False),) * 4),
+    "rope_rotate_half": (((1.0, 4.0, False), (0.5, 2.0, False), (1.0, 4.0, False),
+                          (1.0, 6.0, True)),) * 2,
+    "attn_out_copy": (((1.0, 4.0, False),), ()),
+    "gated_act": ((), ()),
+    "act": ((), ()),
+    "cross_entropy": ((), ()),
+}  # fmt: skip
+
+
+def strided_per(key: str, backward: bool = False, one_row: bool = False) -> tuple[float, float]:
+    """(output elements, bytes) an eager primitive's strided kernels write and move per element
+    of its tensor (``EAGER_STRIDED``; ``one_row``: at one token row)."""
+    kernels = EAGER_STRIDED[key][1 if backward else 0]
+    on = [(e, b) for e, b, contiguous_at_one in kernels if not (one_row and contiguous_at_one)]
+    return sum(e for e, _ in on), sum(b for _, b in on)
+
+
+def strided(op: Op, elements: Any, nbytes: Any, cycles_per_element: float) -> Op:
+    """``op`` with ``elements`` more output elements written, and ``nbytes`` of its bytes moved,
+    by eager PyTorch's strided elementwise kernel at ``cycles_per_element`` core clock cycles
+    each (``Op.core_cycles``; the runtime's ``strided_cycles_per_element``)."""
+    if not cycles_per_element:
+        return op
+    return replace(op, core_cycles=op.core_cycles + elements * cycles_per_element,
+                   core_bytes=op.core_bytes + nbytes)  # fmt: skip
+
+
 #: the residual add a norm entry above carries beside the norm (2+2+2 B and one kernel, each
 #: way): a norm with none beside it (MLA's latent norms, a norm timed alone) is the entry less it
 EAGER_RESIDUAL = (6.0, 1, 6.0, 1)

@@ -41,7 +41,7 @@ from typing import Any
 
 from hardware import files
 from hardware.chip import dtype_bytes
-from workloads.build import Builder
+from workloads.build import Builder, strided
 from workloads.llm import MemoryNeed, OpGraph
 from workloads.ops import (
     Attention,
@@ -96,13 +96,15 @@ ROPES = ("none", "real", "complex")
 # - real (apply_rotary_emb, use_real: Flux, HunyuanVideo, CogVideoX): x_real, x_imag by unbind
 #   (views); ``stack([-x_imag, x_real])`` neg 1+1 (half the elements), stack 2+2; ``x.float() *
 #   cos`` 2+4, 4+4; ``x_rotated.float() * sin`` 2+4, 4+4; add 4+4+4; ``.to(x.dtype)`` 4+2 = 52 B,
-#   8 kernels.
+#   9 kernels (the stack of two 4-D tensors along a new last dimension is a cat of 5-D ones,
+#   which PyTorch's cat kernel takes only up to 4: a copy into a stride-2 slice for each).
 # - complex (the official Wan2.1 rope_apply, wan/modules/model.py: ``x.to(float64)`` 2+8, the
 #   complex multiply 8+8, ``torch.cat`` of the rotated parts 8+8, ``torch.stack`` over the batch
 #   8+8, ``.float()`` 8+4, and flash_attention's cast back to bf16 4+2 = 76 B, 6 kernels;
 #   diffusers' port, view_as_complex and type_as only, moves 36 B in 3).
-# - copy: a layout copy, 2+2 B, 1 kernel: joint attention's ``torch.cat`` of the text and image
-#   q, k and v, and a single-stream block's ``cat([attn, mlp])``. SDPA's flash path returns its
+# - copy: a layout copy, 2+2 B, 1 kernel; cat the same through torch.cat's own kernel: joint
+#   attention's ``torch.cat`` of the text and image q, k and v, and a single-stream block's
+#   ``cat([attn, mlp])``. SDPA's flash path returns its
 #   output in q's layout (mha_fwd: empty_like(q)): where q keeps the linear's (B, S, heads, d)
 #   storage the output's ``transpose(1, 2).reshape`` is a view, where a cat made q contiguous as
 #   (B, heads, S, d) (joint attention) it copies (benchmarks/research/xdit-flux-eager-kernels-
@@ -126,11 +128,41 @@ EAGER_DIT = {
     "plain_add_fp32": (10.0, 1),
     "rms": (34.0, 8),
     "layer": (6.0, 1),
-    "real": (52.0, 8),
+    "real": (52.0, 9),
     "complex": (76.0, 6),
     "copy": (4.0, 1),
+    "cat": (4.0, 1),
     "ring_merge": (38.0, 4),
     "ring_casts": (12.0, 2),
+}
+# Of those kernels, the ones on TensorIterator's strided kernel (an operand broadcast or
+# strided; the runtime's ``strided_cycles_per_element`` an output element): (output elements,
+# bytes) per element of the op's tensor (benchmarks/research/eager-broadcast-counts-2026-12-07.md
+# section 2): the modulation's ``*`` and ``+`` (scale and shift broadcast over tokens, 2+2 B
+# each; fp32 4+4), the gate's ``*`` (2+2; fp32 ``y * e`` 2+4); the QK RMSNorm's
+# ``x * rsqrt(var)`` (2+4) and ``* weight`` (2+2); the real RoPE's negated strided half (1+1),
+# the stack's two copies into stride-2 slices (2+2 in all), ``* cos`` and ``* sin`` (broadcast
+# over heads, 4+4 each); the complex RoPE's multiply (one complex128 output per two elements,
+# 8+8); a permuting copy (2+2); the ring merge's ``sigmoid(..) * (..)`` (a value a row
+# broadcast along it, 4+4). LayerNorm is a native kernel, cat its own kernel, contiguous adds
+# and casts vectorised.
+EAGER_DIT_STRIDED = {
+    "norm_modulate": (2.0, 8.0),
+    "gated_residual": (1.0, 4.0),
+    "plain_norm": (0.0, 0.0),
+    "plain_add": (0.0, 0.0),
+    "norm_modulate_fp32": (2.0, 16.0),
+    "gated_residual_fp32": (1.0, 6.0),
+    "plain_norm_fp32": (0.0, 0.0),
+    "plain_add_fp32": (0.0, 0.0),
+    "rms": (2.0, 10.0),
+    "layer": (0.0, 0.0),
+    "real": (3.5, 22.0),
+    "complex": (0.5, 16.0),
+    "copy": (1.0, 4.0),
+    "cat": (0.0, 0.0),
+    "ring_merge": (1.0, 8.0),
+    "ring_casts": (0.0, 0.0),
 }
 
 
@@ -580,7 +612,11 @@ class DiT:
             per_element = sum(EAGER_DIT[k][0] for k in keys) * ab / 2.0
             kernels = times * sum(EAGER_DIT[k][1] for k in keys)
             by = {**op.bytes, Role.ACTIVATION: per_element * elems * times}
-            return replace(op, bytes=by, kernels=kernels)
+            n = elems * times
+            on = [EAGER_DIT_STRIDED[k] for k in keys]
+            return strided(replace(op, bytes=by, kernels=kernels), sum(e for e, _ in on) * n,
+                           sum(b for _, b in on) * ab / 2.0 * n,
+                           self.runtime.strided_cycles_per_element)  # fmt: skip
 
         f32 = "_fp32" if m.fp32_residual else ""
 
@@ -625,12 +661,13 @@ class DiT:
             op = b.gemm(name, "other", B, width * streams, m.adaln_dim)
             return replace(op, kernels=streams * (3 if B == 1 else 2)) if eager else op
 
-        def copies(name: str, elems: float, tensors: int) -> list[Op]:
-            """Eager copies of ``tensors`` tensors by torch.cat: none fused."""
+        def copies(name: str, elems: float, tensors: int, key: str = "cat") -> list[Op]:
+            """Eager copies of ``tensors`` tensors (by torch.cat, or ``copy``: a permuting
+            copy): none fused."""
             if not eager:
                 return []
             op = b.elementwise(name, "attention", elems, elems, 0.0)
-            return [unfused(op, ("copy",), elems / tensors, times=tensors)]
+            return [unfused(op, (key,), elems / tensors, times=tensors)]
 
         img_rows = rows = B * Ls
         block: list[Op] = []
@@ -658,7 +695,7 @@ class DiT:
             # the cat left q contiguous as (B, heads, S, d), flash attention's output takes its
             # layout, so diffusers' transpose(1, 2).reshape copies it (the chip's queries)
             q_rows = rows + (B * math.ceil(Lt / self.sp) if ring else B * Lt)
-            block += copies("attn_out_copy", q_rows * h, 1)
+            block += copies("attn_out_copy", q_rows * h, 1, "copy")
         block += [b.gemm("out_proj", "projection", rows, h, h), residual("attn_residual", rows)]
         if separate_text:
             block += [b.gemm("text_out_proj", "projection", B * Lt, h, h),

@@ -29,7 +29,15 @@ from typing import Any
 import numpy as np
 
 from hardware.chip import dtype_bytes
-from workloads.build import EAGER_PRIMITIVES, Builder, eager_without_residual, fp8_input, routed
+from workloads.build import (
+    EAGER_PRIMITIVES,
+    Builder,
+    eager_without_residual,
+    fp8_input,
+    routed,
+    strided,
+    strided_per,
+)
 from workloads.model import ModelConfig
 from workloads.ops import (
     Attention,
@@ -393,7 +401,8 @@ class _Lowering:
                                 _NORM_FLOPS[m.norm] * self.T * width,
                                 weight_bytes=m.norm_params() * self.ab)  # fmt: skip
         if self.eager:  # the reference's primitives, the residual add among them
-            op = self._eager(op, self.w.runtime.norm_primitive(m.norm), self.T * width)
+            op = self._eager(op, self.w.runtime.norm_primitive(m.norm), self.T * width,
+                             one_row=self.T == 1)  # fmt: skip
         return op
 
     def latent_norm(self, name: str, width: int) -> Op:
@@ -406,19 +415,33 @@ class _Lowering:
                                 weight_bytes=width * (2 if m.norm == "layernorm" else 1)
                                 * self.ab)  # fmt: skip
         if self.eager:
-            per_element, kernels = eager_without_residual(self.w.runtime.norm_primitive(m.norm))[:2]
+            key = self.w.runtime.norm_primitive(m.norm)
+            per_element, kernels = eager_without_residual(key)[:2]
             by = {**op.bytes, Role.ACTIVATION: per_element * self.T * width}
-            op = replace(op, bytes=by, kernels=kernels)
+            elements, nbytes = strided_per(key, one_row=self.T == 1)
+            op = self._strided(replace(op, bytes=by, kernels=kernels),
+                               elements * self.T * width, nbytes * self.T * width)  # fmt: skip
         return op
 
     def _eager(self, op: Op, key: str, elems: float, extra_bytes: float = 0.0,
-               extra_kernels: int = 0) -> Op:  # fmt: skip
+               extra_kernels: int = 0, one_row: bool = False,
+               extra_strided: tuple[Any, Any] = (0.0, 0.0)) -> Op:  # fmt: skip
         """``op`` as eager PyTorch runs it: the primitives of ``EAGER_PRIMITIVES[key]`` over
-        ``elems`` elements (plus ``extra_bytes`` of activations in ``extra_kernels`` more)."""
+        ``elems`` elements (plus ``extra_bytes`` of activations in ``extra_kernels`` more, which
+        write and move ``extra_strided`` (elements, bytes) on the strided kernel); ``one_row``: at
+        one token row, where size-1 dimensions drop out (``build.EAGER_STRIDED``)."""
         per_element, kernels = EAGER_PRIMITIVES[key][:2]
         by = dict(op.bytes)
         by[Role.ACTIVATION] = per_element * elems + extra_bytes
-        return replace(op, bytes=by, kernels=kernels + extra_kernels)
+        op = replace(op, bytes=by, kernels=kernels + extra_kernels)
+        elements, nbytes = strided_per(key, one_row=one_row)
+        return self._strided(op, elements * elems + extra_strided[0],
+                             nbytes * elems + extra_strided[1])  # fmt: skip
+
+    def _strided(self, op: Op, elements: Any, nbytes: Any) -> Op:
+        """``op`` whose kernels write ``elements`` output elements, moving ``nbytes``, on eager
+        PyTorch's strided kernel, at the runtime's cycles an element (``build.strided``)."""
+        return strided(op, elements, nbytes, self.w.runtime.strided_cycles_per_element)
 
     def all_reduce(self, name: str, width: int) -> Op | None:
         return self.b.collective(name, "all_reduce", self.T * width * self.ab, self.tp)
@@ -561,7 +584,8 @@ class _Lowering:
         scores = self.B * nq * self.q_len * self.kv_seen  # per layer, on this chip
         op = self.b.elementwise("attn_scores_eager", "attention", 6 * scores, 6 * scores,
                                 5.0 * scores)  # fmt: skip
-        return [replace(op, kernels=5)]
+        # the mask add broadcasts the (batch, 1, q, kv) mask over heads: the strided kernel
+        return [self._strided(replace(op, kernels=5), scores, 4.0 * scores)]
 
     def cache_copies(self, nq: int, nkv: int, hd: int) -> list[Op]:
         """The copies a runtime makes of a layer's K/V cache each step (``Runtime.kv_cache``,
@@ -585,7 +609,8 @@ class _Lowering:
             tokens = B * self.kv_seen
             op = self.b.elementwise("repeat_kv", "attention", 0.0, tokens * 2 * nq * hd, 0.0,
                                     kv_bytes=tokens * per_token)  # fmt: skip
-            ops.append(replace(op, kernels=2))
+            # expand (stride 0 over the repeats) then reshape: every element on the strided kernel
+            ops.append(self._strided(replace(op, kernels=2), tokens * 2 * nq * hd, op.total_bytes))
         return ops
 
     def rope_kv_write(self, nq: int, nkv: int, hd: int) -> Op:
@@ -602,12 +627,18 @@ class _Lowering:
         if not self.eager:
             return op
         # eager: RoPE's primitives on q and k, then K and V copied into the cache (two kernels
-        # reading the new K and V; none where the cache is concatenated)
-        copies = 0.0 if concat else T * 2 * nkv * hd * self.ab
-        n_copies = 0 if concat else 2
+        # reading the new K and V; none where the cache is concatenated) into a strided slice
+        # of it: the strided kernel (this repository's microbenchmark's (batch, heads, seq,
+        # dim) cache; the Meta reference's (batch, seq, heads, dim) slice is contiguous at
+        # batch 1, a memcpy there: not told apart)
+        copied = 0.0 if concat else T * 2 * nkv * hd
+        copies, n_copies = copied * self.ab, 0 if concat else 2
         if m.position == "rope":
-            return self._eager(op, self.w.runtime.rope_primitive, rotated, copies, n_copies)
-        return replace(op, bytes={**op.bytes, Role.ACTIVATION: copies}, kernels=n_copies)
+            return self._eager(op, self.w.runtime.rope_primitive, rotated, copies, n_copies,
+                               one_row=self.q_len == 1,
+                               extra_strided=(copied, 2 * copies))  # fmt: skip
+        op = replace(op, bytes={**op.bytes, Role.ACTIVATION: copies}, kernels=n_copies)
+        return self._strided(op, copied, 2 * copies)
 
     def mla_block(self) -> list[Op]:
         m, T = self.m, self.T

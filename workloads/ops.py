@@ -336,7 +336,11 @@ class Op:
     op's launches run ahead of the chip, so its wait is its share of the part of the ops'
     summed launch time their chip time does not cover (``sim.cost.roofline._host_floor``). ``host_beside_s`` is host work that
     runs while the chip runs the other ops of the step (asynchronous output processing): the op
-    takes longer only by the part of it longer than their total time.
+    takes longer only by the part of it longer than their total time. ``core_cycles`` are the
+    cycles some of the op's kernels spend issuing instructions, summed over cores, and
+    ``core_bytes`` what those kernels move: they take the longer of their bytes' transfer and
+    ``core_cycles / (cores x clock)``, the op's other kernels their bytes'
+    (``sim.cost.roofline.cost_elementwise``).
     """
 
     name: str
@@ -358,6 +362,12 @@ class Op:
     host_s: float = 0.0
     # host work beside the step's chip work: only the part longer than the other ops is exposed
     host_beside_s: float = 0.0
+    # clock cycles of one core that some of the op's kernels need to issue their instructions,
+    # summed over the chip's cores, and the bytes those kernels move (part of ``bytes``): where
+    # per-element work, not bytes, binds them (eager PyTorch's strided elementwise kernels:
+    # workloads.build.strided)
+    core_cycles: float = 0.0
+    core_bytes: float = 0.0
 
     @property
     def total_bytes(self) -> float:

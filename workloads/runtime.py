@@ -13,8 +13,15 @@ source:
   or ``native`` (``torch.nn.functional.rms_norm``, which PyTorch dispatches to one fused kernel,
   ``aten::_fused_rms_norm``, costed as LayerNorm's one kernel); only eager runtimes read it;
 - ``rope``: how an eager RoPE runs: ``complex`` (the Meta reference's fp32 complex multiply, 3
-  kernels a tensor) or ``halves`` (multiplies and adds on the split halves, then a cat: 7
-  kernels a tensor); only eager runtimes read it;
+  kernels a tensor), ``halves`` (multiplies and adds on the split halves, then a cat: 7
+  kernels a tensor, as this repository's microbenchmark writes it) or ``rotate_half``
+  (transformers' ``q * cos + rotate_half(q) * sin``: 5 kernels a tensor); only eager runtimes
+  read it;
+- ``strided_cycles_per_element``: core clock cycles an eager elementwise kernel on
+  TensorIterator's strided path (an operand broadcast or strided) spends per output element
+  it writes, which binds such kernels before their bytes do (``workloads.build.EAGER_STRIDED``
+  counts them per primitive; ``sim.cost.roofline.cost_elementwise`` spreads them over the
+  chip's cores at its clock); 0 for a runtime that runs none;
 - ``cuda_graphs``: whether a step's kernels are replayed from a captured graph (each costs the
   GPU-side gap the chip's ``overhead.kernel_s`` measures) or launched one by one from the host,
   which then takes ``host_launch_s`` per kernel (the model code's Python, dispatch and launch);
@@ -194,7 +201,7 @@ from workloads.ops import BLOCK_FP8_KERNELS, Op, OpKind, WorkloadError
 
 ELEMENTWISE = ("fused", "eager")
 RMS_NORMS = ("reference", "native")
-ROPES = ("complex", "halves")
+ROPES = ("complex", "halves", "rotate_half")
 FP8_INPUT_QUANTS = ("fused", "separate")
 RING_ATTENTIONS = ("yunchang", "torch")
 KV_CACHES = ("inplace", "concat")
@@ -222,7 +229,7 @@ class Runtime:
     full_name: str = ""
     elementwise: str = "fused"
     rms_norm: str = "reference"  # reference | native (RMS_NORMS): an eager RMSNorm's kernels
-    rope: str = "complex"  # complex | halves (ROPES): an eager RoPE's kernels
+    rope: str = "complex"  # complex | halves | rotate_half (ROPES): an eager RoPE's kernels
     cuda_graphs: bool = True
     prefill_graphs: bool = True  # false: steps with prompt tokens run eager (decode-only graphs)
     graph_max_tokens: int = 0  # steps of more token rows run eager (0: any size is graphed)
@@ -249,6 +256,9 @@ class Runtime:
     kv_cache: str = "inplace"  # inplace | concat (KV_CACHES): how new K/V join the cache
     gqa_repeat: bool = False  # GQA K/V expanded to every query head in memory before attention
     separate_projections: bool = False  # q/k/v and gate/up as separate linears (launches)
+    # core clock cycles an eager strided elementwise kernel spends per output element it writes
+    # (0: the runtime runs none); the per-primitive counts are workloads.build.EAGER_STRIDED's
+    strided_cycles_per_element: float = 0.0
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
     moe_kernel: str = "library"  # library | triton (MOE_KERNELS): routed expert GEMMs
@@ -310,10 +320,10 @@ class Runtime:
             raise WorkloadError(f"runtime {self.name!r}: host_launch_s must be > 0 where "
                                 "graph_max_tokens > 0 (larger steps launch their kernels from the "
                                 f"host), got {self.host_launch_s!r}")  # fmt: skip
-        if self.training and self.rope == "halves":
+        if self.training and self.rope != "complex":
             # the split halves' backward (slices, negation, accumulations) is not counted
-            raise WorkloadError(f"runtime {self.name!r}: rope = halves has no training backward "
-                                "in roofsim; a training runtime takes rope = complex")  # fmt: skip
+            raise WorkloadError(f"runtime {self.name!r}: rope = {self.rope} has no training "
+                                "backward in roofsim; a training runtime takes rope = complex")  # fmt: skip
 
     def describe(self) -> dict:
         return {
@@ -367,6 +377,7 @@ class Runtime:
             "kv_cache": self.kv_cache,
             "gqa_repeat": self.gqa_repeat,
             "separate_projections": self.separate_projections,
+            "strided_cycles_per_element": self.strided_cycles_per_element,
         }
 
     def sampler(self, sampling: str) -> tuple[float, int]:
@@ -391,7 +402,7 @@ class Runtime:
     @property
     def rope_primitive(self) -> str:
         """The ``EAGER_PRIMITIVES`` key an eager RoPE runs as."""
-        return "rope_halves" if self.rope == "halves" else "rope"
+        return {"halves": "rope_halves", "rotate_half": "rope_rotate_half"}.get(self.rope, "rope")
 
     def kernel_for_sinks(self, sinks: bool, kernel: str) -> str:
         """The kernel this runtime runs instead of ``kernel`` for attention with sinks where
@@ -590,10 +601,12 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         "allreduce_latency_s",
         "non_torch_bytes",
         "non_torch_bytes_tp",
+        "strided_cycles_per_element",
     ):
         v = raw.get(key, 0.0)
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-            unit = "seconds" if key.endswith("_s") else "bytes"
+            unit = ("seconds" if key.endswith("_s") else "cycles" if key.startswith("strided")
+                    else "bytes")  # fmt: skip
             raise WorkloadError(f"{where}: {key} must be a number of {unit} >= 0, got {v!r}")
         values[key] = float(v)
     kernel = raw.get("attention_kernel", "")

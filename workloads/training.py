@@ -45,7 +45,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from workloads.build import EAGER_PRIMITIVES, Builder, eager_without_residual, fp8_input, routed
+from workloads.build import (
+    EAGER_PRIMITIVES,
+    Builder,
+    eager_without_residual,
+    fp8_input,
+    routed,
+    strided,
+    strided_per,
+)
 from workloads.llm import _ACT_FLOPS, _NORM_FLOPS, _ROPE_FLOPS, Prefill, _Lowering
 from workloads.model import ModelConfig
 from workloads.ops import (
@@ -623,6 +631,8 @@ def _scale(op: Op, f: float) -> Op:
         flops=op.flops * f,
         model_flops=op.model_flops * f,
         bytes={k: v if k == Role.WEIGHT else v * f for k, v in op.bytes.items()},
+        core_cycles=op.core_cycles * f,
+        core_bytes=op.core_bytes * f,
     )
 
 
@@ -655,6 +665,10 @@ class _TrainLowering:
         runtime = load_runtime(t.runtime) if t.runtime else load_runtime()
         self.norm_key = runtime.norm_primitive(self.m.norm)
         self.rope_key = runtime.rope_primitive
+        # cycles an element of the eager primitives' strided kernels (--elementwise eager under
+        # a fused runtime: plain PyTorch's, whose primitives these are)
+        eager_rt = runtime if runtime.elementwise == "eager" else load_runtime("pytorch-eager")
+        self.strided_cycles = eager_rt.strided_cycles_per_element
         # bytes per element a weight-gradient GEMM moves for its output: a read and a write of
         # the gradient buffer (fp32; fp16 for fp16 training) where the runtime fuses the
         # accumulation into the GEMM, else the 16-bit gradient written once (fp8 GEMMs too:
@@ -663,7 +677,9 @@ class _TrainLowering:
         # PyTorch FSDP's own kernels (fsdp_kernels): ZeRO-3 over a shard group of 2 or more
         self.fsdp = runtime.fsdp if t.zero == 3 and t.shard > 1 else ""
         # eager ops' backward: (bytes as a multiple of the forward's, kernels), by op name
-        self._eager_bwd: dict[str, tuple[float, int]] = {}
+        # eager ops' backward: (bytes, then the strided kernels' elements and bytes, as
+        # multiples of the forward's; kernels), by op name
+        self._eager_bwd: dict[str, tuple[float, float, float, int]] = {}
 
     # ---- forward of one layer ----------------------------------------------------------------
     def _tp_comm(self, op: Op) -> list[Op]:
@@ -727,8 +743,12 @@ class _TrainLowering:
         by = {Role.ACTIVATION: fwd * elems}
         if Role.WEIGHT in op.bytes:
             by[Role.WEIGHT] = op.bytes[Role.WEIGHT]
-        self._eager_bwd[base] = (bwd / fwd, bwd_k)
-        return replace(op, bytes=by, kernels=fwd_k)
+        (f_el, f_by), (b_el, b_by) = strided_per(key), strided_per(key, backward=True)
+        self._eager_bwd[base] = (bwd / fwd, b_el / f_el if f_el else 0.0,
+                                 b_by / f_by if f_by else 0.0, bwd_k)  # fmt: skip
+        # (the residual add beside a norm runs contiguous: none of it strided)
+        return strided(replace(op, bytes=by, kernels=fwd_k), f_el * elems, f_by * elems,
+                       self.strided_cycles)  # fmt: skip
 
     def _eager_attention(self, op: Op) -> list[Op]:
         """Attention with eager PyTorch's copies around it: GQA's repeat_kv before the kernel,
@@ -740,8 +760,11 @@ class _TrainLowering:
         if rep > 1:
             kv = a.batch * a.q_len * a.n_kv_heads * (a.qk_dim + a.v_dim)
             copy = self.b16.elementwise("repeat_kv", "attention", kv, rep * kv, 0.0)
-            ops.append(replace(copy, kernels=2))  # K and V: read once, write rep copies
-            self._eager_bwd["repeat_kv"] = (1.0, 2)
+            # K and V: read once, write rep copies, every element on the strided kernel (the
+            # expanded source has stride 0 over the repeats); the backward sums them (a reduction)
+            ops.append(strided(replace(copy, kernels=2), rep * kv, copy.total_bytes,
+                               self.strided_cycles))  # fmt: skip
+            self._eager_bwd["repeat_kv"] = (1.0, 0.0, 0.0, 2)
         ops += self._attention(op)
         o = a.batch * a.q_len * a.n_q_heads * a.v_dim
         copy = self.b16.elementwise("attn_out_copy", "attention", 0, 0, 0.0)
@@ -804,7 +827,7 @@ class _TrainLowering:
         op = Op(name="cp_merge", kind=OpKind.ELEMENTWISE, family="attention", dtype="bf16",
                 flops=float(cp * out), model_flops=0.0, bytes={Role.ACTIVATION: float(fwd)},
                 kernels=cp + 2)  # fmt: skip
-        self._eager_bwd["cp_merge"] = (bwd / fwd, 3 * cp + 1)
+        self._eager_bwd["cp_merge"] = (bwd / fwd, 0.0, 0.0, 3 * cp + 1)
         return op
 
     def _unfused_attention(self, a, dt: str) -> list[Op]:
@@ -987,11 +1010,14 @@ class _TrainLowering:
                 # softmax backward reads P and dP and writes dS: 1.5x its forward traffic;
                 # other elementwise ops read the input and the output gradient (2x)
                 # (eager ops: their own, EAGER_PRIMITIVES)
-                f, kernels = self._eager_bwd.get(
-                    op.name.split(".")[-1], (1.5 if op.name.endswith("attn_softmax") else 2.0, 1)
+                f, f_cycles, f_core, kernels = self._eager_bwd.get(
+                    op.name.split(".")[-1],
+                    (1.5 if op.name.endswith("attn_softmax") else 2.0, 0.0, 0.0, 1),
                 )
                 out.append(replace(op, name=f"{op.name}.bwd", flops=2 * op.flops, kernels=kernels,
-                                   bytes={k: f * v for k, v in op.bytes.items()}))  # fmt: skip
+                                   bytes={k: f * v for k, v in op.bytes.items()},
+                                   core_cycles=f_cycles * op.core_cycles,
+                                   core_bytes=f_core * op.core_bytes))  # fmt: skip
             if beside is not None:  # right after this op's first (main) backward kernel
                 out.insert(start + 1, beside)
                 beside = None

@@ -1073,8 +1073,22 @@ def _in_memory(out: Part, chips: ChipArrays, can: Array, kv: Array, q_o: Array, 
 
 # ---- elementwise and collectives -----------------------------------------------------------------
 def cost_elementwise(ops: list[Op], chips: ChipArrays) -> Part:
+    """Vector FLOPs, main-memory bytes and launches. Where some of an op's kernels spend cycles
+    per element issuing instructions (``Op.core_cycles``: eager PyTorch's strided kernels),
+    those take the longer of their bytes' transfer (``Op.core_bytes``) and their cycles spread
+    over the chip's cores at its clock, the op's other kernels their bytes': when the cycles
+    bind, the op's time is the others' transfer plus the cycles (its compute time)."""
     flops, kernels, main_bytes = _table([(op.flops, op.kernels, op.total_bytes) for op in ops])
     compute = flops / chips.values["vector_flops_per_s"]
+    if any(_nonzero(op.core_cycles) for op in ops):
+        cycles, core_bytes = _table([(op.core_cycles, op.core_bytes) for op in ops])
+        clock = chips.values["clock_hz"]
+        if np.any(np.isnan(clock)):
+            raise ConfigError(f"chip {chips.structure.name!r}: compute.clock_hz is needed to time "
+                              "eager PyTorch's strided elementwise kernels (cycles per element); "
+                              "set it, e.g. --set compute.clock_hz=1.8e9")  # fmt: skip
+        others = _transfer_s(chips, _main(chips), np.maximum(main_bytes - core_bytes, 0.0))
+        compute = np.maximum(compute, others + cycles / (chips.structure.n_cores * clock))
     time, main_s, _, overhead = _finish(chips, compute, main_bytes, None, kernels)
     return dict(
         time=time, compute=compute, main_s=main_s, reuse_s=0.0, main_bytes=main_bytes,

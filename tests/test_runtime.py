@@ -867,3 +867,25 @@ def test_a_bad_strided_cycles_is_a_one_line_error(tmp_path, monkeypatch):
         'name = "odd"\nstrided_cycles_per_element = -1\n',
         "strided_cycles_per_element must be a number of cycles >= 0",
     )
+
+
+def test_eager_prompts_copy_the_attention_output_and_chunked_halves_are_strided():
+    """Over a prompt the attention output's transpose(1, 2).reshape is a permuting copy (a
+    view at one query row); the microbenchmark's one gate/up GEMM is chunked, so its SiLU and
+    multiply read strided halves, where the reference's separate projections do not."""
+    m = load_model("llama-3-8b")
+    graph, ref = load_runtime("pytorch-graph"), load_runtime("pytorch-eager")
+    cycles = graph.strided_cycles_per_element
+
+    def ops(w):
+        return {op.name: op for op in w.lower().ops}
+
+    prompt = ops(Prefill(model=m, batch=1, prompt=512, runtime=graph))
+    copy = prompt["attn_out_copy"]
+    assert copy.kernels == 1 and copy.total_bytes == pytest.approx(4 * 512 * m.hidden)
+    assert copy.core_cycles == pytest.approx(512 * m.hidden * cycles)
+    assert prompt["mlp_act"].core_cycles == pytest.approx(2 * 512 * m.ffn * cycles)
+    assert "attn_out_copy" not in ops(Decode(model=m, batch=4, context=512, runtime=graph))
+    assert ops(Decode(model=m, context=512, runtime=graph))["mlp_act"].core_cycles == 0
+    assert ops(Prefill(model=m, batch=1, prompt=512, runtime=ref))["mlp_act"].core_cycles == 0
+    assert "attn_out_copy" not in ops(Prefill(model=m, batch=1, prompt=512))  # fused

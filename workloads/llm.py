@@ -567,8 +567,21 @@ class _Lowering:
         kv_heads, kv_token = (nq, 2 * hd * self.ab) if expanded else (nkv, 2 * hd * self.kvb)
         ops.append(self.attention(nq, kv_heads, hd, hd, kv_token))
         ops += self.eager_scores(nq)
+        ops += self.out_copy(nq * hd)
         ops.append(self.gemm("o_proj", "attention", T, m.hidden, nq * hd))
         return ops + [op for op in [self.all_reduce("attn_all_reduce", m.hidden)] if op]
+
+    def out_copy(self, width: int) -> list[Op]:
+        """Eager code's ``attn_output.transpose(1, 2).contiguous()`` (or ``.reshape``) before
+        the output projection: attention writes its output (batch, heads, q, d) where the
+        queries are laid out so (the reference's matmuls; transformers' SDPA path, which makes
+        q contiguous; this repository's microbenchmark, whose RoPE cat does), so over a prompt
+        it is a permuting copy (``EAGER_PRIMITIVES`` attn_out_copy: 2+2 B, one kernel, the
+        strided kernel); at one query row the transpose is a view. None for fused runtimes."""
+        if not self.eager or self.q_len <= 1:
+            return []
+        op = self.b.elementwise("attn_out_copy", "attention", 0.0, 0.0, 0.0)
+        return [self._eager(op, "attn_out_copy", self.T * width)]
 
     def eager_scores(self, nq: int) -> list[Op]:
         """Eager attention (``--attention-kernel unfused``: Hugging Face's 'eager', the
@@ -721,6 +734,11 @@ class _Lowering:
                                  _ACT_FLOPS.get(m.activation, 5) * rows * ffn)  # fmt: skip
         if self.eager:
             act = self._eager(act, "gated_act" if m.gated_mlp else "act", rows * ffn)
+            if m.gated_mlp and not self.w.runtime.separate_projections and self.T > 1:
+                # one gate/up GEMM whose output is chunked: silu reads the strided gate half
+                # and the multiply the strided up half (2+2, 2+2+2 B: the entry's 10), both on
+                # the strided kernel; one token row is contiguous
+                act = self._strided(act, 2 * rows * ffn, 10 * rows * ffn)
         up = self.gemm(f"{name}_up", family, m_rows, up_n, hidden, groups)
         if self.w.runtime.separate_projections and m.gated_mlp:  # gate_proj and up_proj
             up = replace(up, kernels=2)

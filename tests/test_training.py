@@ -584,8 +584,10 @@ def test_eager_elementwise_counts_the_reference_primitives():
     assert fwd["attn_norm"].core_cycles == pytest.approx(2 * e * cycles)
     assert bwd["attn_norm.bwd"].core_cycles == pytest.approx(3 * e * cycles)
     assert bwd["attn_norm.bwd"].core_bytes == pytest.approx((4 + 8 + 4) * e)
-    assert fwd["rope"].core_cycles == bwd["rope.bwd"].core_cycles == pytest.approx(
-        0.5 * rotated * cycles
+    assert (
+        fwd["rope"].core_cycles
+        == bwd["rope.bwd"].core_cycles
+        == pytest.approx(0.5 * rotated * cycles)
     )
     assert fwd["repeat_kv"].core_cycles == pytest.approx(4 * kv * cycles)
     assert bwd["repeat_kv.bwd"].core_cycles == 0  # a reduction

@@ -95,7 +95,9 @@ EAGER_PRIMITIVES = {
 # - rope_rotate_half (transformers): ``q * cos`` (2+2), the negated strided half (1+1),
 #   ``rot * sin`` (2+2) and the add of a permuted and a default-contiguous tensor (2+2+2;
 #   contiguous at one query row).
-# - attn_out_copy (a permuting copy where it runs): 2+2 forward; its backward is a view.
+# - attn_out_copy (a permuting copy where it runs: after matmul attention, or SDPA on queries
+#   made contiguous): 2+2 forward; after matmul attention its backward copies too (matmul's
+#   backward reshapes the gradient).
 # - gated_act with separate gate and up projections, act, cross_entropy, the residual add:
 #   contiguous, none.
 StridedKernels = tuple[tuple[float, float, bool], ...]
@@ -107,7 +109,7 @@ EAGER_STRIDED: dict[str, tuple[StridedKernels, StridedKernels]] = {
     "rope_halves": (((0.5, 2.0, False),) * 4, ((0.5, 2.0, False),) * 4),
     "rope_rotate_half": (((1.0, 4.0, False), (0.5, 2.0, False), (1.0, 4.0, False),
                           (1.0, 6.0, True)),) * 2,
-    "attn_out_copy": (((1.0, 4.0, False),), ()),
+    "attn_out_copy": (((1.0, 4.0, False),), ((1.0, 4.0, False),)),
     "gated_act": ((), ()),
     "act": ((), ()),
     "cross_entropy": ((), ()),

@@ -752,7 +752,13 @@ class _TrainLowering:
 
     def _eager_attention(self, op: Op) -> list[Op]:
         """Attention with eager PyTorch's copies around it: GQA's repeat_kv before the kernel,
-        the output's transpose(1, 2).contiguous() after it (``EAGER_PRIMITIVES``)."""
+        and after the matmul attention (``--attention-kernel unfused``) the output's
+        transpose(1, 2).contiguous() (``EAGER_PRIMITIVES``). A flash kernel through SDPA writes
+        its output in the queries' layout (mha_fwd: empty_like(q)), and training code passes
+        q as a transposed view of the projection's (batch, seq, heads, dim) output (torchtitan,
+        fms-fsdp; llm-foundry calls flash-attn on that layout directly), so there the
+        transpose back is already contiguous and .contiguous() launches nothing
+        (benchmarks/research/eager-broadcast-counts-2026-12-07.md section 1.5)."""
         a = op.attention
         assert a is not None
         ops = []
@@ -766,9 +772,10 @@ class _TrainLowering:
                                self.strided_cycles))  # fmt: skip
             self._eager_bwd["repeat_kv"] = (1.0, 0.0, 0.0, 2)
         ops += self._attention(op)
-        o = a.batch * a.q_len * a.n_q_heads * a.v_dim
-        copy = self.b16.elementwise("attn_out_copy", "attention", 0, 0, 0.0)
-        ops.append(self._eager(copy, "attn_out_copy", o))
+        if self.t.attention_kernel == "unfused":
+            o = a.batch * a.q_len * a.n_q_heads * a.v_dim
+            copy = self.b16.elementwise("attn_out_copy", "attention", 0, 0, 0.0)
+            ops.append(self._eager(copy, "attn_out_copy", o))
         return ops
 
     def _attention(self, op: Op) -> list[Op]:

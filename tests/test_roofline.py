@@ -1142,29 +1142,37 @@ def test_attention_overlap_takes_true_or_false_and_nothing_else():
         load_system("h100-sxm", 1, ["compute.attention_overlap=1"])
 
 
-def _strided_op(core_cycles: float, core_bytes: float) -> Op:
-    """1 GB of elementwise traffic, ``core_bytes`` of it in kernels that take ``core_cycles``."""
+def _scalar_op(*kernels: tuple[float, float]) -> Op:
+    """1 GB of elementwise traffic, with ``kernels`` (cycles, bytes) of it scalar kernels."""
     return Op(name="eager", kind=OpKind.ELEMENTWISE, family="norm", dtype="bf16", flops=0.0,
-              model_flops=0.0, bytes={Role.ACTIVATION: 1e9}, core_cycles=core_cycles,
-              core_bytes=core_bytes)  # fmt: skip
+              model_flops=0.0, bytes={Role.ACTIVATION: 1e9},
+              scalar_kernels=tuple(kernels))  # fmt: skip
 
 
-def test_strided_kernels_take_the_longer_of_their_bytes_and_their_cycles():
-    """An eager op's strided kernels (Op.core_cycles) take the longer of their bytes' transfer
-    and their cycles over the cores at the clock; its other kernels take their bytes'."""
-    system = system_of(toy_chip(clock_hz=1e9))  # 4 cores x 1 GHz = 4e9 core cycles a second
-    # 0.25 GB in the strided kernels (0.25 ms at 1 TB/s) taking 4e6 cycles (1 ms): bound by them
-    c = cost_op(_strided_op(4e6, 0.25e9), system)
-    assert c.time_s == pytest.approx(0.75e-3 + 1e-3)
+def test_scalar_kernels_take_the_longer_of_their_bytes_and_their_cycles():
+    """An eager op's unvectorised kernels (Op.scalar_kernels) each take the longer of their
+    bytes' transfer and their cycles over the cores at the clock; its other kernels take their
+    bytes'. Only a chip that runs CUDA's kernels (a compute capability) has them."""
+    cuda = toy_chip(clock_hz=1e9, compute_capability="9.0")  # 4e9 core cycles a second
+    # 0.25 GB (0.25 ms at 1 TB/s) taking 4e6 cycles (1 ms): 0.75 ms more than the bytes' 1 ms
+    c = cost_op(_scalar_op((4e6, 0.25e9)), system_of(cuda))
+    assert c.time_s == pytest.approx(1e-3 + 0.75e-3)
     assert c.bound == Bound.COMPUTE
-    # the same kernels at 1e5 cycles (25 us) are bound by their bytes: the op streams 1 GB
-    c = cost_op(_strided_op(1e5, 0.25e9), system)
+    # at 1e5 cycles (25 us) the bytes bind: the op streams 1 GB
+    c = cost_op(_scalar_op((1e5, 0.25e9)), system_of(cuda))
     assert c.time_s == pytest.approx(1e-3) and c.bound == Bound.MEMORY
-    # twice the clock halves the cycles' part
-    fast = cost_op(_strided_op(4e6, 0.25e9), system_of(toy_chip(clock_hz=2e9)))
-    assert fast.time_s == pytest.approx(0.75e-3 + 0.5e-3)
+    # each kernel on its own: one cycle-bound (+0.75 ms), one bytes-bound (+0)
+    c = cost_op(_scalar_op((4e6, 0.25e9), (1e5, 0.25e9)), system_of(cuda))
+    assert c.time_s == pytest.approx(1e-3 + 0.75e-3)
+    # twice the clock halves the cycles: 0.5 ms against 0.25 ms of bytes
+    fast = cost_op(_scalar_op((4e6, 0.25e9)), system_of(replace(cuda, clock_hz=2e9)))
+    assert fast.time_s == pytest.approx(1e-3 + 0.25e-3)
+    # a chip without CUDA's kernels streams the bytes
+    assert cost_op(_scalar_op((4e6, 0.25e9)), system_of(toy_chip(clock_hz=1e9))).time_s == (
+        pytest.approx(1e-3)
+    )
 
 
-def test_strided_kernels_on_a_chip_without_a_clock_name_the_field():
+def test_scalar_kernels_on_a_cuda_chip_without_a_clock_name_the_field():
     with pytest.raises(ConfigError, match=r"compute\.clock_hz is needed"):
-        cost_op(_strided_op(4e6, 0.25e9), system_of(toy_chip()))
+        cost_op(_scalar_op((4e6, 0.25e9)), system_of(toy_chip(compute_capability="9.0")))

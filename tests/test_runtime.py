@@ -822,30 +822,37 @@ def test_a_server_always_picks_a_token(capsys):
     assert len(err) == 1 and "--sampling none stops at the logits" in err[0]
 
 
-def test_eager_broadcasts_run_on_the_strided_kernel_and_fused_code_has_none():
+def test_eager_broadcasts_and_casts_run_on_the_scalar_kernels_and_fused_code_has_none():
     """Eager RMSNorm's x * rsqrt(var) and weight * h broadcast (the strided kernel, 0.62
-    cycles an element): two elements an element over a prompt, one at a single token row
-    where the weight's broadcast drops out; fused code runs none."""
+    cycles an element) and its x.to(float32) converts (the cast kernel, 0.77): two strided
+    elements an element over a prompt, one at a single token row where the weight's broadcast
+    drops out, and one cast either way; fused code runs none."""
     ref = load_runtime("pytorch-eager")
-    cycles = ref.strided_cycles_per_element
-    assert cycles == pytest.approx(0.62)
+    strided, cast = ref.scalar_rates
+    assert (strided, cast) == pytest.approx((0.62, 0.77))
     hidden = load_model("llama-3-8b").hidden
 
     def norm(w):
         return {op.name: op for op in w.lower().ops}["attn_norm"]
 
+    def cycles_and_bytes(op):
+        return tuple(sum(k[i] for k in op.scalar_kernels) for i in (0, 1))
+
     prompt = norm(Prefill(model=load_model("llama-3-8b"), batch=1, prompt=512, runtime=ref))
-    assert prompt.core_cycles == pytest.approx(2 * 512 * hidden * cycles)
-    assert prompt.core_bytes == pytest.approx((4 + 4 + 2 + 2) * 512 * hidden)
+    # the upcast (2+4 B), x * rsqrt (fp32 4+4) and weight * h (2+2): three kernels
+    assert len(prompt.scalar_kernels) == 3
+    assert cycles_and_bytes(prompt) == pytest.approx(
+        (512 * hidden * (2 * strided + cast), (2 + 4 + 4 + 4 + 2 + 2) * 512 * hidden)
+    )
     token = norm(Decode(model=load_model("llama-3-8b"), context=512, runtime=ref))
-    assert token.core_cycles == pytest.approx(hidden * cycles)
-    fused = norm(Decode(model=load_model("llama-3-8b"), context=512))
-    assert fused.core_cycles == 0 and fused.core_bytes == 0
+    assert cycles_and_bytes(token)[0] == pytest.approx(hidden * (strided + cast))
+    assert norm(Decode(model=load_model("llama-3-8b"), context=512)).scalar_kernels == ()
     # the strided kernels make an eager prompt's norms slower on the same chip
     slow = simulate(Prefill(model=load_model("llama-3-8b"), batch=1, prompt=2048, runtime=ref),
                     load_system("h100-sxm"))  # fmt: skip
     none = simulate(Prefill(model=load_model("llama-3-8b"), batch=1, prompt=2048,
-                            runtime=replace(ref, strided_cycles_per_element=0.0)),
+                            runtime=replace(ref, strided_cycles_per_element=0.0,
+                                            cast_cycles_per_element=0.0)),
                     load_system("h100-sxm"))  # fmt: skip
     assert slow.time_s > none.time_s
 
@@ -860,12 +867,13 @@ def test_transformers_rotate_half_rope_is_five_kernels_a_tensor():
         replace(load_runtime("pytorch-eager"), rope="rotate_half")
 
 
-def test_a_bad_strided_cycles_is_a_one_line_error(tmp_path, monkeypatch):
+@pytest.mark.parametrize("field", ["strided_cycles_per_element", "cast_cycles_per_element"])
+def test_a_bad_scalar_rate_is_a_one_line_error(tmp_path, monkeypatch, field):
     _preset_refused(
         tmp_path,
         monkeypatch,
-        'name = "odd"\nstrided_cycles_per_element = -1\n',
-        "strided_cycles_per_element must be a number of cycles >= 0",
+        f'name = "odd"\n{field} = -1\n',
+        f"{field} must be a number of cycles >= 0",
     )
 
 
@@ -877,15 +885,18 @@ def test_eager_prompts_copy_the_attention_output_and_chunked_halves_are_strided(
     graph, ref = load_runtime("pytorch-graph"), load_runtime("pytorch-eager")
     cycles = graph.strided_cycles_per_element
 
+    def core_cycles(op):
+        return sum(c for c, _ in op.scalar_kernels)
+
     def ops(w):
         return {op.name: op for op in w.lower().ops}
 
     prompt = ops(Prefill(model=m, batch=1, prompt=512, runtime=graph))
     copy = prompt["attn_out_copy"]
     assert copy.kernels == 1 and copy.total_bytes == pytest.approx(4 * 512 * m.hidden)
-    assert copy.core_cycles == pytest.approx(512 * m.hidden * cycles)
-    assert prompt["mlp_act"].core_cycles == pytest.approx(2 * 512 * m.ffn * cycles)
+    assert core_cycles(copy) == pytest.approx(512 * m.hidden * cycles)
+    assert core_cycles(prompt["mlp_act"]) == pytest.approx(2 * 512 * m.ffn * cycles)
     assert "attn_out_copy" not in ops(Decode(model=m, batch=4, context=512, runtime=graph))
-    assert ops(Decode(model=m, context=512, runtime=graph))["mlp_act"].core_cycles == 0
-    assert ops(Prefill(model=m, batch=1, prompt=512, runtime=ref))["mlp_act"].core_cycles == 0
+    assert ops(Decode(model=m, context=512, runtime=graph))["mlp_act"].scalar_kernels == ()
+    assert ops(Prefill(model=m, batch=1, prompt=512, runtime=ref))["mlp_act"].scalar_kernels == ()
     assert "attn_out_copy" not in ops(Prefill(model=m, batch=1, prompt=512))  # fused

@@ -582,20 +582,23 @@ def test_eager_elementwise_counts_the_reference_primitives():
     matmul = _llama3_8b(elementwise="eager", attention_kernel="unfused")
     copy = {op.name: op for op in _layer_ops(matmul, "forward")}["attn_out_copy"]
     assert copy.bytes["activation"] == pytest.approx(4 * rows * m.hidden)
-    # the broadcasts on the strided kernel: RMSNorm 2 elements an element forward, 3 back;
-    # RoPE one complex output per two rotated elements each way; repeat_kv every copy it writes
-    cycles = load_runtime("pytorch-eager").strided_cycles_per_element
-    assert fwd["attn_norm"].core_cycles == pytest.approx(2 * e * cycles)
-    assert bwd["attn_norm.bwd"].core_cycles == pytest.approx(3 * e * cycles)
-    assert bwd["attn_norm.bwd"].core_bytes == pytest.approx((4 + 8 + 4) * e)
-    assert (
-        fwd["rope"].core_cycles
-        == bwd["rope.bwd"].core_cycles
-        == pytest.approx(0.5 * rotated * cycles)
+    # the scalar kernels: RMSNorm's broadcasts 2 strided elements an element forward, 3 back,
+    # and one upcast each way; RoPE one complex output per two rotated elements and one upcast
+    # each way; repeat_kv every copy it writes
+    strided, cast = load_runtime("pytorch-eager").scalar_rates
+
+    def core(op):
+        return tuple(sum(k[i] for k in op.scalar_kernels) for i in (0, 1))
+
+    assert core(fwd["attn_norm"])[0] == pytest.approx(e * (2 * strided + cast))
+    assert core(bwd["attn_norm.bwd"]) == pytest.approx(
+        (e * (3 * strided + cast), (6 + 4 + 8 + 4) * e)
     )
-    assert fwd["repeat_kv"].core_cycles == pytest.approx(4 * kv * cycles)
-    assert bwd["repeat_kv.bwd"].core_cycles == 0  # a reduction
-    assert fwd["mlp_act"].core_cycles == 0  # separate gate and up: contiguous
+    assert core(fwd["rope"])[0] == pytest.approx(rotated * (0.5 * strided + cast))
+    assert core(bwd["rope.bwd"]) == pytest.approx(core(fwd["rope"]))
+    assert core(fwd["repeat_kv"])[0] == pytest.approx(4 * kv * strided)
+    assert bwd["repeat_kv.bwd"].scalar_kernels == ()  # a reduction
+    assert fwd["mlp_act"].scalar_kernels == ()  # separate gate and up: contiguous
     # the fused lowering has none of the copies, and its norm is one kernel
     fused = {op.name: op for op in _layer_ops(_llama3_8b(), "forward")}
     assert "repeat_kv" not in fused and "attn_out_copy" not in fused

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -75,63 +76,90 @@ EAGER_PRIMITIVES = {
     "act": (4.0, 1, 6.0, 1),
     "cross_entropy": (22.0, 2, 26.0, 3),
 }
-# Of those primitives' kernels, the ones eager PyTorch runs on TensorIterator's strided kernel
-# (an operand broadcast or strided, so not one contiguous run), which the element count binds
-# before the bytes do (the runtime's ``strided_cycles_per_element``; ``strided``): per element
-# of the op's tensor, (output elements, bytes, contiguous at one token row) of each such
-# kernel, forward and backward (at one row size-1 dimensions drop out and a broadcast along
-# them with it). From the models' code and PyTorch's TensorIterator (coalesce_dimensions,
-# is_contiguous), derivatives.yaml and CUDALoops.cuh
-# (benchmarks/research/eager-broadcast-counts-2026-12-07.md):
-# - rmsnorm: ``x * rsqrt(var)`` (the row's scale broadcast along it; fp32 4+4 B) and
-#   ``weight * h`` (the weight broadcast over rows; 2+2); backward ``grad * weight`` (2+2),
-#   ``grad * rsqrt`` (4+4) and mean's ``grad.expand(..) / n`` (writes 4). LayerNorm and
-#   F.rms_norm are native kernels: none.
-# - rope (complex): ``xq_ * freqs_cis`` (freqs broadcast over heads): one complex64 output per
-#   two rotated elements, 4+4 B an element, each way.
-# - rope_halves (this repository's microbenchmark): the four half-width multiplies by cos and
-#   sin broadcast over heads (each 1+1 B an element); the subtract and add are contiguous, the
-#   cat its own kernel.
+# Of those primitives' kernels, the ones eager PyTorch runs on one of its two unvectorised
+# ("scalar") kernels, which the element count binds before the bytes do (``scalar``): the
+# strided kernel, where an operand is broadcast or strided so not one contiguous run
+# (CUDALoops.cuh launch_legacy_kernel, an OffsetCalculator per element; the runtime's
+# ``strided_cycles_per_element``), and the cast kernel, where contiguous operands need a dtype
+# conversion (bf16 -> fp32 upcasts, mixed-dtype operands: launch_unrolled_kernel with
+# LoadWithCast, scalar loads; only fp32 -> 16-bit casts have vectorised kernels on CUDA through
+# torch 2.13; the runtime's ``cast_cycles_per_element``). Per element of the op's tensor,
+# (output elements, bytes, vectorised at one token row, path) of each such kernel, forward and
+# backward (at one row size-1 dimensions drop out and a broadcast along them with it). From the
+# models' code and PyTorch's TensorIterator (coalesce_dimensions, is_contiguous),
+# derivatives.yaml, CUDALoops.cuh and Copy.cu (benchmarks/research/eager-broadcast-counts-
+# 2026-12-07.md, eager-cast-rate-2026-12-07.md):
+# - rmsnorm: the upcast ``x.to(float32)`` (cast, 2+4 B), ``x * rsqrt(var)`` (the row's scale
+#   broadcast along it; fp32 4+4) and ``weight * h`` (the weight broadcast over rows; 2+2);
+#   backward the gradient's upcast (2+4), ``grad * weight`` (2+2), ``grad * rsqrt`` (4+4) and
+#   mean's ``grad.expand(..) / n`` (writes 4). The cast back to 16 bits is vectorised.
+#   LayerNorm and F.rms_norm are native kernels: none.
+# - rope (complex): ``xq.float()`` (cast, 2+4) and ``xq_ * freqs_cis`` (freqs broadcast over
+#   heads: one complex64 output per two rotated elements, 4+4 B an element), each way.
+# - rope_halves (this repository's microbenchmark, 16-bit throughout): the four half-width
+#   multiplies by cos and sin broadcast over heads (each 1+1 B an element); the subtract and
+#   add are contiguous, the cat its own kernel.
 # - rope_rotate_half (transformers): ``q * cos`` (2+2), the negated strided half (1+1),
 #   ``rot * sin`` (2+2) and the add of a permuted and a default-contiguous tensor (2+2+2;
 #   contiguous at one query row).
 # - attn_out_copy (a permuting copy where it runs: after matmul attention, or SDPA on queries
 #   made contiguous): 2+2 forward; after matmul attention its backward copies too (matmul's
 #   backward reshapes the gradient).
-# - gated_act with separate gate and up projections, act, cross_entropy, the residual add:
-#   contiguous, none.
-StridedKernels = tuple[tuple[float, float, bool], ...]
-EAGER_STRIDED: dict[str, tuple[StridedKernels, StridedKernels]] = {
-    "rmsnorm": (((1.0, 8.0, False), (1.0, 4.0, True)),
-                ((1.0, 4.0, True), (1.0, 8.0, False), (1.0, 4.0, False))),
+# - cross_entropy: the logits' ``.float()`` (cast, 2+4); its gradient's cast back is vectorised.
+# - gated_act with separate gate and up projections, act, the residual add: contiguous, none.
+STRIDED, CAST = "strided", "cast"
+ScalarKernels = tuple[tuple[float, float, bool, str], ...]
+EAGER_SCALAR: dict[str, tuple[ScalarKernels, ScalarKernels]] = {
+    "rmsnorm": (((1.0, 6.0, False, CAST), (1.0, 8.0, False, STRIDED), (1.0, 4.0, True, STRIDED)),
+                ((1.0, 6.0, False, CAST), (1.0, 4.0, True, STRIDED), (1.0, 8.0, False, STRIDED),
+                 (1.0, 4.0, False, STRIDED))),
     "layernorm": ((), ()),
-    "rope": (((0.5, 8.0, False),), ((0.5, 8.0, False),)),
-    "rope_halves": (((0.5, 2.0, False),) * 4, ((0.5, 2.0, False),) * 4),
-    "rope_rotate_half": (((1.0, 4.0, False), (0.5, 2.0, False), (1.0, 4.0, False),
-                          (1.0, 6.0, True)),) * 2,
-    "attn_out_copy": (((1.0, 4.0, False),), ((1.0, 4.0, False),)),
+    "rope": (((1.0, 6.0, False, CAST), (0.5, 8.0, False, STRIDED)),) * 2,
+    "rope_halves": (((0.5, 2.0, False, STRIDED),) * 4,) * 2,
+    "rope_rotate_half": (((1.0, 4.0, False, STRIDED), (0.5, 2.0, False, STRIDED),
+                          (1.0, 4.0, False, STRIDED), (1.0, 6.0, True, STRIDED)),) * 2,
+    "attn_out_copy": (((1.0, 4.0, False, STRIDED),),) * 2,
     "gated_act": ((), ()),
     "act": ((), ()),
-    "cross_entropy": ((), ()),
+    "cross_entropy": (((1.0, 6.0, False, CAST),), ()),
 }  # fmt: skip
 
 
-def strided_per(key: str, backward: bool = False, one_row: bool = False) -> tuple[float, float]:
-    """(output elements, bytes) an eager primitive's strided kernels write and move per element
-    of its tensor (``EAGER_STRIDED``; ``one_row``: at one token row)."""
-    kernels = EAGER_STRIDED[key][1 if backward else 0]
-    on = [(e, b) for e, b, contiguous_at_one in kernels if not (one_row and contiguous_at_one)]
-    return sum(e for e, _ in on), sum(b for _, b in on)
+def scalar_per(key: str, backward: bool = False,
+               one_row: Any = False) -> tuple[tuple[Any, float, str], ...]:  # fmt: skip
+    """(output elements per element of its tensor, bytes per output element, path) of each of
+    an eager primitive's scalar kernels (``EAGER_SCALAR``; ``one_row``: at one token row, an
+    array over points where the rows are)."""
+    kernels = EAGER_SCALAR[key][1 if backward else 0]
+    off = np.asarray(one_row)
+    return tuple((e * np.where(off, 0.0, 1.0) if vector_at_one and off.ndim else
+                  0.0 if vector_at_one and one_row else e, b / e, path)
+                 for e, b, vector_at_one, path in kernels)  # fmt: skip
 
 
-def strided(op: Op, elements: Any, nbytes: Any, cycles_per_element: float) -> Op:
-    """``op`` with ``elements`` more output elements written, and ``nbytes`` of its bytes moved,
-    by eager PyTorch's strided elementwise kernel at ``cycles_per_element`` core clock cycles
-    each (``Op.core_cycles``; the runtime's ``strided_cycles_per_element``)."""
-    if not cycles_per_element:
+def scalar(op: Op, kernels: Iterable[tuple[Any, float, str]], rates: tuple[float, float],
+           n: Any = 1.0) -> Op:  # fmt: skip
+    """``op`` with more kernels run by eager PyTorch's unvectorised kernels: ``kernels`` are
+    (output elements per unit of ``n``, bytes per output element, path ``STRIDED`` or
+    ``CAST``), at ``rates`` (core clock cycles an element on the strided and the cast kernel:
+    the runtime's ``scalar_rates``) (``Op.scalar_kernels``). Kernels alike (one path, one size
+    an element) are one entry: their cycles and bytes scale together."""
+    if not any(np.any(r) for r in rates) or not np.any(n):  # (arrays over points too)
         return op
-    return replace(op, core_cycles=op.core_cycles + elements * cycles_per_element,
-                   core_bytes=op.core_bytes + nbytes)  # fmt: skip
+    merged: dict[tuple[str, float], Any] = {}
+    for elements, per, path in kernels:
+        if np.any(elements):
+            merged[(path, per)] = merged.get((path, per), 0.0) + elements
+    if not merged:
+        return op
+    rate = {STRIDED: rates[0], CAST: rates[1]}
+    new = tuple((e * n * rate[path], e * n * per) for (path, per), e in merged.items())
+    return replace(op, scalar_kernels=op.scalar_kernels + new)
+
+
+def scaled_scalar(op: Op, f: Any) -> tuple[tuple[Any, Any], ...]:
+    """``op``'s scalar kernels on ``f`` times the elements."""
+    return tuple((c * f, b * f) for c, b in op.scalar_kernels)
 
 
 #: the residual add a norm entry above carries beside the norm (2+2+2 B and one kernel, each

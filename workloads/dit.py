@@ -41,7 +41,7 @@ from typing import Any
 
 from hardware import files
 from hardware.chip import dtype_bytes
-from workloads.build import Builder, strided
+from workloads.build import CAST, STRIDED, Builder, scalar
 from workloads.llm import MemoryNeed, OpGraph
 from workloads.ops import (
     Attention,
@@ -135,35 +135,39 @@ EAGER_DIT = {
     "ring_merge": (38.0, 4),
     "ring_casts": (12.0, 2),
 }
-# Of those kernels, the ones on TensorIterator's strided kernel (an operand broadcast or
-# strided; the runtime's ``strided_cycles_per_element`` an output element): (output elements,
-# bytes) per element of the op's tensor (benchmarks/research/eager-broadcast-counts-2026-12-07.md
+# Of those kernels, the ones on eager PyTorch's unvectorised kernels (workloads.build
+# EAGER_SCALAR): (output elements, bytes, strided or cast kernel) of each per element of the
+# op's tensor (benchmarks/research/eager-broadcast-counts-2026-12-07.md
 # section 2): the modulation's ``*`` and ``+`` (scale and shift broadcast over tokens, 2+2 B
-# each; fp32 4+4), the gate's ``*`` (2+2; fp32 ``y * e`` 2+4); the QK RMSNorm's
+# each; fp32 4+4), the gate's ``*`` (2+2; fp32 ``y * e`` 2+4); an fp32 stream's add of a bf16
+# branch (cast, 4+2+4); the QK RMSNorm's upcast for the variance (cast, 2+4),
 # ``x * rsqrt(var)`` (2+4) and ``* weight`` (2+2); the real RoPE's negated strided half (1+1),
 # the stack's two copies into stride-2 slices (2+2 in all), ``* cos`` and ``* sin`` (broadcast
-# over heads, 4+4 each); the complex RoPE's multiply (one complex128 output per two elements,
-# 8+8); a permuting copy (2+2); the ring merge's ``sigmoid(..) * (..)`` (a value a row
-# broadcast along it, 4+4). LayerNorm is a native kernel, cat its own kernel, contiguous adds
-# and casts vectorised.
-EAGER_DIT_STRIDED = {
-    "norm_modulate": (2.0, 8.0),
-    "gated_residual": (1.0, 4.0),
-    "plain_norm": (0.0, 0.0),
-    "plain_add": (0.0, 0.0),
-    "norm_modulate_fp32": (2.0, 16.0),
-    "gated_residual_fp32": (1.0, 6.0),
-    "plain_norm_fp32": (0.0, 0.0),
-    "plain_add_fp32": (0.0, 0.0),
-    "rms": (2.0, 10.0),
-    "layer": (0.0, 0.0),
-    "real": (3.5, 22.0),
-    "complex": (0.5, 16.0),
-    "copy": (1.0, 4.0),
-    "cat": (0.0, 0.0),
-    "ring_merge": (1.0, 8.0),
-    "ring_casts": (0.0, 0.0),
-}
+# over heads, 4+4 each) and its two upcasts (cast, 2+4 each); the complex RoPE's multiply (one
+# complex128 output per two elements, 8+8) and its casts to fp64 and back to fp32 (2+8, 8+4); a
+# permuting copy (2+2); the ring merge's upcast of the shard's output (cast, 2+4) and
+# ``sigmoid(..) * (..)`` (a value a row broadcast along it, 4+4), the first shard's upcast
+# (2+4). LayerNorm is a native kernel, cat its own kernel, contiguous same-dtype adds and the
+# casts to 16 bits vectorised.
+_S, _C = STRIDED, CAST
+EAGER_DIT_SCALAR: dict[str, tuple[tuple[float, float, str], ...]] = {
+    "norm_modulate": ((2.0, 8.0, _S),),
+    "gated_residual": ((1.0, 4.0, _S),),
+    "plain_norm": (),
+    "plain_add": (),
+    "norm_modulate_fp32": ((2.0, 16.0, _S),),
+    "gated_residual_fp32": ((1.0, 6.0, _S),),
+    "plain_norm_fp32": (),
+    "plain_add_fp32": ((1.0, 10.0, _C),),
+    "rms": ((1.0, 6.0, _C), (1.0, 6.0, _S), (1.0, 4.0, _S)),
+    "layer": (),
+    "real": ((0.5, 2.0, _S), (1.0, 4.0, _S), (1.0, 8.0, _S), (1.0, 8.0, _S), (2.0, 12.0, _C)),
+    "complex": ((0.5, 16.0, _S), (1.0, 10.0, _C), (1.0, 12.0, _C)),
+    "copy": ((1.0, 4.0, _S),),
+    "cat": (),
+    "ring_merge": ((1.0, 6.0, _C), (1.0, 8.0, _S)),
+    "ring_casts": ((1.0, 6.0, _C),),
+}  # (output elements, bytes, path) of each scalar kernel per element
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -612,11 +616,9 @@ class DiT:
             per_element = sum(EAGER_DIT[k][0] for k in keys) * ab / 2.0
             kernels = times * sum(EAGER_DIT[k][1] for k in keys)
             by = {**op.bytes, Role.ACTIVATION: per_element * elems * times}
-            n = elems * times
-            on = [EAGER_DIT_STRIDED[k] for k in keys]
-            return strided(replace(op, bytes=by, kernels=kernels), sum(e for e, _ in on) * n,
-                           sum(b for _, b in on) * ab / 2.0 * n,
-                           self.runtime.strided_cycles_per_element)  # fmt: skip
+            on = [(e, b / e * ab / 2.0, path) for k in keys for e, b, path in EAGER_DIT_SCALAR[k]]
+            return scalar(replace(op, bytes=by, kernels=kernels), on, self.runtime.scalar_rates,
+                          elems * times)  # fmt: skip
 
         f32 = "_fp32" if m.fp32_residual else ""
 

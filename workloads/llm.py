@@ -31,12 +31,13 @@ import numpy as np
 from hardware.chip import dtype_bytes
 from workloads.build import (
     EAGER_PRIMITIVES,
+    STRIDED,
     Builder,
     eager_without_residual,
     fp8_input,
     routed,
-    strided,
-    strided_per,
+    scalar,
+    scalar_per,
 )
 from workloads.model import ModelConfig
 from workloads.ops import (
@@ -418,30 +419,35 @@ class _Lowering:
             key = self.w.runtime.norm_primitive(m.norm)
             per_element, kernels = eager_without_residual(key)[:2]
             by = {**op.bytes, Role.ACTIVATION: per_element * self.T * width}
-            elements, nbytes = strided_per(key, one_row=self.T == 1)
-            op = self._strided(replace(op, bytes=by, kernels=kernels),
-                               elements * self.T * width, nbytes * self.T * width)  # fmt: skip
+            op = self._scalar(replace(op, bytes=by, kernels=kernels),
+                              scalar_per(key, one_row=self.T == 1), self.T * width)  # fmt: skip
         return op
 
     def _eager(self, op: Op, key: str, elems: float, extra_bytes: float = 0.0,
                extra_kernels: int = 0, one_row: bool = False,
-               extra_strided: tuple[Any, Any] = (0.0, 0.0)) -> Op:  # fmt: skip
+               extra_strided: tuple[Any, float] = (0.0, 0.0)) -> Op:  # fmt: skip
         """``op`` as eager PyTorch runs it: the primitives of ``EAGER_PRIMITIVES[key]`` over
         ``elems`` elements (plus ``extra_bytes`` of activations in ``extra_kernels`` more, which
-        write and move ``extra_strided`` (elements, bytes) on the strided kernel); ``one_row``: at
-        one token row, where size-1 dimensions drop out (``build.EAGER_STRIDED``)."""
+        write ``extra_strided`` = (elements, bytes an element) on the strided kernel);
+        ``one_row``: at one token row, where size-1 dimensions drop out
+        (``build.EAGER_SCALAR``)."""
         per_element, kernels = EAGER_PRIMITIVES[key][:2]
         by = dict(op.bytes)
         by[Role.ACTIVATION] = per_element * elems + extra_bytes
         op = replace(op, bytes=by, kernels=kernels + extra_kernels)
-        elements, nbytes = strided_per(key, one_row=one_row)
-        return self._strided(op, elements * elems + extra_strided[0],
-                             nbytes * elems + extra_strided[1])  # fmt: skip
+        op = self._scalar(op, scalar_per(key, one_row=one_row), elems)
+        return self._strided(op, *extra_strided)
 
-    def _strided(self, op: Op, elements: Any, nbytes: Any) -> Op:
-        """``op`` whose kernels write ``elements`` output elements, moving ``nbytes``, on eager
-        PyTorch's strided kernel, at the runtime's cycles an element (``build.strided``)."""
-        return strided(op, elements, nbytes, self.w.runtime.strided_cycles_per_element)
+    def _scalar(self, op: Op, kernels: Any, n: Any) -> Op:
+        """``op`` with ``kernels`` (output elements, bytes, path per element of ``n``) run on
+        eager PyTorch's unvectorised kernels, at the runtime's cycles an element
+        (``build.scalar``)."""
+        return scalar(op, kernels, self.w.runtime.scalar_rates, n)
+
+    def _strided(self, op: Op, elements: Any, per_element: float) -> Op:
+        """``op`` with one more kernel on eager PyTorch's strided kernel, writing ``elements``
+        output elements and moving ``per_element`` bytes each."""
+        return self._scalar(op, [(1.0, per_element, STRIDED)], elements)
 
     def all_reduce(self, name: str, width: int) -> Op | None:
         return self.b.collective(name, "all_reduce", self.T * width * self.ab, self.tp)
@@ -598,7 +604,7 @@ class _Lowering:
         op = self.b.elementwise("attn_scores_eager", "attention", 6 * scores, 6 * scores,
                                 5.0 * scores)  # fmt: skip
         # the mask add broadcasts the (batch, 1, q, kv) mask over heads: the strided kernel
-        return [self._strided(replace(op, kernels=5), scores, 4.0 * scores)]
+        return [self._strided(replace(op, kernels=5), scores, 4.0)]
 
     def cache_copies(self, nq: int, nkv: int, hd: int) -> list[Op]:
         """The copies a runtime makes of a layer's K/V cache each step (``Runtime.kv_cache``,
@@ -623,7 +629,9 @@ class _Lowering:
             op = self.b.elementwise("repeat_kv", "attention", 0.0, tokens * 2 * nq * hd, 0.0,
                                     kv_bytes=tokens * per_token)  # fmt: skip
             # expand (stride 0 over the repeats) then reshape: every element on the strided kernel
-            ops.append(self._strided(replace(op, kernels=2), tokens * 2 * nq * hd, op.total_bytes))
+            # (each written element: its 16-bit write and nkv / nq of a cached element's read)
+            ops.append(self._strided(replace(op, kernels=2), tokens * 2 * nq * hd,
+                                     self.ab + self.kvb * nkv / nq))  # fmt: skip
         return ops
 
     def rope_kv_write(self, nq: int, nkv: int, hd: int) -> Op:
@@ -649,9 +657,9 @@ class _Lowering:
         if m.position == "rope":
             return self._eager(op, self.w.runtime.rope_primitive, rotated, copies, n_copies,
                                one_row=self.q_len == 1,
-                               extra_strided=(copied, 2 * copies))  # fmt: skip
+                               extra_strided=(copied, 2 * self.ab))  # fmt: skip
         op = replace(op, bytes={**op.bytes, Role.ACTIVATION: copies}, kernels=n_copies)
-        return self._strided(op, copied, 2 * copies)
+        return self._strided(op, copied, 2 * self.ab)
 
     def mla_block(self) -> list[Op]:
         m, T = self.m, self.T
@@ -734,11 +742,12 @@ class _Lowering:
                                  _ACT_FLOPS.get(m.activation, 5) * rows * ffn)  # fmt: skip
         if self.eager:
             act = self._eager(act, "gated_act" if m.gated_mlp else "act", rows * ffn)
-            if m.gated_mlp and not self.w.runtime.separate_projections and self.T > 1:
+            if m.gated_mlp and not self.w.runtime.separate_projections:
                 # one gate/up GEMM whose output is chunked: silu reads the strided gate half
                 # and the multiply the strided up half (2+2, 2+2+2 B: the entry's 10), both on
                 # the strided kernel; one token row is contiguous
-                act = self._strided(act, 2 * rows * ffn, 10 * rows * ffn)
+                rows_over_one = np.where(np.asarray(self.T) > 1, 1.0, 0.0)
+                act = self._strided(act, 2 * rows * ffn * rows_over_one, 5.0)
         up = self.gemm(f"{name}_up", family, m_rows, up_n, hidden, groups)
         if self.w.runtime.separate_projections and m.gated_mlp:  # gate_proj and up_proj
             up = replace(up, kernels=2)

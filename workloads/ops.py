@@ -336,10 +336,10 @@ class Op:
     op's launches run ahead of the chip, so its wait is its share of the part of the ops'
     summed launch time their chip time does not cover (``sim.cost.roofline._host_floor``). ``host_beside_s`` is host work that
     runs while the chip runs the other ops of the step (asynchronous output processing): the op
-    takes longer only by the part of it longer than their total time. ``core_cycles`` are the
-    cycles some of the op's kernels spend issuing instructions, summed over cores, and
-    ``core_bytes`` what those kernels move: they take the longer of their bytes' transfer and
-    ``core_cycles / (cores x clock)``, the op's other kernels their bytes'
+    takes longer only by the part of it longer than their total time. ``scalar_kernels`` are
+    (cycles summed over cores, bytes) of each of the op's kernels whose per-element work may bind
+    before its bytes: each takes the longer of its bytes' transfer and its cycles spread over
+    the cores at the clock, the op's other kernels their bytes'
     (``sim.cost.roofline.cost_elementwise``).
     """
 
@@ -362,12 +362,10 @@ class Op:
     host_s: float = 0.0
     # host work beside the step's chip work: only the part longer than the other ops is exposed
     host_beside_s: float = 0.0
-    # clock cycles of one core that some of the op's kernels need to issue their instructions,
-    # summed over the chip's cores, and the bytes those kernels move (part of ``bytes``): where
-    # per-element work, not bytes, binds them (eager PyTorch's strided elementwise kernels:
-    # workloads.build.strided)
-    core_cycles: float = 0.0
-    core_bytes: float = 0.0
+    # (core clock cycles summed over the chip's cores, bytes) of each of the op's kernels that
+    # per-element work may bind before their bytes do (eager PyTorch's unvectorised kernels:
+    # workloads.build.scalar); their bytes are part of ``bytes``
+    scalar_kernels: tuple[tuple[Any, Any], ...] = ()
 
     @property
     def total_bytes(self) -> float:

@@ -17,11 +17,13 @@ source:
   kernels a tensor, as this repository's microbenchmark writes it) or ``rotate_half``
   (transformers' ``q * cos + rotate_half(q) * sin``: 5 kernels a tensor); only eager runtimes
   read it;
-- ``strided_cycles_per_element``: core clock cycles an eager elementwise kernel on
-  TensorIterator's strided path (an operand broadcast or strided) spends per output element
-  it writes, which binds such kernels before their bytes do (``workloads.build.EAGER_STRIDED``
-  counts them per primitive; ``sim.cost.roofline.cost_elementwise`` spreads them over the
-  chip's cores at its clock); 0 for a runtime that runs none;
+- ``strided_cycles_per_element`` and ``cast_cycles_per_element``: core clock cycles eager
+  PyTorch's unvectorised elementwise kernels spend per output element they write, which binds
+  them before their bytes do: the strided kernel (TensorIterator's legacy path, where an
+  operand is broadcast or strided) and the cast kernel (contiguous operands converted between
+  dtypes, such as bf16 -> fp32 upcasts) (``workloads.build.EAGER_SCALAR`` counts them per
+  primitive; ``sim.cost.roofline.cost_elementwise`` spreads the cycles over the chip's cores
+  at its clock); 0 for a runtime that runs none;
 - ``cuda_graphs``: whether a step's kernels are replayed from a captured graph (each costs the
   GPU-side gap the chip's ``overhead.kernel_s`` measures) or launched one by one from the host,
   which then takes ``host_launch_s`` per kernel (the model code's Python, dispatch and launch);
@@ -256,9 +258,12 @@ class Runtime:
     kv_cache: str = "inplace"  # inplace | concat (KV_CACHES): how new K/V join the cache
     gqa_repeat: bool = False  # GQA K/V expanded to every query head in memory before attention
     separate_projections: bool = False  # q/k/v and gate/up as separate linears (launches)
-    # core clock cycles an eager strided elementwise kernel spends per output element it writes
-    # (0: the runtime runs none); the per-primitive counts are workloads.build.EAGER_STRIDED's
+    # core clock cycles eager PyTorch's unvectorised kernels spend per output element they
+    # write: the strided kernel (broadcast or strided operands) and the cast kernel (contiguous
+    # operands converted between dtypes) (0: the runtime runs none); the per-primitive counts
+    # are workloads.build.EAGER_SCALAR's
     strided_cycles_per_element: float = 0.0
+    cast_cycles_per_element: float = 0.0
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
     moe_kernel: str = "library"  # library | triton (MOE_KERNELS): routed expert GEMMs
@@ -378,6 +383,7 @@ class Runtime:
             "gqa_repeat": self.gqa_repeat,
             "separate_projections": self.separate_projections,
             "strided_cycles_per_element": self.strided_cycles_per_element,
+            "cast_cycles_per_element": self.cast_cycles_per_element,
         }
 
     def sampler(self, sampling: str) -> tuple[float, int]:
@@ -398,6 +404,12 @@ class Runtime:
         """The ``workloads.build.EAGER_PRIMITIVES`` key an eager ``norm`` (rmsnorm | layernorm)
         runs as: a native RMSNorm costs as LayerNorm's one kernel."""
         return "layernorm" if norm == "rmsnorm" and self.rms_norm == "native" else norm
+
+    @property
+    def scalar_rates(self) -> tuple[float, float]:
+        """(strided, cast) kernels' core clock cycles an output element
+        (``workloads.build.scalar``)."""
+        return self.strided_cycles_per_element, self.cast_cycles_per_element
 
     @property
     def rope_primitive(self) -> str:
@@ -602,10 +614,11 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         "non_torch_bytes",
         "non_torch_bytes_tp",
         "strided_cycles_per_element",
+        "cast_cycles_per_element",
     ):
         v = raw.get(key, 0.0)
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-            unit = ("seconds" if key.endswith("_s") else "cycles" if key.startswith("strided")
+            unit = ("seconds" if key.endswith("_s") else "cycles" if key.endswith("per_element")
                     else "bytes")  # fmt: skip
             raise WorkloadError(f"{where}: {key} must be a number of {unit} >= 0, got {v!r}")
         values[key] = float(v)

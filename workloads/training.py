@@ -47,12 +47,14 @@ from dataclasses import dataclass, field, replace
 
 from workloads.build import (
     EAGER_PRIMITIVES,
+    STRIDED,
     Builder,
     eager_without_residual,
     fp8_input,
     routed,
-    strided,
-    strided_per,
+    scalar,
+    scalar_per,
+    scaled_scalar,
 )
 from workloads.llm import _ACT_FLOPS, _NORM_FLOPS, _ROPE_FLOPS, Prefill, _Lowering
 from workloads.model import ModelConfig
@@ -631,8 +633,7 @@ def _scale(op: Op, f: float) -> Op:
         flops=op.flops * f,
         model_flops=op.model_flops * f,
         bytes={k: v if k == Role.WEIGHT else v * f for k, v in op.bytes.items()},
-        core_cycles=op.core_cycles * f,
-        core_bytes=op.core_bytes * f,
+        scalar_kernels=scaled_scalar(op, f),
     )
 
 
@@ -665,10 +666,10 @@ class _TrainLowering:
         runtime = load_runtime(t.runtime) if t.runtime else load_runtime()
         self.norm_key = runtime.norm_primitive(self.m.norm)
         self.rope_key = runtime.rope_primitive
-        # cycles an element of the eager primitives' strided kernels (--elementwise eager under
+        # cycles an element of the eager primitives' scalar kernels (--elementwise eager under
         # a fused runtime: plain PyTorch's, whose primitives these are)
         eager_rt = runtime if runtime.elementwise == "eager" else load_runtime("pytorch-eager")
-        self.strided_cycles = eager_rt.strided_cycles_per_element
+        self.scalar_rates = eager_rt.scalar_rates
         # bytes per element a weight-gradient GEMM moves for its output: a read and a write of
         # the gradient buffer (fp32; fp16 for fp16 training) where the runtime fuses the
         # accumulation into the GEMM, else the 16-bit gradient written once (fp8 GEMMs too:
@@ -677,9 +678,9 @@ class _TrainLowering:
         # PyTorch FSDP's own kernels (fsdp_kernels): ZeRO-3 over a shard group of 2 or more
         self.fsdp = runtime.fsdp if t.zero == 3 and t.shard > 1 else ""
         # eager ops' backward: (bytes as a multiple of the forward's, kernels), by op name
-        # eager ops' backward: (bytes, then the strided kernels' elements and bytes, as
-        # multiples of the forward's; kernels), by op name
-        self._eager_bwd: dict[str, tuple[float, float, float, int]] = {}
+        # eager ops' backward: (bytes as a multiple of the forward's, the scalar kernels (output
+        # elements, bytes, path) per byte of the forward's activations, kernels), by op name
+        self._eager_bwd: dict[str, tuple[float, tuple, int]] = {}
 
     # ---- forward of one layer ----------------------------------------------------------------
     def _tp_comm(self, op: Op) -> list[Op]:
@@ -743,12 +744,13 @@ class _TrainLowering:
         by = {Role.ACTIVATION: fwd * elems}
         if Role.WEIGHT in op.bytes:
             by[Role.WEIGHT] = op.bytes[Role.WEIGHT]
-        (f_el, f_by), (b_el, b_by) = strided_per(key), strided_per(key, backward=True)
-        self._eager_bwd[base] = (bwd / fwd, b_el / f_el if f_el else 0.0,
-                                 b_by / f_by if f_by else 0.0, bwd_k)  # fmt: skip
-        # (the residual add beside a norm runs contiguous: none of it strided)
-        return strided(replace(op, bytes=by, kernels=fwd_k), f_el * elems, f_by * elems,
-                       self.strided_cycles)  # fmt: skip
+        # the backward's scalar kernels per byte of the forward's activations (which an SP norm's
+        # forward scales with its rows)
+        per_byte = tuple((e / fwd, per, path) for e, per, path in scalar_per(key, backward=True))
+        self._eager_bwd[base] = (bwd / fwd, per_byte, bwd_k)
+        # (the residual add beside a norm runs contiguous: none of it scalar)
+        return scalar(replace(op, bytes=by, kernels=fwd_k), scalar_per(key), self.scalar_rates,
+                      elems)  # fmt: skip
 
     def _eager_attention(self, op: Op) -> list[Op]:
         """Attention with eager PyTorch's copies around it: GQA's repeat_kv before the kernel,
@@ -768,9 +770,9 @@ class _TrainLowering:
             copy = self.b16.elementwise("repeat_kv", "attention", kv, rep * kv, 0.0)
             # K and V: read once, write rep copies, every element on the strided kernel (the
             # expanded source has stride 0 over the repeats); the backward sums them (a reduction)
-            ops.append(strided(replace(copy, kernels=2), rep * kv, copy.total_bytes,
-                               self.strided_cycles))  # fmt: skip
-            self._eager_bwd["repeat_kv"] = (1.0, 0.0, 0.0, 2)
+            ops.append(scalar(replace(copy, kernels=2), [(1.0, 2.0 + 2.0 / rep, STRIDED)],
+                              self.scalar_rates, rep * kv))  # fmt: skip
+            self._eager_bwd["repeat_kv"] = (1.0, (), 2)
         ops += self._attention(op)
         if self.t.attention_kernel == "unfused":
             o = a.batch * a.q_len * a.n_q_heads * a.v_dim
@@ -834,7 +836,7 @@ class _TrainLowering:
         op = Op(name="cp_merge", kind=OpKind.ELEMENTWISE, family="attention", dtype="bf16",
                 flops=float(cp * out), model_flops=0.0, bytes={Role.ACTIVATION: float(fwd)},
                 kernels=cp + 2)  # fmt: skip
-        self._eager_bwd["cp_merge"] = (bwd / fwd, 0.0, 0.0, 3 * cp + 1)
+        self._eager_bwd["cp_merge"] = (bwd / fwd, (), 3 * cp + 1)
         return op
 
     def _unfused_attention(self, a, dt: str) -> list[Op]:
@@ -1017,14 +1019,15 @@ class _TrainLowering:
                 # softmax backward reads P and dP and writes dS: 1.5x its forward traffic;
                 # other elementwise ops read the input and the output gradient (2x)
                 # (eager ops: their own, EAGER_PRIMITIVES)
-                f, f_cycles, f_core, kernels = self._eager_bwd.get(
+                f, per_byte, kernels = self._eager_bwd.get(
                     op.name.split(".")[-1],
-                    (1.5 if op.name.endswith("attn_softmax") else 2.0, 0.0, 0.0, 1),
+                    (1.5 if op.name.endswith("attn_softmax") else 2.0, (), 1),
                 )
-                out.append(replace(op, name=f"{op.name}.bwd", flops=2 * op.flops, kernels=kernels,
-                                   bytes={k: f * v for k, v in op.bytes.items()},
-                                   core_cycles=f_cycles * op.core_cycles,
-                                   core_bytes=f_core * op.core_bytes))  # fmt: skip
+                bwd = replace(op, name=f"{op.name}.bwd", flops=2 * op.flops, kernels=kernels,
+                              bytes={k: f * v for k, v in op.bytes.items()},
+                              scalar_kernels=())  # fmt: skip
+                out.append(scalar(bwd, per_byte, self.scalar_rates,
+                                  op.bytes.get(Role.ACTIVATION, 0.0)))  # fmt: skip
             if beside is not None:  # right after this op's first (main) backward kernel
                 out.insert(start + 1, beside)
                 beside = None

@@ -1074,27 +1074,43 @@ def _in_memory(out: Part, chips: ChipArrays, can: Array, kv: Array, q_o: Array, 
 # ---- elementwise and collectives -----------------------------------------------------------------
 def cost_elementwise(ops: list[Op], chips: ChipArrays) -> Part:
     """Vector FLOPs, main-memory bytes and launches. Where some of an op's kernels spend cycles
-    per element issuing instructions (``Op.core_cycles``: eager PyTorch's strided kernels),
-    those take the longer of their bytes' transfer (``Op.core_bytes``) and their cycles spread
-    over the chip's cores at its clock, the op's other kernels their bytes': when the cycles
-    bind, the op's time is the others' transfer plus the cycles (its compute time)."""
+    per element issuing instructions (``Op.scalar_kernels``: eager PyTorch's unvectorised
+    kernels, on a chip that runs CUDA's: one with a compute capability), each of those takes the
+    longer of its bytes' transfer and its cycles spread over the chip's cores at its clock, the
+    op's other kernels their bytes': where cycles bind one, the op takes its bytes' transfer
+    plus what the cycles add (its compute time)."""
     flops, kernels, main_bytes = _table([(op.flops, op.kernels, op.total_bytes) for op in ops])
     compute = flops / chips.values["vector_flops_per_s"]
-    if any(_nonzero(op.core_cycles) for op in ops):
-        cycles, core_bytes = _table([(op.core_cycles, op.core_bytes) for op in ops])
-        clock = chips.values["clock_hz"]
-        if np.any(np.isnan(clock)):
-            raise ConfigError(f"chip {chips.structure.name!r}: compute.clock_hz is needed to time "
-                              "eager PyTorch's strided elementwise kernels (cycles per element); "
-                              "set it, e.g. --set compute.clock_hz=1.8e9")  # fmt: skip
-        others = _transfer_s(chips, _main(chips), np.maximum(main_bytes - core_bytes, 0.0))
-        compute = np.maximum(compute, others + cycles / (chips.structure.n_cores * clock))
+    if chips.structure.compute_capability and any(op.scalar_kernels for op in ops):
+        excess = _scalar_excess_s(ops, chips)
+        bound = _transfer_s(chips, _main(chips), main_bytes) + excess
+        compute = np.where(excess > 0.0, np.maximum(compute, bound), compute)
     time, main_s, _, overhead = _finish(chips, compute, main_bytes, None, kernels)
     return dict(
         time=time, compute=compute, main_s=main_s, reuse_s=0.0, main_bytes=main_bytes,
         reuse_bytes=0.0, overhead=overhead, comm=0.0, tile_m=0.0, tile_n=0.0,
         tile_efficiency=1.0,
     )  # fmt: skip
+
+
+def _scalar_excess_s(ops: list[Op], chips: ChipArrays) -> Array:
+    """How much longer each op's scalar kernels take at max(bytes' transfer, cycles / (cores x
+    clock)) than at their bytes' transfer alone (``cost_elementwise``)."""
+    clock = chips.values["clock_hz"]
+    if np.any(np.isnan(clock)):
+        raise ConfigError(f"chip {chips.structure.name!r}: compute.clock_hz is needed to time "
+                          "eager PyTorch's unvectorised elementwise kernels (cycles an element); "
+                          "set it, e.g. --set compute.clock_hz=1.8e9")  # fmt: skip
+    width = max(len(op.scalar_kernels) for op in ops)
+    rows = [tuple(v for kernel in op.scalar_kernels for v in kernel)
+            + (0.0,) * (2 * (width - len(op.scalar_kernels))) for op in ops]  # fmt: skip
+    table = _table(rows)
+    cycles_per_s = chips.structure.n_cores * clock
+    main = _main(chips)
+    excess = 0.0
+    for cycles, nbytes in zip(table[0::2], table[1::2], strict=True):
+        excess = excess + np.maximum(cycles / cycles_per_s - _transfer_s(chips, main, nbytes), 0.0)
+    return excess
 
 
 def links(chips: ChipArrays) -> tuple[LinkParams, LinkParams]:

@@ -37,10 +37,12 @@ from sim.cost.simulate import simulate
 from sim.engine.train import simulate_training
 from workloads.build import (
     EAGER_PRIMITIVES,
+    EAGER_SCALAR,
+    STRIDED,
     Builder,
     eager_without_residual,
-    strided,
-    strided_per,
+    scalar,
+    scalar_per,
 )
 from workloads.loader import load_model
 from workloads.ops import (
@@ -517,48 +519,49 @@ def _eager_kernel_row(row: dict) -> tuple[str, str, float, str]:
     return kernel, mode, float(row["rows"]) * float(row["cols"]), dtype
 
 
-def _eager_kernel_passes(row: dict) -> list[tuple[float, int, float, float]]:
-    """(bytes per element, kernels, then the strided kernels' output elements and bytes per
-    element) of each pass an ``eager-kernel`` row times (its forward, its backward, or both for
+def _eager_kernel_passes(row: dict) -> list[tuple[float, int, tuple]]:
+    """(bytes per element, kernels, scalar kernels: (output elements per element, bytes per
+    output element, path))
+    of each pass an ``eager-kernel`` row times (its forward, its backward, or both for
     ``mode = "full"``): the primitives the lowerings charge an eager PyTorch op
-    (``workloads.build.EAGER_PRIMITIVES`` and ``EAGER_STRIDED``, written for 16-bit
-    activations), scaled to the row's dtype and adjusted only where the benchmark's code
-    differs from a model's."""
+    (``workloads.build.EAGER_PRIMITIVES`` and ``EAGER_SCALAR``, written for 16-bit
+    activations), scaled to the row's dtype and adjusted only where the benchmark's code differs
+    from a model's."""
     kernel, mode, _, dtype = _eager_kernel_row(row)
     scale = dtype_bytes(dtype) / 2.0
-    bwd: tuple[float, int, float, float] | None
+    bwd: tuple[float, int, tuple] | None
     if kernel == "layer_norm":  # torch.nn.LayerNorm: the native kernels, no residual beside
         f, fk, b, bk = eager_without_residual("layernorm")
-        fwd = (f * scale, fk, *strided_per("layernorm"))
-        bwd = (b * scale, bk, *strided_per("layernorm", backward=True))
+        fwd = (f * scale, fk, scalar_per("layernorm"))
+        bwd = (b * scale, bk, scalar_per("layernorm", backward=True))
     elif kernel == "cross_entropy":  # torch.nn.CrossEntropyLoss on logits already in fp32
         f, fk, b, bk = EAGER_PRIMITIVES["cross_entropy"]
-        # without the model's .float() cast (2+4 B) and the gradient's cast back (4+2 B)
-        fwd = (f - 6.0, fk - 1, *strided_per("cross_entropy"))
-        bwd = (b - 6.0, bk - 1, *strided_per("cross_entropy", backward=True))
+        # without the model's .float() cast (2+4 B, the cast kernel) and the gradient's cast back
+        # (4+2 B)
+        fwd, bwd = (f - 6.0, fk - 1, ()), (b - 6.0, bk - 1, ())
         if row.get("grad_accumulates"):  # .grad += the new gradient: 4+4+4 B, one kernel
-            bwd = (bwd[0] + 12.0, bwd[1] + 1, *bwd[2:])
+            bwd = (bwd[0] + 12.0, bwd[1] + 1, ())
     elif kernel == "rms_norm":  # Llama's RMSNorm in PyTorch primitives, no residual beside
         f, fk = eager_without_residual("rmsnorm")[:2]
-        el, by = strided_per("rmsnorm")
         # an fp32 weight promotes the last multiply's output to fp32: 2 B more an element, on
-        # the strided kernel (its broadcast multiply, casting)
+        # the strided kernel (its broadcast multiply, casting: 2+4 B)
         extra = 2.0 if row.get("weight_dtype") == "fp32" else 0.0
-        fwd, bwd = (f + extra, fk, el, by + extra), None
+        kernels = tuple((e, (b + extra if (b, vec) == (4.0, True) else b) / e, path)
+                        for e, b, vec, path in EAGER_SCALAR["rmsnorm"][0])  # fmt: skip
+        fwd, bwd = (f + extra, fk, kernels), None
     elif kernel == "add_rms_norm":  # x + residual, then RMSNorm's primitives, all in fp32
         f, fk = EAGER_PRIMITIVES["rmsnorm"][:2]
-        el, by = strided_per("rmsnorm")
-        # the entry's two casts (2+4, 4+2 B) are no-ops on fp32; its 16-bit weight multiply
-        # (2+2, strided) and residual add (2+2+2) move 4-byte elements here: +4 and +6 B
-        fwd, bwd = (f - 12.0 + 4.0 + 6.0, fk - 2, el, by + 4.0), None
+        # the entry's two casts (2+4 on the cast kernel, 4+2 B) are no-ops on fp32; its 16-bit
+        # weight multiply (2+2, strided) and residual add (2+2+2) move 4-byte elements here:
+        # +4 and +6 B
+        kernels = ((1.0, 8.0, STRIDED), (1.0, 8.0, STRIDED))
+        fwd, bwd = (f - 12.0 + 4.0 + 6.0, fk - 2, kernels), None
     elif kernel == "rope_complex":  # the Meta/Llama-4 complex RoPE on q and k (rows x cols)
         f, fk, b, bk = EAGER_PRIMITIVES["rope"]  # 3 kernels for each of q and k
-        fwd = (f, fk, *strided_per("rope"))
-        bwd = (b, bk, *strided_per("rope", backward=True))
+        fwd, bwd = (f, fk, scalar_per("rope")), (b, bk, scalar_per("rope", backward=True))
     else:  # relu_squared: square(relu(x)), two one-kernel activations
         f, fk = EAGER_PRIMITIVES["act"][:2]
-        el, by = strided_per("act")
-        fwd, bwd = (2 * f * scale, 2 * fk, 2 * el, 2 * by * scale), None
+        fwd, bwd = (2 * f * scale, 2 * fk, scalar_per("act")), None
     if bwd is None and mode != "forward":
         raise Skip(f"{kernel} rows: the backward's primitives are not read")
     return {"forward": [fwd], "backward": [bwd], "full": [fwd, bwd]}[mode]  # type: ignore[list-item]
@@ -567,16 +570,16 @@ def _eager_kernel_passes(row: dict) -> list[tuple[float, int, float, float]]:
 def _predict_eager_kernel(row: dict) -> tuple[float, dict]:
     """One eager PyTorch op on one chip, as a kernel benchmark times it (Liger-Kernel's
     ``benchmark/scripts``: CUDA events around each call, L2 flushed before it, the burst
-    clock): each pass an elementwise op of the primitives' bytes, kernels and strided kernels
+    clock): each pass an elementwise op of the primitives' bytes, kernels and scalar kernels
     (at plain eager PyTorch's cycles an element), costed as the lowerings cost it
     (``cost_ops``). No host time: a call too small to cover its launches is predicted fast."""
     elems = _eager_kernel_row(row)[2]
     system = _system(row, 1)
-    cycles = _runtime(row, "pytorch-eager").strided_cycles_per_element
-    ops = [strided(replace(Builder("bf16", 2.0, 2.0).elementwise(f"pass{i}", "eager",
-                                                                 per * elems / 2.0, 0.0, 0.0),
-                           kernels=k), el * elems, by * elems, cycles)
-           for i, (per, k, el, by) in enumerate(_eager_kernel_passes(row))]  # fmt: skip
+    rates = _runtime(row, "pytorch-eager").scalar_rates
+    ops = [scalar(replace(Builder("bf16", 2.0, 2.0).elementwise(f"pass{i}", "eager",
+                                                                per * elems / 2.0, 0.0, 0.0),
+                          kernels=k), kernels, rates, elems)
+           for i, (per, k, kernels) in enumerate(_eager_kernel_passes(row))]  # fmt: skip
     t = sum(c.time_s for c in cost_ops(ops, system, steady=False))
     return t, {"time_s": t, "bytes": sum(op.total_bytes for op in ops)}
 

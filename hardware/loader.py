@@ -427,7 +427,8 @@ def _silicon(table: dict[str, Any], where: str) -> Silicon:
 #: fields a chip file may omit, the value then used, and why (``roofsim chips --check``)
 DEFAULTS: tuple[tuple[str, str, str], ...] = (
     ("compute.n_cores", "1", "one core: no wave or tile quantisation across cores"),
-    ("compute.clock_hz", "none", "no area model (roofsim area needs it)"),
+    ("compute.clock_hz", "none", "no area model (roofsim area needs it), and on a CUDA chip no "
+     "eager PyTorch runtime (its unvectorised kernels' cycles need it)"),
     ("compute.sustained_clock_fraction", "1.0", "the datasheet peak (measured chips: 0.7-0.87)"),
     ("compute.peak.vector", "the smallest matrix peak", "vector work at a matrix rate"),
     ("memory.*.achievable_fraction", "1.0",

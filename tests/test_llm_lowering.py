@@ -496,3 +496,29 @@ def test_premultiplied_projections_keep_the_models_flops_and_hold_both_copies():
     folded = ds.n_layers * nq * (a.kv_lora_rank * (a.q_lora_rank + ds.hidden)
                                  + 2 * a.qk_rope_head_dim * a.q_lora_rank)  # fmt: skip
     assert pre.resident_weight_bytes() - bmm.resident_weight_bytes() == pytest.approx(folded)
+
+
+@pytest.mark.parametrize("runtime", ["pytorch-graph", "hf-transformers", "pytorch-eager"])
+def test_eager_lowering_over_arrays_gives_each_points_own_scalar_kernels(runtime):
+    """Eager runtimes' unvectorised kernels depend on the rows (one token row vectorises a
+    broadcast; a prompt copies the attention output): a sweep's point lowers as it does alone."""
+    import numpy as np
+
+    from workloads import Decode, Prefill, load_model
+    from workloads.runtime import load_runtime
+
+    rt, model = load_runtime(runtime), load_model("llama-3-8b")
+    for kind, extent in ((Decode, {"batch": np.array([1, 4, 64]), "context": np.array([9, 512, 99])}),
+                         (Prefill, {"batch": np.array([1, 2, 1]), "prompt": np.array([2, 77, 2048])})):  # fmt: skip
+        grid = kind(model=model, runtime=rt, **extent).lower()
+        for i in range(3):
+            alone = kind(model=model, runtime=rt,
+                         **{k: int(v[i]) for k, v in extent.items()}).lower()  # fmt: skip
+            picked = grid.take(np.array([i]))
+            assert [op.name for op in picked.ops] == [op.name for op in alone.ops]
+            for a, b in zip(picked.ops, alone.ops, strict=True):
+                assert float(np.squeeze(a.total_bytes)) == pytest.approx(b.total_bytes), a.name
+                # (a kernel a point does not run is a zero entry in the sweep's op)
+                got = [x for k in ((float(np.squeeze(c)), float(np.squeeze(n)))
+                                   for c, n in a.scalar_kernels) if k != (0.0, 0.0) for x in k]  # fmt: skip
+                assert got == pytest.approx([x for k in b.scalar_kernels for x in k]), a.name

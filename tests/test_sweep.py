@@ -267,6 +267,16 @@ def test_runtime_axis_equals_simulate():
     assert by[("vllm-0.5", 64)] > by[("fused-graphs", 64)] + 3.8e-3
 
 
+def test_eager_prompt_axis_equals_simulate():
+    # eager prompts' unvectorised kernels (the attention output's copy, the chunked gate/up
+    # halves, casts and broadcasts) in the vectorised path
+    spec = _spec(
+        {"runtime": ["pytorch-graph", "hf-transformers"], "prompt": [2, 16, 512], "batch": [1, 4]},
+        {"kind": "prefill", "model": "llama-3-8b"},
+    )  # fmt: skip
+    assert _assert_rows_equal_single_points(spec, range(spec.n_points)) == spec.n_points
+
+
 def test_dit_runtime_axis_equals_simulate():
     # eager DiT primitives with host launches, in the vectorised path as in simulate
     spec = _spec(

@@ -106,7 +106,10 @@ EAGER_PRIMITIVES = {
 #   made contiguous): 2+2 forward; after matmul attention its backward copies too (matmul's
 #   backward reshapes the gradient).
 # - cross_entropy: the logits' ``.float()`` (cast, 2+4); its gradient's cast back is vectorised.
-# - gated_act with separate gate and up projections, act, the residual add: contiguous, none.
+# - gated_act with separate gate and up projections, act, the residual add: contiguous, none;
+#   gated_act_chunked, where one gate/up GEMM's output is chunked (this repository's
+#   microbenchmark): SiLU reads the strided gate half (2+2) and the multiply the strided up half
+#   (2+2+2), contiguous at one row (inference only: its backward is not counted).
 STRIDED, CAST = "strided", "cast"
 ScalarKernels = tuple[tuple[float, float, bool, str], ...]
 EAGER_SCALAR: dict[str, tuple[ScalarKernels, ScalarKernels]] = {
@@ -120,6 +123,7 @@ EAGER_SCALAR: dict[str, tuple[ScalarKernels, ScalarKernels]] = {
                           (1.0, 4.0, False, STRIDED), (1.0, 6.0, True, STRIDED)),) * 2,
     "attn_out_copy": (((1.0, 4.0, False, STRIDED),),) * 2,
     "gated_act": ((), ()),
+    "gated_act_chunked": (((1.0, 4.0, True, STRIDED), (1.0, 6.0, True, STRIDED)), ()),
     "act": ((), ()),
     "cross_entropy": (((1.0, 6.0, False, CAST),), ()),
 }  # fmt: skip

@@ -148,7 +148,8 @@ EAGER_DIT = {
 # permuting copy (2+2); the ring merge's upcast of the shard's output (cast, 2+4) and
 # ``sigmoid(..) * (..)`` (a value a row broadcast along it, 4+4), the first shard's upcast
 # (2+4). LayerNorm is a native kernel, cat its own kernel, contiguous same-dtype adds and the
-# casts to 16 bits vectorised.
+# casts to 16 bits vectorised. Not counted: torch's templated ring merge (``torch_ring``), whose
+# chunk scaling is a broadcast multiply too.
 _S, _C = STRIDED, CAST
 EAGER_DIT_SCALAR: dict[str, tuple[tuple[float, float, str], ...]] = {
     "norm_modulate": ((2.0, 8.0, _S),),
@@ -616,7 +617,8 @@ class DiT:
             per_element = sum(EAGER_DIT[k][0] for k in keys) * ab / 2.0
             kernels = times * sum(EAGER_DIT[k][1] for k in keys)
             by = {**op.bytes, Role.ACTIVATION: per_element * elems * times}
-            on = [(e, b / e * ab / 2.0, path) for k in keys for e, b, path in EAGER_DIT_SCALAR[k]]
+            on = [(e, by / e * ab / 2.0, path)
+                  for k in keys for e, by, path in EAGER_DIT_SCALAR[k]]  # fmt: skip
             return scalar(replace(op, bytes=by, kernels=kernels), on, self.runtime.scalar_rates,
                           elems * times)  # fmt: skip
 

@@ -424,24 +424,24 @@ class _Lowering:
         return op
 
     def _eager(self, op: Op, key: str, elems: float, extra_bytes: float = 0.0,
-               extra_kernels: int = 0, one_row: bool = False,
-               extra_strided: tuple[Any, float] = (0.0, 0.0)) -> Op:  # fmt: skip
+               extra_kernels: int = 0, one_row: Any = False,
+               extra_strided: tuple[Any, float] = (0.0, 0.0), scalar_key: str = "") -> Op:  # fmt: skip
         """``op`` as eager PyTorch runs it: the primitives of ``EAGER_PRIMITIVES[key]`` over
         ``elems`` elements (plus ``extra_bytes`` of activations in ``extra_kernels`` more, which
         write ``extra_strided`` = (elements, bytes an element) on the strided kernel);
-        ``one_row``: at one token row, where size-1 dimensions drop out
-        (``build.EAGER_SCALAR``)."""
+        ``one_row``: at one token row, where size-1 dimensions drop out; ``scalar_key``: the
+        ``build.EAGER_SCALAR`` entry where the code's layout differs from ``key``'s."""
         per_element, kernels = EAGER_PRIMITIVES[key][:2]
         by = dict(op.bytes)
         by[Role.ACTIVATION] = per_element * elems + extra_bytes
         op = replace(op, bytes=by, kernels=kernels + extra_kernels)
-        op = self._scalar(op, scalar_per(key, one_row=one_row), elems)
+        op = self._scalar(op, scalar_per(scalar_key or key, one_row=one_row), elems)
         return self._strided(op, *extra_strided)
 
     def _scalar(self, op: Op, kernels: Any, n: Any) -> Op:
-        """``op`` with ``kernels`` (output elements, bytes, path per element of ``n``) run on
-        eager PyTorch's unvectorised kernels, at the runtime's cycles an element
-        (``build.scalar``)."""
+        """``op`` with ``kernels`` ((output elements per unit of ``n``, bytes per output
+        element, path) each) run on eager PyTorch's unvectorised kernels, at the runtime's
+        cycles an element (``build.scalar``)."""
         return scalar(op, kernels, self.w.runtime.scalar_rates, n)
 
     def _strided(self, op: Op, elements: Any, per_element: float) -> Op:
@@ -584,10 +584,13 @@ class _Lowering:
         q contiguous; this repository's microbenchmark, whose RoPE cat does), so over a prompt
         it is a permuting copy (``EAGER_PRIMITIVES`` attn_out_copy: 2+2 B, one kernel, the
         strided kernel); at one query row the transpose is a view. None for fused runtimes."""
-        if not self.eager or self.q_len <= 1:
+        # (over a sweep of prompts, points of one token keep the launch, not the bytes, as the
+        # cache copies do)
+        prompt = np.asarray(self.q_len) > 1
+        if not self.eager or not prompt.any():
             return []
         op = self.b.elementwise("attn_out_copy", "attention", 0.0, 0.0, 0.0)
-        return [self._eager(op, "attn_out_copy", self.T * width)]
+        return [self._eager(op, "attn_out_copy", self.T * width * prompt)]
 
     def eager_scores(self, nq: int) -> list[Op]:
         """Eager attention (``--attention-kernel unfused``: Hugging Face's 'eager', the
@@ -604,7 +607,7 @@ class _Lowering:
         op = self.b.elementwise("attn_scores_eager", "attention", 6 * scores, 6 * scores,
                                 5.0 * scores)  # fmt: skip
         # the mask add broadcasts the (batch, 1, q, kv) mask over heads: the strided kernel
-        return [self._strided(replace(op, kernels=5), scores, 4.0)]
+        return [self._strided(replace(op, kernels=5), scores, 2 * self.ab)]
 
     def cache_copies(self, nq: int, nkv: int, hd: int) -> list[Op]:
         """The copies a runtime makes of a layer's K/V cache each step (``Runtime.kv_cache``,
@@ -657,9 +660,9 @@ class _Lowering:
         if m.position == "rope":
             return self._eager(op, self.w.runtime.rope_primitive, rotated, copies, n_copies,
                                one_row=self.q_len == 1,
-                               extra_strided=(copied, 2 * self.ab))  # fmt: skip
+                               extra_strided=(copied, self.ab + self.kvb))  # fmt: skip
         op = replace(op, bytes={**op.bytes, Role.ACTIVATION: copies}, kernels=n_copies)
-        return self._strided(op, copied, 2 * self.ab)
+        return self._strided(op, copied, self.ab + self.kvb)
 
     def mla_block(self) -> list[Op]:
         m, T = self.m, self.T
@@ -741,13 +744,12 @@ class _Lowering:
         act = self.b.elementwise(f"{name}_act", family, rows * up_n, rows * ffn,
                                  _ACT_FLOPS.get(m.activation, 5) * rows * ffn)  # fmt: skip
         if self.eager:
-            act = self._eager(act, "gated_act" if m.gated_mlp else "act", rows * ffn)
-            if m.gated_mlp and not self.w.runtime.separate_projections:
-                # one gate/up GEMM whose output is chunked: silu reads the strided gate half
-                # and the multiply the strided up half (2+2, 2+2+2 B: the entry's 10), both on
-                # the strided kernel; one token row is contiguous
-                rows_over_one = np.where(np.asarray(self.T) > 1, 1.0, 0.0)
-                act = self._strided(act, 2 * rows * ffn * rows_over_one, 5.0)
+            # one gate/up GEMM whose output is chunked (not separate projections): the gated
+            # activation reads strided halves (``EAGER_SCALAR`` gated_act_chunked)
+            chunked = m.gated_mlp and not self.w.runtime.separate_projections
+            act = self._eager(act, "gated_act" if m.gated_mlp else "act", rows * ffn,
+                              one_row=np.asarray(m_rows) <= 1,
+                              scalar_key="gated_act_chunked" if chunked else "")  # fmt: skip
         up = self.gemm(f"{name}_up", family, m_rows, up_n, hidden, groups)
         if self.w.runtime.separate_projections and m.gated_mlp:  # gate_proj and up_proj
             up = replace(up, kernels=2)

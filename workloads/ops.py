@@ -337,8 +337,8 @@ class Op:
     summed launch time their chip time does not cover (``sim.cost.roofline._host_floor``). ``host_beside_s`` is host work that
     runs while the chip runs the other ops of the step (asynchronous output processing): the op
     takes longer only by the part of it longer than their total time. ``scalar_kernels`` are
-    (cycles summed over cores, bytes) of each of the op's kernels whose per-element work may bind
-    before its bytes: each takes the longer of its bytes' transfer and its cycles spread over
+    (cycles summed over cores, bytes) of each of the op's kernels (or group of kernels alike)
+    whose per-element work may bind before its bytes: each takes the longer of its bytes' transfer and its cycles spread over
     the cores at the clock, the op's other kernels their bytes'
     (``sim.cost.roofline.cost_elementwise``).
     """
@@ -362,9 +362,9 @@ class Op:
     host_s: float = 0.0
     # host work beside the step's chip work: only the part longer than the other ops is exposed
     host_beside_s: float = 0.0
-    # (core clock cycles summed over the chip's cores, bytes) of each of the op's kernels that
-    # per-element work may bind before their bytes do (eager PyTorch's unvectorised kernels:
-    # workloads.build.scalar); their bytes are part of ``bytes``
+    # (core clock cycles summed over the chip's cores, bytes) of each of the op's kernels (or
+    # group of kernels alike) that per-element work may bind before their bytes do (eager
+    # PyTorch's unvectorised kernels: workloads.build.scalar); their bytes are part of ``bytes``
     scalar_kernels: tuple[tuple[Any, Any], ...] = ()
 
     @property

@@ -677,9 +677,9 @@ class _TrainLowering:
         self.wgrad_out = 2.0 * t.grad_bytes if runtime.fused_wgrad_accumulation else 2.0
         # PyTorch FSDP's own kernels (fsdp_kernels): ZeRO-3 over a shard group of 2 or more
         self.fsdp = runtime.fsdp if t.zero == 3 and t.shard > 1 else ""
-        # eager ops' backward: (bytes as a multiple of the forward's, kernels), by op name
         # eager ops' backward: (bytes as a multiple of the forward's, the scalar kernels (output
-        # elements, bytes, path) per byte of the forward's activations, kernels), by op name
+        # elements per byte of the forward's activations, bytes per output element, path),
+        # kernels), by op name
         self._eager_bwd: dict[str, tuple[float, tuple, int]] = {}
 
     # ---- forward of one layer ----------------------------------------------------------------

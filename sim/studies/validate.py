@@ -521,8 +521,7 @@ def _eager_kernel_row(row: dict) -> tuple[str, str, float, str]:
 
 def _eager_kernel_passes(row: dict) -> list[tuple[float, int, tuple]]:
     """(bytes per element, kernels, scalar kernels: (output elements per element, bytes per
-    output element, path))
-    of each pass an ``eager-kernel`` row times (its forward, its backward, or both for
+    output element, path)) of each pass an ``eager-kernel`` row times (its forward, its backward, or both for
     ``mode = "full"``): the primitives the lowerings charge an eager PyTorch op
     (``workloads.build.EAGER_PRIMITIVES`` and ``EAGER_SCALAR``, written for 16-bit
     activations), scaled to the row's dtype and adjusted only where the benchmark's code differs

@@ -92,7 +92,10 @@ ROPES = ("none", "real", "complex")
 # - rms (QK RMSNorm, per element of q and of k): ``x.to(float32).pow(2).mean(-1)`` 2+4, 4+4, 4;
 #   ``x * rsqrt(var + eps)`` 2+4; ``.to(bf16)`` 4+2; ``* weight`` 2+2 = 34 B, 8 kernels (two of
 #   them, ``+ eps`` and rsqrt, on one value per row).
-# - layer (QK LayerNorm, CogVideoX): one F.layer_norm, 2+2+2 = 6 B, 1 kernel.
+# - layer (QK LayerNorm, CogVideoX): one F.layer_norm, 2+2+2 B, on the (batch, heads, seq, d)
+#   view the processor transposes q and k to before norm_q (diffusers CogVideoXAttnProcessor2_0),
+#   which layer_norm_cuda first copies contiguous (input.expect_contiguous(): 2+2 B, a kernel):
+#   10 B, 2 kernels.
 # - real (apply_rotary_emb, use_real: Flux, HunyuanVideo, CogVideoX): x_real, x_imag by unbind
 #   (views); ``stack([-x_imag, x_real])`` neg 1+1 (half the elements), stack 2+2; ``x.float() *
 #   cos`` 2+4, 4+4; ``x_rotated.float() * sin`` 2+4, 4+4; add 4+4+4; ``.to(x.dtype)`` 4+2 = 52 B,
@@ -127,7 +130,7 @@ EAGER_DIT = {
     "plain_norm_fp32": (18.0, 2),
     "plain_add_fp32": (10.0, 1),
     "rms": (34.0, 8),
-    "layer": (6.0, 1),
+    "layer": (10.0, 2),
     "real": (52.0, 9),
     "complex": (76.0, 6),
     "copy": (4.0, 1),
@@ -141,7 +144,8 @@ EAGER_DIT = {
 # section 2): the modulation's ``*`` and ``+`` (scale and shift broadcast over tokens, 2+2 B
 # each; fp32 4+4), the gate's ``*`` (2+2; fp32 ``y * e`` 2+4); an fp32 stream's add of a bf16
 # branch (cast, 4+2+4); the QK RMSNorm's upcast for the variance (cast, 2+4),
-# ``x * rsqrt(var)`` (2+4) and ``* weight`` (2+2); the real RoPE's negated strided half (1+1),
+# ``x * rsqrt(var)`` (2+4) and ``* weight`` (2+2); the QK LayerNorm's contiguous copy of its
+# transposed input (2+2); the real RoPE's negated strided half (1+1),
 # the stack's two copies into stride-2 slices (2+2 in all), ``* cos`` and ``* sin`` (broadcast
 # over heads, 4+4 each) and its two upcasts (cast, 2+4 each); the complex RoPE's multiply (one
 # complex128 output per two elements, 8+8) and its casts to fp64 and back to fp32 (2+8, 8+4); a
@@ -161,7 +165,7 @@ EAGER_DIT_SCALAR: dict[str, tuple[tuple[float, float, str], ...]] = {
     "plain_norm_fp32": (),
     "plain_add_fp32": ((1.0, 10.0, _C),),
     "rms": ((1.0, 6.0, _C), (1.0, 6.0, _S), (1.0, 4.0, _S)),
-    "layer": (),
+    "layer": ((1.0, 4.0, _S),),
     "real": ((0.5, 2.0, _S), (1.0, 4.0, _S), (1.0, 8.0, _S), (1.0, 8.0, _S), (2.0, 12.0, _C)),
     "complex": ((0.5, 16.0, _S), (1.0, 10.0, _C), (1.0, 12.0, _C)),
     "copy": ((1.0, 4.0, _S),),

@@ -586,8 +586,10 @@ class _Lowering:
         strided kernel); at one query row the transpose is a view. None for fused runtimes."""
         # (over a sweep of prompts, points of one token keep the launch, not the bytes, as the
         # cache copies do)
+        if not self.eager:
+            return []
         prompt = np.asarray(self.q_len) > 1
-        if not self.eager or not prompt.any():
+        if not prompt.any():
             return []
         op = self.b.elementwise("attn_out_copy", "attention", 0.0, 0.0, 0.0)
         return [self._eager(op, "attn_out_copy", self.T * width * prompt)]

@@ -774,7 +774,9 @@ def test_sglang_05_is_its_own_preset_whose_block_fp8_linears_run_deepgemm():
     assert (s04.block_fp8_gemm, s05.block_fp8_gemm) == ("cutlass", "deepgemm")
     # and one fused gate kernel (moe_fused_gate, 0.4.5.post1 on) for DeepSeek's grouped top-k
     assert (s04.grouped_topk_kernels, s05.grouped_topk_kernels) == (7, 1)
-    own = ("name", "block_fp8", "grouped_topk", "mla_decode")
+    # and graphs for any decode size (0.4 captures up to 160; 0.5's limit depends on TP)
+    assert (s04.graph_max_tokens, s05.graph_max_tokens) == (160, 0)
+    own = ("name", "block_fp8", "grouped_topk", "mla_decode", "graph_max_tokens")
     same = {k: v for k, v in s04.describe().items() if not k.startswith(own)}
     assert same == {k: v for k, v in s05.describe().items() if not k.startswith(own)}
 

@@ -774,9 +774,13 @@ def test_sglang_05_is_its_own_preset_whose_block_fp8_linears_run_deepgemm():
     assert (s04.block_fp8_gemm, s05.block_fp8_gemm) == ("cutlass", "deepgemm")
     # and one fused gate kernel (moe_fused_gate, 0.4.5.post1 on) for DeepSeek's grouped top-k
     assert (s04.grouped_topk_kernels, s05.grouped_topk_kernels) == (7, 1)
-    # and graphs for any decode size (0.4 captures up to 160; 0.5's limit depends on TP)
-    assert (s04.graph_max_tokens, s05.graph_max_tokens) == (160, 0)
-    own = ("name", "block_fp8", "grouped_topk", "mla_decode", "graph_max_tokens")
+    # and decode graphs up to 160 rows in 0.4, in 0.5 up to 256, or 512 from TP 4
+    assert (s04.graph_max_tokens, s05.graph_max_tokens, s05.graph_max_tokens_tp4) == (160, 256, 512)
+    model = load_model("llama-3-70b")
+    assert Decode(model=model, tp=8, runtime=s05).runtime.graph_max_tokens == 512
+    assert Decode(model=model, tp=2, runtime=s05).runtime.graph_max_tokens == 256
+    assert Decode(model=model, tp=8, runtime=s04).runtime.graph_max_tokens == 160
+    own = ("name", "block_fp8", "grouped_topk", "mla_decode", "graph_max_tokens")  # (and _tp4)
     same = {k: v for k, v in s04.describe().items() if not k.startswith(own)}
     assert same == {k: v for k, v in s05.describe().items() if not k.startswith(own)}
 
@@ -902,3 +906,12 @@ def test_eager_prompts_copy_the_attention_output_and_chunked_halves_are_strided(
     assert ops(Decode(model=m, context=512, runtime=graph))["mlp_act"].scalar_kernels == ()
     assert ops(Prefill(model=m, batch=1, prompt=512, runtime=ref))["mlp_act"].scalar_kernels == ()
     assert "attn_out_copy" not in ops(Prefill(model=m, batch=1, prompt=512))  # fused
+
+
+def test_a_tp_graph_limit_needs_the_plain_one(tmp_path, monkeypatch):
+    _preset_refused(
+        tmp_path,
+        monkeypatch,
+        'name = "odd"\ngraph_max_tokens_tp4 = 512\n',
+        "graph_max_tokens_tp4 must be an integer >= 0",
+    )

@@ -156,6 +156,8 @@ class _Common:
         if self.attention_kernel is None:
             kernel = self.runtime.default_attention_kernel
             object.__setattr__(self, "attention_kernel", kernel)
+        if isinstance(self.tp, int):  # (a bad --tp is refused by _validate)
+            object.__setattr__(self, "runtime", self.runtime.at_tp(self.tp))
 
     def _validate(self, where: str) -> None:
         check_attention_kernel(where, self.attention_kernel)

@@ -31,7 +31,8 @@ source:
   eager and takes ``host_launch_s`` per kernel (vLLM's V0 engine and SGLang capture decode
   batches only, as their prompts' lengths vary); ``graph_max_tokens``: graphs are captured for
   steps of up to that many token rows, a larger step launches eager (vLLM V1's capture sizes end
-  at 512; 0: any size); ``piecewise_break_s``: the graph is captured in pieces between the
+  at 512, SGLang 0.4's at 160; 0: any size), and ``graph_max_tokens_tp4`` the same where the
+  model runs over TP >= 4 (SGLang 0.5: 256, and 512 from TP 4); ``piecewise_break_s``: the graph is captured in pieces between the
   attention calls, which run eagerly (vLLM V1's piecewise CUDA graphs), each break costing
   this host time (the attention call's Python and metadata, its launch and the next piece's
   graph launch; 0: one graph for the whole step); ``decode_full_graphs``: a step without
@@ -235,6 +236,7 @@ class Runtime:
     cuda_graphs: bool = True
     prefill_graphs: bool = True  # false: steps with prompt tokens run eager (decode-only graphs)
     graph_max_tokens: int = 0  # steps of more token rows run eager (0: any size is graphed)
+    graph_max_tokens_tp4: int = 0  # the same where the model runs over TP >= 4 (0: as above)
     piecewise_break_s: float = 0.0  # host time per attention call between graph pieces
     decode_full_graphs: bool = False  # decode-only steps replay one full graph (no breaks)
     host_launch_s: float = 0.0
@@ -339,6 +341,7 @@ class Runtime:
             "cuda_graphs": self.cuda_graphs,
             "prefill_graphs": self.prefill_graphs,
             "graph_max_tokens": self.graph_max_tokens,
+            "graph_max_tokens_tp4": self.graph_max_tokens_tp4,
             "piecewise_break_s": self.piecewise_break_s,
             "decode_full_graphs": self.decode_full_graphs,
             "host_launch_s": self.host_launch_s,
@@ -426,6 +429,13 @@ class Runtime:
     def default_attention_kernel(self) -> str:
         """The kernel a workload that names none runs under this runtime."""
         return self.attention_kernel or "native"
+
+    def at_tp(self, tp: int) -> Runtime:
+        """This runtime for a model run tensor-parallel over ``tp`` chips: its graph limit there
+        (``graph_max_tokens_tp4`` from TP 4)."""
+        if tp >= 4 and self.graph_max_tokens_tp4:
+            return replace(self, graph_max_tokens=self.graph_max_tokens_tp4)
+        return self
 
     def graphed(self, prompts: bool = False, tokens: Any = None) -> Any:
         """Whether a step's kernels replay from a CUDA graph; ``prompts``: the step carries
@@ -601,6 +611,12 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
         raise WorkloadError(f"{where}: graph_max_tokens must be an integer >= 0 (0: any step "
                             f"size replays a graph), got {max_tokens!r}")  # fmt: skip
+    max_tokens_tp4 = raw.get("graph_max_tokens_tp4", 0)
+    if (isinstance(max_tokens_tp4, bool) or not isinstance(max_tokens_tp4, int)
+            or max_tokens_tp4 < 0 or (max_tokens_tp4 and not max_tokens)):  # fmt: skip
+        raise WorkloadError(f"{where}: graph_max_tokens_tp4 must be an integer >= 0 (0: "
+                            "graph_max_tokens at any TP), and needs graph_max_tokens > 0, got "
+                            f"{max_tokens_tp4!r}")  # fmt: skip
     values = {}
     for key in (
         "host_launch_s",
@@ -677,6 +693,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         sinks_native=tuple(sinks_native),
         scheduler_steps=steps,
         graph_max_tokens=max_tokens,
+        graph_max_tokens_tp4=max_tokens_tp4,
         grouped_topk_kernels=topk,
         mla_decode_kernels=tuple(mla),
         mla_absorb=raw.get("mla_absorb", "bmm"),  # checked by Runtime.__post_init__

@@ -487,6 +487,8 @@ def _run_runtimes(args: argparse.Namespace) -> int:
             graphs = "full+piece" if r["decode_full_graphs"] else "piece"
         if r["cuda_graphs"] and r["graph_max_tokens"]:
             graphs += f"<={r['graph_max_tokens']}"
+            if r["graph_max_tokens_tp4"]:
+                graphs += f"/{r['graph_max_tokens_tp4']}"
         # a decode step's host time is linear in its sequences: its fixed part and per sequence
         (fixed, _), (one, beside) = (load_runtime(r["name"]).host_step_s(n) for n in (0, 1))
         step = f"{fixed * 1e3:.2f} ms"
@@ -511,7 +513,7 @@ def _run_runtimes(args: argparse.Namespace) -> int:
         "graphs decode: CUDA graphs for decode steps only, a step with prompts launched at "
         "'launch' a kernel; piece: graphs captured between the attention calls, which run "
         "eagerly (piecewise), full+piece: decode steps in one graph, steps with prompts piecewise; <=N: steps of up to N token rows replay graphs, larger ones "
-        "launch eager; "
+        "launch eager (<=N/M: M from TP 4); "
         "host per step: host time a decode step waits for (the scheduler's part averaged over "
         "multi-step groups); beside: output processing that runs while the chip runs the next "
         "step, exposed only where longer; all-reduce: the runtime's own intra-node all-reduce "

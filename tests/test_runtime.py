@@ -776,10 +776,17 @@ def test_sglang_05_is_its_own_preset_whose_block_fp8_linears_run_deepgemm():
     assert (s04.grouped_topk_kernels, s05.grouped_topk_kernels) == (7, 1)
     # and decode graphs up to 160 rows in 0.4, in 0.5 up to 256, or 512 from TP 4
     assert (s04.graph_max_tokens, s05.graph_max_tokens, s05.graph_max_tokens_tp4) == (160, 256, 512)
+    assert [s05.graph_limit(tp) for tp in (1, 2, 3, 4, 8)] == [256, 256, 256, 512, 512]
+    assert s04.graph_limit(8) == 160
+    # a decode step of 300 sequences replays a graph at TP 8 and launches from the host at TP 2
+    # (the workload's own TP decides, however it was made)
     model = load_model("llama-3-70b")
-    assert Decode(model=model, tp=8, runtime=s05).runtime.graph_max_tokens == 512
-    assert Decode(model=model, tp=2, runtime=s05).runtime.graph_max_tokens == 256
-    assert Decode(model=model, tp=8, runtime=s04).runtime.graph_max_tokens == 160
+
+    def host(w):
+        return sum(op.host_s * op.count for op in w.lower().ops if op.kernels)
+
+    at8 = Decode(model=model, batch=300, context=512, tp=8, runtime=s05)
+    assert host(at8) == 0 and host(replace(at8, tp=2)) > 0
     own = ("name", "block_fp8", "grouped_topk", "mla_decode", "graph_max_tokens")  # (and _tp4)
     same = {k: v for k, v in s04.describe().items() if not k.startswith(own)}
     assert same == {k: v for k, v in s05.describe().items() if not k.startswith(own)}
@@ -908,10 +915,13 @@ def test_eager_prompts_copy_the_attention_output_and_chunked_halves_are_strided(
     assert "attn_out_copy" not in ops(Prefill(model=m, batch=1, prompt=512))  # fused
 
 
-def test_a_tp_graph_limit_needs_the_plain_one(tmp_path, monkeypatch):
-    _preset_refused(
-        tmp_path,
-        monkeypatch,
-        'name = "odd"\ngraph_max_tokens_tp4 = 512\n',
-        "graph_max_tokens_tp4 must be an integer >= 0",
-    )
+@pytest.mark.parametrize(
+    "line, match",
+    [
+        ("graph_max_tokens_tp4 = 512", "graph_max_tokens_tp4 = 512 needs graph_max_tokens > 0"),
+        ("graph_max_tokens_tp4 = -1", "graph_max_tokens_tp4 must be an integer >= 0"),
+        ("graph_max_tokens_tp4 = true", "graph_max_tokens_tp4 must be an integer >= 0"),
+    ],
+)
+def test_a_bad_tp_graph_limit_is_a_one_line_error(tmp_path, monkeypatch, line, match):
+    _preset_refused(tmp_path, monkeypatch, f'name = "odd"\n{line}\n', match)

@@ -156,8 +156,6 @@ class _Common:
         if self.attention_kernel is None:
             kernel = self.runtime.default_attention_kernel
             object.__setattr__(self, "attention_kernel", kernel)
-        if isinstance(self.tp, int):  # (a bad --tp is refused by _validate)
-            object.__setattr__(self, "runtime", self.runtime.at_tp(self.tp))
 
     def _validate(self, where: str) -> None:
         check_attention_kernel(where, self.attention_kernel)
@@ -902,7 +900,7 @@ class _Lowering:
             if send is not None and hops:
                 ops.append(send.repeated(hops))
         ops = all_reduces(launch(ops, self.w.runtime, prompts=self.phase != "decode",
-                                 tokens=self.T), self.w.runtime)  # fmt: skip
+                                 tokens=self.T, tp=self.tp), self.w.runtime)  # fmt: skip
         # the host's work covers every sequence of the step (with pp > 1: of the round of
         # micro-batches the step's time stands for; NB its fixed part is charged once a round)
         step = step_op(self.w.runtime, self.dt, self.w.local_batch,

@@ -31,9 +31,9 @@ source:
   eager and takes ``host_launch_s`` per kernel (vLLM's V0 engine and SGLang capture decode
   batches only, as their prompts' lengths vary); ``graph_max_tokens``: graphs are captured for
   steps of up to that many token rows, a larger step launches eager (vLLM V1's capture sizes end
-  at 512, SGLang 0.4's at 160; 0: any size), and ``graph_max_tokens_tp4`` the same where the
-  model runs over TP >= 4 (SGLang 0.5: 256, and 512 from TP 4); ``piecewise_break_s``: the graph is captured in pieces between the
-  attention calls, which run eagerly (vLLM V1's piecewise CUDA graphs), each break costing
+  at 512, vLLM 0.5's at 256, SGLang 0.4's at 160; 0: any size), and ``graph_max_tokens_tp4`` the
+  same where the model runs over TP >= 4 (SGLang 0.5: 256, and 512 from TP 4);
+  ``piecewise_break_s``: the graph is captured in pieces between the attention calls, which run eagerly (vLLM V1's piecewise CUDA graphs), each break costing
   this host time (the attention call's Python and metadata, its launch and the next piece's
   graph launch; 0: one graph for the whole step); ``decode_full_graphs``: a step without
   prompt tokens replays one full graph, only a step with prompts runs piecewise (vLLM 0.11's
@@ -430,21 +430,22 @@ class Runtime:
         """The kernel a workload that names none runs under this runtime."""
         return self.attention_kernel or "native"
 
-    def at_tp(self, tp: int) -> Runtime:
-        """This runtime for a model run tensor-parallel over ``tp`` chips: its graph limit there
-        (``graph_max_tokens_tp4`` from TP 4)."""
-        if tp >= 4 and self.graph_max_tokens_tp4:
-            return replace(self, graph_max_tokens=self.graph_max_tokens_tp4)
-        return self
+    def graph_limit(self, tp: int = 1) -> int:
+        """The most token rows a step replays from a graph where the model runs tensor-parallel
+        over ``tp`` chips (``graph_max_tokens``, ``graph_max_tokens_tp4`` from TP 4; 0: any)."""
+        return self.graph_max_tokens_tp4 if tp >= 4 and self.graph_max_tokens_tp4 else (
+            self.graph_max_tokens)  # fmt: skip
 
-    def graphed(self, prompts: bool = False, tokens: Any = None) -> Any:
+    def graphed(self, prompts: bool = False, tokens: Any = None, tp: int = 1) -> Any:
         """Whether a step's kernels replay from a CUDA graph; ``prompts``: the step carries
         prompt tokens (a prefill, or a serving iteration with prompt chunks); ``tokens``: its
-        token rows (None: a size the runtime captures; an array gives one answer a point)."""
+        token rows (None: a size the runtime captures; an array gives one answer a point);
+        ``tp``: the model's tensor-parallel degree (``graph_limit``)."""
         graphed = self.cuda_graphs and (self.prefill_graphs or not prompts)
-        if not graphed or not self.graph_max_tokens or tokens is None:
+        limit = self.graph_limit(tp)
+        if not graphed or not limit or tokens is None:
             return graphed
-        return np.asarray(tokens) <= self.graph_max_tokens
+        return np.asarray(tokens) <= limit
 
     def break_s(self, prompts: bool = False) -> float:
         """Host time of each eager attention call between the pieces of a graphed step's
@@ -612,11 +613,17 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         raise WorkloadError(f"{where}: graph_max_tokens must be an integer >= 0 (0: any step "
                             f"size replays a graph), got {max_tokens!r}")  # fmt: skip
     max_tokens_tp4 = raw.get("graph_max_tokens_tp4", 0)
-    if (isinstance(max_tokens_tp4, bool) or not isinstance(max_tokens_tp4, int)
-            or max_tokens_tp4 < 0 or (max_tokens_tp4 and not max_tokens)):  # fmt: skip
+    if (
+        isinstance(max_tokens_tp4, bool)
+        or not isinstance(max_tokens_tp4, int)
+        or max_tokens_tp4 < 0
+    ):
         raise WorkloadError(f"{where}: graph_max_tokens_tp4 must be an integer >= 0 (0: "
-                            "graph_max_tokens at any TP), and needs graph_max_tokens > 0, got "
-                            f"{max_tokens_tp4!r}")  # fmt: skip
+                            f"graph_max_tokens at any TP), got {max_tokens_tp4!r}")  # fmt: skip
+    if max_tokens_tp4 and not max_tokens:
+        raise WorkloadError(f"{where}: graph_max_tokens_tp4 = {max_tokens_tp4} needs "
+                            "graph_max_tokens > 0 (the limit below TP 4); set both, or "
+                            "graph_max_tokens_tp4 = 0 too")  # fmt: skip
     values = {}
     for key in (
         "host_launch_s",
@@ -705,16 +712,21 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
 
 
 def launch(
-    ops: list[Op] | tuple[Op, ...], runtime: Runtime, prompts: bool = False, tokens: Any = None
+    ops: list[Op] | tuple[Op, ...],
+    runtime: Runtime,
+    prompts: bool = False,
+    tokens: Any = None,
+    tp: int = 1,
 ) -> list[Op]:
     """``ops`` with the host time of their launches where ``runtime`` issues kernels one by
     one (a collective is one call, at ``host_collective_s`` where the runtime gives it), or of
     the eager attention calls between the pieces of a piecewise graph; ``prompts``: the step
-    carries prompt tokens; ``tokens``: its token rows (``Runtime.graphed``)."""
-    graphed = runtime.graphed(prompts, tokens)
+    carries prompt tokens; ``tokens``: its token rows and ``tp`` the model's tensor-parallel
+    degree (``Runtime.graphed``)."""
+    graphed = runtime.graphed(prompts, tokens, tp)
     if np.ndim(graphed):  # per point: a step larger than the captured sizes launches eager
-        eager = launch(ops, replace(runtime, graph_max_tokens=0, cuda_graphs=False), prompts)
-        piece = launch(ops, replace(runtime, graph_max_tokens=0), prompts)
+        eager = launch(ops, replace(runtime, cuda_graphs=False), prompts)
+        piece = launch(ops, runtime, prompts)
         return [replace(e, host_s=np.where(graphed, p.host_s, e.host_s))
                 for e, p in zip(eager, piece, strict=True)]  # fmt: skip
     if graphed:

@@ -15,8 +15,11 @@ source:
 - ``rope``: how an eager RoPE runs: ``complex`` (the Meta reference's fp32 complex multiply, 3
   kernels a tensor), ``halves`` (multiplies and adds on the split halves, then a cat: 7
   kernels a tensor, as this repository's microbenchmark writes it) or ``rotate_half``
-  (transformers' ``q * cos + rotate_half(q) * sin``: 5 kernels a tensor); only eager runtimes
-  read it;
+  (transformers' ``q * cos + rotate_half(q) * sin``: 5 kernels a tensor) or ``rotation``
+  (IBM's foundation-model-stack: each pair of q's elements times a 2x2 rotation matrix by a
+  broadcast multiply and a sum, on heads-first q and k it returns contiguous, so the model
+  copies the attention's output and the q and k gradients back to token-major); only eager
+  runtimes read it;
 - ``strided_cycles_per_element`` and ``cast_cycles_per_element``: core clock cycles eager
   PyTorch's unvectorised elementwise kernels spend per output element they write, which binds
   them before their bytes do: the strided kernel (TensorIterator's legacy path, where an
@@ -204,7 +207,7 @@ from workloads.ops import BLOCK_FP8_KERNELS, Op, OpKind, WorkloadError
 
 ELEMENTWISE = ("fused", "eager")
 RMS_NORMS = ("reference", "native")
-ROPES = ("complex", "halves", "rotate_half")
+ROPES = ("complex", "halves", "rotate_half", "rotation")
 FP8_INPUT_QUANTS = ("fused", "separate")
 RING_ATTENTIONS = ("yunchang", "torch")
 KV_CACHES = ("inplace", "concat")
@@ -232,7 +235,7 @@ class Runtime:
     full_name: str = ""
     elementwise: str = "fused"
     rms_norm: str = "reference"  # reference | native (RMS_NORMS): an eager RMSNorm's kernels
-    rope: str = "complex"  # complex | halves | rotate_half (ROPES): an eager RoPE's kernels
+    rope: str = "complex"  # complex | halves | rotate_half | rotation (ROPES): eager RoPE's kernels
     cuda_graphs: bool = True
     prefill_graphs: bool = True  # false: steps with prompt tokens run eager (decode-only graphs)
     graph_max_tokens: int = 0  # steps of more token rows run eager (0: any size is graphed)
@@ -327,10 +330,11 @@ class Runtime:
             raise WorkloadError(f"runtime {self.name!r}: host_launch_s must be > 0 where "
                                 "graph_max_tokens > 0 (larger steps launch their kernels from the "
                                 f"host), got {self.host_launch_s!r}")  # fmt: skip
-        if self.training and self.rope != "complex":
+        if self.training and self.rope not in ("complex", "rotation"):
             # the split halves' backward (slices, negation, accumulations) is not counted
             raise WorkloadError(f"runtime {self.name!r}: rope = {self.rope} has no training "
-                                "backward in roofsim; a training runtime takes rope = complex")  # fmt: skip
+                                "backward in roofsim; a training runtime takes rope = complex "
+                                "or rotation")  # fmt: skip
 
     def describe(self) -> dict:
         return {
@@ -417,7 +421,8 @@ class Runtime:
     @property
     def rope_primitive(self) -> str:
         """The ``EAGER_PRIMITIVES`` key an eager RoPE runs as."""
-        return {"halves": "rope_halves", "rotate_half": "rope_rotate_half"}.get(self.rope, "rope")
+        return {"halves": "rope_halves", "rotate_half": "rope_rotate_half",
+                "rotation": "rope_rotation"}.get(self.rope, "rope")  # fmt: skip
 
     def kernel_for_sinks(self, sinks: bool, kernel: str) -> str:
         """The kernel this runtime runs instead of ``kernel`` for attention with sinks where

@@ -48,16 +48,14 @@ from workloads.ops import Attention, Collective, Gemm, Op, OpKind, Role
 #   rot * sin 2+2, the add 2+2+2 = 20 B, 5 kernels for each of q and k (cos and sin, one row a
 #   position, are read once). Inference only, as the split halves above.
 # - RoPE by 2x2 rotation matrices (IBM foundation-model-stack fms/modules/positions.py
-#   RotaryEmbedding.adjusted_qk, 2024, as fms-fsdp trains with it): on heads-first q (a
-#   transposed view of the projection's output), ``q.float()`` (2+4), ``freqs.mul(q_.unsqueeze(
-#   -2))`` (an fp32 [.., D/2, 2, 2] product, two outputs an element: 4+8), ``.sum(5)`` (8+4) and
-#   ``.type_as(q)`` (4+2) = 36 B, 4 kernels for each of q and k; the result is contiguous
-#   heads-first (the sum's output takes the default layout; older code ``.contiguous()``).
+#   RotaryEmbedding.adjusted_qk, as fms-fsdp trains with it): on token-major q and k (B, L, H,
+#   D; since FMS PR #191, Feb. 2024, before the transpose for attention), ``q.float()`` (2+4),
+#   ``freqs.mul(q_.unsqueeze(-2))`` (an fp32 [.., D/2, 2, 2] product, two outputs an element:
+#   4+8), ``.sum(5)`` (8+4) and ``.type_as(q)`` (4+2) = 36 B, 4 kernels for each of q and k.
 #   Backward: the gradient's upcast (2+4), ``grad.expand * freqs`` (4+8), the sum over the
-#   broadcast pairs (8+4), the downcast (4+2), then the copy of q's and k's gradients from
-#   heads-first back to the projections' token-major layout (view backward's reshape, 2+2) =
-#   40 B, 5 kernels. (The attention output's copy this layout brings is training's
-#   ``attn_out_copy_fwd``.)
+#   broadcast pairs (8+4) and the downcast (4+2): 36 B, 4 kernels. (Before PR #191 it rotated
+#   heads-first q and returned it contiguous, which made the attention output and the q, k
+#   gradients permuting copies; not modelled.)
 # - attention output transpose(1, 2).contiguous() before wo: 2+2 B each way; GQA repeat_kv
 #   (expand + reshape) copies K and V n_rep times: 2 + 2·n_rep B per KV element, its backward
 #   sums the copies.
@@ -82,9 +80,8 @@ EAGER_PRIMITIVES = {
     "rope": (20.0, 6, 20.0, 6),  # per rotated element of q and k; 3 kernels for each tensor
     "rope_halves": (18.0, 14, 18.0, 14),  # per rotated element; 7 kernels for each tensor
     "rope_rotate_half": (20.0, 10, 20.0, 10),  # per rotated element; 5 kernels for each tensor
-    "rope_rotation": (36.0, 8, 40.0, 10),  # per rotated element; 4 kernels a tensor (5 back)
+    "rope_rotation": (36.0, 8, 36.0, 8),  # per rotated element; 4 kernels for each tensor
     "attn_out_copy": (4.0, 1, 4.0, 1),
-    "attn_out_copy_fwd": (4.0, 1, 0.0, 0),  # SDPA's heads-first output to token-major: forward
     "gated_act": (10.0, 2, 18.0, 3),
     "act": (4.0, 1, 6.0, 1),
     "cross_entropy": (22.0, 2, 26.0, 3),
@@ -116,15 +113,11 @@ EAGER_PRIMITIVES = {
 #   ``rot * sin`` (2+2) and the add of a permuted and a default-contiguous tensor (2+2+2;
 #   contiguous at one query row).
 # - rope_rotation (fms): the upcast (cast, 2+4) and the product with the rotation matrices
-#   broadcast over heads (two fp32 outputs an element, 4+8); the sum over the pairs is a
-#   reduction (its bytes) and the downcast vectorised. Backward: the gradient's upcast, the
-#   product of the expanded gradient and the matrices, and the permuting copy of the gradient
-#   back to token-major (2+2).
+#   broadcast over heads (two fp32 outputs an element, 4+8), each way; the sum over the pairs
+#   is a reduction (its bytes), the downcast vectorised.
 # - attn_out_copy (a permuting copy where it runs: after matmul attention, or SDPA on queries
 #   made contiguous): 2+2 forward; after matmul attention its backward copies too (matmul's
 #   backward reshapes the gradient).
-# - attn_out_copy_fwd: the same copy after SDPA on contiguous heads-first q (fms); its backward
-#   launches nothing (SDPA's backward reads the gradient transposed).
 # - cross_entropy: the logits' ``.float()`` (cast, 2+4); its gradient's cast back is vectorised.
 # - gated_act with separate gate and up projections, act, the residual add: contiguous, none;
 #   gated_act_chunked, where one gate/up GEMM's output is chunked (this repository's
@@ -141,11 +134,8 @@ EAGER_SCALAR: dict[str, tuple[ScalarKernels, ScalarKernels]] = {
     "rope_halves": (((0.5, 2.0, False, STRIDED),) * 4,) * 2,
     "rope_rotate_half": (((1.0, 4.0, False, STRIDED), (0.5, 2.0, False, STRIDED),
                           (1.0, 4.0, False, STRIDED), (1.0, 6.0, True, STRIDED)),) * 2,
-    "rope_rotation": (((1.0, 6.0, False, CAST), (2.0, 12.0, False, STRIDED)),
-                      ((1.0, 6.0, False, CAST), (2.0, 12.0, False, STRIDED),
-                       (1.0, 4.0, False, STRIDED))),
+    "rope_rotation": (((1.0, 6.0, False, CAST), (2.0, 12.0, False, STRIDED)),) * 2,
     "attn_out_copy": (((1.0, 4.0, False, STRIDED),),) * 2,
-    "attn_out_copy_fwd": (((1.0, 4.0, False, STRIDED),), ()),
     "gated_act": ((), ()),
     "gated_act_chunked": (((1.0, 4.0, True, STRIDED), (1.0, 6.0, True, STRIDED)), ()),
     "act": ((), ()),

@@ -17,9 +17,7 @@ source:
   kernels a tensor, as this repository's microbenchmark writes it) or ``rotate_half``
   (transformers' ``q * cos + rotate_half(q) * sin``: 5 kernels a tensor) or ``rotation``
   (IBM's foundation-model-stack: each pair of q's elements times a 2x2 rotation matrix by a
-  broadcast multiply and a sum, on heads-first q and k it returns contiguous, so the model
-  copies the attention's output and the q and k gradients back to token-major); only eager
-  runtimes read it;
+  broadcast fp32 multiply and a sum, 4 kernels a tensor); only eager runtimes read it;
 - ``strided_cycles_per_element`` and ``cast_cycles_per_element``: core clock cycles eager
   PyTorch's unvectorised elementwise kernels spend per output element they write, which binds
   them before their bytes do: the strided kernel (TensorIterator's legacy path, where an

@@ -666,9 +666,6 @@ class _TrainLowering:
         runtime = load_runtime(t.runtime) if t.runtime else load_runtime()
         self.norm_key = runtime.norm_primitive(self.m.norm)
         self.rope_key = runtime.rope_primitive
-        # fms' RoPE returns q and k contiguous heads-first, so SDPA's output is heads-first too
-        # and the model copies it back to token-major before the output projection
-        self.heads_first = runtime.rope == "rotation"
         # cycles an element of the eager primitives' scalar kernels (--elementwise eager under
         # a fused runtime: plain PyTorch's, whose primitives these are)
         eager_rt = runtime if runtime.elementwise == "eager" else load_runtime("pytorch-eager")
@@ -762,9 +759,7 @@ class _TrainLowering:
         its output in the queries' layout (mha_fwd: empty_like(q)), and training code passes
         q as a transposed view of the projection's (batch, seq, heads, dim) output (torchtitan,
         fms-fsdp; llm-foundry calls flash-attn on that layout directly), so there the
-        transpose back is already contiguous and .contiguous() launches nothing, unless the
-        RoPE returned q contiguous heads-first (``rope = "rotation"``, fms' adjusted_qk): then
-        the forward copies (``attn_out_copy_fwd``; SDPA's backward reads the gradient transposed)
+        transpose back is already contiguous and .contiguous() launches nothing
         (benchmarks/research/eager-broadcast-counts-2026-12-07.md section 1.5)."""
         a = op.attention
         assert a is not None
@@ -779,11 +774,10 @@ class _TrainLowering:
                               self.scalar_rates, rep * kv))  # fmt: skip
             self._eager_bwd["repeat_kv"] = (1.0, (), 2)
         ops += self._attention(op)
-        if self.t.attention_kernel == "unfused" or self.heads_first:
+        if self.t.attention_kernel == "unfused":
             o = a.batch * a.q_len * a.n_q_heads * a.v_dim
             copy = self.b16.elementwise("attn_out_copy", "attention", 0, 0, 0.0)
-            key = "attn_out_copy" if self.t.attention_kernel == "unfused" else "attn_out_copy_fwd"
-            ops.append(self._eager(copy, key, o))
+            ops.append(self._eager(copy, "attn_out_copy", o))
         return ops
 
     def _attention(self, op: Op) -> list[Op]:
@@ -1032,9 +1026,8 @@ class _TrainLowering:
                 bwd = replace(op, name=f"{op.name}.bwd", flops=2 * op.flops, kernels=kernels,
                               bytes={k: f * v for k, v in op.bytes.items()},
                               scalar_kernels=())  # fmt: skip
-                if kernels:  # (none: a forward-only copy, attn_out_copy after SDPA under fms)
-                    out.append(scalar(bwd, per_byte, self.scalar_rates,
-                                      op.bytes.get(Role.ACTIVATION, 0.0)))  # fmt: skip
+                out.append(scalar(bwd, per_byte, self.scalar_rates,
+                                  op.bytes.get(Role.ACTIVATION, 0.0)))  # fmt: skip
             if beside is not None:  # right after this op's first (main) backward kernel
                 out.insert(start + 1, beside)
                 beside = None

@@ -925,3 +925,20 @@ def test_eager_prompts_copy_the_attention_output_and_chunked_halves_are_strided(
 )
 def test_a_bad_tp_graph_limit_is_a_one_line_error(tmp_path, monkeypatch, line, match):
     _preset_refused(tmp_path, monkeypatch, f'name = "odd"\n{line}\n', match)
+
+
+def test_fms_rotation_rope_charges_its_product_over_a_prompt():
+    """An fms-fsdp prompt's RoPE is the rotation product's 36 B a rotated element (against the
+    complex multiply's 20 B), its upcast and broadcast product on the scalar kernels (beside
+    the cache write's)."""
+    m = load_model("llama-2-7b")
+    ops = {rt: {o.name: o for o in Prefill(model=m, prompt=2048, runtime=load_runtime(rt))
+                .lower().ops}
+           for rt in ("fms-fsdp", "pytorch-fsdp1")}  # fmt: skip
+    rotated = 2048 * 2 * 4096  # q and k elements of a layer
+    fms, ref = ops["fms-fsdp"]["rope_kv_write"], ops["pytorch-fsdp1"]["rope_kv_write"]
+    assert fms.total_bytes - ref.total_bytes == pytest.approx((36 - 20) * rotated)
+    assert fms.kernels - ref.kernels == 2  # 4 kernels a tensor against 3
+    # the upcast (6 B) and the product (12 B, two outputs an element) among the scalar kernels
+    bytes_of = sorted(b for _, b in fms.scalar_kernels)
+    assert 6 * rotated in bytes_of and 12 * rotated in bytes_of

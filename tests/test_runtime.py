@@ -942,3 +942,24 @@ def test_fms_rotation_rope_charges_its_product_over_a_prompt():
     # the upcast (6 B) and the product (12 B, two outputs an element) among the scalar kernels
     bytes_of = sorted(b for _, b in fms.scalar_kernels)
     assert 6 * rotated in bytes_of and 12 * rotated in bytes_of
+
+
+def test_sglang_graph_limit_counts_sequences_not_draft_rows():
+    """SGLang's cuda_graph_max_bs is a batch size (CudaGraphRunner.can_run: batch_size <=
+    max_bs; each graph holds its sequences' draft tokens): 100 sequences checking 3 drafts
+    each (400 rows) replay a graph under its 160 limit, where a limit on rows launches them."""
+    from workloads.llm import Speculation
+
+    s04 = load_runtime("sglang-0.4")
+    assert s04.graph_counts == "sequences" and load_runtime("vllm-v1").graph_counts == "tokens"
+    spec = Speculation(tokens=3, acceptance=0.7, draft="ngram")
+    w = Decode(model=load_model("llama-3-8b"), batch=100, context=512, runtime=s04, spec=spec)
+
+    def host(w):
+        return sum(op.host_s * op.count for op in w.lower().ops if op.kernels)
+
+    assert host(w) == 0
+    assert host(replace(w, runtime=replace(s04, graph_counts="tokens"))) > 0
+    assert host(replace(w, batch=161)) > 0  # more sequences than captured
+    with pytest.raises(WorkloadError, match="graph_counts must be one of"):
+        replace(s04, graph_counts="rows")

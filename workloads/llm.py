@@ -900,7 +900,8 @@ class _Lowering:
             if send is not None and hops:
                 ops.append(send.repeated(hops))
         ops = all_reduces(launch(ops, self.w.runtime, prompts=self.phase != "decode",
-                                 tokens=self.T, tp=self.tp), self.w.runtime)  # fmt: skip
+                                 tokens=self.T, tp=self.tp, sequences=self.B),
+                          self.w.runtime)  # fmt: skip
         # the host's work covers every sequence of the step (with pp > 1: of the round of
         # micro-batches the step's time stands for; NB its fixed part is charged once a round)
         step = step_op(self.w.runtime, self.dt, self.w.local_batch,

@@ -34,6 +34,8 @@ source:
   steps of up to that many token rows, a larger step launches eager (vLLM V1's capture sizes end
   at 512, vLLM 0.5's at 256, SGLang 0.4's at 160; 0: any size), and ``graph_max_tokens_tp4`` the
   same where the model runs over TP >= 4 (SGLang 0.5: 256, and 512 from TP 4);
+  ``graph_counts``: what those limits count, ``tokens`` (token rows) or ``sequences`` (SGLang's
+  batch size, whose graphs under speculative decoding hold each sequence's draft tokens);
   ``piecewise_break_s``: the graph is captured in pieces between the attention calls, which run eagerly (vLLM V1's piecewise CUDA graphs), each break costing
   this host time (the attention call's Python and metadata, its launch and the next piece's
   graph launch; 0: one graph for the whole step); ``decode_full_graphs``: a step without
@@ -214,6 +216,10 @@ MOE_KERNELS = ("library", "triton")
 ADMISSIONS = ("watermark", "reserve")
 MEMORY_FRACTIONS_OF = ("total", "free", "static")
 MLA_ABSORBS = ("bmm", "premultiplied")
+#: what a graph size limit counts: a step's token rows (vLLM V1's capture sizes are numbers of
+#: tokens) or its sequences (SGLang's cuda_graph_max_bs is a batch size: under speculative
+#: decoding each captured graph covers its sequences' draft tokens too)
+GRAPH_COUNTS = ("tokens", "sequences")
 #: how a step picks its tokens: greedy (argmax; the serving benchmarks' requests,
 #: temperature 0), random (sampled at temperature > 0 with no top-k or top-p: vLLM's
 #: benchmark_throughput / benchmark_latency), top-p (sampled after top-k and/or top-p
@@ -238,6 +244,7 @@ class Runtime:
     prefill_graphs: bool = True  # false: steps with prompt tokens run eager (decode-only graphs)
     graph_max_tokens: int = 0  # steps of more token rows run eager (0: any size is graphed)
     graph_max_tokens_tp4: int = 0  # the same where the model runs over TP >= 4 (0: as above)
+    graph_counts: str = "tokens"  # tokens | sequences (GRAPH_COUNTS): what the limits count
     piecewise_break_s: float = 0.0  # host time per attention call between graph pieces
     decode_full_graphs: bool = False  # decode-only steps replay one full graph (no breaks)
     host_launch_s: float = 0.0
@@ -312,6 +319,7 @@ class Runtime:
                              ("block_fp8_fallback", ("", "triton")),
                              ("admission", ADMISSIONS),
                              ("mla_absorb", MLA_ABSORBS),
+                             ("graph_counts", GRAPH_COUNTS),
                              ("memory_fraction_of", MEMORY_FRACTIONS_OF),
                              ("fsdp", FSDP_IMPLEMENTATIONS)):  # fmt: skip
             value = getattr(self, key)
@@ -344,6 +352,7 @@ class Runtime:
             "prefill_graphs": self.prefill_graphs,
             "graph_max_tokens": self.graph_max_tokens,
             "graph_max_tokens_tp4": self.graph_max_tokens_tp4,
+            "graph_counts": self.graph_counts,
             "piecewise_break_s": self.piecewise_break_s,
             "decode_full_graphs": self.decode_full_graphs,
             "host_launch_s": self.host_launch_s,
@@ -439,16 +448,22 @@ class Runtime:
         return self.graph_max_tokens_tp4 if tp >= 4 and self.graph_max_tokens_tp4 else (
             self.graph_max_tokens)  # fmt: skip
 
-    def graphed(self, prompts: bool = False, tokens: Any = None, tp: int = 1) -> Any:
+    def graphed(
+        self, prompts: bool = False, tokens: Any = None, tp: int = 1, sequences: Any = None
+    ) -> Any:
         """Whether a step's kernels replay from a CUDA graph; ``prompts``: the step carries
         prompt tokens (a prefill, or a serving iteration with prompt chunks); ``tokens``: its
         token rows (None: a size the runtime captures; an array gives one answer a point);
-        ``tp``: the model's tensor-parallel degree (``graph_limit``)."""
+        ``tp``: the model's tensor-parallel degree (``graph_limit``); ``sequences``: its
+        sequences, which the limit counts instead where ``graph_counts = "sequences"`` (more
+        rows than sequences under speculative decoding; None: as many as rows)."""
         graphed = self.cuda_graphs and (self.prefill_graphs or not prompts)
         limit = self.graph_limit(tp)
         if not graphed or not limit or tokens is None:
             return graphed
-        return np.asarray(tokens) <= limit
+        counted = sequences if self.graph_counts == "sequences" and sequences is not None else (
+            tokens)  # fmt: skip
+        return np.asarray(counted) <= limit
 
     def break_s(self, prompts: bool = False) -> float:
         """Host time of each eager attention call between the pieces of a graphed step's
@@ -707,6 +722,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         grouped_topk_kernels=topk,
         mla_decode_kernels=tuple(mla),
         mla_absorb=raw.get("mla_absorb", "bmm"),  # checked by Runtime.__post_init__
+        graph_counts=raw.get("graph_counts", "tokens"),  # checked by Runtime.__post_init__
         **sampler,
         **flags,
         sources={k: str(v) for k, v in raw.items() if k == "source" or k.endswith("_source")},
@@ -720,13 +736,14 @@ def launch(
     prompts: bool = False,
     tokens: Any = None,
     tp: int = 1,
+    sequences: Any = None,
 ) -> list[Op]:
     """``ops`` with the host time of their launches where ``runtime`` issues kernels one by
     one (a collective is one call, at ``host_collective_s`` where the runtime gives it), or of
     the eager attention calls between the pieces of a piecewise graph; ``prompts``: the step
-    carries prompt tokens; ``tokens``: its token rows and ``tp`` the model's tensor-parallel
-    degree (``Runtime.graphed``)."""
-    graphed = runtime.graphed(prompts, tokens, tp)
+    carries prompt tokens; ``tokens``: its token rows, ``tp`` the model's tensor-parallel
+    degree and ``sequences`` its sequences (``Runtime.graphed``)."""
+    graphed = runtime.graphed(prompts, tokens, tp, sequences)
     if np.ndim(graphed):  # per point: a step larger than the captured sizes launches eager
         eager = launch(ops, replace(runtime, cuda_graphs=False), prompts)
         piece = launch(ops, runtime, prompts)

@@ -477,7 +477,7 @@ def _run_runtimes(args: argparse.Namespace) -> int:
         print(dumps(rows))
         return 0
     width = max(len(r["name"]) for r in rows) + 2
-    print(f"{'runtime':<{width}}{'elementwise':>11}{'graphs':>16}{'launch':>9}"
+    print(f"{'runtime':<{width}}{'elementwise':>11}{'graphs':>18}{'launch':>9}"
           f"{'host per step (waits)':>27}{'beside':>14}{'all-reduce':>12}{'attention':>11}  name")  # fmt: skip
     for r in rows:
         eager = not r["cuda_graphs"] or not r["prefill_graphs"] or r["graph_max_tokens"]
@@ -489,6 +489,8 @@ def _run_runtimes(args: argparse.Namespace) -> int:
             graphs += f"<={r['graph_max_tokens']}"
             if r["graph_max_tokens_tp4"]:
                 graphs += f"/{r['graph_max_tokens_tp4']}"
+            if r["graph_counts"] == "sequences":
+                graphs += "s"
         # a decode step's host time is linear in its sequences: its fixed part and per sequence
         (fixed, _), (one, beside) = (load_runtime(r["name"]).host_step_s(n) for n in (0, 1))
         step = f"{fixed * 1e3:.2f} ms"
@@ -505,7 +507,7 @@ def _run_runtimes(args: argparse.Namespace) -> int:
             r["separate_projections"],
         ) == ("reference", "complex", "inplace", False, False)
         mode = r["elementwise"] + ("" if r["elementwise"] != "eager" or plain else "+")
-        print(f"{r['name']:<{width}}{mode:>11}{graphs:>16}"
+        print(f"{r['name']:<{width}}{mode:>11}{graphs:>18}"
               f"{launch:>9}{step:>27}{side:>14}{ar:>12}{attn:>11}  {r['full_name']}")  # fmt: skip
     print(
         "eager+: eager with its own RMSNorm or RoPE kernels, or its own cache handling and "
@@ -513,7 +515,7 @@ def _run_runtimes(args: argparse.Namespace) -> int:
         "graphs decode: CUDA graphs for decode steps only, a step with prompts launched at "
         "'launch' a kernel; piece: graphs captured between the attention calls, which run "
         "eagerly (piecewise), full+piece: decode steps in one graph, steps with prompts piecewise; <=N: steps of up to N token rows replay graphs, larger ones "
-        "launch eager (<=N/M: M from TP 4); "
+        "launch eager (<=N/M: M from TP 4; <=Ns: N sequences, their draft tokens beside); "
         "host per step: host time a decode step waits for (the scheduler's part averaged over "
         "multi-step groups); beside: output processing that runs while the chip runs the next "
         "step, exposed only where longer; all-reduce: the runtime's own intra-node all-reduce "

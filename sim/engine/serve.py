@@ -368,7 +368,9 @@ class IterationCost:
         # that graphs decode steps only runs an iteration with prompt chunks eager
         launch = w.launch_s
         runtime = self.w.runtime
-        graphed = runtime.graphed(prompts=bool(chunks), tokens=rows, tp=self.tp)
+        graphed = runtime.graphed(
+            prompts=bool(chunks), tokens=rows, tp=self.tp, sequences=n_decode + len(chunks)
+        )
         if runtime.graphed() and not graphed:  # decode-only graphs, or more rows than captured
             launch = w.kernels * runtime.host_launch_s
         elif graphed:

@@ -1452,3 +1452,39 @@ def test_fms_rope_is_a_rotation_by_matrices():
     assert load_runtime("fms-fsdp").training  # accepted as a training runtime
     with pytest.raises(WorkloadError, match="takes rope = complex or rotation"):
         replace(load_runtime("pytorch-fsdp1"), rope="halves")
+
+
+def test_ep_overlap_pairs_each_all_to_all_with_one_sub_module_of_the_other_pass():
+    """Megatron-Core's combined 1F1B (schedule_layer_1f1b) runs the forward's attention block
+    beside the backward's combine, its dispatch beside the backward's experts, its experts
+    beside the backward's dispatch and its combine beside the backward's attention block: a
+    combine longer than the attention block it is paired with is exposed, though the pass
+    has more compute than all-to-all in all."""
+    from sim.cost.roofline import OpCost
+    from sim.engine.train import _Costed, _ep_beside
+    from workloads.build import Builder
+
+    b = Builder("bf16", 2, 2)
+
+    def op(name: str, comm: bool = False):
+        if comm:
+            return b.collective(name, "all_to_all", 1e6, 8)
+        return b.elementwise(name, "mlp", 1e6, 1e6, 0.0)
+
+    def passed(times: list[tuple[str, float, bool]]) -> _Costed:
+        costs = tuple(OpCost(op=op(n, c), time_s=t, compute_s=0.0 if c else t)
+                      for n, t, c in times)  # fmt: skip
+        by = {"compute": sum(t for _, t, c in times if not c),
+              "ep": sum(t for _, t, c in times if c)}  # fmt: skip
+        return _Costed(sum(t for _, t, _ in times), costs, (), by)
+
+    # forward: attention 1, dispatch 1, experts 4, combine 1; backward: combine 3 (longer
+    # than the forward's attention block), experts 8, dispatch 1, attention 2
+    f = passed([("attention", 1.0, False), ("ep_dispatch", 1.0, True),
+                ("experts_up", 4.0, False), ("ep_combine", 1.0, True)])  # fmt: skip
+    bw = passed([("ep_combine.bwd", 3.0, True), ("experts_up.dgrad", 8.0, False),
+                 ("ep_dispatch.bwd", 1.0, True), ("attention.bwd", 2.0, False)])  # fmt: skip
+    f2, b2 = _ep_beside(f, bw, 0.0, 0.0)
+    assert f2.by_category["ep"] == 0.0  # the dispatch beside 8 of experts, the combine beside 2
+    assert b2.by_category["ep"] == pytest.approx(2.0)  # the combine's 3 beside 1 of attention
+    assert b2.time_s == pytest.approx(bw.time_s - 4.0 + 2.0)

@@ -100,15 +100,42 @@ def _ep_costs(x: _Costed) -> list[OpCost]:
     return [c for c in x.costs if c.op.kind is OpKind.COLLECTIVE and comm_kind(c.op) == "ep"]
 
 
+def _ep_roles(x: _Costed) -> dict[str, float] | None:
+    """A pass's time by its part in Megatron-Core's combined 1F1B: ``dispatch`` and
+    ``combine`` (its expert-parallel all-to-alls), ``experts`` (the compute between them in
+    the pass's order: the forward's dispatch -> combine, the backward's combine -> dispatch)
+    and ``rest`` (the other compute: the attention block, the router, the layers without
+    experts, the embedding and the head); None where the pass has no dispatch or combine."""
+    roles = {"dispatch": 0.0, "combine": 0.0, "experts": 0.0, "rest": 0.0}
+    ep = [i for i, c in enumerate(x.costs) if _category(c.op) == "ep"]
+    names = [x.costs[i].op.name for i in ep]
+    if not any("dispatch" in n for n in names) or not any("combine" in n for n in names):
+        return None
+    first, last = ep[0], ep[-1]
+    for i, c in enumerate(x.costs):
+        cat = _category(c.op)
+        if cat == "ep":
+            roles["dispatch" if "dispatch" in c.op.name else "combine"] += c.total_time_s
+        elif cat in ("compute", "recompute"):
+            roles["experts" if first < i < last else "rest"] += c.total_time_s
+    return roles
+
+
 def _ep_beside(f: _Costed, b: _Costed, slow_f: float, slow_b: float) -> tuple[_Costed, _Costed]:
-    """A chunk's forward and backward with their expert-parallel all-to-alls off the critical
-    path, as Megatron-Core's combined 1F1B runs them (``Training.ep_overlap``): the forward's
-    dispatch and combine beside another micro-batch's backward compute, the backward's beside
-    a forward's, so each exposes only what is longer than the compute it is paired with, and
-    that compute runs on what the collectives leave: ``slow_f`` and ``slow_b`` longer, over its
-    own time (``beside_slowdown``). The step's first forward
-    and last backward, exposed in Megatron, are not charged; compute that also hides ZeRO-3
-    gathers (``side``) is counted for both."""
+    """A chunk's forward and backward with their expert-parallel all-to-alls beside the other
+    pass's compute, as Megatron-Core's combined 1F1B runs them (``Training.ep_overlap``;
+    megatron/core/models/common/model_chunk_schedule_plan.py ``schedule_layer_1f1b``): layer
+    by layer, a forward micro-batch and a backward one alternate on a compute and a
+    communication stream, so each all-to-all runs beside one sub-module of the other pass:
+    the forward's attention block beside the backward's combine, the forward's dispatch beside
+    the backward's experts, the forward's experts beside the backward's dispatch, the
+    forward's combine beside the backward's attention block. Each pair takes the longer of
+    its two (``events.beside``), the compute on what the collectives leave: ``slow_f`` and
+    ``slow_b`` longer, over its own time (``beside_slowdown``); an all-to-all longer than the
+    sub-module it is paired with is exposed, however much compute the rest of the layer has.
+    A pass without both all-to-alls pairs its totals. The step's first forward and last
+    backward, exposed in Megatron, are not charged; compute that also hides ZeRO-3 gathers
+    (``side``) is counted for both."""
     busy_f, busy_b = (x.by_category.get("compute", 0.0) + x.by_category.get("recompute", 0.0)
                       for x in (f, b))  # fmt: skip
     a2a_f, a2a_b = (x.by_category.get("ep", 0.0) for x in (f, b))
@@ -122,10 +149,18 @@ def _ep_beside(f: _Costed, b: _Costed, slow_f: float, slow_b: float) -> tuple[_C
                        by_category=by, ep_exposed=exposed / a2a if a2a else 1.0,
                        beside_s=x.beside_s + slowed)  # fmt: skip
 
-    # each pass's compute runs beside the other pass's all-to-all
-    exp_f, added_b = beside(busy_b, a2a_f, slow_b)
-    exp_b, added_f = beside(busy_f, a2a_b, slow_f)
-    return moved(f, a2a_f, exp_f, added_f), moved(b, a2a_b, exp_b, added_b)
+    rf, rb = _ep_roles(f), _ep_roles(b)
+    if rf is None or rb is None:
+        # each pass's compute runs beside the other pass's all-to-all
+        exp_f, added_b = beside(busy_b, a2a_f, slow_b)
+        exp_b, added_f = beside(busy_f, a2a_b, slow_f)
+        return moved(f, a2a_f, exp_f, added_f), moved(b, a2a_b, exp_b, added_b)
+    exp_b1, add_f1 = beside(rf["rest"], rb["combine"], slow_f)
+    exp_f2, add_b2 = beside(rb["experts"], rf["dispatch"], slow_b)
+    exp_b3, add_f3 = beside(rf["experts"], rb["dispatch"], slow_f)
+    exp_f4, add_b4 = beside(rb["rest"], rf["combine"], slow_b)
+    return (moved(f, a2a_f, exp_f2 + exp_f4, add_f1 + add_f3),
+            moved(b, a2a_b, exp_b1 + exp_b3, add_b2 + add_b4))  # fmt: skip
 
 
 def _expert_context(w: dict) -> str:

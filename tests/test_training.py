@@ -1490,3 +1490,28 @@ def test_ep_overlap_pairs_each_all_to_all_with_one_sub_module_of_the_other_pass(
     assert f2.by_category["ep"] == 0.0  # the dispatch beside 8 of experts, the combine beside 2
     assert b2.by_category["ep"] == pytest.approx(2.0)  # the combine's 3 beside 1 of attention
     assert b2.time_s == pytest.approx(bw.time_s - 4.0 + 2.0)
+
+
+def test_combined_1f1b_runs_warm_up_forwards_and_cool_down_backwards_alone():
+    """Megatron-Core's combined 1F1B pairs a forward with a backward only in the steady
+    phase: the warm-up forwards and the cool-down backwards run alone (their all-to-all
+    whole); on one stage forward i + 1 pairs with backward i, so the first forward and the
+    last backward run alone."""
+    from sim.engine.events import schedule, unpaired
+
+    order = schedule(4, 2, 8, 0)  # warm-up (4 - 0 - 1) x 2 + (2 - 1) x 4 = 10 forwards
+    lone = unpaired(order)
+    assert len(lone) == 20
+    assert all(order[i][0] == "F" for i in sorted(lone)[:10])
+    assert all(order[i][0] == "B" for i in sorted(lone)[10:])
+    one = schedule(1, 1, 8, 0)
+    assert unpaired(one) == {0, len(one) - 1}
+    # the pipeline runs those passes at their alone durations and counts them
+    from sim.engine.events import StageWork, run_pipeline
+
+    paired = [StageWork(forward=(1.0,), backward=(2.0,)) for _ in range(2)]
+    lone_work = [replace(w, forward_alone=(1.5,), backward_alone=(2.5,)) for w in paired]
+    a, b = run_pipeline(paired, 4), run_pipeline(lone_work, 4)
+    for s in range(2):  # stage 0 warms up with one forward; stage 1 pairs F i+1 with B i
+        assert b.stages[s].busy_s - a.stages[s].busy_s == pytest.approx(0.5 + 0.5)
+        assert b.stages[s].unpaired == {("F", 0): 1, ("B", 0): 1}

@@ -45,6 +45,11 @@ class StageWork:
     param_gather_slowdown: float = 0.0
     forward_parts: tuple[tuple[Part, ...], ...] = ()
     backward_parts: tuple[tuple[Part, ...], ...] = ()
+    # per chunk, a pass that runs with no pass of another micro-batch beside it, where
+    # ``forward``/``backward`` are paired ones (Megatron-Core's combined 1F1B overlap): the
+    # warm-up forwards and the cool-down backwards (``unpaired``); empty: no pairing
+    forward_alone: tuple[float, ...] = ()
+    backward_alone: tuple[float, ...] = ()
 
 
 @dataclass(slots=True)
@@ -58,6 +63,8 @@ class StageTimes:
     gather_exposed_s: float = 0.0
     contention_s: float = 0.0  # compute lost to the collectives running beside it
     end_s: float = 0.0
+    # (F|B, chunk) -> passes that ran alone (``StageWork.forward_alone``)
+    unpaired: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -103,6 +110,20 @@ def schedule(p: int, v: int, m: int, stage: int) -> list[tuple[str, int, int]]:
         order += [task(warm + i, True), task(i, False)]
     order += [task(k, False) for k in range(total - warm, total)]
     return order
+
+
+def unpaired(order: list[tuple[str, int, int]]) -> set[int]:
+    """The positions in a stage's ``order`` (``schedule``) of the passes that run alone where
+    a forward and a backward of other micro-batches are paired (Megatron-Core's combined 1F1B,
+    megatron/core/pipeline_parallel/combined_1f1b.py): the warm-up forwards before the first
+    steady (forward, backward) pair and the cool-down backwards after the last; without
+    warm-up (one stage) forward i + 1 pairs with backward i, so the first forward and the last
+    backward."""
+    first_b = next(i for i, task in enumerate(order) if task[0] == "B")
+    warm = first_b - 1  # the forward just before the first backward is its pair
+    if warm <= 0:
+        return {0, len(order) - 1}
+    return set(range(warm)) | set(range(len(order) - warm, len(order)))
 
 
 #: gradient buckets per chunk at most: one per layer up to this many (every preset's stage
@@ -199,11 +220,16 @@ def run_pipeline(
         syncs = []
         order = schedule(p, v, m, s)
         last_b = {c: max(mb for kind, mb, cc in order if kind == "B" and cc == c) for c in range(v)}
-        for kind, mb, c in order:
+        alone = unpaired(order) if work.forward_alone else set()
+        for i, (kind, mb, c) in enumerate(order):
             up = upstream(kind, mb, c, s)
             if up is not None:
                 yield ev(up, arrived)
-            dur = work.forward[c] if kind == "F" else work.backward[c]
+            if i in alone:
+                dur = work.forward_alone[c] if kind == "F" else work.backward_alone[c]
+                times[s].unpaired[kind, c] = times[s].unpaired.get((kind, c), 0) + 1
+            else:
+                dur = work.forward[c] if kind == "F" else work.backward[c]
             if overlap and kind == "B" and mb == last_b[c] and work.grad_sync:
                 # the gradient buckets reduce beside this backward (all but the last bucket,
                 # which waits for its end), slowing the backward (its cores, memory and power)

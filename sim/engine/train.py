@@ -133,8 +133,9 @@ def _ep_beside(f: _Costed, b: _Costed, slow_f: float, slow_b: float) -> tuple[_C
     its two (``events.beside``), the compute on what the collectives leave: ``slow_f`` and
     ``slow_b`` longer, over its own time (``beside_slowdown``); an all-to-all longer than the
     sub-module it is paired with is exposed, however much compute the rest of the layer has.
-    A pass without both all-to-alls pairs its totals. The step's first forward and last
-    backward, exposed in Megatron, are not charged; compute that also hides ZeRO-3 gathers
+    A pass without both all-to-alls pairs its totals. These are the paired passes; the
+    warm-up forwards and cool-down backwards run alone (``events.unpaired``: the pipeline
+    takes the passes as costed before this); compute that also hides ZeRO-3 gathers
     (``side``) is counted for both."""
     busy_f, busy_b = (x.by_category.get("compute", 0.0) + x.by_category.get("recompute", 0.0)
                       for x in (f, b))  # fmt: skip
@@ -578,11 +579,12 @@ def _simulate_training(
     def total(costs: tuple[OpCost, ...]) -> float:
         return sum(c.total_time_s for c in costs)
 
-    works, costed, comms = [], [], []
+    works, costed, comms, alone = [], [], [], []
     for chunks in plan.stages:
         per = [(_cost_pass(c.forward, c.fsdp_forward, c.layers, system, overlap),
                 _cost_pass(c.backward, c.fsdp_backward, c.layers, system, overlap))
                for c in chunks]  # fmt: skip
+        plain = per  # (each pass alone: the combined 1F1B's warm-up and cool-down passes)
         if t.ep_overlap and overlap:
             per = [
                 _ep_beside(
@@ -594,6 +596,7 @@ def _simulate_training(
                 for f, b in per
             ]
         costed.append(per)
+        alone.append(plain)
         syncs = [cost_ops(c.grad_sync, system) for c in chunks]
         gathers = cost_ops(tuple(op for c in chunks for op in c.param_gather), system)
         comms.append(syncs + [gathers])
@@ -614,6 +617,8 @@ def _simulate_training(
                 param_gather_slowdown=gather_slow,
                 forward_parts=tuple(f.parts for f, _ in per),
                 backward_parts=tuple(b.parts for _, b in per),
+                forward_alone=tuple(f.time_s for f, _ in plain) if plain is not per else (),
+                backward_alone=tuple(b.time_s for _, b in plain) if plain is not per else (),
             )
         )
     opt_costs = cost_ops(plan.optimizer, system)
@@ -638,9 +643,14 @@ def _simulate_training(
     st = timeline.stages[s]
     m = plan.micro_batches
     cats: dict[str, float] = defaultdict(float)
-    for f, b in costed[s]:
+    for c, (f, b) in enumerate(costed[s]):
         for k, v in list(f.by_category.items()) + list(b.by_category.items()):
             cats[k] += v * m
+        # the passes that ran alone: their all-to-all whole, their compute not slowed
+        for kind, x, lone in (("F", f, alone[s][c][0]), ("B", b, alone[s][c][1])):
+            n = st.unpaired.get((kind, c), 0)
+            for k in ("ep", "compute"):
+                cats[k] += n * (lone.by_category.get(k, 0.0) - x.by_category.get(k, 0.0))
     comm = {k: cats.get(k, 0.0) for k in COMM_KINDS}
     comm["dp"] += st.gather_exposed_s
     comm["dp_tail"] = st.sync_end_s - st.backward_end_s
@@ -663,11 +673,16 @@ def _simulate_training(
                     hw += op.flops * op.count
     scale = m * replicas
     op_costs = []
-    for f, b in costed[s]:
-        for x in (f, b):  # an EP all-to-all beside compute is listed by its exposed part
-            op_costs += [(replace(c, time_s=c.time_s * x.ep_exposed)
-                          if x.ep_exposed != 1.0 and _category(c.op) == "ep" else c, m)
-                         for c in x.costs]  # fmt: skip
+    for ci, (f, b) in enumerate(costed[s]):
+        for kind, x in (("F", f), ("B", b)):
+            # an EP all-to-all beside compute is listed by its exposed part, whole in the
+            # passes that ran alone
+            n = st.unpaired.get((kind, ci), 0)
+            for c in x.costs:
+                if x.ep_exposed != 1.0 and _category(c.op) == "ep":
+                    op_costs += [(replace(c, time_s=c.time_s * x.ep_exposed), m - n), (c, n)]
+                else:
+                    op_costs.append((c, m))
     op_costs.append((opt_costs[s], 1))
     fsdp = sum(
         v for f, b in costed[s] for name, v, _ in f.parts + b.parts if name == "fsdp exposed"

@@ -963,3 +963,12 @@ def test_sglang_graph_limit_counts_sequences_not_draft_rows():
     assert host(replace(w, batch=161)) > 0  # more sequences than captured
     with pytest.raises(WorkloadError, match="graph_counts must be one of"):
         replace(s04, graph_counts="rows")
+
+
+def test_a_bad_graph_counts_is_a_one_line_error_and_prompts_count_rows(tmp_path, monkeypatch):
+    # a step with prompts counts its rows even where decode graphs count sequences
+    s = replace(load_runtime("sglang-0.4"), prefill_graphs=True)
+    assert not s.graphed(prompts=True, tokens=4096, sequences=2)
+    assert s.graphed(prompts=False, tokens=400, sequences=100)
+    _preset_refused(tmp_path, monkeypatch, 'name = "odd"\ngraph_counts = "rows"\n',
+                    "graph_counts must be one of")  # fmt: skip

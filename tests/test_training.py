@@ -921,7 +921,8 @@ def test_a_model_of_absurd_depth_ends_in_time_with_bounded_gradient_buckets():
 def test_ep_overlap_hides_the_all_to_all_behind_compute_up_to_the_compute():
     # Megatron-Core's combined 1F1B: dispatch/combine on their own stream beside compute
     t, system = _mixtral()
-    t = replace(t, vp=2)  # with PP the overlap needs the interleaved schedule
+    # with PP the overlap needs the interleaved schedule, and Megatron refuses full recompute
+    t = replace(t, vp=2, recompute="selective")
     plain = simulate_training(t, system)
     hidden = simulate_training(replace(t, ep_overlap=True), system)
     ep0, ep1 = (r.breakdown["communication_s"]["ep"] for r in (plain, hidden))
@@ -1024,7 +1025,7 @@ def test_ep_overlap_pairs_a_forward_with_another_micro_batchs_backward():
 
 def test_an_overlapped_all_to_all_is_listed_by_its_exposed_part():
     t, system = _mixtral()
-    r = simulate_training(replace(t, vp=2, ep_overlap=True), system)
+    r = simulate_training(replace(t, vp=2, ep_overlap=True, recompute="selective"), system)
     rows = [x for x in r.op_rows()
             if x["name"].removesuffix(".bwd").split(".")[-1].startswith("ep_")]  # fmt: skip
     listed = sum(x["time_s"] for x in rows)
@@ -1493,25 +1494,47 @@ def test_ep_overlap_pairs_each_all_to_all_with_one_sub_module_of_the_other_pass(
 
 
 def test_combined_1f1b_runs_warm_up_forwards_and_cool_down_backwards_alone():
-    """Megatron-Core's combined 1F1B pairs a forward with a backward only in the steady
+    """Megatron-Core's combined 1F1B warms up with one more forward (schedules.py:
+    num_warmup_microbatches += 1) and pairs a forward with a backward only in the steady
     phase: the warm-up forwards and the cool-down backwards run alone (their all-to-all
-    whole); on one stage forward i + 1 pairs with backward i, so the first forward and the
-    last backward run alone."""
-    from sim.engine.events import schedule, unpaired
+    whole); without a pipeline forward i + 1 pairs with backward i; where the warm-up takes
+    every forward, nothing pairs."""
+    from sim.engine.events import StageWork, run_pipeline, schedule, unpaired
 
-    order = schedule(4, 2, 8, 0)  # warm-up (4 - 0 - 1) x 2 + (2 - 1) x 4 = 10 forwards
-    lone = unpaired(order)
-    assert len(lone) == 20
-    assert all(order[i][0] == "F" for i in sorted(lone)[:10])
-    assert all(order[i][0] == "B" for i in sorted(lone)[10:])
-    one = schedule(1, 1, 8, 0)
+    order = schedule(4, 2, 8, 0, combined=True)  # (4 - 0 - 1) x 2 + (2 - 1) x 4 + 1 = 11
+    lone = sorted(unpaired(order))
+    assert len(lone) == 22 and len(schedule(4, 2, 8, 0)) == len(order) == 32
+    assert all(order[i][0] == "F" for i in lone[:11]) and all(order[i][0] == "B" for i in lone[11:])
+    last = schedule(4, 2, 8, 3, combined=True)  # the last stage warms up (2 - 1) x 4 + 1 = 5
+    assert len(unpaired(last)) == 10
+    # every steady pair joins a forward and a backward of different micro-batches
+    first_b = next(i for i, x in enumerate(last) if x[0] == "B")
+    assert last[first_b - 1][1:] != last[first_b][1:]
+    one = schedule(1, 1, 8, 0, combined=True)
     assert unpaired(one) == {0, len(one) - 1}
+    warm_all = schedule(4, 2, 4, 0, combined=True)  # m = p: the warm-up is every forward
+    assert unpaired(warm_all) == set(range(len(warm_all)))
     # the pipeline runs those passes at their alone durations and counts them
-    from sim.engine.events import StageWork, run_pipeline
-
     paired = [StageWork(forward=(1.0,), backward=(2.0,)) for _ in range(2)]
     lone_work = [replace(w, forward_alone=(1.5,), backward_alone=(2.5,)) for w in paired]
     a, b = run_pipeline(paired, 4), run_pipeline(lone_work, 4)
-    for s in range(2):  # stage 0 warms up with one forward; stage 1 pairs F i+1 with B i
-        assert b.stages[s].busy_s - a.stages[s].busy_s == pytest.approx(0.5 + 0.5)
-        assert b.stages[s].unpaired == {("F", 0): 1, ("B", 0): 1}
+    # stage 0 warms up with 1 + 1 forwards, stage 1 (no warm-up) with 1
+    assert b.stages[0].unpaired == {("F", 0): 2, ("B", 0): 2}
+    assert b.stages[1].unpaired == {("F", 0): 1, ("B", 0): 1}
+    assert b.stages[1].busy_s - a.stages[1].busy_s == pytest.approx(0.5 + 0.5)
+
+
+def test_ep_overlap_breakdown_adds_up_to_the_step_and_lone_passes_draw_their_own_parts():
+    t, system = _mixtral()
+    r = simulate_training(replace(t, vp=2, ep_overlap=True, recompute="selective"), system,
+                          trace=True)  # fmt: skip
+    b = r.breakdown
+    total = (b["compute_s"] + b["recompute_s"] + sum(b["communication_s"].values())
+             + b["pipeline_bubble_s"] + b["optimizer_s"])  # fmt: skip
+    assert total == pytest.approx(r.step_time_s, rel=1e-3)
+    # a lone pass's trace draws the parts of the pass run alone, its all-to-alls by name;
+    # a paired pass draws only what its pairing exposed
+    stage0 = [e for e in r.timeline.events if e["pid"] == 0]
+    named = [e for e in stage0 if e["name"].removesuffix(".bwd").split(".")[-1].startswith("ep_")]
+    lone = sum(r.timeline.stages[0].unpaired.values())  # (22: 11 warm-up, 11 cool-down)
+    assert lone == 22 and len(named) == 2 * lone  # each: its dispatch and its combine

@@ -455,14 +455,16 @@ class Runtime:
         prompt tokens (a prefill, or a serving iteration with prompt chunks); ``tokens``: its
         token rows (None: a size the runtime captures; an array gives one answer a point);
         ``tp``: the model's tensor-parallel degree (``graph_limit``); ``sequences``: its
-        sequences, which the limit counts instead where ``graph_counts = "sequences"`` (more
-        rows than sequences under speculative decoding; None: as many as rows)."""
+        sequences, which the limit counts instead where ``graph_counts = "sequences"`` in a
+        step without prompts (more rows than sequences under speculative decoding; None: as
+        many as rows)."""
         graphed = self.cuda_graphs and (self.prefill_graphs or not prompts)
         limit = self.graph_limit(tp)
         if not graphed or not limit or tokens is None:
             return graphed
-        counted = sequences if self.graph_counts == "sequences" and sequences is not None else (
-            tokens)  # fmt: skip
+        # (a step with prompts counts its rows: a sequence-counted graph holds decodes only)
+        by_seq = self.graph_counts == "sequences" and sequences is not None and not prompts
+        counted = sequences if by_seq else tokens
         return np.asarray(counted) <= limit
 
     def break_s(self, prompts: bool = False) -> float:

@@ -50,6 +50,8 @@ class StageWork:
     # warm-up forwards and the cool-down backwards (``unpaired``); empty: no pairing
     forward_alone: tuple[float, ...] = ()
     backward_alone: tuple[float, ...] = ()
+    forward_alone_parts: tuple[tuple[Part, ...], ...] = ()
+    backward_alone_parts: tuple[tuple[Part, ...], ...] = ()
 
 
 @dataclass(slots=True)
@@ -92,8 +94,14 @@ class Timeline:
         files.write_text(path, files.dumps(self.chrome_trace(meta)), "--trace")
 
 
-def schedule(p: int, v: int, m: int, stage: int) -> list[tuple[str, int, int]]:
-    """The (F|B, micro-batch, chunk) order of ``stage`` for 1F1B (v = 1) or interleaved."""
+def schedule(
+    p: int, v: int, m: int, stage: int, combined: bool = False
+) -> list[tuple[str, int, int]]:
+    """The (F|B, micro-batch, chunk) order of ``stage`` for 1F1B (v = 1) or interleaved;
+    ``combined``: Megatron-Core's combined 1F1B (the EP all-to-all overlap), which warms up
+    with one more forward so that each steady forward pairs with the backward of another
+    micro-batch (schedules.py: 'if overlap_moe_expert_parallel_comm: num_warmup_microbatches
+    += 1'; without a pipeline, forward i + 1 beside backward i)."""
     total = m * v
 
     def task(k: int, forward: bool) -> tuple[str, int, int]:
@@ -105,6 +113,8 @@ def schedule(p: int, v: int, m: int, stage: int) -> list[tuple[str, int, int]]:
         return ("F" if forward else "B", mb, chunk)
 
     warm = min(p - stage - 1, m) if v == 1 else min((p - stage - 1) * 2 + (v - 1) * p, total)
+    if combined:
+        warm = min(warm + 1, total)
     order = [task(k, True) for k in range(warm)]
     for i in range(total - warm):
         order += [task(warm + i, True), task(i, False)]
@@ -113,16 +123,15 @@ def schedule(p: int, v: int, m: int, stage: int) -> list[tuple[str, int, int]]:
 
 
 def unpaired(order: list[tuple[str, int, int]]) -> set[int]:
-    """The positions in a stage's ``order`` (``schedule``) of the passes that run alone where
-    a forward and a backward of other micro-batches are paired (Megatron-Core's combined 1F1B,
+    """The positions in a stage's combined-1F1B ``order`` (``schedule(..., combined=True)``)
+    of the passes that run alone (Megatron-Core's combined 1F1B,
     megatron/core/pipeline_parallel/combined_1f1b.py): the warm-up forwards before the first
-    steady (forward, backward) pair and the cool-down backwards after the last; without
-    warm-up (one stage) forward i + 1 pairs with backward i, so the first forward and the last
-    backward."""
+    steady (forward, backward) pair and as many cool-down backwards after the last; every pass
+    where the warm-up takes all the forwards."""
     first_b = next(i for i, task in enumerate(order) if task[0] == "B")
+    if not any(task[0] == "F" for task in order[first_b:]):
+        return set(range(len(order)))
     warm = first_b - 1  # the forward just before the first backward is its pair
-    if warm <= 0:
-        return {0, len(order) - 1}
     return set(range(warm)) | set(range(len(order) - warm, len(order)))
 
 
@@ -218,7 +227,7 @@ def run_pipeline(
         work = stages[s]
         comm = simpy.Resource(env, capacity=1)
         syncs = []
-        order = schedule(p, v, m, s)
+        order = schedule(p, v, m, s, combined=bool(work.forward_alone))
         last_b = {c: max(mb for kind, mb, cc in order if kind == "B" and cc == c) for c in range(v)}
         alone = unpaired(order) if work.forward_alone else set()
         for i, (kind, mb, c) in enumerate(order):
@@ -249,7 +258,10 @@ def run_pipeline(
             if trace:
                 record(s, 0, f"{kind}{mb}.{c}", start, dur, "forward" if kind == "F" else "backward",
                        {"micro_batch": mb, "chunk": c})  # fmt: skip
-                parts = work.forward_parts if kind == "F" else work.backward_parts
+                if i in alone:
+                    parts = work.forward_alone_parts if kind == "F" else work.backward_alone_parts
+                else:
+                    parts = work.forward_parts if kind == "F" else work.backward_parts
                 t = start
                 for name, d, cat in parts[c] if parts else ():
                     record(s, 0, name, t, d, cat)

@@ -50,6 +50,8 @@ class _Costed:
     parts: tuple[Part, ...]
     by_category: dict[str, float]  # compute | recompute | tp | cp | ep | dp
     ep_exposed: float = 1.0  # the share of the EP all-to-all time on the critical path
+    # the same share for the dispatches and for the combines where they are paired apart
+    ep_role_exposed: dict[str, float] = field(default_factory=dict)
     beside_s: float = 0.0  # compute slowed by collectives beside it (in by_category compute)
     side: tuple[OpCost, ...] = ()  # the ZeRO-3 collectives beside the pass, costed
 
@@ -101,24 +103,33 @@ def _ep_costs(x: _Costed) -> list[OpCost]:
 
 
 def _ep_roles(x: _Costed) -> dict[str, float] | None:
-    """A pass's time by its part in Megatron-Core's combined 1F1B: ``dispatch`` and
-    ``combine`` (its expert-parallel all-to-alls), ``experts`` (the compute between them in
-    the pass's order: the forward's dispatch -> combine, the backward's combine -> dispatch)
-    and ``rest`` (the other compute: the attention block, the router, the layers without
-    experts, the embedding and the head); None where the pass has no dispatch or combine."""
-    roles = {"dispatch": 0.0, "combine": 0.0, "experts": 0.0, "rest": 0.0}
-    ep = [i for i, c in enumerate(x.costs) if _category(c.op) == "ep"]
+    """A pass's time by its part in Megatron-Core's combined 1F1B, over its layers with
+    experts (the ops that repeat as often as its all-to-alls): ``dispatch`` and ``combine``
+    (the all-to-alls), ``experts`` (the compute between them in the pass's order: the
+    forward's dispatch -> combine, the backward's combine -> dispatch) and ``rest`` (the
+    attention block and the router); compute outside those layers (the embedding, the head
+    and loss, layers without experts) runs outside the pairs and hides nothing. None where the
+    pass has no dispatch or combine."""
+    roles = {"dispatch": 0.0, "combine": 0.0, "experts": 0.0, "rest": 0.0,
+             "dispatch_alone": 0.0, "combine_alone": 0.0}  # fmt: skip
+    ep = [i for i, c in enumerate(x.costs) if _category(c.op) == "ep" and not c.op.recompute]
     names = [x.costs[i].op.name for i in ep]
     if not any("dispatch" in n for n in names) or not any("combine" in n for n in names):
         return None
-    first, last = ep[0], ep[-1]
+    first, last, layers = ep[0], ep[-1], x.costs[ep[0]].op.count
     for i, c in enumerate(x.costs):
         cat = _category(c.op)
         if cat == "ep":
-            roles["dispatch" if "dispatch" in c.op.name else "combine"] += c.total_time_s
-        elif cat in ("compute", "recompute"):
+            # a recomputed forward's all-to-alls (full recompute) pair with nothing here
+            roles[_ep_role(c.op) + ("_alone" if c.op.recompute else "")] += c.total_time_s
+        elif cat in ("compute", "recompute") and c.op.count == layers:
             roles["experts" if first < i < last else "rest"] += c.total_time_s
     return roles
+
+
+def _ep_role(op: Op) -> str:
+    """An expert-parallel all-to-all's part: ``dispatch`` or ``combine``."""
+    return "dispatch" if "dispatch" in op.name else "combine"
 
 
 def _ep_beside(f: _Costed, b: _Costed, slow_f: float, slow_b: float) -> tuple[_Costed, _Costed]:
@@ -132,8 +143,11 @@ def _ep_beside(f: _Costed, b: _Costed, slow_f: float, slow_b: float) -> tuple[_C
     forward's combine beside the backward's attention block. Each pair takes the longer of
     its two (``events.beside``), the compute on what the collectives leave: ``slow_f`` and
     ``slow_b`` longer, over its own time (``beside_slowdown``); an all-to-all longer than the
-    sub-module it is paired with is exposed, however much compute the rest of the layer has.
-    A pass without both all-to-alls pairs its totals. These are the paired passes; the
+    sub-module it is paired with is exposed, however much compute the rest of the layer has;
+    a recomputed forward's all-to-alls (full recompute, which Megatron-Core's TransformerConfig
+    refused with the overlap and its later docs allow only with an explicit method and layer
+    count: benchmarks/research/moe-ep-overlap-2026-12-03.md) pair with nothing. A pass
+    without both all-to-alls pairs its totals. These are the paired passes; the
     warm-up forwards and cool-down backwards run alone (``events.unpaired``: the pipeline
     takes the passes as costed before this); compute that also hides ZeRO-3 gathers
     (``side``) is counted for both."""
@@ -141,14 +155,15 @@ def _ep_beside(f: _Costed, b: _Costed, slow_f: float, slow_b: float) -> tuple[_C
                       for x in (f, b))  # fmt: skip
     a2a_f, a2a_b = (x.by_category.get("ep", 0.0) for x in (f, b))
 
-    def moved(x: _Costed, a2a: float, exposed: float, slowed: float) -> _Costed:
+    def moved(x: _Costed, a2a: float, exposed: float, slowed: float,
+              roles: dict[str, float] | None = None) -> _Costed:  # fmt: skip
         by = {**x.by_category, "ep": exposed, "compute": x.by_category.get("compute", 0.0) + slowed}
         parts = [p for p in x.parts if p[2] != "ep"] + [
             ("ep all-to-all exposed", exposed, "ep"),
             ("compute beside ep all-to-all", slowed, "compute")]  # fmt: skip
         return replace(x, time_s=x.time_s - a2a + exposed + slowed, parts=tuple(parts),
                        by_category=by, ep_exposed=exposed / a2a if a2a else 1.0,
-                       beside_s=x.beside_s + slowed)  # fmt: skip
+                       ep_role_exposed=roles or {}, beside_s=x.beside_s + slowed)  # fmt: skip
 
     rf, rb = _ep_roles(f), _ep_roles(b)
     if rf is None or rb is None:
@@ -160,8 +175,20 @@ def _ep_beside(f: _Costed, b: _Costed, slow_f: float, slow_b: float) -> tuple[_C
     exp_f2, add_b2 = beside(rb["experts"], rf["dispatch"], slow_b)
     exp_b3, add_f3 = beside(rf["experts"], rb["dispatch"], slow_f)
     exp_f4, add_b4 = beside(rb["rest"], rf["combine"], slow_b)
-    return (moved(f, a2a_f, exp_f2 + exp_f4, add_f1 + add_f3),
-            moved(b, a2a_b, exp_b1 + exp_b3, add_b2 + add_b4))  # fmt: skip
+
+    def shares(r: dict[str, float], dispatch: float, combine: float) -> dict[str, float]:
+        out = {}
+        for role, exposed in (("dispatch", dispatch), ("combine", combine)):
+            alone, total = r[role + "_alone"], r[role] + r[role + "_alone"]
+            out[role] = (exposed + alone) / total if total else 1.0
+        return out
+
+    lone_f = rf["dispatch_alone"] + rf["combine_alone"]
+    lone_b = rb["dispatch_alone"] + rb["combine_alone"]
+    return (moved(f, a2a_f, exp_f2 + exp_f4 + lone_f, add_f1 + add_f3,
+                  shares(rf, exp_f2, exp_f4)),
+            moved(b, a2a_b, exp_b1 + exp_b3 + lone_b, add_b2 + add_b4,
+                  shares(rb, exp_b3, exp_b1)))  # fmt: skip
 
 
 def _expert_context(w: dict) -> str:
@@ -619,6 +646,8 @@ def _simulate_training(
                 backward_parts=tuple(b.parts for _, b in per),
                 forward_alone=tuple(f.time_s for f, _ in plain) if plain is not per else (),
                 backward_alone=tuple(b.time_s for _, b in plain) if plain is not per else (),
+                forward_alone_parts=tuple(f.parts for f, _ in plain) if plain is not per else (),
+                backward_alone_parts=tuple(b.parts for _, b in plain) if plain is not per else (),
             )
         )
     opt_costs = cost_ops(plan.optimizer, system)
@@ -680,7 +709,10 @@ def _simulate_training(
             n = st.unpaired.get((kind, ci), 0)
             for c in x.costs:
                 if x.ep_exposed != 1.0 and _category(c.op) == "ep":
-                    op_costs += [(replace(c, time_s=c.time_s * x.ep_exposed), m - n), (c, n)]
+                    exposed = x.ep_role_exposed.get(_ep_role(c.op), x.ep_exposed)
+                    op_costs.append((replace(c, time_s=c.time_s * exposed), m - n))
+                    if n:
+                        op_costs.append((c, n))
                 else:
                     op_costs.append((c, m))
     op_costs.append((opt_costs[s], 1))
@@ -692,7 +724,12 @@ def _simulate_training(
     return TrainResult(
         step_energy_j=step_energy,
         side_comm_s=fsdp * m + st.gather_exposed_s + comm["dp_tail"],
-        side_compute_s=m * sum(f.beside_s + b.beside_s for f, b in costed[s]),
+        side_compute_s=sum(
+            (m - st.unpaired.get((kind, c), 0)) * x.beside_s
+            + st.unpaired.get((kind, c), 0) * lone.beside_s
+            for c, (fb, lone_fb) in enumerate(zip(costed[s], alone[s], strict=True))
+            for kind, x, lone in (("F", fb[0], lone_fb[0]), ("B", fb[1], lone_fb[1]))
+        ),
         workload=plan.describe,
         system=system.describe(),
         step_time_s=timeline.step_s,

@@ -663,11 +663,16 @@ def _training_for(row: dict) -> Training:
         return base
     system = _system(row, row["chips"])
     capacity = system.chip.main_memory.capacity_bytes
-    for policy in ("none", "selective", "full"):
+    # (with the combined 1F1B EP overlap Megatron-Core 0.14-0.15 refuses full recomputation,
+    # TransformerConfig: 'disable full recomputation when enabling
+    # overlap_moe_expert_parallel_comm', and later versions take it only with an explicit
+    # method and layer count: its recipes recompute selectively)
+    policies = ("none", "selective") if base.ep_overlap else ("none", "selective", "full")
+    for policy in policies:
         t = replace(base, recompute=policy, chips_per_node=system.chips_per_node)
         if max(m.total_bytes for m in t.lower().memory) <= capacity:
             return t
-    return replace(base, recompute="full")
+    return replace(base, recompute=policies[-1])
 
 
 def _predict_train(row: dict) -> tuple[float, dict]:

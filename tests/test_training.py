@@ -1538,3 +1538,21 @@ def test_ep_overlap_breakdown_adds_up_to_the_step_and_lone_passes_draw_their_own
     named = [e for e in stage0 if e["name"].removesuffix(".bwd").split(".")[-1].startswith("ep_")]
     lone = sum(r.timeline.stages[0].unpaired.values())  # (22: 11 warm-up, 11 cool-down)
     assert lone == 22 and len(named) == 2 * lone  # each: its dispatch and its combine
+
+
+def test_deepep_holds_the_runtimes_cores_beside_compute():
+    """Megatron-Core gives DeepEP's kernels --moe-deepep-num-sms cores (20 by default), not
+    NCCL's 16: compute beside its all-to-alls runs on what those leave."""
+    from sim.cost.roofline import beside_slowdown, cost_ops
+
+    t = Training(model=load_model("mixtral-8x7b"), seq=4096, micro_batch=1, global_batch=64,
+                 dp=64, ep=8, ep_dispatcher="deepep", runtime="megatron-core")  # fmt: skip
+    chunk = t.lower().stages[0][0]
+    ep = [op for op in chunk.forward if op.name.startswith("ep_")]
+    assert ep and all(op.collective.cores == 20 for op in ep)
+    system = load_system("h100-sxm", 64)
+    compute = cost_ops([op for op in chunk.backward if op.kind is OpKind.GEMM], system)
+    a2a = cost_ops(ep, system)
+    nccl = cost_ops([replace(op, collective=replace(op.collective, cores=0)) for op in ep],
+                    system)  # fmt: skip
+    assert beside_slowdown(compute, a2a, system) > beside_slowdown(compute, nccl, system)

@@ -295,6 +295,8 @@ class Collective:
     # (DeepEP's dispatch and combine, its own NVLink and RDMA copies), costed on the links'
     # alpha-beta model, not the link's measured NCCL all-to-all (COLLECTIVE_LIBRARIES)
     library: str = ""
+    # the cores its kernels hold while compute runs beside it (0: the system's collective_cores)
+    cores: int = 0
     # a point-to-point transfer (send_recv): the size of the communicator it runs in (NCCL
     # gives a peer fewer channels in a larger one: ``sim.cost.collectives.p2p_channels``; 0: the
     # group) and how many equal messages ``bytes`` carries one after another (a context-

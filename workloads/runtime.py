@@ -108,6 +108,9 @@ source:
   kernel, SGLang's ``moe_fused_gate``, TensorRT-LLM's ``noaux_tc``), about 17 for the PyTorch
   ops run eagerly, 7 under torch.compile (Inductor's fused kernels and its three ``topk``
   calls); charged in place of the one top-k kernel of the routing op;
+- ``deepep_num_sms`` (training): the cores DeepEP's dispatch and combine kernels hold while
+  compute runs beside them (Megatron-Core's ``--moe-deepep-num-sms``, 20 by default); 0: the
+  system's ``collective_cores``, as NCCL's;
 - ``mla_decode_kernels`` (inference): the launches of an MLA attention block (DeepSeek-V2/V3)
   a layer in decode, at one token row and at more, from the input norm to the all-reduce, as
   the engine's code issues them (SGLang 0.4's fp8 quantisation chains before the absorbed
@@ -278,6 +281,7 @@ class Runtime:
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
     moe_kernel: str = "library"  # library | triton (MOE_KERNELS): routed expert GEMMs
     grouped_topk_kernels: int = 1  # launches of a group-limited router's top-k (n_groups > 1)
+    deepep_num_sms: int = 0  # cores DeepEP's dispatch and combine hold (0: the system's NCCL count)
     # launches of an MLA attention block a layer in decode, (at one token row, at more), as
     # the engine's code runs it; (): roofsim's own ops
     mla_decode_kernels: tuple[int, ...] = ()
@@ -376,6 +380,7 @@ class Runtime:
             "weight_only_kernel": self.weight_only_kernel,
             "moe_kernel": self.moe_kernel,
             "grouped_topk_kernels": self.grouped_topk_kernels,
+            "deepep_num_sms": self.deepep_num_sms,
             "mla_decode_kernels": list(self.mla_decode_kernels),
             "mla_absorb": self.mla_absorb,
             "sampler_greedy_bytes": self.sampler_greedy_bytes,
@@ -613,6 +618,11 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     if not _count(topk):
         raise WorkloadError(f"{where}: grouped_topk_kernels must be an integer >= 1 (the "
                             f"kernels a group-limited top-k launches), got {topk!r}")  # fmt: skip
+    deepep_sms = raw.get("deepep_num_sms", 0)
+    if isinstance(deepep_sms, bool) or not isinstance(deepep_sms, int) or deepep_sms < 0:
+        raise WorkloadError(f"{where}: deepep_num_sms must be an integer >= 0 (the cores "
+                            "DeepEP's kernels hold; 0: the system's collective_cores), got "
+                            f"{deepep_sms!r}")  # fmt: skip
     mla = raw.get("mla_decode_kernels", [])
     if not isinstance(mla, list) or len(mla) not in (0, 2) or not all(map(_count, mla)):
         raise WorkloadError(f"{where}: mla_decode_kernels must be two integers >= 1 (the MLA "
@@ -722,6 +732,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         graph_max_tokens=max_tokens,
         graph_max_tokens_tp4=max_tokens_tp4,
         grouped_topk_kernels=topk,
+        deepep_num_sms=deepep_sms,
         mla_decode_kernels=tuple(mla),
         mla_absorb=raw.get("mla_absorb", "bmm"),  # checked by Runtime.__post_init__
         graph_counts=raw.get("graph_counts", "tokens"),  # checked by Runtime.__post_init__

@@ -666,6 +666,7 @@ class _TrainLowering:
         runtime = load_runtime(t.runtime) if t.runtime else load_runtime()
         self.norm_key = runtime.norm_primitive(self.m.norm)
         self.rope_key = runtime.rope_primitive
+        self.deepep_sms = runtime.deepep_num_sms  # the cores DeepEP's kernels hold
         # cycles an element of the eager primitives' scalar kernels (--elementwise eager under
         # a fused runtime: plain PyTorch's, whose primitives these are)
         eager_rt = runtime if runtime.elementwise == "eager" else load_runtime("pytorch-eager")
@@ -897,14 +898,16 @@ class _TrainLowering:
             op = self.b.collective(f"ep_{what}_all_to_all", "all_to_all", copies, t.ep,
                                    self.ep_local)  # fmt: skip
             if op and t.ep_dispatcher == "deepep":  # DeepEP's own NVLink kernels, not NCCL's
-                op = replace(op, collective=replace(op.collective, library="deepep"))  # type: ignore[arg-type]
+                op = replace(op, collective=replace(op.collective, library="deepep",  # type: ignore[arg-type]
+                                                    cores=self.deepep_sms))  # fmt: skip
             return [op] if op else []
         nodes = -(-t.ep // self.ep_local)
         once = tokens * self.m.hidden * self.ab * moe.nodes_per_token(nodes)
         net = self.b.collective(f"ep_{what}_network", "all_to_all", once, nodes, 1)
         nvl = self.b.collective(f"ep_{what}_nvlink", "all_to_all", copies, self.ep_local,
                                 self.ep_local)  # fmt: skip
-        return [replace(op, collective=replace(op.collective, library="deepep"))  # type: ignore[arg-type]
+        return [replace(op, collective=replace(op.collective, library="deepep",  # type: ignore[arg-type]
+                                               cores=self.deepep_sms))
                 for op in (net, nvl) if op]  # fmt: skip
 
     def moe_layer(self, window: int = 0) -> list[Op]:

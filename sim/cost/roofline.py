@@ -1587,9 +1587,17 @@ def beside_slowdown(
         return 0.0
     chip = system.chip
     # the collectives beside it hold the cores the most demanding of them takes
-    held = max((system.collective_cores_of(c.kind, c.group, c.local)
+    held = max((c.cores or system.collective_cores_of(c.kind, c.group, c.local)
                 for x in collectives if (c := x.op.collective) is not None and c.group > 1),
                default=system.collective_cores)  # fmt: skip
+    if held >= chip.n_cores and any(
+        c.cores == held for x in collectives if (c := x.op.collective) is not None
+    ):
+        raise ConfigError(
+            f"chip {chip.name!r}: the runtime's deepep_num_sms ({held}) must be below "
+            f"compute.n_cores ({chip.n_cores}) for compute to run beside DeepEP's kernels "
+            "(a runtime preset with fewer, or --no-overlap)"
+        )
     if held >= chip.n_cores:
         ring = held != system.collective_cores
         field = "ring_collective_cores" if ring else "collective_cores"

@@ -1556,3 +1556,12 @@ def test_deepep_holds_the_runtimes_cores_beside_compute():
     nccl = cost_ops([replace(op, collective=replace(op.collective, cores=0)) for op in ep],
                     system)  # fmt: skip
     assert beside_slowdown(compute, a2a, system) > beside_slowdown(compute, nccl, system)
+
+
+def test_the_combined_1f1b_keeps_one_more_micro_batch_of_activations():
+    t, _ = _mixtral()
+    t = replace(t, vp=2, recompute="selective")
+    plain, overlap = (max(m.activation_bytes for m in x.lower().memory)
+                      for x in (t, replace(t, ep_overlap=True)))  # fmt: skip
+    # stage 0 warms up (4 - 1) x 2 + (2 - 1) x 4 + 1 = 11 chunks, 12 with the overlap
+    assert overlap / plain == pytest.approx(12 / 11)

@@ -1422,12 +1422,17 @@ class _TrainLowering:
         weights = 2.0 * shard(t.zero >= 3)
         grads = t.grad_bytes * shard(t.zero >= 2)
         optim = 12.0 * shard(t.zero >= 1)
-        # micro-batches whose activations are alive at the peak of the schedule
+        # micro-batches whose activations are alive at the peak of the schedule; the combined
+        # 1F1B (--ep-overlap) warms up with one forward more, so one more is alive
+        # (schedules.py: 'if overlap_moe_expert_parallel_comm: num_warmup_microbatches += 1';
+        # without a pipeline forward i + 1 runs beside backward i)
+        extra = 1 if t.ep_overlap else 0
         if t.vp == 1:
-            in_flight = min(t.micro_batches, t.pp - stage)
+            in_flight = min(t.micro_batches, t.pp - stage + extra)
             act = in_flight * sum(c.activation_bytes for c in chunks)
         else:
-            warm = min((t.pp - stage - 1) * 2 + (t.vp - 1) * t.pp + 1, t.micro_batches * t.vp)
+            warm = min((t.pp - stage - 1) * 2 + (t.vp - 1) * t.pp + 1 + extra,
+                       t.micro_batches * t.vp)  # fmt: skip
             per_chunk = sum(c.activation_bytes for c in chunks) / t.vp
             act = warm * per_chunk
         # transient: one layer's full activations during recompute, fp32 logits and their grad

@@ -1565,3 +1565,25 @@ def test_the_combined_1f1b_keeps_one_more_micro_batch_of_activations():
                       for x in (t, replace(t, ep_overlap=True)))  # fmt: skip
     # stage 0 warms up (4 - 1) x 2 + (2 - 1) x 4 + 1 = 11 chunks, 12 with the overlap
     assert overlap / plain == pytest.approx(12 / 11)
+
+
+def test_ep_overlap_pairs_only_the_expert_layers_own_compute():
+    """The pairing takes the ops of the layers with experts: not a mixed chunk's dense layers
+    (``dense.`` ops, however many), and under full recompute not the recomputed forward."""
+    from sim.engine.train import _cost_pass, _ep_roles
+
+    system = load_system("h100-sxm", 1024)
+    ds = Training(model=load_model("deepseek-v3"), seq=4096, micro_batch=1, global_batch=1024,
+                  tp=2, pp=16, ep=64, etp=1, dp=64, sp=True, ep_dispatcher="deepep",
+                  recompute="selective")  # fmt: skip
+    chunk = ds.lower().stages[0][0]  # 3 dense layers, 1 with experts
+    roles = _ep_roles(_cost_pass(chunk.forward, (), chunk.layers, system, True))
+    moe_only = tuple(op for op in chunk.forward if not op.name.startswith("dense."))
+    assert roles == _ep_roles(_cost_pass(moe_only, (), chunk.layers, system, True))
+    t, mix = _mixtral()
+    full = replace(t, vp=2, ep_overlap=True).lower().stages[0][0]
+    b = _ep_roles(_cost_pass(full.backward, (), full.layers, mix, True))
+    sel = replace(t, vp=2, ep_overlap=True, recompute="selective").lower().stages[0][0]
+    b_sel = _ep_roles(_cost_pass(sel.backward, (), sel.layers, mix, True))
+    assert b["dispatch_alone"] > 0 and b_sel["dispatch_alone"] == 0
+    assert b["rest"] <= b_sel["rest"] * 1.001  # the recomputed forward does not join the rest

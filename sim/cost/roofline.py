@@ -1591,12 +1591,13 @@ def beside_slowdown(
                 for x in collectives if (c := x.op.collective) is not None and c.group > 1),
                default=system.collective_cores)  # fmt: skip
     if held >= chip.n_cores and any(
-        c.cores == held for x in collectives if (c := x.op.collective) is not None
+        c.cores >= chip.n_cores for x in collectives if (c := x.op.collective) is not None
     ):
         raise ConfigError(
-            f"chip {chip.name!r}: the runtime's deepep_num_sms ({held}) must be below "
-            f"compute.n_cores ({chip.n_cores}) for compute to run beside DeepEP's kernels "
-            "(a runtime preset with fewer, or --no-overlap)"
+            f"chip {chip.name!r}: the runtime's deepep_num_sms must be below "
+            f"compute.n_cores ({chip.n_cores}) for compute to run beside DeepEP's kernels, got "
+            f"{max(c.cores for x in collectives if (c := x.op.collective) is not None)} (a "
+            "runtime preset with fewer, or --no-overlap)"
         )
     if held >= chip.n_cores:
         ring = held != system.collective_cores

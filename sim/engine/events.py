@@ -128,7 +128,9 @@ def unpaired(order: list[tuple[str, int, int]]) -> set[int]:
     megatron/core/pipeline_parallel/combined_1f1b.py): the warm-up forwards before the first
     steady (forward, backward) pair and as many cool-down backwards after the last; every pass
     where the warm-up takes all the forwards."""
-    first_b = next(i for i, task in enumerate(order) if task[0] == "B")
+    first_b = next((i for i, task in enumerate(order) if task[0] == "B"), None)
+    if first_b is None:
+        raise ValueError("unpaired: the order has no backward (a training schedule has one)")
     if not any(task[0] == "F" for task in order[first_b:]):
         return set(range(len(order)))
     warm = first_b - 1  # the forward just before the first backward is its pair
@@ -230,6 +232,9 @@ def run_pipeline(
         order = schedule(p, v, m, s, combined=bool(work.forward_alone))
         last_b = {c: max(mb for kind, mb, cc in order if kind == "B" and cc == c) for c in range(v)}
         alone = unpaired(order) if work.forward_alone else set()
+        assert bool(work.forward_alone) == bool(stages[0].forward_alone), (
+            "every stage runs the combined 1F1B or none does"
+        )
         for i, (kind, mb, c) in enumerate(order):
             up = upstream(kind, mb, c, s)
             if up is not None:

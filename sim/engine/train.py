@@ -116,15 +116,27 @@ def _ep_roles(x: _Costed) -> dict[str, float] | None:
     names = [x.costs[i].op.name for i in ep]
     if not any("dispatch" in n for n in names) or not any("combine" in n for n in names):
         return None
+    if len({x.costs[i].op.count for i in ep}) > 1:
+        return None  # (all-to-alls of different layer counts: pair the totals)
     first, last, layers = ep[0], ep[-1], x.costs[ep[0]].op.count
+    group = _layer_group(x.costs[first].op)
+    # a recomputed forward's all-to-alls (full recompute) pair with nothing, nor its compute
+    full = any(_category(c.op) == "ep" and c.op.recompute for c in x.costs)
     for i, c in enumerate(x.costs):
         cat = _category(c.op)
         if cat == "ep":
-            # a recomputed forward's all-to-alls (full recompute) pair with nothing here
             roles[_ep_role(c.op) + ("_alone" if c.op.recompute else "")] += c.total_time_s
-        elif cat in ("compute", "recompute") and c.op.count == layers:
+        elif (cat in ("compute", "recompute") and c.op.count == layers
+              and _layer_group(c.op) == group and not (full and c.op.recompute)):  # fmt: skip
             roles["experts" if first < i < last else "rest"] += c.total_time_s
     return roles
+
+
+def _layer_group(op: Op) -> str:
+    """The layer kind an op belongs to: its name's ``moe.`` / ``dense.`` prefix where a chunk
+    mixes them (``Op.repeated``), empty where it does not."""
+    head = op.name.removeprefix("recompute.").split(".", 1)[0]
+    return head if head in ("moe", "dense") else ""
 
 
 def _ep_role(op: Op) -> str:

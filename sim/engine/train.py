@@ -636,6 +636,7 @@ def _simulate_training(
             ]
         costed.append(per)
         alone.append(plain)
+        lone = plain if plain is not per else []  # passes that run alone: only when paired
         syncs = [cost_ops(c.grad_sync, system) for c in chunks]
         gathers = cost_ops(tuple(op for c in chunks for op in c.param_gather), system)
         comms.append(syncs + [gathers])
@@ -656,10 +657,10 @@ def _simulate_training(
                 param_gather_slowdown=gather_slow,
                 forward_parts=tuple(f.parts for f, _ in per),
                 backward_parts=tuple(b.parts for _, b in per),
-                forward_alone=tuple(f.time_s for f, _ in plain) if plain is not per else (),
-                backward_alone=tuple(b.time_s for _, b in plain) if plain is not per else (),
-                forward_alone_parts=tuple(f.parts for f, _ in plain) if plain is not per else (),
-                backward_alone_parts=tuple(b.parts for _, b in plain) if plain is not per else (),
+                forward_alone=tuple(f.time_s for f, _ in lone),
+                backward_alone=tuple(b.time_s for _, b in lone),
+                forward_alone_parts=tuple(f.parts for f, _ in lone),
+                backward_alone_parts=tuple(b.parts for _, b in lone),
             )
         )
     opt_costs = cost_ops(plan.optimizer, system)

@@ -972,3 +972,13 @@ def test_a_bad_graph_counts_is_a_one_line_error_and_prompts_count_rows(tmp_path,
     assert s.graphed(prompts=False, tokens=400, sequences=100)
     _preset_refused(tmp_path, monkeypatch, 'name = "odd"\ngraph_counts = "rows"\n',
                     "graph_counts must be one of")  # fmt: skip
+
+
+def test_a_bad_loss_kernel_is_a_one_line_error(tmp_path, monkeypatch):
+    _preset_refused(
+        tmp_path,
+        monkeypatch,
+        'name = "odd"\nloss_kernel = "liger"\n',
+        r"^runtime 'odd': loss_kernel must be one of eager, megatron, fused \(or left out\), "
+        r"got 'liger'$",
+    )

@@ -148,6 +148,14 @@ source:
   NVIDIA compute capability (``Chip.compute_capability``) is not among ``sinks_native``, where
   its default kernel takes no sinks: ``triton`` (vLLM's Triton unified attention,
   ``sim.cost.roofline``); empty: the default kernel everywhere;
+- ``loss_kernel`` (training): how the step's cross-entropy over the LM head's logits runs
+  (``workloads.training`` ``LOSS_KERNEL_BYTES``): ``eager`` (PyTorch's ``F.cross_entropy`` on
+  the logits upcast to fp32, log_softmax and nll as separate passes:
+  ``workloads.build.EAGER_PRIMITIVES``), ``megatron`` (Megatron-Core's vocab-parallel
+  cross-entropy: the logits upcast to fp32 and five more passes over them forward, two back)
+  or ``fused`` (one online-softmax kernel on the 16-bit logits forward and one writing their
+  gradient: Transformer Engine's ``parallel_cross_entropy``, flash-attn's Triton
+  ``CrossEntropyLoss``); empty (the default): ``eager`` for an eager runtime, else ``fused``;
 - ``fsdp`` (training, ZeRO-3): the PyTorch FSDP implementation whose own memory kernels run on
   the compute path besides its collectives (``workloads.training``, ``fsdp_kernels``):
   ``fsdp2`` (``fully_shard``, per-parameter DTensors: each all-gather's output copied out into
@@ -230,6 +238,7 @@ GRAPH_COUNTS = ("tokens", "sequences")
 SAMPLINGS = ("greedy", "random", "top-p", "none")
 SAMPLED = ("greedy", "random", "top_p")  # the runtime's sampler_*_bytes / _kernels fields
 FSDP_IMPLEMENTATIONS = ("", "fsdp1", "fsdp2")
+LOSS_KERNELS = ("", "eager", "megatron", "fused")
 DEFAULT_RUNTIME = "fused-graphs"
 #: a diffusion transformer's default: the diffusers pipelines (and the models' reference repos)
 #: run eager PyTorch; a compiled stack is --runtime torch-compile (or fused-graphs)
@@ -306,6 +315,7 @@ class Runtime:
     admission: str = "watermark"  # watermark | reserve (ADMISSIONS): a serving engine's policy
     mixed_prefill: bool = True  # chunked prefill: prompt chunks ride in decode steps (else apart)
     fsdp: str = ""  # "" | fsdp1 | fsdp2 (FSDP_IMPLEMENTATIONS): ZeRO-3's own memory kernels
+    loss_kernel: str = ""  # "" | eager | megatron | fused (LOSS_KERNELS): training's loss
     memory_fraction_of: str = (
         "total"  # total | free | static (MEMORY_FRACTIONS_OF): serve --memory-fraction
     )
@@ -325,7 +335,8 @@ class Runtime:
                              ("mla_absorb", MLA_ABSORBS),
                              ("graph_counts", GRAPH_COUNTS),
                              ("memory_fraction_of", MEMORY_FRACTIONS_OF),
-                             ("fsdp", FSDP_IMPLEMENTATIONS)):  # fmt: skip
+                             ("fsdp", FSDP_IMPLEMENTATIONS),
+                             ("loss_kernel", LOSS_KERNELS)):  # fmt: skip
             value = getattr(self, key)
             if value not in choices:
                 named = ", ".join(c for c in choices if c) + (" (or left out)" if "" in choices
@@ -396,6 +407,7 @@ class Runtime:
             "admission": self.admission,
             "mixed_prefill": self.mixed_prefill,
             "fsdp": self.fsdp,
+            "loss_kernel": self.loss_kernel,
             "memory_fraction_of": self.memory_fraction_of,
             "ring_attention": self.ring_attention,
             "kv_cache": self.kv_cache,
@@ -418,6 +430,11 @@ class Runtime:
         return (
             self.non_torch_bytes_tp if tp > 1 and self.non_torch_bytes_tp else self.non_torch_bytes
         )
+
+    def loss(self, eager: bool) -> str:
+        """The cross-entropy kernel a training step runs (``loss_kernel``; empty: ``eager``
+        where the step's elementwise ops run ``eager``, else ``fused``)."""
+        return self.loss_kernel or ("eager" if eager else "fused")
 
     def norm_primitive(self, norm: str) -> str:
         """The ``workloads.build.EAGER_PRIMITIVES`` key an eager ``norm`` (rmsnorm | layernorm)
@@ -603,6 +620,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     admission = raw.get("admission", "watermark")  # checked by Runtime.__post_init__
     fraction_of = raw.get("memory_fraction_of", "total")  # checked by Runtime.__post_init__
     fsdp = raw.get("fsdp", "")  # checked by Runtime.__post_init__
+    loss_kernel = raw.get("loss_kernel", "")  # checked by Runtime.__post_init__
     flags = {}
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
                          ("training", False), ("fused_wgrad_accumulation", False),
@@ -725,6 +743,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         admission=admission,
         memory_fraction_of=fraction_of,
         fsdp=fsdp,
+        loss_kernel=loss_kernel,
         attention_kernel=kernel,
         sinks_kernel=sinks_kernel,
         sinks_native=tuple(sinks_native),

@@ -69,6 +69,25 @@ from workloads.ops import (
 )
 from workloads.runtime import list_runtimes, load_runtime, runtime_preset
 
+#: Bytes read and written per logit, and kernels, of a training step's cross-entropy over the
+#: LM head's 16-bit logits (``Runtime.loss_kernel``), forward then backward (``eager``: PyTorch's
+#: own, ``workloads.build.EAGER_PRIMITIVES``):
+#: - ``megatron``: Megatron-Core's vocab-parallel cross-entropy (megatron/core/tensor_parallel/
+#:   cross_entropy.py ``VocabParallelCrossEntropy``): the logits upcast ``.float()`` (2+4), their
+#:   row max (4), the max subtracted in place (4+4), ``torch.exp(out=)`` in place (4+4), the row
+#:   sum (4) and the division in place (4+4): 38 B in 6 kernels; backward the saved softmax
+#:   scaled in place by the loss's gradient (4+4) and autograd's cast of the fp32 gradient to the
+#:   logits' dtype (4+2): 14 B in 2 (the target's scatter is per row). Its
+#:   ``cross_entropy_loss_fusion`` variant compiles the same steps (fused_cross_entropy.py) and
+#:   moves no fewer bytes: Inductor writes an in-place update that a reduction or a scatter also
+#:   reads to a fresh buffer and copies it back (that file's own note, fixed in 2026);
+#: - ``fused``: one online-softmax pass over the 16-bit logits (2) and a per-row loss kernel
+#:   forward, and one kernel reading them again and writing the gradient in place (2+2)
+#:   backward (Transformer Engine transformer_engine/pytorch/triton/cross_entropy.py
+#:   ``online_softmax_kernel``, ``cross_entropy_backward_kernel``, which only a loss gradient of
+#:   exactly 1.0 skips; flash-attn's Triton ``CrossEntropyLoss`` the same).
+LOSS_KERNEL_BYTES = {"megatron": (38.0, 6, 14.0, 2), "fused": (2.0, 2, 4.0, 1)}
+
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
 RECOMPUTE = ("none", "selective", "selective-op", "full")
 EP_DISPATCHERS = ("alltoall", "deepep")
@@ -667,6 +686,12 @@ class _TrainLowering:
         self.norm_key = runtime.norm_primitive(self.m.norm)
         self.rope_key = runtime.rope_primitive
         self.deepep_sms = runtime.deepep_num_sms  # the cores DeepEP's kernels hold
+        self.loss = runtime.loss(self.eager)  # the cross-entropy's kernels (LOSS_KERNEL_BYTES)
+        # Megatron-Core's DDP adds a parameter's 16-bit gradient into its main_grad buffer in a
+        # backward hook (distributed_data_parallel.py _make_backward_post_hook:
+        # param.main_grad.add_(param.grad.data)) unless the wgrad GEMM accumulated it there
+        # (fused_wgrad_accumulation): the embedding's, each micro-batch
+        self.main_grad_hook = runtime.fused_wgrad_accumulation
         # cycles an element of the eager primitives' scalar kernels (--elementwise eager under
         # a fused runtime: plain PyTorch's, whose primitives these are)
         eager_rt = runtime if runtime.elementwise == "eager" else load_runtime("pytorch-eager")
@@ -1018,6 +1043,8 @@ class _TrainLowering:
                 mirror = {"all_gather": "reduce_scatter", "reduce_scatter": "all_gather"}
                 kind = mirror.get(c.kind, c.kind)
                 out.append(replace(op, name=f"{op.name}.bwd", collective=replace(c, kind=kind)))
+            elif op.name.split(".")[-1] == "embedding":
+                out.append(self._embedding_backward(op))
             else:
                 # softmax backward reads P and dP and writes dS: 1.5x its forward traffic;
                 # other elementwise ops read the input and the output gradient (2x)
@@ -1036,6 +1063,22 @@ class _TrainLowering:
                 beside = None
         assert beside is None, "a collective beside the op before it cannot come first"
         return out
+
+    def _embedding_backward(self, op: Op) -> Op:
+        """The embedding lookup's backward as PyTorch's dense one runs it
+        (aten/src/ATen/native/cuda/Embedding.cu ``embedding_dense_backward_cuda``): a zeroed
+        gradient of the whole (vocabulary-parallel) table, then the looked-up rows' gradients
+        summed into it (read, fp32 partial sums per index segment written and read back, the
+        rows written: 2 + 4 + 4 + 2 B per element of the lookup); under Megatron-Core's DDP the
+        table's gradient is then added into its main_grad buffer (2 B read, the buffer read and
+        written at its own width) each micro-batch (``main_grad_hook``)."""
+        t, m = self.t, self.m
+        table = math.ceil(m.vocab / t.tp) * m.hidden
+        lookup = self.rows * m.hidden
+        grad = 2.0 * table + (table * (2.0 + 2.0 * t.grad_bytes) if self.main_grad_hook else 0.0)
+        return replace(op, name=f"{op.name}.bwd", flops=op.flops, kernels=3 + self.main_grad_hook,
+                       bytes={Role.ACTIVATION: 12.0 * lookup, Role.GRADIENT: grad},
+                       scalar_kernels=())  # fmt: skip
 
     def recompute(self, forward: list[Op]) -> list[Op]:
         policy = self.t.recompute
@@ -1217,10 +1260,17 @@ class _TrainLowering:
         # the output layer stays 16-bit under fp8 training (Transformer Engine casts only the
         # transformer layers' linears)
         ops.append(self.b16.gemm("lm_head", "head", T, v, m.hidden))
-        # vocabulary-parallel cross-entropy: fp32 softmax over the local logits (read, write
-        # the gradient) and two small all-reduces (max, sum) across the TP group
-        ce = self.b16.elementwise("cross_entropy", "head", 2 * T * v, 2 * T * v, 6.0 * T * v)
-        ops.append(self._eager(ce, "cross_entropy", T * v) if self.eager else ce)
+        # vocabulary-parallel cross-entropy over the local logits, in the runtime's kernels
+        # (LOSS_KERNEL_BYTES; eager: EAGER_PRIMITIVES), and two small all-reduces (max, sum)
+        # across the TP group
+        ce = self.b16.elementwise("cross_entropy", "head", T * v, 0, 6.0 * T * v)
+        if self.loss == "eager":
+            ce = self._eager(ce, "cross_entropy", T * v)
+        else:  # the runtime's own kernels (LOSS_KERNEL_BYTES)
+            fwd, fwd_k, bwd, bwd_k = LOSS_KERNEL_BYTES[self.loss]
+            ce = replace(ce, bytes={Role.ACTIVATION: fwd * T * v}, kernels=fwd_k)
+            self._eager_bwd["cross_entropy"] = (bwd / fwd, (), bwd_k)
+        ops.append(ce)
         ar = self.b.collective("loss_all_reduce", "all_reduce", 2 * T * 4.0, t.tp, self.tp_local)
         return ops + ([ar] if ar else [])
 

@@ -1638,3 +1638,29 @@ def test_the_embeddings_backward_zeroes_and_writes_its_whole_table():
     assert grad_bytes("megatron-core") == pytest.approx((2.0 + 10.0) * table)
     assert grad_bytes("megatron-core", grad_reduce="bf16") == pytest.approx((2.0 + 6.0) * table)
     assert grad_bytes("megatron-core", tp=4) == pytest.approx(12.0 * table / 4, rel=1e-3)
+
+
+def test_megatron_copies_around_its_fused_qkv_split():
+    """Megatron-Core splits the fused QKV output into views: with GQA the query's reshape
+    copies, Transformer Engine makes the strided v contiguous, and the backward concatenates the
+    three gradients (2 + 2 B an element each); a model without RoPE keeps the views (GPT-3: no
+    copy); a runtime whose q, k and v reach the kernel as they are runs none."""
+
+    def copies(model: str, runtime: str = "megatron-core", **kw):
+        t = Training(model=load_model(model), seq=2048, runtime=runtime, **kw)
+        chunk = t.lower().stages[0][0]
+        f = [op for op in chunk.forward if op.name == "qkv_split_copy"]
+        b = [op for op in chunk.backward if op.name == "qkv_split_copy.bwd"]
+        return f, b
+
+    m = load_model("llama-3-8b")
+    hd, tokens = m.head_dim, 2048
+    (f,), (b,) = copies("llama-3-8b")
+    assert f.total_bytes == pytest.approx(4.0 * tokens * hd * (m.n_heads + m.n_kv_heads))
+    assert b.total_bytes == pytest.approx(4.0 * tokens * hd * (m.n_heads + 2 * m.n_kv_heads))
+    mha = load_model("llama-2-7b")  # as many KV heads as query heads: only v is copied
+    (f,), (b,) = copies("llama-2-7b")
+    assert f.total_bytes == pytest.approx(4.0 * tokens * hd * mha.n_kv_heads)
+    assert b.total_bytes == pytest.approx(4.0 * tokens * hd * 3 * mha.n_heads)
+    assert copies("gpt3-5b") == ([], [])  # learned positions: the interleaved views pass
+    assert copies("llama-3-8b", runtime="torch-compile") == ([], [])

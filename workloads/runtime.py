@@ -148,6 +148,10 @@ source:
   NVIDIA compute capability (``Chip.compute_capability``) is not among ``sinks_native``, where
   its default kernel takes no sinks: ``triton`` (vLLM's Triton unified attention,
   ``sim.cost.roofline``); empty: the default kernel everywhere;
+- ``qkv_split_copies`` (training): the fused QKV projection's output is split into q, k and v
+  views whose layout the attention kernel cannot take, so copies run around it (Megatron-Core
+  with Transformer Engine: ``workloads.training`` ``_qkv_split_copies``); false (the default):
+  q, k and v reach the kernel as they are;
 - ``loss_kernel`` (training): how the step's cross-entropy over the LM head's logits runs
   (``workloads.training`` ``LOSS_KERNEL_BYTES``): ``eager`` (PyTorch's ``F.cross_entropy`` on
   the logits upcast to fp32, log_softmax and nll as separate passes:
@@ -316,6 +320,7 @@ class Runtime:
     mixed_prefill: bool = True  # chunked prefill: prompt chunks ride in decode steps (else apart)
     fsdp: str = ""  # "" | fsdp1 | fsdp2 (FSDP_IMPLEMENTATIONS): ZeRO-3's own memory kernels
     loss_kernel: str = ""  # "" | eager | megatron | fused (LOSS_KERNELS): training's loss
+    qkv_split_copies: bool = False  # training: copies around the fused QKV output's split
     memory_fraction_of: str = (
         "total"  # total | free | static (MEMORY_FRACTIONS_OF): serve --memory-fraction
     )
@@ -408,6 +413,7 @@ class Runtime:
             "mixed_prefill": self.mixed_prefill,
             "fsdp": self.fsdp,
             "loss_kernel": self.loss_kernel,
+            "qkv_split_copies": self.qkv_split_copies,
             "memory_fraction_of": self.memory_fraction_of,
             "ring_attention": self.ring_attention,
             "kv_cache": self.kv_cache,
@@ -625,7 +631,8 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
     for key, default in (("cuda_graphs", True), ("prefill_graphs", True), ("async_output", False),
                          ("training", False), ("fused_wgrad_accumulation", False),
                          ("decode_full_graphs", False), ("gqa_repeat", False),
-                         ("separate_projections", False), ("mixed_prefill", True)):  # fmt: skip
+                         ("separate_projections", False), ("mixed_prefill", True),
+                         ("qkv_split_copies", False)):  # fmt: skip
         flags[key] = raw.get(key, default)
         if not isinstance(flags[key], bool):
             raise WorkloadError(f"{where}: {key} must be true or false, got {flags[key]!r}")

@@ -692,6 +692,7 @@ class _TrainLowering:
         # param.main_grad.add_(param.grad.data)) unless the wgrad GEMM accumulated it there
         # (fused_wgrad_accumulation): the embedding's, each micro-batch
         self.main_grad_hook = runtime.fused_wgrad_accumulation
+        self.split_copies = runtime.qkv_split_copies  # _qkv_split_copies
         # cycles an element of the eager primitives' scalar kernels (--elementwise eager under
         # a fused runtime: plain PyTorch's, whose primitives these are)
         eager_rt = runtime if runtime.elementwise == "eager" else load_runtime("pytorch-eager")
@@ -751,6 +752,9 @@ class _TrainLowering:
                 op = replace(op, name="rope", bytes=by)
                 if self.eager:
                     op = self._eager(op, self.rope_key, op.flops / _ROPE_FLOPS)
+                if self.split_copies:
+                    out += [op, self._qkv_split_copies()]
+                    continue
             elif self.eager and op.name.split(".")[-1] in ("q_a_norm", "kv_a_norm"):
                 op = self._eager(op, self.norm_key, op.flops / _NORM_FLOPS[self.m.norm], False)
             elif self.eager and op.name.endswith("_act"):
@@ -758,6 +762,28 @@ class _TrainLowering:
                 op = self._eager(op, key, op.flops / _ACT_FLOPS.get(self.m.activation, 5))
             out.append(op)
         return out
+
+    def _qkv_split_copies(self) -> Op:
+        """The copies around Megatron-Core's split of the fused QKV projection's output
+        (megatron/core/transformer/attention.py ``get_query_key_value_tensors``): q, k and v are
+        views of [s, b, groups, (q per group + 2) x head dim] (``SplitAlongDim``); with GQA the
+        query's ``reshape`` to [s, b, heads, head dim] cannot be a view, so it copies; RoPE writes
+        new q and k while v stays a strided view, a layout Transformer Engine's
+        ``get_qkv_layout`` refuses ('not_supported': it makes q, k and v ``.contiguous()``), so v
+        is copied (16-bit, read and written). The backward ``SplitAlongDim`` finds the three
+        gradients in separate buffers and concatenates them into the fused output's gradient
+        (read and written). A model without RoPE and with as many KV heads as query heads keeps
+        the views (TE's interleaved sbh3d layout): it runs no rope op, so none of this."""
+        f = self.fwd
+        nq, nkv = f.heads()
+        hd = self.m.head_dim
+        per = 2.0 * self.ab * f.T * hd  # bytes a head's column moves, read and written
+        fwd = per * (nkv + (nq if nq > nkv else 0))
+        bwd = per * (nq + 2 * nkv)
+        op = replace(self.b16.elementwise("qkv_split_copy", "attention", 0, 0, 0.0),
+                     bytes={Role.ACTIVATION: fwd}, kernels=2 if nq > nkv else 1)  # fmt: skip
+        self._eager_bwd["qkv_split_copy"] = (bwd / fwd, (), 1)
+        return op
 
     def _eager(self, op: Op, key: str, elems: float, residual: bool = True) -> Op:
         """``op`` as eager PyTorch runs it: the primitives of ``EAGER_PRIMITIVES[key]`` on ``elems``

@@ -83,9 +83,12 @@ from workloads.runtime import list_runtimes, load_runtime, runtime_preset
 #:   reads to a fresh buffer and copies it back (that file's own note, fixed in 2026);
 #: - ``fused``: one online-softmax pass over the 16-bit logits (2) and a per-row loss kernel
 #:   forward, and one kernel reading them again and writing the gradient in place (2+2)
-#:   backward (Transformer Engine transformer_engine/pytorch/triton/cross_entropy.py
-#:   ``online_softmax_kernel``, ``cross_entropy_backward_kernel``, which only a loss gradient of
-#:   exactly 1.0 skips; flash-attn's Triton ``CrossEntropyLoss`` the same).
+#:   backward (Transformer Engine's transformer_engine/pytorch/triton/cross_entropy.py as of
+#:   2025, ``online_softmax_kernel``, ``cross_entropy_backward_kernel``, which only a loss
+#:   gradient of exactly 1.0 skips; flash-attn's Triton ``CrossEntropyLoss`` the same). Older
+#:   kernels move a little more: TE 2.x's first version wrote the gradient in its forward kernel
+#:   and scaled it in the backward (2+2+2, 2+2: 10 B), flash-attn 1.0's apex-derived xentropy
+#:   reads each row twice forward (4 + 4 B).
 LOSS_KERNEL_BYTES = {"megatron": (38.0, 6, 14.0, 2), "fused": (2.0, 2, 4.0, 1)}
 
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
@@ -692,7 +695,8 @@ class _TrainLowering:
         # param.main_grad.add_(param.grad.data)) unless the wgrad GEMM accumulated it there
         # (fused_wgrad_accumulation): the embedding's, each micro-batch
         self.main_grad_hook = runtime.fused_wgrad_accumulation
-        self.split_copies = runtime.qkv_split_copies  # _qkv_split_copies
+        # _qkv_split_copies (MLA splits its own way: a cat of the RoPE and non-RoPE parts)
+        self.split_copies = runtime.qkv_split_copies and self.m.mla is None
         # cycles an element of the eager primitives' scalar kernels (--elementwise eager under
         # a fused runtime: plain PyTorch's, whose primitives these are)
         eager_rt = runtime if runtime.elementwise == "eager" else load_runtime("pytorch-eager")
@@ -767,21 +771,25 @@ class _TrainLowering:
         """The copies around Megatron-Core's split of the fused QKV projection's output
         (megatron/core/transformer/attention.py ``get_query_key_value_tensors``): q, k and v are
         views of [s, b, groups, (q per group + 2) x head dim] (``SplitAlongDim``); with GQA the
-        query's ``reshape`` to [s, b, heads, head dim] cannot be a view, so it copies; RoPE writes
+        query's ``reshape`` to [s, b, heads, head dim] cannot be a view where a rank holds more
+        than one KV group (with one it merges a size-1 dimension: a view), so it copies; RoPE writes
         new q and k while v stays a strided view, a layout Transformer Engine's
         ``get_qkv_layout`` refuses ('not_supported': it makes q, k and v ``.contiguous()``), so v
         is copied (16-bit, read and written). The backward ``SplitAlongDim`` finds the three
         gradients in separate buffers and concatenates them into the fused output's gradient
         (read and written). A model without RoPE and with as many KV heads as query heads keeps
-        the views (TE's interleaved sbh3d layout): it runs no rope op, so none of this."""
+        the views (TE's interleaved sbh3d layout): it runs no rope op, so none of this.
+        NB: under selective recompute Megatron re-runs the v copy with the core attention
+        (get_qkv_layout runs inside it); not charged."""
         f = self.fwd
         nq, nkv = f.heads()
         hd = self.m.head_dim
         per = 2.0 * self.ab * f.T * hd  # bytes a head's column moves, read and written
-        fwd = per * (nkv + (nq if nq > nkv else 0))
+        query = nq > nkv > 1  # the query's reshape copies
+        fwd = per * (nkv + (nq if query else 0))
         bwd = per * (nq + 2 * nkv)
         op = replace(self.b16.elementwise("qkv_split_copy", "attention", 0, 0, 0.0),
-                     bytes={Role.ACTIVATION: fwd}, kernels=2 if nq > nkv else 1)  # fmt: skip
+                     bytes={Role.ACTIVATION: fwd}, kernels=2 if query else 1)  # fmt: skip
         self._eager_bwd["qkv_split_copy"] = (bwd / fwd, (), 1)
         return op
 
@@ -1095,9 +1103,11 @@ class _TrainLowering:
         (aten/src/ATen/native/cuda/Embedding.cu ``embedding_dense_backward_cuda``): a zeroed
         gradient of the whole (vocabulary-parallel) table, then the looked-up rows' gradients
         summed into it (read, fp32 partial sums per index segment written and read back, the
-        rows written: 2 + 4 + 4 + 2 B per element of the lookup); under Megatron-Core's DDP the
-        table's gradient is then added into its main_grad buffer (2 B read, the buffer read and
-        written at its own width) each micro-batch (``main_grad_hook``)."""
+        rows written: 2 + 4 + 4 + 2 B per element of the lookup, an upper bound: the partials
+        and the output go per segment and per distinct row, fewer where tokens repeat); under
+        Megatron-Core's DDP the table's gradient is then added into its main_grad buffer (2 B
+        read, the buffer read and written at its own width) each micro-batch (``main_grad_hook``:
+        the runtimes whose wgrad GEMMs accumulate into main_grad, fused_wgrad_accumulation)."""
         t, m = self.t, self.m
         table = math.ceil(m.vocab / t.tp) * m.hidden
         lookup = self.rows * m.hidden

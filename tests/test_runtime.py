@@ -982,3 +982,31 @@ def test_a_bad_loss_kernel_is_a_one_line_error(tmp_path, monkeypatch):
         r"^runtime 'odd': loss_kernel must be one of eager, megatron, fused \(or left out\), "
         r"got 'liger'$",
     )
+
+
+def test_lmdeploy_01_runs_turbomind_eager_on_nccl_and_samples_top_k():
+    """LMDeploy 0.1's TurboMind (benchmarks/research/lmdeploy-turbomind-v01-2026-12-07.md):
+    kernels launched from C++ without CUDA graphs, the tensor-parallel all-reduce on NCCL (no
+    custom kernel until 2025), FlashAttention-2 for prompts and FasterTransformer's top-k
+    sampler. At TP 4 a batch-1 decode step of Llama-2-70B pays NCCL's ring for each of its 160
+    all-reduces, where the default (a serving engine's custom all-reduce) does not; at TP 1
+    the two differ only in the sampler and the launches (Llama-2-7B)."""
+    turbomind = load_runtime("lmdeploy-0.1")
+    assert load_runtime("turbomind-0.1") == turbomind
+    assert not turbomind.cuda_graphs and turbomind.allreduce_latency_s == 0.0
+    assert turbomind.attention_kernel == "fa2"
+    assert turbomind.sampler("top-p") == (12.0, 4) and turbomind.sampler("greedy") == (4.0, 3)
+    default = load_runtime(DEFAULT_RUNTIME)
+    m = load_model("llama-2-70b")
+
+    def step(runtime: Runtime, tp: int, model=m) -> tuple[float, float]:
+        w = Decode(model=model, batch=1, context=65, tp=tp, runtime=runtime)
+        r = simulate(w, load_system("a100-sxm-80gb", tp))
+        ar = sum(c.total_time_s for c in r.costs if "all_reduce" in c.op.name)
+        return r.time_s, ar
+
+    (t_tm, ar_tm), (t_def, ar_def) = step(turbomind, 4), step(default, 4)
+    assert ar_tm > 2.0 * ar_def  # NCCL's 6 ring steps against one launch
+    assert t_tm - t_def == pytest.approx(ar_tm - ar_def, rel=0.1)  # the all-reduces the gap
+    small = load_model("llama-2-7b")
+    assert step(turbomind, 1, small)[0] == pytest.approx(step(default, 1, small)[0], rel=0.02)

@@ -64,14 +64,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("table")
     ap.add_argument("--fit", default="2,8", help="group sizes fitted (the rest held out)")
     ap.add_argument("--min-bytes", type=float, default=4096.0)
+    ap.add_argument("--latency-us", type=float, default=None,
+                    help="hold intra_node_latency (LL, per step) at this value, not fitted")  # fmt: skip
     args = ap.parse_args(argv)
     rows = [r for r in read_table(args.table) if r[1] >= args.min_bytes]
     fit_groups = {int(g) for g in args.fit.split(",")}
     base = load_system(args.chip, max(d for d, _, _ in rows))
     fitted_rows = [r for r in rows if r[0] in fit_groups]
 
+    held = args.latency_us
+
     def residuals(x: np.ndarray) -> np.ndarray:
-        s = with_link(base, x[0] * 1e-6, x[1] * 1e-6, x[2])
+        s = with_link(base, (held if held is not None else x[0]) * 1e-6, x[1] * 1e-6, x[2])
         return np.array([math.log(model_s(s, d, b) / t) for d, b, t in fitted_rows])
 
     link = base.intra_node
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     sol = least_squares(residuals, x0, bounds=([0.1, 0.1, 0.3], [50.0, 100.0, 1.0]))
     lat, simple, frac = sol.x
+    lat = held if held is not None else lat
     fitted = with_link(base, lat * 1e-6, simple * 1e-6, frac)
     print(f"{args.chip}: intra_node_latency {lat:.2f} us, intra_node_simple_latency "
           f"{simple:.2f} us, intra_node_achievable_fraction {frac:.3f}")  # fmt: skip

@@ -1358,7 +1358,9 @@ def test_a_measured_all_to_all_costs_its_measurement_and_deepep_keeps_the_link_m
     (d,) = cost_ops([deepep], system)
     (p,) = cost_ops([op], plain)
     assert d.time_s == pytest.approx(p.time_s)
-    assert d.time_s < 0.6 * c.time_s  # the ring model: ~50 us where NCCL measures ~100
+    # the link model (NCCL's two protocols over 7 steps, H100's fitted per-step latencies):
+    # ~62 us where NCCL's measured all-to-all takes ~83
+    assert d.time_s < 0.8 * c.time_s
     assert collective_time("all_to_all", size, 8, system) == pytest.approx(c.time_s)
     # a send/recv inside the node is the same point-to-point transfer as a 2-GPU all-to-all of
     # 2S, on the 16 channels NCCL gives the one peer (their measured rate binds where lower)

@@ -504,7 +504,12 @@ class Link:
     NCCL channel (one CTA copying) carries of a point-to-point send over the link: a send to
     one peer runs on as many channels as NCCL's rules give it in its communicator
     (``sim.cost.collectives.p2p_channels``), so a ring hop in a large communicator is
-    slower than the link. None: the link's rate alone."""
+    slower than the link. None: the link's rate alone. ``nvls_bandwidth_bytes_per_s`` and
+    ``nvls_latency_s``, where measured: an all-reduce reduced in the switch (NCCL's NVLS on
+    NVSwitch 3 and later: each chip sends its buffer into the switch, which sums the chips'
+    copies, and takes its 1/p share of the sum back by a multicast store, (1 + 1/p) of the
+    buffer over each direction of its links) at this rate over those bytes plus this time a
+    call, taken where it beats the ring on groups of three chips or more. None: the ring."""
 
     bandwidth_bytes_per_s: float
     latency_s: float = 0.0
@@ -513,9 +518,23 @@ class Link:
     all_to_all_latency_s: float | None = None
     all_to_all_bus_bandwidth: float | None = None
     p2p_channel_bandwidth: float | None = None
+    nvls_bandwidth_bytes_per_s: float | None = None
+    nvls_latency_s: float | None = None
 
     def __post_init__(self) -> None:
         _rate("link", "bandwidth", self.bandwidth_bytes_per_s)
+        nvls = (self.nvls_bandwidth_bytes_per_s, self.nvls_latency_s)
+        if (nvls[0] is None) != (nvls[1] is None):
+            raise ConfigError(
+                "system: give intra_node_nvls_bandwidth and intra_node_nvls_latency together "
+                "(an in-switch all-reduce needs both), or neither"
+            )
+        if nvls[0] is not None:
+            _rate("system", "intra_node_nvls_bandwidth", nvls[0])
+        if nvls[1] is not None and not (math.isfinite(nvls[1]) and nvls[1] >= 0):
+            raise ConfigError(
+                f"system: intra_node_nvls_latency must be a finite time >= 0, got {nvls[1]!r} s"
+            )
         if self.p2p_channel_bandwidth is not None:
             _rate("system", "intra_node_p2p_channel_bandwidth", self.p2p_channel_bandwidth)
         _fraction("link", "achievable_fraction", self.achievable_fraction)

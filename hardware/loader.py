@@ -186,6 +186,8 @@ _OPTIONAL_FIELDS = {
     "intra_node_all_to_all_latency",
     "intra_node_all_to_all_bus_bandwidth",
     "intra_node_p2p_channel_bandwidth",
+    "intra_node_nvls_bandwidth",
+    "intra_node_nvls_latency",
     "clock_hz",
     "process_nm",
     # [silicon] (hardware.chip.Silicon)
@@ -506,6 +508,10 @@ def system_from_dict(raw: dict[str, Any], n_chips: int = 1) -> System:
             p2p_channel_bandwidth=_q(
                 table, "intra_node_p2p_channel_bandwidth", "bytes_per_s", where, None
             ),
+            nvls_bandwidth_bytes_per_s=_q(
+                table, "intra_node_nvls_bandwidth", "bytes_per_s", where, None
+            ),
+            nvls_latency_s=_q(table, "intra_node_nvls_latency", "s", where, None),
         ),
         inter_node=Link(
             bandwidth_bytes_per_s=_q(table, "inter_node_bandwidth", "bytes_per_s", where, intra_bw),

@@ -59,6 +59,8 @@ class LinkParams(NamedTuple):
     a2a_latency_s: Value = math.nan  # a measured all-to-all (NaN: the alpha-beta model)
     a2a_bus_bandwidth: Value = math.nan
     p2p_channel_bw: Value = math.nan  # one NCCL channel's point-to-point rate (NaN: uncapped)
+    nvls_bw: Value = math.nan  # an in-switch all-reduce's rate over (1 + 1/p) S (NaN: none)
+    nvls_latency: Value = math.nan
 
     @classmethod
     def of(cls, link: Link) -> LinkParams:
@@ -67,7 +69,8 @@ class LinkParams(NamedTuple):
 
         return cls(link.bandwidth_bytes_per_s, link.latency_s, link.achievable_fraction,
                    nan(link.simple_latency_s), nan(link.all_to_all_latency_s),
-                   nan(link.all_to_all_bus_bandwidth), nan(link.p2p_channel_bandwidth))  # fmt: skip
+                   nan(link.all_to_all_bus_bandwidth), nan(link.p2p_channel_bandwidth),
+                   nan(link.nvls_bandwidth_bytes_per_s), nan(link.nvls_latency_s))  # fmt: skip
 
     def alpha_beta(self) -> LinkParams:
         """The link without its measured all-to-all and NCCL's point-to-point channels (a
@@ -150,9 +153,33 @@ def _all_to_all(size: Value, p: int, link: LinkParams, kind: str = "all_to_all")
     return np.where(np.isnan(lat), model, np.where(np.asarray(size) > 0, measured, 0.0))
 
 
+#: the smallest group NCCL reduces in the switch (NVLS): its init refuses NVLS on two GPUs
+#: through 2.2x (``gpuCount <= 2``), and 2.29's tuner rates it below the ring there
+_NVLS_MIN_GROUP = 3
+
+
+def _nvls(size: Value, p: int, link: LinkParams) -> Value:
+    """An all-reduce reduced in the switch (NCCL's NVLS): each chip's buffer into the switch
+    and its 1/p share of the sum back to every chip, (1 + 1/p) S over each direction of a
+    chip's links, plus the call's time; infinite where the link has none (NaN: fmin skips it)."""
+    return (1 + 1 / p) * size / link.nvls_bw + link.nvls_latency
+
+
 def _flat(kind: str, size: Value, p: int, link: LinkParams, tree: bool = True) -> Value:
     if p <= 1:
         return 0.0
+    ring = _ring(kind, size, p, link, tree)
+    if kind != "all_reduce" or p < _NVLS_MIN_GROUP:
+        return ring
+    nvls = link.nvls_bw
+    if isinstance(nvls, float) and isinstance(size, float):
+        return ring if nvls != nvls or size <= 0 else min(ring, _nvls(size, p, link))
+    if not np.any(np.isfinite(nvls)):
+        return ring
+    return np.where(np.asarray(size) > 0, np.fmin(ring, _nvls(size, p, link)), ring)
+
+
+def _ring(kind: str, size: Value, p: int, link: LinkParams, tree: bool) -> Value:
     b = link.bandwidth_bytes_per_s * link.achievable_fraction
     # NCCL's protocols: LL at half the bandwidth and the link's latency, Simple at the full
     # bandwidth and its own (larger) per-step latency; the tuner runs the faster (fmin: a NaN

@@ -1124,7 +1124,8 @@ def links(chips: ChipArrays) -> tuple[LinkParams, LinkParams]:
     return tuple(  # type: ignore[return-value]
         LinkParams(get(f"{side}.bandwidth"), get(f"{side}.latency"), get(f"{side}.achievable"),
                    get(f"{side}.simple_latency"), get(f"{side}.a2a_latency"),
-                   get(f"{side}.a2a_busbw"), get(f"{side}.p2p_channel_bw"))
+                   get(f"{side}.a2a_busbw"), get(f"{side}.p2p_channel_bw"),
+                   get(f"{side}.nvls_bw"), get(f"{side}.nvls_latency"))
         for side in ("intra", "inter")
     )  # fmt: skip
 

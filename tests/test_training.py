@@ -721,6 +721,64 @@ def test_h100_reduces_in_the_switch_from_three_gpus_and_rings_below():
         replace(link, nvls_bandwidth_bytes_per_s=-1.0)
 
 
+def _sp_ops(ops, kind=None):
+    return [(o.name.split(".", 1)[-1] if o.name.startswith(("dense.", "moe.")) else o.name,
+             o.overlaps_previous) for o in ops if o.count > 1 and (o.collective or o.gemm)]  # fmt: skip
+
+
+def test_sequence_parallel_backward_gathers_again_beside_dgrad_and_scatters_beside_wgrad():
+    """Transformer Engine's column-parallel linear saves its rank's shard of the input: its
+    backward gathers it again for the weight gradient beside the input-gradient GEMM and
+    reduce-scatters the input gradient beside the weight-gradient GEMM; the row-parallel
+    linear's gradient gather stays in front of its input-gradient GEMM."""
+    t = Training(model=load_model("llama-2-7b"), seq=4096, global_batch=8, tp=4, sp=True)
+    chunk = t.lower().stages[0][0]
+    bwd = _sp_ops(chunk.backward)
+    at = bwd.index(("qkv_proj.dgrad", 0.0))
+    assert bwd[at : at + 4] == [("qkv_proj.dgrad", 0.0), ("attn_sp_all_gather.regather", 1.0),
+                                ("qkv_proj.wgrad", 0.0), ("attn_sp_all_gather.bwd", 1.0)]  # fmt: skip
+    assert ("attn_reduce_scatter.bwd", 0.0) in bwd
+    system = load_system("h100-sxm", 4)
+    hidden = simulate_training(t, system)
+    exposed = simulate_training(t, system, overlap=False)
+    assert hidden.breakdown["communication_s"]["tp"] < exposed.breakdown["communication_s"]["tp"]
+    # without sequence parallelism the all-reduces stay as they were
+    plain = replace(t, sp=False).lower().stages[0][0]
+    assert not any(o.overlaps_previous for o in plain.backward)
+
+
+def test_tp_comm_overlap_hides_chunks_of_the_collectives_behind_chunked_gemms():
+    """Userbuffers (--tp-comm-overlap): the forward's all-gather by ring exchange in tp chunks
+    (the first exposed, the rest beside the QKV GEMM, run as tp GEMMs of a chunk's rows), the
+    forward's reduce-scatter pipelined in 4 (the last exposed; its GEMM in 4 chunks on 16 fewer
+    cores). The step lies between all of the TP traffic exposed and none of it."""
+    kw = dict(model=load_model("llama-3-70b"), seq=8192, global_batch=8, tp=8, sp=True,
+              dtype="bf16", recompute="none")  # fmt: skip
+    t = Training(**kw, tp_overlap=True)
+    chunk = t.lower().stages[0][0]
+    fwd = _sp_ops(chunk.forward)
+    at = fwd.index(("attn_sp_all_gather", 0.0))
+    assert fwd[at : at + 3] == [("attn_sp_all_gather", 0.0), ("qkv_proj", 0.0),
+                                ("attn_sp_all_gather.beside", 7 / 8)]  # fmt: skip
+    assert ("attn_reduce_scatter.beside", 3 / 4) in fwd
+    plain = Training(**kw).lower().stages[0][0]
+    qkv = next(o for o in chunk.forward if o.name == "qkv_proj")
+    qkv0 = next(o for o in plain.forward if o.name == "qkv_proj")
+    assert qkv.count == 8 * qkv0.count and qkv.gemm.m == qkv0.gemm.m / 8
+    assert qkv.flops * qkv.count == pytest.approx(qkv0.flops * qkv0.count)
+    gather = next(o for o in plain.forward if o.name == "attn_sp_all_gather")
+    parts = [o for o in chunk.forward if o.name.startswith("attn_sp_all_gather")]
+    assert sum(o.collective.bytes for o in parts) == pytest.approx(gather.collective.bytes)
+    system = load_system("h100-sxm", 8)
+    on = simulate_training(t, system, check_memory=False)
+    off = simulate_training(Training(**kw), system, check_memory=False)
+    assert on.breakdown["communication_s"]["tp"] < 0.6 * off.breakdown["communication_s"]["tp"]
+    assert on.step_time_s < off.step_time_s
+    assert on.step_time_s > off.step_time_s - off.breakdown["communication_s"]["tp"]
+    with pytest.raises(WorkloadError, match="--tp-comm-overlap"):
+        Training(**{**kw, "sp": False}, tp_overlap=True).validate()
+
+
 def test_training_runs_at_the_power_limit_even_when_a_step_is_short():
     """A run is thousands of back-to-back steps: a sub-second step is still costed in the steady
     state, where the 700 W limit holds the H100's clock below its burst clock."""

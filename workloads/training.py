@@ -238,6 +238,11 @@ class Training:
     # another micro-batch's compute (Megatron-LM docs/user-guide/features/moe_a2a_overlap.md;
     # benchmarks/research/moe-ep-overlap-2026-12-03.md)
     ep_overlap: bool = False
+    # Transformer Engine's userbuffers tensor-parallel overlap (NeMo ub_tp_comm_overlap,
+    # Megatron-LM --tp-comm-overlap, Megatron-Bridge CommOverlapConfig(tp_comm_overlap=True)):
+    # sequence parallelism's all-gathers and reduce-scatters split into chunks that run beside
+    # the GEMMs they feed or drain (``_TrainLowering.tp_overlaps``); needs sp and tp > 1
+    tp_overlap: bool = False
     # how tokens reach their experts across nodes: "alltoall" (one all-to-all of every token
     # copy, Megatron's alltoall dispatcher) or "deepep" (DeepSeek's DeepEP normal kernels, the
     # flex dispatcher: a token crosses the network once per destination node, to the GPU of
@@ -541,6 +546,12 @@ class Training:
                     f"{w}: --ep-overlap with --pp {self.pp} needs the interleaved schedule "
                     "(--vp > 1), as Megatron-Core's combined 1F1B does"
                 )
+        if self.tp_overlap and not (self.sp and self.tp > 1):
+            raise WorkloadError(
+                f"{w}: --tp-comm-overlap overlaps sequence parallelism's all-gathers and "
+                f"reduce-scatters with the GEMMs; it needs --sp and --tp > 1 (got --tp {self.tp}"
+                f"{' with --sp' if self.sp else ' without --sp'})"
+            )
         cf = self.capacity_factor
         if not (cf == 0 or (cf >= 1 and math.isfinite(cf))):
             raise WorkloadError(
@@ -634,6 +645,7 @@ class Training:
             **({"runtime": self.runtime} if self.runtime else {}),
             **({"sample_len": self.sample_len} if self.sample_len else {}),
             **({"ep_overlap": True} if self.ep_overlap else {}),
+            **({"tp_overlap": True} if self.tp_overlap else {}),
             **({"ep_dispatcher": self.ep_dispatcher} if self.ep > 1 else {}),
             **({"etp": self.expert_tp} if self.expert_tp != self.tp else {}),
         }
@@ -1253,6 +1265,8 @@ class _TrainLowering:
                 p += m.vocab * m.hidden / t.tp
             params += p
             dense_params += p
+        if t.sp and t.tp > 1:
+            forward, backward = self.tp_overlaps(forward, backward)
         fsdp_f, fsdp_b, grad_sync, gather = self.dp_comm(params, dense_params, layers)
         kernels_f, kernels_b = self.fsdp_kernels(params, layers)
         forward += kernels_f
@@ -1263,6 +1277,111 @@ class _TrainLowering:
             fsdp_forward=fsdp_f, fsdp_backward=fsdp_b, grad_sync=grad_sync,
             param_gather=gather, activation_bytes=act, checkpointed=recomputed,
         )  # fmt: skip
+
+    def tp_overlaps(self, forward: list[Op], backward: list[Op]) -> tuple[list[Op], list[Op]]:
+        """Sequence parallelism's collectives beside the GEMMs, as Transformer Engine's linear
+        layers run them (``Op.overlaps_previous``: hidden up to the share of the GEMM before).
+
+        Always: a column-parallel linear (QKV, the MLP's up) saves only its rank's shard of the
+        input, so its backward gathers the input again for the weight gradient beside the
+        input-gradient GEMM, and reduce-scatters that input gradient beside the weight-gradient
+        GEMM (TE ``_LayerNormLinear.backward``: 'Overlap input AG with dgrad', 'Overlap
+        dgrad-RS/AR with wgrad'; Megatron-LM's own linear alike). With ``tp_overlap``
+        (userbuffers, TE ``initialize_ub``'s defaults): the forward's all-gathers by
+        ring-exchange, ``tp`` chunks, the first exposed, the others beside the GEMM on one
+        core and the copy engines; the forward's reduce-scatters pipelined in 4 chunks on 16
+        cores, the last exposed; the backward's all-gathers of the output gradient before the
+        row-parallel input-gradient GEMMs by ring-exchange; the two bulk overlaps above on 16
+        cores (benchmarks/research/tp-comm-overlap-2026-12-07.md, Part B). MoE layers' expert
+        collectives are not TE linears: unchanged."""
+        t = self.t
+
+        def base(op: Op) -> str:
+            return op.name.split(".")[-2 if op.name.endswith((".bwd", ".dgrad", ".wgrad")) else -1]
+
+        def sp_gather(op: Op) -> bool:
+            return op.kind == OpKind.COLLECTIVE and base(op) in ("attn_sp_all_gather",
+                                                                "mlp_sp_all_gather")  # fmt: skip
+
+        def sp_scatter(op: Op) -> bool:
+            return op.kind == OpKind.COLLECTIVE and base(op) in ("attn_reduce_scatter",
+                                                                "mlp_reduce_scatter")  # fmt: skip
+
+        def chunked(op: Op, parts: int, cores: int) -> tuple[Op, Op]:
+            """(the exposed chunk, the rest beside the GEMM before it)."""
+            c = op.collective
+            assert c is not None
+            first = replace(op, collective=replace(c, bytes=c.bytes / parts))
+            rest = replace(op, name=f"{op.name}.beside", overlaps_previous=(parts - 1) / parts,
+                           collective=replace(c, bytes=c.bytes * (parts - 1) / parts,
+                                              cores=cores))  # fmt: skip
+            return first, rest
+
+        def split(op: Op, parts: int) -> Op:
+            """A GEMM run as ``parts`` GEMMs of 1/parts of its rows each, one after another, as
+            userbuffers feeds or drains it chunk by chunk: each re-reads the weight and fills
+            its own waves of tiles."""
+            g = op.gemm
+            assert g is not None
+            by = {r: v if r is Role.WEIGHT else v / parts for r, v in op.bytes.items()}
+            return replace(op, count=op.count * parts, flops=op.flops / parts,
+                           model_flops=op.model_flops / parts, bytes=by,
+                           gemm=replace(g, m=g.m / parts))  # fmt: skip
+
+        ub = t.tp_overlap
+        fwd: list[Op] = []
+        i = 0
+        while i < len(forward):
+            op = forward[i]
+            gemm = next((j for j in range(i + 1, min(i + 3, len(forward)))
+                         if forward[j].kind == OpKind.GEMM), None)  # fmt: skip
+            if ub and sp_gather(op) and not op.recompute and gemm is not None:
+                # (an fp8 input's cast between them runs first, exposed)
+                first, rest = chunked(op, t.tp, 1)
+                fwd += [first, *forward[i + 1 : gemm], split(forward[gemm], t.tp), rest]
+                i = gemm + 1
+                continue
+            if ub and sp_scatter(op) and not op.recompute and fwd and fwd[-1].kind == OpKind.GEMM:
+                first, rest = chunked(op, 4, 16)
+                fwd[-1] = split(fwd[-1], 4)
+                fwd += [rest, first]
+            else:
+                fwd.append(op)
+            i += 1
+        bwd: list[Op] = []
+        i = 0
+        while i < len(backward):
+            op = backward[i]
+            dgrad = i + 1 < len(backward) and backward[i + 1].name.endswith(".dgrad")
+            if ub and sp_scatter(op) and not op.recompute and dgrad:
+                first, rest = chunked(op, t.tp, 1)
+                bwd += [first, split(backward[i + 1], t.tp), rest]
+                i += 2
+                continue
+            w = next((j for j in range(len(bwd) - 1, max(-1, len(bwd) - 3), -1)
+                      if bwd[j].name.endswith(".wgrad")), None)  # fmt: skip
+            if sp_gather(op) and not op.recompute and w is not None:
+                # the input gradient's reduce-scatter beside the weight gradient (an fp8
+                # cast's backward after it moves behind), and the input's gather again beside
+                # the input gradient before it
+                c = op.collective
+                assert c is not None
+                cores = 16 if ub else 0
+                wgrad, after = bwd[w], bwd[w + 1 :]
+                del bwd[w:]
+                twin = wgrad.name.replace(".wgrad", ".dgrad")
+                at = next((j for j in range(len(bwd) - 1, -1, -1) if bwd[j].name == twin), None)
+                if at is not None:
+                    again = replace(op, name=op.name.replace(".bwd", ".regather"),
+                                    overlaps_previous=1.0,
+                                    collective=replace(c, kind="all_gather", cores=cores))  # fmt: skip
+                    bwd.insert(at + 1, again)
+                bwd += [wgrad, replace(op, overlaps_previous=1.0,
+                                       collective=replace(c, cores=cores)), *after]  # fmt: skip
+            else:
+                bwd.append(op)
+            i += 1
+        return fwd, bwd
 
     def layer_params(self, moe_layer: bool) -> tuple[float, float]:
         """(params on this chip, of which replicated over dp x cp) for one layer."""

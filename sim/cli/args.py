@@ -338,6 +338,10 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="expert-parallel all-to-all beside another micro-batch's compute "
                    "(Megatron-Core --overlap-moe-expert-parallel-comm; needs --ep > 1, and "
                    "--vp > 1 with --pp > 1)")  # fmt: skip
+    p.add_argument("--tp-comm-overlap", action="store_true",
+                   help="Transformer Engine's userbuffers overlap of sequence parallelism's "
+                   "all-gathers and reduce-scatters with the GEMMs (NeMo ub_tp_comm_overlap, "
+                   "Megatron-LM --tp-comm-overlap; needs --sp and --tp > 1)")  # fmt: skip
     p.add_argument("--etp", type=int_arg, default=0,
                    help="expert tensor parallelism: 1 = MoE parallel folding (each expert whole, "
                    "the EP group over adjacent TP, CP and DP ranks; Megatron-Core "
@@ -374,7 +378,7 @@ def training_workload(args: argparse.Namespace):
         recompute_blocks=args.recompute_blocks, zero=args.zero, dp_shard=args.dp_shard, grad_reduce=args.grad_reduce, tp=args.tp, sp=args.sp, pp=args.pp, vp=args.vp, dp=dp, ep=args.ep,
         cp=args.cp, capacity_factor=args.capacity_factor, tokens=args.tokens,
         attention_kernel=args.attention_kernel, runtime=args.runtime or "", elementwise=args.elementwise,
-        sample_len=args.sample_len, ep_overlap=args.ep_overlap,
+        sample_len=args.sample_len, ep_overlap=args.ep_overlap, tp_overlap=args.tp_comm_overlap,
         ep_dispatcher=args.ep_dispatcher, etp=args.etp,
     )  # fmt: skip
     workload.validate()

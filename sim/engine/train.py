@@ -2,7 +2,9 @@
 
 Each op of a chunk is costed by the per-op roofline (``sim/cost/roofline.py``); tensor-, expert- and
 context-parallel collectives sit inline in the chunk (exposed, as Megatron-LM runs them without
-communication overlap), except ring K/V passing (beside the attention). ZeRO-3 parameter
+communication overlap), except ring K/V passing (beside the attention) and sequence
+parallelism's gathers and reduce-scatters that Transformer Engine runs beside a GEMM
+(``Op.overlaps_previous``; the GEMM then runs on what they leave it, ``_tp_beside``). ZeRO-3 parameter
 gathers and gradient reduce-scatters run beside the chunk's compute: only what is longer than
 the compute, plus the first layer's gather, is exposed. The event engine (``sim/engine/events.py``)
 places the chunks of every stage on its timeline with the pipeline schedule, the
@@ -73,7 +75,11 @@ def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: S
         by[cat] += c.total_time_s
         parts.append((c.op.name, c.total_time_s, cat))
     total = sum(c.total_time_s for c in costs)
-    slowed = 0.0
+    slowed = _tp_beside(costs, system) if overlap else 0.0
+    if slowed:
+        by["compute"] += slowed
+        parts.append(("compute beside tp collectives", slowed, "compute"))
+        total += slowed
     side_costs = cost_ops(side, system)
     if side:
         comm = sum(c.total_time_s for c in side_costs)
@@ -83,18 +89,52 @@ def _cost_pass(ops: tuple[Op, ...], side: tuple[Op, ...], layers: int, system: S
             # on what the collectives leave it
             first = comm / max(1, layers)
             ratio = beside_slowdown(costs, side_costs, system, overlap=overlap)
-            exposed, slowed = beside(busy, comm - first, ratio)
+            exposed, fsdp_slowed = beside(busy, comm - first, ratio)
             exposed += first
         else:
-            exposed = comm
+            exposed, fsdp_slowed = comm, 0.0
         by["dp"] += exposed
         parts.append(("fsdp exposed", exposed, "dp"))
         total += exposed
-        if slowed:
-            by["compute"] += slowed
-            parts.append(("compute beside collectives", slowed, "compute"))
-            total += slowed
+        if fsdp_slowed:
+            by["compute"] += fsdp_slowed
+            parts.append(("compute beside collectives", fsdp_slowed, "compute"))
+            total += fsdp_slowed
+            slowed += fsdp_slowed
     return _Costed(total, costs, tuple(parts), dict(by), beside_s=slowed, side=side_costs)
+
+
+def _tp_beside(costs: tuple[OpCost, ...], system: System) -> float:
+    """What the GEMMs lose to the tensor-parallel collectives beside them (sequence
+    parallelism's gathers and reduce-scatters that ``Op.overlaps_previous`` hides behind the
+    GEMM before them, ``_TrainLowering.tp_overlaps``): each GEMM runs on what its collective
+    leaves it (``beside_slowdown``: the cores the collective holds, its memory traffic and
+    power) while the hidden part of the collective runs."""
+    slowed = 0.0
+    for i, c in enumerate(costs):
+        op = c.op
+        if not (i and op.overlaps_previous and _category(op) == "tp"):
+            continue
+        (full,) = cost_ops([replace(op, overlaps_previous=0.0)], system)
+        hidden = full.total_time_s - c.total_time_s
+        if hidden <= 0:
+            continue
+        c_op = op.collective
+        assert c_op is not None
+        if (
+            c_op.kind == "reduce_scatter"
+            and not op.name.endswith(".bwd.beside")
+            and (op.name.endswith(".beside"))
+        ):
+            # a pipelined forward reduce-scatter holds its cores from the GEMM for the GEMM's
+            # whole run (Transformer Engine's set_sm_margin)
+            ratio = beside_slowdown([costs[i - 1]], [full], system, overlap=True,
+                                    take=("cores",))  # fmt: skip
+            slowed += costs[i - 1].total_time_s * ratio
+            continue
+        ratio = beside_slowdown([costs[i - 1]], [full], system, overlap=True)
+        slowed += hidden * ratio / (1.0 + ratio)
+    return slowed
 
 
 def _ep_costs(x: _Costed) -> list[OpCost]:

@@ -657,6 +657,7 @@ def _training_for(row: dict) -> Training:
         attention_kernel=row.get("attention_kernel"),
         runtime=row.get("runtime", ""), elementwise=row.get("elementwise"), sample_len=row.get("sample_len", 0),
         ep_overlap=bool(row.get("ep_overlap", False)),
+        tp_overlap=bool(row.get("tp_comm_overlap", False)),
         ep_dispatcher=row.get("ep_dispatcher", "alltoall"), etp=row.get("etp", 0),
     )  # fmt: skip
     if row["recompute"] in RECOMPUTE:

@@ -487,7 +487,7 @@ class TrainResult:
     def summary(self, top: int = 10) -> str:
         w, m, b = self.workload, self.memory, self.breakdown
         par = (
-            f"TP{w['tp']}{'+SP' if w['sp'] else ''} PP{w['pp']}"
+            f"TP{w['tp']}{'+SP' if w['sp'] else ''}{'+overlap' if w.get('tp_overlap') else ''} PP{w['pp']}"
             + (f"x{w['vp']}" if w["vp"] > 1 else "")
             + f" DP{w['dp']}"
             + _expert_context(w)

@@ -4,8 +4,9 @@ The link model (``sim/cost/collectives.py``): NCCL's ring with its low-latency p
 half the link bandwidth and ``intra_node_latency`` per ring step, or its bulk protocol (Simple) at
 the full bandwidth x ``intra_node_achievable_fraction`` and ``intra_node_simple_latency`` per
 step; with ``--nvls``, also the all-reduce reduced in the switch (NVLS) at
-``intra_node_nvls_bandwidth`` over (1 + 1/p) of the buffer plus ``intra_node_nvls_latency``, on
-groups of three or more; the fastest taken, plus one kernel's fixed cost (the chip's
+``intra_node_nvls_bandwidth`` over (1 + 1/p) of the buffer plus ``intra_node_nvls_latency`` and
+``intra_node_nvls_chunk_latency`` a chunk step (NCCL's chunk by buffer size), on groups of three
+or more; the fastest taken, plus one kernel's fixed cost (the chip's
 ``overhead.kernel_s``), as validation's all-reduce rows cost it. The parameters minimise the
 squared log error of that time over the rows of the groups fitted; the other groups are held out
 and reported.
@@ -52,11 +53,12 @@ def model_s(system, devices: int, size: float, algo: str = "auto") -> float:
 
 
 def with_link(system, x: np.ndarray, held: tuple[float | None, float | None], nvls: bool):
-    """``system`` with the link parameters ``x`` (us, us, fraction[, GB/s, us]), the LL and
+    """``system`` with the link parameters ``x`` (us, us, fraction[, GB/s, us, us]), the LL and
     Simple latencies ``held`` where given."""
     lat = held[0] if held[0] is not None else x[0]
     simple = held[1] if held[1] is not None else x[1]
-    extra = dict(nvls_bandwidth_bytes_per_s=x[3] * 1e9, nvls_latency_s=x[4] * 1e-6) if nvls else {}
+    extra = dict(nvls_bandwidth_bytes_per_s=x[3] * 1e9, nvls_latency_s=x[4] * 1e-6,
+                 nvls_chunk_latency_s=x[5] * 1e-6) if nvls else {}  # fmt: skip
     link = replace(system.intra_node, latency_s=lat * 1e-6, simple_latency_s=simple * 1e-6,
                    achievable_fraction=min(1.0, float(x[2])), **extra)  # fmt: skip
     return replace(system, intra_node=link)
@@ -115,8 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     lo, hi = [0.1, 0.1, 0.3], [50.0, 100.0, 1.0]
     if args.nvls:
         x0 += [(link.nvls_bandwidth_bytes_per_s or 0.6 * link.bandwidth_bytes_per_s) / 1e9,
-               (link.nvls_latency_s or 20e-6) * 1e6]  # fmt: skip
-        lo, hi = lo + [10.0, 0.1], hi + [link.bandwidth_bytes_per_s / 1e9, 200.0]
+               (link.nvls_latency_s or 20e-6) * 1e6, link.nvls_chunk_latency_s * 1e6 or 4.0]  # fmt: skip
+        lo, hi = lo + [10.0, 0.1, 0.0], hi + [link.bandwidth_bytes_per_s / 1e9, 200.0, 50.0]
     sol = least_squares(residuals, x0, bounds=(lo, hi))
     x = sol.x
     fitted = with_link(base, x, held, args.nvls)
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.chip}: intra_node_latency {lat:.2f} us, intra_node_simple_latency "
           f"{simple:.2f} us, intra_node_achievable_fraction {min(1.0, x[2]):.3f}"
           + (f", intra_node_nvls_bandwidth {x[3]:.1f} GB/s, intra_node_nvls_latency "
-             f"{x[4]:.2f} us" if args.nvls else ""))  # fmt: skip
+             f"{x[4]:.2f} us, intra_node_nvls_chunk_latency {x[5]:.2f} us"
+             if args.nvls else ""))  # fmt: skip
     print(f"{'devices':>7} {'bytes':>12} {'algo':>5} {'measured us':>12} {'before':>8} "
           f"{'after':>8}  (time error)")  # fmt: skip
     errs: dict[str, list[float]] = {"before": [], "after": [], "held before": [], "held after": []}

@@ -509,7 +509,10 @@ class Link:
     NVSwitch 3 and later: each chip sends its buffer into the switch, which sums the chips'
     copies, and takes its 1/p share of the sum back by a multicast store, (1 + 1/p) of the
     buffer over each direction of its links) at this rate over those bytes plus this time a
-    call, taken where it beats the ring on groups of three chips or more. None: the ring."""
+    call, taken where it beats the ring on groups of three chips or more, plus
+    ``nvls_chunk_latency_s`` for each chunk each of NCCL's concurrent NVLS operations moves
+    (``sim.cost.collectives._nvls``: NCCL shrinks the chunk for smaller buffers). None: the
+    ring."""
 
     bandwidth_bytes_per_s: float
     latency_s: float = 0.0
@@ -520,6 +523,7 @@ class Link:
     p2p_channel_bandwidth: float | None = None
     nvls_bandwidth_bytes_per_s: float | None = None
     nvls_latency_s: float | None = None
+    nvls_chunk_latency_s: float = 0.0
 
     def __post_init__(self) -> None:
         _rate("link", "bandwidth", self.bandwidth_bytes_per_s)
@@ -534,6 +538,11 @@ class Link:
         if nvls[1] is not None and not (math.isfinite(nvls[1]) and nvls[1] >= 0):
             raise ConfigError(
                 f"system: intra_node_nvls_latency must be a finite time >= 0, got {nvls[1]!r} s"
+            )
+        if not (math.isfinite(self.nvls_chunk_latency_s) and self.nvls_chunk_latency_s >= 0):
+            raise ConfigError(
+                "system: intra_node_nvls_chunk_latency must be a finite time >= 0, got "
+                f"{self.nvls_chunk_latency_s!r} s"
             )
         if self.p2p_channel_bandwidth is not None:
             _rate("system", "intra_node_p2p_channel_bandwidth", self.p2p_channel_bandwidth)

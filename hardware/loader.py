@@ -188,6 +188,7 @@ _OPTIONAL_FIELDS = {
     "intra_node_p2p_channel_bandwidth",
     "intra_node_nvls_bandwidth",
     "intra_node_nvls_latency",
+    "intra_node_nvls_chunk_latency",
     "clock_hz",
     "process_nm",
     # [silicon] (hardware.chip.Silicon)
@@ -512,6 +513,7 @@ def system_from_dict(raw: dict[str, Any], n_chips: int = 1) -> System:
                 table, "intra_node_nvls_bandwidth", "bytes_per_s", where, None
             ),
             nvls_latency_s=_q(table, "intra_node_nvls_latency", "s", where, None),
+            nvls_chunk_latency_s=_q(table, "intra_node_nvls_chunk_latency", "s", where, 0.0),
         ),
         inter_node=Link(
             bandwidth_bytes_per_s=_q(table, "inter_node_bandwidth", "bytes_per_s", where, intra_bw),

@@ -20,7 +20,7 @@ from hardware.chip import ConfigError, System
 _LEVEL_FIELDS = ("capacity", "bandwidth", "achievable", "latency", "pim_bandwidth", "pim_flops",
                  "pj_per_byte")  # fmt: skip
 _LINK_FIELDS = ("bandwidth", "latency", "achievable", "simple_latency", "a2a_latency", "a2a_busbw",
-                "p2p_channel_bw", "nvls_bw", "nvls_latency")  # fmt: skip
+                "p2p_channel_bw", "nvls_bw", "nvls_latency", "nvls_chunk")  # fmt: skip
 
 
 def chip_leaves(system: System) -> dict[str, Any]:
@@ -98,6 +98,7 @@ def chip_leaves(system: System) -> dict[str, Any]:
             _float(link.p2p_channel_bandwidth),
             _float(link.nvls_bandwidth_bytes_per_s),
             _float(link.nvls_latency_s),
+            link.nvls_chunk_latency_s,
         )
         for name, value in zip(_LINK_FIELDS, values, strict=True):
             out[f"{side}.{name}"] = value

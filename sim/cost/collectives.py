@@ -61,6 +61,7 @@ class LinkParams(NamedTuple):
     p2p_channel_bw: Value = math.nan  # one NCCL channel's point-to-point rate (NaN: uncapped)
     nvls_bw: Value = math.nan  # an in-switch all-reduce's rate over (1 + 1/p) S (NaN: none)
     nvls_latency: Value = math.nan
+    nvls_chunk: Value = 0.0  # time per chunk step of each concurrent NVLS operation
 
     @classmethod
     def of(cls, link: Link) -> LinkParams:
@@ -70,7 +71,8 @@ class LinkParams(NamedTuple):
         return cls(link.bandwidth_bytes_per_s, link.latency_s, link.achievable_fraction,
                    nan(link.simple_latency_s), nan(link.all_to_all_latency_s),
                    nan(link.all_to_all_bus_bandwidth), nan(link.p2p_channel_bandwidth),
-                   nan(link.nvls_bandwidth_bytes_per_s), nan(link.nvls_latency_s))  # fmt: skip
+                   nan(link.nvls_bandwidth_bytes_per_s), nan(link.nvls_latency_s),
+                   link.nvls_chunk_latency_s)  # fmt: skip
 
     def alpha_beta(self) -> LinkParams:
         """The link without its measured all-to-all and NCCL's point-to-point channels (a
@@ -158,11 +160,32 @@ def _all_to_all(size: Value, p: int, link: LinkParams, kind: str = "all_to_all")
 _NVLS_MIN_GROUP = 3
 
 
+#: NCCL's NVLS channels on an NVSwitch node ('16 nvls channels' in NCCL's init log on 8 H100,
+#: benchmarks/research/nccl-allreduce-2-4-gpu-h100-2026-12-07.md), each with one head a rank
+_NVLS_CHANNELS = 16
+
+
+def _nvls_chunk(size: Value, p: int) -> Value:
+    """The chunk NCCL's NVLS all-reduce moves per step (src/enqueue.cc, NCCL_ALGO_NVLS: at most
+    128 KiB, 64 KiB below 64 x concurrentOps x 128 KiB, 32 KiB below 8 x ops x 64 KiB, 16 KiB
+    below 2 x ops x 32 KiB; concurrentOps = NVLS channels x heads, one head a rank)."""
+    ops = _NVLS_CHANNELS * p
+    s = np.asarray(size, dtype=float)
+    chunk = np.where(s < 64 * ops * 131072, 65536.0, 131072.0)
+    chunk = np.where(s < 8 * ops * 65536, 32768.0, chunk)
+    chunk = np.where(s < 2 * ops * 32768, 16384.0, chunk)
+    return float(chunk) if chunk.ndim == 0 else chunk
+
+
 def _nvls(size: Value, p: int, link: LinkParams) -> Value:
     """An all-reduce reduced in the switch (NCCL's NVLS): each chip's buffer into the switch
     and its 1/p share of the sum back to every chip, (1 + 1/p) S over each direction of a
-    chip's links, plus the call's time; infinite where the link has none (NaN: fmin skips it)."""
-    return (1 + 1 / p) * size / link.nvls_bw + link.nvls_latency
+    chip's links, plus the call's time and the link's time per chunk step of each of NCCL's
+    concurrent operations (more steps of smaller chunks for a smaller buffer); infinite where
+    the link has none (NaN: fmin skips it)."""
+    steps = np.ceil(np.asarray(size, dtype=float) / (_NVLS_CHANNELS * p * _nvls_chunk(size, p)))
+    steps = float(steps) if steps.ndim == 0 else steps
+    return (1 + 1 / p) * size / link.nvls_bw + link.nvls_latency + link.nvls_chunk * steps
 
 
 def _flat(kind: str, size: Value, p: int, link: LinkParams, tree: bool = True) -> Value:

@@ -1125,7 +1125,8 @@ def links(chips: ChipArrays) -> tuple[LinkParams, LinkParams]:
         LinkParams(get(f"{side}.bandwidth"), get(f"{side}.latency"), get(f"{side}.achievable"),
                    get(f"{side}.simple_latency"), get(f"{side}.a2a_latency"),
                    get(f"{side}.a2a_busbw"), get(f"{side}.p2p_channel_bw"),
-                   get(f"{side}.nvls_bw"), get(f"{side}.nvls_latency"))
+                   get(f"{side}.nvls_bw"), get(f"{side}.nvls_latency"),
+                   get(f"{side}.nvls_chunk"))
         for side in ("intra", "inter")
     )  # fmt: skip
 

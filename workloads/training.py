@@ -1278,6 +1278,11 @@ class _TrainLowering:
             param_gather=gather, activation_bytes=act, checkpointed=recomputed,
         )  # fmt: skip
 
+    #: Transformer Engine's userbuffers defaults (``initialize_ub``, get_default_config): the
+    #: pipelined reduce-scatter's chunks, and the cores its pipeline and bulk overlaps hold
+    _UB_PIPELINE_SPLITS = 4
+    _UB_CORES = 16
+
     def tp_overlaps(self, forward: list[Op], backward: list[Op]) -> tuple[list[Op], list[Op]]:
         """Sequence parallelism's collectives beside the GEMMs, as Transformer Engine's linear
         layers run them (``Op.overlaps_previous``: hidden up to the share of the GEMM before).
@@ -1342,8 +1347,8 @@ class _TrainLowering:
                 i = gemm + 1
                 continue
             if ub and sp_scatter(op) and not op.recompute and fwd and fwd[-1].kind == OpKind.GEMM:
-                first, rest = chunked(op, 4, 16)
-                fwd[-1] = split(fwd[-1], 4)
+                first, rest = chunked(op, self._UB_PIPELINE_SPLITS, self._UB_CORES)
+                fwd[-1] = split(fwd[-1], self._UB_PIPELINE_SPLITS)
                 fwd += [rest, first]
             else:
                 fwd.append(op)
@@ -1366,7 +1371,7 @@ class _TrainLowering:
                 # the input gradient before it
                 c = op.collective
                 assert c is not None
-                cores = 16 if ub else 0
+                cores = self._UB_CORES if ub else 0
                 wgrad, after = bwd[w], bwd[w + 1 :]
                 del bwd[w:]
                 twin = wgrad.name.replace(".wgrad", ".dgrad")

@@ -121,11 +121,7 @@ def _tp_beside(costs: tuple[OpCost, ...], system: System) -> float:
             continue
         c_op = op.collective
         assert c_op is not None
-        if (
-            c_op.kind == "reduce_scatter"
-            and not op.name.endswith(".bwd.beside")
-            and (op.name.endswith(".beside"))
-        ):
+        if c_op.kind == "reduce_scatter" and op.name.endswith(".beside"):
             # a pipelined forward reduce-scatter holds its cores from the GEMM for the GEMM's
             # whole run (Transformer Engine's set_sm_margin)
             ratio = beside_slowdown([costs[i - 1]], [full], system, overlap=True,

@@ -349,6 +349,38 @@ def test_a_custom_all_reduce_is_flat_in_the_group_inside_a_node_and_nccl_beyond(
     )
 
 
+def test_sglang_keeps_nccl_off_the_switch_reduction_and_vllm_does_not():
+    """SGLang sets NCCL_NVLS_ENABLE=0 unless --enable-nccl-nvls (PR #631, #3502): a TP8
+    prefill's all-reduce too large for its custom kernel runs on NCCL's ring, where vLLM's
+    (NCCL's default) may reduce in the H100's NVSwitch. PR #3502 measured NVLS's all-reduce
+    ~18 % faster (1023 -> 844 us) on 8 H100; roofsim's fitted ring and NVLS give a 64 MiB
+    all-reduce 1.3-1.5x apart."""
+    from sim.cost.roofline import cost_ops
+    from workloads.build import Builder
+    from workloads.runtime import all_reduces
+
+    sglang, vllm = load_runtime("sglang-0.4"), load_runtime("vllm-0.6")
+    assert not sglang.nccl_nvls and vllm.nccl_nvls
+    assert not load_runtime("sglang-0.5").nccl_nvls  # inherited
+    system = load_system("h100-sxm", 8)
+
+    def t(size: float, p: int, runtime: Runtime) -> float:
+        op = Builder(dtype="bf16", act_bytes=2.0, weight_bytes=2.0).collective(
+            "ar", "all_reduce", size, p
+        )
+        return cost_ops(all_reduces([op], runtime), system)[0].time_s
+
+    big = 64 * 2**20  # 4096 tokens x 8192 hidden in bf16: beyond the custom kernels' 8 MiB
+    link = system.intra_node
+    ring = (2 * 7 / 8 * big / (link.bandwidth_bytes_per_s * link.achievable_fraction)
+            + 14 * link.simple_latency_s)  # fmt: skip
+    assert t(big, 8, sglang) == pytest.approx(ring + system.chip.kernel_overhead_s, rel=0.02)
+    assert 1.3 < t(big, 8, sglang) / t(big, 8, vllm) < 1.5
+    # below three chips NCCL has no NVLS anyway, and a small message takes the custom kernel
+    assert t(big, 2, sglang) == pytest.approx(t(big, 2, vllm), rel=1e-12)
+    assert t(8192.0, 8, sglang) == pytest.approx(t(8192.0, 8, vllm), rel=1e-12)
+
+
 def test_gpt_fast_decode_at_tp8_is_faster_than_at_tp4():
     """Issue 17: Llama-2-7B at batch 1 on 8 A100s under gpt-fast (IntraNodeComm all-reduces)
     measured 328 tokens/s at TP8 against 254 at TP4; with NCCL's ring latency roofsim had TP8

@@ -291,6 +291,9 @@ class Collective:
     # bus bandwidth; 0 = NCCL
     custom_latency_s: float = 0.0
     custom_bus_bandwidth: float = 0.0
+    # whether NCCL may reduce in the switch (NVLS) where the link has it: false where the
+    # runtime turns it off (``workloads.runtime.Runtime.nccl_nvls``)
+    nvls: bool = True
     # the library whose kernels run it where it is not NCCL's (RCCL's) collective: "deepep"
     # (DeepEP's dispatch and combine, its own NVLink and RDMA copies), costed on the links'
     # alpha-beta model, not the link's measured NCCL all-to-all (COLLECTIVE_LIBRARIES)

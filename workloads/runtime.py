@@ -77,6 +77,9 @@ source:
   measures it: time per call at small sizes, and bus bandwidth (bytes/s) over sizes up to 1 MB.
   A tensor-parallel all-reduce inside one node runs on it where it beats NCCL
   (``sim.cost.collectives.custom_all_reduce_s``); 0 (the default): NCCL only;
+- ``nccl_nvls``: whether NCCL may reduce in the switch (NVLS) where the chip's link has it
+  (true, NCCL's default); false where the runtime turns it off (SGLang's NCCL_NVLS_ENABLE=0):
+  its NCCL all-reduces then run on the ring;
 - ``fp8_input_quant`` (inference with fp8 GEMMs): ``separate``: the 16-bit activation going
   into each fp8 GEMM is quantised by a kernel of its own (vLLM's ``ops.scaled_fp8_quant`` before
   ``cutlass_scaled_mm``, its and SGLang's ``per_token_group_quant_fp8`` for block-scaled
@@ -276,6 +279,7 @@ class Runtime:
     sinks_native: tuple[str, ...] = ()  # compute capabilities whose default kernel takes sinks
     allreduce_latency_s: float = 0.0  # 0: NCCL (no custom intra-node all-reduce)
     allreduce_bus_bandwidth: float = 0.0  # bytes/s
+    nccl_nvls: bool = True  # NCCL may pick NVLS (in-switch reduction) for its all-reduces
     non_torch_bytes: float = 0.0  # device memory outside the engine's tensors, one chip
     non_torch_bytes_tp: float = 0.0  # the same on a chip of a TP group (0: non_torch_bytes)
     training: bool = False  # a training stack (train --runtime takes only these)
@@ -388,6 +392,7 @@ class Runtime:
             "sinks_native": list(self.sinks_native),
             "allreduce_latency_s": self.allreduce_latency_s,
             "allreduce_bus_bandwidth": self.allreduce_bus_bandwidth,
+            "nccl_nvls": self.nccl_nvls,
             "non_torch_bytes": self.non_torch_bytes,
             "non_torch_bytes_tp": self.non_torch_bytes_tp,
             "training": self.training,
@@ -632,7 +637,7 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
                          ("training", False), ("fused_wgrad_accumulation", False),
                          ("decode_full_graphs", False), ("gqa_repeat", False),
                          ("separate_projections", False), ("mixed_prefill", True),
-                         ("qkv_split_copies", False)):  # fmt: skip
+                         ("qkv_split_copies", False), ("nccl_nvls", True)):  # fmt: skip
         flags[key] = raw.get(key, default)
         if not isinstance(flags[key], bool):
             raise WorkloadError(f"{where}: {key} must be true or false, got {flags[key]!r}")
@@ -802,11 +807,14 @@ def launch(
 
 def all_reduces(ops: list[Op], runtime: Runtime) -> list[Op]:
     """``ops`` with their all-reduces marked to run on ``runtime``'s own intra-node kernel where
-    it has one (the cost model takes it inside one node where it beats NCCL)."""
-    if not runtime.allreduce_latency_s:
+    it has one (the cost model takes it inside one node where it beats NCCL), and kept off
+    NCCL's NVLS where the runtime turns it off (``nccl_nvls``)."""
+    mark: dict[str, Any] = {} if runtime.nccl_nvls else {"nvls": False}
+    if runtime.allreduce_latency_s:
+        mark |= {"custom_latency_s": runtime.allreduce_latency_s,
+                 "custom_bus_bandwidth": runtime.allreduce_bus_bandwidth}  # fmt: skip
+    if not mark:
         return ops
-    mark = {"custom_latency_s": runtime.allreduce_latency_s,
-            "custom_bus_bandwidth": runtime.allreduce_bus_bandwidth}  # fmt: skip
     return [replace(op, collective=replace(op.collective, **mark))
             if op.collective is not None and op.collective.kind == "all_reduce" else op
             for op in ops]  # fmt: skip

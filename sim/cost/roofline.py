@@ -63,6 +63,7 @@ Zadouri et al. 2026, Sec. 3.1); its backward stays in series.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -1141,10 +1142,12 @@ def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
     per_node = chips.structure.chips_per_node
     # a library's own exchange kernels (DeepEP) run on the links, not the measured all-to-all
     plain = (intra.alpha_beta(), inter.alpha_beta())
+    # a runtime that turns NCCL's NVLS off reduces on the ring alone
+    ring = (intra._replace(nvls_bw=math.nan), inter._replace(nvls_bw=math.nan))
     each = [
         collective_s(c.kind, c.bytes, c.group, c.local, per_node,
-                     *(plain if c.library else (intra, inter)), comm=c.comm,
-                     messages=c.messages)
+                     *(plain if c.library else (intra, inter) if c.nvls else ring),
+                     comm=c.comm, messages=c.messages)
         for c in (op.collective for op in ops)  # type: ignore[union-attr]
     ]  # fmt: skip
     comm = np.empty((len(ops), max(chips.n, *(np.size(t) for t in each))))

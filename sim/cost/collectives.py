@@ -170,6 +170,9 @@ def _nvls_chunk(size: Value, p: int) -> Value:
     128 KiB, 64 KiB below 64 x concurrentOps x 128 KiB, 32 KiB below 8 x ops x 64 KiB, 16 KiB
     below 2 x ops x 32 KiB; concurrentOps = NVLS channels x heads, one head a rank)."""
     ops = _NVLS_CHANNELS * p
+    if isinstance(size, float | int):  # one size: the rule in plain floats (the single point)
+        return (16384.0 if size < 2 * ops * 32768 else 32768.0 if size < 8 * ops * 65536
+                else 65536.0 if size < 64 * ops * 131072 else 131072.0)  # fmt: skip
     s = np.asarray(size, dtype=float)
     chunk = np.where(s < 64 * ops * 131072, 65536.0, 131072.0)
     chunk = np.where(s < 8 * ops * 65536, 32768.0, chunk)
@@ -183,8 +186,9 @@ def _nvls(size: Value, p: int, link: LinkParams) -> Value:
     chip's links, plus the call's time and the link's time per chunk step of each of NCCL's
     concurrent operations (more steps of smaller chunks for a smaller buffer); infinite where
     the link has none (NaN: fmin skips it)."""
-    steps = np.ceil(np.asarray(size, dtype=float) / (_NVLS_CHANNELS * p * _nvls_chunk(size, p)))
-    steps = float(steps) if steps.ndim == 0 else steps
+    per_step = _NVLS_CHANNELS * p * _nvls_chunk(size, p)
+    steps = (math.ceil(size / per_step) if isinstance(size, float | int)
+             else np.ceil(np.asarray(size, dtype=float) / per_step))  # fmt: skip
     return (1 + 1 / p) * size / link.nvls_bw + link.nvls_latency + link.nvls_chunk * steps
 
 

@@ -2,7 +2,10 @@
 
 import pytest
 
+from hardware import load_system
+from sim import simulate
 from workloads import Decode, Prefill, Role, WorkloadError, load_model
+from workloads.runtime import load_runtime
 
 
 def _sum(graph, attr):
@@ -39,7 +42,9 @@ def test_prefill_model_flops_are_2n_per_token_plus_causal_attention():
 def test_dense_decode_reads_every_weight_once(dtype):
     m = load_model("llama-2-7b")
     g = Decode(model=m, batch=1, context=128, dtype=dtype).lower()
-    per_el = {"bf16": 2, "fp8": 1, "int4": 0.5}[dtype]
+    # weight-only int4: half a byte and its group's 16-bit scale (the default runtime's layout)
+    # over the default 128 weights a group
+    per_el = {"bf16": 2, "fp8": 1, "int4": 0.5 + 2 / 128}[dtype]
     # an fp8 checkpoint keeps the LM head and the embedding table 16-bit (weight-only int4
     # quantises the head too)
     wide = 2 if dtype == "fp8" else per_el
@@ -50,6 +55,38 @@ def test_dense_decode_reads_every_weight_once(dtype):
     assert _weight_bytes(g) == pytest.approx(expected + norms, rel=1e-9)
     held = (m.n_params() - m.embedding_params()) * per_el + m.embedding_params() * wide
     assert g.memory.weights_bytes == pytest.approx(held)
+
+
+def test_int4_groups_carry_their_scales_and_zero_points_in_the_runtimes_layout():
+    """gpt-fast's int4 (tinygemm) keeps a bf16 scale and a bf16 zero point for each group of 32
+    weights along K of a column (quantize.py pack_scales_and_zeros; the README's 'G=32'):
+    0.5 + 4 / 32 bytes a weight, read by every decode step, where the default layout's one
+    16-bit scale over 128 weights adds 2 / 128. Its A100 decode rows were 53-69 % too fast
+    without them."""
+    m, gpt_fast = load_model("llama-2-7b"), load_runtime("gpt-fast")
+    assert gpt_fast.int4_group_bytes == 4.0 and load_runtime("vllm-0.6").int4_group_bytes == 2.0
+
+    def step(group, runtime=gpt_fast):
+        w = Decode(model=m, batch=1, context=105, dtype="int4", int4_group=group, runtime=runtime)
+        return w, w.lower()
+
+    w32, g32 = step(32)
+    assert w32.weight_bytes == 0.5 + 4 / 32
+    w128, g128 = step(None)  # the quantisers' default group
+    assert w128.weight_bytes == 0.5 + 4 / 128
+    linear = m.n_matmul_params()
+    grew = _weight_bytes(g32) - _weight_bytes(g128)
+    assert grew == pytest.approx(linear * (4 / 32 - 4 / 128), rel=0.01)
+    a100 = load_system("a100-sxm-80gb", 1)
+    t32, t128 = (simulate(w, a100).time_s for w in (w32, w128))
+    # memory-bound: slower by most of the weights' bytes ratio, 0.625 / 0.531 (the step's
+    # launches, attention and sampler do not grow)
+    assert 1.08 < t32 / t128 < (0.5 + 4 / 32) / (0.5 + 4 / 128)
+    # a group size is an int4 checkpoint's: refused with any other --dtype, and below 1
+    with pytest.raises(WorkloadError, match="--int4-group .* needs --dtype int4"):
+        Decode(model=m, dtype="fp8", int4_group=32).lower()
+    with pytest.raises(WorkloadError, match="--int4-group must be a whole number"):
+        Decode(model=m, dtype="int4", int4_group=0).lower()
 
 
 def test_tensor_parallel_shards_flops_and_weights_evenly():

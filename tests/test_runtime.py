@@ -410,6 +410,8 @@ def _preset_refused(tmp_path, monkeypatch, text: str, match: str) -> None:
 
 
 def test_a_custom_all_reduce_needs_its_latency_and_bandwidth_together(tmp_path, monkeypatch):
+    _preset_refused(tmp_path, monkeypatch, 'name = "odd"\nsource = "s"\nint4_group_bytes = 0\n',
+                    "int4_group_bytes must be the bytes")  # fmt: skip
     _preset_refused(tmp_path, monkeypatch, 'name = "odd"\nsource = "s"\nallreduce_latency_s = 5e-6\n',
                     "allreduce_latency_s and allreduce_bus_bandwidth")  # fmt: skip
 

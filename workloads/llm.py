@@ -136,6 +136,19 @@ def check_counts(where: str, flag: str, value: Any) -> None:
         raise WorkloadError(f"{where}: {flag} must be an integer >= 1, got {value!r}")
 
 
+#: the quantisers' default group size for weight-only int4 (gpt-fast's group_quantize_tensor,
+#: AutoAWQ's and AutoGPTQ's q_group_size / group_size, torchao's int4_weight_only: 128)
+INT4_GROUP = 128
+
+
+def int4_metadata_bytes(group: int | None, group_bytes: float) -> float:
+    """Bytes per weight of a group-quantised int4 checkpoint's scales and zero points: each
+    group of ``group`` weights along K of a column (None: ``INT4_GROUP``) carries
+    ``group_bytes`` (the runtime's layout, ``Runtime.int4_group_bytes``): gpt-fast's G=32 with a
+    bf16 scale and a bf16 zero adds 4 / 32 = 0.125 bytes to the 0.5 of the weight."""
+    return group_bytes / (group or INT4_GROUP)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Common:
     model: ModelConfig
@@ -151,6 +164,9 @@ class _Common:
     pp: int = 1  # pipeline stages: the layers split over pp chips (each TP-wide)
     ep: int = 1  # expert parallelism: the experts sharded over ep of the dp replicas
     sampling: str = "greedy"  # greedy | random | top-p | none (runtime.SAMPLINGS): the sampler
+    # weight-only int4: weights per quantisation group along K (the quantiser's group size;
+    # None: INT4_GROUP), each group of a column carrying the runtime's scale (and zero point)
+    int4_group: int | None = None
 
     def __post_init__(self) -> None:
         if self.attention_kernel is None:
@@ -167,6 +183,14 @@ class _Common:
             raise WorkloadError(
                 f"{where}: --dtype must be one of {', '.join(_INFER_DTYPES)}, got {self.dtype!r}"
             )
+        if self.int4_group is not None:
+            if self.dtype != "int4":
+                raise WorkloadError(f"{where}: --int4-group is the group size of a weight-only "
+                                    f"int4 checkpoint; it needs --dtype int4, got {self.dtype!r}")  # fmt: skip
+            g = self.int4_group
+            if isinstance(g, bool) or not isinstance(g, int) or g < 1:
+                raise WorkloadError(f"{where}: --int4-group must be a whole number of weights "
+                                    f"per scale group >= 1 (32, 64, 128), got {g!r}")  # fmt: skip
         if self.kv_dtype is not None and self.kv_dtype not in _INFER_DTYPES:
             raise WorkloadError(
                 f"{where}: --kv-dtype must be one of {', '.join(_INFER_DTYPES)}, got {self.kv_dtype!r}"
@@ -217,7 +241,12 @@ class _Common:
 
     @property
     def weight_bytes(self) -> float:
-        return dtype_bytes(self.dtype)
+        """Bytes a weight takes: the dtype's, plus for weight-only int4 its group's share of the
+        quantisation metadata stored beside it (``int4_metadata_bytes``)."""
+        b = dtype_bytes(self.dtype)
+        if self.dtype == "int4":
+            b += int4_metadata_bytes(self.int4_group, self.runtime.int4_group_bytes)
+        return b
 
     @property
     def expert_weight_bytes(self) -> float:
@@ -1145,6 +1174,11 @@ def _sinks(w: _Common) -> dict:
     )
 
 
+def int4_group_field(w: _Common) -> dict:
+    """A weight-only int4 run's group size (the weights a scale and zero point cover)."""
+    return {"int4_group": w.int4_group or INT4_GROUP} if w.dtype == "int4" else {}
+
+
 def _describe(w: _Common, kind: str, **extra: Any) -> dict:
     return {
         "kind": kind,
@@ -1152,6 +1186,7 @@ def _describe(w: _Common, kind: str, **extra: Any) -> dict:
         "batch": w.batch,
         **extra,
         "dtype": w.dtype,
+        **int4_group_field(w),
         "kv_dtype": w.kv_dtype or ("fp32" if w.kv_bytes == 4 else "bf16"),
         "tp": w.tp,
         **({"pp": w.pp} if w.pp > 1 else {}),

@@ -80,6 +80,11 @@ source:
 - ``nccl_nvls``: whether NCCL may reduce in the switch (NVLS) where the chip's link has it
   (true, NCCL's default); false where the runtime turns it off (SGLang's NCCL_NVLS_ENABLE=0):
   its NCCL all-reduces then run on the ring;
+- ``int4_group_bytes`` (inference, weight-only int4): the bytes of quantisation metadata each
+  group of a weight column carries in the runtime's int4 layout (2, the default: one 16-bit
+  scale a group, a symmetric GPTQ checkpoint; gpt-fast's and torchao's tinygemm layout a bf16
+  scale and a bf16 zero point, 4; AWQ's fp16 scale and 4-bit zero point, 2.5), read beside the
+  weights at the workload's group size (``int4_group``: the quantiser's, 128 by default);
 - ``fp8_input_quant`` (inference with fp8 GEMMs): ``separate``: the 16-bit activation going
   into each fp8 GEMM is quantised by a kernel of its own (vLLM's ``ops.scaled_fp8_quant`` before
   ``cutlass_scaled_mm``, its and SGLang's ``per_token_group_quant_fp8`` for block-scaled
@@ -230,6 +235,8 @@ FP8_INPUT_QUANTS = ("fused", "separate")
 RING_ATTENTIONS = ("yunchang", "torch")
 KV_CACHES = ("inplace", "concat")
 WEIGHT_ONLY_KERNELS = ("native", "marlin")
+#: an int4 weight group's metadata where the runtime names none: one 16-bit scale
+INT4_GROUP_BYTES = 2.0
 MOE_KERNELS = ("library", "triton")
 ADMISSIONS = ("watermark", "reserve")
 MEMORY_FRACTIONS_OF = ("total", "free", "static")
@@ -296,6 +303,7 @@ class Runtime:
     cast_cycles_per_element: float = 0.0
     fp8_input_quant: str = "fused"  # fused | separate (FP8_INPUT_QUANTS): an fp8 GEMM's input cast
     weight_only_kernel: str = "native"  # native | marlin (WEIGHT_ONLY_KERNELS): W4A16 GEMMs
+    int4_group_bytes: float = INT4_GROUP_BYTES  # an int4 group's scale (and zero point), bytes
     moe_kernel: str = "library"  # library | triton (MOE_KERNELS): routed expert GEMMs
     grouped_topk_kernels: int = 1  # launches of a group-limited router's top-k (n_groups > 1)
     deepep_num_sms: int = 0  # cores DeepEP's dispatch and combine hold (0: the system's NCCL count)
@@ -399,6 +407,7 @@ class Runtime:
             "fused_wgrad_accumulation": self.fused_wgrad_accumulation,
             "fp8_input_quant": self.fp8_input_quant,
             "weight_only_kernel": self.weight_only_kernel,
+            "int4_group_bytes": self.int4_group_bytes,
             "moe_kernel": self.moe_kernel,
             "grouped_topk_kernels": self.grouped_topk_kernels,
             "deepep_num_sms": self.deepep_num_sms,
@@ -705,6 +714,13 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
                     else "bytes")  # fmt: skip
             raise WorkloadError(f"{where}: {key} must be a number of {unit} >= 0, got {v!r}")
         values[key] = float(v)
+    group_bytes = raw.get("int4_group_bytes", INT4_GROUP_BYTES)
+    if (isinstance(group_bytes, bool) or not isinstance(group_bytes, int | float)
+            or not 0 < group_bytes < math.inf):  # fmt: skip
+        raise WorkloadError(f"{where}: int4_group_bytes must be the bytes of an int4 weight "
+                            f"group's scale and zero point (> 0; 2 for a 16-bit scale alone), "
+                            f"got {group_bytes!r}")  # fmt: skip
+    values["int4_group_bytes"] = float(group_bytes)
     kernel = raw.get("attention_kernel", "")
     if kernel not in ("", "native", "fa2"):
         raise WorkloadError(f"{where}: attention_kernel must be native or fa2, got {kernel!r}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hardware import files
-from workloads.llm import Decode, Speculation, _Common
+from workloads.llm import Decode, Speculation, _Common, int4_group_field
 from workloads.ops import WorkloadError
 
 _DISTS = ("const", "uniform", "exp", "lognormal")
@@ -272,6 +272,7 @@ class Serving(_Common):
         return Decode(
             model=self.model, batch=batch, dtype=self.dtype, kv_dtype=self.kv_dtype, tp=self.tp,
             attention_kernel=self.attention_kernel, runtime=self.runtime, sampling=self.sampling,
+            int4_group=self.int4_group,
         )  # fmt: skip
 
     def describe(self) -> dict:
@@ -279,6 +280,7 @@ class Serving(_Common):
             "kind": "serve",
             "model": self.model.name,
             "dtype": self.dtype,
+            **int4_group_field(self),
             "kv_dtype": self.kv_dtype or ("fp32" if self.kv_bytes == 4 else "bf16"),
             "tp": self.tp,
             "replicas": self.replicas,

@@ -17,6 +17,7 @@ from sim.cli.args import (
     DIT_RUNTIME_HELP,
     SET_HELP,
     add_html_arg,
+    add_int4_group_arg,
     add_llm_args,
     add_run_output_args,
     add_runtime_arg,
@@ -187,6 +188,7 @@ def _add_serve_args(p: argparse.ArgumentParser, plan: bool = False) -> None:
         "--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, fp4, int8, int4)"
     )
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
+    add_int4_group_arg(p)
     p.add_argument("--attention-kernel", default=None, help=DECODE_ATTN_HELP)
     add_sampling_arg(p)
     add_runtime_arg(p)
@@ -232,7 +234,8 @@ def _serving(args: argparse.Namespace, tp: int, replicas: int):
     if getattr(args, "mixed_prefill", None) is not None:  # the engine's flag over its default
         runtime = replace(runtime, mixed_prefill=args.mixed_prefill == "yes")
     return Serving(
-        model=model, dtype=args.dtype, kv_dtype=args.kv_dtype, tp=tp, replicas=replicas,
+        model=model, dtype=args.dtype, kv_dtype=args.kv_dtype, int4_group=args.int4_group,
+        tp=tp, replicas=replicas,
         rate=args.rate if getattr(args, "rate", None) is not None else 1.0,
         duration_s=getattr(args, "duration", 60.0),
         prompt=LengthDist.parse(args.prompt_dist, "--prompt-dist", model.max_seq),

@@ -158,10 +158,19 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
         "--dtype", default="bf16", help="weights/compute dtype (bf16, fp8, fp4, int8, int4)"
     )
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: bf16)")
+    add_int4_group_arg(p)
     p.add_argument("--attention-kernel", default=None, help=DECODE_ATTN_HELP)
     add_sampling_arg(p)
     add_runtime_arg(p)
     add_run_output_args(p)
+
+
+def add_int4_group_arg(p: argparse.ArgumentParser) -> None:
+    """decode, prefill and serve: a weight-only int4 checkpoint's quantisation group size."""
+    p.add_argument("--int4-group", type=int_arg, default=None,
+                   help="with --dtype int4: weights per quantisation group (the quantiser's "
+                   "group size; default 128); each group's scale and zero point, in the "
+                   "runtime's layout, are read beside the weights")  # fmt: skip
 
 
 def add_sampling_arg(p: argparse.ArgumentParser) -> None:
@@ -270,6 +279,7 @@ def llm_workload(args: argparse.Namespace, kind: str):
         batch=args.batch,
         dtype=args.dtype,
         kv_dtype=args.kv_dtype,
+        int4_group=args.int4_group,
         tp=tp,
         pp=pp,
         ep=args.ep,

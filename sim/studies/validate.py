@@ -210,7 +210,7 @@ def _llm(row: dict):
 
     model, system, layout, dtype = _llm_setup(row)
     common = dict(model=model, batch=row.get("batch", 1) or 1, dtype=dtype, **layout,
-                  kv_dtype=row.get("kv_dtype"),
+                  kv_dtype=row.get("kv_dtype"), int4_group=row.get("int4_group"),
                   attention_kernel=row.get("attention_kernel"),
                   runtime=_runtime(row), sampling=row.get("sampling", "greedy"))  # fmt: skip
 
@@ -294,7 +294,8 @@ def _serving_cycle(row: dict, system) -> tuple[float, float, float, dict]:
     batch, prompt, output = row["batch"], row["prompt"], row["output"]
     dp = layout["dp"]  # replicas, each with ``batch`` requests
     common = dict(model=model, dtype=dtype, **layout, kv_dtype=row.get("kv_dtype"),
-                  runtime=_runtime(row), sampling=row.get("sampling", "greedy"))  # fmt: skip
+                  int4_group=row.get("int4_group"), runtime=_runtime(row),
+                  sampling=row.get("sampling", "greedy"))  # fmt: skip
     step = simulate(Decode(batch=batch * dp, context=int(prompt + output / 2), **common), system,
                     check_memory=False)  # fmt: skip
     pre = simulate(Prefill(batch=dp, prompt=prompt, **common), system, check_memory=False)
@@ -787,8 +788,8 @@ def _predict_serve(row: dict) -> tuple[float, dict]:
     trace, mode = _serve_requests(row, model)
     dtype = {"fp16": "bf16"}.get(row.get("dtype", "bf16"), row.get("dtype", "bf16"))
     serving = Serving(
-        model=model, dtype=dtype, kv_dtype=row.get("kv_dtype"), tp=tp, replicas=replicas,
-        trace=trace, max_num_seqs=row.get("max_num_seqs", 256),
+        model=model, dtype=dtype, kv_dtype=row.get("kv_dtype"), int4_group=row.get("int4_group"),
+        tp=tp, replicas=replicas, trace=trace, max_num_seqs=row.get("max_num_seqs", 256),
         max_num_batched_tokens=row.get("max_num_batched_tokens"),
         chunked_prefill=row.get("chunked_prefill", False),
         memory_fraction=row.get("memory_fraction", 0.9),

@@ -267,6 +267,16 @@ def test_runtime_axis_equals_simulate():
     assert by[("vllm-0.5", 64)] > by[("fused-graphs", 64)] + 3.8e-3
 
 
+def test_int4_group_axis_equals_simulate_and_smaller_groups_read_more():
+    spec = _spec({"int4_group": [32, 128], "batch": [1, 16]},
+                 {"kind": "decode", "model": "llama-2-7b", "dtype": "int4", "runtime": "gpt-fast",
+                  "context": 512})  # fmt: skip
+    assert _assert_rows_equal_single_points(spec, range(spec.n_points)) == spec.n_points
+    by = {(int(r["int4_group"]), int(r["batch"])): float(r["time_s"])
+          for r in evaluate_points(spec, range(spec.n_points))}  # fmt: skip
+    assert by[(32, 1)] > by[(128, 1)] and by[(32, 16)] > by[(128, 16)]
+
+
 def test_eager_prompt_axis_equals_simulate():
     # eager prompts' unvectorised kernels (the attention output's copy, the chunked gate/up
     # halves, casts and broadcasts) in the vectorised path

@@ -62,10 +62,10 @@ MODES = ("product", "zip")
 
 #: workload fields per kind: the flags of the matching roofsim command, as TOML keys
 WORKLOAD_FIELDS: dict[str, tuple[str, ...]] = {
-    "decode": ("model", "chips", "tp", "batch", "context", "dtype", "kv_dtype",
+    "decode": ("model", "chips", "tp", "batch", "context", "dtype", "kv_dtype", "int4_group",
                "attention_kernel", "runtime", "sampling", "spec_tokens", "acceptance",
                "accepted_length", "draft"),
-    "prefill": ("model", "chips", "tp", "batch", "prompt", "dtype", "kv_dtype",
+    "prefill": ("model", "chips", "tp", "batch", "prompt", "dtype", "kv_dtype", "int4_group",
                 "attention_kernel", "runtime", "sampling"),
     "dit": ("model", "chips", "replicas", "sp", "height", "width", "frames", "fps", "steps",
             "batch", "cfg", "tokens", "text_tokens", "dtype", "attention_kernel", "parallel_vae",
@@ -1014,7 +1014,8 @@ def build_workload(kind: str, f: dict[str, Any], load_dit: Callable[[str], Any])
         if isinstance(chips, int) and isinstance(tp, int) and chips % tp:
             raise ConfigError(f"--chips {chips} must be a multiple of --tp {tp}")
         common = dict(model=load_model(f["model"]), batch=f.get("batch", 1),
-                      dtype=f.get("dtype", "bf16"), kv_dtype=f.get("kv_dtype"), tp=tp,
+                      dtype=f.get("dtype", "bf16"), kv_dtype=f.get("kv_dtype"),
+                      int4_group=f.get("int4_group"), tp=tp,
                       attention_kernel=f.get("attention_kernel"),
                       runtime=load_runtime(f.get("runtime", DEFAULT_RUNTIME)),
                       sampling=f.get("sampling", "greedy"),

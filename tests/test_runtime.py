@@ -381,6 +381,34 @@ def test_sglang_keeps_nccl_off_the_switch_reduction_and_vllm_does_not():
     assert t(8192.0, 8, sglang) == pytest.approx(t(8192.0, 8, vllm), rel=1e-12)
 
 
+def test_vllm_v1_prefill_gathers_paged_kv_by_pointer_loads_on_hopper_only():
+    """vLLM V1 writes a chunk's K/V into the 16-token-block cache and attends over the cache
+    through its block table; FlashAttention-3 feeds paged K/V by TMA only at page sizes that
+    are multiples of its 128-key block, so on Hopper the prefill attention's on-chip work runs
+    at the pointer-load ratio measured for Hopper's GEMMs (~1.14x). Decode (a short query
+    block: the pointer path either way), an Ampere chip (no TMA) and V0 (FlashAttention-2)
+    are unchanged."""
+    from sim.cost.roofline import _POINTER_LOADS, cost_ops
+
+    m, v1 = load_model("llama-3-8b"), load_runtime("vllm-v1")
+    assert v1.paged_prefill and not load_runtime("vllm-0.6").paged_prefill
+    contiguous = replace(v1, paged_prefill=False)
+
+    def attention(runtime, chip, **kw):
+        w = (Prefill(model=m, prompt=8192, runtime=runtime) if not kw
+             else Decode(model=m, runtime=runtime, **kw))  # fmt: skip
+        op = next(o for o in w.lower().ops if o.attention is not None)
+        return cost_ops([op], load_system(chip, 1))[0]
+
+    paged, plain = attention(v1, "h100-sxm"), attention(contiguous, "h100-sxm")
+    assert paged.compute_s == pytest.approx(plain.compute_s * _POINTER_LOADS, rel=0.02)
+    assert paged.time_s > 1.08 * plain.time_s  # a long prompt's attention is compute-bound
+    for chip, kw in (("a100-sxm-80gb", {}), ("h100-sxm", {"batch": 64, "context": 4096})):
+        assert attention(v1, chip, **kw).time_s == pytest.approx(
+            attention(contiguous, chip, **kw).time_s, rel=1e-12
+        )
+
+
 def test_gpt_fast_decode_at_tp8_is_faster_than_at_tp4():
     """Issue 17: Llama-2-7B at batch 1 on 8 A100s under gpt-fast (IntraNodeComm all-reduces)
     measured 328 tokens/s at TP8 against 254 at TP4; with NCCL's ring latency roofsim had TP8

@@ -201,6 +201,10 @@ class Attention:
     # sliding-window attention (causal): each query sees the ``window`` latest keys, itself
     # included (0: every key before it)
     window: int = 0
+    # K/V read through the KV cache's page table (the runtime's ``paged_prefill``): a native
+    # kernel that would feed its tiles by the chip's tensor memory accelerator gathers them by
+    # pointer loads instead (FlashAttention-3's paged path below its TMA page size)
+    paged: bool = False
 
     @property
     def score_pairs(self) -> Any:

@@ -77,6 +77,12 @@ source:
   measures it: time per call at small sizes, and bus bandwidth (bytes/s) over sizes up to 1 MB.
   A tensor-parallel all-reduce inside one node runs on it where it beats NCCL
   (``sim.cost.collectives.custom_all_reduce_s``); 0 (the default): NCCL only;
+- ``paged_prefill`` (inference): the prefill attention reads all its K/V, the new chunk's
+  own included, back through the KV cache's page table (vLLM V1's FLASH_ATTN backend:
+  reshape_and_cache_flash, then one flash_attn_varlen_func over the cache with its block table,
+  16-token blocks): FlashAttention-3 takes its TMA path for paged K/V only where the page size is
+  a multiple of its key block (128), so a native Hopper kernel gathers K/V by pointer loads;
+  false (the default): the new tokens' K/V are read contiguously;
 - ``nccl_nvls``: whether NCCL may reduce in the switch (NVLS) where the chip's link has it
   (true, NCCL's default); false where the runtime turns it off (SGLang's NCCL_NVLS_ENABLE=0):
   its NCCL all-reduces then run on the ring;
@@ -287,6 +293,7 @@ class Runtime:
     allreduce_latency_s: float = 0.0  # 0: NCCL (no custom intra-node all-reduce)
     allreduce_bus_bandwidth: float = 0.0  # bytes/s
     nccl_nvls: bool = True  # NCCL may pick NVLS (in-switch reduction) for its all-reduces
+    paged_prefill: bool = False  # prefill attention reads all its K/V through the page table
     non_torch_bytes: float = 0.0  # device memory outside the engine's tensors, one chip
     non_torch_bytes_tp: float = 0.0  # the same on a chip of a TP group (0: non_torch_bytes)
     training: bool = False  # a training stack (train --runtime takes only these)
@@ -401,6 +408,7 @@ class Runtime:
             "allreduce_latency_s": self.allreduce_latency_s,
             "allreduce_bus_bandwidth": self.allreduce_bus_bandwidth,
             "nccl_nvls": self.nccl_nvls,
+            "paged_prefill": self.paged_prefill,
             "non_torch_bytes": self.non_torch_bytes,
             "non_torch_bytes_tp": self.non_torch_bytes_tp,
             "training": self.training,
@@ -646,7 +654,8 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
                          ("training", False), ("fused_wgrad_accumulation", False),
                          ("decode_full_graphs", False), ("gqa_repeat", False),
                          ("separate_projections", False), ("mixed_prefill", True),
-                         ("qkv_split_copies", False), ("nccl_nvls", True)):  # fmt: skip
+                         ("qkv_split_copies", False), ("nccl_nvls", True),
+                         ("paged_prefill", False)):  # fmt: skip
         flags[key] = raw.get(key, default)
         if not isinstance(flags[key], bool):
             raise WorkloadError(f"{where}: {key} must be true or false, got {flags[key]!r}")

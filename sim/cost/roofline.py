@@ -873,11 +873,11 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # group reads the group's K/V (through L2 when they fit there)
     kernel = [_attention_kernel(op.attention, st) for op in ops]  # type: ignore[arg-type]
     (batch, n_q, n_kv, q_len, kv_len, qk_dim, v_dim, causal, backward, kv_bpt, per_head, kernels,
-     flops, q_o, window, triton, mixed, act_bytes) = _table(
+     flops, q_o, window, triton, mixed, act_bytes, paged) = _table(
         [(a.batch, a.n_q_heads, a.n_kv_heads, a.q_len, a.kv_len, a.qk_dim, a.v_dim, a.causal,
           a.backward, a.kv_bytes_per_token, a.kernel == "mmha", op.kernels, op.flops,
           op.bytes.get("activation", 0.0), a.window if a.causal else 0, k == "triton", a.mixed,
-          a.act_bytes)
+          a.act_bytes, a.paged and k == "native")
          for op, a, k in ((op, op.attention, k) for op, k in zip(ops, kernel, strict=True))]  # type: ignore[union-attr]
     )  # fmt: skip
     group = n_q // n_kv
@@ -990,6 +990,17 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     tail = avg * np.maximum(longest - 1.0, 0.0) * (1.0 - 1.0 / n_cores)  # none on one core
     listed = units * split * avg / n_cores + tail
     compute = np.where((causal > 0) & in_order, np.maximum(compute, listed), compute)
+    if (paged > 0).any() and _is_hopper(st):
+        # paged K/V gathered by pointer loads where FlashAttention-3 would feed them by TMA
+        # (hopper/flash_api.cpp get_pagedkv_tma: TMA for paged K/V only where the page size is
+        # a multiple of kBlockN, 128 for causal head dims 64-128, and seqlen_q x group >
+        # kBlockM, 128; a 16-token block never qualifies, benchmarks/research/
+        # fa3-paged-kv-prefill-2026-12-07.md): the on-chip work slower by Hopper's measured
+        # pointer-load ratio (_POINTER_LOADS, measured on GEMMs; no paged-against-contiguous
+        # FA3 timing is published). A short query block (decode) takes the pointer path either
+        # way: unchanged
+        gathers = (paged > 0) & (backward <= 0) & (q_len * group > _FLASH_BLOCK_M)
+        compute = np.where(gathers, compute * _POINTER_LOADS, compute)
     compute = compute + _flash_edges(chips, kernel, backward > 0, triton, three_d, heads, rows,
                                      br, q_blocks, split, qk_dim, v_dim, act_bytes,
                                      kv_bpt)  # fmt: skip

@@ -407,6 +407,9 @@ def test_vllm_v1_prefill_gathers_paged_kv_by_pointer_loads_on_hopper_only():
         assert attention(v1, chip, **kw).time_s == pytest.approx(
             attention(contiguous, chip, **kw).time_s, rel=1e-12
         )
+    # MLA's prefill attends the K/V it up-projected (contiguous), not the cache
+    mla = Prefill(model=load_model("deepseek-v3"), prompt=1024, tp=8, runtime=v1).lower()
+    assert not any(o.attention.paged for o in mla.ops if o.attention is not None)
 
 
 def test_gpt_fast_decode_at_tp8_is_faster_than_at_tp4():

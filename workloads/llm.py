@@ -485,7 +485,9 @@ class _Lowering:
         spec = Attention(
             batch=self.B, n_q_heads=n_q, n_kv_heads=n_kv, q_len=self.q_len, kv_len=self.kv_len,
             qk_dim=qk, v_dim=v, causal=True, act_bytes=self.ab, kv_bytes_per_token=kv_per_token,
-            window=self.window, paged=self.w.runtime.paged_prefill,
+            window=self.window,
+            # MLA's prefill attends the up-projected K/V it computed (contiguous), not the cache
+            paged=self.w.runtime.paged_prefill and self.m.mla is None,
         )  # fmt: skip
         op = self.b.attention("attention", spec)
         rt = self.w.runtime

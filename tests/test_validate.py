@@ -67,6 +67,24 @@ def test_memory_bandwidth_rows_are_within_10_percent():
     assert summary[0].median_abs_error < 0.10
 
 
+def test_a_withdrawn_row_is_kept_and_says_why_but_is_never_scored():
+    """A measurement its own source contradicts (a blind audit's finding) stays in the data
+    with the reason, reported as skipped: no prediction, no error, in no median."""
+    row = {"id": "w", "kind": "membw", "metric": "bytes_per_s", "chip": "h100-sxm", "chips": 1,
+           "measured": 9e12}  # fmt: skip
+    assert run_row(row).predicted is not None
+    out = run_row({**row, "withdrawn": "faster than the HBM's peak"})
+    assert out.predicted is None and out.skipped == "withdrawn: faster than the HBM's peak"
+    (s,) = summarise([out])
+    assert s.simulated == 0 and s.test.rows == 0
+    with pytest.raises(ConfigError, match="withdrawn must say why"):
+        run_row({**row, "withdrawn": " "})
+    # the TensorRT-LLM 0.9 Mixtral A100 cell that streams its weights faster than an A100 can
+    rows = tomllib.loads(DEFAULT_DATA.read_text())["row"]
+    (mixtral,) = [r for r in rows if r["id"] == "trtllm09-mixtral-8x7b-a100-tp2-fp16-b32-2048-2048"]
+    assert run_row(mixtral).skipped.startswith("withdrawn: the printed 801")
+
+
 def test_a_kind_above_its_bar_fails_and_below_passes(tmp_path):
     row = {"id": "x", "kind": "membw", "metric": "bytes_per_s", "chip": "h100-sxm", "chips": 1}
     good = run_row({**row, "measured": 2.7e12}).predicted

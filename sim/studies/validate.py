@@ -861,6 +861,13 @@ def run_row(row: dict) -> RowResult:
                     measured=float(row["measured"]), source=row.get("source", ""), use=use,
                     assumed=tuple(row.get("assumed", ())), moe=is_moe(row),
                     **_labels(row))  # fmt: skip
+    withdrawn = row.get("withdrawn")
+    if withdrawn is not None:  # a measurement its own source contradicts: kept, not scored
+        if not isinstance(withdrawn, str) or not withdrawn.strip():
+            raise ConfigError(f"validation row {row.get('id')!r}: withdrawn must say why the "
+                              f"measurement cannot stand (a sentence), got {withdrawn!r}")  # fmt: skip
+        res.skipped = f"withdrawn: {withdrawn}"
+        return res
     predictor = PREDICTORS.get(row["kind"])
     if predictor is None:
         res.skipped = f"kind {row['kind']!r} has no predictor"

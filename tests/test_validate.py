@@ -525,3 +525,18 @@ def test_a_block_scaled_gemm_row_names_its_kernel_and_cutlass_exposes_one_fma_a_
     assert plain.skipped and "kernel cutlass is a block-scaled fp8 kernel" in plain.skipped
     odd = run_row({**row, "kernel": "cublas"})
     assert odd.skipped and "kernel must be library, deepgemm, cutlass, triton" in odd.skipped
+
+
+def test_a_training_rows_capacity_factor_pads_every_experts_input_to_its_capacity():
+    """capacity_factor (a run that drops tokens and pads each expert to its capacity, NeMo's
+    performance mode) reaches the run: above 1 the padded rows are executed work, so the same
+    step takes longer; at 1 no expert's rows are padded over the routing spread."""
+    from sim.studies.validate import _training_for
+
+    (row,) = [r for r in load_rows() if r["id"] == "nemo2502-mixtral-8x22b-b200-256gpu-fp8-seq64k"]
+    assert row["capacity_factor"] == 1.0 and _training_for(row).capacity_factor == 1.0
+    times = [run_row({**row, "capacity_factor": cf}).predicted for cf in (1.0, 1.5)]
+    assert times[1] < times[0]  # tokens per second per GPU: the padded run is slower
+    assert (
+        _training_for({k: v for k, v in row.items() if k != "capacity_factor"}).capacity_factor == 0
+    )

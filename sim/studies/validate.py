@@ -660,6 +660,7 @@ def _training_for(row: dict) -> Training:
         ep_overlap=bool(row.get("ep_overlap", False)),
         tp_overlap=bool(row.get("tp_comm_overlap", False)),
         ep_dispatcher=row.get("ep_dispatcher", "alltoall"), etp=row.get("etp", 0),
+        capacity_factor=row.get("capacity_factor", 0.0),
     )  # fmt: skip
     if row["recompute"] in RECOMPUTE:
         return base

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from hardware import ConfigError, load_system
-from hardware.area import RETICLE_MM2, estimate_area, list_nodes, load_node
+from hardware import ConfigError, load_chip, load_system
+from hardware.area import RETICLE_MM2, chip_node, estimate_area, list_nodes, load_node
 from hardware.cost import dies_per_wafer, estimate_cost, harvested_yield, yield_fraction
 from sim.cli import main
 
@@ -81,6 +81,11 @@ def test_nodes_load_by_name_or_feature_size():
     assert list_nodes()[0] == "n16" and list_nodes()[-1] == "n3"
     assert load_node("14").name == "n16"
     assert load_node("6nm").name == "n7"
+    # Samsung's 8 nm class (GA102) has its own node, between the 16 nm and 7 nm classes
+    s8, n7, n16 = load_node("8"), load_node("n7"), load_node("n16")
+    assert s8.name == "s8" and chip_node(load_chip("a10g")).name == "s8"
+    assert n16.logic_mtr_per_mm2 < s8.logic_mtr_per_mm2 < n7.logic_mtr_per_mm2
+    assert n7.sram_bitcell_um2 < s8.sram_bitcell_um2 < n16.sram_bitcell_um2
 
 
 @pytest.mark.parametrize(

@@ -280,7 +280,7 @@ def fp8_input(op: Op, a_bytes: float = 1.0) -> Op:
     assert g is not None
     excess = g.groups * g.m * g.k * (g.a_bytes - a_bytes)
     by = {**op.bytes, Role.ACTIVATION: op.bytes[Role.ACTIVATION] - excess}
-    return replace(op, gemm=replace(g, a_bytes=a_bytes), bytes=by)
+    return op.but(gemm=replace(g, a_bytes=a_bytes), bytes=by)
 
 
 def routed(ops: list[Op], tokens: Any, p: float) -> list[Op]:

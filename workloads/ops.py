@@ -394,8 +394,21 @@ class Op:
             object.__setattr__(new, "name", f"{prefix}.{self.name}")
         return new
 
+    def but(self, **changes: Any) -> Op:
+        """This op with ``changes`` to its fields: ``dataclasses.replace`` without its
+        ``__init__`` round trip (an Op has no ``__post_init__`` to run), for the lowering's hot
+        paths that re-mark every op of a step."""
+        unknown = changes.keys() - _OP_FIELD_SET
+        if unknown:
+            raise TypeError(f"Op has no field(s) {', '.join(sorted(unknown))}")
+        new = object.__new__(Op)
+        for name in _OP_FIELDS:
+            object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
+        return new
+
 
 _OP_FIELDS = tuple(f.name for f in fields(Op))
+_OP_FIELD_SET = frozenset(_OP_FIELDS)
 
 
 # ---- ops over arrays of points (workloads lowered with numpy arrays for batch, context ...) ----

@@ -820,13 +820,13 @@ def launch(
                 for e, p in zip(eager, piece, strict=True)]  # fmt: skip
     if graphed:
         brk = runtime.break_s(prompts)
-        return [replace(op, host_s=brk) if brk and op.kind is OpKind.ATTENTION else op
+        return [op.but(host_s=brk) if brk and op.kind is OpKind.ATTENTION else op
                 for op in ops]  # fmt: skip
     if not runtime.host_launch_s:
         return list(ops)
     h = runtime.host_launch_s
     call = runtime.host_collective_s or h
-    return [replace(op, host_s=call if op.kind is OpKind.COLLECTIVE else op.kernels * h)
+    return [op.but(host_s=call if op.kind is OpKind.COLLECTIVE else op.kernels * h)
             for op in ops]  # fmt: skip
 
 
@@ -840,7 +840,7 @@ def all_reduces(ops: list[Op], runtime: Runtime) -> list[Op]:
                  "custom_bus_bandwidth": runtime.allreduce_bus_bandwidth}  # fmt: skip
     if not mark:
         return ops
-    return [replace(op, collective=replace(op.collective, **mark))
+    return [op.but(collective=replace(op.collective, **mark))
             if op.collective is not None and op.collective.kind == "all_reduce" else op
             for op in ops]  # fmt: skip
 

@@ -381,18 +381,10 @@ class Op:
         return sum(self.bytes.values())
 
     def repeated(self, times: int, prefix: str = "") -> Op:
-        """This op ``times`` times as often (once per layer, say), named ``prefix.name``.
-
-        NB: copies the fields directly (``dataclasses.replace`` costs a third more, and lowering
-        calls this for every op of a model).
-        """
-        new = object.__new__(Op)
-        for name in _OP_FIELDS:
-            object.__setattr__(new, name, getattr(self, name))
-        object.__setattr__(new, "count", self.count * times)
-        if prefix:
-            object.__setattr__(new, "name", f"{prefix}.{self.name}")
-        return new
+        """This op ``times`` times as often (once per layer, say), named ``prefix.name``."""
+        count = self.count * times
+        return self._with({"count": count, "name": f"{prefix}.{self.name}"} if prefix
+                          else {"count": count})  # fmt: skip
 
     def but(self, **changes: Any) -> Op:
         """This op with ``changes`` to its fields: ``dataclasses.replace`` without its
@@ -401,6 +393,10 @@ class Op:
         unknown = changes.keys() - _OP_FIELD_SET
         if unknown:
             raise TypeError(f"Op has no field(s) {', '.join(sorted(unknown))}")
+        return self._with(changes)
+
+    def _with(self, changes: dict[str, Any]) -> Op:
+        """A copy with ``changes`` (known field names), field by field."""
         new = object.__new__(Op)
         for name in _OP_FIELDS:
             object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))

@@ -248,3 +248,25 @@ def test_a_chip_name_is_a_file_only_where_it_is_one(tmp_path, monkeypatch, capsy
     assert [r["chip"] for r in rows] == ["a100", "h100-sxm"]
     with pytest.raises(ConfigError, match="--chip must be a chip name"):
         load_chip_dict(5)
+
+
+def test_every_nvidia_part_runs_nccls_ring_below_its_raw_link():
+    # "no chip is derated by a mechanism others are spared": NCCL's ring reaches ~0.75 of an
+    # NVLink link on H100 (fitted, benchmarks/fit_links.py) and A100, and 0.69 of a PCIe Gen4
+    # link on L40S (nccl-tests; benchmarks/research/pcie-nccl-allreduce-2026-12-07.md), so
+    # every Ampere-or-later part carries a ring fraction below 1, NVLink or PCIe, and so takes
+    # longer for a large all-reduce than its raw link gives
+    from sim.cost.collectives import collective_time
+
+    checked = 0
+    for name in list_chips():
+        system = load_system(name, 8)
+        cc = system.chip.compute_capability
+        if not cc or float(cc) < 8.0:
+            continue
+        link = system.intra_node
+        assert 0.5 < link.achievable_fraction < 1.0, name
+        raw = 64e6 * 2 * 7 / 8 / link.bandwidth_bytes_per_s  # a 64 MB ring over the raw link
+        assert collective_time("all_reduce", 64e6, 8, system) > raw / 0.99, name
+        checked += 1
+    assert checked >= 15

@@ -270,3 +270,13 @@ def test_every_nvidia_part_runs_nccls_ring_below_its_raw_link():
         assert collective_time("all_reduce", 64e6, 8, system) > raw / 0.99, name
         checked += 1
     assert checked >= 15
+
+
+def test_every_gh100_part_carries_the_dies_per_clock_fractions():
+    # one die, one warp-level MMA path and one backward kernel: the GH100 fits (H100 SXM) hold
+    # for every part built on it, whatever its SM count, clock or memory
+    parts = ["h100-sxm", "h100-pcie", "h200", "h800", "gh200"]
+    chips = [load_chip(name) for name in parts]
+    for field in ("mma_sync_fraction", "attention_bwd_fraction", "split_accumulate_fraction"):
+        values = {getattr(chip, field) for chip in chips}
+        assert len(values) == 1 and None not in values, (field, values)

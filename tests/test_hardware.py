@@ -280,3 +280,15 @@ def test_every_gh100_part_carries_the_dies_per_clock_fractions():
     for field in ("mma_sync_fraction", "attention_bwd_fraction", "split_accumulate_fraction"):
         values = {getattr(chip, field) for chip in chips}
         assert len(values) == 1 and None not in values, (field, values)
+
+
+def test_every_shipping_scale_up_link_has_its_measured_fraction():
+    # the rule of hardware/presets/SOURCES.md for every vendor: a large all-reduce's bus
+    # bandwidth over the per-direction link, measured where published, never the raw link
+    # silently; the parts that keep 1.0 say why in SOURCES.md
+    raw_kept = {"v100-sxm2", "groq-lpu", "cerebras-wse3", "mid-14nm-144g"}
+    for name in set(list_chips()) - raw_kept:
+        link = load_system(name, 8).intra_node
+        assert link.achievable_fraction < 1.0, name
+        raw = load_chip_dict(name)["system"]
+        assert raw.get("intra_node_achievable_fraction_source"), name

@@ -604,6 +604,12 @@ class System:
     # differs (NCCL: 24 on 8 NVSwitch-connected H100s or A100s, against 16 across nodes and for
     # NVLS all-reduce); None: ``collective_cores``; unused where that is 0
     ring_collective_cores: int | None = None
+    # the largest group inside a node on which a runtime's own all-reduce kernel (one-shot or
+    # two-shot reads of the peers' buffers: vLLM's custom all-reduce, SGLang's, TensorRT-LLM's,
+    # PyTorch's IntraNodeComm) runs: every chip of a node on NVLink/NVSwitch; 2 where chips
+    # share only PCIe (vLLM and SGLang refuse it on more than two PCIe-only GPUs), so a larger
+    # group reduces through NCCL
+    peer_all_reduce_max_group: int = 8
     # the --set items this system was built with (PATH=VALUE), reported with every result
     overrides: tuple[str, ...] = ()
 
@@ -619,6 +625,12 @@ class System:
             raise ConfigError(
                 f"chip {self.chip.name!r}: system.collective_cores must be an integer >= 0 "
                 f"(0: collectives run on DMA engines), got {c!r}"
+            )
+        g = self.peer_all_reduce_max_group
+        if isinstance(g, bool) or not isinstance(g, int) or g < 1:
+            raise ConfigError(
+                f"chip {self.chip.name!r}: system.peer_all_reduce_max_group must be an integer "
+                f">= 1 (2 for chips joined only by PCIe), got {g!r}"
             )
         r = self.ring_collective_cores
         if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 1):

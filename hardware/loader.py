@@ -153,6 +153,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
 
 _OPTIONAL_FIELDS = {
     "ring_collective_cores",
+    "peer_all_reduce_max_group",
     "achievable_fraction",
     "int4",
     "fp4",
@@ -497,6 +498,7 @@ def system_from_dict(raw: dict[str, Any], n_chips: int = 1) -> System:
         chips_per_node=_int(table, "chips_per_node", where, 8),
         collective_cores=table.get("collective_cores", 0),
         ring_collective_cores=table.get("ring_collective_cores"),
+        peer_all_reduce_max_group=table.get("peer_all_reduce_max_group", 8),
         intra_node=Link(
             bandwidth_bytes_per_s=intra_bw,
             latency_s=_q(table, "intra_node_latency", "s", where, 2e-6),

@@ -440,6 +440,30 @@ def _preset_refused(tmp_path, monkeypatch, text: str, match: str) -> None:
         rt.load_runtime.cache_clear()
 
 
+def test_a_custom_all_reduce_runs_on_two_pcie_chips_at_most():
+    """vLLM's and SGLang's custom all-reduce refuse more than two GPUs that share only PCIe
+    (``System.peer_all_reduce_max_group``): on four PCIe L40S a small all-reduce costs NCCL's
+    ring, on two it may take the runtime's kernel, and on NVLink parts any group of a node."""
+    from sim.cost.roofline import cost_ops
+    from workloads.build import Builder
+    from workloads.runtime import all_reduces
+
+    custom, nccl = load_runtime("vllm-0.6"), load_runtime("pytorch-graph")
+
+    def t(chip: str, p: int, runtime: Runtime, **changes: int) -> float:
+        op = Builder(dtype="bf16", act_bytes=2.0, weight_bytes=2.0).collective(
+            "ar", "all_reduce", 65536.0, p
+        )
+        system = replace(load_system(chip, p), **changes)
+        return cost_ops(all_reduces([op], runtime), system)[0].time_s
+
+    assert load_system("l40s", 4).peer_all_reduce_max_group == 2
+    assert t("l40s", 4, custom) == pytest.approx(t("l40s", 4, nccl), rel=1e-12)
+    assert t("l40s", 4, custom, peer_all_reduce_max_group=8) < 0.7 * t("l40s", 4, nccl)
+    assert t("l40s", 2, custom) < t("l40s", 2, nccl)
+    assert t("h100-sxm", 4, custom) < 0.8 * t("h100-sxm", 4, nccl)
+
+
 def test_a_custom_all_reduce_needs_its_latency_and_bandwidth_together(tmp_path, monkeypatch):
     _preset_refused(tmp_path, monkeypatch, 'name = "odd"\nsource = "s"\nint4_group_bytes = 0\n',
                     "int4_group_bytes must be the bytes")  # fmt: skip

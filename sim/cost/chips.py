@@ -50,6 +50,7 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "attention_overlap": c.attention_overlap,
         "compute_capability": c.compute_capability,
         "chips_per_node": system.chips_per_node,
+        "peer_all_reduce_max_group": system.peer_all_reduce_max_group,
         "collective_main_per_sent": system.collective_main_per_sent,
         "sustained_clock_fraction": c.sustained_clock_fraction,
         "mma_sync_fraction": _float(c.mma_sync_fraction),
@@ -125,6 +126,7 @@ STRUCTURE_LEAVES = (
     "attention_overlap",
     "compute_capability",
     "chips_per_node",
+    "peer_all_reduce_max_group",
 )
 
 
@@ -155,6 +157,7 @@ class ChipStructure:
     attention_overlap: bool
     compute_capability: str
     chips_per_node: int
+    peer_all_reduce_max_group: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1173,7 +1173,9 @@ def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
             (c.kind == "all_to_all" and local > 1) or (c.kind == "send_recv" and local == 2)
         ):  # a measured all-to-all's time per call includes its kernel's fixed cost
             overhead[i] = np.where(measured_all_to_all(intra), 0.0, overhead[i])
-        inside = c.group <= min(per_node, c.local or per_node, _CUSTOM_AR_MAX_GROUP)
+        # (on chips joined only by PCIe, two at most: ``System.peer_all_reduce_max_group``)
+        inside = c.group <= min(per_node, c.local or per_node, _CUSTOM_AR_MAX_GROUP,
+                                chips.structure.peer_all_reduce_max_group)  # fmt: skip
         if c.custom_latency_s and c.kind == "all_reduce" and inside:
             # the runtime's own kernel inside one node where it beats NCCL, never faster than
             # the link carries; its measured time includes a kernel's fixed cost, so none is

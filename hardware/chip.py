@@ -606,9 +606,10 @@ class System:
     ring_collective_cores: int | None = None
     # the largest group inside a node on which a runtime's own all-reduce kernel (one-shot or
     # two-shot reads of the peers' buffers: vLLM's custom all-reduce, SGLang's, TensorRT-LLM's,
-    # PyTorch's IntraNodeComm) runs: every chip of a node on NVLink/NVSwitch; 2 where chips
-    # share only PCIe (vLLM and SGLang refuse it on more than two PCIe-only GPUs), so a larger
-    # group reduces through NCCL
+    # PyTorch's IntraNodeComm) runs: 8 on NVLink/NVSwitch (vLLM's custom_all_reduce.py supports
+    # world sizes 2, 4, 6 and 8; TensorRT-LLM's and IntraNodeComm are single-node, at most 8
+    # GPUs); 2 where chips share only PCIe (vLLM and SGLang refuse it on more than two PCIe-only
+    # GPUs); a larger group reduces through NCCL
     peer_all_reduce_max_group: int = 8
     # the --set items this system was built with (PATH=VALUE), reported with every result
     overrides: tuple[str, ...] = ()

@@ -1143,11 +1143,6 @@ def links(chips: ChipArrays) -> tuple[LinkParams, LinkParams]:
     )  # fmt: skip
 
 
-#: the largest group the custom all-reduce kernels run on (vLLM's custom_all_reduce.py supports
-#: world sizes 2, 4, 6 and 8; TensorRT-LLM's and IntraNodeComm are single-node, at most 8 GPUs)
-_CUSTOM_AR_MAX_GROUP = 8
-
-
 def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
     intra, inter = links(chips)
     per_node = chips.structure.chips_per_node
@@ -1173,8 +1168,8 @@ def cost_collectives(ops: list[Op], chips: ChipArrays) -> Part:
             (c.kind == "all_to_all" and local > 1) or (c.kind == "send_recv" and local == 2)
         ):  # a measured all-to-all's time per call includes its kernel's fixed cost
             overhead[i] = np.where(measured_all_to_all(intra), 0.0, overhead[i])
-        # (on chips joined only by PCIe, two at most: ``System.peer_all_reduce_max_group``)
-        inside = c.group <= min(per_node, c.local or per_node, _CUSTOM_AR_MAX_GROUP,
+        # (8 chips at most; 2 on chips joined only by PCIe: ``System.peer_all_reduce_max_group``)
+        inside = c.group <= min(per_node, c.local or per_node,
                                 chips.structure.peer_all_reduce_max_group)  # fmt: skip
         if c.custom_latency_s and c.kind == "all_reduce" and inside:
             # the runtime's own kernel inside one node where it beats NCCL, never faster than

@@ -346,6 +346,46 @@ def test_a_flash_kernel_waits_at_each_query_blocks_edges_most_at_short_sequences
     assert not np.any(_flash_edges(tpu, ["fa2"], *args))
 
 
+def _decode_attention_s(system: System, kernel: str, batch: int, context: int) -> float:
+    """Seconds of one decode step's attention, 32 query and KV heads of 128, bf16."""
+    from workloads.build import Builder
+
+    spec = Attention(batch=batch, n_q_heads=32, n_kv_heads=32, q_len=1, kv_len=context,
+                     qk_dim=128, v_dim=128, causal=False, act_bytes=2.0,
+                     kv_bytes_per_token=512.0)  # fmt: skip
+    return cost_op(Builder("bf16", 2.0, 2.0, kernel).attention("attention", spec), system).time_s
+
+
+def test_a_memory_bound_flash_decode_stalls_at_each_waves_edges(monkeypatch):
+    # FlashAttention-2 keeps one K/V block in flight per CTA, so a memory-bound wave stalls for
+    # main memory's round trips at its edges: the same bytes over 4x the CTAs (batch 128 at 512
+    # cached tokens against batch 32 at 2048) take longer, by the extra waves' stalls at the
+    # chip's measured latency (the H100's calibrated 0.81 us); FlashAttention-3 (warp-
+    # specialized) and a chip with no measured latency do not; nor does a compute-bound prefill
+    from hardware import load_system
+    from sim.cost import roofline
+
+    h100 = load_system("h100-sxm", 1)
+    latency = h100.chip.memory[-1].latency_s
+    assert latency > 0
+
+    def gap(system, kernel):  # batch 128 at 512 tokens less batch 32 at 2048: the same bytes
+        return _decode_attention_s(system, kernel, 128, 512) - _decode_attention_s(
+            system, kernel, 32, 2048
+        )
+
+    waves = (128 - 32) * 32 / h100.chip.n_cores  # the short run's extra CTAs, in waves
+    stall = waves * roofline._FLASH_MEMORY_EDGE_ROUND_TRIPS * latency
+    assert gap(h100, "fa2") == pytest.approx(stall, rel=0.1)
+    assert abs(gap(h100, "native")) < 0.2 * stall
+    assert abs(gap(load_system("h100-sxm", 1, ["hbm.latency=0"]), "fa2")) < 0.2 * stall
+    # a compute-bound forward (8192 tokens, as the FA2 rate above) is not charged the stall
+    charged = _fa2_forward("h100-sxm", "fa2")
+    monkeypatch.setattr(roofline, "_FLASH_MEMORY_EDGE_ROUND_TRIPS", 0.0)
+    assert _fa2_forward("h100-sxm", "fa2") == charged
+    assert gap(h100, "fa2") < 0.2 * stall
+
+
 def test_a_backward_keeps_its_share_of_its_own_kernels_forward_rate():
     # FlashAttention-2 on H100 (Shah et al. 2024, FA3 paper charts): 370 TFLOP/s forward and
     # 322 backward at head dim 128, seq 16k, the same 0.87 as FA3's 648 and 561. The backward

@@ -809,6 +809,35 @@ def _attention_kernel(a: Attention, st: Any) -> str:
     return a.kernel
 
 
+#: main-memory round trips a wave of a memory-bound FlashAttention-2-style kernel stalls for at
+#: its edges (``_edge_modes`` 2), the chip's measured main-memory latency each: fitted (their
+#: mean log error brought to zero, by bisection) to four of the project's H100 decode timings of PyTorch
+#: SDPA's FlashAttention-2, 32 query and 32 KV heads of 128, batch 32 and 128 at 512 and 2048
+#: cached tokens (benchmarks/microbench/results/h100-sxm-2026-11-23/attention.csv; rows
+#: microbench-h100-sdpa-flash-decode-b{32,128}-h32kv32-ctx{512,2048}, fit rows). The kernel keeps
+#: one K or V block in flight per CTA (flash_fwd_kernel.h: wait K, load V, S = QK^T, wait V,
+#: load the next K, softmax, O += PV), so a CTA's prologue (Q and the first K), its epilogue
+#: (O through shared memory, the log-sum-exp) and the next CTA's start are round trips no other
+#: load overlaps: the same 1.07 GB of K/V took 410 us at 2048 cached tokens a sequence and
+#: 468 us at 512 (the table's b32 and b128 rows), 14 % longer for 4x the CTAs. Nothing else is fitted to it: FA2's grouped-query rows, the end-to-end
+#: decode steps and another source's paged FA2 decode are its tests. Compute-bound waves (a
+#: prefill's) hide the edges behind the co-resident CTAs' matrix work (``_flash_edges`` charges
+#: their exposed inputs). A chip without a measured main-memory latency stalls for none (NB)
+_FLASH_MEMORY_EDGE_ROUND_TRIPS = 2.37
+
+
+def _edge_modes(kernel: list[str], st: Any) -> Array:
+    """How each attention kernel meets its blocks' edges, on a chip of structure ``st``: 0 never
+    waits (decode's per-head ``mmha`` kernel, ``unfused`` attention), 1 waits only for its store
+    (a persistent, warp-specialized native kernel: FA3 and cuDNN on compute capability 9.0 and
+    later), 2 waits for its inputs too (FlashAttention-2, vLLM's Triton attention, and the native
+    kernel elsewhere)."""
+    cc = st.compute_capability
+    warp_specialized = bool(cc) and int(cc.split(".")[0]) >= 9
+    return np.array([0 if k in ("mmha", "unfused") else 1 if k == "native" and warp_specialized
+                     else 2 for k in kernel])  # fmt: skip
+
+
 def _flash_edges(
     chips: ChipArrays,
     kernel: list[str],
@@ -843,11 +872,8 @@ def _flash_edges(
     st = chips.structure
     if st.scratchpad_reuse or not _has_reuse(chips):
         return np.zeros(1)
-    cc = st.compute_capability
-    warp_specialized = bool(cc) and int(cc.split(".")[0]) >= 9
-    modes = [0 if k in ("mmha", "unfused") else 1 if k == "native" and warp_specialized else 2
-             for k in kernel]  # fmt: skip
-    if not any(modes):
+    modes = _edge_modes(kernel, st)
+    if not modes.any():
         return np.zeros(1)
     block = np.where(triton, br, np.minimum(br, _FLASH_BLOCK_M))
     own = np.minimum(block, np.where(triton, br, rows))
@@ -860,9 +886,9 @@ def _flash_edges(
                         _FLASH_BLOCK_N)  # fmt: skip
         inputs = (np.where(backward, qk_dim + v_dim, qk_dim) * act_bytes * own
                   + np.where(backward, (qk_dim + v_dim) * act_bytes, kv_bpt) * keys)  # fmt: skip
-        edge = edge + (np.array(modes)[:, None] > 1) * inputs
+        edge = edge + (modes[:, None] > 1) * inputs
     edges = np.ceil(units / st.n_cores) * edge / _wave_share(chips, units)
-    return edges if min(modes) > 0 else np.where(np.array(modes)[:, None] > 0, edges, 0.0)
+    return edges if modes.min() > 0 else np.where(modes[:, None] > 0, edges, 0.0)
 
 
 def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
@@ -1034,6 +1060,19 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     if not chips.structure.scratchpad_reuse and _has_reuse(chips):
         kernels = kernels + ((split > 1) & (per_head == 0) & (q_len <= 64))
     time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
+    if (
+        not st.scratchpad_reuse
+        and _has_reuse(chips)
+        and (modes := _edge_modes(kernel, st)).max() > 1
+    ):
+        # a memory-bound wave of a kernel that loads one K/V block at a time (``_edge_modes``
+        # 2): its cores stall at each wave's edges for main memory's round trips, which the
+        # streaming of the other cores does not cover (``_FLASH_MEMORY_EDGE_ROUND_TRIPS``)
+        mem_s = main_s if reuse_bytes is None else np.maximum(main_s, reuse_s)
+        bound = (modes[:, None] > 1) & (backward <= 0) & (mem_s > compute)
+        stall = waves * _FLASH_MEMORY_EDGE_ROUND_TRIPS * chips.level(main, "latency")
+        stall = np.where(bound, stall, 0.0)
+        main_s, time = main_s + stall, time + stall
     out = dict(
         time=time, compute=compute, main_s=main_s, reuse_s=reuse_s, main_bytes=main_bytes,
         reuse_bytes=0.0 if reuse_bytes is None else reuse_bytes, overhead=overhead, comm=0.0,

@@ -260,6 +260,24 @@ def test_every_gh100_part_carries_the_dies_per_clock_fractions():
         assert len(values) == 1 and None not in values, (field, values)
 
 
+def test_every_gpu_pays_its_main_memory_latency_by_one_rule():
+    # hardware/presets/SOURCES.md: the H100 SXM's calibrated 0.81 us, and every other GPU the
+    # same scaled by its published pointer-chase latency over the H100 SXM's: none spared the
+    # pipeline fill (and a memory-bound FlashAttention-2 wave's edges) that the H100 pays. The
+    # ratios hold the chase's order: Ada's GDDR6 below V100, below Hopper, below A100 and the
+    # big-cache parts
+    latency = {name: load_chip(name).memory[-1].latency_s for name in list_chips()}
+    kept_none = {"gaudi3", "tpu-v5e", "tpu-v5p", "tpu-v6e", "ascend-910b", "groq-lpu",
+                 "cerebras-wse3", "mid-14nm-144g"}  # fmt: skip
+    assert {n for n, v in latency.items() if v == 0.0} == kept_none
+    for name in set(latency) - kept_none - {"h100-sxm"}:
+        main = [m for m in load_chip_dict(name)["memory"] if m.get("latency")]
+        assert len(main) == 1 and main[0].get("latency_source"), name
+    assert latency["h100-sxm"] == pytest.approx(0.81e-6)
+    assert latency["l40s"] < latency["v100-sxm2"] < latency["h100-sxm"] < latency["a100-sxm-80gb"]
+    assert latency["a100-sxm-80gb"] < latency["mi300x"] < latency["b200"]
+
+
 def test_every_shipping_scale_up_link_has_its_measured_fraction():
     # the rule of hardware/presets/SOURCES.md for every vendor: a large all-reduce's bus
     # bandwidth over the per-direction link, measured where published, never the raw link

@@ -347,6 +347,42 @@ def test_check_flash_edges_says_what_is_missing(tmp_path, capsys):
     assert "no flash non-causal prefill rows" in capsys.readouterr().err
 
 
+check_decode_edges = _load("check_decode_edges", "benchmarks/microbench/check_decode_edges.py")
+
+
+def test_decode_edge_rows_give_roofsims_time_with_and_without_the_stall(tmp_path):
+    # a flash decode row is held against roofsim's FA2 with and without the memory-bound
+    # waves' edge stall (the stall only ever adds time, most at short contexts); prefill rows
+    # and a CPU logic test's default-backend rows are left alone
+    rows = ["H100,d,decode,128,32,32,1,512,128,False,468e-6,0,0,flash,1\n",
+            "H100,d,decode,32,32,32,1,2048,128,False,410e-6,0,0,flash,1\n",
+            "H100,d,decode,128,32,8,1,512,128,False,117e-6,0,0,flash+gqa,1\n",
+            "H100,d,prefill,4,32,32,512,512,128,False,63e-6,0,0,flash,1\n",
+            "cpu,d,decode,16,8,8,1,64,32,False,1e-4,0,0,default,1\n"]  # fmt: skip
+    path = tmp_path / "attention.csv"
+    path.write_text(ATTENTION + "".join(rows))
+    short, long, gqa = check_decode_edges.check(path, "h100-sxm")
+    system = load_system("h100-sxm", 1)
+    assert (short["batch"], short["context"], gqa["kv_heads"]) == (128, 512, 8)
+    assert short["predicted_s"] == check_decode_edges.predicted(128, 32, 32, 512, 128, system)
+    assert short["log_error"] == pytest.approx(math.log(short["predicted_s"] / 468e-6))
+    # the same bytes: without the stall the two contexts cost alike, with it the short one more
+    assert short["no_stall_s"] == pytest.approx(long["no_stall_s"], rel=0.02)
+    assert short["predicted_s"] - short["no_stall_s"] > 3 * (
+        long["predicted_s"] - long["no_stall_s"]
+    )
+    # the patch is undone: the model keeps its stall after a check
+    assert check_decode_edges.predicted(128, 32, 32, 512, 128, system) == short["predicted_s"]
+
+
+def test_check_decode_edges_says_what_is_missing(tmp_path, capsys):
+    (tmp_path / "attention.csv").write_text(
+        ATTENTION + "H100,d,prefill,1,32,32,512,512,128,True,2e-5,0,0,flash,1\n"
+    )
+    assert check_decode_edges.main([str(tmp_path)]) == 2
+    assert "no flash decode rows" in capsys.readouterr().err
+
+
 def test_the_microbench_readmes_pre_registered_figures_are_the_checks_own():
     # benchmarks/microbench/README.md quotes two pre-registered predictions: they are what the
     # check scripts compute now (docs cannot drift). Where a model change moves them, add the
@@ -360,3 +396,6 @@ def test_the_microbench_readmes_pre_registered_figures_are_the_checks_own():
     with_edges, without = (flops / check_flash_edges.predicted(16, 32, 256, 128, h100, e) / 1e12
                            for e in (True, False))  # fmt: skip
     assert f"b16 s256: {with_edges:.1f} TFLOP/s with them, {without:.1f} without" in readme
+    stalled, free = (check_decode_edges.predicted(1024, 32, 32, 64, 128, h100, s) * 1e6
+                     for s in (True, False))  # fmt: skip
+    assert f"kv 64, 32 KV heads: {stalled:.1f} us with it, {free:.1f} without" in readme

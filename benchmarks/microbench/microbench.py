@@ -5,7 +5,7 @@ Usage:
     python benchmarks/microbench/microbench.py --out DIR [--quick] [--device cuda|cpu]
         [--sections env,gemm,membw,launch,attention,llm (default; moe, conv, steady only when named)]
         [--gemm-groups square,llm,awkward,llm_extra,batch_edge (default all)]
-        [--attention-grid full|short (default full)] [--budget-s 520]
+        [--attention-grid full|short|decode-edges[,...] (default full)] [--budget-s 520]
 
 Writes into DIR (each CSV with a header row, flushed after every point so a
 killed run still leaves its partial results):
@@ -493,6 +493,14 @@ def _gemm_sizes(quick, cpu):
 # block's time (benchmarks/microbench/check_flash_edges.py)
 SHORT_PREFILL_L = [128, 256, 384, 512, 768, 1024]
 SHORT_PREFILL_B = [1, 4, 16, 64]
+# the attention section's decode-edge grid (--attention-grid decode-edges; also in the full
+# grid): one query a sequence over the same DECODE_EDGE_TOKENS cached tokens a call, split into
+# batch = tokens / context sequences, 32 query heads of 128 over 32 and 8 KV heads: the bytes
+# stay, the CTAs grow as the context shrinks, so a memory-bound FlashAttention-2 wave's edge
+# stall (sim/cost/roofline.py _FLASH_MEMORY_EDGE_ROUND_TRIPS, fitted to four decode rows) is
+# the only thing that moves the time (benchmarks/microbench/check_decode_edges.py)
+DECODE_EDGE_TOKENS = 65536
+DECODE_EDGE_CTX = [64, 128, 256, 512, 1024, 2048, 4096]
 BATCH_EDGE_M = [120, 128, 129, 136, 144, 240, 248, 256, 257, 264, 272, 288, 320, 384, 448, 504,
                 512, 513, 520, 544]  # fmt: skip
 # Llama-3-8B's gate/up, the 70B's down and o, Llama-2-7B's fused gate/up and down (issue 22's
@@ -1276,7 +1284,9 @@ def section_attention(ctx):
         dec_kv, dec_b = [512, 2048, 8192, 32768], [1, 8, 32, 128]
         H = 32
     pts = []
-    if ctx.get("attention_grid", "full") != "short":
+    grids = set(str(ctx.get("attention_grid", "full")).split(","))
+    full = "full" in grids
+    if full:
         for B in (1, 4):
             for L in pre_L:
                 for causal in (True, False):
@@ -1285,12 +1295,17 @@ def section_attention(ctx):
             for B in dec_b:
                 for kv in dec_kv:
                     pts.append(("decode", B, H, hkv, 1, kv, False))
-    if not ctx["quick"]:  # the short grid, without the full grid's points
+    if not ctx["quick"] and (full or "short" in grids):  # the short grid, less full's points
         pts += [p for p in (("prefill", B, H, H, L, L, False) for B in SHORT_PREFILL_B
                             for L in SHORT_PREFILL_L) if p not in pts]  # fmt: skip
-    elif ctx.get("attention_grid", "full") == "short":  # the short grid's first lengths
+    elif "short" in grids:  # the short grid's first lengths
         short_L = pre_L if cpu else SHORT_PREFILL_L[:2]
         pts += [("prefill", B, H, H, L, L, False) for B in (1, 4) for L in short_L]
+    if full or "decode-edges" in grids:  # the decode-edge grid (its first two contexts quick)
+        edge_ctx = DECODE_EDGE_CTX[:2] if ctx["quick"] else DECODE_EDGE_CTX
+        tokens = 1024 if cpu else DECODE_EDGE_TOKENS
+        pts += [p for p in (("decode", tokens // kv, H, hkv, 1, kv, False)
+                            for hkv in (H, H // 4) for kv in edge_ctx) if p not in pts]  # fmt: skip
     for phase, B, h, hkv, ql, kvl, causal in pts:
         if time.perf_counter() > deadline():
             log("attention: deadline reached")
@@ -1960,6 +1975,19 @@ def collect_env(dev, dname):
     return env
 
 
+ATTENTION_GRIDS = ("full", "short", "decode-edges")
+
+
+def _attention_grids(text: str) -> str:
+    """--attention-grid: grids of ATTENTION_GRIDS joined by commas, checked."""
+    bad = [g for g in text.split(",") if g not in ATTENTION_GRIDS]
+    if bad or not text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give one or more of {', '.join(ATTENTION_GRIDS)} joined by commas"
+        )
+    return text
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
@@ -1979,9 +2007,11 @@ def main(argv=None):
     ap.add_argument(
         "--attention-grid",
         default="full",
-        choices=("full", "short"),
-        help="attention section: the full grid (prefill, decode and the short prefill grid) or "
-        "only the short non-causal prefill grid (SHORT_PREFILL_L x SHORT_PREFILL_B)",
+        type=_attention_grids,
+        help="attention section, one or more grids joined by commas: full (prefill, decode, "
+        "the short prefill grid and the decode-edge grid), short (the short non-causal prefill "
+        "grid, SHORT_PREFILL_L x SHORT_PREFILL_B), decode-edges (DECODE_EDGE_TOKENS cached "
+        "tokens a call over DECODE_EDGE_CTX)",
     )
     ap.add_argument(
         "--budget-s",

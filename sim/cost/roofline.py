@@ -822,7 +822,10 @@ def _attention_kernel(a: Attention, st: Any) -> str:
 #: 468 us at 512 (the table's b32 and b128 rows), 14 % longer for 4x the CTAs. Nothing else is fitted to it: FA2's grouped-query rows, the end-to-end
 #: decode steps and another source's paged FA2 decode are its tests. Compute-bound waves (a
 #: prefill's) hide the edges behind the co-resident CTAs' matrix work (``_flash_edges`` charges
-#: their exposed inputs). A chip without a measured main-memory latency stalls for none (NB)
+#: their exposed inputs). A chip without a measured main-memory latency stalls for none. NB:
+#: measured for FA2 alone; vLLM's Triton attention (software-pipelined, num_stages >= 2) and
+#: the native kernels off Hopper and Blackwell (CK on MI300X, FA2 on Ampere) take it by the
+#: edge rule they share with FA2 in ``_flash_edges``, untested
 _FLASH_MEMORY_EDGE_ROUND_TRIPS = 2.37
 
 

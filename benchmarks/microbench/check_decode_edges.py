@@ -19,7 +19,6 @@ slower) and the medians. Nothing is fitted.
 from __future__ import annotations
 
 import math
-import statistics
 import sys
 from pathlib import Path
 from unittest import mock
@@ -27,7 +26,12 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from microbench_grid import check_main, parsed_rows, read_constants  # noqa: E402
+from microbench_grid import (  # noqa: E402
+    check_main,
+    parsed_rows,
+    print_with_without,
+    read_constants,
+)
 
 from hardware import System, load_system  # noqa: E402
 from sim.cost import roofline  # noqa: E402
@@ -103,16 +107,8 @@ def predict(chip: str) -> None:
 
 
 def _report(records: list[dict]) -> None:
-    print("us; err: log of roofsim / measured (> 0: roofsim slower), with and without the stall")
-    print(f"{'batch':>5s} {'kv_h':>4s} {'ctx':>6s} {'measured':>9s} {'roofsim':>9s} {'err':>7s} "
-          f"{'no stall':>9s} {'err':>7s}")  # fmt: skip
-    for r in records:
-        print(f"{r['batch']:5d} {r['kv_heads']:4d} {r['context']:6d} "
-              f"{r['measured_s'] * 1e6:9.1f} {r['predicted_s'] * 1e6:9.1f} {r['log_error']:+7.3f} "
-              f"{r['no_stall_s'] * 1e6:9.1f} {r['log_error_no_stall']:+7.3f}")  # fmt: skip
-    print(
-        f"median log error: {statistics.median(r['log_error'] for r in records):+.3f} with the "
-        f"stall, {statistics.median(r['log_error_no_stall'] for r in records):+.3f} without"
+    print_with_without(
+        records, (("batch", "batch", 5), ("kv_h", "kv_heads", 4), ("ctx", "context", 6)), "stall"
     )
 
 

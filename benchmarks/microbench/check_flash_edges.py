@@ -18,7 +18,6 @@ roofsim slower) and the medians. Nothing is fitted.
 from __future__ import annotations
 
 import math
-import statistics
 import sys
 from pathlib import Path
 from unittest import mock
@@ -28,7 +27,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from microbench_grid import check_main, parsed_rows, read_constants  # noqa: E402
+from microbench_grid import (  # noqa: E402
+    check_main,
+    parsed_rows,
+    print_with_without,
+    read_constants,
+)
 
 from hardware import System, load_system  # noqa: E402
 from sim.cost import roofline  # noqa: E402
@@ -111,16 +115,8 @@ def predict(chip: str) -> None:
 
 
 def _report(records: list[dict]) -> None:
-    print("us; err: log of roofsim / measured (> 0: roofsim slower), with and without the edges")
-    print(f"{'batch':>5s} {'heads':>5s} {'seq':>5s} {'measured':>9s} {'roofsim':>9s} {'err':>7s} "
-          f"{'no edges':>9s} {'err':>7s}")  # fmt: skip
-    for r in records:
-        print(f"{r['batch']:5d} {r['heads']:5d} {r['seq']:5d} {r['measured_s'] * 1e6:9.1f} "
-              f"{r['predicted_s'] * 1e6:9.1f} {r['log_error']:+7.3f} "
-              f"{r['no_edges_s'] * 1e6:9.1f} {r['log_error_no_edges']:+7.3f}")  # fmt: skip
-    print(
-        f"median log error: {statistics.median(r['log_error'] for r in records):+.3f} with the "
-        f"edges, {statistics.median(r['log_error_no_edges'] for r in records):+.3f} without"
+    print_with_without(
+        records, (("batch", "batch", 5), ("heads", "heads", 5), ("seq", "seq", 5)), "edges"
     )
 
 

@@ -113,3 +113,25 @@ def print_medians(groups: list[tuple[str, list[dict]]]) -> None:
             burst = statistics.median(r["log_error"] for r in got)
             held = statistics.median(r["log_error_steady"] for r in got)
             print(f"  {label} {burst:+.3f} / {held:+.3f}  n={len(got):3d}")
+
+
+def print_with_without(
+    records: list[dict], keys: tuple[tuple[str, str, int], ...], tag: str
+) -> None:
+    """Each record's key columns (``keys``: header, field, width), its measured and roofsim's
+    microseconds and log error with and without the mechanism ``tag`` names (the records'
+    ``predicted_s`` / ``log_error`` and ``no_<tag>_s`` / ``log_error_no_<tag>``), then the
+    medians."""
+    without = f"no_{tag}_s"
+    print(f"us; err: log of roofsim / measured (> 0: roofsim slower), with and without the {tag}")
+    print(" ".join(f"{h:>{w}s}" for h, _, w in keys)
+          + f" {'measured':>9s} {'roofsim':>9s} {'err':>7s} {'no ' + tag:>9s} {'err':>7s}")  # fmt: skip
+    for r in records:
+        print(" ".join(f"{r[f]:{w}d}" for _, f, w in keys)
+              + f" {r['measured_s'] * 1e6:9.1f} {r['predicted_s'] * 1e6:9.1f} "
+              f"{r['log_error']:+7.3f} {r[without] * 1e6:9.1f} "
+              f"{r['log_error_no_' + tag]:+7.3f}")  # fmt: skip
+    print(
+        f"median log error: {statistics.median(r['log_error'] for r in records):+.3f} with the "
+        f"{tag}, {statistics.median(r['log_error_no_' + tag] for r in records):+.3f} without"
+    )

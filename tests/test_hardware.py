@@ -268,7 +268,7 @@ def test_every_gpu_pays_its_main_memory_latency_by_one_rule():
     # big-cache parts
     latency = {name: load_chip(name).memory[-1].latency_s for name in list_chips()}
     kept_none = {"gaudi3", "tpu-v5e", "tpu-v5p", "tpu-v6e", "ascend-910b", "groq-lpu",
-                 "cerebras-wse3", "mid-14nm-144g"}  # fmt: skip
+                 "cerebras-wse3"}  # fmt: skip
     assert {n for n, v in latency.items() if v == 0.0} == kept_none
     for name in set(latency) - kept_none - {"h100-sxm"}:
         main = [m for m in load_chip_dict(name)["memory"] if m.get("latency")]

@@ -809,23 +809,23 @@ def _attention_kernel(a: Attention, st: Any) -> str:
     return a.kernel
 
 
-#: main-memory round trips a wave of a memory-bound FlashAttention-2-style kernel stalls for at
-#: its edges (``_edge_modes`` 2), the chip's measured main-memory latency each: fitted (their
-#: mean log error brought to zero, by bisection) to four of the project's H100 decode timings of PyTorch
-#: SDPA's FlashAttention-2, 32 query and 32 KV heads of 128, batch 32 and 128 at 512 and 2048
-#: cached tokens (benchmarks/microbench/results/h100-sxm-2026-11-23/attention.csv; rows
+#: main-memory round trips a wave of a memory-bound FlashAttention-2-style kernel stalls for at its
+#: edges (``_edge_modes`` 2), the chip's measured main-memory latency each: fitted (their mean log
+#: error brought to zero, by bisection) to four of the project's H100 decode timings of PyTorch
+#: SDPA's FlashAttention-2, 32 query and 32 KV heads of 128, batch 32 and 128 at 512 and 2048 cached
+#: tokens (benchmarks/microbench/results/h100-sxm-2026-11-23/attention.csv; rows
 #: microbench-h100-sdpa-flash-decode-b{32,128}-h32kv32-ctx{512,2048}, fit rows). The kernel keeps
-#: one K or V block in flight per CTA (flash_fwd_kernel.h: wait K, load V, S = QK^T, wait V,
-#: load the next K, softmax, O += PV), so a CTA's prologue (Q and the first K), its epilogue
-#: (O through shared memory, the log-sum-exp) and the next CTA's start are round trips no other
-#: load overlaps: the same 1.07 GB of K/V took 410 us at 2048 cached tokens a sequence and
-#: 468 us at 512 (the table's b32 and b128 rows), 14 % longer for 4x the CTAs. Nothing else is fitted to it: FA2's grouped-query rows, the end-to-end
-#: decode steps and another source's paged FA2 decode are its tests. Compute-bound waves (a
-#: prefill's) hide the edges behind the co-resident CTAs' matrix work (``_flash_edges`` charges
-#: their exposed inputs). A chip without a measured main-memory latency stalls for none. NB:
-#: measured for FA2 alone; vLLM's Triton attention (software-pipelined, num_stages >= 2) and
-#: the native kernels off Hopper and Blackwell (CK on MI300X, FA2 on Ampere) take it by the
-#: edge rule they share with FA2 in ``_flash_edges``, untested
+#: one K or V block in flight per CTA (flash_fwd_kernel.h: wait K, load V, S = QK^T, wait V, load
+#: the next K, softmax, O += PV), so a CTA's prologue (Q and the first K), its epilogue (O through
+#: shared memory, the log-sum-exp) and the next CTA's start are round trips no other load overlaps:
+#: the same 1.07 GB of K/V took 410 us at 2048 cached tokens a sequence and 468 us at 512 (the
+#: table's b32 and b128 rows), 14 % longer for 4x the CTAs. Nothing else is fitted to it: FA2's
+#: grouped-query rows, the end-to-end decode steps and another source's paged FA2 decode are its
+#: tests. Compute-bound waves (a prefill's) hide the edges behind the co-resident CTAs' matrix work
+#: (``_flash_edges`` charges their exposed inputs). A chip without a measured main-memory latency
+#: stalls for none. NB: measured for FA2 alone; vLLM's Triton attention (software-pipelined,
+#: num_stages >= 2) and the native kernels off Hopper and Blackwell (CK on MI300X, FA2 on Ampere)
+#: take it by the edge rule they share with FA2 in ``_flash_edges``, untested
 _FLASH_MEMORY_EDGE_ROUND_TRIPS = 2.37
 
 

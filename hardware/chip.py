@@ -213,7 +213,9 @@ class Chip:
     ``attention_overlap``: the chip's native attention forward runs the softmax beside the
     matmuls (an asynchronous MMA with its accumulators outside the registers, Blackwell's
     tcgen05 and tensor memory, as FlashAttention-4 and cuDNN use it), so a score costs the
-    longer of its matmul and softmax time rather than their sum (``sim.cost.roofline``).
+    longer of its matmul and softmax time rather than their sum (``sim.cost.roofline``), plus
+    ``attention_overlap_exposed`` times the shorter: the part of it the kernel's per-tile
+    hand-offs leave exposed, as its measured forward rate shows.
     ``split_accumulate_fraction`` is the rate of an fp8 matmul whose fp32 partial sums are
     promoted out of the tensor core every few MMAs (cuBLAS without CUBLASLT_MATMUL_DESC_FAST_ACCUM,
     Transformer Engine's default for the dgrad and wgrad GEMMs) over the fast-accumulating one;
@@ -248,6 +250,9 @@ class Chip:
     # an asynchronous MMA whose accumulators live outside the registers (Blackwell's tcgen05 and
     # tensor memory) leaves the softmax warps free while the next tile multiplies
     attention_overlap: bool = False
+    # with ``attention_overlap``: the share of the shorter of a native forward score's matmul and
+    # softmax times that the kernel's pipeline does not hide (0: the longer of the two alone)
+    attention_overlap_exposed: float = 0.0
     # the NVIDIA compute capability ("8.0": Ampere GA100, "9.0": Hopper, "10.0": Blackwell B200;
     # "": not an NVIDIA part): software picks its kernels by it (a runtime's attention backend
     # for a model with attention sinks, ``workloads.runtime.Runtime.sinks_native``)
@@ -317,6 +322,11 @@ class Chip:
             _fraction(where, "compute.attention_bwd_fraction", self.attention_bwd_fraction)
         if self.split_accumulate_fraction is not None:
             _fraction(where, "compute.split_accumulate_fraction", self.split_accumulate_fraction)
+        x = self.attention_overlap_exposed
+        if not (isinstance(x, int | float) and 0 <= x <= 1):
+            raise ConfigError(
+                f"{where}: compute.attention_overlap_exposed must be in [0, 1], got {x!r}"
+            )
         if not self.memory:
             raise ConfigError(f"{where}: at least one [[memory]] level is required")
         if not (math.isfinite(self.kernel_overhead_s) and self.kernel_overhead_s >= 0):

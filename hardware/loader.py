@@ -179,6 +179,7 @@ _OPTIONAL_FIELDS = {
     "split_accumulate_fraction",
     "stream_k",
     "attention_overlap",
+    "attention_overlap_exposed",
     "compute_capability",
     "intra_node_achievable_fraction",
     "inter_node_achievable_fraction",
@@ -369,6 +370,9 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         sustained_by_dtype=_fractions(compute, "sustained_fraction", f"{chip}: compute"),
         stream_k=_bool(compute, "stream_k", f"chip {name!r}: compute"),
         attention_overlap=_bool(compute, "attention_overlap", f"chip {name!r}: compute"),
+        attention_overlap_exposed=_q(
+            compute, "attention_overlap_exposed", "fraction", f"chip {name!r}: compute", 0.0
+        ),
         compute_capability=_capability(compute, f"chip {name!r}: compute"),
         mma_sync_fraction=_q(
             compute, "mma_sync_fraction", "fraction", f"chip {name!r}: compute", None

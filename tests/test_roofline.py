@@ -1174,6 +1174,45 @@ def test_an_overlapping_chip_runs_the_forward_softmax_beside_the_matmuls_not_the
     assert costs(True, "fa2") == pytest.approx(costs(False, "fa2"))
 
 
+def test_the_exposed_share_runs_the_forward_between_the_longer_part_and_the_sum():
+    """``attention_overlap_exposed`` (fitted to FlashAttention-4's forward on B200): a native
+    forward score costs the longer of its matmul and softmax plus that share of the shorter, so
+    0 is the longer alone, 1 the serial sum; the fp8 forward, whose softmax is the longer part,
+    pays the share of its matmul; the backward does not change."""
+    from hardware import load_system
+    from sim.cost.simulate import cost_ops
+    from workloads.build import Builder
+    from workloads.training import attention_backward
+
+    def times(sets: list[str], dtype: str = "bf16") -> tuple[float, float]:
+        system = load_system("b200", 1, sets)
+        spec = Attention(batch=2, n_q_heads=16, n_kv_heads=16, q_len=16384, kv_len=16384,
+                         qk_dim=128, v_dim=128, causal=False, act_bytes=2.0,
+                         kv_bytes_per_token=512.0)  # fmt: skip
+        op = Builder(dtype, 2.0, 2.0).attention("attention", spec)
+        fwd, bwd = (cost_ops([o], system, steady=False)[0].time_s
+                    for o in (op, attention_backward(op, 2)[0]))  # fmt: skip
+        return fwd, bwd
+
+    exposed = load_system("b200", 1).chip.attention_overlap_exposed
+    assert 0.0 < exposed < 0.5
+    hidden, _ = times(["compute.attention_overlap_exposed=0"])
+    preset, b_preset = times([])
+    serial, b_serial = times(["compute.attention_overlap_exposed=1"])
+    apart, b_apart = times(["compute.attention_overlap=false"])
+    assert hidden < preset < serial
+    assert serial == pytest.approx(apart, rel=1e-6)  # all of the shorter exposed: the sum
+    assert b_preset == pytest.approx(b_serial) == pytest.approx(b_apart)
+    # linear in the share: the preset sits at its share of the way from hidden to serial
+    assert (preset - hidden) / (serial - hidden) == pytest.approx(exposed, rel=1e-3)
+    # fp8: twice the matmul rate, the same softmax: the share costs less of its (shorter) matmul
+    f8_hidden, _ = times(["compute.attention_overlap_exposed=0"], "fp8")
+    f8_preset, _ = times([], "fp8")
+    assert f8_preset / f8_hidden - 1 < preset / hidden - 1
+    with pytest.raises(ConfigError, match="attention_overlap_exposed must be in \\[0, 1\\]"):
+        load_system("b200", 1, ["compute.attention_overlap_exposed=1.2"])
+
+
 def test_attention_overlap_takes_true_or_false_and_nothing_else():
     from hardware import load_system
 

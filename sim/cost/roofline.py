@@ -57,7 +57,9 @@ vector units) runs after each block's matmuls, not overlapped: Shah et al. 2024
 without the overlap and ~660 with it. On a chip whose MMA runs asynchronously with its
 accumulators outside the registers (``compute.attention_overlap``: Blackwell's tcgen05 and
 tensor memory) the native forward takes the longer of the two instead (FlashAttention-4,
-Zadouri et al. 2026, Sec. 3.1); its backward stays in series.
+Zadouri et al. 2026, Sec. 3.1), plus the share of the shorter that its per-tile hand-offs leave
+exposed (``compute.attention_overlap_exposed``, fitted to FlashAttention-4's measured forward);
+its backward stays in series.
 """
 
 from __future__ import annotations
@@ -991,7 +993,11 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     if st.attention_overlap:
         beside = np.array([k == "native" and not op.attention.backward  # type: ignore[union-attr]
                            for op, k in zip(ops, kernel, strict=True)])  # fmt: skip
-        busy = np.where(beside[:, None], np.maximum(mm_s, soft_s), mm_s + soft_s)
+        # the per-tile hand-offs (S ready for the softmax, P ready for the next MMA) leave a
+        # share of the shorter exposed (``attention_overlap_exposed``, from a measured forward)
+        exposed = chips.values["attention_overlap_exposed"]
+        hidden = np.maximum(mm_s, soft_s) + exposed * np.minimum(mm_s, soft_s)
+        busy = np.where(beside[:, None], hidden, mm_s + soft_s)
     else:
         busy = mm_s + soft_s
     compute = waves * (per_unit * busy)

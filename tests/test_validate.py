@@ -423,6 +423,23 @@ def test_a_decode_attention_row_reads_its_keys():
     assert short == pytest.approx(run_row({**row, "kv_len": 8192, "seq": 4096}).predicted)
 
 
+def test_an_attention_row_with_a_narrower_value_head_costs_its_own_widths():
+    """An MLA-shaped prefill row (``v_head_dim`` 128 under a 192-wide query/key head) does
+    (192 + 128) / (2 x 192) of the matmul work of the same row at 192 alike, and no more than
+    the 192/192 row's time; a bad width is a one-line skip naming the field."""
+    row = {"id": "x", "kind": "attention", "metric": "time_s", "measured": 1e-3,
+           "chip": "gb200", "batch": 2, "seq": 32768, "heads": 128, "head_dim": 192,
+           "causal": False}  # fmt: skip
+    wide = run_row(row).predicted
+    mla = run_row({**row, "v_head_dim": 128}).predicted
+    assert mla < wide
+    # compute-bound at this length: the time follows the matmul width, within the softmax share
+    assert (192 + 128) / 384 * 0.9 < mla / wide < (192 + 128) / 384 * 1.1
+    for bad in (0, 1.5, "128", True):
+        r = run_row({**row, "v_head_dim": bad})
+        assert r.predicted is None and "v_head_dim" in r.skipped and "\n" not in r.skipped
+
+
 def test_rows_give_the_same_results_on_any_number_of_workers():
     # a ratio row's members run beside the rows picked, in the pool as in this process
     ids = ["ratio-vllm-v1-*-k2-*", "moek-vllm24700-*-m1", "liger-*rms*"]

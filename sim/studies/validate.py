@@ -478,9 +478,15 @@ def _predict_attention(row: dict) -> tuple[float, dict]:
     # cuDNN's fp8 SDPA runs them; the softmax in fp32 as ever)
     dtype = row.get("dtype", "bf16")
     width = 1.0 if dtype == "fp8" else 2.0
+    # a value head narrower than the query/key head (MLA's prefill form: qk 192, v 128)
+    v = row.get("v_head_dim", hd)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ConfigError(f"validation row {row.get('id')!r}: v_head_dim must be an integer "
+                          f">= 1 (the value head's width; omit it where it equals head_dim), "
+                          f"got {v!r}")  # fmt: skip
     spec = Attention(batch=row.get("batch", 1) or 1, n_q_heads=heads, n_kv_heads=kv_heads,
-                     q_len=q_len, kv_len=kv_len, qk_dim=hd, v_dim=hd, causal=causal,
-                     act_bytes=width, kv_bytes_per_token=2 * hd * width,
+                     q_len=q_len, kv_len=kv_len, qk_dim=hd, v_dim=v, causal=causal,
+                     act_bytes=width, kv_bytes_per_token=(hd + v) * width,
                      kernel=row.get("attention_kernel", "native"))  # fmt: skip
     op = Builder(dtype, width, width).attention("attention", spec)
     # sources count 4·seq²·hd·heads·batch (2.5x that for the backward), halved for causal —

@@ -215,7 +215,10 @@ class Chip:
     tcgen05 and tensor memory, as FlashAttention-4 and cuDNN use it), so a score costs the
     longer of its matmul and softmax time rather than their sum (``sim.cost.roofline``), plus
     ``attention_overlap_exposed`` times the shorter: the part of it the kernel's per-tile
-    hand-offs leave exposed, as its measured forward rate shows.
+    hand-offs leave exposed, as its measured forward rate shows. ``tensor_memory_bytes``: a
+    core's accumulator memory for its asynchronous MMA (Blackwell's tensor memory); a fused
+    attention backward whose dK and dV accumulators leave no room there for a score tile runs
+    as two kernels that each recompute S and dP (``sim.cost.roofline``).
     ``split_accumulate_fraction`` is the rate of an fp8 matmul whose fp32 partial sums are
     promoted out of the tensor core every few MMAs (cuBLAS without CUBLASLT_MATMUL_DESC_FAST_ACCUM,
     Transformer Engine's default for the dgrad and wgrad GEMMs) over the fast-accumulating one;
@@ -253,6 +256,9 @@ class Chip:
     # with ``attention_overlap``: the share of the shorter of a native forward score's matmul and
     # softmax times that the kernel's pipeline does not hide (0: the longer of the two alone)
     attention_overlap_exposed: float = 0.0
+    # the accumulator memory of a core's asynchronous MMA, bytes (Blackwell's tensor memory:
+    # 128 lanes x 512 columns of 32 bits an SM); None where the accumulators live in registers
+    tensor_memory_bytes: float | None = None
     # the NVIDIA compute capability ("8.0": Ampere GA100, "9.0": Hopper, "10.0": Blackwell B200;
     # "": not an NVIDIA part): software picks its kernels by it (a runtime's attention backend
     # for a model with attention sinks, ``workloads.runtime.Runtime.sinks_native``)
@@ -322,6 +328,13 @@ class Chip:
             _fraction(where, "compute.attention_bwd_fraction", self.attention_bwd_fraction)
         if self.split_accumulate_fraction is not None:
             _fraction(where, "compute.split_accumulate_fraction", self.split_accumulate_fraction)
+        if self.tensor_memory_bytes is not None and not (
+            math.isfinite(self.tensor_memory_bytes) and self.tensor_memory_bytes > 0
+        ):
+            raise ConfigError(
+                f"{where}: compute.tensor_memory must be a capacity > 0 (e.g. '256 KiB'), "
+                f"got {self.tensor_memory_bytes!r}"
+            )
         x = self.attention_overlap_exposed
         if not (isinstance(x, int | float) and 0 <= x <= 1):
             raise ConfigError(

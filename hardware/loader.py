@@ -180,6 +180,7 @@ _OPTIONAL_FIELDS = {
     "stream_k",
     "attention_overlap",
     "attention_overlap_exposed",
+    "tensor_memory",
     "compute_capability",
     "intra_node_achievable_fraction",
     "inter_node_achievable_fraction",
@@ -373,6 +374,7 @@ def chip_from_dict(raw: dict[str, Any]) -> Chip:
         attention_overlap_exposed=_q(
             compute, "attention_overlap_exposed", "fraction", f"chip {name!r}: compute", 0.0
         ),
+        tensor_memory_bytes=_q(compute, "tensor_memory", "bytes", f"chip {name!r}: compute", None),
         compute_capability=_capability(compute, f"chip {name!r}: compute"),
         mma_sync_fraction=_q(
             compute, "mma_sync_fraction", "fraction", f"chip {name!r}: compute", None

@@ -1213,6 +1213,39 @@ def test_the_exposed_share_runs_the_forward_between_the_longer_part_and_the_sum(
         load_system("b200", 1, ["compute.attention_overlap_exposed=1.2"])
 
 
+def test_a_backward_whose_accumulators_fill_the_tensor_memory_recomputes_its_scores():
+    """``tensor_memory`` (Blackwell): at head dim 256 a native backward's dK and dV fill the
+    SM's 512 columns, so it runs as two kernels that each compute S and dP again (7 matmuls for
+    the 5 counted, the softmax twice): twice the tensor memory fuses it again; head dim 128 and
+    a chip without tensor memory are unchanged; the forward never splits."""
+    from hardware import load_system
+    from sim.cost.simulate import cost_ops
+    from workloads.build import Builder
+    from workloads.training import attention_backward
+
+    def times(chip: str, hd: int, sets: list[str]) -> tuple[float, float]:
+        system = load_system(chip, 1, sets)
+        spec = Attention(batch=1, n_q_heads=32, n_kv_heads=2, q_len=32768, kv_len=32768,
+                         qk_dim=hd, v_dim=hd, causal=True, act_bytes=2.0,
+                         kv_bytes_per_token=4.0 * hd)  # fmt: skip
+        op = Builder("bf16", 2.0, 2.0).attention("attention", spec)
+        fwd, bwd = (
+            cost_ops([o], system, steady=False)[0] for o in (op, attention_backward(op, 2)[0])
+        )
+        return fwd.time_s, bwd.time_s
+
+    f256, b256 = times("b200", 256, [])
+    f256_big, b256_big = times("b200", 256, ["compute.tensor_memory=512KiB"])
+    assert f256 == pytest.approx(f256_big)
+    assert 1.3 < b256 / b256_big < 1.6  # 7 of 5 matmuls and the softmax twice
+    assert times("b200", 128, []) == pytest.approx(
+        times("b200", 128, ["compute.tensor_memory=512KiB"])
+    )
+    assert load_system("h100-sxm", 1).chip.tensor_memory_bytes is None
+    with pytest.raises(ConfigError, match="tensor_memory"):
+        load_system("b200", 1, ["compute.tensor_memory=-1KiB"])
+
+
 def test_attention_overlap_takes_true_or_false_and_nothing_else():
     from hardware import load_system
 

@@ -57,6 +57,7 @@ def chip_leaves(system: System) -> dict[str, Any]:
         "attention_bwd_fraction": _float(c.attention_bwd_fraction),
         "split_accumulate_fraction": _float(c.split_accumulate_fraction),
         "attention_overlap_exposed": c.attention_overlap_exposed,
+        "tensor_memory": _float(c.tensor_memory_bytes),
         "vector_flops_per_s": c.vector_flops_per_s,
         "clock_hz": _float(c.clock_hz),
         "exp_per_s": _float(c.exp_per_s),

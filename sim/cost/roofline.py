@@ -795,6 +795,9 @@ _TRITON_SEGMENTS = 16.0
 #: up to 128, csrc/flash_attn/src/flash_fwd_launch_template.h; FA3 hopper/tile_size.h: 128 rows
 #: for head dims 64 to 256 forward): what a causal diagonal tile computes whole
 _FLASH_BLOCK_M = 128.0
+#: a Blackwell tensor memory's lanes (rows of 32-bit cells; NVIDIA's tcgen05 docs: 128 lanes x
+#: 512 columns an SM): a 128-row accumulator tile of width w takes w columns
+_TMEM_LANES = 128.0
 #: FlashAttention-2's key block at head dims up to 128 on sm80/sm90, kBlockN
 #: (Flash_fwd_kernel_traits<Headdim, 128, 64, 4, ...>, flash_fwd_launch_template.h): the first
 #: K/V tile a query block waits for before its first MMA (``_flash_edges``)
@@ -973,6 +976,15 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # forward: S = QK^T and O = PV; backward (FlashAttention-2 Alg. 2, Dao 2023): S again, then
     # dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q: 3 products of width qk, 2 of width v
     width = np.where(backward, 3 * qk_dim + 2 * v_dim, qk_dim + v_dim)
+    # a native backward on a core with tensor memory keeps its dK and dV accumulators there
+    # (qk + v fp32 columns of a 128-row key tile) beside a 128-column score tile (S, with dP,
+    # dS and dQ laid over it); where they leave no room for one it runs as a dQ kernel and a
+    # dK/dV kernel, each computing S and dP again and the softmax with them (FlashAttention-4
+    # at head dim 256: benchmarks/research/blackwell-attention-backward-smem-2026-12-07.md)
+    columns = chips.values["tensor_memory"] / (_TMEM_LANES * 4.0)
+    native = np.array([[k == "native"] for k in kernel])
+    recompute = (backward > 0) & native & (qk_dim + v_dim + _FLASH_BLOCK_M > columns)
+    width = width + np.where(recompute, qk_dim + v_dim, 0.0)
     matmul = 2.0 * score_elems * width
     per_unit = 1.0 / (units * split)
     keys = [(op.dtype, k, op.attention.backward) for op, k in zip(ops, kernel, strict=True)]  # type: ignore[union-attr]
@@ -983,7 +995,7 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # ping-pong); FA3's ping-pong scheduling hides part of the softmax (NB: not modelled).
     # Per unit of work on one core: its share of the matmuls at the core's rate, and its share
     # of the softmax at the core's share of the exp and vector rates
-    per_score = softmax_s(backward, vector, exp_rate)
+    per_score = softmax_s(backward, vector, exp_rate) * np.where(recompute, 2.0, 1.0)
     mm_s, soft_s = matmul / core_rate, score_elems * per_score * n_cores
     # a chip whose native forward runs the softmax beside the matmuls (``attention_overlap``:
     # FlashAttention-4 and cuDNN on Blackwell, the MMA asynchronous with its accumulators in
@@ -1068,6 +1080,7 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # a wafer) runs no such kernels (as _flash_edges)
     if not chips.structure.scratchpad_reuse and _has_reuse(chips):
         kernels = kernels + ((split > 1) & (per_head == 0) & (q_len <= 64))
+    kernels = kernels + recompute  # a split backward's second kernel
     time, main_s, reuse_s, overhead = _finish(chips, compute, main_bytes, reuse_bytes, kernels)
     if (
         not st.scratchpad_reuse

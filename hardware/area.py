@@ -10,7 +10,9 @@ high-density bit cell, PHYs not at all (analog and I/O do not shrink). The block
   dtype on one array);
 - **vector units and control**: per FMA lane at the quoted vector rate (vector / 2 x clock);
 - **register files**, **caches** (tags and wide ports) and **scratchpads** (software-managed
-  SRAM), per MiB;
+  SRAM), per MiB; a core's **tensor memory** (``compute.tensor_memory``: the accumulators of an
+  asynchronous MMA, Blackwell's TMEM) on every core built, costed as register file (no tags,
+  read and written at the tensor cores' rate), so that a what-if on its size costs area;
 - **core interconnect**: a crossbar share per core;
 - **memory PHYs and controllers**: per HBM stack or DRAM channel;
 - **links**: SerDes lanes for the link bandwidth at the node's lane rate, plus controllers;
@@ -324,6 +326,10 @@ def estimate_area(chip: Chip, system: System | None = None) -> AreaEstimate:
     if si.register_file_bytes:
         mib = si.register_file_bytes / 2**20
         blocks.append(Block("register_files", mib * c["register_mm2_per_mib"] * sram,
+                            ("register_mm2_per_mib",), True))  # fmt: skip
+    if chip.tensor_memory_bytes:
+        mib = chip.tensor_memory_bytes * cores / 2**20
+        blocks.append(Block("tensor_memory", mib * c["register_mm2_per_mib"] * sram,
                             ("register_mm2_per_mib",), True))  # fmt: skip
     tech, sites = main_memory_sites(chip)
     caches = si.caches if si.caches is not None else CACHE_LEVELS

@@ -68,6 +68,19 @@ def test_more_sram_or_compute_costs_area_and_money():
     assert estimate_cost(bigger, chip).die_usd > estimate_cost(base, chip).die_usd
 
 
+def test_tensor_memory_is_a_block_of_every_core_built_and_a_what_if_on_it_costs_area():
+    """Blackwell's tensor memory (``compute.tensor_memory``) is costed as register file on
+    every core built: doubling it adds as much as its first 256 KiB an SM, the same area the
+    register-file figure held it in before; a chip without it has no such block."""
+    base = _area("b200")
+    tmem = {b.name: b.mm2 for b in base.blocks}["tensor_memory"]
+    regs = {b.name: b.mm2 for b in base.blocks}["register_files"]
+    assert tmem == pytest.approx(regs)  # 256 KiB of each an SM
+    double = _area("b200", "compute.tensor_memory=512KiB")
+    assert double.die_area_mm2 - base.die_area_mm2 == pytest.approx(tmem)
+    assert "tensor_memory" not in {b.name for b in _area("h100-sxm").blocks}
+
+
 def test_two_dies_split_the_area_and_a_die_past_the_reticle_says_so(capsys):
     b200 = _area("b200")
     assert b200.dies == 2 and b200.per_die_mm2 == pytest.approx(b200.die_area_mm2 / 2)

@@ -1149,6 +1149,33 @@ def test_a_one_tile_kernel_costs_the_same_in_a_sweep_over_chips():
         assert [float(t) for t in table.time[:, i]] == pytest.approx(alone, rel=1e-12)
 
 
+def test_a_sweep_over_tensor_memory_and_exposed_share_costs_each_chip_as_alone():
+    """Chips that differ in ``tensor_memory`` (the backward's split) and
+    ``attention_overlap_exposed`` (the forward's share) cost in one stack what they cost alone,
+    at head dims that split (256) and that do not (128)."""
+    from hardware import load_system
+    from sim.cost.chips import ChipArrays
+    from sim.cost.roofline import cost_ops, cost_table
+    from workloads.build import Builder
+    from workloads.training import attention_backward
+
+    systems = [
+        load_system("b200", 1, [f"compute.tensor_memory={t}KiB",
+                                f"compute.attention_overlap_exposed={x}"])
+        for t, x in ((256, 0.129), (512, 0.129), (256, 0.0), (512, 0.5))
+    ]  # fmt: skip
+    for hd in (128, 256):
+        spec = Attention(batch=1, n_q_heads=32, n_kv_heads=2, q_len=8192, kv_len=8192,
+                         qk_dim=hd, v_dim=hd, causal=True, act_bytes=2.0,
+                         kv_bytes_per_token=4.0 * hd)  # fmt: skip
+        op = Builder("bf16", 2.0, 2.0).attention("attention", spec)
+        ops = [op, *attention_backward(op, 2.0)]
+        table = cost_table(ops, ChipArrays.from_systems(systems), steady=False)
+        for i, system in enumerate(systems):
+            alone = [c.time_s for c in cost_ops(ops, system, steady=False)]
+            assert [float(t) for t in table.time[:, i]] == pytest.approx(alone, rel=1e-12)
+
+
 def test_an_overlapping_chip_runs_the_forward_softmax_beside_the_matmuls_not_the_backward():
     """``attention_overlap`` (Blackwell): a native forward score costs the longer of its matmul
     and softmax time, not their sum; FlashAttention-2 (mma.sync) and the backward keep the sum."""

@@ -1003,13 +1003,11 @@ def cost_attentions(ops: list[Op], chips: ChipArrays) -> Part:
     # NB: the backward stays in series (its dS feeds two of its five matmuls; FlashAttention-4
     # finds it bound by shared-memory traffic, Sec. 3.2, which roofsim does not model)
     if st.attention_overlap:
-        beside = np.array([k == "native" and not op.attention.backward  # type: ignore[union-attr]
-                           for op, k in zip(ops, kernel, strict=True)])  # fmt: skip
         # the per-tile hand-offs (S ready for the softmax, P ready for the next MMA) leave a
         # share of the shorter exposed (``attention_overlap_exposed``, from a measured forward)
         exposed = chips.values["attention_overlap_exposed"]
         hidden = np.maximum(mm_s, soft_s) + exposed * np.minimum(mm_s, soft_s)
-        busy = np.where(beside[:, None], hidden, mm_s + soft_s)
+        busy = np.where(native & (backward <= 0), hidden, mm_s + soft_s)
     else:
         busy = mm_s + soft_s
     compute = waves * (per_unit * busy)

@@ -1099,3 +1099,59 @@ def test_lmdeploy_01_runs_turbomind_eager_on_nccl_and_samples_top_k():
     assert t_tm - t_def == pytest.approx(ar_tm - ar_def, rel=0.1)  # the all-reduces the gap
     small = load_model("llama-2-7b")
     assert step(turbomind, 1, small)[0] == pytest.approx(step(default, 1, small)[0], rel=0.02)
+
+
+def test_a_runtime_file_is_a_what_if_on_a_preset(tmp_path, capsys):
+    """--runtime takes a TOML file: a preset (or alias) as base and the fields it changes,
+    checked as a preset's are; the rest, citations included, is the base's."""
+    f = tmp_path / "vllm-quiet-host.toml"
+    f.write_text('base = "vllm"\nstep_overhead_per_seq_s = 0.0\n')
+    what_if, base = load_runtime(str(f)), load_runtime("vllm-0.11")
+    assert what_if.name == "vllm-quiet-host" and what_if.step_overhead_per_seq_s == 0.0
+    assert base.step_overhead_per_seq_s > 0
+    assert what_if.step_overhead_s == base.step_overhead_s
+    assert what_if.sources["step_overhead_s_source"] == base.sources["step_overhead_s_source"]
+    assert "step_overhead_per_seq_s_source" not in what_if.sources  # its value is the file's
+    assert base.full_name in what_if.full_name and "step_overhead_per_seq_s" in what_if.full_name
+    # the host work a running sequence adds to a step is gone: a saturated serve runs faster
+    argv = ["serve", "--model", "llama-3-8b", "--chip", "h100-sxm", "--rate", "40",
+            "--duration", "20", "--json", "--runtime"]  # fmt: skip
+    ends = []
+    for runtime in ("vllm-0.11", str(f)):
+        assert main([*argv, runtime]) == 0
+        ends.append(json.loads(capsys.readouterr().out)["end_s"])
+    assert ends[1] < ends[0]  # the same requests done sooner
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (None, "no runtime file"),
+        ('base = "vllm\n', "is not valid TOML"),
+        ('base = "vllm"\nstep_overhead_per_seq = 0\n', "unknown field 'step_overhead_per_seq'"),
+        ('base = "vllm"\nstep_overhead_s = -1\n', "step_overhead_s must be a number of seconds"),
+        ('base = "nope"\n', "base must name another runtime preset"),
+        ('base = "vllm"\naliases = ["mine"]\n', "aliases are names of a preset"),
+    ],
+)
+def test_a_bad_runtime_file_is_a_one_line_error(tmp_path, capsys, text, match):
+    f = tmp_path / "mine.toml"
+    if text is not None:
+        f.write_text(text)
+    with pytest.raises(WorkloadError, match=match):
+        load_runtime(str(f))
+    assert main(["decode", "--model", "llama-2-7b", "--chip", "h100-sxm", "--runtime", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert match.split("'")[0] in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_training_takes_a_runtime_file_only_on_a_training_stack(tmp_path, capsys):
+    serving, stack = tmp_path / "serving.toml", tmp_path / "slow-launch.toml"
+    serving.write_text('base = "vllm"\n')
+    stack.write_text('base = "megatron"\nhost_launch_s = 50e-6\n')
+    argv = ["train", "--model", "llama-3-8b", "--chip", "h100-sxm", "--chips", "8", "--zero", "1",
+            "--runtime"]  # fmt: skip
+    assert main([*argv, str(serving)]) == 2
+    assert "not a training runtime" in capsys.readouterr().err
+    assert main([*argv, str(stack)]) == 0
+    assert "runtime " in capsys.readouterr().out.splitlines()[0]

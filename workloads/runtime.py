@@ -592,8 +592,37 @@ def runtime_name(name: Any) -> str:
 
 @cache
 def load_runtime(name: str = DEFAULT_RUNTIME) -> Runtime:
-    """A runtime preset by name or alias; WorkloadError naming the presets for an unknown one."""
+    """A runtime preset by name or alias, or a runtime TOML file (a path ending in ``.toml``:
+    a what-if on the software, usually ``base = "<preset>"`` and the fields it changes, as the
+    presets' variants are written); WorkloadError naming the presets for an unknown one."""
+    if isinstance(name, str) and name.lower().endswith(".toml"):
+        return _load_file(name)
     return _load(runtime_name(name), ())
+
+
+def _load_file(path: str) -> Runtime:
+    """A runtime from the TOML file at ``path``: the fields of a preset, checked as a preset's
+    are; ``base`` may name a preset or one of its aliases. Its name is the file's stem."""
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise WorkloadError(f"--runtime: no runtime file {path!r}; give a preset name (roofsim "
+                            "runtimes lists them) or a .toml file with a preset's fields")  # fmt: skip
+    try:
+        raw = tomllib.loads(file.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise WorkloadError(f"--runtime: {path!r} is not valid TOML: {e}") from None
+    if "aliases" in raw:
+        raise WorkloadError(f"runtime file {path!r}: aliases are names of a preset; remove them")
+    base = raw.get("base")
+    if isinstance(base, str) and runtime_preset(base) is not None:
+        raw["base"] = runtime_preset(base)
+        if "full_name" not in raw:  # the preset's, and what the file changes in it
+            changed = sorted(k for k in raw if k != "base" and not k.endswith("_source"))
+            raw["full_name"] = (f"{load_runtime(raw['base']).full_name}; {file.name}: "
+                                f"{', '.join(changed) or 'no change'}")  # fmt: skip
+    return _build(raw, file.stem, (str(path),), where=f"runtime file {path!r}")
 
 
 def _count(value: Any) -> bool:
@@ -611,7 +640,12 @@ def _load(name: str, seen: tuple[str, ...]) -> Runtime:
         )
     raw = tomllib.loads((_folder() / f"{name}.toml").read_text())
     raw.pop("aliases", None)  # names of this preset, not a field (and never inherited)
-    where = f"runtime {name!r}"
+    return _build(raw, name, seen)
+
+
+def _build(raw: dict[str, Any], name: str, seen: tuple[str, ...], where: str = "") -> Runtime:
+    """The runtime ``raw`` describes (a preset's or a runtime file's fields), checked."""
+    where = where or f"runtime {name!r}"
     known = set(Runtime.__dataclass_fields__) | {"base", "source"}
     unknown = sorted(k for k in raw if k.removesuffix("_source") not in known)
     if unknown:  # a misspelt field would silently keep its default

@@ -223,7 +223,8 @@ def speculation(args: argparse.Namespace, target: Any) -> Any:
 
 RUNTIME_HELP = (
     "the software it runs under: a runtime preset (roofsim runtimes lists them; default "
-    "fused-graphs: fused kernels under CUDA graphs, no host time per step)"
+    "fused-graphs: fused kernels under CUDA graphs, no host time per step) or a runtime "
+    "TOML file (base = PRESET and the fields it changes: a what-if on the software)"
 )
 
 
@@ -235,7 +236,7 @@ def add_runtime_arg(p: argparse.ArgumentParser, default: str = "fused-graphs",
 DIT_RUNTIME_HELP = (
     "the software it runs under: a runtime preset (roofsim runtimes lists them; default "
     "diffusers: eager PyTorch, as the diffusers pipelines and the models' reference code run; "
-    "torch-compile or fused-graphs for a compiled stack)"
+    "torch-compile or fused-graphs for a compiled stack) or a runtime TOML file"
 )
 
 
@@ -329,7 +330,8 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    "mode: one kernel per primitive, fp32 upcasts); --runtime sets it")  # fmt: skip
     p.add_argument("--runtime", default=None,
                    help="the training software as a runtime preset (roofsim runtimes): "
-                   "megatron-core, torch-compile, pytorch-eager, ...; sets --elementwise and the default "
+                   "megatron-core, torch-compile, pytorch-eager, ...; or a runtime TOML file "
+                   "(base = PRESET and the fields it changes); sets --elementwise and the default "
                    "--attention-kernel")  # fmt: skip
     p.add_argument("--zero", type=int_arg, default=0, help="ZeRO stage 0-3 (3 = FSDP)")
     p.add_argument("--grad-reduce", default="",
